@@ -1,0 +1,249 @@
+// Package abi is the wire format between the Fermion host and a reactor guest.
+//
+// It is shared by the host (internal/sandbox) and the guest SDK (sdk/fermion), so it
+// imports nothing but the standard library's smallest packages: a guest binary pays for
+// every import.
+//
+// A reactor guest exports:
+//
+//	_initialize                       run once after instantiation (Go c-shared runtime init)
+//	fermion_abi_v1() -> i32           marker; returns Version
+//	fermion_buf(size i32) -> i32      pointer to a guest buffer of at least size bytes
+//	fermion_handle(len i32) -> i32    handle the Request encoded in the first len bytes of the buffer
+//
+// and imports from module "fermion":
+//
+//	response(ptr, len i32)            the encoded Response (called once per handle)
+//	http_send(ptr, len i32) -> i32    perform an outbound request; returns the length of the result
+//	http_take(ptr, len i32)           copy the pending outbound result into guest memory
+//
+// All integers are little-endian. Strings and byte slices are a u32 length then bytes.
+package abi
+
+import "errors"
+
+// Version is the ABI revision a guest declares through fermion_abi_v1.
+const Version = 1
+
+// Names of the exports and imports that make up the ABI.
+const (
+	ExportMarker     = "fermion_abi_v1"
+	ExportBuf        = "fermion_buf"
+	ExportHandle     = "fermion_handle"
+	ExportInitialize = "_initialize"
+	ExportStart      = "_start"
+
+	HostModule   = "fermion"
+	HostResponse = "response"
+	HostHTTPSend = "http_send"
+	HostHTTPTake = "http_take"
+)
+
+// Handle results returned by fermion_handle.
+const (
+	HandleOK       = 0 // the guest called response exactly once
+	HandleBadInput = 1 // the request could not be decoded
+	HandlePanic    = 2 // the handler panicked; the instance must not be reused
+)
+
+// ErrShort is returned when an encoding ends before its fields do.
+var ErrShort = errors.New("abi: truncated message")
+
+// ErrTooLarge is returned when a length field exceeds the bytes that follow it.
+var ErrTooLarge = errors.New("abi: length exceeds message")
+
+// Header is one header field; repeated names are repeated entries.
+type Header struct {
+	Name, Value string
+}
+
+// Request is an HTTP request as the guest sees it.
+type Request struct {
+	Method     string
+	URI        string // path and query, as on the request line; absolute URL for outbound requests
+	Host       string
+	RemoteAddr string
+	Headers    []Header
+	Body       []byte
+}
+
+// Response is an HTTP response produced by the guest, or received by an outbound call.
+type Response struct {
+	Status  int
+	Headers []Header
+	Body    []byte
+}
+
+// Outbound result tags: the first byte of an http_send result.
+const (
+	ResultOK    = 0 // a Response follows
+	ResultError = 1 // an error message string follows
+)
+
+// AppendRequest appends the encoding of r to b.
+func AppendRequest(b []byte, r *Request) []byte {
+	b = appendString(b, r.Method)
+	b = appendString(b, r.URI)
+	b = appendString(b, r.Host)
+	b = appendString(b, r.RemoteAddr)
+	b = appendHeaders(b, r.Headers)
+	return appendBytes(b, r.Body)
+}
+
+// DecodeRequest decodes a Request. Strings and Body alias nothing in b: they are copies,
+// because the guest reuses its buffer for the next request.
+func DecodeRequest(b []byte, r *Request) error {
+	d := decoder{b: b}
+	r.Method = d.string()
+	r.URI = d.string()
+	r.Host = d.string()
+	r.RemoteAddr = d.string()
+	r.Headers = d.headers(r.Headers[:0])
+	r.Body = d.bytesCopy()
+	return d.done()
+}
+
+// AppendResponse appends the encoding of r to b.
+func AppendResponse(b []byte, r *Response) []byte {
+	b = appendU32(b, uint32(r.Status))
+	b = appendHeaders(b, r.Headers)
+	return appendBytes(b, r.Body)
+}
+
+// DecodeResponse decodes a Response. Body aliases b when alias is true (the host copies
+// guest memory once and may keep views of that copy).
+func DecodeResponse(b []byte, r *Response, alias bool) error {
+	d := decoder{b: b}
+	r.Status = int(d.u32())
+	r.Headers = d.headers(r.Headers[:0])
+	if alias {
+		r.Body = d.bytes()
+	} else {
+		r.Body = d.bytesCopy()
+	}
+	return d.done()
+}
+
+// AppendResultOK appends a successful outbound result.
+func AppendResultOK(b []byte, r *Response) []byte {
+	return AppendResponse(append(b, ResultOK), r)
+}
+
+// AppendResultError appends a failed outbound result carrying msg.
+func AppendResultError(b []byte, msg string) []byte {
+	return appendString(append(b, ResultError), msg)
+}
+
+// DecodeResult decodes an outbound result: a Response, or the host's error message.
+func DecodeResult(b []byte, r *Response) (errMsg string, err error) {
+	if len(b) == 0 {
+		return "", ErrShort
+	}
+	switch b[0] {
+	case ResultOK:
+		return "", DecodeResponse(b[1:], r, false)
+	case ResultError:
+		d := decoder{b: b[1:]}
+		msg := d.string()
+		return msg, d.done()
+	default:
+		return "", errors.New("abi: unknown result tag")
+	}
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = appendU32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, p []byte) []byte {
+	b = appendU32(b, uint32(len(p)))
+	return append(b, p...)
+}
+
+func appendHeaders(b []byte, hs []Header) []byte {
+	b = appendU32(b, uint32(len(hs)))
+	for _, h := range hs {
+		b = appendString(b, h.Name)
+		b = appendString(b, h.Value)
+	}
+	return b
+}
+
+// decoder reads fields in order and remembers the first error, so callers check once.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) u32() uint32 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 4 {
+		d.err = ErrShort
+		return 0
+	}
+	v := uint32(d.b[0]) | uint32(d.b[1])<<8 | uint32(d.b[2])<<16 | uint32(d.b[3])<<24
+	d.b = d.b[4:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.u32()
+	if d.err != nil {
+		return nil
+	}
+	if uint64(n) > uint64(len(d.b)) {
+		d.err = ErrTooLarge
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *decoder) bytesCopy() []byte {
+	p := d.bytes()
+	if len(p) == 0 {
+		return nil
+	}
+	return append([]byte(nil), p...)
+}
+
+func (d *decoder) string() string {
+	return string(d.bytes())
+}
+
+func (d *decoder) headers(hs []Header) []Header {
+	n := d.u32()
+	if d.err != nil {
+		return hs
+	}
+	// Each header needs at least 8 bytes of lengths; refuse counts the message cannot hold
+	// before allocating for them.
+	if uint64(n)*8 > uint64(len(d.b)) {
+		d.err = ErrTooLarge
+		return hs
+	}
+	for i := uint32(0); i < n && d.err == nil; i++ {
+		name := d.string()
+		value := d.string()
+		hs = append(hs, Header{Name: name, Value: value})
+	}
+	return hs
+}
+
+func (d *decoder) done() error {
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return errors.New("abi: trailing bytes after message")
+	}
+	return nil
+}

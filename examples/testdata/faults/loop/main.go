@@ -1,0 +1,26 @@
+// Command loop is a fault guest for tests, not an example: with ?loop=1 its handler spins
+// forever in a tight loop with no calls, so only the host's timeout can stop it.
+// Otherwise it answers "ok".
+package main
+
+import (
+	"net/http"
+
+	"fermion.dev/fermion/sdk/fermion"
+)
+
+// Counter is global so the loop's stores are observable and cannot be optimised away.
+var Counter int
+
+func init() {
+	fermion.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("loop") == "1" {
+			for {
+				Counter++
+			}
+		}
+		w.Write([]byte("ok"))
+	})
+}
+
+func main() {}

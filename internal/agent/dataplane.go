@@ -1,0 +1,177 @@
+// Package agent is the node role: the data plane (sandbox engine, gateway, admin
+// endpoints) that `fermion run` uses alone and the agent runs under the control plane.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"fermion.dev/fermion/internal/gateway"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// DataPlaneConfig configures a DataPlane.
+type DataPlaneConfig struct {
+	CacheDir     string // compilation cache ("" in memory)
+	Logger       *slog.Logger
+	Telemetry    bool // metrics, spans and request logs
+	Version      string
+	Tracing      *telemetry.Tracing // nil: no-op
+	DrainTimeout time.Duration
+	// Labels are added to every guest log line (node name, region...).
+	Labels map[string]string
+}
+
+// DataPlane runs function versions behind one gateway.
+type DataPlane struct {
+	cfg     DataPlaneConfig
+	Metrics *telemetry.Metrics
+	Engine  *sandbox.Engine
+	Gateway *gateway.Gateway
+
+	mu        sync.Mutex // guards functions and routes; leaf
+	functions map[string]*deployed
+}
+
+type deployed struct {
+	fn     *sandbox.Function
+	routes []manifest.Route
+}
+
+// NewDataPlane creates the engine and gateway.
+func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.Discard
+	}
+	d := &DataPlane{cfg: cfg, functions: map[string]*deployed{}}
+	if cfg.Telemetry {
+		d.Metrics = telemetry.NewMetrics(cfg.Version)
+	}
+	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
+	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout}
+	if cfg.Tracing != nil && cfg.Telemetry {
+		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
+		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
+	}
+	e, err := sandbox.NewEngine(ecfg)
+	if err != nil {
+		return nil, err
+	}
+	d.Engine = e
+	d.Gateway = gateway.New(gcfg)
+	return d, nil
+}
+
+// Deploy loads a function version and routes its manifest's routes to it. A function
+// with the same name is replaced: the new version is loaded and prewarmed first, the
+// routes switch atomically, then the old version drains.
+func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
+	spec := sandbox.SpecFromManifest(m, wasm)
+	spec.Labels = d.cfg.Labels
+	fn, err := d.Engine.Load(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	old := d.functions[m.App.Name]
+	d.functions[m.App.Name] = &deployed{fn: fn, routes: m.Routes}
+	err = d.applyRoutesLocked()
+	if err != nil {
+		if old != nil {
+			d.functions[m.App.Name] = old
+		} else {
+			delete(d.functions, m.App.Name)
+		}
+		d.applyRoutesLocked()
+	}
+	d.mu.Unlock()
+	if err != nil {
+		fn.Close(ctx)
+		return nil, err
+	}
+	if old != nil {
+		go old.fn.Close(context.WithoutCancel(ctx))
+	}
+	return fn, nil
+}
+
+// Remove stops routing to a function and drains it.
+func (d *DataPlane) Remove(ctx context.Context, name string) error {
+	d.mu.Lock()
+	old, ok := d.functions[name]
+	delete(d.functions, name)
+	err := d.applyRoutesLocked()
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("remove %s: not deployed", name)
+	}
+	return errors.Join(err, old.fn.Close(ctx))
+}
+
+// Functions returns the deployed functions by name.
+func (d *DataPlane) Functions() []*sandbox.Function {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*sandbox.Function, 0, len(d.functions))
+	for _, dep := range d.functions {
+		out = append(out, dep.fn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+func (d *DataPlane) applyRoutesLocked() error {
+	var routes []gateway.Route
+	for _, dep := range d.functions {
+		for _, r := range dep.routes {
+			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn})
+		}
+	}
+	return d.Gateway.SetRoutes(routes)
+}
+
+// Serve serves the gateway on gw and the admin endpoints (/metrics, /healthz, /readyz)
+// on admin (nil: none) until ctx is done, then drains and closes every function.
+func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
+	var wg sync.WaitGroup
+	var adminSrv *http.Server
+	if admin != nil {
+		adminSrv = &http.Server{Handler: telemetry.AdminHandler(d.Metrics, nil), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := adminSrv.Serve(admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.cfg.Logger.Error("admin server", "err", err)
+			}
+		}()
+	}
+	err := d.Gateway.Serve(ctx, gw)
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	wg.Wait()
+	return errors.Join(err, d.Close(context.WithoutCancel(ctx)))
+}
+
+// Close drains and closes every function and the engine.
+func (d *DataPlane) Close(ctx context.Context) error {
+	d.mu.Lock()
+	fns := d.functions
+	d.functions = map[string]*deployed{}
+	d.mu.Unlock()
+	var errs []error
+	for _, dep := range fns {
+		errs = append(errs, dep.fn.Close(ctx))
+	}
+	errs = append(errs, d.Engine.Close(ctx))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,75 @@
+// Package cli is the fermion command line: one file per verb, all of it testable
+// without a process (Run takes the arguments and output streams; RunContext also a
+// context that stops long-running verbs).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Run runs the fermion command line and returns the process exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return RunContext(ctx, args, stdout, stderr)
+}
+
+// usageError marks mistakes in how the command was called (exit code 2).
+type usageError struct{ error }
+
+// RunContext is Run with a context: cancelling it stops serving verbs gracefully.
+func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "fermion: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fermion",
+		Short: "Run sandboxed WebAssembly functions close to your data and users",
+		Long: `Fermion runs small sandboxed WebAssembly functions on edge nodes and governs them
+from one control plane. Telemetry (Prometheus metrics, OpenTelemetry traces, JSON logs)
+is on by default.
+
+Start with:
+  fermion new hello --lang go
+  cd hello && fermion run .`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
+	})
+	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(c, args); err != nil {
+			return usageError{fmt.Errorf("%w\nusage: %s", err, c.UseLine())}
+		}
+		return nil
+	}
+}

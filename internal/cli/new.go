@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/spf13/cobra"
+
+	fermion "fermion.dev/fermion"
+	"fermion.dev/fermion/internal/manifest"
+)
+
+func newNewCmd() *cobra.Command {
+	var lang, dir string
+	var force bool
+	c := &cobra.Command{
+		Use:   "new NAME",
+		Short: "Scaffold a function: guest code, fermion.toml and a vendored guest SDK",
+		Long: `New writes a function directory that builds offline: a Go handler using the
+Fermion guest SDK, its fermion.toml, a go.mod, and the SDK sources under .fermion/sdk
+(go.mod points there with a replace directive).`,
+		Example: `  fermion new hello --lang go
+  cd hello && fermion run .`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			name := args[0]
+			if lang != "go" {
+				return usageError{fmt.Errorf("language %q is not supported; supported: go", lang)}
+			}
+			if dir == "" {
+				dir = name
+			}
+			if err := scaffold(name, dir, force); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "created %s in %s\nnext: cd %s && fermion run .\n", name, dir, dir)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&lang, "lang", "go", "guest language (go)")
+	c.Flags().StringVar(&dir, "dir", "", "directory to create (default: NAME)")
+	c.Flags().BoolVar(&force, "force", false, "write into an existing non-empty directory")
+	return c
+}
+
+var scaffoldFiles = map[string]string{
+	"main.go": `// Command {{.Name}} is a Fermion function.
+package main
+
+import (
+	"fmt"
+	"net/http"
+
+	"fermion.dev/fermion/sdk/fermion"
+)
+
+// Handlers are registered in init: a reactor module's main is never called.
+func init() {
+	fermion.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
+	})
+}
+
+func main() {}
+`,
+	"fermion.toml": `manifest_version = 1
+
+[app]
+name = "{{.Name}}"
+version = "0.1.0"
+description = "A Fermion function"
+
+[component]
+source = "{{.Name}}.wasm"
+
+[component.build]
+command = "go build -buildmode=c-shared -o {{.Name}}.wasm ."
+env = { GOOS = "wasip1", GOARCH = "wasm" }
+
+[[routes]]
+path = "/{{.Name}}"
+
+[limits]
+memory = "64MiB"
+timeout = "10s"
+
+[scaling]
+min_warm = 1
+max_instances = 16
+`,
+	"go.mod": `module {{.Name}}
+
+go 1.24
+
+require fermion.dev/fermion v0.0.0
+
+replace fermion.dev/fermion => ./.fermion/sdk
+`,
+	".gitignore": "*.wasm\n",
+	".fermion/sdk/go.mod": "module fermion.dev/fermion\n\ngo 1.24\n",
+}
+
+func scaffold(name, dir string, force bool) error {
+	// Validate the name the same way the manifest will, by rendering and parsing it.
+	var toml bytes.Buffer
+	if err := template.Must(template.New("").Parse(scaffoldFiles["fermion.toml"])).Execute(&toml, map[string]string{"Name": name}); err != nil {
+		return err
+	}
+	if _, err := manifest.Parse(manifest.FileName, toml.Bytes(), ""); err != nil {
+		return usageError{fmt.Errorf("function name %q: %v", name, strings.TrimPrefix(err.Error(), "fermion.toml: "))}
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 && !force {
+		return fmt.Errorf("directory %s exists and is not empty; choose another --dir or pass --force", dir)
+	}
+	files := map[string][]byte{}
+	for path, text := range scaffoldFiles {
+		var b bytes.Buffer
+		if err := template.Must(template.New(path).Parse(text)).Execute(&b, map[string]string{"Name": name}); err != nil {
+			return err
+		}
+		files[path] = b.Bytes()
+	}
+	err := fs.WalkDir(fermion.SDK, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fermion.SDK.ReadFile(path)
+		files[filepath.Join(".fermion/sdk", path)] = b
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read embedded sdk: %w", err)
+	}
+	for path, b := range files {
+		p := filepath.Join(dir, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	return nil
+}

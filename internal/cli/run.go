@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+type runOptions struct {
+	listen, adminListen string
+	cacheDir            string
+	noBuild             bool
+	noTelemetry         bool
+	logLevel            string
+	drainTimeout        time.Duration
+}
+
+func newRunCmd() *cobra.Command {
+	o := runOptions{}
+	c := &cobra.Command{
+		Use:   "run [DIR|fermion.toml ...]",
+		Short: "Build and serve functions from local manifests on one node (no control plane)",
+		Long: `Run builds each function's guest (per its fermion.toml), loads it into the sandbox,
+prewarms min_warm instances and serves every route through one HTTP gateway.
+Metrics are served on the admin address at /metrics, with /healthz and /readyz.
+Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
+		Example: `  fermion run .
+  fermion run examples/hello examples/echo --listen 127.0.0.1:8080`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{"."}
+			}
+			return runFunctions(c.Context(), o, args, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "gateway address")
+	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
+	f.StringVar(&o.cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
+	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
+	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
+	return c
+}
+
+func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, stderr io.Writer) error {
+	logger, err := telemetry.NewLogger(stderr, o.logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+	manifests := make([]*manifest.Manifest, 0, len(paths))
+	for _, p := range paths {
+		m, err := manifest.Load(p)
+		if err != nil {
+			return err
+		}
+		manifests = append(manifests, m)
+	}
+	tracing, err := telemetry.NewTracing(ctx, "fermion", Version)
+	if err != nil {
+		return err
+	}
+	defer tracing.Shutdown(context.WithoutCancel(ctx))
+
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
+		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
+		Tracing: tracing, DrainTimeout: o.drainTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range manifests {
+		wasm, err := buildGuest(ctx, m, o.noBuild, stderr)
+		if err != nil {
+			dp.Close(ctx)
+			return err
+		}
+		if _, err := dp.Deploy(ctx, m, wasm); err != nil {
+			dp.Close(ctx)
+			return fmt.Errorf("%s: %w", displayPath(m.Path), err)
+		}
+	}
+	gw, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		dp.Close(ctx)
+		return fmt.Errorf("gateway listen: %w; choose another address with --listen", err)
+	}
+	var admin net.Listener
+	if o.adminListen != "" {
+		admin, err = net.Listen("tcp", o.adminListen)
+		if err != nil {
+			gw.Close()
+			dp.Close(ctx)
+			return fmt.Errorf("admin listen: %w; choose another address with --admin-listen", err)
+		}
+	}
+	base := "http://" + gw.Addr().String()
+	fmt.Fprintf(stdout, "gateway listening on %s\n", base)
+	if admin != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
+	}
+	for _, m := range manifests {
+		for _, r := range m.Routes {
+			host := ""
+			if r.Host != "" {
+				host = " (host " + r.Host + ")"
+			}
+			fmt.Fprintf(stdout, "serving %s at %s%s%s\n", m.ID(), base, r.Path, host)
+		}
+	}
+	err = dp.Serve(ctx, gw, admin)
+	fmt.Fprintln(stdout, "stopped")
+	return err
+}
+
+func displayPath(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return p
+}

@@ -1,0 +1,309 @@
+// Package gateway is the HTTP front of a node: it routes requests by host and longest
+// path prefix to function versions, gives every request an id and W3C trace context (in
+// and out), records the request telemetry (metrics, span, one JSON log line) and drains
+// in-flight requests on shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// Target is a function version the gateway can send requests to (*sandbox.Function).
+type Target interface {
+	Name() string
+	Version() string
+	Spec() sandbox.Spec
+	Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Response, error)
+}
+
+// Route sends requests whose host matches Host ("" any, "a.example.com" exact,
+// "*.example.com" any subdomain) and whose path is Prefix or below it to Target.
+type Route struct {
+	Host   string
+	Prefix string
+	Target Target
+}
+
+// Config configures a Gateway.
+type Config struct {
+	Logger  *slog.Logger
+	Metrics *telemetry.Metrics // nil: no metrics
+	Tracer  trace.Tracer       // nil: ids are still made and propagated, nothing is recorded
+	// Telemetry false switches off metrics, spans and request logs (for measuring their cost).
+	Telemetry bool
+	// DrainTimeout bounds how long Serve waits for in-flight requests at shutdown.
+	DrainTimeout time.Duration
+}
+
+// Gateway is an http.Handler. Routes can be replaced at any time without dropping
+// in-flight requests: a request keeps the target it was routed to.
+type Gateway struct {
+	cfg    Config
+	table  atomic.Pointer[table]
+	tracer trace.Tracer
+	// recording is false for a no-op tracer: the gateway then makes span ids itself.
+	recording bool
+	fm        atomic.Pointer[map[Target]*telemetry.FunctionMetrics]
+}
+
+// New returns a Gateway with no routes.
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.Discard
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	g := &Gateway{cfg: cfg, tracer: cfg.Tracer}
+	if !cfg.Telemetry {
+		g.cfg.Metrics = nil
+		g.tracer = nil
+	}
+	if g.tracer == nil {
+		g.tracer = noop.NewTracerProvider().Tracer("")
+	} else {
+		_, s := g.tracer.Start(context.Background(), "probe")
+		g.recording = s.SpanContext().IsValid()
+		s.End()
+	}
+	g.table.Store(&table{})
+	empty := map[Target]*telemetry.FunctionMetrics{}
+	g.fm.Store(&empty)
+	return g
+}
+
+// SetRoutes replaces the routing table atomically.
+func (g *Gateway) SetRoutes(routes []Route) error {
+	t, err := newTable(routes)
+	if err != nil {
+		return err
+	}
+	fm := make(map[Target]*telemetry.FunctionMetrics, len(routes))
+	for _, r := range routes {
+		fm[r.Target] = g.cfg.Metrics.Function(r.Target.Name(), r.Target.Version())
+	}
+	g.fm.Store(&fm)
+	g.table.Store(t)
+	return nil
+}
+
+// Routes returns the current routes.
+func (g *Gateway) Routes() []Route { return g.table.Load().routes }
+
+const (
+	headerRequestID = "X-Request-Id"
+	maxRequestIDLen = 128
+)
+
+// ServeHTTP routes and serves one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r.Header.Get(headerRequestID))
+	r.Header.Set(headerRequestID, id)
+
+	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	route, ok := g.table.Load().match(r.Host, r.URL.Path)
+	spanName := "HTTP " + r.Method
+	if ok {
+		spanName += " " + route.Prefix
+	}
+	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	if !g.recording {
+		ctx = trace.ContextWithSpanContext(ctx, telemetry.NewSpanContext(trace.SpanContextFromContext(ctx)))
+	}
+	// The guest sees the same trace context the client gets back.
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	wh := w.Header()
+	wh.Set(headerRequestID, id)
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(wh))
+
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
+		g.logRequest(ctx, r, id, nil, http.StatusNotFound, start, false, "")
+		return
+	}
+	fm := (*g.fm.Load())[route.Target]
+	g.cfg.Metrics.InFlightAdd(1)
+	defer g.cfg.Metrics.InFlightAdd(-1)
+
+	status, cold, reason := g.serve(ctx, w, r, route, id)
+	if g.cfg.Telemetry {
+		elapsed := time.Since(start)
+		fm.Request(status, elapsed.Seconds())
+		if reason != "" {
+			fm.Error(reason)
+		}
+		if span.IsRecording() {
+			span.SetAttributes(
+				attribute.String("http.request.method", r.Method),
+				attribute.String("http.route", route.Prefix),
+				attribute.Int("http.response.status_code", status),
+				attribute.String("fermion.function", route.Target.Name()),
+				attribute.String("fermion.version", route.Target.Version()),
+				attribute.String("fermion.request_id", id),
+				attribute.Bool("fermion.cold", cold),
+			)
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+		}
+		g.logRequest(ctx, r, id, route, status, start, cold, reason)
+	}
+}
+
+// serve runs the request on its target and writes the response.
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id string) (status int, cold bool, reason string) {
+	limit := route.Target.Spec().Limits.MaxRequestBody
+	if r.ContentLength > limit {
+		return g.tooLarge(w, route, id, limit)
+	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
+			return http.StatusBadRequest, false, "bad_request"
+		}
+		if int64(len(b)) > limit {
+			return g.tooLarge(w, route, id, limit)
+		}
+		body = b
+	}
+	req := &sandbox.Request{
+		ID:         id,
+		Method:     r.Method,
+		URI:        r.URL.RequestURI(),
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		Header:     r.Header,
+		Body:       body,
+		Route:      route.Prefix,
+	}
+	resp, err := route.Target.Invoke(ctx, req)
+	if err != nil {
+		var se *sandbox.Error
+		if !errors.As(err, &se) {
+			se = &sandbox.Error{Status: http.StatusInternalServerError, Reason: "internal", Msg: "internal error", Err: err}
+		}
+		if se.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(se.RetryAfter))
+		}
+		writeError(w, se.Status, se.Msg, id)
+		if se.Err != nil {
+			g.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "function error", slog.String("request_id", id),
+				slog.String("function", route.Target.Name()), slog.String("reason", se.Reason), slog.String("err", se.Err.Error()))
+		}
+		return se.Status, false, se.Reason
+	}
+	h := w.Header()
+	for k, vs := range resp.Header {
+		if k == headerRequestID || k == "Traceparent" || k == "Tracestate" {
+			continue
+		}
+		h[k] = vs
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+	return resp.Status, resp.Cold, ""
+}
+
+func (g *Gateway) tooLarge(w http.ResponseWriter, route *Route, id string, limit int64) (int, bool, string) {
+	if fm := (*g.fm.Load())[route.Target]; fm != nil {
+		fm.LimitRejection(telemetry.LimitRequestBody)
+	}
+	// The body was not read to the end; closing the connection is cheaper than draining it.
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the function's limit of %d bytes", limit), id)
+	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
+}
+
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id string, route *Route, status int, start time.Time, cold bool, reason string) {
+	if !g.cfg.Telemetry {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", id),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Bool("cold", cold),
+		slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()),
+	}
+	if route != nil {
+		attrs = append(attrs, slog.String("route", route.Prefix), slog.String("function", route.Target.Name()),
+			slog.String("version", route.Target.Version()))
+	}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	g.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+func writeError(w http.ResponseWriter, status int, msg, id string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "%s (request id %s)\n", msg, id)
+}
+
+// requestID keeps a caller's id when it is reasonable, so ids correlate across hops.
+func requestID(in string) string {
+	if in == "" || len(in) > maxRequestIDLen {
+		return telemetry.NewRequestID()
+	}
+	for i := 0; i < len(in); i++ {
+		if c := in[i]; c < 0x21 || c > 0x7e {
+			return telemetry.NewRequestID()
+		}
+	}
+	return in
+}
+
+// Serve serves HTTP on ln until ctx is done, then stops accepting and waits up to
+// DrainTimeout for in-flight requests to finish.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway serve: %w", err)
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("gateway drain: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+// Package manifest parses and validates fermion.toml, the file that
+// describes one Fermion app: a single sandboxed WebAssembly function, the
+// routes it serves, the resources it may use, the capabilities it is granted
+// and how it scales.
+//
+// Parsing is strict: unknown keys are errors, every value is range-checked,
+// and all problems are reported together as an *Error whose lines name the
+// file, line, field and a fix. A *Manifest returned without error has every
+// default applied and every invariant checked, so the sandbox, gateway and
+// CLI can use it without re-validating. The package is pure apart from Load,
+// which reads the file.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileName is the conventional manifest name looked up inside a directory.
+const FileName = "fermion.toml"
+
+// Manifest is a validated fermion.toml with defaults applied.
+type Manifest struct {
+	ManifestVersion int
+	App             App
+	Component       Component
+	Routes          []Route
+	Limits          Limits
+	Capabilities    Capabilities
+	Scaling         Scaling
+
+	// Dir is the absolute directory of the manifest file ("" when parsed
+	// from bytes with Parse and dir ""). Relative paths resolve against it.
+	Dir string
+	// Path is the file name used in error messages.
+	Path string
+}
+
+// App identifies the application.
+type App struct {
+	Name        string
+	Version     string
+	Description string
+	Labels      map[string]string
+}
+
+// Component is the WebAssembly module that implements the app.
+type Component struct {
+	// Source is the module path: absolute when the manifest has an absolute
+	// Dir (always after Load), otherwise relative to Dir. Use SourcePath.
+	Source string
+	// ABI is "reactor", "command" or "" to detect from the module's exports.
+	ABI   string
+	Build *Build // nil when there is no [component.build]
+}
+
+// Build says how to produce Component.Source from source code.
+type Build struct {
+	Command string            // run by a shell in Workdir
+	Workdir string            // like Component.Source; defaults to the manifest directory
+	Env     map[string]string // extra environment for the build
+}
+
+// Route sends requests to the app. Paths are prefix matches (the longest
+// wins); an empty Host matches any host, "*.example.com" any subdomain.
+type Route struct {
+	Path string
+	Host string // lower-cased
+}
+
+// Limits bound what one request or instance may consume.
+type Limits struct {
+	MemoryBytes     uint64        // a multiple of the 64KiB wasm page size
+	Timeout         time.Duration // per-request deadline
+	MaxRequestBody  int64         // 0 means requests must not have a body
+	MaxResponseBody int64
+	MaxConcurrency  int           // effective value: never 0 after parsing
+	QueueTimeout    time.Duration // how long a request may wait for an instance
+}
+
+// MemoryPages is the memory limit in 64KiB wasm pages, the unit runtimes
+// take for a linear-memory cap.
+func (l Limits) MemoryPages() uint32 {
+	return uint32(l.MemoryBytes / wasmPageSize)
+}
+
+// Capabilities are what the guest may do beyond computing; everything not
+// granted here is denied.
+type Capabilities struct {
+	Env                  map[string]string
+	AllowedOutboundHosts []HostPattern
+	OutboundTimeout      time.Duration
+	Files                []Mount
+}
+
+// Mount is a read-only directory made visible to the guest.
+type Mount struct {
+	Source      string // host directory; absolute when the manifest has an absolute Dir (always after Load)
+	Destination string // absolute, cleaned guest path
+}
+
+// Scaling controls the instance pool.
+type Scaling struct {
+	MinWarm                int
+	MaxInstances           int
+	MaxRequestsPerInstance int // recycle after this many requests; 0 = never
+	IdleTimeout            time.Duration
+}
+
+// Load reads and parses a manifest. If path is a directory, FileName inside
+// it is read. Relative paths in the manifest resolve against the file's
+// absolute directory.
+func Load(path string) (*Manifest, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	if fi.IsDir() {
+		path = filepath.Join(path, FileName)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	// Parse errors already name the file, so they are returned unwrapped and
+	// stay a *Error for callers that want the individual problems.
+	return Parse(path, data, filepath.Dir(abs))
+}
+
+// SourcePath is the absolute path of the component's wasm module (relative
+// only when the manifest was parsed without a directory).
+func (m *Manifest) SourcePath() string {
+	return m.abs(m.Component.Source)
+}
+
+func (m *Manifest) abs(p string) string {
+	if m.Dir == "" || filepath.IsAbs(p) {
+		return filepath.FromSlash(p)
+	}
+	return filepath.Join(m.Dir, filepath.FromSlash(p))
+}
+
+// rel undoes abs for Normalize, so the canonical form does not depend on
+// where the project happens to be checked out.
+func (m *Manifest) rel(p string) (string, error) {
+	if m.Dir == "" || !filepath.IsAbs(p) || !filepath.IsAbs(m.Dir) {
+		return filepath.ToSlash(p), nil
+	}
+	r, err := filepath.Rel(m.Dir, p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.ToSlash(r), nil
+}
+
+// ID is "name@version", the app's identity in registries and logs.
+func (m *Manifest) ID() string {
+	return m.App.Name + "@" + m.App.Version
+}
+
+// The normalized form mirrors the TOML keys so it reads like the manifest.
+type (
+	normManifest struct {
+		ManifestVersion int         `json:"manifest_version"`
+		App             normApp     `json:"app"`
+		Component       normComp    `json:"component"`
+		Routes          []normRoute `json:"routes"`
+		Limits          normLimits  `json:"limits"`
+		Capabilities    normCaps    `json:"capabilities"`
+		Scaling         normScaling `json:"scaling"`
+	}
+	normApp struct {
+		Name        string            `json:"name"`
+		Version     string            `json:"version"`
+		Description string            `json:"description"`
+		Labels      map[string]string `json:"labels"`
+	}
+	normComp struct {
+		Source string     `json:"source"`
+		ABI    string     `json:"abi"`
+		Build  *normBuild `json:"build,omitempty"`
+	}
+	normBuild struct {
+		Command string            `json:"command"`
+		Workdir string            `json:"workdir"`
+		Env     map[string]string `json:"env"`
+	}
+	normRoute struct {
+		Path string `json:"path"`
+		Host string `json:"host"`
+	}
+	normLimits struct {
+		Memory          uint64 `json:"memory"`
+		Timeout         string `json:"timeout"`
+		MaxRequestBody  int64  `json:"max_request_body"`
+		MaxResponseBody int64  `json:"max_response_body"`
+		MaxConcurrency  int    `json:"max_concurrency"`
+		QueueTimeout    string `json:"queue_timeout"`
+	}
+	normCaps struct {
+		Env                  map[string]string `json:"env"`
+		AllowedOutboundHosts []HostPattern     `json:"allowed_outbound_hosts"`
+		OutboundTimeout      string            `json:"outbound_timeout"`
+		Files                []normMount       `json:"files"`
+	}
+	normMount struct {
+		Source      string `json:"source"`
+		Destination string `json:"destination"`
+	}
+	normScaling struct {
+		MinWarm                int    `json:"min_warm"`
+		MaxInstances           int    `json:"max_instances"`
+		MaxRequestsPerInstance int    `json:"max_requests_per_instance"`
+		IdleTimeout            string `json:"idle_timeout"`
+	}
+)
+
+// Normalize returns the canonical JSON of the effective manifest: defaults
+// applied, durations as Go duration strings ("10s"), sizes as byte counts,
+// map keys sorted, paths relative to the manifest directory, no Dir or Path.
+// Its bytes become an OCI config blob, so equal manifests must yield equal
+// bytes regardless of map order or checkout location.
+func (m *Manifest) Normalize() ([]byte, error) {
+	n := normManifest{
+		ManifestVersion: m.ManifestVersion,
+		App: normApp{
+			Name:        m.App.Name,
+			Version:     m.App.Version,
+			Description: m.App.Description,
+			Labels:      nonNil(m.App.Labels),
+		},
+		Component: normComp{ABI: m.Component.ABI},
+		Routes:    make([]normRoute, 0, len(m.Routes)),
+		Limits: normLimits{
+			Memory:          m.Limits.MemoryBytes,
+			Timeout:         m.Limits.Timeout.String(),
+			MaxRequestBody:  m.Limits.MaxRequestBody,
+			MaxResponseBody: m.Limits.MaxResponseBody,
+			MaxConcurrency:  m.Limits.MaxConcurrency,
+			QueueTimeout:    m.Limits.QueueTimeout.String(),
+		},
+		Capabilities: normCaps{
+			Env:                  nonNil(m.Capabilities.Env),
+			AllowedOutboundHosts: append([]HostPattern{}, m.Capabilities.AllowedOutboundHosts...),
+			OutboundTimeout:      m.Capabilities.OutboundTimeout.String(),
+			Files:                make([]normMount, 0, len(m.Capabilities.Files)),
+		},
+		Scaling: normScaling{
+			MinWarm:                m.Scaling.MinWarm,
+			MaxInstances:           m.Scaling.MaxInstances,
+			MaxRequestsPerInstance: m.Scaling.MaxRequestsPerInstance,
+			IdleTimeout:            m.Scaling.IdleTimeout.String(),
+		},
+	}
+	if n.Limits.MaxConcurrency == 0 {
+		// Hand-built manifests may leave the "same as max_instances" default.
+		n.Limits.MaxConcurrency = m.Scaling.MaxInstances
+	}
+	var err error
+	if n.Component.Source, err = m.rel(m.Component.Source); err != nil {
+		return nil, fmt.Errorf("normalize manifest: component.source: %w", err)
+	}
+	if b := m.Component.Build; b != nil {
+		nb := &normBuild{Command: b.Command, Env: nonNil(b.Env)}
+		if nb.Workdir, err = m.rel(b.Workdir); err != nil {
+			return nil, fmt.Errorf("normalize manifest: component.build.workdir: %w", err)
+		}
+		if nb.Workdir == "" {
+			nb.Workdir = "."
+		}
+		n.Component.Build = nb
+	}
+	for _, r := range m.Routes {
+		n.Routes = append(n.Routes, normRoute(r))
+	}
+	for i, f := range m.Capabilities.Files {
+		src, err := m.rel(f.Source)
+		if err != nil {
+			return nil, fmt.Errorf("normalize manifest: capabilities.files[%d].source: %w", i, err)
+		}
+		n.Capabilities.Files = append(n.Capabilities.Files, normMount{Source: src, Destination: f.Destination})
+	}
+
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep "&" and "<" readable; escaping is not needed for a blob
+	if err := enc.Encode(n); err != nil {
+		return nil, fmt.Errorf("normalize manifest: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// nonNil makes absent and empty maps encode identically ({} rather than
+// null), so they normalize to the same bytes.
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}

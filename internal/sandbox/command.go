@@ -1,0 +1,151 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero/sys"
+	"go.opentelemetry.io/otel/codes"
+
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// cappedBuffer collects a command's stdout and cancels the run when it passes its cap,
+// so a module that floods stdout is stopped instead of filling memory.
+type cappedBuffer struct {
+	buf    bytes.Buffer
+	limit  int
+	over   bool
+	cancel context.CancelFunc
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.over {
+		return 0, errors.New("response too large")
+	}
+	if c.buf.Len()+len(p) > c.limit {
+		c.over = true
+		c.cancel()
+		return 0, errors.New("response too large")
+	}
+	return c.buf.Write(p)
+}
+
+// invokeCommand runs a WASI command module WAGI-style: one instance per request, CGI
+// variables in the environment, the body on stdin, CGI headers and body on stdout.
+func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, error) {
+	ctx, span := f.tracer.Start(ctx, "guest execute")
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, f.spec.Limits.Timeout)
+	defer cancel()
+
+	st := &callState{f: f}
+	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack), cancel: cancel}
+	stderr := &guestLog{f: f, stream: "stderr", st: st}
+	defer st.logs.flush(ctx, f, req.ID)
+
+	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr).
+		WithStdout(stdout).
+		WithStdin(bytes.NewReader(req.Body)).
+		WithArgs(f.spec.Name).
+		WithStartFunctions("_start")
+	for _, kv := range cgiEnv(req) {
+		cfg = cfg.WithEnv(kv[0], kv[1])
+	}
+	for k, v := range f.spec.Capabilities.Env {
+		cfg = cfg.WithEnv(k, v)
+	}
+	t0 := time.Now()
+	mod, err := f.rt.InstantiateModule(ctx, f.compiled, cfg)
+	f.metrics.InstanceStarted(time.Since(t0).Seconds(), 0)
+	if mod != nil {
+		mod.Close(context.WithoutCancel(ctx))
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 0 {
+		err = nil
+	}
+	if stdout.over {
+		f.metrics.LimitRejection(telemetry.LimitResponseBody)
+		span.SetStatus(codes.Error, "response too large")
+		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
+			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		if errors.As(err, &exit) {
+			switch exit.ExitCode() {
+			case sys.ExitCodeDeadlineExceeded:
+				f.metrics.LimitRejection(telemetry.LimitTimeout)
+				return nil, &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
+					Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
+			case sys.ExitCodeContextCanceled:
+				return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
+			}
+			f.metrics.Trap()
+			return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
+				Msg: fmt.Sprintf("function exited with status %d; see its logs", exit.ExitCode()), Err: err}
+		}
+		return nil, f.trapError(err)
+	}
+	status, header, body, err := ParseCGI(stdout.buf.Bytes())
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
+			Msg: "function returned a malformed CGI response: " + err.Error()}
+	}
+	if int64(len(body)) > f.spec.Limits.MaxResponseBody {
+		f.metrics.LimitRejection(telemetry.LimitResponseBody)
+		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
+			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+	}
+	return &Response{Status: status, Header: header, Body: body}, nil
+}
+
+// cgiEnv builds the CGI 1.1 meta-variables (RFC 3875 §4.1) for a request.
+func cgiEnv(req *Request) [][2]string {
+	path, query, _ := strings.Cut(req.URI, "?")
+	script := strings.TrimSuffix(req.Route, "/")
+	pathInfo := strings.TrimPrefix(path, script)
+	host, port, err := net.SplitHostPort(req.Host)
+	if err != nil {
+		host, port = req.Host, "80"
+	}
+	remote, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		remote = req.RemoteAddr
+	}
+	env := [][2]string{
+		{"GATEWAY_INTERFACE", "CGI/1.1"},
+		{"SERVER_SOFTWARE", "fermion"},
+		{"SERVER_PROTOCOL", "HTTP/1.1"},
+		{"SERVER_NAME", host},
+		{"SERVER_PORT", port},
+		{"REQUEST_METHOD", req.Method},
+		{"REQUEST_URI", req.URI},
+		{"SCRIPT_NAME", script},
+		{"PATH_INFO", pathInfo},
+		{"QUERY_STRING", query},
+		{"REMOTE_ADDR", remote},
+		{"CONTENT_LENGTH", strconv.Itoa(len(req.Body))},
+		{"X_REQUEST_ID", req.ID},
+	}
+	if ct := req.Header.Get("Content-Type"); ct != "" {
+		env = append(env, [2]string{"CONTENT_TYPE", ct})
+	}
+	for k, vs := range req.Header {
+		if k == "Content-Type" || k == "Content-Length" || k == "Proxy" {
+			continue // CONTENT_* above; HTTP_PROXY would poison guests that honour it (httpoxy)
+		}
+		name := "HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
+		env = append(env, [2]string{name, strings.Join(vs, ", ")})
+	}
+	return env
+}

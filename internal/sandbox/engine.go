@@ -1,0 +1,255 @@
+// Package sandbox runs WebAssembly functions on wazero (compiler engine): it compiles
+// modules through an on-disk compilation cache, detects the guest ABI (reactor or WASI
+// command), keeps a pool of warm instances per function version, enforces the manifest's
+// limits (memory, deadline, body sizes, concurrency) and grants nothing the manifest does
+// not: no files, no env, no network, only wall and monotonic clocks, and outbound HTTP
+// through a host function that checks allowed_outbound_hosts.
+//
+// Lock order: Function.mu is a leaf; no other lock is taken while holding it.
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// ABI names.
+const (
+	ABIReactor = "reactor"
+	ABICommand = "command"
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	// CacheDir holds compiled modules keyed by module digest and wazero version, so a
+	// second process start skips compilation. Empty means an in-memory cache only.
+	CacheDir string
+	// CompileWorkers is the number of parallel compilation workers (0: GOMAXPROCS).
+	CompileWorkers int
+	Logger         *slog.Logger
+	Metrics        *telemetry.Metrics // nil records nothing
+	Tracer         trace.Tracer       // nil traces nothing
+	// Outbound is the transport for guests' outbound HTTP (nil: a dedicated
+	// http.Transport). Redirects are never followed by the host: each hop is a new
+	// guest request, checked against the allow-list again.
+	Outbound http.RoundTripper
+}
+
+// Engine compiles modules and creates Functions. It is safe for concurrent use.
+type Engine struct {
+	cache    wazero.CompilationCache
+	workers  int
+	logger   *slog.Logger
+	metrics  *telemetry.Metrics
+	tracer   trace.Tracer
+	outbound *http.Client
+}
+
+// NewEngine returns an Engine. Close it to release the compilation cache.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	e := &Engine{
+		workers: cfg.CompileWorkers,
+		logger:  cfg.Logger,
+		metrics: cfg.Metrics,
+		tracer:  cfg.Tracer,
+	}
+	if e.workers <= 0 {
+		e.workers = runtime.GOMAXPROCS(0)
+	}
+	if e.logger == nil {
+		e.logger = telemetry.Discard
+	}
+	if e.tracer == nil {
+		e.tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create compilation cache dir: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("open compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		e.cache = c
+	} else {
+		e.cache = wazero.NewCompilationCache()
+	}
+	rt := cfg.Outbound
+	if rt == nil {
+		rt = &http.Transport{
+			Proxy:               nil, // a guest's allow-list names real destinations, not a proxy
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}
+	}
+	e.outbound = &http.Client{
+		Transport:     rt,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return e, nil
+}
+
+// Close releases the compilation cache. Functions must be closed first.
+func (e *Engine) Close(ctx context.Context) error {
+	return e.cache.Close(ctx)
+}
+
+// DefaultCacheDir is the compilation cache under the user's cache directory.
+func DefaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "fermion", "wazero")
+}
+
+// Spec is what the engine needs to run one function version.
+type Spec struct {
+	Name, Version string
+	Wasm          []byte
+	ABI           string // "", ABIReactor or ABICommand; "" detects from exports
+	Limits        manifest.Limits
+	Capabilities  manifest.Capabilities
+	Scaling       manifest.Scaling
+	// Labels are added to every log line of this function (for example node and region).
+	Labels map[string]string
+}
+
+// SpecFromManifest builds a Spec from a manifest and the module bytes.
+func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
+	return Spec{
+		Name:         m.App.Name,
+		Version:      m.App.Version,
+		Wasm:         wasm,
+		ABI:          m.Component.ABI,
+		Limits:       m.Limits,
+		Capabilities: m.Capabilities,
+		Scaling:      m.Scaling,
+	}
+}
+
+// Digest returns the sha256 digest of a module in OCI form.
+func Digest(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ErrNotWasm is returned for bytes that are not a WebAssembly binary module.
+var ErrNotWasm = errors.New("not a WebAssembly module (missing \\0asm magic)")
+
+// Load compiles spec's module (from the cache when possible), checks its ABI and
+// prewarms min_warm instances. The Function serves until Close.
+func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
+	id := spec.Name + "@" + spec.Version
+	if len(spec.Wasm) < 8 || string(spec.Wasm[:4]) != "\x00asm" {
+		return nil, fmt.Errorf("load %s: %w", id, ErrNotWasm)
+	}
+	if spec.Limits.MemoryBytes == 0 || spec.Limits.Timeout <= 0 || spec.Scaling.MaxInstances <= 0 {
+		return nil, fmt.Errorf("load %s: limits and scaling must be set (use manifest defaults)", id)
+	}
+	pages := spec.Limits.MemoryPages()
+	if pages == 0 {
+		pages = 1
+	}
+	rcfg := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(e.cache).
+		WithMemoryLimitPages(pages).
+		WithCloseOnContextDone(true)
+	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
+	fail := func(err error) (*Function, error) {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
+
+	start := time.Now()
+	cctx := experimental.WithCompilationWorkers(ctx, e.workers)
+	compiled, err := rt.CompileModule(cctx, spec.Wasm)
+	if err != nil {
+		return fail(fmt.Errorf("compile module: %w", err))
+	}
+	compileTime := time.Since(start)
+
+	kind, err := detectABI(compiled, spec.ABI)
+	if err != nil {
+		return fail(err)
+	}
+	if min := minMemoryPages(compiled); min > pages {
+		return fail(fmt.Errorf("module needs at least %d MiB of memory but limits.memory is %d MiB; raise limits.memory",
+			uint64(min)*65536>>20, uint64(pages)*65536>>20))
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fail(fmt.Errorf("instantiate wasi: %w", err))
+	}
+	f := newFunction(e, spec, rt, compiled, kind)
+	f.metrics.Compiled(compileTime.Seconds())
+	if err := f.instantiateHost(ctx); err != nil {
+		return fail(err)
+	}
+	if err := f.prewarm(ctx); err != nil {
+		f.Close(ctx)
+		return nil, fmt.Errorf("load %s: prewarm: %w", id, err)
+	}
+	f.startReaper()
+	e.logger.Info("function loaded", "function", spec.Name, "version", spec.Version, "abi", kind,
+		"compile_ms", float64(compileTime.Microseconds())/1000, "min_warm", spec.Scaling.MinWarm,
+		"max_instances", spec.Scaling.MaxInstances, "digest", Digest(spec.Wasm))
+	return f, nil
+}
+
+// detectABI decides the ABI from the module's exports and checks it against the
+// manifest's declaration.
+func detectABI(m wazero.CompiledModule, declared string) (string, error) {
+	exports := m.ExportedFunctions()
+	_, hasHandle := exports[abi.ExportHandle]
+	_, hasBuf := exports[abi.ExportBuf]
+	_, hasInit := exports[abi.ExportInitialize]
+	_, hasStart := exports[abi.ExportStart]
+	if _, ok := m.ExportedMemories()["memory"]; !ok {
+		return "", errors.New("module exports no memory named \"memory\"; build it with GOOS=wasip1 GOARCH=wasm")
+	}
+	var detected string
+	switch {
+	case hasHandle && hasBuf && hasInit:
+		detected = ABIReactor
+	case hasStart:
+		detected = ABICommand
+	case hasHandle || hasBuf:
+		return "", errors.New("module exports part of the reactor ABI but not _initialize; build it with -buildmode=c-shared and the Fermion SDK")
+	default:
+		return "", errors.New("module exports neither the reactor ABI (fermion_handle) nor a WASI _start; build a reactor with the Fermion SDK and -buildmode=c-shared, or a WASI command")
+	}
+	if declared != "" && declared != detected {
+		return "", fmt.Errorf("manifest declares abi %q but the module is a %s module; set component.abi = %q or rebuild", declared, detected, detected)
+	}
+	return detected, nil
+}
+
+func minMemoryPages(m wazero.CompiledModule) uint32 {
+	for _, mem := range m.ExportedMemories() {
+		return mem.Min()
+	}
+	for _, mem := range m.ImportedMemories() {
+		return mem.Min()
+	}
+	return 0
+}

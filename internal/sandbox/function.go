@@ -1,0 +1,403 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// Request is one HTTP request for a function.
+type Request struct {
+	ID         string // request id, tagged on guest log lines
+	Method     string
+	URI        string // path and query
+	Host       string
+	RemoteAddr string
+	Header     http.Header
+	Body       []byte
+	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
+	Route string
+}
+
+// Response is a function's answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	// Cold is true when the request waited for a new instance.
+	Cold bool
+}
+
+// Stats is a snapshot of a function's pool.
+type Stats struct {
+	Warm, Busy, Total int
+}
+
+// Function is one loaded function version: a compiled module, its runtime (which
+// carries the memory limit) and a pool of instances.
+type Function struct {
+	engine   *Engine
+	spec     Spec
+	id       string
+	abi      string
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	metrics  *telemetry.FunctionMetrics
+	logger   *slog.Logger
+	tracer   trace.Tracer
+
+	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
+	// instance, so busy instances never outnumber slots; for reactors the capacity is at
+	// most max_instances, which is what keeps the pool within its cap.
+	slots chan struct{}
+
+	mu     sync.Mutex
+	idle   []*instance // LIFO: the most recently used instance is the warmest
+	total  int         // live instances, idle and busy
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup // reaper and top-up goroutines
+}
+
+func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.CompiledModule, kind string) *Function {
+	capacity := spec.Limits.MaxConcurrency
+	if capacity <= 0 {
+		capacity = spec.Scaling.MaxInstances
+	}
+	if kind == ABIReactor && capacity > spec.Scaling.MaxInstances {
+		capacity = spec.Scaling.MaxInstances
+	}
+	logger := e.logger.With("function", spec.Name, "version", spec.Version)
+	for k, v := range spec.Labels {
+		logger = logger.With(k, v)
+	}
+	return &Function{
+		engine:   e,
+		spec:     spec,
+		id:       spec.Name + "@" + spec.Version,
+		abi:      kind,
+		rt:       rt,
+		compiled: compiled,
+		metrics:  e.metrics.Function(spec.Name, spec.Version),
+		logger:   logger,
+		tracer:   e.tracer,
+		slots:    make(chan struct{}, capacity),
+		stop:     make(chan struct{}),
+	}
+}
+
+// Name returns the function's name.
+func (f *Function) Name() string { return f.spec.Name }
+
+// Version returns the function's version.
+func (f *Function) Version() string { return f.spec.Version }
+
+// ABI returns the detected ABI.
+func (f *Function) ABI() string { return f.abi }
+
+// Spec returns the spec the function was loaded from.
+func (f *Function) Spec() Spec { return f.spec }
+
+// Stats returns a snapshot of the pool.
+func (f *Function) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Stats{Warm: len(f.idle), Busy: f.total - len(f.idle), Total: f.total}
+}
+
+// Invoke runs one request. Errors are *Error values with the status to send.
+func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) {
+	if int64(len(req.Body)) > f.spec.Limits.MaxRequestBody {
+		f.metrics.LimitRejection(telemetry.LimitRequestBody)
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
+			Msg: fmt.Sprintf("request body exceeds the function's limit of %d bytes", f.spec.Limits.MaxRequestBody)}
+	}
+	actx, span := f.tracer.Start(ctx, "acquire instance")
+	if err := f.acquireSlot(actx); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
+		return nil, err
+	}
+	defer func() { <-f.slots }()
+
+	if f.abi == ABICommand {
+		span.End()
+		return f.invokeCommand(ctx, req)
+	}
+	inst, cold, err := f.getInstance(actx)
+	span.SetAttributes(attribute.Bool("fermion.cold", cold))
+	span.End()
+	if err != nil {
+		return nil, err
+	}
+	if cold {
+		f.metrics.ColdStart()
+	}
+	f.metrics.Busy(1)
+	resp, reason, err := f.callReactor(ctx, inst, req)
+	f.metrics.Busy(-1)
+	f.putInstance(inst, reason)
+	if err != nil {
+		return nil, err
+	}
+	resp.Cold = cold
+	return resp, nil
+}
+
+// acquireSlot takes a concurrency slot, waiting at most the queue timeout.
+func (f *Function) acquireSlot(ctx context.Context) error {
+	select {
+	case f.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if f.spec.Limits.QueueTimeout > 0 {
+		t := time.NewTimer(f.spec.Limits.QueueTimeout)
+		defer t.Stop()
+		select {
+		case f.slots <- struct{}{}:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return &Error{Status: http.StatusServiceUnavailable, Reason: telemetry.ReasonCanceled,
+				Msg: "request canceled while waiting for an instance", Err: ctx.Err()}
+		}
+	}
+	f.metrics.LimitRejection(telemetry.LimitConcurrency)
+	return errOverloaded(f.id, cap(f.slots))
+}
+
+// getInstance pops a warm instance or creates one. The caller holds a slot.
+func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil, false, errClosed(f.id)
+	}
+	if n := len(f.idle); n > 0 {
+		inst := f.idle[n-1]
+		f.idle[n-1] = nil
+		f.idle = f.idle[:n-1]
+		f.mu.Unlock()
+		f.metrics.Warm(-1)
+		return inst, false, nil
+	}
+	f.total++
+	f.mu.Unlock()
+	inst, err := f.newInstance(ctx)
+	if err != nil {
+		f.mu.Lock()
+		f.total--
+		f.mu.Unlock()
+		return nil, true, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
+			Msg: "function failed to start", Err: err}
+	}
+	return inst, true, nil
+}
+
+// putInstance returns an instance to the pool, or discards it when reason is set, it
+// reached max_requests_per_instance, or the function is closing.
+func (f *Function) putInstance(inst *instance, reason string) {
+	inst.uses++
+	inst.lastUsed = time.Now()
+	if reason == "" && f.spec.Scaling.MaxRequestsPerInstance > 0 && inst.uses >= f.spec.Scaling.MaxRequestsPerInstance {
+		reason = telemetry.ReasonRecycled
+	}
+	if reason == "" {
+		f.mu.Lock()
+		if !f.closed {
+			f.idle = append(f.idle, inst)
+			f.mu.Unlock()
+			f.metrics.Warm(1)
+			return
+		}
+		f.mu.Unlock()
+		reason = telemetry.ReasonClosed
+	}
+	f.discard(inst, reason)
+	f.topUp()
+}
+
+// discard closes an instance that is not in the idle list.
+func (f *Function) discard(inst *instance, reason string) {
+	inst.close()
+	f.mu.Lock()
+	f.total--
+	f.mu.Unlock()
+	f.metrics.Discard(reason)
+	if reason != telemetry.ReasonIdle && reason != telemetry.ReasonClosed && reason != telemetry.ReasonRecycled {
+		f.logger.Warn("instance discarded", "reason", reason, "uses", inst.uses)
+	}
+}
+
+// prewarm creates min_warm instances before any traffic arrives.
+func (f *Function) prewarm(ctx context.Context) error {
+	if f.abi != ABIReactor {
+		return nil
+	}
+	for i := 0; i < f.spec.Scaling.MinWarm; i++ {
+		f.mu.Lock()
+		f.total++
+		f.mu.Unlock()
+		inst, err := f.newInstance(ctx)
+		if err != nil {
+			f.mu.Lock()
+			f.total--
+			f.mu.Unlock()
+			return err
+		}
+		f.mu.Lock()
+		f.idle = append(f.idle, inst)
+		f.mu.Unlock()
+		f.metrics.Warm(1)
+	}
+	return nil
+}
+
+// topUp brings the pool back to min_warm in the background after a discard. It takes a
+// slot without waiting, so it never competes with requests for the instance cap; when no
+// slot is free the pool is busy anyway and the reaper tops up later.
+func (f *Function) topUp() {
+	if f.abi != ABIReactor {
+		return
+	}
+	f.mu.Lock()
+	need := !f.closed && f.total < f.spec.Scaling.MinWarm
+	f.mu.Unlock()
+	if !need {
+		return
+	}
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		return
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer func() { <-f.slots }()
+		f.mu.Lock()
+		if f.closed || f.total >= f.spec.Scaling.MinWarm {
+			f.mu.Unlock()
+			return
+		}
+		f.total++
+		f.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), f.spec.Limits.Timeout)
+		defer cancel()
+		inst, err := f.newInstance(ctx)
+		if err != nil {
+			f.mu.Lock()
+			f.total--
+			f.mu.Unlock()
+			f.logger.Error("prewarm instance", "err", err)
+			return
+		}
+		f.putInstanceFresh(inst)
+	}()
+}
+
+// putInstanceFresh adds a newly created, never used instance to the idle list.
+func (f *Function) putInstanceFresh(inst *instance) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		f.discard(inst, telemetry.ReasonClosed)
+		return
+	}
+	f.idle = append(f.idle, inst)
+	f.mu.Unlock()
+	f.metrics.Warm(1)
+}
+
+// startReaper closes instances idle longer than idle_timeout (keeping min_warm) and tops
+// the pool up to min_warm.
+func (f *Function) startReaper() {
+	if f.abi != ABIReactor {
+		return
+	}
+	every := f.spec.Scaling.IdleTimeout / 2
+	every = min(max(every, 100*time.Millisecond), 30*time.Second)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case now := <-t.C:
+				f.reap(now)
+				f.topUp()
+			}
+		}
+	}()
+}
+
+func (f *Function) reap(now time.Time) {
+	var old []*instance
+	f.mu.Lock()
+	// idle is LIFO, so the oldest are at the front.
+	n := 0
+	for n < len(f.idle) && f.total-n > f.spec.Scaling.MinWarm && now.Sub(f.idle[n].lastUsed) > f.spec.Scaling.IdleTimeout {
+		n++
+	}
+	if n > 0 {
+		old = append(old, f.idle[:n]...)
+		f.idle = append(f.idle[:0], f.idle[n:]...)
+	}
+	f.mu.Unlock()
+	for _, inst := range old {
+		f.metrics.Warm(-1)
+		f.discard(inst, telemetry.ReasonIdle)
+	}
+}
+
+// Close stops new requests, waits for in-flight ones (until ctx is done), then closes
+// every instance and the runtime.
+func (f *Function) Close(ctx context.Context) error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	f.mu.Unlock()
+	close(f.stop)
+
+	// Taking every slot means no request is in flight.
+	var drainErr error
+	for i := 0; i < cap(f.slots); i++ {
+		select {
+		case f.slots <- struct{}{}:
+		case <-ctx.Done():
+			drainErr = fmt.Errorf("drain %s: %w", f.id, ctx.Err())
+			i = cap(f.slots)
+		}
+	}
+	f.wg.Wait()
+	f.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	f.mu.Unlock()
+	for _, inst := range idle {
+		f.metrics.Warm(-1)
+		f.discard(inst, telemetry.ReasonClosed)
+	}
+	err := f.rt.Close(context.WithoutCancel(ctx))
+	f.engine.metrics.Forget(f.spec.Name, f.spec.Version)
+	return errors.Join(drainErr, err)
+}

@@ -1,0 +1,313 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+	"go.opentelemetry.io/otel/codes"
+
+	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// instance is one reactor module instance. It serves one request at a time and is owned
+// by whoever took it from the pool.
+type instance struct {
+	mod      api.Module
+	buf      api.Function
+	handle   api.Function
+	mem      api.Memory
+	stack    [2]uint64 // CallWithStack scratch: no allocation per call
+	stdout   *guestLog
+	stderr   *guestLog
+	scratch  []byte // request encoding, reused
+	uses     int
+	lastUsed time.Time
+}
+
+func (i *instance) close() {
+	i.mod.Close(context.Background())
+}
+
+// callState is what host functions need during one guest call. It travels in the
+// call's context, because host functions are shared by every instance of the runtime.
+type callState struct {
+	f       *Function
+	resp    *Response
+	respErr *Error
+	got     bool   // response called
+	pending []byte // outbound result waiting for http_take
+	logs    logBuffer
+}
+
+type callKey struct{}
+
+func stateOf(ctx context.Context) *callState {
+	st, _ := ctx.Value(callKey{}).(*callState)
+	return st
+}
+
+// moduleConfig is the deny-by-default configuration every instance starts from.
+func (f *Function) moduleConfig(stdout, stderr *guestLog) wazero.ModuleConfig {
+	timeout := f.spec.Limits.Timeout
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		// A sleeping guest cannot be interrupted inside the host's sleep, so never sleep
+		// past the request deadline: the deadline then closes the module.
+		WithNanosleep(func(ns int64) { time.Sleep(min(time.Duration(ns), timeout)) }).
+		WithRandSource(rand.Reader)
+	for k, v := range f.spec.Capabilities.Env {
+		cfg = cfg.WithEnv(k, v)
+	}
+	if len(f.spec.Capabilities.Files) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, m := range f.spec.Capabilities.Files {
+			fs = fs.WithReadOnlyDirMount(m.Source, m.Destination)
+		}
+		cfg = cfg.WithFSConfig(fs)
+	}
+	return cfg
+}
+
+// newInstance instantiates the module and runs the guest's _initialize.
+func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+	ctx, span := f.tracer.Start(ctx, "create instance")
+	defer span.End()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.spec.Limits.Timeout)
+	defer cancel()
+
+	inst := &instance{
+		stdout: &guestLog{f: f, stream: "stdout"},
+		stderr: &guestLog{f: f, stream: "stderr"},
+	}
+	t0 := time.Now()
+	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	t1 := time.Now()
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		if _, err := init.Call(ctx); err != nil {
+			mod.Close(ctx)
+			span.SetStatus(codes.Error, err.Error())
+			return nil, fmt.Errorf("guest _initialize: %w", err)
+		}
+	}
+	t2 := time.Now()
+	f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
+	inst.mod = mod
+	inst.buf = mod.ExportedFunction(abi.ExportBuf)
+	inst.handle = mod.ExportedFunction(abi.ExportHandle)
+	inst.mem = mod.Memory()
+	inst.lastUsed = t2
+	if inst.mem == nil {
+		mod.Close(ctx)
+		return nil, errors.New("module has no memory")
+	}
+	return inst, nil
+}
+
+// callReactor runs one request on inst. reason is non-empty when the instance must be
+// discarded.
+func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request) (resp *Response, reason string, err error) {
+	ctx, span := f.tracer.Start(ctx, "guest execute")
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, f.spec.Limits.Timeout)
+	defer cancel()
+
+	st := &callState{f: f}
+	ctx = context.WithValue(ctx, callKey{}, st)
+	inst.stdout.st, inst.stderr.st = st, st
+	defer func() {
+		inst.stdout.st, inst.stderr.st = nil, nil
+		st.logs.flush(ctx, f, req.ID)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}()
+
+	enc := appendRequest(inst.scratch[:0], req)
+	inst.scratch = enc[:0]
+	inst.stack[0] = uint64(uint32(len(enc)))
+	if err := inst.buf.CallWithStack(ctx, inst.stack[:]); err != nil {
+		e := f.callError(ctx, inst, err)
+		return nil, e.Reason, e
+	}
+	ptr := uint32(inst.stack[0])
+	if ptr == 0 || !inst.mem.Write(ptr, enc) {
+		return nil, telemetry.ReasonTrap, f.trapError(errors.New("guest returned an invalid request buffer"))
+	}
+	inst.stack[0] = uint64(uint32(len(enc)))
+	if err := inst.handle.CallWithStack(ctx, inst.stack[:]); err != nil {
+		e := f.callError(ctx, inst, err)
+		return nil, e.Reason, e
+	}
+	switch code := uint32(inst.stack[0]); code {
+	case abi.HandleOK:
+	case abi.HandlePanic:
+		f.metrics.Trap()
+		return nil, telemetry.ReasonPanic, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonPanic,
+			Msg: "function panicked; see its logs"}
+	default:
+		return nil, telemetry.ReasonTrap, f.trapError(fmt.Errorf("guest rejected the request (code %d)", code))
+	}
+	if st.respErr != nil {
+		// The guest finished normally; only its answer was refused, so the instance stays.
+		return nil, "", st.respErr
+	}
+	if !st.got {
+		return nil, telemetry.ReasonTrap, f.trapError(errors.New("guest returned without a response"))
+	}
+	return st.resp, "", nil
+}
+
+// callError classifies a failed guest call. The instance is always discarded: a Go
+// instance that trapped can return nil errors afterwards, so it is never reused.
+func (f *Function) callError(ctx context.Context, inst *instance, err error) *Error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			f.metrics.LimitRejection(telemetry.LimitTimeout)
+			return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
+				Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
+		case sys.ExitCodeContextCanceled:
+			return &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
+		}
+	}
+	if f.nearMemoryLimit(inst) {
+		f.metrics.LimitRejection(telemetry.LimitMemory)
+		f.metrics.Trap()
+		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonOOM,
+			Msg: fmt.Sprintf("function %s ran out of memory (limit %d MiB)", f.id, f.spec.Limits.MemoryBytes>>20), Err: err}
+	}
+	return f.trapError(err)
+}
+
+func (f *Function) trapError(err error) *Error {
+	f.metrics.Trap()
+	return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function trapped; see its logs", Err: err}
+}
+
+// nearMemoryLimit reports whether the instance's memory cannot grow by another 1 MiB.
+func (f *Function) nearMemoryLimit(inst *instance) bool {
+	if inst == nil || inst.mem == nil {
+		return false
+	}
+	return uint64(inst.mem.Size())+1<<20 > f.spec.Limits.MemoryBytes
+}
+
+func appendRequest(b []byte, req *Request) []byte {
+	r := abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Body: req.Body}
+	n := 0
+	for _, vs := range req.Header {
+		n += len(vs)
+	}
+	r.Headers = make([]abi.Header, 0, n)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
+		}
+	}
+	return abi.AppendRequest(b, &r)
+}
+
+// instantiateHost registers the "fermion" host module in the function's runtime.
+func (f *Function) instantiateHost(ctx context.Context) error {
+	i32 := api.ValueTypeI32
+	_, err := f.rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponse), []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPSend), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPTake), []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
+		Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("instantiate host module: %w", err)
+	}
+	return nil
+}
+
+// headerSlack is room for status and headers on top of max_response_body.
+const headerSlack = 1 << 20
+
+func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateOf(ctx)
+	if st == nil {
+		panic("fermion.response called outside a request")
+	}
+	ptr, n := uint32(stack[0]), uint32(stack[1])
+	f := st.f
+	if int64(n) > f.spec.Limits.MaxResponseBody+headerSlack {
+		st.tooLarge()
+		return
+	}
+	view, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		panic("fermion.response: out of bounds")
+	}
+	data := append([]byte(nil), view...)
+	var r abi.Response
+	if err := abi.DecodeResponse(data, &r, true); err != nil {
+		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse, Msg: "function returned a malformed response", Err: err}
+		return
+	}
+	if int64(len(r.Body)) > f.spec.Limits.MaxResponseBody {
+		st.tooLarge()
+		return
+	}
+	if r.Status < 100 || r.Status > 999 {
+		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
+			Msg: fmt.Sprintf("function returned invalid status %d", r.Status)}
+		return
+	}
+	h := make(http.Header, len(r.Headers))
+	for _, kv := range r.Headers {
+		h[kv.Name] = append(h[kv.Name], kv.Value)
+	}
+	st.resp = &Response{Status: r.Status, Header: h, Body: r.Body}
+	st.got = true
+}
+
+func (st *callState) tooLarge() {
+	st.f.metrics.LimitRejection(telemetry.LimitResponseBody)
+	st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
+		Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", st.f.spec.Limits.MaxResponseBody)}
+}
+
+func hostHTTPSend(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateOf(ctx)
+	if st == nil {
+		panic("fermion.http_send called outside a request")
+	}
+	ptr, n := uint32(stack[0]), uint32(stack[1])
+	view, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		panic("fermion.http_send: out of bounds")
+	}
+	st.pending = st.f.outbound(ctx, view)
+	stack[0] = uint64(uint32(len(st.pending)))
+}
+
+func hostHTTPTake(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateOf(ctx)
+	if st == nil {
+		panic("fermion.http_take called outside a request")
+	}
+	ptr, n := uint32(stack[0]), uint32(stack[1])
+	if int(n) != len(st.pending) || !mod.Memory().Write(ptr, st.pending) {
+		panic("fermion.http_take: bad buffer")
+	}
+	st.pending = nil
+}

@@ -1,0 +1,306 @@
+// Package telemetry holds Fermion's metrics, tracing and logging set-up: the Prometheus
+// collectors every component records into, the OpenTelemetry tracer provider (OTLP/HTTP
+// when the standard OTEL_EXPORTER_OTLP_* variables name an endpoint, no-op otherwise) and
+// the JSON slog logger. Label sets are bounded: function, version, status class and small
+// fixed enums, never request ids or paths.
+package telemetry
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Label values used across metrics. Keeping them here keeps the label sets bounded.
+const (
+	// Discard and error reasons.
+	ReasonTrap        = "trap"
+	ReasonPanic       = "panic"
+	ReasonTimeout     = "timeout"
+	ReasonOOM         = "oom"
+	ReasonRecycled    = "recycled"
+	ReasonIdle        = "idle"
+	ReasonClosed      = "closed"
+	ReasonCanceled    = "canceled"
+	ReasonBadResponse = "bad_response"
+
+	// Limits that reject requests.
+	LimitConcurrency  = "concurrency"
+	LimitRequestBody  = "request_body"
+	LimitResponseBody = "response_body"
+	LimitTimeout      = "timeout"
+	LimitMemory       = "memory"
+
+	// Outbound call results.
+	OutboundOK      = "ok"
+	OutboundDenied  = "denied"
+	OutboundError   = "error"
+	OutboundTimeout = "timeout"
+)
+
+// Metrics is the set of collectors Fermion records into. A nil *Metrics is valid and
+// records nothing: telemetry can be switched off without branches at every call site
+// (the methods that hand out per-function children check for nil).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests        *prometheus.CounterVec   // function, version, code
+	RequestErrors   *prometheus.CounterVec   // function, version, reason
+	RequestDuration *prometheus.HistogramVec // function, version
+	ColdStarts      *prometheus.CounterVec   // function, version
+	InstanceStart   *prometheus.HistogramVec // function, version, phase (instantiate|init)
+	Instances       *prometheus.GaugeVec     // function, version, state (warm|busy)
+	Discards        *prometheus.CounterVec   // function, version, reason
+	Traps           *prometheus.CounterVec   // function, version
+	LimitRejections *prometheus.CounterVec   // function, version, limit
+	Outbound        *prometheus.CounterVec   // function, version, result
+	GuestLogDropped *prometheus.CounterVec   // function, version
+	Compile         *prometheus.HistogramVec // function, version
+	InFlight        prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them, with the Go and process
+// collectors, in a new registry.
+func NewMetrics(version string) *Metrics {
+	fv := []string{"function", "version"}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_requests_total",
+			Help: "HTTP requests served by functions, by status class (2xx, 3xx, 4xx, 5xx).",
+		}, append(fv, "code")),
+		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_request_errors_total",
+			Help: "Requests that failed in the runtime (not errors the guest chose to return), by reason.",
+		}, append(fv, "reason")),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fermion_request_duration_seconds",
+			Help:    "Time from the gateway receiving a request to the response being written.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, fv),
+		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_cold_starts_total",
+			Help: "Requests that had to wait for a new instance to be created.",
+		}, fv),
+		InstanceStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fermion_instance_start_seconds",
+			Help:    "Time to create an instance, by phase: instantiate (wazero) and init (guest _initialize).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, append(fv, "phase")),
+		Instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fermion_instances",
+			Help: "Live instances by state: warm (idle, ready) or busy (serving a request).",
+		}, append(fv, "state")),
+		Discards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_instance_discards_total",
+			Help: "Instances closed, by reason (trap, panic, timeout, oom, recycled, idle, closed, canceled).",
+		}, append(fv, "reason")),
+		Traps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_traps_total",
+			Help: "Guest executions that trapped (runtime error, panic, out of memory, exit).",
+		}, fv),
+		LimitRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_limit_rejections_total",
+			Help: "Requests refused or cut short by a limit (concurrency, request_body, response_body, timeout, memory).",
+		}, append(fv, "limit")),
+		Outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_outbound_requests_total",
+			Help: "Outbound HTTP calls made by guests, by result (ok, denied, error, timeout).",
+		}, append(fv, "result")),
+		GuestLogDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_guest_log_dropped_bytes_total",
+			Help: "Guest stdout/stderr bytes dropped past the per-request log cap.",
+		}, fv),
+		Compile: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fermion_compile_seconds",
+			Help:    "Time to compile a module (near zero when the on-disk compilation cache has it).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, fv),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fermion_gateway_in_flight_requests",
+			Help: "Requests the gateway is serving now.",
+		}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fermion_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		build, m.Requests, m.RequestErrors, m.RequestDuration, m.ColdStarts, m.InstanceStart,
+		m.Instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
+		m.Compile, m.InFlight,
+	)
+	return m
+}
+
+// Function returns the collectors of one function version with their labels bound, so
+// the request path does no label lookups. A nil Metrics gives a FunctionMetrics that
+// records nothing.
+func (m *Metrics) Function(name, version string) *FunctionMetrics {
+	if m == nil {
+		return nil
+	}
+	f := &FunctionMetrics{
+		m:           m,
+		name:        name,
+		version:     version,
+		duration:    m.RequestDuration.WithLabelValues(name, version),
+		coldStarts:  m.ColdStarts.WithLabelValues(name, version),
+		instantiate: m.InstanceStart.WithLabelValues(name, version, "instantiate"),
+		init:        m.InstanceStart.WithLabelValues(name, version, "init"),
+		warm:        m.Instances.WithLabelValues(name, version, "warm"),
+		busy:        m.Instances.WithLabelValues(name, version, "busy"),
+		traps:       m.Traps.WithLabelValues(name, version),
+		logDropped:  m.GuestLogDropped.WithLabelValues(name, version),
+		compile:     m.Compile.WithLabelValues(name, version),
+	}
+	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
+		f.requests[i] = m.Requests.WithLabelValues(name, version, class)
+	}
+	return f
+}
+
+// Forget removes a retired function version's series so label sets do not grow without
+// bound as versions come and go.
+func (m *Metrics) Forget(name, version string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"function": name, "version": version}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped} {
+		v.DeletePartialMatch(l)
+	}
+	m.RequestDuration.DeletePartialMatch(l)
+	m.InstanceStart.DeletePartialMatch(l)
+	m.Compile.DeletePartialMatch(l)
+}
+
+// FunctionMetrics records for one function version. All methods are safe on nil.
+type FunctionMetrics struct {
+	m                 *Metrics
+	name, version     string
+	requests          [5]prometheus.Counter
+	duration          prometheus.Observer
+	coldStarts        prometheus.Counter
+	instantiate, init prometheus.Observer
+	warm, busy        prometheus.Gauge
+	traps             prometheus.Counter
+	logDropped        prometheus.Counter
+	compile           prometheus.Observer
+}
+
+// Request records one served request.
+func (f *FunctionMetrics) Request(status int, seconds float64) {
+	if f == nil {
+		return
+	}
+	i := status/100 - 1
+	if i < 0 || i > 4 {
+		i = 4
+	}
+	f.requests[i].Inc()
+	f.duration.Observe(seconds)
+}
+
+// Error counts a runtime failure of a request.
+func (f *FunctionMetrics) Error(reason string) {
+	if f == nil {
+		return
+	}
+	f.m.RequestErrors.WithLabelValues(f.name, f.version, reason).Inc()
+}
+
+// ColdStart counts a request that waited for a new instance.
+func (f *FunctionMetrics) ColdStart() {
+	if f == nil {
+		return
+	}
+	f.coldStarts.Inc()
+}
+
+// InstanceStarted records how long instantiation and guest init took.
+func (f *FunctionMetrics) InstanceStarted(instantiate, init float64) {
+	if f == nil {
+		return
+	}
+	f.instantiate.Observe(instantiate)
+	f.init.Observe(init)
+}
+
+// Warm adds delta to the warm-instance gauge.
+func (f *FunctionMetrics) Warm(delta float64) {
+	if f == nil {
+		return
+	}
+	f.warm.Add(delta)
+}
+
+// Busy adds delta to the busy-instance gauge.
+func (f *FunctionMetrics) Busy(delta float64) {
+	if f == nil {
+		return
+	}
+	f.busy.Add(delta)
+}
+
+// Discard counts an instance closed for reason.
+func (f *FunctionMetrics) Discard(reason string) {
+	if f == nil {
+		return
+	}
+	f.m.Discards.WithLabelValues(f.name, f.version, reason).Inc()
+}
+
+// Trap counts a guest execution that trapped.
+func (f *FunctionMetrics) Trap() {
+	if f == nil {
+		return
+	}
+	f.traps.Inc()
+}
+
+// LimitRejection counts a request refused or cut short by limit.
+func (f *FunctionMetrics) LimitRejection(limit string) {
+	if f == nil {
+		return
+	}
+	f.m.LimitRejections.WithLabelValues(f.name, f.version, limit).Inc()
+}
+
+// Outbound counts an outbound call by result.
+func (f *FunctionMetrics) Outbound(result string) {
+	if f == nil {
+		return
+	}
+	f.m.Outbound.WithLabelValues(f.name, f.version, result).Inc()
+}
+
+// LogDropped counts guest output bytes dropped past the per-request cap.
+func (f *FunctionMetrics) LogDropped(n int) {
+	if f == nil || n <= 0 {
+		return
+	}
+	f.logDropped.Add(float64(n))
+}
+
+// Compiled records a module compile time.
+func (f *FunctionMetrics) Compiled(seconds float64) {
+	if f == nil {
+		return
+	}
+	f.compile.Observe(seconds)
+}
+
+// InFlight adds delta to the gateway's in-flight gauge.
+func (m *Metrics) InFlightAdd(delta float64) {
+	if m == nil {
+		return
+	}
+	m.InFlight.Add(delta)
+}

@@ -1,0 +1,99 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Propagator is the W3C trace-context propagator used on every hop.
+var Propagator = propagation.TraceContext{}
+
+// Tracing is a tracer and the function that flushes and stops it.
+type Tracing struct {
+	Provider trace.TracerProvider
+	// Exporting is true when spans leave the process (an OTLP endpoint is configured).
+	Exporting bool
+	shutdown  func(context.Context) error
+}
+
+// Tracer returns the named tracer.
+func (t *Tracing) Tracer(name string) trace.Tracer { return t.Provider.Tracer(name) }
+
+// Shutdown flushes buffered spans and stops the exporter.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t.shutdown == nil {
+		return nil
+	}
+	return t.shutdown(ctx)
+}
+
+// NewTracing returns an OTLP/HTTP tracer provider when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not "none");
+// the exporter reads the rest of the standard OTEL_EXPORTER_OTLP_* variables itself.
+// Otherwise it returns a no-op provider: the gateway still propagates trace context.
+func NewTracing(ctx context.Context, service, version string) (*Tracing, error) {
+	if !otlpConfigured() {
+		return &Tracing{Provider: noop.NewTracerProvider()}, nil
+	}
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create otlp trace exporter: %w", err)
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+		semconv.ServiceName(service), semconv.ServiceVersion(version)))
+	if err != nil {
+		res = resource.Default()
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	return &Tracing{Provider: tp, Exporting: true, shutdown: tp.Shutdown}, nil
+}
+
+func otlpConfigured() bool {
+	if strings.EqualFold(os.Getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return false
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+// NewSpanContext returns a sampled span context that continues parent's trace (or starts
+// a new one), for when the tracer does not record and so makes no ids of its own: every
+// response still carries a traceparent a caller can correlate with logs.
+func NewSpanContext(parent trace.SpanContext) trace.SpanContext {
+	cfg := trace.SpanContextConfig{TraceFlags: trace.FlagsSampled}
+	if parent.IsValid() {
+		cfg.TraceID = parent.TraceID()
+		cfg.TraceFlags = parent.TraceFlags()
+		cfg.TraceState = parent.TraceState()
+	} else {
+		binary.BigEndian.PutUint64(cfg.TraceID[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(cfg.TraceID[8:], rand.Uint64()|1)
+	}
+	binary.BigEndian.PutUint64(cfg.SpanID[:], rand.Uint64()|1)
+	return trace.NewSpanContext(cfg)
+}
+
+// NewRequestID returns a random 16-byte hex id.
+func NewRequestID() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], rand.Uint64())
+	binary.BigEndian.PutUint64(b[8:], rand.Uint64())
+	const hex = "0123456789abcdef"
+	var out [32]byte
+	for i, c := range b {
+		out[i*2] = hex[c>>4]
+		out[i*2+1] = hex[c&0xf]
+	}
+	return string(out[:])
+}

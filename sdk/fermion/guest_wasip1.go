@@ -1,0 +1,68 @@
+//go:build wasip1
+
+package fermion
+
+import (
+	"errors"
+	"os"
+	"unsafe"
+
+	"fermion.dev/fermion/api/abi"
+)
+
+var stderr = os.Stderr
+
+// buf is the request buffer the host writes into; out is reused for responses.
+// Both live as long as the instance, so each request allocates only what the handler does.
+var buf, out []byte
+
+//go:wasmexport fermion_abi_v1
+func abiVersion() int32 { return abi.Version }
+
+//go:wasmexport fermion_buf
+func fermionBuf(size int32) int32 {
+	if size < 0 {
+		return 0
+	}
+	// Always hand out a real address, even for an empty request.
+	if cap(buf) < int(size) || cap(buf) == 0 {
+		buf = make([]byte, max(size, 1))
+	}
+	buf = buf[:cap(buf)]
+	return int32(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+}
+
+//go:wasmexport fermion_handle
+func fermionHandle(n int32) int32 {
+	if n < 0 || int(n) > len(buf) {
+		return abi.HandleBadInput
+	}
+	resp, code := serve(buf[:n], out[:0])
+	if code != abi.HandleOK {
+		return code
+	}
+	out = resp
+	hostResponse(unsafe.Pointer(unsafe.SliceData(out)), uint32(len(out)))
+	return abi.HandleOK
+}
+
+//go:wasmimport fermion response
+func hostResponse(ptr unsafe.Pointer, n uint32)
+
+//go:wasmimport fermion http_send
+func hostHTTPSend(ptr unsafe.Pointer, n uint32) uint32
+
+//go:wasmimport fermion http_take
+func hostHTTPTake(ptr unsafe.Pointer, n uint32)
+
+func send(req []byte) ([]byte, error) {
+	if len(req) == 0 {
+		return nil, errors.New("empty outbound request")
+	}
+	n := hostHTTPSend(unsafe.Pointer(unsafe.SliceData(req)), uint32(len(req)))
+	result := make([]byte, n)
+	if n > 0 {
+		hostHTTPTake(unsafe.Pointer(unsafe.SliceData(result)), n)
+	}
+	return result, nil
+}
