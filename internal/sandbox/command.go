@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero/sys"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -23,7 +24,7 @@ type cappedBuffer struct {
 	buf    bytes.Buffer
 	limit  int
 	over   bool
-	cancel context.CancelFunc
+	cancel func()
 }
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
@@ -41,32 +42,50 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 // invokeCommand runs a WASI command module WAGI-style: one instance per request, CGI
 // variables in the environment, the body on stdin, CGI headers and body on stdout.
 func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, error) {
-	ctx, span := f.tracer.Start(ctx, "guest execute")
-	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, f.spec.Limits.Timeout)
-	defer cancel()
-
-	st := &callState{f: f}
-	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack), cancel: cancel}
+	span := trace.SpanFromContext(ctx)
+	if f.tracing {
+		ctx, span = f.tracer.Start(ctx, "guest execute")
+		defer span.End()
+	}
+	timeout := f.spec.Limits.Timeout
+	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout)}
+	inst := &instance{}
+	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack),
+		cancel: func() { inst.interrupt(sys.ExitCodeContextCanceled) }}
 	stderr := &guestLog{f: f, stream: "stderr", st: st}
 	defer st.logs.flush(ctx, f, req.ID)
 
 	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr).
 		WithStdout(stdout).
 		WithStdin(bytes.NewReader(req.Body)).
-		WithArgs(f.spec.Name).
-		WithStartFunctions("_start")
+		WithArgs(f.spec.Name)
 	for _, kv := range cgiEnv(req) {
 		cfg = cfg.WithEnv(kv[0], kv[1])
 	}
 	for k, v := range f.spec.Capabilities.Env {
 		cfg = cfg.WithEnv(k, v)
 	}
+	callCtx := context.WithValue(context.Background(), callKey{}, st)
 	t0 := time.Now()
-	mod, err := f.rt.InstantiateModule(ctx, f.compiled, cfg)
+	mod, err := f.rt.InstantiateModule(callCtx, f.compiled, cfg)
 	f.metrics.InstanceStarted(time.Since(t0).Seconds(), 0)
-	if mod != nil {
-		mod.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		f.metrics.Trap()
+		return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function failed to start", Err: err}
+	}
+	defer mod.Close(context.Background())
+	inst.mod = mod
+	f.bindInterrupt(inst)
+	timer := time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	defer timer.Stop()
+	if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })()
+	}
+	if start := mod.ExportedFunction("_start"); start != nil {
+		_, err = start.Call(callCtx)
+	}
+	if code := inst.why.Load(); code != 0 && err != nil {
+		err = sys.NewExitError(code)
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 {

@@ -52,6 +52,9 @@ type EngineConfig struct {
 	// http.Transport). Redirects are never followed by the host: each hop is a new
 	// guest request, checked against the allow-list again.
 	Outbound http.RoundTripper
+	// OnInstanceStart, when set, is told how long each new reactor instance took to
+	// instantiate and to run the guest's _initialize (benchmarks use it for percentiles).
+	OnInstanceStart func(instantiate, init time.Duration)
 }
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
@@ -62,6 +65,8 @@ type Engine struct {
 	metrics  *telemetry.Metrics
 	tracer   trace.Tracer
 	outbound *http.Client
+	onStart  func(instantiate, init time.Duration)
+	tracing  bool
 }
 
 // NewEngine returns an Engine. Close it to release the compilation cache.
@@ -71,6 +76,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		logger:  cfg.Logger,
 		metrics: cfg.Metrics,
 		tracer:  cfg.Tracer,
+		onStart: cfg.OnInstanceStart,
 	}
 	if e.workers <= 0 {
 		e.workers = runtime.GOMAXPROCS(0)
@@ -78,6 +84,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.logger == nil {
 		e.logger = telemetry.Discard
 	}
+	e.tracing = e.tracer != nil
 	if e.tracer == nil {
 		e.tracer = noop.NewTracerProvider().Tracer("")
 	}
@@ -171,10 +178,24 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if pages == 0 {
 		pages = 1
 	}
+	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
+	// when the module cannot be instrumented; a corrupt module fails compilation below.
+	code, ierr := instrumentInterrupt(spec.Wasm)
+	interruptible := ierr == nil
+	if !interruptible {
+		code = spec.Wasm
+		if errors.Is(ierr, errUninstrumentable) {
+			e.logger.Info("module not instrumented for interrupts; using wazero's termination checks",
+				"function", spec.Name, "version", spec.Version, "reason", ierr.Error())
+		}
+	}
 	rcfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(true)
+		// Reserve the cap up front: a Go guest grows its memory in many small steps, and
+		// each grow would otherwise copy the whole memory. Untouched pages cost no RSS.
+		WithMemoryCapacityFromMax(true).
+		WithCloseOnContextDone(!interruptible)
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	fail := func(err error) (*Function, error) {
 		rt.Close(ctx)
@@ -183,7 +204,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 
 	start := time.Now()
 	cctx := experimental.WithCompilationWorkers(ctx, e.workers)
-	compiled, err := rt.CompileModule(cctx, spec.Wasm)
+	compiled, err := rt.CompileModule(cctx, code)
 	if err != nil {
 		return fail(fmt.Errorf("compile module: %w", err))
 	}
@@ -201,6 +222,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		return fail(fmt.Errorf("instantiate wasi: %w", err))
 	}
 	f := newFunction(e, spec, rt, compiled, kind)
+	f.interruptible = interruptible
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
 		return fail(err)

@@ -56,6 +56,10 @@ type Function struct {
 	metrics  *telemetry.FunctionMetrics
 	logger   *slog.Logger
 	tracer   trace.Tracer
+	tracing  bool // a tracer was configured; spans are skipped otherwise
+	// interruptible: the module carries the fermion_interrupt global (interrupt.go);
+	// otherwise the runtime was built WithCloseOnContextDone.
+	interruptible bool
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -93,6 +97,7 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 		metrics:  e.metrics.Function(spec.Name, spec.Version),
 		logger:   logger,
 		tracer:   e.tracer,
+		tracing:  e.tracing,
 		slots:    make(chan struct{}, capacity),
 		stop:     make(chan struct{}),
 	}
@@ -124,21 +129,38 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
 			Msg: fmt.Sprintf("request body exceeds the function's limit of %d bytes", f.spec.Limits.MaxRequestBody)}
 	}
-	actx, span := f.tracer.Start(ctx, "acquire instance")
+	actx, span := ctx, trace.SpanFromContext(ctx)
+	if f.tracing {
+		actx, span = f.tracer.Start(ctx, "acquire instance")
+	}
+	end := func() {
+		if f.tracing {
+			span.End()
+		}
+	}
 	if err := f.acquireSlot(actx); err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		span.End()
+		if f.tracing {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		end()
 		return nil, err
 	}
 	defer func() { <-f.slots }()
 
 	if f.abi == ABICommand {
-		span.End()
+		end()
+		select {
+		case <-f.stop: // the runtime may be closed if Close stopped waiting for requests
+			return nil, errClosed(f.id)
+		default:
+		}
 		return f.invokeCommand(ctx, req)
 	}
 	inst, cold, err := f.getInstance(actx)
-	span.SetAttributes(attribute.Bool("fermion.cold", cold))
-	span.End()
+	if f.tracing {
+		span.SetAttributes(attribute.Bool("fermion.cold", cold))
+	}
+	end()
 	if err != nil {
 		return nil, err
 	}
@@ -156,9 +178,13 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	return resp, nil
 }
 
-// acquireSlot takes a concurrency slot, waiting at most the queue timeout.
+// acquireSlot takes a concurrency slot, waiting at most the queue timeout. A function
+// that is closing refuses at once, even while waiting: Close holds every slot, so a
+// waiting request would otherwise time out and be counted as over the concurrency limit.
 func (f *Function) acquireSlot(ctx context.Context) error {
 	select {
+	case <-f.stop:
+		return errClosed(f.id)
 	case f.slots <- struct{}{}:
 		return nil
 	default:
@@ -169,6 +195,8 @@ func (f *Function) acquireSlot(ctx context.Context) error {
 		select {
 		case f.slots <- struct{}{}:
 			return nil
+		case <-f.stop:
+			return errClosed(f.id)
 		case <-t.C:
 		case <-ctx.Done():
 			return &Error{Status: http.StatusServiceUnavailable, Reason: telemetry.ReasonCanceled,

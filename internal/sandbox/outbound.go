@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/telemetry"
@@ -46,7 +47,18 @@ func (f *Function) outbound(ctx context.Context, encoded []byte) []byte {
 	if timeout <= 0 {
 		timeout = f.spec.Limits.Timeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// The call's context carries only the instance; bound the request by the guest's own
+	// request (client cancellation, trace) and whichever deadline comes first.
+	st := stateOf(ctx)
+	deadline := time.Now().Add(timeout)
+	if st != nil && st.deadline.Before(deadline) && !st.deadline.IsZero() {
+		deadline = st.deadline
+	}
+	parent := ctx
+	if st != nil && st.ctx != nil {
+		parent = st.ctx
+	}
+	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, in.Method, u.String(), bytes.NewReader(in.Body))
 	if err != nil {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/telemetry"
@@ -24,10 +26,17 @@ type instance struct {
 	buf      api.Function
 	handle   api.Function
 	mem      api.Memory
-	stack    [2]uint64 // CallWithStack scratch: no allocation per call
+	stack    [2]uint64       // CallWithStack scratch: no allocation per call
+	ctx      context.Context // made once: carries the instance to host functions
+	cur      *callState      // the request being served, set by the instance's owner
+	bufPtr   uint32          // guest request buffer, valid for bufCap bytes
+	bufCap   uint32
+	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
+	why      atomic.Uint32     // exit code of the first interrupt
 	stdout   *guestLog
 	stderr   *guestLog
-	scratch  []byte // request encoding, reused
+	scratch  []byte       // request encoding, reused
+	headers  []abi.Header // header list scratch, reused
 	uses     int
 	lastUsed time.Time
 }
@@ -36,20 +45,51 @@ func (i *instance) close() {
 	i.mod.Close(context.Background())
 }
 
+// interrupt stops the instance's current call from another goroutine: through the
+// fermion_interrupt global when the module has it, by closing the module otherwise.
+// code says why (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
+func (i *instance) interrupt(code uint32) {
+	i.why.CompareAndSwap(0, code)
+	if i.stop != nil {
+		i.stop.Set(1)
+		return
+	}
+	i.mod.CloseWithExitCode(context.Background(), code)
+}
+
+// bindInterrupt finds the interrupt global of an instrumented module.
+func (f *Function) bindInterrupt(inst *instance) {
+	if !f.interruptible {
+		return
+	}
+	if g, ok := inst.mod.ExportedGlobal(InterruptExport).(api.MutableGlobal); ok {
+		inst.stop = g
+	}
+}
+
 // callState is what host functions need during one guest call. It travels in the
 // call's context, because host functions are shared by every instance of the runtime.
 type callState struct {
-	f       *Function
-	resp    *Response
-	respErr *Error
-	got     bool   // response called
-	pending []byte // outbound result waiting for http_take
-	logs    logBuffer
+	f *Function
+	// ctx and deadline bound outbound calls made during this request.
+	ctx      context.Context
+	deadline time.Time
+	resp     *Response
+	respErr  *Error
+	got      bool   // response called
+	pending  []byte // outbound result waiting for http_take
+	logs     logBuffer
 }
 
-type callKey struct{}
+type (
+	instKey struct{} // reactor calls carry the instance, whose cur is the call's state
+	callKey struct{} // command runs carry the callState itself
+)
 
 func stateOf(ctx context.Context) *callState {
+	if inst, ok := ctx.Value(instKey{}).(*instance); ok {
+		return inst.cur
+	}
 	st, _ := ctx.Value(callKey{}).(*callState)
 	return st
 }
@@ -83,8 +123,11 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog) wazero.ModuleConfig {
 
 // newInstance instantiates the module and runs the guest's _initialize.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
-	ctx, span := f.tracer.Start(ctx, "create instance")
-	defer span.End()
+	span := trace.SpanFromContext(ctx)
+	if f.tracing {
+		ctx, span = f.tracer.Start(ctx, "create instance")
+		defer span.End()
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.spec.Limits.Timeout)
 	defer cancel()
 
@@ -98,9 +141,16 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
+	inst.mod = mod
+	f.bindInterrupt(inst)
 	t1 := time.Now()
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		if _, err := init.Call(ctx); err != nil {
+		timer := time.AfterFunc(f.spec.Limits.Timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+		_, err := init.Call(ctx)
+		if !timer.Stop() && err == nil {
+			err = errors.New("deadline exceeded")
+		}
+		if err != nil {
 			mod.Close(ctx)
 			span.SetStatus(codes.Error, err.Error())
 			return nil, fmt.Errorf("guest _initialize: %w", err)
@@ -108,11 +158,14 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	}
 	t2 := time.Now()
 	f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
-	inst.mod = mod
+	if f.engine.onStart != nil {
+		f.engine.onStart(t1.Sub(t0), t2.Sub(t1))
+	}
 	inst.buf = mod.ExportedFunction(abi.ExportBuf)
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
 	inst.mem = mod.Memory()
 	inst.lastUsed = t2
+	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
 	if inst.mem == nil {
 		mod.Close(ctx)
 		return nil, errors.New("module has no memory")
@@ -123,35 +176,61 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 // callReactor runs one request on inst. reason is non-empty when the instance must be
 // discarded.
 func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request) (resp *Response, reason string, err error) {
-	ctx, span := f.tracer.Start(ctx, "guest execute")
-	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, f.spec.Limits.Timeout)
-	defer cancel()
-
-	st := &callState{f: f}
-	ctx = context.WithValue(ctx, callKey{}, st)
+	var span trace.Span
+	if f.tracing {
+		ctx, span = f.tracer.Start(ctx, "guest execute")
+		defer span.End()
+	}
+	timeout := f.spec.Limits.Timeout
+	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout)}
+	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
+		inst.cur = nil
 		inst.stdout.st, inst.stderr.st = nil, nil
 		st.logs.flush(ctx, f, req.ID)
-		if err != nil {
+		if err != nil && span != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
 	}()
 
-	enc := appendRequest(inst.scratch[:0], req)
-	inst.scratch = enc[:0]
-	inst.stack[0] = uint64(uint32(len(enc)))
-	if err := inst.buf.CallWithStack(ctx, inst.stack[:]); err != nil {
-		e := f.callError(ctx, inst, err)
-		return nil, e.Reason, e
+	// The deadline and a client going away close the module. Because the runtime is built
+	// WithCloseOnContextDone, compiled code checks the closed flag at function entries and
+	// loop headers, so even a tight loop stops. Timers instead of a context deadline keep
+	// the call free of wazero's per-call watcher goroutine.
+	timer := time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	stopCancel := func() bool { return true }
+	if ctx.Done() != nil {
+		stopCancel = context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })
 	}
-	ptr := uint32(inst.stack[0])
-	if ptr == 0 || !inst.mem.Write(ptr, enc) {
+	defer func() {
+		// A timer that fired after the call finished still closed the module: discard it.
+		if !timer.Stop() && reason == "" {
+			reason = telemetry.ReasonTimeout
+		}
+		if !stopCancel() && reason == "" {
+			reason = telemetry.ReasonCanceled
+		}
+	}()
+
+	enc, hdrs := appendRequest(inst.scratch[:0], inst.headers[:0], req)
+	inst.headers = hdrs[:0]
+	inst.scratch = enc[:0]
+	// The guest's buffer only moves when fermion_buf grows it, so one call per request
+	// suffices unless the request is larger than any before it.
+	if uint32(len(enc)) > inst.bufCap || inst.bufPtr == 0 {
+		inst.stack[0] = uint64(uint32(len(enc)))
+		if err := inst.buf.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
+			e := f.callError(ctx, inst, err)
+			return nil, e.Reason, e
+		}
+		inst.bufPtr, inst.bufCap = uint32(inst.stack[0]), uint32(len(enc))
+	}
+	if inst.bufPtr == 0 || !inst.mem.Write(inst.bufPtr, enc) {
 		return nil, telemetry.ReasonTrap, f.trapError(errors.New("guest returned an invalid request buffer"))
 	}
 	inst.stack[0] = uint64(uint32(len(enc)))
-	if err := inst.handle.CallWithStack(ctx, inst.stack[:]); err != nil {
+	if err := inst.handle.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
 		e := f.callError(ctx, inst, err)
 		return nil, e.Reason, e
 	}
@@ -177,9 +256,13 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 // callError classifies a failed guest call. The instance is always discarded: a Go
 // instance that trapped can return nil errors afterwards, so it is never reused.
 func (f *Function) callError(ctx context.Context, inst *instance, err error) *Error {
+	code, exited := inst.why.Load(), inst.why.Load() != 0
 	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
+	if !exited && errors.As(err, &exit) {
+		code, exited = exit.ExitCode(), true
+	}
+	if exited {
+		switch code {
 		case sys.ExitCodeDeadlineExceeded:
 			f.metrics.LimitRejection(telemetry.LimitTimeout)
 			return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
@@ -188,7 +271,7 @@ func (f *Function) callError(ctx context.Context, inst *instance, err error) *Er
 			return &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
 		}
 	}
-	if f.nearMemoryLimit(inst) {
+	if f.nearMemoryLimit(inst) || (inst != nil && inst.cur.reportedOOM()) {
 		f.metrics.LimitRejection(telemetry.LimitMemory)
 		f.metrics.Trap()
 		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonOOM,
@@ -202,6 +285,15 @@ func (f *Function) trapError(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function trapped; see its logs", Err: err}
 }
 
+// reportedOOM reports whether the guest said, on stderr during this call, that an
+// allocation failed. A Go guest's runtime asks for exactly what one allocation needs, so
+// a large allocation can fail with the memory well below the limit; the runtime's own
+// "fatal error: out of memory" is then the only sign. A guest can only mislabel its own
+// failure this way.
+func (st *callState) reportedOOM() bool {
+	return st != nil && st.logs.reportsOOM()
+}
+
 // nearMemoryLimit reports whether the instance's memory cannot grow by another 1 MiB.
 func (f *Function) nearMemoryLimit(inst *instance) bool {
 	if inst == nil || inst.mem == nil {
@@ -210,19 +302,16 @@ func (f *Function) nearMemoryLimit(inst *instance) bool {
 	return uint64(inst.mem.Size())+1<<20 > f.spec.Limits.MemoryBytes
 }
 
-func appendRequest(b []byte, req *Request) []byte {
+// appendRequest encodes req into b, using hdrs as scratch for the header list.
+func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Header) {
 	r := abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Body: req.Body}
-	n := 0
-	for _, vs := range req.Header {
-		n += len(vs)
-	}
-	r.Headers = make([]abi.Header, 0, n)
+	r.Headers = hdrs
 	for k, vs := range req.Header {
 		for _, v := range vs {
 			r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
 		}
 	}
-	return abi.AppendRequest(b, &r)
+	return abi.AppendRequest(b, &r), r.Headers
 }
 
 // instantiateHost registers the "fermion" host module in the function's runtime.

@@ -84,12 +84,15 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // serve decodes one request, runs the handler and returns the encoded response.
 // It is separate from the wasm exports so it can be tested natively.
+// areq is reused across requests: its header slice keeps its capacity.
+var areq abi.Request
+
 func serve(in []byte, out []byte) (resp []byte, code int32) {
-	var ar abi.Request
-	if err := abi.DecodeRequest(in, &ar); err != nil {
+	ar := &areq
+	if err := abi.DecodeRequest(in, ar); err != nil {
 		return nil, abi.HandleBadInput
 	}
-	req, err := toHTTPRequest(&ar)
+	req, err := toHTTPRequest(ar)
 	if err != nil {
 		w := newResponseWriter()
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
@@ -113,7 +116,7 @@ func serve(in []byte, out []byte) (resp []byte, code int32) {
 }
 
 func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
-	u, err := url.ParseRequestURI(ar.URI)
+	u, err := parseURI(ar.URI)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +137,33 @@ func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 		req.Body = io.NopCloser(bytes.NewReader(ar.Body))
 	}
 	return req, nil
+}
+
+// parseURI is url.ParseRequestURI with a fast path for the common plain path with an
+// optional simple query: wasm makes every avoided allocation count.
+func parseURI(uri string) (*url.URL, error) {
+	if len(uri) > 0 && uri[0] == '/' {
+		simple := true
+		q := -1
+		for i := 0; i < len(uri); i++ {
+			c := uri[i]
+			if c == '?' && q < 0 {
+				q = i
+				continue
+			}
+			if c == '%' || c == '#' || c < 0x21 || c > 0x7e || (q < 0 && c == ';') {
+				simple = false
+				break
+			}
+		}
+		if simple && !(len(uri) > 1 && uri[1] == '/') {
+			if q < 0 {
+				return &url.URL{Path: uri}, nil
+			}
+			return &url.URL{Path: uri[:q], RawQuery: uri[q+1:]}, nil
+		}
+	}
+	return url.ParseRequestURI(uri)
 }
 
 func toHeader(hs []abi.Header) http.Header {
