@@ -1,0 +1,498 @@
+// Command fermion-bench measures Fermion's data-plane budgets (DESIGN.md) and prints
+// markdown rows for bench/RESULTS.md. Every number is paired with a baseline measured
+// in the same run, because these machines are noisy:
+//
+//	gateway    warm throughput and latency of examples/hello through the gateway vs a
+//	           native net/http handler returning the same body; telemetry on vs off
+//	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
+//	memory     RSS per warm instance and idle RSS with one function loaded
+//
+// Load is generated on loopback only, bounded by -duration per run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "gateway":
+		err = gatewayBench(os.Args[2:])
+	case "coldstart":
+		err = coldStartBench(os.Args[2:])
+	case "memory":
+		err = memoryBench(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fermion-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func root() (string, error) {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("run from inside the repository")
+		}
+		dir = parent
+	}
+}
+
+func helloManifest(r string) (*manifest.Manifest, []byte, error) {
+	m, err := manifest.Load(filepath.Join(r, "examples/hello"))
+	if err != nil {
+		return nil, nil, err
+	}
+	wasm, err := fermiontest.BuildGuest(r, "examples/hello", true)
+	return m, wasm, err
+}
+
+// helloBody is what examples/hello answers with GREETING unset.
+const helloBody = "Hello from Fermion!\n"
+
+type target struct {
+	name  string
+	url   string
+	close func()
+}
+
+func gatewayBench(args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
+	duration := fs.Duration("duration", 5*time.Second, "load per run")
+	conns := fs.Int("conns", 16, "concurrent connections")
+	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
+	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the telemetry-on runs to this file")
+	fs.Parse(args)
+	if *client == "wrk" {
+		if _, err := exec.LookPath("wrk"); err != nil {
+			fmt.Fprintln(os.Stderr, "wrk not on PATH; using the Go load client")
+			*client = "go"
+		}
+	}
+	r, err := root()
+	if err != nil {
+		return err
+	}
+	m, wasm, err := helloManifest(r)
+	if err != nil {
+		return err
+	}
+	m.Scaling.MinWarm = runtime.GOMAXPROCS(0) * 2
+
+	native, err := nativeTarget()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.CreateTemp("", "fermion-bench-log-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(logFile.Name())
+	on, err := fermionTarget("fermion (telemetry on)", m, wasm, true, logFile)
+	if err != nil {
+		return err
+	}
+	off, err := fermionTarget("fermion (telemetry off)", m, wasm, false, logFile)
+	if err != nil {
+		return err
+	}
+	targets := []target{native, on, off}
+	defer func() {
+		for _, t := range targets {
+			t.close()
+		}
+	}()
+	for _, t := range targets { // check bodies and warm up
+		if err := check(t.url); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if _, err := load(*client, t.url, *conns, time.Second); err != nil {
+			return err
+		}
+	}
+	results := map[string][]loadResult{}
+	for i := 0; i < *rounds; i++ {
+		for _, t := range targets {
+			if *cpuprofile != "" && t.name == on.name && i == 0 {
+				f, err := os.Create(*cpuprofile)
+				if err != nil {
+					return err
+				}
+				pprof.StartCPUProfile(f)
+			}
+			res, err := load(*client, t.url, *conns, *duration)
+			if *cpuprofile != "" && t.name == on.name && i == 0 {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			results[t.name] = append(results[t.name], res)
+			fmt.Fprintf(os.Stderr, "round %d %-26s %8.0f req/s p50 %7.3f ms p99 %7.3f ms\n", i+1, t.name, res.rps, ms(res.p50), ms(res.p99))
+		}
+	}
+	med := func(name string) loadResult { return median(results[name]) }
+	base := med(native.name)
+	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0))
+	fmt.Println("| target | req/s (median) | ratio vs native | p50 ms | p99 ms |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, t := range targets {
+		x := med(t.name)
+		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f |\n", t.name, x.rps, x.rps/base.rps, ms(x.p50), ms(x.p99))
+	}
+	fmt.Printf("\ntelemetry on / off throughput: %.3f\n", med(on.name).rps/med(off.name).rps)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func nativeTarget() (target, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return target{}, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte(helloBody))
+	})}
+	go srv.Serve(ln)
+	return target{name: "native net/http", url: "http://" + ln.Addr().String() + "/hello", close: func() { srv.Close() }}, nil
+}
+
+func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer) (target, error) {
+	logger, _ := telemetry.NewLogger(logw, "info")
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench"})
+	if err != nil {
+		return target{}, err
+	}
+	if _, err := dp.Deploy(context.Background(), m, wasm); err != nil {
+		return target{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return target{}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { dp.Serve(ctx, ln, nil); close(done) }()
+	return target{name: name, url: "http://" + ln.Addr().String() + "/hello", close: func() { cancel(); <-done }}, nil
+}
+
+func check(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != helloBody {
+		return fmt.Errorf("unexpected answer %d %q", resp.StatusCode, b)
+	}
+	return nil
+}
+
+type loadResult struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+func median(rs []loadResult) loadResult {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].rps < rs[j].rps })
+	return rs[len(rs)/2]
+}
+
+func load(client, url string, conns int, d time.Duration) (loadResult, error) {
+	if client == "wrk" {
+		return loadWrk(url, conns, d)
+	}
+	return loadGo(url, conns, d), nil
+}
+
+var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
+var wrkRate = regexp.MustCompile(`(?m)^Requests/sec:\s+([\d.]+)`)
+
+func loadWrk(url string, conns int, d time.Duration) (loadResult, error) {
+	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
+	if err != nil {
+		return loadResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") {
+		return loadResult{}, fmt.Errorf("wrk saw errors: %s", out)
+	}
+	var res loadResult
+	m := wrkRate.FindSubmatch(out)
+	if m == nil {
+		return res, fmt.Errorf("cannot parse wrk output: %s", out)
+	}
+	res.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	for _, l := range wrkLatency.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(l[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(l[3])]
+		dur := time.Duration(v * float64(unit))
+		if string(l[1]) == "50" {
+			res.p50 = dur
+		} else {
+			res.p99 = dur
+		}
+	}
+	return res, nil
+}
+
+// loadGo is a closed-loop Go client: conns workers, each on its own keep-alive
+// connection, for d.
+func loadGo(url string, conns int, d time.Duration) loadResult {
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			lat := make([]time.Duration, 0, 1<<16)
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				resp, err := c.Get(url)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res := loadResult{rps: float64(len(all)) / d.Seconds()}
+	if len(all) > 0 {
+		res.p50 = all[len(all)/2]
+		res.p99 = all[len(all)*99/100]
+	}
+	return res
+}
+
+func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)]
+}
+
+func coldStartBench(args []string) error {
+	fs := flag.NewFlagSet("coldstart", flag.ExitOnError)
+	coldN := fs.Int("cold", 5, "compiles with an empty cache")
+	cachedN := fs.Int("cached", 20, "compiles from the on-disk cache (new engine each time)")
+	instN := fs.Int("instances", 200, "instances created")
+	fs.Parse(args)
+	r, err := root()
+	if err != nil {
+		return err
+	}
+	m, wasm, err := helloManifest(r)
+	if err != nil {
+		return err
+	}
+	m.Scaling.MinWarm = 0
+	spec := sandbox.SpecFromManifest(m, wasm)
+	ctx := context.Background()
+
+	loadOnce := func(dir string) (time.Duration, error) {
+		e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: dir})
+		if err != nil {
+			return 0, err
+		}
+		defer e.Close(ctx)
+		t0 := time.Now()
+		f, err := e.Load(ctx, spec)
+		if err != nil {
+			return 0, err
+		}
+		d := time.Since(t0)
+		f.Close(ctx)
+		return d, nil
+	}
+	var cold, cached []time.Duration
+	cacheDir, err := os.MkdirTemp("", "fermion-bench-cache-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cacheDir)
+	for i := 0; i < *coldN; i++ {
+		dir, _ := os.MkdirTemp("", "fermion-bench-cold-")
+		d, err := loadOnce(dir)
+		os.RemoveAll(dir)
+		if err != nil {
+			return err
+		}
+		cold = append(cold, d)
+	}
+	if _, err := loadOnce(cacheDir); err != nil { // populate
+		return err
+	}
+	for i := 0; i < *cachedN; i++ {
+		d, err := loadOnce(cacheDir)
+		if err != nil {
+			return err
+		}
+		cached = append(cached, d)
+	}
+
+	// Instances: a function whose instances serve one request each, so every request
+	// creates a new instance; the hook reports the phases.
+	var mu sync.Mutex
+	var inst, init, total []time.Duration
+	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, OnInstanceStart: func(a, b time.Duration) {
+		mu.Lock()
+		inst = append(inst, a)
+		init = append(init, b)
+		total = append(total, a+b)
+		mu.Unlock()
+	}})
+	if err != nil {
+		return err
+	}
+	defer e.Close(ctx)
+	s := spec
+	s.Scaling.MaxRequestsPerInstance = 1
+	f, err := e.Load(ctx, s)
+	if err != nil {
+		return err
+	}
+	req := &sandbox.Request{ID: "bench", Method: "GET", URI: "/hello", Host: "localhost", Header: http.Header{}}
+	var first []time.Duration
+	for i := 0; i < *instN; i++ {
+		t0 := time.Now()
+		if _, err := f.Invoke(ctx, req); err != nil {
+			return err
+		}
+		first = append(first, time.Since(t0))
+	}
+	f.Close(ctx)
+
+	fmt.Printf("\nmodule examples/hello, %d bytes, GOMAXPROCS %d\n\n", len(wasm), runtime.GOMAXPROCS(0))
+	fmt.Println("| phase | n | p50 ms | p99 ms |")
+	fmt.Println("|---|---|---|---|")
+	row := func(name string, ds []time.Duration) {
+		p50, p99 := percentiles(ds)
+		fmt.Printf("| %s | %d | %.3f | %.3f |\n", name, len(ds), ms(p50), ms(p99))
+	}
+	row("compile, empty cache (Load, min_warm 0)", cold)
+	row("compile, on-disk cache, new engine", cached)
+	row("instantiate (wazero)", inst)
+	row("guest init (_initialize)", init)
+	row("new instance = instantiate + init", total)
+	row("first request on a new instance (cold request)", first)
+	p50c, _ := percentiles(cold)
+	p50h, _ := percentiles(cached)
+	fmt.Printf("\ncached / cold compile (p50): %.4f\n", float64(p50h)/float64(p50c))
+	return nil
+}
+
+func rss() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize()), err
+}
+
+func memoryBench(args []string) error {
+	fs := flag.NewFlagSet("memory", flag.ExitOnError)
+	n := fs.Int("instances", 64, "warm instances to create")
+	fs.Parse(args)
+	r, err := root()
+	if err != nil {
+		return err
+	}
+	m, wasm, err := helloManifest(r)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	settle := func() uint64 {
+		runtime.GC()
+		debug.FreeOSMemory()
+		v, _ := rss()
+		return v
+	}
+	before := settle()
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+	if err != nil {
+		return err
+	}
+	m.Scaling.MinWarm = 1
+	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
+		return err
+	}
+	idle := settle()
+	dp.Close(ctx)
+
+	dp, err = agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+	if err != nil {
+		return err
+	}
+	m.Scaling.MinWarm = 1
+	m.Scaling.MaxInstances = *n + 1
+	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
+		return err
+	}
+	one := settle()
+	dp.Close(ctx)
+	dp, err = agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+	if err != nil {
+		return err
+	}
+	m.Scaling.MinWarm = *n + 1
+	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
+		return err
+	}
+	many := settle()
+	dp.Close(ctx)
+	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+	fmt.Printf("\n| measure | value |\n|---|---|\n")
+	fmt.Printf("| process RSS before anything (harness baseline) | %.1f MiB |\n", mib(before))
+	fmt.Printf("| RSS with data plane + hello loaded, 1 warm instance | %.1f MiB |\n", mib(idle))
+	fmt.Printf("| RSS per additional warm instance (%d instances) | %.2f MiB |\n", *n, mib((many-one)/uint64(*n)))
+	return nil
+}

@@ -1,0 +1,89 @@
+// Package layers holds the test that keeps Fermion's import direction: api imports
+// nothing of ours, the SDK only api, pure packages no infrastructure, infrastructure no
+// roles, roles no CLI. See docs/ARCHITECTURE.md.
+package layers
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// rank orders the layers; a package may import only packages of a lower or equal rank
+// that its rule allows.
+var rules = []struct {
+	prefix  string
+	allowed []string // prefixes of our packages it may import
+}{
+	{"fermion.dev/fermion/api", nil},
+	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/agent", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/gateway", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/fermiontest", nil},
+	{"fermion.dev/fermion/internal/cli", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/", "fermion.dev/fermion"}},
+	{"fermion.dev/fermion/cmd", []string{"fermion.dev/fermion/internal/cli"}},
+	{"fermion.dev/fermion/bench", []string{"fermion.dev/fermion/"}},
+}
+
+type pkg struct {
+	ImportPath   string
+	Doc          string
+	Name         string
+	Imports      []string
+	TestImports  []string
+	XTestImports []string
+}
+
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "fermion.dev/fermion/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		if p.ImportPath == "fermion.dev/fermion" || strings.HasPrefix(p.ImportPath, "fermion.dev/fermion/internal/layers") {
+			continue
+		}
+		if p.Doc == "" {
+			t.Errorf("%s: package has no doc comment saying what it is for", p.ImportPath)
+		}
+		rule := -1
+		for i, r := range rules {
+			if p.ImportPath == r.prefix || strings.HasPrefix(p.ImportPath, r.prefix+"/") {
+				rule = i
+				break
+			}
+		}
+		if rule < 0 {
+			t.Errorf("%s: no layer rule; add it to rules in %s", p.ImportPath, "internal/layers/layers_test.go")
+			continue
+		}
+		imports := append(append(append([]string{}, p.Imports...), p.TestImports...), p.XTestImports...)
+		for _, imp := range imports {
+			if imp != "fermion.dev/fermion" && !strings.HasPrefix(imp, "fermion.dev/fermion/") {
+				continue
+			}
+			if imp == p.ImportPath || strings.HasPrefix(imp, p.ImportPath+"/") {
+				continue
+			}
+			ok := false
+			for _, a := range rules[rule].allowed {
+				if imp == a || strings.HasPrefix(imp, strings.TrimSuffix(a, "/")+"/") || (strings.HasSuffix(a, "/") && strings.HasPrefix(imp, a)) {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("%s imports %s, against the layer rules (docs/ARCHITECTURE.md)", p.ImportPath, imp)
+			}
+		}
+	}
+}
