@@ -57,7 +57,9 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 }
 
 func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, stderr io.Writer) error {
-	logger, err := telemetry.NewLogger(stderr, o.logLevel)
+	logw := telemetry.NewBufferedWriter(stderr, 200*time.Millisecond)
+	defer logw.Close()
+	logger, err := telemetry.NewLogger(logw, o.logLevel)
 	if err != nil {
 		return usageError{err}
 	}

@@ -21,6 +21,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry"}},
 	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/agent", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/gateway", "fermion.dev/fermion/internal/fermiontest"}},

@@ -51,7 +51,9 @@ func NewTracing(ctx context.Context, service, version string) (*Tracing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("create otlp trace exporter: %w", err)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+	// Schemaless, so the merge never fails on a semconv schema mismatch with the SDK's
+	// default resource (which would silently drop the service name).
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(service), semconv.ServiceVersion(version)))
 	if err != nil {
 		res = resource.Default()

@@ -196,7 +196,8 @@ func nativeTarget() (target, error) {
 }
 
 func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer) (target, error) {
-	logger, _ := telemetry.NewLogger(logw, "info")
+	// As `fermion run` does: request log lines are batched, not a write per request.
+	logger, _ := telemetry.NewLogger(telemetry.NewBufferedWriter(logw, 200*time.Millisecond), "info")
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench"})
 	if err != nil {
 		return target{}, err

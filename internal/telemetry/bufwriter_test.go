@@ -1,0 +1,69 @@
+package telemetry
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestBufferedWriterFlushes(t *testing.T) {
+	var out lockedBuffer
+	w := NewBufferedWriter(&out, 10*time.Millisecond)
+	w.Write([]byte("one\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for out.String() != "one\n" {
+		if time.Now().After(deadline) {
+			t.Fatal("line not flushed by the ticker")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.Write([]byte("two\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "one\ntwo\n" {
+		t.Fatalf("after Close got %q", got)
+	}
+	w.Close() // idempotent
+}
+
+func TestBufferedWriterConcurrentLinesStayWhole(t *testing.T) {
+	var out lockedBuffer
+	w := NewBufferedWriter(&out, time.Hour)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 500; j++ {
+				w.Write([]byte("0123456789abcdef\n"))
+			}
+		}()
+	}
+	wg.Wait()
+	w.Close()
+	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if line != "0123456789abcdef" {
+			t.Fatalf("torn line %q", line)
+		}
+	}
+}
