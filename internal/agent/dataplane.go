@@ -73,7 +73,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 
 // Deploy loads a function version and routes its manifest's routes to it. A function
 // with the same name is replaced: the new version is loaded and prewarmed first, the
-// routes switch atomically, then the old version drains.
+// routes switch atomically, then the old version drains (in the background) once the
+// requests the gateway routed to it have finished.
 func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
 	spec := sandbox.SpecFromManifest(m, wasm)
 	spec.Labels = d.cfg.Labels
@@ -99,9 +100,29 @@ func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byt
 		return nil, err
 	}
 	if old != nil {
-		go old.fn.Close(context.WithoutCancel(ctx))
+		go d.retire(context.WithoutCancel(ctx), old.fn)
 	}
 	return fn, nil
+}
+
+// retire closes a function that is no longer routed once the gateway has no request in
+// flight that was routed to it (such a request would otherwise find it closed), waiting
+// at most the drain timeout for them.
+func (d *DataPlane) retire(ctx context.Context, fn *sandbox.Function) error {
+	qctx, cancel := context.WithTimeout(ctx, d.drainTimeout())
+	err := d.Gateway.Quiesce(qctx)
+	cancel()
+	if err != nil {
+		d.cfg.Logger.Warn("closing a function with requests still in flight", "function", fn.Name(), "version", fn.Version(), "err", err)
+	}
+	return fn.Close(ctx)
+}
+
+func (d *DataPlane) drainTimeout() time.Duration {
+	if d.cfg.DrainTimeout > 0 {
+		return d.cfg.DrainTimeout
+	}
+	return 30 * time.Second
 }
 
 // Remove stops routing to a function and drains it.
@@ -114,7 +135,7 @@ func (d *DataPlane) Remove(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("remove %s: not deployed", name)
 	}
-	return errors.Join(err, old.fn.Close(ctx))
+	return errors.Join(err, d.retire(ctx, old.fn))
 }
 
 // Functions returns the deployed functions by name.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,10 @@ func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own error for a mistyped verb: a usage mistake like a bad flag.
+		err = usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, root.CommandPath())}
 	}
 	fmt.Fprintf(stderr, "fermion: %v\n", err)
 	var ue usageError

@@ -2,11 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/template"
 
 	"github.com/spf13/cobra"
@@ -102,18 +103,42 @@ require fermion.dev/fermion v0.0.0
 
 replace fermion.dev/fermion => ./.fermion/sdk
 `,
-	".gitignore": "*.wasm\n",
+	".gitignore":          "*.wasm\n",
 	".fermion/sdk/go.mod": "module fermion.dev/fermion\n\ngo 1.24\n",
 }
 
-func scaffold(name, dir string, force bool) error {
-	// Validate the name the same way the manifest will, by rendering and parsing it.
+// checkName validates a function name the same way the manifest will, by rendering and
+// parsing the scaffold's fermion.toml. The name is escaped for TOML there, so that a name
+// with quotes or control characters gets the manifest's advice on names rather than a
+// TOML syntax error.
+func checkName(name string) error {
+	quoted, err := json.Marshal(name) // a JSON string body is a valid TOML basic string body
+	if err != nil {
+		return usageError{fmt.Errorf("function name %q: %v", name, err)}
+	}
 	var toml bytes.Buffer
-	if err := template.Must(template.New("").Parse(scaffoldFiles["fermion.toml"])).Execute(&toml, map[string]string{"Name": name}); err != nil {
+	data := map[string]string{"Name": string(quoted[1 : len(quoted)-1])}
+	if err := template.Must(template.New("").Parse(scaffoldFiles["fermion.toml"])).Execute(&toml, data); err != nil {
 		return err
 	}
-	if _, err := manifest.Parse(manifest.FileName, toml.Bytes(), ""); err != nil {
-		return usageError{fmt.Errorf("function name %q: %v", name, strings.TrimPrefix(err.Error(), "fermion.toml: "))}
+	_, err = manifest.Parse(manifest.FileName, toml.Bytes(), "")
+	if err == nil {
+		return nil
+	}
+	var me *manifest.Error
+	if errors.As(err, &me) {
+		for _, p := range me.Problems {
+			if p.Field == "app.name" {
+				return usageError{fmt.Errorf("function name: %s", p.Msg)}
+			}
+		}
+	}
+	return usageError{fmt.Errorf("function name %q: %v", name, err)}
+}
+
+func scaffold(name, dir string, force bool) error {
+	if err := checkName(name); err != nil {
+		return err
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 && !force {
 		return fmt.Errorf("directory %s exists and is not empty; choose another --dir or pass --force", dir)

@@ -64,11 +64,18 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return usageError{err}
 	}
 	manifests := make([]*manifest.Manifest, 0, len(paths))
+	byName := map[string]*manifest.Manifest{}
 	for _, p := range paths {
 		m, err := manifest.Load(p)
 		if err != nil {
 			return err
 		}
+		// A node runs one version of each function: a second manifest with the same
+		// name would silently replace the first.
+		if prev, dup := byName[m.App.Name]; dup {
+			return fmt.Errorf("function %q is defined by both %s and %s; give each app its own name", m.App.Name, displayPath(prev.Path), displayPath(m.Path))
+		}
+		byName[m.App.Name] = m
 		manifests = append(manifests, m)
 	}
 	tracing, err := telemetry.NewTracing(ctx, "fermion", Version)

@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,14 +56,18 @@ type Config struct {
 }
 
 // Gateway is an http.Handler. Routes can be replaced at any time without dropping
-// in-flight requests: a request keeps the target it was routed to.
+// in-flight requests: a request keeps the target it was routed to, and Quiesce says when
+// the requests routed by earlier tables have finished, so their targets can be closed.
 type Gateway struct {
-	cfg    Config
-	table  atomic.Pointer[table]
-	tracer trace.Tracer
+	cfg   Config
+	table atomic.Pointer[table]
+	// mu serializes SetRoutes and guards retired: replaced tables that may still have
+	// requests in flight.
+	mu      sync.Mutex
+	retired []*table
+	tracer  trace.Tracer
 	// recording is false for a no-op tracer: the gateway then makes span ids itself.
 	recording bool
-	fm        atomic.Pointer[map[Target]*telemetry.FunctionMetrics]
 }
 
 // New returns a Gateway with no routes.
@@ -84,25 +90,64 @@ func New(cfg Config) *Gateway {
 		g.recording = s.SpanContext().IsValid()
 		s.End()
 	}
-	g.table.Store(&table{})
-	empty := map[Target]*telemetry.FunctionMetrics{}
-	g.fm.Store(&empty)
+	g.table.Store(newEmptyTable())
 	return g
 }
 
-// SetRoutes replaces the routing table atomically.
+// SetRoutes replaces the routing table atomically. Requests already routed keep their
+// targets; call Quiesce before closing a target that is no longer routed.
 func (g *Gateway) SetRoutes(routes []Route) error {
 	t, err := newTable(routes)
 	if err != nil {
 		return err
 	}
-	fm := make(map[Target]*telemetry.FunctionMetrics, len(routes))
+	// The metrics live in the table, so a request always finds its target's.
+	t.metrics = make(map[Target]*telemetry.FunctionMetrics, len(routes))
 	for _, r := range routes {
-		fm[r.Target] = g.cfg.Metrics.Function(r.Target.Name(), r.Target.Version())
+		t.metrics[r.Target] = g.cfg.Metrics.Series(r.Target.Name(), r.Target.Version())
 	}
-	g.fm.Store(&fm)
-	g.table.Store(t)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.table.Swap(t)
+	old.retire()
+	g.retired = slices.DeleteFunc(append(g.retired, old), (*table).isDrained)
 	return nil
+}
+
+// Quiesce waits until every request routed by a table that SetRoutes has replaced has
+// finished, or ctx is done. Targets routed only by replaced tables then get no more
+// requests from the gateway and can be closed.
+func (g *Gateway) Quiesce(ctx context.Context) error {
+	g.mu.Lock()
+	pending := append([]*table(nil), g.retired...)
+	g.mu.Unlock()
+	for _, t := range pending {
+		select {
+		case <-t.drained:
+		case <-ctx.Done():
+			return fmt.Errorf("gateway quiesce: %w", ctx.Err())
+		}
+	}
+	// Let go of the drained tables (and so of their targets).
+	g.mu.Lock()
+	g.retired = slices.DeleteFunc(g.retired, (*table).isDrained)
+	g.mu.Unlock()
+	return nil
+}
+
+// acquire returns the current table, held until release: a table replaced after acquire
+// returns is not reported drained before this request is done.
+func (g *Gateway) acquire() *table {
+	for {
+		t := g.table.Load()
+		t.refs.Add(1)
+		// Re-check after taking the reference: if SetRoutes replaced the table in between,
+		// it may already have found the table drained, so use the new one.
+		if g.table.Load() == t {
+			return t
+		}
+		t.release()
+	}
 }
 
 // Routes returns the current routes.
@@ -113,6 +158,22 @@ const (
 	maxRequestIDLen = 128
 )
 
+// reservedResponseHeader are the response headers the gateway owns: its request id and
+// trace context, and the framing and hop-by-hop headers of its own connection.
+var reservedResponseHeader = map[string]bool{
+	headerRequestID:     true,
+	"Traceparent":       true,
+	"Tracestate":        true,
+	"Content-Length":    true,
+	"Transfer-Encoding": true,
+	"Connection":        true,
+	"Keep-Alive":        true,
+	"Proxy-Connection":  true,
+	"Te":                true,
+	"Trailer":           true,
+	"Upgrade":           true,
+}
+
 // ServeHTTP routes and serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -120,7 +181,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Header.Set(headerRequestID, id)
 
 	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	route, ok := g.table.Load().match(r.Host, r.URL.Path)
+	tb := g.acquire()
+	defer tb.release()
+	route, ok := tb.match(r.Host, r.URL.Path)
 	spanName := "HTTP " + r.Method
 	if ok {
 		spanName += " " + route.Prefix
@@ -141,11 +204,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.logRequest(ctx, r, id, nil, http.StatusNotFound, start, false, "")
 		return
 	}
-	fm := (*g.fm.Load())[route.Target]
+	fm := tb.metrics[route.Target]
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, route, id)
+	status, cold, reason := g.serve(ctx, w, r, route, fm, id)
 	if g.cfg.Telemetry {
 		elapsed := time.Since(start)
 		fm.Request(status, elapsed.Seconds())
@@ -171,10 +234,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id string) (status int, cold bool, reason string) {
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, fm *telemetry.FunctionMetrics, id string) (status int, cold bool, reason string) {
 	limit := route.Target.Spec().Limits.MaxRequestBody
 	if r.ContentLength > limit {
-		return g.tooLarge(w, route, id, limit)
+		return g.tooLarge(w, fm, id, limit)
 	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
@@ -184,7 +247,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return http.StatusBadRequest, false, "bad_request"
 		}
 		if int64(len(b)) > limit {
-			return g.tooLarge(w, route, id, limit)
+			return g.tooLarge(w, fm, id, limit)
 		}
 		body = b
 	}
@@ -216,10 +279,13 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	h := w.Header()
 	for k, vs := range resp.Header {
-		if k == headerRequestID || k == "Traceparent" || k == "Tracestate" {
+		// Guests may spell names in any case; compare and write them canonically so a
+		// guest can neither shadow the gateway's headers nor send two of one header.
+		k = http.CanonicalHeaderKey(k)
+		if reservedResponseHeader[k] {
 			continue
 		}
-		h[k] = vs
+		h[k] = append(h[k], vs...)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
@@ -227,10 +293,8 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	return resp.Status, resp.Cold, ""
 }
 
-func (g *Gateway) tooLarge(w http.ResponseWriter, route *Route, id string, limit int64) (int, bool, string) {
-	if fm := (*g.fm.Load())[route.Target]; fm != nil {
-		fm.LimitRejection(telemetry.LimitRequestBody)
-	}
+func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics, id string, limit int64) (int, bool, string) {
+	fm.LimitRejection(telemetry.LimitRequestBody)
 	// The body was not read to the end; closing the connection is cheaper than draining it.
 	w.Header().Set("Connection", "close")
 	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the function's limit of %d bytes", limit), id)

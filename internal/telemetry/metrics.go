@@ -7,6 +7,7 @@ package telemetry
 
 import (
 	"runtime"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,6 +59,9 @@ type Metrics struct {
 	GuestLogDropped *prometheus.CounterVec   // function, version
 	Compile         *prometheus.HistogramVec // function, version
 	InFlight        prometheus.Gauge
+
+	mu      sync.Mutex
+	holders map[[2]string]int // function version -> Function calls not yet forgotten
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
@@ -138,9 +142,24 @@ func NewMetrics(version string) *Metrics {
 }
 
 // Function returns the collectors of one function version with their labels bound, so
-// the request path does no label lookups. A nil Metrics gives a FunctionMetrics that
-// records nothing.
+// the request path does no label lookups, and holds its series until a matching Forget.
+// A nil Metrics gives a FunctionMetrics that records nothing.
 func (m *Metrics) Function(name, version string) *FunctionMetrics {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	if m.holders == nil {
+		m.holders = map[[2]string]int{}
+	}
+	m.holders[[2]string{name, version}]++
+	m.mu.Unlock()
+	return m.Series(name, version)
+}
+
+// Series is Function without holding the series: for code that records for a function
+// version it does not own (the gateway), whose series go when its owner forgets them.
+func (m *Metrics) Series(name, version string) *FunctionMetrics {
 	if m == nil {
 		return nil
 	}
@@ -164,12 +183,23 @@ func (m *Metrics) Function(name, version string) *FunctionMetrics {
 	return f
 }
 
-// Forget removes a retired function version's series so label sets do not grow without
-// bound as versions come and go.
+// Forget releases a Function hold and, when it was the last, removes the function
+// version's series so label sets do not grow without bound as versions come and go. A
+// version loaded again while its predecessor is closing (a redeploy of the same version)
+// keeps its series.
 func (m *Metrics) Forget(name, version string) {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	key := [2]string{name, version}
+	if n := m.holders[key] - 1; n > 0 {
+		m.holders[key] = n
+		m.mu.Unlock()
+		return
+	}
+	delete(m.holders, key)
+	m.mu.Unlock()
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int

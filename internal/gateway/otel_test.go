@@ -1,0 +1,234 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/gateway"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+func spanAttr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+// TestTracingSpans records spans with the OpenTelemetry SDK: one request gives a server
+// span that continues the caller's trace, with the sandbox's spans as its children.
+func TestTracingSpans(t *testing.T) {
+	const (
+		parentTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+		parentSpan  = "00f067aa0ba902b7"
+	)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	metrics := telemetry.NewMetrics("test")
+	e := newEngine(t, engineOptions{metrics: metrics, tracer: tp.Tracer("fermion/sandbox")})
+	warm := loadGuest(t, e, "examples/hello", nil)
+	cold := loadGuest(t, e, "examples/hello", func(s *sandbox.Spec) { s.Name = "cold"; s.Scaling.MinWarm = 0 })
+	g := gateway.New(gateway.Config{Metrics: metrics, Tracer: tp.Tracer("fermion/gateway"), Telemetry: true})
+	setRoutes(t, g,
+		gateway.Route{Prefix: "/hello", Target: warm},
+		gateway.Route{Prefix: "/cold", Target: cold},
+	)
+	url := serve(t, g)
+
+	tests := []struct {
+		name     string
+		path     string
+		function string
+		cold     bool
+	}{
+		{name: "warm instance", path: "/hello", function: "hello"},
+		{name: "cold start", path: "/cold", function: "cold", cold: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp.Reset()
+			h := http.Header{}
+			h.Set("Traceparent", "00-"+parentTrace+"-"+parentSpan+"-01")
+			r := get(t, url+tt.path, h)
+			if r.status != 200 {
+				t.Fatalf("GET %s = %d %q", tt.path, r.status, r.body)
+			}
+			_, traceID := checkIDs(t, r)
+			if traceID != parentTrace {
+				t.Fatalf("response trace %s, want the caller's %s", traceID, parentTrace)
+			}
+
+			// The server span ends after the response is written.
+			byName := map[string]sdktrace.ReadOnlySpan{}
+			fermiontest.WaitFor(t, 10*time.Second, func() error {
+				byName = map[string]sdktrace.ReadOnlySpan{}
+				for _, s := range exp.GetSpans().Snapshots() {
+					if s.SpanContext().TraceID().String() == parentTrace {
+						byName[s.Name()] = s
+					}
+				}
+				if _, ok := byName["HTTP GET "+tt.path]; !ok {
+					return fmt.Errorf("no server span yet; spans %v", names(byName))
+				}
+				return nil
+			})
+			server := byName["HTTP GET "+tt.path]
+			if server.SpanKind() != trace.SpanKindServer {
+				t.Fatalf("server span kind %v", server.SpanKind())
+			}
+			if got := server.Parent().SpanID().String(); got != parentSpan || !server.Parent().IsRemote() {
+				t.Fatalf("server span parent %s (remote %v), want the caller's span %s", got, server.Parent().IsRemote(), parentSpan)
+			}
+			if want := "00-" + parentTrace + "-" + server.SpanContext().SpanID().String() + "-01"; r.header.Get("Traceparent") != want {
+				t.Fatalf("response traceparent %q, want the server span's %q", r.header.Get("Traceparent"), want)
+			}
+			for key, want := range map[string]attribute.Value{
+				"http.response.status_code": attribute.IntValue(200),
+				"http.route":                attribute.StringValue(tt.path),
+				"fermion.function":          attribute.StringValue(tt.function),
+				"fermion.request_id":        attribute.StringValue(r.header.Get("X-Request-Id")),
+				"fermion.cold":              attribute.BoolValue(tt.cold),
+			} {
+				if got, ok := spanAttr(server, key); !ok || got != want {
+					t.Fatalf("server span %s = %v, want %v", key, got.Emit(), want.Emit())
+				}
+			}
+			if server.Status().Code == codes.Error {
+				t.Fatalf("server span status %v for a 200", server.Status())
+			}
+			for _, child := range []string{"acquire instance", "guest execute"} {
+				s, ok := byName[child]
+				if !ok {
+					t.Fatalf("no %q span in the request's trace; spans %v", child, names(byName))
+				}
+				if s.Parent().SpanID() != server.SpanContext().SpanID() {
+					t.Fatalf("%q span's parent is %s, want the server span %s", child, s.Parent().SpanID(), server.SpanContext().SpanID())
+				}
+			}
+			create, created := byName["create instance"]
+			if created != tt.cold {
+				t.Fatalf("create instance span present = %v, want %v; spans %v", created, tt.cold, names(byName))
+			}
+			if created && create.Parent().SpanID() != byName["acquire instance"].SpanContext().SpanID() {
+				t.Fatal("create instance span is not a child of acquire instance")
+			}
+		})
+	}
+}
+
+func names(m map[string]sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	return out
+}
+
+// otlpCollector is a fake OTLP/HTTP collector that records what it is sent.
+type otlpCollector struct {
+	mu    sync.Mutex
+	posts []otlpPost
+}
+
+type otlpPost struct {
+	method, path, contentType string
+	size                      int
+}
+
+func (c *otlpCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	c.posts = append(c.posts, otlpPost{method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"), size: len(b)})
+	c.mu.Unlock()
+	// An empty ExportTraceServiceResponse is an empty protobuf message.
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (c *otlpCollector) received() []otlpPost {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]otlpPost(nil), c.posts...)
+}
+
+// TestOTLPExport proves telemetry.NewTracing wires an OTLP/HTTP exporter from the
+// standard environment variables: after a request and Shutdown, the collector has the
+// spans.
+func TestOTLPExport(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      string // variable that names the collector
+		path     string // appended to the collector's URL in env
+		wantPath string
+	}{
+		{name: "OTEL_EXPORTER_OTLP_ENDPOINT", env: "OTEL_EXPORTER_OTLP_ENDPOINT", wantPath: "/v1/traces"},
+		{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", path: "/custom/traces", wantPath: "/custom/traces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			col := &otlpCollector{}
+			srv := httptest.NewServer(col)
+			t.Cleanup(srv.Close)
+			for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+				"OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+				"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+				t.Setenv(k, "")
+			}
+			t.Setenv(tt.env, srv.URL+tt.path)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			tracing, err := telemetry.NewTracing(ctx, "fermion-test", "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tracing.Exporting {
+				t.Fatal("NewTracing is not exporting with an OTLP endpoint set")
+			}
+			e := newEngine(t, engineOptions{tracer: tracing.Tracer("fermion/sandbox")})
+			hello := loadGuest(t, e, "examples/hello", nil)
+			g := gateway.New(gateway.Config{Tracer: tracing.Tracer("fermion/gateway"), Telemetry: true})
+			setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
+			gw := httptest.NewServer(g)
+			t.Cleanup(gw.Close)
+
+			if r := get(t, gw.URL+"/hello", nil); r.status != 200 {
+				t.Fatalf("GET /hello = %d", r.status)
+			}
+			// The server span ends just after the response is written; closing the server
+			// waits for the handler, so the span has ended before Shutdown flushes.
+			gw.Close()
+			if err := tracing.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if len(col.received()) == 0 {
+				t.Fatal("collector received nothing")
+			}
+			for _, p := range col.received() {
+				if p.method != http.MethodPost || p.path != tt.wantPath || p.size == 0 {
+					t.Fatalf("collector got %s %s with %d bytes, want a non-empty POST to %s", p.method, p.path, p.size, tt.wantPath)
+				}
+				if p.contentType != "application/x-protobuf" {
+					t.Fatalf("collector got content type %q, want application/x-protobuf", p.contentType)
+				}
+			}
+		})
+	}
+}
