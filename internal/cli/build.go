@@ -2,14 +2,22 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
 )
 
 // buildGuest runs the manifest's build command (if any) and returns the module bytes.
@@ -48,4 +56,100 @@ func buildGuest(ctx context.Context, m *manifest.Manifest, skipBuild bool, out i
 		return nil, fmt.Errorf("read module: %w", err)
 	}
 	return wasm, nil
+}
+
+// buildOutput is where `fermion build` leaves the artifact: beside the manifest.
+func buildOutput(m *manifest.Manifest) string { return filepath.Join(m.Dir, ".fermion", "artifact") }
+
+// buildArtifact builds the guest, checks that the sandbox can run it, scans and
+// packages it, and stores the artifact's three blobs under .fermion/artifact.
+func buildArtifact(ctx context.Context, dir string, skipBuild bool, cacheDir string, log io.Writer) (*manifest.Manifest, *artifact.Artifact, error) {
+	m, err := manifest.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	wasm, err := buildGuest(ctx, m, skipBuild, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer e.Close(ctx)
+	if _, err := e.Check(ctx, wasm, m.Component.ABI); err != nil {
+		return nil, nil, fmt.Errorf("%s: %s is not a module Fermion can run: %w", m.Path, m.SourcePath(), err)
+	}
+	a, err := artifact.Package(m, wasm, buildMeta(m.Dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", m.Path, err)
+	}
+	out := buildOutput(m)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, nil, err
+	}
+	for name, data := range map[string][]byte{"manifest.json": a.Manifest, "config.json": a.Config, "module.wasm": a.Layer} {
+		if err := writeFileAtomic(filepath.Join(out, name), data, 0o644); err != nil {
+			return nil, nil, err
+		}
+	}
+	return m, a, nil
+}
+
+// buildMeta records where the build came from. Created is taken only from
+// SOURCE_DATE_EPOCH, so that the same inputs give the same digest.
+func buildMeta(dir string) artifact.Meta {
+	var meta artifact.Meta
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		b, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	meta.Revision = git("rev-parse", "HEAD")
+	if src := git("config", "--get", "remote.origin.url"); src != "" && !strings.Contains(src, "@") {
+		meta.Source = src
+	}
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		if sec, err := strconv.ParseInt(s, 10, 64); err == nil {
+			meta.Created = time.Unix(sec, 0).UTC()
+		}
+	}
+	return meta
+}
+
+func newBuildCmd() *cobra.Command {
+	var noBuild bool
+	var cacheDir string
+	c := &cobra.Command{
+		Use:   "build [DIR]",
+		Short: "Build the function and package it as an OCI artifact; print its digest",
+		Long: `Build runs the manifest's build command, checks that the sandbox can run the module
+(compiling it through the compilation cache), scans its imports against the manifest's
+capabilities and packages an OCI artifact (config = normalised manifest and scan results,
+layer = the module). The same inputs give the same digest; set SOURCE_DATE_EPOCH to
+record a creation time. The artifact is written to DIR/.fermion/artifact.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			m, a, err := buildArtifact(c.Context(), dir, noBuild, cacheDir, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			var cfg artifact.Config
+			json.Unmarshal(a.Config, &cfg)
+			fmt.Fprintf(c.OutOrStdout(), "built %s\ndigest %s\nmodule %s (%d bytes, %s)\nwritten to %s\n",
+				m.ID(), a.ManifestDigest, a.LayerDigest, len(a.Layer), cfg.Module.ABI, displayPath(buildOutput(m)))
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
+	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	return c
 }

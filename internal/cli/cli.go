@@ -65,7 +65,7 @@ Start with:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd())
+	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd(), newKeysCmd(), newBuildCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newRegistryCmd())
 	return root
 }
 

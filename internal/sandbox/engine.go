@@ -178,6 +178,9 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if pages == 0 {
 		pages = 1
 	}
+	if min, ok := declaredMemoryPages(spec.Wasm); ok && min > pages {
+		return nil, fmt.Errorf("load %s: %w", id, memoryTooSmall(min, pages))
+	}
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
 	code, ierr := instrumentInterrupt(spec.Wasm)
@@ -215,8 +218,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		return fail(err)
 	}
 	if min := minMemoryPages(compiled); min > pages {
-		return fail(fmt.Errorf("module needs at least %d MiB of memory but limits.memory is %d MiB; raise limits.memory",
-			uint64(min)*65536>>20, uint64(pages)*65536>>20))
+		return fail(memoryTooSmall(min, pages))
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return fail(fmt.Errorf("instantiate wasi: %w", err))
@@ -274,4 +276,25 @@ func minMemoryPages(m wazero.CompiledModule) uint32 {
 		return mem.Min()
 	}
 	return 0
+}
+
+// Check compiles a module (through the compilation cache, so a later Load is fast) and
+// returns its ABI, without instantiating it: what `fermion build` uses to refuse a
+// module the sandbox could not run.
+func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string) (string, error) {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return "", ErrNotWasm
+	}
+	code, err := instrumentInterrupt(wasm)
+	if err != nil {
+		code = wasm
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(e.cache).WithCloseOnContextDone(err != nil))
+	defer rt.Close(ctx)
+	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)
+	if err != nil {
+		return "", fmt.Errorf("compile module: %w", err)
+	}
+	return detectABI(compiled, declaredABI)
 }

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/oci"
+)
+
+func appName(p *oci.Pulled) string {
+	var m struct {
+		App struct{ Name string } `json:"app"`
+	}
+	json.Unmarshal(p.Parsed.Config.Manifest, &m)
+	return m.App.Name
+}
+
+func newInspectCmd() *cobra.Command {
+	var rf registryFlags
+	var verify []string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "inspect REF",
+		Short: "Show an artifact's manifest, config, size, imports and signatures",
+		Example: `  fermion inspect localhost:5000/acme/hello:1.2.0
+  fermion inspect localhost:5000/acme/hello@sha256:… --verify signing.pub`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ref, err := oci.ParseRef(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			cl := rf.client()
+			p, err := cl.Resolve(c.Context(), ref)
+			if err != nil {
+				return err
+			}
+			sigs, err := cl.Signatures(c.Context(), ref, p.ManifestDigest)
+			if err != nil {
+				return err
+			}
+			policy, err := trustPolicy(verify)
+			if err != nil {
+				return err
+			}
+			verdict := "unsigned"
+			if len(sigs) > 0 {
+				verdict = fmt.Sprintf("%d signature(s), not checked (pass --verify KEY)", len(sigs))
+			}
+			if len(verify) > 0 {
+				v, err := policy.Verify(ref.Name(), p.ManifestDigest, sigs)
+				if err != nil {
+					verdict = "NOT VERIFIED: " + err.Error()
+				} else {
+					verdict = "verified by key " + v.KeyID
+				}
+			}
+			w := c.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{
+					"reference": ref.String(), "digest": p.ManifestDigest, "manifest": json.RawMessage(p.Manifest),
+					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict,
+				})
+			}
+			cfg := p.Parsed.Config
+			fmt.Fprintf(w, "reference  %s\ndigest     %s\nartifact   %s\n", ref, p.ManifestDigest, p.Parsed.Manifest.ArtifactType)
+			size := int64(len(p.Manifest)) + p.Parsed.ConfigDescriptor.Size + p.Parsed.Layer.Size
+			fmt.Fprintf(w, "size       %d bytes (module %d)\n", size, p.Parsed.Layer.Size)
+			fmt.Fprintf(w, "module     %s abi=%s\n", p.Parsed.Layer.Digest, cfg.Module.ABI)
+			keys := make([]string, 0, len(p.Parsed.Manifest.Annotations))
+			for k := range p.Parsed.Manifest.Annotations {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(w, "annotation %s=%s\n", k, p.Parsed.Manifest.Annotations[k])
+			}
+			var imports []string
+			for _, im := range cfg.Module.Imports {
+				imports = append(imports, im.Module+"."+im.Name)
+			}
+			fmt.Fprintf(w, "imports    %s\n", strings.Join(imports, " "))
+			if len(cfg.Scan.Capabilities) > 0 {
+				fmt.Fprintf(w, "needs      %s\n", strings.Join(cfg.Scan.Capabilities, ", "))
+			}
+			for _, f := range cfg.Scan.Findings {
+				fmt.Fprintf(w, "finding    %s\n", f)
+			}
+			fmt.Fprintf(w, "signatures %s\n", verdict)
+			for _, s := range sigs {
+				fmt.Fprintf(w, "  signature layer %s\n", s.Layer.Digest)
+			}
+			var manifest any
+			json.Unmarshal(cfg.Manifest, &manifest)
+			b, _ := json.MarshalIndent(manifest, "  ", "  ")
+			fmt.Fprintf(w, "config:\n  %s\n", b)
+			return nil
+		},
+	}
+	rf.add(c)
+	c.Flags().StringSliceVar(&verify, "verify", nil, "check signatures against this public key (repeatable)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sandbox"
+)
+
+// registryFlags are shared by the verbs that talk to a registry.
+type registryFlags struct {
+	token     string
+	plainHTTP bool
+}
+
+func (f *registryFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.token, "token", "", "registry token (default $FERMION_REGISTRY_TOKEN)")
+	c.Flags().BoolVar(&f.plainHTTP, "plain-http", false, "use http:// for a non-loopback registry (loopback always uses it)")
+}
+
+func (f *registryFlags) client() *oci.Client {
+	t := f.token
+	if t == "" {
+		t = os.Getenv("FERMION_REGISTRY_TOKEN")
+	}
+	return &oci.Client{Token: t, PlainHTTP: f.plainHTTP}
+}
+
+func newPushCmd() *cobra.Command {
+	var rf registryFlags
+	var dir, signKey, cacheDir string
+	var noBuild bool
+	c := &cobra.Command{
+		Use:   "push REF",
+		Short: "Build, package and push the function to an OCI registry, optionally signing it",
+		Long: `Push builds the function in --dir (as fermion build does), pushes the artifact to REF
+(host:port/repository:tag) and, with --sign, pushes a cosign-compatible signature of the
+manifest digest (tag sha256-<hex>.sig), verifiable with 'cosign verify --key'.
+Version tags are immutable in Fermion's registry: push a new version instead of moving one.`,
+		Example: `  fermion push localhost:5000/acme/hello:1.2.0 --sign signing.key`,
+		Args:    exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ref, err := oci.ParseRef(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			if ref.Digest != "" {
+				return usageError{fmt.Errorf("push to a tag, not a digest: %s", args[0])}
+			}
+			var priv = (*privateKey)(nil)
+			if signKey != "" {
+				priv, err = loadPrivateKey(signKey)
+				if err != nil {
+					return err
+				}
+			}
+			_, a, err := buildArtifact(c.Context(), dir, noBuild, cacheDir, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cl := rf.client()
+			desc, err := cl.Push(c.Context(), ref, a)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "pushed %s\ndigest %s\n", ref, desc.Digest)
+			if priv != nil {
+				if err := cl.Sign(c.Context(), ref, desc.Digest, priv.key); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "signed with key %s (tag %s)\n", artifact.KeyID(&priv.key.PublicKey), artifact.SignatureTag(desc.Digest))
+			}
+			return nil
+		},
+	}
+	rf.add(c)
+	c.Flags().StringVar(&dir, "dir", ".", "function directory (holding fermion.toml)")
+	c.Flags().StringVar(&signKey, "sign", "", "sign with this private key (passphrase from FERMION_PASSWORD or COSIGN_PASSWORD)")
+	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
+	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	return c
+}

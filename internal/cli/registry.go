@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+func newRegistryCmd() *cobra.Command {
+	c := &cobra.Command{Use: "registry", Short: "The built-in OCI registry"}
+	var data, listen, adminListen, logLevel string
+	var pushTokens, pullTokens []string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the built-in OCI registry (distribution API v2) stored in embedded JetStream",
+		Long: `Serve runs the OCI registry alone: blobs in a JetStream object store, manifests and
+tags in KV buckets under --data, every acknowledged write synced to disk. Pushes need a
+token (--push-token or FERMION_REGISTRY_PUSH_TOKEN; one is generated and printed when
+none is given). Pulls are anonymous unless --pull-token is set. Version tags (1.2.3,
+v1.2.3-rc.1) are immutable.`,
+		Example: `  fermion registry serve --data ./reg --listen 127.0.0.1:5000`,
+		Args:    exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
+			defer logw.Close()
+			logger, err := telemetry.NewLogger(logw, logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			if len(pushTokens) == 0 {
+				if t := os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"); t != "" {
+					pushTokens = strings.Split(t, ",")
+				} else {
+					b := make([]byte, 16)
+					rand.Read(b)
+					pushTokens = []string{hex.EncodeToString(b)}
+					fmt.Fprintf(c.OutOrStdout(), "push token (generated; pass --push-token to choose one): %s\n", pushTokens[0])
+				}
+			}
+			eng, err := engine.Start(ctx, engine.Config{Name: "fermion-registry", DataDir: data, SyncAlways: true, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			reg := prometheus.NewRegistry()
+			r, err := registry.New(ctx, eng.JetStream(), registry.Config{PushTokens: pushTokens, PullTokens: pullTokens, Metrics: reg, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("registry listen: %w; choose another address with --listen", err)
+			}
+			srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+			var admin *http.Server
+			if adminListen != "" {
+				aln, err := net.Listen("tcp", adminListen)
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("admin listen: %w", err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go admin.Serve(aln)
+				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", aln.Addr())
+			}
+			fmt.Fprintf(c.OutOrStdout(), "registry listening on http://%s (data in %s)\n", ln.Addr(), data)
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = srv.Shutdown(sctx)
+			if admin != nil {
+				admin.Close()
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			fmt.Fprintln(c.OutOrStdout(), "stopped")
+			return err
+		},
+	}
+	serve.Flags().StringVar(&data, "data", "fermion-registry", "data directory (JetStream store)")
+	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "registry address")
+	serve.Flags().StringVar(&adminListen, "admin-listen", "", "metrics address (empty: off)")
+	serve.Flags().StringSliceVar(&pushTokens, "push-token", nil, "token that may push (repeatable)")
+	serve.Flags().StringSliceVar(&pullTokens, "pull-token", nil, "token required to pull (repeatable; none: anonymous pulls)")
+	serve.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.AddCommand(serve)
+	return c
+}

@@ -1,0 +1,354 @@
+// Package oci moves Fermion artifacts between this machine and any OCI registry (the
+// built-in one or another): push with cosign-compatible signatures, pull with digest and
+// signature verification against a trust policy, and inspect. It is also the node
+// cache's Fetcher and Verifier. The transport is oras-go.
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"fermion.dev/fermion/internal/artifact"
+)
+
+// Limits on what a pull reads, so a hostile registry cannot exhaust memory.
+const (
+	maxManifestBytes = 4 << 20
+	maxConfigBytes   = 4 << 20
+	maxLayerBytes    = 512 << 20
+)
+
+// Ref is a parsed reference: registry host, repository, and a tag and/or digest.
+type Ref struct {
+	Registry, Repo, Tag string
+	Digest              digest.Digest
+}
+
+// ParseRef parses "host[:port]/repo[:tag][@sha256:…]".
+func ParseRef(s string) (Ref, error) {
+	r, err := registry.ParseReference(s)
+	if err != nil {
+		return Ref{}, fmt.Errorf("reference %q: %w; use host:port/repository:tag or …@sha256:<hex>", s, err)
+	}
+	ref := Ref{Registry: r.Registry, Repo: r.Repository}
+	if d, err := r.Digest(); err == nil {
+		ref.Digest = d
+	} else if r.Reference != "" {
+		ref.Tag = r.Reference
+	}
+	// registry.ParseReference keeps only one of tag and digest; recover the tag of
+	// "repo:tag@digest".
+	if ref.Digest != "" {
+		if at := strings.LastIndex(s, "@"); at > 0 {
+			head := s[:at]
+			if c := strings.LastIndex(head, ":"); c > strings.LastIndex(head, "/") {
+				ref.Tag = head[c+1:]
+			}
+		}
+	}
+	if ref.Tag == "" && ref.Digest == "" {
+		ref.Tag = "latest"
+	}
+	return ref, nil
+}
+
+// Name is the repository with its registry ("host/repo"), the identity signatures name.
+func (r Ref) Name() string { return r.Registry + "/" + r.Repo }
+
+// Reference returns the digest when known, else the tag.
+func (r Ref) Reference() string {
+	if r.Digest != "" {
+		return r.Digest.String()
+	}
+	return r.Tag
+}
+
+func (r Ref) String() string {
+	s := r.Name()
+	if r.Tag != "" {
+		s += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		s += "@" + r.Digest.String()
+	}
+	return s
+}
+
+// Client talks to registries.
+type Client struct {
+	// Token authenticates (as the Basic password, any user name). Empty: anonymous.
+	Token string
+	// PlainHTTP forces http://. Loopback registries (localhost, 127.0.0.0/8, ::1) always
+	// use plain HTTP; everything else uses TLS unless this is set.
+	PlainHTTP bool
+	// HTTPClient is the transport (nil: oras' retrying client).
+	HTTPClient *http.Client
+}
+
+func (c *Client) repo(ref Ref) (*remote.Repository, error) {
+	repo, err := remote.NewRepository(ref.Name())
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", ref.Name(), err)
+	}
+	repo.PlainHTTP = c.PlainHTTP || isLoopback(ref.Registry)
+	base := c.HTTPClient
+	if base == nil {
+		base = retry.DefaultClient
+	}
+	ac := &auth.Client{Client: base, Cache: auth.NewCache()}
+	if c.Token != "" {
+		ac.Credential = auth.StaticCredential(ref.Registry, auth.Credential{Username: "fermion", Password: c.Token})
+	}
+	repo.Client = ac
+	return repo, nil
+}
+
+func isLoopback(host string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// Push uploads the artifact's blobs (skipping those the registry has) and its
+// manifest, tagged with ref.Tag when set. It returns the manifest descriptor.
+func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocispec.Descriptor, error) {
+	repo, err := c.repo(ref)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, blob := range []struct {
+		desc ocispec.Descriptor
+		data []byte
+	}{{a.ConfigDescriptor(), a.Config}, {a.LayerDescriptor(), a.Layer}} {
+		if err := pushBlob(ctx, repo, blob.desc, blob.data); err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("push %s: %w", ref, err)
+		}
+	}
+	desc := a.ManifestDescriptor()
+	if ref.Tag != "" {
+		err = repo.Manifests().PushReference(ctx, desc, bytes.NewReader(a.Manifest), ref.Tag)
+	} else {
+		err = repo.Manifests().Push(ctx, desc, bytes.NewReader(a.Manifest))
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("push manifest %s: %w", ref, err)
+	}
+	return desc, nil
+}
+
+func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, data []byte) error {
+	ok, err := repo.Blobs().Exists(ctx, desc)
+	if err != nil {
+		return fmt.Errorf("check blob %s: %w", desc.Digest, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := repo.Blobs().Push(ctx, desc, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return fmt.Errorf("push blob %s: %w", desc.Digest, err)
+	}
+	return nil
+}
+
+// Sign signs the manifest digest with priv and pushes the signature in cosign's layout
+// (tag sha256-<hex>.sig in the same repository), appending to signatures already there.
+func (c *Client) Sign(ctx context.Context, ref Ref, d digest.Digest, priv *ecdsa.PrivateKey) error {
+	repo, err := c.repo(ref)
+	if err != nil {
+		return err
+	}
+	payload, sig, err := artifact.Sign(priv, ref.Name(), d)
+	if err != nil {
+		return err
+	}
+	tag := artifact.SignatureTag(d)
+	existing, err := fetchManifest(ctx, repo, tag)
+	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+		return fmt.Errorf("read existing signatures: %w", err)
+	}
+	manifest, config, err := artifact.SignatureManifest(existing, payload, sig)
+	if err != nil {
+		return err
+	}
+	var m ocispec.Manifest
+	if err := jsonUnmarshal(manifest, &m); err != nil {
+		return err
+	}
+	blobs := map[digest.Digest][]byte{digest.FromBytes(config): config, digest.FromBytes(payload): payload}
+	for _, desc := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		data, ok := blobs[desc.Digest]
+		if !ok {
+			continue // an earlier signature's payload: already in the registry
+		}
+		if err := pushBlob(ctx, repo, desc, data); err != nil {
+			return fmt.Errorf("push signature: %w", err)
+		}
+	}
+	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(manifest), Size: int64(len(manifest))}
+	if err := repo.Manifests().PushReference(ctx, desc, bytes.NewReader(manifest), tag); err != nil {
+		return fmt.Errorf("push signature manifest: %w", err)
+	}
+	return nil
+}
+
+// Signatures returns the cosign signatures stored for digest d (none: empty, no error).
+func (c *Client) Signatures(ctx context.Context, ref Ref, d digest.Digest) ([]artifact.Signature, error) {
+	repo, err := c.repo(ref)
+	if err != nil {
+		return nil, err
+	}
+	return signatures(ctx, repo, d)
+}
+
+func signatures(ctx context.Context, repo *remote.Repository, d digest.Digest) ([]artifact.Signature, error) {
+	m, err := fetchManifest(ctx, repo, artifact.SignatureTag(d))
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch signatures: %w", err)
+	}
+	return artifact.ParseSignatures(m, func(desc ocispec.Descriptor) ([]byte, error) {
+		return fetchBlob(ctx, repo, desc, 1<<20)
+	})
+}
+
+// Pulled is a verified artifact.
+type Pulled struct {
+	Ref            Ref
+	ManifestDigest digest.Digest
+	Parsed         *artifact.Parsed
+	Manifest       []byte
+	ConfigBytes    []byte
+	Wasm           []byte
+	Verified       artifact.Verified
+}
+
+// Resolve fetches and parses the manifest for ref and checks it against ref.Digest when
+// the reference names one. It returns the manifest bytes and digest computed from them.
+func (c *Client) Resolve(ctx context.Context, ref Ref) (*Pulled, error) {
+	repo, err := c.repo(ref)
+	if err != nil {
+		return nil, err
+	}
+	return resolve(ctx, repo, ref)
+}
+
+func resolve(ctx context.Context, repo *remote.Repository, ref Ref) (*Pulled, error) {
+	raw, err := fetchManifest(ctx, repo, ref.Reference())
+	if err != nil {
+		return nil, fmt.Errorf("fetch manifest %s: %w", ref, err)
+	}
+	d := digest.FromBytes(raw)
+	if ref.Digest != "" && d != ref.Digest {
+		return nil, fmt.Errorf("%w: manifest of %s has digest %s", artifact.ErrDigestMismatch, ref, d)
+	}
+	om, err := artifact.ParseManifest(raw)
+	if err != nil {
+		return nil, err
+	}
+	config, err := fetchBlob(ctx, repo, om.Config, maxConfigBytes)
+	if err != nil {
+		return nil, fmt.Errorf("fetch config: %w", err)
+	}
+	parsed, err := artifact.Parse(raw, config)
+	if err != nil {
+		return nil, err
+	}
+	if err := artifact.VerifyLayer(parsed.ConfigDescriptor, config); err != nil {
+		return nil, err
+	}
+	return &Pulled{Ref: ref, ManifestDigest: d, Parsed: parsed, Manifest: raw, ConfigBytes: config}, nil
+}
+
+// Pull resolves ref, verifies its signatures against policy, then fetches and checks
+// the module. Nothing unverified is returned.
+func (c *Client) Pull(ctx context.Context, ref Ref, policy artifact.TrustPolicy) (*Pulled, error) {
+	repo, err := c.repo(ref)
+	if err != nil {
+		return nil, err
+	}
+	p, err := resolve(ctx, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := signatures(ctx, repo, p.ManifestDigest)
+	if err != nil {
+		return nil, err
+	}
+	v, err := policy.Verify(ref.Name(), p.ManifestDigest, sigs)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", ref, err)
+	}
+	p.Verified = v
+	wasm, err := fetchBlob(ctx, repo, p.Parsed.Layer, maxLayerBytes)
+	if err != nil {
+		return nil, fmt.Errorf("fetch module: %w", err)
+	}
+	if err := artifact.VerifyLayer(p.Parsed.Layer, wasm); err != nil {
+		return nil, err
+	}
+	p.Wasm = wasm
+	return p, nil
+}
+
+func fetchManifest(ctx context.Context, repo *remote.Repository, reference string) ([]byte, error) {
+	_, rc, err := repo.Manifests().FetchReference(ctx, reference)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readBounded(rc, maxManifestBytes)
+}
+
+func fetchBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	if desc.Size > limit {
+		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", desc.Digest, desc.Size, limit)
+	}
+	rc, err := repo.Blobs().Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readBounded(rc, desc.Size)
+}
+
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", artifact.ErrTamperedLayer, limit)
+	}
+	return b, nil
+}
+
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode manifest: %w", err)
+	}
+	return nil
+}
