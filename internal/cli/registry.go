@@ -44,9 +44,12 @@ v1.2.3-rc.1) are immutable.`,
 				return usageError{err}
 			}
 			if len(pushTokens) == 0 {
-				if t := os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"); t != "" {
-					pushTokens = strings.Split(t, ",")
-				} else {
+				for _, t := range strings.Split(os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"), ",") {
+					if t = strings.TrimSpace(t); t != "" {
+						pushTokens = append(pushTokens, t)
+					}
+				}
+				if len(pushTokens) == 0 {
 					b := make([]byte, 16)
 					rand.Read(b)
 					pushTokens = []string{hex.EncodeToString(b)}

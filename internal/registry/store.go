@@ -1,0 +1,206 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opencontainers/go-digest"
+)
+
+// Bucket names. The registry creates them when absent and leaves their contents alone
+// otherwise, so every server of a cluster may call New.
+const (
+	bucketBlobs     = "fermion_blobs"
+	bucketLinks     = "fermion_links"
+	bucketManifests = "fermion_manifests"
+	bucketTags      = "fermion_tags"
+	bucketReferrers = "fermion_referrers"
+	bucketUploads   = "fermion_uploads"
+)
+
+// inlineManifestMax is the largest manifest kept inside its KV record. NATS caps a
+// message at 1 MiB by default and the record base64-encodes the bytes, so larger
+// manifests (the spec asks registries to take at least 4 MiB) go to the object store
+// under their digest, like blobs.
+const inlineManifestMax = 256 << 10
+
+// store is the registry's state in JetStream.
+type store struct {
+	blobs     jetstream.ObjectStore
+	links     jetstream.KeyValue
+	manifests jetstream.KeyValue
+	tags      jetstream.KeyValue
+	referrers jetstream.KeyValue
+	uploads   jetstream.KeyValue
+}
+
+// openStore opens the buckets, creating those that are absent. An existing bucket is
+// used as it is, even when its settings differ (say, a single server's R1 buckets
+// after the cluster grew): New never rewrites what another server may depend on, it
+// only warns.
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*store, error) {
+	s := &store{}
+	var err error
+	s.blobs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      bucketBlobs,
+		Description: "Fermion registry: blobs and large manifests by digest, and upload chunks",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		if s.blobs, err = js.ObjectStore(ctx, bucketBlobs); err == nil {
+			warnSettings(ctx, logger, bucketBlobs, replicas, func(ctx context.Context) (int, error) {
+				st, err := s.blobs.Status(ctx)
+				if err != nil {
+					return 0, err
+				}
+				return st.Replicas(), nil
+			})
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: open object store %s: %w", bucketBlobs, err)
+	}
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+		desc string
+	}{
+		{&s.links, bucketLinks, "Fermion registry: blobs visible in each repository"},
+		{&s.manifests, bucketManifests, "Fermion registry: manifests by repository and digest"},
+		{&s.tags, bucketTags, "Fermion registry: tags by repository"},
+		{&s.referrers, bucketReferrers, "Fermion registry: manifests by subject"},
+		{&s.uploads, bucketUploads, "Fermion registry: blob upload sessions"},
+	} {
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      b.name,
+			Description: b.desc,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			if kv, err = js.KeyValue(ctx, b.name); err == nil {
+				warnSettings(ctx, logger, b.name, replicas, func(ctx context.Context) (int, error) {
+					st, err := kv.Status(ctx)
+					if err != nil {
+						return 0, err
+					}
+					return st.Config().Replicas, nil
+				})
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("registry: open bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	return s, nil
+}
+
+// warnSettings logs when an existing bucket's replication differs from the configured one.
+func warnSettings(ctx context.Context, logger *slog.Logger, bucket string, want int, replicas func(context.Context) (int, error)) {
+	have, err := replicas(ctx)
+	if err != nil {
+		logger.Warn("registry: read bucket status", "bucket", bucket, "error", err)
+		return
+	}
+	if have != want {
+		logger.Warn("registry: bucket exists with other settings; using it as it is",
+			"bucket", bucket, "replicas", have, "configured_replicas", want)
+	}
+}
+
+// scanTimeout bounds a listing when the caller's context has no deadline.
+const scanTimeout = 30 * time.Second
+
+// scan returns the live entries whose keys match filter (a NATS subject pattern).
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("list %s %s: watcher closed", kv.Bucket(), filter)
+			}
+			if e == nil { // every current value has been delivered
+				return out, nil
+			}
+			out = append(out, e)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, ctx.Err())
+		}
+	}
+}
+
+// exists reports whether any live key matches filter.
+func exists(ctx context.Context, kv jetstream.KeyValue, filter string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	if err != nil {
+		return false, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
+	}
+	defer func() { _ = w.Stop() }()
+	select {
+	case e, ok := <-w.Updates():
+		if !ok {
+			return false, fmt.Errorf("list %s %s: watcher closed", kv.Bucket(), filter)
+		}
+		return e != nil, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, ctx.Err())
+	}
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) ||
+		errors.Is(err, jetstream.ErrObjectNotFound)
+}
+
+// conflict reports a lost compare-and-swap.
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// manifestRecord is the value of a fermion_manifests key.
+type manifestRecord struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	// Bytes holds the manifest when it is at most inlineManifestMax; otherwise it is
+	// the object named by Digest in the blob store.
+	Bytes        []byte            `json:"bytes,omitempty"`
+	InObject     bool              `json:"inObject,omitempty"`
+	Subject      digest.Digest     `json:"subject,omitempty"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// uploadSession is the value of a fermion_uploads key.
+type uploadSession struct {
+	Repo    string        `json:"repo"`
+	Size    int64         `json:"size"`
+	Chunks  []uploadChunk `json:"chunks,omitempty"`
+	Started time.Time     `json:"started"`
+	Updated time.Time     `json:"updated"`
+	// SHA256 is the marshaled SHA-256 state over the bytes received so far, so a sha256
+	// finalize verifies the digest without reading the chunks twice.
+	SHA256 []byte `json:"sha256,omitempty"`
+}
+
+type uploadChunk struct {
+	Object string `json:"object"`
+	Size   int64  `json:"size"`
+}
