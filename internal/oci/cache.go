@@ -8,7 +8,6 @@ import (
 	"net"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"fermion.dev/fermion/internal/artifact"
@@ -38,20 +37,38 @@ func cacheRef(r nodecache.Ref) (Ref, error) {
 	return ParseRef(s)
 }
 
-// Resolve implements nodecache.Fetcher.
+// Resolve implements nodecache.Fetcher. A digest reference answered with another
+// manifest resolves to that manifest's digest, so that the cache refuses it and counts
+// it under digest_mismatch.
 func (s *CacheSource) Resolve(ctx context.Context, r nodecache.Ref) (string, nodecache.Descriptor, error) {
 	ref, err := cacheRef(r)
 	if err != nil {
 		return "", nodecache.Descriptor{}, err
 	}
-	p, err := s.Client.Resolve(ctx, ref)
+	repo, err := s.Client.repo(ref)
+	if err != nil {
+		return "", nodecache.Descriptor{}, err
+	}
+	raw, d, err := fetchRefManifest(ctx, repo, ref)
+	if err != nil {
+		return "", nodecache.Descriptor{}, unavailable(err)
+	}
+	if ref.Digest != "" && d != ref.Digest {
+		var layer nodecache.Descriptor
+		if om, err := artifact.ParseManifest(raw); err == nil {
+			layer = nodecache.Descriptor{Digest: om.Layers[0].Digest.String(), Size: om.Layers[0].Size}
+		}
+		return d.String(), layer, nil
+	}
+	p, err := parsePulled(ctx, repo, ref, raw, d)
 	if err != nil {
 		return "", nodecache.Descriptor{}, unavailable(err)
 	}
 	return p.ManifestDigest.String(), nodecache.Descriptor{Digest: p.Parsed.Layer.Digest.String(), Size: p.Parsed.Layer.Size}, nil
 }
 
-// Fetch implements nodecache.Fetcher.
+// Fetch implements nodecache.Fetcher. The stream is not checked here: the cache bounds
+// and hashes it, and counts a mismatch.
 func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, layer nodecache.Descriptor) (io.ReadCloser, error) {
 	ref, err := cacheRef(r)
 	if err != nil {
@@ -65,7 +82,7 @@ func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, layer nodecach
 	if err != nil {
 		return nil, err
 	}
-	rc, err := repo.Blobs().Fetch(ctx, ocispec.Descriptor{MediaType: artifact.LayerMediaType, Digest: d, Size: layer.Size})
+	rc, err := get(ctx, repo, "blobs", d.String(), "")
 	if err != nil {
 		return nil, unavailable(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"fermion.dev/fermion/internal/artifact"
@@ -153,7 +154,7 @@ func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocisp
 		err = repo.Manifests().Push(ctx, desc, bytes.NewReader(a.Manifest))
 	}
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("push manifest %s: %w", ref, err)
+		return ocispec.Descriptor{}, fmt.Errorf("push manifest %s: %w", ref, explain(err))
 	}
 	return desc, nil
 }
@@ -161,13 +162,13 @@ func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocisp
 func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, data []byte) error {
 	ok, err := repo.Blobs().Exists(ctx, desc)
 	if err != nil {
-		return fmt.Errorf("check blob %s: %w", desc.Digest, err)
+		return fmt.Errorf("check blob %s: %w", desc.Digest, explain(err))
 	}
 	if ok {
 		return nil
 	}
 	if err := repo.Blobs().Push(ctx, desc, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		return fmt.Errorf("push blob %s: %w", desc.Digest, err)
+		return fmt.Errorf("push blob %s: %w", desc.Digest, explain(err))
 	}
 	return nil
 }
@@ -208,7 +209,7 @@ func (c *Client) Sign(ctx context.Context, ref Ref, d digest.Digest, priv *ecdsa
 	}
 	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(manifest), Size: int64(len(manifest))}
 	if err := repo.Manifests().PushReference(ctx, desc, bytes.NewReader(manifest), tag); err != nil {
-		return fmt.Errorf("push signature manifest: %w", err)
+		return fmt.Errorf("push signature manifest: %w", explain(err))
 	}
 	return nil
 }
@@ -257,17 +258,33 @@ func (c *Client) Resolve(ctx context.Context, ref Ref) (*Pulled, error) {
 }
 
 func resolve(ctx context.Context, repo *remote.Repository, ref Ref) (*Pulled, error) {
-	raw, err := fetchManifest(ctx, repo, ref.Reference())
-	if err != nil {
-		return nil, fmt.Errorf("fetch manifest %s: %w", ref, err)
-	}
-	d := digest.FromBytes(raw)
-	if ref.Digest != "" && d != ref.Digest {
-		return nil, fmt.Errorf("%w: manifest of %s has digest %s", artifact.ErrDigestMismatch, ref, d)
-	}
-	om, err := artifact.ParseManifest(raw)
+	raw, d, err := fetchRefManifest(ctx, repo, ref)
 	if err != nil {
 		return nil, err
+	}
+	if ref.Digest != "" && d != ref.Digest {
+		return nil, fmt.Errorf("fetch manifest %s: the registry served a manifest with digest %s, altered in the registry or in transit: %w",
+			ref, d, artifact.ErrDigestMismatch)
+	}
+	return parsePulled(ctx, repo, ref, raw, d)
+}
+
+// fetchRefManifest fetches ref's manifest and returns it with the digest computed from
+// its bytes; no header is trusted for that.
+func fetchRefManifest(ctx context.Context, repo *remote.Repository, ref Ref) ([]byte, digest.Digest, error) {
+	raw, err := fetchManifest(ctx, repo, ref.Reference())
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, err)
+	}
+	return raw, digest.FromBytes(raw), nil
+}
+
+// parsePulled checks that raw is a Fermion artifact's manifest and fetches and checks
+// its config.
+func parsePulled(ctx context.Context, repo *remote.Repository, ref Ref, raw []byte, d digest.Digest) (*Pulled, error) {
+	om, err := artifact.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	config, err := fetchBlob(ctx, repo, om.Config, maxConfigBytes)
 	if err != nil {
@@ -275,9 +292,6 @@ func resolve(ctx context.Context, repo *remote.Repository, ref Ref) (*Pulled, er
 	}
 	parsed, err := artifact.Parse(raw, config)
 	if err != nil {
-		return nil, err
-	}
-	if err := artifact.VerifyLayer(parsed.ConfigDescriptor, config); err != nil {
 		return nil, err
 	}
 	return &Pulled{Ref: ref, ManifestDigest: d, Parsed: parsed, Manifest: raw, ConfigBytes: config}, nil
@@ -300,48 +314,146 @@ func (c *Client) Pull(ctx context.Context, ref Ref, policy artifact.TrustPolicy)
 	}
 	v, err := policy.Verify(ref.Name(), p.ManifestDigest, sigs)
 	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w", ref, err)
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	p.Verified = v
 	wasm, err := fetchBlob(ctx, repo, p.Parsed.Layer, maxLayerBytes)
 	if err != nil {
 		return nil, fmt.Errorf("fetch module: %w", err)
 	}
-	if err := artifact.VerifyLayer(p.Parsed.Layer, wasm); err != nil {
-		return nil, err
-	}
 	p.Wasm = wasm
 	return p, nil
 }
 
+// Accepted manifest media types: Fermion artifacts are OCI image manifests; signature
+// manifests written by other tools may be Docker's; indexes are read to be refused with
+// a clear error rather than a 404.
+var manifestAccept = strings.Join([]string{
+	ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+	"application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+}, ", ")
+
 func fetchManifest(ctx context.Context, repo *remote.Repository, reference string) ([]byte, error) {
-	_, rc, err := repo.Manifests().FetchReference(ctx, reference)
+	rc, err := get(ctx, repo, "manifests", reference, manifestAccept)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return readBounded(rc, maxManifestBytes)
+	b, err := readBounded(rc, maxManifestBytes)
+	if errors.Is(err, errTooLong) {
+		return nil, fmt.Errorf("%w: manifest %s: %w", artifact.ErrBadManifest, reference, err)
+	}
+	return b, err
 }
 
+// fetchBlob reads the blob desc names and checks it against desc.
 func fetchBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, limit int64) ([]byte, error) {
 	if desc.Size > limit {
 		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", desc.Digest, desc.Size, limit)
 	}
-	rc, err := repo.Blobs().Fetch(ctx, desc)
+	rc, err := get(ctx, repo, "blobs", desc.Digest.String(), "")
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return readBounded(rc, desc.Size)
+	b, err := readBounded(rc, desc.Size)
+	if err != nil && !errors.Is(err, errTooLong) {
+		return nil, fmt.Errorf("read blob %s: %w; the registry stopped sending it, retry", desc.Digest, err)
+	}
+	// Longer, shorter or other bytes than desc names: ErrTamperedLayer either way.
+	if err := artifact.VerifyLayer(desc, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
+// get opens /v2/<repository>/<kind>/<reference> through repo's client (its credentials
+// and retries). Unlike oras' Fetch it does not compare Content-Length or
+// Docker-Content-Digest with what was asked for: callers check the bytes themselves, so
+// content that does not match its reference is reported as tampering
+// (artifact.ErrTamperedLayer, artifact.ErrDigestMismatch) whatever the headers claim,
+// and counted under that reason.
+func get(ctx context.Context, repo *remote.Repository, kind, reference, accept string) (io.ReadCloser, error) {
+	scheme := "https"
+	if repo.PlainHTTP {
+		scheme = "http"
+	}
+	r := repo.Reference
+	u := scheme + "://" + r.Host() + "/v2/" + r.Repository + "/" + kind + "/" + reference
+	ctx = auth.AppendRepositoryScope(ctx, r, auth.ActionPull)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := repo.Client.Do(req)
+	if err != nil {
+		return nil, explain(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.Body, nil
+	case http.StatusNotFound:
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: %w", strings.TrimSuffix(kind, "s"), reference, errdef.ErrNotFound)
+	}
+	defer resp.Body.Close()
+	e := &errcode.ErrorResponse{Method: req.Method, URL: req.URL, StatusCode: resp.StatusCode}
+	var body struct {
+		Errors errcode.Errors `json:"errors"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil {
+		e.Errors = body.Errors
+	}
+	return nil, explain(e)
+}
+
+// refusedError states a registry's error response in the registry's words; oras' text
+// repeats the URL and prints the error details as a Go map.
+type refusedError struct{ resp *errcode.ErrorResponse }
+
+func (e *refusedError) Error() string {
+	var msgs []string
+	for _, x := range e.resp.Errors {
+		msg := x.Message
+		if msg == "" {
+			msg = strings.ToLower(strings.ReplaceAll(x.Code, "_", " "))
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(msgs) == 0 {
+		msgs = []string{strings.ToLower(http.StatusText(e.resp.StatusCode))}
+	}
+	return fmt.Sprintf("registry answered %d: %s", e.resp.StatusCode, strings.Join(msgs, "; "))
+}
+
+func (e *refusedError) Unwrap() error { return e.resp }
+
+// explain rewrites a registry's error response (as oras returns them, unwrapped) as a
+// refusedError and says what oras' "basic credential not found" means; other errors
+// are returned as they are.
+func explain(err error) error {
+	if resp, ok := err.(*errcode.ErrorResponse); ok {
+		return &refusedError{resp}
+	}
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return fmt.Errorf("the registry requires a token and none was given: %w", err)
+	}
+	return err
+}
+
+var errTooLong = errors.New("longer than expected")
+
+// readBounded reads r to its end but at most limit bytes; more is errTooLong.
 func readBounded(r io.Reader, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", artifact.ErrTamperedLayer, limit)
+		return b, fmt.Errorf("%w: more than %d bytes", errTooLong, limit)
 	}
 	return b, nil
 }
