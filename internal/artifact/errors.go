@@ -9,8 +9,9 @@ var (
 	ErrNoSignature = errors.New("artifact is not signed")
 	// ErrUntrustedSignature: signatures exist but none verifies with a trusted key.
 	ErrUntrustedSignature = errors.New("no signature verifies with a trusted key")
-	// ErrDigestMismatch: a trusted signature is for a different manifest digest.
-	ErrDigestMismatch = errors.New("signature is for a different manifest digest")
+	// ErrDigestMismatch: content (a manifest, or what a trusted signature names) does
+	// not match the digest it was expected to have.
+	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrIdentityMismatch: a trusted signature names a different repository.
 	ErrIdentityMismatch = errors.New("signature is for a different repository")
 	// ErrTamperedLayer: a blob does not match the size or digest its descriptor names.

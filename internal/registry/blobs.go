@@ -92,7 +92,10 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		return nil
 	}
-	obj, err := r.st.blobs.Get(ctx, objectName(d))
+	// Not the request's context: nats.go's object reader notices cancellation only at its
+	// read deadline, and a cancelled subscription leaves the reader blocked. A client that
+	// goes away makes the copy below fail instead, and the deferred Close ends the read.
+	obj, err := r.st.blobs.Get(context.WithoutCancel(ctx), objectName(d))
 	if notFound(err) {
 		return blobUnknown(repo, d)
 	}
