@@ -43,6 +43,11 @@ func FuzzParse(f *testing.F) {
 				if p.File != "fuzz.toml" || p.Msg == "" {
 					t.Fatalf("problem without file or message: %+v", p)
 				}
+				// Anything but an absent key is written somewhere, so the key
+				// scanner must have found its line.
+				if p.Field != "" && p.Line == 0 && !strings.HasPrefix(p.Msg, "required") {
+					t.Fatalf("no line for a present field: %+v", p)
+				}
 			}
 			_ = err.Error()
 			return

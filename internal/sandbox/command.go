@@ -49,13 +49,13 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	}
 	timeout := f.spec.Limits.Timeout
 	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout)}
-	inst := &instance{}
+	inst := &instance{woken: make(chan struct{})}
 	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack),
 		cancel: func() { inst.interrupt(sys.ExitCodeContextCanceled) }}
 	stderr := &guestLog{f: f, stream: "stderr", st: st}
 	defer st.logs.flush(ctx, f, req.ID)
 
-	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr).
+	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr, inst.woken).
 		WithStdout(stdout).
 		WithStdin(bytes.NewReader(req.Body)).
 		WithArgs(f.spec.Name)

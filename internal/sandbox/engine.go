@@ -195,9 +195,10 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	rcfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).
-		// Reserve the cap up front: a Go guest grows its memory in many small steps, and
-		// each grow would otherwise copy the whole memory. Untouched pages cost no RSS.
-		WithMemoryCapacityFromMax(true).
+		// Memory grows with the guest's use (wazero's default), not reserved at the cap
+		// (WithMemoryCapacityFromMax): the Go heap holds a reserved cap per instance, and
+		// the runtime zeroes it whenever it reuses freed heap, which makes it resident,
+		// so after some instance churn RSS would approach max_instances × limits.memory.
 		WithCloseOnContextDone(!interruptible)
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	fail := func(err error) (*Function, error) {

@@ -146,6 +146,12 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		return nil, err
 	}
 	defer func() { <-f.slots }()
+	if err := ctx.Err(); err != nil {
+		// The client left while the request waited: running it would only interrupt it
+		// at once and cost the pool an instance.
+		end()
+		return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled before it started", Err: err}
+	}
 
 	if f.abi == ABICommand {
 		end()
@@ -199,7 +205,8 @@ func (f *Function) acquireSlot(ctx context.Context) error {
 			return errClosed(f.id)
 		case <-t.C:
 		case <-ctx.Done():
-			return &Error{Status: http.StatusServiceUnavailable, Reason: telemetry.ReasonCanceled,
+			// 499 (client closed request): the client left; not a server error.
+			return &Error{Status: 499, Reason: telemetry.ReasonCanceled,
 				Msg: "request canceled while waiting for an instance", Err: ctx.Err()}
 		}
 	}
@@ -229,10 +236,34 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		f.mu.Lock()
 		f.total--
 		f.mu.Unlock()
-		return nil, true, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
-			Msg: "function failed to start", Err: err}
+		return nil, true, f.startFailed(err)
 	}
 	return inst, true, nil
+}
+
+// startFailed turns a failure to create an instance into the request's error, counted
+// like the same failure during a request: a failed _initialize is a guest execution that
+// trapped, ran out of memory or ran past the deadline.
+func (f *Function) startFailed(err error) *Error {
+	var se *startError
+	if !errors.As(err, &se) {
+		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
+			Msg: "function failed to start", Err: err}
+	}
+	switch {
+	case se.timeout > 0:
+		f.metrics.LimitRejection(telemetry.LimitTimeout)
+		return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
+			Msg: fmt.Sprintf("function %s did not start within its %s timeout", f.id, se.timeout), Err: err}
+	case se.memory > 0:
+		f.metrics.LimitRejection(telemetry.LimitMemory)
+		f.metrics.Trap()
+		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonOOM,
+			Msg: fmt.Sprintf("function %s ran out of memory while starting (limit %d MiB)", f.id, se.memory>>20), Err: err}
+	}
+	f.metrics.Trap()
+	return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
+		Msg: "function failed to start; see its logs", Err: err}
 }
 
 // putInstance returns an instance to the pool, or discards it when reason is set, it

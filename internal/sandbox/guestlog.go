@@ -15,15 +15,18 @@ const (
 )
 
 // guestLog is an instance's stdout or stderr. During a request it appends to the
-// request's buffer (st is set by the goroutine that owns the instance); outside one,
-// during _initialize, it logs directly with the same bound.
+// request's buffer (st is set by the goroutine that owns the instance). Outside one,
+// during _initialize, it collects into its own buffer with the same bound, which
+// endInit logs: a guest that floods its output while starting costs no more than one
+// that floods it during a request.
 type guestLog struct {
 	f      *Function
 	stream string
 	st     *callState
 
-	mu   sync.Mutex // guards init, for writes outside a request
-	init logBuffer
+	mu      sync.Mutex // guards init and started, for writes outside a request
+	init    logBuffer
+	started bool // endInit ran; later writes outside a request are logged at once
 }
 
 func (g *guestLog) Write(p []byte) (int, error) {
@@ -33,9 +36,22 @@ func (g *guestLog) Write(p []byte) (int, error) {
 	}
 	g.mu.Lock()
 	g.init.add(g.f, g.stream, p)
-	g.init.flush(context.Background(), g.f, "")
+	if g.started {
+		g.init.flush(context.Background(), g.f, "")
+	}
 	g.mu.Unlock()
 	return len(p), nil
+}
+
+// endInit logs what the guest wrote while starting and reports whether that output
+// says an allocation failed.
+func (g *guestLog) endInit() (oom bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	oom = g.init.reportsOOM()
+	g.init.flush(context.Background(), g.f, "")
+	g.started = true
+	return oom
 }
 
 type logLine struct {
@@ -70,21 +86,50 @@ func (b *logBuffer) add(f *Function, stream string, p []byte) {
 	}
 	b.size += len(p)
 	si := streamIndex(stream)
+	// p is a view of guest memory: appending to a nil partial copies it.
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
+		end := bytes.IndexByte(p, '\n')
+		if end < 0 {
+			end = len(p)
+		}
+		if room := maxLogLine - len(b.partial[si]); end > room {
+			// A line longer than maxLogLine is logged in maxLogLine pieces.
+			b.lines = append(b.lines, logLine{stream, append(b.partial[si], p[:room]...)})
+			b.partial[si] = nil
+			p = p[room:]
+			continue
+		}
+		if end == len(p) {
 			b.partial[si] = append(b.partial[si], p...)
-			if len(b.partial[si]) >= maxLogLine {
-				b.lines = append(b.lines, logLine{stream, b.partial[si]})
-				b.partial[si] = nil
-			}
 			return
 		}
-		line := append(b.partial[si], p[:i]...)
+		b.lines = append(b.lines, logLine{stream, append(b.partial[si], p[:end]...)})
 		b.partial[si] = nil
-		b.lines = append(b.lines, logLine{stream, line})
-		p = p[i+1:]
+		p = p[end+1:]
 	}
+}
+
+// oomMarkers are what language runtimes print when an allocation fails: Go's runtime
+// ("fatal error: out of memory", "runtime: out of memory: cannot allocate ...") and
+// Rust's std ("memory allocation of N bytes failed").
+var oomMarkers = [][]byte{[]byte("out of memory"), []byte("memory allocation of ")}
+
+// reportsOOM reports whether the collected stderr output mentions a failed allocation.
+func (b *logBuffer) reportsOOM() bool {
+	has := func(text []byte) bool {
+		for _, m := range oomMarkers {
+			if bytes.Contains(text, m) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, l := range b.lines {
+		if l.stream == "stderr" && has(l.text) {
+			return true
+		}
+	}
+	return has(b.partial[streamIndex("stderr")])
 }
 
 // flush writes the collected lines as structured log records and resets the buffer.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,8 @@ type instance struct {
 	bufCap   uint32
 	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
 	why      atomic.Uint32     // exit code of the first interrupt
+	woken    chan struct{}     // closed by the first interrupt: ends the guest's sleep
+	wakeOnce sync.Once
 	stdout   *guestLog
 	stderr   *guestLog
 	scratch  []byte       // request encoding, reused
@@ -50,6 +53,9 @@ func (i *instance) close() {
 // code says why (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
 func (i *instance) interrupt(code uint32) {
 	i.why.CompareAndSwap(0, code)
+	if i.woken != nil {
+		i.wakeOnce.Do(func() { close(i.woken) })
+	}
 	if i.stop != nil {
 		i.stop.Set(1)
 		return
@@ -95,7 +101,7 @@ func stateOf(ctx context.Context) *callState {
 }
 
 // moduleConfig is the deny-by-default configuration every instance starts from.
-func (f *Function) moduleConfig(stdout, stderr *guestLog) wazero.ModuleConfig {
+func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{}) wazero.ModuleConfig {
 	timeout := f.spec.Limits.Timeout
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -104,9 +110,17 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog) wazero.ModuleConfig {
 		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		// A sleeping guest cannot be interrupted inside the host's sleep, so never sleep
-		// past the request deadline: the deadline then closes the module.
-		WithNanosleep(func(ns int64) { time.Sleep(min(time.Duration(ns), timeout)) }).
+		// A guest in the host's sleep cannot see an interrupt, so the sleep ends when the
+		// instance is interrupted (deadline, client gone), and never lasts past the
+		// deadline anyway.
+		WithNanosleep(func(ns int64) {
+			t := time.NewTimer(min(time.Duration(ns), timeout))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-woken:
+			}
+		}).
 		WithRandSource(rand.Reader)
 	for k, v := range f.spec.Capabilities.Env {
 		cfg = cfg.WithEnv(k, v)
@@ -134,9 +148,10 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst := &instance{
 		stdout: &guestLog{f: f, stream: "stdout"},
 		stderr: &guestLog{f: f, stream: "stderr"},
+		woken:  make(chan struct{}),
 	}
 	t0 := time.Now()
-	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr))
+	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("instantiate: %w", err)
@@ -147,14 +162,27 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		timer := time.AfterFunc(f.spec.Limits.Timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 		_, err := init.Call(ctx)
-		if !timer.Stop() && err == nil {
-			err = errors.New("deadline exceeded")
+		timedOut := !timer.Stop()
+		if exit, ok := err.(*sys.ExitError); ok && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+			timedOut = true // the context's deadline closed the module before the timer fired
 		}
-		if err != nil {
+		inst.stdout.endInit()
+		oomReported := inst.stderr.endInit()
+		if err != nil || timedOut {
+			serr := &startError{err: err}
+			switch {
+			case timedOut:
+				serr.timeout = f.spec.Limits.Timeout
+			case oomReported || (mod.Memory() != nil && uint64(mod.Memory().Size())+1<<20 > f.spec.Limits.MemoryBytes):
+				serr.memory = f.spec.Limits.MemoryBytes
+			}
 			mod.Close(ctx)
-			span.SetStatus(codes.Error, err.Error())
-			return nil, fmt.Errorf("guest _initialize: %w", err)
+			span.SetStatus(codes.Error, serr.Error())
+			return nil, serr
 		}
+	} else {
+		inst.stdout.endInit()
+		inst.stderr.endInit()
 	}
 	t2 := time.Now()
 	f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
@@ -172,6 +200,31 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	}
 	return inst, nil
 }
+
+// startError is a failure of the guest's _initialize.
+type startError struct {
+	err     error
+	timeout time.Duration // set when the deadline stopped it
+	memory  uint64        // set when it ran out of memory: limits.memory in bytes
+}
+
+func (e *startError) Error() string {
+	var msg string
+	switch {
+	case e.timeout > 0:
+		msg = fmt.Sprintf("guest _initialize did not finish within the %s timeout", e.timeout)
+	case e.memory > 0:
+		msg = fmt.Sprintf("guest _initialize ran out of memory (limits.memory is %d MiB); raise limits.memory", e.memory>>20)
+	default:
+		msg = "guest _initialize failed"
+	}
+	if e.err != nil {
+		msg += ": " + e.err.Error()
+	}
+	return msg
+}
+
+func (e *startError) Unwrap() error { return e.err }
 
 // callReactor runs one request on inst. reason is non-empty when the instance must be
 // discarded.
