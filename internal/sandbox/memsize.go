@@ -13,134 +13,61 @@ func declaredMemoryPages(wasm []byte) (pages uint32, ok bool) {
 	if len(wasm) < 8 {
 		return 0, false
 	}
-	b := wasm[8:]
-	for len(b) > 0 {
-		id := b[0]
-		size, n := uleb128(b[1:])
-		if n == 0 || size > uint64(len(b)-1-n) {
+	r := reader{b: wasm[8:]}
+	for !r.done() {
+		id := r.byte()
+		body := reader{b: r.bytes(r.u32())}
+		if r.err != nil {
 			return 0, false
 		}
-		body := b[1+n : 1+n+int(size)]
-		b = b[1+n+int(size):]
 		switch id {
 		case 2: // import section: a memory may be imported
-			if p, found, ok := importedMemoryPages(body); !ok {
+			for i, n := uint32(0), body.u32(); i < n && body.err == nil; i++ {
+				body.bytes(body.u32()) // module
+				body.bytes(body.u32()) // name
+				switch kind := body.byte(); kind {
+				case 0x00: // func
+					body.u32()
+				case 0x01: // table
+					body.byte()
+					body.limits()
+				case 0x02: // memory
+					return memoryMin(&body)
+				case 0x03: // global
+					body.byte()
+					body.byte()
+				case 0x04: // tag
+					body.byte()
+					body.u32()
+				default:
+					return 0, false
+				}
+			}
+			if body.err != nil {
 				return 0, false
-			} else if found {
-				return p, true
 			}
 		case 5: // memory section
-			count, n := uleb128(body)
-			if n == 0 || count == 0 {
+			if n := body.u32(); n == 0 || body.err != nil {
 				return 0, false
 			}
-			min, _, ok := memoryLimits(body[n:])
-			return min, ok
+			return memoryMin(&body)
 		}
 	}
 	return 0, false
 }
 
-// importedMemoryPages walks an import section for a memory import.
-func importedMemoryPages(b []byte) (pages uint32, found, ok bool) {
-	count, n := uleb128(b)
-	if n == 0 {
-		return 0, false, false
+// memoryMin reads a memory's limits and returns its minimum. 64-bit and unknown memory
+// kinds are not read (ok false): compilation then reports them.
+func memoryMin(r *reader) (uint32, bool) {
+	flags := r.byte()
+	if flags&^0x03 != 0 { // only "has max" and "shared"
+		return 0, false
 	}
-	b = b[n:]
-	skipName := func() bool {
-		l, n := uleb128(b)
-		if n == 0 || l > uint64(len(b)-n) {
-			return false
-		}
-		b = b[n+int(l):]
-		return true
-	}
-	for i := uint64(0); i < count; i++ {
-		if !skipName() || !skipName() || len(b) == 0 {
-			return 0, false, false
-		}
-		kind := b[0]
-		b = b[1:]
-		switch kind {
-		case 0x00: // function: type index
-			_, n := uleb128(b)
-			if n == 0 {
-				return 0, false, false
-			}
-			b = b[n:]
-		case 0x01: // table: reference type, limits
-			if len(b) == 0 {
-				return 0, false, false
-			}
-			_, rest, ok := memoryLimits(b[1:])
-			if !ok {
-				return 0, false, false
-			}
-			b = rest
-		case 0x02: // memory
-			min, _, ok := memoryLimits(b)
-			return min, ok, ok
-		case 0x03: // global: value type, mutability
-			if len(b) < 2 {
-				return 0, false, false
-			}
-			b = b[2:]
-		case 0x04: // tag: attribute, type index
-			if len(b) == 0 {
-				return 0, false, false
-			}
-			_, n := uleb128(b[1:])
-			if n == 0 {
-				return 0, false, false
-			}
-			b = b[1+n:]
-		default:
-			return 0, false, false
-		}
-	}
-	return 0, false, true
-}
-
-// memoryLimits reads a limits structure (flags, min, optional max) and returns min and
-// the bytes after it. 64-bit memories are refused (ok false).
-func memoryLimits(b []byte) (min uint32, rest []byte, ok bool) {
-	if len(b) == 0 {
-		return 0, nil, false
-	}
-	flags := b[0]
-	if flags&^0x03 != 0 { // only "has max" and "shared"; memory64 and unknown flags are not read
-		return 0, nil, false
-	}
-	b = b[1:]
-	v, n := uleb128(b)
-	if n == 0 || v > 1<<32-1 {
-		return 0, nil, false
-	}
-	b = b[n:]
+	min := r.u32()
 	if flags&0x01 != 0 {
-		_, n := uleb128(b)
-		if n == 0 {
-			return 0, nil, false
-		}
-		b = b[n:]
+		r.u32()
 	}
-	return uint32(v), b, true
-}
-
-// uleb128 decodes an unsigned LEB128 number of at most 10 bytes; n is 0 when b does not
-// start with one.
-func uleb128(b []byte) (v uint64, n int) {
-	var shift uint
-	for i := 0; i < len(b) && i < 10; i++ {
-		c := b[i]
-		v |= uint64(c&0x7f) << shift
-		if c&0x80 == 0 {
-			return v, i + 1
-		}
-		shift += 7
-	}
-	return 0, 0
+	return min, r.err == nil
 }
 
 // memoryTooSmall is the error for a limit below what the module declares it needs.
