@@ -6,6 +6,8 @@
 //	           native net/http handler returning the same body; telemetry on vs off
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
+//	guestcalls guest functions called per request (where a guest spends its time: wasm
+//	           has no sampling profiler, so count calls with a function listener)
 //
 // Load is generated on loopback only, bounded by -duration per run.
 package main
@@ -30,6 +32,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/agent"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
@@ -39,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -50,6 +58,8 @@ func main() {
 		err = coldStartBench(os.Args[2:])
 	case "memory":
 		err = memoryBench(os.Args[2:])
+	case "guestcalls":
+		err = guestCalls(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -113,7 +123,11 @@ func gatewayBench(args []string) error {
 	if err != nil {
 		return err
 	}
-	m.Scaling.MinWarm = runtime.GOMAXPROCS(0) * 2
+	// Warm throughput: one prewarmed instance per connection, so no request waits for a
+	// slot or a new instance (those paths are measured by coldstart).
+	m.Scaling.MinWarm = *conns
+	m.Scaling.MaxInstances = *conns
+	m.Limits.MaxConcurrency = *conns
 
 	native, err := nativeTarget()
 	if err != nil {
@@ -495,5 +509,83 @@ func memoryBench(args []string) error {
 	fmt.Printf("| process RSS before anything (harness baseline) | %.1f MiB |\n", mib(before))
 	fmt.Printf("| RSS with data plane + hello loaded, 1 warm instance | %.1f MiB |\n", mib(idle))
 	fmt.Printf("| RSS per additional warm instance (%d instances) | %.2f MiB |\n", *n, mib((many-one)/uint64(*n)))
+	return nil
+}
+
+type callCounter map[string]int
+
+func (c callCounter) NewFunctionListener(def api.FunctionDefinition) experimental.FunctionListener {
+	name := def.DebugName()
+	return experimental.FunctionListenerFunc(func(context.Context, api.Module, api.FunctionDefinition, []uint64, experimental.StackIterator) {
+		c[name]++
+	})
+}
+
+// guestCalls runs a guest's handler under wazero's interpreter with a function listener
+// and prints the functions called per request, most frequent first.
+func guestCalls(args []string) error {
+	fs := flag.NewFlagSet("guestcalls", flag.ExitOnError)
+	guest := fs.String("guest", "examples/hello", "reactor guest package to build")
+	n := fs.Int("n", 1000, "requests")
+	top := fs.Int("top", 30, "functions to list")
+	fs.Parse(args)
+	r, err := root()
+	if err != nil {
+		return err
+	}
+	wasm, err := fermiontest.BuildGuest(r, *guest, true)
+	if err != nil {
+		return err
+	}
+	counts := callCounter{}
+	ctx := experimental.WithFunctionListenerFactory(context.Background(), counts)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	_, err = rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) {}).Export(abi.HostResponse).
+		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) uint32 { return 0 }).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) {}).Export(abi.HostHTTPTake).
+		Instantiate(ctx)
+	if err != nil {
+		return err
+	}
+	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
+	if err != nil {
+		return err
+	}
+	enc := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
+		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}, {Name: "X-Request-Id", Value: "0123456789abcdef0123456789abcdef"},
+			{Name: "Traceparent", Value: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"}}})
+	res, err := mod.ExportedFunction(abi.ExportBuf).Call(ctx, uint64(len(enc)))
+	if err != nil {
+		return err
+	}
+	mod.Memory().Write(uint32(res[0]), enc)
+	handle := mod.ExportedFunction(abi.ExportHandle)
+	for i := 0; i < 100; i++ { // warm up: first requests initialise lazily
+		handle.Call(ctx, uint64(len(enc)))
+	}
+	clear(counts)
+	for i := 0; i < *n; i++ {
+		if _, err := handle.Call(ctx, uint64(len(enc))); err != nil {
+			return err
+		}
+	}
+	type kv struct {
+		name string
+		n    int
+	}
+	var all []kv
+	total := 0
+	for k, v := range counts {
+		all = append(all, kv{k, v})
+		total += v
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].name < all[j].name })
+	fmt.Printf("%s: %.0f guest function calls per request\n\n| calls/request | function |\n|---|---|\n", *guest, float64(total)/float64(*n))
+	for _, e := range all[:min(*top, len(all))] {
+		fmt.Printf("| %.1f | %s |\n", float64(e.n)/float64(*n), strings.TrimPrefix(e.name, "."))
+	}
 	return nil
 }
