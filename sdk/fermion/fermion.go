@@ -168,9 +168,16 @@ func parseURI(uri string) (*url.URL, error) {
 
 func toHeader(hs []abi.Header) http.Header {
 	h := make(http.Header, len(hs))
-	for _, kv := range hs {
+	// One backing array for every first value: one allocation instead of one per header.
+	vals := make([]string, len(hs))
+	for i, kv := range hs {
 		k := http.CanonicalHeaderKey(kv.Name)
-		h[k] = append(h[k], kv.Value)
+		if prev, ok := h[k]; ok {
+			h[k] = append(prev, kv.Value)
+			continue
+		}
+		vals[i] = kv.Value
+		h[k] = vals[i : i+1 : i+1]
 	}
 	return h
 }
@@ -183,6 +190,9 @@ func fromHeader(hs []abi.Header, h http.Header) []abi.Header {
 	}
 	return hs
 }
+
+// respHeaders is reused for every response's header list.
+var respHeaders []abi.Header
 
 // responseWriter buffers the whole response: the host sends it in one piece.
 type responseWriter struct {
@@ -219,6 +229,7 @@ func (w *responseWriter) appendTo(out []byte) []byte {
 		w.header.Set("Content-Type", http.DetectContentType(body))
 	}
 	r := abi.Response{Status: w.status, Body: body}
-	r.Headers = fromHeader(make([]abi.Header, 0, len(w.header)), w.header)
+	r.Headers = fromHeader(respHeaders[:0], w.header)
+	respHeaders = r.Headers[:0]
 	return abi.AppendResponse(out, &r)
 }
