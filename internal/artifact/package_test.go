@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/manifest"
 )
 
 var testMeta = Meta{
@@ -273,5 +275,39 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("error %q does not name the operation", err)
 			}
 		})
+	}
+}
+
+func TestRescan(t *testing.T) {
+	root := fermiontest.Root(t)
+	load := func(name string) (*manifest.Manifest, []byte) {
+		m, err := manifest.Load(filepath.Join(root, "examples", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, fermiontest.Guest(t, "examples/"+name, true)
+	}
+	em, ewasm := load("enrich")
+	a, err := Package(em, ewasm, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse(a.Manifest, a.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Rescan(p, ewasm); err != nil {
+		t.Fatalf("honest artifact: %v", err)
+	}
+	_, hwasm := load("hello")
+	if err := Rescan(p, hwasm); err == nil {
+		t.Fatal("a different module passed the rescan")
+	}
+	var nm map[string]any
+	json.Unmarshal(p.Config.Manifest, &nm)
+	nm["capabilities"].(map[string]any)["allowed_outbound_hosts"] = []any{}
+	p.Config.Manifest, _ = json.Marshal(nm)
+	if err := Rescan(p, ewasm); err == nil || !strings.Contains(err.Error(), "allowed_outbound_hosts") {
+		t.Fatalf("ungranted outbound HTTP passed the rescan: %v", err)
 	}
 }

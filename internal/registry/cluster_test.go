@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/fermiontest"
 )
 
 // TestClusterR3 runs the registry on a three-server cluster with R3 buckets: a push
@@ -62,12 +63,32 @@ func TestClusterR3(t *testing.T) {
 	regs[0].putManifest(t, "ha/app", "1.0.0", img.body).want(t, http.StatusCreated)
 
 	regs[0].close() // one server down: the other two still have a quorum
+	// Streams whose leader was on the stopped server elect a new one within seconds;
+	// until then reads fail, so wait for the cluster rather than for a fixed time.
 	for _, tr := range regs[1:] {
-		got := tr.do(t, "GET", "/v2/ha/app/blobs/"+d.String(), nil).want(t, http.StatusOK)
-		if !bytes.Equal(got.body, data) {
-			t.Fatal("blob differs on another server")
-		}
-		tr.do(t, "GET", "/v2/ha/app/manifests/1.0.0", nil).want(t, http.StatusOK)
+		fermiontest.WaitFor(t, 30*time.Second, func() error {
+			got, err := tr.send("GET", "/v2/ha/app/blobs/"+d.String(), nil)
+			if err != nil {
+				return err
+			}
+			if got.status != http.StatusOK {
+				return fmt.Errorf("blob: status %d", got.status)
+			}
+			if !bytes.Equal(got.body, data) {
+				t.Fatal("blob differs on another server")
+			}
+			return nil
+		})
+		fermiontest.WaitFor(t, 30*time.Second, func() error {
+			got, err := tr.send("GET", "/v2/ha/app/manifests/1.0.0", nil)
+			if err != nil {
+				return err
+			}
+			if got.status != http.StatusOK {
+				return fmt.Errorf("manifest: status %d", got.status)
+			}
+			return nil
+		})
 	}
 	regs[1].putManifest(t, "ha/app", "latest", img.body).want(t, http.StatusCreated)
 	regs[2].do(t, "HEAD", "/v2/ha/app/manifests/latest", nil).want(t, http.StatusOK)

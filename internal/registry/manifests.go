@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"fermion.dev/fermion/internal/artifact"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -311,6 +313,9 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo, r
 			withDetail(map[string]string{"expected": want.String(), "actual": d.String()})
 	}
 	if err := r.checkReferences(ctx, repo, mt, m); err != nil {
+		return err
+	}
+	if err := r.scanFermionArtifact(ctx, body, m); err != nil {
 		return err
 	}
 	for _, tag := range tags {
@@ -654,4 +659,40 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, p re
 		MediaType     string       `json:"mediaType"`
 		Manifests     []descriptor `json:"manifests"`
 	}{2, v1.MediaTypeImageIndex, list})
+}
+
+// scanFermionArtifact is the registry's scanner: a Fermion artifact is only accepted
+// when its config is consistent and its module, scanned again here, needs no capability
+// its manifest does not grant — whatever client pushed it. Other artifacts pass through.
+func (r *Registry) scanFermionArtifact(ctx context.Context, body []byte, m *manifest) error {
+	if m.ArtifactType != artifact.ArtifactType && (m.Config == nil || m.Config.MediaType != artifact.ConfigMediaType) {
+		return nil
+	}
+	refuse := func(err error) error {
+		r.metrics.uploadFailed(failScan)
+		return newError(http.StatusBadRequest, codeManifestInvalid, "fermion artifact refused by the registry scanner: %v", err)
+	}
+	om, err := artifact.ParseManifest(body)
+	if err != nil {
+		return refuse(err)
+	}
+	config, err := r.st.blobs.GetBytes(ctx, objectName(om.Config.Digest))
+	if err != nil {
+		return fmt.Errorf("read config %s: %w", om.Config.Digest, err)
+	}
+	parsed, err := artifact.Parse(body, config)
+	if err != nil {
+		return refuse(err)
+	}
+	layer, err := r.st.blobs.GetBytes(ctx, objectName(parsed.Layer.Digest))
+	if err != nil {
+		return fmt.Errorf("read layer %s: %w", parsed.Layer.Digest, err)
+	}
+	if err := artifact.VerifyLayer(parsed.Layer, layer); err != nil {
+		return refuse(err)
+	}
+	if err := artifact.Rescan(parsed, layer); err != nil {
+		return refuse(err)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ const (
 	failConflict = "conflict"        // two requests raced on one session
 	failStorage  = "storage"         // JetStream refused or did not answer
 	failExpired  = "expired"         // the sweep deleted an idle session
+	failScan     = "scan"            // a Fermion artifact the registry scanner refused
 )
 
 // metrics are the registry's collectors.
