@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -96,7 +98,7 @@ func Parse(path string, data []byte, dir string) (*Manifest, error) {
 	}
 	m := d.manifest(raw, base)
 	if len(d.probs) > 0 {
-		sortProblems(d.probs)
+		diag.Sort(d.probs)
 		return nil, &Error{Problems: d.probs}
 	}
 	m.Dir, m.Path = dir, file
@@ -190,7 +192,7 @@ func (d *decoder) checkKeys(tbl map[string]any, at, kind string) {
 			what = "unknown table"
 		}
 		var msg string
-		if s := closest(k, known); s != "" {
+		if s := diag.Closest(k, known); s != "" {
 			msg = fmt.Sprintf("%s; did you mean %q?", what, joinPath(at, s))
 		} else if home := homeOf(k, kind); home != "" {
 			msg = fmt.Sprintf("%s here; %q belongs under %s", what, k, home)
@@ -621,7 +623,7 @@ func (d *decoder) component(raw map[string]any, dir string) Component {
 			c.ABI = abi
 		default:
 			msg := fmt.Sprintf("%s is not an ABI; use \"reactor\", \"command\" or omit it to detect from the module's exports", quoteShort(abi))
-			if s := closest(abi, []string{"reactor", "command"}); s != "" {
+			if s := diag.Closest(abi, []string{"reactor", "command"}); s != "" {
 				msg = fmt.Sprintf("%s is not an ABI; did you mean %q?", quoteShort(abi), s)
 			}
 			d.at("component.abi", "%s", msg)

@@ -1,40 +1,16 @@
 package manifest
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 )
 
-// Problem is one thing wrong with a manifest. Line and Col are 1-based and
-// zero when unknown (for example when the offending key is absent).
-type Problem struct {
-	File  string
-	Line  int
-	Col   int
-	Field string // dotted path such as "limits.memory" or "routes[0].path"
-	Msg   string // what is wrong and how to fix it
-}
-
-// String renders the problem in the conventional "file:line:col: field: msg"
-// form so editors and terminals can jump to it.
-func (p Problem) String() string {
-	var b strings.Builder
-	b.WriteString(p.File)
-	if p.Line > 0 {
-		b.WriteString(":" + strconv.Itoa(p.Line))
-		if p.Col > 0 {
-			b.WriteString(":" + strconv.Itoa(p.Col))
-		}
-	}
-	b.WriteString(": ")
-	if p.Field != "" {
-		b.WriteString(p.Field + ": ")
-	}
-	b.WriteString(p.Msg)
-	return b.String()
-}
+// Problem is one thing wrong with a manifest.
+type Problem = diag.Problem
 
 // Error carries every problem found in a manifest, so a user can fix them all
 // in one edit instead of discovering them one run at a time.
@@ -47,73 +23,7 @@ func (e *Error) Error() string {
 	if e == nil || len(e.Problems) == 0 {
 		return "invalid manifest"
 	}
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// sortProblems orders problems by position. Problems without a line (absent
-// keys) go last: they read as "and also missing:" after the in-file ones.
-func sortProblems(ps []Problem) {
-	key := func(p Problem) int {
-		if p.Line == 0 {
-			return int(^uint(0) >> 1)
-		}
-		return p.Line
-	}
-	sort.SliceStable(ps, func(i, j int) bool {
-		li, lj := key(ps[i]), key(ps[j])
-		if li != lj {
-			return li < lj
-		}
-		return ps[i].Col < ps[j].Col
-	})
-}
-
-// editDistance is the optimal-string-alignment distance (Levenshtein plus
-// adjacent transpositions), so "nmae" is one edit from "name".
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		// Suggestions for absurdly long keys are useless; skip the quadratic work.
-		return 1 << 30
-	}
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
-}
-
-// closest returns the candidate nearest to s within maxSuggestDistance edits,
-// or "" when nothing is close enough to be a plausible typo.
-func closest(s string, candidates []string) string {
-	const maxSuggestDistance = 2
-	best, bestD := "", maxSuggestDistance+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
+	return diag.Join(e.Problems)
 }
 
 // --- paths -----------------------------------------------------------------

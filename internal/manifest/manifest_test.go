@@ -793,24 +793,3 @@ q = 1
 		})
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"name", "name", 0},
-		{"nmae", "name", 1},
-		{"nam", "name", 1},
-		{"limit", "limits", 1},
-		{"memry", "memory", 1},
-		{"abc", "xyz", 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.a+"-"+tt.b, func(t *testing.T) {
-			if got := editDistance(tt.a, tt.b); got != tt.want {
-				t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-			}
-		})
-	}
-}

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -153,7 +155,7 @@ func compile(p *Policy, limit uint64) (*compiled, error) {
 		})
 	}
 	if len(probs) > 0 {
-		sortProblems(probs)
+		diag.Sort(probs)
 		return nil, &Error{Kind: KindCompile, Problems: probs}
 	}
 	return c, nil

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"fmt"
 	"maps"
 	"math"
@@ -242,7 +244,7 @@ func structFields(t reflect.Type) map[string][]int {
 func suggest(key string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
+		if d := diag.EditDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -250,36 +252,6 @@ func suggest(key string, known []string) string {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return "; known fields: " + strings.Join(known, ", ")
-}
-
-// editDistance is the optimal-string-alignment distance, so "nmae" is one edit from
-// "name".
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		return 1 << 30
-	}
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
 
 // quoteShort quotes s, eliding the middle of long values so one bad value cannot flood
@@ -298,7 +270,7 @@ func (d *decoder) err() error {
 	if len(d.probs) == 0 {
 		return nil
 	}
-	sortProblems(d.probs)
+	diag.Sort(d.probs)
 	probs := d.probs
 	if d.dropped > 0 {
 		probs = append(probs, Problem{File: d.file, Msg: fmt.Sprintf("and %d more problems", d.dropped)})

@@ -1,42 +1,14 @@
 package policy
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"errors"
 	"reflect"
-	"sort"
-	"strconv"
-	"strings"
 )
 
-// Problem is one thing wrong with a policy or case file. Line and Col are 1-based and
-// zero when unknown.
-type Problem struct {
-	File  string
-	Line  int
-	Col   int
-	Field string // path such as "spec.validations[0].expression"
-	Msg   string // what is wrong and how to fix it; may span lines (a CEL excerpt)
-}
-
-// String renders the problem as "file:line:col: field: msg", the form editors jump to.
-func (p Problem) String() string {
-	var b strings.Builder
-	b.WriteString(p.File)
-	if p.Line > 0 {
-		b.WriteString(":" + strconv.Itoa(p.Line))
-		if p.Col > 0 {
-			b.WriteString(":" + strconv.Itoa(p.Col))
-		}
-	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	if p.Field != "" {
-		b.WriteString(p.Field + ": ")
-	}
-	b.WriteString(p.Msg)
-	return b.String()
-}
+// Problem is one thing wrong with a policy or case file.
+type Problem = diag.Problem
 
 // Error carries every problem found in one file, so a user fixes them in one edit.
 // Kind says which stage found them.
@@ -59,11 +31,7 @@ func (e *Error) Error() string {
 	if e == nil || len(e.Problems) == 0 {
 		return "invalid policy"
 	}
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
+	return diag.Join(e.Problems)
 }
 
 // Errors Set.With and NewSet return (wrapped, with the policy named), for errors.Is.
@@ -74,22 +42,5 @@ var (
 	// ErrStale: the set holds a newer version of this policy.
 	ErrStale = errors.New("stale policy version")
 )
-
-// sortProblems orders problems by position; those without a line go last.
-func sortProblems(ps []Problem) {
-	key := func(p Problem) int {
-		if p.Line == 0 {
-			return int(^uint(0) >> 1)
-		}
-		return p.Line
-	}
-	sort.SliceStable(ps, func(i, j int) bool {
-		li, lj := key(ps[i]), key(ps[j])
-		if li != lj {
-			return li < lj
-		}
-		return ps[i].Col < ps[j].Col
-	})
-}
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }

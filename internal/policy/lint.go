@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fermion.dev/fermion/internal/diag"
+
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
@@ -60,7 +62,7 @@ func Lint(p *Policy) ([]Finding, error) {
 		out = append(out, Finding{File: p.File, Field: "spec.failurePolicy",
 			Msg: "Ignore in mode deny fails open: an expression that errors lets the request through; use Fail unless that is intended"})
 	}
-	sortProblems(out)
+	diag.Sort(out)
 	return out, nil
 }
 
