@@ -3,7 +3,8 @@ package artifact
 import (
 	"errors"
 	"fmt"
-	"unicode/utf8"
+
+	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // Import kinds as recorded in ModuleInfo.Imports.
@@ -51,15 +52,15 @@ func readModule(wasm []byte) (*wasmModule, error) {
 		return nil, fmt.Errorf("unsupported wasm binary version %d (want 1); components are not supported, build a core module with GOOS=wasip1 GOARCH=wasm", uint32(v[0])|uint32(v[1])<<8|uint32(v[2])<<16|uint32(v[3])<<24)
 	}
 	m := &wasmModule{}
-	r := wasmReader{b: wasm[8:], off: 8}
+	r := wasmbin.Reader{B: wasm[8:], Off: 8}
 	seen := map[byte]bool{}
-	for !r.done() {
-		start := r.off
-		id := r.byte()
-		size := r.u32()
-		body := r.bytes(size)
-		if r.err != nil {
-			return nil, fmt.Errorf("section at offset %#x: %w", start, r.err)
+	for !r.Done() {
+		start := r.Off
+		id := r.Byte()
+		size := r.U32()
+		body := r.Bytes(size)
+		if r.Err != nil {
+			return nil, fmt.Errorf("section at offset %#x: %w", start, r.Err)
 		}
 		if id > sectionMax {
 			return nil, fmt.Errorf("section at offset %#x: unknown section id %d", start, id)
@@ -68,7 +69,7 @@ func readModule(wasm []byte) (*wasmModule, error) {
 			return nil, fmt.Errorf("section at offset %#x: duplicate section id %d", start, id)
 		}
 		seen[id] = true
-		sr := wasmReader{b: body, off: r.off - len(body)}
+		sr := wasmbin.Reader{B: body, Off: r.Off - len(body)}
 		var err error
 		switch id {
 		case sectionImport:
@@ -85,69 +86,69 @@ func readModule(wasm []byte) (*wasmModule, error) {
 	return m, nil
 }
 
-func readImports(r *wasmReader) ([]Import, error) {
-	n := r.u32()
+func readImports(r *wasmbin.Reader) ([]Import, error) {
+	n := r.U32()
 	// Every import takes at least 4 bytes; a count the section cannot hold is garbage,
 	// refused before it drives a long loop.
-	if r.err == nil && uint64(n)*4 > uint64(len(r.b)) {
-		return nil, fmt.Errorf("import section at offset %#x: %d imports cannot fit in %d bytes", r.off, n, len(r.b))
+	if r.Err == nil && uint64(n)*4 > uint64(len(r.B)) {
+		return nil, fmt.Errorf("import section at offset %#x: %d imports cannot fit in %d bytes", r.Off, n, len(r.B))
 	}
 	var imports []Import
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.off
-		mod := r.name()
-		name := r.name()
-		kind := r.byte()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		start := r.Off
+		mod := r.Name()
+		name := r.Name()
+		kind := r.Byte()
 		switch kind {
 		case 0x00: // func: type index
-			r.u32()
+			r.U32()
 		case 0x01: // table: reference type, limits
-			r.byte()
-			r.limits()
+			r.Byte()
+			r.Limits()
 		case 0x02: // memory: limits
-			r.limits()
+			r.Limits()
 		case 0x03: // global: value type, mutability
-			r.valType()
-			if mut := r.byte(); mut > 1 && r.err == nil {
-				r.fail(fmt.Errorf("bad global mutability %#x", mut))
+			r.ValType()
+			if mut := r.Byte(); mut > 1 && r.Err == nil {
+				r.Fail(fmt.Errorf("bad global mutability %#x", mut))
 			}
 		case 0x04: // tag: attribute, type index
-			r.byte()
-			r.u32()
+			r.Byte()
+			r.U32()
 		default:
-			if r.err == nil {
-				r.fail(fmt.Errorf("unknown import kind %#x", kind))
+			if r.Err == nil {
+				r.Fail(fmt.Errorf("unknown import kind %#x", kind))
 			}
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("import %d at offset %#x: %w", i, start, r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("import %d at offset %#x: %w", i, start, r.Err)
 		}
 		imports = append(imports, Import{Module: mod, Name: name, Kind: kindNames[kind]})
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("import section: %w", r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("import section: %w", r.Err)
 	}
-	if len(r.b) != 0 {
-		return nil, fmt.Errorf("import section at offset %#x: %d trailing bytes", r.off, len(r.b))
+	if len(r.B) != 0 {
+		return nil, fmt.Errorf("import section at offset %#x: %d trailing bytes", r.Off, len(r.B))
 	}
 	return imports, nil
 }
 
-func readExports(r *wasmReader) ([]wasmExport, error) {
-	n := r.u32()
+func readExports(r *wasmbin.Reader) ([]wasmExport, error) {
+	n := r.U32()
 	// Every export takes at least 3 bytes.
-	if r.err == nil && uint64(n)*3 > uint64(len(r.b)) {
-		return nil, fmt.Errorf("export section at offset %#x: %d exports cannot fit in %d bytes", r.off, n, len(r.b))
+	if r.Err == nil && uint64(n)*3 > uint64(len(r.B)) {
+		return nil, fmt.Errorf("export section at offset %#x: %d exports cannot fit in %d bytes", r.Off, n, len(r.B))
 	}
 	var exports []wasmExport
 	names := map[string]bool{}
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.off
-		name := r.name()
-		kind := r.byte()
-		r.u32() // index
-		if r.err != nil {
-			return nil, fmt.Errorf("export %d at offset %#x: %w", i, start, r.err)
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		start := r.Off
+		name := r.Name()
+		kind := r.Byte()
+		r.U32() // index
+		if r.Err != nil {
+			return nil, fmt.Errorf("export %d at offset %#x: %w", i, start, r.Err)
 		}
 		if int(kind) >= len(kindNames) {
 			return nil, fmt.Errorf("export %q at offset %#x: unknown export kind %#x", name, start, kind)
@@ -158,127 +159,11 @@ func readExports(r *wasmReader) ([]wasmExport, error) {
 		names[name] = true
 		exports = append(exports, wasmExport{name: name, kind: kindNames[kind]})
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("export section: %w", r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("export section: %w", r.Err)
 	}
-	if len(r.b) != 0 {
-		return nil, fmt.Errorf("export section at offset %#x: %d trailing bytes", r.off, len(r.b))
+	if len(r.B) != 0 {
+		return nil, fmt.Errorf("export section at offset %#x: %d trailing bytes", r.Off, len(r.B))
 	}
 	return exports, nil
-}
-
-// wasmReader decodes the wasm binary format, tracks the file offset for error messages
-// and remembers the first error, so callers check once per item.
-type wasmReader struct {
-	b   []byte
-	off int
-	err error
-}
-
-var errTruncated = errors.New("unexpected end of module (truncated file?)")
-
-func (r *wasmReader) done() bool { return len(r.b) == 0 || r.err != nil }
-
-func (r *wasmReader) fail(err error) {
-	if r.err == nil {
-		r.err = err
-	}
-}
-
-func (r *wasmReader) byte() byte {
-	if r.err != nil {
-		return 0
-	}
-	if len(r.b) == 0 {
-		r.err = errTruncated
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	r.off++
-	return c
-}
-
-func (r *wasmReader) bytes(n uint32) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if uint64(n) > uint64(len(r.b)) {
-		r.err = errTruncated
-		return nil
-	}
-	p := r.b[:n:n]
-	r.b = r.b[n:]
-	r.off += int(n)
-	return p
-}
-
-// leb reads an unsigned LEB128 of at most maxBytes bytes.
-func (r *wasmReader) leb(maxBytes int) uint64 {
-	var v uint64
-	for i := 0; i < maxBytes; i++ {
-		c := r.byte()
-		if r.err != nil {
-			return 0
-		}
-		v |= uint64(c&0x7f) << (7 * i)
-		if c&0x80 == 0 {
-			return v
-		}
-	}
-	r.fail(errors.New("integer encoding too long"))
-	return 0
-}
-
-func (r *wasmReader) u32() uint32 {
-	v := r.leb(5)
-	if v > 0xffffffff {
-		r.fail(errors.New("integer out of u32 range"))
-		return 0
-	}
-	return uint32(v)
-}
-
-func (r *wasmReader) name() string {
-	b := r.bytes(r.u32())
-	if r.err != nil {
-		return ""
-	}
-	if !utf8.Valid(b) {
-		r.fail(errors.New("name is not valid UTF-8"))
-		return ""
-	}
-	return string(b)
-}
-
-// limits skips table or memory limits: flags, minimum and, if flagged, maximum.
-// Flags 0x04 (memory64) widen the bounds to u64.
-func (r *wasmReader) limits() {
-	flags := r.byte()
-	if flags > 0x07 {
-		r.fail(fmt.Errorf("bad limits flags %#x", flags))
-		return
-	}
-	width := 5
-	if flags&0x04 != 0 {
-		width = 10
-	}
-	r.leb(width)
-	if flags&0x01 != 0 {
-		r.leb(width)
-	}
-}
-
-// valType skips a value type: a number, vector or abbreviated reference type, or a
-// typed reference (0x63/0x64 followed by a heap type).
-func (r *wasmReader) valType() {
-	switch t := r.byte(); t {
-	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
-	case 0x63, 0x64:
-		r.leb(5) // heap type (s33), skipped by its length
-	default:
-		if r.err == nil {
-			r.fail(fmt.Errorf("unknown value type %#x", t))
-		}
-	}
 }

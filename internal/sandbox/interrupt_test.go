@@ -9,6 +9,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // module assembles a wasm binary from sections (id, body).
@@ -16,7 +17,7 @@ func module(sections ...[]byte) []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	for _, s := range sections {
 		b = append(b, s[0])
-		b = appendU32(b, uint32(len(s)-1))
+		b = wasmbin.AppendU32(b, uint32(len(s)-1))
 		b = append(b, s[1:]...)
 	}
 	return b
@@ -33,7 +34,7 @@ var (
 func codeSec(body []byte) []byte {
 	b := []byte{10}
 	b = append(b, 1)
-	b = appendU32(b, uint32(len(body)))
+	b = wasmbin.AppendU32(b, uint32(len(body)))
 	return append(b, body...)
 }
 
@@ -93,7 +94,7 @@ func TestInstrumentInterruptRefuses(t *testing.T) {
 		{"not wasm", []byte("hello world"), ErrNotWasm},
 		{"no global section", module(typeSec, funcSec, exportSec, codeSec(loopBody)), errUninstrumentable},
 		{"simd", module(typeSec, funcSec, globalSec, exportSec, codeSec(simd)), errUninstrumentable},
-		{"truncated section", module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody))[:30], errTruncated},
+		{"truncated section", module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody))[:30], wasmbin.ErrTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := instrumentInterrupt(tc.wasm)

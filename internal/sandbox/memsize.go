@@ -1,6 +1,10 @@
 package sandbox
 
-import "fmt"
+import (
+	"fmt"
+
+	"fermion.dev/fermion/internal/wasmbin"
+)
 
 // declaredMemoryPages returns the minimum size, in 64 KiB pages, of the module's linear
 // memory, as its memory or import section declares it. ok is false when the module
@@ -13,41 +17,41 @@ func declaredMemoryPages(wasm []byte) (pages uint32, ok bool) {
 	if len(wasm) < 8 {
 		return 0, false
 	}
-	r := reader{b: wasm[8:]}
-	for !r.done() {
-		id := r.byte()
-		body := reader{b: r.bytes(r.u32())}
-		if r.err != nil {
+	r := wasmbin.Reader{B: wasm[8:]}
+	for !r.Done() {
+		id := r.Byte()
+		body := wasmbin.Reader{B: r.Bytes(r.U32())}
+		if r.Err != nil {
 			return 0, false
 		}
 		switch id {
 		case 2: // import section: a memory may be imported
-			for i, n := uint32(0), body.u32(); i < n && body.err == nil; i++ {
-				body.bytes(body.u32()) // module
-				body.bytes(body.u32()) // name
-				switch kind := body.byte(); kind {
+			for i, n := uint32(0), body.U32(); i < n && body.Err == nil; i++ {
+				body.Bytes(body.U32()) // module
+				body.Bytes(body.U32()) // name
+				switch kind := body.Byte(); kind {
 				case 0x00: // func
-					body.u32()
+					body.U32()
 				case 0x01: // table
-					body.byte()
-					body.limits()
+					body.Byte()
+					body.Limits()
 				case 0x02: // memory
 					return memoryMin(&body)
 				case 0x03: // global
-					body.byte()
-					body.byte()
+					body.Byte()
+					body.Byte()
 				case 0x04: // tag
-					body.byte()
-					body.u32()
+					body.Byte()
+					body.U32()
 				default:
 					return 0, false
 				}
 			}
-			if body.err != nil {
+			if body.Err != nil {
 				return 0, false
 			}
 		case 5: // memory section
-			if n := body.u32(); n == 0 || body.err != nil {
+			if n := body.U32(); n == 0 || body.Err != nil {
 				return 0, false
 			}
 			return memoryMin(&body)
@@ -58,16 +62,16 @@ func declaredMemoryPages(wasm []byte) (pages uint32, ok bool) {
 
 // memoryMin reads a memory's limits and returns its minimum. 64-bit and unknown memory
 // kinds are not read (ok false): compilation then reports them.
-func memoryMin(r *reader) (uint32, bool) {
-	flags := r.byte()
+func memoryMin(r *wasmbin.Reader) (uint32, bool) {
+	flags := r.Byte()
 	if flags&^0x03 != 0 { // only "has max" and "shared"
 		return 0, false
 	}
-	min := r.u32()
+	min := r.U32()
 	if flags&0x01 != 0 {
-		r.u32()
+		r.U32()
 	}
-	return min, r.err == nil
+	return min, r.Err == nil
 }
 
 // memoryTooSmall is the error for a limit below what the module declares it needs.
