@@ -472,42 +472,31 @@ func memoryBench(args []string) error {
 		return v
 	}
 	before := settle()
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+	// withWarm measures RSS with the function loaded and warm instances prewarmed.
+	withWarm := func(warm int) (uint64, error) {
+		dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+		if err != nil {
+			return 0, err
+		}
+		defer dp.Close(ctx)
+		m.Scaling.MinWarm, m.Scaling.MaxInstances = warm, max(warm, m.Scaling.MaxInstances)
+		if _, err := dp.Deploy(ctx, m, wasm); err != nil {
+			return 0, err
+		}
+		return settle(), nil
+	}
+	one, err := withWarm(1)
 	if err != nil {
 		return err
 	}
-	m.Scaling.MinWarm = 1
-	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
-		return err
-	}
-	idle := settle()
-	dp.Close(ctx)
-
-	dp, err = agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
+	many, err := withWarm(*n + 1)
 	if err != nil {
 		return err
 	}
-	m.Scaling.MinWarm = 1
-	m.Scaling.MaxInstances = *n + 1
-	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
-		return err
-	}
-	one := settle()
-	dp.Close(ctx)
-	dp, err = agent.NewDataPlane(agent.DataPlaneConfig{Telemetry: true, Version: "bench"})
-	if err != nil {
-		return err
-	}
-	m.Scaling.MinWarm = *n + 1
-	if _, err := dp.Deploy(ctx, m, wasm); err != nil {
-		return err
-	}
-	many := settle()
-	dp.Close(ctx)
 	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
 	fmt.Printf("\n| measure | value |\n|---|---|\n")
 	fmt.Printf("| process RSS before anything (harness baseline) | %.1f MiB |\n", mib(before))
-	fmt.Printf("| RSS with data plane + hello loaded, 1 warm instance | %.1f MiB |\n", mib(idle))
+	fmt.Printf("| RSS with data plane + hello loaded, 1 warm instance | %.1f MiB |\n", mib(one))
 	fmt.Printf("| RSS per additional warm instance (%d instances) | %.2f MiB |\n", *n, mib((many-one)/uint64(*n)))
 	return nil
 }
