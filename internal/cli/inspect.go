@@ -37,7 +37,7 @@ func newInspectCmd() *cobra.Command {
 			cl := rf.client()
 			p, err := cl.Resolve(c.Context(), ref)
 			if err != nil {
-				return err
+				return rf.hint(err)
 			}
 			sigs, err := cl.Signatures(c.Context(), ref, p.ManifestDigest)
 			if err != nil {

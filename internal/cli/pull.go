@@ -61,7 +61,7 @@ downloads the module. Nothing unverified is written.`,
 			}
 			p, err := rf.client().Pull(c.Context(), ref, policy)
 			if err != nil {
-				return err
+				return rf.hint(err)
 			}
 			if out == "" {
 				out = p.Parsed.Config.Module.Digest.Encoded() + ".wasm"

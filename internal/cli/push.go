@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -20,6 +21,14 @@ type registryFlags struct {
 func (f *registryFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.token, "token", "", "registry token (default $FERMION_REGISTRY_TOKEN)")
 	c.Flags().BoolVar(&f.plainHTTP, "plain-http", false, "use http:// for a non-loopback registry (loopback always uses it)")
+}
+
+// hint adds what to do to the errors a registry user can fix from the command line.
+func (f *registryFlags) hint(err error) error {
+	if errors.Is(err, oci.ErrNoToken) {
+		return fmt.Errorf("%w\npass --token or set FERMION_REGISTRY_TOKEN", err)
+	}
+	return err
 }
 
 func (f *registryFlags) client() *oci.Client {
@@ -65,12 +74,12 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 			cl := rf.client()
 			desc, err := cl.Push(c.Context(), ref, a)
 			if err != nil {
-				return err
+				return rf.hint(err)
 			}
 			fmt.Fprintf(c.OutOrStdout(), "pushed %s\ndigest %s\n", ref, desc.Digest)
 			if priv != nil {
 				if err := cl.Sign(c.Context(), ref, desc.Digest, priv.key); err != nil {
-					return err
+					return rf.hint(err)
 				}
 				fmt.Fprintf(c.OutOrStdout(), "signed with key %s (tag %s)\n", artifact.KeyID(&priv.key.PublicKey), artifact.SignatureTag(desc.Digest))
 			}

@@ -439,12 +439,15 @@ func explain(err error) error {
 		return &refusedError{resp}
 	}
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
-		return fmt.Errorf("the registry requires a token and none was given: %w", err)
+		return fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
 	return err
 }
 
 var errTooLong = errors.New("longer than expected")
+
+// ErrNoToken means the registry asked for credentials and the client has no token.
+var ErrNoToken = errors.New("the registry requires a token and none was given")
 
 // readBounded reads r to its end but at most limit bytes; more is errTooLong.
 func readBounded(r io.Reader, limit int64) ([]byte, error) {
