@@ -105,12 +105,21 @@ func TestThreeServerClusterR3(t *testing.T) {
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	kv2, err := engines[2].JetStream().KeyValue(ctx, "r3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := kv2.Get(ctx, "k")
-	if err != nil || string(got.Value()) != "v" {
-		t.Fatalf("read from another replica: %v %v", got, err)
+	// The other replicas learn of the new stream and catch up asynchronously: until
+	// then a read there finds no responder. Wait for it, bounded.
+	var got jetstream.KeyValueEntry
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		kv2, err := engines[2].JetStream().KeyValue(ctx, "r3")
+		if err == nil {
+			got, err = kv2.Get(ctx, "k")
+		}
+		if err == nil && string(got.Value()) == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read from another replica: %v %v", got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
