@@ -6,6 +6,9 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +45,36 @@ type Config struct {
 	Logger     *slog.Logger
 	// ReadyTimeout bounds how long Start waits for the server (and JetStream) to be ready.
 	ReadyTimeout time.Duration
+	// Auth, when set, authenticates every client connection but the engine's own
+	// in-process one (which gets a random secret of its own): it returns the
+	// permissions of the user or false to refuse the connection. Nil: no auth.
+	Auth func(user, password string) (*server.Permissions, bool)
+}
+
+// systemUser is the in-process connection's user when Config.Auth is set.
+const systemUser = "fermion-system"
+
+// authenticator adapts Config.Auth to the server's custom authentication.
+type authenticator struct {
+	secret string
+	check  func(user, password string) (*server.Permissions, bool)
+}
+
+func (a *authenticator) Check(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	if o.Username == systemUser {
+		if subtle.ConstantTimeCompare([]byte(o.Password), []byte(a.secret)) != 1 {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: systemUser})
+		return true
+	}
+	perms, ok := a.check(o.Username, o.Password)
+	if !ok {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Username, Permissions: perms})
+	return true
 }
 
 // Engine is a running embedded server and an in-process client connection to it.
@@ -102,6 +135,14 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, errors.New("engine: a cluster member needs a unique name")
 		}
 	}
+	connOpts := []nats.Option{nats.Name("fermion-inprocess"), nats.MaxReconnects(-1)}
+	if cfg.Auth != nil {
+		b := make([]byte, 32)
+		rand.Read(b)
+		a := &authenticator{secret: hex.EncodeToString(b), check: cfg.Auth}
+		opts.CustomClientAuthentication = a
+		connOpts = append(connOpts, nats.UserInfo(systemUser, a.secret))
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -112,8 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("engine: server not ready after %s", cfg.ReadyTimeout)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("fermion-inprocess"),
-		nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", append(connOpts, nats.InProcessServer(srv))...)
 	if err != nil {
 		srv.Shutdown()
 		return nil, fmt.Errorf("engine: connect in-process: %w", err)
@@ -209,3 +249,133 @@ func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(fo
 func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Tracef(format string, v ...any)  {}
+
+// Retry runs op with a per-attempt timeout until it succeeds, ctx is done or total has
+// passed, and returns its last error. Opening buckets goes through it: while a cluster
+// forms, or when replicas ask to create the same stream at the same moment, a JetStream
+// API request can go unanswered until it times out, and a short attempt followed by a
+// retry (which then finds the stream) is far quicker than one long wait.
+func Retry(ctx context.Context, total, attempt time.Duration, op func(ctx context.Context) error) error {
+	deadline := time.Now().Add(total)
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := op(actx)
+		cancel()
+		if permanent(err) {
+			return err
+		}
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// OpenKeyValue binds to a KV bucket, creating it when absent, retrying as Retry does.
+func OpenKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) error {
+		var err error
+		if kv, err = js.KeyValue(ctx, cfg.Bucket); err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		return err
+	})
+	if err == nil && cfg.Replicas > 1 {
+		// Rebind after the change: a handle keeps the read path it was bound with.
+		if err = leaderReads(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err == nil {
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// leaderReads turns off direct gets on a replicated stream, so that reads are answered
+// by the stream leader rather than by any replica: a follower that has not yet applied
+// a write would otherwise answer "not found" right after the write was acknowledged.
+// Compare-and-swap stays correct either way; read-your-writes needs this.
+//
+// It also raises an existing stream to the replication asked for (a bucket made by a
+// single server that became a cluster); a single server refuses that with an error.
+func leaderReads(ctx context.Context, js jetstream.JetStream, stream string, replicas int) error {
+	return Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) error {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		cfg := st.CachedInfo().Config
+		if !cfg.AllowDirect && cfg.Replicas >= replicas {
+			return nil
+		}
+		cfg.AllowDirect = false
+		cfg.Replicas = max(cfg.Replicas, replicas)
+		if _, err = js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("set %d replicas on %s: %w", replicas, stream, err)
+		}
+		return nil
+	})
+}
+
+// permanent reports JetStream errors that no retry cures: a configuration the server
+// refuses.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10074, // replicas > 1 not supported in non-clustered mode
+		10052, // invalid stream configuration
+		10058: // stream name already in use with a different configuration
+		return true
+	}
+	return false
+}
+
+// OpenObjectStore binds to an object store, creating it when absent, retrying as
+// Retry does.
+func OpenObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	var os jetstream.ObjectStore
+	err := Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) error {
+		var err error
+		if os, err = js.ObjectStore(ctx, cfg.Bucket); err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+		os, err = js.CreateObjectStore(ctx, cfg)
+		return err
+	})
+	if err == nil && cfg.Replicas > 1 {
+		if err = leaderReads(ctx, js, "OBJ_"+cfg.Bucket, cfg.Replicas); err == nil {
+			os, err = js.ObjectStore(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s: %w", cfg.Bucket, err)
+	}
+	return os, nil
+}
+
+// OpenStream binds to a stream, creating it when absent, retrying as Retry does.
+func OpenStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	var st jetstream.Stream
+	err := Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) error {
+		var err error
+		if st, err = js.Stream(ctx, cfg.Name); err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		st, err = js.CreateStream(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", cfg.Name, err)
+	}
+	return st, nil
+}

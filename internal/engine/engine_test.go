@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -121,5 +124,48 @@ func TestThreeServerClusterR3(t *testing.T) {
 			t.Fatalf("read from another replica: %v %v", got, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	e, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+		Auth: func(user, password string) (*server.Permissions, bool) {
+			if user == "node:a" && password == "s3cret" {
+				return &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"ok.>"}}}, true
+			}
+			return nil, false
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// The in-process connection works with its own secret.
+	if _, err := e.JetStream().AccountInfo(context.Background()); err != nil {
+		t.Fatalf("in-process connection: %v", err)
+	}
+	if _, err := nats.Connect(e.ClientURL(), nats.UserInfo("node:a", "wrong")); err == nil {
+		t.Fatal("a wrong password connected")
+	}
+	if _, err := nats.Connect(e.ClientURL(), nats.UserInfo(systemUser, "guess")); err == nil {
+		t.Fatal("a guessed system password connected")
+	}
+	nc, err := nats.Connect(e.ClientURL(), nats.UserInfo("node:a", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	errs := make(chan error, 1)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })
+	if err := nc.Publish("denied.x", nil); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("want a permission violation, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("publishing outside the user's permissions was not refused")
 	}
 }

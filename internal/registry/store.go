@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fermion.dev/fermion/internal/engine"
 	"fmt"
 	"log/slog"
 	"time"
@@ -45,26 +46,22 @@ type store struct {
 func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*store, error) {
 	s := &store{}
 	var err error
-	s.blobs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	s.blobs, err = engine.OpenObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket:      bucketBlobs,
 		Description: "Fermion registry: blobs and large manifests by digest, and upload chunks",
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		if s.blobs, err = js.ObjectStore(ctx, bucketBlobs); err == nil {
-			warnSettings(ctx, logger, bucketBlobs, replicas, func(ctx context.Context) (int, error) {
-				st, err := s.blobs.Status(ctx)
-				if err != nil {
-					return 0, err
-				}
-				return st.Replicas(), nil
-			})
-		}
-	}
 	if err != nil {
-		return nil, fmt.Errorf("registry: open object store %s: %w", bucketBlobs, err)
+		return nil, fmt.Errorf("registry: %w", err)
 	}
+	warnSettings(ctx, logger, bucketBlobs, replicas, func(ctx context.Context) (int, error) {
+		st, err := s.blobs.Status(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return st.Replicas(), nil
+	})
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
@@ -76,27 +73,23 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger
 		{&s.referrers, bucketReferrers, "Fermion registry: manifests by subject"},
 		{&s.uploads, bucketUploads, "Fermion registry: blob upload sessions"},
 	} {
-		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := engine.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
 			Bucket:      b.name,
 			Description: b.desc,
 			History:     1,
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			if kv, err = js.KeyValue(ctx, b.name); err == nil {
-				warnSettings(ctx, logger, b.name, replicas, func(ctx context.Context) (int, error) {
-					st, err := kv.Status(ctx)
-					if err != nil {
-						return 0, err
-					}
-					return st.Config().Replicas, nil
-				})
-			}
-		}
 		if err != nil {
-			return nil, fmt.Errorf("registry: open bucket %s: %w", b.name, err)
+			return nil, fmt.Errorf("registry: %w", err)
 		}
+		warnSettings(ctx, logger, b.name, replicas, func(ctx context.Context) (int, error) {
+			st, err := kv.Status(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return st.Config().Replicas, nil
+		})
 		*b.kv = kv
 	}
 	return s, nil

@@ -1,0 +1,75 @@
+package v1
+
+// The agent protocol: request/reply over NATS, JSON bodies. Any server replica answers
+// (queue group QueueServers); agents never touch the KV buckets themselves, so a node's
+// NATS credentials can be limited to its own subjects.
+//
+//	fermion.join                        JoinRequest → JoinReply       (join token)
+//	fermion.agent.<node>.register       Register → RegisterReply      (node credentials)
+//	fermion.agent.<node>.heartbeat      Heartbeat → HeartbeatReply
+//	fermion.node.<node>.assignments     AssignmentSet, pushed by the leader on change
+const (
+	SubjectJoin    = "fermion.join"
+	QueueServers   = "fermion-servers"
+	JoinUser       = "join" // NATS user name an agent joins with; the password is the join token
+	NodeUserPrefix = "node:" // NATS user name of a joined node: "node:<name>"
+)
+
+// SubjectRegister is the subject a node registers on.
+func SubjectRegister(node string) string { return "fermion.agent." + node + ".register" }
+
+// SubjectHeartbeat is the subject a node renews its lease on.
+func SubjectHeartbeat(node string) string { return "fermion.agent." + node + ".heartbeat" }
+
+// SubjectAssignments is the subject a node hears its assignments on.
+func SubjectAssignments(node string) string { return "fermion.node." + node + ".assignments" }
+
+// JoinRequest asks for a node's credentials.
+type JoinRequest struct {
+	Node string `json:"node"`
+}
+
+// JoinReply carries the node's credentials: NATS user NodeUserPrefix+Node with Secret
+// as the password. The agent keeps them in its data directory.
+type JoinReply struct {
+	Error  *Error `json:"error,omitempty"`
+	Node   string `json:"node"`
+	Secret string `json:"secret"`
+}
+
+// Register announces (or re-announces) a node.
+type Register struct {
+	Labels         map[string]string `json:"labels,omitempty"`
+	Capacity       Resources         `json:"capacity"`
+	RuntimeVersion string            `json:"runtimeVersion"`
+	AgentVersion   string            `json:"agentVersion,omitempty"`
+	GatewayURL     string            `json:"gatewayUrl,omitempty"`
+}
+
+// RegisterReply tells the agent the lease timing, trust roots and its assignments.
+type RegisterReply struct {
+	Error             *Error        `json:"error,omitempty"`
+	LeaseRenewSeconds float64       `json:"leaseRenewSeconds"`
+	LeaseLostSeconds  float64       `json:"leaseLostSeconds"`
+	TrustedKeys       []string      `json:"trustedKeys,omitempty"` // PEM public keys; empty: signatures not required
+	Assignments       AssignmentSet `json:"assignments"`
+}
+
+// Heartbeat renews the node's lease and reports what it runs.
+type Heartbeat struct {
+	Statuses []InstanceStatus `json:"statuses,omitempty"`
+}
+
+// HeartbeatReply carries the node's current assignments.
+type HeartbeatReply struct {
+	Error       *Error        `json:"error,omitempty"`
+	Assignments AssignmentSet `json:"assignments"`
+}
+
+// AssignmentSet is everything one node should run. Revision increases with every change
+// to the node's assignments; an agent ignores a set older than one it has applied.
+type AssignmentSet struct {
+	Node        string       `json:"node"`
+	Revision    uint64       `json:"revision"`
+	Assignments []Assignment `json:"assignments"`
+}

@@ -1,0 +1,362 @@
+// Package v1 is the control plane's wire contract, version 1: the JSON bodies of the HTTP
+// API under /v1, its stable error codes, the records the control plane keeps in its KV
+// buckets, and the messages agents and servers exchange over NATS. It imports nothing of
+// Fermion's, so the Go client, the CLI, the server and the agent all share one definition.
+//
+// Compatibility: fields are only ever added. A client ignores fields it does not know; a
+// server refuses unknown fields in request bodies (so a typo is an error, not silence).
+package v1
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Error codes. Clients match on these, never on message text.
+const (
+	CodeBadRequest   = "bad_request"   // the body or a parameter is malformed; fix the request
+	CodeUnauthorized = "unauthorized"  // no token, or an unknown, revoked or expired one
+	CodeForbidden    = "forbidden"     // the token's role may not do this
+	CodeNotFound     = "not_found"     // no such deployment, node, token or route
+	CodeConflict     = "conflict"      // a concurrent change won (compare-and-swap); re-read and retry
+	CodeUnplaceable  = "unplaceable"   // no (or too few) nodes fit; the message counts why
+	CodePolicyDenied = "policy_denied" // an admission policy in deny mode refused it
+	CodeArtifact     = "artifact"      // the image could not be resolved, fetched or verified
+	CodeTooLarge     = "too_large"     // the body exceeds the API's limit
+	CodeUnavailable  = "unavailable"   // the state store is unreachable or has no quorum; retry
+	CodeInternal     = "internal"      // a bug; the server logs it with the request id
+)
+
+// Error is the body of every non-2xx response: {"error": {...}}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the request field at fault, when there is one ("spec.nodes").
+	Field string `json:"field,omitempty"`
+	// RequestID matches the server's log line for this request.
+	RequestID string `json:"requestId,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Field, e.Message, e.Code)
+	}
+	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
+}
+
+// ErrorBody wraps Error on the wire.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Token roles.
+const (
+	RoleAdmin    = "admin"    // everything, including tokens
+	RoleDeployer = "deployer" // deployments, drains, reads
+	RoleViewer   = "viewer"   // reads only
+	RoleNode     = "node"     // joins an agent; no API access
+)
+
+// Roles lists the roles in order of decreasing power.
+var Roles = []string{RoleAdmin, RoleDeployer, RoleViewer, RoleNode}
+
+// Info describes the control plane: GET /v1/info.
+type Info struct {
+	Version string `json:"version"`
+	Server  string `json:"server"` // the replica that answered
+	Leader  string `json:"leader"` // the replica running the controllers ("" while none)
+	// Registry is the built-in registry's host:port for pushes ("" when none).
+	Registry string `json:"registry,omitempty"`
+	// NATS lists the client URLs agents connect to.
+	NATS []string `json:"nats,omitempty"`
+	// LeaseRenewSeconds and LeaseLostSeconds are the node lease timing.
+	LeaseRenewSeconds float64 `json:"leaseRenewSeconds"`
+	LeaseLostSeconds  float64 `json:"leaseLostSeconds"`
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Role        string `json:"role"`
+	Description string `json:"description,omitempty"`
+	// TTL is a Go duration ("24h"); empty means the token does not expire.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Token is an API or join token. Secret is set only in the reply to its creation; the
+// server keeps only a hash.
+type Token struct {
+	ID          string     `json:"id"`
+	Role        string     `json:"role"`
+	Description string     `json:"description,omitempty"`
+	Created     time.Time  `json:"created"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	Secret      string     `json:"token,omitempty"`
+}
+
+// TokenList is the body of GET /v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// Placement strategies.
+const (
+	StrategyBinpack = "binpack"
+	StrategySpread  = "spread"
+)
+
+// Preference is a soft placement preference: nodes whose label Key equals Value score
+// Weight more (a negative weight avoids them).
+type Preference struct {
+	Label  string  `json:"label"`
+	Value  string  `json:"value"`
+	Weight float64 `json:"weight"`
+}
+
+// DeploymentSpec is what a user asks for: PUT /v1/deployments/{name}.
+type DeploymentSpec struct {
+	// Image is the artifact: registry/repository:tag or registry/repository@sha256:….
+	// A tag is resolved to a digest once, at deploy time; nodes run that digest.
+	Image string `json:"image"`
+	// Nodes is how many nodes run it. Ignored when Daemon is set.
+	Nodes int `json:"nodes,omitempty"`
+	// Daemon runs it on every node that matches.
+	Daemon bool `json:"daemon,omitempty"`
+	// Selector is a CEL expression over the node's labels, each label a string variable
+	// (`region == "eu-west" && tier == "edge"`); a node without a label the expression
+	// names does not match. Empty matches every node.
+	Selector string `json:"selector,omitempty"`
+	// Spread is a topology label (zone, region) to spread the nodes across.
+	Spread string `json:"spread,omitempty"`
+	// Strategy is binpack (default) or spread, for node resources.
+	Strategy    string       `json:"strategy,omitempty"`
+	Preferences []Preference `json:"preferences,omitempty"`
+}
+
+// Version is an image resolved at deploy time: what every node runs.
+type Version struct {
+	App        string `json:"app"`
+	Version    string `json:"version"`
+	Repository string `json:"repository"` // registry/repository
+	Digest     string `json:"digest"`     // manifest digest
+	Size       int64  `json:"size"`       // module bytes
+	// MemoryBytes is what one instance may use (the manifest's memory limit); placement
+	// reserves MemoryBytes × Instances on the node.
+	MemoryBytes int64 `json:"memoryBytes"`
+	// Instances is the most instances a node runs (the manifest's max scale).
+	Instances int      `json:"instances"`
+	Signed    bool     `json:"signed"`
+	Signer    string   `json:"signer,omitempty"` // key id
+	Routes    []string `json:"routes,omitempty"`
+}
+
+// Ref is Repository@Digest.
+func (v Version) Ref() string { return v.Repository + "@" + v.Digest }
+
+// Deployment is a deployment as the control plane records it: GET /v1/deployments/{name}.
+type Deployment struct {
+	Name    string         `json:"name"`
+	Spec    DeploymentSpec `json:"spec"`
+	Version Version        `json:"version"`
+	// Generation increases with every change of Spec or Version.
+	Generation int64     `json:"generation"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+	// Deleting is set by DELETE: nodes drain it, then the record goes.
+	Deleting bool `json:"deleting,omitempty"`
+	// Placement is the scheduler's latest decision.
+	Placement Placement `json:"placement"`
+	// Revision is the record's KV revision; send it back as If-Match to update only
+	// what you read. Filled on reads, never stored.
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// Placement is the scheduler's decision for one generation.
+type Placement struct {
+	ObservedGeneration int64     `json:"observedGeneration"`
+	Nodes              []string  `json:"nodes,omitempty"`
+	Message            string    `json:"message,omitempty"` // why too few nodes fit
+	Time               time.Time `json:"time,omitzero"`
+}
+
+// DeploymentList is the body of GET /v1/deployments.
+type DeploymentList struct {
+	Deployments []Deployment `json:"deployments"`
+}
+
+// Resources is capacity or a reservation.
+type Resources struct {
+	MemoryBytes int64 `json:"memoryBytes"`
+	MilliCPU    int64 `json:"milliCpu"`
+	Instances   int   `json:"instances"`
+}
+
+// Node states.
+const (
+	NodeReady    = "ready"
+	NodeDraining = "draining" // work is moving off
+	NodeDrained  = "drained"  // no work, unschedulable until uncordoned
+	NodeLost     = "lost"     // lease lapsed
+)
+
+// Node is an agent as the control plane records it: GET /v1/nodes/{name}.
+type Node struct {
+	Name           string            `json:"name"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Capacity       Resources         `json:"capacity"`
+	State          string            `json:"state"`
+	Schedulable    bool              `json:"schedulable"`
+	RuntimeVersion string            `json:"runtimeVersion"`
+	AgentVersion   string            `json:"agentVersion,omitempty"`
+	GatewayURL     string            `json:"gatewayUrl,omitempty"`
+	Joined         time.Time         `json:"joined"`
+	StateChanged   time.Time         `json:"stateChanged,omitzero"`
+	// Filled on reads, never stored:
+	LeaseRenewed time.Time `json:"leaseRenewed,omitzero"`
+	LeaseAge     float64   `json:"leaseAgeSeconds"`
+	Allocated    Resources `json:"allocated"`
+	Assignments  []string  `json:"assignments,omitempty"`
+	Revision     uint64    `json:"revision,omitempty"`
+}
+
+// NodeList is the body of GET /v1/nodes.
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// Assignment tells one node to run one deployment's version.
+type Assignment struct {
+	Deployment string    `json:"deployment"`
+	Node       string    `json:"node"`
+	Generation int64     `json:"generation"`
+	Version    Version   `json:"version"`
+	Reserved   Resources `json:"reserved"`
+}
+
+// Instance states an agent reports.
+const (
+	InstancePulling  = "pulling"
+	InstanceStarting = "starting"
+	InstanceReady    = "ready"
+	InstanceFailed   = "failed"
+)
+
+// InstanceStatus is what a node reports for one deployment.
+type InstanceStatus struct {
+	Deployment string    `json:"deployment"`
+	Node       string    `json:"node"`
+	Generation int64     `json:"generation"`
+	Digest     string    `json:"digest"`
+	Version    string    `json:"version"`
+	State      string    `json:"state"`
+	Instances  int       `json:"instances"`
+	LastError  string    `json:"lastError,omitempty"`
+	Updated    time.Time `json:"updated"`
+}
+
+// NodeStatus is one row of a deployment's status: desired vs actual on a node.
+type NodeStatus struct {
+	Node      string          `json:"node"`
+	NodeState string          `json:"nodeState"`
+	Desired   *Version        `json:"desired,omitempty"` // nil: the node should not run it
+	Actual    *InstanceStatus `json:"actual,omitempty"`  // nil: nothing reported
+}
+
+// DeploymentStatus is the body of GET /v1/deployments/{name}/status.
+type DeploymentStatus struct {
+	Deployment Deployment   `json:"deployment"`
+	Desired    int          `json:"desired"`
+	Ready      int          `json:"ready"` // nodes running the desired digest, ready
+	Nodes      []NodeStatus `json:"nodes"`
+	// Converged: every desired node is ready on the desired digest and no other node
+	// still runs it.
+	Converged bool `json:"converged"`
+}
+
+// Event types.
+const (
+	EventDeployed     = "deployed"
+	EventDeleted      = "deleted"
+	EventPlaced       = "placed"
+	EventUnplaceable  = "unplaceable"
+	EventAssigned     = "assigned"
+	EventUnassigned   = "unassigned"
+	EventRescheduled  = "rescheduled"
+	EventStarted      = "started"
+	EventFailed       = "failed"
+	EventNodeJoined   = "node_joined"
+	EventNodeReady    = "node_ready"
+	EventLeaseLost    = "lease_lost"
+	EventDrainStarted = "drain_started"
+	EventDrained      = "drained"
+	EventUncordoned   = "uncordoned"
+	EventLeader       = "leader"
+)
+
+// Event is one lifecycle step. The history is bounded (the oldest go first).
+type Event struct {
+	Seq        uint64    `json:"seq"`
+	Time       time.Time `json:"time"`
+	Type       string    `json:"type"`
+	Deployment string    `json:"deployment,omitempty"`
+	Node       string    `json:"node,omitempty"`
+	Message    string    `json:"message"`
+	Server     string    `json:"server,omitempty"` // the replica that recorded it
+}
+
+// EventList is the body of GET /v1/events (without follow).
+type EventList struct {
+	Events []Event `json:"events"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName checks a deployment or node name: a DNS label (lowercase letters, digits and
+// hyphens, at most 63, starting and ending alphanumeric), so it is safe as a KV key and
+// a NATS subject token.
+func ValidName(kind, s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s name %q: use lowercase letters, digits and '-' (at most 63, starting and ending with a letter or digit)", kind, s)
+	}
+	return nil
+}
+
+// Validate checks a spec for what can be checked without the cluster.
+func (s *DeploymentSpec) Validate() *Error {
+	bad := func(field, format string, args ...any) *Error {
+		return &Error{Code: CodeBadRequest, Field: "spec." + field, Message: fmt.Sprintf(format, args...)}
+	}
+	if strings.TrimSpace(s.Image) == "" {
+		return bad("image", "an image is required (registry/repository:tag or @sha256:…)")
+	}
+	if s.Daemon && s.Nodes != 0 {
+		return bad("nodes", "give either nodes or daemon, not both")
+	}
+	if !s.Daemon && s.Nodes <= 0 {
+		return bad("nodes", "must be at least 1 (or set daemon to run on every matching node)")
+	}
+	if s.Nodes > 10000 {
+		return bad("nodes", "%d is more than the 10000 a deployment may ask for", s.Nodes)
+	}
+	switch s.Strategy {
+	case "", StrategyBinpack, StrategySpread:
+	default:
+		return bad("strategy", "%q: want binpack or spread", s.Strategy)
+	}
+	if len(s.Selector) > 4096 {
+		return bad("selector", "longer than 4096 bytes")
+	}
+	if len(s.Preferences) > 32 {
+		return bad("preferences", "at most 32")
+	}
+	for i, p := range s.Preferences {
+		if p.Label == "" {
+			return bad(fmt.Sprintf("preferences[%d].label", i), "a label is required")
+		}
+		if p.Weight < -100 || p.Weight > 100 || p.Weight != p.Weight {
+			return bad(fmt.Sprintf("preferences[%d].weight", i), "must be within [-100, 100]")
+		}
+	}
+	return nil
+}
