@@ -11,7 +11,7 @@ package v1
 const (
 	SubjectJoin    = "fermion.join"
 	QueueServers   = "fermion-servers"
-	JoinUser       = "join" // NATS user name an agent joins with; the password is the join token
+	JoinUser       = "join"  // NATS user name an agent joins with; the password is the join token
 	NodeUserPrefix = "node:" // NATS user name of a joined node: "node:<name>"
 )
 

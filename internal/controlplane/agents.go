@@ -1,0 +1,355 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// maxAgentMessage bounds an agent's request body.
+const maxAgentMessage = 1 << 20
+
+// serveAgents subscribes to the agent protocol in the servers' queue group: each
+// request is answered by one replica.
+func (s *Server) serveAgents(ctx context.Context) error {
+	subs := []struct {
+		subject string
+		handle  func(ctx context.Context, node string, data []byte) any
+	}{
+		{v1.SubjectJoin, s.handleJoin},
+		{v1.SubjectRegister("*"), s.handleRegister},
+		{v1.SubjectHeartbeat("*"), s.handleHeartbeat},
+	}
+	var all []*nats.Subscription
+	sem := make(chan struct{}, 64) // handlers in flight; a full set holds the callback back
+	for _, sub := range subs {
+		handle := sub.handle
+		ns, err := s.nc.QueueSubscribe(sub.subject, v1.QueueServers, func(m *nats.Msg) {
+			if m.Reply == "" {
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				s.answerAgent(ctx, m, handle)
+			}()
+		})
+		if err != nil {
+			return fmt.Errorf("control plane: subscribe %s: %w", sub.subject, err)
+		}
+		ns.SetPendingLimits(64*1024, 64<<20)
+		all = append(all, ns)
+	}
+	s.goRun(ctx, func(ctx context.Context) {
+		<-ctx.Done()
+		for _, ns := range all {
+			ns.Unsubscribe()
+		}
+	})
+	return nil
+}
+
+func (s *Server) answerAgent(ctx context.Context, m *nats.Msg, handle func(ctx context.Context, node string, data []byte) any) {
+	node := ""
+	if parts := strings.Split(m.Subject, "."); len(parts) == 4 {
+		node = parts[2]
+	}
+	var reply any
+	if len(m.Data) > maxAgentMessage {
+		reply = errReply(&v1.Error{Code: v1.CodeTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds %d", len(m.Data), maxAgentMessage)})
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		reply = handle(rctx, node, m.Data)
+		cancel()
+	}
+	b, _ := json.Marshal(reply)
+	m.Respond(b)
+}
+
+type errorReply struct {
+	Error *v1.Error `json:"error"`
+}
+
+func errReply(e *v1.Error) errorReply { return errorReply{Error: e} }
+
+func internalErr(op string, err error) *v1.Error {
+	return &v1.Error{Code: v1.CodeUnavailable, Message: op + ": " + err.Error()}
+}
+
+func decodeStrict(data []byte, v any) *v1.Error {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &v1.Error{Code: v1.CodeBadRequest, Message: "decode message: " + err.Error()}
+	}
+	if dec.More() {
+		return &v1.Error{Code: v1.CodeBadRequest, Message: "decode message: trailing data after the JSON value"}
+	}
+	return nil
+}
+
+// handleJoin issues a node's credentials. Only connections authenticated with a
+// node-role join token may publish on the join subject (see natsAuth).
+func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
+	var req v1.JoinRequest
+	if e := decodeStrict(data, &req); e != nil {
+		return v1.JoinReply{Error: e}
+	}
+	if err := v1.ValidName("node", req.Node); err != nil {
+		return v1.JoinReply{Error: &v1.Error{Code: v1.CodeBadRequest, Field: "node", Message: err.Error()}}
+	}
+	secret, err := s.issueNodeCreds(ctx, req.Node)
+	if err != nil {
+		return v1.JoinReply{Error: internalErr("join", err)}
+	}
+	s.logger.Info("node joined", "node", req.Node)
+	return v1.JoinReply{Node: req.Node, Secret: secret}
+}
+
+// handleRegister records a node's labels and capacity and renews its lease.
+func (s *Server) handleRegister(ctx context.Context, node string, data []byte) any {
+	var req v1.Register
+	if e := decodeStrict(data, &req); e != nil {
+		return v1.RegisterReply{Error: e}
+	}
+	if e := validateRegister(&req); e != nil {
+		return v1.RegisterReply{Error: e}
+	}
+	now := time.Now().UTC()
+	joined := false
+	_, rev, err := update(ctx, s.st.nodes, node, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+		n := v1.Node{Name: node, State: v1.NodeReady, Schedulable: true, Joined: now, StateChanged: now}
+		joined = cur == nil
+		if cur != nil {
+			n = *cur
+		}
+		n.Labels, n.Capacity = req.Labels, req.Capacity
+		n.RuntimeVersion, n.AgentVersion, n.GatewayURL = req.RuntimeVersion, req.AgentVersion, req.GatewayURL
+		clearComputed(&n)
+		return &n, nil
+	})
+	if err != nil {
+		return v1.RegisterReply{Error: internalErr("register", err)}
+	}
+	if err := s.renewLease(ctx, node); err != nil {
+		return v1.RegisterReply{Error: internalErr("register", err)}
+	}
+	s.nodes.waitRev(ctx, rev)
+	if joined {
+		s.event(ctx, v1.Event{Type: v1.EventNodeJoined, Node: node, Message: fmt.Sprintf("node %s joined with labels %s", node, formatLabels(req.Labels))})
+	}
+	return v1.RegisterReply{
+		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
+		TrustedKeys: s.trustP, Assignments: s.assignmentSet(node),
+	}
+}
+
+func validateRegister(r *v1.Register) *v1.Error {
+	bad := func(field, msg string) *v1.Error {
+		return &v1.Error{Code: v1.CodeBadRequest, Field: field, Message: msg}
+	}
+	if len(r.Labels) > 64 {
+		return bad("labels", "at most 64 labels")
+	}
+	for k, v := range r.Labels {
+		if k == "" || len(k) > 63 || len(v) > 253 {
+			return bad("labels", fmt.Sprintf("label %q: keys are 1-63 bytes, values at most 253", k))
+		}
+	}
+	if r.Capacity.MemoryBytes < 0 || r.Capacity.MilliCPU < 0 || r.Capacity.Instances < 0 {
+		return bad("capacity", "capacity cannot be negative")
+	}
+	if r.RuntimeVersion == "" {
+		return bad("runtimeVersion", "required")
+	}
+	return nil
+}
+
+func (s *Server) renewLease(ctx context.Context, node string) error {
+	_, err := putJSON(ctx, s.st.leases, node, lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+	return err
+}
+
+// handleHeartbeat renews the lease, records the reported statuses and returns the
+// node's assignments.
+func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) any {
+	var req v1.Heartbeat
+	if e := decodeStrict(data, &req); e != nil {
+		return v1.HeartbeatReply{Error: e}
+	}
+	if _, _, ok := s.nodes.get(node); !ok {
+		return v1.HeartbeatReply{Error: &v1.Error{Code: v1.CodeNotFound, Message: "node " + node + " is not registered; register first"}}
+	}
+	if len(req.Statuses) > 10000 {
+		return v1.HeartbeatReply{Error: &v1.Error{Code: v1.CodeTooLarge, Message: "more than 10000 statuses"}}
+	}
+	if err := s.renewLease(ctx, node); err != nil {
+		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
+	}
+	s.metrics.heartbeats.Inc()
+	if err := s.recordStatuses(ctx, node, req.Statuses); err != nil {
+		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
+	}
+	return v1.HeartbeatReply{Assignments: s.assignmentSet(node)}
+}
+
+// recordStatuses writes the statuses that changed and removes those the node no longer
+// reports; a change to ready or failed is an event.
+func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.InstanceStatus) error {
+	reported := map[string]bool{}
+	for _, st := range sts {
+		if v1.ValidName("deployment", st.Deployment) != nil {
+			continue
+		}
+		reported[st.Deployment] = true
+		st.Node = node
+		if len(st.LastError) > 2048 {
+			st.LastError = st.LastError[:2048] + "…"
+		}
+		key := node + "." + st.Deployment
+		old, _, had := s.statuses.get(key)
+		if had && sameStatus(&old, &st) {
+			continue
+		}
+		st.Updated = time.Now().UTC()
+		if _, err := putJSON(ctx, s.st.status, key, st); err != nil {
+			return err
+		}
+		if !had || old.State != st.State || old.Digest != st.Digest {
+			switch st.State {
+			case v1.InstanceReady:
+				s.event(ctx, v1.Event{Type: v1.EventStarted, Deployment: st.Deployment, Node: node,
+					Message: fmt.Sprintf("running %s (%s) on %s, %d instance(s) warm", st.Version, shortDigest(st.Digest), node, st.Instances)})
+			case v1.InstanceFailed:
+				s.event(ctx, v1.Event{Type: v1.EventFailed, Deployment: st.Deployment, Node: node,
+					Message: fmt.Sprintf("%s (%s) failed on %s: %s", st.Version, shortDigest(st.Digest), node, st.LastError)})
+			}
+		}
+	}
+	var gone []string
+	prefix := node + "."
+	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+		if d, ok := strings.CutPrefix(key, prefix); ok && !reported[d] {
+			gone = append(gone, key)
+		}
+	})
+	for _, key := range gone {
+		if err := s.st.status.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete status %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func sameStatus(a, b *v1.InstanceStatus) bool {
+	return a.Generation == b.Generation && a.Digest == b.Digest && a.Version == b.Version &&
+		a.State == b.State && a.Instances == b.Instances && a.LastError == b.LastError
+}
+
+// assignmentSet is everything node should run, from this replica's table.
+func (s *Server) assignmentSet(node string) v1.AssignmentSet {
+	set := v1.AssignmentSet{Node: node, Assignments: []v1.Assignment{}}
+	prefix := node + "."
+	s.assignments.mu.RLock()
+	set.Revision = s.assignments.rev
+	for key, it := range s.assignments.m {
+		if strings.HasPrefix(key, prefix) {
+			set.Assignments = append(set.Assignments, it.v)
+		}
+	}
+	s.assignments.mu.RUnlock()
+	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })
+	return set
+}
+
+func (s *Server) markDirty(node string) {
+	s.dirtyMu.Lock()
+	s.dirtyNodes[node] = true
+	s.dirtyMu.Unlock()
+	select {
+	case s.pushKick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) markAllDirty() {
+	s.nodes.each(func(name string, _ *v1.Node, _ uint64) {
+		s.dirtyMu.Lock()
+		s.dirtyNodes[name] = true
+		s.dirtyMu.Unlock()
+	})
+	select {
+	case s.pushKick <- struct{}{}:
+	default:
+	}
+}
+
+// pushLoop sends changed assignment sets to their nodes (leader only; agents also get
+// them with every heartbeat reply, so a lost push costs at most one renewal interval).
+func (s *Server) pushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.pushKick:
+		}
+		// Coalesce a burst of writes into one push per node.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		s.dirtyMu.Lock()
+		dirty := s.dirtyNodes
+		s.dirtyNodes = map[string]bool{}
+		s.dirtyMu.Unlock()
+		if !s.leader.Load() {
+			continue
+		}
+		for node := range dirty {
+			b, _ := json.Marshal(s.assignmentSet(node))
+			if err := s.nc.Publish(v1.SubjectAssignments(node), b); err != nil {
+				s.logger.Warn("push assignments", "node", node, "err", err)
+			}
+		}
+	}
+}
+
+func shortDigest(d string) string {
+	if h, ok := strings.CutPrefix(d, "sha256:"); ok && len(h) > 12 {
+		return "sha256:" + h[:12]
+	}
+	return d
+}
+
+func formatLabels(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, ",")
+}
+
+// clearComputed zeroes the fields of a node filled on reads, never stored.
+func clearComputed(n *v1.Node) {
+	n.LeaseRenewed, n.LeaseAge, n.Allocated, n.Assignments, n.Revision = time.Time{}, 0, v1.Resources{}, nil, 0
+}

@@ -1,0 +1,409 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/policy"
+	"fermion.dev/fermion/internal/scheduler"
+)
+
+// controllerLoop runs the controllers while this replica leads: after every change to
+// the tables (coalesced) and every ResyncInterval, and often enough to notice a lapsed
+// lease within a fraction of LeaseLost.
+func (s *Server) controllerLoop(ctx context.Context) {
+	period := min(s.cfg.ResyncInterval, s.cfg.LeaseLost/8)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
+		if !s.leader.Load() {
+			continue
+		}
+		start := time.Now()
+		if err := s.reconcileAll(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconcile", "err", err)
+			s.metrics.reconciles.WithLabelValues("error").Inc()
+		} else {
+			s.metrics.reconciles.WithLabelValues("ok").Inc()
+		}
+		s.metrics.reconcileSeconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (s *Server) reconcileAll(ctx context.Context) error {
+	errs := []error{s.nodeLifecycle(ctx)}
+	var names []string
+	s.deployments.each(func(name string, _ *v1.Deployment, _ uint64) { names = append(names, name) })
+	slices.Sort(names)
+	for _, name := range names {
+		if !s.leader.Load() || ctx.Err() != nil {
+			break
+		}
+		d, rev, ok := s.deployments.get(name)
+		if !ok {
+			continue
+		}
+		d.Revision = rev
+		if err := s.reconcileDeployment(ctx, &d); err != nil {
+			errs = append(errs, fmt.Errorf("deployment %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nodeLifecycle marks nodes whose lease lapsed lost, nodes that renew again ready,
+// and draining nodes with no work left drained. Right after this replica became
+// leader it waits one LeaseLost before marking anyone lost: the agents' renewals may
+// not have reached the buckets while no replica led (or the whole control plane was
+// down), and evicting the fleet for the control plane's own outage is the worst
+// response to it.
+func (s *Server) nodeLifecycle(ctx context.Context) error {
+	now := time.Now()
+	grace := now.Sub(time.Unix(0, s.leaderSince.Load())) < s.cfg.LeaseLost
+	type change struct {
+		name, from, to string
+		age            time.Duration
+	}
+	var changes []change
+	work := s.assignedCount()
+	s.nodes.each(func(name string, n *v1.Node, _ uint64) {
+		age := now.Sub(n.Joined)
+		if l, _, ok := s.leases.get(name); ok {
+			age = now.Sub(l.Renewed)
+		}
+		fresh := age <= s.cfg.LeaseLost
+		switch {
+		case n.State != v1.NodeLost && !fresh && !grace:
+			changes = append(changes, change{name, n.State, v1.NodeLost, age})
+		case n.State == v1.NodeLost && fresh:
+			to := v1.NodeReady
+			if !n.Schedulable {
+				to = v1.NodeDraining
+			}
+			changes = append(changes, change{name, n.State, to, age})
+		case n.State == v1.NodeDraining && work[name] == 0:
+			changes = append(changes, change{name, n.State, v1.NodeDrained, age})
+		}
+	})
+	var errs []error
+	for _, c := range changes {
+		_, _, err := update(ctx, s.st.nodes, c.name, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+			if cur == nil || cur.State != c.from {
+				return nil, nil // changed meanwhile; the next pass decides again
+			}
+			n := *cur
+			n.State, n.StateChanged = c.to, time.Now().UTC()
+			return &n, nil
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		switch c.to {
+		case v1.NodeLost:
+			s.event(ctx, v1.Event{Type: v1.EventLeaseLost, Node: c.name,
+				Message: fmt.Sprintf("node %s lost: no lease renewal for %s (limit %s); its work is rescheduled", c.name, c.age.Round(time.Second), s.cfg.LeaseLost)})
+		case v1.NodeDrained:
+			s.event(ctx, v1.Event{Type: v1.EventDrained, Node: c.name, Message: fmt.Sprintf("node %s drained: no work left, unschedulable until uncordoned", c.name)})
+		default:
+			s.event(ctx, v1.Event{Type: v1.EventNodeReady, Node: c.name, Message: fmt.Sprintf("node %s renews its lease again (%s)", c.name, c.to)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// assignedCount counts the assignments per node.
+func (s *Server) assignedCount() map[string]int {
+	out := map[string]int{}
+	s.assignments.each(func(key string, _ *v1.Assignment, _ uint64) {
+		node, _, _ := strings.Cut(key, ".")
+		out[node]++
+	})
+	return out
+}
+
+// selectors caches compiled selectors by source.
+var selectors sync.Map // string → *policy.Selector
+
+func compileSelector(src string) (*policy.Selector, error) {
+	if v, ok := selectors.Load(src); ok {
+		return v.(*policy.Selector), nil
+	}
+	sel, err := policy.CompileSelector(src)
+	if err != nil {
+		return nil, err
+	}
+	selectors.Store(src, sel)
+	return sel, nil
+}
+
+// selectorConstraint adapts a selector to the scheduler.
+type selectorConstraint struct{ sel *policy.Selector }
+
+func (c selectorConstraint) Name() string { return "selector" }
+func (c selectorConstraint) Match(n *scheduler.Node) (bool, string) {
+	if c.sel.Match(n.Labels) {
+		return true, ""
+	}
+	return false, "selector mismatch"
+}
+
+// schedNodes is the scheduler's view of the fleet: every node with what its
+// assignments reserve.
+func (s *Server) schedNodes() []*scheduler.Node {
+	alloc := map[string]scheduler.Resources{}
+	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+		node, _, _ := strings.Cut(key, ".")
+		r := alloc[node]
+		r.MemoryBytes += a.Reserved.MemoryBytes
+		r.MilliCPU += a.Reserved.MilliCPU
+		r.Instances += a.Reserved.Instances
+		alloc[node] = r
+	})
+	var out []*scheduler.Node
+	s.nodes.each(func(name string, n *v1.Node, _ uint64) {
+		state := scheduler.StateReady
+		switch n.State {
+		case v1.NodeLost:
+			state = scheduler.StateLost
+		case v1.NodeDraining, v1.NodeDrained:
+			state = scheduler.StateDraining
+		}
+		out = append(out, &scheduler.Node{
+			Name: name, Labels: n.Labels, State: state, Schedulable: n.Schedulable && state == scheduler.StateReady,
+			RuntimeVersion: n.RuntimeVersion, Allocated: alloc[name],
+			Capacity: scheduler.Resources{MemoryBytes: n.Capacity.MemoryBytes, MilliCPU: n.Capacity.MilliCPU, Instances: n.Capacity.Instances},
+		})
+	})
+	return out
+}
+
+// reserve is what one node reserves for a version.
+func reserve(v v1.Version) v1.Resources {
+	inst := max(v.Instances, 1)
+	return v1.Resources{MemoryBytes: v.MemoryBytes * int64(inst), Instances: inst}
+}
+
+// placementRequest builds the scheduler's request for a deployment.
+func placementRequest(name string, spec *v1.DeploymentSpec, ver v1.Version, current []string, currentReserved v1.Resources) (scheduler.Request, error) {
+	r := reserve(ver)
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	req := scheduler.Request{
+		Deployment: name, Mode: scheduler.ModeCount, Count: spec.Nodes,
+		PerNode:         scheduler.Resources{MemoryBytes: r.MemoryBytes, MilliCPU: r.MilliCPU, Instances: r.Instances},
+		Spread:          spec.Spread,
+		RequiredRuntime: "1",
+		Current:         current,
+		CurrentPerNode:  scheduler.Resources{MemoryBytes: currentReserved.MemoryBytes, MilliCPU: currentReserved.MilliCPU, Instances: currentReserved.Instances},
+		Seed:            h.Sum64(),
+	}
+	if spec.Daemon {
+		req.Mode, req.Count = scheduler.ModeDaemon, 0
+	}
+	if spec.Strategy == v1.StrategySpread {
+		req.Strategy = scheduler.Spread
+	}
+	if spec.Selector != "" {
+		sel, err := compileSelector(spec.Selector)
+		if err != nil {
+			return req, err
+		}
+		req.Constraints = append(req.Constraints, selectorConstraint{sel})
+	}
+	for _, p := range spec.Preferences {
+		req.Preferences = append(req.Preferences, scheduler.LabelPreference(p.Label, p.Value, p.Weight))
+	}
+	return req, nil
+}
+
+// current returns a deployment's assignments by node.
+func (s *Server) current(name string) map[string]v1.Assignment {
+	out := map[string]v1.Assignment{}
+	suffix := "." + name
+	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+		if node, ok := strings.CutSuffix(key, suffix); ok && !strings.Contains(node, ".") {
+			out[node] = *a
+		}
+	})
+	return out
+}
+
+// reconcileDeployment moves one deployment's assignments toward its placement.
+func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) error {
+	cur := s.current(d.Name)
+	if d.Deleting {
+		return s.retire(ctx, d, cur)
+	}
+	var keep []string
+	var curReserved v1.Resources
+	for node, a := range cur {
+		if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
+			keep = append(keep, node)
+		}
+		curReserved = a.Reserved
+	}
+	slices.Sort(keep)
+	req, err := placementRequest(d.Name, &d.Spec, d.Version, keep, curReserved)
+	if err != nil {
+		return s.setPlacement(ctx, d, nil, "selector: "+err.Error())
+	}
+	res, err := scheduler.Place(s.schedNodes(), req)
+	desired := map[string]bool{}
+	message := ""
+	if err != nil {
+		var pe *scheduler.PlacementError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		// Too few nodes fit now (nodes were lost or drained): keep what still runs on
+		// healthy, schedulable nodes and say why the rest cannot be placed.
+		message = pe.Error()
+		for _, node := range keep {
+			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeReady && n.Schedulable {
+				desired[node] = true
+			}
+		}
+		s.metrics.placements.WithLabelValues("unplaceable").Inc()
+	} else {
+		for _, p := range res.Placements {
+			desired[p.Node] = true
+		}
+		s.metrics.placements.WithLabelValues("placed").Inc()
+	}
+	r := reserve(d.Version)
+	// Add and update first, so that work moves before it leaves.
+	var added []string
+	for node := range desired {
+		a, had := cur[node]
+		if had && a.Generation == d.Generation {
+			continue
+		}
+		na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
+		if _, err := putJSON(ctx, s.st.assignments, node+"."+d.Name, na); err != nil {
+			return err
+		}
+		if !had {
+			added = append(added, node)
+			s.event(ctx, v1.Event{Type: v1.EventAssigned, Deployment: d.Name, Node: node,
+				Message: fmt.Sprintf("%s %s (%s) assigned to %s", d.Version.App, d.Version.Version, shortDigest(d.Version.Digest), node)})
+		}
+	}
+	// Remove what is no longer desired. A draining node keeps its work until every
+	// node that replaces it runs the version ready; a lost node loses it at once.
+	replacementsReady := s.allReady(d, desired)
+	for node := range cur {
+		if desired[node] {
+			continue
+		}
+		n, _, ok := s.nodes.get(node)
+		lost := !ok || n.State == v1.NodeLost
+		if ok && n.State == v1.NodeDraining && !replacementsReady {
+			continue
+		}
+		if err := s.st.assignments.Delete(ctx, node+"."+d.Name); err != nil {
+			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
+		}
+		typ, why := v1.EventUnassigned, "no longer placed there"
+		switch {
+		case lost:
+			typ, why = v1.EventRescheduled, "node lost"
+		case n.State == v1.NodeDraining:
+			typ, why = v1.EventRescheduled, "node draining"
+		}
+		s.event(ctx, v1.Event{Type: typ, Deployment: d.Name, Node: node, Message: fmt.Sprintf("%s removed from %s: %s", d.Name, node, why)})
+	}
+	nodes := make([]string, 0, len(desired))
+	for node := range desired {
+		nodes = append(nodes, node)
+	}
+	slices.Sort(nodes)
+	return s.setPlacement(ctx, d, nodes, message)
+}
+
+// allReady reports whether every desired node reports the deployment's generation ready.
+func (s *Server) allReady(d *v1.Deployment, desired map[string]bool) bool {
+	for node := range desired {
+		st, _, ok := s.statuses.get(node + "." + d.Name)
+		if !ok || st.State != v1.InstanceReady || st.Digest != d.Version.Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// setPlacement records the scheduler's decision when it changed. It lives in its own
+// bucket so that the deployment's revision moves only with what users write.
+func (s *Server) setPlacement(ctx context.Context, d *v1.Deployment, nodes []string, message string) error {
+	p, _, _ := s.placements.get(d.Name)
+	if p.ObservedGeneration == d.Generation && slices.Equal(p.Nodes, nodes) && p.Message == message {
+		return nil
+	}
+	next := v1.Placement{ObservedGeneration: d.Generation, Nodes: nodes, Message: message, Time: time.Now().UTC()}
+	rev, err := putJSON(ctx, s.st.placements, d.Name, next)
+	if err != nil {
+		return err
+	}
+	s.placements.waitRev(ctx, rev)
+	if message != "" && message != p.Message {
+		s.event(ctx, v1.Event{Type: v1.EventUnplaceable, Deployment: d.Name, Message: message})
+	} else if message == "" && (!slices.Equal(p.Nodes, nodes) || p.ObservedGeneration != d.Generation) {
+		s.event(ctx, v1.Event{Type: v1.EventPlaced, Deployment: d.Name,
+			Message: fmt.Sprintf("generation %d placed on %d node(s): %s", d.Generation, len(nodes), abbreviate(nodes, 10))})
+	}
+	return nil
+}
+
+// retire removes a deleted deployment's assignments, then its statuses and record.
+func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1.Assignment) error {
+	for node := range cur {
+		if err := s.st.assignments.Delete(ctx, node+"."+d.Name); err != nil {
+			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
+		}
+		s.event(ctx, v1.Event{Type: v1.EventUnassigned, Deployment: d.Name, Node: node, Message: fmt.Sprintf("%s removed from %s: deployment deleted", d.Name, node)})
+	}
+	// Wait until the nodes that are up report it gone.
+	running := false
+	suffix := "." + d.Name
+	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+		if node, ok := strings.CutSuffix(key, suffix); ok {
+			if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
+				running = true
+			}
+		}
+	})
+	if running {
+		return nil
+	}
+	err := s.st.deployments.Delete(ctx, d.Name, jetstream.LastRevision(d.Revision))
+	if err != nil && !isCASConflict(err) {
+		return fmt.Errorf("delete deployment %s: %w", d.Name, err)
+	}
+	if err == nil {
+		s.st.placements.Delete(ctx, d.Name)
+		s.event(ctx, v1.Event{Type: v1.EventDeleted, Deployment: d.Name, Message: fmt.Sprintf("deployment %s deleted from every node", d.Name)})
+	}
+	return nil
+}
+
+func abbreviate(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}

@@ -1,0 +1,91 @@
+package controlplane
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// casConflicts counts lost compare-and-swaps that were retried, in every replica of
+// the process (update is generic and has no server at hand).
+var casConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "fermion_controlplane_kv_conflicts_total",
+	Help: "Compare-and-swap writes to the state buckets that lost to a concurrent writer and were retried.",
+})
+
+type metrics struct {
+	leader            prometheus.Gauge
+	placements        *prometheus.CounterVec
+	reconciles        *prometheus.CounterVec
+	reconcileSeconds  prometheus.Histogram
+	heartbeats        prometheus.Counter
+	agentAuthFailures prometheus.Counter
+	events            *prometheus.CounterVec
+	eventFailures     prometheus.Counter
+	apiRequests       *prometheus.CounterVec
+	apiSeconds        *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fermion_controlplane_leader",
+			Help: "1 while this replica holds the leader lease and runs the controllers."}),
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_placements_total",
+			Help: "Scheduler decisions by result (placed, unplaceable)."}, []string{"result"}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_reconciles_total",
+			Help: "Controller passes over every node and deployment, by result."}, []string{"result"}),
+		reconcileSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fermion_controlplane_reconcile_duration_seconds",
+			Help: "Time one controller pass takes.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "fermion_controlplane_heartbeats_total",
+			Help: "Lease renewals answered by this replica."}),
+		agentAuthFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fermion_controlplane_agent_auth_failures_total",
+			Help: "Agent connections refused for a bad join token or node credentials."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_events_total",
+			Help: "Lifecycle events recorded, by type."}, []string{"type"}),
+		eventFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fermion_controlplane_event_failures_total",
+			Help: "Lifecycle events that could not be recorded."}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_api_requests_total",
+			Help: "HTTP API requests by route and status code."}, []string{"route", "code"}),
+		apiSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fermion_controlplane_api_request_duration_seconds",
+			Help: "HTTP API latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"route"}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.leader, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
+		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, &stateCollector{s: s})
+	if err := reg.Register(casConflicts); err != nil {
+		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
+			panic(err)
+		}
+	}
+	return m
+}
+
+// stateCollector reports the state tables' sizes at scrape time.
+type stateCollector struct{ s *Server }
+
+var (
+	nodesDesc       = prometheus.NewDesc("fermion_controlplane_nodes", "Nodes by state.", []string{"state"}, nil)
+	deploymentsDesc = prometheus.NewDesc("fermion_controlplane_deployments", "Deployments recorded.", nil, nil)
+	assignmentsDesc = prometheus.NewDesc("fermion_controlplane_assignments", "Assignments of a deployment to a node.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- nodesDesc
+	ch <- deploymentsDesc
+	ch <- assignmentsDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.nodes == nil {
+		return
+	}
+	counts := map[string]int{v1.NodeReady: 0, v1.NodeDraining: 0, v1.NodeDrained: 0, v1.NodeLost: 0}
+	c.s.nodes.each(func(_ string, n *v1.Node, _ uint64) { counts[n.State]++ })
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), state)
+	}
+	ch <- prometheus.MustNewConstMetric(deploymentsDesc, prometheus.GaugeValue, float64(c.s.deployments.len()))
+	ch <- prometheus.MustNewConstMetric(assignmentsDesc, prometheus.GaugeValue, float64(c.s.assignments.len()))
+}

@@ -1,0 +1,67 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/oci"
+)
+
+// normalised is the part of an artifact's normalised manifest the control plane reads.
+type normalised struct {
+	App struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"app"`
+	Routes []struct {
+		Path string `json:"path"`
+		Host string `json:"host"`
+	} `json:"routes"`
+	Limits struct {
+		Memory int64 `json:"memory"`
+	} `json:"limits"`
+	Scaling struct {
+		MaxInstances int `json:"max_instances"`
+	} `json:"scaling"`
+}
+
+// resolveImage resolves an image reference to the version every node will run: the
+// manifest digest, the app's limits and routes from its config, and its signature
+// checked against the trusted keys.
+func (s *Server) resolveImage(ctx context.Context, image string) (v1.Version, *v1.Error) {
+	bad := func(code, format string, args ...any) (v1.Version, *v1.Error) {
+		return v1.Version{}, &v1.Error{Code: code, Field: "spec.image", Message: fmt.Sprintf(format, args...)}
+	}
+	ref, err := oci.ParseRef(image)
+	if err != nil {
+		return bad(v1.CodeBadRequest, "%v", err)
+	}
+	p, err := s.oci.Resolve(ctx, ref)
+	if err != nil {
+		return bad(v1.CodeArtifact, "resolve %s: %v", image, err)
+	}
+	ver := v1.Version{Repository: ref.Name(), Digest: p.ManifestDigest.String(), Size: p.Parsed.Config.Module.Size}
+	if len(s.trust.Keys) > 0 {
+		sigs, err := s.oci.Signatures(ctx, ref, p.ManifestDigest)
+		if err != nil {
+			return bad(v1.CodeArtifact, "read the signatures of %s: %v", image, err)
+		}
+		vr, err := s.trust.Verify(ref.Name(), p.ManifestDigest, sigs)
+		if err != nil {
+			return bad(v1.CodeArtifact, "verify %s: %v", image, err)
+		}
+		ver.Signed, ver.Signer = vr.Signed, vr.KeyID
+	}
+	var m normalised
+	if err := json.Unmarshal(p.Parsed.Config.Manifest, &m); err != nil {
+		return bad(v1.CodeArtifact, "%s: read the app manifest in its config: %v", image, err)
+	}
+	ver.App, ver.Version = m.App.Name, m.App.Version
+	ver.MemoryBytes, ver.Instances = m.Limits.Memory, m.Scaling.MaxInstances
+	for _, r := range m.Routes {
+		ver.Routes = append(ver.Routes, r.Host+r.Path)
+	}
+	return ver, nil
+}

@@ -1,0 +1,315 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"fermion.dev/fermion/internal/engine"
+)
+
+// The KV buckets and who writes them (docs/control-plane.md has the full table).
+const (
+	bucketDeployments = "fermion_deployments" // <deployment>: API only (spec, CAS)
+	bucketNodes       = "fermion_nodes"       // <node>: register handler, lifecycle controller, drain API (CAS)
+	bucketLeases      = "fermion_leases"      // <node>: heartbeat handler (put, server clock)
+	bucketAssignments = "fermion_assignments" // <node>.<deployment>: scheduler only
+	bucketStatus      = "fermion_status"      // <node>.<deployment>: heartbeat handler, from the agent's report
+	bucketPlacements  = "fermion_placements"  // <deployment>: scheduler (its latest decision)
+	bucketTokens      = "fermion_tokens"      // token.<id>, node.<name>: API, join handler
+	bucketLeader      = "fermion_leader"      // controllers: leader election (TTL)
+	streamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
+)
+
+// store holds the buckets.
+type store struct {
+	js                                                                          jetstream.JetStream
+	deployments, nodes, leases, assignments, status, placements, tokens, leader jetstream.KeyValue
+	events                                                                      jetstream.Stream
+}
+
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL time.Duration, maxEvents int64) (*store, error) {
+	s := &store{js: js}
+	buckets := []struct {
+		kv      *jetstream.KeyValue
+		name    string
+		history uint8
+		ttl     time.Duration
+	}{
+		{&s.deployments, bucketDeployments, 5, 0},
+		{&s.nodes, bucketNodes, 1, 0},
+		{&s.leases, bucketLeases, 1, 0},
+		{&s.assignments, bucketAssignments, 1, 0},
+		{&s.status, bucketStatus, 1, 0},
+		{&s.placements, bucketPlacements, 1, 0},
+		{&s.tokens, bucketTokens, 1, 0},
+		{&s.leader, bucketLeader, 1, leaderTTL},
+	}
+	// Open them at once: replicas of a new cluster race to create them, and each
+	// race can cost an API timeout.
+	errs := make([]error, len(buckets)+1)
+	var wg sync.WaitGroup
+	for i, b := range buckets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*b.kv, errs[i] = engine.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
+				Bucket: b.name, History: b.history, TTL: b.ttl, Replicas: replicas, Storage: jetstream.FileStorage,
+			})
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.events, errs[len(buckets)] = engine.OpenStream(ctx, js, jetstream.StreamConfig{
+			Name: streamEvents, Subjects: []string{"fermion.events.>"}, MaxMsgs: maxEvents,
+			Discard: jetstream.DiscardOld, Replicas: replicas, Storage: jetstream.FileStorage,
+		})
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// errConflict is a lost compare-and-swap that the caller asked not to retry.
+var errConflict = errors.New("the record changed since it was read")
+
+// isCASConflict reports whether a KV write lost a compare-and-swap.
+func isCASConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// update reads key, calls fn with the current value (nil when absent) and writes what
+// it returns with compare-and-swap on the revision read, retrying from the read when
+// another writer won. fn returning (nil, nil) writes nothing; returning an error stops.
+// It returns the value written and its revision.
+func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn func(cur *T, rev uint64) (*T, error)) (*T, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		var cur *T
+		var rev uint64
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		default:
+			cur = new(T)
+			if err := json.Unmarshal(e.Value(), cur); err != nil {
+				return nil, 0, fmt.Errorf("read %s: %w", key, err)
+			}
+			rev = e.Revision()
+		}
+		next, err := fn(cur, rev)
+		if err != nil || next == nil {
+			return next, rev, err
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return nil, 0, fmt.Errorf("encode %s: %w", key, err)
+		}
+		var newRev uint64
+		if cur == nil {
+			newRev, err = kv.Create(ctx, key, b)
+		} else {
+			newRev, err = kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return next, newRev, nil
+		}
+		if !isCASConflict(err) || attempt >= 20 {
+			return nil, 0, fmt.Errorf("write %s: %w", key, err)
+		}
+		casConflicts.Inc()
+	}
+}
+
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encode %s: %w", key, err)
+	}
+	rev, err := kv.Put(ctx, key, b)
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", key, err)
+	}
+	return rev, nil
+}
+
+// table is an in-memory copy of one bucket, kept current by a watch: the informer
+// pattern. Reads come from it; writes go to the bucket (with the revision the table
+// holds) and come back through the watch.
+//
+// Lock order: mu is a leaf.
+type table[T any] struct {
+	name     string
+	mu       sync.RWMutex
+	m        map[string]item[T]
+	rev      uint64                 // highest revision seen
+	changed  chan struct{}          // closed and replaced on every change
+	ready    chan struct{}          // closed once the initial values are in
+	onChange func(key string, v *T) // v nil: deleted; called on the watch goroutine, must not block
+}
+
+type item[T any] struct {
+	v   T
+	rev uint64
+}
+
+func newTable[T any](name string) *table[T] {
+	return &table[T]{name: name, m: map[string]item[T]{}, changed: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// run watches kv until ctx is done, restarting the watch if it fails.
+func (t *table[T]) run(ctx context.Context, kv jetstream.KeyValue, log func(msg string, args ...any)) {
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			log("watch bucket", "bucket", t.name, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		t.consume(ctx, w)
+		w.Stop()
+	}
+}
+
+func (t *table[T]) consume(ctx context.Context, w jetstream.KeyWatcher) {
+	seen := map[string]bool{} // keys in the initial values, until they are all in
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				t.prune(seen)
+				seen = nil
+				select {
+				case <-t.ready:
+				default:
+					close(t.ready)
+				}
+				continue
+			}
+			if seen != nil {
+				seen[e.Key()] = true
+			}
+			t.apply(e)
+		}
+	}
+}
+
+// prune drops the keys a restarted watch did not deliver: they were deleted (and
+// their markers aged out) while the watch was down.
+func (t *table[T]) prune(seen map[string]bool) {
+	var gone []string
+	t.mu.Lock()
+	for k := range t.m {
+		if !seen[k] {
+			gone = append(gone, k)
+			delete(t.m, k)
+		}
+	}
+	if len(gone) > 0 {
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+	t.mu.Unlock()
+	if t.onChange != nil {
+		for _, k := range gone {
+			t.onChange(k, nil)
+		}
+	}
+}
+
+func (t *table[T]) apply(e jetstream.KeyValueEntry) {
+	var v *T
+	if e.Operation() == jetstream.KeyValuePut {
+		v = new(T)
+		if err := json.Unmarshal(e.Value(), v); err != nil {
+			v = nil // unreadable: treat as absent rather than stall
+		}
+	}
+	t.mu.Lock()
+	if e.Revision() <= t.m[e.Key()].rev && v != nil {
+		t.mu.Unlock()
+		return // replayed after a restarted watch
+	}
+	if v == nil {
+		delete(t.m, e.Key())
+	} else {
+		t.m[e.Key()] = item[T]{v: *v, rev: e.Revision()}
+	}
+	if e.Revision() > t.rev {
+		t.rev = e.Revision()
+	}
+	close(t.changed)
+	t.changed = make(chan struct{})
+	t.mu.Unlock()
+	if t.onChange != nil {
+		t.onChange(e.Key(), v)
+	}
+}
+
+// get returns a copy of key's value and its revision.
+func (t *table[T]) get(key string) (T, uint64, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	it, ok := t.m[key]
+	return it.v, it.rev, ok
+}
+
+// each calls fn for every entry, under the read lock: fn must not call back.
+func (t *table[T]) each(fn func(key string, v *T, rev uint64)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for k, it := range t.m {
+		fn(k, &it.v, it.rev)
+	}
+}
+
+func (t *table[T]) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
+
+// waitRev waits until the table has seen revision rev (read your own writes).
+func (t *table[T]) waitRev(ctx context.Context, rev uint64) error {
+	for {
+		t.mu.RLock()
+		seen, ch := t.rev, t.changed
+		t.mu.RUnlock()
+		if seen >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// waitReady waits for the initial values.
+func (t *table[T]) waitReady(ctx context.Context) error {
+	select {
+	case <-t.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("load bucket %s: %w", t.name, ctx.Err())
+	}
+}

@@ -1,0 +1,129 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// cred is a record of the tokens bucket: an API or join token ("token.<id>") or a
+// joined node's credentials ("node.<name>"). Only a hash of the secret is kept.
+type cred struct {
+	Kind        string     `json:"kind"` // "token" or "node"
+	ID          string     `json:"id,omitempty"`
+	Role        string     `json:"role,omitempty"`
+	Node        string     `json:"node,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Hash        string     `json:"hash"`
+	Created     time.Time  `json:"created"`
+	Expires     *time.Time `json:"expires,omitempty"`
+}
+
+const tokenPrefix = "fmn_"
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func hashEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// splitToken splits "fmn_<id>_<secret>".
+func splitToken(tok string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	return id, secret, ok && id != "" && secret != ""
+}
+
+// createToken stores a new token and returns it with its secret.
+func (s *Server) createToken(ctx context.Context, role, description string, ttl time.Duration) (v1.Token, error) {
+	return s.storeToken(ctx, randomHex(6), randomHex(24), role, description, ttl)
+}
+
+func (s *Server) storeToken(ctx context.Context, id, secret, role, description string, ttl time.Duration) (v1.Token, error) {
+	now := time.Now().UTC()
+	c := cred{Kind: "token", ID: id, Role: role, Description: description, Hash: hashSecret(secret), Created: now}
+	if ttl > 0 {
+		exp := now.Add(ttl)
+		c.Expires = &exp
+	}
+	rev, err := putJSON(ctx, s.st.tokens, "token."+id, c)
+	if err != nil {
+		return v1.Token{}, fmt.Errorf("create token: %w", err)
+	}
+	// The NATS authenticator and the API read the table: wait until it has the token.
+	if err := s.creds.waitRev(ctx, rev); err != nil {
+		return v1.Token{}, fmt.Errorf("create token: %w", err)
+	}
+	t := c.token()
+	t.Secret = tokenPrefix + id + "_" + secret
+	return t, nil
+}
+
+func (c *cred) token() v1.Token {
+	return v1.Token{ID: c.ID, Role: c.Role, Description: c.Description, Created: c.Created, Expires: c.Expires}
+}
+
+// verifyToken returns the token's record if tok is a valid, unexpired token.
+func (s *Server) verifyToken(tok string) (cred, bool) {
+	id, secret, ok := splitToken(tok)
+	if !ok {
+		return cred{}, false
+	}
+	c, _, ok := s.creds.get("token." + id)
+	if !ok || c.Kind != "token" || !hashEqual(c.Hash, hashSecret(secret)) {
+		return cred{}, false
+	}
+	if c.Expires != nil && time.Now().After(*c.Expires) {
+		return cred{}, false
+	}
+	return c, true
+}
+
+// verifyNode checks a joined node's credentials.
+func (s *Server) verifyNode(name, secret string) bool {
+	c, _, ok := s.creds.get("node." + name)
+	return ok && c.Kind == "node" && hashEqual(c.Hash, hashSecret(secret))
+}
+
+// issueNodeCreds stores new credentials for a node, replacing any it had.
+func (s *Server) issueNodeCreds(ctx context.Context, name string) (string, error) {
+	secret := randomHex(24)
+	rev, err := putJSON(ctx, s.st.tokens, "node."+name, cred{Kind: "node", Node: name, Hash: hashSecret(secret), Created: time.Now().UTC()})
+	if err != nil {
+		return "", fmt.Errorf("issue credentials for node %s: %w", name, err)
+	}
+	if err := s.creds.waitRev(ctx, rev); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// roleRank orders roles by power; node tokens have no API access.
+func roleRank(role string) int {
+	switch role {
+	case v1.RoleAdmin:
+		return 3
+	case v1.RoleDeployer:
+		return 2
+	case v1.RoleViewer:
+		return 1
+	}
+	return 0
+}
