@@ -65,7 +65,8 @@ Start with:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd(), newKeysCmd(), newBuildCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newRegistryCmd())
+	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd(), newKeysCmd(), newBuildCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newRegistryCmd(),
+		newServerCmd(), newDeployCmd(), newStatusCmd(), newNodesCmd(), newNodeCmd(), newEventsCmd(), newTokenCmd())
 	return root
 }
 

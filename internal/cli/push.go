@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -39,6 +41,24 @@ func (f *registryFlags) client() *oci.Client {
 	return &oci.Client{Token: t, PlainHTTP: f.plainHTTP}
 }
 
+// pushArtifact pushes a built artifact to ref, signs it with priv when not nil, reports
+// both on out and returns ref with the pushed manifest's digest.
+func pushArtifact(ctx context.Context, cl *oci.Client, ref oci.Ref, a *artifact.Artifact, priv *privateKey, out io.Writer) (oci.Ref, error) {
+	desc, err := cl.Push(ctx, ref, a)
+	if err != nil {
+		return oci.Ref{}, err
+	}
+	fmt.Fprintf(out, "pushed %s\ndigest %s\n", ref, desc.Digest)
+	if priv != nil {
+		if err := cl.Sign(ctx, ref, desc.Digest, priv.key); err != nil {
+			return oci.Ref{}, err
+		}
+		fmt.Fprintf(out, "signed with key %s (tag %s)\n", artifact.KeyID(&priv.key.PublicKey), artifact.SignatureTag(desc.Digest))
+	}
+	ref.Digest = desc.Digest
+	return ref, nil
+}
+
 func newPushCmd() *cobra.Command {
 	var rf registryFlags
 	var dir, signKey, cacheDir string
@@ -71,19 +91,8 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 			if err != nil {
 				return err
 			}
-			cl := rf.client()
-			desc, err := cl.Push(c.Context(), ref, a)
-			if err != nil {
-				return rf.hint(err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "pushed %s\ndigest %s\n", ref, desc.Digest)
-			if priv != nil {
-				if err := cl.Sign(c.Context(), ref, desc.Digest, priv.key); err != nil {
-					return rf.hint(err)
-				}
-				fmt.Fprintf(c.OutOrStdout(), "signed with key %s (tag %s)\n", artifact.KeyID(&priv.key.PublicKey), artifact.SignatureTag(desc.Digest))
-			}
-			return nil
+			_, err = pushArtifact(c.Context(), rf.client(), ref, a, priv, c.OutOrStdout())
+			return rf.hint(err)
 		},
 	}
 	rf.add(c)

@@ -1,0 +1,593 @@
+// Package client is the Go client of Fermion's control plane HTTP API (/v1): deployments,
+// nodes, tokens and events, with the request and response types of package api/v1.
+//
+// Errors the server returns arrive as *v1.Error, wrapped with the operation that failed;
+// match them by code with IsCode or errors.As, never by message text. Transport failures
+// are wrapped with the operation too. Every method takes a context that bounds the call;
+// the client sets no timeout of its own, so FollowEvents can stream for as long as the
+// context lives.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// Limits on what the client reads, so a broken or hostile server cannot exhaust memory.
+// Variables so that tests can lower them.
+var (
+	maxResponseBytes int64 = 64 << 20 // a full event history of 10000 events is a few MiB
+	maxEventBytes          = 1 << 20  // one line of a follow stream
+)
+
+const maxErrorBytes = 1 << 20
+
+// DefaultUserAgent is sent unless WithUserAgent sets another.
+const DefaultUserAgent = "fermion-client/v1"
+
+// Client calls one control plane. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	token     string
+	hc        *http.Client
+	userAgent string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (default: a client without a timeout over
+// http.DefaultTransport). A Timeout on it also cuts FollowEvents streams.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc != nil {
+			c.hc = hc
+		}
+	}
+}
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option {
+	return func(c *Client) { c.userAgent = ua }
+}
+
+// New returns a client of the control plane at baseURL (http://host:port, optionally
+// with a path prefix) authenticating with token ("" sends no Authorization header).
+func New(baseURL, token string, opts ...Option) (*Client, error) {
+	if !strings.Contains(baseURL, "://") {
+		return nil, fmt.Errorf("server url %q: want http:// or https:// (http://%s?)", baseURL, strings.TrimSpace(baseURL))
+	}
+	u, err := url.Parse(strings.TrimSpace(baseURL))
+	if err != nil {
+		return nil, fmt.Errorf("server url %q: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("server url %q: want http:// or https://", baseURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("server url %q: no host", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("server url %q: give only scheme, host, port and path", baseURL)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	c := &Client{base: u, token: token, hc: &http.Client{}, userAgent: DefaultUserAgent}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// BaseURL returns the server URL the client calls.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// IsCode reports whether err is (or wraps) a *v1.Error with the given code.
+func IsCode(err error, code string) bool {
+	var e *v1.Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// Condition is the precondition of PutDeployment. The zero value is Unconditional.
+type Condition struct {
+	revision uint64
+	create   bool
+}
+
+// Unconditional writes whatever the deployment's current revision.
+func Unconditional() Condition { return Condition{} }
+
+// IfMatch writes only if the deployment's revision is still revision (the one read),
+// so a concurrent change makes the write fail with code conflict.
+func IfMatch(revision uint64) Condition { return Condition{revision: revision} }
+
+// CreateOnly writes only if no deployment of that name exists (code conflict if one does).
+func CreateOnly() Condition { return Condition{create: true} }
+
+func (c Condition) String() string {
+	switch {
+	case c.create:
+		return "create only"
+	case c.revision != 0:
+		return "if revision " + strconv.FormatUint(c.revision, 10)
+	}
+	return "unconditional"
+}
+
+// EventFilter selects events. Zero fields select everything; the server returns at
+// most 100 events unless Limit says otherwise (at most 10000).
+type EventFilter struct {
+	Deployment string
+	Node       string
+	Type       string
+	// Since selects events newer than this long ago; SinceTime those at or after an
+	// instant. Give at most one.
+	Since     time.Duration
+	SinceTime time.Time
+	// After selects events with a sequence number above it: pass the last Seq seen to
+	// resume a history read or a follow stream without repeats.
+	After uint64
+	Limit int
+}
+
+func (f EventFilter) query() (url.Values, error) {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("deployment", f.Deployment)
+	set("node", f.Node)
+	set("type", f.Type)
+	if f.Since != 0 && !f.SinceTime.IsZero() {
+		return nil, errors.New("give either Since or SinceTime, not both")
+	}
+	if f.Since < 0 {
+		return nil, fmt.Errorf("since %s: must not be negative", f.Since)
+	}
+	if f.Since > 0 {
+		set("since", f.Since.String())
+	}
+	if !f.SinceTime.IsZero() {
+		set("since", f.SinceTime.UTC().Format(time.RFC3339Nano))
+	}
+	if f.After > 0 {
+		set("after", strconv.FormatUint(f.After, 10))
+	}
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("limit %d: must not be negative", f.Limit)
+	}
+	if f.Limit > 0 {
+		set("limit", strconv.Itoa(f.Limit))
+	}
+	return q, nil
+}
+
+// Info describes the control plane. Any valid token may read it.
+func (c *Client) Info(ctx context.Context) (*v1.Info, error) {
+	var info v1.Info
+	if _, err := c.do(ctx, "get info", http.MethodGet, "/v1/info", nil, nil, nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// OpenAPI returns the server's OpenAPI document (no token needed).
+func (c *Client) OpenAPI(ctx context.Context) ([]byte, error) {
+	var raw json.RawMessage
+	if _, err := c.do(ctx, "get openapi document", http.MethodGet, "/v1/openapi.json", nil, nil, nil, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// CreateToken creates a token (admin). The reply's Secret is the only copy of the token.
+func (c *Client) CreateToken(ctx context.Context, req v1.TokenRequest) (*v1.Token, error) {
+	var t v1.Token
+	if _, err := c.do(ctx, "create token", http.MethodPost, "/v1/tokens", nil, nil, req, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// ListTokens lists the tokens, without their secrets (admin).
+func (c *Client) ListTokens(ctx context.Context) (*v1.TokenList, error) {
+	var l v1.TokenList
+	if _, err := c.do(ctx, "list tokens", http.MethodGet, "/v1/tokens", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// RevokeToken deletes a token (admin); it stops working at once.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	op := "revoke token " + id
+	if id == "" {
+		return missing(op, "id")
+	}
+	_, err := c.do(ctx, op, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil, nil)
+	return err
+}
+
+// ListDeployments lists the deployments.
+func (c *Client) ListDeployments(ctx context.Context) (*v1.DeploymentList, error) {
+	var l v1.DeploymentList
+	if _, err := c.do(ctx, "list deployments", http.MethodGet, "/v1/deployments", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// GetDeployment reads a deployment. Its Revision (from the ETag) is what IfMatch takes.
+func (c *Client) GetDeployment(ctx context.Context, name string) (*v1.Deployment, error) {
+	op := "get deployment " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var d v1.Deployment
+	resp, err := c.do(ctx, op, http.MethodGet, deploymentPath(name), nil, nil, nil, &d)
+	if err != nil {
+		return nil, err
+	}
+	if rev, ok := parseETag(resp.Header.Get("ETag")); ok {
+		d.Revision = rev
+	}
+	return &d, nil
+}
+
+// PutDeployment creates or updates a deployment under cond and reports whether it was
+// created. A conflict (code conflict) means cond no longer held: re-read and retry. Code
+// unplaceable means too few nodes fit and nothing was written; the error's message
+// counts why.
+func (c *Client) PutDeployment(ctx context.Context, name string, spec v1.DeploymentSpec, cond Condition) (d *v1.Deployment, created bool, err error) {
+	op := "put deployment " + name
+	if name == "" {
+		return nil, false, missing(op, "name")
+	}
+	h := http.Header{}
+	switch {
+	case cond.create:
+		h.Set("If-None-Match", "*")
+	case cond.revision != 0:
+		h.Set("If-Match", strconv.Quote(strconv.FormatUint(cond.revision, 10)))
+	}
+	var out v1.Deployment
+	resp, err := c.do(ctx, op, http.MethodPut, deploymentPath(name), nil, h, spec, &out)
+	if err != nil {
+		return nil, false, err
+	}
+	if rev, ok := parseETag(resp.Header.Get("ETag")); ok {
+		out.Revision = rev
+	}
+	return &out, resp.StatusCode == http.StatusCreated, nil
+}
+
+// DeleteDeployment marks a deployment deleting: nodes drain it, then it goes. It returns
+// the deployment as marked.
+func (c *Client) DeleteDeployment(ctx context.Context, name string) (*v1.Deployment, error) {
+	op := "delete deployment " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var d v1.Deployment
+	if _, err := c.do(ctx, op, http.MethodDelete, deploymentPath(name), nil, nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// DeploymentStatus reads a deployment's desired and actual state on every node.
+func (c *Client) DeploymentStatus(ctx context.Context, name string) (*v1.DeploymentStatus, error) {
+	op := "get status of deployment " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var s v1.DeploymentStatus
+	if _, err := c.do(ctx, op, http.MethodGet, deploymentPath(name)+"/status", nil, nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// ListNodes lists the nodes.
+func (c *Client) ListNodes(ctx context.Context) (*v1.NodeList, error) {
+	var l v1.NodeList
+	if _, err := c.do(ctx, "list nodes", http.MethodGet, "/v1/nodes", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// GetNode reads a node.
+func (c *Client) GetNode(ctx context.Context, name string) (*v1.Node, error) {
+	return c.node(ctx, "get node", http.MethodGet, name, "")
+}
+
+// DrainNode makes a node unschedulable and moves its work off; its state goes from
+// draining to drained when no work is left.
+func (c *Client) DrainNode(ctx context.Context, name string) (*v1.Node, error) {
+	return c.node(ctx, "drain node", http.MethodPost, name, "/drain")
+}
+
+// UncordonNode makes a drained or draining node schedulable again.
+func (c *Client) UncordonNode(ctx context.Context, name string) (*v1.Node, error) {
+	return c.node(ctx, "uncordon node", http.MethodPost, name, "/uncordon")
+}
+
+func (c *Client) node(ctx context.Context, verb, method, name, suffix string) (*v1.Node, error) {
+	op := verb + " " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var n v1.Node
+	if _, err := c.do(ctx, op, method, "/v1/nodes/"+url.PathEscape(name)+suffix, nil, nil, nil, &n); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// Events reads the event history f selects, oldest first.
+func (c *Client) Events(ctx context.Context, f EventFilter) (*v1.EventList, error) {
+	const op = "list events"
+	q, err := f.query()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	var l v1.EventList
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/events", q, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// FollowEvents calls fn with each event f selects, in order: the history f selects,
+// then every new event as it happens. It returns when ctx ends (ctx's error, wrapped),
+// when fn returns an error (that error, as is) or when the stream breaks. To resume after
+// a break without repeats, call it again with After set to the last event's Seq.
+func (c *Client) FollowEvents(ctx context.Context, f EventFilter, fn func(v1.Event) error) error {
+	const op = "follow events"
+	q, err := f.query()
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	q.Set("follow", "true")
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/events", q, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, transportError(ctx, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %w", op, readError(resp))
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
+		return fmt.Errorf("%s: the server answered with a list, not a stream (HTTP %d, %s); is it older than this client?", op, resp.StatusCode, mt)
+	}
+	var last uint64
+	err = readEvents(resp.Body, func(e v1.Event) error {
+		last = e.Seq
+		return fn(e)
+	})
+	var fnErr callbackError
+	switch {
+	case errors.As(err, &fnErr):
+		return fnErr.err
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	case err == nil:
+		err = io.ErrUnexpectedEOF // the server ends a stream only when it stops
+	}
+	return fmt.Errorf("%s: stream broke after event %d: %w", op, last, err)
+}
+
+// callbackError carries an error of FollowEvents' fn through readEvents.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// readEvents decodes a newline-delimited JSON stream of events, skipping blank
+// keep-alive lines. It returns nil at the end of the stream.
+func readEvents(r io.Reader, fn func(v1.Event) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := readLine(br, maxEventBytes)
+		if len(bytes.TrimSpace(line)) > 0 {
+			var e v1.Event
+			if jerr := json.Unmarshal(line, &e); jerr != nil {
+				return fmt.Errorf("decode event: %w", jerr)
+			}
+			if ferr := fn(e); ferr != nil {
+				return callbackError{ferr}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readLine reads one line (without its newline) of at most limit bytes.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > limit {
+			return nil, fmt.Errorf("a line of the stream is longer than %d bytes", limit)
+		}
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), err
+	}
+}
+
+func deploymentPath(name string) string { return "/v1/deployments/" + url.PathEscape(name) }
+
+// missing is the error for a required argument the caller left empty.
+func missing(op, field string) error {
+	return fmt.Errorf("%s: %w", op, &v1.Error{Code: v1.CodeBadRequest, Field: field, Message: "required"})
+}
+
+// parseETag reads the revision out of `"17"` (or the weak W/"17").
+func parseETag(s string) (uint64, bool) {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	rev, err := strconv.ParseUint(s[1:len(s)-1], 10, 64)
+	return rev, err == nil && rev != 0
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, h http.Header, body any) (*http.Request, error) {
+	// path is escaped already (names through url.PathEscape); keep it that way so a
+	// name holding '/' stays one path segment.
+	u := *c.base
+	u.RawPath = c.base.EscapedPath() + path
+	p, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("request path %q: %w", u.RawPath, err)
+	}
+	u.Path = p
+	u.RawQuery = q.Encode()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+	return req, nil
+}
+
+// do sends one request and decodes a 2xx body into out (when out is not nil). The
+// returned response's body is closed; only its status and header are for the caller.
+func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, h http.Header, body, out any) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, path, q, h, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, transportError(ctx, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%s: %w", op, readError(resp))
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBytes)) // lets the connection be reused
+		return resp, nil
+	}
+	b, err := readBounded(resp.Body, maxResponseBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read response: %w", op, transportError(ctx, err))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return nil, fmt.Errorf("%s: decode response (HTTP %d, %s): %w", op, resp.StatusCode, resp.Header.Get("Content-Type"), err)
+	}
+	return resp, nil
+}
+
+// transportError prefers the context's error to the transport's description of it.
+func transportError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return fmt.Errorf("%w (%v)", ctxErr, err)
+	}
+	return err
+}
+
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("response larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
+// readError turns a non-2xx response into a *v1.Error: the server's own when the body
+// is an error body, otherwise one made from the status (a proxy's page, say).
+func readError(resp *http.Response) *v1.Error {
+	b, _ := readBounded(resp.Body, maxErrorBytes)
+	var body v1.ErrorBody
+	if json.Unmarshal(b, &body) == nil && body.Error != nil && body.Error.Code != "" {
+		e := body.Error
+		if e.RequestID == "" {
+			e.RequestID = resp.Header.Get("X-Request-Id")
+		}
+		return e
+	}
+	msg := fmt.Sprintf("HTTP %s", resp.Status)
+	if text := strings.TrimSpace(string(b)); text != "" {
+		if len(text) > 200 {
+			text = text[:200] + "…"
+		}
+		msg += ": " + text
+	}
+	return &v1.Error{Code: codeForStatus(resp.StatusCode), Message: msg, RequestID: resp.Header.Get("X-Request-Id")}
+}
+
+// codeForStatus is the code of an error response whose body does not carry one.
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusNotAcceptable, http.StatusUnsupportedMediaType:
+		return v1.CodeBadRequest
+	case http.StatusUnauthorized:
+		return v1.CodeUnauthorized
+	case http.StatusForbidden:
+		return v1.CodeForbidden
+	case http.StatusNotFound:
+		return v1.CodeNotFound
+	case http.StatusConflict, http.StatusPreconditionFailed:
+		return v1.CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return v1.CodeTooLarge
+	case http.StatusUnprocessableEntity:
+		return v1.CodeBadRequest
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return v1.CodeUnavailable
+	}
+	return v1.CodeInternal
+}

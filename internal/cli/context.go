@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/client"
+)
+
+// defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
+const defaultServer = "http://127.0.0.1:7070"
+
+// savedContext is the control plane the API verbs use when neither flags nor the
+// environment name one: $FERMION_HOME/context.json, written by `fermion server` and
+// `fermion up`.
+type savedContext struct {
+	Server string `json:"server"`
+	Token  string `json:"token"`
+}
+
+// contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.
+func contextPath() (string, error) {
+	home := os.Getenv("FERMION_HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the context file: %w; set FERMION_HOME", err)
+		}
+		home = filepath.Join(h, ".fermion")
+	}
+	return filepath.Join(home, "context.json"), nil
+}
+
+// loadContext reads the saved context. A missing file is an empty context.
+func loadContext() (savedContext, error) {
+	path, err := contextPath()
+	if err != nil {
+		return savedContext{}, err
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return savedContext{}, nil
+	}
+	if err != nil {
+		return savedContext{}, fmt.Errorf("read context: %w", err)
+	}
+	var sc savedContext
+	if err := json.Unmarshal(b, &sc); err != nil {
+		return savedContext{}, fmt.Errorf("%s: %w; fix or delete it (fermion server and fermion up write it)", path, err)
+	}
+	return sc, nil
+}
+
+// saveContext records the control plane and token for the API verbs to use by default,
+// readable only by the user, and returns the file's path. A reader sees the old file or
+// the new one, never half of one.
+func saveContext(server, token string) (path string, err error) {
+	path, err = contextPath()
+	if err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(savedContext{Server: server, Token: token}, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".context-*.json") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", fmt.Errorf("save context: %w", err)
+	}
+	return path, nil
+}
+
+// apiFlags are shared by the verbs that call the control plane.
+type apiFlags struct {
+	server, token string
+
+	// Filled by client: what was used and where it came from, for hints.
+	usedServer, serverFrom, usedToken, tokenFrom string
+}
+
+func (f *apiFlags) add(c *cobra.Command) {
+	c.PersistentFlags().StringVar(&f.server, "server", "", "control plane URL (default $FERMION_SERVER, else the saved context's, else "+defaultServer+")")
+	c.PersistentFlags().StringVar(&f.token, "token", "", "API token (default $FERMION_TOKEN, else the saved context's)")
+}
+
+// resolve picks the server and token: flag, else environment, else the saved context,
+// else (server only) the default. The saved token goes only to the saved server, so
+// pointing --server elsewhere never leaks it.
+func (f *apiFlags) resolve() error {
+	f.usedServer, f.serverFrom = f.server, "--server"
+	if f.usedServer == "" {
+		f.usedServer, f.serverFrom = os.Getenv("FERMION_SERVER"), "FERMION_SERVER"
+	}
+	f.usedToken, f.tokenFrom = f.token, "--token"
+	if f.usedToken == "" {
+		f.usedToken, f.tokenFrom = os.Getenv("FERMION_TOKEN"), "FERMION_TOKEN"
+	}
+	if f.usedServer == "" || f.usedToken == "" {
+		sc, err := loadContext()
+		if err != nil {
+			return err
+		}
+		path, _ := contextPath()
+		if f.usedServer == "" && sc.Server != "" {
+			f.usedServer, f.serverFrom = sc.Server, displayPath(path)
+		}
+		if f.usedToken == "" && sc.Token != "" && (sc.Server == "" || sameServer(sc.Server, f.usedServer)) {
+			f.usedToken, f.tokenFrom = sc.Token, displayPath(path)
+		}
+	}
+	if f.usedServer == "" {
+		f.usedServer, f.serverFrom = defaultServer, "the default"
+	}
+	if f.usedToken == "" {
+		f.tokenFrom = ""
+	}
+	return nil
+}
+
+func sameServer(a, b string) bool {
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+}
+
+// client returns a client of the resolved control plane.
+func (f *apiFlags) client() (*client.Client, error) {
+	if err := f.resolve(); err != nil {
+		return nil, err
+	}
+	cl, err := client.New(f.usedServer, f.usedToken, client.WithUserAgent("fermion/"+Version))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%w (from %s)", err, f.serverFrom)}
+	}
+	return cl, nil
+}
+
+// explain adds what to do to the errors a user can act on.
+func (f *apiFlags) explain(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var e *v1.Error
+	if !errors.As(err, &e) {
+		return fmt.Errorf("%w\ncannot reach the control plane at %s (from %s): is fermion server running there? pass --server or set FERMION_SERVER", err, f.usedServer, f.serverFrom)
+	}
+	switch e.Code {
+	case v1.CodeUnauthorized:
+		if f.usedToken == "" {
+			return fmt.Errorf("%w\nno API token: pass --token or set FERMION_TOKEN (fermion server prints an admin token)", err)
+		}
+		return fmt.Errorf("%w\nthe control plane at %s refused the token from %s: pass another with --token or FERMION_TOKEN", err, f.usedServer, f.tokenFrom)
+	case v1.CodeForbidden:
+		return fmt.Errorf("%w\nthe token (from %s) lacks the role for this: ask an admin for a deployer or admin token", err, f.tokenFrom)
+	case v1.CodeUnavailable:
+		return fmt.Errorf("%w\nthe control plane cannot reach its state store right now; retry in a moment", err)
+	case v1.CodeInternal:
+		if e.RequestID != "" {
+			return fmt.Errorf("%w\nthis is a bug in the control plane; its log has the details under request id %s", err, e.RequestID)
+		}
+	}
+	return err
+}

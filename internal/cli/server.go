@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/controlplane"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+type serverOptions struct {
+	data, name                      string
+	listen, natsListen, adminListen string
+	registryListen, registryHost    string
+	nats, natsUser, natsPassword    string
+	clusterName, clusterListen      string
+	routes, trust                   []string
+	leaseRenew, leaseLost           time.Duration
+	logLevel                        string
+	saveContext                     bool
+}
+
+func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
+	f := c.Flags()
+	f.StringVar(&o.data, "data", defaultData, "data directory: JetStream store and the admin token")
+	f.StringVar(&o.name, "name", "", "this replica's name, unique in a cluster (default: the host name)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "HTTP API address")
+	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address agents connect to (NATS)")
+	f.StringVar(&o.registryListen, "registry-listen", "127.0.0.1:5000", "built-in OCI registry address (empty: no registry)")
+	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address)")
+	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "metrics and health address (empty: off)")
+	f.StringVar(&o.nats, "nats", "", "use this external NATS cluster (nats://host:port,…) instead of the embedded one")
+	f.StringVar(&o.natsUser, "nats-user", "", "user for --nats")
+	f.StringVar(&o.natsPassword, "nats-password", "", "password for --nats (or FERMION_NATS_PASSWORD)")
+	f.StringVar(&o.clusterName, "cluster-name", "fermion", "cluster name (with --cluster-listen)")
+	f.StringVar(&o.clusterListen, "cluster-listen", "", "route address for a 3-server cluster (empty: a single server)")
+	f.StringSliceVar(&o.routes, "route", nil, "another replica's route URL, nats://host:port (repeat, or comma-separate)")
+	f.StringSliceVar(&o.trust, "trust", nil, "public key (PEM) artifacts must be signed by (repeat); none: signatures are not required")
+	f.DurationVar(&o.leaseRenew, "lease-renew", 10*time.Second, "how often agents renew their lease")
+	f.DurationVar(&o.leaseLost, "lease-lost", 40*time.Second, "how long without a renewal before a node is lost and its work moves")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&o.saveContext, "save-context", true, "save the API URL and admin token as the CLI's default context")
+}
+
+func newServerCmd() *cobra.Command {
+	o := serverOptions{}
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Run a control-plane replica: API, registry, scheduler and embedded NATS JetStream",
+		Long: `Server runs the control plane: the HTTP API (/v1, token-authenticated), the built-in
+OCI registry, the agent protocol over NATS, and the controllers (scheduler, node
+lifecycle, drain) on whichever replica holds the leader lease. State lives in NATS
+JetStream, embedded and stored under --data (or an external cluster with --nats).
+
+The first start writes an admin token to <data>/admin.token and, unless
+--save-context=false, saves the API URL and that token as the CLI's default context.
+
+Three servers form a cluster with --cluster-listen and --route (each given every
+replica's route URL); buckets are then replicated three ways and the API answers on
+every replica.`,
+		Example: `  fermion server --data ./cp
+  fermion server --data ./cp1 --name cp1 --cluster-listen 10.0.0.1:6222 \
+      --route nats://10.0.0.1:6222 --route nats://10.0.0.2:6222 --route nats://10.0.0.3:6222`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
+			defer logw.Close()
+			logger, err := telemetry.NewLogger(logw, o.logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			srv, err := startServerRole(ctx, o, logger, c.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			srv.close()
+			fmt.Fprintln(c.OutOrStdout(), "stopped")
+			return nil
+		},
+	}
+	o.flags(c, "fermion-data")
+	return c
+}
+
+// serverRole is a running control-plane replica with its listeners.
+type serverRole struct {
+	cp       *controlplane.Server
+	apiURL   string
+	registry string // host:port, "" without
+	servers  []*http.Server
+	wg       sync.WaitGroup
+}
+
+func listen(addr, what, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen: %w; choose another address with --%s", what, err, flag)
+	}
+	return ln, nil
+}
+
+func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, stdout io.Writer) (*serverRole, error) {
+	if o.leaseLost <= o.leaseRenew {
+		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
+	}
+	var trusted [][]byte
+	for _, p := range o.trust {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--trust: %w", err)
+		}
+		trusted = append(trusted, b)
+	}
+	if o.natsPassword == "" {
+		o.natsPassword = os.Getenv("FERMION_NATS_PASSWORD")
+	}
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	apiLn, err := listen(o.listen, "API", "listen")
+	if err != nil {
+		return nil, err
+	}
+	lns = append(lns, apiLn)
+	var regLn, adminLn net.Listener
+	if o.registryListen != "" {
+		if regLn, err = listen(o.registryListen, "registry", "registry-listen"); err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, regLn)
+		if o.registryHost == "" {
+			o.registryHost = regLn.Addr().String()
+		}
+	}
+	if o.adminListen != "" {
+		if adminLn, err = listen(o.adminListen, "admin", "admin-listen"); err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, adminLn)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cp, err := controlplane.Start(ctx, controlplane.Config{
+		Name: o.name, DataDir: o.data, Version: Version,
+		NATSListen: o.natsListen, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
+		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes,
+		Registry: regLn != nil, RegistryHost: o.registryHost, TrustedKeys: trusted,
+		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	r := &serverRole{cp: cp, apiURL: "http://" + apiLn.Addr().String(), registry: o.registryHost}
+	serve := func(ln net.Listener, h http.Handler) {
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		r.servers = append(r.servers, hs)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("serve", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	serve(apiLn, cp.Handler())
+	if regLn != nil {
+		serve(regLn, cp.Registry())
+	}
+	if adminLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ready\n")) })
+		serve(adminLn, mux)
+	}
+	tokenPath, _ := filepath.Abs(filepath.Join(o.data, "admin.token"))
+	fmt.Fprintf(stdout, "control plane %s: API %s\n", cp.Name(), r.apiURL)
+	fmt.Fprintf(stdout, "agents connect to %s\n", cp.NATSURL())
+	if r.registry != "" {
+		fmt.Fprintf(stdout, "registry %s\n", r.registry)
+	}
+	if adminLn != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", adminLn.Addr())
+	}
+	fmt.Fprintf(stdout, "admin token in %s\n", tokenPath)
+	if o.saveContext {
+		if path, err := saveContext(r.apiURL, cp.AdminToken()); err != nil {
+			logger.Warn("save the CLI context", "err", err)
+		} else {
+			fmt.Fprintf(stdout, "saved the API URL and admin token to %s for the fermion CLI\n", displayPath(path))
+		}
+	}
+	fmt.Fprintf(stdout, "join agents with: fermion token create --role node, then fermion agent --server %s --token <token>\n",
+		strings.Split(cp.NATSURL(), ",")[0])
+	return r, nil
+}
+
+func (r *serverRole) close() {
+	for _, hs := range r.servers {
+		hs.Close()
+	}
+	r.wg.Wait()
+	r.cp.Close()
+}
