@@ -1,5 +1,7 @@
 // Package agent is the node role: the data plane (sandbox engine, gateway, admin
-// endpoints) that `fermion run` uses alone and the agent runs under the control plane.
+// endpoints) that `fermion run` uses alone, and the Node that runs it under the control
+// plane: it joins, registers and heartbeats over NATS, pulls its assignments through the
+// node cache and keeps serving the last ones it knew while the control plane is away.
 package agent
 
 import (
@@ -38,8 +40,8 @@ type DataPlane struct {
 	Engine  *sandbox.Engine
 	Gateway *gateway.Gateway
 
-	mu        sync.Mutex // guards functions and routes; leaf
-	functions map[string]*deployed
+	mu        sync.Mutex           // guards functions and routes; leaf
+	functions map[string]*deployed // by deployment name (the app name for Deploy)
 }
 
 type deployed struct {
@@ -71,11 +73,17 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	return d, nil
 }
 
-// Deploy loads a function version and routes its manifest's routes to it. A function
-// with the same name is replaced: the new version is loaded and prewarmed first, the
-// routes switch atomically, then the old version drains (in the background) once the
-// requests the gateway routed to it have finished.
+// Deploy loads a function version and routes its manifest's routes to it, under the
+// app's name. A function with the same name is replaced: the new version is loaded and
+// prewarmed first, the routes switch atomically, then the old version drains (in the
+// background) once the requests the gateway routed to it have finished.
 func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
+	return d.DeployAs(ctx, m.App.Name, m, wasm)
+}
+
+// DeployAs is Deploy under name (a deployment's name, which may differ from its app's)
+// instead of the app's name. Remove and Unroute take the same name.
+func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
 	spec := sandbox.SpecFromManifest(m, wasm)
 	spec.Labels = d.cfg.Labels
 	fn, err := d.Engine.Load(ctx, spec)
@@ -83,14 +91,14 @@ func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byt
 		return nil, err
 	}
 	d.mu.Lock()
-	old := d.functions[m.App.Name]
-	d.functions[m.App.Name] = &deployed{fn: fn, routes: m.Routes}
+	old := d.functions[name]
+	d.functions[name] = &deployed{fn: fn, routes: m.Routes}
 	err = d.applyRoutesLocked()
 	if err != nil {
 		if old != nil {
-			d.functions[m.App.Name] = old
+			d.functions[name] = old
 		} else {
-			delete(d.functions, m.App.Name)
+			delete(d.functions, name)
 		}
 		d.applyRoutesLocked()
 	}
@@ -127,15 +135,27 @@ func (d *DataPlane) drainTimeout() time.Duration {
 
 // Remove stops routing to a function and drains it.
 func (d *DataPlane) Remove(ctx context.Context, name string) error {
+	drain, err := d.Unroute(name)
+	if drain == nil {
+		return err
+	}
+	return errors.Join(err, drain(ctx))
+}
+
+// Unroute stops routing to the function deployed under name at once and returns drain,
+// which waits (at most the drain timeout) for the requests already routed to it and
+// closes it: the caller chooses where that wait happens. Remove is Unroute then drain.
+// drain is nil when nothing is deployed under name.
+func (d *DataPlane) Unroute(name string) (drain func(context.Context) error, err error) {
 	d.mu.Lock()
 	old, ok := d.functions[name]
 	delete(d.functions, name)
-	err := d.applyRoutesLocked()
+	err = d.applyRoutesLocked()
 	d.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("remove %s: not deployed", name)
+		return nil, fmt.Errorf("remove %s: not deployed", name)
 	}
-	return errors.Join(err, d.retire(ctx, old.fn))
+	return func(ctx context.Context) error { return d.retire(ctx, old.fn) }, err
 }
 
 // Functions returns the deployed functions by name.

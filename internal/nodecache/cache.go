@@ -1,10 +1,11 @@
 // Package nodecache is the edge node's artifact cache, between the registry and the wasm
-// sandbox. It hands out module bytes only once they are verified: the manifest against
-// the node's trust policy (a Verifier), the layer bytes against their descriptor's size
-// and sha256 when downloaded and again on every read from disk. It keeps at most
-// Config.MaxBytes of modules, evicting the least recently used ones that are not pinned
-// to this node, survives restarts, and when the registry is unreachable serves the newest
-// cached version of a tag, marked stale.
+// sandbox. It hands out module bytes, and the artifact's config blob with them, only
+// once they are verified: the manifest against the node's trust policy (a Verifier), the
+// layer and config bytes against their descriptors' size and sha256 when downloaded and
+// again on every read from disk. It keeps at most Config.MaxBytes of blobs, evicting the
+// least recently used artifacts that are not pinned to this node, survives restarts, and
+// when the registry is unreachable serves the newest cached version of a tag, marked
+// stale.
 package nodecache
 
 import (
@@ -67,16 +68,27 @@ type Descriptor struct {
 	Size   int64  `json:"size"`
 }
 
+// Resolved is what a Fetcher resolves a Ref to: a manifest and the blobs it names.
+type Resolved struct {
+	ManifestDigest string
+	Layer          Descriptor // the wasm module
+	// Config is the artifact's config blob (for a Fermion artifact, the app manifest and
+	// scan results). The zero Descriptor means the cache keeps no config for it.
+	Config Descriptor
+}
+
 // Fetcher is the registry client the cache pulls through.
 type Fetcher interface {
-	// Resolve returns the manifest digest and the wasm layer descriptor for ref. The
-	// digest must be computed from the manifest bytes the layer was read from (never
-	// taken from a response header): the cache trusts the manifest-to-layer link that
-	// the Verifier's verdict on the digest covers only through it. Return an error
-	// wrapping ErrUnavailable (or a net.Error) when the registry cannot be reached.
-	Resolve(ctx context.Context, ref Ref) (manifestDigest string, layer Descriptor, err error)
-	// Fetch streams the layer blob. The cache bounds and hashes what it reads.
-	Fetch(ctx context.Context, ref Ref, layer Descriptor) (io.ReadCloser, error)
+	// Resolve returns the manifest digest and the descriptors of the layer and config
+	// for ref. The digest must be computed from the manifest bytes the descriptors were
+	// read from (never taken from a response header): the cache trusts the
+	// manifest-to-blob links that the Verifier's verdict on the digest covers only
+	// through it. Return an error wrapping ErrUnavailable (or a net.Error) when the
+	// registry cannot be reached.
+	Resolve(ctx context.Context, ref Ref) (Resolved, error)
+	// Fetch streams a blob Resolve named: the layer or the config. The cache bounds and
+	// hashes what it reads.
+	Fetch(ctx context.Context, ref Ref, blob Descriptor) (io.ReadCloser, error)
 }
 
 // Verifier checks a resolved artifact against the node's trust policy (signatures). It is
@@ -91,7 +103,7 @@ type Verifier interface {
 // Config configures a Cache.
 type Config struct {
 	Dir      string // cache root; one Cache per Dir at a time
-	MaxBytes int64  // bound on module bytes; least recently used unpinned entries are evicted to fit
+	MaxBytes int64  // bound on blob bytes; least recently used unpinned entries are evicted to fit
 	Fetcher  Fetcher
 	Verifier Verifier
 	Metrics  prometheus.Registerer // nil: not exported
@@ -99,14 +111,18 @@ type Config struct {
 	Now      func() time.Time      // clock for LRU and tag recency; nil: time.Now
 }
 
-// Entry is a verified module.
+// Entry is a verified module and its config.
 type Entry struct {
 	Ref            Ref
 	ManifestDigest string
 	Layer          Descriptor
 	Signer         string
 	Wasm           []byte // this caller's copy
-	FromCache      bool
+	// ConfigDescriptor and Config are the artifact's config blob, checked against the
+	// descriptor like the layer (zero and nil when the Fetcher resolved none).
+	ConfigDescriptor Descriptor
+	Config           []byte // this caller's copy
+	FromCache        bool
 	// Stale: served from the cache because the registry was unreachable; the tag may
 	// have moved since.
 	Stale bool
@@ -115,7 +131,7 @@ type Entry struct {
 // Stats is a snapshot of the cache's contents.
 type Stats struct {
 	Entries     int
-	Bytes       int64 // module bytes on disk (a blob shared by manifests counts once)
+	Bytes       int64 // blob bytes on disk, layers and configs (a blob shared by manifests counts once)
 	MaxBytes    int64
 	Pinned      int // cached entries that are pinned
 	PinnedBytes int64
@@ -140,7 +156,7 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[string]*record // manifest digest → entry
 	pins    map[string]bool    // manifest digests assigned to this node, cached or not
-	blobs   map[string]int     // layer digest → entries naming it
+	blobs   map[string]int     // blob digest (layer or config) → entries naming it
 	bytes   int64              // sum of the sizes of the distinct blobs in blobs
 	flights map[flightKey]*flight
 	dirty   bool // last-used times newer than index.json: written with the next change or Close
@@ -245,12 +261,15 @@ func (c *Cache) load() error {
 		for _, p := range idx.Pins {
 			c.pins[p] = true
 		}
+	entries:
 		for _, r := range idx.Entries {
-			st, err := os.Stat(c.blobPath(r.Layer.Digest))
-			if err != nil || st.Size() != r.Layer.Size {
-				c.log.Warn("artifact cache dropped entry whose blob is missing", "manifest", r.ManifestDigest, "layer", r.Layer.Digest)
-				changed = true
-				continue
+			for _, b := range r.blobs() {
+				st, err := os.Stat(c.blobPath(b.Digest))
+				if err != nil || st.Size() != b.Size {
+					c.log.Warn("artifact cache dropped entry whose blob is missing", "manifest", r.ManifestDigest, "blob", b.Digest)
+					changed = true
+					continue entries
+				}
 			}
 			c.addLocked(r)
 		}
@@ -311,7 +330,7 @@ func (c *Cache) get(ctx context.Context, ref Ref) (*Entry, error) {
 	if ref.Digest != "" {
 		return c.getManifest(ctx, ref, ref.Digest, nil)
 	}
-	md, layer, err := c.fetcher.Resolve(ctx, ref)
+	res, err := c.fetcher.Resolve(ctx, ref)
 	if err != nil {
 		err = registryErr("resolve", err)
 		if CodeOf(err) == CodeUnavailable {
@@ -319,10 +338,11 @@ func (c *Cache) get(ctx context.Context, ref Ref) (*Entry, error) {
 		}
 		return nil, err
 	}
+	md := res.ManifestDigest
 	if err := checkManifestDigest(md); err != nil {
 		return nil, fmt.Errorf("resolve: registry answered a malformed %w", err)
 	}
-	e, err := c.getManifest(ctx, ref, md, &layer)
+	e, err := c.getManifest(ctx, ref, md, &res)
 	if CodeOf(err) == CodeUnavailable {
 		// Resolved, but the registry went away before the module came down.
 		return c.serveStale(ref, err)
@@ -330,9 +350,9 @@ func (c *Cache) get(ctx context.Context, ref Ref) (*Entry, error) {
 	return e, err
 }
 
-// getManifest serves manifest md for ref from the cache or downloads it. layer is the
-// resolved layer for a tag ref, nil for a digest ref (resolved only if not cached).
-func (c *Cache) getManifest(ctx context.Context, ref Ref, md string, layer *Descriptor) (*Entry, error) {
+// getManifest serves manifest md for ref from the cache or downloads it. res is what a
+// tag ref resolved to, nil for a digest ref (resolved only if not cached).
+func (c *Cache) getManifest(ctx context.Context, ref Ref, md string, res *Resolved) (*Entry, error) {
 	tag := ""
 	if ref.Digest == "" {
 		tag = ref.Tag // the registry just said the tag names md
@@ -346,7 +366,7 @@ func (c *Cache) getManifest(ctx context.Context, ref Ref, md string, layer *Desc
 		return e, err
 	}
 	c.m.misses.Inc()
-	e, err = c.download(ctx, ref, md, layer)
+	e, err = c.download(ctx, ref, md, res)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +383,7 @@ func (c *Cache) fromCache(ctx context.Context, ref Ref, md string) (*Entry, erro
 		c.mu.Unlock()
 		return nil, nil
 	}
-	layer := r.Layer
+	layer, config := r.Layer, r.Config
 	rr := r.Repos[ref.Repo]
 	verified, signer := rr != nil, ""
 	if verified {
@@ -371,9 +391,9 @@ func (c *Cache) fromCache(ctx context.Context, ref Ref, md string) (*Entry, erro
 	}
 	c.mu.Unlock()
 
-	wasm, err := c.readBlob(layer)
+	wasm, cfg, err := c.readBlobs(layer, config)
 	if err != nil {
-		if c.dropBadBlob(layer, err) {
+		if errors.Is(err, errGone) {
 			return nil, nil
 		}
 		return nil, err
@@ -390,31 +410,63 @@ func (c *Cache) fromCache(ctx context.Context, ref Ref, md string) (*Entry, erro
 		}
 		c.mu.Unlock()
 	}
-	return &Entry{Ref: ref, ManifestDigest: md, Layer: layer, Signer: signer, Wasm: wasm, FromCache: true}, nil
+	return &Entry{Ref: ref, ManifestDigest: md, Layer: layer, Signer: signer, Wasm: wasm,
+		ConfigDescriptor: config, Config: cfg, FromCache: true}, nil
+}
+
+// errGone reports that a cached blob was missing or corrupt and has been dropped with
+// the entries naming it: download again.
+var errGone = errors.New("cached blob dropped")
+
+// readBlobs reads an entry's layer and config (if any) from disk, checking both. A
+// missing or corrupt blob is dropped (dropBadBlob) and errGone returned.
+func (c *Cache) readBlobs(layer, config Descriptor) (wasm, cfg []byte, err error) {
+	for _, b := range []struct {
+		desc Descriptor
+		out  *[]byte
+	}{{layer, &wasm}, {config, &cfg}} {
+		if b.desc == (Descriptor{}) {
+			continue
+		}
+		data, err := c.readBlob(b.desc)
+		if err != nil {
+			if c.dropBadBlob(b.desc, err) {
+				return nil, nil, errGone
+			}
+			return nil, nil, err
+		}
+		*b.out = data
+	}
+	return wasm, cfg, nil
 }
 
 // dropBadBlob handles a failed readBlob: a missing or corrupt blob and the entries naming
-// it are removed and true is returned (download again); other errors return false.
-func (c *Cache) dropBadBlob(layer Descriptor, err error) bool {
+// it (as layer or config) are removed and true is returned (download again); other
+// errors return false.
+func (c *Cache) dropBadBlob(blob Descriptor, err error) bool {
 	corrupt := errors.Is(err, errCorrupt)
 	if !corrupt && !errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
 	if corrupt {
 		c.m.verifyFailures.WithLabelValues(ReasonCorruptCache).Inc()
-		c.log.Error("artifact cache file is corrupt; deleting it", "layer", layer.Digest, "err", err)
+		c.log.Error("artifact cache file is corrupt; deleting it", "blob", blob.Digest, "err", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var unlink []string
 	for md, r := range c.entries {
-		if r.Layer.Digest == layer.Digest {
-			c.removeLocked(md)
+		if r.Layer.Digest == blob.Digest || r.Config.Digest == blob.Digest {
+			unlink = append(unlink, c.removeLocked(md)...)
 		}
 	}
 	c.writeIndexOrWarnLocked()
 	// Unlinked even if a concurrent download just renamed a good copy into place: the
 	// worst outcome is that it is downloaded again.
-	c.unlinkBlobs([]string{layer.Digest})
+	if !slices.Contains(unlink, blob.Digest) {
+		unlink = append(unlink, blob.Digest)
+	}
+	c.unlinkBlobs(unlink)
 	c.m.bytes.Set(float64(c.bytes))
 	return true
 }
@@ -432,12 +484,12 @@ func (c *Cache) serveStale(ref Ref, cause error) (*Entry, error) {
 			}
 			return nil, &Error{Code: CodeUnavailable, Msg: "registry is unreachable and nothing is cached", Err: cause}
 		}
-		md, layer, signer := r.ManifestDigest, r.Layer, r.Repos[ref.Repo].Signer
+		md, layer, config, signer := r.ManifestDigest, r.Layer, r.Config, r.Repos[ref.Repo].Signer
 		c.mu.Unlock()
 
-		wasm, err := c.readBlob(layer)
+		wasm, cfg, err := c.readBlobs(layer, config)
 		if err != nil {
-			if c.dropBadBlob(layer, err) {
+			if errors.Is(err, errGone) {
 				continue // the next newest, if any
 			}
 			return nil, err
@@ -447,7 +499,8 @@ func (c *Cache) serveStale(ref Ref, cause error) (*Entry, error) {
 		c.log.Warn("registry unreachable; serving cached artifact, the tag may have moved",
 			"ref", ref.String(), "manifest", md, "err", cause)
 		c.noteUse(md, ref.Repo, "")
-		return &Entry{Ref: ref, ManifestDigest: md, Layer: layer, Signer: signer, Wasm: wasm, FromCache: true, Stale: true}, nil
+		return &Entry{Ref: ref, ManifestDigest: md, Layer: layer, Signer: signer, Wasm: wasm,
+			ConfigDescriptor: config, Config: cfg, FromCache: true, Stale: true}, nil
 	}
 }
 
@@ -499,7 +552,7 @@ func (c *Cache) noteUse(md, repo, tag string) {
 }
 
 // download joins or starts the flight for ref.Repo and md and waits for it or for ctx.
-func (c *Cache) download(ctx context.Context, ref Ref, md string, layer *Descriptor) (*Entry, error) {
+func (c *Cache) download(ctx context.Context, ref Ref, md string, res *Resolved) (*Entry, error) {
 	key := flightKey{ref.Repo, md}
 	c.mu.Lock()
 	f := c.flights[key]
@@ -509,7 +562,7 @@ func (c *Cache) download(ctx context.Context, ref Ref, md string, layer *Descrip
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		c.flights[key] = f
-		go c.runFlight(fctx, key, f, ref, md, layer)
+		go c.runFlight(fctx, key, f, ref, md, res)
 	}
 	f.waiters++
 	c.mu.Unlock()
@@ -534,12 +587,13 @@ func (c *Cache) download(ctx context.Context, ref Ref, md string, layer *Descrip
 	e := *f.entry
 	e.Ref = ref
 	e.Wasm = slices.Clone(e.Wasm)
+	e.Config = slices.Clone(e.Config)
 	return &e, nil
 }
 
-func (c *Cache) runFlight(ctx context.Context, key flightKey, f *flight, ref Ref, md string, layer *Descriptor) {
+func (c *Cache) runFlight(ctx context.Context, key flightKey, f *flight, ref Ref, md string, res *Resolved) {
 	defer f.cancel()
-	e, err := c.fetchVerified(ctx, ref, md, layer)
+	e, err := c.fetchVerified(ctx, ref, md, res)
 	c.mu.Lock()
 	// The entry, if any, is in the index already: no caller can see neither it nor
 	// this flight.
@@ -551,28 +605,34 @@ func (c *Cache) runFlight(ctx context.Context, key flightKey, f *flight, ref Ref
 	close(f.done)
 }
 
-// fetchVerified resolves (if layer is nil), verifies, downloads, checks and stores md.
-func (c *Cache) fetchVerified(ctx context.Context, ref Ref, md string, layer *Descriptor) (*Entry, error) {
-	if layer == nil {
-		got, l, err := c.fetcher.Resolve(ctx, ref)
+// fetchVerified resolves (if res is nil), verifies, downloads, checks and stores md.
+func (c *Cache) fetchVerified(ctx context.Context, ref Ref, md string, res *Resolved) (*Entry, error) {
+	if res == nil {
+		got, err := c.fetcher.Resolve(ctx, ref)
 		if err != nil {
 			return nil, registryErr("resolve", err)
 		}
-		if got != md {
+		if got.ManifestDigest != md {
 			c.m.verifyFailures.WithLabelValues(ReasonDigestMismatch).Inc()
-			return nil, rejected(ReasonDigestMismatch, "registry resolved %s to manifest %s", md, got)
+			return nil, rejected(ReasonDigestMismatch, "registry resolved %s to manifest %s", md, got.ManifestDigest)
 		}
-		layer = &l
+		res = &got
 	}
-	if err := checkLayer(*layer); err != nil {
+	if err := checkBlob("layer", res.Layer); err != nil {
 		return nil, fmt.Errorf("resolve: registry answered a malformed %w", err)
 	}
-	if layer.Size > c.max {
+	if res.Config != (Descriptor{}) {
+		if err := checkBlob("config", res.Config); err != nil {
+			return nil, fmt.Errorf("resolve: registry answered a malformed %w", err)
+		}
+	}
+	r := &record{ManifestDigest: md, Layer: res.Layer, Config: res.Config}
+	if size := r.size(); size > c.max {
 		return nil, &Error{Code: CodeTooLarge,
-			Msg: fmt.Sprintf("artifact of %d bytes exceeds the cache size %d; raise the cache size", layer.Size, c.max)}
+			Msg: fmt.Sprintf("artifact of %d bytes exceeds the cache size %d; raise the cache size", size, c.max)}
 	}
 	c.mu.Lock()
-	err := c.checkRoomLocked(md, *layer)
+	err := c.checkRoomLocked(r)
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err // before downloading what could not be kept
@@ -581,11 +641,35 @@ func (c *Cache) fetchVerified(ctx context.Context, ref Ref, md string, layer *De
 	if err != nil {
 		return nil, err
 	}
-	rc, err := c.fetcher.Fetch(ctx, ref, *layer)
-	if err != nil {
-		return nil, registryErr("fetch layer", err)
+	// The config first: it is small, and a module is not worth downloading if its
+	// config is refused.
+	var config []byte
+	if res.Config != (Descriptor{}) {
+		if config, err = c.fetchBlob(ctx, ref, "config", res.Config); err != nil {
+			return nil, err
+		}
 	}
-	wasm, err := c.storeBlob(rc, *layer)
+	wasm, err := c.fetchBlob(ctx, ref, "layer", res.Layer)
+	if err != nil {
+		if config != nil {
+			c.unlinkUnindexed(res.Config.Digest)
+		}
+		return nil, err
+	}
+	if err := c.insert(ref.Repo, r, signer); err != nil {
+		return nil, err
+	}
+	return &Entry{Ref: ref, ManifestDigest: md, Layer: res.Layer, Signer: signer, Wasm: wasm,
+		ConfigDescriptor: res.Config, Config: config}, nil
+}
+
+// fetchBlob downloads, checks and stores one blob of ref, counting a refusal.
+func (c *Cache) fetchBlob(ctx context.Context, ref Ref, kind string, desc Descriptor) ([]byte, error) {
+	rc, err := c.fetcher.Fetch(ctx, ref, desc)
+	if err != nil {
+		return nil, registryErr("fetch "+kind, err)
+	}
+	b, err := c.storeBlob(rc, kind, desc)
 	rc.Close()
 	if err != nil {
 		var e *Error
@@ -594,10 +678,17 @@ func (c *Cache) fetchVerified(ctx context.Context, ref Ref, md string, layer *De
 		}
 		return nil, err
 	}
-	if err := c.insert(ref.Repo, md, *layer, signer); err != nil {
-		return nil, err
+	return b, nil
+}
+
+// unlinkUnindexed deletes a stored blob that no entry names (a config whose module
+// then failed to download).
+func (c *Cache) unlinkUnindexed(digest string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.blobs[digest] == 0 {
+		c.unlinkBlobs([]string{digest})
 	}
-	return &Entry{Ref: ref, ManifestDigest: md, Layer: *layer, Signer: signer, Wasm: wasm}, nil
 }
 
 // verify runs the Verifier and counts its refusals.
@@ -614,16 +705,19 @@ func (c *Cache) verify(ctx context.Context, ref Ref, md string) (string, error) 
 	return "", &Error{Code: CodeRejected, Reason: reason, Msg: fmt.Sprintf("manifest %s failed verification", md), Err: err}
 }
 
-// insert indexes a stored, verified blob and evicts to fit. The blob is already in
-// place: if the entry cannot be kept, the blob is unlinked unless another entry names it.
-func (c *Cache) insert(repo, md string, layer Descriptor, signer string) error {
+// insert indexes the stored, verified blobs of nr (its digests and descriptors set) and
+// evicts to fit. The blobs are already in place: if the entry cannot be kept, they are
+// unlinked unless another entry names them.
+func (c *Cache) insert(repo string, nr *record, signer string) error {
+	md := nr.ManifestDigest
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r := c.entries[md]; r != nil {
 		// Stored meanwhile through another repository.
-		if r.Layer != layer {
+		if r.Layer != nr.Layer || r.Config != nr.Config {
 			c.m.verifyFailures.WithLabelValues(ReasonDigestMismatch).Inc()
-			return rejected(ReasonDigestMismatch, "manifest %s is cached with layer %s, the registry now says %s", md, r.Layer.Digest, layer.Digest)
+			return rejected(ReasonDigestMismatch, "manifest %s is cached with layer %s and config %s, the registry now says %s and %s",
+				md, r.Layer.Digest, r.Config.Digest, nr.Layer.Digest, nr.Config.Digest)
 		}
 		if r.Repos[repo] == nil {
 			r.Repos[repo] = &repoRecord{Signer: signer}
@@ -633,7 +727,8 @@ func (c *Cache) insert(repo, md string, layer Descriptor, signer string) error {
 	}
 	c.addLocked(&record{
 		ManifestDigest: md,
-		Layer:          layer,
+		Layer:          nr.Layer,
+		Config:         nr.Config,
 		Repos:          map[string]*repoRecord{repo: {Signer: signer}},
 		LastUsed:       c.now(),
 	})
@@ -648,15 +743,17 @@ func (c *Cache) insert(repo, md string, layer Descriptor, signer string) error {
 	return nil
 }
 
-// checkRoomLocked fails if md could not be kept even after evicting everything unpinned.
-func (c *Cache) checkRoomLocked(md string, layer Descriptor) error {
+// checkRoomLocked fails if r could not be kept even after evicting everything unpinned.
+func (c *Cache) checkRoomLocked(r *record) error {
 	pinned, pinnedBlobs := c.pinnedBytesLocked()
 	need := pinned
-	if !pinnedBlobs[layer.Digest] {
-		need += layer.Size
+	for _, b := range r.blobs() {
+		if !pinnedBlobs[b.Digest] {
+			need += b.Size
+		}
 	}
 	if need > c.max {
-		return c.fullErrorLocked(pinned, md, layer.Size)
+		return c.fullErrorLocked(pinned, r.ManifestDigest, r.size())
 	}
 	return nil
 }
@@ -674,17 +771,22 @@ func (c *Cache) pinnedBytesLocked() (int64, map[string]bool) {
 	var n int64
 	blobs := map[string]bool{}
 	for md, r := range c.entries {
-		if c.pins[md] && !blobs[r.Layer.Digest] {
-			blobs[r.Layer.Digest] = true
-			n += r.Layer.Size
+		if !c.pins[md] {
+			continue
+		}
+		for _, b := range r.blobs() {
+			if !blobs[b.Digest] {
+				blobs[b.Digest] = true
+				n += b.Size
+			}
 		}
 	}
 	return n, blobs
 }
 
 // makeRoomLocked evicts least recently used unpinned entries other than keep until the
-// cache fits, and returns the layer digests whose blobs must be unlinked. If pinned
-// entries and keep cannot fit together, it evicts nothing.
+// cache fits, and returns the digests whose blobs must be unlinked. If pinned entries and
+// keep cannot fit together, it evicts nothing.
 func (c *Cache) makeRoomLocked(keep string) ([]string, error) {
 	if c.bytes <= c.max {
 		return nil, nil
@@ -692,9 +794,11 @@ func (c *Cache) makeRoomLocked(keep string) ([]string, error) {
 	pinned, pinnedBlobs := c.pinnedBytesLocked()
 	need, size := pinned, int64(0)
 	if r := c.entries[keep]; r != nil {
-		size = r.Layer.Size
-		if !pinnedBlobs[r.Layer.Digest] {
-			need += size
+		size = r.size()
+		for _, b := range r.blobs() {
+			if !pinnedBlobs[b.Digest] {
+				need += b.Size
+			}
 		}
 	}
 	if need > c.max {
@@ -719,42 +823,48 @@ func (c *Cache) makeRoomLocked(keep string) ([]string, error) {
 		}
 		unlink = append(unlink, c.removeLocked(r.ManifestDigest)...)
 		c.m.evictions.Inc()
-		c.log.Info("artifact evicted from the node cache", "manifest", r.ManifestDigest, "bytes", r.Layer.Size)
+		c.log.Info("artifact evicted from the node cache", "manifest", r.ManifestDigest, "bytes", r.size())
 	}
 	return unlink, nil
 }
 
 func (c *Cache) addLocked(r *record) {
 	c.entries[r.ManifestDigest] = r
-	if c.blobs[r.Layer.Digest] == 0 {
-		c.bytes += r.Layer.Size
+	for _, b := range r.blobs() {
+		if c.blobs[b.Digest] == 0 {
+			c.bytes += b.Size
+		}
+		c.blobs[b.Digest]++
 	}
-	c.blobs[r.Layer.Digest]++
 }
 
-// removeLocked drops md from the index and returns its layer digest if no entry names
-// that blob any more (the caller unlinks it after writing the index).
+// removeLocked drops md from the index and returns the digests of its blobs that no
+// entry names any more (the caller unlinks them after writing the index).
 func (c *Cache) removeLocked(md string) []string {
 	r := c.entries[md]
 	if r == nil {
 		return nil
 	}
 	delete(c.entries, md)
-	c.blobs[r.Layer.Digest]--
-	if c.blobs[r.Layer.Digest] > 0 {
-		return nil
+	var unlink []string
+	for _, b := range r.blobs() {
+		c.blobs[b.Digest]--
+		if c.blobs[b.Digest] > 0 {
+			continue
+		}
+		delete(c.blobs, b.Digest)
+		c.bytes -= b.Size
+		unlink = append(unlink, b.Digest)
 	}
-	delete(c.blobs, r.Layer.Digest)
-	c.bytes -= r.Layer.Size
-	return []string{r.Layer.Digest}
+	return unlink
 }
 
 // unlinkBlobs deletes blob files; a failure leaves an unindexed file that the next Open
 // deletes.
-func (c *Cache) unlinkBlobs(layers []string) {
-	for _, l := range layers {
-		if err := os.Remove(c.blobPath(l)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("artifact cache could not delete a blob", "layer", l, "err", err)
+func (c *Cache) unlinkBlobs(digests []string) {
+	for _, d := range digests {
+		if err := os.Remove(c.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("artifact cache could not delete a blob", "blob", d, "err", err)
 		}
 	}
 }
@@ -821,6 +931,18 @@ func (c *Cache) Pin(manifestDigest string, pinned bool) {
 	c.writeIndexOrWarnLocked()
 }
 
+// Pinned returns the pinned manifest digests, cached or not, sorted.
+func (c *Cache) Pinned() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.pins))
+	for md := range c.pins {
+		out = append(out, md)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Stats returns the cache's current size and contents.
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
@@ -835,8 +957,8 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Remove deletes a cached manifest (pinned or not) and its blob if no other entry uses
-// it. Removing what is not cached is not an error. The pin, if any, stays.
+// Remove deletes a cached manifest (pinned or not) and its blobs if no other entry uses
+// them. Removing what is not cached is not an error. The pin, if any, stays.
 func (c *Cache) Remove(manifestDigest string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -35,8 +35,8 @@ const (
 // fermion_artifact_verify_failures_total. A Verifier may add its own through a
 // Reason() string method on its errors (see Verifier).
 const (
-	ReasonDigestMismatch = "digest_mismatch" // layer bytes (or the resolved manifest) do not match the digest
-	ReasonTamperedLayer  = "tampered_layer"  // layer longer or shorter than its descriptor's size
+	ReasonDigestMismatch = "digest_mismatch" // layer or config bytes (or the resolved manifest) do not match the digest
+	ReasonTamperedLayer  = "tampered_layer"  // layer or config longer or shorter than its descriptor's size
 	ReasonSignature      = "signature"       // the Verifier refused the manifest
 	ReasonCorruptCache   = "corrupt_cache"   // a cached blob failed its re-check on read
 )

@@ -19,6 +19,7 @@ func FuzzParseIndex(f *testing.F) {
 	}}, Pins: []string{"sha256:x"}})
 	f.Add(good)
 	f.Add([]byte(`{"version":1,"entries":[null,{"manifestDigest":"sha256:ab","layer":{"digest":"sha256:../../x","size":-1}}]}`))
+	f.Add([]byte(`{"version":1,"entries":[{"manifestDigest":"sha256:ab","layer":{"digest":"sha256:ab","size":1},"config":{"digest":"sha256:../x","size":1}}]}`))
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`{`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -29,8 +30,10 @@ func FuzzParseIndex(f *testing.F) {
 		c := &Cache{dir: "/cache"}
 		blobs := filepath.Join("/cache", blobsSubdir) + "/"
 		for _, r := range idx.Entries {
-			if p := c.blobPath(r.Layer.Digest); !strings.HasPrefix(p, blobs) || filepath.Clean(p) != p {
-				t.Fatalf("entry names %q, outside %s", p, blobs)
+			for _, b := range r.blobs() {
+				if p := c.blobPath(b.Digest); !strings.HasPrefix(p, blobs) || filepath.Clean(p) != p {
+					t.Fatalf("entry names %q, outside %s", p, blobs)
+				}
 			}
 			if r.Layer.Size < 0 || len(r.Repos) == 0 {
 				t.Fatalf("entry %+v kept", r)

@@ -26,7 +26,8 @@ type fakeRegistry struct {
 	tags      map[string]string   // repo:tag → manifest digest
 	down      error               // Resolve and Fetch fail with it
 	fetchErr  error               // Fetch alone fails with it (registry lost after Resolve)
-	tamper    func([]byte) []byte // changes the bytes Fetch serves
+	tamper    func([]byte) []byte // changes the layer bytes Fetch serves
+	tamperCfg func([]byte) []byte // changes the config bytes Fetch serves
 	cut       bool                // Fetch's stream fails halfway with io.ErrUnexpectedEOF
 	resolveTo string              // Resolve answers this manifest digest instead
 	gate      chan struct{}       // Fetch waits for it to close
@@ -38,6 +39,8 @@ type artifact struct {
 	manifest string
 	layer    Descriptor
 	wasm     []byte
+	config   Descriptor // zero: none
+	cfg      []byte
 }
 
 func newFakeRegistry() *fakeRegistry {
@@ -53,10 +56,19 @@ func module(name string, size int) []byte {
 
 // push publishes wasm as repo:tag (tag may be empty) and returns the artifact.
 func (r *fakeRegistry) push(repo, tag string, wasm []byte) artifact {
+	return r.pushConfig(repo, tag, wasm, nil)
+}
+
+// pushConfig is push of an artifact with a config blob (nil: none).
+func (r *fakeRegistry) pushConfig(repo, tag string, wasm, cfg []byte) artifact {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	layer := Descriptor{Digest: sha256Digest(wasm), Size: int64(len(wasm))}
 	a := artifact{manifest: sha256Digest([]byte("manifest for " + layer.Digest)), layer: layer, wasm: wasm}
+	if cfg != nil {
+		a.config, a.cfg = Descriptor{Digest: sha256Digest(cfg), Size: int64(len(cfg))}, cfg
+		a.manifest = sha256Digest([]byte("manifest for " + layer.Digest + " " + a.config.Digest))
+	}
 	r.arts[a.manifest] = a
 	if tag != "" {
 		r.tags[repo+":"+tag] = a.manifest
@@ -76,12 +88,12 @@ func (r *fakeRegistry) counts() (resolves, fetches int) {
 	return r.resolves, r.fetches
 }
 
-func (r *fakeRegistry) Resolve(ctx context.Context, ref Ref) (string, Descriptor, error) {
+func (r *fakeRegistry) Resolve(ctx context.Context, ref Ref) (Resolved, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resolves++
 	if r.down != nil {
-		return "", Descriptor{}, r.down
+		return Resolved{}, r.down
 	}
 	md := ref.Digest
 	if md == "" {
@@ -89,23 +101,32 @@ func (r *fakeRegistry) Resolve(ctx context.Context, ref Ref) (string, Descriptor
 	}
 	a, ok := r.arts[md]
 	if !ok {
-		return "", Descriptor{}, fmt.Errorf("manifest unknown: %s", ref)
+		return Resolved{}, fmt.Errorf("manifest unknown: %s", ref)
 	}
 	if r.resolveTo != "" {
 		md = r.resolveTo
 	}
-	return md, a.layer, nil
+	return Resolved{ManifestDigest: md, Layer: a.layer, Config: a.config}, nil
 }
 
+// Fetch serves layers and configs; fetches counts the layers alone.
 func (r *fakeRegistry) Fetch(ctx context.Context, ref Ref, layer Descriptor) (io.ReadCloser, error) {
 	r.mu.Lock()
-	r.fetches++
 	gate, down, fetchErr, tamper, cut := r.gate, r.down, r.fetchErr, r.tamper, r.cut
 	var wasm []byte
 	for _, a := range r.arts {
 		if a.layer.Digest == layer.Digest {
 			wasm = a.wasm
 		}
+	}
+	if wasm == nil {
+		for _, a := range r.arts {
+			if a.config.Digest == layer.Digest {
+				wasm, tamper, cut = a.cfg, r.tamperCfg, false
+			}
+		}
+	} else {
+		r.fetches++
 	}
 	r.mu.Unlock()
 	if gate != nil {

@@ -21,11 +21,11 @@ type httpFetcher struct {
 	client *http.Client
 }
 
-func (f *httpFetcher) Resolve(ctx context.Context, ref Ref) (string, Descriptor, error) {
+func (f *httpFetcher) Resolve(ctx context.Context, ref Ref) (Resolved, error) {
 	q := url.Values{"repo": {ref.Repo}, "tag": {ref.Tag}, "digest": {ref.Digest}}
 	resp, err := f.get(ctx, "/resolve?"+q.Encode())
 	if err != nil {
-		return "", Descriptor{}, err
+		return Resolved{}, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -33,9 +33,9 @@ func (f *httpFetcher) Resolve(ctx context.Context, ref Ref) (string, Descriptor,
 		Layer    Descriptor
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return "", Descriptor{}, fmt.Errorf("decode resolve answer: %w", err)
+		return Resolved{}, fmt.Errorf("decode resolve answer: %w", err)
 	}
-	return out.Manifest, out.Layer, nil
+	return Resolved{ManifestDigest: out.Manifest, Layer: out.Layer}, nil
 }
 
 func (f *httpFetcher) Fetch(ctx context.Context, ref Ref, layer Descriptor) (io.ReadCloser, error) {

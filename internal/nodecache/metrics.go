@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "fermion_artifact_cache_bytes",
-			Help: "Bytes of module blobs held in the node cache.",
+			Help: "Bytes of blobs (modules and their configs) held in the node cache.",
 		}),
 	}
 	for _, r := range []string{ReasonDigestMismatch, ReasonTamperedLayer, ReasonSignature, ReasonCorruptCache} {

@@ -19,7 +19,7 @@ import (
 // On-disk layout:
 //
 //	Dir/index.json            the index (indexFile), replaced atomically
-//	Dir/blobs/sha256/<hex>    module bytes, named by their sha256
+//	Dir/blobs/sha256/<hex>    module and config bytes, named by their sha256
 //	Dir/.tmp-*                downloads and index writes in progress; removed by Open
 //
 // Every file appears under its final name only by rename after fsync, so a crash leaves
@@ -49,11 +49,30 @@ type indexFile struct {
 type record struct {
 	ManifestDigest string     `json:"manifestDigest"`
 	Layer          Descriptor `json:"layer"`
+	Config         Descriptor `json:"config,omitzero"` // zero: none kept
 	// Repos holds, per repository the manifest was requested from, the signer the
 	// Verifier returned (the record exists only once Verify succeeded) and the tags seen
 	// resolving to this manifest, with when they last did.
 	Repos    map[string]*repoRecord `json:"repos"`
 	LastUsed time.Time              `json:"lastUsed"`
+}
+
+// blobs returns the descriptors of the blobs r names: the layer, then the config if any.
+func (r *record) blobs() []Descriptor {
+	if r.Config == (Descriptor{}) {
+		return []Descriptor{r.Layer}
+	}
+	return []Descriptor{r.Layer, r.Config}
+}
+
+// size is the bytes of r's blobs (a config that is also the layer counts twice: such an
+// artifact is nonsense, and counting more is the safe side).
+func (r *record) size() int64 {
+	var n int64
+	for _, b := range r.blobs() {
+		n += b.Size
+	}
+	return n
 }
 
 type repoRecord struct {
@@ -76,7 +95,8 @@ func parseIndex(b []byte) (idx indexFile, dropped []string, err error) {
 		switch {
 		case r == nil:
 			continue
-		case checkManifestDigest(r.ManifestDigest) != nil, checkLayer(r.Layer) != nil, seen[r.ManifestDigest]:
+		case checkManifestDigest(r.ManifestDigest) != nil, checkBlob("layer", r.Layer) != nil, seen[r.ManifestDigest],
+			r.Config != (Descriptor{}) && checkBlob("config", r.Config) != nil:
 			dropped = append(dropped, r.ManifestDigest)
 			continue
 		}
@@ -104,31 +124,32 @@ func checkManifestDigest(s string) error {
 	return nil
 }
 
-// checkLayer accepts only sha256 layers (the blob layout is blobs/sha256) with a
+// checkBlob accepts only sha256 blobs (the blob layout is blobs/sha256) with a
 // well-formed hex part, so a digest can never name a path outside the blobs directory.
-func checkLayer(l Descriptor) error {
-	d, err := digest.Parse(l.Digest)
+// kind ("layer", "config") names the blob in the error.
+func checkBlob(kind string, b Descriptor) error {
+	d, err := digest.Parse(b.Digest)
 	if err != nil {
-		return fmt.Errorf("layer digest %q: %w", l.Digest, err)
+		return fmt.Errorf("%s digest %q: %w", kind, b.Digest, err)
 	}
 	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("layer digest %q: algorithm %s, want sha256", l.Digest, d.Algorithm())
+		return fmt.Errorf("%s digest %q: algorithm %s, want sha256", kind, b.Digest, d.Algorithm())
 	}
-	if l.Size < 0 {
-		return fmt.Errorf("layer %s: negative size %d", l.Digest, l.Size)
+	if b.Size < 0 {
+		return fmt.Errorf("%s %s: negative size %d", kind, b.Digest, b.Size)
 	}
 	return nil
 }
 
-func (c *Cache) blobPath(layerDigest string) string {
-	return filepath.Join(c.dir, blobsSubdir, strings.TrimPrefix(layerDigest, "sha256:"))
+func (c *Cache) blobPath(blobDigest string) string {
+	return filepath.Join(c.dir, blobsSubdir, strings.TrimPrefix(blobDigest, "sha256:"))
 }
 
 // errCorrupt marks a cached blob that failed its re-check.
 var errCorrupt = errors.New("cached blob does not match its digest")
 
-// readBlob reads a cached blob and checks its size and sha256 against layer. A missing
-// file is fs.ErrNotExist; a mismatch is errCorrupt.
+// readBlob reads a cached blob and checks its size and sha256 against its descriptor. A
+// missing file is fs.ErrNotExist; a mismatch is errCorrupt.
 func (c *Cache) readBlob(layer Descriptor) ([]byte, error) {
 	f, err := os.Open(c.blobPath(layer.Digest))
 	if err != nil {
@@ -177,8 +198,10 @@ func (rc *readCounter) Read(p []byte) (int, error) {
 
 // storeBlob copies at most layer.Size+1 bytes of r into a temp file while hashing them,
 // and renames the file into place only if size and digest match the descriptor. It
-// returns the bytes. On any failure the temp file is removed and nothing is stored.
-func (c *Cache) storeBlob(r io.Reader, layer Descriptor) (_ []byte, err error) {
+// returns the bytes. On any failure the temp file is removed and nothing is stored. kind
+// ("layer", "config") names the blob in errors; a mismatch counts under the same
+// reasons whichever it is.
+func (c *Cache) storeBlob(r io.Reader, kind string, layer Descriptor) (_ []byte, err error) {
 	tmp, err := os.CreateTemp(c.dir, tmpPrefix+"blob-*")
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
@@ -195,19 +218,19 @@ func (c *Cache) storeBlob(r io.Reader, layer Descriptor) (_ []byte, err error) {
 	src := &readCounter{r: io.LimitReader(r, layer.Size+1)}
 	n, err := io.Copy(io.MultiWriter(tmp, h, &buf), src)
 	if src.err != nil {
-		return nil, registryErr("fetch layer", src.err)
+		return nil, registryErr("fetch "+kind, src.err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write temp file: %w", err)
 	}
 	switch {
 	case n > layer.Size:
-		return nil, rejected(ReasonTamperedLayer, "tampered: layer %s is longer than the %d bytes of its descriptor", layer.Digest, layer.Size)
+		return nil, rejected(ReasonTamperedLayer, "tampered: %s %s is longer than the %d bytes of its descriptor", kind, layer.Digest, layer.Size)
 	case n < layer.Size:
-		return nil, rejected(ReasonTamperedLayer, "tampered: layer %s ended after %d of the %d bytes of its descriptor", layer.Digest, n, layer.Size)
+		return nil, rejected(ReasonTamperedLayer, "tampered: %s %s ended after %d of the %d bytes of its descriptor", kind, layer.Digest, n, layer.Size)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != layer.Digest {
-		return nil, rejected(ReasonDigestMismatch, "tampered: layer bytes hash to %s, the descriptor says %s", got, layer.Digest)
+		return nil, rejected(ReasonDigestMismatch, "tampered: %s bytes hash to %s, the descriptor says %s", kind, got, layer.Digest)
 	}
 	if err := tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("sync temp file: %w", err)

@@ -37,39 +37,51 @@ func cacheRef(r nodecache.Ref) (Ref, error) {
 	return ParseRef(s)
 }
 
-// Resolve implements nodecache.Fetcher. A digest reference answered with another
-// manifest resolves to that manifest's digest, so that the cache refuses it and counts
-// it under digest_mismatch.
-func (s *CacheSource) Resolve(ctx context.Context, r nodecache.Ref) (string, nodecache.Descriptor, error) {
+// Resolve implements nodecache.Fetcher: the manifest must be a Fermion artifact's, and
+// the cache keeps its config (the app manifest and scan results) with the module. The
+// config is not read here: the cache downloads and checks it like the layer, so a config
+// that does not match the manifest is refused and counted (tampered_layer or
+// digest_mismatch); what it says is for the consumer to parse. A digest reference
+// answered with another manifest resolves to that manifest's digest, so that the cache
+// refuses it and counts it under digest_mismatch.
+func (s *CacheSource) Resolve(ctx context.Context, r nodecache.Ref) (nodecache.Resolved, error) {
 	ref, err := cacheRef(r)
 	if err != nil {
-		return "", nodecache.Descriptor{}, err
+		return nodecache.Resolved{}, err
 	}
 	repo, err := s.Client.repo(ref)
 	if err != nil {
-		return "", nodecache.Descriptor{}, err
+		return nodecache.Resolved{}, err
 	}
 	raw, d, err := fetchRefManifest(ctx, repo, ref)
 	if err != nil {
-		return "", nodecache.Descriptor{}, unavailable(err)
+		return nodecache.Resolved{}, unavailable(err)
 	}
+	om, err := artifact.ParseManifest(raw)
 	if ref.Digest != "" && d != ref.Digest {
-		var layer nodecache.Descriptor
-		if om, err := artifact.ParseManifest(raw); err == nil {
-			layer = nodecache.Descriptor{Digest: om.Layers[0].Digest.String(), Size: om.Layers[0].Size}
+		res := nodecache.Resolved{ManifestDigest: d.String()}
+		if err == nil {
+			res.Layer = nodecache.Descriptor{Digest: om.Layers[0].Digest.String(), Size: om.Layers[0].Size}
 		}
-		return d.String(), layer, nil
+		return res, nil
 	}
-	p, err := parsePulled(ctx, repo, ref, raw, d)
 	if err != nil {
-		return "", nodecache.Descriptor{}, unavailable(err)
+		return nodecache.Resolved{}, fmt.Errorf("%s: %w", ref, err)
 	}
-	return p.ManifestDigest.String(), nodecache.Descriptor{Digest: p.Parsed.Layer.Digest.String(), Size: p.Parsed.Layer.Size}, nil
+	if om.Config.Size > artifact.MaxConfigSize {
+		return nodecache.Resolved{}, fmt.Errorf("%s: %w: config is %d bytes, more than the %d allowed",
+			ref, artifact.ErrBadManifest, om.Config.Size, artifact.MaxConfigSize)
+	}
+	return nodecache.Resolved{
+		ManifestDigest: d.String(),
+		Layer:          nodecache.Descriptor{Digest: om.Layers[0].Digest.String(), Size: om.Layers[0].Size},
+		Config:         nodecache.Descriptor{Digest: om.Config.Digest.String(), Size: om.Config.Size},
+	}, nil
 }
 
-// Fetch implements nodecache.Fetcher. The stream is not checked here: the cache bounds
-// and hashes it, and counts a mismatch.
-func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, layer nodecache.Descriptor) (io.ReadCloser, error) {
+// Fetch implements nodecache.Fetcher for the layer and the config. The stream is not
+// checked here: the cache bounds and hashes it, and counts a mismatch.
+func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, blob nodecache.Descriptor) (io.ReadCloser, error) {
 	ref, err := cacheRef(r)
 	if err != nil {
 		return nil, err
@@ -78,7 +90,7 @@ func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, layer nodecach
 	if err != nil {
 		return nil, err
 	}
-	d, err := digest.Parse(layer.Digest)
+	d, err := digest.Parse(blob.Digest)
 	if err != nil {
 		return nil, err
 	}

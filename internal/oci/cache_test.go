@@ -109,7 +109,8 @@ func TestCacheGetSigned(t *testing.T) {
 			t.Fatalf("get %d: %v", i+1, err)
 		}
 		if e.FromCache != want || e.Stale || e.Signer != artifact.KeyID(&key.PublicKey) ||
-			e.ManifestDigest != a.ManifestDigest.String() || e.Layer.Digest != a.LayerDigest.String() || !bytes.Equal(e.Wasm, a.Layer) {
+			e.ManifestDigest != a.ManifestDigest.String() || e.Layer.Digest != a.LayerDigest.String() || !bytes.Equal(e.Wasm, a.Layer) ||
+			e.ConfigDescriptor.Digest != a.ConfigDigest.String() || !bytes.Equal(e.Config, a.Config) {
 			t.Fatalf("get %d: fromCache=%v stale=%v signer=%q manifest=%s layer=%s (%d bytes); want fromCache=%v signer %s manifest %s",
 				i+1, e.FromCache, e.Stale, e.Signer, e.ManifestDigest, e.Layer.Digest, len(e.Wasm), want, artifact.KeyID(&key.PublicKey), a.ManifestDigest)
 		}
@@ -144,10 +145,9 @@ func TestCacheRefusesAndCounts(t *testing.T) {
 	b := helloArtifact(t, artifact.Meta{Revision: "b"})
 	pushed(t, cl, p.host, "acme/signed", "2.0.0", b)
 
-	layer := a.LayerDigest.String()
-	tamperLayer := func(f func([]byte) []byte) func(*http.Response) error {
+	tamperBlob := func(digest string, f func([]byte) []byte) func(*http.Response) error {
 		return func(resp *http.Response) error {
-			if !isGet(resp, "blobs", layer) {
+			if !isGet(resp, "blobs", digest) {
 				return nil
 			}
 			body, err := readBody(resp)
@@ -158,6 +158,8 @@ func TestCacheRefusesAndCounts(t *testing.T) {
 			return nil
 		}
 	}
+	tamperLayer := func(f func([]byte) []byte) func(*http.Response) error { return tamperBlob(a.LayerDigest.String(), f) }
+	tamperConfig := func(f func([]byte) []byte) func(*http.Response) error { return tamperBlob(a.ConfigDigest.String(), f) }
 	tests := []struct {
 		name   string
 		ref    nodecache.Ref
@@ -170,6 +172,13 @@ func TestCacheRefusesAndCounts(t *testing.T) {
 			tamper: tamperLayer(func(b []byte) []byte { return b[:len(b)/2] }), reason: "tampered_layer"},
 		{name: "extended layer", ref: cacheRef(p.host, "acme/signed", "1.0.0"),
 			tamper: tamperLayer(func(b []byte) []byte { return append(b, 0) }), reason: "tampered_layer"},
+		{name: "config with a flipped byte", ref: cacheRef(p.host, "acme/signed", "1.0.0"), tamper: tamperConfig(flipByte), reason: "digest_mismatch"},
+		{name: "truncated config", ref: cacheRef(p.host, "acme/signed", "1.0.0"),
+			tamper: tamperConfig(func(b []byte) []byte { return b[:len(b)/2] }), reason: "tampered_layer"},
+		{name: "config granting more", ref: cacheRef(p.host, "acme/signed", "1.0.0"),
+			tamper: tamperConfig(func(b []byte) []byte {
+				return bytes.Replace(b, []byte(`"allowed_outbound_hosts":[]`), []byte(`"allowed_outbound_hosts":["*"]`), 1)
+			}), reason: "tampered_layer"},
 		{name: "manifest other than the digest asked for",
 			ref: nodecache.Ref{Repo: p.host + "/acme/signed", Digest: a.ManifestDigest.String()},
 			tamper: func(resp *http.Response) error {

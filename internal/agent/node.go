@@ -1,0 +1,314 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/nodecache"
+	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	// Name is the node's name, a DNS label (v1.ValidName).
+	Name string
+	// DataDir keeps the node's credentials, its last assignments and trust roots, and
+	// the artifact cache (DataDir/cache). Required.
+	DataDir string
+	// Servers are the control plane's NATS URLs (nats://host:port).
+	Servers []string
+	// JoinToken is the join token (role node). It is needed only while the node has no
+	// credentials in DataDir, or when the control plane refuses the ones it has.
+	JoinToken string
+	Labels    map[string]string
+	Capacity  v1.Resources
+	// GatewayURL is where this node's gateway answers, reported to the control plane.
+	GatewayURL     string
+	RuntimeVersion string // default "1"
+	AgentVersion   string
+	// DataPlane is the node's data plane, created and served by the caller.
+	DataPlane *DataPlane
+	// CacheMaxBytes bounds the artifact cache (default 1 GiB).
+	CacheMaxBytes int64
+	// Registry pulls artifacts (nil: anonymous; TLS, plain HTTP for loopback registries).
+	Registry *oci.Client
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer // nil: none
+}
+
+const (
+	defaultCacheMaxBytes  = 1 << 30
+	defaultRuntimeVersion = "1"
+	defaultLeaseRenew     = 10 * time.Second
+	// statusDebounce is how long after a status change the heartbeat that reports it
+	// waits for more changes: short, so that "ready" reaches the control plane quickly.
+	statusDebounce = 50 * time.Millisecond
+	requestTimeout = 5 * time.Second
+)
+
+// Node is the agent under the control plane: it joins and registers over NATS, renews
+// its lease with heartbeats that report what it runs, and makes the data plane run the
+// assignments it is sent, pulling artifacts through the node cache. It serves its last
+// applied assignments from DataDir whether or not the control plane answers.
+//
+// Goroutines: Run owns two, stopped by its context: the reconciler (the only one that
+// changes what the data plane runs; it owns the deployment table) and the control-plane
+// loop (the only one that sends requests; it owns the NATS connection). The reconciler
+// starts one goroutine per version being pulled and started, and one per removed
+// version draining; it waits for all of them before it returns. NATS callbacks never
+// block: they record and signal.
+//
+// Lock order: Node.mu is a leaf. It is never held while calling the data plane, the
+// cache, NATS or the disk.
+type Node struct {
+	cfg     NodeConfig
+	log     *slog.Logger
+	cache   *nodecache.Cache
+	trust   *trust
+	metrics *nodeMetrics
+
+	// Signals, buffered 1 and sent without blocking: a pending value is never lost and
+	// a sender never waits.
+	offered       chan struct{} // pending holds a newer assignment set
+	statusChanged chan struct{} // an instance status changed: heartbeat soon
+	connEvents    chan struct{} // the NATS connection (re)connected: register
+	authRefused   chan struct{} // the server refused the node's credentials
+
+	mu         sync.Mutex
+	ran        bool
+	pending    *v1.AssignmentSet // newest offered set not yet applied
+	applied    *v1.AssignmentSet // nil until a set is applied (or loaded from DataDir)
+	statuses   map[string]*status
+	creds      *nodeCreds
+	registered bool // NATS is up and the last registration on this connection succeeded
+}
+
+// status is one deployment's InstanceStatus and the function serving it, if any.
+type status struct {
+	v1.InstanceStatus
+	fn   *sandbox.Function // running the reported digest (ready), else nil
+	task *task             // the task whose start set it; compared, never followed
+}
+
+// NewNode checks cfg, opens the artifact cache and loads what DataDir keeps: the
+// credentials, the last applied assignments and the trust roots. Run starts the node.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	switch {
+	case cfg.DataDir == "":
+		return nil, errors.New("new node: NodeConfig.DataDir is empty; set the node's data directory")
+	case cfg.DataPlane == nil:
+		return nil, errors.New("new node: NodeConfig.DataPlane is nil")
+	case len(cfg.Servers) == 0:
+		return nil, errors.New("new node: NodeConfig.Servers is empty; give the control plane's NATS URLs (nats://host:4222)")
+	}
+	if err := v1.ValidName("node", cfg.Name); err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.Discard
+	}
+	if cfg.CacheMaxBytes <= 0 {
+		cfg.CacheMaxBytes = defaultCacheMaxBytes
+	}
+	if cfg.RuntimeVersion == "" {
+		cfg.RuntimeVersion = defaultRuntimeVersion
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = &oci.Client{}
+	}
+	log := cfg.Logger.With("node", cfg.Name)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	if err := removeTemps(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("new node: remove interrupted writes: %w", err)
+	}
+	m, err := newNodeMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	n := &Node{
+		cfg:           cfg,
+		log:           log,
+		trust:         &trust{client: cfg.Registry},
+		metrics:       m,
+		offered:       make(chan struct{}, 1),
+		statusChanged: make(chan struct{}, 1),
+		connEvents:    make(chan struct{}, 1),
+		authRefused:   make(chan struct{}, 1),
+		statuses:      map[string]*status{},
+	}
+
+	// A damaged file is set aside: the node starts without it rather than not at all.
+	var creds nodeCreds
+	if ok, err := readJSON(cfg.DataDir, credsFile, &creds); err != nil {
+		log.Error("node credentials unreadable; joining again", "err", err)
+	} else if ok && creds.Node == cfg.Name && creds.Secret != "" {
+		n.creds = &creds
+	} else if ok {
+		log.Warn("node credentials are for another node; joining again", "file", filepath.Join(cfg.DataDir, credsFile), "credentials", creds.Node)
+	}
+	var tf trustFileBody
+	if _, err := readJSON(cfg.DataDir, trustFile, &tf); err != nil {
+		log.Error("trusted keys unreadable; trusting none until the control plane answers", "err", err)
+	}
+	if _, err := n.trust.set(tf.TrustedKeys); err != nil {
+		log.Error("trusted keys unusable; trusting none until the control plane answers", "err", err)
+	}
+	set, err := loadAssignments(cfg.DataDir)
+	if err != nil {
+		log.Error("last assignments unreadable; running nothing until the control plane answers", "err", err)
+	}
+	if set != nil {
+		n.applied = set // reconciled as soon as Run starts, before the control plane answers
+		m.revision.Set(float64(set.Revision))
+		m.assignments.Set(float64(len(set.Assignments)))
+	}
+
+	src := &oci.CacheSource{Client: cfg.Registry}
+	n.cache, err = nodecache.Open(nodecache.Config{
+		Dir:      filepath.Join(cfg.DataDir, cacheSubdir),
+		MaxBytes: cfg.CacheMaxBytes,
+		Fetcher:  src,
+		Verifier: n.trust,
+		Metrics:  cfg.Metrics,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	return n, nil
+}
+
+// Run runs the node until ctx is done: it serves the assignments it last applied at
+// once, then joins, registers and follows the control plane, retrying with backoff
+// whenever the control plane is unreachable or refuses. Control-plane errors never end
+// it. It leaves what the data plane runs in place when it returns; the caller's
+// DataPlane.Serve closes it.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	ran := n.ran
+	n.ran = true
+	n.mu.Unlock()
+	if ran {
+		return errors.New("run node: Run was already called; create another Node")
+	}
+	defer func() {
+		if err := n.cache.Close(); err != nil {
+			n.log.Warn("closing the artifact cache", "err", err)
+		}
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { n.reconcileLoop(ctx) })
+	wg.Go(func() { n.controlPlaneLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// Statuses returns the status of every assigned deployment, sorted by name.
+func (n *Node) Statuses() []v1.InstanceStatus {
+	n.mu.Lock()
+	out := make([]v1.InstanceStatus, 0, len(n.statuses))
+	fns := make([]*sandbox.Function, 0, len(n.statuses))
+	for _, s := range n.statuses {
+		out = append(out, s.InstanceStatus)
+		fns = append(fns, s.fn)
+	}
+	n.mu.Unlock()
+	for i, fn := range fns {
+		if fn != nil {
+			out[i].Instances = fn.Stats().Total
+		}
+	}
+	slices.SortFunc(out, func(a, b v1.InstanceStatus) int { return strings.Compare(a.Deployment, b.Deployment) })
+	return out
+}
+
+// Connected reports whether the node is connected to the control plane and registered,
+// and its lease has not lapsed (heartbeats unanswered for the lease-lost time).
+func (n *Node) Connected() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.registered
+}
+
+// Revision returns the revision of the assignment set the node applied, and false if it
+// has applied none.
+func (n *Node) Revision() (uint64, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.applied == nil {
+		return 0, false
+	}
+	return n.applied.Revision, true
+}
+
+// offer hands an assignment set to the reconciler if it is newer than everything
+// applied or offered so far. It never blocks, so NATS callbacks may call it.
+func (n *Node) offer(set v1.AssignmentSet, from string) {
+	if set.Node != "" && set.Node != n.cfg.Name {
+		n.log.Warn("ignoring assignments for another node", "from", from, "for", set.Node)
+		return
+	}
+	n.mu.Lock()
+	newest := n.applied
+	if n.pending != nil {
+		newest = n.pending
+	}
+	take := newest == nil || set.Revision > newest.Revision
+	if take {
+		n.pending = &set
+	}
+	n.mu.Unlock()
+	if !take {
+		if set.Revision < newest.Revision {
+			n.log.Info("ignoring stale assignments", "from", from, "revision", set.Revision, "newest", newest.Revision)
+		}
+		return
+	}
+	n.signal(n.offered)
+}
+
+func (n *Node) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) setRegistered(ok bool) {
+	n.mu.Lock()
+	n.registered = ok
+	n.mu.Unlock()
+	if ok {
+		n.metrics.connected.Set(1)
+	} else {
+		n.metrics.connected.Set(0)
+	}
+}
+
+// backoff is the wait before retry number attempt (1, 2, …): base doubled per attempt
+// up to max, with "equal jitter" (between half and all of it) so that many nodes that
+// failed together do not retry together.
+func backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + rand.N(d/2+1)
+}
