@@ -90,3 +90,13 @@ func formatSize(n int64) string {
 func roundUpToPage(n uint64) uint64 {
 	return (n + wasmPageSize - 1) / wasmPageSize * wasmPageSize
 }
+
+// ParseSize parses a size as manifests write it ("64MiB", "1.5 GB", "1048576") for
+// flags and other inputs outside a manifest.
+func ParseSize(s string) (int64, error) {
+	n, err := parseSize(s)
+	if errors.Is(err, errNotSize) {
+		return 0, fmt.Errorf("%q is not a size; use a number with a unit such as \"512MiB\" or \"4GiB\"", s)
+	}
+	return n, err
+}

@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+type agentOptions struct {
+	servers                        []string
+	token, name, data              string
+	labels                         []string
+	memory                         string
+	instances                      int
+	milliCPU                       int64
+	listen, adminListen, advertise string
+	cacheDir, cacheMax             string
+	registryToken                  string
+	noTelemetry                    bool
+	drainTimeout                   time.Duration
+	logLevel                       string
+}
+
+func (o *agentOptions) flags(c *cobra.Command, prefix string) {
+	f := c.Flags()
+	f.StringSliceVar(&o.servers, prefix+"server", nil, "control plane NATS URL, nats://host:4222 (repeat or comma-separate for a cluster)")
+	f.StringVar(&o.token, prefix+"token", "", "join token (role node; or FERMION_JOIN_TOKEN); needed until the node has credentials")
+	f.StringVar(&o.name, prefix+"name", "", "node name, a DNS label (default: the host name)")
+	f.StringVar(&o.data, prefix+"data", "fermion-agent", "data directory: credentials, last assignments, artifact cache")
+	f.StringArrayVar(&o.labels, prefix+"label", nil, "node label key=value (repeat): region, zone, tier …")
+	f.StringVar(&o.memory, prefix+"memory", "", "memory offered to functions, e.g. 4GiB (default: 3/4 of the machine's)")
+	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
+	f.Int64Var(&o.milliCPU, prefix+"cpu", int64(runtime.NumCPU())*1000, "CPU offered, in millicores")
+	f.StringVar(&o.listen, prefix+"listen", "127.0.0.1:8080", "gateway address")
+	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>)")
+	f.StringVar(&o.adminListen, prefix+"admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
+	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
+	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
+	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
+	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
+	f.DurationVar(&o.drainTimeout, prefix+"drain-timeout", 30*time.Second, "how long removed versions may finish in-flight requests")
+	if prefix == "" {
+		f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	}
+}
+
+func newAgentCmd() *cobra.Command {
+	o := agentOptions{}
+	c := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node: join the control plane, run what it assigns, keep serving when it is away",
+		Long: `Agent runs an edge node: the sandbox and gateway of 'fermion run', under the control
+plane. It joins with a node-role token (fermion token create --role node); the server then
+issues the node's own credentials, kept in --data, so later starts need no token. It
+registers its labels and capacity, renews its lease every 10 s, and runs the versions the
+scheduler assigns it: pulled and verified through the node cache, compiled, prewarmed,
+switched in the gateway without dropping requests.
+
+When the control plane is unreachable the agent keeps serving its last assignments (also
+across restarts), retries with backoff and jitter, and converges when it is back.`,
+		Example: `  fermion agent --server nats://cp:4222 --token fmn_… --label region=eu-west --label zone=a --label tier=edge`,
+		Args:    exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
+			defer logw.Close()
+			logger, err := telemetry.NewLogger(logw, o.logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			a, err := startAgentRole(ctx, o, logger, c.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			err = a.wait()
+			fmt.Fprintln(c.OutOrStdout(), "stopped")
+			return err
+		},
+	}
+	o.flags(c, "")
+	return c
+}
+
+// agentRole is a running node.
+type agentRole struct {
+	node    *agent.Node
+	dp      *agent.DataPlane
+	gateway string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    [2]error
+}
+
+func parseLabels(ls []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range ls {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want key=value", l)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// machineMemory is MemTotal from /proc/meminfo, or 0.
+func machineMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, stdout io.Writer) (*agentRole, error) {
+	if len(o.servers) == 0 {
+		return nil, usageError{errors.New("--server is required: the control plane's NATS URL, e.g. nats://127.0.0.1:4222")}
+	}
+	if o.token == "" {
+		o.token = os.Getenv("FERMION_JOIN_TOKEN")
+	}
+	if o.name == "" {
+		h, _ := os.Hostname()
+		o.name = strings.ToLower(strings.Split(h, ".")[0])
+	}
+	if err := v1.ValidName("node", o.name); err != nil {
+		return nil, usageError{fmt.Errorf("%w; choose one with --name", err)}
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	capacity := v1.Resources{MilliCPU: o.milliCPU, Instances: o.instances}
+	if o.memory != "" {
+		n, err := manifest.ParseSize(o.memory)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--memory: %w", err)}
+		}
+		capacity.MemoryBytes = n
+	} else {
+		capacity.MemoryBytes = machineMemory() / 4 * 3
+	}
+	cacheMax, err := manifest.ParseSize(o.cacheMax)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--cache-max: %w", err)}
+	}
+	if o.registryToken == "" {
+		o.registryToken = os.Getenv("FERMION_REGISTRY_TOKEN")
+	}
+	gw, err := listen(o.listen, "gateway", "listen")
+	if err != nil {
+		return nil, err
+	}
+	var admin net.Listener
+	if o.adminListen != "" {
+		if admin, err = listen(o.adminListen, "admin", "admin-listen"); err != nil {
+			gw.Close()
+			return nil, err
+		}
+	}
+	if o.advertise == "" {
+		o.advertise = "http://" + gw.Addr().String()
+	}
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
+		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}})
+	if err != nil {
+		gw.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		return nil, err
+	}
+	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
+		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax,
+		Registry: &oci.Client{Token: o.registryToken}, Logger: logger}
+	if dp.Metrics != nil {
+		ncfg.Metrics = dp.Metrics.Registry
+	}
+	node, err := agent.NewNode(ncfg)
+	if err != nil {
+		gw.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		dp.Close(ctx)
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	a := &agentRole{node: node, dp: dp, gateway: o.advertise, cancel: cancel}
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		a.errs[0] = node.Run(rctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.errs[1] = dp.Serve(rctx, gw, admin)
+	}()
+	fmt.Fprintf(stdout, "node %s: gateway %s\n", o.name, o.advertise)
+	if admin != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
+	}
+	fmt.Fprintf(stdout, "control plane %s\n", strings.Join(o.servers, ","))
+	return a, nil
+}
+
+// wait waits until the node and data plane stop (when the context given to start is
+// done) and returns their errors.
+func (a *agentRole) wait() error {
+	a.wg.Wait()
+	var errs []error
+	for _, err := range a.errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *agentRole) stop() error {
+	a.cancel()
+	return a.wait()
+}
