@@ -1,5 +1,5 @@
 // Package client is the Go client of Fermion's control plane HTTP API (/v1): deployments,
-// nodes, tokens and events, with the request and response types of package api/v1.
+// nodes, tokens, events and policies, with the request and response types of package api/v1.
 //
 // Errors the server returns arrive as *v1.Error, wrapped with the operation that failed;
 // match them by code with IsCode or errors.As, never by message text. Transport failures
@@ -252,7 +252,8 @@ func (c *Client) GetDeployment(ctx context.Context, name string) (*v1.Deployment
 // PutDeployment creates or updates a deployment under cond and reports whether it was
 // created. A conflict (code conflict) means cond no longer held: re-read and retry. Code
 // unplaceable means too few nodes fit and nothing was written; the error's message
-// counts why.
+// counts why. Code policy_denied means an admission policy refused it; the returned
+// deployment's Warnings are what policies in mode warn said.
 func (c *Client) PutDeployment(ctx context.Context, name string, spec v1.DeploymentSpec, cond Condition) (d *v1.Deployment, created bool, err error) {
 	op := "put deployment " + name
 	if name == "" {
@@ -354,6 +355,85 @@ func (c *Client) Events(ctx context.Context, f EventFilter) (*v1.EventList, erro
 	return &l, nil
 }
 
+// ApplyPolicy applies a policy file (admin) and reports whether it was created. A file
+// that does not parse or compile is code bad_request, with every problem at its
+// file:line:col in the message; nothing is written and the version in force stays.
+func (c *Client) ApplyPolicy(ctx context.Context, name string, req v1.PolicyApply) (p *v1.Policy, created bool, err error) {
+	op := "apply policy " + name
+	if name == "" {
+		return nil, false, missing(op, "name")
+	}
+	var out v1.Policy
+	resp, err := c.do(ctx, op, http.MethodPut, policyPath(name), nil, nil, req, &out)
+	if err != nil {
+		return nil, false, err
+	}
+	return &out, resp.StatusCode == http.StatusCreated, nil
+}
+
+// ListPolicies lists the policies.
+func (c *Client) ListPolicies(ctx context.Context) (*v1.PolicyList, error) {
+	var l v1.PolicyList
+	if _, err := c.do(ctx, "list policies", http.MethodGet, "/v1/policies", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// GetPolicy reads a policy at its latest version.
+func (c *Client) GetPolicy(ctx context.Context, name string) (*v1.Policy, error) {
+	op := "get policy " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var p v1.Policy
+	if _, err := c.do(ctx, op, http.MethodGet, policyPath(name), nil, nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// DeletePolicy deletes a policy (admin); it stops applying at once.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	op := "delete policy " + name
+	if name == "" {
+		return missing(op, "name")
+	}
+	_, err := c.do(ctx, op, http.MethodDelete, policyPath(name), nil, nil, nil, nil)
+	return err
+}
+
+// ViolationFilter selects policy violations. Zero fields select everything; the server
+// returns at most 100 unless Limit says otherwise (at most 10000).
+type ViolationFilter struct {
+	Policy     string
+	Deployment string
+	// Since selects violations newer than this long ago; SinceTime those at or after
+	// an instant. Give at most one.
+	Since     time.Duration
+	SinceTime time.Time
+	After     uint64
+	Limit     int
+}
+
+// PolicyViolations reads what policies denied, warned about and audited, oldest first:
+// the policy events, each with its Violation.
+func (c *Client) PolicyViolations(ctx context.Context, f ViolationFilter) (*v1.EventList, error) {
+	const op = "list policy violations"
+	q, err := EventFilter{Deployment: f.Deployment, Since: f.Since, SinceTime: f.SinceTime, After: f.After, Limit: f.Limit}.query()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if f.Policy != "" {
+		q.Set("policy", f.Policy)
+	}
+	var l v1.EventList
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/policies/violations", q, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
 // FollowEvents calls fn with each event f selects, in order: the history f selects,
 // then every new event as it happens. It returns when ctx ends (ctx's error, wrapped),
 // when fn returns an error (that error, as is) or when the stream breaks. To resume after
@@ -444,6 +524,8 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 }
 
 func deploymentPath(name string) string { return "/v1/deployments/" + url.PathEscape(name) }
+
+func policyPath(name string) string { return "/v1/policies/" + url.PathEscape(name) }
 
 // missing is the error for a required argument the caller left empty.
 func missing(op, field string) error {

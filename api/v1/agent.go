@@ -53,6 +53,8 @@ type RegisterReply struct {
 	LeaseLostSeconds  float64       `json:"leaseLostSeconds"`
 	TrustedKeys       []string      `json:"trustedKeys,omitempty"` // PEM public keys; empty: signatures not required
 	Assignments       AssignmentSet `json:"assignments"`
+	// RuntimePolicies are the runtime policies in force (see RuntimePolicy).
+	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
 }
 
 // Heartbeat renews the node's lease and reports what it runs.
@@ -64,6 +66,22 @@ type Heartbeat struct {
 type HeartbeatReply struct {
 	Error       *Error        `json:"error,omitempty"`
 	Assignments AssignmentSet `json:"assignments"`
+	// RuntimePolicies are the runtime policies in force (see RuntimePolicy).
+	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
+}
+
+// RuntimePolicy is a runtime-target policy in force, which the agent checks before it
+// starts a version (defence in depth: the node refuses what its policy forbids even
+// when the control plane is stale or compromised). A server always sends the full
+// list, empty when there are none; a reply without the field (nil) comes from a server
+// that predates policies, and the agent keeps what it has.
+type RuntimePolicy struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+	// Mode is the mode in force, which an apply may have set over the source's
+	// spec.mode: parse the source with policy.ParseApplied(Name, Source, Mode, Version).
+	Mode   string `json:"mode"`
+	Source string `json:"source"` // the policy file (YAML)
 }
 
 // AssignmentSet is everything one node should run. Revision increases with every change

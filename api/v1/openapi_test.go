@@ -63,6 +63,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/nodes/{name}/drain":        {"post"},
 		"/v1/nodes/{name}/uncordon":     {"post"},
 		"/v1/events":                    {"get"},
+		"/v1/policies":                  {"get"},
+		"/v1/policies/violations":       {"get"},
+		"/v1/policies/{name}":           {"delete", "get", "put"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -125,6 +128,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 	for _, status := range []string{"200", "201"} {
 		obj(t, put, "responses", status, "headers", "ETag")
+	}
+	for _, status := range []string{"200", "201"} {
+		obj(t, put, "responses", status, "headers", "Warning")
 	}
 	obj(t, paths, "/v1/deployments/{name}", "get", "responses", "200", "headers", "ETag")
 	obj(t, paths, "/v1/events", "get", "responses", "200", "content", "application/x-ndjson")
@@ -201,6 +207,10 @@ var schemaTypes = map[string]reflect.Type{
 	"DeploymentStatus": reflect.TypeFor[v1.DeploymentStatus](),
 	"Event":            reflect.TypeFor[v1.Event](),
 	"EventList":        reflect.TypeFor[v1.EventList](),
+	"PolicyViolation":  reflect.TypeFor[v1.PolicyViolation](),
+	"PolicyApply":      reflect.TypeFor[v1.PolicyApply](),
+	"Policy":           reflect.TypeFor[v1.Policy](),
+	"PolicyList":       reflect.TypeFor[v1.PolicyList](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching
@@ -352,6 +362,11 @@ func TestOpenAPIEnums(t *testing.T) {
 	}
 	if got := enum("DeploymentSpec", "properties", "strategy"); !slices.Equal(got, []string{v1.StrategyBinpack, v1.StrategySpread}) {
 		t.Errorf("strategy enum %v", got)
+	}
+	for _, at := range [][]string{{"PolicyApply", "properties", "mode"}, {"Policy", "properties", "mode"}, {"PolicyViolation", "properties", "mode"}} {
+		if got := enum(at...); !slices.Equal(got, v1.PolicyModes) {
+			t.Errorf("%s enum %v, want %v", strings.Join(at, "."), got, v1.PolicyModes)
+		}
 	}
 	// Every error code constant is listed in the code's description.
 	desc := obj(t, schemas, "Error", "properties", "code")["description"].(string)

@@ -149,6 +149,9 @@ type Version struct {
 	Signed    bool     `json:"signed"`
 	Signer    string   `json:"signer,omitempty"` // key id
 	Routes    []string `json:"routes,omitempty"`
+	// Labels are the app's labels from its manifest ([app] labels in fermion.toml),
+	// which placement policies see as app.labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Ref is Repository@Digest.
@@ -170,6 +173,9 @@ type Deployment struct {
 	// Revision is the record's KV revision; send it back as If-Match to update only
 	// what you read. Filled on reads, never stored.
 	Revision uint64 `json:"revision,omitempty"`
+	// Warnings are what admission policies in mode warn said about this PUT ("policy
+	// require-signed: … (mode warn)"). Only in the PUT's response, never stored.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Placement is the scheduler's decision for one generation.
@@ -292,6 +298,14 @@ const (
 	EventDrained      = "drained"
 	EventUncordoned   = "uncordoned"
 	EventLeader       = "leader"
+	// Policy decisions: a policy in mode deny refused a deployment (or, at placement,
+	// excluded nodes), one in mode warn or audit objected. Their Violation says which.
+	EventPolicyDenied  = "policy_denied"
+	EventPolicyWarned  = "policy_warned"
+	EventPolicyAudited = "policy_audited"
+	// A policy was applied or deleted.
+	EventPolicyApplied = "policy_applied"
+	EventPolicyDeleted = "policy_deleted"
 )
 
 // Event is one lifecycle step. The history is bounded (the oldest go first).
@@ -303,6 +317,70 @@ type Event struct {
 	Node       string    `json:"node,omitempty"`
 	Message    string    `json:"message"`
 	Server     string    `json:"server,omitempty"` // the replica that recorded it
+	// Violation is set on policy_denied, policy_warned and policy_audited events.
+	Violation *PolicyViolation `json:"violation,omitempty"`
+}
+
+// PolicyViolation is what a policy decision event records: which policy, at which
+// version and in which mode, objected to whose request.
+type PolicyViolation struct {
+	Policy  string `json:"policy"`
+	Version int    `json:"version"`
+	Mode    string `json:"mode"`   // deny, warn or audit
+	Target  string `json:"target"` // admission or placement
+	// Subject is the id of the token that asked ("" for the controllers).
+	Subject string `json:"subject,omitempty"`
+	// Error is set when the policy failed to evaluate and its failurePolicy Fail made
+	// the failure a violation.
+	Error bool `json:"error,omitempty"`
+}
+
+// Policy modes: what a violation does. A policy is staged audit → warn → deny.
+const (
+	PolicyModeDeny  = "deny"  // refused (placement: the node is excluded)
+	PolicyModeWarn  = "warn"  // allowed; the caller is shown a warning
+	PolicyModeAudit = "audit" // allowed; recorded only
+)
+
+// PolicyModes lists the modes from the strictest.
+var PolicyModes = []string{PolicyModeDeny, PolicyModeWarn, PolicyModeAudit}
+
+// PolicyApply is the body of PUT /v1/policies/{name}: a policy file and how to apply it.
+type PolicyApply struct {
+	// Source is the policy file (YAML, apiVersion fermion.dev/v1, kind Policy); its
+	// metadata.name must be the name in the path.
+	Source string `json:"source"`
+	// Mode overrides the file's spec.mode (audit, warn or deny); empty keeps it.
+	Mode string `json:"mode,omitempty"`
+	// File is where the source came from, used in error positions
+	// ("policies/require-signed.yaml:12:7"); default <name>.yaml.
+	File string `json:"file,omitempty"`
+}
+
+// Policy is a policy as the control plane records it: GET /v1/policies/{name}.
+type Policy struct {
+	Name string `json:"name"`
+	// Version increases with every apply that changes the source or the mode.
+	Version int       `json:"version"`
+	Mode    string    `json:"mode"`   // in force: the file's spec.mode or the apply's override
+	Target  string    `json:"target"` // admission, placement or runtime
+	Source  string    `json:"source"` // the file as applied
+	Applied time.Time `json:"applied"`
+	// AppliedBy is the id of the token that applied this version.
+	AppliedBy string `json:"appliedBy"`
+	// Warnings are what is valid but suspicious in the policy (an expression that is
+	// always true, a deny policy that fails open), with file:line positions.
+	Warnings []string `json:"warnings,omitempty"`
+	// Error is set on reads when the replica that answered could not compile this
+	// version and keeps the previous one in force (it logs why).
+	Error string `json:"error,omitempty"`
+	// Revision is the record's KV revision. Filled on reads, never stored.
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// PolicyList is the body of GET /v1/policies.
+type PolicyList struct {
+	Policies []Policy `json:"policies"`
 }
 
 // EventList is the body of GET /v1/events (without follow).

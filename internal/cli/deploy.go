@@ -124,6 +124,9 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			if created {
 				verb = "created"
 			}
+			for _, w := range d.Warnings {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
+			}
 			fmt.Fprintf(out, "deployment %s %s (generation %d): %s\n", name, verb, d.Generation, describeVersion(d))
 			if d.Placement.Message != "" {
 				fmt.Fprintf(out, "placement: %s\n", d.Placement.Message)
@@ -238,7 +241,7 @@ func deployError(ctx context.Context, af *apiFlags, name string, cond client.Con
 	case v1.CodeUnplaceable:
 		return fmt.Errorf("cannot place %s: %s (%s)\nnothing was written: add or uncordon nodes, or relax --nodes, --selector or --spread", name, e.Message, e.Code)
 	case v1.CodePolicyDenied:
-		return fmt.Errorf("%w\nan admission policy refused deployment %s; nothing was written", err, name)
+		return fmt.Errorf("denied: %s (%s)\nan admission policy refused deployment %s; nothing was written: see 'fermion policy violations --since 1h'", e.Message, e.Code, name)
 	case v1.CodeArtifact:
 		return fmt.Errorf("%w\nthe control plane could not resolve, fetch or verify the image of %s", err, name)
 	case v1.CodeBadRequest:

@@ -151,7 +151,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	return v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
-		TrustedKeys: s.trustP, Assignments: s.assignmentSet(node),
+		TrustedKeys: s.trustP, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
 	}
 }
 
@@ -201,7 +201,7 @@ func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) 
 	if err := s.recordStatuses(ctx, node, req.Statuses); err != nil {
 		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
 	}
-	return v1.HeartbeatReply{Assignments: s.assignmentSet(node)}
+	return v1.HeartbeatReply{Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies()}
 }
 
 // recordStatuses writes the statuses that changed and removes those the node no longer

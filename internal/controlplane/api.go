@@ -46,6 +46,11 @@ func (s *Server) newAPI() http.Handler {
 	route("POST /v1/nodes/{name}/drain", v1.RoleDeployer, s.apiDrain)
 	route("POST /v1/nodes/{name}/uncordon", v1.RoleDeployer, s.apiUncordon)
 	route("GET /v1/events", v1.RoleViewer, s.apiEvents)
+	route("GET /v1/policies", v1.RoleViewer, s.apiListPolicies)
+	route("GET /v1/policies/violations", v1.RoleViewer, s.apiPolicyViolations)
+	route("GET /v1/policies/{name}", v1.RoleViewer, s.apiGetPolicy)
+	route("PUT /v1/policies/{name}", v1.RoleAdmin, s.apiPutPolicy)
+	route("DELETE /v1/policies/{name}", v1.RoleAdmin, s.apiDeletePolicy)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, &v1.Error{Code: v1.CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
 	})
@@ -289,7 +294,7 @@ func parsePrecondition(r *http.Request) (precondition, *v1.Error) {
 	return p, nil
 }
 
-func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	ctx := r.Context()
 	name := r.PathValue("name")
 	if err := v1.ValidName("deployment", name); err != nil {
@@ -311,7 +316,15 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, _ cred
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 		}
 	}
-	ver, e := s.resolveImage(ctx, spec.Image)
+	img, e := s.resolveImage(ctx, spec.Image)
+	if e != nil {
+		return nil, 0, e
+	}
+	ver := img.ver
+	// Admission: a policy in mode deny refuses it and nothing is written; warn and
+	// audit only record (and warnings go back to the caller).
+	warnings, e := s.admit(ctx, name, img, caller)
+	setWarningHeader(w, warnings)
 	if e != nil {
 		return nil, 0, e
 	}
@@ -329,9 +342,15 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, _ cred
 	if err != nil {
 		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 	}
-	if _, err := scheduler.Place(s.schedNodes(), req); err != nil {
-		var pe *scheduler.PlacementError
-		if errors.As(err, &pe) {
+	nodes := s.schedNodes()
+	withPlacementPolicies(&req, s.policySet(), appInput(name, ver), nodes)
+	_, err = scheduler.Place(nodes, req)
+	var pe *scheduler.PlacementError
+	placeWarnings := s.stagePlacement(ctx, name, ver, nodes, errors.As(err, &pe), caller)
+	setWarningHeader(w, placeWarnings)
+	warnings = append(warnings, placeWarnings...)
+	if err != nil {
+		if pe != nil {
 			return nil, 0, &v1.Error{Code: v1.CodeUnplaceable, Message: pe.Error()}
 		}
 		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: err.Error()}
@@ -371,11 +390,12 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, _ cred
 		if e != nil {
 			return nil, 0, e
 		}
+		cd.Warnings = warnings
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(cd.Revision, 10)))
 		return cd, http.StatusOK, nil
 	}
 	s.deployments.waitRev(ctx, rev)
-	d.Revision = rev
+	d.Revision, d.Warnings = rev, warnings
 	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
 		Message: fmt.Sprintf("generation %d: %s %s (%s) on %s", d.Generation, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))

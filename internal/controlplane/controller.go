@@ -263,7 +263,9 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	if err != nil {
 		return s.setPlacement(ctx, d, nil, "selector: "+err.Error())
 	}
-	res, err := scheduler.Place(s.schedNodes(), req)
+	fleet := s.schedNodes()
+	withPlacementPolicies(&req, s.policySet(), appInput(d.Name, d.Version), fleet)
+	res, err := scheduler.Place(fleet, req)
 	desired := map[string]bool{}
 	message := ""
 	if err != nil {
@@ -272,10 +274,15 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 			return err
 		}
 		// Too few nodes fit now (nodes were lost or drained): keep what still runs on
-		// healthy, schedulable nodes and say why the rest cannot be placed.
+		// healthy, schedulable nodes that still meet the constraints (a placement
+		// policy in force may now exclude some), and say why the rest cannot be placed.
 		message = pe.Error()
+		byName := make(map[string]*scheduler.Node, len(fleet))
+		for _, n := range fleet {
+			byName[n.Name] = n
+		}
 		for _, node := range keep {
-			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeReady && n.Schedulable {
+			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeReady && n.Schedulable && meetsConstraints(byName[node], req.Constraints) {
 				desired[node] = true
 			}
 		}
@@ -285,6 +292,17 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 			desired[p.Node] = true
 		}
 		s.metrics.placements.WithLabelValues("placed").Inc()
+	}
+	if d.Spec.Daemon {
+		// A daemon deployment stays on a lost node, as Kubernetes' DaemonSet pods
+		// tolerate an unreachable node: nothing else could take its place, and the
+		// node (which keeps serving it) must find it still assigned when it returns
+		// rather than drop it until the scheduler notices the node is back.
+		for node := range cur {
+			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeLost {
+				desired[node] = true
+			}
+		}
 	}
 	r := reserve(d.Version)
 	// Add and update first, so that work moves before it leaves.
@@ -334,6 +352,19 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	}
 	slices.Sort(nodes)
 	return s.setPlacement(ctx, d, nodes, message)
+}
+
+// meetsConstraints reports whether n passes every hard constraint of a request.
+func meetsConstraints(n *scheduler.Node, cs []scheduler.Constraint) bool {
+	if n == nil {
+		return false
+	}
+	for _, c := range cs {
+		if ok, _ := c.Match(n); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // allReady reports whether every desired node reports the deployment's generation ready.

@@ -32,19 +32,25 @@ func (s *Server) event(ctx context.Context, e v1.Event) {
 // eventFilter selects events.
 type eventFilter struct {
 	Deployment, Node, Type string
+	Types                  []string // any of these types (with Type empty)
+	Policy                 string   // only decisions of this policy
 	Since                  time.Time
 	After                  uint64
 	Limit                  int
 }
 
 func (f *eventFilter) match(e *v1.Event) bool {
-	return (f.Deployment == "" || e.Deployment == f.Deployment) && (f.Node == "" || e.Node == f.Node)
+	return (f.Deployment == "" || e.Deployment == f.Deployment) && (f.Node == "" || e.Node == f.Node) &&
+		(f.Policy == "" || (e.Violation != nil && e.Violation.Policy == f.Policy))
 }
 
 func (f *eventFilter) consumerConfig() jetstream.OrderedConsumerConfig {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if f.Type != "" {
 		cfg.FilterSubjects = []string{"fermion.events." + f.Type}
+	}
+	for _, t := range f.Types {
+		cfg.FilterSubjects = append(cfg.FilterSubjects, "fermion.events."+t)
 	}
 	switch {
 	case f.After > 0:

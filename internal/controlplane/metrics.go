@@ -24,6 +24,9 @@ type metrics struct {
 	eventFailures     prometheus.Counter
 	apiRequests       *prometheus.CounterVec
 	apiSeconds        *prometheus.HistogramVec
+	policyEvaluations *prometheus.CounterVec   // policy, mode, result
+	policyViolations  *prometheus.CounterVec   // policy, mode
+	policySeconds     *prometheus.HistogramVec // policy
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -48,18 +51,33 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "HTTP API requests by route and status code."}, []string{"route", "code"}),
 		apiSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fermion_controlplane_api_request_duration_seconds",
 			Help: "HTTP API latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"route"}),
+		policyEvaluations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_policy_evaluations_total",
+			Help: "Admission policy evaluations by policy, mode and result (pass, violation, error, ignored, skipped)."}, []string{"policy", "mode", "result"}),
+		policyViolations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_policy_violations_total",
+			Help: "Admission policy evaluations that objected (a violation, or an error under failurePolicy Fail), by policy and mode."}, []string{"policy", "mode"}),
+		policySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fermion_policy_evaluation_duration_seconds",
+			Help: "Time one policy takes to evaluate one input.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"policy"}),
 	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.leader, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
-		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, &stateCollector{s: s})
+		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, m.policyEvaluations, m.policyViolations, m.policySeconds,
+		&stateCollector{s: s})
 	if err := reg.Register(casConflicts); err != nil {
 		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
 			panic(err)
 		}
 	}
 	return m
+}
+
+// forgetPolicy drops a deleted policy's series.
+func (m *metrics) forgetPolicy(name string) {
+	l := prometheus.Labels{"policy": name}
+	m.policyEvaluations.DeletePartialMatch(l)
+	m.policyViolations.DeletePartialMatch(l)
+	m.policySeconds.DeletePartialMatch(l)
 }
 
 // stateCollector reports the state tables' sizes at scrape time.

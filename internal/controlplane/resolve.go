@@ -7,6 +7,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/policy"
 )
 
 // normalised is the part of an artifact's normalised manifest the control plane reads.
@@ -27,12 +28,20 @@ type normalised struct {
 	} `json:"scaling"`
 }
 
+// resolvedImage is an image resolved for a deployment: the version every node will
+// run, and what admission policies judge of it.
+type resolvedImage struct {
+	ver      v1.Version
+	artifact policy.Artifact
+	config   policy.ArtifactConfig // the app manifest and module scan from its config
+}
+
 // resolveImage resolves an image reference to the version every node will run: the
-// manifest digest, the app's limits and routes from its config, and its signature
-// checked against the trusted keys.
-func (s *Server) resolveImage(ctx context.Context, image string) (v1.Version, *v1.Error) {
-	bad := func(code, format string, args ...any) (v1.Version, *v1.Error) {
-		return v1.Version{}, &v1.Error{Code: code, Field: "spec.image", Message: fmt.Sprintf(format, args...)}
+// manifest digest, the app's limits, routes and labels from its config, and its
+// signature checked against the trusted keys.
+func (s *Server) resolveImage(ctx context.Context, image string) (*resolvedImage, *v1.Error) {
+	bad := func(code, format string, args ...any) (*resolvedImage, *v1.Error) {
+		return nil, &v1.Error{Code: code, Field: "spec.image", Message: fmt.Sprintf(format, args...)}
 	}
 	ref, err := oci.ParseRef(image)
 	if err != nil {
@@ -63,5 +72,23 @@ func (s *Server) resolveImage(ctx context.Context, image string) (v1.Version, *v
 	for _, r := range m.Routes {
 		ver.Routes = append(ver.Routes, r.Host+r.Path)
 	}
-	return ver, nil
+	cfg, err := policy.ParseArtifactConfig(p.ConfigBytes)
+	if err != nil {
+		return bad(v1.CodeArtifact, "%s: %v", image, err)
+	}
+	if len(cfg.Manifest.App.Labels) > 0 {
+		ver.Labels = cfg.Manifest.App.Labels
+	}
+	return &resolvedImage{ver: ver, config: cfg, artifact: policy.Artifact{
+		Digest: ver.Digest, Size: cfg.Size, Signed: ver.Signed, Signer: ver.Signer,
+		Registry: ref.Registry, Repository: ref.Repo, Imports: cfg.Imports, ABI: cfg.ABI,
+		Annotations: nonNil(p.Parsed.Manifest.Annotations),
+	}}, nil
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }

@@ -129,6 +129,8 @@ type Server struct {
 	statuses    *table[v1.InstanceStatus]
 	placements  *table[v1.Placement]
 	creds       *table[cred]
+	policyRecs  *table[v1.Policy]
+	policies    policyState
 
 	ready       atomic.Bool
 	leader      atomic.Bool
@@ -222,6 +224,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.statuses = newTable[v1.InstanceStatus](bucketStatus)
 	s.creds = newTable[cred](bucketTokens)
 	s.placements = newTable[v1.Placement](bucketPlacements)
+	s.policyRecs = newTable[v1.Policy](bucketPolicies)
+	s.initPolicies()
 	s.assignments.onChange = func(key string, _ *v1.Assignment) {
 		node, _, _ := strings.Cut(key, ".")
 		s.markDirty(node)
@@ -244,13 +248,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		{func(c context.Context) { s.statuses.run(c, st.status, logf) }},
 		{func(c context.Context) { s.creds.run(c, st.tokens, logf) }},
 		{func(c context.Context) { s.placements.run(c, st.placements, logf) }},
+		{func(c context.Context) { s.policyRecs.run(c, st.policies, logf) }},
 	} {
 		s.goRun(runCtx, t.run)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, w := range []func(context.Context) error{s.deployments.waitReady, s.nodes.waitReady, s.leases.waitReady,
-		s.assignments.waitReady, s.statuses.waitReady, s.creds.waitReady, s.placements.waitReady} {
+		s.assignments.waitReady, s.statuses.waitReady, s.creds.waitReady, s.placements.waitReady, s.policyRecs.waitReady} {
 		if err := w(wctx); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("control plane: %w", err)

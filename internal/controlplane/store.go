@@ -22,15 +22,16 @@ const (
 	bucketStatus      = "fermion_status"      // <node>.<deployment>: heartbeat handler, from the agent's report
 	bucketPlacements  = "fermion_placements"  // <deployment>: scheduler (its latest decision)
 	bucketTokens      = "fermion_tokens"      // token.<id>, node.<name>: API, join handler
+	bucketPolicies    = "fermion_policies"    // <policy>: API only (CAS); history = its last versions
 	bucketLeader      = "fermion_leader"      // controllers: leader election (TTL)
 	streamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
 )
 
 // store holds the buckets.
 type store struct {
-	js                                                                          jetstream.JetStream
-	deployments, nodes, leases, assignments, status, placements, tokens, leader jetstream.KeyValue
-	events                                                                      jetstream.Stream
+	js                                                                                    jetstream.JetStream
+	deployments, nodes, leases, assignments, status, placements, tokens, leader, policies jetstream.KeyValue
+	events                                                                                jetstream.Stream
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL time.Duration, maxEvents int64) (*store, error) {
@@ -49,6 +50,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leader
 		{&s.placements, bucketPlacements, 1, 0},
 		{&s.tokens, bucketTokens, 1, 0},
 		{&s.leader, bucketLeader, 1, leaderTTL},
+		{&s.policies, bucketPolicies, policyHistory, 0},
 	}
 	// Open them at once: replicas of a new cluster race to create them, and each
 	// race can cost an API timeout.
@@ -294,6 +296,31 @@ func (t *table[T]) waitRev(ctx context.Context, rev uint64) error {
 		seen, ch := t.rev, t.changed
 		t.mu.RUnlock()
 		if seen >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// changes returns a channel that is closed at the next change of the table.
+func (t *table[T]) changes() <-chan struct{} {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.changed
+}
+
+// waitGone waits until key is absent (read your own delete).
+func (t *table[T]) waitGone(ctx context.Context, key string) error {
+	for {
+		t.mu.RLock()
+		_, ok := t.m[key]
+		ch := t.changed
+		t.mu.RUnlock()
+		if !ok {
 			return nil
 		}
 		select {

@@ -105,6 +105,17 @@
 // (see memo.go): a fleet of 1,000 nodes typically costs a handful of CEL evaluations
 // per constraint, not 1,000.
 //
+// # Applied policies and their inputs
+//
+// The control plane stores each policy as its source, the mode it was applied in and
+// a version; ParseApplied turns such a record back into a *Policy, on the server and
+// on an agent that is sent the runtime policies. Vet is Lint split for apply: a
+// policy whose matchConditions are always false (it matches nothing) is refused, the
+// other findings are warnings. ParseArtifactConfig reads an artifact's OCI config
+// blob (the normalised manifest and the module scan) into the manifest, imports and
+// ABI that admission and runtime policies judge, so that the control plane and the
+// agents build their inputs from the same facts.
+//
 // # Testing policies
 //
 // ParseCases reads a case file (cases: [{name, target, policy, input, expect}]),

@@ -25,9 +25,9 @@ const (
 // caller's goroutine; it must be fast and must not block. The control plane implements
 // it with Prometheus metrics named
 //
-//	fermion_policy_evaluations_total{policy,mode,result}  counter, every call
-//	fermion_policy_violations_total{policy,mode}          counter, result "violation" or "error"
-//	fermion_policy_evaluation_seconds                     histogram of seconds
+//	fermion_policy_evaluations_total{policy,mode,result}       counter, every call
+//	fermion_policy_violations_total{policy,mode}               counter, result "violation" or "error"
+//	fermion_policy_evaluation_duration_seconds{policy}         histogram of seconds
 //
 // Placement constraints run once per node inside the scheduler and are not observed
 // one by one; Set.ExplainPlacement counts what they exclude.

@@ -72,3 +72,26 @@ func FuzzParseCases(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseArtifactConfig checks that no artifact config, however broken, panics the
+// reader, and that what it accepts can be judged by the example policies.
+func FuzzParseArtifactConfig(f *testing.F) {
+	for _, s := range []string{artifactConfig, `{"manifest":{}}`, `{"manifest":null}`, `[]`, `{"manifest":{"limits":{"memory":18446744073709551615,"timeout":"-1s"}}}`} {
+		f.Add([]byte(s))
+	}
+	set, err := NewSet(Options{}, loadExamples(f)...)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseArtifactConfig(data)
+		if err != nil {
+			return
+		}
+		if c.Manifest.Limits.Memory < 0 || c.Manifest.Limits.TimeoutMS < 0 {
+			t.Fatalf("negative limits accepted: %+v", c.Manifest.Limits)
+		}
+		set.Admit(AdmissionInput{Manifest: c.Manifest, Artifact: Artifact{Imports: c.Imports, ABI: c.ABI, Size: c.Size}})
+		set.RuntimeCheck(RuntimeInput{Artifact: c.RuntimeArtifact("sha256:0")})
+	})
+}

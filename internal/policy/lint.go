@@ -16,15 +16,27 @@ type Finding = Problem
 // matchCondition that is always false (the policy matches nothing) or a validation
 // that is always true (it never objects), and a deny policy that fails open.
 func Lint(p *Policy) ([]Finding, error) {
-	p = p.clone()
-	c, err := compile(p, 0)
+	refuse, warn, err := Vet(p)
 	if err != nil {
 		return nil, err
 	}
-	var out []Finding
+	out := append(refuse, warn...)
+	diag.Sort(out)
+	return out, nil
+}
+
+// Vet is Lint for applying a policy. It splits the findings into those that make the
+// policy pointless to apply — a matchCondition that is always false, so the policy
+// never applies to anything — which the control plane refuses, and the rest, which
+// it reports as warnings. err is the compile error, if any.
+func Vet(p *Policy) (refuse, warn []Finding, err error) {
+	p = p.clone()
+	c, err := compile(p, 0)
+	if err != nil {
+		return nil, nil, err
+	}
 	add := func(prog program, msg string) {
-		pr := p.exprProblem(prog.field, msg)
-		out = append(out, pr)
+		warn = append(warn, p.exprProblem(prog.field, msg))
 	}
 	s := p.Spec
 	matchScope, exprScope := scopeAdmission, scopeAdmission
@@ -37,7 +49,7 @@ func Lint(p *Policy) ([]Finding, error) {
 	for _, m := range c.match {
 		switch constant(matchScope, m.ast) {
 		case types.False:
-			add(m, "matches nothing: this matchCondition is always false, so the policy never applies")
+			refuse = append(refuse, p.exprProblem(m.field, "matches nothing: this matchCondition is always false, so the policy never applies"))
 		case types.True:
 			add(m, "is always true; remove it")
 		}
@@ -59,11 +71,12 @@ func Lint(p *Policy) ([]Finding, error) {
 		}
 	}
 	if s.Mode == ModeDeny && s.FailurePolicy == Ignore && s.Target != TargetPlacement {
-		out = append(out, Finding{File: p.File, Field: "spec.failurePolicy",
+		warn = append(warn, Finding{File: p.File, Field: "spec.failurePolicy",
 			Msg: "Ignore in mode deny fails open: an expression that errors lets the request through; use Fail unless that is intended"})
 	}
-	diag.Sort(out)
-	return out, nil
+	diag.Sort(refuse)
+	diag.Sort(warn)
+	return refuse, warn, nil
 }
 
 // constant folds a checked expression and returns its value if it is a constant

@@ -27,6 +27,7 @@ type SimAgent struct {
 	mu      sync.Mutex // leaf
 	nc      *nats.Conn
 	set     v1.AssignmentSet
+	rules   []v1.RuntimePolicy // from the last register or heartbeat reply
 	paused  bool
 	applied chan struct{} // closed and replaced when the set changes
 
@@ -74,6 +75,7 @@ func JoinSimAgent(ctx context.Context, natsURL, joinToken, name string, reg v1.R
 		return nil, fmt.Errorf("register %s: %w", name, errors.Join(err, errOrNil(rr.Error)))
 	}
 	a.apply(rr.Assignments)
+	a.setRuntimePolicies(rr.RuntimePolicies)
 	renew := time.Duration(rr.LeaseRenewSeconds * float64(time.Second))
 	if a.Renew > 0 {
 		renew = a.Renew
@@ -131,8 +133,26 @@ func (a *SimAgent) loop(ctx context.Context, renew time.Duration) {
 		}
 		if hr.Error == nil {
 			a.apply(hr.Assignments)
+			a.setRuntimePolicies(hr.RuntimePolicies)
 		}
 	}
+}
+
+func (a *SimAgent) setRuntimePolicies(ps []v1.RuntimePolicy) {
+	if ps == nil {
+		return // a server without policies: keep what we have, as an agent does
+	}
+	a.mu.Lock()
+	a.rules = ps
+	a.mu.Unlock()
+}
+
+// RuntimePolicies returns the runtime policies the last register or heartbeat reply
+// carried.
+func (a *SimAgent) RuntimePolicies() []v1.RuntimePolicy {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]v1.RuntimePolicy(nil), a.rules...)
 }
 
 func (a *SimAgent) apply(set v1.AssignmentSet) {
