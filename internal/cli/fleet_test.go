@@ -1,0 +1,152 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"fermion.dev/fermion/internal/cli"
+	"fermion.dev/fermion/internal/fermiontest"
+)
+
+// background is a long-running verb (up, server, agent) in a goroutine.
+type background struct {
+	out, errs *syncBuffer
+	cancel    context.CancelFunc
+	done      chan int
+}
+
+func startVerb(t *testing.T, args ...string) *background {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &background{out: &syncBuffer{}, errs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() { b.done <- cli.RunContext(ctx, args, b.out, b.errs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-b.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("fermion %s did not stop 30s after its context was canceled", args[0])
+		}
+	})
+	return b
+}
+
+// waitLine waits for a line of output matching re and returns its first group.
+func (b *background) waitLine(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	var got string
+	fermiontest.WaitFor(t, timeout, func() error {
+		select {
+		case code := <-b.done:
+			b.done <- code
+			t.Fatalf("exited %d\nstdout:\n%s\nstderr:\n%s", code, b.out, b.errs)
+		default:
+		}
+		m := re.FindStringSubmatch(b.out.String())
+		if m == nil {
+			return fmt.Errorf("no line matching %s in %q", re, b.out)
+		}
+		got = m[1]
+		return nil
+	})
+	return got
+}
+
+func httpGet(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+var (
+	apiLine     = regexp.MustCompile(`(?m)API (http://127\.0\.0\.1:\d+)$`)
+	natsLine    = regexp.MustCompile(`(?m)^agents connect to (nats://127\.0\.0\.1:\d+)$`)
+	gwLine      = regexp.MustCompile(`(?m)^node \S+: gateway (http://127\.0\.0\.1:\d+)$`)
+	answerLine  = regexp.MustCompile(`(?m)^hello answering at (http://\S+)$`)
+	tokenLine   = regexp.MustCompile(`(?m)^token\s+(fmn_\S+)$`)
+	quietListen = []string{"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--admin-listen", ""}
+)
+
+// TestUp runs the README's command: everything in one process, the example answering.
+func TestUp(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	args := append([]string{"up", "--example", filepath.Join(fermiontest.Root(t), "examples", "hello"),
+		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
+	b := startVerb(t, args...)
+	url := b.waitLine(t, answerLine, 3*time.Minute)
+	code, body, err := httpGet(url)
+	if err != nil || code != 200 || !strings.Contains(body, "Hello") {
+		t.Fatalf("GET %s: %d %q %v", url, code, body, err)
+	}
+	// The other verbs find the control plane through the saved context.
+	c, out, errOut := run(t, "status", "hello")
+	if c != 0 || !strings.Contains(out, "converged") {
+		t.Fatalf("status: %d\n%s\n%s", c, out, errOut)
+	}
+	c, out, _ = run(t, "nodes")
+	if c != 0 || !strings.Contains(out, "local") || !strings.Contains(out, "hello") {
+		t.Fatalf("nodes: %d\n%s", c, out)
+	}
+}
+
+// TestServerAndTwoAgents is the multi-process flow, in-process: a server, two agents
+// joined by hand with a node token, a deploy from a directory spread across zones, and a
+// drain that moves the work.
+func TestServerAndTwoAgents(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir(), "--lease-renew", "500ms", "--lease-lost", "3s"}, quietListen...)...)
+	srv.waitLine(t, apiLine, time.Minute)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	if c != 0 {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	tok := tokenLine.FindStringSubmatch(out)
+	if tok == nil {
+		t.Fatalf("no token in %q", out)
+	}
+	gws := map[string]string{}
+	for i, zone := range []string{"a", "b"} {
+		name := fmt.Sprintf("edge-%d", i+1)
+		a := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", name, "--data", t.TempDir(),
+			"--label", "region=eu-west", "--label", "zone="+zone, "--listen", "127.0.0.1:0", "--admin-listen", "")
+		gws[name] = a.waitLine(t, gwLine, time.Minute)
+	}
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zone",
+		"--selector", `region == "eu-west"`, "--timeout", "2m")
+	if c != 0 || !strings.Contains(out, "converged: 2/2") {
+		t.Fatalf("deploy: %d\n%s\n%s", c, out, errOut)
+	}
+	for name, gw := range gws {
+		if code, _, err := httpGet(gw + "/hello"); err != nil || code != 200 {
+			t.Fatalf("%s: %d %v", name, code, err)
+		}
+	}
+	// A deploy that fits nowhere is explained.
+	c, _, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--name", "hello-us", "--nodes", "1",
+		"--selector", `region == "us-east"`, "--wait=false")
+	if c == 0 || !strings.Contains(errOut, "2 selector mismatch") {
+		t.Fatalf("unplaceable deploy: %d %s", c, errOut)
+	}
+	c, out, errOut = run(t, "node", "drain", "edge-1", "--timeout", "1m")
+	if c != 0 || !strings.Contains(out, "drained") {
+		t.Fatalf("drain: %d\n%s\n%s", c, out, errOut)
+	}
+	c, out, _ = run(t, "events", "--node", "edge-1")
+	if c != 0 || !strings.Contains(out, "drain_started") || !strings.Contains(out, "drained") {
+		t.Fatalf("events: %d\n%s", c, out)
+	}
+}
