@@ -314,10 +314,10 @@ func (c *cpLoop) register(ctx context.Context) {
 	}
 	if err == nil {
 		var changed bool
-		if changed, err = n.trust.set(reply.TrustedKeys); err != nil {
+		if changed, err = n.trust.set(reply.TrustedKeys, reply.RequireSignatures); err != nil {
 			result, err = resultRejected, fmt.Errorf("register: the control plane sent an unusable trusted key: %w", err)
 		} else if changed {
-			if err := writeJSON(n.cfg.DataDir, trustFile, trustFileBody{TrustedKeys: reply.TrustedKeys}); err != nil {
+			if err := writeJSON(n.cfg.DataDir, trustFile, trustFileBody{TrustedKeys: reply.TrustedKeys, RequireSignatures: reply.RequireSignatures}); err != nil {
 				n.log.Error("trusted keys not saved", "err", err)
 			}
 		}
@@ -350,6 +350,7 @@ func (c *cpLoop) register(ctx context.Context) {
 	c.hbAt, c.hbSoon = now.Add(c.renew), now.Add(statusDebounce) // report statuses at once
 	n.setRegistered(true)
 	n.log.Info("registered with the control plane", "leaseRenew", c.renew, "assignmentsRevision", reply.Assignments.Revision)
+	n.rules.update(reply.RuntimePolicies)
 	n.offer(reply.Assignments, "register")
 }
 
@@ -392,6 +393,7 @@ func (c *cpLoop) heartbeat(ctx context.Context) {
 	c.hbFailures = 0
 	c.renewed = time.Now()
 	c.hbAt = c.renewed.Add(c.renew)
+	n.rules.update(reply.RuntimePolicies)
 	n.offer(reply.Assignments, "heartbeat")
 }
 

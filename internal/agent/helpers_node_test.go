@@ -147,7 +147,7 @@ func (cp *controlPlane) respond() {
 			set, trusted := cp.sets[node], cp.trusted
 			cp.mu.Unlock()
 			set.Node = node
-			reply(m, v1.RegisterReply{LeaseRenewSeconds: 0.2, LeaseLostSeconds: 1, TrustedKeys: trusted, Assignments: set})
+			reply(m, v1.RegisterReply{LeaseRenewSeconds: 0.2, LeaseLostSeconds: 1, TrustedKeys: trusted, RequireSignatures: len(trusted) > 0, Assignments: set})
 		},
 		v1.SubjectHeartbeat("*"): func(m *nats.Msg) {
 			node := strings.Split(m.Subject, ".")[2]

@@ -27,6 +27,8 @@ type nodeMetrics struct {
 	assignments   prometheus.Gauge
 	revision      prometheus.Gauge
 	deployments   *prometheus.GaugeVec // state
+	// runtimeDenials counts versions the node's runtime policies refused to start.
+	runtimeDenials prometheus.Counter
 }
 
 // newNodeMetrics creates the collectors and registers them on reg (nil: not exported).
@@ -61,6 +63,10 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Name: "fermion_agent_deployments",
 			Help: "Assigned deployments by state (pulling, starting, ready, failed).",
 		}, []string{"state"}),
+		runtimeDenials: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fermion_agent_runtime_policy_denials_total",
+			Help: "Versions this node's runtime policies refused to start.",
+		}),
 	}
 	for _, r := range []string{resultOK, resultRejected, resultUnreachable} {
 		m.registrations.WithLabelValues(r)
@@ -87,6 +93,9 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		}
 	}
 	if m.deployments, err = register(reg, m.deployments); err != nil {
+		return nil, err
+	}
+	if m.runtimeDenials, err = register(reg, m.runtimeDenials); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -18,6 +18,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/nodecache"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -48,6 +49,11 @@ type NodeConfig struct {
 	Registry *oci.Client
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer // nil: none
+	// Allow is what this node permits whatever the control plane asks: the runtime
+	// policies see it as node.allow. RuntimePolicies are the node's own runtime-target
+	// policies, enforced before every start alongside those the control plane sends.
+	Allow           policy.NodeAllow
+	RuntimePolicies []*policy.Policy
 }
 
 const (
@@ -79,6 +85,7 @@ type Node struct {
 	log     *slog.Logger
 	cache   *nodecache.Cache
 	trust   *trust
+	rules   *runtimePolicies
 	metrics *nodeMetrics
 
 	// Signals, buffered 1 and sent without blocking: a pending value is never lost and
@@ -137,6 +144,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if err := removeTemps(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("new node: remove interrupted writes: %w", err)
 	}
+	rules, err := newRuntimePolicies(log, cfg.RuntimePolicies)
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
 	m, err := newNodeMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("new node: %w", err)
@@ -145,6 +156,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg:           cfg,
 		log:           log,
 		trust:         &trust{client: cfg.Registry},
+		rules:         rules,
 		metrics:       m,
 		offered:       make(chan struct{}, 1),
 		statusChanged: make(chan struct{}, 1),
@@ -166,7 +178,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if _, err := readJSON(cfg.DataDir, trustFile, &tf); err != nil {
 		log.Error("trusted keys unreadable; trusting none until the control plane answers", "err", err)
 	}
-	if _, err := n.trust.set(tf.TrustedKeys); err != nil {
+	if _, err := n.trust.set(tf.TrustedKeys, tf.RequireSignatures); err != nil {
 		log.Error("trusted keys unusable; trusting none until the control plane answers", "err", err)
 	}
 	set, err := loadAssignments(cfg.DataDir)

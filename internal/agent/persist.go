@@ -39,7 +39,8 @@ type nodeCreds struct {
 
 // trustFileBody is trust.json.
 type trustFileBody struct {
-	TrustedKeys []string `json:"trustedKeys"`
+	TrustedKeys       []string `json:"trustedKeys"`
+	RequireSignatures bool     `json:"requireSignatures,omitempty"`
 }
 
 // readJSON decodes dir/name into v. It returns false, nil when the file does not exist.

@@ -10,6 +10,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/nodecache"
+	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
 )
 
@@ -297,6 +298,10 @@ func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, er
 	}
 	m, err := appManifest(e)
 	if err != nil {
+		return nil, fmt.Errorf("artifact %s: %w", ref, err)
+	}
+	if err := n.rules.check(e.Config, ref.Digest, policy.RuntimeNode{Name: n.cfg.Name, Labels: n.cfg.Labels, Allow: n.cfg.Allow}); err != nil {
+		n.metrics.runtimeDenials.Inc()
 		return nil, fmt.Errorf("artifact %s: %w", ref, err)
 	}
 	n.setStatus(t, t.a, v1.InstanceStarting, "", nil)

@@ -10,28 +10,29 @@ import (
 	"fermion.dev/fermion/internal/oci"
 )
 
-// trust is the node's trust policy: the PEM keys the control plane last sent (none: no
-// signature required). It is the node cache's Verifier, so a policy the control plane
+// trust is the node's trust policy: the PEM keys the control plane last sent and
+// whether it requires signatures (without, a bad signature is still refused). It is the node cache's Verifier, so a policy the control plane
 // changes applies to the next verification without reopening the cache.
 type trust struct {
 	client *oci.Client
 
-	mu     sync.Mutex // guards the fields below; leaf
-	pems   []string
-	policy artifact.TrustPolicy
-	ids    []string // KeyIDs of policy.Keys
+	mu      sync.Mutex // guards the fields below; leaf
+	pems    []string
+	require bool
+	policy  artifact.TrustPolicy
+	ids     []string // KeyIDs of policy.Keys
 }
 
 var _ nodecache.Verifier = (*trust)(nil)
 
 // set replaces the policy with one built from pems. It reports whether anything changed;
 // on a malformed key it keeps the current policy and returns the error.
-func (t *trust) set(pems []string) (changed bool, err error) {
+func (t *trust) set(pems []string, require bool) (changed bool, err error) {
 	raw := make([][]byte, len(pems))
 	for i, p := range pems {
 		raw[i] = []byte(p)
 	}
-	p, err := artifact.LoadTrustPolicy(raw, len(pems) > 0)
+	p, err := artifact.LoadTrustPolicy(raw, require && len(pems) > 0)
 	if err != nil {
 		return false, err
 	}
@@ -41,10 +42,10 @@ func (t *trust) set(pems []string) (changed bool, err error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if slices.Equal(t.pems, pems) {
+	if slices.Equal(t.pems, pems) && t.require == require {
 		return false, nil
 	}
-	t.pems, t.policy, t.ids = slices.Clone(pems), p, ids
+	t.pems, t.require, t.policy, t.ids = slices.Clone(pems), require, p, ids
 	return true, nil
 }
 

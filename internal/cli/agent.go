@@ -21,6 +21,7 @@ import (
 	"fermion.dev/fermion/internal/agent"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -38,6 +39,10 @@ type agentOptions struct {
 	noTelemetry                    bool
 	drainTimeout                   time.Duration
 	logLevel                       string
+	allowImports, allowOutbound    []string
+	allowEnv, runtimePolicies      []string
+	allowFiles                     bool
+	allowMemory                    string
 }
 
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
@@ -58,6 +63,12 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
 	f.DurationVar(&o.drainTimeout, prefix+"drain-timeout", 30*time.Second, "how long removed versions may finish in-flight requests")
+	f.StringSliceVar(&o.allowImports, prefix+"allow-import", []string{"wasi_snapshot_preview1", "fermion"}, "wasm import modules this node allows (node.allow.import_modules in runtime policies)")
+	f.StringSliceVar(&o.allowOutbound, prefix+"allow-outbound", nil, "outbound hosts this node allows (node.allow.outbound_hosts)")
+	f.StringSliceVar(&o.allowEnv, prefix+"allow-env", nil, "environment variables a guest may be given here (node.allow.env)")
+	f.BoolVar(&o.allowFiles, prefix+"allow-files", false, "allow read-only file mounts (node.allow.files)")
+	f.StringVar(&o.allowMemory, prefix+"allow-memory", "", "most memory one instance may have here, e.g. 256MiB (node.allow.memory; empty: no limit)")
+	f.StringArrayVar(&o.runtimePolicies, prefix+"runtime-policy", nil, "runtime policy file this node enforces before every start, whatever the control plane sends (repeat)")
 	if prefix == "" {
 		f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	}
@@ -174,6 +185,24 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if o.registryToken == "" {
 		o.registryToken = os.Getenv("FERMION_REGISTRY_TOKEN")
 	}
+	allow := policy.NodeAllow{ImportModules: o.allowImports, OutboundHosts: o.allowOutbound, Env: o.allowEnv, Files: o.allowFiles}
+	if o.allowMemory != "" {
+		if allow.Memory, err = manifest.ParseSize(o.allowMemory); err != nil {
+			return nil, usageError{fmt.Errorf("--allow-memory: %w", err)}
+		}
+	}
+	var rules []*policy.Policy
+	for _, path := range o.runtimePolicies {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--runtime-policy: %w", err)
+		}
+		p, err := policy.ParseFile(path, b)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, p)
+	}
 	gw, err := listen(o.listen, "gateway", "listen")
 	if err != nil {
 		return nil, err
@@ -199,7 +228,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
 		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax,
-		Registry: &oci.Client{Token: o.registryToken}, Logger: logger}
+		Registry: &oci.Client{Token: o.registryToken}, Logger: logger, Allow: allow, RuntimePolicies: rules}
 	if dp.Metrics != nil {
 		ncfg.Metrics = dp.Metrics.Registry
 	}

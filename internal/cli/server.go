@@ -32,7 +32,7 @@ type serverOptions struct {
 	routes, trust                   []string
 	leaseRenew, leaseLost           time.Duration
 	logLevel                        string
-	saveContext                     bool
+	saveContext, requireSigned      bool
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -50,7 +50,8 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.clusterName, "cluster-name", "fermion", "cluster name (with --cluster-listen)")
 	f.StringVar(&o.clusterListen, "cluster-listen", "", "route address for a 3-server cluster (empty: a single server)")
 	f.StringSliceVar(&o.routes, "route", nil, "another replica's route URL, nats://host:port (repeat, or comma-separate)")
-	f.StringSliceVar(&o.trust, "trust", nil, "public key (PEM) artifacts must be signed by (repeat); none: signatures are not required")
+	f.StringArrayVar(&o.trust, "trust", nil, "public key (PEM) signatures are verified against, as [name=]path (repeat); policies see the name as artifact.signer")
+	f.BoolVar(&o.requireSigned, "require-signed", false, "refuse artifacts without a signature by a trusted key everywhere (without it, policies such as require-signed decide)")
 	f.DurationVar(&o.leaseRenew, "lease-renew", 10*time.Second, "how often agents renew their lease")
 	f.DurationVar(&o.leaseLost, "lease-lost", 40*time.Second, "how long without a renewal before a node is lost and its work moves")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -121,12 +122,20 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
 	}
 	var trusted [][]byte
-	for _, p := range o.trust {
+	var names []string
+	for _, t := range o.trust {
+		name, p, ok := strings.Cut(t, "=")
+		if !ok {
+			name, p = "", t
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("--trust: %w", err)
 		}
-		trusted = append(trusted, b)
+		trusted, names = append(trusted, b), append(names, name)
+	}
+	if o.requireSigned && len(trusted) == 0 {
+		return nil, usageError{errors.New("--require-signed needs at least one --trust key")}
 	}
 	if o.natsPassword == "" {
 		o.natsPassword = os.Getenv("FERMION_NATS_PASSWORD")
@@ -166,7 +175,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes,
-		Registry: regLn != nil, RegistryHost: o.registryHost, TrustedKeys: trusted,
+		Registry: regLn != nil, RegistryHost: o.registryHost, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})
 	if err != nil {

@@ -151,7 +151,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	return v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
-		TrustedKeys: s.trustP, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
+		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"fermion.dev/fermion/internal/controlplane/cptest"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/policy"
 )
 
 // compileCache is shared by every data plane in this test binary: each guest is
@@ -96,13 +97,18 @@ func (p *proxy) setCut(on bool) {
 // realNode starts an agent with a data plane and returns its gateway URL.
 func realNode(t *testing.T, natsURL, token, name string, labels map[string]string) string {
 	t.Helper()
+	return realNodeAllow(t, natsURL, token, name, labels, policy.NodeAllow{})
+}
+
+func realNodeAllow(t *testing.T, natsURL, token, name string, labels map[string]string, allow policy.NodeAllow) string {
+	t.Helper()
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
 		Labels: labels, Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, DataPlane: dp,
-		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}})
+		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}, Allow: allow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +246,54 @@ func TestRealAgentsDeployAndReschedule(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+const nodeMemoryPolicy = `apiVersion: fermion.dev/v1
+kind: Policy
+metadata:
+  name: node-memory
+spec:
+  target: runtime
+  mode: deny
+  validations:
+    - expression: node.allow.memory == 0 || artifact.limits.memory <= node.allow.memory
+      messageExpression: '"memory limit " + string(artifact.limits.memory) + " exceeds the node maximum " + string(node.allow.memory)'
+`
+
+// TestRuntimePolicyOnTheNode applies a runtime policy; the node whose own allowance is
+// smaller than the artifact's memory limit refuses to start it (defence in depth: the
+// scheduler placed it there) and reports why; the other node runs it.
+func TestRuntimePolicyOnTheNode(t *testing.T) {
+	ctx := context.Background()
+	p := cptest.Start(t, controlplane.Config{})
+	c, _ := client.New(p.API, p.Token)
+	if _, _, err := c.ApplyPolicy(ctx, "node-memory", v1.PolicyApply{Source: nodeMemoryPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	join := p.NodeToken(t)
+	small := realNodeAllow(t, p.NATSURL(), join, "small", nil, policy.NodeAllow{Memory: 1 << 20})
+	big := realNodeAllow(t, p.NATSURL(), join, "big", nil, policy.NodeAllow{Memory: 1 << 30})
+	cptest.WaitNodes(t, p.Server, 2, v1.NodeReady, 10*time.Second)
+	image := p.PushExample(t, "hello", "1.0.0", artifact.Meta{})
+	if _, _, err := c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Daemon: true}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	fermiontest.WaitFor(t, 30*time.Second, func() error { return get(big + "/hello") })
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		st, err := c.DeploymentStatus(ctx, "hello")
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.Node == "small" && n.Actual != nil && n.Actual.State == v1.InstanceFailed &&
+				strings.Contains(n.Actual.LastError, "policy node-memory: memory limit") {
+				return nil
+			}
+		}
+		return fmt.Errorf("small has not refused it: %+v", st.Nodes)
+	})
+	if err := get(small + "/hello"); err == nil {
+		t.Fatal("the small node serves what its policy refuses")
 	}
 }

@@ -62,6 +62,9 @@ func (s *Server) resolveImage(ctx context.Context, image string) (*resolvedImage
 			return bad(v1.CodeArtifact, "verify %s: %v", image, err)
 		}
 		ver.Signed, ver.Signer = vr.Signed, vr.KeyID
+		if name := s.keyNames[vr.KeyID]; name != "" {
+			ver.Signer = name
+		}
 	}
 	var m normalised
 	if err := json.Unmarshal(p.Parsed.Config.Manifest, &m); err != nil {

@@ -52,9 +52,14 @@ type Config struct {
 	Registry     bool
 	RegistryHost string
 
-	// TrustedKeys: artifacts must be signed by one of them (empty: signatures are
-	// checked when present but not required).
-	TrustedKeys [][]byte
+	// TrustedKeys are the PEM public keys signatures are verified against, at deploy
+	// and on the nodes; TrustedKeyNames names them (parallel, "" for none), and a
+	// policy sees artifact.signer as the name (else the key id). A signature by a
+	// trusted key that does not match is always refused; an unsigned artifact is
+	// refused only with RequireSigned — otherwise policies (require-signed) decide.
+	TrustedKeys     [][]byte
+	TrustedKeyNames []string
+	RequireSigned   bool
 
 	// Lease timing: an agent renews every LeaseRenew and is lost after LeaseLost
 	// without a renewal (defaults 10s and 40s, as Kubernetes node leases).
@@ -119,8 +124,9 @@ type Server struct {
 	st     *store
 	reg    *registry.Registry
 	oci    *oci.Client
-	trust  artifact.TrustPolicy
-	trustP []string // PEM, for agents
+	trust    artifact.TrustPolicy
+	trustP   []string          // PEM, for agents
+	keyNames map[string]string // key id → name
 
 	deployments *table[v1.Deployment]
 	nodes       *table[v1.Node]
@@ -165,14 +171,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		kick: make(chan struct{}, 1), pushKick: make(chan struct{}, 1), dirtyNodes: map[string]bool{}}
 	s.leaderName.Store("")
 	s.metrics = newMetrics(cfg.Metrics, s)
-	if len(cfg.TrustedKeys) > 0 {
-		p, err := artifact.LoadTrustPolicy(cfg.TrustedKeys, true)
-		if err != nil {
-			return nil, fmt.Errorf("control plane: trusted keys: %w", err)
-		}
-		s.trust = p
-		for _, k := range cfg.TrustedKeys {
-			s.trustP = append(s.trustP, string(k))
+	if cfg.RequireSigned && len(cfg.TrustedKeys) == 0 {
+		return nil, errors.New("control plane: requiring signatures needs at least one trusted key")
+	}
+	p, err := artifact.LoadTrustPolicy(cfg.TrustedKeys, cfg.RequireSigned)
+	if err != nil {
+		return nil, fmt.Errorf("control plane: trusted keys: %w", err)
+	}
+	s.trust, s.keyNames = p, map[string]string{}
+	for i, k := range p.Keys {
+		s.trustP = append(s.trustP, string(cfg.TrustedKeys[i]))
+		if i < len(cfg.TrustedKeyNames) && cfg.TrustedKeyNames[i] != "" {
+			s.keyNames[artifact.KeyID(k)] = cfg.TrustedKeyNames[i]
 		}
 	}
 	s.oci = &oci.Client{}
