@@ -339,6 +339,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 	}
 	slices.Sort(keep)
 	req, err := placementRequest(name, &spec, ver, keep, curReserved)
+	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes))
 	if err != nil {
 		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 	}

@@ -193,6 +193,42 @@ func (s *Server) schedNodes() []*scheduler.Node {
 	return out
 }
 
+// routeConflict leaves out the nodes where another deployment already serves one of
+// this version's routes (the same host and path): a node's gateway routes each to one
+// function, as Nomad leaves out nodes where a static port is taken.
+type routeConflict struct {
+	taken map[string]bool // nodes with a clashing route
+}
+
+func (c routeConflict) Name() string { return "routes" }
+func (c routeConflict) Match(n *scheduler.Node) (bool, string) {
+	if c.taken[n.Name] {
+		return false, "route taken by another deployment"
+	}
+	return true, ""
+}
+
+// routeConstraint finds the nodes where another deployment serves one of routes.
+func (s *Server) routeConstraint(name string, routes []string) scheduler.Constraint {
+	c := routeConflict{taken: map[string]bool{}}
+	if len(routes) == 0 {
+		return c
+	}
+	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+		if a.Deployment == name {
+			return
+		}
+		for _, r := range a.Version.Routes {
+			if slices.Contains(routes, r) {
+				node, _, _ := strings.Cut(key, ".")
+				c.taken[node] = true
+				return
+			}
+		}
+	})
+	return c
+}
+
 // reserve is what one node reserves for a version.
 func reserve(v v1.Version) v1.Resources {
 	inst := max(v.Instances, 1)
@@ -260,6 +296,7 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	}
 	slices.Sort(keep)
 	req, err := placementRequest(d.Name, &d.Spec, d.Version, keep, curReserved)
+	req.Constraints = append(req.Constraints, s.routeConstraint(d.Name, d.Version.Routes))
 	if err != nil {
 		return s.setPlacement(ctx, d, nil, "selector: "+err.Error())
 	}

@@ -406,3 +406,25 @@ func TestAgentBadTokenRefused(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRouteConflictIsAPlacementReason(t *testing.T) {
+	f := newFleet(t, map[string]map[string]string{"edge-1": {"zone": "a"}, "edge-2": {"zone": "b"}})
+	ctx := context.Background()
+	image := f.p.PushExample(t, "hello", "1.0.0", artifact.Meta{})
+	if _, _, err := f.c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Nodes: 1}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	first := placed(f.waitConverged(t, "hello", 10*time.Second))
+	// The same routes under another name go to the other node, then fit nowhere.
+	if _, _, err := f.c.PutDeployment(ctx, "hello-b", v1.DeploymentSpec{Image: image, Nodes: 1}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	second := placed(f.waitConverged(t, "hello-b", 10*time.Second))
+	if slices.Equal(first, second) {
+		t.Fatalf("both on %v: their routes clash", first)
+	}
+	_, _, err := f.c.PutDeployment(ctx, "hello-c", v1.DeploymentSpec{Image: image, Nodes: 1}, client.CreateOnly())
+	if !client.IsCode(err, v1.CodeUnplaceable) || !strings.Contains(err.Error(), "2 route taken by another deployment") {
+		t.Fatalf("third: %v", err)
+	}
+}
