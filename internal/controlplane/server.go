@@ -117,13 +117,13 @@ func (c *Config) defaults() error {
 
 // Server is one control-plane replica.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
-	eng    *engine.Engine // nil with an external NATS
-	nc     *nats.Conn
-	st     *store
-	reg    *registry.Registry
-	oci    *oci.Client
+	cfg      Config
+	logger   *slog.Logger
+	eng      *engine.Engine // nil with an external NATS
+	nc       *nats.Conn
+	st       *store
+	reg      *registry.Registry
+	oci      *oci.Client
 	trust    artifact.TrustPolicy
 	trustP   []string          // PEM, for agents
 	keyNames map[string]string // key id → name
