@@ -170,7 +170,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		lns = append(lns, adminLn)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), telemetry.BuildInfo(Version))
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,

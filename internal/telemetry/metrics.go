@@ -126,11 +126,7 @@ func NewMetrics(version string) *Metrics {
 			Help: "Requests the gateway is serving now.",
 		}),
 	}
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "fermion_build_info",
-		Help: "Build information; always 1.",
-	}, []string{"version", "goversion"})
-	build.WithLabelValues(version, runtime.Version()).Set(1)
+	build := BuildInfo(version)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -333,4 +329,15 @@ func (m *Metrics) InFlightAdd(delta float64) {
 		return
 	}
 	m.InFlight.Add(delta)
+}
+
+// BuildInfo is fermion_build_info{version, goversion} 1, which every Fermion process
+// exports: alerts use it to tell Fermion targets from others.
+func BuildInfo(version string) prometheus.Collector {
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fermion_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	return build
 }
