@@ -325,6 +325,17 @@ func (c *Client) DrainNode(ctx context.Context, name string) (*v1.Node, error) {
 }
 
 // UncordonNode makes a drained or draining node schedulable again.
+// RemoveNode forgets a lost or drained node.
+func (c *Client) RemoveNode(ctx context.Context, name string) error {
+	op := "remove node " + name
+	if name == "" {
+		return missing(op, "name")
+	}
+	_, err := c.do(ctx, op, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name), nil, nil, nil, nil)
+	return err
+}
+
+// UncordonNode makes a drained or draining node schedulable again.
 func (c *Client) UncordonNode(ctx context.Context, name string) (*v1.Node, error) {
 	return c.node(ctx, "uncordon node", http.MethodPost, name, "/uncordon")
 }

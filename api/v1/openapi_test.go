@@ -59,7 +59,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/deployments/{name}":        {"delete", "get", "put"},
 		"/v1/deployments/{name}/status": {"get"},
 		"/v1/nodes":                     {"get"},
-		"/v1/nodes/{name}":              {"get"},
+		"/v1/nodes/{name}":              {"delete", "get"},
 		"/v1/nodes/{name}/drain":        {"post"},
 		"/v1/nodes/{name}/uncordon":     {"post"},
 		"/v1/events":                    {"get"},

@@ -297,6 +297,7 @@ const (
 	EventDrainStarted = "drain_started"
 	EventDrained      = "drained"
 	EventUncordoned   = "uncordoned"
+	EventNodeRemoved  = "node_removed"
 	EventLeader       = "leader"
 	// Policy decisions: a policy in mode deny refused a deployment (or, at placement,
 	// excluded nodes), one in mode warn or audit objected. Their Violation says which.

@@ -83,7 +83,7 @@ func formatAssignments(a []string) string {
 
 func newNodeCmd() *cobra.Command {
 	var af apiFlags
-	c := &cobra.Command{Use: "node", Short: "Drain or uncordon a node"}
+	c := &cobra.Command{Use: "node", Short: "Drain, uncordon or remove a node"}
 	af.add(c)
 
 	var wait bool
@@ -137,7 +137,27 @@ is drained when no work is left on it; it stays unschedulable until uncordoned.`
 			return nil
 		},
 	}
-	c.AddCommand(drain, uncordon)
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Forget a node that is lost or drained: its record, lease and credentials",
+		Long: `Remove forgets a node for good, for a machine that is retired. Only a lost node (its
+agent stopped renewing) or a drained one can be removed; drain a live node first. Its agent
+can join again later with a node token.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			cl, err := af.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.RemoveNode(ctx, args[0]); err != nil {
+				return af.explain(ctx, err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "node %s removed\n", args[0])
+			return nil
+		},
+	}
+	c.AddCommand(drain, uncordon, remove)
 	return c
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/scheduler"
 )
@@ -43,6 +45,7 @@ func (s *Server) newAPI() http.Handler {
 	route("GET /v1/deployments/{name}/status", v1.RoleViewer, s.apiDeploymentStatus)
 	route("GET /v1/nodes", v1.RoleViewer, s.apiListNodes)
 	route("GET /v1/nodes/{name}", v1.RoleViewer, s.apiGetNode)
+	route("DELETE /v1/nodes/{name}", v1.RoleDeployer, s.apiRemoveNode)
 	route("POST /v1/nodes/{name}/drain", v1.RoleDeployer, s.apiDrain)
 	route("POST /v1/nodes/{name}/uncordon", v1.RoleDeployer, s.apiUncordon)
 	route("GET /v1/events", v1.RoleViewer, s.apiEvents)
@@ -558,6 +561,52 @@ func (s *Server) apiGetNode(_ http.ResponseWriter, r *http.Request, _ cred) (any
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + r.PathValue("name")}
 	}
 	return n, http.StatusOK, nil
+}
+
+// apiRemoveNode forgets a lost or drained node: record, lease, credentials, statuses.
+// Its assignments go with the scheduler's next pass.
+func (s *Server) apiRemoveNode(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	n, rev, ok := s.nodes.get(name)
+	if !ok {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + name}
+	}
+	if n.State != v1.NodeLost && n.State != v1.NodeDrained {
+		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("node %s is %s: drain it first (fermion node drain %s), or stop its agent and wait until it is lost", name, n.State, name)}
+	}
+	if err := s.st.nodes.Delete(ctx, name, jetstream.LastRevision(rev)); err != nil {
+		if isCASConflict(err) {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("node %s changed meanwhile; read it again", name)}
+		}
+		return nil, 0, unavailable("remove node", err)
+	}
+	var errs []error
+	for _, del := range []struct {
+		kv  jetstream.KeyValue
+		key string
+	}{{s.st.leases, name}, {s.st.tokens, "node." + name}} {
+		if err := del.kv.Delete(ctx, del.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	prefix := name + "."
+	var stale []string
+	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+		if strings.HasPrefix(key, prefix) {
+			stale = append(stale, key)
+		}
+	})
+	for _, key := range stale {
+		if err := s.st.status.Delete(ctx, key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, unavailable("remove node "+name, err)
+	}
+	s.event(ctx, v1.Event{Type: v1.EventNodeRemoved, Node: name, Message: fmt.Sprintf("node %s removed (it was %s)", name, n.State)})
+	return nil, http.StatusNoContent, nil
 }
 
 func (s *Server) apiDrain(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {

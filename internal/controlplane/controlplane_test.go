@@ -252,6 +252,21 @@ func TestKilledAgentIsRescheduled(t *testing.T) {
 	if !slices.Contains(types, v1.EventLeaseLost) || !slices.Contains(types, v1.EventRescheduled) {
 		t.Errorf("events for %s: %v", victim, types)
 	}
+	// A live node cannot be removed; the lost one can, with its credentials.
+	for _, n := range got {
+		if err := f.c.RemoveNode(ctx, n); !client.IsCode(err, v1.CodeConflict) {
+			t.Fatalf("removing ready node %s: %v", n, err)
+		}
+	}
+	if err := f.c.RemoveNode(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.GetNode(ctx, victim); !client.IsCode(err, v1.CodeNotFound) {
+		t.Fatalf("removed node still there: %v", err)
+	}
+	if err := f.c.RemoveNode(ctx, victim); !client.IsCode(err, v1.CodeNotFound) {
+		t.Fatalf("second remove: %v", err)
+	}
 }
 
 func TestCutOffAgentComesBack(t *testing.T) {
