@@ -443,3 +443,35 @@ func TestRouteConflictIsAPlacementReason(t *testing.T) {
 		t.Fatalf("third: %v", err)
 	}
 }
+
+func TestFollowEvents(t *testing.T) {
+	f := newFleet(t, map[string]map[string]string{"edge-1": {"zone": "a"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan v1.Event, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- f.c.FollowEvents(ctx, client.EventFilter{Node: "edge-1", Type: v1.EventDrainStarted}, func(e v1.Event) error {
+			got <- e
+			return nil
+		})
+	}()
+	// The follower sees events recorded after it started, and only those it asked for.
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if _, err := f.c.DrainNode(ctx, "edge-1"); err != nil {
+			return err
+		}
+		select {
+		case e := <-got:
+			if e.Type != v1.EventDrainStarted || e.Node != "edge-1" || e.Seq == 0 {
+				t.Fatalf("followed %+v", e)
+			}
+			return nil
+		case <-time.After(500 * time.Millisecond):
+			f.c.UncordonNode(ctx, "edge-1") // drain again on the next try
+			return errors.New("no event yet")
+		}
+	})
+	cancel()
+	<-done
+}
