@@ -13,6 +13,7 @@ import (
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
+	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fermiontest"
 )
 
@@ -88,4 +89,41 @@ func TestClusterLeaderFailover(t *testing.T) {
 	if info.Leader == "" || info.Leader == fmt.Sprintf("cp-%d", leader) {
 		t.Fatalf("info names leader %q", info.Leader)
 	}
+}
+
+// TestExternalNATS runs the control plane against a NATS server it does not embed (here
+// one started in-process; the same code path as a production cluster named by --nats).
+func TestExternalNATS(t *testing.T) {
+	ctx := context.Background()
+	ext, err := engine.Start(ctx, engine.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ext.Close) // after the plane's cleanup, which runs first
+	p := cptest.Start(t, controlplane.Config{NATS: ext.ClientURL()})
+	if p.Engine() != nil {
+		t.Fatal("embedded an engine despite NATS")
+	}
+	c, _ := client.New(p.API, p.Token)
+	join := p.NodeToken(t)
+	a, err := cptest.JoinSimAgent(ctx, ext.ClientURL(), join, "edge-1", v1.Register{Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	cptest.WaitNodes(t, p.Server, 1, v1.NodeReady, 10*time.Second)
+	image := p.PushExample(t, "hello", "1.0.0", artifact.Meta{})
+	if _, _, err := c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Nodes: 1}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		st, err := c.DeploymentStatus(ctx, "hello")
+		if err != nil {
+			return err
+		}
+		if !st.Converged {
+			return fmt.Errorf("%d/%d ready", st.Ready, st.Desired)
+		}
+		return nil
+	})
 }
