@@ -8,8 +8,12 @@
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
 //	           has no sampling profiler, so count calls with a function listener)
+//	fleet      1,000 simulated agents against one control-plane replica: join, daemon
+//	           convergence vs a 10-agent fleet, server CPU and memory while the leases
+//	           renew, CPU per heartbeat vs a bare NATS request/reply (fleet.go)
 //
-// Load is generated on loopback only, bounded by -duration per run.
+// Load is generated on loopback only, bounded by -duration per run (fleet: by -window
+// and -timeout per phase).
 package main
 
 import (
@@ -47,7 +51,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -60,6 +64,10 @@ func main() {
 		err = memoryBench(os.Args[2:])
 	case "guestcalls":
 		err = guestCalls(os.Args[2:])
+	case "fleet":
+		err = fleetBench(os.Args[2:])
+	case "fleet-agents": // the child process of fleet
+		err = fleetAgents(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
