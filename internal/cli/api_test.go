@@ -607,11 +607,13 @@ func TestDeployDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := filepath.Join(fermiontest.Root(t), "examples", "hello")
-	for _, name := range []string{"fermion.toml", "hello.wasm"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	toml, err := os.ReadFile(filepath.Join(src, "fermion.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The module comes from the per-binary guest build, never from whatever another
+	// test left in the source tree.
+	for name, b := range map[string][]byte{"fermion.toml": toml, "hello.wasm": fermiontest.Guest(t, "examples/hello", true)} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
