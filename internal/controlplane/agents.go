@@ -239,7 +239,7 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 	}
 	var gone []string
 	prefix := node + "."
-	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+	s.statuses.eachOfNode(node, func(key string, _ *v1.InstanceStatus, _ uint64) {
 		if d, ok := strings.CutPrefix(key, prefix); ok && !reported[d] {
 			gone = append(gone, key)
 		}
@@ -260,13 +260,10 @@ func sameStatus(a, b *v1.InstanceStatus) bool {
 // assignmentSet is everything node should run, from this replica's table.
 func (s *Server) assignmentSet(node string) v1.AssignmentSet {
 	set := v1.AssignmentSet{Node: node, Assignments: []v1.Assignment{}}
-	prefix := node + "."
 	s.assignments.mu.RLock()
 	set.Revision = s.assignments.rev
-	for key, it := range s.assignments.m {
-		if strings.HasPrefix(key, prefix) {
-			set.Assignments = append(set.Assignments, it.v)
-		}
+	for key := range s.assignments.byNode[node] {
+		set.Assignments = append(set.Assignments, s.assignments.m[key].v)
 	}
 	s.assignments.mu.RUnlock()
 	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })

@@ -529,14 +529,11 @@ func (s *Server) nodeView(name string) (v1.Node, bool) {
 		n.LeaseRenewed = l.Renewed
 		n.LeaseAge = time.Since(l.Renewed).Seconds()
 	}
-	prefix := name + "."
-	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
-		if strings.HasPrefix(key, prefix) {
-			n.Assignments = append(n.Assignments, a.Deployment)
-			n.Allocated.MemoryBytes += a.Reserved.MemoryBytes
-			n.Allocated.MilliCPU += a.Reserved.MilliCPU
-			n.Allocated.Instances += a.Reserved.Instances
-		}
+	s.assignments.eachOfNode(name, func(_ string, a *v1.Assignment, _ uint64) {
+		n.Assignments = append(n.Assignments, a.Deployment)
+		n.Allocated.MemoryBytes += a.Reserved.MemoryBytes
+		n.Allocated.MilliCPU += a.Reserved.MilliCPU
+		n.Allocated.Instances += a.Reserved.Instances
 	})
 	slices.Sort(n.Assignments)
 	return n, true

@@ -24,18 +24,29 @@ func (s *Server) controllerLoop(ctx context.Context) {
 	period := min(s.cfg.ResyncInterval, s.cfg.LeaseLost/8)
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	var lastLifecycle time.Time
 	for {
+		ticked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		case <-tick.C:
+			ticked = true
 		}
 		if !s.leader.Load() {
 			continue
 		}
 		start := time.Now()
-		if err := s.reconcileAll(ctx); err != nil && ctx.Err() == nil {
+		// The lifecycle pass walks every node and lease. Lapsed leases are found by
+		// the clock, so it runs on the tick; changes (a node back, a drain emptied)
+		// run it too, but at most every lifecycleMinGap, or a thousand nodes joining
+		// at once would cost a thousand walks of the fleet.
+		lifecycle := ticked || start.Sub(lastLifecycle) >= lifecycleMinGap
+		if lifecycle {
+			lastLifecycle = start
+		}
+		if err := s.reconcileAll(ctx, lifecycle); err != nil && ctx.Err() == nil {
 			s.logger.Warn("reconcile", "err", err)
 			s.metrics.reconciles.WithLabelValues("error").Inc()
 		} else {
@@ -45,8 +56,14 @@ func (s *Server) controllerLoop(ctx context.Context) {
 	}
 }
 
-func (s *Server) reconcileAll(ctx context.Context) error {
-	errs := []error{s.nodeLifecycle(ctx)}
+// lifecycleMinGap is the least time between two lifecycle passes that a change asked for.
+const lifecycleMinGap = 250 * time.Millisecond
+
+func (s *Server) reconcileAll(ctx context.Context, lifecycle bool) error {
+	var errs []error
+	if lifecycle {
+		errs = append(errs, s.nodeLifecycle(ctx))
+	}
 	var names []string
 	s.deployments.each(func(name string, _ *v1.Deployment, _ uint64) { names = append(names, name) })
 	slices.Sort(names)
@@ -343,21 +360,30 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	}
 	r := reserve(d.Version)
 	// Add and update first, so that work moves before it leaves.
-	var added []string
+	var writes, added []string
 	for node := range desired {
 		a, had := cur[node]
 		if had && a.Generation == d.Generation {
 			continue
 		}
-		na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
-		if _, err := putJSON(ctx, s.st.assignments, node+"."+d.Name, na); err != nil {
-			return err
-		}
+		writes = append(writes, node)
 		if !had {
 			added = append(added, node)
-			s.event(ctx, v1.Event{Type: v1.EventAssigned, Deployment: d.Name, Node: node,
-				Message: fmt.Sprintf("%s %s (%s) assigned to %s", d.Version.App, d.Version.Version, shortDigest(d.Version.Digest), node)})
 		}
+	}
+	slices.Sort(writes)
+	slices.Sort(added)
+	if err := s.writeAssignments(ctx, d, writes, r); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%s %s (%s)", d.Version.App, d.Version.Version, shortDigest(d.Version.Digest))
+	if len(added) <= maxNodeEvents {
+		for _, node := range added {
+			s.event(ctx, v1.Event{Type: v1.EventAssigned, Deployment: d.Name, Node: node, Message: what + " assigned to " + node})
+		}
+	} else { // one event for a large placement, not one per node
+		s.event(ctx, v1.Event{Type: v1.EventAssigned, Deployment: d.Name,
+			Message: fmt.Sprintf("%s assigned to %d nodes: %s", what, len(added), abbreviate(added, 10))})
 	}
 	// Remove what is no longer desired. A draining node keeps its work until every
 	// node that replaces it runs the version ready; a lost node loses it at once.
@@ -402,6 +428,32 @@ func meetsConstraints(n *scheduler.Node, cs []scheduler.Constraint) bool {
 		}
 	}
 	return true
+}
+
+// maxNodeEvents is the most per-node events one controller pass records for one
+// deployment; beyond it, one event sums the step up.
+const maxNodeEvents = 20
+
+// assignmentWriters bounds the assignment writes in flight at once.
+const assignmentWriters = 32
+
+// writeAssignments puts d's assignment on each node, several at once: a daemon
+// deployment to a thousand nodes is a thousand acknowledged writes.
+func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes []string, r v1.Resources) error {
+	sem := make(chan struct{}, assignmentWriters)
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
+			_, errs[i] = putJSON(ctx, s.st.assignments, node+"."+d.Name, na)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // allReady reports whether every desired node reports the deployment's generation ready.

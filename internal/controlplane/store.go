@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,16 +42,20 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leader
 		name    string
 		history uint8
 		ttl     time.Duration
+		storage jetstream.StorageType
 	}{
-		{&s.deployments, bucketDeployments, 5, 0},
-		{&s.nodes, bucketNodes, 1, 0},
-		{&s.leases, bucketLeases, 1, 0},
-		{&s.assignments, bucketAssignments, 1, 0},
-		{&s.status, bucketStatus, 1, 0},
-		{&s.placements, bucketPlacements, 1, 0},
-		{&s.tokens, bucketTokens, 1, 0},
-		{&s.leader, bucketLeader, 1, leaderTTL},
-		{&s.policies, bucketPolicies, policyHistory, 0},
+		{&s.deployments, bucketDeployments, 5, 0, jetstream.FileStorage},
+		{&s.nodes, bucketNodes, 1, 0, jetstream.FileStorage},
+		// Leases are rewritten by every renewal and worth nothing after a restart (a
+		// new leader waits one lease-lost period before marking nodes lost), so they
+		// live in memory: no disk write, let alone a sync, per heartbeat.
+		{&s.leases, bucketLeases, 1, 0, jetstream.MemoryStorage},
+		{&s.assignments, bucketAssignments, 1, 0, jetstream.FileStorage},
+		{&s.status, bucketStatus, 1, 0, jetstream.FileStorage},
+		{&s.placements, bucketPlacements, 1, 0, jetstream.FileStorage},
+		{&s.tokens, bucketTokens, 1, 0, jetstream.FileStorage},
+		{&s.leader, bucketLeader, 1, leaderTTL, jetstream.FileStorage},
+		{&s.policies, bucketPolicies, policyHistory, 0, jetstream.FileStorage},
 	}
 	// Open them at once: replicas of a new cluster race to create them, and each
 	// race can cost an API timeout.
@@ -61,7 +66,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leader
 		go func() {
 			defer wg.Done()
 			*b.kv, errs[i] = engine.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
-				Bucket: b.name, History: b.history, TTL: b.ttl, Replicas: replicas, Storage: jetstream.FileStorage,
+				Bucket: b.name, History: b.history, TTL: b.ttl, Replicas: replicas, Storage: b.storage,
 			})
 		}()
 	}
@@ -152,11 +157,12 @@ func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uin
 type table[T any] struct {
 	name     string
 	mu       sync.RWMutex
-	m        map[string]item[T]
-	rev      uint64                 // highest revision seen
-	changed  chan struct{}          // closed and replaced on every change
-	ready    chan struct{}          // closed once the initial values are in
-	onChange func(key string, v *T) // v nil: deleted; called on the watch goroutine, must not block
+	m        map[string]*item[T]
+	byNode   map[string]map[string]struct{} // keys "<node>.<rest>" by node, for eachOfNode
+	rev      uint64                         // highest revision seen
+	changed  chan struct{}                  // closed and replaced on every change
+	ready    chan struct{}                  // closed once the initial values are in
+	onChange func(key string, v *T)         // v nil: deleted; called on the watch goroutine, must not block
 }
 
 type item[T any] struct {
@@ -165,7 +171,29 @@ type item[T any] struct {
 }
 
 func newTable[T any](name string) *table[T] {
-	return &table[T]{name: name, m: map[string]item[T]{}, changed: make(chan struct{}), ready: make(chan struct{})}
+	return &table[T]{name: name, m: map[string]*item[T]{}, byNode: map[string]map[string]struct{}{},
+		changed: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// indexLocked adds (or, with add false, removes) key in byNode.
+func (t *table[T]) indexLocked(key string, add bool) {
+	node, _, ok := strings.Cut(key, ".")
+	if !ok {
+		return
+	}
+	keys := t.byNode[node]
+	if add {
+		if keys == nil {
+			keys = map[string]struct{}{}
+			t.byNode[node] = keys
+		}
+		keys[key] = struct{}{}
+		return
+	}
+	delete(keys, key)
+	if len(keys) == 0 {
+		delete(t.byNode, node)
+	}
 }
 
 // run watches kv until ctx is done, restarting the watch if it fails.
@@ -223,6 +251,7 @@ func (t *table[T]) prune(seen map[string]bool) {
 		if !seen[k] {
 			gone = append(gone, k)
 			delete(t.m, k)
+			t.indexLocked(k, false)
 		}
 	}
 	if len(gone) > 0 {
@@ -246,14 +275,16 @@ func (t *table[T]) apply(e jetstream.KeyValueEntry) {
 		}
 	}
 	t.mu.Lock()
-	if e.Revision() <= t.m[e.Key()].rev && v != nil {
+	if old, ok := t.m[e.Key()]; ok && e.Revision() <= old.rev && v != nil {
 		t.mu.Unlock()
 		return // replayed after a restarted watch
 	}
 	if v == nil {
 		delete(t.m, e.Key())
+		t.indexLocked(e.Key(), false)
 	} else {
-		t.m[e.Key()] = item[T]{v: *v, rev: e.Revision()}
+		t.m[e.Key()] = &item[T]{v: *v, rev: e.Revision()}
+		t.indexLocked(e.Key(), true)
 	}
 	if e.Revision() > t.rev {
 		t.rev = e.Revision()
@@ -271,7 +302,11 @@ func (t *table[T]) get(key string) (T, uint64, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	it, ok := t.m[key]
-	return it.v, it.rev, ok
+	if !ok {
+		var zero T
+		return zero, 0, false
+	}
+	return it.v, it.rev, true
 }
 
 // each calls fn for every entry, under the read lock: fn must not call back.
@@ -279,6 +314,17 @@ func (t *table[T]) each(fn func(key string, v *T, rev uint64)) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for k, it := range t.m {
+		fn(k, &it.v, it.rev)
+	}
+}
+
+// eachOfNode calls fn for every entry keyed "<node>.…", under the read lock: fn must
+// not call back. It costs what the node has, not what the table has.
+func (t *table[T]) eachOfNode(node string, fn func(key string, v *T, rev uint64)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for k := range t.byNode[node] {
+		it := t.m[k]
 		fn(k, &it.v, it.rev)
 	}
 }

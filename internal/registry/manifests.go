@@ -226,7 +226,7 @@ func (r *Registry) manifestBytes(ctx context.Context, rec *manifestRecord) ([]by
 	if !rec.InObject {
 		return rec.Bytes, nil
 	}
-	b, err := r.st.blobs.GetBytes(ctx, objectName(rec.Digest))
+	b, err := r.st.getBytes(ctx, objectName(rec.Digest))
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", rec.Digest, err)
 	}
@@ -676,7 +676,7 @@ func (r *Registry) scanFermionArtifact(ctx context.Context, body []byte, m *mani
 	if err != nil {
 		return refuse(err)
 	}
-	config, err := r.st.blobs.GetBytes(ctx, objectName(om.Config.Digest))
+	config, err := r.st.getBytes(ctx, objectName(om.Config.Digest))
 	if err != nil {
 		return fmt.Errorf("read config %s: %w", om.Config.Digest, err)
 	}
@@ -684,7 +684,7 @@ func (r *Registry) scanFermionArtifact(ctx context.Context, body []byte, m *mani
 	if err != nil {
 		return refuse(err)
 	}
-	layer, err := r.st.blobs.GetBytes(ctx, objectName(parsed.Layer.Digest))
+	layer, err := r.st.getBytes(ctx, objectName(parsed.Layer.Digest))
 	if err != nil {
 		return fmt.Errorf("read layer %s: %w", parsed.Layer.Digest, err)
 	}

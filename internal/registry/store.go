@@ -197,3 +197,23 @@ type uploadChunk struct {
 	Object string `json:"object"`
 	Size   int64  `json:"size"`
 }
+
+// getBytes reads a whole object. In a cluster, the consumer that reads an object's
+// chunks may sit on a replica that has not yet received all of a just-written object,
+// and the read ends short with a digest mismatch; that heals within milliseconds, so
+// a mismatch is retried a few times before it is believed.
+func (s *store) getBytes(ctx context.Context, name string) ([]byte, error) {
+	var err error
+	for attempt := range 6 {
+		var b []byte
+		if b, err = s.blobs.GetBytes(ctx, name); err == nil || !errors.Is(err, jetstream.ErrDigestMismatch) {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
