@@ -7,9 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/atomicfile"
 )
 
 // A node's data directory:
@@ -28,7 +28,6 @@ const (
 	assignmentsFile = "assignments.json"
 	trustFile       = "trust.json"
 	cacheSubdir     = "cache"
-	tmpPrefix       = ".tmp-"
 )
 
 // nodeCreds are what join returned: NATS user NodeUserPrefix+Node, password Secret.
@@ -76,54 +75,13 @@ func writeJSON(dir, name string, v any) error {
 	return nil
 }
 
-// writeFileAtomic replaces dir/name with data (mode 0600): temp file in dir, fsync,
-// rename, fsync of dir.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+// writeFileAtomic replaces dir/name with data (mode 0600).
+func writeFileAtomic(dir, name string, data []byte) error {
+	return atomicfile.Write(filepath.Join(dir, name), data, 0o600)
 }
 
 // removeTemps deletes leftovers of writes a crash interrupted.
-func removeTemps(dir string) error {
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, de := range des {
-		if strings.HasPrefix(de.Name(), tmpPrefix) {
-			if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
+func removeTemps(dir string) error { return atomicfile.RemoveTemps(dir) }
 
 // loadAssignments reads assignments.json: the set to serve before the control plane
 // answers. nil when there is none.

@@ -14,6 +14,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
+	"fermion.dev/fermion/internal/atomicfile"
 )
 
 // defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
@@ -76,29 +77,7 @@ func saveContext(server, token string) (path string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("save context: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".context-*.json") // mode 0600
-	if err != nil {
-		return "", fmt.Errorf("save context: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return "", fmt.Errorf("save context: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return "", fmt.Errorf("save context: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("save context: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("save context: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("save context: %w", err)
 	}
 	return path, nil

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/atomicfile"
 )
 
 // passphrase reads the signing key passphrase the way cosign does: from
@@ -67,16 +68,7 @@ format, so cosign can use it and Fermion can use keys cosign made.`,
 	return c
 }
 
-// writeFileAtomic writes via a temporary file and rename, so a failure leaves nothing
-// half-written.
+// writeFileAtomic replaces path with data, so a failure leaves nothing half-written.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }

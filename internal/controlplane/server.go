@@ -24,6 +24,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
@@ -362,35 +363,11 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, []byte(t.Secret+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(t.Secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("control plane: write %s: %w", path, err)
 	}
 	s.adminToken = t.Secret
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // natsAuth authenticates agents' NATS connections: the join user with a node-role

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"fermion.dev/fermion/internal/atomicfile"
 )
 
 // On-disk layout:
@@ -31,7 +33,7 @@ import (
 const (
 	indexName      = "index.json"
 	indexVersion   = 1
-	tmpPrefix      = ".tmp-"
+	tmpPrefix      = atomicfile.TempPrefix
 	blobsSubdir    = "blobs/sha256"
 	corruptSuffix  = ".corrupt"
 	maxIndexLength = 64 << 20 // an index this big is damage, not data
@@ -247,42 +249,9 @@ func (c *Cache) storeBlob(r io.Reader, kind string, layer Descriptor) (_ []byte,
 	return buf.Bytes(), nil
 }
 
-// writeFileAtomic replaces dir/name with data: temp file in dir, fsync, rename, fsync dir.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
+// writeFileAtomic replaces dir/name with data.
+func writeFileAtomic(dir, name string, data []byte) error {
+	return atomicfile.Write(filepath.Join(dir, name), data, 0o600)
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
