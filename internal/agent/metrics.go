@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // Label values, fixed sets so cardinality stays bounded.
@@ -102,15 +100,5 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 }
 
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("register agent metrics: %w", err)
+	return telemetry.Register(reg, c)
 }

@@ -1,10 +1,9 @@
 package nodecache
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 type metrics struct {
@@ -67,15 +66,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("register metrics: %w", err)
+	return telemetry.Register(reg, c)
 }

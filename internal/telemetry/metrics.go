@@ -6,6 +6,8 @@
 package telemetry
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 
@@ -340,4 +342,20 @@ func BuildInfo(version string) prometheus.Collector {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	return build
+}
+
+// Register registers c on reg, or returns the collector already registered there under
+// the same description (a second Node or Cache in one process shares the first's).
+func Register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("register metrics: %w", err)
 }
