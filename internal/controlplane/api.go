@@ -177,8 +177,8 @@ func unavailable(op string, err error) *v1.Error {
 	return &v1.Error{Code: v1.CodeUnavailable, Message: op + ": " + err.Error()}
 }
 
-func (s *Server) apiInfo(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
-	info := v1.Info{Version: s.cfg.Version, Server: s.cfg.Name, Leader: s.currentLeader(), Registry: s.cfg.RegistryHost,
+func (s *Server) apiInfo(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	info := v1.Info{Version: s.cfg.Version, Server: s.cfg.Name, Leader: s.leaderNow(r.Context()), Registry: s.cfg.RegistryHost,
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds()}
 	if u := s.NATSURL(); u != "" {
 		info.NATS = strings.Split(u, ",")

@@ -90,6 +90,23 @@ func (s *Server) setLeader(on bool, name string) {
 	}
 }
 
+// leaderNow reads who holds the leader lease from the bucket (the cached name may be
+// up to a renewal interval old), falling back to the cached name.
+func (s *Server) leaderNow(ctx context.Context) string {
+	if s.leader.Load() {
+		return s.cfg.Name
+	}
+	e, err := s.st.leader.Get(ctx, leaderKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ""
+	}
+	var lr leaderRecord
+	if err != nil || json.Unmarshal(e.Value(), &lr) != nil {
+		return s.currentLeader()
+	}
+	return lr.Server
+}
+
 func (s *Server) currentLeader() string {
 	n, _ := s.leaderName.Load().(string)
 	return n

@@ -6,6 +6,7 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,10 +40,11 @@ type store struct {
 	uploads   jetstream.KeyValue
 }
 
-// openStore opens the buckets, creating those that are absent. An existing bucket is
-// used as it is, even when its settings differ (say, a single server's R1 buckets
-// after the cluster grew): New never rewrites what another server may depend on, it
-// only warns.
+// openStore opens the buckets, creating those that are absent, all at once (replicas
+// of a new cluster race to create them, and each race can cost an API timeout). An
+// existing bucket keeps its settings, with a warning when they differ, except that a
+// replicated one is made to read from its stream leader and is raised to the
+// replication asked for (see engine.OpenKeyValue).
 func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*store, error) {
 	s := &store{}
 	var err error
@@ -62,7 +64,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger
 		}
 		return st.Replicas(), nil
 	})
-	for _, b := range []struct {
+	buckets := []struct {
 		kv   *jetstream.KeyValue
 		name string
 		desc string
@@ -72,25 +74,37 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger
 		{&s.tags, bucketTags, "Fermion registry: tags by repository"},
 		{&s.referrers, bucketReferrers, "Fermion registry: manifests by subject"},
 		{&s.uploads, bucketUploads, "Fermion registry: blob upload sessions"},
-	} {
-		kv, err := engine.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
-			Bucket:      b.name,
-			Description: b.desc,
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("registry: %w", err)
-		}
-		warnSettings(ctx, logger, b.name, replicas, func(ctx context.Context) (int, error) {
-			st, err := kv.Status(ctx)
+	}
+	errs := make([]error, len(buckets))
+	var wg sync.WaitGroup
+	for i, b := range buckets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kv, err := engine.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
+				Bucket:      b.name,
+				Description: b.desc,
+				History:     1,
+				Storage:     jetstream.FileStorage,
+				Replicas:    replicas,
+			})
 			if err != nil {
-				return 0, err
+				errs[i] = fmt.Errorf("registry: %w", err)
+				return
 			}
-			return st.Config().Replicas, nil
-		})
-		*b.kv = kv
+			warnSettings(ctx, logger, b.name, replicas, func(ctx context.Context) (int, error) {
+				st, err := kv.Status(ctx)
+				if err != nil {
+					return 0, err
+				}
+				return st.Config().Replicas, nil
+			})
+			*b.kv = kv
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
