@@ -1,0 +1,300 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/scheduler"
+)
+
+// The /v1/deployments handlers: deploy (admission, placement dry run, CAS write),
+// read, status and delete.
+
+func (s *Server) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
+	out := v1.DeploymentList{Deployments: []v1.Deployment{}}
+	s.deployments.each(func(_ string, d *v1.Deployment, rev uint64) {
+		c := *d
+		c.Revision = rev
+		out.Deployments = append(out.Deployments, c)
+	})
+	for i := range out.Deployments {
+		out.Deployments[i].Placement, _, _ = s.placements.get(out.Deployments[i].Name)
+	}
+	slices.SortFunc(out.Deployments, func(a, b v1.Deployment) int { return strings.Compare(a.Name, b.Name) })
+	return out, http.StatusOK, nil
+}
+
+func (s *Server) getDeployment(name string) (v1.Deployment, *v1.Error) {
+	d, rev, ok := s.deployments.get(name)
+	if !ok {
+		return d, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
+	}
+	d.Revision = rev
+	d.Placement, _, _ = s.placements.get(name)
+	return d, nil
+}
+
+func (s *Server) apiGetDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	d, e := s.getDeployment(r.PathValue("name"))
+	if e != nil {
+		return nil, 0, e
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(d.Revision, 10)))
+	return d, http.StatusOK, nil
+}
+
+// precondition is what a PUT's If-Match / If-None-Match ask for.
+type precondition struct {
+	createOnly bool
+	revision   uint64 // 0: any
+}
+
+func parsePrecondition(r *http.Request) (precondition, *v1.Error) {
+	var p precondition
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if v != "*" {
+			return p, &v1.Error{Code: v1.CodeBadRequest, Field: "If-None-Match", Message: `only "*" (create only) is supported`}
+		}
+		p.createOnly = true
+	}
+	if v := r.Header.Get("If-Match"); v != "" {
+		n, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+		if err != nil || n == 0 {
+			return p, &v1.Error{Code: v1.CodeBadRequest, Field: "If-Match", Message: fmt.Sprintf("%q: want the revision (ETag) read from GET", v)}
+		}
+		p.revision = n
+	}
+	if p.createOnly && p.revision != 0 {
+		return p, &v1.Error{Code: v1.CodeBadRequest, Message: "give If-Match or If-None-Match, not both"}
+	}
+	return p, nil
+}
+
+func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	if err := v1.ValidName("deployment", name); err != nil {
+		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "name", Message: err.Error()}
+	}
+	pre, e := parsePrecondition(r)
+	if e != nil {
+		return nil, 0, e
+	}
+	var spec v1.DeploymentSpec
+	if e := decodeBody(r, &spec); e != nil {
+		return nil, 0, e
+	}
+	if e := spec.Validate(); e != nil {
+		return nil, 0, e
+	}
+	if spec.Selector != "" {
+		if _, err := compileSelector(spec.Selector); err != nil {
+			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
+		}
+	}
+	img, e := s.resolveImage(ctx, spec.Image)
+	if e != nil {
+		return nil, 0, e
+	}
+	ver := img.ver
+	// Admission: a policy in mode deny refuses it and nothing is written; warn and
+	// audit only record (and warnings go back to the caller).
+	warnings, e := s.admit(ctx, name, img, caller)
+	setWarningHeader(w, warnings)
+	if e != nil {
+		return nil, 0, e
+	}
+	// Place it now, on the fleet as it is: a deployment that fits nowhere is refused
+	// with the reasons and nothing is written.
+	cur := s.current(name)
+	var keep []string
+	var curReserved v1.Resources
+	for node, a := range cur {
+		keep = append(keep, node)
+		curReserved = a.Reserved
+	}
+	slices.Sort(keep)
+	req, err := placementRequest(name, &spec, ver, keep, curReserved)
+	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes))
+	if err != nil {
+		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
+	}
+	nodes := s.schedNodes()
+	withPlacementPolicies(&req, s.policySet(), appInput(name, ver), nodes)
+	_, err = scheduler.Place(nodes, req)
+	var pe *scheduler.PlacementError
+	placeWarnings := s.stagePlacement(ctx, name, ver, nodes, errors.As(err, &pe), caller)
+	setWarningHeader(w, placeWarnings)
+	warnings = append(warnings, placeWarnings...)
+	if err != nil {
+		if pe != nil {
+			return nil, 0, &v1.Error{Code: v1.CodeUnplaceable, Message: pe.Error()}
+		}
+		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: err.Error()}
+	}
+	now := time.Now().UTC()
+	created := false
+	d, rev, err := update(ctx, s.st.deployments, name, func(cur *v1.Deployment, rev uint64) (*v1.Deployment, error) {
+		switch {
+		case pre.createOnly && cur != nil:
+			return nil, fmt.Errorf("%w: deployment %s already exists (revision %d)", errConflict, name, rev)
+		case pre.revision != 0 && (cur == nil || rev != pre.revision):
+			return nil, fmt.Errorf("%w: deployment %s is at revision %d, not %d: someone else changed it; read it again and retry", errConflict, name, rev, pre.revision)
+		case cur != nil && cur.Deleting:
+			return nil, fmt.Errorf("%w: deployment %s is being deleted; wait until it is gone", errConflict, name)
+		}
+		created = cur == nil
+		next := v1.Deployment{Name: name, Spec: spec, Version: ver, Generation: 1, Created: now, Updated: now}
+		if cur != nil {
+			next = *cur
+			next.Revision, next.Placement = 0, v1.Placement{}
+			if specEqual(&cur.Spec, &spec) && cur.Version.Digest == ver.Digest {
+				return nil, nil // nothing changed
+			}
+			next.Spec, next.Version, next.Updated = spec, ver, now
+			next.Generation++
+		}
+		return &next, nil
+	})
+	if errors.Is(err, errConflict) {
+		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
+	}
+	if err != nil {
+		return nil, 0, unavailable("write deployment", err)
+	}
+	if d == nil { // unchanged
+		cd, e := s.getDeployment(name)
+		if e != nil {
+			return nil, 0, e
+		}
+		cd.Warnings = warnings
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(cd.Revision, 10)))
+		return cd, http.StatusOK, nil
+	}
+	s.deployments.waitRev(ctx, rev)
+	d.Revision, d.Warnings = rev, warnings
+	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
+		Message: fmt.Sprintf("generation %d: %s %s (%s) on %s", d.Generation, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
+	if created {
+		return d, http.StatusCreated, nil
+	}
+	return d, http.StatusOK, nil
+}
+
+func specEqual(a, b *v1.DeploymentSpec) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func describeSpec(s *v1.DeploymentSpec) string {
+	var b strings.Builder
+	if s.Daemon {
+		b.WriteString("every matching node")
+	} else {
+		fmt.Fprintf(&b, "%d node(s)", s.Nodes)
+	}
+	if s.Selector != "" {
+		fmt.Fprintf(&b, " where %s", s.Selector)
+	}
+	if s.Spread != "" {
+		fmt.Fprintf(&b, ", spread across %s", s.Spread)
+	}
+	return b.String()
+}
+
+func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	name := r.PathValue("name")
+	d, _, err := update(r.Context(), s.st.deployments, name, func(cur *v1.Deployment, _ uint64) (*v1.Deployment, error) {
+		if cur == nil {
+			return nil, errNotFound
+		}
+		if cur.Deleting {
+			return nil, nil
+		}
+		next := *cur
+		next.Deleting, next.Updated, next.Revision, next.Placement = true, time.Now().UTC(), 0, v1.Placement{}
+		return &next, nil
+	})
+	if errors.Is(err, errNotFound) {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
+	}
+	if err != nil {
+		return nil, 0, unavailable("delete deployment", err)
+	}
+	if d != nil {
+		s.event(r.Context(), v1.Event{Type: v1.EventDeleted, Deployment: name, Message: fmt.Sprintf("deployment %s is being deleted: nodes drain it", name)})
+	} else {
+		cd, e := s.getDeployment(name)
+		if e != nil {
+			return nil, 0, e
+		}
+		d = &cd
+	}
+	return d, http.StatusAccepted, nil
+}
+
+var errNotFound = errors.New("not found")
+
+func (s *Server) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	d, e := s.getDeployment(r.PathValue("name"))
+	if e != nil {
+		return nil, 0, e
+	}
+	return s.deploymentStatus(&d), http.StatusOK, nil
+}
+
+func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
+	out := v1.DeploymentStatus{Deployment: *d, Nodes: []v1.NodeStatus{}}
+	rows := map[string]*v1.NodeStatus{}
+	row := func(node string) *v1.NodeStatus {
+		if r, ok := rows[node]; ok {
+			return r
+		}
+		r := &v1.NodeStatus{Node: node}
+		if n, _, ok := s.nodes.get(node); ok {
+			r.NodeState = n.State
+		}
+		rows[node] = r
+		return r
+	}
+	for node, a := range s.current(d.Name) {
+		v := a.Version
+		row(node).Desired = &v
+	}
+	suffix := "." + d.Name
+	s.statuses.each(func(key string, st *v1.InstanceStatus, _ uint64) {
+		if node, ok := strings.CutSuffix(key, suffix); ok && !strings.Contains(node, ".") {
+			c := *st
+			row(node).Actual = &c
+		}
+	})
+	converged := d.Placement.ObservedGeneration == d.Generation && d.Placement.Message == "" && !d.Deleting
+	for _, r := range rows {
+		if r.Desired != nil {
+			out.Desired++
+			if r.NodeState != v1.NodeReady && r.NodeState != v1.NodeDraining {
+				converged = false
+			}
+			if r.Actual != nil && r.Actual.State == v1.InstanceReady && r.Actual.Digest == d.Version.Digest && r.Desired.Digest == d.Version.Digest {
+				out.Ready++
+			} else {
+				converged = false
+			}
+		} else if r.Actual != nil && r.NodeState != v1.NodeLost {
+			converged = false // still running where it should not
+		}
+		out.Nodes = append(out.Nodes, *r)
+	}
+	out.Converged = converged && out.Desired == len(d.Placement.Nodes)
+	slices.SortFunc(out.Nodes, func(a, b v1.NodeStatus) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}

@@ -1,0 +1,152 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// The /v1/nodes handlers: read, drain, uncordon and remove.
+
+func (s *Server) nodeView(name string) (v1.Node, bool) {
+	n, rev, ok := s.nodes.get(name)
+	if !ok {
+		return n, false
+	}
+	n.Revision = rev
+	if l, _, ok := s.leases.get(name); ok {
+		n.LeaseRenewed = l.Renewed
+		n.LeaseAge = time.Since(l.Renewed).Seconds()
+	}
+	s.assignments.eachOfNode(name, func(_ string, a *v1.Assignment, _ uint64) {
+		n.Assignments = append(n.Assignments, a.Deployment)
+		n.Allocated.MemoryBytes += a.Reserved.MemoryBytes
+		n.Allocated.MilliCPU += a.Reserved.MilliCPU
+		n.Allocated.Instances += a.Reserved.Instances
+	})
+	slices.Sort(n.Assignments)
+	return n, true
+}
+
+func (s *Server) apiListNodes(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
+	var names []string
+	s.nodes.each(func(name string, _ *v1.Node, _ uint64) { names = append(names, name) })
+	slices.Sort(names)
+	out := v1.NodeList{Nodes: []v1.Node{}}
+	for _, name := range names {
+		if n, ok := s.nodeView(name); ok {
+			out.Nodes = append(out.Nodes, n)
+		}
+	}
+	return out, http.StatusOK, nil
+}
+
+func (s *Server) apiGetNode(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	n, ok := s.nodeView(r.PathValue("name"))
+	if !ok {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + r.PathValue("name")}
+	}
+	return n, http.StatusOK, nil
+}
+
+// apiRemoveNode forgets a lost or drained node: record, lease, credentials, statuses.
+// Its assignments go with the scheduler's next pass.
+func (s *Server) apiRemoveNode(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	n, rev, ok := s.nodes.get(name)
+	if !ok {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + name}
+	}
+	if n.State != v1.NodeLost && n.State != v1.NodeDrained {
+		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("node %s is %s: drain it first (fermion node drain %s), or stop its agent and wait until it is lost", name, n.State, name)}
+	}
+	if err := s.st.nodes.Delete(ctx, name, jetstream.LastRevision(rev)); err != nil {
+		if isCASConflict(err) {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("node %s changed meanwhile; read it again", name)}
+		}
+		return nil, 0, unavailable("remove node", err)
+	}
+	var errs []error
+	for _, del := range []struct {
+		kv  jetstream.KeyValue
+		key string
+	}{{s.st.leases, name}, {s.st.tokens, "node." + name}} {
+		if err := del.kv.Delete(ctx, del.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	prefix := name + "."
+	var stale []string
+	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+		if strings.HasPrefix(key, prefix) {
+			stale = append(stale, key)
+		}
+	})
+	for _, key := range stale {
+		if err := s.st.status.Delete(ctx, key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, unavailable("remove node "+name, err)
+	}
+	s.event(ctx, v1.Event{Type: v1.EventNodeRemoved, Node: name, Message: fmt.Sprintf("node %s removed (it was %s)", name, n.State)})
+	return nil, http.StatusNoContent, nil
+}
+
+func (s *Server) apiDrain(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	return s.setSchedulable(r.Context(), r.PathValue("name"), false)
+}
+
+func (s *Server) apiUncordon(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	return s.setSchedulable(r.Context(), r.PathValue("name"), true)
+}
+
+// setSchedulable drains (false) or uncordons (true) a node.
+func (s *Server) setSchedulable(ctx context.Context, name string, on bool) (any, int, *v1.Error) {
+	changed := false
+	_, rev, err := update(ctx, s.st.nodes, name, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+		if cur == nil {
+			return nil, errNotFound
+		}
+		n := *cur
+		changed = n.Schedulable != on
+		if !changed {
+			return nil, nil
+		}
+		n.Schedulable, n.StateChanged = on, time.Now().UTC()
+		if n.State != v1.NodeLost {
+			n.State = v1.NodeReady
+			if !on {
+				n.State = v1.NodeDraining
+			}
+		}
+		clearComputed(&n)
+		return &n, nil
+	})
+	if errors.Is(err, errNotFound) {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + name}
+	}
+	if err != nil {
+		return nil, 0, unavailable("update node", err)
+	}
+	if changed {
+		s.nodes.waitRev(ctx, rev)
+		if on {
+			s.event(ctx, v1.Event{Type: v1.EventUncordoned, Node: name, Message: fmt.Sprintf("node %s is schedulable again", name)})
+		} else {
+			s.event(ctx, v1.Event{Type: v1.EventDrainStarted, Node: name, Message: fmt.Sprintf("draining node %s: its work moves to other nodes first", name)})
+		}
+	}
+	n, _ := s.nodeView(name)
+	return n, http.StatusOK, nil
+}
