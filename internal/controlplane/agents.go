@@ -109,6 +109,17 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 	if err := v1.ValidName("node", req.Node); err != nil {
 		return v1.JoinReply{Error: &v1.Error{Code: v1.CodeBadRequest, Field: "node", Message: err.Error()}}
 	}
+	// A name whose lease is fresh belongs to a live agent: a second agent joining
+	// under it would take its credentials, and the two would take them back and forth.
+	// The rightful agent, re-joining after losing its data directory, gets in once
+	// its old lease lapses.
+	if l, _, ok := s.leases.get(req.Node); ok {
+		if age := time.Since(l.Renewed); age < s.cfg.LeaseLost {
+			return v1.JoinReply{Error: &v1.Error{Code: v1.CodeConflict, Field: "node", Message: fmt.Sprintf(
+				"node %s is live (lease renewed %s ago): another agent already runs under this name; give this one another --name, or stop the other and retry after %s",
+				req.Node, age.Round(time.Second), s.cfg.LeaseLost)}}
+		}
+	}
 	secret, err := s.issueNodeCreds(ctx, req.Node)
 	if err != nil {
 		return v1.JoinReply{Error: internalErr("join", err)}

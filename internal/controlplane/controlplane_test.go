@@ -475,3 +475,21 @@ func TestFollowEvents(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestJoinUnderALiveNameRefused(t *testing.T) {
+	f := newFleet(t, map[string]map[string]string{"edge-1": {"zone": "a"}})
+	ctx := context.Background()
+	_, err := cptest.JoinSimAgent(ctx, f.p.NATSURL(), f.join, "edge-1", v1.Register{})
+	var e *v1.Error
+	if !errors.As(err, &e) || e.Code != v1.CodeConflict || !strings.Contains(e.Message, "another agent already runs under this name") {
+		t.Fatalf("second agent as edge-1: %v", err)
+	}
+	// Once the first is gone and its lease lapsed, the name is free again.
+	f.agents["edge-1"].Close()
+	cptest.WaitNodes(t, f.p.Server, 1, v1.NodeLost, 8*time.Second)
+	a, err := cptest.JoinSimAgent(ctx, f.p.NATSURL(), f.join, "edge-1", v1.Register{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+}
