@@ -350,7 +350,7 @@ func (c *cpLoop) register(ctx context.Context) {
 	c.hbAt, c.hbSoon = now.Add(c.renew), now.Add(statusDebounce) // report statuses at once
 	n.setRegistered(true)
 	n.log.Info("registered with the control plane", "leaseRenew", c.renew, "assignmentsRevision", reply.Assignments.Revision)
-	n.rules.update(reply.RuntimePolicies)
+	n.updateRuntimePolicies(reply.RuntimePolicies)
 	n.offer(reply.Assignments, "register")
 }
 
@@ -393,7 +393,7 @@ func (c *cpLoop) heartbeat(ctx context.Context) {
 	c.hbFailures = 0
 	c.renewed = time.Now()
 	c.hbAt = c.renewed.Add(c.renew)
-	n.rules.update(reply.RuntimePolicies)
+	n.updateRuntimePolicies(reply.RuntimePolicies)
 	n.offer(reply.Assignments, "heartbeat")
 }
 

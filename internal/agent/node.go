@@ -181,6 +181,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if _, err := n.trust.set(tf.TrustedKeys, tf.RequireSignatures); err != nil {
 		log.Error("trusted keys unusable; trusting none until the control plane answers", "err", err)
 	}
+	n.loadRuntimePolicies()
 	set, err := loadAssignments(cfg.DataDir)
 	if err != nil {
 		log.Error("last assignments unreadable; running nothing until the control plane answers", "err", err)

@@ -42,18 +42,19 @@ func newRuntimePolicies(log *slog.Logger, local []*policy.Policy) (*runtimePolic
 	return r, nil
 }
 
-// update takes the control plane's runtime policies. nil (an older server) keeps the
-// current ones. A set that does not compile keeps the previous one in force.
-func (r *runtimePolicies) update(ps []v1.RuntimePolicy) {
+// update takes the control plane's runtime policies and reports whether they changed.
+// nil (an older server) keeps the current ones. A set that does not compile keeps the
+// previous one in force.
+func (r *runtimePolicies) update(ps []v1.RuntimePolicy) bool {
 	if ps == nil {
-		return
+		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slices.EqualFunc(ps, r.remote, func(a, b v1.RuntimePolicy) bool {
 		return a.Name == b.Name && a.Version == b.Version && a.Mode == b.Mode
-	}) {
-		return
+	}) && r.remote != nil {
+		return false
 	}
 	all := slices.Clone(r.local)
 	for _, rp := range ps {
@@ -63,16 +64,17 @@ func (r *runtimePolicies) update(ps []v1.RuntimePolicy) {
 		p, err := policy.ParseApplied(rp.Name+".yaml", []byte(rp.Source), policy.Mode(rp.Mode), rp.Version)
 		if err != nil {
 			r.log.Error("runtime policy from the control plane does not parse; keeping the previous set", "policy", rp.Name, "err", err)
-			return
+			return false
 		}
 		all = append(all, p)
 	}
 	set, err := policy.NewSet(policy.Options{}, all...)
 	if err != nil {
 		r.log.Error("runtime policies from the control plane do not compile; keeping the previous set", "err", err)
-		return
+		return false
 	}
 	r.remote, r.set = slices.Clone(ps), set
+	return true
 }
 
 // check decides whether a version may start on this node.
@@ -102,4 +104,28 @@ func (r *runtimePolicies) check(config []byte, digest string, node policy.Runtim
 		msgs[i] = fmt.Sprintf("policy %s: %s", v.Policy, v.Message)
 	}
 	return fmt.Errorf("refused by this node's runtime policies: %s", strings.Join(msgs, "; "))
+}
+
+// runtimePoliciesFile keeps the control plane's runtime policies, so that an agent
+// restarted while the control plane is away still enforces them.
+const runtimePoliciesFile = "runtime-policies.json"
+
+// updateRuntimePolicies takes the control plane's runtime policies and keeps them.
+func (n *Node) updateRuntimePolicies(ps []v1.RuntimePolicy) {
+	if !n.rules.update(ps) {
+		return
+	}
+	if err := writeJSON(n.cfg.DataDir, runtimePoliciesFile, ps); err != nil {
+		n.log.Error("runtime policies not saved", "err", err)
+	}
+}
+
+// loadRuntimePolicies applies the runtime policies kept from the control plane.
+func (n *Node) loadRuntimePolicies() {
+	var ps []v1.RuntimePolicy
+	if ok, err := readJSON(n.cfg.DataDir, runtimePoliciesFile, &ps); err != nil {
+		n.log.Error("kept runtime policies unreadable; enforcing the node's own until the control plane answers", "err", err)
+	} else if ok {
+		n.rules.update(ps)
+	}
 }
