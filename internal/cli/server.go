@@ -29,6 +29,7 @@ type serverOptions struct {
 	registryListen, registryHost    string
 	nats, natsUser, natsPassword    string
 	clusterName, clusterListen      string
+	clusterSecret                   string
 	routes, trust                   []string
 	leaseRenew, leaseLost           time.Duration
 	logLevel                        string
@@ -49,6 +50,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.natsPassword, "nats-password", "", "password for --nats (or FERMION_NATS_PASSWORD)")
 	f.StringVar(&o.clusterName, "cluster-name", "fermion", "cluster name (with --cluster-listen)")
 	f.StringVar(&o.clusterListen, "cluster-listen", "", "route address for a 3-server cluster (empty: a single server)")
+	f.StringVar(&o.clusterSecret, "cluster-secret", "", "secret every replica presents on its routes (or FERMION_CLUSTER_SECRET); required with --cluster-listen")
 	f.StringSliceVar(&o.routes, "route", nil, "another replica's route URL, nats://host:port (repeat, or comma-separate)")
 	f.StringArrayVar(&o.trust, "trust", nil, "public key (PEM) signatures are verified against, as [name=]path (repeat); policies see the name as artifact.signer")
 	f.BoolVar(&o.requireSigned, "require-signed", false, "refuse artifacts without a signature by a trusted key everywhere (without it, policies such as require-signed decide)")
@@ -75,7 +77,7 @@ Three servers form a cluster with --cluster-listen and --route (each given every
 replica's route URL); buckets are then replicated three ways and the API answers on
 every replica.`,
 		Example: `  fermion server --data ./cp
-  fermion server --data ./cp1 --name cp1 --cluster-listen 10.0.0.1:6222 \
+  FERMION_CLUSTER_SECRET=… fermion server --data ./cp1 --name cp1 --cluster-listen 10.0.0.1:6222 \
       --route nats://10.0.0.1:6222 --route nats://10.0.0.2:6222 --route nats://10.0.0.3:6222`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -140,6 +142,12 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	if o.natsPassword == "" {
 		o.natsPassword = os.Getenv("FERMION_NATS_PASSWORD")
 	}
+	if o.clusterSecret == "" {
+		o.clusterSecret = os.Getenv("FERMION_CLUSTER_SECRET")
+	}
+	if o.clusterListen != "" && o.clusterSecret == "" {
+		return nil, usageError{errors.New("--cluster-listen needs --cluster-secret (or FERMION_CLUSTER_SECRET): without it anyone who reaches the route port could join the cluster and read its state")}
+	}
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -174,7 +182,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
-		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes,
+		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret,
 		Registry: regLn != nil, RegistryHost: o.registryHost, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})

@@ -38,6 +38,9 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// ClusterSecret, when set, authenticates the routes between cluster members: a
+	// server that does not present it cannot join the cluster (and read its state).
+	ClusterSecret string
 	// SyncAlways makes every acknowledged JetStream write reach disk before the ack.
 	// A single server needs it to survive a crash without losing acknowledged writes;
 	// a cluster gets durability from R3 replication and may leave it off.
@@ -50,6 +53,9 @@ type Config struct {
 	// permissions of the user or false to refuse the connection. Nil: no auth.
 	Auth func(user, password string) (*server.Permissions, bool)
 }
+
+// routeUser is the user cluster members present to each other with ClusterSecret.
+const routeUser = "fermion-route"
 
 // systemUser is the in-process connection's user when Config.Auth is set.
 const systemUser = "fermion-system"
@@ -124,10 +130,16 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		opts.Cluster.Name = cfg.ClusterName
 		opts.Cluster.Host, opts.Cluster.Port = host, port
+		if cfg.ClusterSecret != "" {
+			opts.Cluster.Username, opts.Cluster.Password = routeUser, cfg.ClusterSecret
+		}
 		for _, r := range cfg.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
 				return nil, fmt.Errorf("engine route %q: want nats://host:port", r)
+			}
+			if cfg.ClusterSecret != "" {
+				u.User = url.UserPassword(routeUser, cfg.ClusterSecret)
 			}
 			opts.Routes = append(opts.Routes, u)
 		}

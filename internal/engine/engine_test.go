@@ -86,7 +86,7 @@ func TestThreeServerClusterR3(t *testing.T) {
 	for i := range engines {
 		go func() {
 			e, err := Start(ctx, Config{Name: fmt.Sprintf("s%d", i), DataDir: t.TempDir(), ClusterName: "fermion-test",
-				ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes})
+				ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, ClusterSecret: "route-secret"})
 			engines[i] = e
 			errs <- err
 		}()

@@ -46,6 +46,7 @@ func StartCluster(t testing.TB, base controlplane.Config) *Cluster {
 		cfg.ClusterName = "fermion-test"
 		cfg.ClusterListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		cfg.Routes = routes
+		cfg.ClusterSecret = "test-route-secret"
 		dir := t.TempDir()
 		go func() {
 			p, err := StartPlane(context.Background(), dir, cfg)
