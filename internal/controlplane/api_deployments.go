@@ -113,21 +113,10 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 	}
 	// Place it now, on the fleet as it is: a deployment that fits nowhere is refused
 	// with the reasons and nothing is written.
-	cur := s.current(name)
-	var keep []string
-	var curReserved v1.Resources
-	for node, a := range cur {
-		keep = append(keep, node)
-		curReserved = a.Reserved
-	}
-	slices.Sort(keep)
-	req, err := placementRequest(name, &spec, ver, keep, curReserved)
-	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes))
+	req, nodes, err := s.placementFor(name, &spec, ver, s.current(name))
 	if err != nil {
 		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 	}
-	nodes := s.schedNodes()
-	withPlacementPolicies(&req, s.policySet(), appInput(name, ver), nodes)
 	_, err = scheduler.Place(nodes, req)
 	var pe *scheduler.PlacementError
 	placeWarnings := s.stagePlacement(ctx, name, ver, nodes, errors.As(err, &pe), caller)

@@ -37,9 +37,7 @@ func (s *Server) nodeView(name string) (v1.Node, bool) {
 }
 
 func (s *Server) apiListNodes(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
-	var names []string
-	s.nodes.each(func(name string, _ *v1.Node, _ uint64) { names = append(names, name) })
-	slices.Sort(names)
+	names := s.nodes.keys()
 	out := v1.NodeList{Nodes: []v1.Node{}}
 	for _, name := range names {
 		if n, ok := s.nodeView(name); ok {

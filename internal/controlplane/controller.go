@@ -64,9 +64,7 @@ func (s *Server) reconcileAll(ctx context.Context, lifecycle bool) error {
 	if lifecycle {
 		errs = append(errs, s.nodeLifecycle(ctx))
 	}
-	var names []string
-	s.deployments.each(func(name string, _ *v1.Deployment, _ uint64) { names = append(names, name) })
-	slices.Sort(names)
+	names := s.deployments.keys()
 	for _, name := range names {
 		if !s.leader.Load() || ctx.Err() != nil {
 			break
@@ -285,6 +283,32 @@ func placementRequest(name string, spec *v1.DeploymentSpec, ver v1.Version, curr
 	return req, nil
 }
 
+// placementFor is the scheduler's problem for a deployment, the same at the deploy-time
+// dry run and in the controllers: the request built from the spec (selector, spread,
+// strategy, preferences), the nodes where another deployment serves one of its routes
+// left out, the placement policies in force applied, and the fleet to place on. cur is
+// the deployment's current assignments; those on lost nodes are not kept. The error is
+// the selector's.
+func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Version, cur map[string]v1.Assignment) (scheduler.Request, []*scheduler.Node, error) {
+	var keep []string
+	var curReserved v1.Resources
+	for node, a := range cur {
+		if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
+			keep = append(keep, node)
+		}
+		curReserved = a.Reserved
+	}
+	slices.Sort(keep)
+	req, err := placementRequest(name, spec, ver, keep, curReserved)
+	if err != nil {
+		return req, nil, err
+	}
+	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes))
+	fleet := s.schedNodes()
+	withPlacementPolicies(&req, s.policySet(), appInput(name, ver), fleet)
+	return req, fleet, nil
+}
+
 // current returns a deployment's assignments by node.
 func (s *Server) current(name string) map[string]v1.Assignment {
 	out := map[string]v1.Assignment{}
@@ -303,22 +327,11 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	if d.Deleting {
 		return s.retire(ctx, d, cur)
 	}
-	var keep []string
-	var curReserved v1.Resources
-	for node, a := range cur {
-		if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
-			keep = append(keep, node)
-		}
-		curReserved = a.Reserved
-	}
-	slices.Sort(keep)
-	req, err := placementRequest(d.Name, &d.Spec, d.Version, keep, curReserved)
-	req.Constraints = append(req.Constraints, s.routeConstraint(d.Name, d.Version.Routes))
+	req, fleet, err := s.placementFor(d.Name, &d.Spec, d.Version, cur)
 	if err != nil {
 		return s.setPlacement(ctx, d, nil, "selector: "+err.Error())
 	}
-	fleet := s.schedNodes()
-	withPlacementPolicies(&req, s.policySet(), appInput(d.Name, d.Version), fleet)
+	keep := req.Current
 	res, err := scheduler.Place(fleet, req)
 	desired := map[string]bool{}
 	message := ""

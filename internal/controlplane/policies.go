@@ -189,9 +189,7 @@ func (s *Server) policyView(name string) (v1.Policy, bool) {
 }
 
 func (s *Server) apiListPolicies(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
-	var names []string
-	s.policyRecs.each(func(name string, _ *v1.Policy, _ uint64) { names = append(names, name) })
-	slices.Sort(names)
+	names := s.policyRecs.keys()
 	out := v1.PolicyList{Policies: []v1.Policy{}}
 	for _, name := range names {
 		if p, ok := s.policyView(name); ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -327,6 +328,18 @@ func (t *table[T]) eachOfNode(node string, fn func(key string, v *T, rev uint64)
 		it := t.m[k]
 		fn(k, &it.v, it.rev)
 	}
+}
+
+// keys returns the keys, sorted.
+func (t *table[T]) keys() []string {
+	t.mu.RLock()
+	out := make([]string, 0, len(t.m))
+	for k := range t.m {
+		out = append(out, k)
+	}
+	t.mu.RUnlock()
+	slices.Sort(out)
+	return out
 }
 
 func (t *table[T]) len() int {
