@@ -67,7 +67,7 @@ func (n *Node) controlPlaneLoop(ctx context.Context) {
 	case n.cfg.JoinToken != "":
 		c.needJoin = true
 	default:
-		n.log.Warn("the node has no credentials and no join token; connecting without credentials, which only a control plane without NATS authentication accepts")
+		n.log.Warn("the node has no credentials and no join token; connecting without credentials, which only a control plane without NATS authentication accepts; to join a fermion server, pass a node token (fermion token create --role node) with --token or FERMION_JOIN_TOKEN")
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -200,6 +200,10 @@ func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 		nats.Timeout(requestTimeout),
 		nats.NoReconnect(),
 	)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("join: %s refused the join token: it is unknown, revoked, expired or not a node token; create one with fermion token create --role node: %w",
+			strings.Join(n.cfg.Servers, ", "), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("join: connect to %s: %w", strings.Join(n.cfg.Servers, ", "), err)
 	}
