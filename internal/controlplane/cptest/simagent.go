@@ -21,8 +21,6 @@ type SimAgent struct {
 	Name string
 	url  string
 	reg  v1.Register
-	// Renew overrides the lease renewal interval the server gives (0: the server's).
-	Renew time.Duration
 
 	mu      sync.Mutex // leaf
 	nc      *nats.Conn
@@ -77,9 +75,6 @@ func JoinSimAgent(ctx context.Context, natsURL, joinToken, name string, reg v1.R
 	a.apply(rr.Assignments)
 	a.setRuntimePolicies(rr.RuntimePolicies)
 	renew := time.Duration(rr.LeaseRenewSeconds * float64(time.Second))
-	if a.Renew > 0 {
-		renew = a.Renew
-	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = cancel
 	go a.loop(rctx, renew)
