@@ -2,6 +2,8 @@
 package main
 
 import (
+	"cmp"
+	"io"
 	"net/http"
 	"os"
 
@@ -9,13 +11,11 @@ import (
 )
 
 func init() {
+	// The environment is fixed for an instance's life, so the answer is made once.
+	greeting := cmp.Or(os.Getenv("GREETING"), "Hello") + " from Fermion!\n"
 	fermion.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
-		greeting := os.Getenv("GREETING")
-		if greeting == "" {
-			greeting = "Hello"
-		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte(greeting + " from Fermion!\n"))
+		io.WriteString(w, greeting)
 	})
 }
 

@@ -74,7 +74,7 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        toHeader(r.Headers),
+		Header:        toHeader(r.Headers, nil),
 		Body:          io.NopCloser(bytes.NewReader(r.Body)),
 		ContentLength: int64(len(r.Body)),
 		Request:       req,
@@ -84,49 +84,72 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // serve decodes one request, runs the handler and returns the encoded response.
 // It is separate from the wasm exports so it can be tested natively.
-// areq is reused across requests: its header slice keeps its capacity.
+//
+// A request costs the guest a handful of allocations: one copy of the request's strings,
+// one object holding the *http.Request with its URL, header values and body reader, the
+// header map, and a copy of the body when there is one. In a wasm guest every allocation
+// and call is several times dearer than natively, and they are most of a small
+// handler's time, so what can be reused is: areq's header list and the response writer.
 var areq abi.Request
+
+// rw is the response writer every request reuses. net/http's contract forbids using a
+// ResponseWriter (or its Header map) after ServeHTTP returns, so no handler can see it.
+var rw responseWriter
 
 func serve(in []byte, out []byte) (resp []byte, code int32) {
 	ar := &areq
 	if err := abi.DecodeRequest(in, ar); err != nil {
 		return nil, abi.HandleBadInput
 	}
+	w := rw.reset()
 	req, err := toHTTPRequest(ar)
 	if err != nil {
-		w := newResponseWriter()
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return w.appendTo(out), abi.HandleOK
 	}
-	w := newResponseWriter()
-	panicked := func() (panicked bool) {
-		defer func() {
-			if v := recover(); v != nil {
-				panicked = true
-				fmt.Fprintf(stderr, "panic: %v\n", v)
-			}
-		}()
-		handler.ServeHTTP(w, req)
-		return false
-	}()
-	if panicked {
+	if !run(w, req) {
 		return nil, abi.HandlePanic
 	}
 	return w.appendTo(out), abi.HandleOK
 }
 
+// run calls the handler and reports false if it panicked.
+func run(w http.ResponseWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			fmt.Fprintf(stderr, "panic: %v\n", v)
+		}
+	}()
+	handler.ServeHTTP(w, req)
+	return true
+}
+
+// request is everything a request needs, in one allocation.
+type request struct {
+	req  http.Request
+	url  url.URL
+	body body
+	vals [8]string // the first value of each header, for up to 8 headers
+}
+
+// body is the request body: a reader over the decoded copy.
+type body struct{ bytes.Reader }
+
+func (*body) Close() error { return nil }
+
 func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
-	u, err := parseURI(ar.URI)
-	if err != nil {
+	p := new(request)
+	if err := parseURI(ar.URI, &p.url); err != nil {
 		return nil, err
 	}
-	req := &http.Request{
+	p.req = http.Request{
 		Method:        ar.Method,
-		URL:           u,
+		URL:           &p.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        toHeader(ar.Headers),
+		Header:        toHeader(ar.Headers, p.vals[:0]),
 		Body:          http.NoBody,
 		ContentLength: int64(len(ar.Body)),
 		Host:          ar.Host,
@@ -134,14 +157,15 @@ func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 		RequestURI:    ar.URI,
 	}
 	if len(ar.Body) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(ar.Body))
+		p.body.Reset(ar.Body)
+		p.req.Body = &p.body
 	}
-	return req, nil
+	return &p.req, nil
 }
 
-// parseURI is url.ParseRequestURI with a fast path for the common plain path with an
-// optional simple query: wasm makes every avoided allocation count.
-func parseURI(uri string) (*url.URL, error) {
+// parseURI is url.ParseRequestURI into u, with a fast path for the common plain path
+// with an optional simple query.
+func parseURI(uri string, u *url.URL) error {
 	if len(uri) > 0 && uri[0] == '/' {
 		simple := true
 		q := -1
@@ -158,26 +182,62 @@ func parseURI(uri string) (*url.URL, error) {
 		}
 		if simple && !(len(uri) > 1 && uri[1] == '/') {
 			if q < 0 {
-				return &url.URL{Path: uri}, nil
+				u.Path = uri
+			} else {
+				u.Path, u.RawQuery = uri[:q], uri[q+1:]
 			}
-			return &url.URL{Path: uri[:q], RawQuery: uri[q+1:]}, nil
+			return nil
 		}
 	}
-	return url.ParseRequestURI(uri)
+	parsed, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return err
+	}
+	*u = *parsed
+	return nil
 }
 
-func toHeader(hs []abi.Header) http.Header {
+// toHeader builds a header map. vals is backing store for single values: a header's
+// value slice shares it instead of being an allocation of its own.
+//
+// Names are used as they come: the host sends them canonical, with a repeated name's
+// values adjacent (see package abi), so each name costs one map assignment. A name
+// that turns up again later (another host might do that) sends the whole list down
+// the general path.
+func toHeader(hs []abi.Header, vals []string) http.Header {
 	h := make(http.Header, len(hs))
-	// One backing array for every first value: one allocation instead of one per header.
-	vals := make([]string, len(hs))
-	for i, kv := range hs {
-		k := http.CanonicalHeaderKey(kv.Name)
-		if prev, ok := h[k]; ok {
-			h[k] = append(prev, kv.Value)
-			continue
+	for i := 0; i < len(hs); {
+		name := hs[i].Name
+		j := i + 1
+		for j < len(hs) && hs[j].Name == name {
+			j++
 		}
-		vals[i] = kv.Value
-		h[k] = vals[i : i+1 : i+1]
+		var vs []string
+		if j == i+1 && len(vals) < cap(vals) {
+			vals = append(vals, hs[i].Value)
+			vs = vals[len(vals)-1 : len(vals) : len(vals)]
+		} else {
+			vs = make([]string, 0, j-i)
+			for _, kv := range hs[i:j] {
+				vs = append(vs, kv.Value)
+			}
+		}
+		n := len(h)
+		h[name] = vs
+		if len(h) == n {
+			return toHeaderSlow(hs)
+		}
+		i = j
+	}
+	return h
+}
+
+// toHeaderSlow builds a header map from entries in any order and any case.
+func toHeaderSlow(hs []abi.Header) http.Header {
+	h := make(http.Header, len(hs))
+	for _, kv := range hs {
+		k := http.CanonicalHeaderKey(kv.Name)
+		h[k] = append(h[k], kv.Value)
 	}
 	return h
 }
@@ -194,6 +254,10 @@ func fromHeader(hs []abi.Header, h http.Header) []abi.Header {
 // respHeaders is reused for every response's header list.
 var respHeaders []abi.Header
 
+// maxKeptBody bounds the response buffer kept between requests, so one large response
+// does not pin its memory for the instance's life.
+const maxKeptBody = 64 << 10
+
 // responseWriter buffers the whole response: the host sends it in one piece.
 type responseWriter struct {
 	header http.Header
@@ -201,8 +265,18 @@ type responseWriter struct {
 	body   bytes.Buffer
 }
 
-func newResponseWriter() *responseWriter {
-	return &responseWriter{header: make(http.Header)}
+// reset readies w for the next request.
+func (w *responseWriter) reset() *responseWriter {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	clear(w.header)
+	w.status = 0
+	if w.body.Cap() > maxKeptBody {
+		w.body = bytes.Buffer{}
+	}
+	w.body.Reset()
+	return w
 }
 
 func (w *responseWriter) Header() http.Header { return w.header }
@@ -218,6 +292,14 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return w.body.Write(p)
+}
+
+// WriteString makes io.WriteString and fmt.Fprint write without converting to []byte.
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.WriteString(s)
 }
 
 func (w *responseWriter) appendTo(out []byte) []byte {

@@ -1,0 +1,195 @@
+package fermion
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+
+	"fermion.dev/fermion/api/abi"
+)
+
+// call runs one encoded request through serve, as the wasm export does, and decodes the
+// response.
+func call(t *testing.T, req *abi.Request) (abi.Response, int32) {
+	t.Helper()
+	out, code := serve(abi.AppendRequest(nil, req), nil)
+	var resp abi.Response
+	if code != abi.HandleOK {
+		return resp, code
+	}
+	if err := abi.DecodeResponse(out, &resp, false); err != nil {
+		t.Fatal(err)
+	}
+	return resp, code
+}
+
+func header(r abi.Response, name string) []string {
+	var vs []string
+	for _, h := range r.Headers {
+		if h.Name == name {
+			vs = append(vs, h.Value)
+		}
+	}
+	return vs
+}
+
+func TestServeRequestAndResponse(t *testing.T) {
+	var got *http.Request
+	var gotBody []byte
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		gotBody, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Add("X-Many", "1")
+		w.Header().Add("X-Many", "2")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "made ")
+		w.Write([]byte(r.URL.Query().Get("q")))
+	})
+	resp, code := call(t, &abi.Request{Method: "POST", URI: "/p/x?q=thing", Host: "h.example", RemoteAddr: "10.0.0.1:5",
+		Headers: hdrs("Content-Type", "application/json", "X-A", "1", "X-A", "2"), Body: []byte(`{"a":1}`)})
+	if code != abi.HandleOK {
+		t.Fatalf("code %d", code)
+	}
+	if got.Method != "POST" || got.URL.Path != "/p/x" || got.URL.RawQuery != "q=thing" || got.Host != "h.example" ||
+		got.RemoteAddr != "10.0.0.1:5" || got.RequestURI != "/p/x?q=thing" || got.ContentLength != 7 {
+		t.Fatalf("request %+v", got)
+	}
+	if !reflect.DeepEqual(got.Header, http.Header{"Content-Type": {"application/json"}, "X-A": {"1", "2"}}) {
+		t.Fatalf("header %v", got.Header)
+	}
+	if string(gotBody) != `{"a":1}` {
+		t.Fatalf("body %q", gotBody)
+	}
+	if resp.Status != 201 || string(resp.Body) != "made thing" {
+		t.Fatalf("response %d %q", resp.Status, resp.Body)
+	}
+	if !reflect.DeepEqual(header(resp, "X-Many"), []string{"1", "2"}) || !reflect.DeepEqual(header(resp, "Content-Type"), []string{"text/plain"}) {
+		t.Fatalf("response headers %v", resp.Headers)
+	}
+}
+
+// TestServeReusesNothingVisible checks that the reused response writer starts every
+// request empty, and that a request's strings outlive the buffer the next one reuses.
+func TestServeReusesNothingVisible(t *testing.T) {
+	var paths []string
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		if r.URL.Path == "/first" {
+			w.Header().Set("X-First", "yes")
+			w.WriteHeader(http.StatusTeapot)
+			w.Write(bytes.Repeat([]byte("x"), 2*maxKeptBody))
+			return
+		}
+		w.Write([]byte("second"))
+	})
+	first, _ := call(t, &abi.Request{Method: "GET", URI: "/first"})
+	if first.Status != http.StatusTeapot || len(first.Body) != 2*maxKeptBody {
+		t.Fatalf("first: %d, %d bytes", first.Status, len(first.Body))
+	}
+	second, _ := call(t, &abi.Request{Method: "GET", URI: "/second"})
+	if second.Status != 200 || string(second.Body) != "second" || header(second, "X-First") != nil {
+		t.Fatalf("second saw the first: %d %q %v", second.Status, second.Body, second.Headers)
+	}
+	if rw.body.Cap() > maxKeptBody {
+		t.Fatalf("response buffer of %d bytes kept", rw.body.Cap())
+	}
+	if !reflect.DeepEqual(paths, []string{"/first", "/second"}) {
+		t.Fatalf("paths %q", paths)
+	}
+	if got := header(second, "Content-Type"); len(got) != 1 || !strings.HasPrefix(got[0], "text/plain") {
+		t.Fatalf("sniffed content type %v", got)
+	}
+}
+
+func hdrs(kv ...string) []abi.Header {
+	var hs []abi.Header
+	for i := 0; i < len(kv); i += 2 {
+		hs = append(hs, abi.Header{Name: kv[i], Value: kv[i+1]})
+	}
+	return hs
+}
+
+// TestServeHeaderOrder covers entries the host never sends but another might: a name
+// repeated apart from its first entry.
+func TestServeHeaderOrder(t *testing.T) {
+	var got http.Header
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header })
+	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hdrs("X-A", "1", "X-B", "b", "X-A", "2", "X-C", "c", "X-C", "d")})
+	want := http.Header{"X-A": {"1", "2"}, "X-B": {"b"}, "X-C": {"c", "d"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("header %v, want %v", got, want)
+	}
+}
+
+func TestServeManyHeaders(t *testing.T) {
+	var got http.Header
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header })
+	var hs []abi.Header
+	want := http.Header{}
+	for i := range 20 {
+		name := "X-H" + string(rune('a'+i))
+		hs = append(hs, abi.Header{Name: name, Value: name})
+		want[name] = []string{name}
+	}
+	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hs})
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("header %v", got)
+	}
+}
+
+func TestServeFaults(t *testing.T) {
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+	if _, code := call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+		t.Fatalf("panic: code %d", code)
+	}
+	if _, code := serve([]byte{1, 2}, nil); code != abi.HandleBadInput {
+		t.Fatalf("garbage: code %d", code)
+	}
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) { t.Fatal("handler called for a bad URI") })
+	resp, code := call(t, &abi.Request{Method: "GET", URI: "no-slash"})
+	if code != abi.HandleOK || resp.Status != http.StatusBadRequest {
+		t.Fatalf("bad URI: code %d status %d", code, resp.Status)
+	}
+}
+
+func TestParseURI(t *testing.T) {
+	for _, uri := range []string{"/", "/a/b", "/a?b=c&d", "/a%20b?x", "//host/p", "/a;b", "/a?b;c", "/a#frag", "*", "", "rel"} {
+		std, err := url.ParseRequestURI(uri)
+		var got url.URL
+		gotErr := parseURI(uri, &got)
+		if (err != nil) != (gotErr != nil) {
+			t.Fatalf("%q: err %v, url.ParseRequestURI: %v", uri, gotErr, err)
+		}
+		if err == nil && got != *std {
+			t.Fatalf("%q: %+v, url.ParseRequestURI: %+v", uri, got, *std)
+		}
+	}
+}
+
+// TestServeAllocations guards the per-request allocation budget of a small handler
+// (natively; in wasm each allocation costs several times more).
+func TestServeAllocations(t *testing.T) {
+	HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "Hello from Fermion!\n")
+	})
+	in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
+		Headers: hdrs("User-Agent", "wrk", "X-Request-Id", "0123456789abcdef", "Traceparent", "00-01-02-01")})
+	out := make([]byte, 0, 1024)
+	serve(in, out)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, code := serve(in, out); code != abi.HandleOK {
+			t.Fatal(code)
+		}
+	})
+	// The head copy, the request object, the header map (two allocations) and the
+	// handler's own Header().Set.
+	if allocs > 5 {
+		t.Fatalf("%v allocations per request, want at most 5", allocs)
+	}
+}
