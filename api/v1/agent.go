@@ -48,13 +48,13 @@ type Register struct {
 
 // RegisterReply tells the agent the lease timing, trust roots and its assignments.
 type RegisterReply struct {
-	Error             *Error        `json:"error,omitempty"`
-	LeaseRenewSeconds float64       `json:"leaseRenewSeconds"`
-	LeaseLostSeconds  float64       `json:"leaseLostSeconds"`
-	TrustedKeys       []string      `json:"trustedKeys,omitempty"` // PEM public keys signatures are checked against
+	Error             *Error   `json:"error,omitempty"`
+	LeaseRenewSeconds float64  `json:"leaseRenewSeconds"`
+	LeaseLostSeconds  float64  `json:"leaseLostSeconds"`
+	TrustedKeys       []string `json:"trustedKeys,omitempty"` // PEM public keys signatures are checked against
 	// RequireSignatures: refuse artifacts without a signature by a trusted key. Off, a
 	// bad signature is still refused, and policies decide about unsigned artifacts.
-	RequireSignatures bool `json:"requireSignatures,omitempty"`
+	RequireSignatures bool          `json:"requireSignatures,omitempty"`
 	Assignments       AssignmentSet `json:"assignments"`
 	// RuntimePolicies are the runtime policies in force (see RuntimePolicy).
 	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
