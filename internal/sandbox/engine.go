@@ -10,8 +10,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +58,7 @@ type EngineConfig struct {
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
 type Engine struct {
 	cache    wazero.CompilationCache
+	rewrites rewriteCache
 	workers  int
 	logger   *slog.Logger
 	metrics  *telemetry.Metrics
@@ -97,6 +96,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			return nil, fmt.Errorf("open compilation cache %s: %w", cfg.CacheDir, err)
 		}
 		e.cache = c
+		if e.rewrites, err = newRewriteCache(cfg.CacheDir); err != nil {
+			return nil, err
+		}
 	} else {
 		e.cache = wazero.NewCompilationCache()
 	}
@@ -156,10 +158,7 @@ func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
 }
 
 // Digest returns the sha256 digest of a module in OCI form.
-func Digest(wasm []byte) string {
-	sum := sha256.Sum256(wasm)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func Digest(wasm []byte) string { return digestOf(sumOf(wasm)) }
 
 // ErrNotWasm is returned for bytes that are not a WebAssembly binary module.
 var ErrNotWasm = errors.New("not a WebAssembly module (missing \\0asm magic)")
@@ -183,7 +182,8 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
-	code, ierr := instrumentInterrupt(spec.Wasm)
+	sum := sumOf(spec.Wasm)
+	code, fromCache, ierr := e.rewrites.instrument(spec.Wasm, sum)
 	interruptible := ierr == nil
 	if !interruptible {
 		code = spec.Wasm
@@ -209,6 +209,13 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	start := time.Now()
 	cctx := experimental.WithCompilationWorkers(ctx, e.workers)
 	compiled, err := rt.CompileModule(cctx, code)
+	if err != nil && fromCache {
+		// The cached rewrite is damaged: rewrite again rather than fail the load.
+		e.rewrites.forget(sum)
+		if code, err = instrumentInterrupt(spec.Wasm); err == nil {
+			compiled, err = rt.CompileModule(cctx, code)
+		}
+	}
 	if err != nil {
 		return fail(fmt.Errorf("compile module: %w", err))
 	}
@@ -237,7 +244,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	f.startReaper()
 	e.logger.Info("function loaded", "function", spec.Name, "version", spec.Version, "abi", kind,
 		"compile_ms", float64(compileTime.Microseconds())/1000, "min_warm", spec.Scaling.MinWarm,
-		"max_instances", spec.Scaling.MaxInstances, "digest", Digest(spec.Wasm))
+		"max_instances", spec.Scaling.MaxInstances, "digest", digestOf(sum))
 	return f, nil
 }
 
@@ -286,7 +293,7 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string) (st
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return "", ErrNotWasm
 	}
-	code, err := instrumentInterrupt(wasm)
+	code, _, err := e.rewrites.instrument(wasm, sumOf(wasm))
 	if err != nil {
 		code = wasm
 	}
