@@ -43,7 +43,7 @@ func TestRewriteCache(t *testing.T) {
 	}
 	defer e.Close(context.Background())
 	f, err := e.Load(context.Background(), Spec{Name: "m", Version: "1", Wasm: wasm,
-		Limits: manifest.Limits{MemoryBytes: 64 << 20, Timeout: time.Second, MaxRequestBody: 1 << 10, MaxResponseBody: 1 << 10, MaxConcurrency: 1},
+		Limits:  manifest.Limits{MemoryBytes: 64 << 20, Timeout: time.Second, MaxRequestBody: 1 << 10, MaxResponseBody: 1 << 10, MaxConcurrency: 1},
 		Scaling: manifest.Scaling{MaxInstances: 1, IdleTimeout: time.Minute}})
 	if err != nil {
 		t.Fatalf("load with a damaged rewrite cache: %v", err)
