@@ -597,3 +597,34 @@ func TestFaultSleepPastDeadline(t *testing.T) {
 	wantStats(t, f, sandbox.Stats{})
 	wantOK(t, f, get("/slow"), "ok")
 }
+
+// TestCloseDuringCall closes a function whose drain times out while a guest is running:
+// the runtime is closed under the running call, and the guest must still finish on
+// memory that stays mapped until its owner lets go of it (memory_linux.go). A mistake
+// here is not a failed assertion but a crashed test binary.
+func TestCloseDuringCall(t *testing.T) {
+	e, _ := newEngine(t)
+	s := spec("slow", reactor(t, guestSlow))
+	f, err := e.Load(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Invoke(context.Background(), get("/slow?d=300ms"))
+		done <- err
+	}()
+	wantStats(t, f, sandbox.Stats{Busy: 1, Total: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.Close(ctx); err == nil {
+		t.Fatal("Close returned no drain error with a request in flight")
+	}
+	select {
+	case <-done: // any outcome but a crash: the runtime under it was closed
+	case <-time.After(10 * time.Second):
+		t.Fatal("request under a closed function did not return")
+	}
+	// The engine still serves other functions.
+	wantOK(t, load(t, e, spec("hello", reactor(t, guestHello))), get("/"), "Hello from Fermion!\n")
+}

@@ -226,6 +226,7 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
 		f.mu.Unlock()
+		inst.hold()
 		f.metrics.Warm(-1)
 		return inst, false, nil
 	}
@@ -275,6 +276,7 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		reason = telemetry.ReasonRecycled
 	}
 	if reason == "" {
+		inst.release()
 		f.mu.Lock()
 		if !f.closed {
 			f.idle = append(f.idle, inst)
@@ -370,6 +372,7 @@ func (f *Function) topUp() {
 
 // putInstanceFresh adds a newly created, never used instance to the idle list.
 func (f *Function) putInstanceFresh(inst *instance) {
+	inst.release()
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()

@@ -52,7 +52,8 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		sections = append(sections, section{id, body})
 	}
 	importedGlobals, definedGlobals := uint32(0), uint32(0)
-	globalIdx, exportIdx, codeIdx := -1, -1, -1
+	globalIdx, exportIdx, codeIdx, dataIdx := -1, -1, -1, -1
+	dataCount := false
 	for i, s := range sections {
 		switch s.id {
 		case 2:
@@ -72,6 +73,10 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 			exportIdx = i
 		case 10:
 			codeIdx = i
+		case 11:
+			dataIdx = i
+		case 12:
+			dataCount = true
 		}
 	}
 	if globalIdx < 0 || exportIdx < 0 || codeIdx < 0 {
@@ -104,11 +109,16 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	}
 	// Code section: a check at the top of every loop.
 	check := append(append([]byte{0x23}, wasmbin.AppendU32(nil, g)...), 0x04, 0x40, 0x00, 0x0b)
-	code, err := instrumentCode(sections[codeIdx].body, check)
+	code, segmentRefs, err := instrumentCode(sections[codeIdx].body, check)
 	if err != nil {
 		return nil, err
 	}
 	sections[codeIdx].body = code
+	// Data section: fewer, larger segments (see datamerge.go), unless something refers
+	// to segments by index.
+	if dataIdx >= 0 && !dataCount && !segmentRefs {
+		sections[dataIdx].body = mergeData(sections[dataIdx].body)
+	}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8)
 	out = append(out, wasm[:8]...)
@@ -149,33 +159,35 @@ func countImportedGlobals(b []byte) (uint32, error) {
 	return globals, r.Err
 }
 
-func instrumentCode(b []byte, check []byte) ([]byte, error) {
+// instrumentCode instruments every function body. segmentRefs reports whether any
+// refers to a data segment by index (memory.init, data.drop).
+func instrumentCode(b []byte, check []byte) (out []byte, segmentRefs bool, err error) {
 	r := wasmbin.Reader{B: b}
 	n := r.U32()
-	out := wasmbin.AppendU32(make([]byte, 0, len(b)+len(b)/8), n)
+	out = wasmbin.AppendU32(make([]byte, 0, len(b)+len(b)/8), n)
 	var body []byte
 	for i := uint32(0); i < n; i++ {
 		size := r.U32()
 		fn := r.Bytes(size)
 		if r.Err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, r.Err)
+			return nil, false, fmt.Errorf("function %d: %w", i, r.Err)
 		}
-		var err error
-		body, err = instrumentBody(body[:0], fn, check)
+		body, err = instrumentBody(body[:0], fn, check, &segmentRefs)
 		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
+			return nil, false, fmt.Errorf("function %d: %w", i, err)
 		}
 		out = wasmbin.AppendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
 	if !r.Done() {
-		return nil, errors.New("trailing bytes in code section")
+		return nil, false, errors.New("trailing bytes in code section")
 	}
-	return out, nil
+	return out, segmentRefs, nil
 }
 
-// instrumentBody copies one function body, inserting check after every loop header.
-func instrumentBody(out, fn, check []byte) ([]byte, error) {
+// instrumentBody copies one function body, inserting check after every loop header,
+// and sets *segmentRefs when the body uses a data segment index.
+func instrumentBody(out, fn, check []byte, segmentRefs *bool) ([]byte, error) {
 	r := wasmbin.Reader{B: fn}
 	groups := r.U32()
 	for i := uint32(0); i < groups && r.Err == nil; i++ {
@@ -229,10 +241,14 @@ func instrumentBody(out, fn, check []byte) ([]byte, error) {
 		case op == 0xfc:
 			switch sub := r.U32(); {
 			case sub <= 7:
-			case sub == 8:
+			case sub == 8: // memory.init
 				r.U32()
 				r.Byte()
-			case sub == 9 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
+				*segmentRefs = true
+			case sub == 9: // data.drop
+				r.U32()
+				*segmentRefs = true
+			case sub == 13 || sub == 15 || sub == 16 || sub == 17:
 				r.U32()
 			case sub == 10:
 				r.Byte()

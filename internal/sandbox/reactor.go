@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -42,10 +43,27 @@ type instance struct {
 	headers  []abi.Header // header list scratch, reused
 	uses     int
 	lastUsed time.Time
+	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
 }
 
+// close closes the instance. Only its owner calls it, never during a call.
 func (i *instance) close() {
+	i.release()
 	i.mod.Close(context.Background())
+}
+
+// hold and release bracket an owner's use of the instance's memory (see
+// memory_linux.go): taken from the pool, returned to it.
+func (i *instance) hold() {
+	if i.lm != nil {
+		i.lm.hold()
+	}
+}
+
+func (i *instance) release() {
+	if i.lm != nil {
+		i.lm.release()
+	}
 }
 
 // interrupt stops the instance's current call from another goroutine: through the
@@ -151,8 +169,10 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		woken:  make(chan struct{}),
 	}
 	t0 := time.Now()
-	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
+	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
+	mod, err := f.rt.InstantiateModule(actx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
 	if err != nil {
+		inst.release()
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -176,7 +196,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 			case oomReported || (mod.Memory() != nil && uint64(mod.Memory().Size())+1<<20 > f.spec.Limits.MemoryBytes):
 				serr.memory = f.spec.Limits.MemoryBytes
 			}
-			mod.Close(ctx)
+			inst.close()
 			span.SetStatus(codes.Error, serr.Error())
 			return nil, serr
 		}
@@ -195,7 +215,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst.lastUsed = t2
 	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
 	if inst.mem == nil {
-		mod.Close(ctx)
+		inst.close()
 		return nil, errors.New("module has no memory")
 	}
 	return inst, nil

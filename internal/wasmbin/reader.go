@@ -168,3 +168,40 @@ func AppendU32(b []byte, v uint32) []byte {
 		b = append(b, c|0x80)
 	}
 }
+
+// S32 reads a signed 32-bit LEB128 (at most 5 bytes).
+func (r *Reader) S32() int32 {
+	var v int64
+	for i := 0; i < 5; i++ {
+		c := r.Byte()
+		if r.Err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			if c&0x40 != 0 {
+				v |= -1 << (7 * (i + 1))
+			}
+			if v < -1<<31 || v > 1<<31-1 {
+				r.Fail(errors.New("integer out of s32 range"))
+				return 0
+			}
+			return int32(v)
+		}
+	}
+	r.Fail(errors.New("integer encoding too long"))
+	return 0
+}
+
+// AppendS32 appends v as a signed LEB128.
+func AppendS32(b []byte, v int32) []byte {
+	x := int64(v)
+	for {
+		c := byte(x & 0x7f)
+		x >>= 7
+		if (x == 0 && c&0x40 == 0) || (x == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}

@@ -14,6 +14,28 @@ func TestU32RoundTrip(t *testing.T) {
 	}
 }
 
+func TestS32RoundTrip(t *testing.T) {
+	for _, v := range []int32{0, 1, -1, 63, 64, -64, -65, 127, 128, 1 << 20, -1 << 20, 1<<31 - 1, -1 << 31} {
+		r := Reader{B: AppendS32(nil, v)}
+		if got := r.S32(); got != v || r.Err != nil || !r.Done() {
+			t.Errorf("%d: got %d, err %v, rest %d", v, got, r.Err, len(r.B))
+		}
+	}
+	// The encodings wasm tools write for i32.const: 0x80 0x80 0x04 is 65536.
+	r := Reader{B: []byte{0x80, 0x80, 0x04}}
+	if got := r.S32(); got != 65536 {
+		t.Errorf("65536: got %d", got)
+	}
+	r = Reader{B: []byte{0xff, 0xff, 0xff, 0xff, 0x7f}}
+	if got := r.S32(); got != -1 || r.Err != nil {
+		t.Errorf("five-byte -1: got %d, err %v", got, r.Err)
+	}
+	r = Reader{B: []byte{0x80, 0x80, 0x80, 0x80, 0x08}}
+	if r.S32(); r.Err == nil {
+		t.Error("2^31 accepted as an s32")
+	}
+}
+
 func TestReaderErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
