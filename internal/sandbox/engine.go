@@ -195,10 +195,9 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	rcfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).
-		// Memory grows with the guest's use (wazero's default), not reserved at the cap
-		// (WithMemoryCapacityFromMax): the Go heap holds a reserved cap per instance, and
-		// the runtime zeroes it whenever it reuses freed heap, which makes it resident,
-		// so after some instance churn RSS would approach max_instances × limits.memory.
+		// Not WithMemoryCapacityFromMax: a reservation in the Go heap becomes resident
+		// once the heap recycles it. Reactor instances get their memory from
+		// memory_linux.go instead: reserved outside the Go heap, grown in place.
 		WithCloseOnContextDone(!interruptible)
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	fail := func(err error) (*Function, error) {
