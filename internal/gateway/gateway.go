@@ -305,24 +305,21 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id string, ro
 	if !g.cfg.Telemetry {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("request_id", id),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", r.URL.Path),
-		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		slog.Bool("cold", cold),
-		slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()),
+	line := telemetry.RequestLine{
+		ID:       id,
+		Method:   r.Method,
+		Host:     r.Host,
+		Path:     r.URL.Path,
+		Status:   status,
+		Duration: time.Since(start),
+		Cold:     cold,
+		TraceID:  trace.SpanContextFromContext(ctx).TraceID().String(),
+		Reason:   reason,
 	}
 	if route != nil {
-		attrs = append(attrs, slog.String("route", route.Prefix), slog.String("function", route.Target.Name()),
-			slog.String("version", route.Target.Version()))
+		line.Route, line.Function, line.Version = route.Prefix, route.Target.Name(), route.Target.Version()
 	}
-	if reason != "" {
-		attrs = append(attrs, slog.String("reason", reason))
-	}
-	g.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	telemetry.LogRequest(ctx, g.cfg.Logger, &line)
 }
 
 func writeError(w http.ResponseWriter, status int, msg, id string) {

@@ -23,7 +23,7 @@ func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(newJSONHandler(w, l)), nil
 }
 
 // Discard is a logger that writes nothing.
