@@ -7,6 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
@@ -86,5 +91,47 @@ func BenchmarkNativeServeHTTP(b *testing.B) {
 		r := httptest.NewRequest("GET", "/hello", nil)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+	}
+}
+
+// BenchmarkGuestCall is the hello guest's own share of a request: wazero calling
+// fermion_handle directly with a prepared request, host functions doing nothing, no
+// sandbox around it. Against Invoke it shows what the sandbox adds; against the
+// gateway's CPU profile under load, how much slower the same code runs there.
+func BenchmarkGuestCall(b *testing.B) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	nop := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
+	i32 := api.ValueTypeI32
+	if _, err := rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
+		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
+		Instantiate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	mod, err := rt.InstantiateWithConfig(ctx, fermiontest.Guest(b, "examples/hello", true),
+		wazero.NewModuleConfig().WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
+		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}, {Name: "X-Request-Id", Value: "0123456789abcdef0123456789abcdef"},
+			{Name: "Traceparent", Value: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"}}})
+	var stack [1]uint64
+	stack[0] = uint64(len(enc))
+	if err := mod.ExportedFunction(abi.ExportBuf).CallWithStack(ctx, stack[:]); err != nil {
+		b.Fatal(err)
+	}
+	mod.Memory().Write(uint32(stack[0]), enc)
+	handle := mod.ExportedFunction(abi.ExportHandle)
+	b.ReportAllocs()
+	for b.Loop() {
+		stack[0] = uint64(len(enc))
+		if err := handle.CallWithStack(ctx, stack[:]); err != nil || stack[0] != abi.HandleOK {
+			b.Fatal(err, stack[0])
+		}
 	}
 }
