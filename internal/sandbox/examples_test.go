@@ -53,6 +53,13 @@ func TestEchoRoundTrip(t *testing.T) {
 				Headers: map[string][]string{"X-Demo": {"yes"}, "X-Multi": {"a", "b"}, "Authorization": {"Bearer t0k3n"}, "X-Empty": {""}}},
 		},
 		{
+			// A map built by hand may spell names any way; the guest sees them canonical.
+			name: "header spelling", method: "GET", uri: "/echo",
+			header: http.Header{"x-lower-case": {"v"}, "content-TYPE": {"text/plain"}},
+			want: echoDoc{Method: "GET", Path: "/echo",
+				Headers: map[string][]string{"X-Lower-Case": {"v"}, "Content-Type": {"text/plain"}}},
+		},
+		{
 			name: "body with unicode", method: "PUT", uri: "/echo?k=v",
 			header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 			body:   "héllo, wörld ✓\nline two\r\n\ttab",

@@ -375,11 +375,15 @@ func (f *Function) nearMemoryLimit(inst *instance) bool {
 	return uint64(inst.mem.Size())+1<<20 > f.spec.Limits.MemoryBytes
 }
 
-// appendRequest encodes req into b, using hdrs as scratch for the header list.
+// appendRequest encodes req into b, using hdrs as scratch for the header list. Names
+// are sent canonical and a name's values adjacent, as package abi promises guests (a
+// map a caller built by hand may hold a name in other spellings; the gateway's never
+// does, and canonicalising a canonical name costs no allocation).
 func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Header) {
 	r := abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Body: req.Body}
 	r.Headers = hdrs
 	for k, vs := range req.Header {
+		k = http.CanonicalHeaderKey(k)
 		for _, v := range vs {
 			r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
 		}
