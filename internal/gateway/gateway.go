@@ -197,7 +197,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	wh := w.Header()
 	wh.Set(headerRequestID, id)
-	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(wh))
+	// The same values, formatted once: the guest's headers never replace these.
+	wh["Traceparent"] = r.Header["Traceparent"]
+	if ts := trace.SpanContextFromContext(ctx).TraceState(); ts.Len() > 0 {
+		wh["Tracestate"] = r.Header["Tracestate"]
+	}
 
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)

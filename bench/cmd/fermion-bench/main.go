@@ -115,7 +115,8 @@ func gatewayBench(args []string) error {
 	conns := fs.Int("conns", 16, "concurrent connections")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the telemetry-on runs to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
+	minimal := fs.Bool("minimal", false, "add a target serving examples/testdata/abi/minimal (ABI only, no SDK) with telemetry on")
 	fs.Parse(args)
 	if *client == "wrk" {
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -155,6 +156,19 @@ func gatewayBench(args []string) error {
 		return err
 	}
 	targets := []target{native, on, off}
+	if *minimal {
+		// The same platform with a guest that only speaks the ABI (no SDK, no net/http):
+		// what the gateway and sandbox cost without the Go guest's own work.
+		mw, err := fermiontest.BuildGuest(r, "examples/testdata/abi/minimal", true)
+		if err != nil {
+			return err
+		}
+		mt, err := fermionTarget("fermion, ABI-only guest", m, mw, true, logFile)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, mt)
+	}
 	defer func() {
 		for _, t := range targets {
 			t.close()
@@ -169,9 +183,13 @@ func gatewayBench(args []string) error {
 		}
 	}
 	results := map[string][]loadResult{}
+	profName := on.name
+	if *minimal {
+		profName = targets[len(targets)-1].name
+	}
 	for i := 0; i < *rounds; i++ {
 		for _, t := range targets {
-			if *cpuprofile != "" && t.name == on.name && i == 0 {
+			if *cpuprofile != "" && t.name == profName && i == 0 {
 				f, err := os.Create(*cpuprofile)
 				if err != nil {
 					return err
@@ -179,7 +197,7 @@ func gatewayBench(args []string) error {
 				pprof.StartCPUProfile(f)
 			}
 			res, err := load(*client, t.url, *conns, *duration)
-			if *cpuprofile != "" && t.name == on.name && i == 0 {
+			if *cpuprofile != "" && t.name == profName && i == 0 {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
