@@ -184,14 +184,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tb := g.acquire()
 	defer tb.release()
 	route, ok := tb.match(r.Host, r.URL.Path)
-	spanName := "HTTP " + r.Method
-	if ok {
-		spanName += " " + route.Prefix
-	}
-	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
-	if !g.recording {
+	var span trace.Span
+	if g.recording {
+		spanName := "HTTP " + r.Method
+		if ok {
+			spanName += " " + route.Prefix
+		}
+		ctx, span = g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+	} else {
+		// Nothing records spans: make the ids only, so they still propagate.
 		ctx = trace.ContextWithSpanContext(ctx, telemetry.NewSpanContext(trace.SpanContextFromContext(ctx)))
+		span = trace.SpanFromContext(ctx)
 	}
 	// The guest sees the same trace context the client gets back.
 	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
