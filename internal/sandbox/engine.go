@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -57,6 +58,7 @@ type EngineConfig struct {
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
 type Engine struct {
+	closing  sync.WaitGroup // runtimes of closed functions waiting for their last requests
 	cache    wazero.CompilationCache
 	rewrites rewriteCache
 	workers  int
@@ -118,8 +120,17 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the compilation cache. Functions must be closed first.
+// Close releases the compilation cache. Functions must be closed first; Close waits
+// (until ctx is done) for the runtimes of functions whose Close timed out, since their
+// compiled code must outlive the requests still running on it.
 func (e *Engine) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.closing.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("close engine: requests of closed functions still running: %w", ctx.Err())
+	}
 	return e.cache.Close(ctx)
 }
 

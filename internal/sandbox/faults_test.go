@@ -599,9 +599,10 @@ func TestFaultSleepPastDeadline(t *testing.T) {
 }
 
 // TestCloseDuringCall closes a function whose drain times out while a guest is running:
-// the runtime is closed under the running call, and the guest must still finish on
-// memory that stays mapped until its owner lets go of it (memory_linux.go). A mistake
-// here is not a failed assertion but a crashed test binary.
+// Close must return, the guest must finish on memory that stays mapped and a runtime
+// that stays open until its request has ended (memory_linux.go, Function.Close), and the
+// engine's Close must then find nothing running. A mistake here is not a failed
+// assertion but a crashed test binary, or a report from go test -race.
 func TestCloseDuringCall(t *testing.T) {
 	e, _ := newEngine(t)
 	s := spec("slow", reactor(t, guestSlow))

@@ -429,7 +429,9 @@ func (f *Function) reap(now time.Time) {
 }
 
 // Close stops new requests, waits for in-flight ones (until ctx is done), then closes
-// every instance and the runtime.
+// every instance and the runtime. If ctx ends first, Close returns an error at once and
+// the runtime is closed when the requests still running have ended, each within its
+// timeout: closing it under a running guest is a data race inside wazero.
 func (f *Function) Close(ctx context.Context) error {
 	f.mu.Lock()
 	if f.closed {
@@ -441,13 +443,14 @@ func (f *Function) Close(ctx context.Context) error {
 	close(f.stop)
 
 	// Taking every slot means no request is in flight.
-	var drainErr error
-	for i := 0; i < cap(f.slots); i++ {
+	taken := 0
+take:
+	for taken < cap(f.slots) {
 		select {
 		case f.slots <- struct{}{}:
+			taken++
 		case <-ctx.Done():
-			drainErr = fmt.Errorf("drain %s: %w", f.id, ctx.Err())
-			i = cap(f.slots)
+			break take
 		}
 	}
 	f.wg.Wait()
@@ -459,7 +462,17 @@ func (f *Function) Close(ctx context.Context) error {
 		f.metrics.Warm(-1)
 		f.discard(inst, telemetry.ReasonClosed)
 	}
-	err := f.rt.Close(context.WithoutCancel(ctx))
 	f.engine.metrics.Forget(f.spec.Name, f.spec.Version)
-	return errors.Join(drainErr, err)
+	if taken < cap(f.slots) {
+		f.engine.closing.Add(1)
+		go func() {
+			defer f.engine.closing.Done()
+			for ; taken < cap(f.slots); taken++ {
+				f.slots <- struct{}{}
+			}
+			f.rt.Close(context.Background())
+		}()
+		return fmt.Errorf("drain %s: %w; its runtime closes when the requests still running end", f.id, ctx.Err())
+	}
+	return f.rt.Close(context.WithoutCancel(ctx))
 }
