@@ -44,6 +44,8 @@ type instance struct {
 	uses     int
 	lastUsed time.Time
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
+	state    callState     // the current call's state (cur points here during a call)
+	deadline *time.Timer   // interrupts the current call at its deadline; reused
 }
 
 // close closes the instance. Only its owner calls it, never during a call.
@@ -255,7 +257,8 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
-	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout)}
+	st := &inst.state
+	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs} // flush emptied the logs
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
@@ -271,7 +274,12 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// WithCloseOnContextDone, compiled code checks the closed flag at function entries and
 	// loop headers, so even a tight loop stops. Timers instead of a context deadline keep
 	// the call free of wazero's per-call watcher goroutine.
-	timer := time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	if inst.deadline == nil {
+		inst.deadline = time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	} else {
+		inst.deadline.Reset(timeout)
+	}
+	timer := inst.deadline
 	stopCancel := func() bool { return true }
 	if ctx.Done() != nil {
 		stopCancel = context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })
