@@ -315,12 +315,12 @@ func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 10
 // NewLogger it formats the line directly, the same bytes slog would write, without
 // building slog attributes or capturing the caller: it runs on every request.
 func LogRequest(ctx context.Context, l *slog.Logger, r *RequestLine) {
+	if !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	h, ok := l.Handler().(*jsonHandler)
 	if !ok || len(h.pending) > 0 {
 		l.LogAttrs(ctx, slog.LevelInfo, "request", r.attrs()...)
-		return
-	}
-	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	bp := bufPool.Get().(*[]byte)
