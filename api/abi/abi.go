@@ -25,7 +25,10 @@
 // still accept any order.
 package abi
 
-import "errors"
+import (
+	"errors"
+	"unsafe"
+)
 
 // Version is the ABI revision a guest declares through fermion_abi_v1.
 const Version = 1
@@ -160,10 +163,11 @@ func AppendResponse(b []byte, r *Response) []byte {
 	return appendBytes(b, r.Body)
 }
 
-// DecodeResponse decodes a Response. Body aliases b when alias is true (the host copies
-// guest memory once and may keep views of that copy).
+// DecodeResponse decodes a Response. When alias is true, Body and the header strings
+// are views of b, so the caller must never modify b afterwards (the host copies guest
+// memory once and keeps views of that copy); otherwise they are copies.
 func DecodeResponse(b []byte, r *Response, alias bool) error {
-	d := decoder{b: b}
+	d := decoder{b: b, alias: alias}
 	r.Status = int(d.u32())
 	r.Headers = d.headers(r.Headers[:0])
 	if alias {
@@ -226,8 +230,9 @@ func appendHeaders(b []byte, hs []Header) []byte {
 
 // decoder reads fields in order and remembers the first error, so callers check once.
 type decoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	alias bool // strings are views of b (DecodeResponse with alias)
 }
 
 func (d *decoder) u32() uint32 {
@@ -266,7 +271,11 @@ func (d *decoder) bytesCopy() []byte {
 }
 
 func (d *decoder) string() string {
-	return string(d.bytes())
+	p := d.bytes()
+	if d.alias && len(p) > 0 {
+		return unsafe.String(unsafe.SliceData(p), len(p))
+	}
+	return string(p)
 }
 
 func (d *decoder) headers(hs []Header) []Header {

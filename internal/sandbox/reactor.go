@@ -105,6 +105,7 @@ type callState struct {
 	got      bool   // response called
 	pending  []byte // outbound result waiting for http_take
 	logs     logBuffer
+	hdrs     []abi.Header // the response's header list, reused by the instance
 }
 
 type (
@@ -258,7 +259,8 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	}
 	timeout := f.spec.Limits.Timeout
 	st := &inst.state
-	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs} // flush emptied the logs
+	// flush emptied the logs; hdrs is scratch for the response's header list
+	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs, hdrs: st.hdrs[:0]}
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
@@ -431,8 +433,10 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	if !ok {
 		panic("fermion.response: out of bounds")
 	}
+	// data is the host's own copy and is never modified: the response's body and
+	// header strings are views of it.
 	data := append([]byte(nil), view...)
-	var r abi.Response
+	r := abi.Response{Headers: st.hdrs[:0]}
 	if err := abi.DecodeResponse(data, &r, true); err != nil {
 		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse, Msg: "function returned a malformed response", Err: err}
 		return
@@ -446,9 +450,16 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 			Msg: fmt.Sprintf("function returned invalid status %d", r.Status)}
 		return
 	}
+	st.hdrs = r.Headers
 	h := make(http.Header, len(r.Headers))
-	for _, kv := range r.Headers {
-		h[kv.Name] = append(h[kv.Name], kv.Value)
+	vals := make([]string, len(r.Headers)) // one backing array for single values
+	for i, kv := range r.Headers {
+		if prev, ok := h[kv.Name]; ok {
+			h[kv.Name] = append(prev, kv.Value)
+			continue
+		}
+		vals[i] = kv.Value
+		h[kv.Name] = vals[i : i+1 : i+1]
 	}
 	st.resp = &Response{Status: r.Status, Header: h, Body: r.Body}
 	st.got = true
