@@ -116,9 +116,15 @@ func (h *jsonHandler) Handle(_ context.Context, r slog.Record) error {
 		b = append(b, '}')
 	}
 	b = append(b, '}', '\n')
-	h.out.mu.Lock()
-	_, err := h.out.w.Write(b)
-	h.out.mu.Unlock()
+	return h.out.writeLine(bp, b)
+}
+
+// writeLine writes one whole line, then returns its buffer (bp, now holding b) to the
+// pool unless it grew large.
+func (w *lockedWriter) writeLine(bp *[]byte, b []byte) error {
+	w.mu.Lock()
+	_, err := w.w.Write(b)
+	w.mu.Unlock()
 	if cap(b) <= 16<<10 {
 		*bp = b
 		bufPool.Put(bp)
@@ -351,13 +357,7 @@ func LogRequest(ctx context.Context, l *slog.Logger, r *RequestLine) {
 		b = append(b, '}')
 	}
 	b = append(b, '}', '\n')
-	h.out.mu.Lock()
-	h.out.w.Write(b)
-	h.out.mu.Unlock()
-	if cap(b) <= 16<<10 {
-		*bp = b
-		bufPool.Put(bp)
-	}
+	h.out.writeLine(bp, b)
 }
 
 // appendField appends ,"key":"value" for a key that needs no escaping.
