@@ -272,10 +272,10 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		}
 	}()
 
-	// The deadline and a client going away close the module. Because the runtime is built
-	// WithCloseOnContextDone, compiled code checks the closed flag at function entries and
-	// loop headers, so even a tight loop stops. Timers instead of a context deadline keep
-	// the call free of wazero's per-call watcher goroutine.
+	// The deadline and a client going away interrupt the instance (see interrupt.go):
+	// even a tight loop stops at its next check. The instance's own timer, reset for
+	// each call, instead of a context deadline keeps the call free of wazero's per-call
+	// watcher goroutine.
 	if inst.deadline == nil {
 		inst.deadline = time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 	} else {
