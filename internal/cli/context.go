@@ -172,3 +172,23 @@ func (f *apiFlags) explain(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// nameVerb completes c as a command that makes one API call on the NAME (or ID) it is
+// given and prints the line do returns.
+func (f *apiFlags) nameVerb(c *cobra.Command, do func(ctx context.Context, cl *client.Client, name string) (string, error)) *cobra.Command {
+	c.Args = exactArgs(1)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		cl, err := f.client()
+		if err != nil {
+			return err
+		}
+		msg, err := do(ctx, cl, args[0])
+		if err != nil {
+			return f.explain(ctx, err)
+		}
+		fmt.Fprintln(c.OutOrStdout(), msg)
+		return nil
+	}
+	return c
+}

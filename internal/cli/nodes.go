@@ -119,44 +119,25 @@ is drained when no work is left on it; it stays unschedulable until uncordoned.`
 	drain.Flags().BoolVar(&wait, "wait", true, "wait until the node is drained")
 	drain.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 
-	uncordon := &cobra.Command{
+	uncordon := af.nameVerb(&cobra.Command{
 		Use:   "uncordon NAME",
 		Short: "Make a drained or draining node schedulable again",
-		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			n, err := cl.UncordonNode(ctx, args[0])
-			if err != nil {
-				return af.explain(ctx, err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "node %s %s, schedulable %t\n", n.Name, n.State, n.Schedulable)
-			return nil
-		},
-	}
-	remove := &cobra.Command{
+	}, func(ctx context.Context, cl *client.Client, name string) (string, error) {
+		n, err := cl.UncordonNode(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("node %s %s, schedulable %t", n.Name, n.State, n.Schedulable), nil
+	})
+	remove := af.nameVerb(&cobra.Command{
 		Use:   "remove NAME",
 		Short: "Forget a node that is lost or drained: its record, lease and credentials",
 		Long: `Remove forgets a node for good, for a machine that is retired. Only a lost node (its
 agent stopped renewing) or a drained one can be removed; drain a live node first. Its agent
 can join again later with a node token.`,
-		Args: exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			if err := cl.RemoveNode(ctx, args[0]); err != nil {
-				return af.explain(ctx, err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "node %s removed\n", args[0])
-			return nil
-		},
-	}
+	}, func(ctx context.Context, cl *client.Client, name string) (string, error) {
+		return "node " + name + " removed", cl.RemoveNode(ctx, name)
+	})
 	c.AddCommand(drain, uncordon, remove)
 	return c
 }

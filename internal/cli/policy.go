@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -389,21 +390,10 @@ func printViolations(w io.Writer, evs []v1.Event) {
 }
 
 func newPolicyDeleteCmd(af *apiFlags) *cobra.Command {
-	return &cobra.Command{
+	return af.nameVerb(&cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a policy (admin); it stops applying at once",
-		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			if err := cl.DeletePolicy(ctx, args[0]); err != nil {
-				return af.explain(ctx, err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "deleted policy %s\n", args[0])
-			return nil
-		},
-	}
+	}, func(ctx context.Context, cl *client.Client, name string) (string, error) {
+		return "deleted policy " + name, cl.DeletePolicy(ctx, name)
+	})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/client"
 )
 
 func newTokenCmd() *cobra.Command {
@@ -111,23 +113,12 @@ once; the control plane keeps only its hash.`,
 	}
 	listOut.add(list)
 
-	revoke := &cobra.Command{
+	revoke := af.nameVerb(&cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a token; it stops working at once",
-		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			if err := cl.RevokeToken(ctx, args[0]); err != nil {
-				return af.explain(ctx, err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "revoked token %s\n", args[0])
-			return nil
-		},
-	}
+	}, func(ctx context.Context, cl *client.Client, id string) (string, error) {
+		return "revoked token " + id, cl.RevokeToken(ctx, id)
+	})
 	c.AddCommand(create, list, revoke)
 	return c
 }
