@@ -214,6 +214,16 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		serve(adminLn, mux)
 	}
 	tokenPath, _ := filepath.Abs(filepath.Join(o.data, "admin.token"))
+	// Save the context before printing anything, so that whoever reads the API line can
+	// use the CLI at once.
+	var contextPath string
+	if o.saveContext {
+		path, err := saveContext(r.apiURL, cp.AdminToken())
+		if err != nil {
+			logger.Warn("save the CLI context", "err", err)
+		}
+		contextPath = path
+	}
 	fmt.Fprintf(stdout, "control plane %s: API %s\n", cp.Name(), r.apiURL)
 	fmt.Fprintf(stdout, "agents connect to %s\n", cp.NATSURL())
 	if r.registry != "" {
@@ -223,12 +233,8 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", adminLn.Addr())
 	}
 	fmt.Fprintf(stdout, "admin token in %s\n", tokenPath)
-	if o.saveContext {
-		if path, err := saveContext(r.apiURL, cp.AdminToken()); err != nil {
-			logger.Warn("save the CLI context", "err", err)
-		} else {
-			fmt.Fprintf(stdout, "saved the API URL and admin token to %s for the fermion CLI\n", displayPath(path))
-		}
+	if contextPath != "" {
+		fmt.Fprintf(stdout, "saved the API URL and admin token to %s for the fermion CLI\n", displayPath(contextPath))
 	}
 	fmt.Fprintf(stdout, "join agents with: fermion token create --role node, then fermion agent --server %s --token <token>\n",
 		strings.Split(cp.NATSURL(), ",")[0])
