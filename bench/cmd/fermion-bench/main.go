@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,7 +197,11 @@ func gatewayBench(args []string) error {
 				}
 				pprof.StartCPUProfile(f)
 			}
+			cpu0 := cpuTime()
 			res, err := load(*client, t.url, *conns, *duration)
+			if *client == "wrk" && res.rps > 0 {
+				res.cpuPerReq = time.Duration(float64(cpuTime()-cpu0) / (res.rps * duration.Seconds()))
+			}
 			if *cpuprofile != "" && t.name == profName && i == 0 {
 				pprof.StopCPUProfile()
 			}
@@ -204,23 +209,42 @@ func gatewayBench(args []string) error {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			results[t.name] = append(results[t.name], res)
-			fmt.Fprintf(os.Stderr, "round %d %-26s %8.0f req/s p50 %7.3f ms p99 %7.3f ms\n", i+1, t.name, res.rps, ms(res.p50), ms(res.p99))
+			fmt.Fprintf(os.Stderr, "round %d %-26s %8.0f req/s p50 %7.3f ms p99 %7.3f ms server CPU %5.1f µs/req\n", i+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq))
 		}
 	}
 	med := func(name string) loadResult { return median(results[name]) }
 	base := med(native.name)
 	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0))
-	fmt.Println("| target | req/s (median) | ratio vs native | p50 ms | p99 ms |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| target | req/s (median) | ratio vs native | p50 ms | p99 ms | server CPU µs/req (median) | CPU ratio vs native |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	baseCPU := medianCPU(results[native.name])
 	for _, t := range targets {
 		x := med(t.name)
-		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f |\n", t.name, x.rps, x.rps/base.rps, ms(x.p50), ms(x.p99))
+		c := medianCPU(results[t.name])
+		ratio := 0.0
+		if c > 0 {
+			ratio = float64(baseCPU) / float64(c)
+		}
+		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", t.name, x.rps, x.rps/base.rps, ms(x.p50), ms(x.p99), us(c), ratio)
 	}
 	fmt.Printf("\ntelemetry on / off throughput: %.3f\n", med(on.name).rps/med(off.name).rps)
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+// medianCPU is the median CPU per request over rounds: steadier than throughput on a
+// machine shared with other work, since it does not count time the servers waited.
+func medianCPU(rs []loadResult) time.Duration {
+	cs := make([]time.Duration, 0, len(rs))
+	for _, r := range rs {
+		cs = append(cs, r.cpuPerReq)
+	}
+	slices.Sort(cs)
+	return cs[len(cs)/2]
+}
 
 func nativeTarget() (target, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -271,6 +295,9 @@ func check(url string) error {
 type loadResult struct {
 	rps      float64
 	p50, p99 time.Duration
+	// cpuPerReq is this process's CPU time per request during the run: the servers'
+	// cost when the load generator is another process (wrk), 0 otherwise.
+	cpuPerReq time.Duration
 }
 
 func median(rs []loadResult) loadResult {
