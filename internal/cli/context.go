@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -190,5 +191,34 @@ func (f *apiFlags) nameVerb(c *cobra.Command, do func(ctx context.Context, cl *c
 		fmt.Fprintln(c.OutOrStdout(), msg)
 		return nil
 	}
+	return c
+}
+
+// listVerb completes c as a command that takes no arguments, fetches one value from the
+// API and prints it: as the API's JSON with -o json, otherwise as the table rows writes.
+func listVerb[T any](f *apiFlags, c *cobra.Command, fetch func(ctx context.Context, cl *client.Client) (T, error), rows func(tw io.Writer, v T)) *cobra.Command {
+	var o outputFlag
+	c.Args = exactArgs(0)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if err := o.check(); err != nil {
+			return err
+		}
+		ctx := c.Context()
+		cl, err := f.client()
+		if err != nil {
+			return err
+		}
+		v, err := fetch(ctx, cl)
+		if err != nil {
+			return f.explain(ctx, err)
+		}
+		if o.json() {
+			return printJSON(c.OutOrStdout(), v)
+		}
+		tw := newTable(c.OutOrStdout())
+		rows(tw, v)
+		return tw.Flush()
+	}
+	o.add(c)
 	return c
 }

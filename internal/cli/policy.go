@@ -284,28 +284,11 @@ always true, a matchCondition that is always false) are printed as warnings.`,
 }
 
 func newPolicyListCmd(af *apiFlags) *cobra.Command {
-	var o outputFlag
-	c := &cobra.Command{
+	return listVerb(af, &cobra.Command{
 		Use:   "list",
 		Short: "List the policies on the control plane",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			l, err := cl.ListPolicies(ctx)
-			if err != nil {
-				return af.explain(ctx, err)
-			}
-			if o.json() {
-				return printJSON(c.OutOrStdout(), l)
-			}
-			tw := newTable(c.OutOrStdout())
+	}, func(ctx context.Context, cl *client.Client) (*v1.PolicyList, error) { return cl.ListPolicies(ctx) },
+		func(tw io.Writer, l *v1.PolicyList) {
 			fmt.Fprintln(tw, "NAME\tVERSION\tTARGET\tMODE\tAPPLIED\tBY\tSTATUS")
 			for _, p := range l.Policies {
 				status := "in force"
@@ -314,11 +297,7 @@ func newPolicyListCmd(af *apiFlags) *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Version, p.Target, p.Mode, formatTime(p.Applied), or(p.AppliedBy), status)
 			}
-			return tw.Flush()
-		},
-	}
-	o.add(c)
-	return c
+		})
 }
 
 func newPolicyViolationsCmd(af *apiFlags) *cobra.Command {

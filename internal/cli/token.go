@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -78,28 +79,11 @@ once; the control plane keeps only its hash.`,
 	create.Flags().StringVar(&description, "description", "", "free text to recognise the token by")
 	createOut.add(create)
 
-	var listOut outputFlag
-	list := &cobra.Command{
+	list := listVerb(&af, &cobra.Command{
 		Use:   "list",
 		Short: "List the tokens (without their secrets)",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := listOut.check(); err != nil {
-				return err
-			}
-			ctx := c.Context()
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
-			l, err := cl.ListTokens(ctx)
-			if err != nil {
-				return af.explain(ctx, err)
-			}
-			if listOut.json() {
-				return printJSON(c.OutOrStdout(), l)
-			}
-			tw := newTable(c.OutOrStdout())
+	}, func(ctx context.Context, cl *client.Client) (*v1.TokenList, error) { return cl.ListTokens(ctx) },
+		func(tw io.Writer, l *v1.TokenList) {
 			fmt.Fprintln(tw, "ID\tROLE\tCREATED\tEXPIRES\tDESCRIPTION")
 			for _, t := range l.Tokens {
 				expires := "never"
@@ -108,10 +92,7 @@ once; the control plane keeps only its hash.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, formatTime(t.Created), expires, or(t.Description))
 			}
-			return tw.Flush()
-		},
-	}
-	listOut.add(list)
+		})
 
 	revoke := af.nameVerb(&cobra.Command{
 		Use:   "revoke ID",
