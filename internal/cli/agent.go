@@ -23,7 +23,6 @@ import (
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 type agentOptions struct {
@@ -92,12 +91,11 @@ across restarts), retries with backoff and jitter, and converges when it is back
 		Args:    exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
-			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
-			defer logw.Close()
-			logger, err := telemetry.NewLogger(logw, o.logLevel)
+			logger, done, err := serviceLogger(c.ErrOrStderr(), o.logLevel)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			a, err := startAgentRole(ctx, o, logger, c.OutOrStdout())
 			if err != nil {
 				return err

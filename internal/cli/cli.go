@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // Run runs the fermion command line and returns the process exit code.
@@ -78,4 +82,16 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// serviceLogger is the logger of a long-running verb: JSON lines at the --log-level
+// given, batched to stderr. Call done before returning, to flush the last lines.
+func serviceLogger(stderr io.Writer, level string) (logger *slog.Logger, done func(), err error) {
+	w := telemetry.NewBufferedWriter(stderr, 200*time.Millisecond)
+	logger, err = telemetry.NewLogger(w, level)
+	if err != nil {
+		w.Close()
+		return nil, nil, usageError{err}
+	}
+	return logger, func() { w.Close() }, nil
 }

@@ -18,7 +18,6 @@ import (
 
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/registry"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 func newRegistryCmd() *cobra.Command {
@@ -37,12 +36,11 @@ v1.2.3-rc.1) are immutable.`,
 		Args:    exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
-			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
-			defer logw.Close()
-			logger, err := telemetry.NewLogger(logw, logLevel)
+			logger, done, err := serviceLogger(c.ErrOrStderr(), logLevel)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			if len(pushTokens) == 0 {
 				for _, t := range strings.Split(os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"), ",") {
 					if t = strings.TrimSpace(t); t != "" {

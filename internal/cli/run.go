@@ -57,12 +57,11 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 }
 
 func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, stderr io.Writer) error {
-	logw := telemetry.NewBufferedWriter(stderr, 200*time.Millisecond)
-	defer logw.Close()
-	logger, err := telemetry.NewLogger(logw, o.logLevel)
+	logger, done, err := serviceLogger(stderr, o.logLevel)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
+	defer done()
 	manifests := make([]*manifest.Manifest, 0, len(paths))
 	byName := map[string]*manifest.Manifest{}
 	for _, p := range paths {

@@ -82,12 +82,11 @@ every replica.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
-			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
-			defer logw.Close()
-			logger, err := telemetry.NewLogger(logw, o.logLevel)
+			logger, done, err := serviceLogger(c.ErrOrStderr(), o.logLevel)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			srv, err := startServerRole(ctx, o, logger, c.OutOrStdout())
 			if err != nil {
 				return err

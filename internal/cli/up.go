@@ -15,7 +15,6 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/oci"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 func newUpCmd() *cobra.Command {
@@ -41,12 +40,11 @@ restart.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
 			out := c.OutOrStdout()
-			logw := telemetry.NewBufferedWriter(c.ErrOrStderr(), 200*time.Millisecond)
-			defer logw.Close()
-			logger, err := telemetry.NewLogger(logw, so.logLevel)
+			logger, done, err := serviceLogger(c.ErrOrStderr(), so.logLevel)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			if so.data == "" {
 				p, err := contextPath()
 				if err != nil {
