@@ -94,11 +94,17 @@ func BenchmarkNativeServeHTTP(b *testing.B) {
 	}
 }
 
-// BenchmarkGuestCall is the hello guest's own share of a request: wazero calling
-// fermion_handle directly with a prepared request, host functions doing nothing, no
-// sandbox around it. Against Invoke it shows what the sandbox adds; against the
-// gateway's CPU profile under load, how much slower the same code runs there.
+// BenchmarkGuestCall is a guest's own share of a request: wazero calling fermion_handle
+// directly with a prepared request, host functions doing nothing, no sandbox around it.
+// hello against Invoke, and minimal against InvokeMinimal, show what the sandbox adds;
+// against the gateway's CPU profile under load, how much slower the same code runs there.
 func BenchmarkGuestCall(b *testing.B) {
+	for _, g := range []struct{ name, pkg string }{{"hello", "examples/hello"}, {"minimal", "examples/testdata/abi/minimal"}} {
+		b.Run(g.name, func(b *testing.B) { benchGuestCall(b, g.pkg) })
+	}
+}
+
+func benchGuestCall(b *testing.B, pkg string) {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer rt.Close(ctx)
@@ -112,7 +118,7 @@ func BenchmarkGuestCall(b *testing.B) {
 		Instantiate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	mod, err := rt.InstantiateWithConfig(ctx, fermiontest.Guest(b, "examples/hello", true),
+	mod, err := rt.InstantiateWithConfig(ctx, fermiontest.Guest(b, pkg, true),
 		wazero.NewModuleConfig().WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
 	if err != nil {
 		b.Fatal(err)

@@ -3,7 +3,9 @@
 // in the same run, because these machines are noisy:
 //
 //	gateway    warm throughput and latency of examples/hello through the gateway vs a
-//	           native net/http handler returning the same body; telemetry on vs off
+//	           native net/http handler returning the same body; telemetry on vs off;
+//	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
+//	           (bare.go), which split the cost between the Go guest and the platform
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
@@ -117,7 +119,8 @@ func gatewayBench(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
-	minimal := fs.Bool("minimal", false, "add a target serving examples/testdata/abi/minimal (ABI only, no SDK) with telemetry on")
+	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
+	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
 	fs.Parse(args)
 	if *client == "wrk" {
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -169,6 +172,20 @@ func gatewayBench(args []string) error {
 			return err
 		}
 		targets = append(targets, mt)
+		if *bare {
+			bt, err := bareTarget("bare wazero, ABI-only guest", mw, *conns)
+			if err != nil {
+				return err
+			}
+			targets = append(targets, bt)
+		}
+	}
+	if *bare {
+		bt, err := bareTarget("bare wazero, hello", wasm, *conns)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, bt)
 	}
 	defer func() {
 		for _, t := range targets {
@@ -390,6 +407,7 @@ func coldStartBench(args []string) error {
 	coldN := fs.Int("cold", 5, "compiles with an empty cache")
 	cachedN := fs.Int("cached", 20, "compiles from the on-disk cache (new engine each time)")
 	instN := fs.Int("instances", 200, "instances created")
+	guest := fs.String("guest", "examples/hello", "reactor guest package, served with examples/hello's manifest")
 	fs.Parse(args)
 	r, err := root()
 	if err != nil {
@@ -398,6 +416,11 @@ func coldStartBench(args []string) error {
 	m, wasm, err := helloManifest(r)
 	if err != nil {
 		return err
+	}
+	if *guest != "examples/hello" {
+		if wasm, err = fermiontest.BuildGuest(r, *guest, true); err != nil {
+			return err
+		}
 	}
 	m.Scaling.MinWarm = 0
 	spec := sandbox.SpecFromManifest(m, wasm)
@@ -476,7 +499,7 @@ func coldStartBench(args []string) error {
 	}
 	f.Close(ctx)
 
-	fmt.Printf("\nmodule examples/hello, %d bytes, GOMAXPROCS %d\n\n", len(wasm), runtime.GOMAXPROCS(0))
+	fmt.Printf("\nmodule %s, %d bytes, GOMAXPROCS %d\n\n", *guest, len(wasm), runtime.GOMAXPROCS(0))
 	fmt.Println("| phase | n | p50 ms | p99 ms |")
 	fmt.Println("|---|---|---|---|")
 	row := func(name string, ds []time.Duration) {
