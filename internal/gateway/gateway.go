@@ -178,7 +178,10 @@ var reservedResponseHeader = map[string]bool{
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r.Header.Get(headerRequestID))
-	r.Header.Set(headerRequestID, id)
+	// The guest and the client see the same values: each is formatted once, and the
+	// request's and the response's headers share the (never modified) value slices.
+	idv := []string{id}
+	r.Header[headerRequestID] = idv
 
 	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	tb := g.acquire()
@@ -197,19 +200,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = trace.ContextWithSpanContext(ctx, telemetry.NewSpanContext(trace.SpanContextFromContext(ctx)))
 		span = trace.SpanFromContext(ctx)
 	}
-	// The guest sees the same trace context the client gets back.
-	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
-	wh := w.Header()
-	wh.Set(headerRequestID, id)
-	// The same values, formatted once: the guest's headers never replace these.
-	wh["Traceparent"] = r.Header["Traceparent"]
-	if ts := trace.SpanContextFromContext(ctx).TraceState(); ts.Len() > 0 {
-		wh["Tracestate"] = r.Header["Tracestate"]
+	// The guest sees the trace context the client gets back (as Propagator.Inject would
+	// write it); the guest's own headers never replace these.
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() { // a tracer that made no ids: make them, as when nothing records
+		sc = telemetry.NewSpanContext(sc)
+		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
+	traceparent := telemetry.Traceparent(sc)
+	tpv := []string{traceparent}
+	r.Header["Traceparent"] = tpv
+	wh := w.Header()
+	wh[headerRequestID] = idv
+	wh["Traceparent"] = tpv
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		tsv := []string{ts.String()}
+		r.Header["Tracestate"], wh["Tracestate"] = tsv, tsv
+	}
+	traceID := traceparent[3:35]
 
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, nil, http.StatusNotFound, start, false, "")
+		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, false, "")
 		return
 	}
 	fm := tb.metrics[route.Target]
@@ -237,7 +249,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, route, status, start, cold, reason)
+		g.logRequest(ctx, r, id, traceID, route, status, start, cold, reason)
 	}
 }
 
@@ -286,14 +298,20 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return se.Status, false, se.Reason
 	}
 	h := w.Header()
-	for k, vs := range resp.Header {
+	vals := make([]string, 0, len(resp.Header)) // one backing array for the first values
+	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
-		k = http.CanonicalHeaderKey(k)
+		k := http.CanonicalHeaderKey(kv.Name)
 		if reservedResponseHeader[k] {
 			continue
 		}
-		h[k] = append(h[k], vs...)
+		if prev, ok := h[k]; ok {
+			h[k] = append(prev, kv.Value) // the capped first value is copied, not overwritten
+			continue
+		}
+		vals = append(vals, kv.Value)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
@@ -309,7 +327,7 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id string, route *Route, status int, start time.Time, cold bool, reason string) {
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry {
 		return
 	}
@@ -321,7 +339,7 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id string, ro
 		Status:   status,
 		Duration: time.Since(start),
 		Cold:     cold,
-		TraceID:  trace.SpanContextFromContext(ctx).TraceID().String(),
+		TraceID:  traceID,
 		Reason:   reason,
 	}
 	if route != nil {

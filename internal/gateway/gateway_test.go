@@ -613,8 +613,8 @@ func TestGuestResponseHeaders(t *testing.T) {
 			}
 		}},
 		{name: "repeated header keeps every value", header: "X-Multi:a&h=x-multi:b", check: func(t *testing.T, r response) {
-			if got := r.header.Values("X-Multi"); len(got) != 2 {
-				t.Fatalf("X-Multi = %q, want both values", got)
+			if got := r.header.Values("X-Multi"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+				t.Fatalf("X-Multi = %q, want both values in order", got)
 			}
 		}},
 	}

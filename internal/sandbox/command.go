@@ -125,7 +125,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
 			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
 	}
-	return &Response{Status: status, Header: header, Body: body}, nil
+	return &Response{Status: status, Header: headerFromMap(header), Body: body}, nil
 }
 
 // cgiEnv builds the CGI 1.1 meta-variables (RFC 3875 §4.1) for a request.

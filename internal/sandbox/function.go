@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -33,10 +35,43 @@ type Request struct {
 // Response is a function's answer.
 type Response struct {
 	Status int
-	Header http.Header
+	Header Header
 	Body   []byte
 	// Cold is true when the request waited for a new instance.
 	Cold bool
+
+	inline [4]abi.Header // Header's backing array when the guest sent few headers
+}
+
+// Header is a response's header fields as the function sent them: in its order, names
+// spelled its way, a name possibly repeated. (A list, not an http.Header: the gateway
+// copies it into its ResponseWriter once, with no map in between.)
+type Header []abi.Header
+
+// Get returns the first value of the named field, names compared case-insensitively,
+// or "" when there is none.
+func (h Header) Get(name string) string {
+	for _, kv := range h {
+		if strings.EqualFold(kv.Name, name) {
+			return kv.Value
+		}
+	}
+	return ""
+}
+
+// headerFromMap lists m's fields, each name's values together in their order.
+func headerFromMap(m http.Header) Header {
+	n := 0
+	for _, vs := range m {
+		n += len(vs)
+	}
+	h := make(Header, 0, n)
+	for k, vs := range m {
+		for _, v := range vs {
+			h = append(h, abi.Header{Name: k, Value: v})
+		}
+	}
+	return h
 }
 
 // Stats is a snapshot of a function's pool.

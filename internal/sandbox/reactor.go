@@ -105,7 +105,6 @@ type callState struct {
 	got      bool   // response called
 	pending  []byte // outbound result waiting for http_take
 	logs     logBuffer
-	hdrs     []abi.Header // the response's header list, reused by the instance
 }
 
 type (
@@ -259,8 +258,8 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	}
 	timeout := f.spec.Limits.Timeout
 	st := &inst.state
-	// flush emptied the logs; hdrs is scratch for the response's header list
-	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs, hdrs: st.hdrs[:0]}
+	// flush emptied the logs
+	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs}
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
@@ -436,7 +435,8 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	// data is the host's own copy and is never modified: the response's body and
 	// header strings are views of it.
 	data := append([]byte(nil), view...)
-	r := abi.Response{Headers: st.hdrs[:0]}
+	resp := new(Response)
+	r := abi.Response{Headers: resp.inline[:0]}
 	if err := abi.DecodeResponse(data, &r, true); err != nil {
 		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse, Msg: "function returned a malformed response", Err: err}
 		return
@@ -450,18 +450,8 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 			Msg: fmt.Sprintf("function returned invalid status %d", r.Status)}
 		return
 	}
-	st.hdrs = r.Headers
-	h := make(http.Header, len(r.Headers))
-	vals := make([]string, len(r.Headers)) // one backing array for single values
-	for i, kv := range r.Headers {
-		if prev, ok := h[kv.Name]; ok {
-			h[kv.Name] = append(prev, kv.Value)
-			continue
-		}
-		vals[i] = kv.Value
-		h[kv.Name] = vals[i : i+1 : i+1]
-	}
-	st.resp = &Response{Status: r.Status, Header: h, Body: r.Body}
+	resp.Status, resp.Header, resp.Body = r.Status, r.Headers, r.Body
+	st.resp = resp
 	st.got = true
 }
 

@@ -99,3 +99,24 @@ func NewRequestID() string {
 	}
 	return string(out[:])
 }
+
+// Traceparent formats sc as a W3C traceparent header value (version 00), byte for byte
+// as Propagator.Inject does, keeping only the spec's flags (sampled and random); the
+// trace id is the value's [3:35]. sc must be valid.
+func Traceparent(sc trace.SpanContext) string {
+	const hexDigits = "0123456789abcdef"
+	var b [55]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	tid, sid := sc.TraceID(), sc.SpanID()
+	for i, c := range tid {
+		b[3+2*i], b[4+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
+	}
+	b[35] = '-'
+	for i, c := range sid {
+		b[36+2*i], b[37+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
+	}
+	b[52] = '-'
+	f := sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)
+	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
+	return string(b[:])
+}

@@ -1,0 +1,45 @@
+package telemetry_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// The gateway formats the traceparent itself; it must be what the propagator writes.
+func TestTraceparentMatchesPropagator(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		var cfg trace.SpanContextConfig
+		for j := range cfg.TraceID {
+			cfg.TraceID[j] = byte(r.Uint32())
+		}
+		for j := range cfg.SpanID {
+			cfg.SpanID[j] = byte(r.Uint32())
+		}
+		cfg.TraceFlags = trace.TraceFlags(r.Uint32())
+		sc := trace.NewSpanContext(cfg)
+		if !sc.IsValid() {
+			continue
+		}
+		h := http.Header{}
+		telemetry.Propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.HeaderCarrier(h))
+		got := telemetry.Traceparent(sc)
+		if want := h.Get("Traceparent"); got != want {
+			t.Fatalf("Traceparent(%v) = %q, propagator wrote %q", cfg, got, want)
+		}
+		if got[3:35] != sc.TraceID().String() {
+			t.Fatalf("trace id of %q is not %s", got, sc.TraceID())
+		}
+		back := telemetry.Propagator.Extract(context.Background(), propagation.HeaderCarrier(h))
+		if bsc := trace.SpanContextFromContext(back); bsc.TraceID() != sc.TraceID() || bsc.SpanID() != sc.SpanID() {
+			t.Fatalf("%q does not parse back to %v", got, sc)
+		}
+	}
+}
