@@ -70,9 +70,10 @@ func BenchmarkGatewayServeHTTP(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				r := httptest.NewRequest("GET", "/hello", nil)
+				r, cancel := serverRequest()
 				w := httptest.NewRecorder()
 				g.ServeHTTP(w, r)
+				cancel()
 				if w.Code != 200 {
 					b.Fatal(w.Code)
 				}
@@ -88,11 +89,23 @@ func BenchmarkNativeServeHTTP(b *testing.B) {
 	})
 	b.ReportAllocs()
 	for b.Loop() {
-		r := httptest.NewRequest("GET", "/hello", nil)
+		r, cancel := serverRequest()
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		cancel()
 	}
 }
+
+// serverRequest is a GET /hello whose context, as net/http's server gives its handlers,
+// can be canceled (the client going away); cancel ends it, as the server does after the
+// handler returns.
+func serverRequest() (*http.Request, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(serverConnCtx)
+	return httptest.NewRequestWithContext(ctx, "GET", "/hello", nil), cancel
+}
+
+// serverConnCtx stands for a connection's context, the parent of its requests'.
+var serverConnCtx, _ = context.WithCancel(context.Background())
 
 // BenchmarkGuestCall is a guest's own share of a request: wazero calling fermion_handle
 // directly with a prepared request, host functions doing nothing, no sandbox around it.

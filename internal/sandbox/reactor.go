@@ -45,7 +45,60 @@ type instance struct {
 	lastUsed time.Time
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
 	state    callState     // the current call's state (cur points here during a call)
-	deadline *time.Timer   // interrupts the current call at its deadline; reused
+
+	// The watch timer interrupts the current call at its deadline, or when its client
+	// has gone away (see watch). watchMu orders its firing against the call's end.
+	watchMu  sync.Mutex
+	watching *callState // the call being watched; nil between calls
+	watchT   *time.Timer
+}
+
+// cancelPoll is how often a running call looks for its client having gone away. Calls
+// shorter than this (nearly all) never do: the timer is reset and stopped, and nothing
+// is registered on the request's context.
+const cancelPoll = 25 * time.Millisecond
+
+// watch runs when the watch timer fires: it interrupts the watched call once past its
+// deadline or once its context is done, and otherwise looks again later.
+func (i *instance) watch() {
+	i.watchMu.Lock()
+	defer i.watchMu.Unlock()
+	st := i.watching
+	if st == nil {
+		return // the call ended first
+	}
+	now := time.Now()
+	switch {
+	case !now.Before(st.deadline):
+		i.interrupt(sys.ExitCodeDeadlineExceeded)
+	case st.ctx.Err() != nil:
+		i.interrupt(sys.ExitCodeContextCanceled)
+	default:
+		i.watchT.Reset(min(st.deadline.Sub(now), cancelPoll))
+	}
+}
+
+// startWatch and endWatch bracket a call. endWatch reports the interrupt the watcher
+// made, if any: even when the call returned normally, the instance is then unusable.
+func (i *instance) startWatch(st *callState, timeout time.Duration) {
+	first := min(timeout, cancelPoll)
+	i.watchMu.Lock()
+	i.watching = st
+	if i.watchT == nil {
+		i.watchT = time.AfterFunc(first, i.watch)
+	} else {
+		i.watchT.Reset(first)
+	}
+	i.watchMu.Unlock()
+}
+
+func (i *instance) endWatch() (interrupted uint32) {
+	i.watchMu.Lock()
+	i.watching = nil
+	interrupted = i.why.Load()
+	i.watchT.Stop()
+	i.watchMu.Unlock()
+	return interrupted
 }
 
 // close closes the instance. Only its owner calls it, never during a call.
@@ -273,25 +326,22 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 
 	// The deadline and a client going away interrupt the instance (see interrupt.go):
 	// even a tight loop stops at its next check. The instance's own timer, reset for
-	// each call, instead of a context deadline keeps the call free of wazero's per-call
-	// watcher goroutine.
-	if inst.deadline == nil {
-		inst.deadline = time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
-	} else {
-		inst.deadline.Reset(timeout)
-	}
-	timer := inst.deadline
-	stopCancel := func() bool { return true }
-	if ctx.Done() != nil {
-		stopCancel = context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })
-	}
+	// each call, instead of a context deadline or a context.AfterFunc keeps the call
+	// free of wazero's per-call watcher goroutine and of registering on the request's
+	// context.
+	inst.startWatch(st, timeout)
 	defer func() {
-		// A timer that fired after the call finished still closed the module: discard it.
-		if !timer.Stop() && reason == "" {
-			reason = telemetry.ReasonTimeout
-		}
-		if !stopCancel() && reason == "" {
-			reason = telemetry.ReasonCanceled
+		switch inst.endWatch() {
+		case 0:
+		case sys.ExitCodeContextCanceled:
+			if reason == "" {
+				reason = telemetry.ReasonCanceled
+			}
+		default:
+			// Fired after the guest had finished: the instance is still interrupted.
+			if reason == "" {
+				reason = telemetry.ReasonTimeout
+			}
 		}
 	}()
 
