@@ -223,11 +223,22 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 // that is closing refuses at once, even while waiting: Close holds every slot, so a
 // waiting request would otherwise time out and be counted as over the concurrency limit.
 func (f *Function) acquireSlot(ctx context.Context) error {
+	// Fast path: two single-case selects, which compile to plain channel operations
+	// (one two-case select costs a general selectgo on every request).
+	select {
+	case f.slots <- struct{}{}:
+		select {
+		case <-f.stop:
+			<-f.slots
+			return errClosed(f.id)
+		default:
+			return nil
+		}
+	default:
+	}
 	select {
 	case <-f.stop:
 		return errClosed(f.id)
-	case f.slots <- struct{}{}:
-		return nil
 	default:
 	}
 	if f.spec.Limits.QueueTimeout > 0 {
