@@ -74,7 +74,8 @@ func headerFromMap(m http.Header) Header {
 	return h
 }
 
-// Stats is a snapshot of a function's pool.
+// Stats is a snapshot of a function's pool: Warm instances are idle and ready, Busy ones
+// serve a request or are starting, Total is both.
 type Stats struct {
 	Warm, Busy, Total int
 }
@@ -122,7 +123,7 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 	for k, v := range spec.Labels {
 		logger = logger.With(k, v)
 	}
-	return &Function{
+	f := &Function{
 		engine:   e,
 		spec:     spec,
 		id:       spec.Name + "@" + spec.Version,
@@ -136,6 +137,11 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 		slots:    make(chan struct{}, capacity),
 		stop:     make(chan struct{}),
 	}
+	f.metrics.Instances(func() (warm, busy int) {
+		s := f.Stats()
+		return s.Warm, s.Busy
+	})
+	return f
 }
 
 // Name returns the function's name.
@@ -208,9 +214,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if cold {
 		f.metrics.ColdStart()
 	}
-	f.metrics.Busy(1)
 	resp, reason, err := f.callReactor(ctx, inst, req)
-	f.metrics.Busy(-1)
 	f.putInstance(inst, reason)
 	if err != nil {
 		return nil, err
@@ -273,7 +277,6 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		f.idle = f.idle[:n-1]
 		f.mu.Unlock()
 		inst.hold()
-		f.metrics.Warm(-1)
 		return inst, false, nil
 	}
 	f.total++
@@ -327,7 +330,6 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		if !f.closed {
 			f.idle = append(f.idle, inst)
 			f.mu.Unlock()
-			f.metrics.Warm(1)
 			return
 		}
 		f.mu.Unlock()
@@ -368,7 +370,6 @@ func (f *Function) prewarm(ctx context.Context) error {
 		f.mu.Lock()
 		f.idle = append(f.idle, inst)
 		f.mu.Unlock()
-		f.metrics.Warm(1)
 	}
 	return nil
 }
@@ -427,7 +428,6 @@ func (f *Function) putInstanceFresh(inst *instance) {
 	}
 	f.idle = append(f.idle, inst)
 	f.mu.Unlock()
-	f.metrics.Warm(1)
 }
 
 // startReaper closes instances idle longer than idle_timeout (keeping min_warm) and tops
@@ -469,7 +469,6 @@ func (f *Function) reap(now time.Time) {
 	}
 	f.mu.Unlock()
 	for _, inst := range old {
-		f.metrics.Warm(-1)
 		f.discard(inst, telemetry.ReasonIdle)
 	}
 }
@@ -505,7 +504,6 @@ take:
 	f.idle = nil
 	f.mu.Unlock()
 	for _, inst := range idle {
-		f.metrics.Warm(-1)
 		f.discard(inst, telemetry.ReasonClosed)
 	}
 	f.engine.metrics.Forget(f.spec.Name, f.spec.Version)

@@ -257,12 +257,33 @@ func logDropped(m *telemetry.Metrics, name string) float64 {
 	return toFloat64(m.GuestLogDropped.WithLabelValues(name, version))
 }
 
-func warmGauge(m *telemetry.Metrics, name string) float64 {
-	return toFloat64(m.Instances.WithLabelValues(name, version, "warm"))
-}
+func warmGauge(m *telemetry.Metrics, name string) float64 { return instanceGauge(m, name, "warm") }
 
-func busyGauge(m *telemetry.Metrics, name string) float64 {
-	return toFloat64(m.Instances.WithLabelValues(name, version, "busy"))
+func busyGauge(m *telemetry.Metrics, name string) float64 { return instanceGauge(m, name, "busy") }
+
+// instanceGauge scrapes fermion_instances{function=name,state=state}, as Prometheus would
+// (the gauge is read from the pool at each scrape); -1 when the series does not exist.
+func instanceGauge(m *telemetry.Metrics, name, state string) float64 {
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "fermion_instances" {
+			continue
+		}
+	series:
+		for _, s := range mf.GetMetric() {
+			want := map[string]string{"function": name, "version": version, "state": state}
+			for _, lp := range s.GetLabel() {
+				if want[lp.GetName()] != lp.GetValue() {
+					continue series
+				}
+			}
+			return s.GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 // wantMetric fails unless got equals want.

@@ -53,7 +53,7 @@ type Metrics struct {
 	RequestDuration *prometheus.HistogramVec // function, version
 	ColdStarts      *prometheus.CounterVec   // function, version
 	InstanceStart   *prometheus.HistogramVec // function, version, phase (instantiate|init)
-	Instances       *prometheus.GaugeVec     // function, version, state (warm|busy)
+	instances       *instanceGauges          // function, version, state (warm|busy)
 	Discards        *prometheus.CounterVec   // function, version, reason
 	Traps           *prometheus.CounterVec   // function, version
 	LimitRejections *prometheus.CounterVec   // function, version, limit
@@ -94,10 +94,7 @@ func NewMetrics(version string) *Metrics {
 			Help:    "Time to create an instance, by phase: instantiate (wazero) and init (guest _initialize).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, append(fv, "phase")),
-		Instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fermion_instances",
-			Help: "Live instances by state: warm (idle, ready) or busy (serving a request).",
-		}, append(fv, "state")),
+		instances: newInstanceGauges(),
 		Discards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_instance_discards_total",
 			Help: "Instances closed, by reason (trap, panic, timeout, oom, recycled, idle, closed, canceled).",
@@ -133,7 +130,7 @@ func NewMetrics(version string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		build, m.Requests, m.RequestErrors, m.RequestDuration, m.ColdStarts, m.InstanceStart,
-		m.Instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
+		m.instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
 		m.Compile, m.InFlight,
 	)
 	return m
@@ -169,8 +166,6 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		coldStarts:  m.ColdStarts.WithLabelValues(name, version),
 		instantiate: m.InstanceStart.WithLabelValues(name, version, "instantiate"),
 		init:        m.InstanceStart.WithLabelValues(name, version, "init"),
-		warm:        m.Instances.WithLabelValues(name, version, "warm"),
-		busy:        m.Instances.WithLabelValues(name, version, "busy"),
 		traps:       m.Traps.WithLabelValues(name, version),
 		logDropped:  m.GuestLogDropped.WithLabelValues(name, version),
 		compile:     m.Compile.WithLabelValues(name, version),
@@ -201,9 +196,10 @@ func (m *Metrics) Forget(name, version string) {
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped} {
+	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped} {
 		v.DeletePartialMatch(l)
 	}
+	m.instances.forget(key)
 	m.RequestDuration.DeletePartialMatch(l)
 	m.InstanceStart.DeletePartialMatch(l)
 	m.Compile.DeletePartialMatch(l)
@@ -217,7 +213,6 @@ type FunctionMetrics struct {
 	duration          prometheus.Observer
 	coldStarts        prometheus.Counter
 	instantiate, init prometheus.Observer
-	warm, busy        prometheus.Gauge
 	traps             prometheus.Counter
 	logDropped        prometheus.Counter
 	compile           prometheus.Observer
@@ -261,20 +256,15 @@ func (f *FunctionMetrics) InstanceStarted(instantiate, init float64) {
 	f.init.Observe(init)
 }
 
-// Warm adds delta to the warm-instance gauge.
-func (f *FunctionMetrics) Warm(delta float64) {
+// Instances makes c the source of fermion_instances for this function version, read at
+// each scrape; the series exist from now until the version's last holder forgets it.
+// Several sources of one version (a redeploy of the same version, loaded while its
+// predecessor closes) are summed.
+func (f *FunctionMetrics) Instances(c InstanceCounts) {
 	if f == nil {
 		return
 	}
-	f.warm.Add(delta)
-}
-
-// Busy adds delta to the busy-instance gauge.
-func (f *FunctionMetrics) Busy(delta float64) {
-	if f == nil {
-		return
-	}
-	f.busy.Add(delta)
+	f.m.instances.add([2]string{f.name, f.version}, c)
 }
 
 // Discard counts an instance closed for reason.

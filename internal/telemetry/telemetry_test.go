@@ -298,9 +298,8 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f.Error(telemetry.ReasonTrap)
 	f.ColdStart()
 	f.InstanceStarted(0.001, 0.002)
-	f.Warm(2)
-	f.Warm(-1)
-	f.Busy(1)
+	f.Instances(func() (int, int) { return 1, 0 })
+	f.Instances(func() (int, int) { return 0, 1 }) // a second pool of the same version adds up
 	f.Discard(telemetry.ReasonIdle)
 	f.Trap()
 	f.LimitRejection(telemetry.LimitConcurrency)
@@ -363,8 +362,7 @@ func TestNilMetrics(t *testing.T) {
 	f.Error("x")
 	f.ColdStart()
 	f.InstanceStarted(1, 1)
-	f.Warm(1)
-	f.Busy(1)
+	f.Instances(func() (int, int) { return 1, 1 })
 	f.Discard("x")
 	f.Trap()
 	f.LimitRejection("x")
@@ -404,6 +402,18 @@ func TestForget(t *testing.T) {
 		m.Forget("f", "1")
 		if requests(m, "1") {
 			t.Fatal("f@1 series remain after both holders forgot")
+		}
+	})
+	t.Run("forget removes the instance gauges", func(t *testing.T) {
+		m := telemetry.NewMetrics("test")
+		m.Function("f", "1").Instances(func() (int, int) { return 2, 1 })
+		warm := map[string]string{"function": "f", "version": "1", "state": "warm"}
+		if got, ok := counter(t, m, "fermion_instances", warm); !ok || got != 2 {
+			t.Fatalf("warm = %v (present %v), want 2 from the pool", got, ok)
+		}
+		m.Forget("f", "1")
+		if _, ok := counter(t, m, "fermion_instances", warm); ok {
+			t.Fatal("f@1 instance gauges remain after Forget")
 		}
 	})
 	t.Run("series does not hold", func(t *testing.T) {
