@@ -36,12 +36,16 @@ func NewBufferedWriter(w io.Writer, interval time.Duration) *BufferedWriter {
 	return b
 }
 
-// Write buffers p; slog handlers write one whole record per call.
+// Write buffers p; slog handlers write one whole record per call. Writes are
+// serialised: a line is never interleaved with another.
 func (b *BufferedWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.w.Write(p)
+	n, err := b.w.Write(p)
+	b.mu.Unlock()
+	return n, err
 }
+
+func (*BufferedWriter) writesAtomically() {}
 
 // Flush writes out what is buffered.
 func (b *BufferedWriter) Flush() error {

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +65,41 @@ func TestBufferedWriterConcurrentLinesStayWhole(t *testing.T) {
 	w.Close()
 	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
 		if line != "0123456789abcdef" {
+			t.Fatalf("torn line %q", line)
+		}
+	}
+}
+
+// A logger over a BufferedWriter takes only the writer's lock; lines must stay whole.
+func TestLoggerOverBufferedWriterLinesStayWhole(t *testing.T) {
+	var out lockedBuffer
+	w := NewBufferedWriter(&out, time.Hour)
+	logger, err := NewLogger(w, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 300; j++ {
+				if j%2 == 0 {
+					logger.Info("line", "i", i, "j", j)
+				} else {
+					LogRequest(context.Background(), logger, &RequestLine{ID: "id", Method: "GET", Path: "/p", Status: 200})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	w.Close()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 8*300 {
+		t.Fatalf("%d lines, want %d", len(lines), 8*300)
+	}
+	for _, line := range lines {
+		if !json.Valid([]byte(line)) {
 			t.Fatalf("torn line %q", line)
 		}
 	}

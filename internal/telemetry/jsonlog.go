@@ -31,12 +31,18 @@ type jsonHandler struct {
 
 // lockedWriter serialises whole lines from every handler derived from one logger.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	atomic bool // w serialises its own writes (a BufferedWriter): no second lock
 }
 
+// lineAtomic is implemented by writers whose every Write is whole and serialised with
+// the others.
+type lineAtomic interface{ writesAtomically() }
+
 func newJSONHandler(w io.Writer, level slog.Leveler) *jsonHandler {
-	return &jsonHandler{level: level, out: &lockedWriter{w: w}}
+	_, atomic := w.(lineAtomic)
+	return &jsonHandler{level: level, out: &lockedWriter{w: w, atomic: atomic}}
 }
 
 func (h *jsonHandler) Enabled(_ context.Context, l slog.Level) bool {
@@ -122,9 +128,14 @@ func (h *jsonHandler) Handle(_ context.Context, r slog.Record) error {
 // writeLine writes one whole line, then returns its buffer (bp, now holding b) to the
 // pool unless it grew large.
 func (w *lockedWriter) writeLine(bp *[]byte, b []byte) error {
-	w.mu.Lock()
-	_, err := w.w.Write(b)
-	w.mu.Unlock()
+	var err error
+	if w.atomic {
+		_, err = w.w.Write(b)
+	} else {
+		w.mu.Lock()
+		_, err = w.w.Write(b)
+		w.mu.Unlock()
+	}
 	if cap(b) <= 16<<10 {
 		*bp = b
 		bufPool.Put(bp)
