@@ -20,7 +20,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -183,7 +182,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idv := []string{id}
 	r.Header[headerRequestID] = idv
 
-	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
 	tb := g.acquire()
 	defer tb.release()
 	route, ok := tb.match(r.Host, r.URL.Path)

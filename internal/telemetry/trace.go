@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strings"
 
@@ -120,3 +121,32 @@ func Traceparent(sc trace.SpanContext) string {
 	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
 	return string(b[:])
 }
+
+// RequestCarrier reads the trace context from an incoming request's headers, which
+// net/http has already canonicalised. propagation.HeaderCarrier canonicalises the
+// propagator's lower-case names on every Get, allocating "Traceparent" and "Tracestate"
+// anew for each request; this looks them up as they are stored.
+type RequestCarrier http.Header
+
+// Get implements propagation.TextMapCarrier.
+func (c RequestCarrier) Get(key string) string {
+	var vs []string
+	switch key {
+	case "traceparent":
+		vs = c["Traceparent"]
+	case "tracestate":
+		vs = c["Tracestate"]
+	default:
+		return http.Header(c).Get(key)
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// Set implements propagation.TextMapCarrier.
+func (c RequestCarrier) Set(key, value string) { http.Header(c).Set(key, value) }
+
+// Keys implements propagation.TextMapCarrier.
+func (c RequestCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }

@@ -43,3 +43,26 @@ func TestTraceparentMatchesPropagator(t *testing.T) {
 		}
 	}
 }
+
+// RequestCarrier must extract what propagation.HeaderCarrier extracts from the headers
+// net/http hands the gateway.
+func TestRequestCarrierMatchesHeaderCarrier(t *testing.T) {
+	for _, raw := range []map[string]string{
+		{},
+		{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"},
+		{"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03", "TRACESTATE": "a=1"},
+		{"traceparent": "garbage", "tracestate": "a=1"},
+		{"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+	} {
+		h := http.Header{}
+		for k, v := range raw {
+			h.Set(k, v) // canonical, as net/http stores incoming headers
+		}
+		want := trace.SpanContextFromContext(telemetry.Propagator.Extract(context.Background(), propagation.HeaderCarrier(h)))
+		got := trace.SpanContextFromContext(telemetry.Propagator.Extract(context.Background(), telemetry.RequestCarrier(h)))
+		if !got.Equal(want) || got.TraceState().String() != want.TraceState().String() {
+			t.Fatalf("%v: RequestCarrier extracted %v, HeaderCarrier %v", raw, got, want)
+		}
+	}
+}
