@@ -229,22 +229,51 @@ func gatewayBench(args []string) error {
 			fmt.Fprintf(os.Stderr, "round %d %-26s %8.0f req/s p50 %7.3f ms p99 %7.3f ms server CPU %5.1f µs/req\n", i+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq))
 		}
 	}
-	med := func(name string) loadResult { return median(results[name]) }
-	base := med(native.name)
-	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0))
-	fmt.Println("| target | req/s (median) | ratio vs native | p50 ms | p99 ms | server CPU µs/req (median) | CPU ratio vs native |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	baseCPU := medianCPU(results[native.name])
-	for _, t := range targets {
-		x := med(t.name)
-		c := medianCPU(results[t.name])
-		ratio := 0.0
-		if c > 0 {
-			ratio = float64(baseCPU) / float64(c)
+	// Ratios are taken within each round, where the targets ran seconds apart, and the
+	// median of those reported: on a machine shared with other work, load comes and goes
+	// between rounds, and ratios of per-target medians would mix different rounds.
+	roundRatio := func(name, base string, f func(r, b loadResult) float64) float64 {
+		var rs []float64
+		for i := range results[name] {
+			if v := f(results[name][i], results[base][i]); v > 0 {
+				rs = append(rs, v)
+			}
 		}
-		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", t.name, x.rps, x.rps/base.rps, ms(x.p50), ms(x.p99), us(c), ratio)
+		if len(rs) == 0 {
+			return 0
+		}
+		sort.Float64s(rs)
+		return rs[len(rs)/2]
 	}
-	fmt.Printf("\ntelemetry on / off throughput: %.3f\n", med(on.name).rps/med(off.name).rps)
+	rpsRatio := func(r, b loadResult) float64 { return r.rps / b.rps }
+	cpuRatio := func(r, b loadResult) float64 {
+		if r.cpuPerReq <= 0 {
+			return 0
+		}
+		return float64(b.cpuPerReq) / float64(r.cpuPerReq)
+	}
+	type row struct {
+		name      string
+		rps, cpu  float64
+		x         loadResult
+		cpuPerReq time.Duration
+	}
+	var rows []row
+	for _, t := range targets { // before median() and medianCPU() reorder the rounds
+		rows = append(rows, row{name: t.name, rps: roundRatio(t.name, native.name, rpsRatio), cpu: roundRatio(t.name, native.name, cpuRatio)})
+	}
+	onOff := roundRatio(on.name, off.name, rpsRatio)
+	for i := range rows {
+		rows[i].x = median(slices.Clone(results[rows[i].name]))
+		rows[i].cpuPerReq = medianCPU(slices.Clone(results[rows[i].name]))
+	}
+	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0))
+	fmt.Println("| target | req/s (median) | ratio vs native (median of rounds) | p50 ms | p99 ms | server CPU µs/req (median) | CPU ratio vs native (median of rounds) |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", r.name, r.x.rps, r.rps, ms(r.x.p50), ms(r.x.p99), us(r.cpuPerReq), r.cpu)
+	}
+	fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f\n", onOff)
 	return nil
 }
 
