@@ -245,6 +245,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	f.interruptible = interruptible
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
+		e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took
 		return fail(err)
 	}
 	if err := f.prewarm(ctx); err != nil {
