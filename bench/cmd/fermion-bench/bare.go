@@ -27,18 +27,12 @@ func bareTarget(name string, wasm []byte, instances int) (target, error) {
 		return target{}, fmt.Errorf("bare wazero target: %w", err)
 	}
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	i32 := api.ValueTypeI32
-	nop := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
 	respond := api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
 		in := ctx.Value(bareKey{}).(*bareInstance)
 		b, _ := m.Memory().Read(uint32(stack[0]), uint32(stack[1]))
 		in.out = append(in.out[:0], b...)
 	})
-	if _, err := rt.NewHostModuleBuilder(abi.HostModule).
-		NewFunctionBuilder().WithGoModuleFunction(respond, []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
-		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
-		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
-		Instantiate(ctx); err != nil {
+	if err := instantiateHost(ctx, rt, respond); err != nil {
 		return fail(err)
 	}
 	cm, err := rt.CompileModule(ctx, wasm)
@@ -95,6 +89,21 @@ func bareTarget(name string, wasm []byte, instances int) (target, error) {
 	srv := &http.Server{Handler: handler}
 	go srv.Serve(ln)
 	return target{name: name, url: "http://" + ln.Addr().String() + "/hello", close: func() { srv.Close(); rt.Close(ctx) }}, nil
+}
+
+// nopHost is a host function that does nothing.
+var nopHost = api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
+
+// instantiateHost registers the "fermion" host module in rt with respond as its
+// response function; outbound calls (http_send, http_take) do nothing.
+func instantiateHost(ctx context.Context, rt wazero.Runtime, respond api.GoModuleFunc) error {
+	i32 := api.ValueTypeI32
+	_, err := rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithGoModuleFunction(respond, []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
+		NewFunctionBuilder().WithGoModuleFunction(nopHost, []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithGoModuleFunction(nopHost, []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
+		Instantiate(ctx)
+	return err
 }
 
 type bareKey struct{}

@@ -636,12 +636,7 @@ func guestCalls(args []string) error {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	_, err = rt.NewHostModuleBuilder(abi.HostModule).
-		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) {}).Export(abi.HostResponse).
-		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) uint32 { return 0 }).Export(abi.HostHTTPSend).
-		NewFunctionBuilder().WithFunc(func(context.Context, uint32, uint32) {}).Export(abi.HostHTTPTake).
-		Instantiate(ctx)
-	if err != nil {
+	if err := instantiateHost(ctx, rt, nopHost); err != nil {
 		return err
 	}
 	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
