@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -92,12 +93,8 @@ func NewRequestID() string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], rand.Uint64())
 	binary.BigEndian.PutUint64(b[8:], rand.Uint64())
-	const hex = "0123456789abcdef"
 	var out [32]byte
-	for i, c := range b {
-		out[i*2] = hex[c>>4]
-		out[i*2+1] = hex[c&0xf]
-	}
+	hex.Encode(out[:], b[:])
 	return string(out[:])
 }
 
@@ -105,20 +102,13 @@ func NewRequestID() string {
 // as Propagator.Inject does, keeping only the spec's flags (sampled and random); the
 // trace id is the value's [3:35]. sc must be valid.
 func Traceparent(sc trace.SpanContext) string {
-	const hexDigits = "0123456789abcdef"
 	var b [55]byte
-	b[0], b[1], b[2] = '0', '0', '-'
 	tid, sid := sc.TraceID(), sc.SpanID()
-	for i, c := range tid {
-		b[3+2*i], b[4+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
-	}
-	b[35] = '-'
-	for i, c := range sid {
-		b[36+2*i], b[37+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
-	}
-	b[52] = '-'
-	f := sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)
-	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
+	flags := [1]byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))}
+	b[0], b[1], b[2], b[35], b[52] = '0', '0', '-', '-', '-'
+	hex.Encode(b[3:35], tid[:])
+	hex.Encode(b[36:52], sid[:])
+	hex.Encode(b[53:55], flags[:])
 	return string(b[:])
 }
 
