@@ -186,7 +186,7 @@ func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 	var wg sync.WaitGroup
 	var adminSrv *http.Server
 	if admin != nil {
-		adminSrv = &http.Server{Handler: telemetry.AdminHandler(d.Metrics, nil), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer()}), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

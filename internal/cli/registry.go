@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 func newRegistryCmd() *cobra.Command {
@@ -75,11 +75,9 @@ v1.2.3-rc.1) are immutable.`,
 				aln, err := net.Listen("tcp", adminListen)
 				if err != nil {
 					ln.Close()
-					return fmt.Errorf("admin listen: %w", err)
+					return fmt.Errorf("admin listen: %w; choose another address with --admin-listen", err)
 				}
-				mux := http.NewServeMux()
-				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-				admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				admin = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: reg}), ReadHeaderTimeout: 10 * time.Second}
 				go admin.Serve(aln)
 				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", aln.Addr())
 			}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/controlplane"
@@ -206,11 +205,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		serve(regLn, cp.Registry())
 	}
 	if adminLn != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ready\n")) })
-		serve(adminLn, mux)
+		serve(adminLn, telemetry.AdminHandler(telemetry.Admin{Gatherer: reg}))
 	}
 	tokenPath, _ := filepath.Abs(filepath.Join(o.data, "admin.token"))
 	// Save the context before printing anything, so that whoever reads the API line can

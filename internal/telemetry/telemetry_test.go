@@ -120,7 +120,7 @@ func TestAdminHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(telemetry.AdminHandler(tt.metrics, tt.ready))
+			srv := httptest.NewServer(telemetry.AdminHandler(telemetry.Admin{Gatherer: tt.metrics.Gatherer(), Ready: tt.ready}))
 			defer srv.Close()
 			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
 			if err != nil {
