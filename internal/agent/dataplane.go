@@ -31,6 +31,8 @@ type DataPlaneConfig struct {
 	DrainTimeout time.Duration
 	// Labels are added to every guest log line (node name, region...).
 	Labels map[string]string
+	// Profiling serves Go's profiles at /debug/pprof/ on the admin address.
+	Profiling bool
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -180,13 +182,13 @@ func (d *DataPlane) applyRoutesLocked() error {
 	return d.Gateway.SetRoutes(routes)
 }
 
-// Serve serves the gateway on gw and the admin endpoints (/metrics, /healthz, /readyz)
-// on admin (nil: none) until ctx is done, then drains and closes every function.
+// Serve serves the gateway on gw and the admin endpoints (/metrics, /healthz, /readyz,
+// and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 	var wg sync.WaitGroup
 	var adminSrv *http.Server
 	if admin != nil {
-		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer()}), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer(), Profiling: d.cfg.Profiling}), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -35,7 +35,7 @@ type agentOptions struct {
 	listen, adminListen, advertise string
 	cacheDir, cacheMax             string
 	registryToken                  string
-	noTelemetry                    bool
+	noTelemetry, profiling         bool
 	drainTimeout                   time.Duration
 	logLevel                       string
 	allowImports, allowOutbound    []string
@@ -61,6 +61,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
+	f.BoolVar(&o.profiling, prefix+"profiling", false, profilingUsage)
 	f.DurationVar(&o.drainTimeout, prefix+"drain-timeout", 30*time.Second, "how long removed versions may finish in-flight requests")
 	f.StringSliceVar(&o.allowImports, prefix+"allow-import", []string{"wasi_snapshot_preview1", "fermion"}, "wasm import modules this node allows (node.allow.import_modules in runtime policies)")
 	f.StringSliceVar(&o.allowOutbound, prefix+"allow-outbound", nil, "outbound hosts this node allows (node.allow.outbound_hosts)")
@@ -216,7 +217,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		o.advertise = "http://" + gw.Addr().String()
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
-		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}})
+		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}, Profiling: o.profiling})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -95,3 +95,6 @@ func serviceLogger(stderr io.Writer, level string) (logger *slog.Logger, done fu
 	}
 	return logger, func() { w.Close() }, nil
 }
+
+// profilingUsage describes --profiling wherever a command has an admin address.
+const profilingUsage = "serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on the admin address, for go tool pprof (off by default: profiles show the process's internals)"

@@ -70,7 +70,7 @@ func TestHelp(t *testing.T) {
 		{name: "root short", args: []string{"-h"}, want: []string{"Usage:"}},
 		{name: "no arguments", args: nil, want: []string{"Usage:", "Available Commands:"}},
 		{name: "help verb", args: []string{"help", "run"}, want: []string{"Usage:", "fermion run"}},
-		{name: "run", args: []string{"run", "--help"}, want: []string{"Usage:", "fermion run [DIR|fermion.toml ...]", "--listen", "--admin-listen", "--cache-dir", "--no-build", "--no-telemetry", "--log-level", "--drain-timeout"}},
+		{name: "run", args: []string{"run", "--help"}, want: []string{"Usage:", "fermion run [DIR|fermion.toml ...]", "--listen", "--admin-listen", "--cache-dir", "--no-build", "--no-telemetry", "--profiling", "--log-level", "--drain-timeout"}},
 		{name: "new", args: []string{"new", "--help"}, want: []string{"Usage:", "fermion new NAME", "--lang", "--dir", "--force"}},
 		{name: "version", args: []string{"version", "--help"}, want: []string{"Usage:", "fermion version"}},
 	}
@@ -382,6 +382,9 @@ func TestNewThenRun(t *testing.T) {
 			t.Fatalf("GET %s = %d %q", path, r.status, r.body)
 		}
 	}
+	if r := get(t, s.admin+"/debug/pprof/heap?debug=1"); r.status != 404 {
+		t.Fatalf("GET /debug/pprof/heap without --profiling = %d, want 404", r.status)
+	}
 
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("run exited %d after cancel\nstderr:\n%s", code, s.stderr)
@@ -436,7 +439,7 @@ func TestRunExamples(t *testing.T) {
 	}
 
 	t.Run("build and serve", func(t *testing.T) {
-		s := startRun(t, true, hello, echo, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cache-dir", cache)
+		s := startRun(t, true, hello, echo, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cache-dir", cache, "--profiling")
 		out := s.stdout.String()
 		for _, w := range []string{"serving hello@0.1.0 at " + s.gateway + "/hello", "serving echo@0.1.0 at " + s.gateway + "/echo"} {
 			if !strings.Contains(out, w) {
@@ -448,6 +451,9 @@ func TestRunExamples(t *testing.T) {
 			`fermion_requests_total{code="2xx",function="hello",version="0.1.0"} 1`,
 			`fermion_requests_total{code="2xx",function="echo",version="0.1.0"} 1`,
 		)
+		if r := get(t, s.admin+"/debug/pprof/heap?debug=1"); r.status != 200 || !strings.Contains(r.body, "heap profile") {
+			t.Fatalf("GET /debug/pprof/heap with --profiling = %d %.200q", r.status, r.body)
+		}
 		if code := s.stop(t); code != 0 {
 			t.Fatalf("run exited %d\nstderr:\n%s", code, s.stderr)
 		}

@@ -24,6 +24,7 @@ func newRegistryCmd() *cobra.Command {
 	c := &cobra.Command{Use: "registry", Short: "The built-in OCI registry"}
 	var data, listen, adminListen, logLevel string
 	var pushTokens, pullTokens []string
+	var profiling bool
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the built-in OCI registry (distribution API v2) stored in embedded JetStream",
@@ -77,7 +78,7 @@ v1.2.3-rc.1) are immutable.`,
 					ln.Close()
 					return fmt.Errorf("admin listen: %w; choose another address with --admin-listen", err)
 				}
-				admin = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: reg}), ReadHeaderTimeout: 10 * time.Second}
+				admin = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: reg, Profiling: profiling}), ReadHeaderTimeout: 10 * time.Second}
 				go admin.Serve(aln)
 				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", aln.Addr())
 			}
@@ -104,7 +105,8 @@ v1.2.3-rc.1) are immutable.`,
 	}
 	serve.Flags().StringVar(&data, "data", "fermion-registry", "data directory (JetStream store)")
 	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "registry address")
-	serve.Flags().StringVar(&adminListen, "admin-listen", "", "metrics address (empty: off)")
+	serve.Flags().StringVar(&adminListen, "admin-listen", "", "metrics and health address (empty: off)")
+	serve.Flags().BoolVar(&profiling, "profiling", false, profilingUsage)
 	serve.Flags().StringSliceVar(&pushTokens, "push-token", nil, "token that may push (repeatable)")
 	serve.Flags().StringSliceVar(&pullTokens, "pull-token", nil, "token required to pull (repeatable; none: anonymous pulls)")
 	serve.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -23,6 +23,7 @@ type runOptions struct {
 	cacheDir            string
 	noBuild             bool
 	noTelemetry         bool
+	profiling           bool
 	logLevel            string
 	drainTimeout        time.Duration
 }
@@ -51,6 +52,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
+	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 	return c
@@ -85,7 +87,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
-		Tracing: tracing, DrainTimeout: o.drainTimeout,
+		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling,
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type serverOptions struct {
 	leaseRenew, leaseLost           time.Duration
 	logLevel                        string
 	saveContext, requireSigned      bool
+	profiling                       bool
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -44,6 +45,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.registryListen, "registry-listen", "127.0.0.1:5000", "built-in OCI registry address (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address)")
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "metrics and health address (empty: off)")
+	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
 	f.StringVar(&o.nats, "nats", "", "use this external NATS cluster (nats://host:port,…) instead of the embedded one")
 	f.StringVar(&o.natsUser, "nats-user", "", "user for --nats")
 	f.StringVar(&o.natsPassword, "nats-password", "", "password for --nats (or FERMION_NATS_PASSWORD)")
@@ -205,7 +207,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		serve(regLn, cp.Registry())
 	}
 	if adminLn != nil {
-		serve(adminLn, telemetry.AdminHandler(telemetry.Admin{Gatherer: reg}))
+		serve(adminLn, telemetry.AdminHandler(telemetry.Admin{Gatherer: reg, Profiling: o.profiling}))
 	}
 	tokenPath, _ := filepath.Abs(filepath.Join(o.data, "admin.token"))
 	// Save the context before printing anything, so that whoever reads the API line can

@@ -93,6 +93,7 @@ func TestAdminHandler(t *testing.T) {
 		name       string
 		metrics    *telemetry.Metrics
 		ready      func() error
+		profiling  bool
 		method     string
 		path       string
 		accept     string
@@ -117,10 +118,19 @@ func TestAdminHandler(t *testing.T) {
 		{name: "readyz ready", metrics: m, ready: func() error { return nil }, method: "GET", path: "/readyz", wantStatus: 200, want: []string{"ready"}},
 		{name: "readyz not ready", metrics: m, ready: func() error { return notReady }, method: "GET", path: "/readyz", wantStatus: 503, want: []string{"not ready: functions still loading"}},
 		{name: "unknown path", metrics: m, method: "GET", path: "/debug", wantStatus: 404},
+		{name: "no profiles by default", metrics: m, method: "GET", path: "/debug/pprof/", wantStatus: 404},
+		{name: "no heap profile by default", metrics: m, method: "GET", path: "/debug/pprof/heap", wantStatus: 404},
+		{name: "profile index", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/", wantStatus: 200, want: []string{"goroutine", "heap", "allocs"}},
+		{name: "heap profile", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/heap?debug=1", wantStatus: 200, want: []string{"heap profile:"}},
+		{name: "goroutines", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/goroutine?debug=1", wantStatus: 200, want: []string{"goroutine profile: total"}},
+		{name: "cpu profile", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/profile?seconds=1", wantStatus: 200, want: []string{"\x1f\x8b"}},
+		{name: "unknown profile", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/nope", wantStatus: 404},
+		{name: "command line withheld", metrics: m, profiling: true, method: "GET", path: "/debug/pprof/cmdline", wantStatus: 404, want: []string{"may hold secrets"}},
+		{name: "profiles beside metrics", metrics: m, profiling: true, method: "GET", path: "/metrics", wantStatus: 200, want: []string{"fermion_requests_total"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(telemetry.AdminHandler(telemetry.Admin{Gatherer: tt.metrics.Gatherer(), Ready: tt.ready}))
+			srv := httptest.NewServer(telemetry.AdminHandler(telemetry.Admin{Gatherer: tt.metrics.Gatherer(), Ready: tt.ready, Profiling: tt.profiling}))
 			defer srv.Close()
 			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
 			if err != nil {
