@@ -183,7 +183,8 @@ func (d *DataPlane) applyRoutesLocked() error {
 }
 
 // Serve serves the gateway on gw and the admin endpoints (/metrics, /healthz, /readyz,
-// and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains and closes every function.
+// and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
+// and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 	var wg sync.WaitGroup
 	var adminSrv *http.Server
