@@ -5,7 +5,8 @@
 //	gateway    warm throughput and latency of examples/hello through the gateway vs a
 //	           native net/http handler returning the same body; telemetry on vs off;
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
-//	           (bare.go), which split the cost between the Go guest and the platform
+//	           (bare.go), which split the cost between the Go guest and the platform;
+//	           -split-cores puts the servers on one CPU and wrk on another
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
@@ -121,12 +122,30 @@ func gatewayBench(args []string) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
+	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
 	if *client == "wrk" {
 		if _, err := exec.LookPath("wrk"); err != nil {
 			fmt.Fprintln(os.Stderr, "wrk not on PATH; using the Go load client")
 			*client = "go"
 		}
+	}
+	wrkCPU := -1
+	if *split {
+		if *client != "wrk" {
+			return fmt.Errorf("-split-cores needs wrk: the Go load client runs in the servers' process")
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return fmt.Errorf("-split-cores needs taskset (util-linux) to place wrk: %w", err)
+		}
+		if runtime.NumCPU() < 2 {
+			return fmt.Errorf("-split-cores needs two CPUs; this machine has %d", runtime.NumCPU())
+		}
+		if err := pinProcess(0); err != nil {
+			return err
+		}
+		runtime.GOMAXPROCS(1)
+		wrkCPU = 1
 	}
 	r, err := root()
 	if err != nil {
@@ -196,7 +215,7 @@ func gatewayBench(args []string) error {
 		if err := check(t.url); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
-		if _, err := load(*client, t.url, *conns, time.Second); err != nil {
+		if _, err := load(*client, wrkCPU, t.url, *conns, time.Second); err != nil {
 			return err
 		}
 	}
@@ -215,7 +234,7 @@ func gatewayBench(args []string) error {
 				pprof.StartCPUProfile(f)
 			}
 			cpu0 := cpuTime()
-			res, err := load(*client, t.url, *conns, *duration)
+			res, err := load(*client, wrkCPU, t.url, *conns, *duration)
 			if *client == "wrk" && res.rps > 0 {
 				res.cpuPerReq = time.Duration(float64(cpuTime()-cpu0) / (res.rps * duration.Seconds()))
 			}
@@ -267,7 +286,11 @@ func gatewayBench(args []string) error {
 		rows[i].x = median(slices.Clone(results[rows[i].name]))
 		rows[i].cpuPerReq = medianCPU(slices.Clone(results[rows[i].name]))
 	}
-	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0))
+	placement := "servers and client share the CPUs"
+	if *split {
+		placement = "servers on CPU 0, wrk on CPU 1"
+	}
+	fmt.Printf("\nclient %s, %d connections, %d rounds × %s per target, GOMAXPROCS %d, %s\n\n", *client, *conns, *rounds, *duration, runtime.GOMAXPROCS(0), placement)
 	fmt.Println("| target | req/s (median) | ratio vs native (median of rounds) | p50 ms | p99 ms | server CPU µs/req (median) | CPU ratio vs native (median of rounds) |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range rows {
@@ -351,9 +374,10 @@ func median(rs []loadResult) loadResult {
 	return rs[len(rs)/2]
 }
 
-func load(client, url string, conns int, d time.Duration) (loadResult, error) {
+// load runs the load generator against url for d. cpu places wrk on one CPU (-1: any).
+func load(client string, cpu int, url string, conns int, d time.Duration) (loadResult, error) {
 	if client == "wrk" {
-		return loadWrk(url, conns, d)
+		return loadWrk(cpu, url, conns, d)
 	}
 	return loadGo(url, conns, d), nil
 }
@@ -361,8 +385,12 @@ func load(client, url string, conns int, d time.Duration) (loadResult, error) {
 var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
 var wrkRate = regexp.MustCompile(`(?m)^Requests/sec:\s+([\d.]+)`)
 
-func loadWrk(url string, conns int, d time.Duration) (loadResult, error) {
-	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
+func loadWrk(cpu int, url string, conns int, d time.Duration) (loadResult, error) {
+	args := []string{"wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency", url}
+	if cpu >= 0 {
+		args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		return loadResult{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
