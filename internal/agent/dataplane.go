@@ -42,8 +42,9 @@ type DataPlane struct {
 	Engine  *sandbox.Engine
 	Gateway *gateway.Gateway
 
-	mu        sync.Mutex           // guards functions and routes; leaf
+	mu        sync.Mutex           // guards functions, routes and ready; leaf
 	functions map[string]*deployed // by deployment name (the app name for Deploy)
+	ready     func() error         // /readyz's check (SetReadiness); nil: ready while serving
 }
 
 type deployed struct {
@@ -160,6 +161,33 @@ func (d *DataPlane) Unroute(name string) (drain func(context.Context) error, err
 	return func(ctx context.Context) error { return d.retire(ctx, old.fn) }, err
 }
 
+// Serving reports whether a version is deployed and routed under name.
+func (d *DataPlane) Serving(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.functions[name]
+	return ok
+}
+
+// SetReadiness makes check answer /readyz on the admin address. Without one the data
+// plane is ready whenever Serve runs, which suits fermion run: it serves only once its
+// functions are loaded. A Node sets its own Ready when it takes the data plane.
+func (d *DataPlane) SetReadiness(check func() error) {
+	d.mu.Lock()
+	d.ready = check
+	d.mu.Unlock()
+}
+
+func (d *DataPlane) checkReady() error {
+	d.mu.Lock()
+	check := d.ready
+	d.mu.Unlock()
+	if check == nil {
+		return nil
+	}
+	return check()
+}
+
 // Functions returns the deployed functions by name.
 func (d *DataPlane) Functions() []*sandbox.Function {
 	d.mu.Lock()
@@ -189,7 +217,7 @@ func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 	var wg sync.WaitGroup
 	var adminSrv *http.Server
 	if admin != nil {
-		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer(), Profiling: d.cfg.Profiling}), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer(), Ready: d.checkReady, Profiling: d.cfg.Profiling}), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

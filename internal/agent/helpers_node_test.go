@@ -350,6 +350,7 @@ func (r *testRegistry) pushApp(t *testing.T, host, repo string, m *manifest.Mani
 type testNode struct {
 	*agent.Node
 	url     string // the gateway
+	admin   string // the admin address (/readyz)
 	metrics *prometheus.Registry
 	stop    func()
 }
@@ -363,7 +364,7 @@ func startNode(t *testing.T, cp *controlPlane, name, dir, token string) *testNod
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := listen(t)
+	gw, admin := listen(t), listen(t)
 	reg := prometheus.NewRegistry()
 	n, err := agent.NewNode(agent.NodeConfig{
 		Name:         name,
@@ -385,7 +386,7 @@ func startNode(t *testing.T, cp *controlPlane, name, dir, token string) *testNod
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served, ran := make(chan error, 1), make(chan error, 1)
-	go func() { served <- dp.Serve(ctx, gw, nil) }()
+	go func() { served <- dp.Serve(ctx, gw, admin) }()
 	go func() { ran <- n.Run(ctx) }()
 	var once sync.Once
 	stop := func() {
@@ -404,7 +405,7 @@ func startNode(t *testing.T, cp *controlPlane, name, dir, token string) *testNod
 		})
 	}
 	t.Cleanup(stop)
-	return &testNode{Node: n, url: "http://" + gw.Addr().String(), metrics: reg, stop: stop}
+	return &testNode{Node: n, url: "http://" + gw.Addr().String(), admin: "http://" + admin.Addr().String(), metrics: reg, stop: stop}
 }
 
 // metric reads a counter or gauge with the given label value (or none).

@@ -204,7 +204,38 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new node: %w", err)
 	}
+	cfg.DataPlane.SetReadiness(n.Ready)
 	return n, nil
+}
+
+// Ready returns nil when the node serves what it was assigned; it answers /readyz on the
+// agent's admin address, so a load balancer in front of several nodes sends one traffic
+// only then. That takes an assignment set (saved by an earlier run, or from the control
+// plane) and, for every deployment in it, a version routed or a start that failed: one
+// broken deployment must not take the node's other functions out of rotation (the
+// failure shows in fermion status and fermion_agent_deployments{state="failed"}).
+func (n *Node) Ready() error {
+	n.mu.Lock()
+	set := n.applied
+	var waiting []string
+	if set != nil {
+		for _, a := range set.Assignments {
+			if s := n.statuses[a.Deployment]; a.Deployment == "" || (s != nil && s.State == v1.InstanceFailed) {
+				continue
+			}
+			waiting = append(waiting, a.Deployment)
+		}
+	}
+	n.mu.Unlock()
+	if set == nil {
+		return errors.New("no assignments yet: the control plane has not answered and none were saved")
+	}
+	for _, name := range waiting { // outside n.mu: the data plane's lock is a leaf
+		if !n.cfg.DataPlane.Serving(name) {
+			return fmt.Errorf("deployment %s is not serving yet", name)
+		}
+	}
+	return nil
 }
 
 // Run runs the node until ctx is done: it serves the assignments it last applied at

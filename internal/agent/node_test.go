@@ -100,6 +100,9 @@ func TestNode(t *testing.T) {
 		cp.assign("n1", v1.AssignmentSet{Revision: 1, Assignments: []v1.Assignment{assignment("web", "n1", 1, v1Hello)}})
 		waitFor(t, func() error { return serves(n.url+"/hello", hello1) })
 		reported(t, cp, "n1", "web", v1.InstanceReady, v1Hello, 1)
+		if err := n.Ready(); err != nil {
+			t.Fatalf("Ready() = %v while serving its one deployment", err)
+		}
 		if s, _ := n.status("web"); s.Instances < 1 || s.Version != "0.1.0" || s.Node != "n1" {
 			t.Fatalf("status %+v, want a running instance of 0.1.0 on n1", s)
 		}
@@ -185,6 +188,9 @@ func TestNode(t *testing.T) {
 		if err := serves(n.url+"/hello", hello2); err != nil {
 			t.Fatalf("a failing deployment disturbed another: %v", err)
 		}
+		if err := n.Ready(); err != nil {
+			t.Fatalf("Ready() = %v: deployments that failed to start must not hold the node's readiness", err)
+		}
 		// The registry is fixed: the next retry starts it.
 		reg.setCorrupt(echoArt.LayerDigest.String(), false)
 		reported(t, cp, "n1", "api", v1.InstanceReady, vEcho, 4)
@@ -257,6 +263,9 @@ func TestNode(t *testing.T) {
 		waitFor(t, func() error { return serves(n2.url+"/hello", hello2) })
 		if s, ok := n2.status("web"); wantStatus(s, ok, v1.InstanceReady, v2Hello, 3) != nil || n2.Connected() {
 			t.Fatalf("status %+v, connected %v; want ready and not connected", s, n2.Connected())
+		}
+		if err := n2.Ready(); err != nil {
+			t.Fatalf("Ready() = %v while serving the saved assignments", err)
 		}
 
 		t.Run("converges when the control plane returns", func(t *testing.T) {
@@ -405,5 +414,34 @@ func TestNodeTrust(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &saved); err != nil || len(saved.TrustedKeys) != 1 || saved.TrustedKeys[0] != string(pub) {
 		t.Fatalf("trust.json = %s (%v), want the trusted key", b, err)
+	}
+}
+
+// Readiness before and after the first assignments: a node that has never heard from
+// the control plane (and has nothing saved) is not ready, and becomes ready once what it
+// is assigned is routed. /readyz on the admin address answers the same.
+func TestNodeReady(t *testing.T) {
+	reg := startRegistry(t)
+	cp := startControlPlane(t, false)
+	helloM, helloWasm := example(t, "hello")
+	_, vHello := reg.pushApp(t, reg.host, "acme/hello", helloM, helloWasm)
+	cp.stopResponding()
+	n := startNode(t, cp, "r1", t.TempDir(), joinToken)
+	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "no assignments yet") {
+		t.Fatalf("Ready() = %v before the control plane answered, want no assignments yet", err)
+	}
+	if status, body := mustGet(t, n.admin+"/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "no assignments yet") {
+		t.Fatalf("GET /readyz = %d %q before the control plane answered, want 503", status, body)
+	}
+	cp.mu.Lock()
+	cp.sets["r1"] = v1.AssignmentSet{Node: "r1", Revision: 1, Assignments: []v1.Assignment{assignment("web", "r1", 1, vHello)}}
+	cp.mu.Unlock()
+	cp.respond()
+	waitFor(t, func() error { return n.Ready() })
+	if err := serves(n.url+"/hello", hello1); err != nil {
+		t.Fatalf("ready but not serving: %v", err)
+	}
+	if status, body := mustGet(t, n.admin+"/readyz"); status != http.StatusOK || body != "ready\n" {
+		t.Fatalf("GET /readyz = %d %q once serving, want 200 ready", status, body)
 	}
 }
