@@ -207,7 +207,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		serve(regLn, cp.Registry())
 	}
 	if adminLn != nil {
-		serve(adminLn, telemetry.AdminHandler(telemetry.Admin{Gatherer: reg, Profiling: o.profiling}))
+		serve(adminLn, telemetry.AdminHandler(telemetry.Admin{Gatherer: reg, Ready: cp.Ready, Profiling: o.profiling}))
 	}
 	tokenPath, _ := filepath.Abs(filepath.Join(o.data, "admin.token"))
 	// Save the context before printing anything, so that whoever reads the API line can

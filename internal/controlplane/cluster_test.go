@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,6 +28,14 @@ func TestClusterLeaderFailover(t *testing.T) {
 	ctx := context.Background()
 	c := cptest.StartCluster(t, controlplane.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	leader := c.Leader(t, 15*time.Second)
+	for i, p := range c.Planes {
+		fermiontest.WaitFor(t, 15*time.Second, func() error {
+			if err := p.Server.Ready(); err != nil {
+				return fmt.Errorf("replica %d: %w", i, err)
+			}
+			return nil
+		})
+	}
 	other := (leader + 1) % 3
 	p := c.Planes[other]
 	api, err := client.New(p.API, p.Token)
@@ -89,6 +98,17 @@ func TestClusterLeaderFailover(t *testing.T) {
 	if info.Leader == "" || info.Leader == fmt.Sprintf("cp-%d", leader) {
 		t.Fatalf("info names leader %q", info.Leader)
 	}
+	// Two of three replicas keep their quorum and stay ready; the last one alone is not.
+	if err := p.Server.Ready(); err != nil {
+		t.Fatalf("a surviving replica is not ready: %v", err)
+	}
+	c.Kill(3 - leader - other)
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		if err := p.Server.Ready(); err == nil {
+			return errors.New("the last replica still reports ready without its peers")
+		}
+		return nil
+	})
 }
 
 // TestExternalNATS runs the control plane against a NATS server it does not embed (here
@@ -103,6 +123,9 @@ func TestExternalNATS(t *testing.T) {
 	p := cptest.Start(t, controlplane.Config{NATS: ext.ClientURL()})
 	if p.Engine() != nil {
 		t.Fatal("embedded an engine despite NATS")
+	}
+	if err := p.Server.Ready(); err != nil {
+		t.Fatalf("Ready() = %v connected to the external NATS", err)
 	}
 	c, _ := client.New(p.API, p.Token)
 	join := p.NodeToken(t)

@@ -447,6 +447,26 @@ func (s *Server) Close() {
 	s.closeConn()
 }
 
+// Ready returns nil while this replica can serve its API, which is what /readyz on the
+// server's admin address answers: it has started (its tables are loaded), it is
+// connected to NATS, through which every write and every agent message goes, and, when
+// it embeds NATS, its JetStream is healthy (in a cluster: a meta leader is known and the
+// replica's streams are current, so a replica cut off from its peers is not ready).
+func (s *Server) Ready() error {
+	if !s.ready.Load() {
+		return errors.New("starting")
+	}
+	if !s.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", s.nc.Status())
+	}
+	if s.eng != nil {
+		if h := s.eng.Server().Healthz(nil); h.Error != "" {
+			return fmt.Errorf("embedded NATS JetStream: %s", h.Error)
+		}
+	}
+	return nil
+}
+
 func (s *Server) closeConn() {
 	if s.eng != nil {
 		s.eng.Close()
