@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -150,12 +151,13 @@ type otlpCollector struct {
 type otlpPost struct {
 	method, path, contentType string
 	size                      int
+	body                      []byte // an ExportTraceServiceRequest
 }
 
 func (c *otlpCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	c.mu.Lock()
-	c.posts = append(c.posts, otlpPost{method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"), size: len(b)})
+	c.posts = append(c.posts, otlpPost{method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"), size: len(b), body: b})
 	c.mu.Unlock()
 	// An empty ExportTraceServiceResponse is an empty protobuf message.
 	w.Header().Set("Content-Type", "application/x-protobuf")
@@ -173,13 +175,16 @@ func (c *otlpCollector) received() []otlpPost {
 // spans.
 func TestOTLPExport(t *testing.T) {
 	tests := []struct {
-		name     string
-		env      string // variable that names the collector
-		path     string // appended to the collector's URL in env
-		wantPath string
+		name        string
+		env         string // variable that names the collector
+		path        string // appended to the collector's URL in env
+		serviceName string // OTEL_SERVICE_NAME
+		wantPath    string
+		wantService string // service.name in the payload's resource
 	}{
-		{name: "OTEL_EXPORTER_OTLP_ENDPOINT", env: "OTEL_EXPORTER_OTLP_ENDPOINT", wantPath: "/v1/traces"},
-		{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", path: "/custom/traces", wantPath: "/custom/traces"},
+		{name: "OTEL_EXPORTER_OTLP_ENDPOINT", env: "OTEL_EXPORTER_OTLP_ENDPOINT", wantPath: "/v1/traces", wantService: "fermion-test"},
+		{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", path: "/custom/traces", wantPath: "/custom/traces", wantService: "fermion-test"},
+		{name: "OTEL_SERVICE_NAME wins", env: "OTEL_EXPORTER_OTLP_ENDPOINT", serviceName: "edge-gateway", wantPath: "/v1/traces", wantService: "edge-gateway"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,9 +193,11 @@ func TestOTLPExport(t *testing.T) {
 			t.Cleanup(srv.Close)
 			for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 				"OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-				"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+				"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_COMPRESSION",
+				"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_RESOURCE_ATTRIBUTES"} {
 				t.Setenv(k, "")
 			}
+			t.Setenv("OTEL_SERVICE_NAME", tt.serviceName)
 			t.Setenv(tt.env, srv.URL+tt.path)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -227,6 +234,14 @@ func TestOTLPExport(t *testing.T) {
 				}
 				if p.contentType != "application/x-protobuf" {
 					t.Fatalf("collector got content type %q, want application/x-protobuf", p.contentType)
+				}
+				// The resource's service.name is a string value in the message: an
+				// uncompressed payload holds its bytes as they are.
+				if !bytes.Contains(p.body, []byte(tt.wantService)) {
+					t.Fatalf("payload does not name service %q", tt.wantService)
+				}
+				if tt.wantService != "fermion-test" && bytes.Contains(p.body, []byte("fermion-test")) {
+					t.Fatalf("payload still names the binary's service fermion-test despite OTEL_SERVICE_NAME")
 				}
 			}
 		})

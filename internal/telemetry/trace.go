@@ -53,10 +53,15 @@ func NewTracing(ctx context.Context, service, version string) (*Tracing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("create otlp trace exporter: %w", err)
 	}
-	// Schemaless, so the merge never fails on a semconv schema mismatch with the SDK's
-	// default resource (which would silently drop the service name).
+	// The SDK's defaults, then service name and version, then the environment
+	// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), each overriding the one before: an
+	// operator's naming wins over the binary's. Schemaless, so the merge never fails on a
+	// semconv schema mismatch with the SDK's default resource.
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(service), semconv.ServiceVersion(version)))
+	if err == nil {
+		res, err = resource.Merge(res, resource.Environment())
+	}
 	if err != nil {
 		res = resource.Default()
 	}
