@@ -23,6 +23,7 @@ import (
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 type agentOptions struct {
@@ -114,6 +115,7 @@ across restarts), retries with backoff and jitter, and converges when it is back
 type agentRole struct {
 	node    *agent.Node
 	dp      *agent.DataPlane
+	tracing *telemetry.Tracing
 	gateway string
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -216,13 +218,23 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if o.advertise == "" {
 		o.advertise = "http://" + gw.Addr().String()
 	}
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
-		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}, Profiling: o.profiling})
+	tracing, err := telemetry.NewTracing(ctx, "fermion", Version)
 	if err != nil {
 		gw.Close()
 		if admin != nil {
 			admin.Close()
 		}
+		return nil, err
+	}
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
+		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
+		Tracing: tracing})
+	if err != nil {
+		gw.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		shutdownTracing(tracing)
 		return nil, err
 	}
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
@@ -238,10 +250,11 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 			admin.Close()
 		}
 		dp.Close(ctx)
+		shutdownTracing(tracing)
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	a := &agentRole{node: node, dp: dp, gateway: o.advertise, cancel: cancel}
+	a := &agentRole{node: node, dp: dp, tracing: tracing, gateway: o.advertise, cancel: cancel}
 	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
@@ -263,6 +276,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 // done) and returns their errors.
 func (a *agentRole) wait() error {
 	a.wg.Wait()
+	shutdownTracing(a.tracing)
 	var errs []error
 	for _, err := range a.errs {
 		if err != nil && !errors.Is(err, context.Canceled) {

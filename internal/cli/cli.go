@@ -98,3 +98,12 @@ func serviceLogger(stderr io.Writer, level string) (logger *slog.Logger, done fu
 
 // profilingUsage describes --profiling wherever a command has an admin address.
 const profilingUsage = "serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on the admin address, for go tool pprof (off by default: profiles show the process's internals)"
+
+// shutdownTracing flushes the spans still queued, waiting at most 5 seconds: an
+// unreachable collector must not hold up the process's exit (the exporter's own retries
+// last up to a minute).
+func shutdownTracing(t *telemetry.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t.Shutdown(ctx)
+}

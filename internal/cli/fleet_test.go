@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,10 +80,20 @@ var (
 	quietListen = []string{"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--admin-listen", ""}
 )
 
-// TestUp runs the README's command: everything in one process, the example answering.
+// TestUp runs the README's command: everything in one process, the example answering,
+// its agent exporting spans to the OTLP endpoint the environment names.
 func TestUp(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("FERMION_HOME", home)
+	var posts atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			posts.Add(1)
+		}
+	}))
+	t.Cleanup(collector.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	args := append([]string{"up", "--example", filepath.Join(fermiontest.Root(t), "examples", "hello"),
 		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
 	b := startVerb(t, args...)
@@ -98,6 +110,17 @@ func TestUp(t *testing.T) {
 	c, out, _ = run(t, "nodes")
 	if c != 0 || !strings.Contains(out, "local") || !strings.Contains(out, "hello") {
 		t.Fatalf("nodes: %d\n%s", c, out)
+	}
+	// Stopping flushes the spans still queued.
+	b.cancel()
+	select {
+	case code := <-b.done:
+		b.done <- code // for the cleanup's wait
+	case <-time.After(30 * time.Second):
+		t.Fatal("up did not stop 30s after its context was canceled")
+	}
+	if posts.Load() == 0 {
+		t.Fatal("the agent exported no spans to OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 }
 

@@ -83,7 +83,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	if err != nil {
 		return err
 	}
-	defer tracing.Shutdown(context.WithoutCancel(ctx))
+	defer shutdownTracing(tracing)
 
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
