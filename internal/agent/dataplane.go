@@ -66,6 +66,11 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
+		for _, c := range cfg.Tracing.Collectors() {
+			if err := d.Metrics.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("register telemetry export metrics: %w", err)
+			}
+		}
 	}
 	e, err := sandbox.NewEngine(ecfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ type agentOptions struct {
 	cacheDir, cacheMax             string
 	registryToken                  string
 	noTelemetry, profiling         bool
+	spoolDir, spoolMax             string
 	drainTimeout                   time.Duration
 	logLevel                       string
 	allowImports, allowOutbound    []string
@@ -63,6 +65,8 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
 	f.BoolVar(&o.profiling, prefix+"profiling", false, profilingUsage)
+	f.StringVar(&o.spoolDir, prefix+"telemetry-spool", "", spoolUsage+" (default: telemetry-spool in the data directory)")
+	f.StringVar(&o.spoolMax, prefix+"telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.DurationVar(&o.drainTimeout, prefix+"drain-timeout", 30*time.Second, "how long removed versions may finish in-flight requests")
 	f.StringSliceVar(&o.allowImports, prefix+"allow-import", []string{"wasi_snapshot_preview1", "fermion"}, "wasm import modules this node allows (node.allow.import_modules in runtime policies)")
 	f.StringSliceVar(&o.allowOutbound, prefix+"allow-outbound", nil, "outbound hosts this node allows (node.allow.outbound_hosts)")
@@ -218,7 +222,10 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if o.advertise == "" {
 		o.advertise = "http://" + gw.Addr().String()
 	}
-	tracing, err := telemetry.NewTracing(ctx, "fermion", Version)
+	if o.spoolDir == "" {
+		o.spoolDir = filepath.Join(o.data, "telemetry-spool")
+	}
+	tracing, err := newTracing(ctx, logger, !o.noTelemetry, o.spoolDir, o.spoolMax)
 	if err != nil {
 		gw.Close()
 		if admin != nil {

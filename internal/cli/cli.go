@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -106,4 +107,25 @@ func shutdownTracing(t *telemetry.Tracing) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	t.Shutdown(ctx)
+}
+
+// spoolUsage and spoolMaxUsage describe the span export spool's flags.
+const (
+	spoolUsage    = "directory where span exports wait while the OTLP collector is unreachable; sent when it answers, kept across restarts"
+	spoolMaxUsage = "bound on the span export spool; the oldest exports are dropped past it (0: no spool)"
+)
+
+// newTracing sets up span export from the OTEL_* environment (telemetry.NewTracing),
+// with exports the collector cannot take spooled in dir up to max bytes ("0": none).
+// With telemetry off nothing is spooled: no spans are made.
+func newTracing(ctx context.Context, logger *slog.Logger, telemetryOn bool, dir, max string) (*telemetry.Tracing, error) {
+	n, err := manifest.ParseSize(max)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--telemetry-spool-max: %w", err)}
+	}
+	var spool *telemetry.SpoolConfig
+	if telemetryOn && n > 0 {
+		spool = &telemetry.SpoolConfig{Dir: dir, MaxBytes: n, Logger: logger}
+	}
+	return telemetry.NewTracing(ctx, "fermion", Version, spool)
 }

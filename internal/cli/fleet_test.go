@@ -95,9 +95,13 @@ func TestUp(t *testing.T) {
 	t.Cleanup(collector.Close)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	args := append([]string{"up", "--example", filepath.Join(fermiontest.Root(t), "examples", "hello"),
-		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
+		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", "127.0.0.1:0"}, quietListen...)
 	b := startVerb(t, args...)
 	url := b.waitLine(t, answerLine, 3*time.Minute)
+	admin := b.waitLine(t, metricsLine, time.Second) // the agent's: the server's is off
+	if code, body, err := httpGet(admin + "/metrics"); err != nil || code != 200 || !strings.Contains(body, "fermion_telemetry_spool_bytes 0") {
+		t.Fatalf("agent /metrics: %d %v, want the span export spool's backlog gauge", code, err)
+	}
 	code, body, err := httpGet(url)
 	if err != nil || code != 200 || !strings.Contains(body, "Hello") {
 		t.Fatalf("GET %s: %d %q %v", url, code, body, err)

@@ -24,6 +24,7 @@ type runOptions struct {
 	noBuild             bool
 	noTelemetry         bool
 	profiling           bool
+	spoolDir, spoolMax  string
 	logLevel            string
 	drainTimeout        time.Duration
 }
@@ -53,6 +54,8 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
 	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
+	f.StringVar(&o.spoolDir, "telemetry-spool", telemetry.DefaultSpoolDir(), spoolUsage)
+	f.StringVar(&o.spoolMax, "telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 	return c
@@ -79,7 +82,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		byName[m.App.Name] = m
 		manifests = append(manifests, m)
 	}
-	tracing, err := telemetry.NewTracing(ctx, "fermion", Version)
+	tracing, err := newTracing(ctx, logger, !o.noTelemetry, o.spoolDir, o.spoolMax)
 	if err != nil {
 		return err
 	}

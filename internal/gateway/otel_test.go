@@ -202,7 +202,7 @@ func TestOTLPExport(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			tracing, err := telemetry.NewTracing(ctx, "fermion-test", "test")
+			tracing, err := telemetry.NewTracing(ctx, "fermion-test", "test", nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -479,7 +481,7 @@ func TestNewTracing(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			tr, err := telemetry.NewTracing(ctx, "svc", "1.0.0")
+			tr, err := telemetry.NewTracing(ctx, "svc", "1.0.0", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -516,7 +518,7 @@ func TestNewTracingExports(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", col.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tr, err := telemetry.NewTracing(ctx, "svc", "1.0.0")
+	tr, err := telemetry.NewTracing(ctx, "svc", "1.0.0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,6 +535,70 @@ func TestNewTracingExports(t *testing.T) {
 	for i, p := range paths {
 		if p != "POST /v1/traces application/x-protobuf" || sizes[i] == 0 {
 			t.Fatalf("collector got %q with %d bytes, want a protobuf POST to /v1/traces", p, sizes[i])
+		}
+	}
+}
+
+// TestNewTracingSpoolsThroughAnOutage: with a spool, spans ended while the collector is
+// down reach it once it is back, through the real OTLP exporter, and the spool's metrics
+// are there for /metrics.
+func TestNewTracingSpoolsThroughAnOutage(t *testing.T) {
+	var down atomic.Bool
+	var mu sync.Mutex
+	var bodies [][]byte
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+	}))
+	defer col.Close()
+	clearOTelEnv(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", col.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	tr, err := telemetry.NewTracing(ctx, "svc", "1.0.0", &telemetry.SpoolConfig{Dir: dir, Retry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(ctx)
+	if len(tr.Collectors()) == 0 {
+		t.Fatal("no spool metrics to register")
+	}
+	flush := tr.Provider.(interface{ ForceFlush(context.Context) error }).ForceFlush
+	down.Store(true)
+	_, span := tr.Tracer("test").Start(ctx, "during-the-outage")
+	span.End()
+	if err := flush(ctx); err != nil {
+		t.Fatalf("flush while the collector is down: %v (the spool should have taken it)", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.otlp")); len(files) != 1 {
+		t.Fatalf("%d spooled exports, want 1", len(files))
+	}
+	down.Store(false)
+	_, span = tr.Tracer("test").Start(ctx, "after-the-outage")
+	span.End()
+	if err := flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	arrived := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bodies {
+			if bytes.Contains(b, []byte("during-the-outage")) {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !arrived(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the span ended during the outage has not arrived")
 		}
 	}
 }

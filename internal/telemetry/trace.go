@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -28,29 +29,57 @@ type Tracing struct {
 	// Exporting is true when spans leave the process (an OTLP endpoint is configured).
 	Exporting bool
 	shutdown  func(context.Context) error
+	spool     *Spool // nil without export or without a spool
+}
+
+// Collectors are the metrics of the export path (the spool's), for the registry that
+// serves /metrics; none without a spool.
+func (t *Tracing) Collectors() []prometheus.Collector {
+	if t.spool == nil {
+		return nil
+	}
+	return t.spool.Collectors()
 }
 
 // Tracer returns the named tracer.
 func (t *Tracing) Tracer(name string) trace.Tracer { return t.Provider.Tracer(name) }
 
-// Shutdown flushes buffered spans and stops the exporter.
+// Shutdown flushes buffered spans and stops the exporter; with a spool, what the
+// collector did not take stays on disk for the next run.
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t.shutdown == nil {
 		return nil
 	}
-	return t.shutdown(ctx)
+	err := t.shutdown(ctx)
+	if t.spool != nil {
+		t.spool.Close()
+	}
+	return err
 }
 
 // NewTracing returns an OTLP/HTTP tracer provider when OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not "none");
 // the exporter reads the rest of the standard OTEL_EXPORTER_OTLP_* variables itself.
 // Otherwise it returns a no-op provider: the gateway still propagates trace context.
-func NewTracing(ctx context.Context, service, version string) (*Tracing, error) {
+// With spool, exports the collector cannot take wait on disk (see spool.go).
+func NewTracing(ctx context.Context, service, version string, spool *SpoolConfig) (*Tracing, error) {
 	if !otlpConfigured() {
 		return &Tracing{Provider: noop.NewTracerProvider()}, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	var opts []otlptracehttp.Option
+	var sp *Spool
+	if spool != nil {
+		var err error
+		if sp, err = NewSpool(*spool, nil); err != nil {
+			return nil, err
+		}
+		opts = append(opts, otlptracehttp.WithHTTPClient(&http.Client{Transport: sp}))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
+		if sp != nil {
+			sp.Close()
+		}
 		return nil, fmt.Errorf("create otlp trace exporter: %w", err)
 	}
 	// The SDK's defaults, then service name and version, then the environment
@@ -66,7 +95,7 @@ func NewTracing(ctx context.Context, service, version string) (*Tracing, error) 
 		res = resource.Default()
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return &Tracing{Provider: tp, Exporting: true, shutdown: tp.Shutdown}, nil
+	return &Tracing{Provider: tp, Exporting: true, shutdown: tp.Shutdown, spool: sp}, nil
 }
 
 func otlpConfigured() bool {
