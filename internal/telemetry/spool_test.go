@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // collector is an OTLP/HTTP endpoint that can be down (503), and records what it took.
@@ -64,18 +63,14 @@ func (c *collector) bodies() []string {
 	return out
 }
 
-func newTestSpool(t *testing.T, dir string, max int64) (*Spool, *prometheus.Registry) {
+func newTestSpool(t *testing.T, dir string, max int64) *Spool {
 	t.Helper()
 	s, err := NewSpool(SpoolConfig{Dir: dir, MaxBytes: max, Retry: 20 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	reg := prometheus.NewRegistry()
-	for _, c := range s.Collectors() {
-		reg.MustRegister(c)
-	}
-	return s, reg
+	return s
 }
 
 // export sends one payload through the spool as the OTLP exporter does.
@@ -95,39 +90,6 @@ func export(t *testing.T, s *Spool, url, body string) *http.Response {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp
-}
-
-func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && !hasLabelValue(m, label) {
-				continue
-			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s{%s}", name, label)
-	return 0
-}
-
-func hasLabelValue(m *dto.Metric, v string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetValue() == v {
-			return true
-		}
-	}
-	return false
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -153,7 +115,7 @@ func spoolFiles(t *testing.T, dir string) []string {
 func TestSpoolPassesThroughWhileTheCollectorAnswers(t *testing.T) {
 	c := newCollector(t)
 	dir := t.TempDir()
-	s, reg := newTestSpool(t, dir, 1<<20)
+	s := newTestSpool(t, dir, 1<<20)
 	if resp := export(t, s, c.srv.URL, "one"); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -163,7 +125,7 @@ func TestSpoolPassesThroughWhileTheCollectorAnswers(t *testing.T) {
 	if n := len(spoolFiles(t, dir)); n != 0 {
 		t.Fatalf("%d files spooled while the collector answered", n)
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_exports_total", ExportSent); v != 1 {
+	if v := testutil.ToFloat64(s.exports.WithLabelValues(ExportSent)); v != 1 {
 		t.Fatalf("sent = %v", v)
 	}
 	// A refusal that retrying cannot fix goes back to the exporter, not to disk.
@@ -171,7 +133,7 @@ func TestSpoolPassesThroughWhileTheCollectorAnswers(t *testing.T) {
 	if resp := export(t, s, c.srv.URL, "bad"); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d for a refused export, want 400 passed through", resp.StatusCode)
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_exports_total", ExportRejected); v != 1 || len(spoolFiles(t, dir)) != 0 {
+	if v := testutil.ToFloat64(s.exports.WithLabelValues(ExportRejected)); v != 1 || len(spoolFiles(t, dir)) != 0 {
 		t.Fatalf("rejected = %v, %d files", v, len(spoolFiles(t, dir)))
 	}
 }
@@ -190,7 +152,7 @@ func TestSpoolKeepsExportsThroughAnOutage(t *testing.T) {
 		t.Run(outage.name, func(t *testing.T) {
 			c := newCollector(t)
 			dir := t.TempDir()
-			s, reg := newTestSpool(t, dir, 1<<20)
+			s := newTestSpool(t, dir, 1<<20)
 			export(t, s, c.srv.URL, "before")
 			outage.down(c)
 			for i := range 3 {
@@ -201,10 +163,10 @@ func TestSpoolKeepsExportsThroughAnOutage(t *testing.T) {
 			if n := len(spoolFiles(t, dir)); n != 3 {
 				t.Fatalf("%d files spooled, want 3", n)
 			}
-			if v := metricValue(t, reg, "fermion_telemetry_spool_payloads", ""); v != 3 {
+			if v := testutil.ToFloat64(s.backlogPayloads); v != 3 {
 				t.Fatalf("backlog payloads = %v, want 3", v)
 			}
-			if v := metricValue(t, reg, "fermion_telemetry_spool_bytes", ""); v <= 0 {
+			if v := testutil.ToFloat64(s.backlogBytes); v <= 0 {
 				t.Fatalf("backlog bytes = %v", v)
 			}
 			time.Sleep(100 * time.Millisecond) // replays keep failing while it is down
@@ -226,12 +188,12 @@ func TestSpoolKeepsExportsThroughAnOutage(t *testing.T) {
 			}
 			c.mu.Unlock()
 			waitUntil(t, "the backlog gauge to reach 0", func() bool {
-				return metricValue(t, reg, "fermion_telemetry_spool_bytes", "") == 0
+				return testutil.ToFloat64(s.backlogBytes) == 0
 			})
 			if n := len(spoolFiles(t, dir)); n != 0 {
 				t.Fatalf("%d files left after the replay", n)
 			}
-			if v := metricValue(t, reg, "fermion_telemetry_exports_total", ExportReplayed); v != 3 {
+			if v := testutil.ToFloat64(s.exports.WithLabelValues(ExportReplayed)); v != 3 {
 				t.Fatalf("replayed = %v, want 3", v)
 			}
 		})
@@ -242,7 +204,7 @@ func TestSpoolNeverWritesOtherHeadersToDisk(t *testing.T) {
 	c := newCollector(t)
 	c.status.Store(http.StatusServiceUnavailable)
 	dir := t.TempDir()
-	s, _ := newTestSpool(t, dir, 1<<20)
+	s := newTestSpool(t, dir, 1<<20)
 	export(t, s, c.srv.URL, "payload")
 	files := spoolFiles(t, dir)
 	if len(files) != 1 {
@@ -268,7 +230,7 @@ func TestSpoolCapDropsTheOldest(t *testing.T) {
 	c.srv.Close() // connection refused
 	dir := t.TempDir()
 	one := int64(len(spoolMagic) + len("application/x-protobuf\ngzip\n") + len("payload-0"))
-	s, reg := newTestSpool(t, dir, 3*one)
+	s := newTestSpool(t, dir, 3*one)
 	for i := range 5 {
 		if resp := export(t, s, url, fmt.Sprintf("payload-%d", i)); resp.StatusCode != 200 {
 			t.Fatalf("export %d answered %d", i, resp.StatusCode)
@@ -284,10 +246,10 @@ func TestSpoolCapDropsTheOldest(t *testing.T) {
 			t.Fatalf("file %d ends %q, want the newest three kept", i, b)
 		}
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_spool_dropped_total", DropFull); v != 2 {
+	if v := testutil.ToFloat64(s.dropped.WithLabelValues(DropFull)); v != 2 {
 		t.Fatalf("dropped full = %v, want 2", v)
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_spool_bytes", ""); v != float64(3*one) {
+	if v := testutil.ToFloat64(s.backlogBytes); v != float64(3*one) {
 		t.Fatalf("backlog bytes = %v, want %d", v, 3*one)
 	}
 	// One export larger than the whole spool is refused, and the exporter hears of it.
@@ -311,8 +273,8 @@ func TestSpoolSurvivesARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, reg := newTestSpool(t, dir, 1<<20)
-	if v := metricValue(t, reg, "fermion_telemetry_spool_payloads", ""); v != 3 {
+	s2 := newTestSpool(t, dir, 1<<20)
+	if v := testutil.ToFloat64(s2.backlogPayloads); v != 3 {
 		t.Fatalf("backlog after restart = %v payloads, want 3", v)
 	}
 	c.status.Store(0)
@@ -321,7 +283,7 @@ func TestSpoolSurvivesARestart(t *testing.T) {
 	if got := strings.Join(c.bodies(), ","); got != "live,kept-0,kept-1" {
 		t.Fatalf("collector got %s", got)
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_spool_dropped_total", DropUnreadable); v != 1 {
+	if v := testutil.ToFloat64(s2.dropped.WithLabelValues(DropUnreadable)); v != 1 {
 		t.Fatalf("dropped unreadable = %v, want 1", v)
 	}
 }
@@ -330,14 +292,14 @@ func TestSpoolDropsAReplayTheCollectorRefuses(t *testing.T) {
 	c := newCollector(t)
 	c.status.Store(http.StatusServiceUnavailable)
 	dir := t.TempDir()
-	s, reg := newTestSpool(t, dir, 1<<20)
+	s := newTestSpool(t, dir, 1<<20)
 	export(t, s, c.srv.URL, "spooled")
 	// The collector is back, but this payload is one it will never take.
 	c.refuse.Store("spooled")
 	c.status.Store(0)
 	export(t, s, c.srv.URL, "live")
 	waitUntil(t, "the refused replay to be dropped", func() bool { return len(spoolFiles(t, dir)) == 0 })
-	if v := metricValue(t, reg, "fermion_telemetry_spool_dropped_total", DropRejected); v != 1 {
+	if v := testutil.ToFloat64(s.dropped.WithLabelValues(DropRejected)); v != 1 {
 		t.Fatalf("dropped rejected = %v, want 1", v)
 	}
 }
@@ -404,7 +366,7 @@ func TestSpoolSkipsAVanishedFile(t *testing.T) {
 	c := newCollector(t)
 	c.status.Store(http.StatusServiceUnavailable)
 	dir := t.TempDir()
-	s, reg := newTestSpool(t, dir, 1<<20)
+	s := newTestSpool(t, dir, 1<<20)
 	export(t, s, c.srv.URL, "vanished")
 	export(t, s, c.srv.URL, "kept")
 	files := spoolFiles(t, dir)
@@ -414,11 +376,11 @@ func TestSpoolSkipsAVanishedFile(t *testing.T) {
 	os.Remove(files[0])
 	c.status.Store(0)
 	export(t, s, c.srv.URL, "live")
-	waitUntil(t, "the backlog to drain", func() bool { return metricValue(t, reg, "fermion_telemetry_spool_payloads", "") == 0 })
+	waitUntil(t, "the backlog to drain", func() bool { return testutil.ToFloat64(s.backlogPayloads) == 0 })
 	if got := strings.Join(c.bodies(), ","); got != "live,kept" {
 		t.Fatalf("collector got %s", got)
 	}
-	if v := metricValue(t, reg, "fermion_telemetry_spool_dropped_total", DropUnreadable); v != 1 {
+	if v := testutil.ToFloat64(s.dropped.WithLabelValues(DropUnreadable)); v != 1 {
 		t.Fatalf("dropped unreadable = %v, want 1", v)
 	}
 }
