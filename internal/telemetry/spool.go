@@ -230,7 +230,7 @@ func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	defer cancel()
-	reason := ""
+	var reason string
 	if err != nil {
 		reason = err.Error()
 	} else {
