@@ -127,5 +127,9 @@ func newTracing(ctx context.Context, logger *slog.Logger, telemetryOn bool, dir,
 	if telemetryOn && n > 0 {
 		spool = &telemetry.SpoolConfig{Dir: dir, MaxBytes: n, Logger: logger}
 	}
-	return telemetry.NewTracing(ctx, "fermion", Version, spool)
+	t, err := telemetry.NewTracing(ctx, "fermion", Version, spool)
+	if err != nil && spool != nil {
+		return nil, fmt.Errorf("%w (choose the spool's directory with --telemetry-spool, or turn it off with --telemetry-spool-max 0)", err)
+	}
+	return t, err
 }

@@ -482,11 +482,11 @@ func otlpTransport() (*http.Transport, error) {
 	if ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
-			return nil, fmt.Errorf("OTLP CA certificate: %w", err)
+			return nil, fmt.Errorf("OTLP CA certificate (OTEL_EXPORTER_OTLP_CERTIFICATE): %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("OTLP CA certificate %s: no PEM certificate in it", ca)
+			return nil, fmt.Errorf("OTLP CA certificate %s (OTEL_EXPORTER_OTLP_CERTIFICATE): no PEM certificate in it", ca)
 		}
 		cfg.RootCAs = pool
 	}
@@ -496,7 +496,7 @@ func otlpTransport() (*http.Transport, error) {
 		}
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
-			return nil, fmt.Errorf("OTLP client certificate: %w", err)
+			return nil, fmt.Errorf("OTLP client certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, …_CLIENT_KEY): %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
