@@ -208,9 +208,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
-// Ready returns nil when the node serves what it was assigned; it answers /readyz on the
-// agent's admin address, so a load balancer in front of several nodes sends one traffic
-// only then. That takes an assignment set (saved by an earlier run, or from the control
+// Ready returns nil when the node serves what it was assigned. It answers /readyz on the
+// agent's admin address, so that a load balancer in front of several nodes sends a node
+// traffic only once it is ready. That takes an assignment set (saved by an earlier run, or from the control
 // plane) and, for every deployment in it, a version routed or a start that failed: one
 // broken deployment must not take the node's other functions out of rotation (the
 // failure shows in fermion status and fermion_agent_deployments{state="failed"}).
