@@ -325,8 +325,8 @@ func (s *Spool) add(h http.Header, body []byte) error {
 // trimLocked drops the oldest payloads until incoming more bytes fit under the cap.
 func (s *Spool) trimLocked(incoming int64) {
 	for len(s.files) > 0 && s.bytes+incoming > s.max {
-		s.removeLocked(0)
 		s.dropped.WithLabelValues(DropFull).Inc()
+		s.removeLocked(0)
 	}
 }
 
@@ -379,13 +379,9 @@ func (s *Spool) replay() {
 			return // the collector is away again: next tick
 		}
 		s.mu.Lock()
-		// Still the oldest unless trimming dropped (and counted) it meanwhile.
+		// Still the oldest unless trimming dropped (and counted) it meanwhile. Counted
+		// before its file goes, so whoever sees the file gone sees it counted.
 		listed := len(s.files) > 0 && s.files[0].name == e.name
-		if listed {
-			s.removeLocked(0)
-			s.updateLocked()
-		}
-		s.mu.Unlock()
 		switch {
 		case ok:
 			s.exports.WithLabelValues(ExportReplayed).Inc()
@@ -394,6 +390,11 @@ func (s *Spool) replay() {
 		case listed: // its file vanished from under the spool
 			s.dropped.WithLabelValues(DropUnreadable).Inc()
 		}
+		if listed {
+			s.removeLocked(0)
+			s.updateLocked()
+		}
+		s.mu.Unlock()
 	}
 }
 
