@@ -299,9 +299,14 @@ func OpenKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		return err
 	})
 	if err == nil && cfg.Replicas > 1 {
-		// Rebind after the change: a handle keeps the read path it was bound with.
+		// Rebind after the change: a handle keeps the read path it was bound with. Retried
+		// like the rest: in a cluster still electing its stream leaders, a lookup can time
+		// out.
 		if err = leaderReads(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err == nil {
-			kv, err = js.KeyValue(ctx, cfg.Bucket)
+			err = Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) (err error) {
+				kv, err = js.KeyValue(ctx, cfg.Bucket)
+				return err
+			})
 		}
 	}
 	if err != nil {
@@ -366,7 +371,10 @@ func OpenObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.
 	})
 	if err == nil && cfg.Replicas > 1 {
 		if err = leaderReads(ctx, js, "OBJ_"+cfg.Bucket, cfg.Replicas); err == nil {
-			os, err = js.ObjectStore(ctx, cfg.Bucket)
+			err = Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) (err error) {
+				os, err = js.ObjectStore(ctx, cfg.Bucket)
+				return err
+			})
 		}
 	}
 	if err != nil {
