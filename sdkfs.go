@@ -4,7 +4,10 @@ package fermion
 
 import "embed"
 
-// SDK holds the guest SDK's module sources: api/abi and sdk/fermion.
+// SDK holds the guest SDK's module sources: api/abi, sdk/fermion and sdk/internal/guest
+// (tests left out).
 //
-//go:embed api/abi/abi.go sdk/fermion/fermion.go sdk/fermion/guest_wasip1.go sdk/fermion/guest_other.go
+//go:embed api/abi/abi.go
+//go:embed sdk/fermion/fermion.go
+//go:embed sdk/internal/guest/guest.go sdk/internal/guest/guest_wasip1.go sdk/internal/guest/guest_other.go
 var SDK embed.FS

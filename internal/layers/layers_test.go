@@ -17,7 +17,8 @@ var rules = []struct {
 	allowed []string // prefixes of our packages it may import
 }{
 	{"fermion.dev/fermion/api", nil},
-	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/sdk/internal", []string{"fermion.dev/fermion/api"}},
+	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal"}},
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/diag", nil},
 	{"fermion.dev/fermion/internal/atomicfile", nil},

@@ -1,5 +1,5 @@
-// Package fermion is the Go guest SDK: a function author writes an ordinary net/http
-// handler, registers it in init, and builds with
+// Package fermion is the Go guest SDK's net/http API: a function author writes an
+// ordinary net/http handler, registers it in init, and builds with
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o app.wasm .
 //
@@ -8,6 +8,11 @@
 // so the handler must be registered there, not in main), and then calls the handler for
 // many requests. Outbound HTTP goes through the host, which allows only the hosts the
 // manifest grants; use Client or Transport for it.
+//
+// Linking net/http costs a guest about 3 MB of code and most of its start-up (its
+// imports' package initialisation, crypto/tls's above all). Package
+// fermion.dev/fermion/sdk/fhttp has the same shapes without net/http, for new
+// functions; this package is for handlers and libraries written against net/http.
 package fermion
 
 import (
@@ -16,18 +21,25 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/sdk/internal/guest"
 )
 
 var handler http.Handler = http.NotFoundHandler()
 
+var stderr = os.Stderr
+
 // Handle registers h as the function's handler. Call it from an init function.
-func Handle(h http.Handler) { handler = h }
+func Handle(h http.Handler) {
+	handler = h
+	guest.Serve = serve
+}
 
 // HandleFunc registers f as the function's handler. Call it from an init function.
-func HandleFunc(f func(http.ResponseWriter, *http.Request)) { handler = http.HandlerFunc(f) }
+func HandleFunc(f func(http.ResponseWriter, *http.Request)) { Handle(http.HandlerFunc(f)) }
 
 // Client is an HTTP client whose requests go through the host's outbound HTTP capability.
 var Client = &http.Client{Transport: Transport{}}
@@ -55,8 +67,8 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if out.Method == "" {
 		out.Method = http.MethodGet
 	}
-	out.Headers = fromHeader(out.Headers, req.Header)
-	result, err := send(abi.AppendRequest(nil, &out))
+	out.Headers = guest.FromHeader(out.Headers, req.Header)
+	result, err := guest.Send(abi.AppendRequest(nil, &out))
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +86,7 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        toHeader(r.Headers, nil),
+		Header:        guest.ToHeader[http.Header](r.Headers, nil, http.CanonicalHeaderKey),
 		Body:          io.NopCloser(bytes.NewReader(r.Body)),
 		ContentLength: int64(len(r.Body)),
 		Request:       req,
@@ -140,7 +152,7 @@ func (*body) Close() error { return nil }
 
 func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 	p := new(request)
-	if err := parseURI(ar.URI, &p.url); err != nil {
+	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		return nil, err
 	}
 	p.req = http.Request{
@@ -149,7 +161,7 @@ func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        toHeader(ar.Headers, p.vals[:0]),
+		Header:        guest.ToHeader[http.Header](ar.Headers, p.vals[:0], http.CanonicalHeaderKey),
 		Body:          http.NoBody,
 		ContentLength: int64(len(ar.Body)),
 		Host:          ar.Host,
@@ -161,94 +173,6 @@ func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 		p.req.Body = &p.body
 	}
 	return &p.req, nil
-}
-
-// parseURI is url.ParseRequestURI into u, with a fast path for the common plain path
-// with an optional simple query.
-func parseURI(uri string, u *url.URL) error {
-	if len(uri) > 0 && uri[0] == '/' {
-		simple := true
-		q := -1
-		for i := 0; i < len(uri); i++ {
-			c := uri[i]
-			if c == '?' && q < 0 {
-				q = i
-				continue
-			}
-			if c == '%' || c == '#' || c < 0x21 || c > 0x7e || (q < 0 && c == ';') {
-				simple = false
-				break
-			}
-		}
-		if simple && !(len(uri) > 1 && uri[1] == '/') {
-			if q < 0 {
-				u.Path = uri
-			} else {
-				u.Path, u.RawQuery = uri[:q], uri[q+1:]
-			}
-			return nil
-		}
-	}
-	parsed, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return err
-	}
-	*u = *parsed
-	return nil
-}
-
-// toHeader builds a header map. vals is backing store for single values: a header's
-// value slice shares it instead of being an allocation of its own.
-//
-// Names are used as they come: the host sends them canonical, with a repeated name's
-// values adjacent (see package abi), so each name costs one map assignment. A name
-// that turns up again later (another host might do that) sends the whole list down
-// the general path.
-func toHeader(hs []abi.Header, vals []string) http.Header {
-	h := make(http.Header, len(hs))
-	for i := 0; i < len(hs); {
-		name := hs[i].Name
-		j := i + 1
-		for j < len(hs) && hs[j].Name == name {
-			j++
-		}
-		var vs []string
-		if j == i+1 && len(vals) < cap(vals) {
-			vals = append(vals, hs[i].Value)
-			vs = vals[len(vals)-1 : len(vals) : len(vals)]
-		} else {
-			vs = make([]string, 0, j-i)
-			for _, kv := range hs[i:j] {
-				vs = append(vs, kv.Value)
-			}
-		}
-		n := len(h)
-		h[name] = vs
-		if len(h) == n {
-			return toHeaderSlow(hs)
-		}
-		i = j
-	}
-	return h
-}
-
-// toHeaderSlow builds a header map from entries in any order and any case.
-func toHeaderSlow(hs []abi.Header) http.Header {
-	h := make(http.Header, len(hs))
-	for _, kv := range hs {
-		k := http.CanonicalHeaderKey(kv.Name)
-		h[k] = append(h[k], kv.Value)
-	}
-	return h
-}
-
-func fromHeader(hs []abi.Header, h http.Header) []abi.Header {
-	for k, vs := range h {
-		for _, v := range vs {
-			hs = append(hs, abi.Header{Name: k, Value: v})
-		}
-	}
-	return hs
 }
 
 // respHeaders is reused for every response's header list.
@@ -311,7 +235,7 @@ func (w *responseWriter) appendTo(out []byte) []byte {
 		w.header.Set("Content-Type", http.DetectContentType(body))
 	}
 	r := abi.Response{Status: w.status, Body: body}
-	r.Headers = fromHeader(respHeaders[:0], w.header)
+	r.Headers = guest.FromHeader(respHeaders[:0], w.header)
 	respHeaders = r.Headers[:0]
 	return abi.AppendResponse(out, &r)
 }

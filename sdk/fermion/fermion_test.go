@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -154,20 +153,6 @@ func TestServeFaults(t *testing.T) {
 	resp, code := call(t, &abi.Request{Method: "GET", URI: "no-slash"})
 	if code != abi.HandleOK || resp.Status != http.StatusBadRequest {
 		t.Fatalf("bad URI: code %d status %d", code, resp.Status)
-	}
-}
-
-func TestParseURI(t *testing.T) {
-	for _, uri := range []string{"/", "/a/b", "/a?b=c&d", "/a%20b?x", "//host/p", "/a;b", "/a?b;c", "/a#frag", "*", "", "rel"} {
-		std, err := url.ParseRequestURI(uri)
-		var got url.URL
-		gotErr := parseURI(uri, &got)
-		if (err != nil) != (gotErr != nil) {
-			t.Fatalf("%q: err %v, url.ParseRequestURI: %v", uri, gotErr, err)
-		}
-		if err == nil && got != *std {
-			t.Fatalf("%q: %+v, url.ParseRequestURI: %+v", uri, got, *std)
-		}
 	}
 }
 

@@ -1,16 +1,13 @@
 //go:build wasip1
 
-package fermion
+package guest
 
 import (
 	"errors"
-	"os"
 	"unsafe"
 
 	"fermion.dev/fermion/api/abi"
 )
-
-var stderr = os.Stderr
 
 // buf is the request buffer the host writes into; out is reused for responses.
 // Both live as long as the instance, so each request allocates only what the handler does.
@@ -37,7 +34,7 @@ func fermionHandle(n int32) int32 {
 	if n < 0 || int(n) > len(buf) {
 		return abi.HandleBadInput
 	}
-	resp, code := serve(buf[:n], out[:0])
+	resp, code := Serve(buf[:n], out[:0])
 	if code != abi.HandleOK {
 		return code
 	}
@@ -55,7 +52,9 @@ func hostHTTPSend(ptr unsafe.Pointer, n uint32) uint32
 //go:wasmimport fermion http_take
 func hostHTTPTake(ptr unsafe.Pointer, n uint32)
 
-func send(req []byte) ([]byte, error) {
+// Send performs an encoded outbound request through the host and returns the encoded
+// result (see abi.DecodeResult).
+func Send(req []byte) ([]byte, error) {
 	if len(req) == 0 {
 		return nil, errors.New("empty outbound request")
 	}
