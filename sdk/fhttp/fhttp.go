@@ -1,0 +1,255 @@
+// Package fhttp is the Go guest SDK's HTTP API without net/http: the same shapes as
+// net/http's server side (a Handler gets a ResponseWriter and a *Request; Header has
+// Get, Set, Add and Del), registered in init, built with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o app.wasm .
+//
+// A handler written for net/http usually needs only its import changed:
+//
+//	import http "fermion.dev/fermion/sdk/fhttp"
+//
+//	func init() {
+//		http.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+//			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+//			io.WriteString(w, "hello from "+r.URL.Path+"\n")
+//		})
+//	}
+//
+// Why a second API: a guest that imports net/http links about 3 MB more code and
+// spends most of its start-up initialising packages it never uses there (crypto/tls's
+// above all), and net/http's request and header machinery is most of a small handler's
+// time. Measured in bench/RESULTS.md. Handlers and libraries that need net/http's own
+// types use package fermion.dev/fermion/sdk/fermion instead.
+//
+// The host instantiates the module once, runs _initialize (package init functions, so
+// the handler must be registered there, not in main) and then calls the handler for
+// many requests, one at a time. The host enforces the manifest's limits: a handler past
+// its deadline or memory cap is stopped and its instance discarded. Outbound HTTP goes
+// through the host, which allows only the manifest's allowed_outbound_hosts: see Do.
+package fhttp
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+
+	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/sdk/internal/guest"
+)
+
+// A Handler responds to a request, as net/http's does.
+//
+// It must not use the ResponseWriter, or read the request's Body, after returning.
+type Handler interface {
+	ServeHTTP(ResponseWriter, *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ResponseWriter, *Request)
+
+// ServeHTTP calls f(w, r).
+func (f HandlerFunc) ServeHTTP(w ResponseWriter, r *Request) { f(w, r) }
+
+// Handle registers h as the function's handler. Call it from an init function.
+func Handle(h Handler) {
+	if h == nil {
+		panic("fhttp: nil handler")
+	}
+	handler = h
+	guest.Serve = serve
+}
+
+// HandleFunc registers f as the function's handler. Call it from an init function.
+func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
+
+var handler Handler
+
+// ResponseWriter builds the response, as net/http's does. The response is buffered and
+// sent whole when the handler returns, so the status and headers may be set until then
+// only if nothing was written yet: the first Write fixes the status (200 unless
+// WriteHeader said otherwise), as in net/http.
+//
+// A response without a Content-Type gets one from the host, sniffed from the body as
+// net/http does.
+type ResponseWriter interface {
+	Header() Header
+	Write([]byte) (int, error)
+	WriteHeader(statusCode int)
+}
+
+// Request is a request received by the function, or one to send with Do.
+type Request struct {
+	Method string
+	// URL is the request line's path and query for a received request; for Do it is
+	// the absolute URL to send to.
+	URL        *url.URL
+	Proto      string // "HTTP/1.1"
+	ProtoMajor int
+	ProtoMinor int
+	Header     Header
+	// Body is never nil in a received request; reading it is optional. For Do it may be
+	// nil.
+	Body          io.ReadCloser
+	ContentLength int64
+	// Host is the Host header's value (the host and port the client asked for).
+	Host string
+	// RemoteAddr is the client's address as the node saw it.
+	RemoteAddr string
+	// RequestURI is the request line's target, unmodified.
+	RequestURI string
+}
+
+// UserAgent returns the User-Agent header's value.
+func (r *Request) UserAgent() string { return r.Header.Get("User-Agent") }
+
+// Error replies with the given status and message as plain text, as net/http's Error
+// does. The handler should return after it.
+func Error(w ResponseWriter, msg string, code int) {
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+// NoBody is an empty request body.
+var NoBody = noBody{}
+
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (noBody) Close() error             { return nil }
+
+var stderr io.Writer = os.Stderr
+
+// areq's header list is reused by every request; the strings it decodes are copies, so
+// a handler may keep them.
+var areq abi.Request
+
+// rw is the response writer every request reuses: no handler may use it after
+// returning (see Handler).
+var rw responseWriter
+
+// serve decodes one request, runs the handler and returns the encoded response.
+func serve(in, out []byte) ([]byte, int32) {
+	ar := &areq
+	if err := abi.DecodeRequest(in, ar); err != nil {
+		return nil, abi.HandleBadInput
+	}
+	w := rw.reset()
+	p := new(request)
+	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
+		Error(w, "bad request: "+err.Error(), StatusBadRequest)
+		return w.appendTo(out), abi.HandleOK
+	}
+	p.req = Request{
+		Method:        ar.Method,
+		URL:           &p.url,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        guest.ToHeader[Header](ar.Headers, p.vals[:0], CanonicalHeaderKey),
+		Body:          NoBody,
+		ContentLength: int64(len(ar.Body)),
+		Host:          ar.Host,
+		RemoteAddr:    ar.RemoteAddr,
+		RequestURI:    ar.URI,
+	}
+	if len(ar.Body) > 0 {
+		p.body.Reset(ar.Body)
+		p.req.Body = &p.body
+	}
+	if !run(w, &p.req) {
+		return nil, abi.HandlePanic
+	}
+	return w.appendTo(out), abi.HandleOK
+}
+
+// request is everything a received request needs, in one allocation.
+type request struct {
+	req  Request
+	url  url.URL
+	body body
+	vals [8]string // the first value of each header, for up to 8 headers
+}
+
+// body is a request body: a reader over the decoded copy.
+type body struct{ bytes.Reader }
+
+func (*body) Close() error { return nil }
+
+// run calls the handler and reports false if it panicked: the host then discards the
+// instance.
+func run(w ResponseWriter, req *Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			fmt.Fprintf(stderr, "panic: %v\n", v)
+		}
+	}()
+	handler.ServeHTTP(w, req)
+	return true
+}
+
+// respHeaders is reused for every response's header list.
+var respHeaders []abi.Header
+
+// maxKeptBody bounds the response buffer kept between requests, so one large response
+// does not pin its memory for the instance's life.
+const maxKeptBody = 64 << 10
+
+type responseWriter struct {
+	header Header
+	status int
+	body   bytes.Buffer
+}
+
+// reset readies w for the next request.
+func (w *responseWriter) reset() *responseWriter {
+	if w.header == nil {
+		w.header = make(Header)
+	}
+	clear(w.header)
+	w.status = 0
+	if w.body.Cap() > maxKeptBody {
+		w.body = bytes.Buffer{}
+	}
+	w.body.Reset()
+	return w
+}
+
+func (w *responseWriter) Header() Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = StatusOK
+	}
+	return w.body.Write(p)
+}
+
+// WriteString makes io.WriteString and fmt.Fprint write without converting to []byte.
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = StatusOK
+	}
+	return w.body.WriteString(s)
+}
+
+func (w *responseWriter) appendTo(out []byte) []byte {
+	if w.status == 0 {
+		w.status = StatusOK
+	}
+	r := abi.Response{Status: w.status, Body: w.body.Bytes()}
+	r.Headers = guest.FromHeader(respHeaders[:0], w.header)
+	respHeaders = r.Headers[:0]
+	return abi.AppendResponse(out, &r)
+}
