@@ -128,7 +128,11 @@ func BenchmarkGuestCallCold(b *testing.B) {
 	}
 }
 
-var guestCallGuests = []struct{ name, pkg string }{{"hello", "examples/hello"}, {"minimal", "examples/testdata/abi/minimal"}}
+var guestCallGuests = []struct{ name, pkg string }{
+	{"hello", "examples/hello"},
+	{"hello-nethttp", "examples/testdata/hello-nethttp"},
+	{"minimal", "examples/testdata/abi/minimal"},
+}
 
 // benchGuestCall calls the guest in pkg's handler in a loop, writing evict bytes of
 // other memory before each call when evict > 0.

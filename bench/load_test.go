@@ -12,8 +12,8 @@ import (
 
 // BenchmarkLoadCached is a process start's Load of a module with its compiled code (and
 // its interrupt rewrite) already in the on-disk cache: a new engine each time,
-// min_warm 0. hello links net/http (5.3 MB); minimal is the ABI alone (1.9 MB), to show
-// how the cost follows module size.
+// min_warm 0. hello uses fhttp (3.0 MB), hello-nethttp the same handler on net/http
+// (5.3 MB), minimal the ABI alone (1.9 MB): the cost follows module size.
 func BenchmarkLoadCached(b *testing.B) {
 	root := fermiontest.Root(b)
 	m, err := manifest.Load(filepath.Join(root, "examples/hello"))
@@ -21,9 +21,9 @@ func BenchmarkLoadCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	m.Scaling.MinWarm = 0
-	for _, g := range []struct{ name, dir string }{{"hello", "examples/hello"}, {"minimal", "examples/testdata/abi/minimal"}} {
+	for _, g := range guestCallGuests {
 		b.Run(g.name, func(b *testing.B) {
-			spec := sandbox.SpecFromManifest(m, fermiontest.Guest(b, g.dir, true))
+			spec := sandbox.SpecFromManifest(m, fermiontest.Guest(b, g.pkg, true))
 			dir := b.TempDir()
 			load := func() {
 				e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: dir})

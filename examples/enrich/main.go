@@ -5,7 +5,7 @@
 //     manifest grants through capabilities.env;
 //   - "received_at", the time the function saw the event (RFC 3339, UTC);
 //   - "customer", the JSON object returned by an outbound GET to
-//     ENRICH_LOOKUP_URL?id=<customer_id>, made through the host with fermion.Get, so only
+//     ENRICH_LOOKUP_URL?id=<customer_id>, made through the host with fhttp's Get, so only
 //     the manifest's allowed_outbound_hosts are reachable.
 //
 // With ENRICH_LOOKUP_URL empty (or no "customer_id" in the event) there is no lookup and
@@ -20,17 +20,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"fermion.dev/fermion/sdk/fermion"
+	http "fermion.dev/fermion/sdk/fhttp"
 )
 
 func init() {
-	fermion.HandleFunc(enrich)
+	http.HandleFunc(enrich)
 }
 
 // main is not called in a reactor module; the handler is registered in init.
@@ -71,12 +70,8 @@ func fetchCustomer(base, id string) (map[string]any, error) {
 	if strings.Contains(base, "?") {
 		sep = "&"
 	}
-	resp, err := fermion.Get(base + sep + "id=" + url.QueryEscape(id))
+	resp, err := http.Get(base + sep + "id=" + url.QueryEscape(id))
 	if err != nil {
-		// The SDK's message already names the method and URL; drop net/http's copy.
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err
-		}
 		return nil, fmt.Errorf("customer lookup: %w", err)
 	}
 	defer resp.Body.Close()

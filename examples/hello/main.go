@@ -4,16 +4,15 @@ package main
 import (
 	"cmp"
 	"io"
-	"net/http"
 	"os"
 
-	"fermion.dev/fermion/sdk/fermion"
+	http "fermion.dev/fermion/sdk/fhttp"
 )
 
 func init() {
 	// The environment is fixed for an instance's life, so the answer is made once.
 	greeting := cmp.Or(os.Getenv("GREETING"), "Hello") + " from Fermion!\n"
-	fermion.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+	http.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, greeting)
 	})

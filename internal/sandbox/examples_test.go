@@ -162,6 +162,8 @@ func TestEnrich(t *testing.T) {
 		wantNode    string
 		wantLookups int32
 		wantName    string // customer.name, "" for a null customer
+		noHosts     bool   // grant no outbound hosts
+		wantError   string // in enrich_error
 	}{
 		{
 			name:       "granted env and host",
@@ -172,13 +174,28 @@ func TestEnrich(t *testing.T) {
 			name:       "no env granted",
 			wantRegion: "", wantNode: "", wantLookups: 0,
 		},
+		{
+			name:        "host not granted",
+			env:         map[string]string{"ENRICH_LOOKUP_URL": lookup.URL + "/customers"},
+			noHosts:     true,
+			wantLookups: 0,
+			wantError:   "customer lookup: outbound GET " + lookup.URL + "/customers?id=c-42: destination http://127.0.0.1:",
+		},
+		{
+			name:        "lookup answers 404",
+			env:         map[string]string{"ENRICH_LOOKUP_URL": lookup.URL + "/nope"},
+			wantLookups: 1,
+			wantError:   "customer lookup: status 404",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, m := newEngine(t)
 			s := spec("enrich", wasm)
 			s.Capabilities.Env = tt.env
-			s.Capabilities.AllowedOutboundHosts = []manifest.HostPattern{anyLocalPort}
+			if !tt.noHosts {
+				s.Capabilities.AllowedOutboundHosts = []manifest.HostPattern{anyLocalPort}
+			}
 			f := load(t, e, s)
 			before := lookups.Load()
 
@@ -200,6 +217,9 @@ func TestEnrich(t *testing.T) {
 			}
 			if n := lookups.Load() - before; n != tt.wantLookups {
 				t.Fatalf("lookup server saw %d requests, want %d", n, tt.wantLookups)
+			}
+			if msg, _ := got["enrich_error"].(string); !strings.Contains(msg, tt.wantError) || (tt.wantError == "") != (msg == "") {
+				t.Fatalf("enrich_error %q, want %q", msg, tt.wantError)
 			}
 			if tt.wantName == "" {
 				if got["customer"] != nil {

@@ -404,9 +404,9 @@ func TestFaultBadModule(t *testing.T) {
 			wantMsg: []string{`declares abi "command"`, "reactor module", "component.abi"}},
 		{name: "unknown abi", wasm: func(t *testing.T) []byte { return reactor(t, guestHello) }, abi: "wagi",
 			wantMsg: []string{`"wagi"`, "component.abi"}},
-		// hello's memory section asks for 57 pages (3.56 MiB).
-		{name: "memory below the module's minimum", wasm: func(t *testing.T) []byte { return reactor(t, guestHello) }, memory: 3 << 20,
-			wantMsg: []string{"module needs at least 4 MiB", "limits.memory is 3 MiB"}},
+		// hello's memory section asks for 41 pages (2.56 MiB).
+		{name: "memory below the module's minimum", wasm: func(t *testing.T) []byte { return reactor(t, guestHello) }, memory: 2 << 20,
+			wantMsg: []string{"module needs at least 3 MiB", "limits.memory is 2 MiB"}},
 		{name: "no exports", wasm: func(*testing.T) []byte { return minimalModule(true) }, wantMsg: []string{"neither the reactor ABI"}},
 		{name: "no memory", wasm: func(*testing.T) []byte { return minimalModule(false) }, wantMsg: []string{"no memory"}},
 	}
@@ -523,14 +523,14 @@ func TestFaultStartOutOfMemory(t *testing.T) {
 	t.Run("prewarm", func(t *testing.T) {
 		e, _ := newEngine(t)
 		s := spec("hello", wasm)
-		s.Limits.MemoryBytes = 4 << 20
+		s.Limits.MemoryBytes = 3 << 20
 		s.Scaling.MinWarm = 1
 		f, err := e.Load(context.Background(), s)
 		if err == nil {
 			f.Close(context.Background())
 			t.Fatal("Load succeeded")
 		}
-		for _, w := range []string{"prewarm", "ran out of memory", "limits.memory is 4 MiB"} {
+		for _, w := range []string{"prewarm", "ran out of memory", "limits.memory is 3 MiB"} {
 			if !strings.Contains(err.Error(), w) {
 				t.Fatalf("error %q does not contain %q", err, w)
 			}
@@ -539,7 +539,7 @@ func TestFaultStartOutOfMemory(t *testing.T) {
 	t.Run("request", func(t *testing.T) {
 		e, m := newEngine(t)
 		s := spec("hello", wasm)
-		s.Limits.MemoryBytes = 4 << 20
+		s.Limits.MemoryBytes = 3 << 20
 		f := load(t, e, s)
 		for i := 1; i <= 2; i++ {
 			resp, err := invoke(t, f, get("/hello"))

@@ -121,6 +121,7 @@ func gatewayBench(args []string) error {
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
+	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
@@ -179,6 +180,17 @@ func gatewayBench(args []string) error {
 		return err
 	}
 	targets := []target{native, on, off}
+	if *nethttp {
+		nw, err := fermiontest.BuildGuest(r, "examples/testdata/hello-nethttp", true)
+		if err != nil {
+			return err
+		}
+		nt, err := fermionTarget("fermion, hello on net/http SDK", m, nw, true, logFile)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, nt)
+	}
 	if *minimal {
 		// The same platform with a guest that only speaks the ABI (no SDK, no net/http):
 		// what the gateway and sandbox cost without the Go guest's own work.
