@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -71,7 +72,7 @@ func TestHelp(t *testing.T) {
 		{name: "no arguments", args: nil, want: []string{"Usage:", "Available Commands:"}},
 		{name: "help verb", args: []string{"help", "run"}, want: []string{"Usage:", "fermion run"}},
 		{name: "run", args: []string{"run", "--help"}, want: []string{"Usage:", "fermion run [DIR|fermion.toml ...]", "--listen", "--admin-listen", "--cache-dir", "--no-build", "--no-telemetry", "--profiling", "--log-level", "--drain-timeout"}},
-		{name: "new", args: []string{"new", "--help"}, want: []string{"Usage:", "fermion new NAME", "--lang", "--dir", "--force"}},
+		{name: "new", args: []string{"new", "--help"}, want: []string{"Usage:", "fermion new NAME", "--lang", "--http-api", "--dir", "--force"}},
 		{name: "version", args: []string{"version", "--help"}, want: []string{"Usage:", "fermion version"}},
 	}
 	for _, tt := range tests {
@@ -104,6 +105,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "new with two names", args: []string{"new", "a", "b"}, want: []string{"accepts 1 arg(s), received 2"}},
 		{name: "version with an argument", args: []string{"version", "x"}, want: []string{"accepts 0 arg(s)"}},
 		{name: "new with an unsupported language", args: []string{"new", "x", "--lang", "rust"}, want: []string{`language "rust" is not supported`}},
+		{name: "new with an unknown HTTP API", args: []string{"new", "x", "--http-api", "gin"}, want: []string{`--http-api "gin" is not supported`, "fhttp, net/http"}},
 		{name: "run with a bad log level", args: []string{"run", "--log-level", "loud"}, want: []string{`log level "loud"`, "debug, info, warn or error"}},
 	}
 	for _, tt := range tests {
@@ -337,11 +339,32 @@ func TestNewThenRun(t *testing.T) {
 	if !strings.Contains(stdout, "created hello in "+dir) || !strings.Contains(stdout, "fermion run .") {
 		t.Fatalf("new printed %q", stdout)
 	}
-	for _, f := range []string{"main.go", "fermion.toml", "go.mod", ".gitignore", ".fermion/sdk/go.mod", ".fermion/sdk/sdk/fermion/fermion.go", ".fermion/sdk/api/abi/abi.go"} {
+	for _, f := range []string{"main.go", "fermion.toml", "go.mod", ".gitignore", ".fermion/sdk/go.mod", ".fermion/sdk/sdk/fhttp/fhttp.go",
+		".fermion/sdk/sdk/fermion/fermion.go", ".fermion/sdk/sdk/internal/guest/guest_wasip1.go", ".fermion/sdk/api/abi/abi.go"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("new did not write %s: %v", f, err)
 		}
 	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "main.go")); !strings.Contains(string(b), `"fermion.dev/fermion/sdk/fhttp"`) {
+		t.Fatalf("default main.go does not use fhttp:\n%s", b)
+	}
+
+	// The net/http flavour builds too (run below serves the default one).
+	t.Run("net/http API builds", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "legacy")
+		if code, _, stderr := run(t, "new", "legacy", "--dir", dir, "--http-api", "net/http"); code != 0 {
+			t.Fatalf("new --http-api net/http exited %d: %s", code, stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "main.go")); !strings.Contains(string(b), `"net/http"`) {
+			t.Fatalf("main.go is not a net/http handler:\n%s", b)
+		}
+		build := exec.Command("go", "build", "-buildmode=c-shared", "-o", "legacy.wasm", ".")
+		build.Dir = dir
+		build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	})
 
 	t.Run("non-empty directory needs --force", func(t *testing.T) {
 		code, _, stderr := run(t, "new", "hello", "--dir", dir)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"text/template"
@@ -17,15 +18,21 @@ import (
 )
 
 func newNewCmd() *cobra.Command {
-	var lang, dir string
+	var lang, api, dir string
 	var force bool
 	c := &cobra.Command{
 		Use:   "new NAME",
 		Short: "Scaffold a function: guest code, fermion.toml and a vendored guest SDK",
 		Long: `New writes a function directory that builds offline: a Go handler using the
 Fermion guest SDK, its fermion.toml, a go.mod, and the SDK sources under .fermion/sdk
-(go.mod points there with a replace directive).`,
+(go.mod points there with a replace directive).
+
+The handler uses the SDK's fhttp API by default: net/http's shapes without linking
+net/http, which keeps the module near 3 MB and its instances quick to start. With
+--http-api net/http it is an ordinary net/http handler instead, for code that needs
+net/http's own types (a 5 MB module that starts about twice as slowly).`,
 		Example: `  fermion new hello --lang go
+  fermion new legacy --http-api net/http
   cd hello && fermion run .`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -33,10 +40,14 @@ Fermion guest SDK, its fermion.toml, a go.mod, and the SDK sources under .fermio
 			if lang != "go" {
 				return usageError{fmt.Errorf("language %q is not supported; supported: go", lang)}
 			}
+			main, ok := mainTemplates[api]
+			if !ok {
+				return usageError{fmt.Errorf("--http-api %q is not supported; supported: fhttp, net/http", api)}
+			}
 			if dir == "" {
 				dir = name
 			}
-			if err := scaffold(name, dir, force); err != nil {
+			if err := scaffold(name, dir, main, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "created %s in %s\nnext: cd %s && fermion run .\n", name, dir, dir)
@@ -44,13 +55,34 @@ Fermion guest SDK, its fermion.toml, a go.mod, and the SDK sources under .fermio
 		},
 	}
 	c.Flags().StringVar(&lang, "lang", "go", "guest language (go)")
+	c.Flags().StringVar(&api, "http-api", "fhttp", "the SDK's handler API: fhttp (no net/http linked) or net/http")
 	c.Flags().StringVar(&dir, "dir", "", "directory to create (default: NAME)")
 	c.Flags().BoolVar(&force, "force", false, "write into an existing non-empty directory")
 	return c
 }
 
-var scaffoldFiles = map[string]string{
-	"main.go": `// Command {{.Name}} is a Fermion function.
+// mainTemplates are the scaffold's main.go, by --http-api.
+var mainTemplates = map[string]string{
+	"fhttp": `// Command {{.Name}} is a Fermion function.
+package main
+
+import (
+	"fmt"
+
+	http "fermion.dev/fermion/sdk/fhttp"
+)
+
+// Handlers are registered in init: a reactor module's main is never called.
+func init() {
+	http.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
+	})
+}
+
+func main() {}
+`,
+	"net/http": `// Command {{.Name}} is a Fermion function.
 package main
 
 import (
@@ -70,6 +102,9 @@ func init() {
 
 func main() {}
 `,
+}
+
+var scaffoldFiles = map[string]string{
 	"fermion.toml": `manifest_version = 1
 
 [app]
@@ -136,7 +171,7 @@ func checkName(name string) error {
 	return usageError{fmt.Errorf("function name %q: %v", name, err)}
 }
 
-func scaffold(name, dir string, force bool) error {
+func scaffold(name, dir, main string, force bool) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -144,7 +179,9 @@ func scaffold(name, dir string, force bool) error {
 		return fmt.Errorf("directory %s exists and is not empty; choose another --dir or pass --force", dir)
 	}
 	files := map[string][]byte{}
-	for path, text := range scaffoldFiles {
+	templates := maps.Clone(scaffoldFiles)
+	templates["main.go"] = main
+	for path, text := range templates {
 		var b bytes.Buffer
 		if err := template.Must(template.New(path).Parse(text)).Execute(&b, map[string]string{"Name": name}); err != nil {
 			return err
