@@ -34,8 +34,10 @@ import (
 // delivered, so that it neither retries nor drops it. Other statuses go back to the
 // exporter as they are. Headers other than the content type and encoding (such as the
 // authorization in OTEL_EXPORTER_OTLP_HEADERS) are never written to disk: a replay
-// reuses those of the latest live export, so replays wait until the exporter has tried
-// once in this process.
+// reuses the URL and headers of the latest live export. Until this process has made one
+// (a node restarted with a backlog and no traffic since), the replay loop has the
+// exporter send an empty export, through its own configuration, to learn them (see
+// SetProbe); an empty export is valid OTLP and stores nothing.
 
 const (
 	spoolSuffix = ".otlp"
@@ -78,6 +80,7 @@ type Spool struct {
 	bytes  int64
 	target *spoolTarget // the latest live export's URL and headers; nil until one
 	seq    uint64
+	probe  func(context.Context) error
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -189,6 +192,19 @@ func NewSpool(cfg SpoolConfig, base http.RoundTripper) (*Spool, error) {
 	return s, nil
 }
 
+// SetProbe gives the spool a way to make the exporter send an empty export, which
+// teaches it where replays go when there is a backlog and no live export yet. The
+// exporter must be started: the replay loop may call probe at once.
+func (s *Spool) SetProbe(probe func(context.Context) error) {
+	s.mu.Lock()
+	s.probe = probe
+	s.mu.Unlock()
+}
+
+// probeKey marks the context of a probe's export: RoundTrip sends it without spooling
+// or counting it.
+type probeKey struct{}
+
 // Collectors are the spool's metrics, for the registry that serves /metrics.
 func (s *Spool) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.backlogBytes, s.backlogPayloads, s.exports, s.dropped}
@@ -208,6 +224,9 @@ func (s *Spool) Close() {
 func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodPost || req.Body == nil {
 		return s.base.RoundTrip(req)
+	}
+	if req.Context().Value(probeKey{}) != nil {
+		return s.probeTrip(req)
 	}
 	body, err := io.ReadAll(req.Body)
 	req.Body.Close()
@@ -254,6 +273,22 @@ func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body:    http.NoBody,
 		Request: req,
 	}, nil
+}
+
+// probeTrip sends a probe's empty export. A failure comes back as an error the exporter
+// does not retry: the replay loop tries again on its own schedule.
+func (s *Spool) probeTrip(req *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(req)
+	if err != nil {
+		return nil, errors.New(err.Error())
+	}
+	if resp.StatusCode/100 != 2 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return nil, fmt.Errorf("collector answered %s", resp.Status)
+	}
+	s.live(req)
+	return resp, nil
 }
 
 // cancelOnClose ends a request's context when its response body is closed.
@@ -368,12 +403,18 @@ func (s *Spool) replay() {
 		default:
 		}
 		s.mu.Lock()
-		if len(s.files) == 0 || s.target == nil {
+		if len(s.files) == 0 {
 			s.mu.Unlock()
 			return
 		}
-		e, target := s.files[0], s.target
+		e, target, probe := s.files[0], s.target, s.probe
 		s.mu.Unlock()
+		if target == nil {
+			if probe == nil || !s.runProbe(probe) {
+				return // wait for a live export, or the collector
+			}
+			continue
+		}
 		ok, drop := s.send(e, target)
 		if !ok && drop == "" {
 			return // the collector is away again: next tick
@@ -396,6 +437,19 @@ func (s *Spool) replay() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// runProbe has the exporter send an empty export and reports whether it reached the
+// collector (and so set the target).
+func (s *Spool) runProbe(probe func(context.Context) error) bool {
+	ctx, cancel := context.WithTimeout(context.WithValue(s.ctx, probeKey{}, true), s.timeout)
+	defer cancel()
+	if err := probe(ctx); err != nil {
+		s.logger.Debug("telemetry spool: the collector did not take an empty export", "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target != nil
 }
 
 // dropGone is send's answer for a payload removed from the spool while it was sent.

@@ -602,3 +602,89 @@ func TestNewTracingSpoolsThroughAnOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestNewTracingReplaysAnEarlierBacklogWithoutTraffic: a process that starts with spans
+// spooled by an earlier run, and ends none of its own, still sends them once the
+// collector answers, with the exporter's headers (learned from an empty export, which is
+// never spooled itself).
+func TestNewTracingReplaysAnEarlierBacklogWithoutTraffic(t *testing.T) {
+	var down atomic.Bool
+	var mu sync.Mutex
+	var got []string // Authorization header of each non-empty export
+	var empties atomic.Int32
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if len(b) == 0 {
+			empties.Add(1)
+			return
+		}
+		if bytes.Contains(b, []byte("from-the-first-run")) {
+			mu.Lock()
+			got = append(got, r.Header.Get("Authorization"))
+			mu.Unlock()
+		}
+	}))
+	defer col.Close()
+	clearOTelEnv(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", col.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20s3cret")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cfg := &telemetry.SpoolConfig{Dir: dir, Retry: 20 * time.Millisecond}
+	spooled := func() int {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.otlp"))
+		return len(files)
+	}
+
+	down.Store(true)
+	first, err := telemetry.NewTracing(ctx, "svc", "1.0.0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := first.Tracer("test").Start(ctx, "from-the-first-run")
+	span.End()
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := spooled(); n != 1 {
+		t.Fatalf("%d spooled exports after the first run, want 1", n)
+	}
+
+	second, err := telemetry.NewTracing(ctx, "svc", "1.0.0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Shutdown(ctx)
+	time.Sleep(200 * time.Millisecond) // several retry ticks with the collector still down
+	if n := spooled(); n != 1 {
+		t.Fatalf("%d spooled exports while the collector is down, want 1: the empty export was kept", n)
+	}
+	down.Store(false)
+	waitFor(t, "the first run's span to arrive", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "Bearer s3cret" {
+		t.Fatalf("replayed with Authorization %q, want one replay with the exporter's header", got)
+	}
+	if n := spooled(); n != 0 || empties.Load() == 0 {
+		t.Fatalf("%d exports still spooled, %d empty exports seen", n, empties.Load())
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

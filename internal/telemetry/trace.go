@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -75,12 +76,16 @@ func NewTracing(ctx context.Context, service, version string, spool *SpoolConfig
 		}
 		opts = append(opts, otlptracehttp.WithHTTPClient(&http.Client{Transport: sp}))
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
+	client := otlptracehttp.NewClient(opts...)
+	exp, err := otlptrace.New(ctx, client) // starts the client
 	if err != nil {
 		if sp != nil {
 			sp.Close()
 		}
 		return nil, fmt.Errorf("create otlp trace exporter: %w", err)
+	}
+	if sp != nil {
+		sp.SetProbe(func(ctx context.Context) error { return client.UploadTraces(ctx, nil) })
 	}
 	// The SDK's defaults, then service name and version, then the environment
 	// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), each overriding the one before: an
