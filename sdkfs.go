@@ -11,4 +11,5 @@ import "embed"
 //go:embed sdk/fhttp/fhttp.go sdk/fhttp/header.go sdk/fhttp/status.go sdk/fhttp/client.go
 //go:embed sdk/fermion/fermion.go
 //go:embed sdk/internal/guest/guest.go sdk/internal/guest/guest_wasip1.go sdk/internal/guest/guest_other.go
+//go:embed sdk/internal/guest/response.go sdk/internal/guest/outbound.go
 var SDK embed.FS

@@ -68,17 +68,9 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.Method = http.MethodGet
 	}
 	out.Headers = guest.FromHeader(out.Headers, req.Header)
-	result, err := guest.Send(abi.AppendRequest(nil, &out))
+	r, err := guest.Do(&out, req.URL.Redacted())
 	if err != nil {
 		return nil, err
-	}
-	var r abi.Response
-	msg, err := abi.DecodeResult(result, &r)
-	if err != nil {
-		return nil, fmt.Errorf("decode outbound response: %w", err)
-	}
-	if msg != "" {
-		return nil, fmt.Errorf("outbound %s %s: %s", req.Method, req.URL.Redacted(), msg)
 	}
 	resp := &http.Response{
 		Status:        strconv.Itoa(r.Status) + " " + http.StatusText(r.Status),
@@ -106,23 +98,23 @@ var areq abi.Request
 
 // rw is the response writer every request reuses. net/http's contract forbids using a
 // ResponseWriter (or its Header map) after ServeHTTP returns, so no handler can see it.
-var rw responseWriter
+var rw guest.ResponseWriter[http.Header]
 
 func serve(in []byte, out []byte) (resp []byte, code int32) {
 	ar := &areq
 	if err := abi.DecodeRequest(in, ar); err != nil {
 		return nil, abi.HandleBadInput
 	}
-	w := rw.reset()
+	w := rw.Reset()
 	req, err := toHTTPRequest(ar)
 	if err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-		return w.appendTo(out), abi.HandleOK
+		return appendTo(w, out), abi.HandleOK
 	}
 	if !run(w, req) {
 		return nil, abi.HandlePanic
 	}
-	return w.appendTo(out), abi.HandleOK
+	return appendTo(w, out), abi.HandleOK
 }
 
 // run calls the handler and reports false if it panicked.
@@ -175,67 +167,14 @@ func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
 	return &p.req, nil
 }
 
-// respHeaders is reused for every response's header list.
-var respHeaders []abi.Header
-
-// maxKeptBody bounds the response buffer kept between requests, so one large response
-// does not pin its memory for the instance's life.
-const maxKeptBody = 64 << 10
-
-// responseWriter buffers the whole response: the host sends it in one piece.
-type responseWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-// reset readies w for the next request.
-func (w *responseWriter) reset() *responseWriter {
-	if w.header == nil {
-		w.header = make(http.Header)
+// appendTo encodes w's response, with a sniffed Content-Type if the handler set none
+// (as net/http does).
+func appendTo(w *guest.ResponseWriter[http.Header], out []byte) []byte {
+	h := w.Header()
+	if _, ok := h["Content-Type"]; !ok {
+		if body, _ := w.Written(); len(body) > 0 {
+			h.Set("Content-Type", http.DetectContentType(body))
+		}
 	}
-	clear(w.header)
-	w.status = 0
-	if w.body.Cap() > maxKeptBody {
-		w.body = bytes.Buffer{}
-	}
-	w.body.Reset()
-	return w
-}
-
-func (w *responseWriter) Header() http.Header { return w.header }
-
-func (w *responseWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.body.Write(p)
-}
-
-// WriteString makes io.WriteString and fmt.Fprint write without converting to []byte.
-func (w *responseWriter) WriteString(s string) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.body.WriteString(s)
-}
-
-func (w *responseWriter) appendTo(out []byte) []byte {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	body := w.body.Bytes()
-	if _, ok := w.header["Content-Type"]; !ok && len(body) > 0 {
-		w.header.Set("Content-Type", http.DetectContentType(body))
-	}
-	r := abi.Response{Status: w.status, Body: body}
-	r.Headers = guest.FromHeader(respHeaders[:0], w.header)
-	respHeaders = r.Headers[:0]
-	return abi.AppendResponse(out, &r)
+	return w.AppendTo(out)
 }

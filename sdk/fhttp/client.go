@@ -70,17 +70,9 @@ func Do(req *Request) (*Response, error) {
 		out.Method = MethodGet
 	}
 	out.Headers = guest.FromHeader(out.Headers, req.Header)
-	result, err := guest.Send(abi.AppendRequest(nil, &out))
+	r, err := guest.Do(&out, req.URL.Redacted())
 	if err != nil {
 		return nil, err
-	}
-	var r abi.Response
-	msg, err := abi.DecodeResult(result, &r)
-	if err != nil {
-		return nil, fmt.Errorf("decode outbound response: %w", err)
-	}
-	if msg != "" {
-		return nil, fmt.Errorf("outbound %s %s: %s", out.Method, req.URL.Redacted(), msg)
 	}
 	return &Response{
 		Status:        strings.TrimSpace(strconv.Itoa(r.Status) + " " + StatusText(r.Status)),

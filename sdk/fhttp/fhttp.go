@@ -131,7 +131,7 @@ var areq abi.Request
 
 // rw is the response writer every request reuses: no handler may use it after
 // returning (see Handler).
-var rw responseWriter
+var rw guest.ResponseWriter[Header]
 
 // serve decodes one request, runs the handler and returns the encoded response.
 func serve(in, out []byte) ([]byte, int32) {
@@ -139,11 +139,11 @@ func serve(in, out []byte) ([]byte, int32) {
 	if err := abi.DecodeRequest(in, ar); err != nil {
 		return nil, abi.HandleBadInput
 	}
-	w := rw.reset()
+	w := rw.Reset()
 	p := new(request)
 	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
-		return w.appendTo(out), abi.HandleOK
+		return w.AppendTo(out), abi.HandleOK
 	}
 	p.req = Request{
 		Method:        ar.Method,
@@ -165,7 +165,7 @@ func serve(in, out []byte) ([]byte, int32) {
 	if !run(w, &p.req) {
 		return nil, abi.HandlePanic
 	}
-	return w.appendTo(out), abi.HandleOK
+	return w.AppendTo(out), abi.HandleOK
 }
 
 // request is everything a received request needs, in one allocation.
@@ -192,64 +192,4 @@ func run(w ResponseWriter, req *Request) (ok bool) {
 	}()
 	handler.ServeHTTP(w, req)
 	return true
-}
-
-// respHeaders is reused for every response's header list.
-var respHeaders []abi.Header
-
-// maxKeptBody bounds the response buffer kept between requests, so one large response
-// does not pin its memory for the instance's life.
-const maxKeptBody = 64 << 10
-
-type responseWriter struct {
-	header Header
-	status int
-	body   bytes.Buffer
-}
-
-// reset readies w for the next request.
-func (w *responseWriter) reset() *responseWriter {
-	if w.header == nil {
-		w.header = make(Header)
-	}
-	clear(w.header)
-	w.status = 0
-	if w.body.Cap() > maxKeptBody {
-		w.body = bytes.Buffer{}
-	}
-	w.body.Reset()
-	return w
-}
-
-func (w *responseWriter) Header() Header { return w.header }
-
-func (w *responseWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = StatusOK
-	}
-	return w.body.Write(p)
-}
-
-// WriteString makes io.WriteString and fmt.Fprint write without converting to []byte.
-func (w *responseWriter) WriteString(s string) (int, error) {
-	if w.status == 0 {
-		w.status = StatusOK
-	}
-	return w.body.WriteString(s)
-}
-
-func (w *responseWriter) appendTo(out []byte) []byte {
-	if w.status == 0 {
-		w.status = StatusOK
-	}
-	r := abi.Response{Status: w.status, Body: w.body.Bytes()}
-	r.Headers = guest.FromHeader(respHeaders[:0], w.header)
-	respHeaders = r.Headers[:0]
-	return abi.AppendResponse(out, &r)
 }
