@@ -17,9 +17,9 @@
 //
 // Why a second API: a guest that imports net/http links about 3 MB more code and
 // spends most of its start-up initialising packages it never uses there (crypto/tls's
-// above all), and net/http's request and header machinery is most of a small handler's
-// time. Measured in bench/RESULTS.md. Handlers and libraries that need net/http's own
-// types use package fermion.dev/fermion/sdk/fermion instead.
+// above all); its larger code also makes each call dearer when the cache is cold, as it
+// is under load. Measured in bench/RESULTS.md (fifth pass). Handlers and libraries that
+// need net/http's own types use package fermion.dev/fermion/sdk/fermion instead.
 //
 // The host instantiates the module once, runs _initialize (package init functions, so
 // the handler must be registered there, not in main) and then calls the handler for
