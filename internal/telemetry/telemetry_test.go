@@ -611,10 +611,13 @@ func TestNewTracingReplaysAnEarlierBacklogWithoutTraffic(t *testing.T) {
 	var down atomic.Bool
 	var mu sync.Mutex
 	var got []string // Authorization header of each non-empty export
-	var empties atomic.Int32
+	var empties, refusedEmpties atomic.Int32
 	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if down.Load() {
+			if len(b) == 0 {
+				refusedEmpties.Add(1)
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -660,7 +663,7 @@ func TestNewTracingReplaysAnEarlierBacklogWithoutTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Shutdown(ctx)
-	time.Sleep(200 * time.Millisecond) // several retry ticks with the collector still down
+	waitFor(t, "three empty exports refused while the collector is down", func() bool { return refusedEmpties.Load() >= 3 })
 	if n := spooled(); n != 1 {
 		t.Fatalf("%d spooled exports while the collector is down, want 1: the empty export was kept", n)
 	}
