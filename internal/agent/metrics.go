@@ -27,6 +27,9 @@ type nodeMetrics struct {
 	deployments   *prometheus.GaugeVec // state
 	// runtimeDenials counts versions the node's runtime policies refused to start.
 	runtimeDenials prometheus.Counter
+	// info is 1 for this node's name, region, zone and agent version: Prometheus joins
+	// it on (job, instance) to group the data plane's series by node and region.
+	info *prometheus.GaugeVec // node, region, zone, version
 }
 
 // newNodeMetrics creates the collectors and registers them on reg (nil: not exported).
@@ -65,6 +68,10 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Name: "fermion_agent_runtime_policy_denials_total",
 			Help: "Versions this node's runtime policies refused to start.",
 		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fermion_node_info",
+			Help: "Always 1: this node's name, its region and zone labels and the agent's version, to join on (job, instance) for per-node and per-region views (seed M5).",
+		}, []string{"node", "region", "zone", "version"}),
 	}
 	for _, r := range []string{resultOK, resultRejected, resultUnreachable} {
 		m.registrations.WithLabelValues(r)
@@ -94,6 +101,9 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		return nil, err
 	}
 	if m.runtimeDenials, err = register(reg, m.runtimeDenials); err != nil {
+		return nil, err
+	}
+	if m.info, err = register(reg, m.info); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -152,6 +152,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new node: %w", err)
 	}
+	m.info.WithLabelValues(cfg.Name, cfg.Labels["region"], cfg.Labels["zone"], cfg.AgentVersion).Set(1)
 	n := &Node{
 		cfg:           cfg,
 		log:           log,

@@ -94,6 +94,11 @@ func TestNode(t *testing.T) {
 		if got := n.metric(t, "fermion_agent_control_plane_connected", "", ""); got != 1 {
 			t.Fatalf("connected gauge = %v", got)
 		}
+		for _, l := range [][2]string{{"node", "n1"}, {"zone", "test"}, {"version", "test"}} {
+			if got := n.metric(t, "fermion_node_info", l[0], l[1]); got != 1 {
+				t.Fatalf("fermion_node_info{%s=%q} = %v, want 1", l[0], l[1], got)
+			}
+		}
 	})
 
 	t.Run("serves an assignment under its deployment name", func(t *testing.T) {
