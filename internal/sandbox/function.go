@@ -102,10 +102,11 @@ type Function struct {
 	// most max_instances, which is what keeps the pool within its cap.
 	slots chan struct{}
 
-	mu     sync.Mutex
-	idle   []*instance // LIFO: the most recently used instance is the warmest
-	total  int         // live instances, idle and busy
-	closed bool
+	mu       sync.Mutex
+	idle     []*instance // LIFO: the most recently used instance is the warmest
+	total    int         // live instances, idle and busy
+	memBytes int64       // linear memory of the live instances, as of their last release
+	closed   bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup // reaper and top-up goroutines
@@ -137,9 +138,10 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 		slots:    make(chan struct{}, capacity),
 		stop:     make(chan struct{}),
 	}
-	f.metrics.Instances(func() (warm, busy int) {
-		s := f.Stats()
-		return s.Warm, s.Busy
+	f.metrics.Instances(func() (warm, busy int, memory int64) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.idle), f.total - len(f.idle), f.memBytes
 	})
 	return f
 }
@@ -325,8 +327,11 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		reason = telemetry.ReasonRecycled
 	}
 	if reason == "" {
+		size := int64(inst.mem.Size())
 		inst.release()
 		f.mu.Lock()
+		f.memBytes += size - inst.memBytes
+		inst.memBytes = size
 		if !f.closed {
 			f.idle = append(f.idle, inst)
 			f.mu.Unlock()
@@ -344,6 +349,7 @@ func (f *Function) discard(inst *instance, reason string) {
 	inst.close()
 	f.mu.Lock()
 	f.total--
+	f.memBytes -= inst.memBytes
 	f.mu.Unlock()
 	f.metrics.Discard(reason)
 	if reason != telemetry.ReasonIdle && reason != telemetry.ReasonClosed && reason != telemetry.ReasonRecycled {

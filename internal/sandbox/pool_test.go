@@ -33,6 +33,34 @@ func TestPoolPrewarm(t *testing.T) {
 	wantStats(t, f, sandbox.Stats{Warm: 2, Total: 2})
 }
 
+// TestPoolMemoryGauge: fermion_instance_memory_bytes is the live instances' linear
+// memory, and a discarded instance's share leaves with it.
+func TestPoolMemoryGauge(t *testing.T) {
+	e, m := newEngine(t)
+	s := spec("hello", reactor(t, guestHello))
+	s.Scaling.MinWarm = 2
+	f := load(t, e, s)
+	const page = 64 << 10
+	two := memoryGauge(m, "hello")
+	if two < 2*41*page || int64(two)%page != 0 {
+		t.Fatalf("memory of 2 warm instances = %v bytes, want whole pages, at least twice hello's 41", two)
+	}
+	wantOK(t, f, get("/hello"), "Hello")
+	if got := memoryGauge(m, "hello"); got < two {
+		t.Fatalf("memory after a request = %v bytes, below %v", got, two)
+	}
+
+	// Recycled after every request, with no instance kept warm: nothing is left.
+	e2, m2 := newEngine(t)
+	s.Scaling.MinWarm, s.Scaling.MaxRequestsPerInstance = 0, 1
+	f2 := load(t, e2, s)
+	for range 3 {
+		wantOK(t, f2, get("/hello"), "Hello")
+	}
+	wantStats(t, f2, sandbox.Stats{})
+	wantMetric(t, "memory with no instances", memoryGauge(m2, "hello"), 0)
+}
+
 func TestPoolColdStart(t *testing.T) {
 	e, m := newEngine(t)
 	f := load(t, e, spec("hello", reactor(t, guestHello)))

@@ -43,6 +43,7 @@ type instance struct {
 	headers  []abi.Header // header list scratch, reused
 	uses     int
 	lastUsed time.Time
+	memBytes int64 // linear memory counted in Function.memBytes; under Function.mu
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
 	state    callState     // the current call's state (cur points here during a call)
 
@@ -273,6 +274,10 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		inst.close()
 		return nil, errors.New("module has no memory")
 	}
+	f.mu.Lock()
+	inst.memBytes = int64(inst.mem.Size())
+	f.memBytes += inst.memBytes
+	f.mu.Unlock()
 	return inst, nil
 }
 

@@ -264,17 +264,25 @@ func busyGauge(m *telemetry.Metrics, name string) float64 { return instanceGauge
 // instanceGauge scrapes fermion_instances{function=name,state=state}, as Prometheus would
 // (the gauge is read from the pool at each scrape); -1 when the series does not exist.
 func instanceGauge(m *telemetry.Metrics, name, state string) float64 {
+	return scrapeGauge(m, "fermion_instances", map[string]string{"function": name, "version": version, "state": state})
+}
+
+// memoryGauge scrapes fermion_instance_memory_bytes{function=name}; -1 when absent.
+func memoryGauge(m *telemetry.Metrics, name string) float64 {
+	return scrapeGauge(m, "fermion_instance_memory_bytes", map[string]string{"function": name, "version": version})
+}
+
+func scrapeGauge(m *telemetry.Metrics, metric string, want map[string]string) float64 {
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		panic(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "fermion_instances" {
+		if mf.GetName() != metric {
 			continue
 		}
 	series:
 		for _, s := range mf.GetMetric() {
-			want := map[string]string{"function": name, "version": version, "state": state}
 			for _, lp := range s.GetLabel() {
 				if want[lp.GetName()] != lp.GetValue() {
 					continue series

@@ -310,8 +310,8 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f.Error(telemetry.ReasonTrap)
 	f.ColdStart()
 	f.InstanceStarted(0.001, 0.002)
-	f.Instances(func() (int, int) { return 1, 0 })
-	f.Instances(func() (int, int) { return 0, 1 }) // a second pool of the same version adds up
+	f.Instances(func() (int, int, int64) { return 1, 0, 4 << 20 })
+	f.Instances(func() (int, int, int64) { return 0, 1, 2 << 20 }) // a second pool of the same version adds up
 	f.Discard(telemetry.ReasonIdle)
 	f.Trap()
 	f.LimitRejection(telemetry.LimitConcurrency)
@@ -340,6 +340,7 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 		{"fermion_instance_start_seconds", with("phase", "init"), 1},
 		{"fermion_instances", with("state", "warm"), 1},
 		{"fermion_instances", with("state", "busy"), 1},
+		{"fermion_instance_memory_bytes", fl, 6 << 20},
 		{"fermion_instance_discards_total", with("reason", "idle"), 1},
 		{"fermion_traps_total", fl, 1},
 		{"fermion_limit_rejections_total", with("limit", "concurrency"), 1},
@@ -374,7 +375,7 @@ func TestNilMetrics(t *testing.T) {
 	f.Error("x")
 	f.ColdStart()
 	f.InstanceStarted(1, 1)
-	f.Instances(func() (int, int) { return 1, 1 })
+	f.Instances(func() (int, int, int64) { return 1, 1, 0 })
 	f.Discard("x")
 	f.Trap()
 	f.LimitRejection("x")
@@ -418,7 +419,7 @@ func TestForget(t *testing.T) {
 	})
 	t.Run("forget removes the instance gauges", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
-		m.Function("f", "1").Instances(func() (int, int) { return 2, 1 })
+		m.Function("f", "1").Instances(func() (int, int, int64) { return 2, 1, 0 })
 		warm := map[string]string{"function": "f", "version": "1", "state": "warm"}
 		if got, ok := counter(t, m, "fermion_instances", warm); !ok || got != 2 {
 			t.Fatalf("warm = %v (present %v), want 2 from the pool", got, ok)
