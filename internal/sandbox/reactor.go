@@ -43,7 +43,7 @@ type instance struct {
 	headers  []abi.Header // header list scratch, reused
 	uses     int
 	lastUsed time.Time
-	memBytes int64 // linear memory counted in Function.memBytes; under Function.mu
+	memBytes int64         // linear memory counted in Function.memBytes; under Function.mu
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
 	state    callState     // the current call's state (cur points here during a call)
 

@@ -19,7 +19,7 @@ type instanceGauges struct {
 	desc   *prometheus.Desc
 	memory *prometheus.Desc
 	mu     sync.Mutex
-	src  map[[2]string][]InstanceCounts
+	src    map[[2]string][]InstanceCounts
 }
 
 func newInstanceGauges() *instanceGauges {
