@@ -40,14 +40,14 @@ net/http's own types (a 5 MB module that starts about twice as slowly).`,
 			if lang != "go" {
 				return usageError{fmt.Errorf("language %q is not supported; supported: go", lang)}
 			}
-			main, ok := mainTemplates[api]
+			mainGo, ok := mainTemplates[api]
 			if !ok {
 				return usageError{fmt.Errorf("--http-api %q is not supported; supported: fhttp, net/http", api)}
 			}
 			if dir == "" {
 				dir = name
 			}
-			if err := scaffold(name, dir, main, force); err != nil {
+			if err := scaffold(name, dir, mainGo, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "created %s in %s\nnext: cd %s && fermion run .\n", name, dir, dir)
@@ -171,7 +171,7 @@ func checkName(name string) error {
 	return usageError{fmt.Errorf("function name %q: %v", name, err)}
 }
 
-func scaffold(name, dir, main string, force bool) error {
+func scaffold(name, dir, mainGo string, force bool) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func scaffold(name, dir, main string, force bool) error {
 	}
 	files := map[string][]byte{}
 	templates := maps.Clone(scaffoldFiles)
-	templates["main.go"] = main
+	templates["main.go"] = mainGo
 	for path, text := range templates {
 		var b bytes.Buffer
 		if err := template.Must(template.New(path).Parse(text)).Execute(&b, map[string]string{"Name": name}); err != nil {

@@ -11,10 +11,10 @@ import (
 type InstanceCounts func() (warm, busy int, memoryBytes int64)
 
 // instanceGauges is fermion_instances and fermion_instance_memory_bytes, read from the
-// pools when scraped. Gauges kept by
-// adding and subtracting on every request cost four contended atomic updates per request
-// (taken from and returned to the pool), and could drift from the pool if a path forgot
-// one; the pool's own count is exact and free until someone asks.
+// pools when scraped. Gauges kept by adding and subtracting on every request cost four
+// contended atomic updates per request (taken from and returned to the pool), and could
+// drift from the pool if a path forgot one; the pool's own count is exact and free until
+// someone asks.
 type instanceGauges struct {
 	desc   *prometheus.Desc
 	memory *prometheus.Desc
