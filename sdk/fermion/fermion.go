@@ -54,21 +54,12 @@ type Transport struct{}
 
 // RoundTrip implements http.RoundTripper.
 func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read outbound request body: %w", err)
-		}
-		body = b
-	}
-	out := abi.Request{Method: req.Method, URI: req.URL.String(), Host: req.Host, Body: body}
+	out := abi.Request{Method: req.Method, URI: req.URL.String(), Host: req.Host}
 	if out.Method == "" {
 		out.Method = http.MethodGet
 	}
 	out.Headers = guest.FromHeader(out.Headers, req.Header)
-	r, err := guest.Do(&out, req.URL.Redacted())
+	r, err := guest.Do(&out, req.Body, req.URL.Redacted())
 	if err != nil {
 		return nil, err
 	}

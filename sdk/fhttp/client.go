@@ -56,21 +56,12 @@ func Do(req *Request) (*Response, error) {
 	if req.URL == nil {
 		return nil, fmt.Errorf("fhttp: request has no URL")
 	}
-	var body []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read outbound request body: %w", err)
-		}
-		body = b
-	}
-	out := abi.Request{Method: req.Method, URI: req.URL.String(), Host: req.Host, Body: body}
+	out := abi.Request{Method: req.Method, URI: req.URL.String(), Host: req.Host}
 	if out.Method == "" {
 		out.Method = MethodGet
 	}
 	out.Headers = guest.FromHeader(out.Headers, req.Header)
-	r, err := guest.Do(&out, req.URL.Redacted())
+	r, err := guest.Do(&out, req.Body, req.URL.Redacted())
 	if err != nil {
 		return nil, err
 	}
