@@ -4,11 +4,12 @@ package fermion
 
 import "embed"
 
-// SDK holds the guest SDK's module sources: api/abi, sdk/fhttp, sdk/fermion and
-// sdk/internal/guest (tests left out).
+// SDK holds the guest SDK's module sources: api/abi, sdk/fhttp (with fhttptest),
+// sdk/fermion and sdk/internal/guest (tests left out).
 //
 //go:embed api/abi/abi.go
 //go:embed sdk/fhttp/fhttp.go sdk/fhttp/header.go sdk/fhttp/status.go sdk/fhttp/client.go
+//go:embed sdk/fhttp/fhttptest/fhttptest.go
 //go:embed sdk/fermion/fermion.go
 //go:embed sdk/internal/guest/guest.go sdk/internal/guest/guest_wasip1.go sdk/internal/guest/guest_other.go
 //go:embed sdk/internal/guest/response.go sdk/internal/guest/outbound.go

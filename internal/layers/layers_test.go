@@ -18,7 +18,7 @@ var rules = []struct {
 }{
 	{"fermion.dev/fermion/api", nil},
 	{"fermion.dev/fermion/sdk/internal", []string{"fermion.dev/fermion/api"}},
-	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal"}},
+	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal", "fermion.dev/fermion/sdk/fhttp"}},
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/diag", nil},
 	{"fermion.dev/fermion/internal/atomicfile", nil},
