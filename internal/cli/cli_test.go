@@ -329,6 +329,16 @@ func requestLogs(t *testing.T, stderr string) []map[string]any {
 	return out
 }
 
+// goTest runs a scaffolded function's own tests, natively.
+func goTest(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("go", "test", "./...")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test in the scaffold: %v\n%s", err, out)
+	}
+}
+
 // TestNewThenRun scaffolds a function, builds it and serves it end to end.
 func TestNewThenRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hello")
@@ -339,7 +349,7 @@ func TestNewThenRun(t *testing.T) {
 	if !strings.Contains(stdout, "created hello in "+dir) || !strings.Contains(stdout, "fermion run .") {
 		t.Fatalf("new printed %q", stdout)
 	}
-	for _, f := range []string{"main.go", "fermion.toml", "go.mod", ".gitignore", ".fermion/sdk/go.mod", ".fermion/sdk/sdk/fhttp/fhttp.go",
+	for _, f := range []string{"main.go", "main_test.go", "fermion.toml", "go.mod", ".gitignore", ".fermion/sdk/go.mod", ".fermion/sdk/sdk/fhttp/fhttp.go",
 		".fermion/sdk/sdk/fermion/fermion.go", ".fermion/sdk/sdk/internal/guest/guest_wasip1.go", ".fermion/sdk/api/abi/abi.go"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("new did not write %s: %v", f, err)
@@ -348,6 +358,7 @@ func TestNewThenRun(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "main.go")); !strings.Contains(string(b), `"fermion.dev/fermion/sdk/fhttp"`) {
 		t.Fatalf("default main.go does not use fhttp:\n%s", b)
 	}
+	goTest(t, dir)
 
 	// The net/http flavour builds too (run below serves the default one).
 	t.Run("net/http API builds", func(t *testing.T) {
@@ -364,6 +375,7 @@ func TestNewThenRun(t *testing.T) {
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
+		goTest(t, dir)
 	})
 
 	t.Run("non-empty directory needs --force", func(t *testing.T) {

@@ -24,8 +24,9 @@ func newNewCmd() *cobra.Command {
 		Use:   "new NAME",
 		Short: "Scaffold a function: guest code, fermion.toml and a vendored guest SDK",
 		Long: `New writes a function directory that builds offline: a Go handler using the
-Fermion guest SDK, its fermion.toml, a go.mod, and the SDK sources under .fermion/sdk
-(go.mod points there with a replace directive).
+Fermion guest SDK with a test for it (go test runs it natively), its fermion.toml, a
+go.mod, and the SDK sources under .fermion/sdk (go.mod points there with a replace
+directive).
 
 The handler uses the SDK's fhttp API by default: net/http's shapes without linking
 net/http, which keeps the module near 3 MB and its instances quick to start. With
@@ -40,14 +41,14 @@ net/http's own types (a 5 MB module that starts about twice as slowly).`,
 			if lang != "go" {
 				return usageError{fmt.Errorf("language %q is not supported; supported: go", lang)}
 			}
-			mainGo, ok := mainTemplates[api]
+			handler, ok := apiTemplates[api]
 			if !ok {
 				return usageError{fmt.Errorf("--http-api %q is not supported; supported: fhttp, net/http", api)}
 			}
 			if dir == "" {
 				dir = name
 			}
-			if err := scaffold(name, dir, mainGo, force); err != nil {
+			if err := scaffold(name, dir, handler, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "created %s in %s\nnext: cd %s && fermion run .\n", name, dir, dir)
@@ -61,9 +62,10 @@ net/http's own types (a 5 MB module that starts about twice as slowly).`,
 	return c
 }
 
-// mainTemplates are the scaffold's main.go, by --http-api.
-var mainTemplates = map[string]string{
-	"fhttp": `// Command {{.Name}} is a Fermion function.
+// apiTemplates are the scaffold's handler and its test, by --http-api.
+var apiTemplates = map[string]map[string]string{
+	"fhttp": {
+		"main.go": `// Command {{.Name}} is a Fermion function.
 package main
 
 import (
@@ -73,16 +75,35 @@ import (
 )
 
 // Handlers are registered in init: a reactor module's main is never called.
-func init() {
-	http.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
-	})
+func init() { http.HandleFunc(handle) }
+
+func handle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
 }
 
 func main() {}
 `,
-	"net/http": `// Command {{.Name}} is a Fermion function.
+		"main_test.go": `package main
+
+import (
+	"testing"
+
+	"fermion.dev/fermion/sdk/fhttp/fhttptest"
+)
+
+// The handler runs natively under go test; fermion run serves it in wasm.
+func TestHandle(t *testing.T) {
+	w := fhttptest.NewRecorder()
+	handle(w, fhttptest.NewRequest("GET", "/{{.Name}}", nil))
+	if want := "Hello from {{.Name}}! You asked for /{{.Name}}\n"; w.Code != 200 || w.Body.String() != want {
+		t.Fatalf("got %d %q, want 200 %q", w.Code, w.Body, want)
+	}
+}
+`,
+	},
+	"net/http": {
+		"main.go": `// Command {{.Name}} is a Fermion function.
 package main
 
 import (
@@ -93,15 +114,32 @@ import (
 )
 
 // Handlers are registered in init: a reactor module's main is never called.
-func init() {
-	fermion.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
-	})
+func init() { fermion.HandleFunc(handle) }
+
+func handle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Hello from {{.Name}}! You asked for %s\n", r.URL.Path)
 }
 
 func main() {}
 `,
+		"main_test.go": `package main
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// The handler runs natively under go test; fermion run serves it in wasm.
+func TestHandle(t *testing.T) {
+	w := httptest.NewRecorder()
+	handle(w, httptest.NewRequest("GET", "/{{.Name}}", nil))
+	if want := "Hello from {{.Name}}! You asked for /{{.Name}}\n"; w.Code != 200 || w.Body.String() != want {
+		t.Fatalf("got %d %q, want 200 %q", w.Code, w.Body, want)
+	}
+}
+`,
+	},
 }
 
 var scaffoldFiles = map[string]string{
@@ -171,7 +209,7 @@ func checkName(name string) error {
 	return usageError{fmt.Errorf("function name %q: %v", name, err)}
 }
 
-func scaffold(name, dir, mainGo string, force bool) error {
+func scaffold(name, dir string, handler map[string]string, force bool) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -180,7 +218,7 @@ func scaffold(name, dir, mainGo string, force bool) error {
 	}
 	files := map[string][]byte{}
 	templates := maps.Clone(scaffoldFiles)
-	templates["main.go"] = mainGo
+	maps.Copy(templates, handler)
 	for path, text := range templates {
 		var b bytes.Buffer
 		if err := template.Must(template.New(path).Parse(text)).Execute(&b, map[string]string{"Name": name}); err != nil {
