@@ -23,8 +23,8 @@ func greet(w fhttp.ResponseWriter, r *fhttp.Request) {
 func TestRecorder(t *testing.T) {
 	tests := []struct {
 		name, method, target, body string
-		code                        int
-		want                        string
+		code                       int
+		want                       string
 	}{
 		{"path", "POST", "/greet?x=1", "Ada", 201, "hello Ada at example.com/greet?1"},
 		{"absolute URL", "POST", "https://api.example:8443/greet?x=2", "Bo", 201, "hello Bo at api.example:8443/greet?2"},
