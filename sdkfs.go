@@ -13,4 +13,5 @@ import "embed"
 //go:embed sdk/fermion/fermion.go
 //go:embed sdk/internal/guest/guest.go sdk/internal/guest/guest_wasip1.go sdk/internal/guest/guest_other.go
 //go:embed sdk/internal/guest/response.go sdk/internal/guest/outbound.go
+//go:embed sdk/internal/guesttest/guesttest.go
 var SDK embed.FS

@@ -17,6 +17,7 @@ var rules = []struct {
 	allowed []string // prefixes of our packages it may import
 }{
 	{"fermion.dev/fermion/api", nil},
+	{"fermion.dev/fermion/sdk/internal/guesttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal/guest"}},
 	{"fermion.dev/fermion/sdk/internal", []string{"fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal", "fermion.dev/fermion/sdk/fhttp"}},
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},

@@ -10,32 +10,8 @@ import (
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/sdk/internal/guest"
+	"fermion.dev/fermion/sdk/internal/guesttest"
 )
-
-// call runs one encoded request through serve, as the wasm export does, and decodes the
-// response.
-func call(t *testing.T, req *abi.Request) (abi.Response, int32) {
-	t.Helper()
-	out, code := serve(abi.AppendRequest(nil, req), nil)
-	var resp abi.Response
-	if code != abi.HandleOK {
-		return resp, code
-	}
-	if err := abi.DecodeResponse(out, &resp, false); err != nil {
-		t.Fatal(err)
-	}
-	return resp, code
-}
-
-func header(r abi.Response, name string) []string {
-	var vs []string
-	for _, h := range r.Headers {
-		if h.Name == name {
-			vs = append(vs, h.Value)
-		}
-	}
-	return vs
-}
 
 func TestServeRequestAndResponse(t *testing.T) {
 	var got *http.Request
@@ -50,8 +26,8 @@ func TestServeRequestAndResponse(t *testing.T) {
 		io.WriteString(w, "made ")
 		w.Write([]byte(r.URL.Query().Get("q")))
 	})
-	resp, code := call(t, &abi.Request{Method: "POST", URI: "/p/x?q=thing", Host: "h.example", RemoteAddr: "10.0.0.1:5",
-		Headers: hdrs("Content-Type", "application/json", "X-A", "1", "X-A", "2"), Body: []byte(`{"a":1}`)})
+	resp, code := guesttest.Call(t, &abi.Request{Method: "POST", URI: "/p/x?q=thing", Host: "h.example", RemoteAddr: "10.0.0.1:5",
+		Headers: guesttest.Headers("Content-Type", "application/json", "X-A", "1", "X-A", "2"), Body: []byte(`{"a":1}`)})
 	if code != abi.HandleOK {
 		t.Fatalf("code %d", code)
 	}
@@ -68,7 +44,7 @@ func TestServeRequestAndResponse(t *testing.T) {
 	if resp.Status != 201 || string(resp.Body) != "made thing" {
 		t.Fatalf("response %d %q", resp.Status, resp.Body)
 	}
-	if !reflect.DeepEqual(header(resp, "X-Many"), []string{"1", "2"}) || !reflect.DeepEqual(header(resp, "Content-Type"), []string{"text/plain"}) {
+	if !reflect.DeepEqual(guesttest.Values(resp, "X-Many"), []string{"1", "2"}) || !reflect.DeepEqual(guesttest.Values(resp, "Content-Type"), []string{"text/plain"}) {
 		t.Fatalf("response headers %v", resp.Headers)
 	}
 }
@@ -87,12 +63,12 @@ func TestServeReusesNothingVisible(t *testing.T) {
 		}
 		w.Write([]byte("second"))
 	})
-	first, _ := call(t, &abi.Request{Method: "GET", URI: "/first"})
+	first, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/first"})
 	if first.Status != http.StatusTeapot || len(first.Body) != 2*guest.MaxKeptBody {
 		t.Fatalf("first: %d, %d bytes", first.Status, len(first.Body))
 	}
-	second, _ := call(t, &abi.Request{Method: "GET", URI: "/second"})
-	if second.Status != 200 || string(second.Body) != "second" || header(second, "X-First") != nil {
+	second, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/second"})
+	if second.Status != 200 || string(second.Body) != "second" || guesttest.Values(second, "X-First") != nil {
 		t.Fatalf("second saw the first: %d %q %v", second.Status, second.Body, second.Headers)
 	}
 	if _, kept := rw.Written(); kept > guest.MaxKeptBody {
@@ -101,17 +77,9 @@ func TestServeReusesNothingVisible(t *testing.T) {
 	if !reflect.DeepEqual(paths, []string{"/first", "/second"}) {
 		t.Fatalf("paths %q", paths)
 	}
-	if got := header(second, "Content-Type"); len(got) != 1 || !strings.HasPrefix(got[0], "text/plain") {
+	if got := guesttest.Values(second, "Content-Type"); len(got) != 1 || !strings.HasPrefix(got[0], "text/plain") {
 		t.Fatalf("sniffed content type %v", got)
 	}
-}
-
-func hdrs(kv ...string) []abi.Header {
-	var hs []abi.Header
-	for i := 0; i < len(kv); i += 2 {
-		hs = append(hs, abi.Header{Name: kv[i], Value: kv[i+1]})
-	}
-	return hs
 }
 
 // TestServeHeaderOrder covers entries the host never sends but another might: a name
@@ -119,7 +87,7 @@ func hdrs(kv ...string) []abi.Header {
 func TestServeHeaderOrder(t *testing.T) {
 	var got http.Header
 	HandleFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header })
-	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hdrs("X-A", "1", "X-B", "b", "X-A", "2", "X-C", "c", "X-C", "d")})
+	guesttest.Call(t, &abi.Request{Method: "GET", URI: "/", Headers: guesttest.Headers("X-A", "1", "X-B", "b", "X-A", "2", "X-C", "c", "X-C", "d")})
 	want := http.Header{"X-A": {"1", "2"}, "X-B": {"b"}, "X-C": {"c", "d"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("header %v, want %v", got, want)
@@ -136,7 +104,7 @@ func TestServeManyHeaders(t *testing.T) {
 		hs = append(hs, abi.Header{Name: name, Value: name})
 		want[name] = []string{name}
 	}
-	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hs})
+	guesttest.Call(t, &abi.Request{Method: "GET", URI: "/", Headers: hs})
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("header %v", got)
 	}
@@ -144,14 +112,14 @@ func TestServeManyHeaders(t *testing.T) {
 
 func TestServeFaults(t *testing.T) {
 	HandleFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") })
-	if _, code := call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
 		t.Fatalf("panic: code %d", code)
 	}
 	if _, code := serve([]byte{1, 2}, nil); code != abi.HandleBadInput {
 		t.Fatalf("garbage: code %d", code)
 	}
 	HandleFunc(func(w http.ResponseWriter, r *http.Request) { t.Fatal("handler called for a bad URI") })
-	resp, code := call(t, &abi.Request{Method: "GET", URI: "no-slash"})
+	resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "no-slash"})
 	if code != abi.HandleOK || resp.Status != http.StatusBadRequest {
 		t.Fatalf("bad URI: code %d status %d", code, resp.Status)
 	}
@@ -165,7 +133,7 @@ func TestServeAllocations(t *testing.T) {
 		io.WriteString(w, "Hello from Fermion!\n")
 	})
 	in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
-		Headers: hdrs("User-Agent", "wrk", "X-Request-Id", "0123456789abcdef", "Traceparent", "00-01-02-01")})
+		Headers: guesttest.Headers("User-Agent", "wrk", "X-Request-Id", "0123456789abcdef", "Traceparent", "00-01-02-01")})
 	out := make([]byte, 0, 1024)
 	serve(in, out)
 	allocs := testing.AllocsPerRun(200, func() {

@@ -11,40 +11,8 @@ import (
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/sdk/internal/guest"
+	"fermion.dev/fermion/sdk/internal/guesttest"
 )
-
-// call runs one encoded request through the registered handler, as the wasm export
-// does, and decodes the response.
-func call(t *testing.T, req *abi.Request) (abi.Response, int32) {
-	t.Helper()
-	out, code := guest.Serve(abi.AppendRequest(nil, req), nil)
-	var resp abi.Response
-	if code != abi.HandleOK {
-		return resp, code
-	}
-	if err := abi.DecodeResponse(out, &resp, false); err != nil {
-		t.Fatal(err)
-	}
-	return resp, code
-}
-
-func header(r abi.Response, name string) []string {
-	var vs []string
-	for _, h := range r.Headers {
-		if h.Name == name {
-			vs = append(vs, h.Value)
-		}
-	}
-	return vs
-}
-
-func hdrs(kv ...string) []abi.Header {
-	var hs []abi.Header
-	for i := 0; i < len(kv); i += 2 {
-		hs = append(hs, abi.Header{Name: kv[i], Value: kv[i+1]})
-	}
-	return hs
-}
 
 func TestServeRequestAndResponse(t *testing.T) {
 	var got *Request
@@ -60,8 +28,8 @@ func TestServeRequestAndResponse(t *testing.T) {
 		io.WriteString(w, "made ")
 		w.Write([]byte(r.URL.Query().Get("q")))
 	})
-	resp, code := call(t, &abi.Request{Method: "POST", URI: "/p/x?q=thing", Host: "h.example", RemoteAddr: "10.0.0.1:5",
-		Headers: hdrs("Content-Type", "application/json", "User-Agent", "curl", "X-A", "1", "X-A", "2"), Body: []byte(`{"a":1}`)})
+	resp, code := guesttest.Call(t, &abi.Request{Method: "POST", URI: "/p/x?q=thing", Host: "h.example", RemoteAddr: "10.0.0.1:5",
+		Headers: guesttest.Headers("Content-Type", "application/json", "User-Agent", "curl", "X-A", "1", "X-A", "2"), Body: []byte(`{"a":1}`)})
 	if code != abi.HandleOK {
 		t.Fatalf("code %d", code)
 	}
@@ -81,7 +49,7 @@ func TestServeRequestAndResponse(t *testing.T) {
 	if resp.Status != 201 || string(resp.Body) != "made thing" {
 		t.Fatalf("response %d %q", resp.Status, resp.Body)
 	}
-	if !reflect.DeepEqual(header(resp, "X-Many"), []string{"1", "2"}) || !reflect.DeepEqual(header(resp, "Content-Type"), []string{"text/plain"}) {
+	if !reflect.DeepEqual(guesttest.Values(resp, "X-Many"), []string{"1", "2"}) || !reflect.DeepEqual(guesttest.Values(resp, "Content-Type"), []string{"text/plain"}) {
 		t.Fatalf("response headers %v", resp.Headers)
 	}
 }
@@ -103,12 +71,12 @@ func TestServeReusesNothingVisible(t *testing.T) {
 		}
 		w.Write([]byte("second"))
 	})
-	first, _ := call(t, &abi.Request{Method: "GET", URI: "/first", Headers: hdrs("X-Id", "one")})
+	first, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/first", Headers: guesttest.Headers("X-Id", "one")})
 	if first.Status != StatusTeapot || len(first.Body) != 2*guest.MaxKeptBody {
 		t.Fatalf("first: %d, %d bytes", first.Status, len(first.Body))
 	}
-	second, _ := call(t, &abi.Request{Method: "GET", URI: "/second", Headers: hdrs("X-Id", "two")})
-	if second.Status != 200 || string(second.Body) != "second" || header(second, "X-First") != nil {
+	second, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/second", Headers: guesttest.Headers("X-Id", "two")})
+	if second.Status != 200 || string(second.Body) != "second" || guesttest.Values(second, "X-First") != nil {
 		t.Fatalf("second saw the first: %d %q %v", second.Status, second.Body, second.Headers)
 	}
 	if _, kept := rw.Written(); kept > guest.MaxKeptBody {
@@ -118,7 +86,7 @@ func TestServeReusesNothingVisible(t *testing.T) {
 		t.Fatalf("paths %q, first request's header %v", paths, firstHeader)
 	}
 	// No Content-Type: the host sniffs one, as net/http does; the guest adds none.
-	if got := header(second, "Content-Type"); got != nil {
+	if got := guesttest.Values(second, "Content-Type"); got != nil {
 		t.Fatalf("guest set a content type: %v", got)
 	}
 }
@@ -128,7 +96,7 @@ func TestServeReusesNothingVisible(t *testing.T) {
 func TestServeHeaderOrder(t *testing.T) {
 	var got Header
 	HandleFunc(func(w ResponseWriter, r *Request) { got = r.Header })
-	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hdrs("X-A", "1", "X-B", "b", "X-A", "2", "X-C", "c", "X-C", "d")})
+	guesttest.Call(t, &abi.Request{Method: "GET", URI: "/", Headers: guesttest.Headers("X-A", "1", "X-B", "b", "X-A", "2", "X-C", "c", "X-C", "d")})
 	want := Header{"X-A": {"1", "2"}, "X-B": {"b"}, "X-C": {"c", "d"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("header %v, want %v", got, want)
@@ -145,7 +113,7 @@ func TestServeManyHeaders(t *testing.T) {
 		hs = append(hs, abi.Header{Name: name, Value: name})
 		want[name] = []string{name}
 	}
-	call(t, &abi.Request{Method: "GET", URI: "/", Headers: hs})
+	guesttest.Call(t, &abi.Request{Method: "GET", URI: "/", Headers: hs})
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("header %v", got)
 	}
@@ -153,14 +121,14 @@ func TestServeManyHeaders(t *testing.T) {
 
 func TestServeFaults(t *testing.T) {
 	HandleFunc(func(w ResponseWriter, r *Request) { panic("boom") })
-	if _, code := call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
 		t.Fatalf("panic: code %d", code)
 	}
 	if _, code := guest.Serve([]byte{1, 2}, nil); code != abi.HandleBadInput {
 		t.Fatalf("garbage: code %d", code)
 	}
 	HandleFunc(func(w ResponseWriter, r *Request) { t.Fatal("handler called for a bad URI") })
-	resp, code := call(t, &abi.Request{Method: "GET", URI: "no-slash"})
+	resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "no-slash"})
 	if code != abi.HandleOK || resp.Status != StatusBadRequest || !strings.HasPrefix(string(resp.Body), "bad request: ") {
 		t.Fatalf("bad URI: code %d status %d %q", code, resp.Status, resp.Body)
 	}
@@ -178,10 +146,10 @@ func TestError(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		Error(w, "no such thing", StatusNotFound)
 	})
-	resp, _ := call(t, &abi.Request{Method: "GET", URI: "/"})
-	if resp.Status != 404 || string(resp.Body) != "no such thing\n" || header(resp, "Content-Length") != nil ||
-		!reflect.DeepEqual(header(resp, "Content-Type"), []string{"text/plain; charset=utf-8"}) ||
-		!reflect.DeepEqual(header(resp, "X-Content-Type-Options"), []string{"nosniff"}) {
+	resp, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"})
+	if resp.Status != 404 || string(resp.Body) != "no such thing\n" || guesttest.Values(resp, "Content-Length") != nil ||
+		!reflect.DeepEqual(guesttest.Values(resp, "Content-Type"), []string{"text/plain; charset=utf-8"}) ||
+		!reflect.DeepEqual(guesttest.Values(resp, "X-Content-Type-Options"), []string{"nosniff"}) {
 		t.Fatalf("%d %q %v", resp.Status, resp.Body, resp.Headers)
 	}
 }
@@ -270,7 +238,7 @@ func TestServeAllocations(t *testing.T) {
 		io.WriteString(w, "Hello from Fermion!\n")
 	})
 	in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
-		Headers: hdrs("User-Agent", "wrk", "X-Request-Id", "0123456789abcdef", "Traceparent", "00-01-02-01")})
+		Headers: guesttest.Headers("User-Agent", "wrk", "X-Request-Id", "0123456789abcdef", "Traceparent", "00-01-02-01")})
 	out := make([]byte, 0, 1024)
 	guest.Serve(in, out)
 	allocs := testing.AllocsPerRun(200, func() {
