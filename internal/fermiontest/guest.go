@@ -1,6 +1,7 @@
 // Package fermiontest helps tests run Fermion's real parts in-process: it builds the
 // example and fault guests with the Go toolchain (once per test binary), finds the
-// repository root and waits for conditions without sleeping blindly.
+// repository root, waits for conditions without sleeping blindly, and issues TLS
+// certificates from a test CA.
 package fermiontest
 
 import (

@@ -23,6 +23,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/diag", nil},
 	{"fermion.dev/fermion/internal/atomicfile", nil},
+	{"fermion.dev/fermion/internal/certs", []string{"fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/wasmbin", nil},
 	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/atomicfile"}},
