@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/certs"
 )
 
 // defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
@@ -86,7 +90,7 @@ func saveContext(server, token string) (path string, err error) {
 
 // apiFlags are shared by the verbs that call the control plane.
 type apiFlags struct {
-	server, token string
+	server, token, caFile string
 
 	// Filled by client: what was used and where it came from, for hints.
 	usedServer, serverFrom, usedToken, tokenFrom string
@@ -95,6 +99,7 @@ type apiFlags struct {
 func (f *apiFlags) add(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.server, "server", "", "control plane URL (default $FERMION_SERVER, else the saved context's, else "+defaultServer+")")
 	c.PersistentFlags().StringVar(&f.token, "token", "", "API token (default $FERMION_TOKEN, else the saved context's)")
+	c.PersistentFlags().StringVar(&f.caFile, "ca-file", "", "PEM CA certificates to trust for an https:// control plane, besides the system's (default $FERMION_CA_FILE)")
 }
 
 // resolve picks the server and token: flag, else environment, else the saved context,
@@ -140,7 +145,21 @@ func (f *apiFlags) client() (*client.Client, error) {
 	if err := f.resolve(); err != nil {
 		return nil, err
 	}
-	cl, err := client.New(f.usedServer, f.usedToken, client.WithUserAgent("fermion/"+Version))
+	opts := []client.Option{client.WithUserAgent("fermion/" + Version)}
+	caFile, caFrom := f.caFile, "--ca-file"
+	if caFile == "" {
+		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	}
+	if caFile != "" {
+		pool, err := certs.LoadPool(caFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		opts = append(opts, client.WithHTTPClient(&http.Client{Transport: t}))
+	}
+	cl, err := client.New(f.usedServer, f.usedToken, opts...)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("%w (from %s)", err, f.serverFrom)}
 	}
@@ -151,6 +170,9 @@ func (f *apiFlags) client() (*client.Client, error) {
 func (f *apiFlags) explain(ctx context.Context, err error) error {
 	if err == nil || ctx.Err() != nil {
 		return err
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return fmt.Errorf("%w\nthe control plane's certificate at %s is not signed by a CA this machine trusts: pass the CA with --ca-file or FERMION_CA_FILE", err, f.usedServer)
 	}
 	var e *v1.Error
 	if !errors.As(err, &e) {

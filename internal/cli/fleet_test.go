@@ -72,7 +72,7 @@ func httpGet(url string) (int, string, error) {
 }
 
 var (
-	apiLine     = regexp.MustCompile(`(?m)API (http://127\.0\.0\.1:\d+)$`)
+	apiLine     = regexp.MustCompile(`(?m)API (https?://127\.0\.0\.1:\d+)$`)
 	natsLine    = regexp.MustCompile(`(?m)^agents connect to (nats://127\.0\.0\.1:\d+)$`)
 	gwLine      = regexp.MustCompile(`(?m)^node \S+: gateway (http://127\.0\.0\.1:\d+)$`)
 	answerLine  = regexp.MustCompile(`(?m)^hello answering at (http://\S+)$`)

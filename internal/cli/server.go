@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -34,6 +36,7 @@ type serverOptions struct {
 	logLevel                        string
 	saveContext, requireSigned      bool
 	profiling                       bool
+	tlsCert, tlsKey                 string // fermion server only
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -99,6 +102,8 @@ every replica.`,
 		},
 	}
 	o.flags(c, "fermion-data")
+	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API over HTTPS with this PEM certificate (chain), reloaded when the file changes")
+	c.Flags().StringVar(&o.tlsKey, "tls-key", "", "the PEM private key for --tls-cert")
 	return c
 }
 
@@ -154,11 +159,29 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 			ln.Close()
 		}
 	}
+	reg := prometheus.NewRegistry()
+	var apiTLS *certs.Reloader
+	if o.tlsCert != "" || o.tlsKey != "" {
+		if o.tlsCert == "" || o.tlsKey == "" {
+			return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
+		}
+		expiry := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fermion_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate the listener serves expires (Unix seconds); it rises when a renewed certificate is loaded.", ConstLabels: prometheus.Labels{"listener": "api"}})
+		reg.MustRegister(expiry)
+		var err error
+		if apiTLS, err = certs.NewReloader(o.tlsCert, o.tlsKey, logger, func(na time.Time) { expiry.Set(float64(na.Unix())) }); err != nil {
+			return nil, usageError{fmt.Errorf("--tls-cert, --tls-key: %w", err)}
+		}
+	}
 	apiLn, err := listen(o.listen, "API", "listen")
 	if err != nil {
 		return nil, err
 	}
 	lns = append(lns, apiLn)
+	apiScheme := "http://"
+	if apiTLS != nil {
+		apiLn, apiScheme = tls.NewListener(apiLn, apiTLS.TLSConfig()), "https://"
+	}
 	var regLn, adminLn net.Listener
 	if o.registryListen != "" {
 		if regLn, err = listen(o.registryListen, "registry", "registry-listen"); err != nil {
@@ -177,7 +200,6 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		}
 		lns = append(lns, adminLn)
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), telemetry.BuildInfo(Version))
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Name: o.name, DataDir: o.data, Version: Version,
@@ -190,7 +212,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		closeAll()
 		return nil, err
 	}
-	r := &serverRole{cp: cp, apiURL: "http://" + apiLn.Addr().String(), registry: o.registryHost}
+	r := &serverRole{cp: cp, apiURL: apiScheme + apiLn.Addr().String(), registry: o.registryHost}
 	serve := func(ln net.Listener, h http.Handler) {
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		r.servers = append(r.servers, hs)
