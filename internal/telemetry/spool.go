@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/certs"
 )
 
 // The spool keeps span exports that could not reach the collector on local disk and
@@ -535,13 +535,9 @@ func otlpTransport() (*http.Transport, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca != "" {
-		pem, err := os.ReadFile(ca)
+		pool, err := certs.LoadPool(ca)
 		if err != nil {
 			return nil, fmt.Errorf("OTLP CA certificate (OTEL_EXPORTER_OTLP_CERTIFICATE): %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("OTLP CA certificate %s (OTEL_EXPORTER_OTLP_CERTIFICATE): no PEM certificate in it", ca)
 		}
 		cfg.RootCAs = pool
 	}
