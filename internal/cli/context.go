@@ -174,6 +174,12 @@ func (f *apiFlags) explain(ctx context.Context, err error) error {
 	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 		return fmt.Errorf("%w\nthe control plane's certificate at %s is not signed by a CA this machine trusts: pass the CA with --ca-file or FERMION_CA_FILE", err, f.usedServer)
 	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return fmt.Errorf("%w\nthe certificate does not name the host in %s (from %s): use a name it lists with --server, or reissue it with this one", err, f.usedServer, f.serverFrom)
+	}
+	if ce, ok := errors.AsType[x509.CertificateInvalidError](err); ok && ce.Reason == x509.Expired {
+		return fmt.Errorf("%w\nthe control plane at %s serves an expired or not yet valid certificate: renew the --tls-cert files (the server reloads them without a restart)", err, f.usedServer)
+	}
 	var e *v1.Error
 	if !errors.As(err, &e) {
 		return fmt.Errorf("%w\ncannot reach the control plane at %s (from %s): is fermion server running there? pass --server or set FERMION_SERVER", err, f.usedServer, f.serverFrom)

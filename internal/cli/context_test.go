@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +108,31 @@ func TestResolve(t *testing.T) {
 			}
 			if f.usedServer != tt.wantServer || f.usedToken != tt.wantToken {
 				t.Fatalf("server %q token %q, want %q %q", f.usedServer, f.usedToken, tt.wantServer, tt.wantToken)
+			}
+		})
+	}
+}
+
+// TestExplainCertificateErrors: each way an https control plane's certificate can fail
+// gets the step that fixes it.
+func TestExplainCertificateErrors(t *testing.T) {
+	f := &apiFlags{usedServer: "https://cp:7070", serverFrom: "--server"}
+	wrap := func(err error) error {
+		return &url.Error{Op: "Get", URL: "https://cp:7070/v1/nodes", Err: &tls.CertificateVerificationError{Err: err}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unknown CA", x509.UnknownAuthorityError{}, "pass the CA with --ca-file or FERMION_CA_FILE"},
+		{"wrong name", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "cp"}, "use a name it lists with --server"},
+		{"expired", x509.CertificateInvalidError{Reason: x509.Expired}, "renew the --tls-cert files"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.explain(context.Background(), wrap(tt.err)).Error(); !strings.Contains(got, tt.want) {
+				t.Fatalf("explain = %q, want it to say %q", got, tt.want)
 			}
 		})
 	}

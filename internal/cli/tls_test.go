@@ -47,6 +47,11 @@ func TestServerTLS(t *testing.T) {
 	if c, _, errOut := run(t, "nodes"); c == 0 || !strings.Contains(errOut, "pass the CA with --ca-file or FERMION_CA_FILE") {
 		t.Fatalf("nodes without the CA: %d %s", c, errOut)
 	}
+	// The certificate names 127.0.0.1 only.
+	other := strings.Replace(api, "127.0.0.1", "localhost", 1)
+	if c, _, errOut := run(t, "nodes", "--ca-file", caFile, "--server", other); c == 0 || !strings.Contains(errOut, "the certificate does not name the host") {
+		t.Fatalf("nodes at a name the certificate lacks: %d %s", c, errOut)
+	}
 
 	// Renewal: new connections get the new certificate, and the expiry metric follows.
 	renewed := time.Now().Add(48 * time.Hour).Truncate(time.Second)
