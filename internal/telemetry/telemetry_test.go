@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -664,15 +666,23 @@ func TestNewTracingReplaysAnEarlierBacklogWithoutTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Shutdown(ctx)
-	waitFor(t, "three empty exports refused while the collector is down", func() bool { return refusedEmpties.Load() >= 3 })
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if n := refusedEmpties.Load(); n < 3 {
+			return fmt.Errorf("%d empty exports refused while the collector is down, want 3", n)
+		}
+		return nil
+	})
 	if n := spooled(); n != 1 {
 		t.Fatalf("%d spooled exports while the collector is down, want 1: the empty export was kept", n)
 	}
 	down.Store(false)
-	waitFor(t, "the first run's span to arrive", func() bool {
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) > 0
+		if len(got) == 0 {
+			return errors.New("the first run's span has not arrived")
+		}
+		return nil
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -681,14 +691,5 @@ func TestNewTracingReplaysAnEarlierBacklogWithoutTraffic(t *testing.T) {
 	}
 	if n := spooled(); n != 0 || empties.Load() == 0 {
 		t.Fatalf("%d exports still spooled, %d empty exports seen", n, empties.Load())
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
