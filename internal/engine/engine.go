@@ -159,11 +159,14 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	srv.SetLoggerV2(slogAdapter{cfg.Logger.With("component", "nats")}, false, false, false)
+	// A listener that cannot bind (a port in use) is reported through the logger's
+	// Fatalf and leaves the server never ready: fail at once with the server's reason.
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(slogAdapter{l: cfg.Logger.With("component", "nats"), fatal: fatal}, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
+	if err := waitReady(srv, fatal, cfg.ReadyTimeout); err != nil {
 		srv.Shutdown()
-		return nil, fmt.Errorf("engine: server not ready after %s", cfg.ReadyTimeout)
+		return nil, err
 	}
 	nc, err := nats.Connect("", append(connOpts, nats.InProcessServer(srv))...)
 	if err != nil {
@@ -182,6 +185,24 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// waitReady waits until the server accepts connections, or reports a fatal error.
+func waitReady(srv *server.Server, fatal <-chan string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("engine: %s", msg)
+		default:
+		}
+		if srv.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("engine: server not ready after %s", timeout)
+		}
+	}
 }
 
 // waitJetStream waits until JetStream answers (in a cluster, until it has a meta leader).
@@ -252,15 +273,25 @@ func splitHostPort(s string) (string, int, error) {
 	return host, port, nil
 }
 
-// slogAdapter sends the server's log lines to slog.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter sends the server's log lines to slog, and the first fatal one to fatal.
+type slogAdapter struct {
+	l     *slog.Logger
+	fatal chan<- string
+}
 
 func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Tracef(format string, v ...any)  {}
+func (a slogAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.l.Error(msg)
+	select {
+	case a.fatal <- msg:
+	default:
+	}
+}
+func (a slogAdapter) Errorf(format string, v ...any) { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any) {}
 
 // Retry runs op with a per-attempt timeout until it succeeds, ctx is done or total has
 // passed, and returns its last error. Opening buckets goes through it: while a cluster

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"fermion.dev/fermion/internal/fermiontest"
 )
 
 func TestSingleServerKVSurvivesRestart(t *testing.T) {
@@ -60,21 +63,40 @@ func TestClientListener(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
+// TestListenerInUse: a port that is taken fails Start at once with the server's reason,
+// instead of waiting out the ready timeout.
+func TestListenerInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	taken := ln.Addr().String()
+	for _, cfg := range []Config{
+		{DataDir: t.TempDir(), Listen: taken},
+		{DataDir: t.TempDir(), Name: "s0", ClusterName: "c", ClusterListen: taken, Routes: []string{"nats://" + taken}},
+	} {
+		cfg.ReadyTimeout = time.Minute
+		start := time.Now()
+		e, err := Start(context.Background(), cfg)
+		if err == nil {
+			e.Close()
+			t.Fatalf("%+v: started on a port in use", cfg)
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			t.Errorf("error %q does not say the address is in use", err)
+		}
+		if waited := time.Since(start); waited > 30*time.Second {
+			t.Errorf("failed after %s, not at once", waited)
+		}
+	}
 }
 
 func TestThreeServerClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	ports := fermiontest.Ports(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))

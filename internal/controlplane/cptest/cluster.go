@@ -3,12 +3,12 @@ package cptest
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"fermion.dev/fermion/internal/controlplane"
+	"fermion.dev/fermion/internal/fermiontest"
 )
 
 // Cluster is three replicas routed to each other, with R3 buckets.
@@ -16,26 +16,12 @@ type Cluster struct {
 	Planes []*Plane
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // StartCluster starts three replicas (they must start together to elect leaders).
 func StartCluster(t testing.TB, base controlplane.Config) *Cluster {
 	t.Helper()
 	var routes []string
-	var ports []int
-	for range 3 {
-		p, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, p)
+	ports := fermiontest.Ports(t, 3)
+	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	c := &Cluster{Planes: make([]*Plane, 3)}
