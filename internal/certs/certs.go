@@ -58,9 +58,10 @@ func NewReloader(certFile, keyFile string, logger *slog.Logger, onLoad func(notA
 	return r, nil
 }
 
-// TLSConfig is a server configuration that serves the current certificate.
+// TLSConfig is a server configuration that serves the current certificate, offering
+// HTTP/2 and HTTP/1.1 (an http.Server serves either).
 func (r *Reloader) TLSConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate, NextProtos: []string{"h2", "http/1.1"}}
 }
 
 // GetCertificate returns the current certificate, reloading it first if the files

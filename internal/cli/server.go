@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -160,16 +158,13 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		}
 	}
 	reg := prometheus.NewRegistry()
-	var apiTLS *certs.Reloader
+	var apiTLS *telemetry.TLS
 	if o.tlsCert != "" || o.tlsKey != "" {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
 		}
-		expiry := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fermion_tls_certificate_expiry_timestamp_seconds",
-			Help: "When the certificate the listener serves expires (Unix seconds); it rises when a renewed certificate is loaded.", ConstLabels: prometheus.Labels{"listener": "api"}})
-		reg.MustRegister(expiry)
 		var err error
-		if apiTLS, err = certs.NewReloader(o.tlsCert, o.tlsKey, logger, func(na time.Time) { expiry.Set(float64(na.Unix())) }); err != nil {
+		if apiTLS, err = telemetry.NewTLS(reg, logger, "api", o.tlsCert, o.tlsKey); err != nil {
 			return nil, usageError{fmt.Errorf("--tls-cert, --tls-key: %w", err)}
 		}
 	}
@@ -180,7 +175,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	lns = append(lns, apiLn)
 	apiScheme := "http://"
 	if apiTLS != nil {
-		apiLn, apiScheme = tls.NewListener(apiLn, apiTLS.TLSConfig()), "https://"
+		apiLn, apiScheme = apiTLS.Listener(apiLn), "https://"
 	}
 	var regLn, adminLn net.Listener
 	if o.registryListen != "" {
