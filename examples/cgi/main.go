@@ -1,7 +1,7 @@
 // Command cgi is a WASI command module in the WAGI / CGI 1.1 style, written without the
 // Fermion SDK: the host runs main once per request, passes the request in CGI
 // environment variables (REQUEST_METHOD, PATH_INFO, QUERY_STRING, CONTENT_LENGTH,
-// HTTP_* for headers) and the body on stdin, and reads CGI headers, a blank line and the
+// REQUEST_SCHEME, HTTP_* for headers) and the body on stdin, and reads CGI headers, a blank line and the
 // body from stdout. It answers with a plain-text report of what it received and an
 // upper-case copy of the body. Build it without -buildmode:
 //
@@ -32,6 +32,7 @@ func main() {
 	fmt.Fprintf(out, "method: %s\n", os.Getenv("REQUEST_METHOD"))
 	fmt.Fprintf(out, "path: %s\n", os.Getenv("PATH_INFO"))
 	fmt.Fprintf(out, "query: %s\n", os.Getenv("QUERY_STRING"))
+	fmt.Fprintf(out, "server: %s://%s:%s\n", os.Getenv("REQUEST_SCHEME"), os.Getenv("SERVER_NAME"), os.Getenv("SERVER_PORT"))
 	fmt.Fprintf(out, "body length: %d\n", len(body))
 	var headers []string
 	for _, kv := range os.Environ() {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
@@ -33,6 +35,9 @@ type DataPlaneConfig struct {
 	Labels map[string]string
 	// Profiling serves Go's profiles at /debug/pprof/ on the admin address.
 	Profiling bool
+	// TLSCert and TLSKey, PEM files, make the gateway serve HTTPS; renewed files are
+	// picked up without a restart.
+	TLSCert, TLSKey string
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -41,6 +46,7 @@ type DataPlane struct {
 	Metrics *telemetry.Metrics
 	Engine  *sandbox.Engine
 	Gateway *gateway.Gateway
+	tls     *telemetry.TLS // nil: plain HTTP
 
 	mu        sync.Mutex           // guards functions, routes and ready; leaf
 	functions map[string]*deployed // by deployment name (the app name for Deploy)
@@ -71,6 +77,17 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 				return nil, fmt.Errorf("register telemetry export metrics: %w", err)
 			}
 		}
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		var reg prometheus.Registerer
+		if d.Metrics != nil {
+			reg = d.Metrics.Registry
+		}
+		t, err := telemetry.NewTLS(reg, cfg.Logger, "gateway", cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("gateway TLS: %w", err)
+		}
+		d.tls = t
 	}
 	e, err := sandbox.NewEngine(ecfg)
 	if err != nil {
@@ -215,7 +232,15 @@ func (d *DataPlane) applyRoutesLocked() error {
 	return d.Gateway.SetRoutes(routes)
 }
 
-// Serve serves the gateway on gw and the admin endpoints (/metrics, /healthz, /readyz,
+// Scheme is the gateway's URL scheme: "https" with TLSCert, else "http".
+func (d *DataPlane) Scheme() string {
+	if d.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// Serve serves the gateway on gw (over TLS with TLSCert) and the admin endpoints (/metrics, /healthz, /readyz,
 // and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
 // and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
@@ -230,6 +255,9 @@ func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 				d.cfg.Logger.Error("admin server", "err", err)
 			}
 		}()
+	}
+	if d.tls != nil {
+		gw = d.tls.Listener(gw)
 	}
 	err := d.Gateway.Serve(ctx, gw)
 	if adminSrv != nil {

@@ -35,6 +35,7 @@ type agentOptions struct {
 	instances                      int
 	milliCPU                       int64
 	listen, adminListen, advertise string
+	tlsCert, tlsKey                string
 	cacheDir, cacheMax             string
 	registryToken                  string
 	noTelemetry, profiling         bool
@@ -58,7 +59,8 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
 	f.Int64Var(&o.milliCPU, prefix+"cpu", int64(runtime.NumCPU())*1000, "CPU offered, in millicores")
 	f.StringVar(&o.listen, prefix+"listen", "127.0.0.1:8080", "gateway address")
-	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>)")
+	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
+	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	f.StringVar(&o.adminListen, prefix+"admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
@@ -208,6 +210,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		}
 		rules = append(rules, p)
 	}
+	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
+		return nil, err
+	}
 	gw, err := listen(o.listen, "gateway", "listen")
 	if err != nil {
 		return nil, err
@@ -220,7 +225,11 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		}
 	}
 	if o.advertise == "" {
-		o.advertise = "http://" + gw.Addr().String()
+		scheme := "http://"
+		if o.tlsCert != "" {
+			scheme = "https://"
+		}
+		o.advertise = scheme + gw.Addr().String()
 	}
 	if o.spoolDir == "" {
 		o.spoolDir = filepath.Join(o.data, "telemetry-spool")
@@ -235,7 +244,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
 		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
-		Tracing: tracing})
+		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
@@ -99,6 +100,20 @@ func serviceLogger(stderr io.Writer, level string) (logger *slog.Logger, done fu
 
 // profilingUsage describes --profiling wherever a command has an admin address.
 const profilingUsage = "serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on the admin address, for go tool pprof (off by default: profiles show the process's internals)"
+
+// gatewayTLSFlags adds the gateway's --tls-cert and --tls-key (after prefix).
+func gatewayTLSFlags(f *pflag.FlagSet, prefix string, cert, key *string) {
+	f.StringVar(cert, prefix+"tls-cert", "", "serve the gateway over HTTPS with this PEM certificate (chain), reloaded when the file changes")
+	f.StringVar(key, prefix+"tls-key", "", "the PEM private key for --"+prefix+"tls-cert")
+}
+
+// tlsPair checks that a certificate and its key are given together.
+func tlsPair(prefix, cert, key string) error {
+	if (cert == "") != (key == "") {
+		return usageError{fmt.Errorf("--%stls-cert and --%stls-key go together", prefix, prefix)}
+	}
+	return nil
+}
 
 // shutdownTracing flushes the spans still queued, waiting at most 5 seconds: an
 // unreachable collector must not hold up the process's exit (the exporter's own retries

@@ -211,7 +211,7 @@ type server struct {
 }
 
 var (
-	gatewayLine = regexp.MustCompile(`(?m)^gateway listening on (http://127\.0\.0\.1:\d+)$`)
+	gatewayLine = regexp.MustCompile(`(?m)^gateway listening on (https?://127\.0\.0\.1:\d+)$`)
 	metricsLine = regexp.MustCompile(`(?m)^metrics on (http://127\.0\.0\.1:\d+)/metrics$`)
 )
 
@@ -493,6 +493,9 @@ func TestRunExamples(t *testing.T) {
 			t.Fatalf("run exited %d\nstderr:\n%s", code, s.stderr)
 		}
 	})
+
+	// The modules built above, served over HTTPS.
+	t.Run("https", func(t *testing.T) { testRunTLS(t, hello, echo, cache) })
 
 	t.Run("gateway address in use", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -20,6 +20,7 @@ import (
 
 type runOptions struct {
 	listen, adminListen string
+	tlsCert, tlsKey     string
 	cacheDir            string
 	noBuild             bool
 	noTelemetry         bool
@@ -50,6 +51,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f := c.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "gateway address")
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
+	gatewayTLSFlags(f, "", &o.tlsCert, &o.tlsKey)
 	f.StringVar(&o.cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
@@ -67,6 +69,9 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return err
 	}
 	defer done()
+	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
+		return err
+	}
 	manifests := make([]*manifest.Manifest, 0, len(paths))
 	byName := map[string]*manifest.Manifest{}
 	for _, p := range paths {
@@ -90,7 +95,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
-		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling,
+		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
 	})
 	if err != nil {
 		return err
@@ -120,7 +125,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 			return fmt.Errorf("admin listen: %w; choose another address with --admin-listen", err)
 		}
 	}
-	base := "http://" + gw.Addr().String()
+	base := dp.Scheme() + "://" + gw.Addr().String()
 	fmt.Fprintf(stdout, "gateway listening on %s\n", base)
 	if admin != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())

@@ -3,7 +3,10 @@ package cli_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +82,96 @@ func TestServerTLS(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, "context.json")); err != nil {
 		t.Fatalf("no saved context: %v", err)
+	}
+}
+
+// testRunTLS serves hello and echo (already built into cache) over HTTPS, and checks
+// what guests and clients see, the handshake metrics and a renewal.
+func testRunTLS(t *testing.T, hello, echo, cache string) {
+	ca := fermiontest.NewCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := ca.Issue(t, dir, 20, time.Now().Add(time.Hour))
+	if c, _, errOut := run(t, "run", hello, "--tls-key", keyFile, "--no-build"); c != 2 || !strings.Contains(errOut, "--tls-cert and --tls-key go together") {
+		t.Fatalf("--tls-key alone: %d %s", c, errOut)
+	}
+	if c, _, errOut := run(t, "run", hello, "--tls-cert", keyFile, "--tls-key", keyFile, "--no-build", "--cache-dir", cache,
+		"--listen", "127.0.0.1:0", "--admin-listen", ""); c != 1 || !strings.Contains(errOut, "gateway TLS") || !strings.Contains(errOut, keyFile) {
+		t.Fatalf("a key as the certificate: %d %s", c, errOut)
+	}
+
+	s := startRun(t, true, hello, echo, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cache-dir", cache,
+		"--no-build", "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(s.gateway, "https://") {
+		t.Fatalf("gateway %s, want https", s.gateway)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	tc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}}
+	defer tc.CloseIdleConnections()
+	resp, err := tc.Get(s.gateway + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "Hello from Fermion!\n" || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("GET /hello over https = %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("GET /hello over %s, want HTTP/2", resp.Proto)
+	}
+	// The guest learns the scheme from X-Forwarded-Proto, whatever the client claimed.
+	req, _ := http.NewRequest("GET", s.gateway+"/echo/tls", nil)
+	req.Header.Set("X-Forwarded-Proto", "http")
+	resp, err = tc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Headers map[string][]string }
+	err = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /echo over https = %d (%v)", resp.StatusCode, err)
+	}
+	if got := e.Headers["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "https" {
+		t.Fatalf("echo saw X-Forwarded-Proto %v, want [https]", got)
+	}
+	// A client that does not trust the CA, and one speaking plain HTTP.
+	if _, err := client.Get(s.gateway + "/hello"); err == nil {
+		t.Fatal("a client without the CA was served")
+	}
+	if resp, err := client.Get("http://" + strings.TrimPrefix(s.gateway, "https://") + "/hello"); err == nil {
+		resp.Body.Close()
+	}
+	waitMetrics(t, s.admin,
+		`fermion_tls_handshakes_total{listener="gateway",result="certificate_rejected"} 1`,
+		`fermion_tls_handshakes_total{listener="gateway",result="not_tls"} 1`,
+		`fermion_tls_handshakes_total{listener="gateway",result="ok"} 1`,
+		`fermion_requests_total{code="2xx",function="hello",version="0.1.0"} 1`,
+	)
+	fermiontest.WaitFor(t, 10*time.Second, func() error { // the log is written in batches
+		if !strings.Contains(s.stderr.String(), "a client rejected the certificate") {
+			return fmt.Errorf("no log line about the rejected certificate:\n%s", s.stderr)
+		}
+		return nil
+	})
+
+	renewed := time.Now().Add(72 * time.Hour).Truncate(time.Second)
+	ca.Issue(t, dir, 21, renewed)
+	addr := strings.TrimPrefix(s.gateway, "https://")
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if n := conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); n != 21 {
+			return fmt.Errorf("serving serial %d, want the renewal's 21", n)
+		}
+		return nil
+	})
+	waitMetrics(t, s.admin, fmt.Sprintf(`fermion_tls_certificate_expiry_timestamp_seconds{listener="gateway"} %g`, float64(renewed.Unix())))
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("run exited %d\nstderr:\n%s", code, s.stderr)
 	}
 }

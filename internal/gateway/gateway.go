@@ -235,8 +235,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fm.Error(reason)
 		}
 		if span.IsRecording() {
+			scheme := "http"
+			if r.TLS != nil {
+				scheme = "https"
+			}
 			span.SetAttributes(
 				attribute.String("http.request.method", r.Method),
+				attribute.String("url.scheme", scheme),
 				attribute.String("http.route", route.Prefix),
 				attribute.Int("http.response.status_code", status),
 				attribute.String("fermion.function", route.Target.Name()),
@@ -270,12 +275,18 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		body = b
 	}
+	if r.TLS != nil {
+		// The gateway terminated TLS itself: tell the guest, in the header a proxy in
+		// front would have set (overriding whatever the client sent).
+		r.Header.Set("X-Forwarded-Proto", "https")
+	}
 	req := &sandbox.Request{
 		ID:         id,
 		Method:     r.Method,
 		URI:        r.URL.RequestURI(),
 		Host:       r.Host,
 		RemoteAddr: r.RemoteAddr,
+		TLS:        r.TLS != nil,
 		Header:     r.Header,
 		Body:       body,
 		Route:      route.Prefix,

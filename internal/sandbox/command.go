@@ -133,9 +133,13 @@ func cgiEnv(req *Request) [][2]string {
 	path, query, _ := strings.Cut(req.URI, "?")
 	script := strings.TrimSuffix(req.Route, "/")
 	pathInfo := strings.TrimPrefix(path, script)
+	scheme, defaultPort := "http", "80"
+	if req.TLS {
+		scheme, defaultPort = "https", "443"
+	}
 	host, port, err := net.SplitHostPort(req.Host)
 	if err != nil {
-		host, port = req.Host, "80"
+		host, port = req.Host, defaultPort
 	}
 	remote, _, err := net.SplitHostPort(req.RemoteAddr)
 	if err != nil {
@@ -147,6 +151,7 @@ func cgiEnv(req *Request) [][2]string {
 		{"SERVER_PROTOCOL", "HTTP/1.1"},
 		{"SERVER_NAME", host},
 		{"SERVER_PORT", port},
+		{"REQUEST_SCHEME", scheme},
 		{"REQUEST_METHOD", req.Method},
 		{"REQUEST_URI", req.URI},
 		{"SCRIPT_NAME", script},
@@ -155,6 +160,9 @@ func cgiEnv(req *Request) [][2]string {
 		{"REMOTE_ADDR", remote},
 		{"CONTENT_LENGTH", strconv.Itoa(len(req.Body))},
 		{"X_REQUEST_ID", req.ID},
+	}
+	if req.TLS {
+		env = append(env, [2]string{"HTTPS", "on"})
 	}
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		env = append(env, [2]string{"CONTENT_TYPE", ct})

@@ -115,10 +115,15 @@ func TestCGIRoundTrip(t *testing.T) {
 	}
 	body := string(resp.Body)
 	for _, w := range []string{"method: POST\n", "path: /sub/path\n", "query: q=1&r=two\n", "body length: 10\n",
-		"header: HTTP_X_DEMO=yes\n", "upper: HELLO BODY\n"} {
+		"server: http://fn.example:8080\n", "header: HTTP_X_DEMO=yes\n", "upper: HELLO BODY\n"} {
 		if !strings.Contains(body, w) {
 			t.Fatalf("body %q does not contain %q", body, w)
 		}
+	}
+	// Over HTTPS, a Host without a port means 443.
+	req.TLS, req.Host = true, "fn.example"
+	if body := string(wantOK(t, f, req, "").Body); !strings.Contains(body, "server: https://fn.example:443\n") {
+		t.Fatalf("body %q over https", body)
 	}
 	for _, bad := range []string{"HTTP_LEAKED", "HTTP_PROXY", "HTTP_CONTENT_TYPE"} {
 		if strings.Contains(body, bad) {

@@ -26,6 +26,7 @@ type Request struct {
 	URI        string // path and query
 	Host       string
 	RemoteAddr string
+	TLS        bool // the request came over HTTPS (CGI: HTTPS=on, REQUEST_SCHEME=https)
 	Header     http.Header
 	Body       []byte
 	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
