@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -77,7 +78,12 @@ func (f *Function) outbound(ctx context.Context, encoded []byte) []byte {
 			f.metrics.Outbound(telemetry.OutboundTimeout)
 			return abi.AppendResultError(nil, fmt.Sprintf("outbound request timed out after %s", timeout))
 		}
-		f.metrics.Outbound(telemetry.OutboundError)
+		if certs.IsTLSFailure(err) {
+			f.metrics.Outbound(telemetry.OutboundTLS)
+			f.logger.Warn("outbound TLS failure", "url", u.Redacted(), "err", err)
+		} else {
+			f.metrics.Outbound(telemetry.OutboundError)
+		}
 		return abi.AppendResultError(nil, strings.TrimPrefix(err.Error(), "Get "))
 	}
 	defer resp.Body.Close()

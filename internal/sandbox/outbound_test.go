@@ -44,14 +44,23 @@ func TestOutbound(t *testing.T) {
 	}))
 	t.Cleanup(srvA.Close)
 	t.Cleanup(func() { close(release) }) // runs before srvA.Close
-	allowA, err := manifest.ParseHostPattern(srvA.URL)
-	if err != nil {
-		t.Fatal(err)
+	// A server whose certificate no one trusts, and srvA's plain port asked for TLS.
+	srvTLS := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srvTLS.Close)
+	plainAsTLS := strings.Replace(srvA.URL, "http://", "https://", 1)
+	var allowed []manifest.HostPattern
+	for _, u := range []string{srvA.URL, srvTLS.URL, plainAsTLS} {
+		p, err := manifest.ParseHostPattern(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allowed = append(allowed, p)
 	}
 
 	tests := []struct {
 		name        string
 		path        string
+		target      string // instead of srvA.URL + path
 		wantStatus  int
 		wantBody    string
 		wantResults map[string]float64 // outbound metric by result
@@ -68,20 +77,24 @@ func TestOutbound(t *testing.T) {
 			wantResults: map[string]float64{telemetry.OutboundError: 1}},
 		{name: "timeout", path: "/hang", wantStatus: http.StatusBadGateway, wantBody: "timed out",
 			wantResults: map[string]float64{telemetry.OutboundTimeout: 1}},
-		{name: "relative url", path: "", wantStatus: http.StatusBadGateway, wantBody: "must be absolute",
+		{name: "relative url", target: "/relative", wantStatus: http.StatusBadGateway, wantBody: "must be absolute",
 			wantResults: map[string]float64{telemetry.OutboundError: 1}},
+		{name: "untrusted certificate", target: srvTLS.URL + "/", wantStatus: http.StatusBadGateway, wantBody: "certificate",
+			wantResults: map[string]float64{telemetry.OutboundTLS: 1}},
+		{name: "tls to a plain http port", target: plainAsTLS + "/headers", wantStatus: http.StatusBadGateway, wantBody: "server gave HTTP response",
+			wantResults: map[string]float64{telemetry.OutboundTLS: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, m := newEngine(t)
 			s := spec("dial", wasm)
-			s.Capabilities.AllowedOutboundHosts = []manifest.HostPattern{allowA}
+			s.Capabilities.AllowedOutboundHosts = allowed
 			s.Capabilities.OutboundTimeout = 200 * time.Millisecond
 			s.Limits.MaxResponseBody = 1024
 			f := load(t, e, s)
 			target := srvA.URL + tt.path
-			if tt.path == "" {
-				target = "/relative"
+			if tt.target != "" {
+				target = tt.target
 			}
 			resp, err := invoke(t, f, get("/dial?url="+url.QueryEscape(target)))
 			if err != nil {
@@ -90,7 +103,7 @@ func TestOutbound(t *testing.T) {
 			if resp.Status != tt.wantStatus || !strings.Contains(string(resp.Body), tt.wantBody) {
 				t.Fatalf("got %d %q, want %d containing %q", resp.Status, resp.Body, tt.wantStatus, tt.wantBody)
 			}
-			for _, result := range []string{telemetry.OutboundOK, telemetry.OutboundDenied, telemetry.OutboundError, telemetry.OutboundTimeout} {
+			for _, result := range []string{telemetry.OutboundOK, telemetry.OutboundDenied, telemetry.OutboundError, telemetry.OutboundTimeout, telemetry.OutboundTLS} {
 				wantMetric(t, "outbound "+result, outbound(m, "dial", result), tt.wantResults[result])
 			}
 			if tt.wantStatus == http.StatusTeapot {

@@ -40,6 +40,9 @@ const (
 	OutboundDenied  = "denied"
 	OutboundError   = "error"
 	OutboundTimeout = "timeout"
+	// OutboundTLS: the destination's certificate did not verify, or its TLS handshake
+	// failed (the seed's F7 from the calling side).
+	OutboundTLS = "tls"
 )
 
 // Metrics is the set of collectors Fermion records into. A nil *Metrics is valid and
