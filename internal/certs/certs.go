@@ -126,6 +126,23 @@ func (r *Reloader) load() (*tls.Certificate, error) {
 	return &cert, nil
 }
 
+// LoadSystemPool is the system's CA pool plus the PEM CA certificates in file: for a
+// client that must trust a private CA and still reach public hosts.
+func LoadSystemPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", file)
+	}
+	return pool, nil
+}
+
 // LoadPool reads PEM CA certificates from file, for a client that must trust a private
 // CA.
 func LoadPool(file string) (*x509.CertPool, error) {

@@ -49,7 +49,7 @@ func (s *CacheSource) Resolve(ctx context.Context, r nodecache.Ref) (nodecache.R
 	if err != nil {
 		return nodecache.Resolved{}, err
 	}
-	repo, err := s.Client.repo(ref)
+	repo, err := s.Client.repo(ctx, ref)
 	if err != nil {
 		return nodecache.Resolved{}, err
 	}
@@ -86,7 +86,7 @@ func (s *CacheSource) Fetch(ctx context.Context, r nodecache.Ref, blob nodecache
 	if err != nil {
 		return nil, err
 	}
-	repo, err := s.Client.repo(ref)
+	repo, err := s.Client.repo(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -26,6 +30,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/certs"
 )
 
 // Limits on what a pull reads, so a hostile registry cannot exhaust memory.
@@ -95,23 +100,111 @@ func (r Ref) String() string {
 type Client struct {
 	// Token authenticates (as the Basic password, any user name). Empty: anonymous.
 	Token string
-	// PlainHTTP forces http://. Loopback registries (localhost, 127.0.0.0/8, ::1) always
-	// use plain HTTP; everything else uses TLS unless this is set.
+	// PlainHTTP forces http:// for every registry. Without it a registry is reached as
+	// SetTLS said for its host; else a loopback one (localhost, 127.0.0.0/8, ::1) is
+	// asked once whether it speaks TLS, as Docker does for local registries, and every
+	// other one over TLS.
 	PlainHTTP bool
-	// HTTPClient is the transport (nil: oras' retrying client).
+	// HTTPClient is the transport (nil: oras' retrying client, trusting RootCAs).
 	HTTPClient *http.Client
+	// RootCAs, if not nil, are the CAs TLS registries' certificates are checked against
+	// instead of the system's (only without HTTPClient).
+	RootCAs *x509.CertPool
+
+	mu      sync.Mutex      // guards the fields below
+	tlsHost map[string]bool // registry host:port → speaks TLS, from SetTLS
+	base    *http.Client    // the retrying client trusting RootCAs, made once
 }
 
-func (c *Client) repo(ref Ref) (*remote.Repository, error) {
+// SetTLS records whether the registry at host (host:port, as in references) speaks
+// TLS, overriding the default for its address. An agent learns it for the control
+// plane's built-in registry when it registers.
+func (c *Client) SetTLS(host string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tlsHost == nil {
+		c.tlsHost = map[string]bool{}
+	}
+	c.tlsHost[host] = on
+}
+
+// plainHTTP reports whether the registry at host is reached over plain HTTP.
+func (c *Client) plainHTTP(ctx context.Context, host string) bool {
+	if c.PlainHTTP {
+		return true
+	}
+	c.mu.Lock()
+	on, ok := c.tlsHost[host]
+	c.mu.Unlock()
+	if ok {
+		return !on
+	}
+	if !isLoopback(host) {
+		return false
+	}
+	on, known := c.probeTLS(ctx, host)
+	if known {
+		c.SetTLS(host, on)
+	}
+	return !on
+}
+
+// probeTLS asks a loopback registry whether it speaks TLS. A plain-HTTP answer says
+// no; any answer over TLS, or a certificate this client does not trust, says yes (the
+// request that follows then fails with the reason). No answer says nothing: plain HTTP
+// is assumed this time, and the question asked again next time.
+func (c *Client) probeTLS(ctx context.Context, host string) (on, known bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	if err != nil {
+		return false, false
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
+		hc = &http.Client{Transport: t}
+		defer t.CloseIdleConnections()
+	}
+	resp, err := hc.Do(req)
+	var rh tls.RecordHeaderError
+	switch {
+	case err == nil:
+		resp.Body.Close()
+		return true, true
+	case errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return false, true
+	case certs.IsTLSFailure(err):
+		return true, true
+	}
+	return false, false
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	if c.RootCAs == nil {
+		return retry.DefaultClient
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
+		c.base = &http.Client{Transport: retry.NewTransport(t)}
+	}
+	return c.base
+}
+
+func (c *Client) repo(ctx context.Context, ref Ref) (*remote.Repository, error) {
 	repo, err := remote.NewRepository(ref.Name())
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", ref.Name(), err)
 	}
-	repo.PlainHTTP = c.PlainHTTP || isLoopback(ref.Registry)
-	base := c.HTTPClient
-	if base == nil {
-		base = retry.DefaultClient
-	}
+	repo.PlainHTTP = c.plainHTTP(ctx, ref.Registry)
+	base := c.httpClient()
 	ac := &auth.Client{Client: base, Cache: auth.NewCache()}
 	if c.Token != "" {
 		ac.Credential = auth.StaticCredential(ref.Registry, auth.Credential{Username: "fermion", Password: c.Token})
@@ -135,7 +228,7 @@ func isLoopback(host string) bool {
 // Push uploads the artifact's blobs (skipping those the registry has) and its
 // manifest, tagged with ref.Tag when set. It returns the manifest descriptor.
 func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocispec.Descriptor, error) {
-	repo, err := c.repo(ref)
+	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -176,7 +269,7 @@ func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descrip
 // Sign signs the manifest digest with priv and pushes the signature in cosign's layout
 // (tag sha256-<hex>.sig in the same repository), appending to signatures already there.
 func (c *Client) Sign(ctx context.Context, ref Ref, d digest.Digest, priv *ecdsa.PrivateKey) error {
-	repo, err := c.repo(ref)
+	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -216,7 +309,7 @@ func (c *Client) Sign(ctx context.Context, ref Ref, d digest.Digest, priv *ecdsa
 
 // Signatures returns the cosign signatures stored for digest d (none: empty, no error).
 func (c *Client) Signatures(ctx context.Context, ref Ref, d digest.Digest) ([]artifact.Signature, error) {
-	repo, err := c.repo(ref)
+	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +343,7 @@ type Pulled struct {
 // Resolve fetches and parses the manifest for ref and checks it against ref.Digest when
 // the reference names one. It returns the manifest bytes and digest computed from them.
 func (c *Client) Resolve(ctx context.Context, ref Ref) (*Pulled, error) {
-	repo, err := c.repo(ref)
+	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +393,7 @@ func parsePulled(ctx context.Context, repo *remote.Repository, ref Ref, raw []by
 // Pull resolves ref, verifies its signatures against policy, then fetches and checks
 // the module. Nothing unverified is returned.
 func (c *Client) Pull(ctx context.Context, ref Ref, policy artifact.TrustPolicy) (*Pulled, error) {
-	repo, err := c.repo(ref)
+	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

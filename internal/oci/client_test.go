@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +233,43 @@ func TestPullTokens(t *testing.T) {
 	anonymous := &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}
 	if _, err := anonymous.Pull(ctx, ref, artifact.TrustPolicy{}); err == nil || !strings.Contains(err.Error(), "the registry requires a token") {
 		t.Fatalf("anonymous pull: %v", err)
+	}
+}
+
+// TestLoopbackTLS: a registry on a loopback address that speaks TLS is found to, and
+// reached with the client's CA; without the CA the error says why; SetTLS overrides
+// what the address suggests.
+func TestLoopbackTLS(t *testing.T) {
+	plain := startRegistry(t)
+	srv := httptest.NewTLSServer(plain.reg)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	a := helloArtifact(t, artifact.Meta{})
+
+	c := &oci.Client{Token: pushToken, RootCAs: roots}
+	ref := parseRef(t, host+"/acme/hello:0.1.0")
+	if _, err := c.Push(context.Background(), ref, a); err != nil {
+		t.Fatalf("push to a loopback TLS registry: %v", err)
+	}
+	if _, err := c.Pull(context.Background(), ref, artifact.TrustPolicy{}); err != nil {
+		t.Fatalf("pull from a loopback TLS registry: %v", err)
+	}
+	// The plain one beside it is still reached over plain HTTP by the same client.
+	if _, err := c.Push(context.Background(), parseRef(t, plain.host+"/acme/hello:0.1.0"), a); err != nil {
+		t.Fatalf("push to the plain loopback registry: %v", err)
+	}
+
+	untrusting := &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}
+	_, err := untrusting.Resolve(context.Background(), ref)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("resolve without the CA: %v, want a certificate error", err)
+	}
+
+	told := &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}
+	told.SetTLS(plain.host, true)
+	if _, err := told.Resolve(context.Background(), parseRef(t, plain.host+"/acme/hello:0.1.0")); err == nil {
+		t.Fatal("told TLS, the client reached a plain registry anyway")
 	}
 }
