@@ -58,6 +58,16 @@ type RegisterReply struct {
 	Assignments       AssignmentSet `json:"assignments"`
 	// RuntimePolicies are the runtime policies in force (see RuntimePolicy).
 	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
+	// Registry is the control plane's built-in registry, if it serves one.
+	Registry *RegistryInfo `json:"registry,omitempty"`
+}
+
+// RegistryInfo tells agents how to reach the built-in registry: whether the host:port
+// in image references speaks TLS (an agent cannot tell from the address: a loopback or
+// private address may be either).
+type RegistryInfo struct {
+	Host string `json:"host"`
+	TLS  bool   `json:"tls"`
 }
 
 // Heartbeat renews the node's lease and reports what it runs.

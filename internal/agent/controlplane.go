@@ -192,9 +192,22 @@ func (c *cpLoop) join(ctx context.Context) {
 	}
 }
 
+// tlsOption gives the NATS connection the node's TLS configuration, used when the URL
+// is tls:// or the server requires TLS (unlike nats.Secure, which would refuse a
+// server without TLS).
+func (n *Node) tlsOption() nats.Option {
+	return func(o *nats.Options) error {
+		if n.cfg.TLS != nil {
+			o.TLSConfig = n.cfg.TLS.Clone()
+		}
+		return nil
+	}
+}
+
 func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 	n := c.n
 	nc, err := nats.Connect(strings.Join(n.cfg.Servers, ","),
+		n.tlsOption(),
 		nats.Name("fermion-agent-join "+n.cfg.Name),
 		nats.UserInfo(v1.JoinUser, n.cfg.JoinToken),
 		nats.Timeout(requestTimeout),
@@ -228,6 +241,7 @@ func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 func (c *cpLoop) connect() {
 	n := c.n
 	nc, err := nats.Connect(strings.Join(n.cfg.Servers, ","),
+		n.tlsOption(),
 		nats.Name("fermion-agent "+n.cfg.Name),
 		nats.UserInfoHandler(n.natsUser), // read at every attempt: a rejoin takes effect at once
 		nats.MaxReconnects(-1),
@@ -320,9 +334,15 @@ func (c *cpLoop) register(ctx context.Context) {
 		var changed bool
 		if changed, err = n.trust.set(reply.TrustedKeys, reply.RequireSignatures); err != nil {
 			result, err = resultRejected, fmt.Errorf("register: the control plane sent an unusable trusted key: %w", err)
-		} else if changed {
-			if err := writeJSON(n.cfg.DataDir, trustFile, trustFileBody{TrustedKeys: reply.TrustedKeys, RequireSignatures: reply.RequireSignatures}); err != nil {
-				n.log.Error("trusted keys not saved", "err", err)
+		} else {
+			if n.setRegistry(reply.Registry) {
+				changed = true
+			}
+			if changed {
+				body := trustFileBody{TrustedKeys: reply.TrustedKeys, RequireSignatures: reply.RequireSignatures, Registry: reply.Registry}
+				if err := writeJSON(n.cfg.DataDir, trustFile, body); err != nil {
+					n.log.Error("trusted keys not saved", "err", err)
+				}
 			}
 		}
 	}

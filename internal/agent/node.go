@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,8 +31,12 @@ type NodeConfig struct {
 	// DataDir keeps the node's credentials, its last assignments and trust roots, and
 	// the artifact cache (DataDir/cache). Required.
 	DataDir string
-	// Servers are the control plane's NATS URLs (nats://host:port).
+	// Servers are the control plane's NATS URLs (nats://host:port; tls://host:port
+	// requires TLS, which nats:// also uses when the server asks for it).
 	Servers []string
+	// TLS is the client configuration for a control plane that serves NATS over TLS
+	// (its RootCAs trust a private CA). Nil: the system's roots.
+	TLS *tls.Config
 	// JoinToken is the join token (role node). It is needed only while the node has no
 	// credentials in DataDir, or when the control plane refuses the ones it has.
 	JoinToken string
@@ -101,7 +106,22 @@ type Node struct {
 	applied    *v1.AssignmentSet // nil until a set is applied (or loaded from DataDir)
 	statuses   map[string]*status
 	creds      *nodeCreds
-	registered bool // NATS is up and the last registration on this connection succeeded
+	registered bool            // NATS is up and the last registration on this connection succeeded
+	registry   v1.RegistryInfo // the control plane's registry, as last told
+}
+
+// setRegistry tells the registry client whether the control plane's registry speaks
+// TLS, and reports whether that changed.
+func (n *Node) setRegistry(r *v1.RegistryInfo) bool {
+	if r == nil || r.Host == "" {
+		return false
+	}
+	n.mu.Lock()
+	changed := n.registry != *r
+	n.registry = *r
+	n.mu.Unlock()
+	n.cfg.Registry.SetTLS(r.Host, r.TLS)
+	return changed
 }
 
 // status is one deployment's InstanceStatus and the function serving it, if any.
@@ -182,6 +202,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if _, err := n.trust.set(tf.TrustedKeys, tf.RequireSignatures); err != nil {
 		log.Error("trusted keys unusable; trusting none until the control plane answers", "err", err)
 	}
+	n.setRegistry(tf.Registry)
 	n.loadRuntimePolicies()
 	set, err := loadAssignments(cfg.DataDir)
 	if err != nil {

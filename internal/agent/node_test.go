@@ -450,3 +450,30 @@ func TestNodeReady(t *testing.T) {
 		t.Fatalf("GET /readyz = %d %q once serving, want 200 ready", status, body)
 	}
 }
+
+// TestNodeRegistryScheme: the scheme the control plane gives for its registry is the one
+// the node pulls with (here, wrongly, TLS for a plain registry), and it is kept for a
+// restart.
+func TestNodeRegistryScheme(t *testing.T) {
+	reg := startRegistry(t)
+	cp := startControlPlane(t, false)
+	helloM, helloWasm := example(t, "hello")
+	_, v := reg.pushApp(t, reg.host, "acme/hello", helloM, helloWasm)
+	cp.mu.Lock()
+	cp.registry = &v1.RegistryInfo{Host: reg.host, TLS: true}
+	cp.mu.Unlock()
+	dir := t.TempDir()
+	startNode(t, cp, "s1", dir, joinToken)
+	cp.assign("s1", v1.AssignmentSet{Revision: 1, Assignments: []v1.Assignment{assignment("web", "s1", 1, v)}})
+	if s := reported(t, cp, "s1", "web", v1.InstanceFailed, v, 1); !strings.Contains(s.LastError, "HTTP response to HTTPS client") {
+		t.Fatalf("lastError %q, want a TLS request to the plain registry", s.LastError)
+	}
+	var saved struct{ Registry *v1.RegistryInfo }
+	b, err := os.ReadFile(filepath.Join(dir, "trust.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &saved); err != nil || saved.Registry == nil || *saved.Registry != *cp.registry {
+		t.Fatalf("trust.json = %s (%v), want registry %+v", b, err, cp.registry)
+	}
+}

@@ -160,10 +160,14 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	if joined {
 		s.event(ctx, v1.Event{Type: v1.EventNodeJoined, Node: node, Message: fmt.Sprintf("node %s joined with labels %s", node, formatLabels(req.Labels))})
 	}
-	return v1.RegisterReply{
+	reply := v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
 		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
 	}
+	if s.reg != nil && s.cfg.RegistryHost != "" {
+		reply.Registry = &v1.RegistryInfo{Host: s.cfg.RegistryHost, TLS: s.cfg.RegistryTLS}
+	}
+	return reply
 }
 
 func validateRegister(r *v1.Register) *v1.Error {

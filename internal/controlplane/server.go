@@ -6,6 +6,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"oras.land/oras-go/v2/registry/remote/retry"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
@@ -40,6 +42,9 @@ type Config struct {
 
 	// NATSListen is the client address agents connect to ("" : 127.0.0.1:4222).
 	NATSListen string
+	// NATSTLS, when set, makes agents connect to NATSListen over TLS with this server
+	// configuration (embedded NATS only).
+	NATSTLS *tls.Config
 	// NATS names an external NATS cluster to use instead of the embedded server
 	// (nats://host:port,…). NATSUser and NATSPassword authenticate to it.
 	NATS, NATSUser, NATSPassword string
@@ -54,6 +59,9 @@ type Config struct {
 	// the host:port it is reachable at, given to clients for pushes.
 	Registry     bool
 	RegistryHost string
+	// RegistryTLS says the registry is served over TLS at RegistryHost; agents are told
+	// which, so that they pull from a loopback or private address with the right scheme.
+	RegistryTLS bool
 
 	// TrustedKeys are the PEM public keys signatures are verified against, at deploy
 	// and on the nodes; TrustedKeyNames names them (parallel, "" for none), and a
@@ -207,7 +215,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			replicas = 3
 		}
 	} else {
-		ecfg := engine.Config{Name: cfg.Name, DataDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen,
+		ecfg := engine.Config{Name: cfg.Name, DataDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen, TLS: cfg.NATSTLS,
 			ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes, ClusterSecret: cfg.ClusterSecret,
 			SyncAlways: cfg.ClusterListen == "", Logger: cfg.Logger, Auth: s.natsAuth}
 		eng, err := engine.Start(ctx, ecfg)
@@ -293,6 +301,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.reg = reg
+		if cfg.RegistryHost != "" {
+			s.oci.HTTPClient = &http.Client{Transport: &localRegistry{host: cfg.RegistryHost, h: reg,
+				next: retry.NewTransport(http.DefaultTransport)}}
+		}
 	}
 	if err := s.serveAgents(runCtx); err != nil {
 		s.Close()

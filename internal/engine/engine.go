@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type Config struct {
 	// Listen is the client address ("127.0.0.1:4222"; port 0 picks one). Empty means no
 	// client listener: only the in-process connection.
 	Listen string
+	// TLS, when set, makes clients on Listen use TLS with this server configuration
+	// (its GetCertificate is asked at every handshake, so a reloading certificate
+	// rotates). The in-process connection and the routes are not affected.
+	TLS *tls.Config
 	// Cluster settings: a name, the route listen address and the other servers' routes
 	// (nats://host:port). Empty ClusterListen means a single server.
 	ClusterName   string
@@ -122,6 +127,10 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("engine listen %q: %w", cfg.Listen, err)
 		}
 		opts.Host, opts.Port = host, port
+	}
+	if cfg.TLS != nil && !opts.DontListen {
+		opts.TLSConfig = cfg.TLS
+		opts.TLSTimeout = 5 // seconds, for a client's handshake
 	}
 	if cfg.ClusterListen != "" {
 		host, port, err := splitHostPort(cfg.ClusterListen)
