@@ -3,6 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
@@ -38,6 +41,7 @@ type agentOptions struct {
 	tlsCert, tlsKey                string
 	cacheDir, cacheMax             string
 	registryToken                  string
+	caFile                         string
 	noTelemetry, profiling         bool
 	spoolDir, spoolMax             string
 	drainTimeout                   time.Duration
@@ -65,6 +69,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
+	f.StringVar(&o.caFile, prefix+"ca-file", "", "PEM CA certificates to trust besides the system's, for a control plane (NATS, registry) with a private CA (or FERMION_CA_FILE)")
 	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
 	f.BoolVar(&o.profiling, prefix+"profiling", false, profilingUsage)
 	f.StringVar(&o.spoolDir, prefix+"telemetry-spool", "", spoolUsage+" (default: telemetry-spool in the data directory)")
@@ -213,6 +218,16 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return nil, err
 	}
+	if o.caFile == "" {
+		o.caFile = os.Getenv("FERMION_CA_FILE")
+	}
+	var roots *x509.CertPool
+	if o.caFile != "" {
+		var err error
+		if roots, err = certs.LoadSystemPool(o.caFile); err != nil {
+			return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
+		}
+	}
 	gw, err := listen(o.listen, "gateway", "listen")
 	if err != nil {
 		return nil, err
@@ -255,9 +270,12 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
 		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax,
-		Registry: &oci.Client{Token: o.registryToken}, Logger: logger, Allow: allow, RuntimePolicies: rules}
+		Registry: &oci.Client{Token: o.registryToken, RootCAs: roots}, Logger: logger, Allow: allow, RuntimePolicies: rules}
 	if dp.Metrics != nil {
 		ncfg.Metrics = dp.Metrics.Registry
+	}
+	if roots != nil {
+		ncfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	}
 	node, err := agent.NewNode(ncfg)
 	if err != nil {

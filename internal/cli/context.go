@@ -140,21 +140,33 @@ func sameServer(a, b string) bool {
 	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
+// caPool is the CA from --ca-file or FERMION_CA_FILE, or nil for the system's roots.
+func (f *apiFlags) caPool() (*x509.CertPool, error) {
+	caFile, caFrom := f.caFile, "--ca-file"
+	if caFile == "" {
+		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	}
+	if caFile == "" {
+		return nil, nil
+	}
+	pool, err := certs.LoadPool(caFile)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
+	}
+	return pool, nil
+}
+
 // client returns a client of the resolved control plane.
 func (f *apiFlags) client() (*client.Client, error) {
 	if err := f.resolve(); err != nil {
 		return nil, err
 	}
 	opts := []client.Option{client.WithUserAgent("fermion/" + Version)}
-	caFile, caFrom := f.caFile, "--ca-file"
-	if caFile == "" {
-		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	pool, err := f.caPool()
+	if err != nil {
+		return nil, err
 	}
-	if caFile != "" {
-		pool, err := certs.LoadPool(caFile)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
-		}
+	if pool != nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 		opts = append(opts, client.WithHTTPClient(&http.Client{Transport: t}))

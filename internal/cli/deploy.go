@@ -180,8 +180,14 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 	if registryToken == "" {
 		registryToken = af.usedToken
 	}
-	// The registry is served beside the API: plain HTTP when the API is.
-	oc := &oci.Client{Token: registryToken, PlainHTTP: strings.HasPrefix(af.usedServer, "http://")}
+	// The registry is served beside the API, with the same certificate: over TLS when
+	// the API is.
+	pool, err := af.caPool()
+	if err != nil {
+		return oci.Ref{}, "", err
+	}
+	oc := &oci.Client{Token: registryToken, RootCAs: pool}
+	oc.SetTLS(info.Registry, strings.HasPrefix(af.usedServer, "https://"))
 	ref := oci.Ref{Registry: info.Registry, Repo: m.App.Name, Tag: m.App.Version}
 	pushed, err := pushArtifact(ctx, oc, ref, a, priv, c.OutOrStdout())
 	if errors.Is(err, oci.ErrNoToken) {

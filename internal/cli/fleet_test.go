@@ -73,8 +73,8 @@ func httpGet(url string) (int, string, error) {
 
 var (
 	apiLine     = regexp.MustCompile(`(?m)API (https?://127\.0\.0\.1:\d+)$`)
-	natsLine    = regexp.MustCompile(`(?m)^agents connect to (nats://127\.0\.0\.1:\d+)$`)
-	gwLine      = regexp.MustCompile(`(?m)^node \S+: gateway (http://127\.0\.0\.1:\d+)$`)
+	natsLine    = regexp.MustCompile(`(?m)^agents connect to ((?:nats|tls)://127\.0\.0\.1:\d+)$`)
+	gwLine      = regexp.MustCompile(`(?m)^node \S+: gateway (https?://127\.0\.0\.1:\d+)$`)
 	answerLine  = regexp.MustCompile(`(?m)^hello answering at (http://\S+)$`)
 	tokenLine   = regexp.MustCompile(`(?m)^token\s+(fmn_\S+)$`)
 	quietListen = []string{"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--admin-listen", ""}

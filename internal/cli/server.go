@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +101,7 @@ every replica.`,
 		},
 	}
 	o.flags(c, "fermion-data")
-	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API over HTTPS with this PEM certificate (chain), reloaded when the file changes")
+	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API, the registry and agents' NATS connections over TLS with this PEM certificate (chain), reloaded when the file changes")
 	c.Flags().StringVar(&o.tlsKey, "tls-key", "", "the PEM private key for --tls-cert")
 	return c
 }
@@ -158,7 +159,8 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		}
 	}
 	reg := prometheus.NewRegistry()
-	var apiTLS *telemetry.TLS
+	var apiTLS, regTLS *telemetry.TLS
+	var natsTLS *tls.Config
 	if o.tlsCert != "" || o.tlsKey != "" {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
@@ -167,6 +169,12 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		if apiTLS, err = telemetry.NewTLS(reg, logger, "api", o.tlsCert, o.tlsKey); err != nil {
 			return nil, usageError{fmt.Errorf("--tls-cert, --tls-key: %w", err)}
 		}
+		if o.registryListen != "" {
+			if regTLS, err = telemetry.NewTLS(reg, logger, "registry", o.tlsCert, o.tlsKey); err != nil {
+				return nil, usageError{fmt.Errorf("--tls-cert, --tls-key: %w", err)}
+			}
+		}
+		natsTLS = apiTLS.Config()
 	}
 	apiLn, err := listen(o.listen, "API", "listen")
 	if err != nil {
@@ -187,6 +195,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		if o.registryHost == "" {
 			o.registryHost = regLn.Addr().String()
 		}
+		if regTLS != nil {
+			regLn = regTLS.Listener(regLn)
+		}
 	}
 	if o.adminListen != "" {
 		if adminLn, err = listen(o.adminListen, "admin", "admin-listen"); err != nil {
@@ -198,9 +209,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), telemetry.BuildInfo(Version))
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Name: o.name, DataDir: o.data, Version: Version,
-		NATSListen: o.natsListen, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
+		NATSListen: o.natsListen, NATSTLS: natsTLS, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret,
-		Registry: regLn != nil, RegistryHost: o.registryHost, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
+		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})
 	if err != nil {
@@ -249,8 +260,12 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	if contextPath != "" {
 		fmt.Fprintf(stdout, "saved the API URL and admin token to %s for the fermion CLI\n", displayPath(contextPath))
 	}
-	fmt.Fprintf(stdout, "join agents with: fermion token create --role node, then fermion agent --server %s --token <token>\n",
-		strings.Split(cp.NATSURL(), ",")[0])
+	caHint := ""
+	if natsTLS != nil {
+		caHint = " (and --ca-file <CA> for a private CA)"
+	}
+	fmt.Fprintf(stdout, "join agents with: fermion token create --role node, then fermion agent --server %s --token <token>%s\n",
+		strings.Split(cp.NATSURL(), ",")[0], caHint)
 	return r, nil
 }
 

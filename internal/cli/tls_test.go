@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,4 +175,87 @@ func testRunTLS(t *testing.T, hello, echo, cache string) {
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("run exited %d\nstderr:\n%s", code, s.stderr)
 	}
+}
+
+// TestFleetTLS runs a control plane whose API, registry and NATS use one certificate
+// from a private CA, and an agent that trusts it and serves its gateway over HTTPS:
+// the CLI pushes and deploys over TLS, the agent joins and pulls over TLS.
+func TestFleetTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fleet test")
+	}
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	ca := fermiontest.NewCA(t)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	fermiontest.WriteLater(t, caFile, ca.PEM)
+	certFile, keyFile := ca.Issue(t, dir, 30, time.Now().Add(time.Hour))
+
+	srv := startVerb(t, "server", "--data", t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile,
+		"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	if api := srv.waitLine(t, apiLine, time.Minute); !strings.HasPrefix(api, "https://") {
+		t.Fatalf("API %s, want https", api)
+	}
+	natsURL := srv.waitLine(t, natsLine, time.Second)
+	if !strings.HasPrefix(natsURL, "tls://") {
+		t.Fatalf("agents are told to connect to %s, want tls://", natsURL)
+	}
+	admin := srv.waitLine(t, metricsLine, time.Second)
+	t.Setenv("FERMION_CA_FILE", caFile)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	if c != 0 {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	tok := tokenLine.FindStringSubmatch(out)
+	if tok == nil {
+		t.Fatalf("no token in %q", out)
+	}
+	t.Setenv("FERMION_CA_FILE", "") // the agent is given its CA by flag
+	a := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", "edge-tls", "--data", t.TempDir(),
+		"--ca-file", caFile, "--tls-cert", certFile, "--tls-key", keyFile, "--listen", "127.0.0.1:0", "--admin-listen", "")
+	gw := a.waitLine(t, gwLine, time.Minute)
+	if !strings.HasPrefix(gw, "https://") {
+		t.Fatalf("agent gateway %s, want https", gw)
+	}
+
+	t.Setenv("FERMION_CA_FILE", caFile)
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "1", "--timeout", "2m")
+	if c != 0 || !strings.Contains(out, "converged: 1/1") {
+		t.Fatalf("deploy over TLS: %d\n%s\n%s", c, out, errOut)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	tc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer tc.CloseIdleConnections()
+	resp, err := tc.Get(gw + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "Hello from Fermion!\n" {
+		t.Fatalf("GET /hello = %d %q", resp.StatusCode, body)
+	}
+	// The push and the agent's pull went over TLS, each handshake counted.
+	_, metrics, err := httpGet(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, listener := range []string{"api", "registry"} {
+		if !regexp.MustCompile(`fermion_tls_handshakes_total\{listener="` + listener + `",result="ok"\} [1-9]`).MatchString(metrics) {
+			t.Errorf("no successful %s handshake in the metrics:\n%s", listener, grepLines(metrics, "fermion_tls_"))
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
