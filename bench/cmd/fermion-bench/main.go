@@ -21,9 +21,17 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -123,6 +131,7 @@ func gatewayBench(args []string) error {
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
 	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
+	useTLS := fs.Bool("tls", false, "add targets over HTTPS with a self-signed ECDSA P-256 certificate: native net/http, and Fermion with telemetry on (keep-alive connections, so each pays its handshake once)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
 	if *client == "wrk" {
@@ -162,7 +171,7 @@ func gatewayBench(args []string) error {
 	m.Scaling.MaxInstances = *conns
 	m.Limits.MaxConcurrency = *conns
 
-	native, err := nativeTarget()
+	native, err := nativeTarget("native net/http", "", "")
 	if err != nil {
 		return err
 	}
@@ -171,21 +180,40 @@ func gatewayBench(args []string) error {
 		return err
 	}
 	defer os.Remove(logFile.Name())
-	on, err := fermionTarget("fermion (telemetry on)", m, wasm, true, logFile)
+	on, err := fermionTarget("fermion (telemetry on)", m, wasm, true, logFile, "", "")
 	if err != nil {
 		return err
 	}
-	off, err := fermionTarget("fermion (telemetry off)", m, wasm, false, logFile)
+	off, err := fermionTarget("fermion (telemetry off)", m, wasm, false, logFile, "", "")
 	if err != nil {
 		return err
 	}
 	targets := []target{native, on, off}
+	var nativeTLS, onTLS target
+	if *useTLS {
+		dir, err := os.MkdirTemp("", "fermion-bench-tls-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		certFile, keyFile, err := selfSigned(dir)
+		if err != nil {
+			return err
+		}
+		if nativeTLS, err = nativeTarget("native net/http, HTTPS", certFile, keyFile); err != nil {
+			return err
+		}
+		if onTLS, err = fermionTarget("fermion (telemetry on), HTTPS", m, wasm, true, logFile, certFile, keyFile); err != nil {
+			return err
+		}
+		targets = append(targets, nativeTLS, onTLS)
+	}
 	if *nethttp {
 		nw, err := fermiontest.BuildGuest(r, "examples/testdata/hello-nethttp", true)
 		if err != nil {
 			return err
 		}
-		nt, err := fermionTarget("fermion, hello on net/http SDK", m, nw, true, logFile)
+		nt, err := fermionTarget("fermion, hello on net/http SDK", m, nw, true, logFile, "", "")
 		if err != nil {
 			return err
 		}
@@ -198,7 +226,7 @@ func gatewayBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		mt, err := fermionTarget("fermion, ABI-only guest", m, mw, true, logFile)
+		mt, err := fermionTarget("fermion, ABI-only guest", m, mw, true, logFile, "", "")
 		if err != nil {
 			return err
 		}
@@ -309,6 +337,10 @@ func gatewayBench(args []string) error {
 		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", r.name, r.x.rps, r.rps, ms(r.x.p50), ms(r.x.p99), us(r.cpuPerReq), r.cpu)
 	}
 	fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f\n", onOff)
+	if *useTLS {
+		fmt.Printf("HTTPS: fermion / native over HTTPS %.3f; fermion HTTPS / fermion HTTP %.3f; native HTTPS / native HTTP %.3f (medians of rounds)\n",
+			roundRatio(onTLS.name, nativeTLS.name, rpsRatio), roundRatio(onTLS.name, on.name, rpsRatio), roundRatio(nativeTLS.name, native.name, rpsRatio))
+	}
 	return nil
 }
 
@@ -327,7 +359,8 @@ func medianCPU(rs []loadResult) time.Duration {
 	return cs[len(cs)/2]
 }
 
-func nativeTarget() (target, error) {
+// nativeTarget serves hello's body from a net/http handler, over HTTPS with certFile.
+func nativeTarget(name, certFile, keyFile string) (target, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return target{}, err
@@ -336,14 +369,51 @@ func nativeTarget() (target, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte(helloBody))
 	})}
-	go srv.Serve(ln)
-	return target{name: "native net/http", url: "http://" + ln.Addr().String() + "/hello", close: func() { srv.Close() }}, nil
+	scheme := "http://"
+	if certFile != "" {
+		scheme = "https://"
+		go srv.ServeTLS(ln, certFile, keyFile)
+	} else {
+		go srv.Serve(ln)
+	}
+	return target{name: name, url: scheme + ln.Addr().String() + "/hello", close: func() { srv.Close() }}, nil
 }
 
-func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer) (target, error) {
+// selfSigned writes a self-signed ECDSA P-256 certificate for 127.0.0.1 and its key.
+func selfSigned(dir string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fermion-bench"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+// benchTransport does not verify certificates: the benchmark's servers use a
+// self-signed one on loopback.
+func benchTransport() *http.Transport {
+	return &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+}
+
+func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer, certFile, keyFile string) (target, error) {
 	// As `fermion run` does: request log lines are batched, not a write per request.
 	logger, _ := telemetry.NewLogger(telemetry.NewBufferedWriter(logw, 200*time.Millisecond), "info")
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench"})
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench", TLSCert: certFile, TLSKey: keyFile})
 	if err != nil {
 		return target{}, err
 	}
@@ -357,11 +427,11 @@ func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn b
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dp.Serve(ctx, ln, nil); close(done) }()
-	return target{name: name, url: "http://" + ln.Addr().String() + "/hello", close: func() { cancel(); <-done }}, nil
+	return target{name: name, url: dp.Scheme() + "://" + ln.Addr().String() + "/hello", close: func() { cancel(); <-done }}, nil
 }
 
 func check(url string) error {
-	resp, err := http.Get(url)
+	resp, err := (&http.Client{Transport: benchTransport()}).Get(url)
 	if err != nil {
 		return err
 	}
@@ -439,7 +509,7 @@ func loadGo(url string, conns int, d time.Duration) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			c := &http.Client{Transport: benchTransport()}
 			lat := make([]time.Duration, 0, 1<<16)
 			for time.Now().Before(deadline) {
 				t0 := time.Now()
