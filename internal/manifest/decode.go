@@ -62,7 +62,7 @@ var schema = map[string][]string{
 	"limits":               {"memory", "timeout", "max_request_body", "max_response_body", "max_concurrency", "queue_timeout"},
 	"capabilities":         {"env", "allowed_outbound_hosts", "outbound_timeout", "files"},
 	"capabilities.files[]": {"source", "destination"},
-	"scaling":              {"min_warm", "max_instances", "max_requests_per_instance", "idle_timeout"},
+	"scaling":              {"min_warm", "max_instances", "max_requests_per_instance", "idle_timeout", "target_utilization_percentage"},
 }
 
 // Parse validates a manifest held in memory. path is used only in messages
@@ -896,6 +896,7 @@ func (d *decoder) scaling(raw map[string]any) Scaling {
 	s.MaxInstances, maxOK = d.integer(t, "scaling", "max_instances", defaultMaxInstances, 1, maxInstances)
 	s.MaxRequestsPerInstance, _ = d.integer(t, "scaling", "max_requests_per_instance", 0, 0, maxCounter)
 	s.IdleTimeout, _ = d.duration(t, "scaling", "idle_timeout", defaultIdleTimeout, true, 0)
+	s.TargetUtilizationPercentage, _ = d.integer(t, "scaling", "target_utilization_percentage", 100, 1, 100)
 	if minOK && maxOK && s.MinWarm > s.MaxInstances {
 		d.at("scaling.min_warm", "min_warm (%d) is more than max_instances (%d); lower min_warm or raise max_instances", s.MinWarm, s.MaxInstances)
 	}

@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		"manifest_version = 1\n[app]\nname = hello\n",
 		minimalManifest + "[limits]\nmemory = \"64 megs\"\ntimeout = \"16m\"\n",
 		minimalManifest + "[scaling]\nmin_warm = 9\nmax_instances = 2\n",
+		minimalManifest + "[scaling]\ntarget_utilization_percentage = 0\n",
 		minimalManifest + "[capabilities]\nallowed_outbound_hosts = [\"https://u@h/p\", \"http://[::1]:*\", \"*://*.x.y\"]\n",
 		minimalManifest + "[capabilities]\nfiles = [{ source = \"../x\", destination = \"y\" }, { source = \"a\", destination = \"/a\" }]\n",
 		minimalManifest + "[[routes]]\npath = \"/\"\n[[routes]]\nhost = \"*.EXAMPLE.com\"\npath = \"/a\"\n",

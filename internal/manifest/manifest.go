@@ -109,6 +109,10 @@ type Scaling struct {
 	MaxInstances           int
 	MaxRequestsPerInstance int // recycle after this many requests; 0 = never
 	IdleTimeout            time.Duration
+	// TargetUtilizationPercentage sizes the warm pool ahead of traffic: the highest
+	// concurrency within IdleTimeout is kept at this share of the pool (1-100; 100 keeps
+	// exactly the peak). See internal/autoscale.
+	TargetUtilizationPercentage int
 }
 
 // Load reads and parses a manifest. If path is a directory, FileName inside
@@ -220,6 +224,7 @@ type (
 		MaxInstances           int    `json:"max_instances"`
 		MaxRequestsPerInstance int    `json:"max_requests_per_instance"`
 		IdleTimeout            string `json:"idle_timeout"`
+		TargetUtilization      int    `json:"target_utilization_percentage"`
 	}
 )
 
@@ -258,11 +263,15 @@ func (m *Manifest) Normalize() ([]byte, error) {
 			MaxInstances:           m.Scaling.MaxInstances,
 			MaxRequestsPerInstance: m.Scaling.MaxRequestsPerInstance,
 			IdleTimeout:            m.Scaling.IdleTimeout.String(),
+			TargetUtilization:      m.Scaling.TargetUtilizationPercentage,
 		},
 	}
 	if n.Limits.MaxConcurrency == 0 {
 		// Hand-built manifests may leave the "same as max_instances" default.
 		n.Limits.MaxConcurrency = m.Scaling.MaxInstances
+	}
+	if n.Scaling.TargetUtilization == 0 {
+		n.Scaling.TargetUtilization = 100 // hand-built manifests: the decoder's default
 	}
 	var err error
 	if n.Component.Source, err = m.rel(m.Component.Source); err != nil {

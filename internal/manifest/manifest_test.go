@@ -55,6 +55,7 @@ min_warm = 2
 max_instances = 32
 max_requests_per_instance = 1000
 idle_timeout = "90s"
+target_utilization_percentage = 70
 `
 
 const minimalManifest = `manifest_version = 1
@@ -108,7 +109,7 @@ func TestParseFull(t *testing.T) {
 			OutboundTimeout: 2 * time.Second,
 			Files:           []Mount{{Source: "/srv/hello/static", Destination: "/static"}},
 		},
-		Scaling: Scaling{MinWarm: 2, MaxInstances: 32, MaxRequestsPerInstance: 1000, IdleTimeout: 90 * time.Second},
+		Scaling: Scaling{MinWarm: 2, MaxInstances: 32, MaxRequestsPerInstance: 1000, IdleTimeout: 90 * time.Second, TargetUtilizationPercentage: 70},
 		Dir:     "/srv/hello",
 		Path:    FileName,
 	}
@@ -178,7 +179,7 @@ func TestParseDefaults(t *testing.T) {
 	if m.Limits != wantLimits {
 		t.Errorf("Limits = %+v, want %+v", m.Limits, wantLimits)
 	}
-	wantScaling := Scaling{MinWarm: 1, MaxInstances: 16, MaxRequestsPerInstance: 0, IdleTimeout: 5 * time.Minute}
+	wantScaling := Scaling{MinWarm: 1, MaxInstances: 16, MaxRequestsPerInstance: 0, IdleTimeout: 5 * time.Minute, TargetUtilizationPercentage: 100}
 	if m.Scaling != wantScaling {
 		t.Errorf("Scaling = %+v, want %+v", m.Scaling, wantScaling)
 	}
@@ -198,7 +199,7 @@ func TestParseDefaults(t *testing.T) {
 		`"component":{"source":"hello.wasm","abi":""},"routes":[{"path":"/","host":""}],` +
 		`"limits":{"memory":67108864,"timeout":"10s","max_request_body":1048576,"max_response_body":8388608,"max_concurrency":16,"queue_timeout":"1s"},` +
 		`"capabilities":{"env":{},"allowed_outbound_hosts":[],"outbound_timeout":"5s","files":[]},` +
-		`"scaling":{"min_warm":1,"max_instances":16,"max_requests_per_instance":0,"idle_timeout":"5m0s"}}`
+		`"scaling":{"min_warm":1,"max_instances":16,"max_requests_per_instance":0,"idle_timeout":"5m0s","target_utilization_percentage":100}}`
 	if string(norm) != want {
 		t.Errorf("Normalize =\n%s\nwant\n%s", norm, want)
 	}
@@ -466,6 +467,11 @@ func TestParseErrors(t *testing.T) {
 			name: "min_warm above max_instances",
 			src:  base + "[scaling]\nmax_instances = 2\nmin_warm = 3\n",
 			want: []string{`fermion.toml:11: scaling.min_warm: min_warm (3) is more than max_instances (2); lower min_warm or raise max_instances`},
+		},
+		{
+			name: "target utilization above 100",
+			src:  base + "[scaling]\ntarget_utilization_percentage = 150\n",
+			want: []string{`fermion.toml:10: scaling.target_utilization_percentage: must be at most 100, got 150`},
 		},
 		{
 			name: "max_instances out of range",

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/autoscale"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -108,6 +109,12 @@ type Function struct {
 	total    int         // live instances, idle and busy
 	memBytes int64       // linear memory of the live instances, as of their last release
 	closed   bool
+	// Autoscaling (reactors): peak is the most instances busy at once since the last
+	// tick, which folds it into scaler; desired is scaler's size for the pool, the
+	// floor that top-ups fill and idle reaping keeps.
+	peak    int
+	desired int
+	scaler  *autoscale.Recommender
 
 	stop chan struct{}
 	wg   sync.WaitGroup // reaper and top-up goroutines
@@ -139,10 +146,19 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 		slots:    make(chan struct{}, capacity),
 		stop:     make(chan struct{}),
 	}
-	f.metrics.Instances(func() (warm, busy int, memory int64) {
+	target := spec.Scaling.TargetUtilizationPercentage
+	if target == 0 {
+		target = 100 // a hand-built Spec: the manifest's default
+	}
+	f.scaler = autoscale.New(autoscale.Config{Min: spec.Scaling.MinWarm, Max: spec.Scaling.MaxInstances,
+		Window: spec.Scaling.IdleTimeout, TargetPercent: target})
+	if kind == ABIReactor {
+		f.desired = spec.Scaling.MinWarm
+	}
+	f.metrics.Instances(func() telemetry.Pool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return len(f.idle), f.total - len(f.idle), f.memBytes
+		return telemetry.Pool{Warm: len(f.idle), Busy: f.total - len(f.idle), Desired: f.desired, MemoryBytes: f.memBytes}
 	})
 	return f
 }
@@ -278,11 +294,13 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		inst := f.idle[n-1]
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
+		f.peak = max(f.peak, f.total-len(f.idle))
 		f.mu.Unlock()
 		inst.hold()
 		return inst, false, nil
 	}
 	f.total++
+	f.peak = max(f.peak, f.total-len(f.idle))
 	f.mu.Unlock()
 	inst, err := f.newInstance(ctx)
 	if err != nil {
@@ -381,15 +399,16 @@ func (f *Function) prewarm(ctx context.Context) error {
 	return nil
 }
 
-// topUp brings the pool back to min_warm in the background after a discard. It takes a
-// slot without waiting, so it never competes with requests for the instance cap; when no
-// slot is free the pool is busy anyway and the reaper tops up later.
+// topUp brings the pool up to its desired size (min_warm, or what the autoscaler asks
+// for) in the background. Each new instance takes a slot without waiting, so creating
+// them never competes with requests for the instance cap; when no slot is free the pool
+// is busy anyway and the next tick tops up.
 func (f *Function) topUp() {
 	if f.abi != ABIReactor {
 		return
 	}
 	f.mu.Lock()
-	need := !f.closed && f.total < f.spec.Scaling.MinWarm
+	need := !f.closed && f.total < f.desired
 	f.mu.Unlock()
 	if !need {
 		return
@@ -402,25 +421,36 @@ func (f *Function) topUp() {
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		defer func() { <-f.slots }()
-		f.mu.Lock()
-		if f.closed || f.total >= f.spec.Scaling.MinWarm {
-			f.mu.Unlock()
-			return
-		}
-		f.total++
-		f.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), f.spec.Limits.Timeout)
-		defer cancel()
-		inst, err := f.newInstance(ctx)
-		if err != nil {
+		for {
 			f.mu.Lock()
-			f.total--
+			if f.closed || f.total >= f.desired {
+				f.mu.Unlock()
+				<-f.slots
+				return
+			}
+			f.total++
 			f.mu.Unlock()
-			f.logger.Error("prewarm instance", "err", err)
-			return
+			ctx, cancel := context.WithTimeout(context.Background(), f.spec.Limits.Timeout)
+			inst, err := f.newInstance(ctx)
+			cancel()
+			if err != nil {
+				f.mu.Lock()
+				f.total--
+				f.mu.Unlock()
+				<-f.slots
+				f.logger.Error("prewarm instance", "err", err)
+				return
+			}
+			f.putInstanceFresh(inst)
+			// The next instance needs a slot of its own: give this one back first, so that
+			// a request waiting for one gets it (and the instance just made).
+			<-f.slots
+			select {
+			case f.slots <- struct{}{}:
+			default:
+				return
+			}
 		}
-		f.putInstanceFresh(inst)
 	}()
 }
 
@@ -437,29 +467,47 @@ func (f *Function) putInstanceFresh(inst *instance) {
 	f.mu.Unlock()
 }
 
-// startReaper closes instances idle longer than idle_timeout (keeping min_warm) and tops
-// the pool up to min_warm.
+// startReaper runs the pool's housekeeping: every second (or every idle_timeout/2 when
+// that is shorter) the autoscaler takes the busy peak since the last tick and sets the
+// desired size, and the pool is topped up to it; every idle_timeout/2 (at least 100 ms,
+// at most 30 s) instances idle longer than idle_timeout are closed, down to the desired
+// size.
 func (f *Function) startReaper() {
 	if f.abi != ABIReactor {
 		return
 	}
-	every := f.spec.Scaling.IdleTimeout / 2
-	every = min(max(every, 100*time.Millisecond), 30*time.Second)
+	reapEvery := min(max(f.spec.Scaling.IdleTimeout/2, 100*time.Millisecond), 30*time.Second)
+	tick := min(reapEvery, time.Second)
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		t := time.NewTicker(every)
+		t := time.NewTicker(tick)
 		defer t.Stop()
+		lastReap := time.Now()
 		for {
 			select {
 			case <-f.stop:
 				return
 			case now := <-t.C:
-				f.reap(now)
+				f.scale(now)
+				if now.Sub(lastReap) >= reapEvery {
+					lastReap = now
+					f.reap(now)
+				}
 				f.topUp()
 			}
 		}
 	}()
+}
+
+// scale folds the busy peak since the last tick into the autoscaler and takes its size.
+func (f *Function) scale(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	busy := f.total - len(f.idle)
+	f.scaler.Observe(now, max(f.peak, busy))
+	f.peak = busy
+	f.desired = f.scaler.Desired(now)
 }
 
 func (f *Function) reap(now time.Time) {
@@ -467,7 +515,7 @@ func (f *Function) reap(now time.Time) {
 	f.mu.Lock()
 	// idle is LIFO, so the oldest are at the front.
 	n := 0
-	for n < len(f.idle) && f.total-n > f.spec.Scaling.MinWarm && now.Sub(f.idle[n].lastUsed) > f.spec.Scaling.IdleTimeout {
+	for n < len(f.idle) && f.total-n > f.desired && now.Sub(f.idle[n].lastUsed) > f.spec.Scaling.IdleTimeout {
 		n++
 	}
 	if n > 0 {

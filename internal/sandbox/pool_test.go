@@ -327,3 +327,41 @@ func TestInstanceMemoryFollowsUse(t *testing.T) {
 	}
 	wantOK(t, f, get("/slow"), "ok")
 }
+
+// TestPoolAutoscale: with a target utilization below 100%, the pool grows past the peak
+// it served (in the background, not in a request's path), so that traffic rising to
+// the new size finds warm instances; once the peak is idle_timeout old it shrinks back.
+func TestPoolAutoscale(t *testing.T) {
+	e, m := newEngine(t)
+	s := spec("slow", reactor(t, guestSlow))
+	s.Scaling.MinWarm = 1
+	s.Scaling.MaxInstances = 8
+	s.Limits.MaxConcurrency = 8
+	s.Scaling.IdleTimeout = 2 * time.Second
+	s.Scaling.TargetUtilizationPercentage = 50
+	f := load(t, e, s)
+	desired := func() float64 {
+		return scrapeGauge(m, "fermion_instances_desired", map[string]string{"function": "slow", "version": version})
+	}
+	wantMetric(t, "desired before traffic", desired(), 1)
+
+	runConcurrently(t, f, 3, "/slow?d=200ms")()
+	// Peak 3 at 50%: six instances, three of them made ahead of traffic.
+	wantStats(t, f, sandbox.Stats{Warm: 6, Total: 6})
+	wantMetric(t, "desired after a peak of 3", desired(), 6)
+	cold := coldStarts(m, "slow")
+	runConcurrently(t, f, 6, "/slow?d=200ms")()
+	wantMetric(t, "cold starts of six requests on six warm instances", coldStarts(m, "slow"), cold)
+	// Peak 6 at 50% is 12, capped at max_instances.
+	wantStats(t, f, sandbox.Stats{Warm: 8, Total: 8})
+
+	// No traffic: once the peak leaves the window, idle instances go, down to min_warm.
+	fermiontest.WaitFor(t, 20*time.Second, func() error {
+		if s := f.Stats(); s != (sandbox.Stats{Warm: 1, Total: 1}) {
+			return fmt.Errorf("stats %+v, want one warm instance", s)
+		}
+		return nil
+	})
+	wantMetric(t, "desired after the window", desired(), 1)
+	wantMetric(t, "idle discards", discards(m, "slow", telemetry.ReasonIdle), 7)
+}

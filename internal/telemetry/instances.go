@@ -6,9 +6,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// InstanceCounts reports a function version's pool: warm (idle, ready) and busy (serving
-// a request, or starting) instances, and the linear memory of them all in bytes.
-type InstanceCounts func() (warm, busy int, memoryBytes int64)
+// Pool is a function version's pool at one moment: warm (idle, ready) and busy (serving
+// a request, or starting) instances, the size the autoscaler aims for, and the linear
+// memory of the live instances in bytes.
+type Pool struct {
+	Warm, Busy, Desired int
+	MemoryBytes         int64
+}
+
+// InstanceCounts reports a function version's pool.
+type InstanceCounts func() Pool
 
 // instanceGauges is fermion_instances and fermion_instance_memory_bytes, read from the
 // pools when scraped. Gauges kept by adding and subtracting on every request cost four
@@ -16,10 +23,11 @@ type InstanceCounts func() (warm, busy int, memoryBytes int64)
 // drift from the pool if a path forgot one; the pool's own count is exact and free until
 // someone asks.
 type instanceGauges struct {
-	desc   *prometheus.Desc
-	memory *prometheus.Desc
-	mu     sync.Mutex
-	src    map[[2]string][]InstanceCounts
+	desc    *prometheus.Desc
+	memory  *prometheus.Desc
+	desired *prometheus.Desc
+	mu      sync.Mutex
+	src     map[[2]string][]InstanceCounts
 }
 
 func newInstanceGauges() *instanceGauges {
@@ -29,6 +37,9 @@ func newInstanceGauges() *instanceGauges {
 			[]string{"function", "version", "state"}, nil),
 		memory: prometheus.NewDesc("fermion_instance_memory_bytes",
 			"Linear memory of the live reactor instances, the size limits.memory caps, as of each instance's last request (seed M7).",
+			[]string{"function", "version"}, nil),
+		desired: prometheus.NewDesc("fermion_instances_desired",
+			"Live instances the node's autoscaler aims for: the highest concurrency within idle_timeout over target_utilization_percentage, within min_warm and max_instances.",
 			[]string{"function", "version"}, nil),
 		src: map[[2]string][]InstanceCounts{},
 	}
@@ -50,6 +61,7 @@ func (g *instanceGauges) forget(key [2]string) {
 func (g *instanceGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.desc
 	ch <- g.memory
+	ch <- g.desired
 }
 
 // Collect implements prometheus.Collector. The sources are called without g.mu held:
@@ -66,13 +78,14 @@ func (g *instanceGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	g.mu.Unlock()
 	for _, e := range all {
-		warm, busy, memory := 0, 0, int64(0)
+		var sum Pool
 		for _, c := range e.srcs {
-			w, b, m := c()
-			warm, busy, memory = warm+w, busy+b, memory+m
+			p := c()
+			sum.Warm, sum.Busy, sum.Desired, sum.MemoryBytes = sum.Warm+p.Warm, sum.Busy+p.Busy, sum.Desired+p.Desired, sum.MemoryBytes+p.MemoryBytes
 		}
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(warm), e.key[0], e.key[1], "warm")
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(busy), e.key[0], e.key[1], "busy")
-		ch <- prometheus.MustNewConstMetric(g.memory, prometheus.GaugeValue, float64(memory), e.key[0], e.key[1])
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(sum.Warm), e.key[0], e.key[1], "warm")
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(sum.Busy), e.key[0], e.key[1], "busy")
+		ch <- prometheus.MustNewConstMetric(g.memory, prometheus.GaugeValue, float64(sum.MemoryBytes), e.key[0], e.key[1])
+		ch <- prometheus.MustNewConstMetric(g.desired, prometheus.GaugeValue, float64(sum.Desired), e.key[0], e.key[1])
 	}
 }

@@ -259,8 +259,8 @@ func (f *FunctionMetrics) InstanceStarted(instantiate, init float64) {
 	f.init.Observe(init)
 }
 
-// Instances makes c the source of fermion_instances and fermion_instance_memory_bytes
-// for this function version, read at
+// Instances makes c the source of fermion_instances, fermion_instance_memory_bytes and
+// fermion_instances_desired for this function version, read at
 // each scrape; the series exist from now until the version's last holder forgets it.
 // Several sources of one version (a redeploy of the same version, loaded while its
 // predecessor closes) are summed.

@@ -312,8 +312,8 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f.Error(telemetry.ReasonTrap)
 	f.ColdStart()
 	f.InstanceStarted(0.001, 0.002)
-	f.Instances(func() (int, int, int64) { return 1, 0, 4 << 20 })
-	f.Instances(func() (int, int, int64) { return 0, 1, 2 << 20 }) // a second pool of the same version adds up
+	f.Instances(func() telemetry.Pool { return telemetry.Pool{Warm: 1, Desired: 2, MemoryBytes: 4 << 20} })
+	f.Instances(func() telemetry.Pool { return telemetry.Pool{Busy: 1, Desired: 1, MemoryBytes: 2 << 20} }) // a second pool of the same version adds up
 	f.Discard(telemetry.ReasonIdle)
 	f.Trap()
 	f.LimitRejection(telemetry.LimitConcurrency)
@@ -343,6 +343,7 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 		{"fermion_instances", with("state", "warm"), 1},
 		{"fermion_instances", with("state", "busy"), 1},
 		{"fermion_instance_memory_bytes", fl, 6 << 20},
+		{"fermion_instances_desired", fl, 3},
 		{"fermion_instance_discards_total", with("reason", "idle"), 1},
 		{"fermion_traps_total", fl, 1},
 		{"fermion_limit_rejections_total", with("limit", "concurrency"), 1},
@@ -377,7 +378,7 @@ func TestNilMetrics(t *testing.T) {
 	f.Error("x")
 	f.ColdStart()
 	f.InstanceStarted(1, 1)
-	f.Instances(func() (int, int, int64) { return 1, 1, 0 })
+	f.Instances(func() telemetry.Pool { return telemetry.Pool{Warm: 1, Busy: 1} })
 	f.Discard("x")
 	f.Trap()
 	f.LimitRejection("x")
@@ -421,7 +422,7 @@ func TestForget(t *testing.T) {
 	})
 	t.Run("forget removes the instance gauges", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
-		m.Function("f", "1").Instances(func() (int, int, int64) { return 2, 1, 0 })
+		m.Function("f", "1").Instances(func() telemetry.Pool { return telemetry.Pool{Warm: 2, Busy: 1} })
 		warm := map[string]string{"function": "f", "version": "1", "state": "warm"}
 		if got, ok := counter(t, m, "fermion_instances", warm); !ok || got != 2 {
 			t.Fatalf("warm = %v (present %v), want 2 from the pool", got, ok)
