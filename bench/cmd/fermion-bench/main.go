@@ -63,7 +63,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -78,6 +78,8 @@ func main() {
 		err = guestCalls(os.Args[2:])
 	case "fleet":
 		err = fleetBench(os.Args[2:])
+	case "autoscale":
+		err = autoscaleBench(os.Args[2:])
 	case "fleet-agents": // the child process of fleet
 		err = fleetAgents(os.Args[2:])
 	default:
