@@ -14,9 +14,10 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 )
 
-// TestListenerReportsEveryHandshake drives one client of each kind at a Listener behind
-// an http.Server and checks what it reports, and that only good handshakes are served.
-func TestListenerReportsEveryHandshake(t *testing.T) {
+// listenerSetup issues a certificate for 127.0.0.1 from a new CA, loads it, and opens a
+// loopback TCP listener to serve it on.
+func listenerSetup(t *testing.T) (*fermiontest.CA, *Reloader, net.Listener) {
+	t.Helper()
 	ca := fermiontest.NewCA(t)
 	certFile, keyFile := ca.Issue(t, t.TempDir(), 1, time.Now().Add(time.Hour))
 	r, err := NewReloader(certFile, keyFile, nil, nil)
@@ -27,6 +28,13 @@ func TestListenerReportsEveryHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca, r, inner
+}
+
+// TestListenerReportsEveryHandshake drives one client of each kind at a Listener behind
+// an http.Server and checks what it reports, and that only good handshakes are served.
+func TestListenerReportsEveryHandshake(t *testing.T) {
+	ca, r, inner := listenerSetup(t)
 	var mu sync.Mutex
 	results := map[string]int{}
 	reported := make(chan string, 16)
@@ -122,16 +130,7 @@ func TestListenerReportsEveryHandshake(t *testing.T) {
 // TestListenerSlowClientHoldsUpNoOther: a client stuck in its handshake does not delay
 // the next one, and Close ends Accept.
 func TestListenerSlowClientHoldsUpNoOther(t *testing.T) {
-	ca := fermiontest.NewCA(t)
-	certFile, keyFile := ca.Issue(t, t.TempDir(), 1, time.Now().Add(time.Hour))
-	r, err := NewReloader(certFile, keyFile, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, r, inner := listenerSetup(t)
 	ln := NewListener(inner, r.TLSConfig(), time.Minute, nil)
 	slow, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

@@ -62,18 +62,7 @@ func TestServerTLS(t *testing.T) {
 	ca.Issue(t, dir, 11, renewed)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	addr := strings.TrimPrefix(api, "https://")
-	fermiontest.WaitFor(t, 10*time.Second, func() error {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if n := conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); n != 11 {
-			return fmt.Errorf("serving serial %d, want the renewal's 11", n)
-		}
-		return nil
-	})
+	waitSerial(t, strings.TrimPrefix(api, "https://"), roots, 11)
 	want := fmt.Sprintf(`fermion_tls_certificate_expiry_timestamp_seconds{listener="api"} %g`, float64(renewed.Unix()))
 	if _, body, err := httpGet(admin + "/metrics"); err != nil || !strings.Contains(body, want) {
 		t.Fatalf("metrics lack %q (%v)", want, err)
@@ -159,18 +148,7 @@ func testRunTLS(t *testing.T, hello, echo, cache string) {
 
 	renewed := time.Now().Add(72 * time.Hour).Truncate(time.Second)
 	ca.Issue(t, dir, 21, renewed)
-	addr := strings.TrimPrefix(s.gateway, "https://")
-	fermiontest.WaitFor(t, 10*time.Second, func() error {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if n := conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); n != 21 {
-			return fmt.Errorf("serving serial %d, want the renewal's 21", n)
-		}
-		return nil
-	})
+	waitSerial(t, strings.TrimPrefix(s.gateway, "https://"), roots, 21)
 	waitMetrics(t, s.admin, fmt.Sprintf(`fermion_tls_certificate_expiry_timestamp_seconds{listener="gateway"} %g`, float64(renewed.Unix())))
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("run exited %d\nstderr:\n%s", code, s.stderr)
@@ -258,4 +236,20 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// waitSerial waits until the TLS listener at addr serves the certificate with serial.
+func waitSerial(t *testing.T, addr string, roots *x509.CertPool, serial int64) {
+	t.Helper()
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if n := conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); n != serial {
+			return fmt.Errorf("serving serial %d, want %d", n, serial)
+		}
+		return nil
+	})
 }

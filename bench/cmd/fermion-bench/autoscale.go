@@ -86,18 +86,7 @@ func autoscaleBench(args []string) error {
 				go func() {
 					defer wg.Done()
 					time.Sleep(time.Until(start.Add(time.Duration(i) * (*step))))
-					c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-					var mine []time.Duration
-					for time.Now().Before(end) {
-						t0 := time.Now()
-						resp, err := c.Get(url)
-						if err != nil {
-							continue
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						mine = append(mine, time.Since(t0))
-					}
+					mine := getUntil(&http.Client{Transport: benchTransport()}, url, end)
 					mu.Lock()
 					lat = append(lat, mine...)
 					mu.Unlock()

@@ -511,18 +511,7 @@ func loadGo(url string, conns int, d time.Duration) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Transport: benchTransport()}
-			lat := make([]time.Duration, 0, 1<<16)
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				resp, err := c.Get(url)
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				lat = append(lat, time.Since(t0))
-			}
+			lat := getUntil(&http.Client{Transport: benchTransport()}, url, deadline)
 			mu.Lock()
 			all = append(all, lat...)
 			mu.Unlock()
@@ -536,6 +525,23 @@ func loadGo(url string, conns int, d time.Duration) loadResult {
 		res.p99 = all[len(all)*99/100]
 	}
 	return res
+}
+
+// getUntil sends GET url on c, one request after another, until deadline, and returns
+// the latency of each that was answered.
+func getUntil(c *http.Client, url string, deadline time.Time) []time.Duration {
+	lat := make([]time.Duration, 0, 1<<16)
+	for time.Now().Before(deadline) {
+		t0 := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		lat = append(lat, time.Since(t0))
+	}
+	return lat
 }
 
 func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
