@@ -128,6 +128,17 @@ func TestUp(t *testing.T) {
 	}
 }
 
+// TestUpOutsideTheRepository: without --example and without examples/hello under the
+// working directory (a test runs in its package's), up serves and says why nothing is
+// deployed.
+func TestUpOutsideTheRepository(t *testing.T) {
+	t.Setenv("FERMION_HOME", t.TempDir())
+	args := append([]string{"up", "--data", t.TempDir(), "--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
+	b := startVerb(t, args...)
+	b.waitLine(t, regexp.MustCompile(`(?m)^no example deployed: (examples/hello) is not here`), time.Minute)
+	b.waitLine(t, regexp.MustCompile(`(?m)^(ready): `), 10*time.Second)
+}
+
 // TestServerAndTwoAgents is the multi-process flow, in-process: a server, two agents
 // joined by hand with a node token, a deploy from a directory spread across zones, and a
 // drain that moves the work.

@@ -52,9 +52,10 @@ restart.`,
 				}
 				so.data = filepath.Join(filepath.Dir(p), "up")
 			}
+			skipped := ""
 			if !c.Flags().Changed("example") {
 				if _, err := os.Stat(filepath.Join(example, "fermion.toml")); err != nil {
-					example = ""
+					skipped, example = example, ""
 				}
 			}
 			srv, err := startServerRole(ctx, so, logger.With("role", "server"), out)
@@ -89,6 +90,8 @@ restart.`,
 					ag.wait()
 					return err
 				}
+			} else if skipped != "" {
+				fmt.Fprintf(out, "no example deployed: %s is not here (run from the repository's root, or pass --example DIR); deploy a function with fermion deploy DIR\n", skipped)
 			}
 			fmt.Fprintln(out, "ready: try fermion status, fermion nodes, fermion events --follow (Ctrl-C stops)")
 			<-ctx.Done()
