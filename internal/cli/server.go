@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -36,6 +37,7 @@ type serverOptions struct {
 	saveContext, requireSigned      bool
 	profiling                       bool
 	tlsCert, tlsKey                 string // fermion server only
+	caFile                          string // fermion server only
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -101,7 +103,8 @@ every replica.`,
 		},
 	}
 	o.flags(c, "fermion-data")
-	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API, the registry and agents' NATS connections over TLS with this PEM certificate (chain), reloaded when the file changes")
+	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API, the registry, agents' NATS connections and (with --cluster-listen) the routes between replicas over TLS with this PEM certificate (chain), reloaded when the file changes")
+	c.Flags().StringVar(&o.caFile, "ca-file", "", "PEM CA certificates to trust besides the system's for the other replicas' certificates on TLS routes (or FERMION_CA_FILE)")
 	c.Flags().StringVar(&o.tlsKey, "tls-key", "", "the PEM private key for --tls-cert")
 	return c
 }
@@ -160,7 +163,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	}
 	reg := prometheus.NewRegistry()
 	var apiTLS, regTLS *telemetry.TLS
-	var natsTLS *tls.Config
+	var natsTLS, clusterTLS *tls.Config
 	if o.tlsCert != "" || o.tlsKey != "" {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
@@ -175,6 +178,21 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 			}
 		}
 		natsTLS = apiTLS.Config()
+		if o.clusterListen != "" {
+			// The routes: each replica serves its certificate to the others and checks
+			// theirs; the cluster secret still authenticates them.
+			clusterTLS = apiTLS.Config()
+			if o.caFile == "" {
+				o.caFile = os.Getenv("FERMION_CA_FILE")
+			}
+			if o.caFile != "" {
+				if clusterTLS.RootCAs, err = certs.LoadSystemPool(o.caFile); err != nil {
+					return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
+				}
+			}
+		}
+	} else if o.caFile != "" {
+		return nil, usageError{errors.New("--ca-file is for the routes' TLS: give --tls-cert and --tls-key too")}
 	}
 	apiLn, err := listen(o.listen, "API", "listen")
 	if err != nil {
@@ -210,7 +228,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATSTLS: natsTLS, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
-		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret,
+		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret, ClusterTLS: clusterTLS,
 		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})

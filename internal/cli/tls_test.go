@@ -31,6 +31,9 @@ func TestServerTLS(t *testing.T) {
 	if c, _, errOut := run(t, "server", "--tls-cert", certFile); c != 2 || !strings.Contains(errOut, "--tls-cert and --tls-key go together") {
 		t.Fatalf("--tls-cert alone: %d %s", c, errOut)
 	}
+	if c, _, errOut := run(t, "server", "--ca-file", caFile); c != 2 || !strings.Contains(errOut, "--ca-file is for the routes' TLS") {
+		t.Fatalf("--ca-file without --tls-cert: %d %s", c, errOut)
+	}
 
 	srv := startVerb(t, "server", "--data", t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile,
 		"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "", "--admin-listen", "127.0.0.1:0")

@@ -52,8 +52,10 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
-	// ClusterSecret authenticates the routes between replicas (see engine.Config).
+	// ClusterSecret authenticates the routes between replicas (see engine.Config);
+	// ClusterTLS encrypts them.
 	ClusterSecret string
+	ClusterTLS    *tls.Config
 
 	// Registry serves the built-in OCI registry on the same engine; RegistryHost is
 	// the host:port it is reachable at, given to clients for pushes.
@@ -216,7 +218,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	} else {
 		ecfg := engine.Config{Name: cfg.Name, DataDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen, TLS: cfg.NATSTLS,
-			ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes, ClusterSecret: cfg.ClusterSecret,
+			ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes, ClusterSecret: cfg.ClusterSecret, ClusterTLS: cfg.ClusterTLS,
 			SyncAlways: cfg.ClusterListen == "", Logger: cfg.Logger, Auth: s.natsAuth}
 		eng, err := engine.Start(ctx, ecfg)
 		if err != nil {

@@ -46,6 +46,10 @@ type Config struct {
 	// ClusterSecret, when set, authenticates the routes between cluster members: a
 	// server that does not present it cannot join the cluster (and read its state).
 	ClusterSecret string
+	// ClusterTLS, when set, encrypts the routes: each member serves its certificate to
+	// the others (GetCertificate) and checks theirs against RootCAs and the route's
+	// host name. Members still authenticate with ClusterSecret.
+	ClusterTLS *tls.Config
 	// SyncAlways makes every acknowledged JetStream write reach disk before the ack.
 	// A single server needs it to survive a crash without losing acknowledged writes;
 	// a cluster gets durability from R3 replication and may leave it off.
@@ -139,6 +143,10 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		opts.Cluster.Name = cfg.ClusterName
 		opts.Cluster.Host, opts.Cluster.Port = host, port
+		if cfg.ClusterTLS != nil {
+			opts.Cluster.TLSConfig = cfg.ClusterTLS
+			opts.Cluster.TLSTimeout = 5 // seconds
+		}
 		if cfg.ClusterSecret != "" {
 			opts.Cluster.Username, opts.Cluster.Password = routeUser, cfg.ClusterSecret
 		}

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -96,6 +99,23 @@ func TestThreeServerClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
+	t.Run("plain routes", func(t *testing.T) { testThreeServers(t, nil) })
+	t.Run("tls routes", func(t *testing.T) {
+		ca := fermiontest.NewCA(t)
+		certFile, keyFile := ca.Issue(t, t.TempDir(), 1, time.Now().Add(time.Hour))
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		testThreeServers(t, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: roots})
+	})
+}
+
+// testThreeServers starts a three-server cluster (routes over TLS with clusterTLS) and
+// checks that an R3 write on one server is read on another.
+func testThreeServers(t *testing.T, clusterTLS *tls.Config) {
 	ports := fermiontest.Ports(t, 3)
 	var routes []string
 	for _, p := range ports {
@@ -108,7 +128,7 @@ func TestThreeServerClusterR3(t *testing.T) {
 	for i := range engines {
 		go func() {
 			e, err := Start(ctx, Config{Name: fmt.Sprintf("s%d", i), DataDir: t.TempDir(), ClusterName: "fermion-test",
-				ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, ClusterSecret: "route-secret"})
+				ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, ClusterSecret: "route-secret", ClusterTLS: clusterTLS})
 			engines[i] = e
 			errs <- err
 		}()
@@ -123,6 +143,27 @@ func TestThreeServerClusterR3(t *testing.T) {
 			e.Close()
 		}
 	}()
+	// A plain route port opens with its INFO line; a TLS one waits for a handshake with
+	// the certificate the members check.
+	routeAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	if clusterTLS != nil {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", routeAddr, &tls.Config{RootCAs: clusterTLS.RootCAs})
+		if err != nil {
+			t.Fatalf("TLS to the route port: %v", err)
+		}
+		conn.Close()
+	} else {
+		conn, err := net.DialTimeout("tcp", routeAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		info, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(info, "INFO ") || strings.Contains(info, `"tls_required":true`) {
+			t.Fatalf("plain route port: %q %v", info, err)
+		}
+	}
 	kv, err := engines[0].JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "r3", Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
