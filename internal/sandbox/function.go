@@ -109,12 +109,14 @@ type Function struct {
 	total    int         // live instances, idle and busy
 	memBytes int64       // linear memory of the live instances, as of their last release
 	closed   bool
-	// Autoscaling (reactors): peak is the most instances busy at once since the last
-	// tick, which folds it into scaler; desired is scaler's size for the pool, the
-	// floor that top-ups fill and idle reaping keeps.
-	peak    int
-	desired int
-	scaler  *autoscale.Recommender
+	// Autoscaling (reactors): peak is the most instances serving requests at once since
+	// the last tick, which folds it into scaler; desired is scaler's size for the pool,
+	// the floor that top-ups fill and idle reaping keeps. toppingUp counts the instances
+	// top-ups are creating: live, not idle, but serving no request, so not demand.
+	peak      int
+	desired   int
+	toppingUp int
+	scaler    *autoscale.Recommender
 
 	stop chan struct{}
 	wg   sync.WaitGroup // reaper and top-up goroutines
@@ -294,13 +296,13 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		inst := f.idle[n-1]
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
-		f.peak = max(f.peak, f.total-len(f.idle))
+		f.peak = max(f.peak, f.serving())
 		f.mu.Unlock()
 		inst.hold()
 		return inst, false, nil
 	}
 	f.total++
-	f.peak = max(f.peak, f.total-len(f.idle))
+	f.peak = max(f.peak, f.serving())
 	f.mu.Unlock()
 	inst, err := f.newInstance(ctx)
 	if err != nil {
@@ -429,6 +431,7 @@ func (f *Function) topUp() {
 				return
 			}
 			f.total++
+			f.toppingUp++
 			f.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), f.spec.Limits.Timeout)
 			inst, err := f.newInstance(ctx)
@@ -436,6 +439,7 @@ func (f *Function) topUp() {
 			if err != nil {
 				f.mu.Lock()
 				f.total--
+				f.toppingUp--
 				f.mu.Unlock()
 				<-f.slots
 				f.logger.Error("prewarm instance", "err", err)
@@ -454,10 +458,11 @@ func (f *Function) topUp() {
 	}()
 }
 
-// putInstanceFresh adds a newly created, never used instance to the idle list.
+// putInstanceFresh adds an instance a top-up created, never used, to the idle list.
 func (f *Function) putInstanceFresh(inst *instance) {
 	inst.release()
 	f.mu.Lock()
+	f.toppingUp--
 	if f.closed {
 		f.mu.Unlock()
 		f.discard(inst, telemetry.ReasonClosed)
@@ -500,11 +505,14 @@ func (f *Function) startReaper() {
 	}()
 }
 
+// serving is the number of instances serving requests (or starting for one). f.mu held.
+func (f *Function) serving() int { return f.total - len(f.idle) - f.toppingUp }
+
 // scale folds the busy peak since the last tick into the autoscaler and takes its size.
 func (f *Function) scale(now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	busy := f.total - len(f.idle)
+	busy := f.serving()
 	f.scaler.Observe(now, max(f.peak, busy))
 	f.peak = busy
 	f.desired = f.scaler.Desired(now)
