@@ -22,7 +22,7 @@ type registryFlags struct {
 
 func (f *registryFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.token, "token", "", "registry token (default $FERMION_REGISTRY_TOKEN)")
-	c.Flags().BoolVar(&f.plainHTTP, "plain-http", false, "use http:// for a non-loopback registry (loopback always uses it)")
+	c.Flags().BoolVar(&f.plainHTTP, "plain-http", false, "use http:// for a non-loopback registry (a loopback one is asked once whether it speaks TLS)")
 }
 
 // hint adds what to do to the errors a registry user can fix from the command line.
