@@ -16,19 +16,19 @@ import (
 )
 
 var (
-	registryLine = regexp.MustCompile(`(?m)^registry listening on http://(127\.0\.0\.1:\d+) `)
+	registryLine = regexp.MustCompile(`(?m)^registry listening on https?://(127\.0\.0\.1:\d+) `)
 	digestLine   = regexp.MustCompile(`(?m)^digest (sha256:[0-9a-f]{64})$`)
 	keyIDLine    = regexp.MustCompile(`(?m)^key id (sha256:[0-9a-f]{64})$`)
 )
 
 // startRegistryServe runs `fermion registry serve` in the background until the test
 // ends and returns its host:port.
-func startRegistryServe(t *testing.T, pushToken string) string {
+func startRegistryServe(t *testing.T, pushToken string, extra ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
-	args := []string{"registry", "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--push-token", pushToken, "--log-level", "warn"}
+	args := append([]string{"registry", "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--push-token", pushToken, "--log-level", "warn"}, extra...)
 	go func() { done <- cli.RunContext(ctx, args, stdout, stderr) }()
 	t.Cleanup(func() {
 		cancel()

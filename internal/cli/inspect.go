@@ -34,7 +34,10 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			cl := rf.client()
+			cl, err := rf.client()
+			if err != nil {
+				return err
+			}
 			p, err := cl.Resolve(c.Context(), ref)
 			if err != nil {
 				return rf.hint(err)

@@ -59,7 +59,11 @@ downloads the module. Nothing unverified is written.`,
 			if err != nil {
 				return err
 			}
-			p, err := rf.client().Pull(c.Context(), ref, policy)
+			cl, err := rf.client()
+			if err != nil {
+				return err
+			}
+			p, err := cl.Pull(c.Context(), ref, policy)
 			if err != nil {
 				return rf.hint(err)
 			}

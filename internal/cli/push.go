@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -18,11 +20,13 @@ import (
 type registryFlags struct {
 	token     string
 	plainHTTP bool
+	caFile    string
 }
 
 func (f *registryFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.token, "token", "", "registry token (default $FERMION_REGISTRY_TOKEN)")
 	c.Flags().BoolVar(&f.plainHTTP, "plain-http", false, "use http:// for a non-loopback registry (a loopback one is asked once whether it speaks TLS)")
+	c.Flags().StringVar(&f.caFile, "ca-file", "", "PEM CA certificates to trust besides the system's, for a registry with a private CA (or FERMION_CA_FILE)")
 }
 
 // hint adds what to do to the errors a registry user can fix from the command line.
@@ -30,15 +34,30 @@ func (f *registryFlags) hint(err error) error {
 	if errors.Is(err, oci.ErrNoToken) {
 		return fmt.Errorf("%w\npass --token or set FERMION_REGISTRY_TOKEN", err)
 	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return fmt.Errorf("%w\nthe registry's certificate is not signed by a CA this machine trusts: pass the CA with --ca-file or FERMION_CA_FILE", err)
+	}
 	return err
 }
 
-func (f *registryFlags) client() *oci.Client {
+func (f *registryFlags) client() (*oci.Client, error) {
 	t := f.token
 	if t == "" {
 		t = os.Getenv("FERMION_REGISTRY_TOKEN")
 	}
-	return &oci.Client{Token: t, PlainHTTP: f.plainHTTP}
+	caFile, caFrom := f.caFile, "--ca-file"
+	if caFile == "" {
+		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	}
+	cl := &oci.Client{Token: t, PlainHTTP: f.plainHTTP}
+	if caFile != "" {
+		pool, err := certs.LoadSystemPool(caFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
+		}
+		cl.RootCAs = pool
+	}
+	return cl, nil
 }
 
 // pushArtifact pushes a built artifact to ref, signs it with priv when not nil, reports
@@ -91,7 +110,11 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 			if err != nil {
 				return err
 			}
-			_, err = pushArtifact(c.Context(), rf.client(), ref, a, priv, c.OutOrStdout())
+			cl, err := rf.client()
+			if err != nil {
+				return err
+			}
+			_, err = pushArtifact(c.Context(), cl, ref, a, priv, c.OutOrStdout())
 			return rf.hint(err)
 		},
 	}

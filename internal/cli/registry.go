@@ -22,7 +22,7 @@ import (
 
 func newRegistryCmd() *cobra.Command {
 	c := &cobra.Command{Use: "registry", Short: "The built-in OCI registry"}
-	var data, listen, adminListen, logLevel string
+	var data, listen, adminListen, logLevel, tlsCert, tlsKey string
 	var pushTokens, pullTokens []string
 	var profiling bool
 	serve := &cobra.Command{
@@ -42,6 +42,9 @@ v1.2.3-rc.1) are immutable.`,
 				return err
 			}
 			defer done()
+			if err := tlsPair("", tlsCert, tlsKey); err != nil {
+				return err
+			}
 			if len(pushTokens) == 0 {
 				for _, t := range strings.Split(os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"), ",") {
 					if t = strings.TrimSpace(t); t != "" {
@@ -66,9 +69,19 @@ v1.2.3-rc.1) are immutable.`,
 				return err
 			}
 			defer r.Close()
+			var regTLS *telemetry.TLS
+			if tlsCert != "" {
+				if regTLS, err = telemetry.NewTLS(reg, logger, "registry", tlsCert, tlsKey); err != nil {
+					return usageError{fmt.Errorf("--tls-cert, --tls-key: %w", err)}
+				}
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("registry listen: %w; choose another address with --listen", err)
+			}
+			scheme := "http"
+			if regTLS != nil {
+				ln, scheme = regTLS.Listener(ln), "https"
 			}
 			srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 			var admin *http.Server
@@ -82,7 +95,7 @@ v1.2.3-rc.1) are immutable.`,
 				go admin.Serve(aln)
 				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", aln.Addr())
 			}
-			fmt.Fprintf(c.OutOrStdout(), "registry listening on http://%s (data in %s)\n", ln.Addr(), data)
+			fmt.Fprintf(c.OutOrStdout(), "registry listening on %s://%s (data in %s)\n", scheme, ln.Addr(), data)
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			select {
@@ -106,6 +119,8 @@ v1.2.3-rc.1) are immutable.`,
 	serve.Flags().StringVar(&data, "data", "fermion-registry", "data directory (JetStream store)")
 	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "registry address")
 	serve.Flags().StringVar(&adminListen, "admin-listen", "", "metrics and health address (empty: off)")
+	serve.Flags().StringVar(&tlsCert, "tls-cert", "", "serve over HTTPS with this PEM certificate (chain), reloaded when the file changes")
+	serve.Flags().StringVar(&tlsKey, "tls-key", "", "the PEM private key for --tls-cert")
 	serve.Flags().BoolVar(&profiling, "profiling", false, profilingUsage)
 	serve.Flags().StringSliceVar(&pushTokens, "push-token", nil, "token that may push (repeatable)")
 	serve.Flags().StringSliceVar(&pullTokens, "pull-token", nil, "token required to pull (repeatable; none: anonymous pulls)")

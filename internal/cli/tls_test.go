@@ -205,6 +205,22 @@ func TestFleetTLS(t *testing.T) {
 	if c != 0 || !strings.Contains(out, "converged: 1/1") {
 		t.Fatalf("deploy over TLS: %d\n%s\n%s", c, out, errOut)
 	}
+	// The registry verbs trust the CA from FERMION_CA_FILE or --ca-file, and say so when
+	// they lack it.
+	pushed := regexp.MustCompile(`(?m)^pushed (\S+)$`).FindStringSubmatch(out)
+	if pushed == nil {
+		t.Fatalf("no pushed line in %q", out)
+	}
+	if c, out, errOut := run(t, "inspect", pushed[1]); c != 0 {
+		t.Fatalf("inspect with FERMION_CA_FILE: %d %s %s", c, out, errOut)
+	}
+	t.Setenv("FERMION_CA_FILE", "")
+	if c, _, errOut := run(t, "inspect", pushed[1]); c == 0 || !strings.Contains(errOut, "pass the CA with --ca-file or FERMION_CA_FILE") {
+		t.Fatalf("inspect without the CA: %d %s", c, errOut)
+	}
+	if c, out, errOut := run(t, "inspect", pushed[1], "--ca-file", caFile); c != 0 {
+		t.Fatalf("inspect --ca-file: %d %s %s", c, out, errOut)
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	tc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
@@ -255,4 +271,24 @@ func waitSerial(t *testing.T, addr string, roots *x509.CertPool, serial int64) {
 		}
 		return nil
 	})
+}
+
+// TestRegistryServeTLS: fermion registry serve over HTTPS, reached by the registry verbs
+// with the CA and refused, with what to do, without it.
+func TestRegistryServeTLS(t *testing.T) {
+	ca := fermiontest.NewCA(t)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	fermiontest.WriteLater(t, caFile, ca.PEM)
+	certFile, keyFile := ca.Issue(t, dir, 40, time.Now().Add(time.Hour))
+	t.Setenv("FERMION_CA_FILE", "")
+	host := startRegistryServe(t, "push-secret", "--tls-cert", certFile, "--tls-key", keyFile)
+	ref := host + "/acme/none:1.0.0"
+	if c, _, errOut := run(t, "inspect", ref); c == 0 || !strings.Contains(errOut, "pass the CA with --ca-file or FERMION_CA_FILE") {
+		t.Fatalf("inspect without the CA: %d %s", c, errOut)
+	}
+	// With the CA the registry answers, here that the tag does not exist.
+	if c, _, errOut := run(t, "inspect", ref, "--ca-file", caFile); c == 0 || strings.Contains(errOut, "certificate") || !strings.Contains(errOut, "not found") {
+		t.Fatalf("inspect with the CA: %d %s", c, errOut)
+	}
 }
