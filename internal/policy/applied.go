@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -71,8 +72,9 @@ type artifactConfigDoc struct {
 			} `json:"files"`
 		} `json:"capabilities"`
 		Scaling struct {
-			MinWarm      int64 `json:"min_warm"`
-			MaxInstances int64 `json:"max_instances"`
+			MinWarm                     int64 `json:"min_warm"`
+			MaxInstances                int64 `json:"max_instances"`
+			TargetUtilizationPercentage int64 `json:"target_utilization_percentage"`
 		} `json:"scaling"`
 		// SLO is not in fermion.toml yet; an artifact that declares one is judged on it.
 		SLO map[string]any `json:"slo"`
@@ -129,8 +131,9 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 		Limits: Limits{Memory: mem, TimeoutMS: timeout.Milliseconds(), MaxRequestBody: m.Limits.MaxRequestBody,
 			MaxResponseBody: m.Limits.MaxResponseBody, MaxConcurrency: m.Limits.MaxConcurrency},
 		Capabilities: Capabilities{Env: env, AllowedOutboundHosts: nonNilSlice(m.Capabilities.AllowedOutboundHosts), Files: files},
-		Scaling:      Scaling{MinWarm: m.Scaling.MinWarm, MaxInstances: m.Scaling.MaxInstances},
-		SLO:          m.SLO,
+		Scaling: Scaling{MinWarm: m.Scaling.MinWarm, MaxInstances: m.Scaling.MaxInstances,
+			TargetUtilizationPercentage: cmp.Or(m.Scaling.TargetUtilizationPercentage, 100)},
+		SLO: m.SLO,
 	}
 	out.ABI, out.Size = doc.Module.ABI, doc.Module.Size
 	out.Imports = make([]string, 0, len(doc.Module.Imports))

@@ -72,7 +72,7 @@ const artifactConfig = `{"manifest":{"manifest_version":1,"app":{"name":"hello",
 "limits":{"memory":67108864,"timeout":"10s","max_request_body":1048576,"max_response_body":8388608,"max_concurrency":8,"queue_timeout":"1s"},
 "capabilities":{"env":{"TOKEN":"s3cret","GREETING":"hi"},"allowed_outbound_hosts":["https://api.example.com"],"outbound_timeout":"5s",
 "files":[{"source":"static","destination":"/static"}]},
-"scaling":{"min_warm":1,"max_instances":8,"max_requests_per_instance":0,"idle_timeout":"5m0s"}},
+"scaling":{"min_warm":1,"max_instances":8,"max_requests_per_instance":0,"idle_timeout":"5m0s","target_utilization_percentage":70}},
 "module":{"digest":"sha256:aa","size":123456,"abi":"reactor","imports":[{"module":"wasi_snapshot_preview1","name":"fd_write","kind":"func"},{"module":"fermion","name":"http_send","kind":"func"}],"exports":["handle"]},
 "scan":{"capabilities":["outbound_http"],"findings":[]}}`
 
@@ -86,7 +86,7 @@ func TestParseArtifactConfig(t *testing.T) {
 			App:          App{Name: "hello", Version: "0.1.0", Labels: map[string]string{"tier": "edge"}},
 			Limits:       Limits{Memory: 64 << 20, TimeoutMS: 10000, MaxRequestBody: 1 << 20, MaxResponseBody: 8 << 20, MaxConcurrency: 8},
 			Capabilities: Capabilities{Env: []string{"GREETING", "TOKEN"}, AllowedOutboundHosts: []string{"https://api.example.com"}, Files: []string{"/static"}},
-			Scaling:      Scaling{MinWarm: 1, MaxInstances: 8},
+			Scaling:      Scaling{MinWarm: 1, MaxInstances: 8, TargetUtilizationPercentage: 70},
 		},
 		ABI: "reactor", Imports: []string{"wasi_snapshot_preview1.fd_write", "fermion.http_send"}, Size: 123456,
 	}

@@ -69,6 +69,8 @@ type Capabilities struct {
 type Scaling struct {
 	MinWarm      int64 `json:"min_warm"`
 	MaxInstances int64 `json:"max_instances"`
+	// TargetUtilizationPercentage is 100 for artifacts built before the field existed.
+	TargetUtilizationPercentage int64 `json:"target_utilization_percentage"`
 }
 
 // Caller is who asked, from the API token.
