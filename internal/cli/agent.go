@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
-	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
@@ -218,15 +216,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return nil, err
 	}
-	if o.caFile == "" {
-		o.caFile = os.Getenv("FERMION_CA_FILE")
-	}
-	var roots *x509.CertPool
-	if o.caFile != "" {
-		var err error
-		if roots, err = certs.LoadSystemPool(o.caFile); err != nil {
-			return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
-		}
+	roots, err := loadCA(o.caFile)
+	if err != nil {
+		return nil, err
 	}
 	gw, err := listen(o.listen, "gateway", "listen")
 	if err != nil {

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -105,6 +107,24 @@ const profilingUsage = "serve Go's CPU, heap and goroutine profiles at /debug/pp
 func gatewayTLSFlags(f *pflag.FlagSet, prefix string, cert, key *string) {
 	f.StringVar(cert, prefix+"tls-cert", "", "serve the gateway over HTTPS with this PEM certificate (chain), reloaded when the file changes")
 	f.StringVar(key, prefix+"tls-key", "", "the PEM private key for --"+prefix+"tls-cert")
+}
+
+// loadCA reads the PEM CA certificates in the file named by flag (or FERMION_CA_FILE
+// when it is empty), added to the system's roots; nil, nil when neither names one. An
+// error names where the file came from.
+func loadCA(flag string) (*x509.CertPool, error) {
+	file, from := flag, "--ca-file"
+	if file == "" {
+		file, from = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	}
+	if file == "" {
+		return nil, nil
+	}
+	pool, err := certs.LoadSystemPool(file)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", from, err)}
+	}
+	return pool, nil
 }
 
 // tlsPair checks that a certificate and its key are given together.

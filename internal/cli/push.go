@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/artifact"
-	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -45,19 +44,11 @@ func (f *registryFlags) client() (*oci.Client, error) {
 	if t == "" {
 		t = os.Getenv("FERMION_REGISTRY_TOKEN")
 	}
-	caFile, caFrom := f.caFile, "--ca-file"
-	if caFile == "" {
-		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
+	pool, err := loadCA(f.caFile)
+	if err != nil {
+		return nil, err
 	}
-	cl := &oci.Client{Token: t, PlainHTTP: f.plainHTTP}
-	if caFile != "" {
-		pool, err := certs.LoadSystemPool(caFile)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
-		}
-		cl.RootCAs = pool
-	}
-	return cl, nil
+	return &oci.Client{Token: t, PlainHTTP: f.plainHTTP, RootCAs: pool}, nil
 }
 
 // pushArtifact pushes a built artifact to ref, signs it with priv when not nil, reports

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -182,13 +181,8 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 			// The routes: each replica serves its certificate to the others and checks
 			// theirs; the cluster secret still authenticates them.
 			clusterTLS = apiTLS.Config()
-			if o.caFile == "" {
-				o.caFile = os.Getenv("FERMION_CA_FILE")
-			}
-			if o.caFile != "" {
-				if clusterTLS.RootCAs, err = certs.LoadSystemPool(o.caFile); err != nil {
-					return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
-				}
+			if clusterTLS.RootCAs, err = loadCA(o.caFile); err != nil {
+				return nil, err
 			}
 		}
 	} else if o.caFile != "" {

@@ -22,10 +22,7 @@ import (
 func TestServerTLS(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("FERMION_HOME", home)
-	ca := fermiontest.NewCA(t)
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	fermiontest.WriteLater(t, caFile, ca.PEM)
+	ca, dir, caFile := newTestCA(t)
 	certFile, keyFile := ca.Issue(t, dir, 10, time.Now().Add(time.Hour))
 
 	if c, _, errOut := run(t, "server", "--tls-cert", certFile); c != 2 || !strings.Contains(errOut, "--tls-cert and --tls-key go together") {
@@ -167,10 +164,7 @@ func TestFleetTLS(t *testing.T) {
 	}
 	home := t.TempDir()
 	t.Setenv("FERMION_HOME", home)
-	ca := fermiontest.NewCA(t)
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	fermiontest.WriteLater(t, caFile, ca.PEM)
+	ca, dir, caFile := newTestCA(t)
 	certFile, keyFile := ca.Issue(t, dir, 30, time.Now().Add(time.Hour))
 
 	srv := startVerb(t, "server", "--data", t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile,
@@ -276,10 +270,7 @@ func waitSerial(t *testing.T, addr string, roots *x509.CertPool, serial int64) {
 // TestRegistryServeTLS: fermion registry serve over HTTPS, reached by the registry verbs
 // with the CA and refused, with what to do, without it.
 func TestRegistryServeTLS(t *testing.T) {
-	ca := fermiontest.NewCA(t)
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	fermiontest.WriteLater(t, caFile, ca.PEM)
+	ca, dir, caFile := newTestCA(t)
 	certFile, keyFile := ca.Issue(t, dir, 40, time.Now().Add(time.Hour))
 	t.Setenv("FERMION_CA_FILE", "")
 	host := startRegistryServe(t, "push-secret", "--tls-cert", certFile, "--tls-key", keyFile)
@@ -291,4 +282,14 @@ func TestRegistryServeTLS(t *testing.T) {
 	if c, _, errOut := run(t, "inspect", ref, "--ca-file", caFile); c == 0 || strings.Contains(errOut, "certificate") || !strings.Contains(errOut, "not found") {
 		t.Fatalf("inspect with the CA: %d %s", c, errOut)
 	}
+}
+
+// newTestCA makes a CA and a directory holding its certificate (caFile), for
+// certificates issued into the same directory.
+func newTestCA(t *testing.T) (ca *fermiontest.CA, dir, caFile string) {
+	t.Helper()
+	ca, dir = fermiontest.NewCA(t), t.TempDir()
+	caFile = filepath.Join(dir, "ca.pem")
+	fermiontest.WriteLater(t, caFile, ca.PEM)
+	return ca, dir, caFile
 }

@@ -113,7 +113,7 @@ type Client struct {
 
 	mu      sync.Mutex      // guards the fields below
 	tlsHost map[string]bool // registry host:port → speaks TLS, from SetTLS
-	base    *http.Client    // the retrying client trusting RootCAs, made once
+	tr      *http.Transport // trusting RootCAs, made once
 }
 
 // SetTLS records whether the registry at host (host:port, as in references) speaks
@@ -162,10 +162,7 @@ func (c *Client) probeTLS(ctx context.Context, host string) (on, known bool) {
 	}
 	hc := c.HTTPClient
 	if hc == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
-		hc = &http.Client{Transport: t}
-		defer t.CloseIdleConnections()
+		hc = &http.Client{Transport: c.transport()} // without oras' retries: one question
 	}
 	resp, err := hc.Do(req)
 	var rh tls.RecordHeaderError
@@ -181,6 +178,22 @@ func (c *Client) probeTLS(ctx context.Context, host string) (on, known bool) {
 	return false, false
 }
 
+// transport is http.DefaultTransport, or, with RootCAs, a copy of it that trusts them
+// (made once).
+func (c *Client) transport() http.RoundTripper {
+	if c.RootCAs == nil {
+		return http.DefaultTransport
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tr == nil {
+		c.tr = http.DefaultTransport.(*http.Transport).Clone()
+		c.tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
+	}
+	return c.tr
+}
+
+// httpClient is HTTPClient, or oras' retrying client over transport.
 func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient != nil {
 		return c.HTTPClient
@@ -188,14 +201,7 @@ func (c *Client) httpClient() *http.Client {
 	if c.RootCAs == nil {
 		return retry.DefaultClient
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.base == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
-		c.base = &http.Client{Transport: retry.NewTransport(t)}
-	}
-	return c.base
+	return &http.Client{Transport: retry.NewTransport(c.transport())}
 }
 
 func (c *Client) repo(ctx context.Context, ref Ref) (*remote.Repository, error) {
