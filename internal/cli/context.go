@@ -19,7 +19,6 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/atomicfile"
-	"fermion.dev/fermion/internal/certs"
 )
 
 // defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
@@ -140,21 +139,9 @@ func sameServer(a, b string) bool {
 	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
-// caPool is the CA from --ca-file or FERMION_CA_FILE, or nil for the system's roots.
-func (f *apiFlags) caPool() (*x509.CertPool, error) {
-	caFile, caFrom := f.caFile, "--ca-file"
-	if caFile == "" {
-		caFile, caFrom = os.Getenv("FERMION_CA_FILE"), "FERMION_CA_FILE"
-	}
-	if caFile == "" {
-		return nil, nil
-	}
-	pool, err := certs.LoadPool(caFile)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("%s: %w", caFrom, err)}
-	}
-	return pool, nil
-}
+// caPool is the system's roots plus the CA from --ca-file or FERMION_CA_FILE, as the
+// flag's help says, or nil for the system's roots alone.
+func (f *apiFlags) caPool() (*x509.CertPool, error) { return loadCA(f.caFile) }
 
 // client returns a client of the resolved control plane.
 func (f *apiFlags) client() (*client.Client, error) {
