@@ -3,10 +3,12 @@ package agent
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -204,6 +206,20 @@ func (n *Node) tlsOption() nats.Option {
 	}
 }
 
+// explainTLS adds what to do to a TLS failure reaching the control plane.
+func explainTLS(err error) error {
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return fmt.Errorf("%w; the control plane's certificate is signed by a CA this node does not trust: pass that CA with --ca-file or FERMION_CA_FILE", err)
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return fmt.Errorf("%w; the control plane's certificate does not name the host in --server: use a name it lists, or reissue it", err)
+	}
+	if ce, ok := errors.AsType[x509.CertificateInvalidError](err); ok && ce.Reason == x509.Expired {
+		return fmt.Errorf("%w; the control plane's certificate expired (or is not valid yet): renew its --tls-cert files, or check this node's clock", err)
+	}
+	return err
+}
+
 func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 	n := c.n
 	nc, err := nats.Connect(strings.Join(n.cfg.Servers, ","),
@@ -218,7 +234,7 @@ func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 			strings.Join(n.cfg.Servers, ", "), err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("join: connect to %s: %w", strings.Join(n.cfg.Servers, ", "), err)
+		return nil, fmt.Errorf("join: connect to %s: %w", strings.Join(n.cfg.Servers, ", "), explainTLS(err))
 	}
 	defer nc.Close()
 	var reply v1.JoinReply
@@ -240,6 +256,7 @@ func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 // ever (RetryOnFailedConnect, MaxReconnects(-1)); the callbacks only signal the loop.
 func (c *cpLoop) connect() {
 	n := c.n
+	var tlsFailures atomic.Int64 // consecutive failed reconnects in TLS
 	nc, err := nats.Connect(strings.Join(n.cfg.Servers, ","),
 		n.tlsOption(),
 		nats.Name("fermion-agent "+n.cfg.Name),
@@ -258,6 +275,7 @@ func (c *cpLoop) connect() {
 			n.signal(n.connEvents)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			tlsFailures.Store(0)
 			n.log.Info("reconnected to the control plane")
 			n.signal(n.connEvents)
 		}),
@@ -270,6 +288,13 @@ func (c *cpLoop) connect() {
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			if isAuthError(err) {
 				n.signal(n.authRefused)
+			}
+			// Other failures are the network's and retried quietly; a TLS one (a rotated
+			// certificate this node does not accept) needs someone, so say so.
+			if errors.Is(err, nats.ErrTLS) {
+				if k := int(tlsFailures.Add(1)); loud(k) {
+					n.log.Warn("cannot reconnect to the control plane over TLS; retrying", "err", explainTLS(err), "attempt", k)
+				}
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {

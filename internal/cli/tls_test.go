@@ -194,6 +194,17 @@ func TestFleetTLS(t *testing.T) {
 		t.Fatalf("agent gateway %s, want https", gw)
 	}
 
+	// An agent without the CA is told how to trust it (logs are written in batches).
+	lost := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", "edge-no-ca", "--data", t.TempDir(),
+		"--listen", "127.0.0.1:0", "--admin-listen", "")
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		if !strings.Contains(lost.errs.String(), "pass that CA with --ca-file or FERMION_CA_FILE") {
+			return fmt.Errorf("no hint in the agent's log:\n%s", lost.errs)
+		}
+		return nil
+	})
+	lost.cancel()
+
 	t.Setenv("FERMION_CA_FILE", caFile)
 	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "1", "--timeout", "2m")
 	if c != 0 || !strings.Contains(out, "converged: 1/1") {
