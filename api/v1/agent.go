@@ -54,8 +54,12 @@ type RegisterReply struct {
 	TrustedKeys       []string `json:"trustedKeys,omitempty"` // PEM public keys signatures are checked against
 	// RequireSignatures: refuse artifacts without a signature by a trusted key. Off, a
 	// bad signature is still refused, and policies decide about unsigned artifacts.
-	RequireSignatures bool          `json:"requireSignatures,omitempty"`
-	Assignments       AssignmentSet `json:"assignments"`
+	RequireSignatures bool `json:"requireSignatures,omitempty"`
+	// MatchRepository: a signature must also name the repository the artifact is
+	// pulled from (its docker-reference). Off, it binds the manifest digest only, as
+	// cosign's key-based verification does, so mirrors and other host names verify.
+	MatchRepository bool          `json:"matchRepository,omitempty"`
+	Assignments     AssignmentSet `json:"assignments"`
 	// RuntimePolicies are the runtime policies in force (see RuntimePolicy).
 	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
 	// Registry is the control plane's built-in registry, if it serves one.

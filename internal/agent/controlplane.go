@@ -357,14 +357,14 @@ func (c *cpLoop) register(ctx context.Context) {
 	}
 	if err == nil {
 		var changed bool
-		if changed, err = n.trust.set(reply.TrustedKeys, reply.RequireSignatures); err != nil {
+		if changed, err = n.trust.set(reply.TrustedKeys, reply.RequireSignatures, reply.MatchRepository); err != nil {
 			result, err = resultRejected, fmt.Errorf("register: the control plane sent an unusable trusted key: %w", err)
 		} else {
 			if n.setRegistry(reply.Registry) {
 				changed = true
 			}
 			if changed {
-				body := trustFileBody{TrustedKeys: reply.TrustedKeys, RequireSignatures: reply.RequireSignatures, Registry: reply.Registry}
+				body := trustFileBody{TrustedKeys: reply.TrustedKeys, RequireSignatures: reply.RequireSignatures, MatchRepository: reply.MatchRepository, Registry: reply.Registry}
 				if err := writeJSON(n.cfg.DataDir, trustFile, body); err != nil {
 					n.log.Error("trusted keys not saved", "err", err)
 				}

@@ -199,7 +199,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if _, err := readJSON(cfg.DataDir, trustFile, &tf); err != nil {
 		log.Error("trusted keys unreadable; trusting none until the control plane answers", "err", err)
 	}
-	if _, err := n.trust.set(tf.TrustedKeys, tf.RequireSignatures); err != nil {
+	if _, err := n.trust.set(tf.TrustedKeys, tf.RequireSignatures, tf.MatchRepository); err != nil {
 		log.Error("trusted keys unusable; trusting none until the control plane answers", "err", err)
 	}
 	n.setRegistry(tf.Registry)

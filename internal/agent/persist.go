@@ -40,6 +40,7 @@ type nodeCreds struct {
 type trustFileBody struct {
 	TrustedKeys       []string `json:"trustedKeys"`
 	RequireSignatures bool     `json:"requireSignatures,omitempty"`
+	MatchRepository   bool     `json:"matchRepository,omitempty"`
 	// Registry is how to reach the control plane's registry, for pulls before the
 	// control plane answers after a restart.
 	Registry *v1.RegistryInfo `json:"registry,omitempty"`

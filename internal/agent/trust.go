@@ -10,15 +10,17 @@ import (
 	"fermion.dev/fermion/internal/oci"
 )
 
-// trust is the node's trust policy: the PEM keys the control plane last sent and
-// whether it requires signatures (without, a bad signature is still refused). It is the node cache's Verifier, so a policy the control plane
-// changes applies to the next verification without reopening the cache.
+// trust is the node's trust policy: the PEM keys the control plane last sent, whether
+// it requires signatures (without, a bad signature is still refused) and whether a
+// signature must name the repository. It is the node cache's Verifier, so a policy the
+// control plane changes applies to the next verification without reopening the cache.
 type trust struct {
 	client *oci.Client
 
 	mu      sync.Mutex // guards the fields below; leaf
 	pems    []string
 	require bool
+	match   bool
 	policy  artifact.TrustPolicy
 	ids     []string // KeyIDs of policy.Keys
 }
@@ -27,7 +29,7 @@ var _ nodecache.Verifier = (*trust)(nil)
 
 // set replaces the policy with one built from pems. It reports whether anything changed;
 // on a malformed key it keeps the current policy and returns the error.
-func (t *trust) set(pems []string, require bool) (changed bool, err error) {
+func (t *trust) set(pems []string, require, match bool) (changed bool, err error) {
 	raw := make([][]byte, len(pems))
 	for i, p := range pems {
 		raw[i] = []byte(p)
@@ -36,16 +38,17 @@ func (t *trust) set(pems []string, require bool) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	p.MatchRepository = match
 	ids := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
 		ids[i] = artifact.KeyID(k)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if slices.Equal(t.pems, pems) && t.require == require {
+	if slices.Equal(t.pems, pems) && t.require == require && t.match == match {
 		return false, nil
 	}
-	t.pems, t.require, t.policy, t.ids = slices.Clone(pems), require, p, ids
+	t.pems, t.require, t.match, t.policy, t.ids = slices.Clone(pems), require, match, p, ids
 	return true, nil
 }
 

@@ -279,8 +279,15 @@ type TrustPolicy struct {
 	Keys []*ecdsa.PublicKey
 	// RequireSignature refuses artifacts without a signature by a trusted key. Without
 	// it, unsigned artifacts and those signed only by unknown keys pass as unsigned; a
-	// trusted signature for the wrong digest or repository is refused either way.
+	// trusted signature for the wrong digest (or, with MatchRepository, the wrong
+	// repository) is refused either way.
 	RequireSignature bool
+	// MatchRepository also requires the repository a signature names (its payload's
+	// critical.identity.docker-reference) to be the one the artifact is pulled from.
+	// Off by default: like cosign's key-based verification, a signature binds the
+	// manifest digest, so it still verifies under another host name (localhost and
+	// 127.0.0.1), another port or a mirror made with cosign copy.
+	MatchRepository bool
 }
 
 // Verified is the outcome of a successful Verify.
@@ -312,23 +319,38 @@ func LoadTrustPolicy(pems [][]byte, require bool) (TrustPolicy, error) {
 }
 
 // Verify checks the signatures of the artifact with manifest digest d pulled from repo
-// (a tag or digest on it is ignored; "" skips the repository check). It succeeds when a
-// signature verifies with a trusted key and its payload names d and repo. Failures wrap
+// (a tag or digest on it is ignored; "" skips the repository check, which only a policy
+// with MatchRepository makes). It succeeds when a signature verifies with a trusted key
+// and its payload names d (and, with MatchRepository, repo). Failures wrap
 // ErrNoSignature, ErrUntrustedSignature, ErrDigestMismatch, ErrIdentityMismatch or
 // ErrBadManifest; see Reason.
 func (p TrustPolicy) Verify(repo string, d digest.Digest, sigs []Signature) (Verified, error) {
+	all, err := p.VerifyAll(repo, d, sigs)
+	if err != nil || len(all) == 0 {
+		return Verified{}, err
+	}
+	return all[0], nil
+}
+
+// VerifyAll is Verify reporting every trusted key that signed the artifact (once per
+// key, in signature order) rather than the first: what a co-signed artifact's reader
+// wants to see. It returns no signer and no error when the policy lets an artifact
+// without a trusted signature through.
+func (p TrustPolicy) VerifyAll(repo string, d digest.Digest, sigs []Signature) ([]Verified, error) {
 	ref := d.String()
 	if repo != "" {
 		ref = Repository(repo) + "@" + ref
 	}
 	if len(sigs) == 0 {
 		if p.RequireSignature {
-			return Verified{}, fmt.Errorf("verify %s: %w; sign it with a key the trust policy lists (cosign sign --key works too)", ref, ErrNoSignature)
+			return nil, fmt.Errorf("verify %s: %w; sign it with a key the trust policy lists (cosign sign --key works too)", ref, ErrNoSignature)
 		}
-		return Verified{}, nil
+		return nil, nil
 	}
 	want := Repository(repo)
 	var refused error
+	var out []Verified
+	seen := map[string]bool{}
 	for _, s := range sigs {
 		key := p.signer(s)
 		if key == nil {
@@ -347,22 +369,29 @@ func (p TrustPolicy) Verify(repo string, d digest.Digest, sigs []Signature) (Ver
 			}
 			continue
 		}
-		if got := Repository(pl.Critical.Identity.DockerReference); want != "" && got != want {
+		if got := Repository(pl.Critical.Identity.DockerReference); p.MatchRepository && want != "" && got != want {
 			if refused == nil {
-				refused = fmt.Errorf("verify %s: %w: the trusted signature names %q, not %q; sign the artifact in this repository", ref, ErrIdentityMismatch, got, want)
+				refused = fmt.Errorf("verify %s: %w: the trusted signature names %q, not %q, and the trust policy matches repositories; sign the artifact in this repository or stop matching repositories", ref, ErrIdentityMismatch, got, want)
 			}
 			continue
 		}
-		return Verified{Signed: true, KeyID: KeyID(key), Identity: pl.Critical.Identity.DockerReference}, nil
+		id := KeyID(key)
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, Verified{Signed: true, KeyID: id, Identity: pl.Critical.Identity.DockerReference})
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
 	}
 	if refused != nil {
-		return Verified{}, refused
+		return nil, refused
 	}
 	if p.RequireSignature {
-		return Verified{}, fmt.Errorf("verify %s: %w: %d signature(s), none by the %d trusted key(s); sign with a trusted key or trust the signer's public key",
+		return nil, fmt.Errorf("verify %s: %w: %d signature(s), none by the %d trusted key(s); sign with a trusted key or trust the signer's public key",
 			ref, ErrUntrustedSignature, len(sigs), len(p.Keys))
 	}
-	return Verified{}, nil
+	return nil, nil
 }
 
 // signer returns the trusted key whose signature s carries, or nil.

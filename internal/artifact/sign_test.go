@@ -211,6 +211,8 @@ func TestVerify(t *testing.T) {
 	}
 	lax := policy
 	lax.RequireSignature = false
+	strict := policy
+	strict.MatchRepository = true
 
 	d := digest.FromString("manifest")
 	other := digest.FromString("another manifest")
@@ -240,7 +242,13 @@ func TestVerify(t *testing.T) {
 		{"one good among strangers", policy, testRepo, d, append(sigsFor(stranger, testRepo, d), good...), nil, true},
 		{"signature for another digest", policy, testRepo, other, good, ErrDigestMismatch, false},
 		{"signature for another digest, lax", lax, testRepo, other, good, ErrDigestMismatch, false},
-		{"signature for another repository", policy, "localhost:5000/team/other", d, good, ErrIdentityMismatch, false},
+		// A signature binds the digest: the same artifact under another name verifies,
+		// unless the policy matches repositories.
+		{"pulled under another host name", policy, "127.0.0.1:5000/team/hello", d, good, nil, true},
+		{"pulled from a mirror", policy, "mirror.example:443/copies/hello@" + d.String(), d, good, nil, true},
+		{"matching repository", strict, testRepo + ":1.0", d, good, nil, true},
+		{"signature for another repository, matched", strict, "localhost:5000/team/other", d, good, ErrIdentityMismatch, false},
+		{"another host name, matched", strict, "127.0.0.1:5000/team/hello", d, good, ErrIdentityMismatch, false},
 		{"payload edited after signing", policy, testRepo, other, forged, ErrUntrustedSignature, false},
 		{"untrusted key", policy, testRepo, d, sigsFor(stranger, testRepo, d), ErrUntrustedSignature, false},
 		{"untrusted key, lax", lax, testRepo, d, sigsFor(stranger, testRepo, d), nil, false},
@@ -258,6 +266,65 @@ func TestVerify(t *testing.T) {
 			}
 			if tt.signed && (v.KeyID != KeyID(&trusted.PublicKey) || v.Identity != testRepo) {
 				t.Errorf("Verified = %+v", v)
+			}
+		})
+	}
+}
+
+func TestVerifyAllNamesEverySigner(t *testing.T) {
+	alice, _ := GenerateKey()
+	bob, _ := GenerateKey()
+	carol, _ := GenerateKey()
+	pems := func(keys ...*ecdsa.PrivateKey) [][]byte {
+		var out [][]byte
+		for _, k := range keys {
+			b, err := MarshalPublicKey(&k.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b)
+		}
+		return out
+	}
+	d := digest.FromString("manifest")
+	store := blobs{}
+	m := signed(t, alice, testRepo, d, nil, store)
+	m = signed(t, bob, "127.0.0.1:5000/team/hello", d, m, store)
+	m = signed(t, alice, testRepo, d, m, store) // signed twice by one key: named once
+	sigs, err := ParseSignatures(m, store.fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		keys  [][]byte
+		match bool
+		want  []string // key ids, in order
+		err   error
+	}{
+		{"both signers", pems(alice, bob), false, []string{KeyID(&alice.PublicKey), KeyID(&bob.PublicKey)}, nil},
+		{"keys given in the other order", pems(bob, alice), false, []string{KeyID(&alice.PublicKey), KeyID(&bob.PublicKey)}, nil},
+		{"one of them", pems(bob, carol), false, []string{KeyID(&bob.PublicKey)}, nil},
+		{"matching the repository drops bob's", pems(alice, bob), true, []string{KeyID(&alice.PublicKey)}, nil},
+		{"none", pems(carol), false, nil, ErrUntrustedSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := LoadTrustPolicy(tt.keys, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.MatchRepository = tt.match
+			all, err := p.VerifyAll(testRepo, d, sigs)
+			if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			var got []string
+			for _, v := range all {
+				got = append(got, v.KeyID)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("signers = %v, want %v", got, tt.want)
 			}
 		})
 	}

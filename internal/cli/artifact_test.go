@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,9 +138,35 @@ func TestArtifactFlow(t *testing.T) {
 				t.Fatalf("inspect lacks %q:\n%s", want, out)
 			}
 		}
-		out = mustRun(t, "inspect", ref, "--verify", otherPub)
-		if !strings.Contains(out, "signatures NOT VERIFIED: ") || !strings.Contains(out, "no signature verifies with a trusted key") {
-			t.Fatalf("inspect with another key:\n%s", out)
+		// Inspect with --verify is a check: it still prints, and fails.
+		code, out, stderr := run(t, "inspect", ref, "--verify", otherPub)
+		if code != 1 || !strings.Contains(out, "signatures NOT VERIFIED: ") || !strings.Contains(out, "no signature verifies with a trusted key") ||
+			!strings.Contains(stderr, "no signature verified") {
+			t.Fatalf("inspect with another key exited %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+		}
+	})
+
+	// A signature binds the digest: the artifact reached under another name for the
+	// same registry (localhost instead of 127.0.0.1) verifies, as with cosign verify
+	// --key, unless the repository must match.
+	t.Run("verify under another host name", func(t *testing.T) {
+		_, port, err := net.SplitHostPort(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alias := "localhost:" + port + "/acme/hello:0.1.0"
+		out := mustRun(t, "pull", alias, "--verify", signingPub, "-o", filepath.Join(t.TempDir(), "x.wasm"))
+		if !strings.Contains(out, "verified signature by key "+keyID) {
+			t.Fatalf("pull %s printed:\n%s", alias, out)
+		}
+		mustRun(t, "inspect", alias, "--verify", signingPub)
+		code, stdout, stderr := run(t, "pull", alias, "--verify", signingPub, "--match-repository", "-o", filepath.Join(t.TempDir(), "y.wasm"))
+		if code != 1 || !strings.Contains(stderr, "signature is for a different repository") || !strings.Contains(stderr, host+"/acme/hello") {
+			t.Fatalf("pull %s --match-repository exited %d\nstdout:\n%s\nstderr:\n%s", alias, code, stdout, stderr)
+		}
+		code, _, stderr = run(t, "inspect", alias, "--verify", signingPub, "--match-repository")
+		if code != 1 || !strings.Contains(stderr, "different repository") {
+			t.Fatalf("inspect %s --match-repository exited %d: %s", alias, code, stderr)
 		}
 	})
 
@@ -152,6 +179,15 @@ func TestArtifactFlow(t *testing.T) {
 		t.Logf("refused: %s", stderr)
 		if _, err := os.Stat(file); !os.IsNotExist(err) {
 			t.Fatalf("a refused pull wrote %s (%v)", file, err)
+		}
+	})
+
+	t.Run("co-signed", func(t *testing.T) {
+		otherKey := filepath.Join(work, "other.key")
+		mustRun(t, "push", ref, "--dir", dir, "--no-build", "--cache-dir", cache, "--sign", otherKey, "--token", token)
+		out := mustRun(t, "inspect", ref, "--verify", signingPub, "--verify", otherPub)
+		if !strings.Contains(out, "signatures verified by key ") || !strings.Contains(out, keyID) || !strings.Contains(out, otherID) {
+			t.Fatalf("inspect of a co-signed artifact with both keys names not both signers:\n%s", out)
 		}
 	})
 

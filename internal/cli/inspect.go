@@ -22,10 +22,13 @@ func appName(p *oci.Pulled) string {
 func newInspectCmd() *cobra.Command {
 	var rf registryFlags
 	var verify []string
-	var asJSON bool
+	var match, asJSON bool
 	c := &cobra.Command{
 		Use:   "inspect REF",
 		Short: "Show an artifact's manifest, config, size, imports and signatures",
+		Long: `Inspect shows an artifact's manifest, config, size, imports and signatures. With
+--verify KEY (repeatable) it checks the signatures against those public keys, names every
+key that signed the artifact, and exits non-zero when none did.`,
 		Example: `  fermion inspect localhost:5000/acme/hello:1.2.0
   fermion inspect localhost:5000/acme/hello@sha256:… --verify signing.pub`,
 		Args: exactArgs(1),
@@ -46,7 +49,7 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			policy, err := trustPolicy(verify)
+			policy, err := trustPolicy(verify, match)
 			if err != nil {
 				return err
 			}
@@ -54,22 +57,33 @@ func newInspectCmd() *cobra.Command {
 			if len(sigs) > 0 {
 				verdict = fmt.Sprintf("%d signature(s), not checked (pass --verify KEY)", len(sigs))
 			}
+			// With --verify, inspect is a check: it prints everything, then fails when
+			// no given key verifies, so scripts can rely on its exit code.
+			var verifyErr error
+			var signers []string
 			if len(verify) > 0 {
-				v, err := policy.Verify(ref.Name(), p.ManifestDigest, sigs)
+				all, err := policy.VerifyAll(ref.Name(), p.ManifestDigest, sigs)
+				for _, v := range all {
+					signers = append(signers, v.KeyID)
+				}
 				if err != nil {
 					verdict = "NOT VERIFIED: " + err.Error()
+					verifyErr = fmt.Errorf("inspect %s: no signature verified: %w", ref, err)
 				} else {
-					verdict = "verified by key " + v.KeyID
+					verdict = "verified by key " + strings.Join(signers, ", key ")
 				}
 			}
 			w := c.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{
+				if err := enc.Encode(map[string]any{
 					"reference": ref.String(), "digest": p.ManifestDigest, "manifest": json.RawMessage(p.Manifest),
-					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict,
-				})
+					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict, "verifiedBy": signers,
+				}); err != nil {
+					return err
+				}
+				return verifyErr
 			}
 			cfg := p.Parsed.Config
 			fmt.Fprintf(w, "reference  %s\ndigest     %s\nartifact   %s\n", ref, p.ManifestDigest, p.Parsed.Manifest.ArtifactType)
@@ -103,11 +117,12 @@ func newInspectCmd() *cobra.Command {
 			json.Unmarshal(cfg.Manifest, &manifest)
 			b, _ := json.MarshalIndent(manifest, "  ", "  ")
 			fmt.Fprintf(w, "config:\n  %s\n", b)
-			return nil
+			return verifyErr
 		},
 	}
 	rf.add(c)
 	c.Flags().StringSliceVar(&verify, "verify", nil, "check signatures against this public key (repeatable)")
+	c.Flags().BoolVar(&match, "match-repository", false, matchRepositoryUsage)
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

@@ -25,8 +25,12 @@ func loadPrivateKey(path string) (*privateKey, error) {
 	return &privateKey{k}, nil
 }
 
-// trustPolicy loads public keys; with any key given, a signature is required.
-func trustPolicy(paths []string) (artifact.TrustPolicy, error) {
+// matchRepositoryUsage is the help of pull's and inspect's --match-repository.
+const matchRepositoryUsage = "with --verify, also require the signature to name this repository (off: it binds the digest, so copies in mirrors and under other host names verify, as with cosign verify --key)"
+
+// trustPolicy loads public keys; with any key given, a signature is required. match
+// also requires the signature to name the repository pulled from.
+func trustPolicy(paths []string, match bool) (artifact.TrustPolicy, error) {
 	var pems [][]byte
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -35,12 +39,15 @@ func trustPolicy(paths []string) (artifact.TrustPolicy, error) {
 		}
 		pems = append(pems, b)
 	}
-	return artifact.LoadTrustPolicy(pems, len(pems) > 0)
+	p, err := artifact.LoadTrustPolicy(pems, len(pems) > 0)
+	p.MatchRepository = match
+	return p, err
 }
 
 func newPullCmd() *cobra.Command {
 	var rf registryFlags
 	var verify []string
+	var match bool
 	var out string
 	c := &cobra.Command{
 		Use:   "pull REF",
@@ -55,7 +62,7 @@ downloads the module. Nothing unverified is written.`,
 			if err != nil {
 				return usageError{err}
 			}
-			policy, err := trustPolicy(verify)
+			policy, err := trustPolicy(verify, match)
 			if err != nil {
 				return err
 			}
@@ -88,6 +95,7 @@ downloads the module. Nothing unverified is written.`,
 	}
 	rf.add(c)
 	c.Flags().StringSliceVar(&verify, "verify", nil, "require a signature by this public key (repeatable)")
+	c.Flags().BoolVar(&match, "match-repository", false, matchRepositoryUsage)
 	c.Flags().StringVarP(&out, "output", "o", "", "module file to write (default APP.wasm)")
 	return c
 }

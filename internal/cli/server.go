@@ -34,6 +34,7 @@ type serverOptions struct {
 	leaseRenew, leaseLost           time.Duration
 	logLevel                        string
 	saveContext, requireSigned      bool
+	trustMatchRepository            bool
 	profiling                       bool
 	tlsCert, tlsKey                 string // fermion server only
 	caFile                          string // fermion server only
@@ -58,6 +59,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringSliceVar(&o.routes, "route", nil, "another replica's route URL, nats://host:port (repeat, or comma-separate)")
 	f.StringArrayVar(&o.trust, "trust", nil, "public key (PEM) signatures are verified against, as [name=]path (repeat); policies see the name as artifact.signer")
 	f.BoolVar(&o.requireSigned, "require-signed", false, "refuse artifacts without a signature by a trusted key everywhere (without it, policies such as require-signed decide)")
+	f.BoolVar(&o.trustMatchRepository, "trust-match-repository", false, "also require a signature to name the repository the artifact is deployed from (off: a signature binds the digest, so mirrors and other host names verify, as with cosign verify --key)")
 	f.DurationVar(&o.leaseRenew, "lease-renew", 10*time.Second, "how often agents renew their lease")
 	f.DurationVar(&o.leaseLost, "lease-lost", 40*time.Second, "how long without a renewal before a node is lost and its work moves")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -223,7 +225,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATSTLS: natsTLS, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret, ClusterTLS: clusterTLS,
-		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned,
+		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})
 	if err != nil {

@@ -162,7 +162,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	reply := v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
-		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
+		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
 	}
 	if s.reg != nil && s.cfg.RegistryHost != "" {
 		reply.Registry = &v1.RegistryInfo{Host: s.cfg.RegistryHost, TLS: s.cfg.RegistryTLS}

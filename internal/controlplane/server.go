@@ -73,6 +73,9 @@ type Config struct {
 	TrustedKeys     [][]byte
 	TrustedKeyNames []string
 	RequireSigned   bool
+	// TrustMatchRepository also requires a signature to name the repository the
+	// artifact is deployed from (see artifact.TrustPolicy.MatchRepository).
+	TrustMatchRepository bool
 
 	// Lease timing: an agent renews every LeaseRenew and is lost after LeaseLost
 	// without a renewal (defaults 10s and 40s, as Kubernetes node leases).
@@ -191,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane: trusted keys: %w", err)
 	}
+	p.MatchRepository = cfg.TrustMatchRepository
 	s.trust, s.keyNames = p, map[string]string{}
 	for i, k := range p.Keys {
 		s.trustP = append(s.trustP, string(cfg.TrustedKeys[i]))

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -126,22 +127,49 @@ func TestPullTrustPolicy(t *testing.T) {
 		})
 	}
 
-	t.Run("signature copied to another repository", func(t *testing.T) {
-		// The same manifest pushed to acme/copied, with acme/signed's signature manifest
-		// copied beside it: the signature verifies, but names another repository.
-		copied := parseRef(t, reg.host+"/acme/copied:1.0.0")
-		if _, err := c.Push(ctx, copied, helloArtifact(t, artifact.Meta{})); err != nil {
-			t.Fatal(err)
-		}
-		sigTag := artifact.SignatureTag(signedDigest.Digest)
-		if _, err := oras.Copy(ctx, orasRepo(t, signedRef), sigTag, orasRepo(t, copied), sigTag, oras.DefaultCopyOptions); err != nil {
-			t.Fatal(err)
-		}
-		p, err := c.Pull(ctx, copied, requireKeys(trusted))
-		if !errors.Is(err, artifact.ErrIdentityMismatch) || p != nil {
-			t.Fatalf("pull with a copied signature = %v, %v; want %v", p, err, artifact.ErrIdentityMismatch)
-		}
-	})
+	// A signature binds the manifest digest, as cosign verify --key does: the artifact
+	// reached under another name (a copy with its signature manifest, in another
+	// repository or registry; the same registry as localhost) verifies, unless the
+	// policy matches repositories.
+	_, port, err := net.SplitHostPort(reg.host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := startRegistry(t)
+	for _, tc := range []struct {
+		name string
+		ref  oci.Ref
+		copy bool
+	}{
+		{"copied to another repository", parseRef(t, reg.host+"/acme/copied:1.0.0"), true},
+		{"copied to another registry", parseRef(t, mirror.host+"/mirror/acme/signed:1.0.0"), true},
+		{"same registry as localhost", parseRef(t, "localhost:"+port+"/acme/signed:1.0.0"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.copy {
+				if _, err := c.Push(ctx, tc.ref, helloArtifact(t, artifact.Meta{})); err != nil {
+					t.Fatal(err)
+				}
+				sigTag := artifact.SignatureTag(signedDigest.Digest)
+				if _, err := oras.Copy(ctx, orasRepo(t, signedRef), sigTag, orasRepo(t, tc.ref), sigTag, oras.DefaultCopyOptions); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := c.Pull(ctx, tc.ref, requireKeys(trusted))
+			if err != nil {
+				t.Fatalf("pull %s: %v", tc.ref, err)
+			}
+			if p.ManifestDigest != signedDigest.Digest || p.Verified.KeyID != artifact.KeyID(&trusted.PublicKey) || p.Verified.Identity != signedRef.Name() {
+				t.Fatalf("pull %s: digest %s, verified %+v", tc.ref, p.ManifestDigest, p.Verified)
+			}
+			strict := requireKeys(trusted)
+			strict.MatchRepository = true
+			p, err = c.Pull(ctx, tc.ref, strict)
+			if !errors.Is(err, artifact.ErrIdentityMismatch) || p != nil {
+				t.Fatalf("pull %s matching repositories = %v, %v; want %v", tc.ref, p, err, artifact.ErrIdentityMismatch)
+			}
+		})
+	}
 }
 
 func TestSignTwice(t *testing.T) {

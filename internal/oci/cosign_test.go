@@ -189,6 +189,29 @@ func TestCosignInterop(t *testing.T) {
 		}
 	})
 
+	// A signature binds the manifest digest: a mirror made with cosign copy verifies
+	// in both tools, and in Fermion only until it is asked to match repositories.
+	t.Run("signatures travel with cosign copy", func(t *testing.T) {
+		tag, image := push(t, "interop/origin")
+		d := parseRef(t, image).Digest
+		sign(t, cl, parseRef(t, tag), d, fermionKey)
+		mirror := reg.host + "/interop/mirror:1.0.0"
+		cosign.must(t, "copy", "--allow-insecure-registry", "--force", image, mirror)
+		cosign.verify(t, fermionPub, reg.host+"/interop/mirror@"+d.String())
+		p, err := cl.Pull(ctx, parseRef(t, mirror), loadPolicy(t, fermionPub))
+		if err != nil {
+			t.Fatalf("pull of a cosign copy: %v", err)
+		}
+		if p.ManifestDigest != d || p.Verified.KeyID != artifact.KeyID(&fermionKey.PublicKey) {
+			t.Fatalf("pull of a cosign copy: digest %s, verified %+v", p.ManifestDigest, p.Verified)
+		}
+		strict := loadPolicy(t, fermionPub)
+		strict.MatchRepository = true
+		if _, err := cl.Pull(ctx, parseRef(t, mirror), strict); !errors.Is(err, artifact.ErrIdentityMismatch) {
+			t.Fatalf("pull of a cosign copy matching repositories: %v, want %v", err, artifact.ErrIdentityMismatch)
+		}
+	})
+
 	t.Run("Fermion signs with a key cosign generated", func(t *testing.T) {
 		b, err := os.ReadFile(cosignKeyPath)
 		if err != nil {
