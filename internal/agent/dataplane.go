@@ -31,6 +31,10 @@ type DataPlaneConfig struct {
 	Version      string
 	Tracing      *telemetry.Tracing // nil: no-op
 	DrainTimeout time.Duration
+	// RouteDrain is how long a route this node stopped serving answers 503 with
+	// Retry-After, and /readyz?route= reports it not ready, before it answers 404
+	// (0: gateway.DefaultRouteDrain; negative: 404 at once).
+	RouteDrain time.Duration
 	// Labels are added to every guest log line (node name, region...).
 	Labels map[string]string
 	// Profiling serves Go's profiles at /debug/pprof/ on the admin address.
@@ -68,7 +72,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
 	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
-	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout}
+	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain}
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
@@ -241,13 +245,14 @@ func (d *DataPlane) Scheme() string {
 }
 
 // Serve serves the gateway on gw (over TLS with TLSCert) and the admin endpoints (/metrics, /healthz, /readyz,
-// and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
+// /readyz?route=, and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
 // and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 	var wg sync.WaitGroup
 	var adminSrv *http.Server
 	if admin != nil {
-		adminSrv = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer(), Ready: d.checkReady, Profiling: d.cfg.Profiling}), ReadHeaderTimeout: 10 * time.Second}
+		h := telemetry.AdminHandler(telemetry.Admin{Gatherer: d.Metrics.Gatherer(), Ready: d.checkReady, Profiling: d.cfg.Profiling})
+		adminSrv = &http.Server{Handler: d.routeReadiness(h), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -338,8 +338,14 @@ func TestDataPlane(t *testing.T) {
 		if err := p.dp.Remove(ctx, "echo"); err != nil {
 			t.Fatal(err)
 		}
-		if status, _ := mustGet(t, p.url+"/echo"); status != 404 {
-			t.Fatalf("GET /echo after Remove = %d, want 404", status)
+		// Its route drains (503, Retry-After) rather than answering 404 at once.
+		resp, err := client.Get(p.url + "/echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("GET /echo after Remove = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 		if status, _ := mustGet(t, p.url+"/hello"); status != 200 {
 			t.Fatalf("GET /hello after removing echo = %d", status)

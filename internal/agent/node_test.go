@@ -206,9 +206,10 @@ func TestNode(t *testing.T) {
 
 	t.Run("removed deployments stop serving", func(t *testing.T) {
 		cp.assign("n1", v1.AssignmentSet{Revision: 5, Assignments: []v1.Assignment{assignment("web", "n1", 3, v2Hello)}})
+		// Draining for the route drain period (30 s by default): 503, not 404.
 		waitFor(t, func() error {
-			if status, _, err := get(n.url + "/echo"); err != nil || status != http.StatusNotFound {
-				return fmt.Errorf("GET /echo = %d, %v; want 404", status, err)
+			if status, body, err := get(n.url + "/echo"); err != nil || status != http.StatusServiceUnavailable {
+				return fmt.Errorf("GET /echo = %d %q, %v; want 503 while it drains", status, body, err)
 			}
 			return nil
 		})

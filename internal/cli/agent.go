@@ -21,6 +21,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
@@ -42,7 +43,7 @@ type agentOptions struct {
 	caFile                         string
 	noTelemetry, profiling         bool
 	spoolDir, spoolMax             string
-	drainTimeout                   time.Duration
+	drainTimeout, routeDrain       time.Duration
 	logLevel                       string
 	allowImports, allowOutbound    []string
 	allowEnv, runtimePolicies      []string
@@ -73,6 +74,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.spoolDir, prefix+"telemetry-spool", "", spoolUsage+" (default: telemetry-spool in the data directory)")
 	f.StringVar(&o.spoolMax, prefix+"telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.DurationVar(&o.drainTimeout, prefix+"drain-timeout", 30*time.Second, "how long removed versions may finish in-flight requests")
+	f.DurationVar(&o.routeDrain, prefix+"route-drain", gateway.DefaultRouteDrain, "how long a route that moved away or was removed answers 503 with Retry-After (and /readyz?route= not ready) before 404 (0: 404 at once)")
 	f.StringSliceVar(&o.allowImports, prefix+"allow-import", []string{"wasi_snapshot_preview1", "fermion"}, "wasm import modules this node allows (node.allow.import_modules in runtime policies)")
 	f.StringSliceVar(&o.allowOutbound, prefix+"allow-outbound", nil, "outbound hosts this node allows (node.allow.outbound_hosts)")
 	f.StringSliceVar(&o.allowEnv, prefix+"allow-env", nil, "environment variables a guest may be given here (node.allow.env)")
@@ -250,7 +252,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		return nil, err
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
-		Version: Version, DrainTimeout: o.drainTimeout, Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
+		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
 		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey})
 	if err != nil {
 		gw.Close()
@@ -315,4 +317,13 @@ func (a *agentRole) wait() error {
 func (a *agentRole) stop() error {
 	a.cancel()
 	return a.wait()
+}
+
+// routeDrainConfig turns --route-drain into DataPlaneConfig.RouteDrain, where zero
+// means the default and a negative value none.
+func routeDrainConfig(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

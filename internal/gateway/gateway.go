@@ -52,6 +52,10 @@ type Config struct {
 	Telemetry bool
 	// DrainTimeout bounds how long Serve waits for in-flight requests at shutdown.
 	DrainTimeout time.Duration
+	// RouteDrain is how long a route SetRoutes stops serving answers 503 with
+	// Retry-After (and RouteState reports it draining) before it answers 404
+	// (0: DefaultRouteDrain; negative: 404 at once). See routes.go.
+	RouteDrain time.Duration
 }
 
 // Gateway is an http.Handler. Routes can be replaced at any time without dropping
@@ -107,6 +111,7 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	t.carryDrains(g.table.Load(), time.Now(), g.routeDrain())
 	old := g.table.Swap(t)
 	old.retire()
 	g.retired = slices.DeleteFunc(append(g.retired, old), (*table).isDrained)
@@ -219,6 +224,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	traceID := traceparent[3:35]
 
 	if !ok {
+		if dr, _, draining := tb.drainingRoute(r.Host, r.URL.Path, start); draining {
+			g.drainingResponse(ctx, w, r, dr, id, traceID, start)
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
 		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, false, "")
 		return

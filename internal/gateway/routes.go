@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -21,6 +24,9 @@ type table struct {
 	any      []*Route
 	// metrics are the routed targets' metrics (nil values without metrics).
 	metrics map[Target]*telemetry.FunctionMetrics
+	// draining are the routes earlier tables served and this one does not, until their
+	// drain deadline (nil: none).
+	draining *drainSet
 
 	// refs counts the requests using the table. Once the table is retired (replaced),
 	// drained is closed when refs drops to zero.
@@ -151,4 +157,133 @@ func matchPrefix(rs []*Route, path string) *Route {
 		}
 	}
 	return nil
+}
+
+// DefaultRouteDrain is how long a route the gateway stopped serving is answered 503
+// (with Retry-After) rather than 404, when Config.RouteDrain is zero.
+const DefaultRouteDrain = 30 * time.Second
+
+// A route is draining from the moment a new table stops serving it (a drain, a move to
+// other nodes, a deployment removed) until its deadline: clients and load balancers that
+// still send it here get 503 with Retry-After, which they retry elsewhere, instead of a
+// 404 they would take as final; /readyz?route= reports it not ready. Afterwards the
+// route is forgotten and answers 404.
+
+// drainSet is the draining routes of one table, matched as live routes are.
+type drainSet struct {
+	t     *table               // Target is the route's last target, for the log line
+	until map[*Route]time.Time // by route in t
+}
+
+// routeKey is what makes two routes the same route: normalized host and prefix.
+func routeKey(r *Route) string {
+	host := normalizeHost(r.Host)
+	if host == "*" {
+		host = ""
+	}
+	return host + " " + r.Prefix
+}
+
+// carryDrains makes the routes old served (or was still draining) that t does not serve
+// drain in t: the newly stopped ones for period from now, the others until their
+// deadline. period <= 0 drains nothing: stopped routes answer 404 at once.
+func (t *table) carryDrains(old *table, now time.Time, period time.Duration) {
+	if period <= 0 {
+		return
+	}
+	live := make(map[string]bool, len(t.routes))
+	for i := range t.routes {
+		live[routeKey(&t.routes[i])] = true
+	}
+	var routes []Route
+	var until []time.Time
+	seen := map[string]bool{}
+	add := func(r *Route, deadline time.Time) {
+		k := routeKey(r)
+		if live[k] || seen[k] || !now.Before(deadline) {
+			return
+		}
+		seen[k] = true
+		routes = append(routes, *r)
+		until = append(until, deadline)
+	}
+	for i := range old.routes {
+		add(&old.routes[i], now.Add(period))
+	}
+	if d := old.draining; d != nil {
+		for i := range d.t.routes {
+			r := &d.t.routes[i]
+			add(r, d.until[r])
+		}
+	}
+	if len(routes) == 0 {
+		return
+	}
+	dt, err := newTable(routes)
+	if err != nil {
+		return // unreachable: the routes come from valid tables and are deduplicated
+	}
+	ds := &drainSet{t: dt, until: make(map[*Route]time.Time, len(routes))}
+	for i := range dt.routes {
+		ds.until[&dt.routes[i]] = until[i]
+	}
+	t.draining = ds
+}
+
+// drainingRoute returns the draining route that host and path would have matched, and
+// its deadline, if it is still draining at now.
+func (t *table) drainingRoute(host, path string, now time.Time) (*Route, time.Time, bool) {
+	if t.draining == nil {
+		return nil, time.Time{}, false
+	}
+	r, ok := t.draining.t.match(host, path)
+	if !ok {
+		return nil, time.Time{}, false
+	}
+	until := t.draining.until[r]
+	if !now.Before(until) {
+		return nil, time.Time{}, false
+	}
+	return r, until, true
+}
+
+// Route states RouteState reports.
+const (
+	RouteServing  = "serving"
+	RouteDraining = "draining"
+	RouteUnknown  = "unknown"
+)
+
+// RouteState says whether the gateway serves a request for host and path now
+// (RouteServing, with the route), answers it 503 because its route is draining
+// (RouteDraining, with the route and the drain deadline), or has no route for it
+// (RouteUnknown): what a per-route readiness check reports.
+func (g *Gateway) RouteState(host, path string) (state string, route Route, until time.Time) {
+	t := g.table.Load()
+	if r, ok := t.match(host, path); ok {
+		return RouteServing, *r, time.Time{}
+	}
+	if r, until, ok := t.drainingRoute(host, path, time.Now()); ok {
+		return RouteDraining, *r, until
+	}
+	return RouteUnknown, Route{}, time.Time{}
+}
+
+// routeDrain is the configured drain period (<= 0: none).
+func (g *Gateway) routeDrain() time.Duration {
+	if g.cfg.RouteDrain == 0 {
+		return DefaultRouteDrain
+	}
+	return g.cfg.RouteDrain
+}
+
+// drainRetryAfter is the Retry-After of a draining route's 503, in seconds: the route
+// already runs elsewhere, so a retry through the load balancer can succeed at once.
+const drainRetryAfter = "1"
+
+// drainingResponse answers a request for a draining route.
+func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id, traceID string, start time.Time) {
+	w.Header().Set("Retry-After", drainRetryAfter)
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("route %s%s no longer runs on this node; retry (another node serves it)", route.Host, route.Prefix), id)
+	g.logRequest(ctx, r, id, traceID, nil, http.StatusServiceUnavailable, start, false, "draining")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -178,4 +179,69 @@ func TestSetRoutesKeepsTableOnError(t *testing.T) {
 	if len(routes) != 1 || routes[0].Prefix != "/a" {
 		t.Fatalf("routes after a failed SetRoutes = %+v, want the previous table", routes)
 	}
+}
+
+// TestRouteDrain: routes a new table stops serving drain until their deadline, which a
+// later table keeps rather than extends; a route served again is live.
+func TestRouteDrain(t *testing.T) {
+	target := func(name string) Target { return &fakeTarget{name: name} }
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const period = 30 * time.Second
+	first := mustTable(t, []Route{
+		{Prefix: "/hello", Target: target("hello")},
+		{Prefix: "/gone", Target: target("gone")},
+		{Host: "A.example.com", Prefix: "/x", Target: target("x")},
+		{Prefix: "/back", Target: target("back")},
+	})
+	second := mustTable(t, []Route{{Prefix: "/hello", Target: target("hello")}})
+	second.carryDrains(first, t0, period)
+	third := mustTable(t, []Route{{Prefix: "/back", Target: target("back2")}}) // /hello goes at t0+10s
+	third.carryDrains(second, t0.Add(10*time.Second), period)
+
+	tests := []struct {
+		name       string
+		tb         *table
+		host, path string
+		at         time.Duration // after t0
+		want       string        // the draining route's prefix, "" none
+		until      time.Duration
+	}{
+		{"stopped route drains", second, "h", "/gone", time.Second, "/gone", period},
+		{"below its prefix", second, "h", "/gone/sub", time.Second, "/gone", period},
+		{"not inside a segment", second, "h", "/goner", time.Second, "", 0},
+		{"forgotten after the period", second, "h", "/gone", period, "", 0},
+		{"live route is not draining", second, "h", "/hello", time.Second, "", 0},
+		{"host route drains for its host", second, "a.example.com:8080", "/x", time.Second, "/x", period},
+		{"host route, another host", second, "b.example.com", "/x", time.Second, "", 0},
+		{"deadline kept by a later table", third, "h", "/gone", 29 * time.Second, "/gone", period},
+		{"and not extended", third, "h", "/gone", period, "", 0},
+		{"stopped later, drains from then", third, "h", "/hello", 35 * time.Second, "/hello", 40 * time.Second},
+		{"served again: live", third, "h", "/back", time.Second, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, until, ok := tt.tb.drainingRoute(tt.host, tt.path, t0.Add(tt.at))
+			got := ""
+			if ok {
+				got = r.Prefix
+			}
+			if got != tt.want {
+				t.Fatalf("draining route = %q, want %q", got, tt.want)
+			}
+			if ok && !until.Equal(t0.Add(tt.until)) {
+				t.Errorf("until = %s, want t0+%s", until, tt.until)
+			}
+		})
+	}
+	if _, ok := third.match("h", "/back"); !ok {
+		t.Error("/back is not served by the table that routes it again")
+	}
+
+	t.Run("no period", func(t *testing.T) {
+		tb := mustTable(t, nil)
+		tb.carryDrains(first, t0, 0)
+		if _, _, ok := tb.drainingRoute("h", "/gone", t0); ok {
+			t.Fatal("a route drains with a zero period")
+		}
+	})
 }
