@@ -246,6 +246,10 @@ const (
 	InstanceStarting = "starting"
 	InstanceReady    = "ready"
 	InstanceFailed   = "failed"
+	// InstanceUnknown is never reported by a node: a deployment's status shows it for
+	// an instance on a lost node (or one the control plane no longer knows), whose
+	// last report can no longer be trusted.
+	InstanceUnknown = "unknown"
 )
 
 // InstanceStatus is what a node reports for one deployment.

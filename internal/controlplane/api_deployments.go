@@ -266,6 +266,17 @@ func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 			row(node).Actual = &c
 		}
 	})
+	for _, r := range rows {
+		if r.Actual != nil && (r.NodeState == v1.NodeLost || r.NodeState == "") {
+			// The node's last report is stale: say so rather than show it as current.
+			was := r.Actual.State
+			r.Actual.State = v1.InstanceUnknown
+			r.Actual.LastError = fmt.Sprintf("node lost: last report %s (%s)", r.Actual.Updated.UTC().Format(time.RFC3339), was)
+			if r.NodeState == "" {
+				r.Actual.LastError = fmt.Sprintf("node unknown to the control plane: last report %s (%s)", r.Actual.Updated.UTC().Format(time.RFC3339), was)
+			}
+		}
+	}
 	converged := d.Placement.ObservedGeneration == d.Generation && d.Placement.Message == "" && !d.Deleting
 	for _, r := range rows {
 		if r.Desired != nil {

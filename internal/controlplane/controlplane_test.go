@@ -279,6 +279,26 @@ func TestCutOffAgentComesBack(t *testing.T) {
 	f.waitConverged(t, "hello", 10*time.Second)
 	f.agents["edge-1"].Pause()
 	cptest.WaitNodes(t, f.p.Server, 1, v1.NodeLost, 8*time.Second)
+	// Its last report (ready) is stale: status says unknown and counts it not ready.
+	lost, err := f.c.DeploymentStatus(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range lost.Nodes {
+		want := v1.InstanceReady
+		if ns.Node == "edge-1" {
+			want = v1.InstanceUnknown
+			if ns.NodeState != v1.NodeLost || ns.Actual == nil || !strings.HasPrefix(ns.Actual.LastError, "node lost: last report ") {
+				t.Fatalf("edge-1 while lost: %+v %+v", ns, ns.Actual)
+			}
+		}
+		if ns.Actual == nil || ns.Actual.State != want {
+			t.Fatalf("status of %s while edge-1 is lost: %+v, want %s", ns.Node, ns.Actual, want)
+		}
+	}
+	if lost.Ready != 1 || lost.Converged {
+		t.Fatalf("status while edge-1 is lost: ready %d/%d converged %v; want 1, not converged", lost.Ready, lost.Desired, lost.Converged)
+	}
 	f.agents["edge-1"].Resume()
 	cptest.WaitNodes(t, f.p.Server, 2, v1.NodeReady, 8*time.Second)
 	st := f.waitConverged(t, "hello", 10*time.Second)
