@@ -357,36 +357,50 @@ func openStoreRetry(ctx context.Context, js jetstreamAPI, replicas int, leaderTT
 	}
 }
 
-// bootstrapAdmin makes sure the admin token in <data>/admin.token exists: created on
-// the first start, kept on later ones (and re-stored if the bucket lost it).
+// bootstrapAdmin makes sure the admin token in <data>/admin.token exists and is valid.
+// Every replica of a cluster writes the same one: the cluster's bootstrap admin token,
+// recorded once in the tokens bucket by the replica that got there first (see
+// clusterAdminToken). A token file a replica already has is kept, and re-stored if the
+// bucket lost it.
 func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	path := filepath.Join(s.cfg.DataDir, "admin.token")
+	var tok string
 	b, err := os.ReadFile(path)
-	if err == nil {
-		tok := strings.TrimSpace(string(b))
-		id, secret, ok := splitToken(tok)
-		if !ok {
-			return fmt.Errorf("control plane: %s does not hold a Fermion token; remove it to have a new one made", path)
+	switch {
+	case err == nil:
+		tok = strings.TrimSpace(string(b))
+		if _, _, ok := splitToken(tok); !ok {
+			return fmt.Errorf("control plane: %s does not hold a Fermion token; remove it to have the cluster's admin token written there", path)
 		}
-		if _, ok := s.verifyToken(tok); !ok {
-			if _, err := s.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
-				return err
-			}
-		}
-		s.adminToken = tok
-		return nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("control plane: %w", err)
 	}
-	t, err := s.createToken(ctx, v1.RoleAdmin, "bootstrap admin token", 0)
+	mine := tok
+	if mine == "" {
+		mine = tokenPrefix + randomHex(6) + "_" + randomHex(24)
+	}
+	shared, err := s.clusterAdminToken(ctx, mine)
 	if err != nil {
-		return err
+		return fmt.Errorf("control plane: %w", err)
 	}
-	if err := atomicfile.Write(path, []byte(t.Secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("control plane: write %s: %w", path, err)
+	if tok == "" {
+		tok = shared
+	} else if tok != shared {
+		// Written before replicas shared one (or the bucket was reset): it keeps working.
+		s.logger.Warn("this replica's admin token is not the cluster's; both are valid", "file", path)
 	}
-	s.adminToken = t.Secret
+	if _, ok := s.verifyToken(tok); !ok {
+		id, secret, _ := splitToken(tok)
+		if _, err := s.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
+			return fmt.Errorf("control plane: bootstrap admin token: %w", err)
+		}
+	}
+	if len(b) == 0 {
+		if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("control plane: write %s: %w", path, err)
+		}
+	}
+	s.adminToken = tok
 	return nil
 }
 

@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
 )
@@ -63,13 +67,15 @@ func (s *Server) storeToken(ctx context.Context, id, secret, role, description s
 		exp := now.Add(ttl)
 		c.Expires = &exp
 	}
+	// putJSON's error names the key ("write token.<id>: …"), and the caller its own
+	// operation: adding "create token" here would repeat it.
 	rev, err := putJSON(ctx, s.st.tokens, "token."+id, c)
 	if err != nil {
-		return v1.Token{}, fmt.Errorf("create token: %w", err)
+		return v1.Token{}, err
 	}
 	// The NATS authenticator and the API read the table: wait until it has the token.
 	if err := s.creds.waitRev(ctx, rev); err != nil {
-		return v1.Token{}, fmt.Errorf("create token: %w", err)
+		return v1.Token{}, fmt.Errorf("wait until token %s is readable: %w", id, err)
 	}
 	t := c.token()
 	t.Secret = tokenPrefix + id + "_" + secret
@@ -126,4 +132,52 @@ func roleRank(role string) int {
 		return 1
 	}
 	return 0
+}
+
+// bootstrapAdminKey is the tokens bucket's record of the cluster's bootstrap admin
+// token. Unlike every other record it holds a secret, not a hash: each replica writes
+// the token to its data directory, so every replica must be able to read it. Only the
+// servers can read the bucket (agents' NATS permissions stop at their own subjects), and
+// whoever can read it can also write any token record, so the secret gives nobody more.
+const bootstrapAdminKey = "bootstrap.admin"
+
+type bootstrapRecord struct {
+	Kind    string    `json:"kind"` // "bootstrap": never a token or node credential
+	Secret  string    `json:"secret"`
+	Created time.Time `json:"created"`
+}
+
+// clusterAdminToken returns the cluster's bootstrap admin token: the one recorded in the
+// tokens bucket, or mine, recorded now if none is. Replicas starting together race with
+// KV Create: the first wins and the others read its token.
+func (s *Server) clusterAdminToken(ctx context.Context, mine string) (string, error) {
+	for range 3 {
+		e, err := s.st.tokens.Get(ctx, bootstrapAdminKey)
+		switch {
+		case err == nil:
+			var r bootstrapRecord
+			if jerr := json.Unmarshal(e.Value(), &r); jerr != nil || r.Kind != "bootstrap" {
+				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s is not one (%v); delete it to have it recorded again", bootstrapAdminKey, bucketTokens, jerr)
+			}
+			if _, _, ok := splitToken(r.Secret); !ok {
+				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s holds no Fermion token; delete it to have it recorded again", bootstrapAdminKey, bucketTokens)
+			}
+			return r.Secret, nil
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return "", fmt.Errorf("read the cluster's admin token: %w", err)
+		}
+		b, err := json.Marshal(bootstrapRecord{Kind: "bootstrap", Secret: mine, Created: time.Now().UTC()})
+		if err != nil {
+			return "", fmt.Errorf("encode the cluster's admin token: %w", err)
+		}
+		_, err = s.st.tokens.Create(ctx, bootstrapAdminKey, b)
+		if err == nil {
+			return mine, nil
+		}
+		if !isCASConflict(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("record the cluster's admin token: %w", err)
+		}
+		// Another replica recorded its token first: read it.
+	}
+	return "", errors.New("record the cluster's admin token: the record keeps changing; is another cluster writing this bucket?")
 }
