@@ -634,8 +634,11 @@ func TestDeployDirectory(t *testing.T) {
 		f.info.Registry = host
 		// The API token is the default registry token; this registry does not know it.
 		code, _, stderr := f.run(t, "deploy", dir, "--no-build", "--cache-dir", t.TempDir())
-		if code != 1 || !strings.Contains(stderr, "push "+host+"/hello:0.1.0") {
+		if code != 1 || !strings.Contains(stderr, "fermion: push manifest "+host+"/hello:0.1.0: ") {
 			t.Fatalf("deploy with a wrong registry token exited %d: %s", code, stderr)
+		}
+		if r := fermiontest.RepeatedContext(stderr); r != "" {
+			t.Fatalf("the error names %q twice: %s", r, stderr)
 		}
 	})
 	t.Run("no registry", func(t *testing.T) {

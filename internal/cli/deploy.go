@@ -194,7 +194,7 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 		err = fmt.Errorf("%w\npass --registry-token or set FERMION_REGISTRY_TOKEN", err)
 	}
 	if err != nil {
-		return oci.Ref{}, "", fmt.Errorf("push %s: %w", ref, err)
+		return oci.Ref{}, "", err // it names the push (or the signing) and ref already
 	}
 	return pushed, m.App.Name, nil
 }

@@ -61,7 +61,7 @@ func pushArtifact(ctx context.Context, cl *oci.Client, ref oci.Ref, a *artifact.
 	fmt.Fprintf(out, "pushed %s\ndigest %s\n", ref, desc.Digest)
 	if priv != nil {
 		if err := cl.Sign(ctx, ref, desc.Digest, priv.key); err != nil {
-			return oci.Ref{}, err
+			return oci.Ref{}, fmt.Errorf("sign %s: %w", ref, err)
 		}
 		fmt.Fprintf(out, "signed with key %s (tag %s)\n", artifact.KeyID(&priv.key.PublicKey), artifact.SignatureTag(desc.Digest))
 	}

@@ -168,8 +168,12 @@ func decodeBody(r *http.Request, v any) *v1.Error {
 	return nil
 }
 
-func unavailable(op string, err error) *v1.Error {
-	return &v1.Error{Code: v1.CodeUnavailable, Message: op + ": " + err.Error()}
+// unavailable is the API error for a storage failure. step names what the server was
+// doing (store token, mark deployment deleting), never the API operation itself: the
+// caller knows that and names it ("create token: store token: …"), so repeating it
+// would print it twice.
+func unavailable(step string, err error) *v1.Error {
+	return &v1.Error{Code: v1.CodeUnavailable, Message: step + ": " + err.Error()}
 }
 
 func (s *Server) apiInfo(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {

@@ -156,7 +156,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
 	}
 	if err != nil {
-		return nil, 0, unavailable("write deployment", err)
+		return nil, 0, unavailable("store deployment", err)
 	}
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
@@ -217,7 +217,7 @@ func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ c
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
 	}
 	if err != nil {
-		return nil, 0, unavailable("delete deployment", err)
+		return nil, 0, unavailable("mark deployment deleting", err)
 	}
 	if d != nil {
 		s.event(r.Context(), v1.Event{Type: v1.EventDeleted, Deployment: name, Message: fmt.Sprintf("deployment %s is being deleted: nodes drain it", name)})

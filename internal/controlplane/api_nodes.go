@@ -71,7 +71,7 @@ func (s *Server) apiRemoveNode(_ http.ResponseWriter, r *http.Request, _ cred) (
 		if isCASConflict(err) {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("node %s changed meanwhile; read it again", name)}
 		}
-		return nil, 0, unavailable("remove node", err)
+		return nil, 0, unavailable("delete node record", err)
 	}
 	var errs []error
 	for _, del := range []struct {
@@ -95,7 +95,7 @@ func (s *Server) apiRemoveNode(_ http.ResponseWriter, r *http.Request, _ cred) (
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, 0, unavailable("remove node "+name, err)
+		return nil, 0, unavailable("delete the credentials and statuses of node "+name, err)
 	}
 	s.event(ctx, v1.Event{Type: v1.EventNodeRemoved, Node: name, Message: fmt.Sprintf("node %s removed (it was %s)", name, n.State)})
 	return nil, http.StatusNoContent, nil
@@ -135,7 +135,7 @@ func (s *Server) setSchedulable(ctx context.Context, name string, on bool) (any,
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no node " + name}
 	}
 	if err != nil {
-		return nil, 0, unavailable("update node", err)
+		return nil, 0, unavailable("store node", err)
 	}
 	if changed {
 		s.nodes.waitRev(ctx, rev)

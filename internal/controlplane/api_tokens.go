@@ -33,7 +33,7 @@ func (s *Server) apiCreateToken(_ http.ResponseWriter, r *http.Request, _ cred) 
 	}
 	t, err := s.createToken(r.Context(), req.Role, req.Description, ttl)
 	if err != nil {
-		return nil, 0, unavailable("create token", err)
+		return nil, 0, unavailable("store token", err)
 	}
 	return t, http.StatusCreated, nil
 }
@@ -58,7 +58,7 @@ func (s *Server) apiRevokeToken(_ http.ResponseWriter, r *http.Request, caller c
 		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: "a token cannot revoke itself; use another admin token"}
 	}
 	if err := s.st.tokens.Delete(r.Context(), "token."+id); err != nil {
-		return nil, 0, unavailable("revoke token", err)
+		return nil, 0, unavailable("delete token record", err)
 	}
 	return nil, http.StatusNoContent, nil
 }

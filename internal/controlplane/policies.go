@@ -362,7 +362,7 @@ func (s *Server) apiDeletePolicy(_ http.ResponseWriter, r *http.Request, caller 
 		if isCASConflict(err) {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: "policy " + name + " changed while it was being deleted; check it and delete again"}
 		}
-		return nil, 0, unavailable("delete policy", err)
+		return nil, 0, unavailable("delete policy record", err)
 	}
 	s.policyRecs.waitGone(ctx, name)
 	s.event(ctx, v1.Event{Type: v1.EventPolicyDeleted, Message: fmt.Sprintf("policy %s (version %d, mode %s) deleted by token %s", name, p.Version, p.Mode, caller.ID)})
