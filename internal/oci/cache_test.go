@@ -194,9 +194,17 @@ func TestCacheRefusesAndCounts(t *testing.T) {
 			reason: "digest_mismatch"},
 		{name: "signed by an untrusted key", ref: cacheRef(p.host, "acme/other", "1.0.0"), reason: "untrusted_key"},
 		{name: "unsigned", ref: cacheRef(p.host, "acme/unsigned", "1.0.0"), reason: "unsigned"},
-		{name: "signature names another repository", ref: cacheRef(p.host, "acme/copied", "1.0.0"),
-			policy: requireKeys(other), reason: "identity_mismatch"},
+		{name: "signature names another repository, repositories matched", ref: cacheRef(p.host, "acme/copied", "1.0.0"),
+			policy: matching(requireKeys(other)), reason: "identity_mismatch"},
 	}
+	// Without matching repositories, the copy verifies: the signature binds the digest.
+	t.Run("signature names another repository", func(t *testing.T) {
+		c := openCache(t, requireKeys(other))
+		e, err := c.Get(context.Background(), cacheRef(p.host, "acme/copied", "1.0.0"))
+		if err != nil || e.Signer != artifact.KeyID(&other.PublicKey) {
+			t.Fatalf("get of a copy with its signature: %v, %+v", err, e)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p.set(tt.tamper)
@@ -280,4 +288,9 @@ func TestCacheServesStaleWhenRegistryDown(t *testing.T) {
 	if f := c.verifyFailures(t); len(f) != 0 {
 		t.Fatalf("an unreachable registry counted verify failures: %v", f)
 	}
+}
+
+func matching(p artifact.TrustPolicy) artifact.TrustPolicy {
+	p.MatchRepository = true
+	return p
 }
