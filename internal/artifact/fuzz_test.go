@@ -100,7 +100,24 @@ func FuzzParseSignatures(f *testing.F) {
 				t.Fatalf("returned a signature that does not match its layer: %v", err)
 			}
 		}
-		// Verification of whatever came back must not panic either.
-		_, _ = policy.Verify(testRepo, digest.FromString("m"), sigs)
+		// Verification of whatever came back must not panic either, and agrees with
+		// itself: Verify is VerifyAll's first signer, every signer is the trusted key,
+		// and matching repositories never verifies more.
+		strict := policy
+		strict.MatchRepository = true
+		d := digest.FromString("m")
+		all, errAll := policy.VerifyAll(testRepo, d, sigs)
+		one, errOne := policy.Verify(testRepo, d, sigs)
+		if (errAll == nil) != (errOne == nil) || (len(all) > 0) != one.Signed || (len(all) > 0 && all[0] != one) {
+			t.Fatalf("Verify = %+v, %v; VerifyAll = %+v, %v", one, errOne, all, errAll)
+		}
+		for _, v := range all {
+			if v.KeyID != KeyID(&priv.PublicKey) {
+				t.Fatalf("verified by %s, not the trusted key", v.KeyID)
+			}
+		}
+		if matched, _ := strict.VerifyAll("127.0.0.1:1/other", d, sigs); len(matched) > len(all) {
+			t.Fatalf("matching repositories verified %d signers, not matching %d", len(matched), len(all))
+		}
 	})
 }
