@@ -31,7 +31,7 @@ func TestNodeRemovalDrains(t *testing.T) {
 		t.Helper()
 		return mustGet(t, n.admin+"/readyz?"+query)
 	}
-	for _, q := range []string{"route=/hello", "route=/hello/below", "route=/echo"} {
+	for _, q := range []string{"route=/hello", "route=/hello/below", "route=/echo", "route=/hello&host=api.example.com"} {
 		if status, body := routeReady(q); status != http.StatusOK || !strings.HasPrefix(body, "ready: route ") {
 			t.Fatalf("GET /readyz?%s = %d %q while serving, want 200", q, status, body)
 		}

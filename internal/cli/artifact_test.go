@@ -3,11 +3,13 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +190,11 @@ func TestArtifactFlow(t *testing.T) {
 		out := mustRun(t, "inspect", ref, "--verify", signingPub, "--verify", otherPub)
 		if !strings.Contains(out, "signatures verified by key ") || !strings.Contains(out, keyID) || !strings.Contains(out, otherID) {
 			t.Fatalf("inspect of a co-signed artifact with both keys names not both signers:\n%s", out)
+		}
+		var doc struct{ VerifiedBy []string }
+		out = mustRun(t, "inspect", ref, "--json", "--verify", otherPub, "--verify", signingPub)
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.VerifiedBy) != 2 || !slices.Contains(doc.VerifiedBy, keyID) || !slices.Contains(doc.VerifiedBy, otherID) {
+			t.Fatalf("inspect --json of a co-signed artifact: verifiedBy %v (%v)\n%s", doc.VerifiedBy, err, out)
 		}
 	})
 
