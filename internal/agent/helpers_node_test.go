@@ -68,6 +68,7 @@ type controlPlane struct {
 	subs       []*nats.Subscription
 	sets       map[string]v1.AssignmentSet // by node
 	trusted    []string                    // PEM public keys sent with registrations
+	match      bool                        // MatchRepository sent with registrations
 	registry   *v1.RegistryInfo            // sent with registrations
 	secrets    map[string]string           // by node: the secret its last join got
 	joins      int
@@ -145,11 +146,11 @@ func (cp *controlPlane) respond() {
 			node := strings.Split(m.Subject, ".")[2]
 			cp.mu.Lock()
 			cp.registers++
-			set, trusted, registry := cp.sets[node], cp.trusted, cp.registry
+			set, trusted, match, registry := cp.sets[node], cp.trusted, cp.match, cp.registry
 			cp.mu.Unlock()
 			set.Node = node
 			reply(m, v1.RegisterReply{LeaseRenewSeconds: 0.2, LeaseLostSeconds: 1, TrustedKeys: trusted, RequireSignatures: len(trusted) > 0,
-				Assignments: set, Registry: registry})
+				MatchRepository: match, Assignments: set, Registry: registry})
 		},
 		v1.SubjectHeartbeat("*"): func(m *nats.Msg) {
 			node := strings.Split(m.Subject, ".")[2]
