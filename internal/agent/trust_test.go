@@ -12,6 +12,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/oci"
 )
 
@@ -53,9 +54,14 @@ func TestNodeTrustOtherName(t *testing.T) {
 			n := startNode(t, cp, "n1", dir, joinToken)
 			cp.assign("n1", v1.AssignmentSet{Revision: 1, Assignments: []v1.Assignment{assignment("web", "n1", 1, v)}})
 			if tc.match {
-				if s := reported(t, cp, "n1", "web", v1.InstanceFailed, v, 1); !strings.Contains(s.LastError, "different repository") {
+				s := reported(t, cp, "n1", "web", v1.InstanceFailed, v, 1)
+				if !strings.Contains(s.LastError, "different repository") {
 					t.Fatalf("lastError %q, want the repository mismatch", s.LastError)
 				}
+				if r := fermiontest.RepeatedContext(s.LastError); r != "" {
+					t.Fatalf("lastError %q names %q twice", s.LastError, r)
+				}
+				t.Logf("refused: %s", s.LastError)
 			} else {
 				reported(t, cp, "n1", "web", v1.InstanceReady, v, 1)
 				waitFor(t, func() error { return serves(n.url+"/hello", hello1) })
