@@ -146,6 +146,9 @@ func TestArtifactFlow(t *testing.T) {
 			!strings.Contains(stderr, "no signature verified") {
 			t.Fatalf("inspect with another key exited %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 		}
+		if r := fermiontest.RepeatedContext(stderr); r != "" {
+			t.Fatalf("inspect's error names %q twice: %s", r, stderr)
+		}
 	})
 
 	// A signature binds the digest: the artifact reached under another name for the
