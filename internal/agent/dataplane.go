@@ -38,6 +38,8 @@ type DataPlaneConfig struct {
 	// TLSCert and TLSKey, PEM files, make the gateway serve HTTPS; renewed files are
 	// picked up without a restart.
 	TLSCert, TLSKey string
+	// Limits bound what the gateway's clients can hold (zero fields: defaults).
+	Limits gateway.Limits
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -68,7 +70,10 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
 	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
-	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway limits: %w", err)
+	}
+	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, Limits: cfg.Limits}
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
@@ -88,6 +93,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 			return nil, fmt.Errorf("gateway TLS: %w", err)
 		}
 		d.tls = t
+		gcfg.TLS = t.Listener
 	}
 	e, err := sandbox.NewEngine(ecfg)
 	if err != nil {
@@ -240,7 +246,7 @@ func (d *DataPlane) Scheme() string {
 	return "http"
 }
 
-// Serve serves the gateway on gw (over TLS with TLSCert) and the admin endpoints (/metrics, /healthz, /readyz,
+// Serve serves the gateway on gw (over TLS with TLSCert, under Limits) and the admin endpoints (/metrics, /healthz, /readyz,
 // and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
 // and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
@@ -255,9 +261,6 @@ func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 				d.cfg.Logger.Error("admin server", "err", err)
 			}
 		}()
-	}
-	if d.tls != nil {
-		gw = d.tls.Listener(gw)
 	}
 	err := d.Gateway.Serve(ctx, gw)
 	if adminSrv != nil {
