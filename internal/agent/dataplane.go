@@ -113,13 +113,18 @@ func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byt
 }
 
 // DeployAs is Deploy under name (a deployment's name, which may differ from its app's)
-// instead of the app's name. Remove and Unroute take the same name.
+// instead of the app's name. Remove and Unroute take the same name. A failure is a
+// *LoadError (module or routes), counted in fermion_load_failures_total; what was
+// deployed under name before keeps serving.
 func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
 	spec := sandbox.SpecFromManifest(m, wasm)
 	spec.Labels = d.cfg.Labels
 	fn, err := d.Engine.Load(ctx, spec)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err // canceled: no failure of the module's
+		}
+		return nil, loadFailed(d.Metrics, telemetry.LoadModule, err)
 	}
 	d.mu.Lock()
 	old := d.functions[name]
@@ -136,7 +141,7 @@ func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manif
 	d.mu.Unlock()
 	if err != nil {
 		fn.Close(ctx)
-		return nil, err
+		return nil, loadFailed(d.Metrics, telemetry.LoadRoutes, err)
 	}
 	if old != nil {
 		go d.retire(context.WithoutCancel(ctx), old.fn)
