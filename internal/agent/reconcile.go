@@ -312,7 +312,8 @@ func (r *reconciler) remove(ctx context.Context, d *deployment) {
 // verified config and deploys it under the deployment's name.
 func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, error) {
 	ref := nodecache.Ref{Repo: t.a.Version.Repository, Digest: t.a.Version.Digest}
-	// failed makes err a LoadError for reason, counted unless the task was canceled.
+	// failed makes err a LoadError for reason, counted unless the task was canceled. The
+	// reason leads the message, so the status the control plane shows starts with it.
 	failed := func(reason string, err error) error {
 		if ctx.Err() != nil {
 			return err
@@ -325,7 +326,11 @@ func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, er
 	}
 	m, err := appManifest(e)
 	if err != nil {
-		return nil, failed(telemetry.LoadManifest, fmt.Errorf("artifact %s: %w", ref, err))
+		reason := telemetry.LoadManifest
+		if le, ok := err.(*LoadError); ok {
+			reason, err = le.Reason, le.Err
+		}
+		return nil, failed(reason, fmt.Errorf("artifact %s: %w", ref, err))
 	}
 	if err := n.rules.check(e.Config, ref.Digest, policy.RuntimeNode{Name: n.cfg.Name, Labels: n.cfg.Labels, Allow: n.cfg.Allow}); err != nil {
 		n.metrics.runtimeDenials.Inc()
@@ -334,6 +339,10 @@ func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, er
 	n.setStatus(t, t.a, v1.InstanceStarting, "", nil)
 	fn, err := n.cfg.DataPlane.DeployAs(ctx, t.name, m, e.Wasm)
 	if err != nil {
+		// DeployAs counted it.
+		if le, ok := err.(*LoadError); ok {
+			return nil, &LoadError{Reason: le.Reason, Err: fmt.Errorf("start %s from %s: %w", m.ID(), ref, le.Err)}
+		}
 		return nil, fmt.Errorf("start %s from %s: %w", m.ID(), ref, err)
 	}
 	return fn, nil
