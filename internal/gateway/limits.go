@@ -42,10 +42,12 @@ type Limits struct {
 	MaxHeaderBytes int
 }
 
-// Defaults of Limits, sized for an edge node: each open connection costs ~20 KiB
-// (goroutine, buffers), so the connection cap bounds that share of memory near 20 MiB.
+// Defaults of Limits, sized for an edge node. An open connection costs the node ~40 KiB
+// (goroutine, buffers; measured in bench/RESULTS.md), so the cap bounds that share of
+// memory near 160 MiB, while a 2,000-connection flood with 500 slow clients fits under it
+// and is served (see docs/RATIONALE.md, "Why cap connections…").
 const (
-	DefaultMaxConnections = 1024
+	DefaultMaxConnections = 4096
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultBodyTimeout    = 10 * time.Second
 	DefaultMinBodyRate    = 512
