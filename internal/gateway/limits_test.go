@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,6 +279,33 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatalf("GET /hello once a slot freed = %d, want 200", resp.StatusCode)
 		}
 	})
+
+	t.Run("hammer: slots are all given back", func(t *testing.T) {
+		// Connections opened, used, refused and closed at once from many goroutines.
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for i := range 20 {
+					c, err := net.DialTimeout("tcp", l.addr, 10*time.Second)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.SetDeadline(time.Now().Add(30 * time.Second))
+					if i%2 == 0 {
+						fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n")
+						if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+					c.Close()
+				}
+			})
+		}
+		wg.Wait()
+		open(0)
+	})
 }
 
 // TestLimitsValidate: limits that cannot work are refused with the reason.
@@ -300,4 +328,65 @@ func TestLimitsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pipeListener hands out the server end of one synchronous in-memory connection: a
+// client that does not read blocks every write, whatever the response's size.
+type pipeListener struct {
+	conn   net.Conn
+	once   chan struct{}
+	closed chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.once:
+		return l.conn, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	select {
+	case <-l.closed:
+	default:
+		close(l.closed)
+	}
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// TestWriteTimeout: a client that stops reading its response is cut after the write
+// timeout and counted, rather than holding its connection forever.
+func TestWriteTimeout(t *testing.T) {
+	hello, _ := sharedFunctions(t)
+	m := telemetry.NewMetrics("test")
+	g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
+		Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
+	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
+	server, client := net.Pipe()
+	defer client.Close()
+	ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
+	ln.once <- struct{}{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	client.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(client, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing: the response cannot be written.
+	waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
+	waitMetric(t, m, "fermion_request_errors_total", map[string]string{"function": "hello", "reason": telemetry.RejectWriteTimeout}, 1)
 }
