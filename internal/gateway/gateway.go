@@ -1,7 +1,8 @@
 // Package gateway is the HTTP front of a node: it routes requests by host and longest
 // path prefix to function versions, gives every request an id and W3C trace context (in
 // and out), records the request telemetry (metrics, span, one JSON log line) and drains
-// in-flight requests on shutdown.
+// in-flight requests on shutdown. It bounds what clients can hold of the node (limits.go):
+// open connections, slow headers, bodies and readers, header size.
 package gateway
 
 import (
