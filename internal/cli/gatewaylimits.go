@@ -11,7 +11,8 @@ import (
 )
 
 // gatewayLimitOptions are the gateway's client limits as flags, shared by run, agent and
-// up (prefixed agent- there). On the command line 0 switches a limit off.
+// up (prefixed agent- there). On the command line 0 switches a timeout, the cap or the
+// rate off.
 type gatewayLimitOptions struct {
 	maxConnections                                      int
 	headerTimeout, bodyTimeout, writeTimeout, keepAlive time.Duration
