@@ -12,6 +12,7 @@ import (
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/nodecache"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // appManifest returns the app manifest carried by a verified artifact's config blob,
@@ -40,7 +41,7 @@ func appManifest(e *nodecache.Entry) (*manifest.Manifest, error) {
 	// The registry scans on push, but the node may pull from any registry: the module
 	// must need nothing its manifest does not grant.
 	if err := artifact.Rescan(&artifact.Parsed{Config: cfg}, e.Wasm); err != nil {
-		return nil, fmt.Errorf("check module of %s against its manifest: %w", m.ID(), err)
+		return nil, &LoadError{Reason: telemetry.LoadModule, Err: fmt.Errorf("check module of %s against its manifest: %w", m.ID(), err)}
 	}
 	return m, nil
 }

@@ -42,6 +42,8 @@ type DataPlaneConfig struct {
 	// TLSCert and TLSKey, PEM files, make the gateway serve HTTPS; renewed files are
 	// picked up without a restart.
 	TLSCert, TLSKey string
+	// Limits bound what the gateway's clients can hold (zero fields: defaults).
+	Limits gateway.Limits
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -72,7 +74,10 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
 	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
-	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway limits: %w", err)
+	}
+	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain, Limits: cfg.Limits}
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
@@ -92,6 +97,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 			return nil, fmt.Errorf("gateway TLS: %w", err)
 		}
 		d.tls = t
+		gcfg.TLS = t.Listener
 	}
 	e, err := sandbox.NewEngine(ecfg)
 	if err != nil {
@@ -111,13 +117,18 @@ func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byt
 }
 
 // DeployAs is Deploy under name (a deployment's name, which may differ from its app's)
-// instead of the app's name. Remove and Unroute take the same name.
+// instead of the app's name. Remove and Unroute take the same name. A failure is a
+// *LoadError (module or routes), counted in fermion_load_failures_total; what was
+// deployed under name before keeps serving.
 func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
 	spec := sandbox.SpecFromManifest(m, wasm)
 	spec.Labels = d.cfg.Labels
 	fn, err := d.Engine.Load(ctx, spec)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err // canceled: no failure of the module's
+		}
+		return nil, loadFailed(d.Metrics, telemetry.LoadModule, err)
 	}
 	d.mu.Lock()
 	old := d.functions[name]
@@ -134,7 +145,7 @@ func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manif
 	d.mu.Unlock()
 	if err != nil {
 		fn.Close(ctx)
-		return nil, err
+		return nil, loadFailed(d.Metrics, telemetry.LoadRoutes, err)
 	}
 	if old != nil {
 		go d.retire(context.WithoutCancel(ctx), old.fn)
@@ -244,7 +255,7 @@ func (d *DataPlane) Scheme() string {
 	return "http"
 }
 
-// Serve serves the gateway on gw (over TLS with TLSCert) and the admin endpoints (/metrics, /healthz, /readyz,
+// Serve serves the gateway on gw (over TLS with TLSCert, under Limits) and the admin endpoints (/metrics, /healthz, /readyz,
 // /readyz?route=, and /debug/pprof/ with Profiling) on admin (nil: none) until ctx is done, then drains
 // and closes every function.
 func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
@@ -260,9 +271,6 @@ func (d *DataPlane) Serve(ctx context.Context, gw, admin net.Listener) error {
 				d.cfg.Logger.Error("admin server", "err", err)
 			}
 		}()
-	}
-	if d.tls != nil {
-		gw = d.tls.Listener(gw)
 	}
 	err := d.Gateway.Serve(ctx, gw)
 	if adminSrv != nil {

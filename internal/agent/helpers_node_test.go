@@ -362,13 +362,23 @@ type testNode struct {
 // ends or stop is called.
 func startNode(t *testing.T, cp *controlPlane, name, dir, token string) *testNode {
 	t.Helper()
+	return startNodeWith(t, cp, name, dir, token, false)
+}
+
+// startNodeWith is startNode with the data plane's telemetry on or off; on, the node's
+// metrics share the data plane's registry, as in fermion agent.
+func startNodeWith(t *testing.T, cp *controlPlane, name, dir, token string, telemetryOn bool) *testNode {
+	t.Helper()
 	logger := testLogger(t, name)
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, DrainTimeout: 10 * time.Second})
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, DrainTimeout: 10 * time.Second, Telemetry: telemetryOn})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gw, admin := listen(t), listen(t)
 	reg := prometheus.NewRegistry()
+	if telemetryOn {
+		reg = dp.Metrics.Registry
+	}
 	n, err := agent.NewNode(agent.NodeConfig{
 		Name:         name,
 		DataDir:      dir,

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,13 +13,31 @@ import (
 	"fermion.dev/fermion/internal/nodecache"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // Retry timing of a version that failed to pull or start.
 const (
 	startRetryBase = 500 * time.Millisecond
 	startRetryMax  = 30 * time.Second
+	// startRetryMaxSame bounds the wait after failures that the same digest will meet
+	// again (see startRetryCap): only a change on the node could make a retry succeed.
+	startRetryMaxSame = 5 * time.Minute
 )
+
+// startRetryCap is the longest wait between attempts after a failure for reason. An
+// artifact is content-addressed: a module the sandbox refused, a manifest that does not
+// parse or a runtime policy denial comes back the same on every attempt at that digest,
+// so those retries slow down to minutes rather than recompiling every 30 s; a new digest
+// starts afresh. A registry away, a download that failed verification (a proxy can
+// corrupt one) or a route conflict can clear at any moment.
+func startRetryCap(reason string) time.Duration {
+	switch reason {
+	case telemetry.LoadModule, telemetry.LoadManifest, telemetry.LoadPolicy:
+		return startRetryMaxSame
+	}
+	return startRetryMax
+}
 
 // reconciler makes the data plane run the applied assignment set. Its state is owned by
 // the reconcile goroutine; the tasks it starts report back on done.
@@ -258,14 +277,15 @@ func (r *reconciler) finish(ctx context.Context, t *task) {
 	default:
 		n.metrics.reconciles.WithLabelValues(resultFailed).Inc()
 		d.failures++
-		wait := backoff(d.failures, startRetryBase, startRetryMax)
+		reason := LoadReason(t.err)
+		wait := backoff(d.failures, startRetryBase, startRetryCap(reason))
 		d.retryAt = time.Now().Add(wait)
 		d.lastErr = t.err.Error()
 		if d.want != nil && d.want.Version.Digest == t.a.Version.Digest {
 			n.setStatus(nil, *d.want, v1.InstanceFailed, d.lastErr, nil)
 		}
 		n.log.Warn("deployment failed to start; retrying", "deployment", t.name, "digest", t.a.Version.Digest,
-			"err", t.err, "attempt", d.failures, "retryIn", wait.Round(time.Millisecond))
+			"reason", reason, "err", t.err, "attempt", d.failures, "retryIn", wait.Round(time.Millisecond))
 	}
 }
 
@@ -292,21 +312,37 @@ func (r *reconciler) remove(ctx context.Context, d *deployment) {
 // verified config and deploys it under the deployment's name.
 func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, error) {
 	ref := nodecache.Ref{Repo: t.a.Version.Repository, Digest: t.a.Version.Digest}
+	// failed makes err a LoadError for reason, counted unless the task was canceled. The
+	// reason leads the message, so the status the control plane shows starts with it.
+	failed := func(reason string, err error) error {
+		if ctx.Err() != nil {
+			return err
+		}
+		return loadFailed(n.cfg.DataPlane.Metrics, reason, err)
+	}
 	e, err := n.pull(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, failed(pullReason(err), err)
 	}
 	m, err := appManifest(e)
 	if err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", ref, err)
+		reason := telemetry.LoadManifest
+		if le, ok := err.(*LoadError); ok {
+			reason, err = le.Reason, le.Err
+		}
+		return nil, failed(reason, fmt.Errorf("artifact %s: %w", ref, err))
 	}
 	if err := n.rules.check(e.Config, ref.Digest, policy.RuntimeNode{Name: n.cfg.Name, Labels: n.cfg.Labels, Allow: n.cfg.Allow}); err != nil {
 		n.metrics.runtimeDenials.Inc()
-		return nil, fmt.Errorf("artifact %s: %w", ref, err)
+		return nil, failed(telemetry.LoadPolicy, fmt.Errorf("artifact %s: %w", ref, err))
 	}
 	n.setStatus(t, t.a, v1.InstanceStarting, "", nil)
 	fn, err := n.cfg.DataPlane.DeployAs(ctx, t.name, m, e.Wasm)
 	if err != nil {
+		// DeployAs counted it.
+		if le, ok := err.(*LoadError); ok {
+			return nil, &LoadError{Reason: le.Reason, Err: fmt.Errorf("start %s from %s: %w", m.ID(), ref, le.Err)}
+		}
 		return nil, fmt.Errorf("start %s from %s: %w", m.ID(), ref, err)
 	}
 	return fn, nil
@@ -329,9 +365,24 @@ func (n *Node) pull(ctx context.Context, ref nodecache.Ref) (*nodecache.Entry, e
 		return nil, err
 	}
 	if !n.trust.accepts(e.Signer) {
-		return nil, fmt.Errorf("verify %s: signed by %q, which the trust policy does not accept", ref, e.Signer)
+		return nil, &LoadError{Reason: telemetry.LoadRejected, Err: fmt.Errorf("verify %s: signed by %q, which the trust policy does not accept", ref, e.Signer)}
 	}
 	return e, nil
+}
+
+// pullReason is the telemetry.Load* reason of a pull failure.
+func pullReason(err error) string {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return le.Reason
+	}
+	switch nodecache.CodeOf(err) {
+	case nodecache.CodeUnavailable:
+		return telemetry.LoadUnavailable
+	case nodecache.CodeRejected:
+		return telemetry.LoadRejected
+	}
+	return telemetry.LoadPull
 }
 
 // setStatus records a deployment's status and, when it changed, has a heartbeat report

@@ -49,6 +49,7 @@ type agentOptions struct {
 	allowEnv, runtimePolicies      []string
 	allowFiles                     bool
 	allowMemory                    string
+	limits                         gatewayLimitOptions
 }
 
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
@@ -64,6 +65,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.listen, prefix+"listen", "127.0.0.1:8080", "gateway address")
 	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
+	o.limits.flags(f, prefix)
 	f.StringVar(&o.adminListen, prefix+"admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
@@ -218,6 +220,10 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return nil, err
 	}
+	limits, err := o.limits.limits()
+	if err != nil {
+		return nil, err
+	}
 	roots, err := loadCA(o.caFile)
 	if err != nil {
 		return nil, err
@@ -253,7 +259,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
 		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
-		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey})
+		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +29,7 @@ type runOptions struct {
 	spoolDir, spoolMax  string
 	logLevel            string
 	drainTimeout        time.Duration
+	limits              gatewayLimitOptions
 }
 
 func newRunCmd() *cobra.Command {
@@ -37,6 +39,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Build and serve functions from local manifests on one node (no control plane)",
 		Long: `Run builds each function's guest (per its fermion.toml), loads it into the sandbox,
 prewarms min_warm instances and serves every route through one HTTP gateway.
+A function that fails to build or load is reported and left out; the others are
+served. Run exits non-zero only when none of them can be served.
 Metrics are served on the admin address at /metrics, with /healthz and /readyz.
 Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 		Example: `  fermion run .
@@ -52,6 +56,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "gateway address")
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
 	gatewayTLSFlags(f, "", &o.tlsCert, &o.tlsKey)
+	o.limits.flags(f, "")
 	f.StringVar(&o.cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
@@ -72,12 +77,19 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return err
 	}
+	limits, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
 	manifests := make([]*manifest.Manifest, 0, len(paths))
 	byName := map[string]*manifest.Manifest{}
+	// One function that cannot be served does not keep the others from serving.
+	var failures []loadFailure
 	for _, p := range paths {
 		m, err := manifest.Load(p)
 		if err != nil {
-			return err
+			failures = append(failures, loadFailure{what: p, reason: telemetry.LoadManifest, err: &agent.LoadError{Reason: telemetry.LoadManifest, Err: err}})
+			continue
 		}
 		// A node runs one version of each function: a second manifest with the same
 		// name would silently replace the first.
@@ -96,20 +108,42 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
 		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
+		Limits: limits,
 	})
 	if err != nil {
 		return err
 	}
+	for _, f := range failures {
+		dp.Metrics.LoadFailure(f.reason)
+	}
+	served := manifests[:0:0]
 	for _, m := range manifests {
 		wasm, err := buildGuest(ctx, m, o.noBuild, stderr)
 		if err != nil {
-			dp.Close(ctx)
-			return err
+			if ctx.Err() != nil {
+				dp.Close(ctx)
+				return err
+			}
+			dp.Metrics.LoadFailure(telemetry.LoadBuild)
+			failures = append(failures, loadFailure{what: displayPath(m.Path), reason: telemetry.LoadBuild, err: &agent.LoadError{Reason: telemetry.LoadBuild, Err: err}})
+			continue
 		}
 		if _, err := dp.Deploy(ctx, m, wasm); err != nil {
-			dp.Close(ctx)
-			return fmt.Errorf("%s: %w", displayPath(m.Path), err)
+			if ctx.Err() != nil {
+				dp.Close(ctx)
+				return err
+			}
+			failures = append(failures, loadFailure{what: displayPath(m.Path), reason: agent.LoadReason(err), err: err})
+			continue
 		}
+		served = append(served, m)
+	}
+	for _, f := range failures {
+		fmt.Fprintf(stderr, "not serving %s: %s\n", f.what, f.err)
+	}
+	if len(served) == 0 {
+		dp.Close(ctx)
+		return noneServed(failures)
 	}
 	gw, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -130,7 +164,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	if admin != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
 	}
-	for _, m := range manifests {
+	for _, m := range served {
 		for _, r := range m.Routes {
 			host := ""
 			if r.Host != "" {
@@ -142,6 +176,31 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	err = dp.Serve(ctx, gw, admin)
 	fmt.Fprintln(stdout, "stopped")
 	return err
+}
+
+// loadFailure is a function run could not serve, and why.
+type loadFailure struct {
+	what   string // the manifest's path
+	reason string // telemetry.Load*
+	err    error
+}
+
+// noneServed is run's error when no function could be served: each one's reason.
+func noneServed(failures []loadFailure) error {
+	if len(failures) == 1 {
+		// Alone, the reason adds nothing; manifest and build errors name their file.
+		f := failures[0]
+		if err := errors.Unwrap(f.err); f.reason == telemetry.LoadManifest || f.reason == telemetry.LoadBuild {
+			return err
+		}
+		return fmt.Errorf("%s: %w", f.what, errors.Unwrap(f.err))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "none of the %d functions can be served:", len(failures))
+	for _, f := range failures {
+		fmt.Fprintf(&b, "\n  %s: %v", f.what, f.err)
+	}
+	return errors.New(b.String())
 }
 
 func displayPath(p string) string {

@@ -1,7 +1,8 @@
 // Package gateway is the HTTP front of a node: it routes requests by host and longest
 // path prefix to function versions, gives every request an id and W3C trace context (in
 // and out), records the request telemetry (metrics, span, one JSON log line) and drains
-// in-flight requests on shutdown.
+// in-flight requests on shutdown. It bounds what clients can hold of the node (limits.go):
+// open connections, slow headers, bodies and readers, header size.
 package gateway
 
 import (
@@ -56,6 +57,11 @@ type Config struct {
 	// Retry-After (and RouteState reports it draining) before it answers 404
 	// (0: DefaultRouteDrain; negative: 404 at once). See routes.go.
 	RouteDrain time.Duration
+	// Limits bound what clients can hold: connections, slow reads and writes, header size.
+	Limits Limits
+	// TLS, when set, wraps Serve's listener to terminate TLS (telemetry.TLS.Listener).
+	// The connection cap sits beneath it, so refusals cost no handshake.
+	TLS func(net.Listener) net.Listener
 }
 
 // Gateway is an http.Handler. Routes can be replaced at any time without dropping
@@ -81,6 +87,7 @@ func New(cfg Config) *Gateway {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	g := &Gateway{cfg: cfg, tracer: cfg.Tracer}
 	if !cfg.Telemetry {
 		g.cfg.Metrics = nil
@@ -273,9 +280,14 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return g.tooLarge(w, fm, id, limit)
 	}
 	var body []byte
+	rc := http.NewResponseController(w)
 	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		br := &bodyReader{r: r.Body, rc: rc, idle: g.cfg.Limits.BodyTimeout, minRate: g.cfg.Limits.MinBodyRate, start: time.Now()}
+		b, err := io.ReadAll(io.LimitReader(br, limit+1))
 		if err != nil {
+			if br.timedOut {
+				return g.bodyTimeout(w, rc, id)
+			}
 			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
 			return http.StatusBadRequest, false, "bad_request"
 		}
@@ -334,8 +346,28 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
-	w.Write(resp.Body)
+	if writeBody(w, rc, resp.Body, g.cfg.Limits.WriteTimeout) {
+		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+		return resp.Status, resp.Cold, telemetry.RejectWriteTimeout
+	}
 	return resp.Status, resp.Cold, ""
+}
+
+// bodyTimeout answers a request whose client sent its body too slowly, and closes the
+// connection: the rest of the body is not worth waiting for.
+func (g *Gateway) bodyTimeout(w http.ResponseWriter, rc *http.ResponseController, id string) (int, bool, string) {
+	g.cfg.Metrics.GatewayRejection(telemetry.RejectBodyTimeout)
+	// Keep the read deadline passed: after the handler the server would otherwise wait,
+	// without a deadline, to discard the rest of the body.
+	rc.SetReadDeadline(time.Now())
+	if t := g.cfg.Limits.WriteTimeout; t > 0 {
+		rc.SetWriteDeadline(time.Now().Add(t))
+	}
+	w.Header().Set("Connection", "close")
+	msg := fmt.Sprintf("request body not received in time: the gateway waits at most %s between reads and, after that, for at least %d bytes/s",
+		g.cfg.Limits.BodyTimeout, g.cfg.Limits.MinBodyRate)
+	writeError(w, http.StatusRequestTimeout, msg, id)
+	return http.StatusRequestTimeout, false, telemetry.RejectBodyTimeout
 }
 
 func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics, id string, limit int64) (int, bool, string) {
@@ -388,15 +420,27 @@ func requestID(in string) string {
 	return in
 }
 
-// Serve serves HTTP on ln until ctx is done, then stops accepting and waits up to
-// DrainTimeout for in-flight requests to finish.
+// Serve serves HTTP on ln (through Config.TLS when set) under the client limits until
+// ctx is done, then stops accepting and waits up to DrainTimeout for in-flight requests
+// to finish.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	lim := g.cfg.Limits
+	ln = newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
+	if g.cfg.TLS != nil {
+		ln = g.cfg.TLS(ln)
+	}
 	srv := &http.Server{
 		Handler:           g,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: lim.HeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnState:         connState,
 		ErrorLog:          slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if lim.IdleTimeout == 0 {
+		// http.Server falls back on ReadTimeout (none here): keep-alive connections
+		// would stay forever.
+		srv.SetKeepAlivesEnabled(false)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

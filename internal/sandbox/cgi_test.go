@@ -2,11 +2,14 @@ package sandbox_test
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 func TestParseCGI(t *testing.T) {
@@ -17,6 +20,7 @@ func TestParseCGI(t *testing.T) {
 		wantHeader http.Header
 		wantBody   string
 		wantErr    string
+		wantReason string // the telemetry.BadResponse* of the error
 	}{
 		{name: "content type", in: "Content-Type: text/plain\n\nhello", wantStatus: 200,
 			wantHeader: http.Header{"Content-Type": {"text/plain"}}, wantBody: "hello"},
@@ -31,18 +35,18 @@ func TestParseCGI(t *testing.T) {
 			wantHeader: http.Header{"Content-Type": {"a"}, "Set-Cookie": {"x=1", "y=2"}}},
 		{name: "empty body", in: "Content-Type: text/plain\n\n", wantStatus: 200,
 			wantHeader: http.Header{"Content-Type": {"text/plain"}}},
-		{name: "empty", in: "", wantErr: "empty output"},
-		{name: "no blank line", in: "Content-Type: text/plain\nbody", wantErr: "no blank line"},
-		{name: "no colon", in: "garbage without colon\n\nbody", wantErr: "has no colon"},
-		{name: "bad name", in: "Bad Name: x\n\n", wantErr: "invalid header name"},
-		{name: "empty name", in: ": x\n\n", wantErr: "invalid header name"},
-		{name: "bad status", in: "Status: abc\nContent-Type: a\n\n", wantErr: "invalid Status"},
-		{name: "status out of range", in: "Status: 99\n\n", wantErr: "invalid Status"},
-		{name: "status too big", in: "Status: 1000\n\n", wantErr: "invalid Status"},
-		{name: "no type", in: "X-A: 1\n\nbody", wantErr: "no Content-Type"},
-		{name: "nul in value", in: "Content-Type: a\x00b\n\n", wantErr: "invalid characters"},
-		{name: "cr in value", in: "Content-Type: a\rb\n\n", wantErr: "invalid characters"},
-		{name: "huge header", in: "Content-Type: " + strings.Repeat("a", 70<<10) + "\n\n", wantErr: "exceeds"},
+		{name: "empty", in: "", wantErr: "empty output", wantReason: telemetry.BadResponseEmpty},
+		{name: "no blank line", in: "Content-Type: text/plain\nbody", wantErr: "no blank line", wantReason: telemetry.BadResponseNoHeaderEnd},
+		{name: "no colon", in: "garbage without colon\n\nbody", wantErr: "has no colon", wantReason: telemetry.BadResponseHeaderSyntax},
+		{name: "bad name", in: "Bad Name: x\n\n", wantErr: "invalid header name", wantReason: telemetry.BadResponseHeaderSyntax},
+		{name: "empty name", in: ": x\n\n", wantErr: "invalid header name", wantReason: telemetry.BadResponseHeaderSyntax},
+		{name: "bad status", in: "Status: abc\nContent-Type: a\n\n", wantErr: "invalid Status", wantReason: telemetry.BadResponseStatus},
+		{name: "status out of range", in: "Status: 99\n\n", wantErr: "invalid Status", wantReason: telemetry.BadResponseStatus},
+		{name: "status too big", in: "Status: 1000\n\n", wantErr: "invalid Status", wantReason: telemetry.BadResponseStatus},
+		{name: "no type", in: "X-A: 1\n\nbody", wantErr: "no Content-Type", wantReason: telemetry.BadResponseNoContentType},
+		{name: "nul in value", in: "Content-Type: a\x00b\n\n", wantErr: "invalid characters", wantReason: telemetry.BadResponseHeaderSyntax},
+		{name: "cr in value", in: "Content-Type: a\rb\n\n", wantErr: "invalid characters", wantReason: telemetry.BadResponseHeaderSyntax},
+		{name: "huge header", in: "Content-Type: " + strings.Repeat("a", 70<<10) + "\n\n", wantErr: "exceeds", wantReason: telemetry.BadResponseHeaderTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +54,10 @@ func TestParseCGI(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				var ce *sandbox.CGIError
+				if !errors.As(err, &ce) || ce.Reason != tt.wantReason || sandbox.BadResponseReason(err) != tt.wantReason {
+					t.Fatalf("err %v: reason %q, want %q", err, sandbox.BadResponseReason(err), tt.wantReason)
 				}
 				return
 			}
@@ -99,6 +107,9 @@ func FuzzParseCGI(f *testing.F) {
 		if err != nil {
 			if status != 0 || header != nil || body != nil {
 				t.Fatalf("error %v with results %d %v %q", err, status, header, body)
+			}
+			if r := sandbox.BadResponseReason(err); !slices.Contains(telemetry.BadResponseReasons, r) {
+				t.Fatalf("error %v has reason %q, not one of %v", err, r, telemetry.BadResponseReasons)
 			}
 			return
 		}

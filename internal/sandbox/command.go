@@ -117,6 +117,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	status, header, body, err := ParseCGI(stdout.buf.Bytes())
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
+		f.metrics.BadResponse(BadResponseReason(err))
 		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
 			Msg: "function returned a malformed CGI response: " + err.Error()}
 	}

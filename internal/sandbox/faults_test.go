@@ -169,6 +169,8 @@ func TestFaultBadCGI(t *testing.T) {
 		}
 	}
 	wantMetric(t, "traps", traps(m, "badcgi"), 0)
+	wantMetric(t, "bad responses (header_syntax)", toFloat64(m.BadResponses.WithLabelValues("badcgi", version, telemetry.BadResponseHeaderSyntax)),
+		float64(2*s.Limits.MaxConcurrency+1))
 
 	wantOK(t, good, get("/cgi/x?q=1"), "query: q=1")
 }

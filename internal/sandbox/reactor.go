@@ -493,6 +493,7 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	resp := new(Response)
 	r := abi.Response{Headers: resp.inline[:0]}
 	if err := abi.DecodeResponse(data, &r, true); err != nil {
+		f.metrics.BadResponse(telemetry.BadResponseEncoding)
 		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse, Msg: "function returned a malformed response", Err: err}
 		return
 	}
@@ -501,6 +502,7 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if r.Status < 100 || r.Status > 999 {
+		f.metrics.BadResponse(telemetry.BadResponseStatus)
 		st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
 			Msg: fmt.Sprintf("function returned invalid status %d", r.Status)}
 		return

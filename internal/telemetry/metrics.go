@@ -65,6 +65,14 @@ type Metrics struct {
 	Compile         *prometheus.HistogramVec // function, version
 	InFlight        prometheus.Gauge
 
+	// Client limits, malformed responses and load failures (rejections.go).
+	GatewayRejections      *prometheus.CounterVec // reason
+	GatewayConnections     prometheus.Gauge
+	GatewayConnectionLimit prometheus.Gauge
+	GatewayIdleClosed      prometheus.Counter
+	BadResponses           *prometheus.CounterVec // function, version, reason
+	LoadFailures           *prometheus.CounterVec // reason
+
 	mu      sync.Mutex
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
 }
@@ -136,6 +144,7 @@ func NewMetrics(version string) *Metrics {
 		m.instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
 		m.Compile, m.InFlight,
 	)
+	m.Registry.MustRegister(m.newRejectionMetrics()...)
 	return m
 }
 
@@ -152,6 +161,7 @@ func (m *Metrics) Function(name, version string) *FunctionMetrics {
 	}
 	m.holders[[2]string{name, version}]++
 	m.mu.Unlock()
+	m.zeroFunctionSeries(name, version)
 	return m.Series(name, version)
 }
 
@@ -199,7 +209,7 @@ func (m *Metrics) Forget(name, version string) {
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped} {
+	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
 		v.DeletePartialMatch(l)
 	}
 	m.instances.forget(key)

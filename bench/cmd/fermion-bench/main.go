@@ -14,6 +14,8 @@
 //	fleet      1,000 simulated agents against one control-plane replica: join, daemon
 //	           convergence vs a 10-agent fleet, server CPU and memory while the leases
 //	           renew, CPU per heartbeat vs a bare NATS request/reply (fleet.go)
+//	clientlimits a node under a 2,000-connection flood and 500 slow clients: a normal
+//	           client's latency vs alone, the node's RSS vs idle (clientlimits.go)
 //
 // Load is generated on loopback only, bounded by -duration per run (fleet: by -window
 // and -timeout per phase).
@@ -63,7 +65,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale|clientlimits [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -82,6 +84,10 @@ func main() {
 		err = autoscaleBench(os.Args[2:])
 	case "fleet-agents": // the child process of fleet
 		err = fleetAgents(os.Args[2:])
+	case "clientlimits":
+		err = clientLimitsBench(os.Args[2:])
+	case "clientlimits-node": // the child process of clientlimits
+		err = clientLimitsNode(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

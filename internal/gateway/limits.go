@@ -1,0 +1,387 @@
+package gateway
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// Limits bound what clients can hold of a node: connections, the time they may take to
+// send a request or read a response, and the memory a connection may pin. Zero fields
+// take the defaults below; a negative field switches that limit off.
+type Limits struct {
+	// MaxConnections caps the connections open on the listener. At the cap a new
+	// connection takes the place of the oldest idle keep-alive connection; when none is
+	// idle it gets a 503 with Retry-After (plain HTTP) or is closed (TLS: a handshake
+	// would cost what the cap saves) without its request being read.
+	MaxConnections int
+	// HeaderTimeout bounds the time from the start of a request (its connection's
+	// opening, for the first) to the end of its header.
+	HeaderTimeout time.Duration
+	// BodyTimeout is the longest silence allowed while a request body is read, and the
+	// grace before MinBodyRate applies.
+	BodyTimeout time.Duration
+	// MinBodyRate is the average rate, in bytes per second, a body must keep up after
+	// BodyTimeout: a client trickling its body slower is cut (408), however large the
+	// body; an upload at any reasonable rate is not.
+	MinBodyRate int64
+	// WriteTimeout is the longest a client may leave the response unread.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections that send no next request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header (431 past it).
+	MaxHeaderBytes int
+}
+
+// Defaults of Limits, sized for an edge node. An open connection costs the node ~40 KiB
+// (goroutine, buffers; measured in bench/RESULTS.md), so the cap bounds that share of
+// memory near 160 MiB, while a 2,000-connection flood with 500 slow clients fits under it
+// and is served (see docs/RATIONALE.md, "Why cap connections…").
+const (
+	DefaultMaxConnections = 4096
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultBodyTimeout    = 10 * time.Second
+	DefaultMinBodyRate    = 512
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+// withDefaults fills zero fields with the defaults and turns negative ones into 0 (off).
+func (l Limits) withDefaults() Limits {
+	pick := func(v, def time.Duration) time.Duration {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			return 0
+		}
+		return v
+	}
+	l.HeaderTimeout = pick(l.HeaderTimeout, DefaultHeaderTimeout)
+	l.BodyTimeout = pick(l.BodyTimeout, DefaultBodyTimeout)
+	l.WriteTimeout = pick(l.WriteTimeout, DefaultWriteTimeout)
+	l.IdleTimeout = pick(l.IdleTimeout, DefaultIdleTimeout)
+	l.MaxConnections = int(pick(time.Duration(l.MaxConnections), DefaultMaxConnections))
+	l.MinBodyRate = int64(pick(time.Duration(l.MinBodyRate), DefaultMinBodyRate))
+	l.MaxHeaderBytes = int(pick(time.Duration(l.MaxHeaderBytes), DefaultMaxHeaderBytes))
+	return l
+}
+
+// Validate reports a limit that cannot work, naming its field.
+func (l Limits) Validate() error {
+	if l.MaxHeaderBytes > 0 && l.MaxHeaderBytes < 1024 {
+		return fmt.Errorf("max header bytes %d is below 1 KiB: ordinary requests would get 431; use at least 1KiB", l.MaxHeaderBytes)
+	}
+	if l.MinBodyRate > 0 && l.BodyTimeout < 0 {
+		return errors.New("a minimum body rate needs a body timeout (its grace period); set both or switch both off")
+	}
+	return nil
+}
+
+// retryAfter is what a refused connection is told to wait, in seconds.
+const retryAfter = "1"
+
+// refusal is the whole answer to a connection past the cap: short enough for one write.
+var refusal = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Retry-After: " + retryAfter + "\r\n" +
+	"Connection: close\r\n" +
+	"Content-Length: 47\r\n" +
+	"\r\n" +
+	"gateway at its connection limit; retry later.\r\n")
+
+const (
+	// maxRefusers bounds the goroutines answering refused connections; past it, a refused
+	// connection is closed without an answer.
+	maxRefusers = 256
+	// refuseTimeout bounds one refusal: writing the 503 and reading what the client sent
+	// (so that closing does not reset the connection before the client reads the 503).
+	refuseTimeout = time.Second
+)
+
+// connLimiter is a listener that caps its open connections. Lock order: mu is a leaf.
+type connLimiter struct {
+	net.Listener
+	max     int  // 0: no cap
+	respond bool // answer refused connections with a plain HTTP 503
+	metrics *telemetry.Metrics
+	refuse  chan struct{} // a slot per refusal in flight
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	open int
+	idle list.List // *trackedConn in http.StateIdle, longest idle first
+}
+
+func newConnLimiter(ln net.Listener, max int, respond bool, m *telemetry.Metrics) *connLimiter {
+	m.SetGatewayConnectionLimit(max)
+	return &connLimiter{Listener: ln, max: max, respond: respond, metrics: m, refuse: make(chan struct{}, maxRefusers)}
+}
+
+// Accept returns the next connection admitted under the cap, refusing the others.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, victim := l.admit(c)
+		if victim != nil {
+			victim.Conn.Close() // its server goroutine sees the read fail and ends
+			l.metrics.GatewayIdleClose()
+		}
+		if tc != nil {
+			return tc, nil
+		}
+		l.refuseConn(c)
+	}
+}
+
+// admit takes a slot for c: a free one, or the longest idle connection's (returned as
+// victim, for the caller to close). Both nil: the cap is reached and nothing is idle.
+func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.max > 0 && l.open >= l.max {
+		e := l.idle.Front()
+		if e == nil {
+			return nil, nil
+		}
+		victim = l.idle.Remove(e).(*trackedConn)
+		victim.elem = nil
+		victim.closed = true // its slot is c's now
+		return &trackedConn{Conn: c, l: l}, victim
+	}
+	l.open++
+	l.metrics.GatewayConnectionsAdd(1)
+	return &trackedConn{Conn: c, l: l}, nil
+}
+
+// refuseConn answers a connection past the cap, in the background, without reading its
+// request into memory.
+func (l *connLimiter) refuseConn(c net.Conn) {
+	l.metrics.GatewayRejection(telemetry.RejectConnections)
+	if !l.respond {
+		c.Close()
+		return
+	}
+	select {
+	case l.refuse <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	l.wg.Go(func() {
+		defer func() { <-l.refuse }()
+		c.SetDeadline(time.Now().Add(refuseTimeout))
+		if _, err := c.Write(refusal); err == nil {
+			// Half-close and read to EOF: closing with unread input would send a reset,
+			// which can destroy the 503 before the client reads it.
+			if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				var buf [512]byte
+				for {
+					if _, err := c.Read(buf[:]); err != nil {
+						break
+					}
+				}
+			}
+		}
+		c.Close()
+	})
+}
+
+// Close stops accepting and waits for the refusals in flight (each at most refuseTimeout).
+func (l *connLimiter) Close() error {
+	err := l.Listener.Close()
+	l.wg.Wait()
+	return err
+}
+
+// trackedConn is an admitted connection: it holds its slot until closed, and knows its
+// HTTP state (from the server's ConnState hook) to tell header timeouts from idle ones.
+type trackedConn struct {
+	net.Conn
+	l *connLimiter
+
+	state      atomic.Int32 // http.ConnState
+	read       atomic.Int64 // bytes read
+	readAtIdle atomic.Int64 // read when it last became idle
+	counted    atomic.Bool  // a header timeout was counted
+
+	// Guarded by l.mu.
+	elem   *list.Element // in l.idle while idle
+	closed bool          // its slot is given back (or taken over)
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	if err != nil && isTimeout(err) {
+		c.readTimedOut()
+	}
+	return n, err
+}
+
+// readTimedOut counts a header timeout: a read deadline passed while a request header
+// was due (a new connection, or an idle one that had started its next request). Body
+// deadlines pass while the connection is active and are counted by the body reader; an
+// idle connection with nothing sent is the keep-alive timeout, which is no rejection.
+func (c *trackedConn) readTimedOut() {
+	switch http.ConnState(c.state.Load()) {
+	case http.StateNew:
+	case http.StateIdle:
+		if c.read.Load() == c.readAtIdle.Load() {
+			return
+		}
+	default:
+		return
+	}
+	if c.counted.CompareAndSwap(false, true) {
+		c.l.metrics.GatewayRejection(telemetry.RejectHeaderTimeout)
+	}
+}
+
+func (c *trackedConn) Close() error {
+	l := c.l
+	l.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		l.open--
+		l.metrics.GatewayConnectionsAdd(-1)
+		if c.elem != nil {
+			l.idle.Remove(c.elem)
+			c.elem = nil
+		}
+	}
+	l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// setState follows the server's view of the connection: idle ones can be closed for a
+// newcomer at the cap.
+func (c *trackedConn) setState(s http.ConnState) {
+	if s == http.StateIdle {
+		c.readAtIdle.Store(c.read.Load())
+	}
+	c.state.Store(int32(s))
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c.closed {
+		return
+	}
+	switch {
+	case s == http.StateIdle && c.elem == nil:
+		c.elem = l.idle.PushBack(c)
+	case s != http.StateIdle && c.elem != nil:
+		l.idle.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+// connState is the http.Server's ConnState hook.
+func connState(c net.Conn, s http.ConnState) {
+	if tc := tracked(c); tc != nil {
+		tc.setState(s)
+	}
+}
+
+// tracked finds the trackedConn under c (a TLS connection wraps it).
+func tracked(c net.Conn) *trackedConn {
+	for c != nil {
+		switch v := c.(type) {
+		case *trackedConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// bodyReader reads a request body under the body limits: each read must come within
+// BodyTimeout of the previous one, and after the first BodyTimeout the body must average
+// MinBodyRate. It moves the connection's read deadline before each read.
+type bodyReader struct {
+	r        io.Reader
+	rc       *http.ResponseController
+	idle     time.Duration
+	minRate  int64
+	start    time.Time
+	n        int64
+	timedOut bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.idle > 0 {
+		now := time.Now()
+		deadline := now.Add(b.idle)
+		if b.minRate > 0 {
+			due := b.start.Add(b.idle + time.Duration(float64(b.n)/float64(b.minRate)*float64(time.Second)))
+			if due.Before(deadline) {
+				deadline = due
+			}
+		}
+		// ErrNotSupported (a ResponseWriter that is not the server's) leaves the body
+		// without a deadline, as before.
+		b.rc.SetReadDeadline(deadline)
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err != nil && err != io.EOF && isTimeout(err) {
+		b.timedOut = true
+	}
+	return n, err
+}
+
+// writeChunk is how much of a response is written under one write deadline.
+const writeChunk = 64 << 10
+
+// writeBody writes body under the write timeout: every chunk must be taken by the client
+// within WriteTimeout. It reports whether the client stopped reading.
+func writeBody(w http.ResponseWriter, rc *http.ResponseController, body []byte, timeout time.Duration) (timedOut bool) {
+	if timeout <= 0 {
+		w.Write(body)
+		return false
+	}
+	if rc.SetWriteDeadline(time.Now().Add(timeout)) != nil {
+		w.Write(body)
+		return false
+	}
+	var err error
+	for len(body) > 0 && err == nil {
+		n := min(len(body), writeChunk)
+		_, err = w.Write(body[:n])
+		body = body[n:]
+		if len(body) > 0 && err == nil {
+			rc.SetWriteDeadline(time.Now().Add(timeout))
+		}
+	}
+	if err == nil {
+		err = rc.Flush() // within the deadline, so the last bytes are bounded too
+	}
+	// Clear it: the server sets no write deadline of its own for the connection's next
+	// response.
+	rc.SetWriteDeadline(time.Time{})
+	return err != nil && isTimeout(err)
+}

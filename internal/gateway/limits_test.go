@@ -1,0 +1,392 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/gateway"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// limited is a gateway serving hello and echo on a real listener under limits.
+type limited struct {
+	metrics *telemetry.Metrics
+	addr    string
+}
+
+func serveLimited(t *testing.T, lim gateway.Limits) *limited {
+	t.Helper()
+	hello, echo := sharedFunctions(t)
+	l := &limited{metrics: telemetry.NewMetrics("test")}
+	g := gateway.New(gateway.Config{Metrics: l.metrics, Telemetry: true, Limits: lim, DrainTimeout: 5 * time.Second})
+	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello}, gateway.Route{Prefix: "/echo", Target: echo})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return l
+}
+
+func (l *limited) rejections(t *testing.T, reason string) float64 {
+	t.Helper()
+	return metricValue(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": reason})
+}
+
+// dial opens a raw connection, closed at the end of the test.
+func (l *limited) dial(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", l.addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// getOn sends GET path on c (keeping the connection open) and reads the response.
+func getOn(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Response {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// waitClosed waits (at most 30 s: the limits under test are far shorter) for the server
+// to close c and returns what it sent first.
+func waitClosed(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection still open after 30 s (got %q)", b)
+	}
+	return string(b)
+}
+
+// TestClientTimeouts: clients that send their header or body too slowly, or stop, are cut
+// and counted by reason; an upload at a reasonable rate that lasts longer than the body
+// timeout is not, nor is a keep-alive connection that simply goes idle; a normal request
+// is served meanwhile.
+func TestClientTimeouts(t *testing.T) {
+	l := serveLimited(t, gateway.Limits{
+		MaxConnections: 64,
+		HeaderTimeout:  300 * time.Millisecond,
+		BodyTimeout:    300 * time.Millisecond,
+		MinBodyRate:    1024,
+		IdleTimeout:    300 * time.Millisecond,
+	})
+	trickle := func(c net.Conn, stop <-chan struct{}) {
+		tick := time.NewTicker(50 * time.Millisecond) // pacing the slow client, not waiting
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}
+
+	t.Run("silent connection", func(t *testing.T) {
+		before := l.rejections(t, telemetry.RejectHeaderTimeout)
+		c := l.dial(t)
+		if got := waitClosed(t, c); got != "" {
+			t.Fatalf("got %q before the close, want nothing", got)
+		}
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectHeaderTimeout}, before+1)
+	})
+	t.Run("header sent byte by byte", func(t *testing.T) {
+		before := l.rejections(t, telemetry.RejectHeaderTimeout)
+		c := l.dial(t)
+		stop := make(chan struct{})
+		defer close(stop)
+		fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+		go trickle(c, stop)
+		waitClosed(t, c)
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectHeaderTimeout}, before+1)
+	})
+	t.Run("body trickled below the minimum rate", func(t *testing.T) {
+		before := l.rejections(t, telemetry.RejectBodyTimeout)
+		c := l.dial(t)
+		stop := make(chan struct{})
+		defer close(stop)
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n")
+		go trickle(c, stop) // 20 bytes/s, each byte well within the body timeout
+		got := waitClosed(t, c)
+		if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, "1024 bytes/s") {
+			t.Fatalf("got %q, want a 408 naming the minimum rate", got)
+		}
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectBodyTimeout}, before+1)
+		waitMetric(t, l.metrics, "fermion_request_errors_total", map[string]string{"function": "echo", "reason": telemetry.RejectBodyTimeout}, 1)
+	})
+	t.Run("body stops", func(t *testing.T) {
+		before := l.rejections(t, telemetry.RejectBodyTimeout)
+		c := l.dial(t)
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nhalf")
+		if got := waitClosed(t, c); !strings.HasPrefix(got, "HTTP/1.1 408 ") {
+			t.Fatalf("got %q, want 408", got)
+		}
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectBodyTimeout}, before+1)
+	})
+	t.Run("steady upload longer than the body timeout", func(t *testing.T) {
+		const chunk, chunks = 16 << 10, 8 // 128 KiB over ~560 ms: ~230 KB/s
+		c := l.dial(t)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n", chunk*chunks)
+		tick := time.NewTicker(70 * time.Millisecond)
+		defer tick.Stop()
+		for range chunks {
+			<-tick.C
+			if _, err := c.Write([]byte(strings.Repeat("u", chunk))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("steady upload = %d %s, want 200", resp.StatusCode, b)
+		}
+	})
+	t.Run("idle keep-alive is closed without a rejection", func(t *testing.T) {
+		before := l.rejections(t, telemetry.RejectHeaderTimeout)
+		c := l.dial(t)
+		if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /hello = %d", resp.StatusCode)
+		}
+		waitClosed(t, c)
+		if got := l.rejections(t, telemetry.RejectHeaderTimeout); got != before {
+			t.Fatalf("header timeouts went from %v to %v for a connection that was only idle", before, got)
+		}
+	})
+	t.Run("normal request while slow clients trickle", func(t *testing.T) {
+		stop := make(chan struct{})
+		defer close(stop)
+		for range 8 {
+			c := l.dial(t)
+			fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n")
+			go trickle(c, stop)
+		}
+		c := l.dial(t)
+		if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /hello = %d while slow clients trickle, want 200", resp.StatusCode)
+		}
+	})
+}
+
+// TestConnectionCap: past the cap, idle keep-alive connections make room for newcomers;
+// when none is idle, a newcomer gets a 503 with Retry-After at once, without its request
+// being waited for; a normal request is served again once a slot frees.
+func TestConnectionCap(t *testing.T) {
+	const max = 4
+	l := serveLimited(t, gateway.Limits{MaxConnections: max, HeaderTimeout: time.Minute, IdleTimeout: time.Minute})
+	open := func(want float64) {
+		t.Helper()
+		waitMetric(t, l.metrics, "fermion_gateway_connections", nil, want)
+	}
+	waitMetric(t, l.metrics, "fermion_gateway_connection_limit", nil, max)
+
+	t.Run("idle connections make room", func(t *testing.T) {
+		for range max {
+			c := l.dial(t)
+			if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /hello = %d", resp.StatusCode)
+			}
+		}
+		open(max)
+		// The server marks a connection idle just after writing its response: a newcomer
+		// arriving in between may still be refused, so it tries again.
+		fermiontest.WaitFor(t, 10*time.Second, func() error {
+			c := l.dial(t)
+			if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /hello at the cap with idle connections = %d, want 200", resp.StatusCode)
+			}
+			return nil
+		})
+		waitMetric(t, l.metrics, "fermion_gateway_idle_connections_closed_total", nil, 1)
+	})
+
+	t.Run("busy connections: the flood gets 503", func(t *testing.T) {
+		// Connections that sent nothing yet are not idle: they hold their slots.
+		var held []net.Conn
+		for range max {
+			held = append(held, l.dial(t))
+		}
+		open(max)
+		for i := range 3 {
+			c := l.dial(t)
+			start := time.Now()
+			fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("flood connection %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "connection limit") {
+				t.Fatalf("flood connection %d: %d Retry-After %q %q, want 503 with Retry-After 1", i, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+			}
+			// Generous: the refusal needs no function, no timeout, only a write.
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("503 took %v", d)
+			}
+		}
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectConnections}, 3)
+		open(max)
+
+		held[0].Close()
+		open(max - 1)
+		c := l.dial(t)
+		if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /hello once a slot freed = %d, want 200", resp.StatusCode)
+		}
+	})
+
+	t.Run("hammer: slots are all given back", func(t *testing.T) {
+		// Connections opened, used, refused and closed at once from many goroutines.
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for i := range 20 {
+					c, err := net.DialTimeout("tcp", l.addr, 10*time.Second)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.SetDeadline(time.Now().Add(30 * time.Second))
+					if i%2 == 0 {
+						fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n")
+						if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+					c.Close()
+				}
+			})
+		}
+		wg.Wait()
+		open(0)
+	})
+}
+
+// TestLimitsValidate: limits that cannot work are refused with the reason.
+func TestLimitsValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		lim     gateway.Limits
+		wantErr string
+	}{
+		{name: "defaults", lim: gateway.Limits{}},
+		{name: "all off", lim: gateway.Limits{MaxConnections: -1, HeaderTimeout: -1, BodyTimeout: -1, MinBodyRate: -1, WriteTimeout: -1, IdleTimeout: -1, MaxHeaderBytes: -1}},
+		{name: "tiny header cap", lim: gateway.Limits{MaxHeaderBytes: 100}, wantErr: "below 1 KiB"},
+		{name: "rate without timeout", lim: gateway.Limits{MinBodyRate: 100, BodyTimeout: -1}, wantErr: "needs a body timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.lim.Validate()
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// pipeListener hands out the server end of one synchronous in-memory connection: a
+// client that does not read blocks every write, whatever the response's size.
+type pipeListener struct {
+	conn   net.Conn
+	once   chan struct{}
+	closed chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.once:
+		return l.conn, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	select {
+	case <-l.closed:
+	default:
+		close(l.closed)
+	}
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// TestWriteTimeout: a client that stops reading its response is cut after the write
+// timeout and counted, rather than holding its connection forever.
+func TestWriteTimeout(t *testing.T) {
+	hello, _ := sharedFunctions(t)
+	m := telemetry.NewMetrics("test")
+	g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
+		Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
+	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
+	server, client := net.Pipe()
+	defer client.Close()
+	ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
+	ln.once <- struct{}{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	client.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(client, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing: the response cannot be written.
+	waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
+	waitMetric(t, m, "fermion_request_errors_total", map[string]string{"function": "hello", "reason": telemetry.RejectWriteTimeout}, 1)
+}
