@@ -11,6 +11,7 @@ import (
 // on messages.
 const (
 	codeBlobUnknown         = "BLOB_UNKNOWN"
+	codeBlobCorrupt         = "BLOB_CORRUPT" // Fermion's: a stored blob no longer matches its digest
 	codeBlobUploadInvalid   = "BLOB_UPLOAD_INVALID"
 	codeBlobUploadUnknown   = "BLOB_UPLOAD_UNKNOWN"
 	codeDigestInvalid       = "DIGEST_INVALID"

@@ -89,16 +89,19 @@ type Config struct {
 	// MaxManifestBytes caps a manifest (default 4 MiB, the size the spec asks
 	// registries to accept).
 	MaxManifestBytes int64
-	// MaxBlobBytes caps a blob (default 512 MiB).
+	// MaxBlobBytes caps a blob (default DefaultMaxBlobBytes, 2 GiB). Uploads stream
+	// into storage with bounded memory whatever the cap.
 	MaxBlobBytes int64
 	// UploadExpiry is how long an upload session may sit idle before the sweep deletes
 	// it and its chunks (default 1h).
 	UploadExpiry time.Duration
 }
 
+// DefaultMaxBlobBytes is the blob size cap when Config.MaxBlobBytes is zero.
+const DefaultMaxBlobBytes = 2 << 30
+
 const (
 	defaultMaxManifestBytes = 4 << 20
-	defaultMaxBlobBytes     = 512 << 20
 	defaultUploadExpiry     = time.Hour
 )
 
@@ -111,6 +114,7 @@ type Registry struct {
 	metrics *metrics
 	push    [][sha256.Size]byte
 	pull    [][sha256.Size]byte
+	suspect suspects // blobs a streamed read found corrupt (see blobread.go)
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -138,7 +142,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, er
 		cfg.MaxManifestBytes = defaultMaxManifestBytes
 	}
 	if cfg.MaxBlobBytes <= 0 {
-		cfg.MaxBlobBytes = defaultMaxBlobBytes
+		cfg.MaxBlobBytes = DefaultMaxBlobBytes
 	}
 	if cfg.UploadExpiry <= 0 {
 		cfg.UploadExpiry = defaultUploadExpiry

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"errors"
-	"fermion.dev/fermion/internal/engine"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opencontainers/go-digest"
+
+	"fermion.dev/fermion/internal/engine"
 )
 
 // Bucket names. The registry creates them when absent and leaves their contents alone
@@ -33,6 +34,7 @@ const inlineManifestMax = 256 << 10
 // store is the registry's state in JetStream.
 type store struct {
 	blobs     jetstream.ObjectStore
+	objects   *objectStore // reads and writes blobs with flow control (objwrite.go, objread.go)
 	links     jetstream.KeyValue
 	manifests jetstream.KeyValue
 	tags      jetstream.KeyValue
@@ -55,6 +57,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger
 		Replicas:    replicas,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if s.objects, err = newObjectStore(ctx, js, bucketBlobs, s.blobs); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	warnSettings(ctx, logger, bucketBlobs, replicas, func(ctx context.Context) (int, error) {
