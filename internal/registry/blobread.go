@@ -124,12 +124,9 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// openObject opens blob d for reading. Not the request's context: nats.go's object
-// reader notices cancellation only at its read deadline, and a cancelled subscription
-// leaves the reader blocked. A client that goes away makes the copy fail instead, and
-// the caller's Close ends the read.
+// openObject opens blob d for reading; ctx bounds the whole read.
 func (r *Registry) openObject(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
-	return r.st.objects.open(context.WithoutCancel(ctx), objectName(d))
+	return r.st.objects.open(ctx, objectName(d))
 }
 
 // readVerified reads the whole of blob d, which must be size bytes, into w (nil:
