@@ -38,8 +38,8 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, p request
 
 func invalidDigest(s string, err error) *apiError {
 	return newError(http.StatusBadRequest, codeDigestInvalid,
-		"invalid digest %q (%v): want <algorithm>:<hex>, algorithm sha256 or sha512", s, err).
-		withDetail(map[string]string{"digest": s})
+		"invalid digest %q (%v): want <algorithm>:<hex>, algorithm sha256 or sha512", clip(s), err).
+		withDetail(map[string]string{"digest": clip(s)})
 }
 
 func blobUnknown(repo string, d digest.Digest) *apiError {
@@ -167,7 +167,7 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, p reque
 
 func uploadUnknown(id string) *apiError {
 	return newError(http.StatusNotFound, codeBlobUploadUnknown,
-		"upload %q is unknown: it finished, was cancelled or expired; start a new one with POST", id)
+		"upload %q is unknown: it finished, was cancelled or expired; start a new one with POST", clip(id))
 }
 
 // uploadUnknownFailed counts a chunk or finalize for a session that does not exist.
@@ -307,7 +307,7 @@ func parseContentRange(h string) (start, end int64, present bool, err error) {
 	}
 	if !ok || err != nil || start < 0 || end < start {
 		return 0, 0, true, newError(http.StatusBadRequest, codeBlobUploadInvalid,
-			"invalid Content-Range %q: want <start>-<end>, inclusive byte offsets", h)
+			"invalid Content-Range %q: want <start>-<end>, inclusive byte offsets", clip(h))
 	}
 	return start, end, true, nil
 }

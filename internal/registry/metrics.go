@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_registry_requests_total",
-			Help: "Registry API requests by method, route (base, blobs, uploads, manifests, tags, referrers, unknown) and status code.",
+			Help: "Registry API requests by method, route (base, catalog, blobs, uploads, manifests, tags, referrers, unknown) and status code.",
 		}, []string{"method", "route", "code"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_registry_bytes_total",

@@ -197,6 +197,7 @@ func hashTokens(ts []string) [][sha256.Size]byte {
 // Routes, the metric's bounded "route" label.
 const (
 	routeBase      = "base"
+	routeCatalog   = "catalog"
 	routeBlobs     = "blobs"
 	routeUploads   = "uploads"
 	routeManifests = "manifests"
@@ -217,6 +218,9 @@ type request struct {
 func parsePath(p string) (request, bool) {
 	if p == "/v2/" || p == "/v2" {
 		return request{route: routeBase}, true
+	}
+	if p == "/v2/_catalog" {
+		return request{route: routeCatalog}, true
 	}
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok {
@@ -256,7 +260,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !ok {
-		writeError(rw, req, newError(http.StatusNotFound, codeUnsupported, "no such endpoint %s; the API is under /v2/", req.URL.Path))
+		writeError(rw, req, newError(http.StatusNotFound, codeUnsupported, "no such endpoint %s; the API is under /v2/", clip(req.URL.Path)))
 		return
 	}
 	write := req.Method != http.MethodGet && req.Method != http.MethodHead
@@ -267,16 +271,18 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Body != nil {
 		req.Body = countingBody{req.Body, r.metrics.bytesIn}
 	}
-	if p.route != routeBase && !validRepo(p.repo) {
+	if p.route != routeBase && p.route != routeCatalog && !validRepo(p.repo) {
 		writeError(rw, req, newError(http.StatusBadRequest, codeNameInvalid,
-			"invalid repository name %q: use lowercase letters, digits and separators (. _ __ -), path components joined by /", p.repo).
-			withDetail(map[string]string{"name": p.repo}))
+			"invalid repository name %q: up to %d characters, lowercase letters, digits and separators (. _ __ -), path components joined by /", clip(p.repo), maxRepoLen).
+			withDetail(map[string]string{"name": clip(p.repo)}))
 		return
 	}
 	var err error
 	switch p.route {
 	case routeBase:
 		err = r.serveBase(rw, req)
+	case routeCatalog:
+		err = r.serveCatalog(rw, req)
 	case routeBlobs:
 		err = r.serveBlob(rw, req, p)
 	case routeUploads:
@@ -306,7 +312,7 @@ func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 		w.WriteHeader(499)
 		return
 	}
-	r.logger.Error("registry request failed", "method", req.Method, "path", req.URL.Path, "error", err)
+	r.logger.Error("registry request failed", "method", req.Method, "path", clip(req.URL.Path), "error", err)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) {
 		writeError(w, req, newError(http.StatusServiceUnavailable, codeUnavailable, "storage did not answer in time; retry"))

@@ -130,11 +130,12 @@ func warnSettings(ctx context.Context, logger *slog.Logger, bucket string, want 
 // scanTimeout bounds a listing when the caller's context has no deadline.
 const scanTimeout = 30 * time.Second
 
-// scan returns the live entries whose keys match filter (a NATS subject pattern).
-func scan(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+// scan returns the live entries whose keys match filter (a NATS subject pattern);
+// with jetstream.MetaOnly() among opts, without their values.
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string, opts ...jetstream.WatchOpt) ([]jetstream.KeyValueEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
-	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	w, err := kv.WatchFiltered(ctx, []string{filter}, append([]jetstream.WatchOpt{jetstream.IgnoreDeletes()}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
 	}
