@@ -1,7 +1,10 @@
 // Package registry is Fermion's built-in OCI registry: an http.Handler serving the
 // distribution spec v1.1 API (/v2/...) — blobs, chunked and monolithic uploads,
-// cross-repository mounts, manifests, tags and the referrers API — with its state in
-// NATS JetStream, so every server of a Fermion cluster serves the same content.
+// cross-repository mounts, manifests, tags, the referrers API and the catalog — with
+// its state in NATS JetStream, so every server of a Fermion cluster serves the same
+// content. Blobs of any size (up to Config.MaxBlobBytes) stream in and out with
+// bounded memory (objwrite.go, objread.go), and every blob read is checked against its
+// digest (blobread.go).
 //
 // # Storage
 //
