@@ -14,6 +14,9 @@
 //	fleet      1,000 simulated agents against one control-plane replica: join, daemon
 //	           convergence vs a 10-agent fleet, server CPU and memory while the leases
 //	           renew, CPU per heartbeat vs a bare NATS request/reply (fleet.go)
+//	bigblob    a 1 GiB blob pushed and pulled through the built-in registry, registry
+//	           and client in processes of their own, RSS of each sampled from /proc,
+//	           time vs the same bytes over loopback HTTP without storage (bigblob.go)
 //
 // Load is generated on loopback only, bounded by -duration per run (fleet: by -window
 // and -timeout per phase).
@@ -63,7 +66,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale|bigblob [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -82,6 +85,12 @@ func main() {
 		err = autoscaleBench(os.Args[2:])
 	case "fleet-agents": // the child process of fleet
 		err = fleetAgents(os.Args[2:])
+	case "bigblob":
+		err = bigBlobBench(os.Args[2:])
+	case "bigblob-registry": // the registry process of bigblob
+		err = bigBlobRegistry(os.Args[2:])
+	case "bigblob-client": // the client process of bigblob
+		err = bigBlobClient(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
