@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,6 +48,7 @@ type objectStore struct {
 	js     jetstream.JetStream // a publisher of its own, with objectAckWait
 	stream jetstream.Stream    // OBJ_<bucket>, to drop refused chunks' successors
 	info   func(ctx context.Context, name string) (*jetstream.ObjectInfo, error)
+	resent atomic.Int64 // chunks sent again after a 429, for tests
 }
 
 func newObjectStore(ctx context.Context, js jetstream.JetStream, bucket string, obs jetstream.ObjectStore) (*objectStore, error) {
@@ -210,6 +212,7 @@ func (w *objectStore) resend(ctx context.Context, subj string, q []inflight, try
 	if err := backoff(ctx, try); err != nil {
 		return nil, err
 	}
+	w.resent.Add(int64(len(q)))
 	for i := range q {
 		f, err := w.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: q[i].data})
 		if err != nil {
