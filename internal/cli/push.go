@@ -35,6 +35,9 @@ func (f *registryFlags) hint(err error) error {
 	if errors.Is(err, oci.ErrNoToken) {
 		return fmt.Errorf("%w\npass --token or set FERMION_REGISTRY_TOKEN", err)
 	}
+	if errors.Is(err, oci.ErrCorrupt) {
+		return fmt.Errorf("%w\nthe blob is damaged (in the registry's storage, or altered on the way): pulling again will not help; push the artifact again", err)
+	}
 	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 		return fmt.Errorf("%w\nthe registry's certificate is not signed by a CA this machine trusts: pass the CA with --ca-file or FERMION_CA_FILE", err)
 	}

@@ -33,8 +33,9 @@ const (
 	// objectAckWait is how long one chunk's ack may take. With a window of eight it is
 	// only ever exceeded when storage is stuck, never by a long queue of our own.
 	objectAckWait = 30 * time.Second
-	// objectRetries bounds the resends after 429s (back-off doubling from 50 ms to 2 s:
-	// about half a minute of refusals in a row before the write fails).
+	// objectRetries bounds the resends after 429s in a row, with no chunk stored in
+	// between (back-off doubling from 50 ms to 2 s: about half a minute of refusals
+	// before the write fails).
 	objectRetries = 20
 )
 
@@ -135,6 +136,7 @@ func (w *objectStore) put(ctx context.Context, name string, r io.Reader, check f
 			if err == nil {
 				free = append(free, q[0].data[:objectChunkSize])
 				q = q[1:]
+				tries = 0 // the bound is on refusals in a row, not over a long upload
 				continue
 			}
 			if !tooManyRequests(err) || tries >= objectRetries {
