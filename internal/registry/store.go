@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -218,15 +221,17 @@ type uploadChunk struct {
 	Size   int64  `json:"size"`
 }
 
-// getBytes reads a whole object. In a cluster, the consumer that reads an object's
-// chunks may sit on a replica that has not yet received all of a just-written object,
-// and the read ends short with a digest mismatch; that heals within milliseconds, so
-// a mismatch is retried a few times before it is believed.
+// getBytes reads a whole object into one buffer of its recorded size (a module the
+// scanner reads is held once, never in a growing buffer) and checks it against the
+// SHA-256 the object store recorded when it was written: a mismatch is errCorrupt. In a
+// cluster a replica may not yet hold all of a just-written object, and the read ends
+// short; that heals within milliseconds, so a mismatch is retried a few times before
+// it is believed.
 func (s *store) getBytes(ctx context.Context, name string) ([]byte, error) {
 	var err error
 	for attempt := range 6 {
 		var b []byte
-		if b, err = s.blobs.GetBytes(ctx, name); err == nil || !errors.Is(err, jetstream.ErrDigestMismatch) {
+		if b, err = s.readObject(ctx, name); err == nil || !errors.Is(err, errCorrupt) {
 			return b, err
 		}
 		select {
@@ -236,4 +241,38 @@ func (s *store) getBytes(ctx context.Context, name string) ([]byte, error) {
 		}
 	}
 	return nil, err
+}
+
+func (s *store) readObject(ctx context.Context, name string) ([]byte, error) {
+	info, err := s.objects.info(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if info.Deleted {
+		return nil, jetstream.ErrObjectNotFound
+	}
+	want, err := jetstream.DecodeObjectDigest(info.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", name, err)
+	}
+	rc, err := s.objects.open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, info.Size)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("object %s: %w: shorter than its %d bytes", name, errCorrupt, info.Size)
+		}
+		return nil, fmt.Errorf("read object %s: %w", name, err)
+	}
+	var one [1]byte
+	if n, _ := rc.Read(one[:]); n > 0 {
+		return nil, fmt.Errorf("object %s: %w: longer than its %d bytes", name, errCorrupt, info.Size)
+	}
+	if got := sha256.Sum256(b); !bytes.Equal(got[:], want) {
+		return nil, fmt.Errorf("object %s: %w", name, errCorrupt)
+	}
+	return b, nil
 }
