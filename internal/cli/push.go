@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/artifact"
@@ -33,6 +35,9 @@ func (f *registryFlags) hint(err error) error {
 	if errors.Is(err, oci.ErrNoToken) {
 		return fmt.Errorf("%w\npass --token or set FERMION_REGISTRY_TOKEN", err)
 	}
+	if errors.Is(err, oci.ErrCorrupt) {
+		return fmt.Errorf("%w\nthe blob is damaged (in the registry's storage, or altered on the way): pulling again will not help; push the artifact again", err)
+	}
 	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 		return fmt.Errorf("%w\nthe registry's certificate is not signed by a CA this machine trusts: pass the CA with --ca-file or FERMION_CA_FILE", err)
 	}
@@ -54,7 +59,19 @@ func (f *registryFlags) client() (*oci.Client, error) {
 // pushArtifact pushes a built artifact to ref, signs it with priv when not nil, reports
 // both on out and returns ref with the pushed manifest's digest.
 func pushArtifact(ctx context.Context, cl *oci.Client, ref oci.Ref, a *artifact.Artifact, priv *privateKey, out io.Writer) (oci.Ref, error) {
-	desc, err := cl.Push(ctx, ref, a)
+	return pushArtifactFrom(ctx, cl, ref, a, "", priv, out)
+}
+
+// pushArtifactFrom is pushArtifact with the module streamed from layerFile when it is
+// not "" (a.Layer may then be nil), so a large module is not held in memory.
+func pushArtifactFrom(ctx context.Context, cl *oci.Client, ref oci.Ref, a *artifact.Artifact, layerFile string, priv *privateKey, out io.Writer) (oci.Ref, error) {
+	var desc ocispec.Descriptor
+	var err error
+	if layerFile != "" {
+		desc, err = cl.PushLayerFile(ctx, ref, a, layerFile)
+	} else {
+		desc, err = cl.Push(ctx, ref, a)
+	}
 	if err != nil {
 		return oci.Ref{}, err
 	}
@@ -97,7 +114,7 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 					return err
 				}
 			}
-			_, a, err := buildArtifact(c.Context(), dir, noBuild, cacheDir, c.ErrOrStderr())
+			m, a, err := buildArtifact(c.Context(), dir, noBuild, cacheDir, c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -105,7 +122,11 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 			if err != nil {
 				return err
 			}
-			_, err = pushArtifact(c.Context(), cl, ref, a, priv, c.OutOrStdout())
+			// The build wrote the module next to the manifest: stream it from there and
+			// let the bytes in memory go.
+			layerFile := filepath.Join(buildOutput(m), "module.wasm")
+			a.Layer = nil
+			_, err = pushArtifactFrom(c.Context(), cl, ref, a, layerFile, priv, c.OutOrStdout())
 			return rf.hint(err)
 		},
 	}

@@ -16,13 +16,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/registry"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
 func newRegistryCmd() *cobra.Command {
 	c := &cobra.Command{Use: "registry", Short: "The built-in OCI registry"}
-	var data, listen, adminListen, logLevel, tlsCert, tlsKey string
+	var data, listen, adminListen, logLevel, tlsCert, tlsKey, maxBlob string
 	var pushTokens, pullTokens []string
 	var profiling bool
 	serve := &cobra.Command{
@@ -45,6 +46,10 @@ v1.2.3-rc.1) are immutable.`,
 			if err := tlsPair("", tlsCert, tlsKey); err != nil {
 				return err
 			}
+			maxBlobBytes, err := parseMaxBlobSize("--max-blob-size", maxBlob)
+			if err != nil {
+				return err
+			}
 			if len(pushTokens) == 0 {
 				for _, t := range strings.Split(os.Getenv("FERMION_REGISTRY_PUSH_TOKEN"), ",") {
 					if t = strings.TrimSpace(t); t != "" {
@@ -64,7 +69,7 @@ v1.2.3-rc.1) are immutable.`,
 			}
 			defer eng.Close()
 			reg := prometheus.NewRegistry()
-			r, err := registry.New(ctx, eng.JetStream(), registry.Config{PushTokens: pushTokens, PullTokens: pullTokens, Metrics: reg, Logger: logger})
+			r, err := registry.New(ctx, eng.JetStream(), registry.Config{PushTokens: pushTokens, PullTokens: pullTokens, Metrics: reg, Logger: logger, MaxBlobBytes: maxBlobBytes})
 			if err != nil {
 				return err
 			}
@@ -125,6 +130,25 @@ v1.2.3-rc.1) are immutable.`,
 	serve.Flags().StringSliceVar(&pushTokens, "push-token", nil, "token that may push (repeatable)")
 	serve.Flags().StringSliceVar(&pullTokens, "pull-token", nil, "token required to pull (repeatable; none: anonymous pulls)")
 	serve.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	serve.Flags().StringVar(&maxBlob, "max-blob-size", maxBlobSizeDefault, maxBlobSizeUsage)
 	c.AddCommand(serve)
 	return c
+}
+
+// The blob size cap of the built-in registry, as a flag of registry serve and server.
+const (
+	maxBlobSizeDefault = "2GiB"
+	maxBlobSizeUsage   = "largest blob (module, layer) the registry accepts, e.g. 512MiB or 8GiB; uploads stream to storage with bounded memory whatever the size"
+)
+
+// parseMaxBlobSize reads a --max-blob-size style flag.
+func parseMaxBlobSize(flag, s string) (int64, error) {
+	n, err := manifest.ParseSize(s)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
+	if n <= 0 {
+		return 0, usageError{fmt.Errorf("%s %s: the cap must be more than 0 bytes", flag, s)}
+	}
+	return n, nil
 }

@@ -27,6 +27,7 @@ type serverOptions struct {
 	data, name                      string
 	listen, natsListen, adminListen string
 	registryListen, registryHost    string
+	registryMaxBlob                 string
 	nats, natsUser, natsPassword    string
 	clusterName, clusterListen      string
 	clusterSecret                   string
@@ -48,6 +49,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address agents connect to (NATS)")
 	f.StringVar(&o.registryListen, "registry-listen", "127.0.0.1:5000", "built-in OCI registry address (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address)")
+	f.StringVar(&o.registryMaxBlob, "registry-max-blob-size", maxBlobSizeDefault, maxBlobSizeUsage)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "metrics and health address (empty: off)")
 	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
 	f.StringVar(&o.nats, "nats", "", "use this external NATS cluster (nats://host:port,…) instead of the embedded one")
@@ -147,6 +149,14 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	if o.requireSigned && len(trusted) == 0 {
 		return nil, usageError{errors.New("--require-signed needs at least one --trust key")}
 	}
+	var maxBlobBytes int64 // 0: the registry's default
+	if o.registryMaxBlob != "" {
+		n, err := parseMaxBlobSize("--registry-max-blob-size", o.registryMaxBlob)
+		if err != nil {
+			return nil, err
+		}
+		maxBlobBytes = n
+	}
 	if o.natsPassword == "" {
 		o.natsPassword = os.Getenv("FERMION_NATS_PASSWORD")
 	}
@@ -225,7 +235,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		Name: o.name, DataDir: o.data, Version: Version,
 		NATSListen: o.natsListen, NATSTLS: natsTLS, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret, ClusterTLS: clusterTLS,
-		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
+		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryMaxBlobBytes: maxBlobBytes, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
 	})
 	if err != nil {

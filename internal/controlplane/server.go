@@ -64,6 +64,8 @@ type Config struct {
 	// RegistryTLS says the registry is served over TLS at RegistryHost; agents are told
 	// which, so that they pull from a loopback or private address with the right scheme.
 	RegistryTLS bool
+	// RegistryMaxBlobBytes caps a blob in the built-in registry (0: its default, 2 GiB).
+	RegistryMaxBlobBytes int64
 
 	// TrustedKeys are the PEM public keys signatures are verified against, at deploy
 	// and on the nodes; TrustedKeyNames names them (parallel, "" for none), and a
@@ -293,7 +295,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Registry {
-		reg, err := registry.New(ctx, js, registry.Config{Replicas: replicas, Logger: cfg.Logger, Metrics: cfg.Metrics,
+		reg, err := registry.New(ctx, js, registry.Config{Replicas: replicas, Logger: cfg.Logger, Metrics: cfg.Metrics, MaxBlobBytes: cfg.RegistryMaxBlobBytes,
 			Tokens: func(tok string) (bool, bool) {
 				c, ok := s.verifyToken(tok)
 				if !ok {

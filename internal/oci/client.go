@@ -16,8 +16,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -234,15 +236,33 @@ func isLoopback(host string) bool {
 // Push uploads the artifact's blobs (skipping those the registry has) and its
 // manifest, tagged with ref.Tag when set. It returns the manifest descriptor.
 func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocispec.Descriptor, error) {
+	return c.push(ctx, ref, a, bytesSource(a.Layer))
+}
+
+// PushLayerFile is Push with the module read from layerFile, which must hold the
+// bytes a's manifest names (a.Layer may then be nil): the module streams from disk,
+// so memory stays small whatever its size.
+func (c *Client) PushLayerFile(ctx context.Context, ref Ref, a *artifact.Artifact, layerFile string) (ocispec.Descriptor, error) {
+	return c.push(ctx, ref, a, fileSource(layerFile))
+}
+
+func (c *Client) push(ctx context.Context, ref Ref, a *artifact.Artifact, layer BlobSource) (ocispec.Descriptor, error) {
+	om, err := artifact.ParseManifest(a.Manifest)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	if len(om.Layers) != 1 {
+		return ocispec.Descriptor{}, fmt.Errorf("push %s: the manifest has %d layers, want 1", ref, len(om.Layers))
+	}
 	repo, err := c.repo(ctx, ref)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	for _, blob := range []struct {
 		desc ocispec.Descriptor
-		data []byte
-	}{{a.ConfigDescriptor(), a.Config}, {a.LayerDescriptor(), a.Layer}} {
-		if err := pushBlob(ctx, repo, blob.desc, blob.data); err != nil {
+		src  BlobSource
+	}{{a.ConfigDescriptor(), bytesSource(a.Config)}, {om.Layers[0], layer}} {
+		if err := pushBlob(ctx, repo, blob.desc, blob.src); err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
@@ -258,7 +278,39 @@ func (c *Client) Push(ctx context.Context, ref Ref, a *artifact.Artifact) (ocisp
 	return desc, nil
 }
 
-func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, data []byte) error {
+// BlobSource opens a blob's bytes for an upload; it is called again for a retry.
+type BlobSource func() (io.ReadCloser, error)
+
+func bytesSource(b []byte) BlobSource {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+func fileSource(path string) BlobSource {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open blob: %w", err)
+		}
+		return f, nil
+	}
+}
+
+// PushBlob uploads the blob desc names from src to ref's repository, unless the
+// registry has it. src streams: memory stays small whatever the blob's size.
+func (c *Client) PushBlob(ctx context.Context, ref Ref, desc ocispec.Descriptor, src BlobSource) error {
+	repo, err := c.repo(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return pushBlob(ctx, repo, desc, src)
+}
+
+// pushAttempts bounds the uploads of one blob. oras' retrying transport can replay a
+// body only when it is held in memory; a streamed one is retried here, from a fresh
+// upload session, after a failure the registry or the network may get over.
+const pushAttempts = 3
+
+func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, src BlobSource) error {
 	ok, err := repo.Blobs().Exists(ctx, desc)
 	if err != nil {
 		return fmt.Errorf("check blob %s: %w", desc.Digest, explain(err))
@@ -266,10 +318,36 @@ func pushBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descrip
 	if ok {
 		return nil
 	}
-	if err := repo.Blobs().Push(ctx, desc, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		return fmt.Errorf("push blob %s: %w", desc.Digest, explain(err))
+	for attempt := 1; ; attempt++ {
+		rc, err := src()
+		if err != nil {
+			return fmt.Errorf("push blob %s: %w", desc.Digest, err)
+		}
+		err = repo.Blobs().Push(ctx, desc, rc)
+		rc.Close()
+		if err == nil || errors.Is(err, errdef.ErrAlreadyExists) {
+			return nil
+		}
+		if attempt >= pushAttempts || !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("push blob %s: %w", desc.Digest, explain(err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("push blob %s: %w", desc.Digest, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
 	}
-	return nil
+}
+
+// transient reports a failure that a new attempt may not meet: the registry's 5xx
+// or 429, or a connection that broke. A 4xx is the request's fault and final.
+func transient(err error) bool {
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Sign signs the manifest digest with priv and pushes the signature in cosign's layout
@@ -302,7 +380,7 @@ func (c *Client) Sign(ctx context.Context, ref Ref, d digest.Digest, priv *ecdsa
 		if !ok {
 			continue // an earlier signature's payload: already in the registry
 		}
-		if err := pushBlob(ctx, repo, desc, data); err != nil {
+		if err := pushBlob(ctx, repo, desc, bytesSource(data)); err != nil {
 			return fmt.Errorf("push signature: %w", err)
 		}
 	}
@@ -450,20 +528,51 @@ func fetchBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descri
 	if desc.Size > limit {
 		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", desc.Digest, desc.Size, limit)
 	}
+	for attempt := 1; ; attempt++ {
+		rc, err := get(ctx, repo, "blobs", desc.Digest.String(), "")
+		if err != nil {
+			return nil, err
+		}
+		b, err := readBounded(rc, desc.Size)
+		rc.Close()
+		if err != nil && !errors.Is(err, errTooLong) {
+			// A cut transfer: the network, or the registry finding the blob corrupt
+			// as it streamed it. Asked again, such a registry says which.
+			if attempt < 2 && ctx.Err() == nil {
+				continue
+			}
+			return nil, fmt.Errorf("read blob %s: %w; the registry stopped sending it, retry", desc.Digest, err)
+		}
+		// Longer, shorter or other bytes than desc names: ErrTamperedLayer either way.
+		if err := artifact.VerifyLayer(desc, b); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return b, nil
+	}
+}
+
+// FetchBlob streams the blob desc names from ref's repository into w and checks it
+// on the way: memory stays small whatever the blob's size. On an error w may hold
+// part of the blob or wrong bytes; the caller discards them.
+func (c *Client) FetchBlob(ctx context.Context, ref Ref, desc ocispec.Descriptor, w io.Writer) error {
+	repo, err := c.repo(ctx, ref)
+	if err != nil {
+		return err
+	}
 	rc, err := get(ctx, repo, "blobs", desc.Digest.String(), "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
-	b, err := readBounded(rc, desc.Size)
-	if err != nil && !errors.Is(err, errTooLong) {
-		return nil, fmt.Errorf("read blob %s: %w; the registry stopped sending it, retry", desc.Digest, err)
+	v := desc.Digest.Verifier()
+	n, err := io.Copy(io.MultiWriter(w, v), io.LimitReader(rc, desc.Size+1))
+	if err != nil {
+		return fmt.Errorf("read blob %s: %w; the registry stopped sending it, retry", desc.Digest, err)
 	}
-	// Longer, shorter or other bytes than desc names: ErrTamperedLayer either way.
-	if err := artifact.VerifyLayer(desc, b); err != nil {
-		return nil, err
+	if n != desc.Size || !v.Verified() {
+		return fmt.Errorf("%w: blob %s: %w: %d bytes that do not hash to it (want %d)", ErrCorrupt, desc.Digest, artifact.ErrTamperedLayer, n, desc.Size)
 	}
-	return b, nil
+	return nil
 }
 
 // get opens /v2/<repository>/<kind>/<reference> through repo's client (its credentials
@@ -506,8 +615,17 @@ func get(ctx context.Context, repo *remote.Repository, kind, reference, accept s
 	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil {
 		e.Errors = body.Errors
 	}
+	for _, x := range e.Errors {
+		if x.Code == codeBlobCorrupt {
+			return nil, fmt.Errorf("%w: %s %s: %w: %w", ErrCorrupt, strings.TrimSuffix(kind, "s"), reference, artifact.ErrTamperedLayer, explain(e))
+		}
+	}
 	return nil, explain(e)
 }
+
+// codeBlobCorrupt is the error code with which Fermion's registry refuses a blob
+// whose stored bytes no longer match their digest.
+const codeBlobCorrupt = "BLOB_CORRUPT"
 
 // refusedError states a registry's error response in the registry's words; oras' text
 // repeats the URL and prints the error details as a Go map.
@@ -544,6 +662,12 @@ func explain(err error) error {
 }
 
 var errTooLong = errors.New("longer than expected")
+
+// ErrCorrupt means a blob's bytes do not match its digest: the registry found it so
+// in its storage (BLOB_CORRUPT), or this client's check of what it received did.
+// Retrying does not help; pushing the artifact again repairs a registry's copy.
+// Such errors also match artifact.ErrTamperedLayer.
+var ErrCorrupt = errors.New("blob is corrupt")
 
 // ErrNoToken means the registry asked for credentials and the client has no token.
 var ErrNoToken = errors.New("the registry requires a token and none was given")

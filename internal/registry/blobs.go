@@ -22,10 +22,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// memBodyMax is the largest monolithic upload body verified in memory; larger ones
-// are spooled to a chunk object first, so memory stays bounded whatever MaxBlobBytes is.
-const memBodyMax = 8 << 20
-
 func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, p request) error {
 	d, err := parseDigest(p.ref)
 	if err != nil {
@@ -42,8 +38,8 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, p request
 
 func invalidDigest(s string, err error) *apiError {
 	return newError(http.StatusBadRequest, codeDigestInvalid,
-		"invalid digest %q (%v): want <algorithm>:<hex>, algorithm sha256 or sha512", s, err).
-		withDetail(map[string]string{"digest": s})
+		"invalid digest %q (%v): want <algorithm>:<hex>, algorithm sha256 or sha512", clip(s), err).
+		withDetail(map[string]string{"digest": clip(s)})
 }
 
 func blobUnknown(repo string, d digest.Digest) *apiError {
@@ -65,59 +61,6 @@ func (r *Registry) linkedSize(ctx context.Context, repo string, d digest.Digest)
 		return 0, false, fmt.Errorf("link %s@%s holds %q, not a size", repo, d, e.Value())
 	}
 	return size, true, nil
-}
-
-func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string, d digest.Digest) error {
-	ctx := req.Context()
-	size, ok, err := r.linkedSize(ctx, repo, d)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return blobUnknown(repo, d)
-	}
-	h := w.Header()
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Type", "application/octet-stream")
-	if req.Method == http.MethodHead {
-		h.Set("Content-Length", itoa(size))
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	start, length, partial, satisfiable := parseRange(req.Header.Get("Range"), size)
-	if !satisfiable {
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		h.Del("Content-Type")
-		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		return nil
-	}
-	// Not the request's context: nats.go's object reader notices cancellation only at its
-	// read deadline, and a cancelled subscription leaves the reader blocked. A client that
-	// goes away makes the copy below fail instead, and the deferred Close ends the read.
-	obj, err := r.st.blobs.Get(context.WithoutCancel(ctx), objectName(d))
-	if notFound(err) {
-		return blobUnknown(repo, d)
-	}
-	if err != nil {
-		return fmt.Errorf("get blob %s: %w", d, err)
-	}
-	defer func() { _ = obj.Close() }()
-	status := http.StatusOK
-	if partial {
-		if _, err := io.CopyN(io.Discard, obj, start); err != nil {
-			return fmt.Errorf("read blob %s: %w", d, err)
-		}
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
-		status = http.StatusPartialContent
-	}
-	h.Set("Content-Length", itoa(length))
-	w.WriteHeader(status)
-	if _, err := io.CopyN(w, obj, length); err != nil && req.Context().Err() == nil {
-		// The status is sent; all that is left is to cut the response short and say why.
-		r.logger.Error("registry: blob read failed mid-response", "digest", d.String(), "error", err)
-	}
-	return nil
 }
 
 // parseRange interprets a single "bytes=" range against size. A header it does not
@@ -224,7 +167,7 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, p reque
 
 func uploadUnknown(id string) *apiError {
 	return newError(http.StatusNotFound, codeBlobUploadUnknown,
-		"upload %q is unknown: it finished, was cancelled or expired; start a new one with POST", id)
+		"upload %q is unknown: it finished, was cancelled or expired; start a new one with POST", clip(id))
 }
 
 // uploadUnknownFailed counts a chunk or finalize for a session that does not exist.
@@ -280,10 +223,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		if err != nil {
 			return invalidDigest(ds, err)
 		}
-		id := newUploadID()
-		var sess uploadSession
-		defer func() { r.deleteChunks(sess.Chunks) }()
-		if err := r.commit(ctx, repo, id, d, &sess, req); err != nil {
+		if err := r.commit(ctx, repo, d, &uploadSession{}, req); err != nil {
 			return err
 		}
 		blobCreated(w, repo, d)
@@ -367,7 +307,7 @@ func parseContentRange(h string) (start, end int64, present bool, err error) {
 	}
 	if !ok || err != nil || start < 0 || end < start {
 		return 0, 0, true, newError(http.StatusBadRequest, codeBlobUploadInvalid,
-			"invalid Content-Range %q: want <start>-<end>, inclusive byte offsets", h)
+			"invalid Content-Range %q: want <start>-<end>, inclusive byte offsets", clip(h))
 	}
 	return start, end, true, nil
 }
@@ -489,7 +429,7 @@ func (r *Registry) spool(ctx context.Context, id string, sess *uploadSession, re
 	}
 	body := &bodyReader{r: &limitReader{r: req.Body, n: allowed}}
 	name := chunkName(id, len(sess.Chunks))
-	info, err := r.st.blobs.Put(writeContext(ctx), jetstream.ObjectMeta{Name: name}, io.TeeReader(body, h))
+	info, err := r.st.objects.put(writeContext(ctx), name, io.TeeReader(body, h), nil)
 	if err != nil {
 		return uploadChunk{}, r.bodyError(body.err, err, sess.Size)
 	}
@@ -553,82 +493,139 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo, 
 		}
 		return fmt.Errorf("claim upload %s: %w", id, err)
 	}
-	defer func() { r.deleteChunks(sess.Chunks) }()
-	if err := r.commit(ctx, repo, id, d, sess, req); err != nil {
+	if err := r.commit(ctx, repo, d, sess, req); err != nil {
+		if final(err) {
+			r.deleteChunks(sess.Chunks)
+		} else {
+			r.restoreSession(id, sess)
+		}
 		return err
 	}
+	r.deleteChunks(sess.Chunks)
 	blobCreated(w, repo, d)
 	return nil
 }
 
+// final reports whether a failed finalize ends its upload session: the bytes are
+// wrong (digest, size). After anything else (storage trouble, a body cut short) the
+// session is restored, so the client's retry of the same PUT finds it; ending it
+// there made the retry fail with a misleading "upload … is unknown".
+func final(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && (e.Code == codeDigestInvalid || e.Code == codeSizeInvalid)
+}
+
+// restoreSession puts back a session claimed by a finalize that failed midway.
+func (r *Registry) restoreSession(id string, sess *uploadSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess.Updated = time.Now().UTC()
+	b, _ := json.Marshal(sess)
+	if _, err := r.st.uploads.Create(ctx, id, b); err != nil {
+		// Its chunks stay until the sweep finds them unowned.
+		r.logger.Warn("registry: restore upload session after a failed finalize", "upload", id, "error", err)
+	}
+}
+
 // commit verifies that the session's bytes plus the request body hash to d, writes blob
-// d unless it already exists and links it into repo. Chunks it spools are appended to
-// sess.Chunks for the caller to delete. Nothing is written when the digest differs.
-func (r *Registry) commit(ctx context.Context, repo, id string, d digest.Digest, sess *uploadSession, req *http.Request) error {
+// d and links it into repo, in one pass: the chunks and the body stream into the blob
+// object, and the object is published (made visible) only once the digest is verified;
+// otherwise what was written is purged. Memory stays bounded whatever the size.
+// A blob already stored with the expected size is not written again, only the body
+// is checked, unless a read found it corrupt.
+func (r *Registry) commit(ctx context.Context, repo string, d digest.Digest, sess *uploadSession, req *http.Request) error {
+	// A sha256 session carries its hash state: only the body is still to be hashed.
+	resumed := d.Algorithm() == digest.SHA256 && (sess.SHA256 != nil || len(sess.Chunks) == 0)
 	var h hash.Hash
-	if d.Algorithm() == digest.SHA256 && (sess.SHA256 != nil || len(sess.Chunks) == 0) {
+	if resumed {
 		var err error
 		if h, err = sessionHash(sess); err != nil {
 			return err
 		}
 	} else {
 		h = d.Algorithm().Hash()
-		if err := r.copyChunks(ctx, h, sess.Chunks); err != nil {
-			return err
-		}
 	}
-	var data []byte // a small monolithic body, held in memory
-	size := sess.Size
+	allowed := r.cfg.MaxBlobBytes - sess.Size
+	if req.ContentLength > allowed {
+		r.metrics.uploadFailed(failSize)
+		return r.tooLarge(sess.Size + req.ContentLength)
+	}
+	var body *bodyReader
+	var bodyBytes io.Reader = bytes.NewReader(nil)
 	if req.ContentLength != 0 && req.Body != nil {
-		if len(sess.Chunks) == 0 && req.ContentLength > 0 && req.ContentLength <= memBodyMax {
-			if req.ContentLength > r.cfg.MaxBlobBytes {
-				r.metrics.uploadFailed(failSize)
-				return r.tooLarge(req.ContentLength)
-			}
-			data = make([]byte, req.ContentLength)
-			if _, err := io.ReadFull(req.Body, data); err != nil {
-				return r.bodyError(err, err, size)
-			}
-			h.Write(data)
-			size += int64(len(data))
-		} else {
-			c, err := r.spool(ctx, id, sess, req, -1, h)
-			if err != nil {
-				return err
-			}
-			if c.Size > 0 {
-				sess.Chunks = append(sess.Chunks, c)
-				size += c.Size
-			}
-		}
+		body = &bodyReader{r: &limitReader{r: req.Body, n: allowed}}
+		bodyBytes = body
 	}
-	if got := digest.NewDigest(d.Algorithm(), h); got != d {
-		r.metrics.uploadFailed(failDigest)
-		return newError(http.StatusBadRequest, codeDigestInvalid,
-			"the %d bytes uploaded hash to %s, not %s; nothing was stored, start the upload again", size, got, d).
-			withDetail(map[string]string{"expected": d.String(), "actual": got.String()})
+	counted := &countingReader{r: bodyBytes}
+	chunks := &chunkReader{ctx: ctx, obs: r.st.objects, chunks: sess.Chunks}
+	var src io.Reader
+	if resumed {
+		src = io.MultiReader(chunks, io.TeeReader(counted, h))
+	} else {
+		src = io.TeeReader(io.MultiReader(chunks, counted), h)
+	}
+	verify := func() error {
+		size := sess.Size + counted.n
+		if got := digest.NewDigest(d.Algorithm(), h); got != d {
+			r.metrics.uploadFailed(failDigest)
+			return newError(http.StatusBadRequest, codeDigestInvalid,
+				"the %d bytes uploaded hash to %s, not %s; nothing was stored, start the upload again", size, got, d).
+				withDetail(map[string]string{"expected": d.String(), "actual": got.String()})
+		}
+		return nil
+	}
+	readErr := func(err error) error {
+		var e *apiError
+		if errors.As(err, &e) {
+			return e
+		}
+		var bodyErr error
+		if body != nil {
+			bodyErr = body.err
+		}
+		return r.bodyError(bodyErr, err, sess.Size)
 	}
 	name := objectName(d)
 	info, err := r.st.blobs.GetInfo(ctx, name)
-	switch {
-	case err == nil && int64(info.Size) == size:
-		// Already stored (content-addressed): nothing to write.
-	case err == nil || notFound(err):
-		var src io.Reader = bytes.NewReader(data)
-		if data == nil {
-			src = &chunkReader{ctx: ctx, obs: r.st.blobs, chunks: sess.Chunks}
-		}
-		if _, err := r.st.blobs.Put(writeContext(ctx), jetstream.ObjectMeta{Name: name}, src); err != nil {
-			r.metrics.uploadFailed(failStorage)
-			return fmt.Errorf("write blob %s: %w", d, err)
-		}
-	default:
+	if err != nil && !notFound(err) {
 		return fmt.Errorf("stat blob %s: %w", d, err)
 	}
+	if err == nil && req.ContentLength >= 0 && int64(info.Size) == sess.Size+req.ContentLength && !r.suspect.has(d) {
+		// Already stored (content-addressed): check the bytes, write nothing.
+		if !resumed {
+			bodyBytes = src
+		} else {
+			bodyBytes = io.TeeReader(counted, h)
+		}
+		if _, err := io.Copy(io.Discard, bodyBytes); err != nil {
+			return readErr(err)
+		}
+		if err := verify(); err != nil {
+			return err
+		}
+	} else {
+		if _, err := r.st.objects.put(writeContext(ctx), name, src, verify); err != nil {
+			return readErr(err)
+		}
+		r.suspect.clear(d)
+	}
+	size := sess.Size + counted.n
 	if _, err := r.st.links.Put(ctx, blobKey(repo, d), []byte(itoa(size))); err != nil {
 		return fmt.Errorf("link %s@%s: %w", repo, d, err)
 	}
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeContext is the context of an object store write: not cancelled with the
@@ -639,7 +636,7 @@ func writeContext(ctx context.Context) context.Context { return context.WithoutC
 
 // copyChunks writes the chunks' bytes, in order, to w.
 func (r *Registry) copyChunks(ctx context.Context, w io.Writer, chunks []uploadChunk) error {
-	if _, err := io.Copy(w, &chunkReader{ctx: ctx, obs: r.st.blobs, chunks: chunks}); err != nil {
+	if _, err := io.Copy(w, &chunkReader{ctx: ctx, obs: r.st.objects, chunks: chunks}); err != nil {
 		return fmt.Errorf("read upload chunks: %w", err)
 	}
 	return nil
@@ -648,9 +645,9 @@ func (r *Registry) copyChunks(ctx context.Context, w io.Writer, chunks []uploadC
 // chunkReader reads upload chunks one after the other.
 type chunkReader struct {
 	ctx    context.Context
-	obs    jetstream.ObjectStore
+	obs    *objectStore
 	chunks []uploadChunk
-	cur    jetstream.ObjectResult
+	cur    io.ReadCloser
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
@@ -659,7 +656,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			if len(c.chunks) == 0 {
 				return 0, io.EOF
 			}
-			obj, err := c.obs.Get(c.ctx, c.chunks[0].Object)
+			obj, err := c.obs.open(c.ctx, c.chunks[0].Object)
 			if err != nil {
 				return 0, fmt.Errorf("open chunk %s: %w", c.chunks[0].Object, err)
 			}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode/utf8"
 )
 
 // Error codes of the distribution spec (and UNAVAILABLE/UNKNOWN, which registries use
@@ -11,6 +13,7 @@ import (
 // on messages.
 const (
 	codeBlobUnknown         = "BLOB_UNKNOWN"
+	codeBlobCorrupt         = "BLOB_CORRUPT" // Fermion's: a stored blob no longer matches its digest
 	codeBlobUploadInvalid   = "BLOB_UPLOAD_INVALID"
 	codeBlobUploadUnknown   = "BLOB_UPLOAD_UNKNOWN"
 	codeDigestInvalid       = "DIGEST_INVALID"
@@ -48,6 +51,24 @@ func newError(status int, code, format string, args ...any) *apiError {
 func (e *apiError) withDetail(d any) *apiError {
 	e.Detail = d
 	return e
+}
+
+// maxEcho is the most of a client's input (a name, a tag, a path) an error message
+// repeats; the rest is summarized by its length, so a 1 MB name gets a short 400
+// rather than a 1 MB one.
+const maxEcho = 64
+
+// clip returns s for an error message: whole when short, else its first maxEcho
+// bytes (cut at a character boundary) and its length.
+func clip(s string) string {
+	if len(s) <= maxEcho+16 {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(s[:cut], ""), len(s))
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -488,4 +489,31 @@ func TestUploadExpiry(t *testing.T) {
 	if c := tr.counter(t, "fermion_registry_upload_failures_total", "reason", failExpired); c != 1 {
 		t.Errorf("expired uploads counted %v", c)
 	}
+}
+
+// TestFinalizeRetry cuts the body of a finalizing PUT short: the upload session
+// survives with what it held, so the client's retry of the same PUT succeeds instead
+// of meeting "upload … is unknown".
+func TestFinalizeRetry(t *testing.T) {
+	tr := startRegistry(t, "", Config{})
+	data := randomBytes(t, 3<<20)
+	d := digest.FromBytes(data)
+	loc := tr.do(t, "POST", "/v2/r/blobs/uploads/", nil).want(t, http.StatusAccepted).header.Get("Location")
+	half := len(data) / 2
+	loc = tr.do(t, "PATCH", loc, data[:half], "Content-Range", fmt.Sprintf("0-%d", half-1)).want(t, http.StatusAccepted).header.Get("Location")
+	status := rawRequest(t, tr, fmt.Sprintf("PUT %s?digest=%s HTTP/1.1\r\nContent-Length: %d", loc, d, len(data)-half), data[half:half+1000])
+	if !strings.Contains(status, " 400 ") {
+		t.Fatalf("finalize with a cut body: %q, want 400", status)
+	}
+	if r := tr.do(t, "GET", loc, nil).want(t, http.StatusNoContent).header.Get("Range"); r != fmt.Sprintf("0-%d", half-1) {
+		t.Fatalf("the session holds %q after a failed finalize, want its first chunk", r)
+	}
+	tr.do(t, "PUT", loc+"?digest="+d.String(), data[half:]).want(t, http.StatusCreated)
+	if got := tr.do(t, "GET", "/v2/r/blobs/"+d.String(), nil).want(t, http.StatusOK).body; !bytes.Equal(got, data) {
+		t.Fatal("the retried finalize stored other bytes")
+	}
+	// A wrong digest ends the session: the bytes are wrong, a retry cannot help.
+	loc = tr.do(t, "POST", "/v2/r/blobs/uploads/", nil).want(t, http.StatusAccepted).header.Get("Location")
+	tr.do(t, "PUT", loc+"?digest="+digestOf([]byte("other")), data).wantError(t, http.StatusBadRequest, codeDigestInvalid)
+	tr.do(t, "GET", loc, nil).wantError(t, http.StatusNotFound, codeBlobUploadUnknown)
 }

@@ -149,8 +149,8 @@ func isDigestRef(ref string) bool { return strings.Contains(ref, ":") }
 
 func invalidTag(tag string) *apiError {
 	return newError(http.StatusBadRequest, codeTagInvalid,
-		"invalid tag %q: up to 128 of [A-Za-z0-9_.-], not starting with . or -", tag).
-		withDetail(map[string]string{"tag": tag})
+		"invalid tag %q: up to 128 of [A-Za-z0-9_.-], not starting with . or -", clip(tag)).
+		withDetail(map[string]string{"tag": clip(tag)})
 }
 
 func manifestUnknown(repo, ref string) *apiError {
@@ -548,7 +548,7 @@ func (r *Registry) serveTags(w http.ResponseWriter, req *http.Request, p request
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return newError(http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", "invalid n=%q: want a number >= 0", s)
+			return newError(http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", "invalid n=%q: want a number >= 0", clip(s))
 		}
 		n = v
 	}

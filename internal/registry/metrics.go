@@ -23,11 +23,17 @@ const (
 	failScan     = "scan"            // a Fermion artifact the registry scanner refused
 )
 
+// Read failure reasons, the bounded values of fermion_registry_read_failures_total.
+const (
+	failCorrupt = "corrupt" // a stored blob's bytes no longer match its digest or size
+)
+
 // metrics are the registry's collectors.
 type metrics struct {
 	requests       *prometheus.CounterVec // method, route, code
 	bytes          *prometheus.CounterVec // direction
 	uploadFailures *prometheus.CounterVec // reason
+	readFailures   *prometheus.CounterVec // reason
 	bytesIn        prometheus.Counter
 	bytesOut       prometheus.Counter
 }
@@ -36,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_registry_requests_total",
-			Help: "Registry API requests by method, route (base, blobs, uploads, manifests, tags, referrers, unknown) and status code.",
+			Help: "Registry API requests by method, route (base, catalog, blobs, uploads, manifests, tags, referrers, unknown) and status code.",
 		}, []string{"method", "route", "code"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_registry_bytes_total",
@@ -46,11 +52,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fermion_registry_upload_failures_total",
 			Help: "Blob uploads refused or abandoned, by reason (digest_mismatch, range, size, body, unknown_session, conflict, storage, expired).",
 		}, []string{"reason"}),
+		readFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_registry_read_failures_total",
+			Help: "Blob reads refused or cut short because of the stored data, by reason (corrupt).",
+		}, []string{"reason"}),
 	}
 	m.bytesIn = m.bytes.WithLabelValues("in")
 	m.bytesOut = m.bytes.WithLabelValues("out")
+	m.readFailures.WithLabelValues(failCorrupt) // exported at 0, so an alert can rate() it from the start
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.uploadFailures} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.uploadFailures, m.readFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}
@@ -72,6 +83,8 @@ func (m *metrics) request(method, route string, code int) {
 }
 
 func (m *metrics) uploadFailed(reason string) { m.uploadFailures.WithLabelValues(reason).Inc() }
+
+func (m *metrics) readFailed(reason string) { m.readFailures.WithLabelValues(reason).Inc() }
 
 // countingBody counts request body bytes into fermion_registry_bytes_total{direction="in"}.
 type countingBody struct {

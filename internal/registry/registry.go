@@ -1,7 +1,10 @@
 // Package registry is Fermion's built-in OCI registry: an http.Handler serving the
 // distribution spec v1.1 API (/v2/...) — blobs, chunked and monolithic uploads,
-// cross-repository mounts, manifests, tags and the referrers API — with its state in
-// NATS JetStream, so every server of a Fermion cluster serves the same content.
+// cross-repository mounts, manifests, tags, the referrers API and the catalog — with
+// its state in NATS JetStream, so every server of a Fermion cluster serves the same
+// content. Blobs of any size (up to Config.MaxBlobBytes) stream in and out with
+// bounded memory (objwrite.go, objread.go), and every blob read is checked against its
+// digest (blobread.go).
 //
 // # Storage
 //
@@ -89,16 +92,19 @@ type Config struct {
 	// MaxManifestBytes caps a manifest (default 4 MiB, the size the spec asks
 	// registries to accept).
 	MaxManifestBytes int64
-	// MaxBlobBytes caps a blob (default 512 MiB).
+	// MaxBlobBytes caps a blob (default DefaultMaxBlobBytes, 2 GiB). Uploads stream
+	// into storage with bounded memory whatever the cap.
 	MaxBlobBytes int64
 	// UploadExpiry is how long an upload session may sit idle before the sweep deletes
 	// it and its chunks (default 1h).
 	UploadExpiry time.Duration
 }
 
+// DefaultMaxBlobBytes is the blob size cap when Config.MaxBlobBytes is zero.
+const DefaultMaxBlobBytes = 2 << 30
+
 const (
 	defaultMaxManifestBytes = 4 << 20
-	defaultMaxBlobBytes     = 512 << 20
 	defaultUploadExpiry     = time.Hour
 )
 
@@ -111,6 +117,7 @@ type Registry struct {
 	metrics *metrics
 	push    [][sha256.Size]byte
 	pull    [][sha256.Size]byte
+	suspect suspects // blobs a streamed read found corrupt (see blobread.go)
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -138,7 +145,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, er
 		cfg.MaxManifestBytes = defaultMaxManifestBytes
 	}
 	if cfg.MaxBlobBytes <= 0 {
-		cfg.MaxBlobBytes = defaultMaxBlobBytes
+		cfg.MaxBlobBytes = DefaultMaxBlobBytes
 	}
 	if cfg.UploadExpiry <= 0 {
 		cfg.UploadExpiry = defaultUploadExpiry
@@ -193,6 +200,7 @@ func hashTokens(ts []string) [][sha256.Size]byte {
 // Routes, the metric's bounded "route" label.
 const (
 	routeBase      = "base"
+	routeCatalog   = "catalog"
 	routeBlobs     = "blobs"
 	routeUploads   = "uploads"
 	routeManifests = "manifests"
@@ -213,6 +221,9 @@ type request struct {
 func parsePath(p string) (request, bool) {
 	if p == "/v2/" || p == "/v2" {
 		return request{route: routeBase}, true
+	}
+	if p == "/v2/_catalog" {
+		return request{route: routeCatalog}, true
 	}
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok {
@@ -252,7 +263,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !ok {
-		writeError(rw, req, newError(http.StatusNotFound, codeUnsupported, "no such endpoint %s; the API is under /v2/", req.URL.Path))
+		writeError(rw, req, newError(http.StatusNotFound, codeUnsupported, "no such endpoint %s; the API is under /v2/", clip(req.URL.Path)))
 		return
 	}
 	write := req.Method != http.MethodGet && req.Method != http.MethodHead
@@ -263,16 +274,18 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Body != nil {
 		req.Body = countingBody{req.Body, r.metrics.bytesIn}
 	}
-	if p.route != routeBase && !validRepo(p.repo) {
+	if p.route != routeBase && p.route != routeCatalog && !validRepo(p.repo) {
 		writeError(rw, req, newError(http.StatusBadRequest, codeNameInvalid,
-			"invalid repository name %q: use lowercase letters, digits and separators (. _ __ -), path components joined by /", p.repo).
-			withDetail(map[string]string{"name": p.repo}))
+			"invalid repository name %q: up to %d characters, lowercase letters, digits and separators (. _ __ -), path components joined by /", clip(p.repo), maxRepoLen).
+			withDetail(map[string]string{"name": clip(p.repo)}))
 		return
 	}
 	var err error
 	switch p.route {
 	case routeBase:
 		err = r.serveBase(rw, req)
+	case routeCatalog:
+		err = r.serveCatalog(rw, req)
 	case routeBlobs:
 		err = r.serveBlob(rw, req, p)
 	case routeUploads:
@@ -302,7 +315,7 @@ func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 		w.WriteHeader(499)
 		return
 	}
-	r.logger.Error("registry request failed", "method", req.Method, "path", req.URL.Path, "error", err)
+	r.logger.Error("registry request failed", "method", req.Method, "path", clip(req.URL.Path), "error", err)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) {
 		writeError(w, req, newError(http.StatusServiceUnavailable, codeUnavailable, "storage did not answer in time; retry"))

@@ -1,16 +1,20 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
-	"fermion.dev/fermion/internal/engine"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opencontainers/go-digest"
+
+	"fermion.dev/fermion/internal/engine"
 )
 
 // Bucket names. The registry creates them when absent and leaves their contents alone
@@ -33,6 +37,7 @@ const inlineManifestMax = 256 << 10
 // store is the registry's state in JetStream.
 type store struct {
 	blobs     jetstream.ObjectStore
+	objects   *objectStore // reads and writes blobs with flow control (objwrite.go, objread.go)
 	links     jetstream.KeyValue
 	manifests jetstream.KeyValue
 	tags      jetstream.KeyValue
@@ -55,6 +60,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, logger
 		Replicas:    replicas,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if s.objects, err = newObjectStore(ctx, js, bucketBlobs, s.blobs); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	warnSettings(ctx, logger, bucketBlobs, replicas, func(ctx context.Context) (int, error) {
@@ -125,11 +133,12 @@ func warnSettings(ctx context.Context, logger *slog.Logger, bucket string, want 
 // scanTimeout bounds a listing when the caller's context has no deadline.
 const scanTimeout = 30 * time.Second
 
-// scan returns the live entries whose keys match filter (a NATS subject pattern).
-func scan(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+// scan returns the live entries whose keys match filter (a NATS subject pattern);
+// with jetstream.MetaOnly() among opts, without their values.
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string, opts ...jetstream.WatchOpt) ([]jetstream.KeyValueEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
-	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	w, err := kv.WatchFiltered(ctx, []string{filter}, append([]jetstream.WatchOpt{jetstream.IgnoreDeletes()}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
 	}
@@ -212,15 +221,17 @@ type uploadChunk struct {
 	Size   int64  `json:"size"`
 }
 
-// getBytes reads a whole object. In a cluster, the consumer that reads an object's
-// chunks may sit on a replica that has not yet received all of a just-written object,
-// and the read ends short with a digest mismatch; that heals within milliseconds, so
-// a mismatch is retried a few times before it is believed.
+// getBytes reads a whole object into one buffer of its recorded size (a module the
+// scanner reads is held once, never in a growing buffer) and checks it against the
+// SHA-256 the object store recorded when it was written: a mismatch is errCorrupt. In a
+// cluster a replica may not yet hold all of a just-written object, and the read ends
+// short; that heals within milliseconds, so a mismatch is retried a few times before
+// it is believed.
 func (s *store) getBytes(ctx context.Context, name string) ([]byte, error) {
 	var err error
 	for attempt := range 6 {
 		var b []byte
-		if b, err = s.blobs.GetBytes(ctx, name); err == nil || !errors.Is(err, jetstream.ErrDigestMismatch) {
+		if b, err = s.readObject(ctx, name); err == nil || !errors.Is(err, errCorrupt) {
 			return b, err
 		}
 		select {
@@ -230,4 +241,38 @@ func (s *store) getBytes(ctx context.Context, name string) ([]byte, error) {
 		}
 	}
 	return nil, err
+}
+
+func (s *store) readObject(ctx context.Context, name string) ([]byte, error) {
+	info, err := s.objects.info(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if info.Deleted {
+		return nil, jetstream.ErrObjectNotFound
+	}
+	want, err := jetstream.DecodeObjectDigest(info.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", name, err)
+	}
+	rc, err := s.objects.open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, info.Size)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("object %s: %w: shorter than its %d bytes", name, errCorrupt, info.Size)
+		}
+		return nil, fmt.Errorf("read object %s: %w", name, err)
+	}
+	var one [1]byte
+	if n, _ := rc.Read(one[:]); n > 0 {
+		return nil, fmt.Errorf("object %s: %w: longer than its %d bytes", name, errCorrupt, info.Size)
+	}
+	if got := sha256.Sum256(b); !bytes.Equal(got[:], want) {
+		return nil, fmt.Errorf("object %s: %w", name, errCorrupt)
+	}
+	return b, nil
 }

@@ -16,6 +16,9 @@
 //	           renew, CPU per heartbeat vs a bare NATS request/reply (fleet.go)
 //	clientlimits a node under a 2,000-connection flood and 500 slow clients: a normal
 //	           client's latency vs alone, the node's RSS vs idle (clientlimits.go)
+//	bigblob    a 1 GiB blob pushed and pulled through the built-in registry, registry
+//	           and client in processes of their own, RSS of each sampled from /proc,
+//	           time vs the same bytes over loopback HTTP without storage (bigblob.go)
 //
 // Load is generated on loopback only, bounded by -duration per run (fleet: by -window
 // and -timeout per phase).
@@ -65,7 +68,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale|clientlimits [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale|clientlimits|bigblob [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -88,6 +91,12 @@ func main() {
 		err = clientLimitsBench(os.Args[2:])
 	case "clientlimits-node": // the child process of clientlimits
 		err = clientLimitsNode(os.Args[2:])
+	case "bigblob":
+		err = bigBlobBench(os.Args[2:])
+	case "bigblob-registry": // the registry process of bigblob
+		err = bigBlobRegistry(os.Args[2:])
+	case "bigblob-client": // the client process of bigblob
+		err = bigBlobClient(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
