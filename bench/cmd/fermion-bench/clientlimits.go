@@ -76,7 +76,7 @@ func clientLimitsBench(args []string) error {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
 		fmt.Printf("| %d | %.1f MiB | %.1f MiB (+%.1f MiB) | %s / %s | %s / %s (%.2f×) | %d of %d | %d / %d (%d) / %d | %d |\n",
-			round, mib(res.idleRSS), mib(res.peakRSS), mib(res.peakRSS-res.idleRSS),
+			round, mib(uint64(res.idleRSS)), mib(uint64(res.peakRSS)), mib(uint64(res.peakRSS-res.idleRSS)),
 			msText(res.alone.p50), msText(res.alone.p99), msText(res.attacked.p50), msText(res.attacked.p99),
 			float64(res.attacked.p99)/float64(max(res.alone.p99, 1)),
 			res.attacked.failed, res.attacked.n, res.flood.ok.Load(), res.flood.refused.Load(), res.flood.retryAfter.Load(),
@@ -352,7 +352,5 @@ func processRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS for process %d", pid)
 }
-
-func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func msText(d time.Duration) string { return fmt.Sprintf("%.2f ms", ms(d)) }
