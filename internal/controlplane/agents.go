@@ -326,7 +326,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 		dirty := s.dirtyNodes
 		s.dirtyNodes = map[string]bool{}
 		s.dirtyMu.Unlock()
-		if !s.leader.Load() {
+		if !s.Acting() {
 			continue
 		}
 		for node := range dirty {
