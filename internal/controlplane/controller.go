@@ -119,6 +119,14 @@ func (s *Server) nodeLifecycle(ctx context.Context) error {
 		s.leaseWatches = w
 		s.lead.deafened(time.Now())
 	}
+	// Renewals are stored only while the leases stream has a leader: while it has
+	// none (a cluster just resumed or lost its quorum), no one can be heard.
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseRenew)
+	_, err := lastSeq(pctx, fencedBucket{bucketLeases, s.st.leases})
+	cancel()
+	if err != nil {
+		s.lead.deafened(time.Now())
+	}
 	now := time.Now()
 	grace := s.lead.hearingFor(now) < s.cfg.LeaseLost
 	type change struct {
