@@ -170,7 +170,7 @@ func (p *proc) stop() {
 type replica struct {
 	*proc
 	api, nats, admin, registry string // URLs and host:port
-	dataDir                       string
+	dataDir                    string
 }
 
 // Timing shared by the cluster and the assertions: a short lost period keeps the suite
