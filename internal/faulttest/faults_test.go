@@ -374,10 +374,12 @@ func waitServing(t *testing.T, url string, timeout time.Duration) {
 // seenEvents is the last event sequence recorded so far.
 func seenEvents(t *testing.T, c *client.Client) uint64 {
 	t.Helper()
-	l, err := c.Events(context.Background(), client.EventFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var l *v1.EventList
+	fermiontest.WaitFor(t, 20*time.Second, func() error {
+		var err error
+		l, err = c.Events(context.Background(), client.EventFilter{})
+		return err
+	})
 	var last uint64
 	for _, e := range l.Events {
 		last = max(last, e.Seq)
