@@ -73,29 +73,36 @@ func (ov *overlay) add(deployment string, nodes []string, fresh map[string]bool,
 	}
 }
 
-// placed reports whether the controllers have placed d's current generation and this
-// replica's table holds the assignments they wrote for it.
-func (s *Server) placed(d *v1.Deployment) bool {
-	p, _, ok := s.placements.get(d.Name)
-	if !ok || p.ObservedGeneration != d.Generation {
-		return false
-	}
-	n := 0
-	for _, a := range s.current(d.Name) {
-		if a.Generation == d.Generation {
-			n++
+// placedCounts counts, per deployment, its assignments by generation in this
+// replica's table: one walk of the assignments for a whole dry run.
+func (s *Server) placedCounts() map[string]map[int64]int {
+	out := map[string]map[int64]int{}
+	s.assignments.each(func(_ string, a *v1.Assignment, _ uint64) {
+		g := out[a.Deployment]
+		if g == nil {
+			g = map[int64]int{}
+			out[a.Deployment] = g
 		}
-	}
-	return n >= len(p.Nodes)
+		g[a.Generation]++
+	})
+	return out
+}
+
+// placed reports whether the controllers have placed d's current generation and this
+// replica's table holds the assignments they wrote for it (counts from placedCounts).
+func (s *Server) placed(d *v1.Deployment, counts map[string]map[int64]int) bool {
+	p, _, ok := s.placements.get(d.Name)
+	return ok && p.ObservedGeneration == d.Generation && counts[d.Name][d.Generation] >= len(p.Nodes)
 }
 
 // pendingOverlay simulates, in the controllers' order, the placement of every
 // deployment but name whose current generation is not placed yet.
 func (s *Server) pendingOverlay(name string) *overlay {
 	ov := newOverlay()
+	counts := s.placedCounts()
 	for _, dn := range s.reconcileOrder() {
 		d, _, ok := s.deployments.get(dn)
-		if dn == name || !ok || d.Deleting || s.placed(&d) {
+		if dn == name || !ok || d.Deleting || s.placed(&d, counts) {
 			continue
 		}
 		cur := s.current(dn)
