@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -156,23 +157,52 @@ var errNotActing = errors.New("this replica does not hold a current leader lease
 // fencedPublish publishes one record (or, with op set, a KV operation marker) to
 // bucket under key, conditional on the fence and on opts. A refusal for the fence steps
 // this replica down.
+//
+// A replicated stream lets one message at a time be in flight with an expected-sequence
+// check on a given subject, and refuses the others until it is applied (the same code
+// as a lost compare-and-swap). Every fenced write checks the fence's subject, so
+// concurrent fenced writes to one bucket of a cluster take turns: a refusal while the
+// fence is still ours is retried shortly, unless opts carry the caller's own check,
+// which then reads again and decides.
 func (s *Server) fencedPublish(ctx context.Context, b fencedBucket, key string, data []byte, op string, opts ...jetstream.PublishOpt) (uint64, error) {
-	fo, err := s.fencedOpts(b.name)
-	if err != nil {
-		return 0, err
+	for attempt := 0; ; attempt++ {
+		fo, err := s.fencedOpts(b.name)
+		if err != nil {
+			return 0, err
+		}
+		m := &nats.Msg{Subject: kvSubject(b.name, key), Data: data, Header: nats.Header{}}
+		if op != "" {
+			m.Header.Set("KV-Operation", op)
+		}
+		ack, err := s.st.js.PublishMsg(ctx, m, append(fo, opts...)...)
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		if !isCASConflict(err) {
+			return 0, fmt.Errorf("write %s %s: %w", b.name, key, err)
+		}
+		if s.fencedOut(ctx, b) {
+			return 0, fmt.Errorf("write %s %s: %w", b.name, key, errDeposed)
+		}
+		if len(opts) > 0 || attempt >= fenceTurns {
+			return 0, fmt.Errorf("write %s %s: %w", b.name, key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("write %s %s: %w", b.name, key, ctx.Err())
+		case <-time.After(fenceTurnWait(attempt)):
+		}
 	}
-	m := &nats.Msg{Subject: kvSubject(b.name, key), Data: data, Header: nats.Header{}}
-	if op != "" {
-		m.Header.Set("KV-Operation", op)
-	}
-	ack, err := s.st.js.PublishMsg(ctx, m, append(fo, opts...)...)
-	if err == nil {
-		return ack.Sequence, nil
-	}
-	if isCASConflict(err) && s.fencedOut(ctx, b) {
-		return 0, fmt.Errorf("write %s %s: %w", b.name, key, errDeposed)
-	}
-	return 0, fmt.Errorf("write %s %s: %w", b.name, key, err)
+}
+
+// fenceTurns bounds how often one fenced write waits its turn behind others in flight.
+const fenceTurns = 100
+
+// fenceTurnWait is how long a fenced write waits before its next turn: short (a turn is
+// one replicated append), growing a little, jittered so that waiting writers spread out.
+func fenceTurnWait(attempt int) time.Duration {
+	d := time.Duration(min(attempt+1, 20)) * time.Millisecond
+	return d/2 + rand.N(d)
 }
 
 // fencedOut reports whether b's fence is no longer ours, and steps down when it is not.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,5 +136,69 @@ func TestNotePause(t *testing.T) {
 				t.Fatalf("window restarted = %v, want %v", got, tc.reset)
 			}
 		})
+	}
+}
+
+// TestClusterFencedWritesInParallel writes many fenced records at once on the leader of
+// a three-replica cluster, as a placement on many nodes does: a replicated stream lets
+// one expected-sequence check on the fence's subject be in flight at a time, and every
+// write must still land, in turn.
+func TestClusterFencedWritesInParallel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	ports := fermiontest.Ports(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	servers := make([]*Server, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		dir := t.TempDir()
+		wg.Go(func() {
+			servers[i], errs[i] = Start(context.Background(), Config{Name: fmt.Sprintf("cp-%d", i), DataDir: dir, NATSListen: "127.0.0.1:0",
+				ClusterName: "fence-test", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, ClusterSecret: "fence-test-secret",
+				LeaseRenew: 200 * time.Millisecond, LeaseLost: 2 * time.Second, LeaderTTL: 2 * time.Second, ResyncInterval: time.Second})
+		})
+	}
+	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
+			t.Cleanup(s.Close)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	var leader *Server
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		for _, s := range servers {
+			if s.Acting() {
+				leader = s
+				return nil
+			}
+		}
+		return errors.New("no acting leader yet")
+	})
+	ctx := context.Background()
+	b := fencedBucket{bucketAssignments, leader.st.assignments}
+	const n = 64
+	werrs := make([]error, n)
+	sem := make(chan struct{}, assignmentWriters)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, werrs[i] = leader.fencedPut(ctx, b, fmt.Sprintf("node-%d.d", i), v1.Assignment{Deployment: "d", Node: fmt.Sprintf("node-%d", i)})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		t.Fatalf("parallel fenced writes on the leader: %v", err)
+	}
+	if !leader.Acting() {
+		t.Fatal("the leader stepped down over its own writes")
 	}
 }
