@@ -92,6 +92,15 @@ func (s *Server) leaderLoop(ctx context.Context) {
 				var lr leaderRecord
 				json.Unmarshal(e.Value(), &lr)
 				s.leaderName.Store(lr.Server)
+				// The key names this replica: a renewal whose reply was lost, or a
+				// restart. Only this replica writes its name, so no one else has held
+				// the lease since, and renewing it with compare-and-swap proves it.
+				if lr.Server == s.cfg.Name {
+					if r, err := s.st.leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
+						rev = r
+						s.becomeLeader(ctx, r, sent, "proved the leader lease again")
+					}
+				}
 			}
 		}
 		cancel()
