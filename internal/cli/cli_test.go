@@ -107,6 +107,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "new with an unsupported language", args: []string{"new", "x", "--lang", "rust"}, want: []string{`language "rust" is not supported`}},
 		{name: "new with an unknown HTTP API", args: []string{"new", "x", "--http-api", "gin"}, want: []string{`--http-api "gin" is not supported`, "fhttp, net/http"}},
 		{name: "run with a bad log level", args: []string{"run", "--log-level", "loud"}, want: []string{`log level "loud"`, "debug, info, warn or error"}},
+		{name: "server with a leader lease too short to renew", args: []string{"server", "--leader-ttl", "100ms"}, want: []string{"--leader-ttl (100ms) is too short", "at least 400ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

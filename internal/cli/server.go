@@ -33,6 +33,7 @@ type serverOptions struct {
 	clusterSecret                   string
 	routes, trust                   []string
 	leaseRenew, leaseLost           time.Duration
+	leaderTTL                       time.Duration
 	logLevel                        string
 	saveContext, requireSigned      bool
 	trustMatchRepository            bool
@@ -64,6 +65,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.BoolVar(&o.trustMatchRepository, "trust-match-repository", false, "also require a signature to name the repository the artifact is deployed from (off: a signature binds the digest, so mirrors and other host names verify, as with cosign verify --key)")
 	f.DurationVar(&o.leaseRenew, "lease-renew", 10*time.Second, "how often agents renew their lease")
 	f.DurationVar(&o.leaseLost, "lease-lost", 40*time.Second, "how long without a renewal before a node is lost and its work moves")
+	f.DurationVar(&o.leaderTTL, "leader-ttl", 10*time.Second, "how long the controllers' leader lease lasts without renewal; a leader that cannot prove it for 3/4 of this steps down, and another takes over after it expires")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&o.saveContext, "save-context", true, "save the API URL and admin token as the CLI's default context")
 }
@@ -132,6 +134,9 @@ func listen(addr, what, flag string) (net.Listener, error) {
 func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, stdout io.Writer) (*serverRole, error) {
 	if o.leaseLost <= o.leaseRenew {
 		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
+	}
+	if o.leaderTTL < 400*time.Millisecond {
+		return nil, usageError{fmt.Errorf("--leader-ttl (%s) is too short to renew (every 1/4 of it) over a network; give at least 400ms, 10s by default", o.leaderTTL)}
 	}
 	var trusted [][]byte
 	var names []string
@@ -236,7 +241,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		NATSListen: o.natsListen, NATSTLS: natsTLS, NATS: o.nats, NATSUser: o.natsUser, NATSPassword: o.natsPassword,
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret, ClusterTLS: clusterTLS,
 		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryMaxBlobBytes: maxBlobBytes, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
-		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, Logger: logger, Metrics: reg,
+		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, LeaderTTL: o.leaderTTL, Logger: logger, Metrics: reg,
 	})
 	if err != nil {
 		closeAll()

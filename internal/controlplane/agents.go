@@ -193,6 +193,11 @@ func validateRegister(r *v1.Register) *v1.Error {
 
 func (s *Server) renewLease(ctx context.Context, node string) error {
 	_, err := putJSON(ctx, s.st.leases, node, lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+	if err != nil {
+		// A renewal this replica could not store is one the leader cannot hear:
+		// when this replica leads, its wait before judging nodes lost restarts.
+		s.lead.deafened(time.Now())
+	}
 	return err
 }
 
@@ -326,7 +331,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 		dirty := s.dirtyNodes
 		s.dirtyNodes = map[string]bool{}
 		s.dirtyMu.Unlock()
-		if !s.leader.Load() {
+		if !s.Acting() {
 			continue
 		}
 		for node := range dirty {

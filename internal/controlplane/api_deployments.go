@@ -111,52 +111,54 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 	if e != nil {
 		return nil, 0, e
 	}
-	// Place it now, on the fleet as it is: a deployment that fits nowhere is refused
-	// with the reasons and nothing is written.
-	req, nodes, err := s.placementFor(name, &spec, ver, s.current(name))
-	if err != nil {
-		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
-	}
-	_, err = scheduler.Place(nodes, req)
-	var pe *scheduler.PlacementError
-	placeWarnings := s.stagePlacement(ctx, name, ver, nodes, errors.As(err, &pe), caller)
-	setWarningHeader(w, placeWarnings)
-	warnings = append(warnings, placeWarnings...)
-	if err != nil {
-		if pe != nil {
-			return nil, 0, &v1.Error{Code: v1.CodeUnplaceable, Message: pe.Error()}
-		}
-		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: err.Error()}
-	}
+	// Place it now, on the fleet as it is plus what the deployments admitted before it
+	// will take: a deployment that fits nowhere is refused with the reasons and nothing
+	// is written. The write is conditional on the state the dry run saw (admission.go).
 	now := time.Now().UTC()
-	created := false
-	d, rev, err := update(ctx, s.st.deployments, name, func(cur *v1.Deployment, rev uint64) (*v1.Deployment, error) {
-		switch {
-		case pre.createOnly && cur != nil:
-			return nil, fmt.Errorf("%w: deployment %s already exists (revision %d)", errConflict, name, rev)
-		case pre.revision != 0 && (cur == nil || rev != pre.revision):
-			return nil, fmt.Errorf("%w: deployment %s is at revision %d, not %d: someone else changed it; read it again and retry", errConflict, name, rev, pre.revision)
-		case cur != nil && cur.Deleting:
-			return nil, fmt.Errorf("%w: deployment %s is being deleted; wait until it is gone", errConflict, name)
+	var d *v1.Deployment
+	var rev uint64
+	created, staged := false, false
+	for attempt := 0; ; attempt++ {
+		if attempt == maxAdmissionAttempts {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("%s: deployment %s lost its admission to another deploy %d times; retry", errAdmissionBusy, name, attempt)}
 		}
-		created = cur == nil
-		next := v1.Deployment{Name: name, Spec: spec, Version: ver, Generation: 1, Created: now, Updated: now}
-		if cur != nil {
-			next = *cur
-			next.Revision, next.Placement = 0, v1.Placement{}
-			if specEqual(&cur.Spec, &spec) && cur.Version.Digest == ver.Digest {
-				return nil, nil // nothing changed
+		a, err := s.dryRun(ctx, name, &spec, ver)
+		var ve *v1.Error
+		if errors.As(err, &ve) {
+			return nil, 0, ve
+		}
+		if err != nil {
+			return nil, 0, unavailable("admit deployment", err)
+		}
+		var pe *scheduler.PlacementError
+		if !staged {
+			staged = true
+			placeWarnings := s.stagePlacement(ctx, name, ver, a.nodes, errors.As(a.placeEr, &pe), caller)
+			setWarningHeader(w, placeWarnings)
+			warnings = append(warnings, placeWarnings...)
+		}
+		if a.placeEr != nil {
+			if errors.As(a.placeEr, &pe) {
+				return nil, 0, &v1.Error{Code: v1.CodeUnplaceable, Message: pe.Error()}
 			}
-			next.Spec, next.Version, next.Updated = spec, ver, now
-			next.Generation++
+			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: a.placeEr.Error()}
 		}
-		return &next, nil
-	})
-	if errors.Is(err, errConflict) {
-		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
-	}
-	if err != nil {
-		return nil, 0, unavailable("store deployment", err)
+		d, err = nextDeployment(name, a.cur, a.rev, pre, spec, ver, now)
+		if errors.Is(err, errConflict) {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
+		}
+		if err != nil || d == nil {
+			break
+		}
+		created = a.cur == nil
+		rev, err = s.writeAdmitted(ctx, name, d, a)
+		if err == nil {
+			break
+		}
+		if !isCASConflict(err) {
+			return nil, 0, unavailable("write deployment", err)
+		}
+		casConflicts.Inc()
 	}
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/policy"
@@ -25,6 +24,7 @@ func (s *Server) controllerLoop(ctx context.Context) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	var lastLifecycle time.Time
+	idle := time.Now() // when this loop last went back to waiting
 	for {
 		ticked := false
 		select {
@@ -34,10 +34,14 @@ func (s *Server) controllerLoop(ctx context.Context) {
 		case <-tick.C:
 			ticked = true
 		}
-		if !s.leader.Load() {
+		start := time.Now()
+		// The ticker wakes this loop within a period of going idle (a tick missed
+		// during a long pass waits in the channel), so a longer gap is a pause.
+		s.notePause(start.Sub(idle), period)
+		if !s.Acting() {
+			idle = time.Now()
 			continue
 		}
-		start := time.Now()
 		// The lifecycle pass walks every node and lease. Lapsed leases are found by
 		// the clock, so it runs on the tick; changes (a node back, a drain emptied)
 		// run it too, but at most every lifecycleMinGap, or a thousand nodes joining
@@ -53,6 +57,7 @@ func (s *Server) controllerLoop(ctx context.Context) {
 			s.metrics.reconciles.WithLabelValues("ok").Inc()
 		}
 		s.metrics.reconcileSeconds.Observe(time.Since(start).Seconds())
+		idle = time.Now()
 	}
 }
 
@@ -64,9 +69,8 @@ func (s *Server) reconcileAll(ctx context.Context, lifecycle bool) error {
 	if lifecycle {
 		errs = append(errs, s.nodeLifecycle(ctx))
 	}
-	names := s.deployments.keys()
-	for _, name := range names {
-		if !s.leader.Load() || ctx.Err() != nil {
+	for _, name := range s.reconcileOrder() {
+		if !s.Acting() || ctx.Err() != nil {
 			break
 		}
 		d, rev, ok := s.deployments.get(name)
@@ -81,15 +85,50 @@ func (s *Server) reconcileAll(ctx context.Context, lifecycle bool) error {
 	return errors.Join(errs...)
 }
 
+// reconcileOrder is the order the controllers place deployments in: by the revision of
+// their last write, oldest first. Admission simulates the deployments not yet placed
+// in the same order (admission.go), so what it admitted is what gets placed.
+func (s *Server) reconcileOrder() []string {
+	type kr struct {
+		name string
+		rev  uint64
+	}
+	var all []kr
+	s.deployments.each(func(name string, _ *v1.Deployment, rev uint64) { all = append(all, kr{name, rev}) })
+	slices.SortFunc(all, func(a, b kr) int { return cmp.Compare(a.rev, b.rev) })
+	out := make([]string, len(all))
+	for i, d := range all {
+		out[i] = d.name
+	}
+	return out
+}
+
 // nodeLifecycle marks nodes whose lease lapsed lost, nodes that renew again ready,
-// and draining nodes with no work left drained. Right after this replica became
-// leader it waits one LeaseLost before marking anyone lost: the agents' renewals may
-// not have reached the buckets while no replica led (or the whole control plane was
-// down), and evicting the fleet for the control plane's own outage is the worst
-// response to it.
+// and draining nodes with no work left drained.
+//
+// A node is judged lost only by a leader that has itself been able to hear the agents
+// for a full LeaseLost without a gap: since it became leader, since its process last
+// resumed from a pause, since its watch of the leases last restarted. Renewals may not
+// have reached the buckets while no replica led, while the whole control plane was
+// down or paused, or while this replica's watch was behind, and evicting the fleet for
+// the control plane's own outage is the worst response to it. Before it marks anyone
+// lost it also reads the leases bucket's last revision and waits until its table holds
+// it, so a renewal already stored is never missed.
 func (s *Server) nodeLifecycle(ctx context.Context) error {
+	if w := s.leases.watches.Load(); w != s.leaseWatches {
+		s.leaseWatches = w
+		s.lead.deafened(time.Now())
+	}
+	// Renewals are stored only while the leases stream has a leader: while it has
+	// none (a cluster just resumed or lost its quorum), no one can be heard.
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseRenew)
+	_, err := lastSeq(pctx, fencedBucket{bucketLeases, s.st.leases})
+	cancel()
+	if err != nil {
+		s.lead.deafened(time.Now())
+	}
 	now := time.Now()
-	grace := now.Sub(time.Unix(0, s.leaderSince.Load())) < s.cfg.LeaseLost
+	grace := s.lead.hearingFor(now) < s.cfg.LeaseLost
 	type change struct {
 		name, from, to string
 		age            time.Duration
@@ -115,9 +154,11 @@ func (s *Server) nodeLifecycle(ctx context.Context) error {
 			changes = append(changes, change{name, n.State, v1.NodeDrained, age})
 		}
 	})
+	changes = confirmLost(ctx, s, changes, func(c change) (string, string) { return c.name, c.to })
 	var errs []error
+	nodes := fencedBucket{bucketNodes, s.st.nodes}
 	for _, c := range changes {
-		_, _, err := update(ctx, s.st.nodes, c.name, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+		_, err := fencedUpdate(ctx, s, nodes, c.name, func(cur *v1.Node) (*v1.Node, error) {
 			if cur == nil || cur.State != c.from {
 				return nil, nil // changed meanwhile; the next pass decides again
 			}
@@ -140,6 +181,45 @@ func (s *Server) nodeLifecycle(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// confirmLost drops from changes the nodes to be marked lost whose renewal is in the
+// leases bucket but not yet in this replica's table: it reads the bucket's last
+// revision, waits (briefly) for the table to hold it and judges those nodes again. When
+// it cannot tell, it drops them all; the next pass decides again.
+func confirmLost[C any](ctx context.Context, s *Server, changes []C, what func(C) (node, to string)) []C {
+	lost := false
+	for _, c := range changes {
+		if _, to := what(c); to == v1.NodeLost {
+			lost = true
+		}
+	}
+	if !lost {
+		return changes
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseRenew)
+	defer cancel()
+	last, err := lastSeq(wctx, fencedBucket{bucketLeases, s.st.leases})
+	if err == nil {
+		err = s.leases.waitRev(wctx, last)
+	}
+	out := changes[:0]
+	for _, c := range changes {
+		node, to := what(c)
+		if to == v1.NodeLost {
+			if err != nil {
+				continue
+			}
+			if l, _, ok := s.leases.get(node); ok && time.Since(l.Renewed) <= s.cfg.LeaseLost {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	if err != nil {
+		s.logger.Warn("could not confirm that the leases table is current; no node is marked lost in this pass", "err", err)
+	}
+	return out
 }
 
 // assignedCount counts the assignments per node.
@@ -223,11 +303,21 @@ func (c routeConflict) Match(n *scheduler.Node) (bool, string) {
 	return true, ""
 }
 
-// routeConstraint finds the nodes where another deployment serves one of routes.
-func (s *Server) routeConstraint(name string, routes []string) scheduler.Constraint {
+// routeConstraint finds the nodes where another deployment serves one of routes, or
+// is about to (ov, at admission).
+func (s *Server) routeConstraint(name string, routes []string, ov *overlay) scheduler.Constraint {
 	c := routeConflict{taken: map[string]bool{}}
 	if len(routes) == 0 {
 		return c
+	}
+	if ov != nil {
+		for node, byDep := range ov.routes {
+			for dep, rs := range byDep {
+				if dep != name && slices.ContainsFunc(rs, func(r string) bool { return slices.Contains(routes, r) }) {
+					c.taken[node] = true
+				}
+			}
+		}
 	}
 	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
 		if a.Deployment == name {
@@ -289,7 +379,10 @@ func placementRequest(name string, spec *v1.DeploymentSpec, ver v1.Version, curr
 // left out, the placement policies in force applied, and the fleet to place on. cur is
 // the deployment's current assignments; those on lost nodes are not kept. The error is
 // the selector's.
-func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Version, cur map[string]v1.Assignment) (scheduler.Request, []*scheduler.Node, error) {
+//
+// ov, at admission only, adds what the deployments admitted but not yet placed will
+// take (admission.go); the controllers pass nil.
+func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Version, cur map[string]v1.Assignment, ov *overlay) (scheduler.Request, []*scheduler.Node, error) {
 	var keep []string
 	var curReserved v1.Resources
 	for node, a := range cur {
@@ -303,8 +396,9 @@ func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Versi
 	if err != nil {
 		return req, nil, err
 	}
-	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes))
+	req.Constraints = append(req.Constraints, s.routeConstraint(name, ver.Routes, ov))
 	fleet := s.schedNodes()
+	ov.reserve(fleet)
 	withPlacementPolicies(&req, s.policySet(), appInput(name, ver), fleet)
 	return req, fleet, nil
 }
@@ -327,7 +421,7 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 	if d.Deleting {
 		return s.retire(ctx, d, cur)
 	}
-	req, fleet, err := s.placementFor(d.Name, &d.Spec, d.Version, cur)
+	req, fleet, err := s.placementFor(d.Name, &d.Spec, d.Version, cur, nil)
 	if err != nil {
 		return s.setPlacement(ctx, d, nil, "selector: "+err.Error())
 	}
@@ -410,7 +504,7 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 		if ok && n.State == v1.NodeDraining && !replacementsReady {
 			continue
 		}
-		if err := s.st.assignments.Delete(ctx, node+"."+d.Name); err != nil {
+		if err := s.fencedDelete(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name); err != nil {
 			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
 		}
 		typ, why := v1.EventUnassigned, "no longer placed there"
@@ -455,6 +549,7 @@ const assignmentWriters = 32
 func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes []string, r v1.Resources) error {
 	sem := make(chan struct{}, assignmentWriters)
 	errs := make([]error, len(nodes))
+	revs := make([]uint64, len(nodes))
 	var wg sync.WaitGroup
 	for i, node := range nodes {
 		sem <- struct{}{}
@@ -462,11 +557,18 @@ func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes [
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
-			_, errs[i] = putJSON(ctx, s.st.assignments, node+"."+d.Name, na)
+			revs[i], errs[i] = s.fencedPut(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name, na)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The next deployment in this pass is placed on the table: it must see these.
+	if len(revs) > 0 {
+		return s.assignments.waitRev(ctx, slices.Max(revs))
+	}
+	return nil
 }
 
 // allReady reports whether every desired node reports the deployment's generation ready.
@@ -488,7 +590,7 @@ func (s *Server) setPlacement(ctx context.Context, d *v1.Deployment, nodes []str
 		return nil
 	}
 	next := v1.Placement{ObservedGeneration: d.Generation, Nodes: nodes, Message: message, Time: time.Now().UTC()}
-	rev, err := putJSON(ctx, s.st.placements, d.Name, next)
+	rev, err := s.fencedPut(ctx, fencedBucket{bucketPlacements, s.st.placements}, d.Name, next)
 	if err != nil {
 		return err
 	}
@@ -505,7 +607,7 @@ func (s *Server) setPlacement(ctx context.Context, d *v1.Deployment, nodes []str
 // retire removes a deleted deployment's assignments, then its statuses and record.
 func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1.Assignment) error {
 	for node := range cur {
-		if err := s.st.assignments.Delete(ctx, node+"."+d.Name); err != nil {
+		if err := s.fencedDelete(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name); err != nil {
 			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
 		}
 		s.event(ctx, v1.Event{Type: v1.EventUnassigned, Deployment: d.Name, Node: node, Message: fmt.Sprintf("%s removed from %s: deployment deleted", d.Name, node)})
@@ -523,12 +625,12 @@ func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1
 	if running {
 		return nil
 	}
-	err := s.st.deployments.Delete(ctx, d.Name, jetstream.LastRevision(d.Revision))
-	if err != nil && !isCASConflict(err) {
+	deleted, err := s.fencedDeleteAt(ctx, fencedBucket{bucketDeployments, s.st.deployments}, d.Name, d.Revision)
+	if err != nil {
 		return fmt.Errorf("delete deployment %s: %w", d.Name, err)
 	}
-	if err == nil {
-		s.st.placements.Delete(ctx, d.Name)
+	if deleted {
+		s.fencedDelete(ctx, fencedBucket{bucketPlacements, s.st.placements}, d.Name)
 		s.event(ctx, v1.Event{Type: v1.EventDeleted, Deployment: d.Name, Message: fmt.Sprintf("deployment %s deleted from every node", d.Name)})
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,11 +21,17 @@ type leaderRecord struct {
 
 // leaderLoop holds or seeks the leader lease: a key in a bucket whose entries expire
 // LeaderTTL after their last write. The holder renews it with compare-and-swap every
-// LeaderTTL/4; when the key has expired, any replica may create it. A holder that
-// cannot renew for 3/4 of the TTL steps down before anyone else can take over.
+// LeaderTTL/4; when the key has expired, any replica may create it.
+//
+// The holder counts its lease on its own monotonic clock from when it *sent* the
+// renewal that succeeded: it is provably held until sent + 3/4 TTL (the bucket keeps
+// the key at least TTL after storing it, which is later than sending). Past that
+// (a renewal that failed, or a process paused by SIGSTOP, a VM freeze or a long GC)
+// it steps down at once, before anyone else can take over, and has to prove the lease
+// again. Its controllers' writes are fenced besides (fence.go), for the pause that
+// falls between the check and the write.
 func (s *Server) leaderLoop(ctx context.Context) {
-	var rev uint64
-	var lastRenew time.Time
+	var rev uint64 // the lease's revision while held, or the last one held
 	tick := time.NewTicker(s.cfg.LeaderTTL / 4)
 	defer tick.Stop()
 	defer func() {
@@ -33,42 +40,67 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s.st.leader.Delete(dctx, leaderKey, jetstream.LastRevision(rev))
 			cancel()
-			s.setLeader(false, "")
+			s.stepDown("shutting down")
 		}
 	}()
+	last := time.Now()
 	for {
+		sent := time.Now()
+		s.notePause(sent.Sub(last), s.cfg.LeaderTTL/4)
+		last = sent
+		if s.leader.Load() && !s.lead.acting(sent) {
+			s.stepDown(fmt.Sprintf("could not prove the leader lease for %s (renewals failed, or this process was paused)", s.cfg.LeaderTTL*3/4))
+		}
 		rec, _ := json.Marshal(leaderRecord{Server: s.cfg.Name, Renewed: time.Now().UTC()})
 		octx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
-		if s.leader.Load() {
+		switch {
+		case s.leader.Load():
 			r, err := s.st.leader.Update(octx, leaderKey, rec, rev)
 			switch {
 			case err == nil:
-				rev, lastRenew = r, time.Now()
-			case isCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) || time.Since(lastRenew) > s.cfg.LeaderTTL*3/4:
-				s.logger.Warn("lost the leader lease", "err", err)
-				s.setLeader(false, "")
+				rev = r
+				s.lead.renewed(sent.Add(s.cfg.LeaderTTL * 3 / 4))
+			case isCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+				s.stepDown("lost the leader lease: " + err.Error())
+			default:
+				s.logger.Warn("renew the leader lease", "err", err)
 			}
-		} else {
+		case rev != 0:
+			// Stepped down without seeing anyone else take over: if the key still
+			// holds our last revision, no one has held it since, and renewing it
+			// with compare-and-swap proves the lease again without waiting for the
+			// TTL. Otherwise seek it like anyone else.
+			if r, err := s.st.leader.Update(octx, leaderKey, rec, rev); err == nil {
+				rev = r
+				s.becomeLeader(ctx, r, sent, "proved the leader lease again")
+			} else {
+				rev = 0
+			}
+		default:
 			e, err := s.st.leader.Get(octx, leaderKey)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				if r, err := s.st.leader.Create(octx, leaderKey, rec); err != nil {
 					s.logger.Debug("seek the leader lease", "err", err)
 				} else {
-					rev, lastRenew = r, time.Now()
-					s.leaderSince.Store(time.Now().UnixNano())
-					s.setLeader(true, s.cfg.Name)
-					s.logger.Info("acquired the leader lease; running the controllers")
-					s.event(ctx, v1.Event{Type: v1.EventLeader, Message: "controllers now run on " + s.cfg.Name})
-					s.kickControllers()
-					s.markAllDirty()
+					rev = r
+					s.becomeLeader(ctx, r, sent, "acquired the leader lease")
 				}
 			case err != nil:
 				s.logger.Debug("read the leader lease", "err", err)
-			case err == nil:
+			default:
 				var lr leaderRecord
 				json.Unmarshal(e.Value(), &lr)
 				s.leaderName.Store(lr.Server)
+				// The key names this replica: a renewal whose reply was lost, or a
+				// restart. Only this replica writes its name, so no one else has held
+				// the lease since, and renewing it with compare-and-swap proves it.
+				if lr.Server == s.cfg.Name {
+					if r, err := s.st.leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
+						rev = r
+						s.becomeLeader(ctx, r, sent, "proved the leader lease again")
+					}
+				}
 			}
 		}
 		cancel()
@@ -79,6 +111,63 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		}
 	}
 }
+
+// becomeLeader starts leading with the lease at revision rev, whose write was sent at
+// sent: it fences the controllers' buckets with rev as the term, then lets the
+// controllers act. Nodes are not judged lost until a full lost period has passed.
+func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
+	s.lead.mu.Lock()
+	s.lead.term, s.lead.heldUntil, s.lead.fences, s.lead.hearing = rev, sent.Add(s.cfg.LeaderTTL*3/4), nil, time.Now()
+	s.lead.mu.Unlock()
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
+	fences, err := s.installFences(fctx, rev)
+	cancel()
+	if err != nil {
+		s.stepDown("fence the controllers' buckets: " + err.Error())
+		return
+	}
+	s.lead.mu.Lock()
+	s.lead.fences = fences
+	s.lead.mu.Unlock()
+	if !s.lead.acting(time.Now()) {
+		s.stepDown("the leader lease lapsed while fencing")
+		return
+	}
+	s.setLeader(true, s.cfg.Name)
+	s.metrics.terms.Inc()
+	s.logger.Info(how+"; running the controllers", "term", rev)
+	s.event(ctx, v1.Event{Type: v1.EventLeader, Message: fmt.Sprintf("controllers now run on %s (term %d)", s.cfg.Name, rev)})
+	s.kickControllers()
+	s.markAllDirty()
+}
+
+// stepDown stops the controllers acting at once.
+func (s *Server) stepDown(why string) {
+	s.lead.mu.Lock()
+	was := s.lead.term != 0
+	s.lead.term, s.lead.fences = 0, nil
+	s.lead.mu.Unlock()
+	s.setLeader(false, "")
+	if was {
+		s.logger.Warn("stepped down as leader", "why", why)
+	}
+}
+
+// notePause restarts the hearing window when a loop that should have woken after
+// about every period woke after gap: the process was paused (SIGSTOP, a frozen VM) or
+// starved, and renewals that arrived meanwhile may not be in the tables yet.
+func (s *Server) notePause(gap, period time.Duration) {
+	if gap <= period+pauseSlack {
+		return
+	}
+	s.lead.deafened(time.Now())
+	s.metrics.pauses.Inc()
+	s.logger.Warn("this process did not run for a while; no node is judged lost until a full lost period has passed", "gap", gap.Round(time.Millisecond))
+}
+
+// pauseSlack is how late a loop may wake before it counts as a pause. Mistaking a
+// busy machine for a pause only delays marking nodes lost.
+const pauseSlack = time.Second
 
 func (s *Server) setLeader(on bool, name string) {
 	s.leader.Store(on)

@@ -15,6 +15,9 @@ var casConflicts = prometheus.NewCounter(prometheus.CounterOpts{
 
 type metrics struct {
 	leader            prometheus.Gauge
+	acting            prometheus.GaugeFunc
+	terms             prometheus.Counter
+	pauses            prometheus.Counter
 	placements        *prometheus.CounterVec
 	reconciles        *prometheus.CounterVec
 	reconcileSeconds  prometheus.Histogram
@@ -33,6 +36,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m := &metrics{
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fermion_controlplane_leader",
 			Help: "1 while this replica holds the leader lease and runs the controllers."}),
+		acting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fermion_controlplane_acting_leader",
+			Help: "1 while this replica's controllers may decide: it leads, its fences are in place and its lease is provably current on its own monotonic clock (evaluated at scrape time)."},
+			func() float64 {
+				if s.Acting() {
+					return 1
+				}
+				return 0
+			}),
+		terms: prometheus.NewCounter(prometheus.CounterOpts{Name: "fermion_controlplane_leader_terms_total",
+			Help: "Times this replica became leader and fenced the controllers' buckets."}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{Name: "fermion_controlplane_pauses_total",
+			Help: "Times this process noticed it had not run for a while (paused or starved); each restarts the wait before any node is judged lost."}),
 		placements: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_placements_total",
 			Help: "Scheduler decisions by result (placed, unplaceable)."}, []string{"result"}),
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_reconciles_total",
@@ -61,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.leader, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
+	reg.MustRegister(m.leader, m.acting, m.terms, m.pauses, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
 		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, m.policyEvaluations, m.policyViolations, m.policySeconds,
 		&stateCollector{s: s})
 	if err := reg.Register(casConflicts); err != nil {

@@ -156,14 +156,17 @@ type Server struct {
 	policyRecs  *table[v1.Policy]
 	policies    policyState
 
-	ready       atomic.Bool
-	leader      atomic.Bool
-	leaderName  atomic.Value  // string
-	leaderSince atomic.Int64  // unix nanoseconds when this replica became leader
-	kick        chan struct{} // wakes the controllers
-	dirtyMu     sync.Mutex    // leaf
-	dirtyNodes  map[string]bool
-	pushKick    chan struct{}
+	ready      atomic.Bool
+	leader     atomic.Bool
+	leaderName atomic.Value // string
+	lead       leadership   // the lease as the controllers may use it (fence.go)
+	// leaseWatches is the leases table's watch count the lifecycle controller last saw
+	// (controller goroutine only).
+	leaseWatches int64
+	kick         chan struct{} // wakes the controllers
+	dirtyMu      sync.Mutex    // leaf
+	dirtyNodes   map[string]bool
+	pushKick     chan struct{}
 
 	adminToken string
 	metrics    *metrics
@@ -465,6 +468,11 @@ func (s *Server) Name() string { return s.cfg.Name }
 
 // IsLeader reports whether this replica runs the controllers now.
 func (s *Server) IsLeader() bool { return s.leader.Load() }
+
+// Acting reports whether this replica's controllers may decide now: it leads, its
+// fences are in place and its lease is provably current on its own clock. At most one
+// replica of a cluster is acting at any time.
+func (s *Server) Acting() bool { return s.leader.Load() && s.lead.acting(time.Now()) }
 
 // Engine is the embedded engine, or nil with an external NATS.
 func (s *Server) Engine() *engine.Engine { return s.eng }

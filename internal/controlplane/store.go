@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,9 +90,16 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, leader
 // errConflict is a lost compare-and-swap that the caller asked not to retry.
 var errConflict = errors.New("the record changed since it was read")
 
-// isCASConflict reports whether a KV write lost a compare-and-swap.
+// isCASConflict reports whether a KV write (or a publish with an expected sequence)
+// lost a compare-and-swap. Replicated streams report it with another code (10164)
+// than a single server's (10071).
 func isCASConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // update reads key, calls fn with the current value (nil when absent) and writes what
@@ -164,6 +172,7 @@ type table[T any] struct {
 	changed  chan struct{}                  // closed and replaced on every change
 	ready    chan struct{}                  // closed once the initial values are in
 	onChange func(key string, v *T)         // v nil: deleted; called on the watch goroutine, must not block
+	watches  atomic.Int64                   // watches started: more than one means a gap was filled again
 }
 
 type item[T any] struct {
@@ -210,6 +219,7 @@ func (t *table[T]) run(ctx context.Context, kv jetstream.KeyValue, log func(msg 
 			}
 			continue
 		}
+		t.watches.Add(1)
 		t.consume(ctx, w)
 		w.Stop()
 	}
@@ -268,6 +278,18 @@ func (t *table[T]) prune(seen map[string]bool) {
 }
 
 func (t *table[T]) apply(e jetstream.KeyValueEntry) {
+	if e.Key() == fenceKey {
+		// Not a record, but its revision counts: a new leader waits until its
+		// tables have seen its fences.
+		t.mu.Lock()
+		if e.Revision() > t.rev {
+			t.rev = e.Revision()
+			close(t.changed)
+			t.changed = make(chan struct{})
+		}
+		t.mu.Unlock()
+		return
+	}
 	var v *T
 	if e.Operation() == jetstream.KeyValuePut {
 		v = new(T)

@@ -41,6 +41,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/fermiontest", nil},
+	{"fermion.dev/fermion/internal/faulttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/"}},
 	{"fermion.dev/fermion/internal/cli", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/", "fermion.dev/fermion"}},
 	{"fermion.dev/fermion/cmd", []string{"fermion.dev/fermion/internal/cli"}},
 	{"fermion.dev/fermion/bench", []string{"fermion.dev/fermion/"}},
