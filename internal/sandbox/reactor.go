@@ -33,6 +33,7 @@ type instance struct {
 	cur      *callState      // the request being served, set by the instance's owner
 	bufPtr   uint32          // guest request buffer, valid for bufCap bytes
 	bufCap   uint32
+	bufUsed  uint32            // bytes of the last request in the buffer; past them it is zero
 	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
 	why      atomic.Uint32     // exit code of the first interrupt
 	woken    chan struct{}     // closed by the first interrupt: ends the guest's sleep
@@ -336,17 +337,26 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// context.
 	inst.startWatch(st, timeout)
 	defer func() {
-		switch inst.endWatch() {
+		why := inst.endWatch()
+		if why == 0 && !time.Now().Before(st.deadline) {
+			// Finished late, before the watch fired: a timer's firing lags its deadline.
+			why = sys.ExitCodeDeadlineExceeded
+		}
+		switch why {
 		case 0:
 		case sys.ExitCodeContextCanceled:
 			if reason == "" {
 				reason = telemetry.ReasonCanceled
 			}
 		default:
-			// Fired after the guest had finished: the instance is still interrupted.
-			if reason == "" {
-				reason = telemetry.ReasonTimeout
+			// Deadlines are absolute: a guest that came back after its deadline (woken
+			// from a sleep, an outbound call cut short, output written slowly, an interrupt
+			// it never reached) is timed out whatever it answered, and its instance, which
+			// may still carry the interrupt, is discarded.
+			if e, ok := err.(*Error); !ok || e.Reason != telemetry.ReasonTimeout {
+				resp, err = nil, f.timeoutError()
 			}
+			reason = telemetry.ReasonTimeout
 		}
 	}()
 
@@ -356,6 +366,9 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// The guest's buffer only moves when fermion_buf grows it, so one call per request
 	// suffices unless the request is larger than any before it.
 	if uint32(len(enc)) > inst.bufCap || inst.bufPtr == 0 {
+		// The old buffer becomes the guest's garbage, which it may hand out again:
+		// empty it first, so the last request does not outlive it there.
+		inst.clearBuf(0)
 		inst.stack[0] = uint64(uint32(len(enc)))
 		if err := inst.buf.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
 			e := f.callError(ctx, inst, err)
@@ -366,6 +379,10 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	if inst.bufPtr == 0 || !inst.mem.Write(inst.bufPtr, enc) {
 		return nil, telemetry.ReasonTrap, f.trapError(errors.New("guest returned an invalid request buffer"))
 	}
+	// No data crosses requests: what the last request left past this one's end (its
+	// headers, cookies, body) is zeroed. Only that tail is cleared, not the whole
+	// buffer: nothing but the host's requests is ever written there by the host.
+	inst.clearBuf(uint32(len(enc)))
 	inst.stack[0] = uint64(uint32(len(enc)))
 	if err := inst.handle.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
 		e := f.callError(ctx, inst, err)
@@ -390,6 +407,17 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	return st.resp, "", nil
 }
 
+// clearBuf zeroes the request buffer from n to the end of the last request written
+// there, and records that n bytes are now in use.
+func (i *instance) clearBuf(n uint32) {
+	if i.bufUsed > n {
+		if tail, ok := i.mem.Read(i.bufPtr+n, i.bufUsed-n); ok {
+			clear(tail)
+		}
+	}
+	i.bufUsed = n
+}
+
 // callError classifies a failed guest call. The instance is always discarded: a Go
 // instance that trapped can return nil errors afterwards, so it is never reused.
 func (f *Function) callError(ctx context.Context, inst *instance, err error) *Error {
@@ -401,9 +429,7 @@ func (f *Function) callError(ctx context.Context, inst *instance, err error) *Er
 	if exited {
 		switch code {
 		case sys.ExitCodeDeadlineExceeded:
-			f.metrics.LimitRejection(telemetry.LimitTimeout)
-			return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
-				Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
+			return f.timeoutError()
 		case sys.ExitCodeContextCanceled:
 			return &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
 		}
@@ -415,6 +441,14 @@ func (f *Function) callError(ctx context.Context, inst *instance, err error) *Er
 			Msg: fmt.Sprintf("function %s ran out of memory (limit %d MiB)", f.id, f.spec.Limits.MemoryBytes>>20), Err: err}
 	}
 	return f.trapError(err)
+}
+
+// timeoutError is a request stopped, or answered too late, by its deadline; it counts
+// the rejection.
+func (f *Function) timeoutError() *Error {
+	f.metrics.LimitRejection(telemetry.LimitTimeout)
+	return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
+		Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
 }
 
 func (f *Function) trapError(err error) *Error {
