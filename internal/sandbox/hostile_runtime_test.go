@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +276,108 @@ func TestNoDataCrossesRequests(t *testing.T) {
 			}
 			wantStats(t, f, sandbox.Stats{Warm: 1, Total: 1}) // one instance served them all
 		})
+	}
+}
+
+// growAndTouch is a fragment that grows memory 1 MiB at a time until the limit refuses,
+// writing to every page as it goes, as a guest's allocator does; local 0 is its cursor.
+var growAndTouch = cat(
+	[]byte{0x02, 0x40},                                       // block $done
+	opLoop,                                                   // loop $grow
+	opLoop,                                                   // loop $touch: every page below memory.size
+	localGet(0), i32(1), cat([]byte{0x36, 0x02}, uleb(4092)), // i32.store at the page's end, past the guest's data
+	localGet(0), i32(4096), []byte{0x6a}, localTee(0), // cursor += 4096
+	[]byte{0x3f, 0x00}, i32(65536), []byte{0x6c, 0x49}, brIf(0), // < memory.size × 64 KiB
+	opEnd,
+	i32(16), opMemoryGrow, i32(-1), []byte{0x46}, brIf(1), // memory.grow 16 == -1: done
+	br(0),
+	opEnd, opEnd,
+)
+
+// rssBytes reads this process's resident set size from /proc/self/status.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Skip("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestCommandMemoryReturns: N command runs that each fill a 64 MiB memory add about
+// N × 64 MiB to the process's RSS while they run, not several times that, and give it
+// back as they end, without waiting for the Go heap's scavenger.
+func TestCommandMemoryReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 256 MiB of guest memory")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the mapped allocator is Linux-only")
+	}
+	const n, limit = 4, 64 << 20
+	g := rawGuest{command: true, init: cat(growAndTouch, sleepFor, writeOnce(1))}.
+		withSleep(300 * time.Millisecond).withText("Content-Type: text/plain\n\nfilled\n")
+	e, _ := newEngine(t)
+	s := rawSpec(g)
+	s.Limits.MemoryBytes = limit
+	s.Limits.MaxConcurrency = n
+	f := load(t, e, s)
+	wantOK(t, f, get("/"), "filled") // compiled and warm: the baseline holds no first-run costs
+
+	runtime.GC()
+	debug.FreeOSMemory()
+	base := rssBytes(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := invoke(t, f, get("/"))
+			if err == nil && resp.Status != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.Status)
+			}
+			errs <- err
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	peak := base
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(5 * time.Millisecond):
+		}
+		peak = max(peak, rssBytes(t))
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC() // no FreeOSMemory: the runs' memory must leave by itself
+	after := rssBytes(t)
+	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+	t.Logf("RSS: base %.1f MiB, peak %+.1f MiB, after %+.1f MiB", mib(base), mib(peak-base), mib(after-base))
+	if grew := peak - base; grew < n*limit/2 {
+		t.Fatalf("RSS grew by %.1f MiB at most while %d runs filled %d MiB each: the test proves nothing", mib(grew), n, limit>>20)
+	}
+	if grew := peak - base; grew > n*limit*11/10 {
+		t.Fatalf("RSS grew by %.1f MiB while %d runs filled %d MiB each, more than %d MiB + 10 %%", mib(grew), n, limit>>20, n*limit>>20)
+	}
+	if kept := after - base; kept > 32<<20 {
+		t.Fatalf("RSS still %.1f MiB above its baseline after the runs ended", mib(kept))
 	}
 }
