@@ -38,6 +38,10 @@ type DataPlaneConfig struct {
 	// TLSCert and TLSKey, PEM files, make the gateway serve HTTPS; renewed files are
 	// picked up without a restart.
 	TLSCert, TLSKey string
+	// MemoryBytes is the memory the node offers to functions, the capacity it advertises
+	// (0: no limit): the live instances of all functions together hold at most this
+	// much, each its limits.memory (sandbox.EngineConfig.MemoryBytes).
+	MemoryBytes int64
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -67,7 +71,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.Telemetry {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
-	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
+	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics, MemoryBytes: cfg.MemoryBytes}
 	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout}
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")

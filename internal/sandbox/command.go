@@ -66,6 +66,12 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	for k, v := range f.spec.Capabilities.Env {
 		cfg = cfg.WithEnv(k, v)
 	}
+	// A run is an instance: it holds its share of the node's memory while it lasts.
+	if err := f.engine.memory.hold(f.memHold); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, f.nodeMemoryRefused(err)
+	}
+	defer f.engine.memory.release(f.memHold)
 	callCtx := context.WithValue(context.Background(), callKey{}, st)
 	t0 := time.Now()
 	// The same allocator as reactors (memory_linux.go): a run's memory is what its guest

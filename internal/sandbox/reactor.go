@@ -210,8 +210,17 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 	return cfg
 }
 
-// newInstance instantiates the module and runs the guest's _initialize.
-func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+// newInstance instantiates the module and runs the guest's _initialize. The instance
+// holds its share of the node's memory from here until it is discarded.
+func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
+	if err := f.engine.memory.hold(f.memHold); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.engine.memory.release(f.memHold)
+		}
+	}()
 	span := trace.SpanFromContext(ctx)
 	if f.tracing {
 		ctx, span = f.tracer.Start(ctx, "create instance")
