@@ -73,6 +73,9 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	}
 	defer f.engine.memory.release(f.memHold)
 	callCtx := context.WithValue(context.Background(), callKey{}, st)
+	if !f.interruptible {
+		callCtx, inst.cancel = context.WithCancel(callCtx) // how interrupt stops it
+	}
 	t0 := time.Now()
 	// The same allocator as reactors (memory_linux.go): a run's memory is what its guest
 	// touches, grown in place, and goes back to the kernel as the run ends; on the Go
@@ -82,6 +85,9 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	f.metrics.InstanceStarted(time.Since(t0).Seconds(), 0)
 	if err != nil {
 		inst.release()
+		if inst.cancel != nil {
+			inst.cancel()
+		}
 		f.metrics.Trap()
 		return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function failed to start", Err: err}
 	}

@@ -24,14 +24,17 @@ import (
 // instance is one reactor module instance. It serves one request at a time and is owned
 // by whoever took it from the pool.
 type instance struct {
-	mod      api.Module
-	buf      api.Function
-	handle   api.Function
-	mem      api.Memory
-	stack    [2]uint64       // CallWithStack scratch: no allocation per call
-	ctx      context.Context // made once: carries the instance to host functions
-	cur      *callState      // the request being served, set by the instance's owner
-	bufPtr   uint32          // guest request buffer, valid for bufCap bytes
+	mod    api.Module
+	buf    api.Function
+	handle api.Function
+	mem    api.Memory
+	stack  [2]uint64       // CallWithStack scratch: no allocation per call
+	ctx    context.Context // made once: carries the instance to host functions
+	// cancel, for a module that is not instrumented, cancels the context its calls run
+	// under: how interrupt stops it (see interrupt).
+	cancel   context.CancelFunc
+	cur      *callState // the request being served, set by the instance's owner
+	bufPtr   uint32     // guest request buffer, valid for bufCap bytes
 	bufCap   uint32
 	bufUsed  uint32            // bytes of the last request in the buffer; past them it is zero
 	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
@@ -106,7 +109,29 @@ func (i *instance) endWatch() (interrupted uint32) {
 // close closes the instance. Only its owner calls it, never during a call.
 func (i *instance) close() {
 	i.release()
+	if i.cancel != nil {
+		i.cancel()
+		closeMarked(i.mod)
+	}
 	i.mod.Close(context.Background())
+}
+
+// closeMarked releases the resources of a module wazero may have marked closed without
+// releasing them. A canceled call only sets the module's closed flag; its resources
+// (files, linear memory) are released by the next call that finds the flag, normally
+// the canceled call itself as it returns, but the flag can be set just after that
+// looked. Module.Close then does nothing, as the module is already closed. A call made
+// with a done context runs no guest code: it closes the module, or finishes closing it.
+func closeMarked(mod api.Module) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, def := range mod.ExportedFunctionDefinitions() {
+		if fn := mod.ExportedFunction(name); fn != nil {
+			stack := make([]uint64, max(len(def.ParamTypes()), len(def.ResultTypes()), 1))
+			fn.CallWithStack(done, stack) // the error is the module's exit code
+			return
+		}
+	}
 }
 
 // hold and release bracket an owner's use of the instance's memory (see
@@ -124,18 +149,25 @@ func (i *instance) release() {
 }
 
 // interrupt stops the instance's current call from another goroutine: through the
-// fermion_interrupt global when the module has it, by closing the module otherwise.
-// code says why (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
+// fermion_interrupt global when the module has it, otherwise by canceling the context
+// the call runs under, on which wazero (WithCloseOnContextDone) marks the module closed
+// and the calling goroutine releases its resources. Closing the module from here
+// instead would release them under a WASI function the guest is in (go test -race
+// found it: a guest woken from its sleep writing to stdout). code says why
+// (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
 func (i *instance) interrupt(code uint32) {
 	i.why.CompareAndSwap(0, code)
 	if i.woken != nil {
 		i.wakeOnce.Do(func() { close(i.woken) })
 	}
-	if i.stop != nil {
+	switch {
+	case i.stop != nil:
 		i.stop.Set(1)
-		return
+	case i.cancel != nil:
+		i.cancel()
+	default: // an instrumented module without its global: never made by instrumentInterrupt
+		i.mod.CloseWithExitCode(context.Background(), code)
 	}
-	i.mod.CloseWithExitCode(context.Background(), code)
 }
 
 // bindInterrupt finds the interrupt global of an instrumented module.
@@ -234,11 +266,20 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 		stderr: &guestLog{f: f, stream: "stderr"},
 		woken:  make(chan struct{}),
 	}
+	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
+	if !f.interruptible {
+		// _initialize runs under ctx, whose deadline wazero watches itself; requests
+		// run under inst.ctx, which interrupt cancels.
+		inst.ctx, inst.cancel = context.WithCancel(inst.ctx)
+	}
 	t0 := time.Now()
 	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
 	if err != nil {
 		inst.release()
+		if inst.cancel != nil {
+			inst.cancel()
+		}
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -279,7 +320,6 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
 	inst.mem = mod.Memory()
 	inst.lastUsed = t2
-	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
 	if inst.mem == nil {
 		inst.close()
 		return nil, errors.New("module has no memory")
