@@ -115,8 +115,8 @@ func neighbour(t *testing.T, e *sandbox.Engine) (stop func() (bad []string, lat 
 }
 
 // TestDeadlineIsAbsolute: a request past its deadline answers 504 and counts a timeout,
-// whatever its guest was doing when the deadline passed (asleep in the host, waiting on
-// an outbound call, writing output slowly) and whatever it answered once it came back,
+// whatever its guest was doing when the deadline passed (computing, asleep in the host,
+// waiting on an outbound call, writing output slowly) and whatever it answered once it came back,
 // for both ABIs, instrumented or not; its instance is discarded. A well-behaved function
 // on the same engine keeps answering 200 throughout.
 func TestDeadlineIsAbsolute(t *testing.T) {
@@ -129,6 +129,7 @@ func TestDeadlineIsAbsolute(t *testing.T) {
 		name string
 		body []byte
 	}{
+		{"computes in a loop", loopsForever},
 		{"sleeps in poll_oneoff", sleepFor},
 		{"waits on outbound HTTP", sendOutbound(out)},
 		{"writes output slowly", cat(writeOnce(1), sleepFor, writeOnce(1), sleepFor, writeOnce(1))},
