@@ -44,6 +44,10 @@ type DataPlaneConfig struct {
 	TLSCert, TLSKey string
 	// Limits bound what the gateway's clients can hold (zero fields: defaults).
 	Limits gateway.Limits
+	// MemoryBytes is the memory the node offers to functions, the capacity it advertises
+	// (0: no limit): the live instances of all functions together hold at most this
+	// much, each its limits.memory (sandbox.EngineConfig.MemoryBytes).
+	MemoryBytes int64
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -73,7 +77,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.Telemetry {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
-	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
+	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics, MemoryBytes: cfg.MemoryBytes}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway limits: %w", err)
 	}

@@ -59,7 +59,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.name, prefix+"name", "", "node name, a DNS label (default: the host name)")
 	f.StringVar(&o.data, prefix+"data", "fermion-agent", "data directory: credentials, last assignments, artifact cache")
 	f.StringArrayVar(&o.labels, prefix+"label", nil, "node label key=value (repeat): region, zone, tier …")
-	f.StringVar(&o.memory, prefix+"memory", "", "memory offered to functions, e.g. 4GiB (default: 3/4 of the machine's)")
+	f.StringVar(&o.memory, prefix+"memory", "", "memory offered to functions, e.g. 4GiB (default: 3/4 of the machine's); live instances together hold at most this, each its limits.memory")
 	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
 	f.Int64Var(&o.milliCPU, prefix+"cpu", int64(runtime.NumCPU())*1000, "CPU offered, in millicores")
 	f.StringVar(&o.listen, prefix+"listen", "127.0.0.1:8080", "gateway address")
@@ -259,7 +259,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
 		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
-		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits})
+		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits, MemoryBytes: capacity.MemoryBytes})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -65,18 +66,35 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	for k, v := range f.spec.Capabilities.Env {
 		cfg = cfg.WithEnv(k, v)
 	}
+	// A run is an instance: it holds its share of the node's memory while it lasts.
+	if err := f.engine.memory.hold(f.memHold); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, f.nodeMemoryRefused(err)
+	}
+	defer f.engine.memory.release(f.memHold)
 	callCtx := context.WithValue(context.Background(), callKey{}, st)
+	if !f.interruptible {
+		callCtx, inst.cancel = context.WithCancel(callCtx) // how interrupt stops it
+	}
 	t0 := time.Now()
-	mod, err := f.rt.InstantiateModule(callCtx, f.compiled, cfg)
+	// The same allocator as reactors (memory_linux.go): a run's memory is what its guest
+	// touches, grown in place, and goes back to the kernel as the run ends; on the Go
+	// heap every memory.grow copied it and the copies stayed resident long after.
+	actx := experimental.WithMemoryAllocator(callCtx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
+	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	f.metrics.InstanceStarted(time.Since(t0).Seconds(), 0)
 	if err != nil {
+		inst.release()
+		if inst.cancel != nil {
+			inst.cancel()
+		}
 		f.metrics.Trap()
 		return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function failed to start", Err: err}
 	}
-	defer mod.Close(context.Background())
+	defer inst.close() // after mod is set: closes it, then unmaps its memory
 	inst.mod = mod
 	f.bindInterrupt(inst)
-	timer := time.AfterFunc(timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	timer := time.AfterFunc(time.Until(st.deadline), func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 	defer timer.Stop()
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })()
@@ -84,7 +102,13 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	if start := mod.ExportedFunction("_start"); start != nil {
 		_, err = start.Call(callCtx)
 	}
-	if code := inst.why.Load(); code != 0 && err != nil {
+	// Deadlines are absolute: a run that ended after its deadline, even normally (woken
+	// from a sleep, or before the timer fired), is timed out, its output never served.
+	code := inst.why.Load()
+	if code == 0 && !time.Now().Before(st.deadline) {
+		code = sys.ExitCodeDeadlineExceeded
+	}
+	if code != 0 {
 		err = sys.NewExitError(code)
 	}
 	var exit *sys.ExitError
@@ -102,9 +126,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		if errors.As(err, &exit) {
 			switch exit.ExitCode() {
 			case sys.ExitCodeDeadlineExceeded:
-				f.metrics.LimitRejection(telemetry.LimitTimeout)
-				return nil, &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
-					Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
+				return nil, f.timeoutError()
 			case sys.ExitCodeContextCanceled:
 				return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
 			}

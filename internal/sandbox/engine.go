@@ -54,6 +54,11 @@ type EngineConfig struct {
 	// OnInstanceStart, when set, is told how long each new reactor instance took to
 	// instantiate and to run the guest's _initialize (benchmarks use it for percentiles).
 	OnInstanceStart func(instantiate, init time.Duration)
+	// MemoryBytes is the memory the node offers to functions, the capacity it
+	// advertises to the scheduler (0: no limit). Every live instance, reactor or command
+	// run, holds its limits.memory against it; an instance that would take the total past
+	// it is refused (503, reason node_memory). See nodememory.go.
+	MemoryBytes int64
 }
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
@@ -68,6 +73,7 @@ type Engine struct {
 	outbound *http.Client
 	onStart  func(instantiate, init time.Duration)
 	tracing  bool
+	memory   nodeMemory
 }
 
 // NewEngine returns an Engine. Close it to release the compilation cache.
@@ -78,6 +84,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		metrics: cfg.Metrics,
 		tracer:  cfg.Tracer,
 		onStart: cfg.OnInstanceStart,
+		memory:  nodeMemory{offered: max(cfg.MemoryBytes, 0)},
 	}
 	if e.workers <= 0 {
 		e.workers = runtime.GOMAXPROCS(0)
@@ -89,6 +96,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.tracer == nil {
 		e.tracer = noop.NewTracerProvider().Tracer("")
 	}
+	e.metrics.NodeMemory(e.memory.offered, e.memory.held.Load)
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create compilation cache dir: %w", err)
@@ -191,6 +199,10 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if min, ok := declaredMemoryPages(spec.Wasm); ok && min > pages {
 		return nil, fmt.Errorf("load %s: %w", id, memoryTooSmall(min, pages))
 	}
+	if offered := e.memory.offered; offered > 0 && int64(pages)<<16 > offered {
+		return nil, fmt.Errorf("load %s: limits.memory (%d MiB) is more than the %d MiB this node offers to functions, so no instance could start; lower limits.memory or raise the node's --memory",
+			id, int64(pages)<<16>>20, offered>>20)
+	}
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
 	sum := sumOf(spec.Wasm)
@@ -243,6 +255,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	f := newFunction(e, spec, rt, compiled, kind)
 	f.interruptible = interruptible
+	f.memHold = int64(pages) << 16
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
 		e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took

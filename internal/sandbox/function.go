@@ -98,6 +98,9 @@ type Function struct {
 	// interruptible: the module carries the fermion_interrupt global (interrupt.go);
 	// otherwise the runtime was built WithCloseOnContextDone.
 	interruptible bool
+	// memHold is what each live instance holds of the node's memory: limits.memory in
+	// whole pages (nodememory.go).
+	memHold int64
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -318,6 +321,10 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 // like the same failure during a request: a failed _initialize is a guest execution that
 // trapped, ran out of memory or ran past the deadline.
 func (f *Function) startFailed(err error) *Error {
+	var nm *nodeMemoryError
+	if errors.As(err, &nm) {
+		return f.nodeMemoryRefused(err)
+	}
 	var se *startError
 	if !errors.As(err, &se) {
 		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
@@ -368,6 +375,7 @@ func (f *Function) putInstance(inst *instance, reason string) {
 // discard closes an instance that is not in the idle list.
 func (f *Function) discard(inst *instance, reason string) {
 	inst.close()
+	f.engine.memory.release(f.memHold)
 	f.mu.Lock()
 	f.total--
 	f.memBytes -= inst.memBytes
@@ -442,7 +450,14 @@ func (f *Function) topUp() {
 				f.toppingUp--
 				f.mu.Unlock()
 				<-f.slots
-				f.logger.Error("prewarm instance", "err", err)
+				var nm *nodeMemoryError
+				if errors.As(err, &nm) {
+					// Not a fault of the function: the node is full. Requests that need
+					// an instance are refused and counted; the next tick tries again.
+					f.logger.Debug("prewarm instance", "err", err)
+				} else {
+					f.logger.Error("prewarm instance", "err", err)
+				}
 				return
 			}
 			f.putInstanceFresh(inst)

@@ -14,7 +14,7 @@ import (
 
 // rewriteVersion names the output format of instrumentInterrupt. Change it whenever the
 // rewrite changes, so modules rewritten by an older Fermion are not reused.
-const rewriteVersion = "interrupt-v2"
+const rewriteVersion = "interrupt-v3"
 
 // rewriteCache keeps instrumented modules on disk beside the compilation cache. The
 // rewrite walks every function body, which costs about as much as wazero's whole load

@@ -21,8 +21,22 @@ import (
 // stop a call, the host sets the global to 1; the guest traps at its next loop
 // iteration or function entry, and the instance is discarded.
 //
-// Modules the rewriter does not understand (SIMD, threads, exceptions...) are run with
-// WithCloseOnContextDone instead: slower, equally safe.
+// Go cannot preempt a goroutine running wazero's compiled code, so a loop that only
+// tested the global would hold its thread through a garbage collection's stop-the-world:
+// the world would wait for the guest, and the guest for the timer that sets the global,
+// which cannot run while the world is stopped (the whole process hung; a neighbour
+// allocating while a guest looped found it). So every loop also counts down a second
+// global, and every yieldEvery iterations calls memory.grow 0, which leaves compiled code
+// for Go and back without effect: the Go scheduler gets its chance there.
+//
+// Modules the rewriter does not understand (SIMD, threads, exceptions...), and modules
+// without a memory to grow, are run with WithCloseOnContextDone instead: slower, equally
+// safe.
+
+// yieldEvery is how many loop iterations a guest runs between two visits to Go. A visit
+// costs about 100 ns; a tight loop iteration under a nanosecond, so this keeps the cost
+// near 1 % and a stop-the-world waiting at most tens of microseconds for a tight loop.
+const yieldEvery = 1 << 14
 
 // InterruptExport is the name of the global added by instrumentInterrupt.
 const InterruptExport = "fermion_interrupt"
@@ -53,15 +67,19 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	}
 	importedGlobals, definedGlobals := uint32(0), uint32(0)
 	globalIdx, exportIdx, codeIdx, dataIdx := -1, -1, -1, -1
-	dataCount := false
+	dataCount, hasMemory := false, false
 	for i, s := range sections {
 		switch s.id {
 		case 2:
-			n, err := countImportedGlobals(s.body)
+			n, mems, err := countImports(s.body)
 			if err != nil {
 				return nil, fmt.Errorf("import section: %w", err)
 			}
 			importedGlobals = n
+			hasMemory = hasMemory || mems > 0
+		case 5:
+			mr := wasmbin.Reader{B: s.body}
+			hasMemory = hasMemory || mr.U32() > 0
 		case 6:
 			globalIdx = i
 			gr := wasmbin.Reader{B: s.body}
@@ -82,16 +100,20 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	if globalIdx < 0 || exportIdx < 0 || codeIdx < 0 {
 		return nil, fmt.Errorf("%w: needs global, export and code sections", errUninstrumentable)
 	}
-	g := importedGlobals + definedGlobals
+	if !hasMemory {
+		return nil, fmt.Errorf("%w: no memory to yield to Go through", errUninstrumentable)
+	}
+	g := importedGlobals + definedGlobals // the interrupt global; g+1 counts down to a yield
 
-	// Global section: one more mutable i32 initialised to 0.
+	// Global section: two more mutable i32s, the interrupt (0) and the countdown.
 	{
 		gr := wasmbin.Reader{B: sections[globalIdx].body}
 		n := gr.U32()
 		rest := gr.B
-		out := wasmbin.AppendU32(nil, n+1)
+		out := wasmbin.AppendU32(nil, n+2)
 		out = append(out, rest...)
 		out = append(out, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+		out = append(append(append(out, 0x7f, 0x01, 0x41), wasmbin.AppendS32(nil, yieldEvery)...), 0x0b)
 		sections[globalIdx].body = out
 	}
 	// Export section: export it.
@@ -107,8 +129,20 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		out = wasmbin.AppendU32(out, g)
 		sections[exportIdx].body = out
 	}
-	// Code section: a check at the top of every loop.
-	check := append(append([]byte{0x23}, wasmbin.AppendU32(nil, g)...), 0x04, 0x40, 0x00, 0x0b)
+	// Code section: at the top of every loop, the interrupt check, then the countdown:
+	//
+	//	global.get $stop  if  unreachable  end
+	//	global.get $n  i32.const 1  i32.sub  global.set $n
+	//	global.get $n  i32.eqz  if  i32.const yieldEvery  global.set $n
+	//	                            i32.const 0  memory.grow 0  drop  end
+	stop, n := wasmbin.AppendU32(nil, g), wasmbin.AppendU32(nil, g+1)
+	var check []byte
+	check = append(append(append(check, 0x23), stop...), 0x04, 0x40, 0x00, 0x0b)
+	check = append(append(append(check, 0x23), n...), 0x41, 0x01, 0x6b, 0x24)
+	check = append(append(check, n...), 0x23)
+	check = append(append(check, n...), 0x45, 0x04, 0x40, 0x41)
+	check = append(append(append(check, wasmbin.AppendS32(nil, yieldEvery)...), 0x24), n...)
+	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b)
 	code, segmentRefs, err := instrumentCode(sections[codeIdx].body, check)
 	if err != nil {
 		return nil, err
@@ -130,10 +164,10 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	return out, nil
 }
 
-func countImportedGlobals(b []byte) (uint32, error) {
+// countImports counts the imported globals and memories.
+func countImports(b []byte) (globals, memories uint32, err error) {
 	r := wasmbin.Reader{B: b}
 	n := r.U32()
-	globals := uint32(0)
 	for i := uint32(0); i < n && r.Err == nil; i++ {
 		r.Bytes(r.U32()) // module
 		r.Bytes(r.U32()) // name
@@ -145,6 +179,7 @@ func countImportedGlobals(b []byte) (uint32, error) {
 			r.Limits()
 		case 0x02: // memory
 			r.Limits()
+			memories++
 		case 0x03: // global
 			r.Byte()
 			r.Byte()
@@ -153,10 +188,10 @@ func countImportedGlobals(b []byte) (uint32, error) {
 			r.Byte()
 			r.U32()
 		default:
-			return 0, fmt.Errorf("import kind %#x: %w", kind, errUninstrumentable)
+			return 0, 0, fmt.Errorf("import kind %#x: %w", kind, errUninstrumentable)
 		}
 	}
-	return globals, r.Err
+	return globals, memories, r.Err
 }
 
 // instrumentCode instruments every function body. segmentRefs reports whether any

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -26,6 +27,7 @@ func module(sections ...[]byte) []byte {
 var (
 	typeSec   = []byte{1, 1, 0x60, 0, 0}                                  // () -> ()
 	funcSec   = []byte{3, 1, 0}                                           // one function of type 0
+	memSec    = []byte{5, 1, 0x00, 0x01}                                  // one memory of one page
 	globalSec = []byte{6, 1, 0x7f, 0x00, 0x41, 0x00, 0x0b}                // immutable i32 0
 	exportSec = []byte{7, 1, 3, 'r', 'u', 'n', 0x00, 0x00}                // export func 0 as "run"
 	loopBody  = []byte{0, 0x03, 0x40, 0x41, 0x01, 0x0d, 0x00, 0x0b, 0x0b} // loop { br_if 0 (i32.const 1) } — never ends
@@ -39,7 +41,7 @@ func codeSec(body []byte) []byte {
 }
 
 func TestInstrumentInterruptStopsALoop(t *testing.T) {
-	wasm := module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody))
+	wasm := module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody))
 	out, err := instrumentInterrupt(wasm)
 	if err != nil {
 		t.Fatal(err)
@@ -57,10 +59,19 @@ func TestInstrumentInterruptStopsALoop(t *testing.T) {
 		t.Fatal("no fermion_interrupt global exported")
 	}
 	done := make(chan error, 1)
+	started := make(chan struct{})
 	go func() {
+		close(started)
 		_, err := mod.ExportedFunction("run").Call(ctx)
 		done <- err
 	}()
+	<-started
+	// A loop in compiled code cannot be preempted by Go: without the yield the
+	// instrumentation adds, a collection's stop-the-world would wait for the loop
+	// forever, and this test would hang until go test's timeout.
+	for range 3 {
+		runtime.GC()
+	}
 	inst.interrupt(0xefffffff)
 	if err := <-done; err == nil {
 		t.Fatal("tight loop returned without error after interrupt")
@@ -92,9 +103,10 @@ func TestInstrumentInterruptRefuses(t *testing.T) {
 		want error
 	}{
 		{"not wasm", []byte("hello world"), ErrNotWasm},
-		{"no global section", module(typeSec, funcSec, exportSec, codeSec(loopBody)), errUninstrumentable},
-		{"simd", module(typeSec, funcSec, globalSec, exportSec, codeSec(simd)), errUninstrumentable},
-		{"truncated section", module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody))[:30], wasmbin.ErrTruncated},
+		{"no global section", module(typeSec, funcSec, memSec, exportSec, codeSec(loopBody)), errUninstrumentable},
+		{"no memory", module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody)), errUninstrumentable},
+		{"simd", module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(simd)), errUninstrumentable},
+		{"truncated section", module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody))[:30], wasmbin.ErrTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := instrumentInterrupt(tc.wasm)
@@ -106,6 +118,7 @@ func TestInstrumentInterruptRefuses(t *testing.T) {
 }
 
 func FuzzInstrumentInterrupt(f *testing.F) {
+	f.Add(module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody)))
 	f.Add(module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody)))
 	f.Add(module(typeSec, funcSec, exportSec, codeSec(loopBody)))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))

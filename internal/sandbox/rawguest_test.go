@@ -22,8 +22,8 @@ import (
 // buggy guest in another language might.
 //
 // Function indices: imports 0 fermion.response, 1 fermion.http_send, 2 fermion.http_take,
-// 3 wasi fd_write, 4 wasi proc_exit; then 5 _initialize (or _start), 6 fermion_buf,
-// 7 fermion_handle. Each defined function has one i32 local after its parameters (local
+// 3 wasi fd_write, 4 wasi proc_exit, 5 wasi poll_oneoff; then 6 _initialize (or _start),
+// 7 fermion_buf, 8 fermion_handle. Each defined function has one i32 local after its parameters (local
 // 0 for _initialize, local 1 for the others). Bodies are instruction bytes without the
 // final end.
 type rawGuest struct {
@@ -32,6 +32,10 @@ type rawGuest struct {
 	data              []rawData
 	// command exports init as _start and nothing else: a WASI command module.
 	command bool
+	// interruptible adds a global section, which the interrupt rewriter needs
+	// (interrupt.go): the guest then runs instrumented rather than under wazero's
+	// close-on-cancel checks.
+	interruptible bool
 }
 
 type rawData struct {
@@ -54,6 +58,8 @@ const (
 	fnHTTPTake = 2
 	fnFdWrite  = 3
 	fnProcExit = 4
+	fnPoll     = 5
+	fnDefined  = 6 // the first defined function
 )
 
 // Instructions.
@@ -148,6 +154,7 @@ func (g rawGuest) wasm() []byte {
 		imp(abi.HostModule, abi.HostHTTPTake, 2),
 		imp("wasi_snapshot_preview1", "fd_write", 4),
 		imp("wasi_snapshot_preview1", "proc_exit", 5),
+		imp("wasi_snapshot_preview1", "poll_oneoff", 4),
 	))
 	funcs := section(3, vec([]byte{0}, []byte{1}, []byte{1}))
 	pages := g.pages
@@ -158,12 +165,16 @@ func (g rawGuest) wasm() []byte {
 	exp := func(n string, kind byte, idx uint32) []byte { return cat(name(n), []byte{kind}, uleb(uint64(idx))) }
 	exports := section(7, vec(
 		exp("memory", 0x02, 0),
-		exp(abi.ExportInitialize, 0x00, 5),
-		exp(abi.ExportBuf, 0x00, 6),
-		exp(abi.ExportHandle, 0x00, 7),
+		exp(abi.ExportInitialize, 0x00, fnDefined),
+		exp(abi.ExportBuf, 0x00, fnDefined+1),
+		exp(abi.ExportHandle, 0x00, fnDefined+2),
 	))
 	if g.command {
-		exports = section(7, vec(exp("memory", 0x02, 0), exp(abi.ExportStart, 0x00, 5)))
+		exports = section(7, vec(exp("memory", 0x02, 0), exp(abi.ExportStart, 0x00, fnDefined)))
+	}
+	var globals []byte
+	if g.interruptible {
+		globals = section(6, vec(cat([]byte{i32t, 0x01}, i32(0), opEnd))) // one mutable i32
 	}
 	body := func(instrs []byte) []byte {
 		b := cat(vec(cat(uleb(1), []byte{i32t})), instrs, opEnd)
@@ -183,7 +194,7 @@ func (g rawGuest) wasm() []byte {
 		segs = append(segs, cat([]byte{0x00}, i32(d.offset), opEnd, uleb(uint64(len(d.bytes))), d.bytes))
 	}
 	data := section(11, vec(segs...))
-	return cat([]byte("\x00asm\x01\x00\x00\x00"), types, imports, funcs, memory, exports, code, data)
+	return cat([]byte("\x00asm\x01\x00\x00\x00"), types, imports, funcs, memory, globals, exports, code, data)
 }
 
 // withText adds text for fd_write at rawText and the iovec pointing at it.

@@ -24,15 +24,19 @@ import (
 // instance is one reactor module instance. It serves one request at a time and is owned
 // by whoever took it from the pool.
 type instance struct {
-	mod      api.Module
-	buf      api.Function
-	handle   api.Function
-	mem      api.Memory
-	stack    [2]uint64       // CallWithStack scratch: no allocation per call
-	ctx      context.Context // made once: carries the instance to host functions
-	cur      *callState      // the request being served, set by the instance's owner
-	bufPtr   uint32          // guest request buffer, valid for bufCap bytes
+	mod    api.Module
+	buf    api.Function
+	handle api.Function
+	mem    api.Memory
+	stack  [2]uint64       // CallWithStack scratch: no allocation per call
+	ctx    context.Context // made once: carries the instance to host functions
+	// cancel, for a module that is not instrumented, cancels the context its calls run
+	// under: how interrupt stops it (see interrupt).
+	cancel   context.CancelFunc
+	cur      *callState // the request being served, set by the instance's owner
+	bufPtr   uint32     // guest request buffer, valid for bufCap bytes
 	bufCap   uint32
+	bufUsed  uint32            // bytes of the last request in the buffer; past them it is zero
 	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
 	why      atomic.Uint32     // exit code of the first interrupt
 	woken    chan struct{}     // closed by the first interrupt: ends the guest's sleep
@@ -105,7 +109,29 @@ func (i *instance) endWatch() (interrupted uint32) {
 // close closes the instance. Only its owner calls it, never during a call.
 func (i *instance) close() {
 	i.release()
+	if i.cancel != nil {
+		i.cancel()
+		closeMarked(i.mod)
+	}
 	i.mod.Close(context.Background())
+}
+
+// closeMarked releases the resources of a module wazero may have marked closed without
+// releasing them. A canceled call only sets the module's closed flag; its resources
+// (files, linear memory) are released by the next call that finds the flag, normally
+// the canceled call itself as it returns, but the flag can be set just after that
+// looked. Module.Close then does nothing, as the module is already closed. A call made
+// with a done context runs no guest code: it closes the module, or finishes closing it.
+func closeMarked(mod api.Module) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, def := range mod.ExportedFunctionDefinitions() {
+		if fn := mod.ExportedFunction(name); fn != nil {
+			stack := make([]uint64, max(len(def.ParamTypes()), len(def.ResultTypes()), 1))
+			fn.CallWithStack(done, stack) // the error is the module's exit code
+			return
+		}
+	}
 }
 
 // hold and release bracket an owner's use of the instance's memory (see
@@ -123,18 +149,25 @@ func (i *instance) release() {
 }
 
 // interrupt stops the instance's current call from another goroutine: through the
-// fermion_interrupt global when the module has it, by closing the module otherwise.
-// code says why (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
+// fermion_interrupt global when the module has it, otherwise by canceling the context
+// the call runs under, on which wazero (WithCloseOnContextDone) marks the module closed
+// and the calling goroutine releases its resources. Closing the module from here
+// instead would release them under a WASI function the guest is in (go test -race
+// found it: a guest woken from its sleep writing to stdout). code says why
+// (sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled).
 func (i *instance) interrupt(code uint32) {
 	i.why.CompareAndSwap(0, code)
 	if i.woken != nil {
 		i.wakeOnce.Do(func() { close(i.woken) })
 	}
-	if i.stop != nil {
+	switch {
+	case i.stop != nil:
 		i.stop.Set(1)
-		return
+	case i.cancel != nil:
+		i.cancel()
+	default: // an instrumented module without its global: never made by instrumentInterrupt
+		i.mod.CloseWithExitCode(context.Background(), code)
 	}
-	i.mod.CloseWithExitCode(context.Background(), code)
 }
 
 // bindInterrupt finds the interrupt global of an instrumented module.
@@ -209,8 +242,17 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 	return cfg
 }
 
-// newInstance instantiates the module and runs the guest's _initialize.
-func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+// newInstance instantiates the module and runs the guest's _initialize. The instance
+// holds its share of the node's memory from here until it is discarded.
+func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
+	if err := f.engine.memory.hold(f.memHold); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.engine.memory.release(f.memHold)
+		}
+	}()
 	span := trace.SpanFromContext(ctx)
 	if f.tracing {
 		ctx, span = f.tracer.Start(ctx, "create instance")
@@ -224,11 +266,20 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		stderr: &guestLog{f: f, stream: "stderr"},
 		woken:  make(chan struct{}),
 	}
+	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
+	if !f.interruptible {
+		// _initialize runs under ctx, whose deadline wazero watches itself; requests
+		// run under inst.ctx, which interrupt cancels.
+		inst.ctx, inst.cancel = context.WithCancel(inst.ctx)
+	}
 	t0 := time.Now()
 	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
 	if err != nil {
 		inst.release()
+		if inst.cancel != nil {
+			inst.cancel()
+		}
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -269,7 +320,6 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
 	inst.mem = mod.Memory()
 	inst.lastUsed = t2
-	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
 	if inst.mem == nil {
 		inst.close()
 		return nil, errors.New("module has no memory")
@@ -336,17 +386,26 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// context.
 	inst.startWatch(st, timeout)
 	defer func() {
-		switch inst.endWatch() {
+		why := inst.endWatch()
+		if why == 0 && !time.Now().Before(st.deadline) {
+			// Finished late, before the watch fired: a timer's firing lags its deadline.
+			why = sys.ExitCodeDeadlineExceeded
+		}
+		switch why {
 		case 0:
 		case sys.ExitCodeContextCanceled:
 			if reason == "" {
 				reason = telemetry.ReasonCanceled
 			}
 		default:
-			// Fired after the guest had finished: the instance is still interrupted.
-			if reason == "" {
-				reason = telemetry.ReasonTimeout
+			// Deadlines are absolute: a guest that came back after its deadline (woken
+			// from a sleep, an outbound call cut short, output written slowly, an interrupt
+			// it never reached) is timed out whatever it answered, and its instance, which
+			// may still carry the interrupt, is discarded.
+			if e, ok := err.(*Error); !ok || e.Reason != telemetry.ReasonTimeout {
+				resp, err = nil, f.timeoutError()
 			}
+			reason = telemetry.ReasonTimeout
 		}
 	}()
 
@@ -356,6 +415,9 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// The guest's buffer only moves when fermion_buf grows it, so one call per request
 	// suffices unless the request is larger than any before it.
 	if uint32(len(enc)) > inst.bufCap || inst.bufPtr == 0 {
+		// The old buffer becomes the guest's garbage, which it may hand out again:
+		// empty it first, so the last request does not outlive it there.
+		inst.clearBuf(0)
 		inst.stack[0] = uint64(uint32(len(enc)))
 		if err := inst.buf.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
 			e := f.callError(ctx, inst, err)
@@ -366,6 +428,10 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	if inst.bufPtr == 0 || !inst.mem.Write(inst.bufPtr, enc) {
 		return nil, telemetry.ReasonTrap, f.trapError(errors.New("guest returned an invalid request buffer"))
 	}
+	// No data crosses requests: what the last request left past this one's end (its
+	// headers, cookies, body) is zeroed. Only that tail is cleared, not the whole
+	// buffer: nothing but the host's requests is ever written there by the host.
+	inst.clearBuf(uint32(len(enc)))
 	inst.stack[0] = uint64(uint32(len(enc)))
 	if err := inst.handle.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
 		e := f.callError(ctx, inst, err)
@@ -390,6 +456,17 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	return st.resp, "", nil
 }
 
+// clearBuf zeroes the request buffer from n to the end of the last request written
+// there, and records that n bytes are now in use.
+func (i *instance) clearBuf(n uint32) {
+	if i.bufUsed > n {
+		if tail, ok := i.mem.Read(i.bufPtr+n, i.bufUsed-n); ok {
+			clear(tail)
+		}
+	}
+	i.bufUsed = n
+}
+
 // callError classifies a failed guest call. The instance is always discarded: a Go
 // instance that trapped can return nil errors afterwards, so it is never reused.
 func (f *Function) callError(ctx context.Context, inst *instance, err error) *Error {
@@ -401,9 +478,7 @@ func (f *Function) callError(ctx context.Context, inst *instance, err error) *Er
 	if exited {
 		switch code {
 		case sys.ExitCodeDeadlineExceeded:
-			f.metrics.LimitRejection(telemetry.LimitTimeout)
-			return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
-				Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
+			return f.timeoutError()
 		case sys.ExitCodeContextCanceled:
 			return &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
 		}
@@ -415,6 +490,14 @@ func (f *Function) callError(ctx context.Context, inst *instance, err error) *Er
 			Msg: fmt.Sprintf("function %s ran out of memory (limit %d MiB)", f.id, f.spec.Limits.MemoryBytes>>20), Err: err}
 	}
 	return f.trapError(err)
+}
+
+// timeoutError is a request stopped, or answered too late, by its deadline; it counts
+// the rejection.
+func (f *Function) timeoutError() *Error {
+	f.metrics.LimitRejection(telemetry.LimitTimeout)
+	return &Error{Status: http.StatusGatewayTimeout, Reason: telemetry.ReasonTimeout,
+		Msg: fmt.Sprintf("function %s exceeded its %s timeout", f.id, f.spec.Limits.Timeout)}
 }
 
 func (f *Function) trapError(err error) *Error {

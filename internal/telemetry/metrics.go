@@ -34,6 +34,9 @@ const (
 	LimitResponseBody = "response_body"
 	LimitTimeout      = "timeout"
 	LimitMemory       = "memory"
+	// LimitNodeMemory: a new instance would take the node's live instances past the
+	// memory it offers to functions.
+	LimitNodeMemory = "node_memory"
 
 	// Outbound call results.
 	OutboundOK      = "ok"
@@ -116,7 +119,7 @@ func NewMetrics(version string) *Metrics {
 		}, fv),
 		LimitRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_limit_rejections_total",
-			Help: "Requests refused or cut short by a limit (concurrency, request_body, response_body, timeout, memory).",
+			Help: "Requests refused or cut short by a limit (concurrency, request_body, response_body, timeout, memory, node_memory).",
 		}, append(fv, "limit")),
 		Outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_outbound_requests_total",

@@ -9,6 +9,7 @@
 //	           -split-cores puts the servers on one CPU and wrk on another
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
+//	cmdmemory  RSS that N concurrent 64 MiB command runs add, and what is left after
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
 //	           has no sampling profiler, so count calls with a function listener)
 //	fleet      1,000 simulated agents against one control-plane replica: join, daemon
@@ -68,7 +69,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|guestcalls|fleet|autoscale|clientlimits|bigblob [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fermion-bench gateway|coldstart|memory|cmdmemory|guestcalls|fleet|autoscale|clientlimits|bigblob [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -85,6 +86,8 @@ func main() {
 		err = fleetBench(os.Args[2:])
 	case "autoscale":
 		err = autoscaleBench(os.Args[2:])
+	case "cmdmemory":
+		err = cmdMemoryBench(os.Args[2:])
 	case "fleet-agents": // the child process of fleet
 		err = fleetAgents(os.Args[2:])
 	case "clientlimits":
