@@ -29,6 +29,7 @@ import (
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
+	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // ABI names.
@@ -54,6 +55,15 @@ type EngineConfig struct {
 	// OnInstanceStart, when set, is told how long each new reactor instance took to
 	// instantiate and to run the guest's _initialize (benchmarks use it for percentiles).
 	OnInstanceStart func(instantiate, init time.Duration)
+	// LoadLimits are the node's load bounds; a zero field means DefaultLoadLimits', and a
+	// manifest's own bound replaces the node's for its module.
+	LoadLimits manifest.LoadLimits
+	// CompileWorker, with CacheDir, compiles each module first in a child process: the
+	// command (argv) of a binary that hands CompileWorkerArg to CompileWorkerMain, such
+	// as the fermion binary itself. Nil compiles in-process, bounded only statically.
+	CompileWorker []string
+	// CompileMemory bounds a compile worker's address space (0: DefaultCompileMemory).
+	CompileMemory int64
 }
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
@@ -68,6 +78,11 @@ type Engine struct {
 	outbound *http.Client
 	onStart  func(instantiate, init time.Duration)
 	tracing  bool
+
+	load          manifest.LoadLimits
+	cacheDir      string
+	worker        []string // nil: compile in-process
+	compileMemory int64
 }
 
 // NewEngine returns an Engine. Close it to release the compilation cache.
@@ -78,6 +93,17 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		metrics: cfg.Metrics,
 		tracer:  cfg.Tracer,
 		onStart: cfg.OnInstanceStart,
+		load:    cfg.LoadLimits,
+
+		compileMemory: cfg.CompileMemory,
+	}
+	if e.compileMemory <= 0 {
+		e.compileMemory = DefaultCompileMemory
+	}
+	for _, b := range LoadBounds() {
+		if b.Get(&e.load) < 0 {
+			return nil, fmt.Errorf("load bound %s is negative; give a positive value or 0 for the default", b.Flag)
+		}
 	}
 	if e.workers <= 0 {
 		e.workers = runtime.GOMAXPROCS(0)
@@ -98,6 +124,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			return nil, fmt.Errorf("open compilation cache %s: %w", cfg.CacheDir, err)
 		}
 		e.cache = c
+		e.cacheDir = cfg.CacheDir
+		if len(cfg.CompileWorker) > 0 {
+			e.worker = append([]string(nil), cfg.CompileWorker...)
+		}
 		if e.rewrites, err = newRewriteCache(cfg.CacheDir); err != nil {
 			return nil, err
 		}
@@ -184,20 +214,29 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if spec.Limits.MemoryBytes == 0 || spec.Limits.Timeout <= 0 || spec.Scaling.MaxInstances <= 0 {
 		return nil, fmt.Errorf("load %s: limits and scaling must be set (use manifest defaults)", id)
 	}
+	lim := EffectiveLoadLimits(spec.Limits.Load, e.load)
+	wasm, err := vet(spec.Wasm, lim)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
 	pages := spec.Limits.MemoryPages()
 	if pages == 0 {
 		pages = 1
 	}
-	if min, ok := declaredMemoryPages(spec.Wasm); ok && min > pages {
+	if min, ok := declaredMemoryPages(wasm); ok && min > pages {
 		return nil, fmt.Errorf("load %s: %w", id, memoryTooSmall(min, pages))
 	}
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
 	sum := sumOf(spec.Wasm)
-	code, fromCache, ierr := e.rewrites.instrument(spec.Wasm, sum)
+	vetted := sum
+	if len(wasm) != len(spec.Wasm) || &wasm[0] != &spec.Wasm[0] {
+		vetted = sumOf(wasm) // tables clamped: the rewrite cache keys on what it rewrites
+	}
+	code, fromCache, ierr := e.rewrites.instrument(wasm, vetted)
 	interruptible := ierr == nil
 	if !interruptible {
-		code = spec.Wasm
+		code = wasm
 		if errors.Is(ierr, errUninstrumentable) {
 			e.logger.Info("module not instrumented for interrupts; using wazero's termination checks",
 				"function", spec.Name, "version", spec.Version, "reason", ierr.Error())
@@ -217,17 +256,16 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 
 	start := time.Now()
-	cctx := experimental.WithCompilationWorkers(ctx, e.workers)
-	compiled, err := rt.CompileModule(cctx, code)
+	compiled, err := e.compile(ctx, rt, code, !interruptible, lim)
 	if err != nil && fromCache {
 		// The cached rewrite is damaged: rewrite again rather than fail the load.
-		e.rewrites.forget(sum)
-		if code, err = instrumentInterrupt(spec.Wasm); err == nil {
-			compiled, err = rt.CompileModule(cctx, code)
+		e.rewrites.forget(vetted)
+		if code, err = instrumentInterrupt(wasm); err == nil {
+			compiled, err = e.compile(ctx, rt, code, !interruptible, lim)
 		}
 	}
 	if err != nil {
-		return fail(fmt.Errorf("compile module: %w", err))
+		return fail(err)
 	}
 	compileTime := time.Since(start)
 
@@ -297,12 +335,18 @@ func minMemoryPages(m wazero.CompiledModule) uint32 {
 	return 0
 }
 
-// Check compiles a module (through the compilation cache, so a later Load is fast) and
-// returns its ABI, without instantiating it: what `fermion build` uses to refuse a
-// module the sandbox could not run.
-func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string) (string, error) {
+// Check vets a module against the load bounds (the node's, with lim's non-zero fields
+// in their place) and the host's imports, then compiles it (through the compilation
+// cache, so a later Load is fast) and returns its ABI, without instantiating it: what
+// `fermion build` and `fermion push` use to refuse a module the sandbox could not run.
+func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim manifest.LoadLimits) (string, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return "", ErrNotWasm
+	}
+	lim = EffectiveLoadLimits(lim, e.load)
+	wasm, err := vet(wasm, lim)
+	if err != nil {
+		return "", err
 	}
 	code, _, err := e.rewrites.instrument(wasm, sumOf(wasm))
 	if err != nil {
@@ -311,9 +355,50 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string) (st
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).WithCloseOnContextDone(err != nil))
 	defer rt.Close(ctx)
-	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)
+	compiled, err := e.compile(ctx, rt, code, err != nil, lim)
 	if err != nil {
-		return "", fmt.Errorf("compile module: %w", err)
+		return "", err
 	}
 	return detectABI(compiled, declaredABI)
+}
+
+// vet reads a module's outline, holds it to the load bounds and the host's imports, and
+// returns it with its tables clamped to max_table_elements (the same slice when no
+// table needed it).
+func vet(wasm []byte, lim manifest.LoadLimits) ([]byte, error) {
+	if n := int64(len(wasm)); n > lim.ModuleSize {
+		// Refused before reading it: its size is all that is needed.
+		return nil, &BoundError{Over: []OverBound{{Bound: boundByKey("max_module_size"), Value: n, Limit: lim.ModuleSize}}}
+	}
+	m, err := wasmbin.Inspect(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	if err := checkBounds(m, lim); err != nil {
+		return nil, err
+	}
+	if err := checkImports(m); err != nil {
+		return nil, err
+	}
+	return clampTables(wasm, m, uint64(lim.TableElements)), nil
+}
+
+// compile compiles code in rt: first in a compile worker when the engine has one (see
+// compileworker.go), after which rt reads the result from the cache; in-process only
+// otherwise.
+func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, code []byte, closeOnDone bool, lim manifest.LoadLimits) (wazero.CompiledModule, error) {
+	if e.worker != nil {
+		if err := e.compileInChild(ctx, code, closeOnDone, lim); err != nil {
+			var be *BoundError
+			if errors.As(err, &be) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("compile module: %w", err)
+		}
+	}
+	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)
+	if err != nil {
+		return nil, fmt.Errorf("compile module: %w", err)
+	}
+	return compiled, nil
 }

@@ -1,0 +1,148 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"fermion.dev/fermion/internal/manifest"
+)
+
+// Why compile in a child process? wazero's CompileModule cannot be interrupted: its
+// context is not consulted while a function compiles, so a module whose compilation
+// runs away would keep a goroutine burning CPU and holding memory for as long as it
+// takes, whatever the caller's deadline. Load's static bounds (bounds.go) cap the cost
+// of each function, but not the sum over a module. So when the engine has an on-disk
+// compilation cache and a worker command, the module is first compiled by a child
+// process (the same binary, run with CompileWorkerArg) under an address-space and CPU
+// rlimit, killed at compile_timeout; the child writes wazero's compiled code into the
+// shared cache directory, and the parent's own CompileModule then reads it from there.
+// A killed child takes its CPU time and memory with it. See docs/RATIONALE.md.
+
+// CompileWorkerArg is the hidden first argument that makes the fermion binary (or a
+// test binary, from TestMain) run as a compile worker: cli.Run hands it to
+// CompileWorkerMain.
+const CompileWorkerArg = "__fermion-compile-worker"
+
+// DefaultCompileMemory is the address space a compile worker may use when
+// EngineConfig.CompileMemory is 0. Compiling the 5 MB net/http example allocates
+// ~400 MB in total; the Go runtime and wazero's code buffers add to what is mapped.
+const DefaultCompileMemory = 2 << 30
+
+// CompileWorkerMain is a compile worker's whole life: args are what compileInChild
+// passes after CompileWorkerArg (cache directory, whether the runtime closes on context
+// done, compilation workers, address-space bound in bytes, CPU bound in seconds), the
+// module arrives on stdin. It returns the process's exit code: 0 compiled and cached, 1
+// the module does not compile (the reason on stderr), 2 bad arguments.
+func CompileWorkerMain(args []string, stdin io.Reader, stderr io.Writer) int {
+	if len(args) != 5 {
+		fmt.Fprintf(stderr, "compile worker: want 5 arguments, got %d\n", len(args))
+		return 2
+	}
+	closeOnDone, err1 := strconv.ParseBool(args[1])
+	workers, err2 := strconv.Atoi(args[2])
+	memory, err3 := strconv.ParseUint(args[3], 10, 64)
+	cpu, err4 := strconv.ParseUint(args[4], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		fmt.Fprintf(stderr, "compile worker: %v\n", err)
+		return 2
+	}
+	if err := limitSelf(memory, cpu); err != nil {
+		fmt.Fprintf(stderr, "compile worker: %v\n", err)
+		return 2
+	}
+	wasm, err := io.ReadAll(stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "compile worker: read module: %v\n", err)
+		return 2
+	}
+	ctx := context.Background()
+	cache, err := wazero.NewCompilationCacheWithDir(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "compile worker: open compilation cache: %v\n", err)
+		return 2
+	}
+	// The same configuration as Load's runtime in every respect that enters wazero's
+	// cache key (the module bytes and WithCloseOnContextDone), so the parent hits it.
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(cache).WithCloseOnContextDone(closeOnDone))
+	if _, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, workers), wasm); err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return 1
+	}
+	if err := rt.Close(ctx); err != nil {
+		fmt.Fprintf(stderr, "compile worker: %v\n", err)
+		return 2
+	}
+	return 0
+}
+
+// compileInChild compiles code in a worker process into the engine's cache directory,
+// within lim.CompileTimeout. A timeout is a *BoundError for compile_timeout; a module
+// wazero refuses gives wazero's reason.
+func (e *Engine) compileInChild(ctx context.Context, code []byte, closeOnDone bool, lim manifest.LoadLimits) error {
+	timeout := lim.CompileTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cpu := uint64((timeout+time.Second-1)/time.Second) + 1 // a backstop: the parent kills first
+	argv := append(append([]string{}, e.worker[1:]...), CompileWorkerArg, e.cacheDir,
+		strconv.FormatBool(closeOnDone), strconv.Itoa(e.workers),
+		strconv.FormatUint(uint64(e.compileMemory), 10), strconv.FormatUint(cpu, 10))
+	cmd := exec.CommandContext(ctx, e.worker[0], argv...)
+	cmd.Stdin = bytes.NewReader(code)
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 8 << 10}
+	cmd.WaitDelay = time.Second // a killed child's pipes are not waited on past this
+	start := time.Now()
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(start) >= timeout {
+			return &BoundError{Over: []OverBound{{Bound: boundByKey("compile_timeout"), Value: int64(time.Since(start)), Limit: int64(timeout), Where: "compilation"}}}
+		}
+		return fmt.Errorf("compile worker: %w", ctx.Err())
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		switch {
+		case exit.ExitCode() == 1:
+			return errors.New(msg)
+		case strings.Contains(msg, "out of memory") || strings.Contains(msg, "cannot allocate memory"):
+			return fmt.Errorf("compiling the module needed more than the compile worker's %s of address space; raise the node's --compile-memory if the module is meant to be this large",
+				manifest.FormatSize(e.compileMemory))
+		case !exit.Exited(): // killed by a signal: SIGXCPU at the CPU bound
+			return &BoundError{Over: []OverBound{{Bound: boundByKey("compile_timeout"), Value: int64(time.Since(start)), Limit: int64(timeout), Where: "compilation"}}}
+		}
+	}
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "…"
+	}
+	return fmt.Errorf("compile worker %s: %w: %s", e.worker[0], err, msg)
+}
+
+// limitedWriter keeps the first n bytes written to it and drops the rest.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
