@@ -38,6 +38,10 @@ type DataPlaneConfig struct {
 	// TLSCert and TLSKey, PEM files, make the gateway serve HTTPS; renewed files are
 	// picked up without a restart.
 	TLSCert, TLSKey string
+	// LoadLimits, CompileWorker and CompileMemory are the engine's (sandbox.EngineConfig).
+	LoadLimits    manifest.LoadLimits
+	CompileWorker []string
+	CompileMemory int64
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -67,7 +71,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.Telemetry {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
-	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics}
+	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics,
+		LoadLimits: cfg.LoadLimits, CompileWorker: cfg.CompileWorker, CompileMemory: cfg.CompileMemory}
 	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout}
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")

@@ -72,7 +72,7 @@ func buildArtifact(ctx context.Context, dir string, skipBuild bool, cacheDir str
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir})
+	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, CompileWorker: compileWorker()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,6 +28,7 @@ type runOptions struct {
 	spoolDir, spoolMax  string
 	logLevel            string
 	drainTimeout        time.Duration
+	load                loadFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -60,6 +61,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.spoolMax, "telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
+	o.load.add(f, "")
 	return c
 }
 
@@ -70,6 +72,10 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	}
 	defer done()
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
+		return err
+	}
+	loadLimits, worker, compileMemory, err := o.load.config()
+	if err != nil {
 		return err
 	}
 	manifests := make([]*manifest.Manifest, 0, len(paths))
@@ -96,6 +102,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
 		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
+		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory,
 	})
 	if err != nil {
 		return err
