@@ -29,7 +29,7 @@ func (l *loadFlags) add(f *pflag.FlagSet, prefix string) {
 		def := b.FormatBound(b.Get(&sandbox.DefaultLoadLimits))
 		f.StringVar(v, prefix+b.Flag, "", fmt.Sprintf("load bound: most %s a module may have (default %s; a manifest's limits.%s replaces it for its module)", b.What, def, b.Key))
 	}
-	f.StringVar(&l.compileMemory, prefix+"compile-memory", "", fmt.Sprintf("address space a compile worker may use (default %s)", manifest.FormatSize(sandbox.DefaultCompileMemory)))
+	f.StringVar(&l.compileMemory, prefix+"compile-memory", "", fmt.Sprintf("memory a compile worker may map (default %s)", manifest.FormatSize(sandbox.DefaultCompileMemory)))
 }
 
 // config turns the flags into the engine's load settings: the node's bounds, the

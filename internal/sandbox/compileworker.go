@@ -23,7 +23,7 @@ import (
 // takes, whatever the caller's deadline. Load's static bounds (bounds.go) cap the cost
 // of each function, but not the sum over a module. So when the engine has an on-disk
 // compilation cache and a worker command, the module is first compiled by a child
-// process (the same binary, run with CompileWorkerArg) under an address-space and CPU
+// process (the same binary, run with CompileWorkerArg) under a memory and CPU
 // rlimit, killed at compile_timeout; the child writes wazero's compiled code into the
 // shared cache directory, and the parent's own CompileModule then reads it from there.
 // A killed child takes its CPU time and memory with it. See docs/RATIONALE.md.
@@ -33,14 +33,14 @@ import (
 // CompileWorkerMain.
 const CompileWorkerArg = "__fermion-compile-worker"
 
-// DefaultCompileMemory is the address space a compile worker may use when
-// EngineConfig.CompileMemory is 0. Compiling the 5 MB net/http example allocates
-// ~400 MB in total; the Go runtime and wazero's code buffers add to what is mapped.
-const DefaultCompileMemory = 2 << 30
+// DefaultCompileMemory is the memory (RLIMIT_DATA) a compile worker may map when
+// EngineConfig.CompileMemory is 0. Compiling examples/hello (3 MB) fits in 400 MiB,
+// not in 150 MiB.
+const DefaultCompileMemory = 1 << 30
 
 // CompileWorkerMain is a compile worker's whole life: args are what compileInChild
 // passes after CompileWorkerArg (cache directory, whether the runtime closes on context
-// done, compilation workers, address-space bound in bytes, CPU bound in seconds), the
+// done, compilation workers, memory bound in bytes, CPU bound in seconds), the
 // module arrives on stdin. It returns the process's exit code: 0 compiled and cached, 1
 // the module does not compile (the reason on stderr), 2 bad arguments.
 func CompileWorkerMain(args []string, stdin io.Reader, stderr io.Writer) int {
@@ -119,8 +119,10 @@ func (e *Engine) compileInChild(ctx context.Context, code []byte, closeOnDone bo
 		switch {
 		case exit.ExitCode() == 1:
 			return errors.New(msg)
-		case strings.Contains(msg, "out of memory") || strings.Contains(msg, "cannot allocate memory"):
-			return fmt.Errorf("compiling the module needed more than the compile worker's %s of address space; raise the node's --compile-memory if the module is meant to be this large",
+		case strings.Contains(msg, "out of memory") || strings.Contains(msg, "cannot allocate memory") || strings.Contains(msg, "SIGSEGV"):
+			// A Go runtime refused memory by the rlimit says so, or, if the refusal hits
+			// it inside the collector, crashes.
+			return fmt.Errorf("compiling the module needed more than the compile worker's %s of memory; raise the node's --compile-memory if the module is meant to be this large",
 				manifest.FormatSize(e.compileMemory))
 		case !exit.Exited(): // killed by a signal: SIGXCPU at the CPU bound
 			return &BoundError{Over: []OverBound{{Bound: boundByKey("compile_timeout"), Value: int64(time.Since(start)), Limit: int64(timeout), Where: "compilation"}}}

@@ -62,7 +62,7 @@ type EngineConfig struct {
 	// command (argv) of a binary that hands CompileWorkerArg to CompileWorkerMain, such
 	// as the fermion binary itself. Nil compiles in-process, bounded only statically.
 	CompileWorker []string
-	// CompileMemory bounds a compile worker's address space (0: DefaultCompileMemory).
+	// CompileMemory bounds a compile worker's memory (0: DefaultCompileMemory).
 	CompileMemory int64
 }
 

@@ -274,6 +274,26 @@ func TestHostileCompile(t *testing.T) {
 		_, err = e.Check(context.Background(), hostile, "", s.Limits.Load)
 		wantBound(t, err, "compile_timeout")
 	})
+	t.Run("compile memory", func(t *testing.T) {
+		// Compiling this module takes ~500 MB (the measurement).
+		me, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: t.TempDir(), CompileWorkers: 1,
+			CompileWorker: []string{os.Args[0]}, CompileMemory: 128 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer me.Close(context.Background())
+		s := spec("hostile", hostile)
+		s.Limits.Load.FunctionBranches = 1_000_000
+		s.Limits.Load.CompileTimeout = 5 * time.Minute // the memory bound must stop it first
+		start := time.Now()
+		_, err = me.Load(context.Background(), s)
+		if err == nil || !strings.Contains(err.Error(), "--compile-memory") {
+			t.Fatalf("error %v, want one naming --compile-memory", err)
+		}
+		if d := time.Since(start); d > time.Minute {
+			t.Errorf("refusing took %s", d)
+		}
+	})
 	t.Run("well-behaved module through the worker", func(t *testing.T) {
 		s := rawSpec(rawGuest{handle: brTable(100)}.withResponse(rawOK))
 		s.Name = "small-table"
