@@ -267,7 +267,7 @@ func (m *Module) code(r *Reader, declared int) {
 			return
 		}
 		fn := m.ImportedFunctions + i
-		st, err := bodyStats(Reader{B: body, Off: off})
+		st, err := bodyStats(body, off)
 		if err != nil {
 			r.Fail(fmt.Errorf("function %d: %w", fn, err))
 			return
@@ -285,102 +285,208 @@ type funcStats struct {
 	brTargets uint64 // the largest br_table's target count
 }
 
-// bodyStats walks one function body. Its opcode table covers what wazero compiles: the
-// core 2.0 instruction set (including SIMD), threads, tail calls and exceptions.
-func bodyStats(r Reader) (funcStats, error) {
+// Instruction classes: what follows an opcode, and what it does to the control flow.
+const (
+	opUnknown  = iota
+	opPlain    // no immediate
+	opU32      // one LEB128 (index, i32 constant, memory index)
+	opU32x2    // two LEB128s
+	opU64      // one LEB128 of up to 10 bytes (i64 constant)
+	opMemarg   // alignment (and memory index), offset
+	opFixed4   // f32 constant
+	opFixed8   // f64 constant
+	opBlock    // block type, opens a block
+	opEnd      // closes a block, or the function
+	opElse     // a branch point without immediate (else, catch_all)
+	opBranch   // a label: a branch
+	opBrTable  // a vector of labels and a default
+	opPrefixed // 0x1c, 0x1f, 0xfc, 0xfd, 0xfe: decoded by the Reader methods below
+)
+
+// opClass classifies the one-byte opcodes that wazero compiles: the core 2.0 instruction
+// set (including SIMD), threads, tail calls, typed references and exceptions.
+var opClass = func() (t [256]uint8) {
+	set := func(c uint8, ops ...int) {
+		for _, op := range ops {
+			t[op] = c
+		}
+	}
+	span := func(c uint8, lo, hi int) {
+		for op := lo; op <= hi; op++ {
+			t[op] = c
+		}
+	}
+	set(opPlain, 0x00, 0x01, 0x0a, 0x0f, 0x1a, 0x1b, 0xd1, 0xd3, 0xd4)
+	set(opBlock, 0x02, 0x03, 0x04, 0x06) // block, loop, if, try
+	set(opEnd, 0x0b)
+	set(opElse, 0x05, 0x19)                                 // else, catch_all
+	set(opBranch, 0x0c, 0x0d, 0xd5, 0xd6, 0x07, 0x09, 0x18) // br, br_if, br_on_(non_)null, catch, rethrow, delegate
+	set(opBrTable, 0x0e)
+	set(opU32, 0x08, 0x10, 0x12, 0x14, 0x15, 0xd2, 0x3f, 0x40, 0x41, 0xd0)
+	span(opU32, 0x20, 0x26) // locals, globals, table.get/set
+	set(opU32x2, 0x11, 0x13)
+	set(opU64, 0x42)
+	span(opMemarg, 0x28, 0x3e)
+	set(opFixed4, 0x43)
+	set(opFixed8, 0x44)
+	span(opPlain, 0x45, 0xc4) // numeric instructions
+	set(opPrefixed, 0x1c, 0x1f, 0xfc, 0xfd, 0xfe)
+	return t
+}()
+
+// skipLEB returns the index just past the LEB128 integer at b[i:], of at most max bytes,
+// or a negative index when b ends first or the integer is longer.
+func skipLEB(b []byte, i, max int) int {
+	for n := 0; n < max; n++ {
+		if i >= len(b) {
+			return -1
+		}
+		c := b[i]
+		i++
+		if c&0x80 == 0 {
+			return i
+		}
+	}
+	return -2
+}
+
+// bodyStats walks one function body, found at file offset off. It is the hot loop of
+// Inspect, so the common instructions are decoded inline from the byte slice; the rare
+// prefixed ones go through a Reader.
+func bodyStats(b []byte, off int) (funcStats, error) {
 	var st funcStats
+	r := Reader{B: b, Off: off}
 	for i, groups := uint32(0), r.U32(); i < groups && r.Err == nil; i++ {
 		st.locals += uint64(r.U32())
 		r.ValType()
 	}
+	if r.Err != nil {
+		return st, r.Err
+	}
+	i := len(b) - len(r.B)
 	depth := 0
-	for r.Err == nil {
-		if len(r.B) == 0 {
+	bad := func(i int) error {
+		if i == -1 {
+			return ErrTruncated
+		}
+		return errors.New("integer encoding too long")
+	}
+	for {
+		if i >= len(b) {
 			return st, errors.New("body ends before its final end instruction")
 		}
-		at := r.Off
-		op := r.Byte()
-		switch {
-		case op == 0x02 || op == 0x03 || op == 0x04 || op == 0x06: // block, loop, if, try
-			r.BlockType()
-			depth++
-			st.branches++
-		case op == 0x1f: // try_table
-			r.BlockType()
-			depth++
-			st.branches++
-			for j, c := uint32(0), r.U32(); j < c && r.Err == nil; j++ {
-				switch kind := r.Byte(); kind {
-				case 0x00, 0x01:
-					r.U32()
-					r.U32()
-				case 0x02, 0x03:
-					r.U32()
-				default:
-					r.Fail(fmt.Errorf("bad catch kind %#x", kind))
-				}
-				st.branches++
+		at := i
+		op := b[i]
+		i++
+		switch opClass[op] {
+		case opPlain:
+		case opU32:
+			i = skipLEB(b, i, 5)
+		case opU32x2:
+			if i = skipLEB(b, i, 5); i >= 0 {
+				i = skipLEB(b, i, 5)
 			}
-		case op == 0x0b: // end
+		case opU64:
+			i = skipLEB(b, i, 10)
+		case opMemarg:
+			if i < len(b) && b[i]&0x40 != 0 { // alignment flags a memory index (multi-memory)
+				if i = skipLEB(b, i, 5); i >= 0 {
+					i = skipLEB(b, i, 5)
+				}
+			} else {
+				i = skipLEB(b, i, 5)
+			}
+			if i >= 0 {
+				i = skipLEB(b, i, 10)
+			}
+		case opFixed4, opFixed8:
+			n := 4
+			if opClass[op] == opFixed8 {
+				n = 8
+			}
+			if i += n; i > len(b) {
+				i = -1
+			}
+		case opBlock:
+			depth++
+			st.branches++
+			if i < len(b) {
+				switch b[i] {
+				case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+					i++
+				default:
+					i = skipLEB(b, i, 5) // a type index
+				}
+			} else {
+				i = -1
+			}
+		case opEnd:
 			if depth == 0 {
-				if len(r.B) != 0 {
-					return st, fmt.Errorf("%d bytes after the function's final end (offset %d)", len(r.B), r.Off)
+				if i != len(b) {
+					return st, fmt.Errorf("%d bytes after the function's final end (offset %d)", len(b)-i, off+i)
 				}
 				return st, nil
 			}
 			depth--
-		case op == 0x05 || op == 0x19: // else, catch_all
+		case opElse:
 			st.branches++
-		case op == 0x0c || op == 0x0d || op == 0xd5 || op == 0xd6 || op == 0x07 || op == 0x09 || op == 0x18:
-			// br, br_if, br_on_null, br_on_non_null; catch, rethrow, delegate
-			r.U32()
+		case opBranch:
 			st.branches++
-		case op == 0x0e: // br_table
+			i = skipLEB(b, i, 5)
+		case opBrTable:
+			r := Reader{B: b[i:], Off: off + i}
 			targets := uint64(r.U32()) + 1
-			if targets > uint64(len(r.B)) {
+			if r.Err != nil {
+				return st, r.Err
+			}
+			if targets > uint64(len(r.B)) { // each target takes a byte at least
 				return st, ErrTruncated
 			}
-			for j := uint64(0); j < targets && r.Err == nil; j++ {
-				r.U32()
+			i = len(b) - len(r.B)
+			for j := uint64(0); j < targets && i >= 0; j++ {
+				i = skipLEB(b, i, 5)
 			}
 			st.branches += targets
 			st.brTargets = max(st.brTargets, targets)
-		case op <= 0x01, op == 0x0a, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1, op == 0xd3, op == 0xd4:
-		case op == 0x08 || op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15 || op == 0xd2:
-			r.U32()
-		case op == 0x11 || op == 0x13:
-			r.U32()
-			r.U32()
-		case op == 0x1c: // select with types
-			r.valTypes()
-		case op >= 0x20 && op <= 0x26:
-			r.U32()
-		case op >= 0x28 && op <= 0x3e:
-			r.memarg()
-		case op == 0x3f || op == 0x40:
-			r.U32()
-		case op == 0x41:
-			r.LEB(5)
-		case op == 0x42:
-			r.LEB(10)
-		case op == 0x43:
-			r.Bytes(4)
-		case op == 0x44:
-			r.Bytes(8)
-		case op >= 0x45 && op <= 0xc4:
-		case op == 0xd0:
-			r.LEB(5) // heap type
-		case op == 0xfc:
-			r.miscOp()
-		case op == 0xfd:
-			r.simdOp()
-		case op == 0xfe:
-			r.atomicOp()
+		case opPrefixed:
+			r := Reader{B: b[i:], Off: off + i}
+			switch op {
+			case 0x1c: // select with types
+				r.valTypes()
+			case 0x1f: // try_table
+				r.BlockType()
+				depth++
+				st.branches++
+				for j, c := uint32(0), r.U32(); j < c && r.Err == nil; j++ {
+					switch kind := r.Byte(); kind {
+					case 0x00, 0x01:
+						r.U32()
+						r.U32()
+					case 0x02, 0x03:
+						r.U32()
+					default:
+						r.Fail(fmt.Errorf("bad catch kind %#x", kind))
+					}
+					st.branches++
+				}
+			case 0xfc:
+				r.miscOp()
+			case 0xfd:
+				r.simdOp()
+			case 0xfe:
+				r.atomicOp()
+			}
+			if r.Err != nil {
+				return st, r.Err
+			}
+			i = len(b) - len(r.B)
 		default:
-			return st, fmt.Errorf("unknown opcode %#x at offset %d", op, at)
+			return st, fmt.Errorf("unknown opcode %#x at offset %d", op, off+at)
+		}
+		if i < 0 {
+			return st, fmt.Errorf("instruction at offset %d: %w", off+at, bad(i))
 		}
 	}
-	return st, r.Err
 }
 
 func (r *Reader) memarg() {
