@@ -3,12 +3,16 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -86,6 +90,30 @@ func CompileWorkerMain(args []string, stdin io.Reader, stderr io.Writer) int {
 	return 0
 }
 
+// compiledMarker is the file that records that a compile worker compiled the module
+// with this sum (rewritten by this rewriteVersion, for this closeOnDone) into the cache:
+// a later Load skips the worker, whose own cache hit would cost a process start and a
+// second decoding of the module. wazero's cache key is not exposed, so the marker is
+// Fermion's; it names the wazero version so that an upgrade, which misses wazero's cache,
+// goes through the worker again.
+func (e *Engine) compiledMarker(sum [32]byte, closeOnDone bool) string {
+	return filepath.Join(e.cacheDir, "fermion-compiled-"+wazeroVersion(),
+		fmt.Sprintf("%s-%s-%t", hex.EncodeToString(sum[:]), rewriteVersion, closeOnDone))
+}
+
+// wazeroVersion is the wazero module's version in this binary ("unknown" in binaries
+// built without module information).
+var wazeroVersion = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+})
+
 // compileInChild compiles code in a worker process into the engine's cache directory,
 // within lim.CompileTimeout. A timeout is a *BoundError for compile_timeout; a module
 // wazero refuses gives wazero's reason.
@@ -119,11 +147,12 @@ func (e *Engine) compileInChild(ctx context.Context, code []byte, closeOnDone bo
 		switch {
 		case exit.ExitCode() == 1:
 			return errors.New(msg)
-		case strings.Contains(msg, "out of memory") || strings.Contains(msg, "cannot allocate memory") || strings.Contains(msg, "SIGSEGV"):
-			// A Go runtime refused memory by the rlimit says so, or, if the refusal hits
-			// it inside the collector, crashes.
-			return fmt.Errorf("compiling the module needed more than the compile worker's %s of memory; raise the node's --compile-memory if the module is meant to be this large",
-				manifest.FormatSize(e.compileMemory))
+		case exit.ExitCode() == 2 && !strings.HasPrefix(msg, "panic:") && !strings.HasPrefix(msg, "compile worker:"):
+			// The Go runtime's fatal errors exit 2. One refused memory by the rlimit says
+			// "out of memory", or crashes when the refusal hits it inside the collector.
+			first, _, _ := strings.Cut(msg, "\n")
+			return fmt.Errorf("the compile worker failed (%s), most likely for want of memory: it may map %s; raise the node's --compile-memory if the module is meant to be this large",
+				first, manifest.FormatSize(e.compileMemory))
 		case !exit.Exited(): // killed by a signal: SIGXCPU at the CPU bound
 			return &BoundError{Over: []OverBound{{Bound: boundByKey("compile_timeout"), Value: int64(time.Since(start)), Limit: int64(timeout), Where: "compilation"}}}
 		}

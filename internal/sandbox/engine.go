@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
 	"fermion.dev/fermion/internal/wasmbin"
@@ -256,12 +257,12 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 
 	start := time.Now()
-	compiled, err := e.compile(ctx, rt, code, !interruptible, lim)
+	compiled, err := e.compile(ctx, rt, code, vetted, !interruptible, lim)
 	if err != nil && fromCache {
 		// The cached rewrite is damaged: rewrite again rather than fail the load.
 		e.rewrites.forget(vetted)
 		if code, err = instrumentInterrupt(wasm); err == nil {
-			compiled, err = e.compile(ctx, rt, code, !interruptible, lim)
+			compiled, err = e.compile(ctx, rt, code, vetted, !interruptible, lim)
 		}
 	}
 	if err != nil {
@@ -348,14 +349,15 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim
 	if err != nil {
 		return "", err
 	}
-	code, _, err := e.rewrites.instrument(wasm, sumOf(wasm))
+	sum := sumOf(wasm)
+	code, _, err := e.rewrites.instrument(wasm, sum)
 	if err != nil {
 		code = wasm
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).WithCloseOnContextDone(err != nil))
 	defer rt.Close(ctx)
-	compiled, err := e.compile(ctx, rt, code, err != nil, lim)
+	compiled, err := e.compile(ctx, rt, code, sum, err != nil, lim)
 	if err != nil {
 		return "", err
 	}
@@ -383,17 +385,25 @@ func vet(wasm []byte, lim manifest.LoadLimits) ([]byte, error) {
 	return clampTables(wasm, m, uint64(lim.TableElements)), nil
 }
 
-// compile compiles code in rt: first in a compile worker when the engine has one (see
-// compileworker.go), after which rt reads the result from the cache; in-process only
-// otherwise.
-func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, code []byte, closeOnDone bool, lim manifest.LoadLimits) (wazero.CompiledModule, error) {
+// compile compiles code in rt: first in a compile worker when the engine has one and
+// has not compiled this module before (see compileworker.go), after which rt reads the
+// result from the cache; in-process only otherwise. sum identifies the module code was
+// rewritten from (vet's output).
+func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, code []byte, sum [32]byte, closeOnDone bool, lim manifest.LoadLimits) (wazero.CompiledModule, error) {
 	if e.worker != nil {
-		if err := e.compileInChild(ctx, code, closeOnDone, lim); err != nil {
-			var be *BoundError
-			if errors.As(err, &be) {
-				return nil, err
+		marker := e.compiledMarker(sum, closeOnDone)
+		if _, err := os.Stat(marker); err != nil {
+			if err := e.compileInChild(ctx, code, closeOnDone, lim); err != nil {
+				var be *BoundError
+				if errors.As(err, &be) {
+					return nil, err
+				}
+				return nil, fmt.Errorf("compile module: %w", err)
 			}
-			return nil, fmt.Errorf("compile module: %w", err)
+			// Without the marker, the next load pays the worker again; nothing else.
+			if os.MkdirAll(filepath.Dir(marker), 0o700) == nil {
+				atomicfile.Write(marker, nil, 0o600)
+			}
 		}
 	}
 	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)

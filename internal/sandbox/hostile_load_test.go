@@ -224,7 +224,8 @@ func TestHostileCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles in a child process for seconds")
 	}
-	e := workerEngine(t, t.TempDir())
+	dir := t.TempDir()
+	e := workerEngine(t, dir)
 	good := load(t, e, rawSpec(rawGuest{handle: respond(rawOK)}.withResponse(rawOK)))
 	stop := make(chan struct{})
 	var served, failed atomic.Int64
@@ -290,6 +291,7 @@ func TestHostileCompile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--compile-memory") {
 			t.Fatalf("error %v, want one naming --compile-memory", err)
 		}
+		t.Logf("refused: %v", err)
 		if d := time.Since(start); d > time.Minute {
 			t.Errorf("refusing took %s", d)
 		}
@@ -299,6 +301,20 @@ func TestHostileCompile(t *testing.T) {
 		s.Name = "small-table"
 		f := load(t, e, s)
 		wantOK(t, f, get("/"), "raw ok")
+
+		// Compiled once by a worker, the module is not given to one again: an engine
+		// whose worker cannot even start still loads it, and nothing new.
+		broken, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: dir, CompileWorker: []string{"/nonexistent/fermion"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer broken.Close(context.Background())
+		again := load(t, broken, s)
+		wantOK(t, again, get("/"), "raw ok")
+		s = rawSpec(rawGuest{handle: brTable(101)}.withResponse(rawOK))
+		if _, err := broken.Load(context.Background(), s); err == nil || !strings.Contains(err.Error(), "compile worker") {
+			t.Fatalf("new module with a broken worker: %v, want a compile worker error", err)
+		}
 	})
 	for served.Load() < 10 { // at least a few requests overlapped the loads
 		wantOK(t, good, get("/"), "raw ok")
