@@ -21,7 +21,8 @@ import (
 // returns -1, as the spec says it does when a table cannot grow.
 
 // DefaultLoadLimits are the bounds a node applies when neither its flags nor a manifest
-// set one. The Go examples, at 3-5 MB, use at most a twentieth of each (docs/limits.md).
+// set one. The Go examples, at 3-5 MB, use about a fifth of each at most, and compile in 5-13 s
+// on a busy 2-core machine (docs/limits.md).
 var DefaultLoadLimits = manifest.LoadLimits{
 	ModuleSize:       64 << 20,
 	CodeSize:         32 << 20,
@@ -33,7 +34,7 @@ var DefaultLoadLimits = manifest.LoadLimits{
 	Globals:          65_536,
 	DataSegments:     1 << 18,
 	ElementSegments:  65_536,
-	CompileTimeout:   time.Minute,
+	CompileTimeout:   2 * time.Minute,
 }
 
 // LoadBound describes one load bound: its manifest key under [limits], the agent and

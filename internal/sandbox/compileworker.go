@@ -121,7 +121,9 @@ func (e *Engine) compileInChild(ctx context.Context, code []byte, closeOnDone bo
 	timeout := lim.CompileTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cpu := uint64((timeout+time.Second-1)/time.Second) + 1 // a backstop: the parent kills first
+	// A backstop for the parent's kill: CPU time accrues on every compilation worker
+	// thread and the collector's, so wall time alone would kill a parallel compile early.
+	cpu := uint64((timeout+time.Second-1)/time.Second)*uint64(e.workers+1) + 1
 	argv := append(append([]string{}, e.worker[1:]...), CompileWorkerArg, e.cacheDir,
 		strconv.FormatBool(closeOnDone), strconv.Itoa(e.workers),
 		strconv.FormatUint(uint64(e.compileMemory), 10), strconv.FormatUint(cpu, 10))
