@@ -10,6 +10,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -230,10 +231,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
 	sum := sumOf(spec.Wasm)
-	vetted := sum
-	if len(wasm) != len(spec.Wasm) || &wasm[0] != &spec.Wasm[0] {
-		vetted = sumOf(wasm) // tables clamped: the rewrite cache keys on what it rewrites
-	}
+	vetted := vettedSum(sum, spec.Wasm, wasm, lim)
 	code, fromCache, ierr := e.rewrites.instrument(wasm, vetted)
 	interruptible := ierr == nil
 	if !interruptible {
@@ -345,11 +343,12 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim
 		return "", ErrNotWasm
 	}
 	lim = EffectiveLoadLimits(lim, e.load)
+	orig := wasm
 	wasm, err := vet(wasm, lim)
 	if err != nil {
 		return "", err
 	}
-	sum := sumOf(wasm)
+	sum := vettedSum(sumOf(orig), orig, wasm, lim)
 	code, _, err := e.rewrites.instrument(wasm, sum)
 	if err != nil {
 		code = wasm
@@ -383,6 +382,17 @@ func vet(wasm []byte, lim manifest.LoadLimits) ([]byte, error) {
 		return nil, err
 	}
 	return clampTables(wasm, m, uint64(lim.TableElements)), nil
+}
+
+// vettedSum identifies vet's output (vetted) for the rewrite cache and the compile
+// worker's marker, from the sha256 of its input (orig): the same when vet returned the
+// module as it was, else derived from it and the table bound, which is all clampTables
+// changes. Hashing the clamped copy would cost as much again as hashing the module.
+func vettedSum(sum [32]byte, orig, vetted []byte, lim manifest.LoadLimits) [32]byte {
+	if len(vetted) == len(orig) && (len(orig) == 0 || &vetted[0] == &orig[0]) {
+		return sum
+	}
+	return sha256.Sum256(fmt.Appendf(sum[:], "tables<=%d", lim.TableElements))
 }
 
 // compile compiles code in rt: first in a compile worker when the engine has one and

@@ -39,7 +39,7 @@ func TestRewriteCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum = sumOf(vetted)
+	sum = vettedSum(sumOf(wasm), wasm, vetted, DefaultLoadLimits)
 	if err := os.WriteFile(c.path(sum), []byte("\x00asm\x01\x00\x00\x00garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
