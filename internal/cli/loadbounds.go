@@ -27,7 +27,11 @@ func (l *loadFlags) add(f *pflag.FlagSet, prefix string) {
 		v := new(string)
 		l.values[b.Key] = v
 		def := b.FormatBound(b.Get(&sandbox.DefaultLoadLimits))
-		f.StringVar(v, prefix+b.Flag, "", fmt.Sprintf("load bound: most %s a module may have (default %s; a manifest's limits.%s replaces it for its module)", b.What, def, b.Key))
+		what := fmt.Sprintf("most %s in %s", b.What, b.Scope)
+		if b.Kind == "duration" {
+			what = "longest time compiling a module may take"
+		}
+		f.StringVar(v, prefix+b.Flag, "", fmt.Sprintf("load bound: %s (default %s; a manifest's limits.%s replaces it for its module)", what, def, b.Key))
 	}
 	f.StringVar(&l.compileMemory, prefix+"compile-memory", "", fmt.Sprintf("memory a compile worker may map (default %s)", manifest.FormatSize(sandbox.DefaultCompileMemory)))
 }

@@ -40,10 +40,11 @@ var DefaultLoadLimits = manifest.LoadLimits{
 // LoadBound describes one load bound: its manifest key under [limits], the agent and
 // run flag that sets the node's default, and how to read and set it.
 type LoadBound struct {
-	Key  string // manifest key under [limits], e.g. "max_functions"
-	Flag string // flag of fermion agent and fermion run, e.g. "max-functions"
-	What string // what is counted, for messages and help
-	Kind string // "size", "count" or "duration"
+	Key   string // manifest key under [limits], e.g. "max_functions"
+	Flag  string // flag of fermion agent and fermion run, e.g. "max-functions"
+	What  string // what is counted, e.g. "functions"
+	Scope string // what it is counted in: "a module", "one function" or "one table"
+	Kind  string // "size", "count" or "duration"
 	// Get and Set read and write the bound's field (sizes and counts as int64, a
 	// duration in nanoseconds).
 	Get func(*manifest.LoadLimits) int64
@@ -52,26 +53,27 @@ type LoadBound struct {
 
 // LoadBounds lists every load bound, in the order documentation shows them.
 func LoadBounds() []LoadBound {
-	size := func(key, what string, p func(*manifest.LoadLimits) *int64) LoadBound {
-		return LoadBound{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), What: what, Kind: "size",
+	size := func(key, what, scope string, p func(*manifest.LoadLimits) *int64) LoadBound {
+		return LoadBound{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), What: what, Scope: scope, Kind: "size",
 			Get: func(l *manifest.LoadLimits) int64 { return *p(l) }, Set: func(l *manifest.LoadLimits, v int64) { *p(l) = v }}
 	}
-	count := func(key, what string, p func(*manifest.LoadLimits) *int) LoadBound {
-		return LoadBound{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), What: what, Kind: "count",
+	count := func(key, what, scope string, p func(*manifest.LoadLimits) *int) LoadBound {
+		return LoadBound{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), What: what, Scope: scope, Kind: "count",
 			Get: func(l *manifest.LoadLimits) int64 { return int64(*p(l)) }, Set: func(l *manifest.LoadLimits, v int64) { *p(l) = int(v) }}
 	}
+	const mod, fn = "a module", "one function"
 	return []LoadBound{
-		size("max_module_size", "bytes of the module file", func(l *manifest.LoadLimits) *int64 { return &l.ModuleSize }),
-		size("max_code_size", "bytes of the code section", func(l *manifest.LoadLimits) *int64 { return &l.CodeSize }),
-		size("max_function_size", "bytes of one function body", func(l *manifest.LoadLimits) *int64 { return &l.FunctionSize }),
-		count("max_functions", "defined functions", func(l *manifest.LoadLimits) *int { return &l.Functions }),
-		count("max_function_locals", "locals of one function", func(l *manifest.LoadLimits) *int { return &l.FunctionLocals }),
-		count("max_function_branches", "blocks, branches and br_table targets of one function", func(l *manifest.LoadLimits) *int { return &l.FunctionBranches }),
-		count("max_table_elements", "entries of one table, declared or grown", func(l *manifest.LoadLimits) *int { return &l.TableElements }),
-		count("max_globals", "defined globals", func(l *manifest.LoadLimits) *int { return &l.Globals }),
-		count("max_data_segments", "data segments", func(l *manifest.LoadLimits) *int { return &l.DataSegments }),
-		count("max_element_segments", "element segments", func(l *manifest.LoadLimits) *int { return &l.ElementSegments }),
-		{Key: "compile_timeout", Flag: "compile-timeout", What: "time compiling the module may take", Kind: "duration",
+		size("max_module_size", "bytes", mod, func(l *manifest.LoadLimits) *int64 { return &l.ModuleSize }),
+		size("max_code_size", "bytes of code", mod, func(l *manifest.LoadLimits) *int64 { return &l.CodeSize }),
+		size("max_function_size", "bytes of code", fn, func(l *manifest.LoadLimits) *int64 { return &l.FunctionSize }),
+		count("max_functions", "functions", mod, func(l *manifest.LoadLimits) *int { return &l.Functions }),
+		count("max_function_locals", "locals", fn, func(l *manifest.LoadLimits) *int { return &l.FunctionLocals }),
+		count("max_function_branches", "blocks, branches and br_table targets", fn, func(l *manifest.LoadLimits) *int { return &l.FunctionBranches }),
+		count("max_table_elements", "elements (initially or after table.grow)", "one table", func(l *manifest.LoadLimits) *int { return &l.TableElements }),
+		count("max_globals", "globals", mod, func(l *manifest.LoadLimits) *int { return &l.Globals }),
+		count("max_data_segments", "data segments", mod, func(l *manifest.LoadLimits) *int { return &l.DataSegments }),
+		count("max_element_segments", "element segments", mod, func(l *manifest.LoadLimits) *int { return &l.ElementSegments }),
+		{Key: "compile_timeout", Flag: "compile-timeout", What: "time compiling", Scope: "a module", Kind: "duration",
 			Get: func(l *manifest.LoadLimits) int64 { return int64(l.CompileTimeout) },
 			Set: func(l *manifest.LoadLimits, v int64) { l.CompileTimeout = time.Duration(v) }},
 	}
@@ -129,8 +131,12 @@ func (e *BoundError) Error() string {
 				where, o.Bound.FormatBound(o.Limit), o.Bound.Key, manifest.FileName, o.Bound.Flag)
 			continue
 		}
-		lines[i] = fmt.Sprintf("%s has %s %s, over the bound of %s; raise limits.%s in %s (or the node's --%s) if the module is meant to be this large",
-			where, o.Bound.FormatBound(o.Value), o.Bound.What, o.Bound.FormatBound(o.Limit), o.Bound.Key, manifest.FileName, o.Bound.Flag)
+		what := o.Bound.What
+		if o.Bound.Key == "max_table_elements" {
+			what = "elements initially"
+		}
+		lines[i] = fmt.Sprintf("%s has %d %s, over the bound of %s; raise limits.%s in %s (or the node's --%s) if the module is meant to be this large",
+			where, o.Value, what, o.Bound.FormatBound(o.Limit), o.Bound.Key, manifest.FileName, o.Bound.Flag)
 	}
 	return "module over load bounds: " + strings.Join(lines, "; ")
 }
@@ -166,7 +172,7 @@ func checkBounds(m *wasmbin.Module, l manifest.LoadLimits) error {
 	}
 	check("max_function_branches", m.Largest.Branches.Value, branches)
 	for i, t := range m.Tables {
-		check("max_table_elements", t.Min, fmt.Sprintf("table %d (its initial size)", i))
+		check("max_table_elements", t.Min, fmt.Sprintf("table %d", i))
 	}
 	check("max_globals", uint64(m.Globals), "")
 	check("max_data_segments", uint64(m.DataSegments), "")
