@@ -48,6 +48,10 @@ type DataPlaneConfig struct {
 	// (0: no limit): the live instances of all functions together hold at most this
 	// much, each its limits.memory (sandbox.EngineConfig.MemoryBytes).
 	MemoryBytes int64
+	// LoadLimits, CompileWorker and CompileMemory are the engine's (sandbox.EngineConfig).
+	LoadLimits    manifest.LoadLimits
+	CompileWorker []string
+	CompileMemory int64
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -77,7 +81,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.Telemetry {
 		d.Metrics = telemetry.NewMetrics(cfg.Version)
 	}
-	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics, MemoryBytes: cfg.MemoryBytes}
+	ecfg := sandbox.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger, Metrics: d.Metrics, MemoryBytes: cfg.MemoryBytes,
+		LoadLimits: cfg.LoadLimits, CompileWorker: cfg.CompileWorker, CompileMemory: cfg.CompileMemory}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway limits: %w", err)
 	}

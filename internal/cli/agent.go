@@ -50,6 +50,7 @@ type agentOptions struct {
 	allowFiles                     bool
 	allowMemory                    string
 	limits                         gatewayLimitOptions
+	load                           loadFlags
 }
 
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
@@ -82,6 +83,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringSliceVar(&o.allowEnv, prefix+"allow-env", nil, "environment variables a guest may be given here (node.allow.env)")
 	f.BoolVar(&o.allowFiles, prefix+"allow-files", false, "allow read-only file mounts (node.allow.files)")
 	f.StringVar(&o.allowMemory, prefix+"allow-memory", "", "most memory one instance may have here, e.g. 256MiB (node.allow.memory; empty: no limit)")
+	o.load.add(f, prefix)
 	f.StringArrayVar(&o.runtimePolicies, prefix+"runtime-policy", nil, "runtime policy file this node enforces before every start, whatever the control plane sends (repeat)")
 	if prefix == "" {
 		f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -205,6 +207,10 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 			return nil, usageError{fmt.Errorf("--allow-memory: %w", err)}
 		}
 	}
+	loadLimits, worker, compileMemory, err := o.load.config()
+	if err != nil {
+		return nil, err
+	}
 	var rules []*policy.Policy
 	for _, path := range o.runtimePolicies {
 		b, err := os.ReadFile(path)
@@ -259,7 +265,8 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
 		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
-		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits, MemoryBytes: capacity.MemoryBytes})
+		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits, MemoryBytes: capacity.MemoryBytes,
+		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -135,7 +135,8 @@ func TestArtifactFlow(t *testing.T) {
 
 	t.Run("inspect", func(t *testing.T) {
 		out := mustRun(t, "inspect", ref, "--verify", signingPub)
-		for _, want := range []string{"digest     " + digest, "signatures verified by key " + keyID, "artifact   application/vnd.fermion.app.v1", "abi=reactor"} {
+		for _, want := range []string{"digest     " + digest, "signatures verified by key " + keyID, "artifact   application/vnd.fermion.app.v1", "abi=reactor",
+			"max_function_branches  10000     default", "compile_timeout        2m0s      default"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("inspect lacks %q:\n%s", want, out)
 			}

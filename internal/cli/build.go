@@ -72,12 +72,12 @@ func buildArtifact(ctx context.Context, dir string, skipBuild bool, cacheDir str
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir})
+	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, CompileWorker: compileWorker()})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer e.Close(ctx)
-	if _, err := e.Check(ctx, wasm, m.Component.ABI); err != nil {
+	if _, err := e.Check(ctx, wasm, m.Component.ABI, m.Limits.Load); err != nil {
 		return nil, nil, fmt.Errorf("%s: %s is not a module Fermion can run: %w", m.Path, m.SourcePath(), err)
 	}
 	a, err := artifact.Package(m, wasm, buildMeta(m.Dir))

@@ -4,6 +4,8 @@
 package cli
 
 import (
+	"fermion.dev/fermion/internal/sandbox"
+
 	"context"
 	"crypto/x509"
 	"errors"
@@ -26,6 +28,10 @@ import (
 
 // Run runs the fermion command line and returns the process exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == sandbox.CompileWorkerArg {
+		// A compile worker the sandbox started from this binary (not a verb users run).
+		return sandbox.CompileWorkerMain(args[1:], os.Stdin, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return RunContext(ctx, args, stdout, stderr)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sandbox"
 )
 
 func appName(p *oci.Pulled) string {
@@ -80,6 +81,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 				if err := enc.Encode(map[string]any{
 					"reference": ref.String(), "digest": p.ManifestDigest, "manifest": json.RawMessage(p.Manifest),
 					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict, "verifiedBy": signers,
+					"load_bounds": loadBoundsOf(p.Parsed.Config.Manifest),
 				}); err != nil {
 					return err
 				}
@@ -109,6 +111,10 @@ key that signed the artifact, and exits non-zero when none did.`,
 			for _, f := range cfg.Scan.Findings {
 				fmt.Fprintf(w, "finding    %s\n", f)
 			}
+			fmt.Fprintf(w, "load bounds (limits.*; \"default\" is the built-in value, which a node's flags may change):\n")
+			for _, b := range loadBoundsOf(cfg.Manifest) {
+				fmt.Fprintf(w, "  %-22s %-9s %s\n", b.Key, b.Value, b.Source)
+			}
 			fmt.Fprintf(w, "signatures %s\n", verdict)
 			for _, s := range sigs {
 				fmt.Fprintf(w, "  signature layer %s\n", s.Layer.Digest)
@@ -125,4 +131,36 @@ key that signed the artifact, and exits non-zero when none did.`,
 	c.Flags().BoolVar(&match, "match-repository", false, matchRepositoryUsage)
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// boundShown is one load bound as inspect shows it.
+type boundShown struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"` // "manifest" or "default"
+}
+
+// loadBoundsOf lists every load bound of an artifact's normalized manifest: the
+// manifest's value where it sets one, the sandbox's default otherwise.
+func loadBoundsOf(norm []byte) []boundShown {
+	var m struct {
+		Limits map[string]json.RawMessage `json:"limits"`
+	}
+	json.Unmarshal(norm, &m)
+	var out []boundShown
+	for _, b := range sandbox.LoadBounds() {
+		shown := boundShown{Key: b.Key, Value: b.FormatBound(b.Get(&sandbox.DefaultLoadLimits)), Source: "default"}
+		if raw, ok := m.Limits[b.Key]; ok {
+			var n int64
+			var d string
+			switch {
+			case json.Unmarshal(raw, &n) == nil && n > 0:
+				shown.Value, shown.Source = b.FormatBound(n), "manifest"
+			case json.Unmarshal(raw, &d) == nil && d != "":
+				shown.Value, shown.Source = d, "manifest"
+			}
+		}
+		out = append(out, shown)
+	}
+	return out
 }

@@ -30,6 +30,7 @@ type runOptions struct {
 	logLevel            string
 	drainTimeout        time.Duration
 	limits              gatewayLimitOptions
+	load                loadFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -65,6 +66,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.spoolMax, "telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
+	o.load.add(f, "")
 	return c
 }
 
@@ -78,6 +80,10 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return err
 	}
 	limits, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
+	loadLimits, worker, compileMemory, err := o.load.config()
 	if err != nil {
 		return err
 	}
@@ -108,7 +114,8 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
 		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
-		Limits: limits,
+		Limits:     limits,
+		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory,
 	})
 	if err != nil {
 		return err

@@ -54,12 +54,15 @@ var (
 // schema lists the keys each table accepts; "[]" marks array elements. It
 // drives unknown-key detection and did-you-mean suggestions.
 var schema = map[string][]string{
-	"":                     {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling"},
-	"app":                  {"name", "version", "description", "labels"},
-	"component":            {"source", "abi", "build"},
-	"component.build":      {"command", "workdir", "env"},
-	"routes[]":             {"path", "host"},
-	"limits":               {"memory", "timeout", "max_request_body", "max_response_body", "max_concurrency", "queue_timeout"},
+	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling"},
+	"app":             {"name", "version", "description", "labels"},
+	"component":       {"source", "abi", "build"},
+	"component.build": {"command", "workdir", "env"},
+	"routes[]":        {"path", "host"},
+	"limits": {"memory", "timeout", "max_request_body", "max_response_body", "max_concurrency", "queue_timeout",
+		"max_module_size", "max_code_size", "max_function_size", "max_functions", "max_function_locals",
+		"max_function_branches", "max_table_elements", "max_globals", "max_data_segments",
+		"max_element_segments", "compile_timeout"},
 	"capabilities":         {"env", "allowed_outbound_hosts", "outbound_timeout", "files"},
 	"capabilities.files[]": {"source", "destination"},
 	"scaling":              {"min_warm", "max_instances", "max_requests_per_instance", "idle_timeout", "target_utilization_percentage"},
@@ -796,6 +799,42 @@ func (d *decoder) limits(raw map[string]any) Limits {
 	}
 	l.MaxConcurrency, _ = d.integer(t, "limits", "max_concurrency", 0, 0, maxCounter)
 	l.QueueTimeout, _ = d.duration(t, "limits", "queue_timeout", defaultQueueTimeout, false, 0)
+	l.Load = d.loadLimits(t)
+	return l
+}
+
+// loadLimits reads the load bounds. Absent ones stay 0, the node's default; a bound that
+// is present must be positive, since a module cannot be loaded under a bound of 0.
+func (d *decoder) loadLimits(t map[string]any) LoadLimits {
+	var l LoadLimits
+	sizes := []struct {
+		key string
+		dst *int64
+	}{
+		{"max_module_size", &l.ModuleSize}, {"max_code_size", &l.CodeSize}, {"max_function_size", &l.FunctionSize},
+	}
+	for _, s := range sizes {
+		if n, ok := d.size(t, "limits", s.key, 0); ok {
+			if _, present := t[s.key]; present && n == 0 {
+				d.at("limits."+s.key, "must be greater than 0; remove it to use the node's default")
+				continue
+			}
+			*s.dst = n
+		}
+	}
+	counts := []struct {
+		key string
+		dst *int
+	}{
+		{"max_functions", &l.Functions}, {"max_function_locals", &l.FunctionLocals},
+		{"max_function_branches", &l.FunctionBranches}, {"max_table_elements", &l.TableElements},
+		{"max_globals", &l.Globals}, {"max_data_segments", &l.DataSegments},
+		{"max_element_segments", &l.ElementSegments},
+	}
+	for _, c := range counts {
+		*c.dst, _ = d.integer(t, "limits", c.key, 0, 1, maxCounter)
+	}
+	l.CompileTimeout, _ = d.duration(t, "limits", "compile_timeout", 0, true, maxTimeout)
 	return l
 }
 

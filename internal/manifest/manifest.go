@@ -80,6 +80,26 @@ type Limits struct {
 	MaxResponseBody int64
 	MaxConcurrency  int           // effective value: never 0 after parsing
 	QueueTimeout    time.Duration // how long a request may wait for an instance
+	// Load bounds what the module itself may declare, checked before it is compiled.
+	Load LoadLimits
+}
+
+// LoadLimits bound a module's size and shape, and the time its compilation may take,
+// so that no module costs a node more than these to load (see docs/limits.md). A zero
+// field means the node's default (the agent's flags, or the sandbox's built-in value):
+// a manifest states a bound only to raise or lower it for its own module.
+type LoadLimits struct {
+	ModuleSize       int64 // bytes of the module file
+	CodeSize         int64 // bytes of the code section
+	FunctionSize     int64 // bytes of one function body
+	Functions        int   // defined functions
+	FunctionLocals   int   // locals of one function
+	FunctionBranches int   // blocks, branches and br_table targets of one function
+	TableElements    int   // entries of one table, initially and after table.grow
+	Globals          int
+	DataSegments     int
+	ElementSegments  int
+	CompileTimeout   time.Duration
 }
 
 // MemoryPages is the memory limit in 64KiB wasm pages, the unit runtimes
@@ -208,6 +228,19 @@ type (
 		MaxResponseBody int64  `json:"max_response_body"`
 		MaxConcurrency  int    `json:"max_concurrency"`
 		QueueTimeout    string `json:"queue_timeout"`
+		// Load bounds are emitted only when the manifest sets them, so that adding them
+		// changed no existing app's config digest.
+		MaxModuleSize       int64  `json:"max_module_size,omitempty"`
+		MaxCodeSize         int64  `json:"max_code_size,omitempty"`
+		MaxFunctionSize     int64  `json:"max_function_size,omitempty"`
+		MaxFunctions        int    `json:"max_functions,omitempty"`
+		MaxFunctionLocals   int    `json:"max_function_locals,omitempty"`
+		MaxFunctionBranches int    `json:"max_function_branches,omitempty"`
+		MaxTableElements    int    `json:"max_table_elements,omitempty"`
+		MaxGlobals          int    `json:"max_globals,omitempty"`
+		MaxDataSegments     int    `json:"max_data_segments,omitempty"`
+		MaxElementSegments  int    `json:"max_element_segments,omitempty"`
+		CompileTimeout      string `json:"compile_timeout,omitempty"`
 	}
 	normCaps struct {
 		Env                  map[string]string `json:"env"`
@@ -251,6 +284,17 @@ func (m *Manifest) Normalize() ([]byte, error) {
 			MaxResponseBody: m.Limits.MaxResponseBody,
 			MaxConcurrency:  m.Limits.MaxConcurrency,
 			QueueTimeout:    m.Limits.QueueTimeout.String(),
+
+			MaxModuleSize:       m.Limits.Load.ModuleSize,
+			MaxCodeSize:         m.Limits.Load.CodeSize,
+			MaxFunctionSize:     m.Limits.Load.FunctionSize,
+			MaxFunctions:        m.Limits.Load.Functions,
+			MaxFunctionLocals:   m.Limits.Load.FunctionLocals,
+			MaxFunctionBranches: m.Limits.Load.FunctionBranches,
+			MaxTableElements:    m.Limits.Load.TableElements,
+			MaxGlobals:          m.Limits.Load.Globals,
+			MaxDataSegments:     m.Limits.Load.DataSegments,
+			MaxElementSegments:  m.Limits.Load.ElementSegments,
 		},
 		Capabilities: normCaps{
 			Env:                  nonNil(m.Capabilities.Env),
@@ -269,6 +313,9 @@ func (m *Manifest) Normalize() ([]byte, error) {
 	if n.Limits.MaxConcurrency == 0 {
 		// Hand-built manifests may leave the "same as max_instances" default.
 		n.Limits.MaxConcurrency = m.Scaling.MaxInstances
+	}
+	if t := m.Limits.Load.CompileTimeout; t > 0 {
+		n.Limits.CompileTimeout = t.String()
 	}
 	if n.Scaling.TargetUtilization == 0 {
 		n.Scaling.TargetUtilization = 100 // hand-built manifests: the decoder's default

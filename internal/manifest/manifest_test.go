@@ -367,7 +367,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key without suggestion",
 			src:  base + "[limits]\nbananas = 3\n",
-			want: []string{`fermion.toml:10:1: limits.bananas: unknown field; remove it (valid here: memory, timeout, max_request_body, max_response_body, max_concurrency, queue_timeout)`},
+			want: []string{`fermion.toml:10:1: limits.bananas: unknown field; remove it (valid here: memory, timeout, max_request_body, max_response_body, max_concurrency, queue_timeout, max_module_size, max_code_size, max_function_size, max_functions, max_function_locals, max_function_branches, max_table_elements, max_globals, max_data_segments, max_element_segments, compile_timeout)`},
 		},
 		{
 			name: "unknown key in dotted and inline form",
@@ -452,6 +452,31 @@ func TestParseErrors(t *testing.T) {
 			name: "duration too long",
 			src:  base + "[limits]\ntimeout = \"16m\"\n",
 			want: []string{`fermion.toml:10: limits.timeout: "16m" is longer than the maximum of 15m0s`},
+		},
+		{
+			name: "zero load bound size",
+			src:  base + "[limits]\nmax_module_size = \"0\"\n",
+			want: []string{`fermion.toml:10: limits.max_module_size: must be greater than 0; remove it to use the node's default`},
+		},
+		{
+			name: "zero load bound count",
+			src:  base + "[limits]\nmax_functions = 0\n",
+			want: []string{`fermion.toml:10: limits.max_functions: must be at least 1, got 0`},
+		},
+		{
+			name: "load bound typo",
+			src:  base + "[limits]\nmax_function = 10\n",
+			want: []string{`fermion.toml:10:1: limits.max_function: unknown field; did you mean "limits.max_functions"?`},
+		},
+		{
+			name: "load bound under scaling",
+			src:  base + "[scaling]\nmax_table_elements = 10\n",
+			want: []string{`fermion.toml:10:1: scaling.max_table_elements: unknown field here; "max_table_elements" belongs under [limits]`},
+		},
+		{
+			name: "compile timeout zero",
+			src:  base + "[limits]\ncompile_timeout = \"0s\"\n",
+			want: []string{`fermion.toml:10: limits.compile_timeout: must be greater than 0, got "0s"`},
 		},
 		{
 			name: "zero timeout",
@@ -699,6 +724,39 @@ func TestLoad(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+// TestLoadLimits: load bounds are read, absent ones stay 0 (the node's default), and
+// only the ones set appear in the normalized form, which parses back to the same.
+func TestLoadLimits(t *testing.T) {
+	src := minimalManifest + "[limits]\nmax_module_size = \"128MiB\"\nmax_functions = 2000000\ncompile_timeout = \"2m\"\n"
+	m, err := Parse("", []byte(src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LoadLimits{ModuleSize: 128 << 20, Functions: 2_000_000, CompileTimeout: 2 * time.Minute}
+	if m.Limits.Load != want {
+		t.Fatalf("load limits %+v, want %+v", m.Limits.Load, want)
+	}
+	norm, err := m.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`"max_module_size":134217728`, `"max_functions":2000000`, `"compile_timeout":"2m0s"`} {
+		if !strings.Contains(string(norm), w) {
+			t.Errorf("normalized %s lacks %s", norm, w)
+		}
+	}
+	if strings.Contains(string(norm), "max_globals") {
+		t.Errorf("normalized %s has a bound the manifest does not set", norm)
+	}
+	plain, err := Parse("", []byte(minimalManifest), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Limits.Load != (LoadLimits{}) {
+		t.Errorf("defaults %+v, want zero (the node's)", plain.Limits.Load)
+	}
 }
 
 func TestNormalizeDeterministic(t *testing.T) {

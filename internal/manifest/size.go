@@ -100,3 +100,6 @@ func ParseSize(s string) (int64, error) {
 	}
 	return n, err
 }
+
+// FormatSize renders a byte count as a manifest would write it ("64MiB", "1500B").
+func FormatSize(n int64) string { return formatSize(n) }

@@ -10,6 +10,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,10 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
+	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // ABI names.
@@ -59,6 +62,15 @@ type EngineConfig struct {
 	// run, holds its limits.memory against it; an instance that would take the total past
 	// it is refused (503, reason node_memory). See nodememory.go.
 	MemoryBytes int64
+	// LoadLimits are the node's load bounds; a zero field means DefaultLoadLimits', and a
+	// manifest's own bound replaces the node's for its module.
+	LoadLimits manifest.LoadLimits
+	// CompileWorker, with CacheDir, compiles each module first in a child process: the
+	// command (argv) of a binary that hands CompileWorkerArg to CompileWorkerMain, such
+	// as the fermion binary itself. Nil compiles in-process, bounded only statically.
+	CompileWorker []string
+	// CompileMemory bounds a compile worker's memory (0: DefaultCompileMemory).
+	CompileMemory int64
 }
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
@@ -74,6 +86,11 @@ type Engine struct {
 	onStart  func(instantiate, init time.Duration)
 	tracing  bool
 	memory   nodeMemory
+
+	load          manifest.LoadLimits
+	cacheDir      string
+	worker        []string // nil: compile in-process
+	compileMemory int64
 }
 
 // NewEngine returns an Engine. Close it to release the compilation cache.
@@ -85,6 +102,17 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		tracer:  cfg.Tracer,
 		onStart: cfg.OnInstanceStart,
 		memory:  nodeMemory{offered: max(cfg.MemoryBytes, 0)},
+		load:    cfg.LoadLimits,
+
+		compileMemory: cfg.CompileMemory,
+	}
+	if e.compileMemory <= 0 {
+		e.compileMemory = DefaultCompileMemory
+	}
+	for _, b := range LoadBounds() {
+		if b.Get(&e.load) < 0 {
+			return nil, fmt.Errorf("load bound %s is negative; give a positive value or 0 for the default", b.Flag)
+		}
 	}
 	if e.workers <= 0 {
 		e.workers = runtime.GOMAXPROCS(0)
@@ -106,6 +134,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			return nil, fmt.Errorf("open compilation cache %s: %w", cfg.CacheDir, err)
 		}
 		e.cache = c
+		e.cacheDir = cfg.CacheDir
+		if len(cfg.CompileWorker) > 0 {
+			e.worker = append([]string(nil), cfg.CompileWorker...)
+		}
 		if e.rewrites, err = newRewriteCache(cfg.CacheDir); err != nil {
 			return nil, err
 		}
@@ -192,11 +224,16 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if spec.Limits.MemoryBytes == 0 || spec.Limits.Timeout <= 0 || spec.Scaling.MaxInstances <= 0 {
 		return nil, fmt.Errorf("load %s: limits and scaling must be set (use manifest defaults)", id)
 	}
+	lim := EffectiveLoadLimits(spec.Limits.Load, e.load)
+	wasm, err := vet(spec.Wasm, lim)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
 	pages := spec.Limits.MemoryPages()
 	if pages == 0 {
 		pages = 1
 	}
-	if min, ok := declaredMemoryPages(spec.Wasm); ok && min > pages {
+	if min, ok := declaredMemoryPages(wasm); ok && min > pages {
 		return nil, fmt.Errorf("load %s: %w", id, memoryTooSmall(min, pages))
 	}
 	if offered := e.memory.offered; offered > 0 && int64(pages)<<16 > offered {
@@ -206,10 +243,11 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
 	sum := sumOf(spec.Wasm)
-	code, fromCache, ierr := e.rewrites.instrument(spec.Wasm, sum)
+	vetted := vettedSum(sum, spec.Wasm, wasm, lim)
+	code, fromCache, ierr := e.rewrites.instrument(wasm, vetted)
 	interruptible := ierr == nil
 	if !interruptible {
-		code = spec.Wasm
+		code = wasm
 		if errors.Is(ierr, errUninstrumentable) {
 			e.logger.Info("module not instrumented for interrupts; using wazero's termination checks",
 				"function", spec.Name, "version", spec.Version, "reason", ierr.Error())
@@ -229,17 +267,16 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 
 	start := time.Now()
-	cctx := experimental.WithCompilationWorkers(ctx, e.workers)
-	compiled, err := rt.CompileModule(cctx, code)
+	compiled, err := e.compile(ctx, rt, code, vetted, !interruptible, lim)
 	if err != nil && fromCache {
 		// The cached rewrite is damaged: rewrite again rather than fail the load.
-		e.rewrites.forget(sum)
-		if code, err = instrumentInterrupt(spec.Wasm); err == nil {
-			compiled, err = rt.CompileModule(cctx, code)
+		e.rewrites.forget(vetted)
+		if code, err = instrumentInterrupt(wasm); err == nil {
+			compiled, err = e.compile(ctx, rt, code, vetted, !interruptible, lim)
 		}
 	}
 	if err != nil {
-		return fail(fmt.Errorf("compile module: %w", err))
+		return fail(err)
 	}
 	compileTime := time.Since(start)
 
@@ -310,23 +347,91 @@ func minMemoryPages(m wazero.CompiledModule) uint32 {
 	return 0
 }
 
-// Check compiles a module (through the compilation cache, so a later Load is fast) and
-// returns its ABI, without instantiating it: what `fermion build` uses to refuse a
-// module the sandbox could not run.
-func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string) (string, error) {
+// Check vets a module against the load bounds (the node's, with lim's non-zero fields
+// in their place) and the host's imports, then compiles it (through the compilation
+// cache, so a later Load is fast) and returns its ABI, without instantiating it: what
+// `fermion build` and `fermion push` use to refuse a module the sandbox could not run.
+func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim manifest.LoadLimits) (string, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return "", ErrNotWasm
 	}
-	code, _, err := e.rewrites.instrument(wasm, sumOf(wasm))
+	lim = EffectiveLoadLimits(lim, e.load)
+	orig := wasm
+	wasm, err := vet(wasm, lim)
+	if err != nil {
+		return "", err
+	}
+	sum := vettedSum(sumOf(orig), orig, wasm, lim)
+	code, _, err := e.rewrites.instrument(wasm, sum)
 	if err != nil {
 		code = wasm
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).WithCloseOnContextDone(err != nil))
 	defer rt.Close(ctx)
-	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)
+	compiled, err := e.compile(ctx, rt, code, sum, err != nil, lim)
 	if err != nil {
-		return "", fmt.Errorf("compile module: %w", err)
+		return "", err
 	}
 	return detectABI(compiled, declaredABI)
+}
+
+// vet reads a module's outline, holds it to the load bounds and the host's imports, and
+// returns it with its tables clamped to max_table_elements (the same slice when no
+// table needed it).
+func vet(wasm []byte, lim manifest.LoadLimits) ([]byte, error) {
+	if n := int64(len(wasm)); n > lim.ModuleSize {
+		// Refused before reading it: its size is all that is needed.
+		return nil, &BoundError{Over: []OverBound{{Bound: boundByKey("max_module_size"), Value: n, Limit: lim.ModuleSize}}}
+	}
+	m, err := wasmbin.Inspect(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	if err := checkBounds(m, lim); err != nil {
+		return nil, err
+	}
+	if err := checkImports(m); err != nil {
+		return nil, err
+	}
+	return clampTables(wasm, m, uint64(lim.TableElements)), nil
+}
+
+// vettedSum identifies vet's output (vetted) for the rewrite cache and the compile
+// worker's marker, from the sha256 of its input (orig): the same when vet returned the
+// module as it was, else derived from it and the table bound, which is all clampTables
+// changes. Hashing the clamped copy would cost as much again as hashing the module.
+func vettedSum(sum [32]byte, orig, vetted []byte, lim manifest.LoadLimits) [32]byte {
+	if len(vetted) == len(orig) && (len(orig) == 0 || &vetted[0] == &orig[0]) {
+		return sum
+	}
+	return sha256.Sum256(fmt.Appendf(sum[:], "tables<=%d", lim.TableElements))
+}
+
+// compile compiles code in rt: first in a compile worker when the engine has one and
+// has not compiled this module before (see compileworker.go), after which rt reads the
+// result from the cache; in-process only otherwise. sum identifies the module code was
+// rewritten from (vet's output).
+func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, code []byte, sum [32]byte, closeOnDone bool, lim manifest.LoadLimits) (wazero.CompiledModule, error) {
+	if e.worker != nil {
+		marker := e.compiledMarker(sum, closeOnDone)
+		if _, err := os.Stat(marker); err != nil {
+			if err := e.compileInChild(ctx, code, closeOnDone, lim); err != nil {
+				var be *BoundError
+				if errors.As(err, &be) {
+					return nil, err
+				}
+				return nil, fmt.Errorf("compile module: %w", err)
+			}
+			// Without the marker, the next load pays the worker again; nothing else.
+			if os.MkdirAll(filepath.Dir(marker), 0o700) == nil {
+				atomicfile.Write(marker, nil, 0o600)
+			}
+		}
+	}
+	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), code)
+	if err != nil {
+		return nil, fmt.Errorf("compile module: %w", err)
+	}
+	return compiled, nil
 }

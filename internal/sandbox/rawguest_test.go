@@ -36,6 +36,10 @@ type rawGuest struct {
 	// (interrupt.go): the guest then runs instrumented rather than under wazero's
 	// close-on-cancel checks.
 	interruptible bool
+	// Extra entries, for hostile modules: imports after the five above (shifting the
+	// defined functions' indices by as many), tables, globals and element segments.
+	imports, tables, globals, elems [][]byte
+	locals                          uint32 // i32 locals of each function; 1 when 0
 }
 
 type rawData struct {
@@ -148,15 +152,30 @@ func (g rawGuest) wasm() []byte {
 		functype([]byte{i32t}, nil),                            // 5: proc_exit
 	))
 	imp := func(mod, field string, typ byte) []byte { return cat(name(mod), name(field), []byte{0x00, typ}) }
-	imports := section(2, vec(
+	imports := section(2, vec(append([][]byte{
 		imp(abi.HostModule, abi.HostResponse, 2),
 		imp(abi.HostModule, abi.HostHTTPSend, 3),
 		imp(abi.HostModule, abi.HostHTTPTake, 2),
 		imp("wasi_snapshot_preview1", "fd_write", 4),
 		imp("wasi_snapshot_preview1", "proc_exit", 5),
 		imp("wasi_snapshot_preview1", "poll_oneoff", 4),
-	))
+	}, g.imports...)...))
+	first := uint32(fnDefined + len(g.imports)) // index of the first defined function
 	funcs := section(3, vec([]byte{0}, []byte{1}, []byte{1}))
+	var tables, globals, elems []byte
+	if len(g.tables) > 0 {
+		tables = section(4, vec(g.tables...))
+	}
+	globalEntries := g.globals
+	if g.interruptible {
+		globalEntries = append([][]byte{cat([]byte{i32t, 0x01}, i32(0), opEnd)}, globalEntries...) // one mutable i32
+	}
+	if len(globalEntries) > 0 {
+		globals = section(6, vec(globalEntries...))
+	}
+	if len(g.elems) > 0 {
+		elems = section(9, vec(g.elems...))
+	}
 	pages := g.pages
 	if pages == 0 {
 		pages = 2
@@ -165,19 +184,16 @@ func (g rawGuest) wasm() []byte {
 	exp := func(n string, kind byte, idx uint32) []byte { return cat(name(n), []byte{kind}, uleb(uint64(idx))) }
 	exports := section(7, vec(
 		exp("memory", 0x02, 0),
-		exp(abi.ExportInitialize, 0x00, fnDefined),
-		exp(abi.ExportBuf, 0x00, fnDefined+1),
-		exp(abi.ExportHandle, 0x00, fnDefined+2),
+		exp(abi.ExportInitialize, 0x00, first),
+		exp(abi.ExportBuf, 0x00, first+1),
+		exp(abi.ExportHandle, 0x00, first+2),
 	))
 	if g.command {
-		exports = section(7, vec(exp("memory", 0x02, 0), exp(abi.ExportStart, 0x00, fnDefined)))
+		exports = section(7, vec(exp("memory", 0x02, 0), exp(abi.ExportStart, 0x00, first)))
 	}
-	var globals []byte
-	if g.interruptible {
-		globals = section(6, vec(cat([]byte{i32t, 0x01}, i32(0), opEnd))) // one mutable i32
-	}
+	locals := max(g.locals, 1)
 	body := func(instrs []byte) []byte {
-		b := cat(vec(cat(uleb(1), []byte{i32t})), instrs, opEnd)
+		b := cat(vec(cat(uleb(uint64(locals)), []byte{i32t})), instrs, opEnd)
 		return append(uleb(uint64(len(b))), b...)
 	}
 	buf := g.buf
@@ -194,7 +210,7 @@ func (g rawGuest) wasm() []byte {
 		segs = append(segs, cat([]byte{0x00}, i32(d.offset), opEnd, uleb(uint64(len(d.bytes))), d.bytes))
 	}
 	data := section(11, vec(segs...))
-	return cat([]byte("\x00asm\x01\x00\x00\x00"), types, imports, funcs, memory, globals, exports, code, data)
+	return cat([]byte("\x00asm\x01\x00\x00\x00"), types, imports, funcs, tables, memory, globals, exports, elems, code, data)
 }
 
 // withText adds text for fd_write at rawText and the iovec pointing at it.

@@ -540,16 +540,19 @@ func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Hea
 
 // instantiateHost registers the "fermion" host module in the function's runtime.
 func (f *Function) instantiateHost(ctx context.Context) error {
-	i32 := api.ValueTypeI32
-	_, err := f.rt.NewHostModuleBuilder(abi.HostModule).
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponse), []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPSend), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPTake), []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
-		Instantiate(ctx)
-	if err != nil {
+	if _, err := hostModule(f.rt).Instantiate(ctx); err != nil {
 		return fmt.Errorf("instantiate host module: %w", err)
 	}
 	return nil
+}
+
+// hostModule builds the "fermion" host module; checkImports reads its signatures.
+func hostModule(rt wazero.Runtime) wazero.HostModuleBuilder {
+	i32 := api.ValueTypeI32
+	return rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponse), []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPSend), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostHTTPTake), []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake)
 }
 
 // headerSlack is room for status and headers on top of max_response_body.

@@ -30,6 +30,10 @@ const version = "1.0.0"
 var cacheDir string
 
 func TestMain(m *testing.M) {
+	// Engines built with workerEngine re-run this binary as their compile worker.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.CompileWorkerArg {
+		os.Exit(sandbox.CompileWorkerMain(os.Args[2:], os.Stdin, os.Stderr))
+	}
 	dir, err := os.MkdirTemp("", "fermion-sandbox-test-cache-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
