@@ -210,9 +210,14 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		// once the heap recycles it. Reactor instances get their memory from
 		// memory_linux.go instead: reserved outside the Go heap, grown in place.
 		WithCloseOnContextDone(!interruptible)
+	grants, err := openGrants(spec.Capabilities.Files)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	fail := func(err error) (*Function, error) {
 		rt.Close(ctx)
+		closeGrants(grants)
 		return nil, fmt.Errorf("load %s: %w", id, err)
 	}
 
@@ -243,6 +248,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	f := newFunction(e, spec, rt, compiled, kind)
 	f.interruptible = interruptible
+	f.grants = grants
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
 		e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took

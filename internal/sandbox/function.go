@@ -98,6 +98,8 @@ type Function struct {
 	// interruptible: the module carries the fermion_interrupt global (interrupt.go);
 	// otherwise the runtime was built WithCloseOnContextDone.
 	interruptible bool
+	// grants are the files grants' roots, shared by every instance; closed with rt.
+	grants []grantMount
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -578,8 +580,11 @@ take:
 				f.slots <- struct{}{}
 			}
 			f.rt.Close(context.Background())
+			closeGrants(f.grants)
 		}()
 		return fmt.Errorf("drain %s: %w; its runtime closes when the requests still running end", f.id, ctx.Err())
 	}
-	return f.rt.Close(context.WithoutCancel(ctx))
+	err := f.rt.Close(context.WithoutCancel(ctx))
+	closeGrants(f.grants)
+	return err
 }
