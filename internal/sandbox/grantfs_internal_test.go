@@ -202,6 +202,83 @@ func TestGrantFSResolvers(t *testing.T) {
 	}
 }
 
+// TestGrantFSSwapRace swaps a directory of the grant for a link out of it while names
+// through it are opened: resolution must never land outside, whatever the interleaving.
+func TestGrantFSSwapRace(t *testing.T) {
+	h := NewHostileTree(t)
+	flip := filepath.Join(h.Grant, "flip")
+	real := filepath.Join(h.Grant, "real")
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "passwd"), []byte(h.Inside), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rounds := 2000
+	if testing.Short() {
+		rounds = 200
+	}
+	for name, newR := range map[string]func(string) (resolver, error){"default": newResolver, "os.Root": newRootResolver} {
+		t.Run(name, func(t *testing.T) {
+			r, err := newR(h.Grant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &grantFS{dir: h.Grant, r: r}
+			defer g.close()
+
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			go func() { // owned by this test: ends when stop closes
+				defer close(done)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					// rename over flip is atomic: flip is always the directory or the link.
+					tmp := flip + ".tmp"
+					os.Remove(tmp)
+					src := "real"
+					if i%2 == 1 {
+						src = "../../outside/dir" // dir/passwd is the secret, with one link
+					}
+					if err := os.Symlink(src, tmp); err != nil {
+						done <- err
+						return
+					}
+					if err := os.Rename(tmp, flip); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			defer func() {
+				close(stop)
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			inside := 0
+			for range rounds {
+				f, errno := g.OpenFile("flip/passwd", experimentalsys.O_RDONLY, 0)
+				if errno != 0 {
+					continue
+				}
+				buf := make([]byte, 256)
+				n, _ := f.Read(buf)
+				f.Close()
+				if string(buf[:n]) == h.Secret {
+					t.Fatal("read the file outside the grant through a swapped link")
+				}
+				inside++
+			}
+			t.Logf("%d of %d opens landed inside; the rest were refused", inside, rounds)
+		})
+	}
+}
+
 func TestOpenGrantRefusesLinkedSource(t *testing.T) {
 	tmp := t.TempDir()
 	if err := os.Symlink("/", filepath.Join(tmp, "root")); err != nil {
