@@ -54,21 +54,23 @@ func TestHostileGuestFileGrants(t *testing.T) {
 
 	for _, g := range guests {
 		t.Run(g.name, func(t *testing.T) {
+			if g.name == "command" && testing.Short() {
+				t.Skip("short: one more guest to build; both ABIs mount grants through moduleConfig")
+			}
 			e, _ := newEngine(t)
 			s := spec(strings.TrimPrefix(g.route, "/"), g.wasm(t))
 			s.Capabilities.Files = []manifest.Mount{{Source: h.Grant, Destination: "/static"}}
 			f := load(t, e, s)
 
-			for _, q := range escapes {
-				t.Run(q, func(t *testing.T) {
-					line := probe(t, f, g.route, q)[0]
-					if !strings.HasPrefix(line, q+": error: ") {
-						t.Errorf("the guest was not refused: %q", line)
-					}
-					if strings.Contains(line, h.Secret) {
-						t.Fatalf("host content leaked: %q", line)
-					}
-				})
+			// One request tries every way out (a command module pays an instance per
+			// request); each answer line is judged on its own.
+			for i, line := range probe(t, f, g.route, escapes...) {
+				if q := escapes[i]; !strings.HasPrefix(line, q+": error: ") {
+					t.Errorf("%s: the guest was not refused: %q", q, line)
+				}
+				if strings.Contains(line, h.Secret) {
+					t.Errorf("host content leaked: %q", line)
+				}
 			}
 			if _, err := os.Stat(filepath.Join(h.Grant, "new.txt")); err == nil {
 				t.Error("the guest created a file in its read-only grant")
