@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 	"syscall"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
@@ -111,16 +112,19 @@ func (g *grantFS) String() string { return g.dir }
 
 func (g *grantFS) close() error { return g.r.close() }
 
-// rel turns wazero's path ("", ".", "/" or a relative path, perhaps with a trailing
-// slash that asks for a directory) into a resolver name. wazero has already refused
-// paths that climb out lexically; the resolver catches the rest.
-func rel(p string) (name string, dir bool) {
+// guestName turns wazero's path ("", ".", "/" or a relative path, perhaps with a
+// trailing slash that asks for a directory) into a resolver name. A path that climbs
+// above the root lexically is refused here (wazero refuses most already); one that
+// climbs through links is the resolver's to refuse.
+func guestName(p string) (name string, dir bool, errno experimentalsys.Errno) {
 	dir = len(p) > 1 && p[len(p)-1] == '/'
-	switch p = path.Clean("/" + p); p {
-	case "/":
-		return ".", true
+	switch c := path.Clean(strings.TrimLeft(p, "/")); {
+	case c == "" || c == ".":
+		return ".", true, 0
+	case c == ".." || strings.HasPrefix(c, "../"):
+		return "", false, experimentalsys.EPERM
 	default:
-		return p[1:], dir
+		return c, dir, 0
 	}
 }
 
@@ -131,7 +135,10 @@ func (g *grantFS) OpenFile(p string, flag experimentalsys.Oflag, _ fs.FileMode) 
 	if flag&write != 0 {
 		return nil, experimentalsys.EROFS
 	}
-	name, dir := rel(p)
+	name, dir, errno := guestName(p)
+	if errno != 0 {
+		return nil, errno
+	}
 	f, errno := g.open(name, flag&experimentalsys.O_NOFOLLOW != 0, dir || flag&experimentalsys.O_DIRECTORY != 0)
 	if errno != 0 {
 		return nil, errno
@@ -187,7 +194,10 @@ func servable(st sys.Stat_t) experimentalsys.Errno {
 }
 
 func (g *grantFS) statOf(p string, nofollow bool) (sys.Stat_t, experimentalsys.Errno) {
-	name, dir := rel(p)
+	name, dir, errno := guestName(p)
+	if errno != 0 {
+		return sys.Stat_t{}, errno
+	}
 	fi, err := g.r.stat(name, nofollow)
 	if err != nil {
 		return sys.Stat_t{}, errnoOf(err)
@@ -211,7 +221,10 @@ func (g *grantFS) Lstat(p string) (sys.Stat_t, experimentalsys.Errno) { return g
 // Readlink implements experimentalsys.FS. It reveals a link's text, which is part of
 // the grant's content; following the link is what the resolver guards.
 func (g *grantFS) Readlink(p string) (string, experimentalsys.Errno) {
-	name, _ := rel(p)
+	name, _, errno := guestName(p)
+	if errno != 0 {
+		return "", errno
+	}
 	target, err := g.r.readlink(name)
 	if err != nil {
 		return "", errnoOf(err)

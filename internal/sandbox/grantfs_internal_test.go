@@ -302,3 +302,41 @@ func TestOpenGrantRefusesLinkedSource(t *testing.T) {
 		})
 	}
 }
+
+func TestGuestName(t *testing.T) {
+	tests := []struct {
+		in, name string
+		dir      bool
+		errno    experimentalsys.Errno
+	}{
+		{"", ".", true, 0}, {".", ".", true, 0}, {"/", ".", true, 0}, {"//", ".", true, 0},
+		{"a/b", "a/b", false, 0}, {"a/b/", "a/b", true, 0}, {"/a/./b", "a/b", false, 0},
+		{"a/../b", "b", false, 0}, {"a/..", ".", true, 0},
+		{"..", "", false, experimentalsys.EPERM}, {"../x", "", false, experimentalsys.EPERM},
+		{"a/../../x", "", false, experimentalsys.EPERM}, {"/../x", "", false, experimentalsys.EPERM},
+	}
+	for _, tt := range tests {
+		name, dir, errno := guestName(tt.in)
+		if name != tt.name || dir != tt.dir || errno != tt.errno {
+			t.Errorf("guestName(%q) = %q, %v, %v; want %q, %v, %v", tt.in, name, dir, errno, tt.name, tt.dir, tt.errno)
+		}
+	}
+}
+
+// FuzzGuestName checks that whatever path a guest sends, the name handed to a resolver
+// is relative, clean and never climbs.
+func FuzzGuestName(f *testing.F) {
+	for _, s := range []string{"", "/", "a/b/", "../x", "a/../../x", "./a//b/../c", "...", "a/..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		name, _, errno := guestName(p)
+		if errno != 0 {
+			return
+		}
+		if name == "" || strings.HasPrefix(name, "/") || name == ".." || strings.HasPrefix(name, "../") ||
+			strings.Contains(name, "/../") || strings.HasSuffix(name, "/..") || filepath.ToSlash(filepath.Clean(name)) != name {
+			t.Fatalf("guestName(%q) = %q", p, name)
+		}
+	})
+}
