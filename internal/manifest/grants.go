@@ -47,7 +47,9 @@ func CheckGrants(m *Manifest) error {
 		return nil
 	}
 	var idx map[string]position
-	if data, err := os.ReadFile(m.abs(m.Path)); err == nil {
+	// Path is as the caller gave it (perhaps relative to another working directory);
+	// Dir is its absolute directory.
+	if data, err := os.ReadFile(filepath.Join(m.Dir, filepath.Base(m.Path))); err == nil {
 		idx = indexKeys(string(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))))
 	}
 	return checkGrants(m, idx)

@@ -180,6 +180,20 @@ func TestCheckGrantsAfterLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), FileName+":11:") || !strings.Contains(err.Error(), `"static/generated"`) {
 		t.Fatalf("CheckGrants = %v", err)
 	}
+	// Loaded through a path relative to the working directory, the line is still found.
+	t.Chdir(filepath.Dir(app))
+	m, err = Load("app")
+	if err == nil {
+		t.Fatal("Load accepted the link written after the first Load")
+	}
+	os.Remove(filepath.Join(app, "static", "generated"))
+	if m, err = Load("app"); err != nil {
+		t.Fatal(err)
+	}
+	symlink(t, "/etc/passwd", filepath.Join(app, "static", "generated"))
+	if err := CheckGrants(m); err == nil || !strings.Contains(err.Error(), filepath.Join("app", FileName)+":11:") {
+		t.Fatalf("CheckGrants after a relative Load = %v", err)
+	}
 	// Without an absolute directory there is nothing on disk to check.
 	if err := CheckGrants(mustParse(t, grantManifest, "")); err != nil {
 		t.Fatalf("CheckGrants without a directory: %v", err)
