@@ -3,7 +3,8 @@
 // command), keeps a pool of warm instances per function version, enforces the manifest's
 // limits (memory, deadline, body sizes, concurrency) and grants nothing the manifest does
 // not: no files, no env, no network, only wall and monotonic clocks, and outbound HTTP
-// through a host function that checks allowed_outbound_hosts.
+// through a host function that checks allowed_outbound_hosts. Files grants are read-only
+// and resolved beneath their directory by the kernel, so no link leads out (grantfs.go).
 //
 // Lock order: Function.mu is a leaf; no other lock is taken while holding it.
 package sandbox
