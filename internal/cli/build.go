@@ -72,6 +72,10 @@ func buildArtifact(ctx context.Context, dir string, skipBuild bool, cacheDir str
 	if err != nil {
 		return nil, nil, err
 	}
+	// Again after the build command, which may have written into a files grant.
+	if err := manifest.CheckGrants(m); err != nil {
+		return nil, nil, err
+	}
 	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, CompileWorker: compileWorker()})
 	if err != nil {
 		return nil, nil, err

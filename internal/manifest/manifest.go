@@ -8,7 +8,7 @@
 // file, line, field and a fix. A *Manifest returned without error has every
 // default applied and every invariant checked, so the sandbox, gateway and
 // CLI can use it without re-validating. The package is pure apart from Load,
-// which reads the file.
+// which reads the file, and CheckGrants, which walks the files grants on disk.
 package manifest
 
 import (
@@ -137,7 +137,7 @@ type Scaling struct {
 
 // Load reads and parses a manifest. If path is a directory, FileName inside
 // it is read. Relative paths in the manifest resolve against the file's
-// absolute directory.
+// absolute directory, and the files grants are checked on disk (CheckGrants).
 func Load(path string) (*Manifest, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -156,7 +156,14 @@ func Load(path string) (*Manifest, error) {
 	}
 	// Parse errors already name the file, so they are returned unwrapped and
 	// stay a *Error for callers that want the individual problems.
-	return Parse(path, data, filepath.Dir(abs))
+	m, err := Parse(path, data, filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGrants(m, indexKeys(string(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))))); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // SourcePath is the absolute path of the component's wasm module (relative

@@ -3,7 +3,8 @@
 // command), keeps a pool of warm instances per function version, enforces the manifest's
 // limits (memory, deadline, body sizes, concurrency) and grants nothing the manifest does
 // not: no files, no env, no network, only wall and monotonic clocks, and outbound HTTP
-// through a host function that checks allowed_outbound_hosts.
+// through a host function that checks allowed_outbound_hosts. Files grants are read-only
+// and resolved beneath their directory by the kernel, so no link leads out (grantfs.go).
 //
 // Lock order: Function.mu is a leaf; no other lock is taken while holding it.
 package sandbox
@@ -260,9 +261,14 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		// once the heap recycles it. Reactor instances get their memory from
 		// memory_linux.go instead: reserved outside the Go heap, grown in place.
 		WithCloseOnContextDone(!interruptible)
+	grants, err := openGrants(spec.Capabilities.Files)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	fail := func(err error) (*Function, error) {
 		rt.Close(ctx)
+		closeGrants(grants)
 		return nil, fmt.Errorf("load %s: %w", id, err)
 	}
 
@@ -293,6 +299,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	f := newFunction(e, spec, rt, compiled, kind)
 	f.interruptible = interruptible
 	f.memHold = int64(pages) << 16
+	f.grants = grants
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
 		e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took

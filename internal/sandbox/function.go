@@ -101,6 +101,8 @@ type Function struct {
 	// memHold is what each live instance holds of the node's memory: limits.memory in
 	// whole pages (nodememory.go).
 	memHold int64
+	// grants are the files grants' roots, shared by every instance; closed with rt.
+	grants []grantMount
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -593,8 +595,11 @@ take:
 				f.slots <- struct{}{}
 			}
 			f.rt.Close(context.Background())
+			closeGrants(f.grants)
 		}()
 		return fmt.Errorf("drain %s: %w; its runtime closes when the requests still running end", f.id, ctx.Err())
 	}
-	return f.rt.Close(context.WithoutCancel(ctx))
+	err := f.rt.Close(context.WithoutCancel(ctx))
+	closeGrants(f.grants)
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -232,10 +233,12 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 	for k, v := range f.spec.Capabilities.Env {
 		cfg = cfg.WithEnv(k, v)
 	}
-	if len(f.spec.Capabilities.Files) > 0 {
+	if len(f.grants) > 0 {
+		// Not WithReadOnlyDirMount: its DirFS follows symbolic links out of the grant
+		// (grantfs.go).
 		fs := wazero.NewFSConfig()
-		for _, m := range f.spec.Capabilities.Files {
-			fs = fs.WithReadOnlyDirMount(m.Source, m.Destination)
+		for _, g := range f.grants {
+			fs = fs.(sysfs.FSConfig).WithSysFSMount(g.fs, g.dest)
 		}
 		cfg = cfg.WithFSConfig(fs)
 	}
