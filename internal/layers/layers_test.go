@@ -33,6 +33,9 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/registry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/oci", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/scheduler", nil},
+	// sli is pure SLI aggregation shared by agent (producer) and control plane
+	// (consumer): it imports nothing of ours, so neither side drags the other in.
+	{"fermion.dev/fermion/internal/sli", nil},
 	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
