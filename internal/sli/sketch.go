@@ -243,13 +243,20 @@ type reader struct {
 	off int
 }
 
-func (r *reader) uvarint(field string) (uint64, error) {
+func (r *reader) uvarint(field string) (uint64, error) { return r.uvarintOf(field, "") }
+
+// uvarintOf names its field field+suffix, joined only on error so that decoding a
+// valid summary builds no strings.
+func (r *reader) uvarintOf(field, suffix string) (uint64, error) {
 	v, n := binary.Uvarint(r.b[r.off:])
 	switch {
 	case n == 0:
-		return 0, fmt.Errorf("%s at byte %d: %w", field, r.off, errTruncated)
+		return 0, fmt.Errorf("%s%s at byte %d: %w", field, suffix, r.off, errTruncated)
 	case n < 0:
-		return 0, fmt.Errorf("%s at byte %d: varint overflows 64 bits", field, r.off)
+		return 0, fmt.Errorf("%s%s at byte %d: varint overflows 64 bits", field, suffix, r.off)
+	case n > 1 && r.b[r.off+n-1] == 0:
+		// One value, one encoding: equal summaries have equal bytes.
+		return 0, fmt.Errorf("%s%s at byte %d: varint is not minimally encoded", field, suffix, r.off)
 	}
 	r.off += n
 	return v, nil
@@ -280,8 +287,8 @@ func (r *reader) decodeSketch() (*Sketch, error) {
 	}
 	s.n = s.zero
 	prev := minIndex - 1
-	var idxs []int
-	var cnts []uint64
+	idxs := make([]int, 0, nb)
+	cnts := make([]uint64, 0, nb)
 	for k := uint64(0); k < nb; k++ {
 		gap, err := r.uvarint("latency bucket index")
 		if err != nil {

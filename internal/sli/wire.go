@@ -131,7 +131,7 @@ func decodeSummary(b []byte) (Summary, error) {
 	}
 	s.Start, s.End = time.Unix(0, start).UTC(), time.Unix(0, start+length).UTC()
 	for c := range s.Status {
-		if s.Status[c], err = r.uvarint(fmt.Sprintf("status %dxx", c+1)); err != nil {
+		if s.Status[c], err = r.uvarint(statusFields[c]); err != nil {
 			return s, err
 		}
 	}
@@ -176,6 +176,8 @@ func decodeSummary(b []byte) (Summary, error) {
 	return s, ValidateSummary(s)
 }
 
+var statusFields = [5]string{"status 1xx", "status 2xx", "status 3xx", "status 4xx", "status 5xx"}
+
 func (r *reader) varint(field string) (int64, error) {
 	v, n := binary.Varint(r.b[r.off:])
 	switch {
@@ -183,13 +185,15 @@ func (r *reader) varint(field string) (int64, error) {
 		return 0, fmt.Errorf("%s at byte %d: %w", field, r.off, errTruncated)
 	case n < 0:
 		return 0, fmt.Errorf("%s at byte %d: varint overflows 64 bits", field, r.off)
+	case n > 1 && r.b[r.off+n-1] == 0:
+		return 0, fmt.Errorf("%s at byte %d: varint is not minimally encoded", field, r.off)
 	}
 	r.off += n
 	return v, nil
 }
 
 func (r *reader) str(field string, maxLen int) (string, error) {
-	n, err := r.uvarint(field + " length")
+	n, err := r.uvarintOf(field, " length")
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +212,7 @@ func (r *reader) str(field string, maxLen int) (string, error) {
 }
 
 func (r *reader) reasons(field string) (map[string]uint64, error) {
-	n, err := r.uvarint(field + " reasons")
+	n, err := r.uvarintOf(field, " reasons")
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +225,7 @@ func (r *reader) reasons(field string) (map[string]uint64, error) {
 	m := make(map[string]uint64, n)
 	prev := ""
 	for i := uint64(0); i < n; i++ {
-		k, err := r.str(field+" reason", MaxReasonLen)
+		k, err := r.str(field, MaxReasonLen)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +233,7 @@ func (r *reader) reasons(field string) (map[string]uint64, error) {
 			return nil, fmt.Errorf("%s reason %q is out of order or repeated", field, k)
 		}
 		prev = k
-		c, err := r.uvarint(field + " " + k)
+		c, err := r.uvarintOf(field, " count")
 		if err != nil {
 			return nil, err
 		}
@@ -237,6 +241,8 @@ func (r *reader) reasons(field string) (map[string]uint64, error) {
 	}
 	return m, nil
 }
+
+var reasonFields = [3]string{"instance starts", "discards", "limit rejections"}
 
 // ValidateSummary checks a summary's fields against each other and the bounds above;
 // the receiver calls it (through DecodeSummary) before a summary touches its store.
@@ -258,11 +264,14 @@ func ValidateSummary(s Summary) error {
 		return fmt.Errorf("cpu time %v is negative", s.CPUTime)
 	}
 	var req uint64
-	for c, n := range append(s.Status[:], s.OtherStatus) {
-		if req+n < req {
-			return fmt.Errorf("status %dxx: request count overflows 64 bits", c+1)
-		}
+	for _, n := range s.Status {
 		req += n
+		if req < n {
+			return errors.New("status counts overflow 64 bits")
+		}
+	}
+	if req += s.OtherStatus; req < s.OtherStatus {
+		return errors.New("status counts overflow 64 bits")
 	}
 	var lat uint64
 	if s.Latency != nil {
@@ -274,7 +283,8 @@ func ValidateSummary(s Summary) error {
 	if s.ColdStarts > req {
 		return fmt.Errorf("cold starts (%d) exceed requests (%d)", s.ColdStarts, req)
 	}
-	for field, m := range map[string]map[string]uint64{"instance starts": s.InstanceStarts, "discards": s.Discards, "limit rejections": s.LimitRejections} {
+	for i, m := range [3]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections} {
+		field := reasonFields[i]
 		if len(m) > MaxReasons {
 			return fmt.Errorf("%s has %d reasons, over the limit of %d", field, len(m), MaxReasons)
 		}

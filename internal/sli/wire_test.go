@@ -131,6 +131,7 @@ func TestDecodeSummaryRefuses(t *testing.T) {
 		{"unknown version", append([]byte{9}, good[1:]...), "wire version 9"},
 		{"truncated", good[:len(good)/2], "truncated"},
 		{"trailing bytes", append(append([]byte{}, good...), 0), "1 trailing bytes"},
+		{"non-minimal varint", append([]byte{WireVersion, 0x81, 0x00}, good[2:]...), "not minimally encoded"},
 		{"end before start", mutate(func(s *Summary) { s.End = s.Start.Add(-time.Second) }), "end must be after start"},
 		{"zero-length interval", mutate(func(s *Summary) { s.End = s.Start }), "end must be after start"},
 		{"negative cpu", mutate(func(s *Summary) { s.CPUTime = -time.Second }), "cpu time -1s is negative"},
