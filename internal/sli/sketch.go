@@ -150,6 +150,28 @@ func (s *Sketch) Quantile(q float64) time.Duration {
 	return s.Max()
 }
 
+// CountAtMost returns how many recorded values were at most d: the good events of a
+// latency SLI ("requests answered within 250 ms"). Values in d's own bucket count as
+// at most d, so a value up to a factor γ (about 1.02) above d may be counted too; a
+// threshold's bucket is the same on every node, so merged sketches agree exactly.
+func (s *Sketch) CountAtMost(d time.Duration) uint64 {
+	if d < MinTrackable {
+		if d < 0 {
+			return 0
+		}
+		return s.zero
+	}
+	top := bucketOf(int64(d)) - s.offset
+	n := s.zero
+	for i, c := range s.counts {
+		if i > top {
+			break
+		}
+		n += c
+	}
+	return n
+}
+
 // Merge adds o's values to s.
 func (s *Sketch) Merge(o *Sketch) {
 	if o == nil || o.n == 0 {

@@ -1,6 +1,7 @@
 package sli
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -186,4 +187,77 @@ func TestSketchEncodingRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSketchCountAtMost(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	var s Sketch
+	vals := make([]time.Duration, 20000)
+	for i := range vals {
+		vals[i] = time.Duration(math.Exp(r.NormFloat64()) * float64(100*time.Millisecond))
+		s.Add(vals[i])
+	}
+	s.Add(0)
+	vals = append(vals, 0)
+	for _, th := range []time.Duration{-1, 0, 500, time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, time.Second, 48 * time.Hour} {
+		var exact, loose uint64 // at most th; at most th·γ
+		for _, v := range vals {
+			if v <= th {
+				exact++
+			}
+			if th >= 0 && float64(v) <= float64(th)*gamma {
+				loose++
+			}
+		}
+		if got := s.CountAtMost(th); got < exact || got > loose {
+			t.Errorf("CountAtMost(%v) = %d, want between %d and %d", th, got, exact, loose)
+		}
+	}
+}
+
+// FuzzSketch feeds arbitrary latencies, split between two sketches, and checks the
+// properties the fleet relies on: merging equals the sketch of the union, the
+// encoding round-trips, and quantiles stay within the bound.
+func FuzzSketch(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 200, 9, 9, 9, 9, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var a, c, all Sketch
+		var vals []time.Duration
+		for i := 0; i+4 <= len(b) && i < 4000; i += 4 {
+			v := time.Duration(binary.LittleEndian.Uint32(b[i:])) * time.Duration(1+b[i]%200)
+			vals = append(vals, v)
+			if b[i+1]&1 == 0 {
+				a.Add(v)
+			} else {
+				c.Add(v)
+			}
+			all.Add(v)
+		}
+		m := a.Clone()
+		m.Merge(&c)
+		if !m.Equal(&all) {
+			t.Fatal("merge(a, c) differs from the sketch of the union")
+		}
+		rd := &reader{b: all.AppendBinary(nil)}
+		got, err := rd.decodeSketch()
+		if err != nil || !got.Equal(&all) {
+			t.Fatalf("round trip: %v", err)
+		}
+		if len(vals) == 0 {
+			return
+		}
+		slices.Sort(vals)
+		for _, q := range []float64{0, 0.5, 0.99, 1} {
+			want, got := exactQuantile(vals, q), all.Quantile(q)
+			if want < MinTrackable {
+				if got != 0 {
+					t.Fatalf("q%v: %v for a value below MinTrackable", q, got)
+				}
+				continue
+			}
+			if rel := math.Abs(float64(got-want)) / float64(want); rel > RelativeAccuracy+1e-9 {
+				t.Fatalf("q%v: got %v, exact %v", q, got, want)
+			}
+		}
+	})
 }
