@@ -233,12 +233,18 @@ func inc(m map[string]uint64, reason string) map[string]uint64 {
 
 // Flush closes the open interval, which ends at end, and opens the next one starting
 // there. It returns one Summary per key that saw anything in the interval, sorted by
-// key, all with the same Seq; keys with nothing to report are left out. A flush with
-// end not after the interval's start still closes it (the summaries then carry
-// End == Start, which DecodeSummary refuses), so pass a later time.
+// key, all with the same Seq; keys with nothing to report are left out.
+//
+// If end is not after the interval's start (the node's clock stepped back), the
+// interval is closed at start + Interval instead, so that summaries stay valid and
+// intervals never overlap; the intervals realign at the next Boundary the caller passes
+// after the clock has caught up.
 func (a *Aggregator) Flush(end time.Time) []Summary {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
+	if !end.After(a.start) {
+		end = a.start.Add(a.interval)
+	}
 	out := map[Key]*Summary{}
 	for i := range a.shards {
 		sh := &a.shards[i]

@@ -192,3 +192,22 @@ func TestBoundaryAndSeq(t *testing.T) {
 		t.Fatalf("SeqFor not consecutive: %d, %d", s1, s2)
 	}
 }
+
+func TestAggregatorFlushWhenTheClockStepsBack(t *testing.T) {
+	a := NewAggregator(Config{Node: "n", Start: t0, Interval: 10 * time.Second})
+	k := Key{"d", "v", "/"}
+	a.Record(k, 200, time.Millisecond, false)
+	first := a.Flush(t0.Add(10 * time.Second))
+	a.Record(k, 200, time.Millisecond, false)
+	back := a.Flush(t0.Add(5 * time.Second)) // the clock went back 5 s
+	if len(first) != 1 || len(back) != 1 {
+		t.Fatalf("%d and %d summaries", len(first), len(back))
+	}
+	s := back[0]
+	if !s.Start.Equal(first[0].End) || !s.End.Equal(s.Start.Add(10*time.Second)) {
+		t.Fatalf("interval after the step back: %v–%v", s.Start, s.End)
+	}
+	if _, err := DecodeSummary(EncodeSummary(nil, s)); err != nil {
+		t.Fatalf("summary after the step back is refused: %v", err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 )
 
 // Key names what a summary describes: one route of one version of a deployment.
+// Route is the manifest's route pattern, never the request's path: the aggregator keeps
+// state per key, so its cardinality must be that of the configuration.
 type Key struct {
 	Deployment string
 	Version    string
