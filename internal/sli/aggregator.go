@@ -94,6 +94,7 @@ type series struct {
 	denials     uint64
 	active      bool // anything recorded since the last flush
 	idle        int  // consecutive flushes with nothing recorded
+	pinned      int  // live Series handles; a pinned series is never dropped
 }
 
 // NewAggregator returns an Aggregator whose first interval starts at cfg.Start.
@@ -154,6 +155,11 @@ func (a *Aggregator) lockKeyed(k Key) (*shard, *series) {
 // covered.
 func (a *Aggregator) Record(k Key, status int, latency time.Duration, cold bool) {
 	sh, s := a.lock(k)
+	s.recordLocked(status, latency, cold)
+	sh.mu.Unlock()
+}
+
+func (s *series) recordLocked(status int, latency time.Duration, cold bool) {
 	if c := statusClass(status); c >= 0 {
 		s.status[c]++
 	} else {
@@ -163,7 +169,54 @@ func (a *Aggregator) Record(k Key, status int, latency time.Duration, cold bool)
 	if cold {
 		s.cold++
 	}
+	s.active = true
+}
+
+// Series is a handle on one key, resolved once (when a version's routes are set up)
+// so that recording a request skips hashing the key, as a Prometheus counter curried
+// with WithLabelValues does. A key's state is kept while any handle on it is live;
+// Release the handle when the version stops serving.
+type Series struct {
+	a   *Aggregator
+	per []*series // per[i] is the key's state in shard i
+}
+
+// Series returns a handle on k.
+func (a *Aggregator) Series(k Key) *Series {
+	h := &Series{a: a, per: make([]*series, len(a.shards))}
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.Lock()
+		s := sh.series[k]
+		if s == nil {
+			s = &series{}
+			sh.series[k] = s
+		}
+		s.pinned++
+		h.per[i] = s
+		sh.mu.Unlock()
+	}
+	return h
+}
+
+// Record is Aggregator.Record for the handle's key.
+func (h *Series) Record(status int, latency time.Duration, cold bool) {
+	i := rand.Uint32() & h.a.mask
+	sh := &h.a.shards[i]
+	sh.mu.Lock()
+	h.per[i].recordLocked(status, latency, cold)
 	sh.mu.Unlock()
+}
+
+// Release lets the key's state be dropped once idle. Recording through a released
+// handle is a bug: the data may be lost.
+func (h *Series) Release() {
+	for i := range h.a.shards {
+		sh := &h.a.shards[i]
+		sh.mu.Lock()
+		h.per[i].pinned--
+		sh.mu.Unlock()
+	}
 }
 
 // RecordInstanceStart counts an instance of k's version started, for reason.
@@ -268,7 +321,7 @@ func (a *Aggregator) drainLocked(sh *shard, out map[Key]*Summary) {
 	for k, s := range sh.series {
 		if !s.active {
 			s.idle++
-			if s.idle >= idleFlushes {
+			if s.idle >= idleFlushes && s.pinned == 0 {
 				delete(sh.series, k)
 			}
 			continue

@@ -126,6 +126,10 @@ func TestAggregatorRecordDoesNotAllocate(t *testing.T) {
 func TestAggregatorHammer(t *testing.T) {
 	a := NewAggregator(Config{Node: "n", Start: t0})
 	keys := []Key{{"a", "v1", "/"}, {"a", "v2", "/"}, {"b", "v1", "/x"}}
+	handles := make([]*Series, len(keys))
+	for i, k := range keys {
+		handles[i] = a.Series(k)
+	}
 	const workers, each = 8, 5000
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -152,7 +156,11 @@ func TestAggregatorHammer(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				k := keys[(w+i)%len(keys)]
-				a.Record(k, 200+100*(i%4), time.Duration(1+i%50)*time.Millisecond, i%100 == 0)
+				if w%2 == 0 {
+					a.Record(k, 200+100*(i%4), time.Duration(1+i%50)*time.Millisecond, i%100 == 0)
+				} else {
+					handles[(w+i)%len(keys)].Record(200+100*(i%4), time.Duration(1+i%50)*time.Millisecond, i%100 == 0)
+				}
 				if i%500 == 0 {
 					a.RecordDiscard(k, "idle")
 				}
@@ -209,5 +217,46 @@ func TestAggregatorFlushWhenTheClockStepsBack(t *testing.T) {
 	}
 	if _, err := DecodeSummary(EncodeSummary(nil, s)); err != nil {
 		t.Fatalf("summary after the step back is refused: %v", err)
+	}
+}
+
+func TestSeriesHandle(t *testing.T) {
+	a := NewAggregator(Config{Node: "n", Start: t0, Shards: 4})
+	k := Key{"hello", "v1", "/hello"}
+	h := a.Series(k)
+	at := t0
+	flush := func() []Summary { at = at.Add(10 * time.Second); return a.Flush(at) }
+
+	h.Record(200, time.Millisecond, true)
+	h.Record(500, 2*time.Millisecond, false)
+	a.Record(k, 404, time.Millisecond, false) // the key path and the handle share state
+	got := flush()
+	if len(got) != 1 || got[0].Status != [5]uint64{0, 1, 0, 1, 1} || got[0].ColdStarts != 1 || got[0].Latency.Count() != 3 {
+		t.Fatalf("first interval: %+v", got)
+	}
+
+	// A live handle keeps its key through idle intervals; records after them count.
+	for i := 0; i <= idleFlushes; i++ {
+		if s := flush(); len(s) != 0 {
+			t.Fatalf("idle interval reported %d summaries", len(s))
+		}
+	}
+	h.Record(200, time.Millisecond, false)
+	if got := flush(); len(got) != 1 || got[0].Requests() != 1 {
+		t.Fatalf("after idle intervals the handle's record was lost: %+v", got)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { h.Record(200, time.Millisecond, false) }); allocs != 0 {
+		t.Fatalf("Series.Record allocated %v times", allocs)
+	}
+
+	// Released, the key is dropped after its idle intervals.
+	h.Release()
+	for i := 0; i <= idleFlushes+1; i++ {
+		flush()
+	}
+	for i := range a.shards {
+		if n := len(a.shards[i].series); n != 0 {
+			t.Fatalf("shard %d keeps %d series after the handle's release", i, n)
+		}
 	}
 }

@@ -136,3 +136,29 @@ func BenchmarkDecodeSummary(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSeriesRecord(b *testing.B) {
+	a := NewAggregator(Config{Node: "n", Start: t0})
+	warm(a)
+	h := a.Series(benchKey)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.Record(200, latencies[i&255], false)
+	}
+}
+
+func BenchmarkSeriesRecordParallel(b *testing.B) {
+	a := NewAggregator(Config{Node: "n", Start: t0})
+	warm(a)
+	h := a.Series(benchKey)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			h.Record(200, latencies[i&255], false)
+			i++
+		}
+	})
+}
