@@ -8,7 +8,8 @@
 // transport:
 //
 //	agg := sli.NewAggregator(sli.Config{Node: "n1", Start: sli.Boundary(now, 10*time.Second)})
-//	agg.Record(key, 200, latency, cold)        // request path: no allocation in the steady state
+//	h := agg.Series(key)                       // once per route of a version
+//	h.Record(200, latency, cold)               // request path: no allocation in the steady state
 //	for _, s := range agg.Flush(next) { buf.Push(sli.EncodeSummary(nil, s)) }
 //	for _, b := range buf.Oldest(64) { publish(b) } ; buf.Ack(n)   // backfill in order
 //
