@@ -17,6 +17,10 @@ const DefaultInterval = 10 * time.Second
 // reallocates.
 const idleFlushes = 6
 
+// maxShards bounds the stripes: each key costs a series per stripe, and more stripes
+// than a few per core buy nothing.
+const maxShards = 256
+
 // Config configures an Aggregator.
 type Config struct {
 	// Node names the node in every summary.
@@ -31,7 +35,8 @@ type Config struct {
 	// should start above the last sequence it sent (e.g. from the wall clock, as
 	// SeqFor does) so receivers do not take new data for duplicates.
 	FirstSeq uint64
-	// Shards is how many lock stripes Record spreads over (default 4 × GOMAXPROCS).
+	// Shards is how many lock stripes Record spreads over (default 4 × GOMAXPROCS,
+	// rounded up to a power of two, at most maxShards).
 	Shards int
 }
 
@@ -107,6 +112,7 @@ func NewAggregator(cfg Config) *Aggregator {
 	if n <= 0 {
 		n = 4 * runtime.GOMAXPROCS(0)
 	}
+	n = min(n, maxShards)
 	p := 1
 	for p < n {
 		p <<= 1
