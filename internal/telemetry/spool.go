@@ -499,7 +499,12 @@ func (s *Spool) logReplayed(ep *spoolEpisode) {
 	}
 	s.logger.Info("telemetry spool: replay finished, the backlog is empty",
 		"payloads", ep.replayed, "spans", ep.spans, "bytes", ep.bytes, "dropped", ep.dropped,
-		"spooled", ep.spooled, "took", took, "spooled_for", now.Sub(ep.start))
+		"spooled", ep.spooled, "took_ms", millis(took), "spooled_for_ms", millis(now.Sub(ep.start)))
+}
+
+// millis is d in milliseconds at microsecond resolution, as the request line's duration_ms.
+func millis(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }
 
 // runProbe has the exporter send an empty export and reports whether it reached the

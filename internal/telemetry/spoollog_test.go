@@ -123,7 +123,7 @@ func TestSpoolLogsOncePerTransition(t *testing.T) {
 		if line["level"] != "INFO" || line["bytes"].(float64) <= 0 {
 			t.Errorf("outage %d: finished line %v, want level INFO and the bytes replayed", round, line)
 		}
-		for _, k := range []string{"took", "spooled_for"} {
+		for _, k := range []string{"took_ms", "spooled_for_ms"} {
 			if _, ok := line[k].(float64); !ok {
 				t.Errorf("outage %d: finished line has no duration %s: %v", round, k, line)
 			}
