@@ -291,7 +291,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 				return g.bodyTimeout(w, rc, id)
 			}
 			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
-			return http.StatusBadRequest, false, "bad_request"
+			return http.StatusBadRequest, false, telemetry.ReasonBadRequest
 		}
 		if int64(len(b)) > limit {
 			return g.tooLarge(w, fm, id, limit)
@@ -318,7 +318,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		var se *sandbox.Error
 		if !errors.As(err, &se) {
-			se = &sandbox.Error{Status: http.StatusInternalServerError, Reason: "internal", Msg: "internal error", Err: err}
+			se = &sandbox.Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonInternal, Msg: "internal error", Err: err}
 		}
 		if se.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(se.RetryAfter))
