@@ -289,3 +289,30 @@ func TestNewStartsNoSpan(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessStartExportsNoSpan: what `fermion run` and `fermion agent` do at start,
+// the OTLP exporter set up from the environment and a gateway made on it, sends the
+// collector nothing until a request comes (it once got a root span named "probe").
+func TestProcessStartExportsNoSpan(t *testing.T) {
+	col := &otlpCollector{}
+	srv := httptest.NewServer(col)
+	t.Cleanup(srv.Close)
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tracing, err := telemetry.NewTracing(ctx, "fermion-test", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway.New(gateway.Config{Tracer: tracing.Tracer("fermion/gateway"), Telemetry: true})
+	if err := tracing.Shutdown(ctx); err != nil { // flushes whatever was recorded
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := col.received(); len(got) != 0 {
+		t.Fatalf("the collector got %d exports from a start without requests, want none", len(got))
+	}
+}
