@@ -16,7 +16,7 @@ import (
 )
 
 // otlpExport is an OTLP/HTTP protobuf export of n spans, gzipped when gz.
-func otlpExport(t *testing.T, n int, gz bool) []byte {
+func otlpExport(t testing.TB, n int, gz bool) []byte {
 	t.Helper()
 	spans := make([]*tracepb.Span, n)
 	for i := range spans {
@@ -154,4 +154,21 @@ func TestCountSpans(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzCountSpans: a damaged spool file's body never panics the count, and a count is
+// never negative.
+func FuzzCountSpans(f *testing.F) {
+	f.Add(otlpExport(f, 3, false), false)
+	f.Add(otlpExport(f, 2, true), true)
+	f.Add([]byte{0x0a, 0x80}, false)
+	f.Fuzz(func(t *testing.T, body []byte, gz bool) {
+		enc := ""
+		if gz {
+			enc = "gzip"
+		}
+		if n := countSpans("application/x-protobuf", enc, body); n < 0 {
+			t.Fatalf("countSpans = %d", n)
+		}
+	})
 }
