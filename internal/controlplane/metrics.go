@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/policy"
 )
 
 // casConflicts counts lost compare-and-swaps that were retried, in every replica of
@@ -73,6 +74,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		policySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fermion_policy_evaluation_duration_seconds",
 			Help: "Time one policy takes to evaluate one input.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"policy"}),
 	}
+	// Exported at 0, so panels show 0 rather than no data until the first error.
+	for _, r := range []string{"placed", "unplaceable"} {
+		m.placements.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.reconciles.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m
 	}
@@ -85,6 +93,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		}
 	}
 	return m
+}
+
+// policyResults are every result of fermion_policy_evaluations_total.
+var policyResults = []policy.Result{policy.ResultPass, policy.ResultViolation, policy.ResultError, policy.ResultIgnored, policy.ResultSkipped}
+
+// zeroPolicy exports a policy's evaluation and violation counters at 0 for its mode, from
+// when it is in force: a policy nothing has violated shows 0, not no data.
+func (m *metrics) zeroPolicy(name string, mode policy.Mode) {
+	for _, r := range policyResults {
+		m.policyEvaluations.WithLabelValues(name, string(mode), string(r))
+	}
+	m.policyViolations.WithLabelValues(name, string(mode))
 }
 
 // forgetPolicy drops a deleted policy's series.

@@ -136,6 +136,7 @@ func (s *Server) currentPolicies() *builtPolicies {
 		set = next
 		delete(ps.broken, name)
 		ps.inForce[name] = v1.RuntimePolicy{Name: name, Version: rec.Version, Mode: string(p.Spec.Mode), Source: rec.Source}
+		s.metrics.zeroPolicy(name, p.Spec.Mode)
 		s.logger.Info("policy in force", "policy", name, "version", rec.Version, "mode", p.Spec.Mode, "target", p.Spec.Target)
 	}
 	b = &builtPolicies{set: set, runtime: []v1.RuntimePolicy{}, changes: changes}

@@ -96,9 +96,11 @@ func New(cfg Config) *Gateway {
 	if g.tracer == nil {
 		g.tracer = noop.NewTracerProvider().Tracer("")
 	} else {
-		_, s := g.tracer.Start(context.Background(), "probe")
-		g.recording = s.SpanContext().IsValid()
-		s.End()
+		// Told by type, not by starting a span to look at its ids: with an exporting
+		// provider that span left every process start as a stray root span. Any other
+		// tracer that makes no ids is caught per request (ServeHTTP makes them then).
+		_, isNoop := g.tracer.(noop.Tracer)
+		g.recording = !isNoop
 	}
 	g.table.Store(newEmptyTable())
 	return g
@@ -289,7 +291,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 				return g.bodyTimeout(w, rc, id)
 			}
 			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
-			return http.StatusBadRequest, false, "bad_request"
+			return http.StatusBadRequest, false, telemetry.ReasonBadRequest
 		}
 		if int64(len(b)) > limit {
 			return g.tooLarge(w, fm, id, limit)
@@ -316,7 +318,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		var se *sandbox.Error
 		if !errors.As(err, &se) {
-			se = &sandbox.Error{Status: http.StatusInternalServerError, Reason: "internal", Msg: "internal error", Err: err}
+			se = &sandbox.Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonInternal, Msg: "internal error", Err: err}
 		}
 		if se.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(se.RetryAfter))

@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
@@ -245,5 +246,73 @@ func TestOTLPExport(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNewStartsNoSpan: creating a gateway records no span (it once started a "probe" span
+// to see whether the tracer made ids, and every process start exported it as a stray
+// root span), and the gateway still tells a recording tracer from a no-op one: the first
+// records one server span per request, the second gets ids made by the gateway.
+func TestNewStartsNoSpan(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tests := []struct {
+		name   string
+		tracer trace.Tracer
+		spans  int // recorded by one request
+	}{
+		{name: "sdk tracer", tracer: tp.Tracer("fermion/gateway"), spans: 1},
+		{name: "no-op tracer", tracer: noop.NewTracerProvider().Tracer("fermion/gateway"), spans: 0},
+		{name: "no tracer", tracer: nil, spans: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp.Reset()
+			g := gateway.New(gateway.Config{Tracer: tt.tracer, Telemetry: true})
+			if got := exp.GetSpans(); len(got) != 0 {
+				t.Fatalf("gateway.New recorded %d spans, the first named %q; want none", len(got), got[0].Name)
+			}
+			url := serve(t, g)
+			r := get(t, url+"/nowhere", nil)
+			if r.status != http.StatusNotFound {
+				t.Fatalf("GET /nowhere = %d, want 404 (no routes)", r.status)
+			}
+			_, traceID := checkIDs(t, r)
+			got := exp.GetSpans()
+			if len(got) != tt.spans {
+				t.Fatalf("one request recorded %d spans, want %d", len(got), tt.spans)
+			}
+			if tt.spans > 0 && got[0].SpanContext.TraceID().String() != traceID {
+				t.Fatalf("span trace %s, response trace %s", got[0].SpanContext.TraceID(), traceID)
+			}
+		})
+	}
+}
+
+// TestProcessStartExportsNoSpan: what `fermion run` and `fermion agent` do at start,
+// the OTLP exporter set up from the environment and a gateway made on it, sends the
+// collector nothing until a request comes (it once got a root span named "probe").
+func TestProcessStartExportsNoSpan(t *testing.T) {
+	col := &otlpCollector{}
+	srv := httptest.NewServer(col)
+	t.Cleanup(srv.Close)
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tracing, err := telemetry.NewTracing(ctx, "fermion-test", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway.New(gateway.Config{Tracer: tracing.Tracer("fermion/gateway"), Telemetry: true})
+	if err := tracing.Shutdown(ctx); err != nil { // flushes whatever was recorded
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := col.received(); len(got) != 0 {
+		t.Fatalf("the collector got %d exports from a start without requests, want none", len(got))
 	}
 }

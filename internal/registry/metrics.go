@@ -24,6 +24,9 @@ const (
 )
 
 // Read failure reasons, the bounded values of fermion_registry_read_failures_total.
+// uploadFailReasons are every reason of fermion_registry_upload_failures_total.
+var uploadFailReasons = []string{failDigest, failRange, failSize, failBody, failUnknown, failConflict, failStorage, failExpired, failScan}
+
 const (
 	failCorrupt = "corrupt" // a stored blob's bytes no longer match its digest or size
 )
@@ -59,7 +62,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.bytesIn = m.bytes.WithLabelValues("in")
 	m.bytesOut = m.bytes.WithLabelValues("out")
-	m.readFailures.WithLabelValues(failCorrupt) // exported at 0, so an alert can rate() it from the start
+	// Exported at 0, so panels show 0 rather than no data and an alert can rate() them
+	// from the start.
+	for _, r := range uploadFailReasons {
+		m.uploadFailures.WithLabelValues(r)
+	}
+	m.readFailures.WithLabelValues(failCorrupt)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.uploadFailures, m.readFailures} {
 			if err := reg.Register(c); err != nil {

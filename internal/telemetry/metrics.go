@@ -27,6 +27,10 @@ const (
 	ReasonClosed      = "closed"
 	ReasonCanceled    = "canceled"
 	ReasonBadResponse = "bad_response"
+	// ReasonBadRequest: reading the request body failed (400).
+	ReasonBadRequest = "bad_request"
+	// ReasonInternal: an unexpected runtime error (500).
+	ReasonInternal = "internal"
 
 	// Limits that reject requests.
 	LimitConcurrency  = "concurrency"
@@ -46,6 +50,22 @@ const (
 	// OutboundTLS: the destination's certificate did not verify, or its TLS handshake
 	// failed (the seed's F7 from the calling side).
 	OutboundTLS = "tls"
+)
+
+// The label values every function version's labelled counters are exported with, at 0,
+// from the moment it loads: a panel or a rate() over them shows 0, not "no data", until
+// the first event. A value outside these lists is still counted; it appears with it.
+var (
+	// RequestErrorReasons are the reason values of fermion_request_errors_total: every
+	// reason the gateway and the sandbox give a failed request.
+	RequestErrorReasons = []string{ReasonBadRequest, LimitRequestBody, ReasonCanceled, ReasonTrap, ReasonPanic,
+		ReasonOOM, ReasonInternal, ReasonBadResponse, LimitResponseBody, LimitConcurrency, LimitNodeMemory,
+		ReasonClosed, ReasonTimeout, RejectBodyTimeout, RejectWriteTimeout}
+	// DiscardReasons are the reason values of fermion_instance_discards_total.
+	DiscardReasons = []string{ReasonTrap, ReasonPanic, ReasonOOM, ReasonTimeout, ReasonCanceled,
+		ReasonRecycled, ReasonIdle, ReasonClosed}
+	// OutboundResults are the result values of fermion_outbound_requests_total.
+	OutboundResults = []string{OutboundOK, OutboundDenied, OutboundError, OutboundTimeout, OutboundTLS}
 )
 
 // Metrics is the set of collectors Fermion records into. A nil *Metrics is valid and

@@ -148,7 +148,16 @@ func (m *Metrics) zeroFunctionSeries(name, version string) {
 	for _, l := range LimitNames {
 		m.LimitRejections.WithLabelValues(name, version, l)
 	}
+	for _, r := range RequestErrorReasons {
+		m.RequestErrors.WithLabelValues(name, version, r)
+	}
+	for _, r := range DiscardReasons {
+		m.Discards.WithLabelValues(name, version, r)
+	}
+	for _, r := range OutboundResults {
+		m.Outbound.WithLabelValues(name, version, r)
+	}
 }
 
 // LimitNames are every LimitXxx value: the limit label of fermion_limit_rejections_total.
-var LimitNames = []string{LimitConcurrency, LimitRequestBody, LimitResponseBody, LimitTimeout, LimitMemory}
+var LimitNames = []string{LimitConcurrency, LimitRequestBody, LimitResponseBody, LimitTimeout, LimitMemory, LimitNodeMemory}

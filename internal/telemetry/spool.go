@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/certs"
@@ -75,12 +78,16 @@ type Spool struct {
 	retry   time.Duration
 	logger  *slog.Logger
 
-	mu     sync.Mutex   // guards files, bytes, target, seq; leaf
+	mu     sync.Mutex   // guards files, bytes, target, seq, episode; leaf
 	files  []spoolEntry // oldest first
 	bytes  int64
 	target *spoolTarget // the latest live export's URL and headers; nil until one
 	seq    uint64
 	probe  func(context.Context) error
+	// episode is the outage being spooled through, from the first payload spooled to
+	// the backlog's end; nil while nothing is spooled. It makes the spool log once
+	// when it starts spooling and once when the replay has finished, not per payload.
+	episode *spoolEpisode
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -98,6 +105,17 @@ type Spool struct {
 type spoolEntry struct {
 	name string
 	size int64
+}
+
+// spoolEpisode counts one outage's spooling and replay, for the log line that ends it.
+type spoolEpisode struct {
+	start       time.Time // the first payload spooled, or the spool opened with a backlog
+	replayStart time.Time // the first payload replayed; zero before
+	spooled     int       // payloads spooled during the episode
+	replayed    int       // payloads the collector took from the spool
+	spans       int       // spans in them
+	bytes       int64     // their size on disk
+	dropped     int       // payloads lost (full, rejected, unreadable)
 }
 
 type spoolTarget struct {
@@ -184,6 +202,7 @@ func NewSpool(cfg SpoolConfig, base http.RoundTripper) (*Spool, error) {
 	s.updateLocked()
 	s.mu.Unlock()
 	if len(s.files) > 0 {
+		s.episode = &spoolEpisode{start: time.Now()}
 		s.logger.Info("telemetry spool holds span exports from an earlier run; they are sent once the collector answers",
 			"payloads", len(s.files), "bytes", s.bytes, "dir", cfg.Dir)
 	}
@@ -257,7 +276,8 @@ func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 	}
-	if serr := s.add(req.Header, body); serr != nil {
+	started, serr := s.add(req.Header, body)
+	if serr != nil {
 		// Not on disk either: the exporter reports the collector's failure as usual.
 		s.logger.Warn("telemetry spool: cannot keep a span export", "err", serr)
 		if err != nil {
@@ -266,6 +286,10 @@ func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("telemetry spool: collector answered %s; %w", reason, serr)
 	}
 	s.exports.WithLabelValues(ExportSpooled).Inc()
+	if started {
+		s.logger.Warn("telemetry spool: collector unavailable, spooling span exports",
+			"err", reason, "dir", s.dir, "max_bytes", s.max)
+	}
 	s.logger.Debug("span export spooled", "reason", reason, "bytes", len(body))
 	return &http.Response{
 		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -329,8 +353,9 @@ func (s *Spool) live(req *http.Request) {
 	}
 }
 
-// add writes one payload to the spool, dropping the oldest ones past the cap.
-func (s *Spool) add(h http.Header, body []byte) error {
+// add writes one payload to the spool, dropping the oldest ones past the cap. started
+// says it began an episode: nothing was spooled before it.
+func (s *Spool) add(h http.Header, body []byte) (started bool, err error) {
 	var b bytes.Buffer
 	b.WriteString(spoolMagic)
 	b.WriteString(oneLine(h.Get("Content-Type")) + "\n")
@@ -339,28 +364,36 @@ func (s *Spool) add(h http.Header, body []byte) error {
 	size := int64(b.Len())
 	if size > s.max {
 		s.dropped.WithLabelValues(DropFull).Inc()
-		return fmt.Errorf("a %d-byte export is larger than the whole spool (%d bytes)", size, s.max)
+		return false, fmt.Errorf("a %d-byte export is larger than the whole spool (%d bytes)", size, s.max)
 	}
 	s.mu.Lock()
 	s.seq++
 	name := fmt.Sprintf("%020d-%06d%s", time.Now().UnixNano(), s.seq%1000000, spoolSuffix)
 	s.mu.Unlock()
 	if err := atomicfile.Write(filepath.Join(s.dir, name), b.Bytes(), 0o600); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.episode == nil {
+		s.episode = &spoolEpisode{start: time.Now()}
+		started = true
+	}
+	s.episode.spooled++
 	s.trimLocked(size)
 	s.files = append(s.files, spoolEntry{name: name, size: size})
 	s.bytes += size
 	s.updateLocked()
-	return nil
+	return started, nil
 }
 
 // trimLocked drops the oldest payloads until incoming more bytes fit under the cap.
 func (s *Spool) trimLocked(incoming int64) {
 	for len(s.files) > 0 && s.bytes+incoming > s.max {
 		s.dropped.WithLabelValues(DropFull).Inc()
+		if s.episode != nil {
+			s.episode.dropped++
+		}
 		s.removeLocked(0)
 	}
 }
@@ -404,7 +437,12 @@ func (s *Spool) replay() {
 		}
 		s.mu.Lock()
 		if len(s.files) == 0 {
+			ep := s.episode
+			s.episode = nil
 			s.mu.Unlock()
+			if ep != nil {
+				s.logReplayed(ep)
+			}
 			return
 		}
 		e, target, probe := s.files[0], s.target, s.probe
@@ -415,7 +453,7 @@ func (s *Spool) replay() {
 			}
 			continue
 		}
-		ok, drop := s.send(e, target)
+		ok, drop, spans := s.send(e, target)
 		if !ok && drop == "" {
 			return // the collector is away again: next tick
 		}
@@ -423,13 +461,26 @@ func (s *Spool) replay() {
 		// Still the oldest unless trimming dropped (and counted) it meanwhile. Counted
 		// before its file goes, so whoever sees the file gone sees it counted.
 		listed := len(s.files) > 0 && s.files[0].name == e.name
+		ep := s.episode
+		if ep == nil { // not while a file is listed; kept so that no count is lost
+			ep = &spoolEpisode{start: time.Now()}
+			s.episode = ep
+		}
 		switch {
 		case ok:
 			s.exports.WithLabelValues(ExportReplayed).Inc()
+			if ep.replayStart.IsZero() {
+				ep.replayStart = time.Now()
+			}
+			ep.replayed++
+			ep.spans += spans
+			ep.bytes += e.size
 		case drop != dropGone:
 			s.dropped.WithLabelValues(drop).Inc()
+			ep.dropped++
 		case listed: // its file vanished from under the spool
 			s.dropped.WithLabelValues(DropUnreadable).Inc()
+			ep.dropped++
 		}
 		if listed {
 			s.removeLocked(0)
@@ -437,6 +488,23 @@ func (s *Spool) replay() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// logReplayed writes the line that ends an episode: the backlog is empty.
+func (s *Spool) logReplayed(ep *spoolEpisode) {
+	now := time.Now()
+	var took time.Duration
+	if !ep.replayStart.IsZero() {
+		took = now.Sub(ep.replayStart)
+	}
+	s.logger.Info("telemetry spool: replay finished, the backlog is empty",
+		"payloads", ep.replayed, "spans", ep.spans, "bytes", ep.bytes, "dropped", ep.dropped,
+		"spooled", ep.spooled, "took_ms", millis(took), "spooled_for_ms", millis(now.Sub(ep.start)))
+}
+
+// millis is d in milliseconds at microsecond resolution, as the request line's duration_ms.
+func millis(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }
 
 // runProbe has the exporter send an empty export and reports whether it reached the
@@ -455,27 +523,27 @@ func (s *Spool) runProbe(probe func(context.Context) error) bool {
 // dropGone is send's answer for a payload removed from the spool while it was sent.
 const dropGone = "gone"
 
-// send replays one payload. ok: the collector took it; drop: it never will (the reason),
-// or dropGone; neither: try again later.
-func (s *Spool) send(e spoolEntry, target *spoolTarget) (ok bool, drop string) {
+// send replays one payload. ok: the collector took it, and spans is how many spans it
+// held; drop: it never will (the reason), or dropGone; neither: try again later.
+func (s *Spool) send(e spoolEntry, target *spoolTarget) (ok bool, drop string, spans int) {
 	b, err := os.ReadFile(filepath.Join(s.dir, e.name))
 	if errors.Is(err, os.ErrNotExist) {
-		return false, dropGone
+		return false, dropGone, 0
 	}
 	if err != nil {
 		s.logger.Warn("telemetry spool: read a payload", "err", err)
-		return false, DropUnreadable
+		return false, DropUnreadable, 0
 	}
 	contentType, encoding, body, ok := parseSpooled(b)
 	if !ok {
 		s.logger.Warn("telemetry spool: a payload is damaged; dropped", "file", e.name)
-		return false, DropUnreadable
+		return false, DropUnreadable, 0
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.url, bytes.NewReader(body))
 	if err != nil {
-		return false, ""
+		return false, "", 0
 	}
 	req.Header = target.header.Clone()
 	req.Header.Set("Content-Type", contentType)
@@ -485,19 +553,57 @@ func (s *Spool) send(e spoolEntry, target *spoolTarget) (ok bool, drop string) {
 	}
 	resp, err := s.base.RoundTrip(req)
 	if err != nil {
-		return false, ""
+		return false, "", 0
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	switch {
 	case resp.StatusCode/100 == 2:
-		return true, ""
+		return true, "", countSpans(contentType, encoding, body)
 	case retryableStatus(resp.StatusCode):
-		return false, ""
+		return false, "", 0
 	default:
 		s.logger.Warn("telemetry spool: the collector refused a spooled export; dropped", "status", resp.Status)
-		return false, DropRejected
+		return false, DropRejected, 0
 	}
+}
+
+// maxSpanCountBytes bounds what countSpans inflates: a spool file is this process's own
+// export, but the count is for a log line and never worth a decompression bomb.
+const maxSpanCountBytes = 64 << 20
+
+// countSpans is the number of spans in an OTLP/HTTP protobuf export (gzip or not), for
+// the replay's log line; 0 for anything else, or what does not decode.
+func countSpans(contentType, encoding string, body []byte) int {
+	if mt, _, _ := strings.Cut(contentType, ";"); strings.TrimSpace(mt) != "application/x-protobuf" {
+		return 0
+	}
+	switch encoding {
+	case "":
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return 0
+		}
+		raw, err := io.ReadAll(io.LimitReader(zr, maxSpanCountBytes+1))
+		if err != nil || len(raw) > maxSpanCountBytes {
+			return 0
+		}
+		body = raw
+	default:
+		return 0
+	}
+	var export coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(body, &export); err != nil {
+		return 0
+	}
+	n := 0
+	for _, rs := range export.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			n += len(ss.GetSpans())
+		}
+	}
+	return n
 }
 
 // parseSpooled splits a spool file into its content type, encoding and body.
