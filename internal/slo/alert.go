@@ -135,19 +135,27 @@ func Evaluate(st State, specs []Spec, src Source, now time.Time) (State, []Trans
 	}
 	next.Marks = slices.DeleteFunc(next.Marks, func(m Mark) bool { return !now.Before(m.Until) })
 	e := evaluation{st: &next, now: now, seen: map[AlertID]bool{}}
-	counts := map[time.Duration]Counts{}
+	// counts caches one series' window sums: tiers share windows (the workbook's four
+	// tiers look at seven), and the list is short enough that a slice beats a map.
+	type windowCounts struct {
+		w time.Duration
+		c Counts
+	}
+	var counts []windowCounts
 	for i := range specs {
 		sp := &specs[i]
 		series := src.Series(sp, now.Add(-sp.MaxTierWindow()), now)
 		sortSeries(series)
 		for _, s := range series {
-			clear(counts)
+			counts = counts[:0]
 			get := func(w time.Duration) Counts {
-				c, ok := counts[w]
-				if !ok {
-					c = src.Counts(s, sp.SLI, now.Add(-w), now)
-					counts[w] = c
+				for _, wc := range counts {
+					if wc.w == w {
+						return wc.c
+					}
 				}
+				c := src.Counts(s, sp.SLI, now.Add(-w), now)
+				counts = append(counts, windowCounts{w, c})
 				return c
 			}
 			key := Key{SLO: sp.Name, App: s.App, Version: s.Version, Scope: s.Scope}
@@ -199,11 +207,14 @@ type evaluation struct {
 // update applies one evaluation of an alert's condition: hit is the tier that holds,
 // or nil.
 func (e *evaluation) update(id AlertID, hit *Tier, long, short float64, runbook string) {
-	e.seen[id] = true
 	a, ok := e.st.Alerts[id]
 	if !ok {
+		if hit == nil {
+			return // inactive and staying so: the common case, kept cheap
+		}
 		a = Alert{AlertID: id, Phase: Inactive}
 	}
+	e.seen[id] = true
 	from := a.Phase
 	a.Expected = e.st.expected(id.App, id.Version, e.now)
 	a.Runbook = runbook

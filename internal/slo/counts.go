@@ -116,6 +116,7 @@ func sortSeries(ss []Series) {
 // concurrent use.
 type Intervals struct {
 	series map[Series]*seriesData
+	byApp  map[string][]Series // in the order first added
 	// Match decides which series a spec covers; nil matches series whose App is the
 	// spec's App (selectors and node populations need the caller's labels).
 	Match func(spec *Spec, s Series) bool
@@ -135,7 +136,7 @@ type cumulative struct {
 
 // NewIntervals returns an empty store.
 func NewIntervals() *Intervals {
-	return &Intervals{series: map[Series]*seriesData{}}
+	return &Intervals{series: map[Series]*seriesData{}, byApp: map[string][]Series{}}
 }
 
 // Add records one interval of s ending at end. Intervals usually arrive in order; one
@@ -146,6 +147,7 @@ func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Coun
 	if sd == nil {
 		sd = &seriesData{scope: per, slis: map[SLI]*cumulative{}}
 		iv.series[s] = sd
+		iv.byApp[s.App] = append(iv.byApp[s.App], s)
 	}
 	cu := sd.slis[sli]
 	if cu == nil {
@@ -183,11 +185,15 @@ func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Coun
 // (from, to] of the spec's SLI and scope kind.
 func (iv *Intervals) Series(spec *Spec, from, to time.Time) []Series {
 	var out []Series
-	for s, sd := range iv.series {
-		if sd.scope != spec.Scope.Per {
-			continue
+	candidates := iv.byApp[spec.App]
+	if iv.Match != nil {
+		candidates = nil
+		for _, ss := range iv.byApp {
+			candidates = append(candidates, ss...)
 		}
-		if iv.Match != nil && !iv.Match(spec, s) || iv.Match == nil && s.App != spec.App {
+	}
+	for _, s := range candidates {
+		if iv.series[s].scope != spec.Scope.Per || iv.Match != nil && !iv.Match(spec, s) {
 			continue
 		}
 		if c := iv.Counts(s, spec.SLI, from, to); c.Total > 0 {
