@@ -36,7 +36,9 @@ func sloFleet(n, burning int) ([]slo.Spec, *slo.Intervals, time.Time) {
 				if i < burning && node == 0 && now.Sub(t) < time.Hour {
 					c.Good = 2850
 				}
-				iv.Add(s, slo.ScopeNode, specs[i].SLI, t, c)
+				if err := iv.Add(s, slo.ScopeNode, specs[i].SLI, t, c); err != nil {
+					panic(err)
+				}
 			}
 		}
 	}

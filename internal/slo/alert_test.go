@@ -2,6 +2,7 @@ package slo
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,7 +44,9 @@ func (s *sim) run(d time.Duration, tr traffic) {
 	for end := s.now.Add(d); s.now.Before(end); {
 		s.now = s.now.Add(s.step)
 		for se, c := range tr(s.now) {
-			s.iv.Add(se, s.specs[0].Scope.Per, s.specs[0].SLI, s.now, c)
+			if err := s.iv.Add(se, s.specs[0].Scope.Per, s.specs[0].SLI, s.now, c); err != nil {
+				s.t.Fatal(err)
+			}
 		}
 		var ts []Transition
 		s.st, ts = Evaluate(s.st, s.specs, s.iv, s.now)
@@ -393,5 +396,13 @@ func TestBudgetsAndIntervals(t *testing.T) {
 	}
 	if empty := Budget(&sp, iv, nodeSeries("n9"), t0); empty.Remaining != 1 || empty.Burn != 0 {
 		t.Errorf("budget without traffic %+v", empty)
+	}
+	for _, bad := range []Counts{{Good: -1, Total: 5}, {Good: 6, Total: 5}, {Good: 0, Total: 1<<53 + 1}} {
+		if err := iv.Add(n1, ScopeNode, sp.SLI, t0.Add(4*time.Minute), bad); err == nil || !strings.Contains(err.Error(), "0 ≤ good ≤ total") {
+			t.Errorf("Add(%+v) = %v", bad, err)
+		}
+	}
+	if c := iv.Counts(n1, sp.SLI, t0, t0.Add(time.Hour)); c != (Counts{19975, 20000}) {
+		t.Errorf("refused intervals were recorded: %+v", c)
 	}
 }

@@ -1,6 +1,7 @@
 package slo
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -37,7 +38,7 @@ type Source interface {
 // spends the whole budget in exactly one SLO window. Zero when there were no requests.
 // For display; alert conditions compare exactly with AtLeast.
 func BurnRate(c Counts, objective Ratio) float64 {
-	if c.Total <= 0 || objective.Num >= objective.Den {
+	if c.Total <= 0 || c.Bad() <= 0 || objective.Num >= objective.Den {
 		return 0
 	}
 	return float64(c.Bad()) * float64(objective.Den) / (float64(c.Total) * float64(objective.Den-objective.Num))
@@ -141,8 +142,13 @@ func NewIntervals() *Intervals {
 
 // Add records one interval of s ending at end. Intervals usually arrive in order; one
 // that arrives late (a backfill) is merged in place. Adding the same end twice adds
-// the counts.
-func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Counts) {
+// the counts. Counts with Good < 0, Good > Total or Total above 2^53 (no interval
+// holds that many requests; the bound keeps running sums far from overflow) are
+// refused and nothing is recorded.
+func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Counts) error {
+	if c.Good < 0 || c.Good > c.Total || c.Total > 1<<53 {
+		return fmt.Errorf("add interval of %s/%s/%s ending %s: counts good=%d total=%d are not 0 ≤ good ≤ total ≤ 2^53", s.App, s.Version, s.Scope, end.Format(time.RFC3339), c.Good, c.Total)
+	}
 	sd := iv.series[s]
 	if sd == nil {
 		sd = &seriesData{scope: per, slis: map[SLI]*cumulative{}}
@@ -163,7 +169,7 @@ func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Coun
 			t += cu.total[n-1]
 		}
 		cu.ends, cu.good, cu.total = append(cu.ends, e), append(cu.good, g), append(cu.total, t)
-		return
+		return nil
 	}
 	i := sort.Search(n, func(i int) bool { return cu.ends[i] >= e })
 	if cu.ends[i] != e {
@@ -179,6 +185,7 @@ func (iv *Intervals) Add(s Series, per ScopeKind, sli SLI, end time.Time, c Coun
 		cu.good[j] += c.Good
 		cu.total[j] += c.Total
 	}
+	return nil
 }
 
 // Series implements Source: every series matching spec with an interval ending in
