@@ -27,11 +27,12 @@ func sloFleet(n, burning int) ([]slo.Spec, *slo.Intervals, time.Time) {
 	now := start.Add(72 * time.Hour)
 	iv := slo.NewIntervals()
 	specs := make([]slo.Spec, n)
+	tiers, _ := slo.PresetTiers("workbook")
 	for i := range specs {
 		app := fmt.Sprintf("app-%04d", i)
 		specs[i] = slo.Spec{Name: app + "-availability", App: app, SLI: slo.SLI{Kind: slo.Availability},
 			Objective: slo.Ratio{Num: 999, Den: 1000}, Window: 30 * 24 * time.Hour,
-			Scope: slo.Scope{Per: slo.ScopeNode}, Preset: "workbook", Tiers: slo.Presets["workbook"]}
+			Scope: slo.Scope{Per: slo.ScopeNode}, Preset: "workbook", Tiers: tiers}
 		for node := range 3 {
 			s := slo.Series{App: app, Version: "v1", Scope: fmt.Sprintf("node-%d", node)}
 			for t := start.Add(5 * time.Minute); !t.After(now); t = t.Add(5 * time.Minute) {

@@ -79,7 +79,7 @@ func (s *sim) count(to Phase, sev Severity) int {
 
 func spec999(per ScopeKind, preset string) Spec {
 	return Spec{Name: "hello-availability", App: "hello", SLI: SLI{Kind: Availability}, Objective: Ratio{999, 1000},
-		Window: 30 * 24 * time.Hour, Scope: Scope{Per: per}, Preset: preset, Tiers: append([]Tier(nil), Presets[preset]...),
+		Window: 30 * 24 * time.Hour, Scope: Scope{Per: per}, Preset: preset, Tiers: presetCopy(preset),
 		Runbook: "https://runbooks.example/hello"}
 }
 
@@ -404,5 +404,24 @@ func TestBudgetsAndIntervals(t *testing.T) {
 	}
 	if c := iv.Counts(n1, sp.SLI, t0, t0.Add(time.Hour)); c != (Counts{19975, 20000}) {
 		t.Errorf("refused intervals were recorded: %+v", c)
+	}
+}
+
+func TestIntervalsMatchSelectsSeries(t *testing.T) {
+	sp := spec999(ScopeRegion, "workbook")
+	sp.App, sp.Selector = "", map[string]string{"team": "web"}
+	team := map[string]string{"hello": "web", "api": "web", "batch": "data"}
+	iv := NewIntervals()
+	iv.Match = func(sp *Spec, s Series) bool { return team[s.App] == sp.Selector["team"] }
+	for _, app := range []string{"hello", "api", "batch"} {
+		if err := iv.Add(Series{App: app, Version: "v1", Scope: "eu"}, ScopeRegion, sp.SLI, t0.Add(time.Minute), Counts{Good: 10, Total: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A node-scoped series of a matching app is not a region series.
+	_ = iv.Add(Series{App: "hello", Version: "v1", Scope: "n1"}, ScopeNode, sp.SLI, t0.Add(time.Minute), Counts{Good: 10, Total: 10})
+	rs := Budgets([]Spec{sp}, iv, t0.Add(time.Hour))
+	if len(rs) != 2 || rs[0].Series.App != "api" || rs[1].Series.App != "hello" || rs[1].Series.Scope != "eu" {
+		t.Errorf("budgets %+v", rs)
 	}
 }

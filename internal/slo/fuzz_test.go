@@ -2,6 +2,7 @@ package slo
 
 import (
 	"errors"
+	"math/big"
 	"testing"
 )
 
@@ -26,6 +27,28 @@ func FuzzDecode(f *testing.F) {
 			if err := specs[i].Validate(); err != nil {
 				t.Fatalf("Decode accepted a spec Validate refuses: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzAtLeast checks the 192-bit cross-multiplication against math/big on arbitrary
+// counts, objectives and factors.
+func FuzzAtLeast(f *testing.F) {
+	f.Add(int64(144), int64(10000), uint64(999), uint64(1000), uint64(144), uint64(10))
+	f.Add(int64(1<<62), int64(1<<62), uint64(999999999), uint64(1000000000), uint64(999999999999999999), uint64(1))
+	f.Fuzz(func(t *testing.T, bad, total int64, on, od, fn, fd uint64) {
+		if total <= 0 || bad < 0 || bad > total || od == 0 || on == 0 || on >= od || fd == 0 || fn == 0 ||
+			od > 1e9 || fd > 1e9 || fn > 1e18 {
+			return
+		}
+		c := Counts{Good: total - bad, Total: total}
+		got := AtLeast(c, Ratio{on, od}, Ratio{fn, fd})
+		l := new(big.Int).Mul(big.NewInt(bad), new(big.Int).SetUint64(od))
+		l.Mul(l, new(big.Int).SetUint64(fd))
+		r := new(big.Int).Mul(new(big.Int).SetUint64(fn), new(big.Int).SetUint64(od-on))
+		r.Mul(r, big.NewInt(total))
+		if want := bad > 0 && l.Cmp(r) >= 0; got != want {
+			t.Fatalf("AtLeast(%d/%d, %d/%d, %d/%d) = %v, want %v", bad, total, on, od, fn, fd, got, want)
 		}
 	})
 }

@@ -104,13 +104,13 @@ func (m ManifestSLO) Spec(file, path, app string) (Spec, []Problem) {
 		}
 	}
 	if m.Preset != "" {
-		if _, ok := Presets[m.Preset]; !ok {
+		if _, ok := presets[m.Preset]; !ok {
 			add("preset", "unknown preset %q; use one of %s", m.Preset, strings.Join(presetNames(), ", "))
 		} else {
 			s.Preset = m.Preset
 		}
 	}
-	s.Tiers = append([]Tier(nil), Presets[s.Preset]...)
+	s.Tiers = presetCopy(s.Preset)
 	if s.Window > 0 && s.MaxTierWindow() > s.Window {
 		add("window", "window %s is shorter than preset %s's longest look-back %s; use a longer window", FormatWindow(s.Window), s.Preset, FormatWindow(s.MaxTierWindow()))
 	}

@@ -178,7 +178,8 @@ type Tier struct {
 	For      time.Duration
 }
 
-// Presets are the named tier sets an SLO's alerting may start from.
+// presets are the named tier sets an SLO's alerting may start from; PresetTiers hands
+// out copies so no caller can change them for everyone.
 //
 // "workbook" (the default) is the SRE workbook's table: page at 14.4× over 1 h and 5 min
 // (2 % of a 30-day budget in an hour) and 6× over 6 h and 30 min (5 % in 6 h); ticket at
@@ -188,7 +189,7 @@ type Tier struct {
 // "seed" is Fermion's seed mapping: page at 14× or more sustained for 5 min (over 15 min
 // and 5 min), ticket at 4× or more (over 1 h and 15 min, sustained 15 min); a 10× burn
 // tickets and never pages.
-var Presets = map[string][]Tier{
+var presets = map[string][]Tier{
 	"workbook": {
 		{Severity: Page, Factor: Ratio{144, 10}, Long: time.Hour, Short: 5 * time.Minute},
 		{Severity: Page, Factor: Ratio{6, 1}, Long: 6 * time.Hour, Short: 30 * time.Minute},
@@ -204,9 +205,20 @@ var Presets = map[string][]Tier{
 // DefaultPreset is the preset used when an SLO names none.
 const DefaultPreset = "workbook"
 
+// PresetTiers returns a copy of the named preset's tiers, and whether it exists.
+func PresetTiers(name string) ([]Tier, bool) {
+	t, ok := presets[name]
+	return append([]Tier(nil), t...), ok
+}
+
+func presetCopy(name string) []Tier {
+	t, _ := PresetTiers(name)
+	return t
+}
+
 func presetNames() []string {
-	names := make([]string, 0, len(Presets))
-	for n := range Presets {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
 		names = append(names, n)
 	}
 	sort.Strings(names)

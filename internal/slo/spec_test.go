@@ -204,3 +204,15 @@ func TestManifestSLO(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeCRLFAndBOM(t *testing.T) {
+	src := "\xef\xbb\xbfname: a\r\napp: hello\r\nsli: availability\r\nobjective: 99.95\r\nobjectiv: 1\r\n"
+	_, err := Decode("w.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), "w.yaml:5:1: objectiv: unknown field") {
+		t.Fatalf("got %v", err)
+	}
+	specs, err := Decode("w.yaml", []byte(strings.Replace(src, "objectiv: 1\r\n", "", 1)))
+	if err != nil || specs[0].Objective != (Ratio{9995, 10000}) {
+		t.Fatalf("got %v, %v", specs, err)
+	}
+}

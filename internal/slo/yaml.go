@@ -597,7 +597,7 @@ func (d *decoder) alerting(n *ynode, window time.Duration) (string, []Tier) {
 	}
 	if pn != nil {
 		if v, ok := d.str(pn, "alerting.preset"); ok {
-			if _, known := Presets[v]; !known {
+			if _, known := presets[v]; !known {
 				msg := fmt.Sprintf("unknown preset %q; use one of %s", v, strings.Join(presetNames(), ", "))
 				if s := diag.Closest(v, presetNames()); s != "" {
 					msg = fmt.Sprintf("unknown preset %q; did you mean %q?", v, s)
@@ -609,7 +609,7 @@ func (d *decoder) alerting(n *ynode, window time.Duration) (string, []Tier) {
 		}
 	}
 	if tn == nil {
-		tiers := append([]Tier(nil), Presets[preset]...)
+		tiers := presetCopy(preset)
 		for i, t := range tiers {
 			if t.Long > window {
 				d.add(n, "alerting", "preset %s's tier %d looks back %s, longer than the SLO window %s; choose a longer window or give tiers:", preset, i, FormatWindow(t.Long), FormatWindow(window))
