@@ -127,7 +127,7 @@ type Transition struct {
 // ordered by spec, series and severity. While a page for a key fires, the key's ticket
 // is held inactive: the page says more. Alerts whose series or spec disappeared
 // resolve. Evaluate is pure: the same state, specs, source and now give the same
-// result.
+// result. Spec names must be unique across specs: they are the first part of Key.
 func Evaluate(st State, specs []Spec, src Source, now time.Time) (State, []Transition) {
 	next := st.clone()
 	if next.Alerts == nil {

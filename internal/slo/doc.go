@@ -23,8 +23,9 @@
 //     that make a version's pages expected during a controlled rollout. Incidents
 //     groups firing alerts into one incident per app.
 //  5. rules: Rules writes Sloth-shaped Prometheus recording and alerting rules for the
-//     same specs over the metrics the agents export, with the comparisons written so
-//     that the boundary holds in floating point too.
+//     same specs over the metrics the agents export; their comparisons multiply the
+//     ratio side with a 1e-9 slack, because Prometheus' float64 rates put an error
+//     ratio of exactly 1.44 % a hair below it.
 //
 // See docs/slo.md for the file format, the presets and the arithmetic.
 package slo

@@ -46,6 +46,10 @@ func TestRulesRefusals(t *testing.T) {
 	if _, err := Rules([]Spec{lat}); err == nil || !strings.Contains(err.Error(), "not a bucket") || !strings.Contains(err.Error(), "250ms") {
 		t.Errorf("latency off the buckets: %v", err)
 	}
+	dup := spec999(ScopeGlobal, "workbook")
+	if _, err := Rules([]Spec{dup, dup}); err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Errorf("duplicate names: %v", err)
+	}
 	bad := spec999(ScopeGlobal, "workbook")
 	bad.Objective = Ratio{1, 1}
 	if _, err := Rules([]Spec{bad}); err == nil || !strings.Contains(err.Error(), "below 100 %") {
