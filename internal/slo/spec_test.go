@@ -38,7 +38,7 @@ objective: 99.99
 alerting:
   tiers:
     - {severity: page, factor: 14.4, long: 1h, short: 5m, for: 2m}
-    - {severity: ticket, factor: 2, long: 1d, short: 2h}
+    - {severity: ticket, factor: 2, long: 1d, short: 2h, for: 0m}
 `
 
 func TestDecodeValid(t *testing.T) {
@@ -94,6 +94,7 @@ func TestDecodeProblems(t *testing.T) {
 		{"short window too short for preset", base + "window: 1d\n", []string{"preset workbook's tier 3 looks back 3d"}},
 		{"tier short >= long", base + "alerting:\n  tiers:\n    - {severity: page, factor: 2, long: 5m, short: 1h}\n", []string{"slo.yaml:7:8: alerting.tiers[0]: short window 1h must be shorter than long window 5m"}},
 		{"tier missing factor", base + "alerting:\n  tiers:\n    - {severity: page, long: 1h, short: 5m}\n", []string{"alerting.tiers[0].factor: required"}},
+		{"tier negative for", base + "alerting:\n  tiers:\n    - {severity: page, factor: 2, long: 1h, short: 5m, for: -1m}\n", []string{"alerting.tiers[0].for:", "is not a duration"}},
 		{"tier bad severity", base + "alerting:\n  tiers:\n    - {severity: sms, factor: 2, long: 1h, short: 5m}\n", []string{`severity "sms" is not one of page, ticket`}},
 		{"bad runbook", base + "runbook: wiki/hello\n", []string{"not an http(s) URL"}},
 		{"bad name", "name: Hello_World\napp: hello\nsli: availability\nobjective: 99\n", []string{"not a valid name"}},

@@ -3,6 +3,7 @@ package slo
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -415,6 +416,9 @@ var (
 	tierFields     = []string{"severity", "factor", "long", "short", "for"}
 )
 
+// zeroRE matches a zero duration, which `for` accepts (fire at once) and windows do not.
+var zeroRE = regexp.MustCompile(`^0+(ms|[smhdw])?$`)
+
 // APIVersion is the apiVersion an SLO document may declare.
 const APIVersion = "fermion.dev/v1"
 
@@ -653,7 +657,7 @@ func (d *decoder) alerting(n *ynode, window time.Duration) (string, []Tier) {
 			t.Short = d.window(f["short"], path+".short")
 		}
 		if f["for"] != nil {
-			if v, ok := d.str(f["for"], path+".for"); ok && v != "0" && v != "0s" {
+			if v, ok := d.str(f["for"], path+".for"); ok && !zeroRE.MatchString(v) {
 				t.For = d.window(f["for"], path+".for")
 			}
 		}
