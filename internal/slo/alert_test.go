@@ -425,3 +425,62 @@ func TestIntervalsMatchSelectsSeries(t *testing.T) {
 		t.Errorf("budgets %+v", rs)
 	}
 }
+
+func TestUnmarkAndSummary(t *testing.T) {
+	s := newSim(t, 10*time.Second, spec999(ScopeGlobal, "workbook"))
+	g := Series{App: "hello", Version: "v2", Scope: "global"}
+	s.st = s.st.MarkExpected("hello", "v2", t0.Add(24*time.Hour))
+	marked := s.st
+	s.run(10*time.Minute, steady(1000, 1000, g))
+	id := AlertID{Key{"hello-availability", "hello", "v2", "global"}, Page}
+	if a := s.st.Alerts[id]; !a.Expected || a.Notify() {
+		t.Fatalf("marked page %+v", a)
+	}
+	s.st = s.st.Unmark("hello", "v2")
+	if len(marked.Marks) != 1 {
+		t.Error("Unmark changed the state it was given")
+	}
+	s.run(10*time.Second, steady(1000, 1000, g))
+	a := s.st.Alerts[id]
+	if a.Expected || !a.Notify() {
+		t.Errorf("unmarked page %+v", a)
+	}
+	want := "SLO hello-availability for hello v2 (global) burns its error budget at 1000.0× over 1h and 1000.0× over 5m (page at ≥ 14.4×)"
+	if got := a.Summary(); got != want {
+		t.Errorf("summary\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := spec999(ScopeNode, "seed")
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		change func(*Spec)
+		want   string
+	}{
+		{"bad name", func(s *Spec) { s.Name = "Bad Name" }, "name"},
+		{"app and selector", func(s *Spec) { s.Selector = map[string]string{"a": "b"} }, "exactly one of app and selector"},
+		{"latency without threshold", func(s *Spec) { s.SLI = SLI{Kind: Latency} }, "sli"},
+		{"no objective", func(s *Spec) { s.Objective = Ratio{} }, "objective is missing"},
+		{"objective 100", func(s *Spec) { s.Objective = Ratio{1000, 1000} }, "below 100 %"},
+		{"no window", func(s *Spec) { s.Window = 0 }, "window must be positive"},
+		{"bad scope", func(s *Spec) { s.Scope.Per = "zone" }, `scope "zone"`},
+		{"no tiers", func(s *Spec) { s.Tiers = nil }, "no alerting tiers"},
+		{"zero factor", func(s *Spec) { s.Tiers[0].Factor = Ratio{} }, "tier 0: factor is missing"},
+		{"tier past window", func(s *Spec) { s.Window = 10 * time.Minute }, "longer than the SLO window"},
+		{"negative for", func(s *Spec) { s.Tiers[1].For = -time.Second }, "tier 1: for must not be negative"},
+		{"runbook", func(s *Spec) { s.Runbook = "ftp://x" }, "not an http(s) URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := spec999(ScopeNode, "seed")
+			tt.change(&s)
+			if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
