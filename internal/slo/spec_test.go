@@ -2,6 +2,7 @@ package slo
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,25 @@ func TestDecodeCRLFAndBOM(t *testing.T) {
 	specs, err := Decode("w.yaml", []byte(strings.Replace(src, "objectiv: 1\r\n", "", 1)))
 	if err != nil || specs[0].Objective != (Ratio{9995, 10000}) {
 		t.Fatalf("got %v, %v", specs, err)
+	}
+}
+
+// TestDocExampleDecodes keeps the example in docs/slo.md a valid SLO.
+func TestDocExampleDecodes(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/slo.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/slo.md has no yaml block")
+	}
+	specs, err := Decode("docs/slo.md", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := specs[0]; s.Name != "hello-availability" || s.Scope.Per != ScopeNode || s.Objective != (Ratio{999, 1000}) {
+		t.Errorf("spec %+v", s)
 	}
 }
