@@ -37,6 +37,9 @@ var rules = []struct {
 	// (consumer): it imports nothing of ours, so neither side drags the other in.
 	{"fermion.dev/fermion/internal/sli", nil},
 	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
+	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
+	// clock, store or network; the control plane adapts it.
+	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
