@@ -163,7 +163,10 @@ func TestClientTimeouts(t *testing.T) {
 		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectBodyTimeout}, before+1)
 	})
 	t.Run("steady upload longer than the body timeout", func(t *testing.T) {
-		const chunk, chunks = 16 << 10, 8 // 128 KiB over ~560 ms: ~230 KB/s
+		// A server of its own with a body timeout far above the pacing, so a busy
+		// machine that delays a write cannot cut an honest upload.
+		l := serveLimited(t, gateway.Limits{MaxConnections: 64, BodyTimeout: 2 * time.Second, MinBodyRate: 1024})
+		const chunk, chunks = 8 << 10, 40 // 320 KiB over ~2.8 s: ~115 KB/s
 		c := l.dial(t)
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n", chunk*chunks)
