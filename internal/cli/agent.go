@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,14 +52,20 @@ type agentOptions struct {
 	allowMemory                    string
 	limits                         gatewayLimitOptions
 	load                           loadFlags
+	// adminAuto is set when --admin-listen was not given: the default address is then
+	// a wish, and a free port replaces it when another agent on the machine holds it.
+	adminAuto bool
 }
+
+// defaultAdminListen is the agent's admin address unless --admin-listen names one.
+const defaultAdminListen = "127.0.0.1:9090"
 
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f := c.Flags()
 	f.StringSliceVar(&o.servers, prefix+"server", nil, "control plane NATS URL, nats://host:4222 (repeat or comma-separate for a cluster)")
 	f.StringVar(&o.token, prefix+"token", "", "join token (role node; or FERMION_JOIN_TOKEN); needed until the node has credentials")
 	f.StringVar(&o.name, prefix+"name", "", "node name, a DNS label (default: the host name)")
-	f.StringVar(&o.data, prefix+"data", "fermion-agent", "data directory: credentials, last assignments, artifact cache")
+	f.StringVar(&o.data, prefix+"data", "", "data directory: credentials, last assignments, artifact cache (default $FERMION_HOME/agents/<name>, FERMION_HOME defaulting to ~/.fermion)")
 	f.StringArrayVar(&o.labels, prefix+"label", nil, "node label key=value (repeat): region, zone, tier …")
 	f.StringVar(&o.memory, prefix+"memory", "", "memory offered to functions, e.g. 4GiB (default: 3/4 of the machine's); live instances together hold at most this, each its limits.memory")
 	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
@@ -67,7 +74,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, prefix)
-	f.StringVar(&o.adminListen, prefix+"admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
+	f.StringVar(&o.adminListen, prefix+"admin-listen", defaultAdminListen, "metrics and health address (empty: off); when not given and the default is taken (another agent on this machine), a free port, printed on start")
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
@@ -113,6 +120,7 @@ across restarts), retries with backoff and jitter, and converges when it is back
 				return err
 			}
 			defer done()
+			o.adminAuto = !c.Flags().Changed("admin-listen")
 			a, err := startAgentRole(ctx, o, logger, c.OutOrStdout())
 			if err != nil {
 				return err
@@ -180,6 +188,14 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err := v1.ValidName("node", o.name); err != nil {
 		return nil, usageError{fmt.Errorf("%w; choose one with --name", err)}
 	}
+	if o.data == "" {
+		// Named by the node, so two agents on one machine never share credentials.
+		home, err := fermionHome()
+		if err != nil {
+			return nil, fmt.Errorf("agent data directory: %w; or pass --data", err)
+		}
+		o.data = filepath.Join(home, "agents", o.name)
+	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
 		return nil, usageError{err}
@@ -240,7 +256,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	var admin net.Listener
 	if o.adminListen != "" {
-		if admin, err = listen(o.adminListen, "admin", "admin-listen"); err != nil {
+		if admin, err = listenAdmin(o.adminListen, o.adminAuto); err != nil {
 			gw.Close()
 			return nil, err
 		}
@@ -311,6 +327,21 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	fmt.Fprintf(stdout, "control plane %s\n", strings.Join(o.servers, ","))
 	return a, nil
+}
+
+// listenAdmin listens on the admin address. An address the user did not choose falls back
+// to a free loopback port when taken, so a second agent on the machine starts as the
+// README shows; one the user chose is an error, as they may have a scraper pointed at it.
+func listenAdmin(addr string, auto bool) (net.Listener, error) {
+	ln, err := listen(addr, "admin", "admin-listen")
+	if err == nil || !auto || !errors.Is(err, syscall.EADDRINUSE) {
+		return ln, err
+	}
+	host, _, serr := net.SplitHostPort(addr)
+	if serr != nil {
+		return nil, err
+	}
+	return listen(net.JoinHostPort(host, "0"), "admin", "admin-listen")
 }
 
 // wait waits until the node and data plane stop (when the context given to start is

@@ -32,15 +32,25 @@ type savedContext struct {
 	Token  string `json:"token"`
 }
 
-// contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.
-func contextPath() (string, error) {
+// fermionHome is $FERMION_HOME, defaulting to ~/.fermion: where the context, up's state
+// and agents' default data directories live.
+func fermionHome() (string, error) {
 	home := os.Getenv("FERMION_HOME")
 	if home == "" {
 		h, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("find the context file: %w; set FERMION_HOME", err)
+			return "", fmt.Errorf("find the fermion home directory: %w; set FERMION_HOME", err)
 		}
 		home = filepath.Join(h, ".fermion")
+	}
+	return home, nil
+}
+
+// contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.
+func contextPath() (string, error) {
+	home, err := fermionHome()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(home, "context.json"), nil
 }

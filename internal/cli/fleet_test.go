@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -186,5 +187,59 @@ func TestServerAndTwoAgents(t *testing.T) {
 	c, out, _ = run(t, "events", "--node", "edge-1")
 	if c != 0 || !strings.Contains(out, "drain_started") || !strings.Contains(out, "drained") {
 		t.Fatalf("events: %d\n%s", c, out)
+	}
+}
+
+// TestTwoAgentsAsTheREADMEShows starts two agents on one machine with the README's
+// flags: no --data and no --admin-listen. Each gets its own data directory under
+// FERMION_HOME, named by --name, and the second's admin address moves to a free port
+// instead of clashing with the first's.
+func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and two agents")
+	}
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir()}, quietListen...)...)
+	srv.waitLine(t, apiLine, time.Minute)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	tok := tokenLine.FindStringSubmatch(out)
+	if c != 0 || tok == nil {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	admins := map[string]string{}
+	for i, zone := range []string{"a", "b"} {
+		name := fmt.Sprintf("edge-%d", i+1)
+		a := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", name,
+			"--label", "region=eu-west", "--label", "zone="+zone, "--listen", "127.0.0.1:0")
+		a.waitLine(t, gwLine, time.Minute)
+		admins[name] = a.waitLine(t, metricsLine, time.Minute)
+	}
+	if admins["edge-1"] == admins["edge-2"] {
+		t.Fatalf("both agents report admin address %s", admins["edge-1"])
+	}
+	for name, admin := range admins {
+		if code, _, err := httpGet(admin + "/metrics"); err != nil || code != 200 {
+			t.Fatalf("%s admin %s/metrics: %d %v", name, admin, code, err)
+		}
+	}
+	// Both join and stay joined: neither overwrote the other's credentials.
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		c, out, errOut := run(t, "nodes")
+		if c != 0 {
+			return fmt.Errorf("nodes: %d %s", c, errOut)
+		}
+		for _, name := range []string{"edge-1", "edge-2"} {
+			if !regexp.MustCompile(`(?m)^` + name + `\s+ready`).MatchString(out) {
+				return fmt.Errorf("%s not ready in\n%s", name, out)
+			}
+		}
+		return nil
+	})
+	for _, name := range []string{"edge-1", "edge-2"} {
+		if _, err := os.Stat(filepath.Join(home, "agents", name, "node.json")); err != nil {
+			t.Errorf("%s's credentials: %v", name, err)
+		}
 	}
 }

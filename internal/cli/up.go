@@ -66,6 +66,7 @@ restart.`,
 			if !c.Flags().Changed("agent-data") {
 				ao.data = filepath.Join(so.data, "agent")
 			}
+			ao.adminAuto = !c.Flags().Changed("agent-admin-listen")
 			if !c.Flags().Changed("agent-name") {
 				ao.name = "local"
 			}
