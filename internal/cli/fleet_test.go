@@ -243,3 +243,40 @@ func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
 		}
 	}
 }
+
+// TestUpKeepsServingWhenItsExampleIsDenied follows the README's policy walkthrough:
+// require-signed in deny mode, then up again. Up says why its (unsigned) example was
+// refused and keeps serving the control plane.
+func TestUpKeepsServingWhenItsExampleIsDenied(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts up twice and builds the example")
+	}
+	t.Setenv("FERMION_HOME", t.TempDir())
+	data := t.TempDir()
+	root := fermiontest.Root(t)
+	args := append([]string{"up", "--data", data, "--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
+	first := startVerb(t, append(args, "--example", "")...)
+	first.waitLine(t, regexp.MustCompile(`(?m)^(ready): `), time.Minute)
+	if c, out, errOut := run(t, "policy", "apply", filepath.Join(root, "examples", "policies", "require-signed.yaml"), "--mode", "deny"); c != 0 {
+		t.Fatalf("policy apply: %d\n%s\n%s", c, out, errOut)
+	}
+	first.cancel()
+	select {
+	case code := <-first.done:
+		first.done <- code
+	case <-time.After(30 * time.Second):
+		t.Fatal("up did not stop 30s after its context was canceled")
+	}
+
+	second := startVerb(t, append(args, "--example", filepath.Join(root, "examples", "hello"))...)
+	why := second.waitLine(t, regexp.MustCompile(`(?m)^no example deployed: (.*)$`), 3*time.Minute)
+	if !strings.Contains(why, "require-signed") {
+		t.Errorf("the refusal does not name the policy: %q", why)
+	}
+	second.waitLine(t, regexp.MustCompile(`(?m)^an (admission policy) refused it`), time.Second)
+	second.waitLine(t, regexp.MustCompile(`(?m)^(ready): `), time.Second)
+	c, out, errOut := run(t, "nodes")
+	if c != 0 || !strings.Contains(out, "local") {
+		t.Fatalf("the control plane stopped serving: nodes: %d\n%s\n%s", c, out, errOut)
+	}
+}
