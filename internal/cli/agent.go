@@ -55,12 +55,14 @@ type agentOptions struct {
 	// adminAuto is set when --admin-listen was not given: the default address is then
 	// a wish, and a free port replaces it when another agent on the machine holds it.
 	adminAuto bool
+	prefix    string // of the flags: "agent-" under up
 }
 
 // defaultAdminListen is the agent's admin address unless --admin-listen names one.
 const defaultAdminListen = "127.0.0.1:9090"
 
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
+	o.prefix = prefix
 	f := c.Flags()
 	f.StringSliceVar(&o.servers, prefix+"server", nil, "control plane NATS URL, nats://host:4222 (repeat or comma-separate for a cluster)")
 	f.StringVar(&o.token, prefix+"token", "", "join token (role node; or FERMION_JOIN_TOKEN); needed until the node has credentials")
@@ -175,6 +177,9 @@ func machineMemory() int64 {
 }
 
 func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, stdout io.Writer) (*agentRole, error) {
+	if err := checkListens(o.prefix+"listen", o.listen, o.prefix+"admin-listen", o.adminListen); err != nil {
+		return nil, err
+	}
 	if len(o.servers) == 0 {
 		return nil, usageError{errors.New("--server is required: the control plane's NATS URL, e.g. nats://127.0.0.1:4222")}
 	}

@@ -179,7 +179,7 @@ func TestRunBadManifests(t *testing.T) {
 		paths []string
 		want  []string
 	}{
-		{name: "directory without manifest", paths: []string{dir}, want: []string{filepath.Join(dir, "fermion.toml")}},
+		{name: "directory without manifest", paths: []string{dir}, want: []string{"directory " + dir + " has no fermion.toml", "fermion new NAME"}},
 		{name: "missing path", paths: []string{filepath.Join(dir, "nope")}, want: []string{filepath.Join(dir, "nope")}},
 		{name: "invalid manifest", paths: []string{invalid}, want: []string{invalid + ":3", "app.name"}},
 		{name: "one function twice", paths: []string{hello, filepath.Join(hello, "fermion.toml")}, want: []string{`function "hello" is defined by both`, filepath.Join("examples", "hello", "fermion.toml")}},

@@ -242,6 +242,15 @@ func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
 			t.Errorf("%s's credentials: %v", name, err)
 		}
 	}
+	// A --spread label no node has is a typo until shown otherwise: warned, not silent.
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zome", "--wait=false")
+	if c != 0 || !strings.Contains(errOut, "warning: --spread zome: none of the 2 nodes has label zome (did you mean zone?)") {
+		t.Fatalf("deploy --spread zome: %d\n%s\n%s", c, out, errOut)
+	}
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zone", "--wait=false")
+	if c != 0 || strings.Contains(errOut, "warning") {
+		t.Fatalf("deploy --spread zone: %d\n%s\n%s", c, out, errOut)
+	}
 }
 
 // TestUpKeepsServingWhenItsExampleIsDenied follows the README's policy walkthrough:

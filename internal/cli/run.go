@@ -76,6 +76,10 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return err
 	}
 	defer done()
+	// Before the builds: a typo in an address must not cost one.
+	if err := checkListens("listen", o.listen, "admin-listen", o.adminListen); err != nil {
+		return err
+	}
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return err
 	}

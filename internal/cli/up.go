@@ -58,6 +58,10 @@ restart.`,
 					skipped, example = example, ""
 				}
 			}
+			// The agent's addresses too, before the server writes its state.
+			if err := checkListens("agent-listen", ao.listen, "agent-admin-listen", ao.adminListen); err != nil {
+				return err
+			}
 			srv, err := startServerRole(ctx, so, logger.With("role", "server"), out)
 			if err != nil {
 				return err
