@@ -242,6 +242,11 @@ func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
 			t.Errorf("%s's credentials: %v", name, err)
 		}
 	}
+	c, out, errOut = run(t, "events", "--type", "node_joined")
+	if lines := strings.Split(out, "\n"); c != 0 || !regexp.MustCompile(`^TIME\s+TYPE\s+DEPLOYMENT\s+NODE\s+MESSAGE$`).MatchString(lines[0]) ||
+		!strings.Contains(out, "node_joined") || strings.Contains(out, "node_ready") {
+		t.Fatalf("events --type node_joined: %d\n%s\n%s", c, out, errOut)
+	}
 	// A --spread label no node has is a typo until shown otherwise: warned, not silent.
 	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zome", "--wait=false")
 	if c != 0 || !strings.Contains(errOut, "warning: --spread zome: none of the 2 nodes has label zome (did you mean zone?)") {
