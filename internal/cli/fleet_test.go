@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -246,6 +247,18 @@ func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
 	if lines := strings.Split(out, "\n"); c != 0 || !regexp.MustCompile(`^TIME\s+TYPE\s+DEPLOYMENT\s+NODE\s+MESSAGE$`).MatchString(lines[0]) ||
 		!strings.Contains(out, "node_joined") || strings.Contains(out, "node_ready") {
 		t.Fatalf("events --type node_joined: %d\n%s\n%s", c, out, errOut)
+	}
+	// version asks the control plane the saved context names.
+	c, out, errOut = run(t, "version", "-o", "json")
+	var ver struct {
+		Server *struct{ Version, Error string }
+	}
+	if err := json.Unmarshal([]byte(out), &ver); c != 0 || err != nil || ver.Server == nil || ver.Server.Version != cli.Version {
+		t.Fatalf("version -o json: %d %v\n%s\n%s", c, err, out, errOut)
+	}
+	c, out, _ = run(t, "version")
+	if c != 0 || !strings.Contains(out, "server   http://127.0.0.1:") || !strings.Contains(out, ": fermion "+cli.Version+" (replica ") {
+		t.Fatalf("version: %d\n%s", c, out)
 	}
 	// A --spread label no node has is a typo until shown otherwise: warned, not silent.
 	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zome", "--wait=false")
