@@ -26,7 +26,6 @@ import (
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
-	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -77,7 +76,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, prefix)
 	f.StringVar(&o.adminListen, prefix+"admin-listen", defaultAdminListen, "metrics and health address (empty: off); when not given and the default is taken (another agent on this machine), a free port, printed on start")
-	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
+	f.StringVar(&o.cacheDir, prefix+"cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.StringVar(&o.caFile, prefix+"ca-file", "", "PEM CA certificates to trust besides the system's, for a control plane (NATS, registry) with a private CA (or FERMION_CA_FILE)")
@@ -320,7 +319,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
-		a.errs[0] = node.Run(rctx)
+		if a.errs[0] = node.Run(rctx); a.errs[0] != nil {
+			cancel() // the node gave up (a refused join token): stop serving too, and exit
+		}
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -19,6 +19,8 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
@@ -44,6 +46,25 @@ func fermionHome() (string, error) {
 		home = filepath.Join(h, ".fermion")
 	}
 	return home, nil
+}
+
+// defaultCacheDir is the compilation cache's default: $FERMION_HOME/cache/wazero when
+// FERMION_HOME is set, so one variable moves all of Fermion's files (a test, a second
+// installation); else the user's cache directory.
+func defaultCacheDir() string {
+	if home := os.Getenv("FERMION_HOME"); home != "" {
+		return filepath.Join(home, "cache", "wazero")
+	}
+	return sandbox.DefaultCacheDir()
+}
+
+// defaultSpoolDir is fermion run's span spool: under FERMION_HOME when set, as
+// defaultCacheDir.
+func defaultSpoolDir() string {
+	if home := os.Getenv("FERMION_HOME"); home != "" {
+		return filepath.Join(home, "telemetry-spool")
+	}
+	return telemetry.DefaultSpoolDir()
 }
 
 // contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.

@@ -18,7 +18,6 @@ import (
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
-	"fermion.dev/fermion/internal/sandbox"
 )
 
 // pollInterval is how often the verbs that wait read the control plane.
@@ -165,7 +164,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 	c.Flags().BoolVar(&wait, "wait", true, "wait until every node runs the new version")
 	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
-	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	c.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (default under $FERMION_HOME when set)")
 	c.Flags().StringVar(&registryToken, "registry-token", "", "token for pushing to the built-in registry (default $FERMION_REGISTRY_TOKEN, else the API token)")
 	return c
 }

@@ -56,3 +56,56 @@ func TestChecksBeforeBuild(t *testing.T) {
 		t.Errorf("a refused command wrote into %s: %v", empty, entries)
 	}
 }
+
+// TestDefaultsUnderFermionHome: with FERMION_HOME set, every default directory is under
+// it, and each flag's help names one default.
+func TestDefaultsUnderFermionHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	for _, tt := range []struct {
+		verb  string
+		flags []string
+	}{
+		{"agent", []string{"--cache-dir"}},
+		{"run", []string{"--cache-dir", "--telemetry-spool"}},
+		{"build", []string{"--cache-dir"}},
+		{"push", []string{"--cache-dir"}},
+		{"deploy", []string{"--cache-dir"}},
+		{"up", []string{"--agent-cache-dir"}},
+	} {
+		t.Run(tt.verb, func(t *testing.T) {
+			code, out, errOut := run(t, tt.verb, "--help")
+			if code != 0 {
+				t.Fatalf("%s --help: %d %s", tt.verb, code, errOut)
+			}
+			for _, f := range tt.flags {
+				line := helpLine(t, out, f)
+				if !strings.Contains(line, `(default "`+home+string(filepath.Separator)) {
+					t.Errorf("%s %s: default not under FERMION_HOME %s: %s", tt.verb, f, home, line)
+				}
+			}
+		})
+	}
+	_, out, _ := run(t, "up", "--help")
+	for _, f := range []string{"--agent-data", "--data", "--agent-name"} {
+		if line := helpLine(t, out, f); strings.Count(line, "(default") != 1 {
+			t.Errorf("up %s names %d defaults: %s", f, strings.Count(line, "(default"), line)
+		}
+	}
+	_, out, _ = run(t, "agent", "--help")
+	if line := helpLine(t, out, "--data"); !strings.Contains(line, "$FERMION_HOME/agents/<name>") {
+		t.Errorf("agent --data: %s", line)
+	}
+}
+
+// helpLine is the line of help text out that documents flag.
+func helpLine(t *testing.T, out, flag string) string {
+	t.Helper()
+	for l := range strings.Lines(out) {
+		if f := strings.Fields(l); len(f) > 0 && (f[0] == flag || (len(f) > 1 && f[1] == flag)) {
+			return l
+		}
+	}
+	t.Fatalf("no %s in help:\n%s", flag, out)
+	return ""
+}

@@ -307,3 +307,24 @@ func TestUpKeepsServingWhenItsExampleIsDenied(t *testing.T) {
 		t.Fatalf("the control plane stopped serving: nodes: %d\n%s\n%s", c, out, errOut)
 	}
 }
+
+// TestAgentExitsOnARefusedToken: an agent that has never joined and whose join token the
+// control plane refuses exits with the reason instead of retrying for ever.
+func TestAgentExitsOnARefusedToken(t *testing.T) {
+	t.Setenv("FERMION_HOME", t.TempDir())
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir()}, quietListen...)...)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	a := startVerb(t, "agent", "--server", natsURL, "--token", "fmn_notatoken_0000", "--name", "edge-1",
+		"--listen", "127.0.0.1:0", "--admin-listen", "")
+	var code int
+	select {
+	case code = <-a.done:
+		a.done <- code // for the cleanup's wait
+	case <-time.After(time.Minute):
+		t.Fatalf("the agent still runs a minute after its token was refused\nstdout:\n%s\nstderr:\n%s", a.out, a.errs)
+	}
+	if code != 1 || !strings.Contains(a.errs.String(), "fermion: run node edge-1: join: ") ||
+		!strings.Contains(a.errs.String(), "refused the join token") || !strings.Contains(a.errs.String(), "fermion token create --role node") {
+		t.Fatalf("exited %d\nstdout:\n%s\nstderr:\n%s", code, a.out, a.errs)
+	}
+}
