@@ -328,3 +328,60 @@ func TestAgentExitsOnARefusedToken(t *testing.T) {
 		t.Fatalf("exited %d\nstdout:\n%s\nstderr:\n%s", code, a.out, a.errs)
 	}
 }
+
+// TestAgentThatJoinedKeepsRunningOnARefusedToken is the other side of
+// TestAgentExitsOnARefusedToken: a node that has joined before (credentials in its data
+// directory) keeps running, to serve its last assignments, when the control plane refuses
+// both its credentials and its join token, and retries.
+func TestAgentThatJoinedKeepsRunningOnARefusedToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a node to be lost")
+	}
+	t.Setenv("FERMION_HOME", t.TempDir())
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir(), "--lease-renew", "500ms", "--lease-lost", "2s"}, quietListen...)...)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	tok := tokenLine.FindStringSubmatch(out)
+	if c != 0 || tok == nil {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	data := t.TempDir()
+	args := []string{"agent", "--server", natsURL, "--name", "edge-1", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", ""}
+	first := startVerb(t, append(args, "--token", tok[1])...)
+	first.waitLine(t, gwLine, time.Minute)
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		if _, err := os.Stat(filepath.Join(data, "node.json")); err != nil {
+			return err
+		}
+		return nil
+	})
+	first.cancel()
+	<-first.done
+	first.done <- 0
+	// Forget the node, and with it its credentials.
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		if c, out, errOut := run(t, "node", "remove", "edge-1"); c != 0 {
+			return fmt.Errorf("node remove: %d %s %s", c, out, errOut)
+		}
+		return nil
+	})
+	second := startVerb(t, append(args, "--token", "fmn_notatoken_0000")...)
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		select {
+		case code := <-second.done:
+			second.done <- code
+			t.Fatalf("the agent that had joined exited %d\nstderr:\n%s", code, second.errs)
+		default:
+		}
+		if s := second.errs.String(); !strings.Contains(s, "join failed; retrying") || !strings.Contains(s, "refused the join token") {
+			return fmt.Errorf("no refusal logged yet: %s", second.errs)
+		}
+		return nil
+	})
+	select {
+	case code := <-second.done:
+		second.done <- code
+		t.Fatalf("the agent that had joined exited %d after the refusal\nstderr:\n%s", code, second.errs)
+	default:
+	}
+}
