@@ -329,6 +329,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}()
 	fmt.Fprintf(stdout, "node %s: gateway %s\n", o.name, o.advertise)
 	if admin != nil {
+		if o.adminAuto && admin.Addr().String() != o.adminListen {
+			fmt.Fprintf(stdout, "admin address %s is taken (another agent on this machine?): using a free port; pin one with --%sadmin-listen\n", o.adminListen, o.prefix)
+		}
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
 	}
 	fmt.Fprintf(stdout, "control plane %s\n", strings.Join(o.servers, ","))

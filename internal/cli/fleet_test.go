@@ -209,16 +209,19 @@ func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
 	if c != 0 || tok == nil {
 		t.Fatalf("token create: %d %s %s", c, out, errOut)
 	}
-	admins := map[string]string{}
+	admins, agents := map[string]string{}, map[string]*background{}
 	for i, zone := range []string{"a", "b"} {
 		name := fmt.Sprintf("edge-%d", i+1)
 		a := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", name,
 			"--label", "region=eu-west", "--label", "zone="+zone, "--listen", "127.0.0.1:0")
 		a.waitLine(t, gwLine, time.Minute)
-		admins[name] = a.waitLine(t, metricsLine, time.Minute)
+		admins[name], agents[name] = a.waitLine(t, metricsLine, time.Minute), a
 	}
 	if admins["edge-1"] == admins["edge-2"] {
 		t.Fatalf("both agents report admin address %s", admins["edge-1"])
+	}
+	if admins["edge-2"] != "http://127.0.0.1:9090" && !strings.Contains(agents["edge-2"].out.String(), "admin address 127.0.0.1:9090 is taken") {
+		t.Errorf("edge-2 moved its admin address without saying so:\n%s", agents["edge-2"].out)
 	}
 	for name, admin := range admins {
 		if code, _, err := httpGet(admin + "/metrics"); err != nil || code != 200 {
