@@ -32,6 +32,7 @@ func TestChecksBeforeBuild(t *testing.T) {
 		{name: "run with a bad admin address", args: []string{"run", hello, "--admin-listen", "localhost"}, want: []string{`--admin-listen "localhost": missing port`}},
 		{name: "agent on a bare port", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--listen", "8081"}, want: []string{"--listen 8081", "use :8081"}},
 		{name: "server on a bare port", args: []string{"server", "--data", empty, "--listen", "7070"}, want: []string{"--listen 7070", "use :7070"}},
+		{name: "up with a missing example", args: []string{"up", "--data", empty, "--example", "./nope"}, want: []string{"./nope does not exist"}},
 		{name: "events of an unknown type", args: []string{"events", "--type", "bogus"}, want: []string{`--type "bogus" is not an event type`, "deployed, deleted", "policy_deleted"}},
 		{name: "events of a misspelt type", args: []string{"events", "--type", "draned"}, want: []string{"did you mean drained?"}},
 		{name: "up with a bare agent port", args: []string{"up", "--data", empty, "--agent-listen", "8080"}, want: []string{"--agent-listen 8080", "use :8080"}},

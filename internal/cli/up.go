@@ -62,6 +62,11 @@ restart.`,
 			if err := checkListens("agent-listen", ao.listen, "agent-admin-listen", ao.adminListen); err != nil {
 				return err
 			}
+			if c.Flags().Changed("example") && example != "" {
+				if err := checkFunctionDir(example); err != nil {
+					return err
+				}
+			}
 			srv, err := startServerRole(ctx, so, logger.With("role", "server"), out)
 			if err != nil {
 				return err
