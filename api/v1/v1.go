@@ -313,6 +313,15 @@ const (
 	EventPolicyDeleted = "policy_deleted"
 )
 
+// EventTypes lists every event type above, for clients that check a filter before
+// asking (the CLI's --type).
+var EventTypes = []string{
+	EventDeployed, EventDeleted, EventPlaced, EventUnplaceable, EventAssigned, EventUnassigned,
+	EventRescheduled, EventStarted, EventFailed, EventNodeJoined, EventNodeReady, EventLeaseLost,
+	EventDrainStarted, EventDrained, EventUncordoned, EventNodeRemoved, EventLeader,
+	EventPolicyDenied, EventPolicyWarned, EventPolicyAudited, EventPolicyApplied, EventPolicyDeleted,
+}
+
 // Event is one lifecycle step. The history is bounded (the oldest go first).
 type Event struct {
 	Seq        uint64    `json:"seq"`

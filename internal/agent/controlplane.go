@@ -33,6 +33,10 @@ const (
 	rejoinGrace = 5 * time.Second
 )
 
+// ErrJoinTokenRefused is in the error Run returns when the control plane refuses the join
+// token of a node that has never joined.
+var ErrJoinTokenRefused = errors.New("refused the join token")
+
 // cpLoop is the control-plane loop's state, owned by its goroutine: the NATS connection
 // and the join, register and heartbeat schedule. It is the only sender of requests, so
 // one slow answer delays the next request, never a NATS callback.
@@ -48,6 +52,10 @@ type cpLoop struct {
 	joinAt       time.Time
 	joined       time.Time // last successful join
 	refusals     int       // refusals in a row with no join token to answer them
+	// firstJoin is set while a node that started without credentials has not joined:
+	// a refused join token then ends Run (fatal), as nothing could ever succeed.
+	firstJoin bool
+	fatal     error
 
 	registered  bool
 	regFailures int
@@ -61,13 +69,13 @@ type cpLoop struct {
 	hbSoon     time.Time // a status changed: heartbeat at this time (zero: none due)
 }
 
-func (n *Node) controlPlaneLoop(ctx context.Context) {
+func (n *Node) controlPlaneLoop(ctx context.Context) error {
 	c := &cpLoop{n: n, renew: defaultLeaseRenew}
 	defer c.close()
 	switch {
 	case n.currentCreds() != nil:
 	case n.cfg.JoinToken != "":
-		c.needJoin = true
+		c.needJoin, c.firstJoin = true, true
 	default:
 		n.log.Warn("the node has no credentials and no join token; connecting without credentials, which only a control plane without NATS authentication accepts; to join a fermion server, pass a node token (fermion token create --role node) with --token or FERMION_JOIN_TOKEN")
 	}
@@ -75,13 +83,16 @@ func (n *Node) controlPlaneLoop(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		c.step(ctx)
+		if c.fatal != nil {
+			return c.fatal
+		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		timer.Reset(time.Until(c.nextWake()))
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-n.connEvents:
 			c.registered = false
 			c.regFailures, c.refusals = 0, 0
@@ -171,6 +182,12 @@ func (c *cpLoop) refused(why string) {
 func (c *cpLoop) join(ctx context.Context) {
 	n := c.n
 	creds, err := c.requestJoin(ctx)
+	if err != nil && c.firstJoin && errors.Is(err, ErrJoinTokenRefused) {
+		// Never joined, no credentials, no assignments to keep serving: retrying a
+		// token the control plane refuses would only hide the mistake.
+		c.fatal = err
+		return
+	}
 	if err != nil {
 		c.joinFailures++
 		wait := backoff(c.joinFailures, joinRetryBase, retryMax)
@@ -187,7 +204,7 @@ func (c *cpLoop) join(ctx context.Context) {
 	n.mu.Lock()
 	n.creds = creds
 	n.mu.Unlock()
-	c.needJoin, c.joinFailures, c.joined = false, 0, time.Now()
+	c.needJoin, c.joinFailures, c.joined, c.firstJoin = false, 0, time.Now(), false
 	n.log.Info("joined the control plane")
 	if c.nc != nil && !c.nc.IsConnected() {
 		c.nc.ForceReconnect() // try the new credentials now rather than after the backoff
@@ -230,8 +247,8 @@ func (c *cpLoop) requestJoin(ctx context.Context) (*nodeCreds, error) {
 		nats.NoReconnect(),
 	)
 	if errors.Is(err, nats.ErrAuthorization) {
-		return nil, fmt.Errorf("join: %s refused the join token: it is unknown, revoked, expired or not a node token; create one with fermion token create --role node: %w",
-			strings.Join(n.cfg.Servers, ", "), err)
+		return nil, fmt.Errorf("join: %s %w: it is unknown, revoked, expired or not a node token; create one with fermion token create --role node (%w)",
+			strings.Join(n.cfg.Servers, ", "), ErrJoinTokenRefused, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("join: connect to %s: %w", strings.Join(n.cfg.Servers, ", "), explainTLS(err))

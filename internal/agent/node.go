@@ -262,9 +262,11 @@ func (n *Node) Ready() error {
 
 // Run runs the node until ctx is done: it serves the assignments it last applied at
 // once, then joins, registers and follows the control plane, retrying with backoff
-// whenever the control plane is unreachable or refuses. Control-plane errors never end
-// it. It leaves what the data plane runs in place when it returns; the caller's
-// DataPlane.Serve closes it.
+// whenever the control plane is unreachable or refuses. Control-plane errors do not end
+// it, with one exception: a node that starts without credentials and whose join token
+// the control plane refuses returns an error wrapping ErrJoinTokenRefused, since it has
+// nothing to serve and no retry could succeed. It leaves what the data plane runs in
+// place when it returns; the caller's DataPlane.Serve closes it.
 func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	ran := n.ran
@@ -278,10 +280,20 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("closing the artifact cache", "err", err)
 		}
 	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
+	var err error
 	wg.Go(func() { n.reconcileLoop(ctx) })
-	wg.Go(func() { n.controlPlaneLoop(ctx) })
+	wg.Go(func() {
+		if err = n.controlPlaneLoop(ctx); err != nil {
+			cancel() // stop reconciling too: the node ends
+		}
+	})
 	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("run node %s: %w", n.cfg.Name, err)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,6 @@ import (
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
-	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -51,14 +51,22 @@ type agentOptions struct {
 	allowMemory                    string
 	limits                         gatewayLimitOptions
 	load                           loadFlags
+	// adminAuto is set when --admin-listen was not given: the default address is then
+	// a wish, and a free port replaces it when another agent on the machine holds it.
+	adminAuto bool
+	prefix    string // of the flags: "agent-" under up
 }
 
+// defaultAdminListen is the agent's admin address unless --admin-listen names one.
+const defaultAdminListen = "127.0.0.1:9090"
+
 func (o *agentOptions) flags(c *cobra.Command, prefix string) {
+	o.prefix = prefix
 	f := c.Flags()
 	f.StringSliceVar(&o.servers, prefix+"server", nil, "control plane NATS URL, nats://host:4222 (repeat or comma-separate for a cluster)")
 	f.StringVar(&o.token, prefix+"token", "", "join token (role node; or FERMION_JOIN_TOKEN); needed until the node has credentials")
 	f.StringVar(&o.name, prefix+"name", "", "node name, a DNS label (default: the host name)")
-	f.StringVar(&o.data, prefix+"data", "fermion-agent", "data directory: credentials, last assignments, artifact cache")
+	f.StringVar(&o.data, prefix+"data", "", "data directory: credentials, last assignments, artifact cache (default $FERMION_HOME/agents/<name>, FERMION_HOME defaulting to ~/.fermion)")
 	f.StringArrayVar(&o.labels, prefix+"label", nil, "node label key=value (repeat): region, zone, tier …")
 	f.StringVar(&o.memory, prefix+"memory", "", "memory offered to functions, e.g. 4GiB (default: 3/4 of the machine's); live instances together hold at most this, each its limits.memory")
 	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
@@ -67,8 +75,8 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, prefix)
-	f.StringVar(&o.adminListen, prefix+"admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
-	f.StringVar(&o.cacheDir, prefix+"cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
+	f.StringVar(&o.adminListen, prefix+"admin-listen", defaultAdminListen, "metrics and health address (empty: off); when not given and the default is taken (another agent on this machine), a free port, printed on start")
+	f.StringVar(&o.cacheDir, prefix+"cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.StringVar(&o.caFile, prefix+"ca-file", "", "PEM CA certificates to trust besides the system's, for a control plane (NATS, registry) with a private CA (or FERMION_CA_FILE)")
@@ -113,6 +121,7 @@ across restarts), retries with backoff and jitter, and converges when it is back
 				return err
 			}
 			defer done()
+			o.adminAuto = !c.Flags().Changed("admin-listen")
 			a, err := startAgentRole(ctx, o, logger, c.OutOrStdout())
 			if err != nil {
 				return err
@@ -167,6 +176,9 @@ func machineMemory() int64 {
 }
 
 func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, stdout io.Writer) (*agentRole, error) {
+	if err := checkListens(o.prefix+"listen", o.listen, o.prefix+"admin-listen", o.adminListen); err != nil {
+		return nil, err
+	}
 	if len(o.servers) == 0 {
 		return nil, usageError{errors.New("--server is required: the control plane's NATS URL, e.g. nats://127.0.0.1:4222")}
 	}
@@ -179,6 +191,14 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	if err := v1.ValidName("node", o.name); err != nil {
 		return nil, usageError{fmt.Errorf("%w; choose one with --name", err)}
+	}
+	if o.data == "" {
+		// Named by the node, so two agents on one machine never share credentials.
+		home, err := fermionHome()
+		if err != nil {
+			return nil, fmt.Errorf("agent data directory: %w; or pass --data", err)
+		}
+		o.data = filepath.Join(home, "agents", o.name)
 	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
@@ -240,7 +260,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	var admin net.Listener
 	if o.adminListen != "" {
-		if admin, err = listen(o.adminListen, "admin", "admin-listen"); err != nil {
+		if admin, err = listenAdmin(o.adminListen, o.adminAuto); err != nil {
 			gw.Close()
 			return nil, err
 		}
@@ -299,7 +319,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
-		a.errs[0] = node.Run(rctx)
+		if a.errs[0] = node.Run(rctx); a.errs[0] != nil {
+			cancel() // the node gave up (a refused join token): stop serving too, and exit
+		}
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -307,10 +329,28 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}()
 	fmt.Fprintf(stdout, "node %s: gateway %s\n", o.name, o.advertise)
 	if admin != nil {
+		if o.adminAuto && admin.Addr().String() != o.adminListen {
+			fmt.Fprintf(stdout, "admin address %s is taken (another agent on this machine?): using a free port; pin one with --%sadmin-listen\n", o.adminListen, o.prefix)
+		}
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
 	}
 	fmt.Fprintf(stdout, "control plane %s\n", strings.Join(o.servers, ","))
 	return a, nil
+}
+
+// listenAdmin listens on the admin address. An address the user did not choose falls back
+// to a free loopback port when taken, so a second agent on the machine starts as the
+// README shows; one the user chose is an error, as they may have a scraper pointed at it.
+func listenAdmin(addr string, auto bool) (net.Listener, error) {
+	ln, err := listen(addr, "admin", "admin-listen")
+	if err == nil || !auto || !errors.Is(err, syscall.EADDRINUSE) {
+		return ln, err
+	}
+	host, _, serr := net.SplitHostPort(addr)
+	if serr != nil {
+		return nil, err
+	}
+	return listen(net.JoinHostPort(host, "0"), "admin", "admin-listen")
 }
 
 // wait waits until the node and data plane stop (when the context given to start is

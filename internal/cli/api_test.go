@@ -572,7 +572,8 @@ func TestDeployUsageErrors(t *testing.T) {
 		{name: "preference out of range", args: []string{"reg.example/hello:1", "--prefer", "a=b:1", "--prefer", "tier=edge:500"}, want: "--prefer[1].weight: must be within [-100, 100]"},
 		{name: "not a name", args: []string{"reg.example/acme/hello_world:1"}, want: `deployment name "hello_world"`},
 		{name: "bad --name", args: []string{"reg.example/hello:1", "--name", "-x"}, want: "choose one with --name"},
-		{name: "neither directory nor image", args: []string{filepath.Join(dir, "nope")}, want: "is neither a directory holding fermion.toml"},
+		{name: "missing directory", args: []string{filepath.Join(dir, "nope")}, want: "nope does not exist: give a function directory"},
+		{name: "neither directory nor image", args: []string{"nope"}, want: "is neither a directory holding fermion.toml"},
 		{name: "key with an image", args: []string{"reg.example/hello:1", "--key", "signing.key"}, want: "--key signs what deploy builds"},
 		{name: "bad timeout", args: []string{"reg.example/hello:1", "--timeout", "0s"}, want: "--timeout 0s"},
 		{name: "no target", args: nil, want: "accepts 1 arg(s), received 0"},
@@ -787,7 +788,8 @@ func TestEvents(t *testing.T) {
 	}
 	out := f.mustRun(t, "events", "--deployment", "hello", "--node", "edge-1", "--type", "failed", "--since", "1h", "--limit", "5")
 	f.sawRequest(t, "GET /v1/events?deployment=hello&limit=5&node=edge-1&since=1h0m0s&type=failed")
-	want := "2025-03-01T12:00:00Z  deployed       hello             -             generation 1: hello 1.2.0\n" +
+	want := "TIME                  TYPE           DEPLOYMENT        NODE          MESSAGE\n" +
+		"2025-03-01T12:00:00Z  deployed       hello             -             generation 1: hello 1.2.0\n" +
 		"2025-03-01T12:00:01Z  failed         hello             edge-1        trap: unreachable\n"
 	if out != want {
 		t.Fatalf("events printed\n%q\nwant\n%q", out, want)
@@ -819,10 +821,11 @@ func TestEvents(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		args     []string
+		lines    int // printed in all, the header's included
 		wantLine string
 	}{
-		{name: "table", wantLine: "2025-03-01T12:00:02Z  started        hello             edge-2        started 3 instances\n"},
-		{name: "json", args: []string{"-o", "json"}, wantLine: `{"seq":3,"time":"2025-03-01T12:00:02Z","type":"started","deployment":"hello","node":"edge-2","message":"started 3 instances"}` + "\n"},
+		{name: "table", lines: 4, wantLine: "2025-03-01T12:00:02Z  started        hello             edge-2        started 3 instances\n"},
+		{name: "json", args: []string{"-o", "json"}, lines: 3, wantLine: `{"seq":3,"time":"2025-03-01T12:00:02Z","type":"started","deployment":"hello","node":"edge-2","message":"started 3 instances"}` + "\n"},
 	} {
 		t.Run("follow "+tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -833,7 +836,7 @@ func TestEvents(t *testing.T) {
 			go func() { done <- cli.RunContext(ctx, args, stdout, stderr) }()
 			// The history arrives, then a live event after keep-alives.
 			fermiontest.WaitFor(t, 10*time.Second, func() error {
-				if n := strings.Count(stdout.String(), "\n"); n < 2 {
+				if n := strings.Count(stdout.String(), "\n"); n < tt.lines-1 {
 					return fmt.Errorf("%d lines of history so far: %q", n, stdout)
 				}
 				return nil
@@ -856,8 +859,8 @@ func TestEvents(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("events --follow did not stop after its context was canceled")
 			}
-			if n := strings.Count(stdout.String(), "\n"); n != 3 {
-				t.Fatalf("follow printed %d lines, want 3:\n%s", n, stdout)
+			if n := strings.Count(stdout.String(), "\n"); n != tt.lines {
+				t.Fatalf("follow printed %d lines, want %d (the table with its header):\n%s", n, tt.lines, stdout)
 			}
 		})
 	}

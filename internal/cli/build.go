@@ -154,6 +154,6 @@ record a creation time. The artifact is written to DIR/.fermion/artifact.`,
 		},
 	}
 	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
-	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	c.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (default under $FERMION_HOME when set)")
 	return c
 }

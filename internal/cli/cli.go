@@ -6,6 +6,7 @@ package cli
 import (
 	"fermion.dev/fermion/internal/sandbox"
 
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -76,6 +78,12 @@ Start with:
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// --version prints what 'fermion version' does without asking a server. Cobra
+	// renders it as a template: the text holds no braces.
+	root.Version = Version
+	var local bytes.Buffer
+	printVersion(&local, localVersion(debug.ReadBuildInfo()))
+	root.SetVersionTemplate(local.String())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})

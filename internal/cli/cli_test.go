@@ -51,14 +51,42 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestVersion(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := cli.Run([]string{"version"}, &out, &errb); code != 0 {
-		t.Fatalf("version exited %d: %s", code, errb.String())
+	t.Setenv("FERMION_HOME", t.TempDir())
+	t.Setenv("FERMION_SERVER", "")
+	first := regexp.MustCompile(`^fermion \S+.* go1\.\S+ ` + runtime.GOOS + "/" + runtime.GOARCH + "\n")
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, out, errOut := run(t, args...)
+			if code != 0 {
+				t.Fatalf("%v exited %d: %s", args, code, errOut)
+			}
+			if !strings.HasPrefix(out, "fermion "+cli.Version) || !first.MatchString(out) ||
+				!regexp.MustCompile(`(?m)^commit   \S+`).MatchString(out) || !regexp.MustCompile(`(?m)^built    \S+`).MatchString(out) {
+				t.Fatalf("%v printed %q", args, out)
+			}
+			if strings.Contains(out, "server") {
+				t.Fatalf("%v asked a server none configured: %q", args, out)
+			}
+		})
 	}
-	want := regexp.MustCompile(`^fermion \S+.* go1\.\S+ ` + runtime.GOOS + "/" + runtime.GOARCH + "\n$")
-	if !strings.HasPrefix(out.String(), "fermion "+cli.Version) || !want.MatchString(out.String()) {
-		t.Fatalf("version printed %q", out.String())
-	}
+	t.Run("json with an unreachable server", func(t *testing.T) {
+		t.Setenv("FERMION_SERVER", "http://127.0.0.1:1")
+		code, out, errOut := run(t, "version", "-o", "json")
+		if code != 0 {
+			t.Fatalf("exited %d: %s", code, errOut)
+		}
+		var v struct {
+			Version, Go, Platform string
+			Server                *struct{ URL, Version, Error string }
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		if v.Version != cli.Version || v.Go != runtime.Version() || v.Platform != runtime.GOOS+"/"+runtime.GOARCH ||
+			v.Server == nil || v.Server.URL != "http://127.0.0.1:1" || v.Server.Version != "" || !strings.Contains(v.Server.Error, "refused") {
+			t.Fatalf("version -o json: %+v (server %+v)", v, v.Server)
+		}
+	})
 }
 
 func TestHelp(t *testing.T) {
@@ -179,7 +207,7 @@ func TestRunBadManifests(t *testing.T) {
 		paths []string
 		want  []string
 	}{
-		{name: "directory without manifest", paths: []string{dir}, want: []string{filepath.Join(dir, "fermion.toml")}},
+		{name: "directory without manifest", paths: []string{dir}, want: []string{"directory " + dir + " has no fermion.toml", "fermion new NAME"}},
 		{name: "missing path", paths: []string{filepath.Join(dir, "nope")}, want: []string{filepath.Join(dir, "nope")}},
 		{name: "invalid manifest", paths: []string{invalid}, want: []string{invalid + ":3", "app.name"}},
 		{name: "one function twice", paths: []string{hello, filepath.Join(hello, "fermion.toml")}, want: []string{`function "hello" is defined by both`, filepath.Join("examples", "hello", "fermion.toml")}},

@@ -19,6 +19,8 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // defaultServer is the control plane a bare `fermion server` or `fermion up` listens on.
@@ -32,15 +34,44 @@ type savedContext struct {
 	Token  string `json:"token"`
 }
 
-// contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.
-func contextPath() (string, error) {
+// fermionHome is $FERMION_HOME, defaulting to ~/.fermion: where the context, up's state
+// and agents' default data directories live.
+func fermionHome() (string, error) {
 	home := os.Getenv("FERMION_HOME")
 	if home == "" {
 		h, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("find the context file: %w; set FERMION_HOME", err)
+			return "", fmt.Errorf("find the fermion home directory: %w; set FERMION_HOME", err)
 		}
 		home = filepath.Join(h, ".fermion")
+	}
+	return home, nil
+}
+
+// defaultCacheDir is the compilation cache's default: $FERMION_HOME/cache/wazero when
+// FERMION_HOME is set, so one variable moves all of Fermion's files (a test, a second
+// installation); else the user's cache directory.
+func defaultCacheDir() string {
+	if home := os.Getenv("FERMION_HOME"); home != "" {
+		return filepath.Join(home, "cache", "wazero")
+	}
+	return sandbox.DefaultCacheDir()
+}
+
+// defaultSpoolDir is fermion run's span spool: under FERMION_HOME when set, as
+// defaultCacheDir.
+func defaultSpoolDir() string {
+	if home := os.Getenv("FERMION_HOME"); home != "" {
+		return filepath.Join(home, "telemetry-spool")
+	}
+	return telemetry.DefaultSpoolDir()
+}
+
+// contextPath is $FERMION_HOME/context.json, FERMION_HOME defaulting to ~/.fermion.
+func contextPath() (string, error) {
+	home, err := fermionHome()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(home, "context.json"), nil
 }

@@ -17,7 +17,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/oci"
-	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/policy"
 )
 
 // pollInterval is how often the verbs that wait read the control plane.
@@ -72,13 +72,28 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			if timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %s: must be positive", timeout)}
 			}
+			if selector != "" {
+				if _, err := policy.CompileSelector(selector); err != nil {
+					return usageError{fmt.Errorf("--selector: %v\nlabels are string variables: 'region == \"eu-west\" && tier != \"gpu\"'", err)}
+				}
+			}
+			target := args[0]
+			_, statErr := os.Stat(target)
+			local := statErr == nil || looksLikePath(target)
+			if local {
+				if err := checkFunctionDir(target); err != nil {
+					return err
+				}
+			}
 			cl, err := af.client()
 			if err != nil {
 				return err
 			}
+			if spread != "" {
+				warnSpread(ctx, cl, spread, c.ErrOrStderr())
+			}
 
-			target := args[0]
-			if _, statErr := os.Stat(target); statErr == nil {
+			if local {
 				pushed, app, err := buildAndPush(ctx, c, &af, cl, target, noBuild, cacheDir, key, registryToken)
 				if err != nil {
 					return err
@@ -149,7 +164,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 	c.Flags().BoolVar(&wait, "wait", true, "wait until every node runs the new version")
 	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
-	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	c.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (default under $FERMION_HOME when set)")
 	c.Flags().StringVar(&registryToken, "registry-token", "", "token for pushing to the built-in registry (default $FERMION_REGISTRY_TOKEN, else the API token)")
 	return c
 }
@@ -197,6 +212,29 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 		return oci.Ref{}, "", err // it names the push (or the signing) and ref already
 	}
 	return pushed, m.App.Name, nil
+}
+
+// warnSpread warns when nodes have joined and none carries the --spread label: the
+// scheduler treats spread as a preference, so the deploy would go ahead unspread, which a
+// typo should not do silently. With no nodes yet, or nodes unreadable, it says nothing:
+// nodes may join with the label later, and the deploy reports what is wrong with access.
+func warnSpread(ctx context.Context, cl *client.Client, spread string, stderr io.Writer) {
+	l, err := cl.ListNodes(ctx)
+	if err != nil || len(l.Nodes) == 0 {
+		return
+	}
+	labels := map[string]bool{}
+	for _, n := range l.Nodes {
+		if _, ok := n.Labels[spread]; ok {
+			return
+		}
+		for k := range n.Labels {
+			labels[k] = true
+		}
+	}
+	known := sortedKeys(labels)
+	fmt.Fprintf(stderr, "warning: --spread %s: none of the %d nodes has label %s%s, so placements will not spread; labels the nodes have: %s\n",
+		spread, len(l.Nodes), spread, didYouMean(spread, known), or(strings.Join(known, ", ")))
 }
 
 // parsePreferences parses --prefer label=value[:weight].

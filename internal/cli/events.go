@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,6 +44,9 @@ prints the API's JSON (with --follow one event per line).`,
 					return usageError{fmt.Errorf("--since %q: want a duration such as 1h or an RFC 3339 time such as 2025-03-01T12:00:00Z", since)}
 				}
 			}
+			if typ != "" && !slices.Contains(v1.EventTypes, typ) {
+				return usageError{fmt.Errorf("--type %q is not an event type%s; the types are %s", typ, didYouMean(typ, v1.EventTypes), strings.Join(v1.EventTypes, ", "))}
+			}
 			if limit < 1 || limit > 10000 {
 				return usageError{fmt.Errorf("--limit %d: want 1 to 10000", limit)}
 			}
@@ -59,6 +64,7 @@ prints the API's JSON (with --follow one event per line).`,
 				if o.json() {
 					return printJSON(w, l)
 				}
+				printEventHeader(w)
 				for _, e := range l.Events {
 					printEvent(w, e)
 				}
@@ -66,6 +72,9 @@ prints the API's JSON (with --follow one event per line).`,
 			}
 			enc := json.NewEncoder(w)
 			enc.SetEscapeHTML(false)
+			if !o.json() {
+				printEventHeader(w)
+			}
 			err = cl.FollowEvents(ctx, f, func(e v1.Event) error {
 				if o.json() {
 					return enc.Encode(e)
@@ -90,8 +99,13 @@ prints the API's JSON (with --follow one event per line).`,
 	return c
 }
 
+// printEventHeader names printEvent's columns.
+func printEventHeader(w io.Writer) {
+	fmt.Fprintf(w, "%-20s  %-13s  %-16s  %-12s  %s\n", "TIME", "TYPE", "DEPLOYMENT", "NODE", "MESSAGE")
+}
+
 // printEvent prints one event per line; the columns are padded, not tabulated, so that
 // a followed stream lines up too.
 func printEvent(w io.Writer, e v1.Event) {
-	fmt.Fprintf(w, "%s  %-13s  %-16s  %-12s  %s\n", e.Time.Format(time.RFC3339), e.Type, or(e.Deployment), or(e.Node), oneLine(e.Message))
+	fmt.Fprintf(w, "%-20s  %-13s  %-16s  %-12s  %s\n", e.Time.Format(time.RFC3339), e.Type, or(e.Deployment), or(e.Node), oneLine(e.Message))
 }

@@ -2,10 +2,12 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -186,5 +188,203 @@ func TestServerAndTwoAgents(t *testing.T) {
 	c, out, _ = run(t, "events", "--node", "edge-1")
 	if c != 0 || !strings.Contains(out, "drain_started") || !strings.Contains(out, "drained") {
 		t.Fatalf("events: %d\n%s", c, out)
+	}
+}
+
+// TestTwoAgentsAsTheREADMEShows starts two agents on one machine with the README's
+// flags: no --data and no --admin-listen. Each gets its own data directory under
+// FERMION_HOME, named by --name, and the second's admin address moves to a free port
+// instead of clashing with the first's.
+func TestTwoAgentsAsTheREADMEShows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and two agents")
+	}
+	home := t.TempDir()
+	t.Setenv("FERMION_HOME", home)
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir()}, quietListen...)...)
+	srv.waitLine(t, apiLine, time.Minute)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	tok := tokenLine.FindStringSubmatch(out)
+	if c != 0 || tok == nil {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	admins, agents := map[string]string{}, map[string]*background{}
+	for i, zone := range []string{"a", "b"} {
+		name := fmt.Sprintf("edge-%d", i+1)
+		a := startVerb(t, "agent", "--server", natsURL, "--token", tok[1], "--name", name,
+			"--label", "region=eu-west", "--label", "zone="+zone, "--listen", "127.0.0.1:0")
+		a.waitLine(t, gwLine, time.Minute)
+		admins[name], agents[name] = a.waitLine(t, metricsLine, time.Minute), a
+	}
+	if admins["edge-1"] == admins["edge-2"] {
+		t.Fatalf("both agents report admin address %s", admins["edge-1"])
+	}
+	if admins["edge-2"] != "http://127.0.0.1:9090" && !strings.Contains(agents["edge-2"].out.String(), "admin address 127.0.0.1:9090 is taken") {
+		t.Errorf("edge-2 moved its admin address without saying so:\n%s", agents["edge-2"].out)
+	}
+	for name, admin := range admins {
+		if code, _, err := httpGet(admin + "/metrics"); err != nil || code != 200 {
+			t.Fatalf("%s admin %s/metrics: %d %v", name, admin, code, err)
+		}
+	}
+	// Both join and stay joined: neither overwrote the other's credentials.
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		c, out, errOut := run(t, "nodes")
+		if c != 0 {
+			return fmt.Errorf("nodes: %d %s", c, errOut)
+		}
+		for _, name := range []string{"edge-1", "edge-2"} {
+			if !regexp.MustCompile(`(?m)^` + name + `\s+ready`).MatchString(out) {
+				return fmt.Errorf("%s not ready in\n%s", name, out)
+			}
+		}
+		return nil
+	})
+	for _, name := range []string{"edge-1", "edge-2"} {
+		if _, err := os.Stat(filepath.Join(home, "agents", name, "node.json")); err != nil {
+			t.Errorf("%s's credentials: %v", name, err)
+		}
+	}
+	c, out, errOut = run(t, "events", "--type", "node_joined")
+	if lines := strings.Split(out, "\n"); c != 0 || !regexp.MustCompile(`^TIME\s+TYPE\s+DEPLOYMENT\s+NODE\s+MESSAGE$`).MatchString(lines[0]) ||
+		!strings.Contains(out, "node_joined") || strings.Contains(out, "node_ready") {
+		t.Fatalf("events --type node_joined: %d\n%s\n%s", c, out, errOut)
+	}
+	// version asks the control plane the saved context names.
+	c, out, errOut = run(t, "version", "-o", "json")
+	var ver struct {
+		Server *struct{ Version, Error string }
+	}
+	if err := json.Unmarshal([]byte(out), &ver); c != 0 || err != nil || ver.Server == nil || ver.Server.Version != cli.Version {
+		t.Fatalf("version -o json: %d %v\n%s\n%s", c, err, out, errOut)
+	}
+	c, out, _ = run(t, "version")
+	if c != 0 || !strings.Contains(out, "server   http://127.0.0.1:") || !strings.Contains(out, ": fermion "+cli.Version+" (replica ") {
+		t.Fatalf("version: %d\n%s", c, out)
+	}
+	// A --spread label no node has is a typo until shown otherwise: warned, not silent.
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zome", "--wait=false")
+	if c != 0 || !strings.Contains(errOut, "warning: --spread zome: none of the 2 nodes has label zome (did you mean zone?)") {
+		t.Fatalf("deploy --spread zome: %d\n%s\n%s", c, out, errOut)
+	}
+	c, out, errOut = run(t, "deploy", filepath.Join(fermiontest.Root(t), "examples", "hello"), "--nodes", "2", "--spread", "zone", "--wait=false")
+	if c != 0 || strings.Contains(errOut, "warning") {
+		t.Fatalf("deploy --spread zone: %d\n%s\n%s", c, out, errOut)
+	}
+}
+
+// TestUpKeepsServingWhenItsExampleIsDenied follows the README's policy walkthrough:
+// require-signed in deny mode, then up again. Up says why its (unsigned) example was
+// refused and keeps serving the control plane.
+func TestUpKeepsServingWhenItsExampleIsDenied(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts up twice and builds the example")
+	}
+	t.Setenv("FERMION_HOME", t.TempDir())
+	data := t.TempDir()
+	root := fermiontest.Root(t)
+	args := append([]string{"up", "--data", data, "--agent-listen", "127.0.0.1:0", "--agent-admin-listen", ""}, quietListen...)
+	first := startVerb(t, append(args, "--example", "")...)
+	first.waitLine(t, regexp.MustCompile(`(?m)^(ready): `), time.Minute)
+	if c, out, errOut := run(t, "policy", "apply", filepath.Join(root, "examples", "policies", "require-signed.yaml"), "--mode", "deny"); c != 0 {
+		t.Fatalf("policy apply: %d\n%s\n%s", c, out, errOut)
+	}
+	first.cancel()
+	select {
+	case code := <-first.done:
+		first.done <- code
+	case <-time.After(30 * time.Second):
+		t.Fatal("up did not stop 30s after its context was canceled")
+	}
+
+	second := startVerb(t, append(args, "--example", filepath.Join(root, "examples", "hello"))...)
+	why := second.waitLine(t, regexp.MustCompile(`(?m)^no example deployed: (.*)$`), 3*time.Minute)
+	if !strings.Contains(why, "require-signed") {
+		t.Errorf("the refusal does not name the policy: %q", why)
+	}
+	second.waitLine(t, regexp.MustCompile(`(?m)^an (admission policy) refused it`), time.Second)
+	second.waitLine(t, regexp.MustCompile(`(?m)^(ready): `), time.Second)
+	c, out, errOut := run(t, "nodes")
+	if c != 0 || !strings.Contains(out, "local") {
+		t.Fatalf("the control plane stopped serving: nodes: %d\n%s\n%s", c, out, errOut)
+	}
+}
+
+// TestAgentExitsOnARefusedToken: an agent that has never joined and whose join token the
+// control plane refuses exits with the reason instead of retrying for ever.
+func TestAgentExitsOnARefusedToken(t *testing.T) {
+	t.Setenv("FERMION_HOME", t.TempDir())
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir()}, quietListen...)...)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	a := startVerb(t, "agent", "--server", natsURL, "--token", "fmn_notatoken_0000", "--name", "edge-1",
+		"--listen", "127.0.0.1:0", "--admin-listen", "")
+	var code int
+	select {
+	case code = <-a.done:
+		a.done <- code // for the cleanup's wait
+	case <-time.After(time.Minute):
+		t.Fatalf("the agent still runs a minute after its token was refused\nstdout:\n%s\nstderr:\n%s", a.out, a.errs)
+	}
+	if code != 1 || !strings.Contains(a.errs.String(), "fermion: run node edge-1: join: ") ||
+		!strings.Contains(a.errs.String(), "refused the join token") || !strings.Contains(a.errs.String(), "fermion token create --role node") {
+		t.Fatalf("exited %d\nstdout:\n%s\nstderr:\n%s", code, a.out, a.errs)
+	}
+}
+
+// TestAgentThatJoinedKeepsRunningOnARefusedToken is the other side of
+// TestAgentExitsOnARefusedToken: a node that has joined before (credentials in its data
+// directory) keeps running, to serve its last assignments, when the control plane refuses
+// both its credentials and its join token, and retries.
+func TestAgentThatJoinedKeepsRunningOnARefusedToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a node to be lost")
+	}
+	t.Setenv("FERMION_HOME", t.TempDir())
+	srv := startVerb(t, append([]string{"server", "--data", t.TempDir(), "--lease-renew", "500ms", "--lease-lost", "2s"}, quietListen...)...)
+	natsURL := srv.waitLine(t, natsLine, time.Minute)
+	c, out, errOut := run(t, "token", "create", "--role", "node")
+	tok := tokenLine.FindStringSubmatch(out)
+	if c != 0 || tok == nil {
+		t.Fatalf("token create: %d %s %s", c, out, errOut)
+	}
+	data := t.TempDir()
+	args := []string{"agent", "--server", natsURL, "--name", "edge-1", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", ""}
+	first := startVerb(t, append(args, "--token", tok[1])...)
+	first.waitLine(t, gwLine, time.Minute)
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		if _, err := os.Stat(filepath.Join(data, "node.json")); err != nil {
+			return err
+		}
+		return nil
+	})
+	first.cancel()
+	<-first.done
+	first.done <- 0
+	// Forget the node, and with it its credentials.
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		if c, out, errOut := run(t, "node", "remove", "edge-1"); c != 0 {
+			return fmt.Errorf("node remove: %d %s %s", c, out, errOut)
+		}
+		return nil
+	})
+	second := startVerb(t, append(args, "--token", "fmn_notatoken_0000")...)
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		select {
+		case code := <-second.done:
+			second.done <- code
+			t.Fatalf("the agent that had joined exited %d\nstderr:\n%s", code, second.errs)
+		default:
+		}
+		if s := second.errs.String(); !strings.Contains(s, "join failed; retrying") || !strings.Contains(s, "refused the join token") {
+			return fmt.Errorf("no refusal logged yet: %s", second.errs)
+		}
+		return nil
+	})
+	select {
+	case code := <-second.done:
+		second.done <- code
+		t.Fatalf("the agent that had joined exited %d after the refusal\nstderr:\n%s", code, second.errs)
+	default:
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/oci"
-	"fermion.dev/fermion/internal/sandbox"
 )
 
 // registryFlags are shared by the verbs that talk to a registry.
@@ -134,6 +133,6 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 	c.Flags().StringVar(&dir, "dir", ".", "function directory (holding fermion.toml)")
 	c.Flags().StringVar(&signKey, "sign", "", "sign with this private key (passphrase from FERMION_PASSWORD or COSIGN_PASSWORD)")
 	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
-	c.Flags().StringVar(&cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory")
+	c.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (default under $FERMION_HOME when set)")
 	return c
 }

@@ -15,7 +15,6 @@ import (
 
 	"fermion.dev/fermion/internal/agent"
 	"fermion.dev/fermion/internal/manifest"
-	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -58,11 +57,11 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
 	gatewayTLSFlags(f, "", &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, "")
-	f.StringVar(&o.cacheDir, "cache-dir", sandbox.DefaultCacheDir(), "compilation cache directory (empty: in memory)")
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
 	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
-	f.StringVar(&o.spoolDir, "telemetry-spool", telemetry.DefaultSpoolDir(), spoolUsage)
+	f.StringVar(&o.spoolDir, "telemetry-spool", defaultSpoolDir(), spoolUsage+" (default under $FERMION_HOME when set)")
 	f.StringVar(&o.spoolMax, "telemetry-spool-max", "1GiB", spoolMaxUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
@@ -76,6 +75,10 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return err
 	}
 	defer done()
+	// Before the builds: a typo in an address must not cost one.
+	if err := checkListens("listen", o.listen, "admin-listen", o.adminListen); err != nil {
+		return err
+	}
 	if err := tlsPair("", o.tlsCert, o.tlsKey); err != nil {
 		return err
 	}

@@ -132,6 +132,10 @@ func listen(addr, what, flag string) (net.Listener, error) {
 }
 
 func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, stdout io.Writer) (*serverRole, error) {
+	if err := checkListens("listen", o.listen, "nats-listen", o.natsListen, "registry-listen", o.registryListen,
+		"admin-listen", o.adminListen, "cluster-listen", o.clusterListen); err != nil {
+		return nil, err
+	}
 	if o.leaseLost <= o.leaseRenew {
 		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
 	}

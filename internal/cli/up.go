@@ -58,6 +58,15 @@ restart.`,
 					skipped, example = example, ""
 				}
 			}
+			// The agent's addresses too, before the server writes its state.
+			if err := checkListens("agent-listen", ao.listen, "agent-admin-listen", ao.adminListen); err != nil {
+				return err
+			}
+			if c.Flags().Changed("example") && example != "" {
+				if err := checkFunctionDir(example); err != nil {
+					return err
+				}
+			}
 			srv, err := startServerRole(ctx, so, logger.With("role", "server"), out)
 			if err != nil {
 				return err
@@ -66,6 +75,7 @@ restart.`,
 			if !c.Flags().Changed("agent-data") {
 				ao.data = filepath.Join(so.data, "agent")
 			}
+			ao.adminAuto = !c.Flags().Changed("agent-admin-listen")
 			if !c.Flags().Changed("agent-name") {
 				ao.name = "local"
 			}
@@ -86,9 +96,17 @@ restart.`,
 			}
 			if example != "" {
 				if err := deployExample(ctx, srv, example, timeout, c.ErrOrStderr(), out); err != nil {
-					stopAgent()
-					ag.wait()
-					return err
+					if ctx.Err() != nil {
+						stopAgent()
+						ag.wait()
+						return err
+					}
+					// The control plane is what up is for; an example it refuses (say,
+					// after the README's require-signed walkthrough) must not take it down.
+					fmt.Fprintf(out, "no example deployed: %s: %v\n", example, err)
+					if client.IsCode(err, v1.CodePolicyDenied) {
+						fmt.Fprintln(out, "an admission policy refused it: see fermion policy list and fermion policy violations, or sign it with fermion deploy --key")
+					}
 				}
 			} else if skipped != "" {
 				fmt.Fprintf(out, "no example deployed: %s is not here (run from the repository's root, or pass --example DIR); deploy a function with fermion deploy DIR\n", skipped)

@@ -14,7 +14,9 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -140,13 +142,21 @@ type Scaling struct {
 // absolute directory, and the files grants are checked on disk (CheckGrants).
 func Load(path string) (*Manifest, error) {
 	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("load manifest: %s: %w; give a function directory holding %s (fermion new NAME creates one)", path, fs.ErrNotExist, FileName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
-	if fi.IsDir() {
+	dir := fi.IsDir()
+	if dir {
 		path = filepath.Join(path, FileName)
 	}
 	data, err := os.ReadFile(path)
+	if dir && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("load manifest: directory %s has no %s (%w); run fermion new NAME to create a function, or give the directory that holds %s",
+			filepath.Dir(path), FileName, fs.ErrNotExist, FileName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}

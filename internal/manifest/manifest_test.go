@@ -714,6 +714,12 @@ func TestLoad(t *testing.T) {
 			t.Errorf("err = %v, want wrapped not-exist", err)
 		}
 	})
+	t.Run("directory without a manifest says how to make one", func(t *testing.T) {
+		_, err := Load(t.TempDir())
+		if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "has no fermion.toml") || !strings.Contains(err.Error(), "fermion new") {
+			t.Errorf("err = %v, want wrapped not-exist naming fermion.toml and fermion new", err)
+		}
+	})
 	t.Run("invalid names the path", func(t *testing.T) {
 		p := filepath.Join(dir, "bad.toml")
 		if err := os.WriteFile(p, []byte("manifest_version = 1\n[app]\nnmae = 1\n"), 0o644); err != nil {

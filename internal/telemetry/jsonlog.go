@@ -17,7 +17,8 @@ import (
 // them), at a fraction of the cost: the gateway logs one line per request, and
 // slog.JSONHandler spent about 2.3 µs on it, most of them in json.Marshal for the one
 // float. Values of kinds other than the scalar ones still go through encoding/json.
-// It supports no HandlerOptions but Level.
+// It supports no HandlerOptions but Level, and always applies DurationAsString: it writes
+// what slog.JSONHandler with ReplaceAttr DurationAsString writes.
 type jsonHandler struct {
 	level slog.Leveler
 	out   *lockedWriter
@@ -185,7 +186,7 @@ func appendValue(b []byte, v slog.Value) []byte {
 	case slog.KindBool:
 		return strconv.AppendBool(b, v.Bool())
 	case slog.KindDuration:
-		return strconv.AppendInt(b, int64(v.Duration()), 10)
+		return appendString(b, v.Duration().String()) // as DurationAsString
 	case slog.KindTime:
 		return appendTime(b, v.Time())
 	default:
@@ -196,6 +197,17 @@ func appendValue(b []byte, v slog.Value) []byte {
 		}
 		return appendMarshal(b, a)
 	}
+}
+
+// DurationAsString is a slog ReplaceAttr that writes durations as Go duration strings
+// ("138ms", which time.ParseDuration reads back) instead of slog's integer nanoseconds
+// ("retryIn":138000000), which nobody reads at a glance. Fermion's own logger does it
+// already; give it to any other slog handler that writes Fermion's logs.
+func DurationAsString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func appendTime(b []byte, t time.Time) []byte {

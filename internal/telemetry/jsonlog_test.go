@@ -22,7 +22,7 @@ func (v valuer) LogValue() slog.Value { return slog.StringValue("resolved:" + st
 // both returns a logger on slog.JSONHandler and one on jsonHandler, and their outputs.
 func both() (std, fast *slog.Logger, stdOut, fastOut *bytes.Buffer) {
 	stdOut, fastOut = &bytes.Buffer{}, &bytes.Buffer{}
-	std = slog.New(slog.NewJSONHandler(stdOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	std = slog.New(slog.NewJSONHandler(stdOut, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: DurationAsString}))
 	fast = slog.New(newJSONHandler(fastOut, slog.LevelDebug))
 	return
 }
@@ -51,6 +51,10 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 		{"other kinds", func(l *slog.Logger) {
 			l.Info("k", "d", 1500*time.Millisecond, "t", ts, "b", true, "err", errors.New("boom"),
 				"m", marshals{}, "s", struct{ X, Y int }{1, 2}, "nil", nil, "v", valuer("x"), "slice", []string{"a", "<b>"})
+		}},
+		{"durations", func(l *slog.Logger) {
+			l.Warn("join failed; retrying", "retryIn", 138*time.Millisecond, "zero", time.Duration(0),
+				slog.Group("g", "d", -90*time.Minute), "max", time.Duration(math.MaxInt64))
 		}},
 		{"groups", func(l *slog.Logger) {
 			l.Info("g", slog.Group("req", "method", "GET", slog.Group("inner", "x", 1)), slog.Group("empty"),
@@ -200,5 +204,25 @@ func TestLogRequest(t *testing.T) {
 	LogRequest(context.Background(), slog.New(newJSONHandler(&none, slog.LevelWarn)), &lines[0])
 	if none.Len() != 0 {
 		t.Fatalf("request logged below the level: %s", none.String())
+	}
+}
+
+// TestDurationsAreStrings: a duration reads as one ("138ms"), not as nanoseconds.
+func TestDurationsAreStrings(t *testing.T) {
+	var out bytes.Buffer
+	l, err := NewLogger(&out, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Warn("join failed; retrying", "retryIn", 138*time.Millisecond, slog.Group("g", "d", time.Duration(1500)))
+	var line struct {
+		RetryIn string
+		G       struct{ D string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if line.RetryIn != "138ms" || line.G.D != "1.5µs" {
+		t.Fatalf("durations logged as %q and %q, want 138ms and 1.5µs: %s", line.RetryIn, line.G.D, out.String())
 	}
 }
