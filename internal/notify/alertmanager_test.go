@@ -12,21 +12,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/slo"
 )
 
-// startAlertmanager runs Debian's prometheus-alertmanager on a loopback port with no
-// cluster gossip, routing every alert to webhookURL within a second, and returns its
-// base URL. It skips the test when Alertmanager is not installed.
-func startAlertmanager(t *testing.T, webhookURL string) string {
+// alertmanagerBin returns Alertmanager's binary, or skips the test.
+func alertmanagerBin(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		if bin, err = exec.LookPath("alertmanager"); err != nil {
-			t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager); the v2 API test is skipped")
+	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
+		if bin, err := exec.LookPath(name); err == nil {
+			return bin
 		}
 	}
+	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager); the v2 API test is skipped")
+	return ""
+}
+
+// startAlertmanager runs Debian's prometheus-alertmanager on a loopback port (0: a free
+// one) with no cluster gossip, routing every alert to webhookURL within a second, and
+// returns its base URL. It skips the test when Alertmanager is not installed.
+func startAlertmanager(t *testing.T, webhookURL string, port int) string {
+	t.Helper()
+	bin := alertmanagerBin(t)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`route:
   receiver: hook
@@ -43,7 +52,9 @@ receivers:
 	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := fermiontest.Ports(t, 1)[0]
+	if port == 0 {
+		port = fermiontest.Ports(t, 1)[0]
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var logs strings.Builder
 	cmd := exec.Command(bin,
@@ -115,7 +126,7 @@ func listAlerts(base string) ([]gettableAlert, error) {
 // drop it from its active alerts and notify its own webhook of the resolution.
 func TestAlertmanager(t *testing.T) {
 	hook := newRecorder(t)
-	base := startAlertmanager(t, hook.srv.URL)
+	base := startAlertmanager(t, hook.srv.URL, 0)
 	n, err := New(Config{Receivers: []Receiver{{Name: "am", Kind: Alertmanager, URL: base}}, MinBackoff: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +196,46 @@ func hookSaw(r *recorder, status string) error {
 		}
 	}
 	return fmt.Errorf("Alertmanager has not notified its webhook of a %s alert yet (%d notifications)", status, len(r.requests()))
+}
+
+// TestAlertmanagerDown: alerts sent while Alertmanager is not running stay queued and
+// are retried; once it starts, they arrive.
+func TestAlertmanagerDown(t *testing.T) {
+	alertmanagerBin(t)
+	hook := newRecorder(t)
+	port := fermiontest.Ports(t, 1)[0]
+	n, err := New(Config{
+		Receivers:  []Receiver{{Name: "am", Kind: Alertmanager, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}},
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n)
+	a := testAlert(1)
+	a.StartsAt = time.Now().UTC()
+	n.Send(a)
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(n.m.failed.WithLabelValues("am")); got < 2 {
+			return fmt.Errorf("failed = %v, want retries", got)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(n.m.queued.WithLabelValues("am")); got != 1 {
+		t.Errorf("queue length while down = %v, want 1", got)
+	}
+	base := startAlertmanager(t, hook.srv.URL, port)
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		as, err := listAlerts(base)
+		if err != nil {
+			return err
+		}
+		if len(as) != 1 || as[0].Labels["n"] != "1" {
+			return fmt.Errorf("alerts in Alertmanager: %+v", as)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(n.m.dropped.WithLabelValues("am")); got != 0 {
+		t.Errorf("dropped = %v, want 0", got)
+	}
 }

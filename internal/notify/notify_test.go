@@ -362,3 +362,40 @@ func TestCloseStopsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTimeoutRetried: a receiver that never answers costs one Timeout, then the alert
+// is retried.
+func TestTimeoutRetried(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			// Hang until the notifier gives up; the server notices the closed
+			// connection only once the body has been read.
+			io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	n, err := New(Config{Receivers: []Receiver{{Name: "w", Kind: Webhook, URL: srv.URL}}, Timeout: 50 * time.Millisecond, MinBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n)
+	n.Send(testAlert(1))
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(n.m.sent.WithLabelValues("w")); got != 1 {
+			return fmt.Errorf("sent = %v, want 1", got)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(n.m.failed.WithLabelValues("w")); got != 1 {
+		t.Errorf("failed = %v, want 1 (the timed-out attempt)", got)
+	}
+}
