@@ -179,7 +179,8 @@ func (n *Notifier) Send(alerts ...Alert) {
 }
 
 // Run delivers queued alerts until ctx is cancelled or Close is called, then returns
-// once every receiver's goroutine has stopped. Alerts still queued are not sent.
+// once every receiver's goroutine has stopped. Alerts still queued are not sent. Call it
+// once; Send may be called before, during and after it.
 func (n *Notifier) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
