@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -397,5 +398,28 @@ func TestTimeoutRetried(t *testing.T) {
 	})
 	if got := testutil.ToFloat64(n.m.failed.WithLabelValues("w")); got != 1 {
 		t.Errorf("failed = %v, want 1 (the timed-out attempt)", got)
+	}
+}
+
+// TestDocWebhookExample keeps the webhook body in docs/slo.md what Fermion sends.
+func TestDocWebhookExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/slo.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Notifications")
+	_, rest, ok2 := strings.Cut(rest, "```json\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/slo.md has no json block under Notifications")
+	}
+	dec := json.NewDecoder(strings.NewReader(block))
+	dec.DisallowUnknownFields()
+	var m WebhookMessage
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("docs/slo.md webhook example: %v", err)
+	}
+	if m.Version != "1" || len(m.Alerts) != 1 || m.Alerts[0].Labels["alertname"] != AlertNamePage || m.Alerts[0].Annotations["runbook_url"] == "" {
+		t.Errorf("docs example = %+v", m)
 	}
 }
