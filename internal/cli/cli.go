@@ -88,7 +88,7 @@ Start with:
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
 	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd(), newKeysCmd(), newBuildCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newRegistryCmd(),
-		newServerCmd(), newAgentCmd(), newUpCmd(), newDeployCmd(), newStatusCmd(), newNodesCmd(), newNodeCmd(), newEventsCmd(), newTokenCmd(), newPolicyCmd())
+		newServerCmd(), newAgentCmd(), newUpCmd(), newDeployCmd(), newStatusCmd(), newNodesCmd(), newNodeCmd(), newEventsCmd(), newTokenCmd(), newPolicyCmd(), newSLOCmd())
 	return root
 }
 

@@ -40,6 +40,8 @@ var rules = []struct {
 	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
 	// clock, store or network; the control plane adapts it.
 	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},
+	// notify delivers alerts to Alertmanager and webhooks; it adapts slo's transitions.
+	{"fermion.dev/fermion/internal/notify", []string{"fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
