@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"fermion.dev/fermion/internal/diag"
 	"fermion.dev/fermion/internal/manifest"
 )
 
@@ -76,42 +77,9 @@ func checkFunctionDir(target string) error {
 	return nil
 }
 
-// closest is the candidate nearest to word by edit distance, if near enough to be a typo
-// of it; "" otherwise.
-func closest(word string, candidates []string) string {
-	best, bestD := "", len(word)/2+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(word), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
 // didYouMean is " (did you mean X?)" when a candidate is near word, else "".
 func didYouMean(word string, candidates []string) string {
-	if c := closest(word, candidates); c != "" {
+	if c := diag.Closest(word, candidates); c != "" {
 		return fmt.Sprintf(" (did you mean %s?)", c)
 	}
 	return ""

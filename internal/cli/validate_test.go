@@ -4,6 +4,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"fermion.dev/fermion/internal/diag"
 )
 
 func TestCheckListen(t *testing.T) {
@@ -48,8 +50,8 @@ func TestClosest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.word, func(t *testing.T) {
-			if got := closest(tt.word, words); got != tt.want {
-				t.Fatalf("closest(%q) = %q, want %q", tt.word, got, tt.want)
+			if got := diag.Closest(tt.word, words); got != tt.want {
+				t.Fatalf("Closest(%q) = %q, want %q", tt.word, got, tt.want)
 			}
 		})
 	}
