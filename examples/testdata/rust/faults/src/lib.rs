@@ -1,0 +1,51 @@
+//! The Rust SDK's fault guest: each path makes the handler misbehave in one way, so the
+//! tests can check that the host answers it as it answers the Go SDK's guests.
+//!
+//!   /panic         panics (with ?panic=1; otherwise answers "ok")
+//!   /twice         calls write_header twice (201, then 500), sets one header twice
+//!                  and adds another twice
+//!   /echo          answers with the request's body and its length
+//!   /dial?url=U    sends a GET to U through the host and relays the answer, or
+//!                  answers 502 with the host's error
+
+use fermion::{outbound, Request, ResponseWriter};
+
+fermion::handler!(handle);
+
+fn handle(w: &mut ResponseWriter, r: &Request) {
+    match r.path() {
+        "/panic" => {
+            if r.query_value("panic").is_some() {
+                panic!("rust fault guest: panic requested");
+            }
+            w.write(b"ok");
+        }
+        "/twice" => {
+            w.header().set("X-Once", "first");
+            w.header().set("x-once", "second");
+            w.header().add("X-Many", "a");
+            w.header().add("X-Many", "b");
+            w.write_header(201);
+            w.write_header(500);
+            w.write(b"twice");
+        }
+        "/echo" => {
+            w.header().set("X-Body-Length", &r.body().len().to_string());
+            w.write(r.body());
+        }
+        "/dial" => {
+            let url = r.query_value("url").unwrap_or_default();
+            match outbound::get(&url) {
+                Ok(resp) => {
+                    if let Some(ct) = resp.header.get("Content-Type") {
+                        w.header().set("Content-Type", ct);
+                    }
+                    w.write_header(resp.status);
+                    w.write(&resp.body);
+                }
+                Err(e) => fermion::error(w, &e.to_string(), 502),
+            }
+        }
+        _ => fermion::error(w, "404 page not found", 404),
+    }
+}
