@@ -84,7 +84,7 @@ func (tc Toolchain) Env() map[string]string {
 	if tc.OnPath {
 		return nil
 	}
-	return map[string]string{"RUSTC": tc.Rustc, "RUSTDOC": filepath.Join(filepath.Dir(tc.Rustc), "rustdoc")}
+	return map[string]string{"RUSTC": tc.Rustc}
 }
 
 // BuildCommand is the shell command that builds the crate in the current directory
