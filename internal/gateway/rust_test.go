@@ -203,3 +203,34 @@ func TestRustOutbound(t *testing.T) {
 		t.Fatalf("%v traps, want none", n)
 	}
 }
+
+// TestRustRequestShapes checks that the Rust SDK decodes what the host encodes: repeated
+// headers, header bytes that are not UTF-8, escapes in the query, an empty body.
+func TestRustRequestShapes(t *testing.T) {
+	g := newRustGateway(t, rustFaults, nil)
+	h := http.Header{"X-Multi": {"one", "two"}, "X-Bin": {"a\xffb"}}
+	r := do(t, http.MethodPut, g.url+"/inspect?q=a+b%2Fc&z", h, bytes.NewReader([]byte("12345")))
+	if r.status != http.StatusOK {
+		t.Fatalf("got %d %q", r.status, r.body)
+	}
+	for _, want := range []string{
+		"method=PUT\n",
+		"uri=/inspect?q=a+b%2Fc&z\n",
+		"path=/inspect\n",
+		"query=q=a+b%2Fc&z\n",
+		"q=Some(\"a b/c\")\n",
+		"host=" + strings.TrimPrefix(g.url, "http://") + "\n",
+		"remote_ip=127.0.0.1\n",
+		"x-multi=[\"one\", \"two\"]\n",
+		"x-bin=Some(\"a\uFFFDb\")\n",
+		"body=5\n",
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the guest saw\n%s\nwithout %q", r.body, want)
+		}
+	}
+	r = get(t, g.url+"/inspect", nil)
+	if !strings.Contains(r.body, "q=None\n") || !strings.Contains(r.body, "body=0\n") || !strings.Contains(r.body, "query=\n") {
+		t.Fatalf("a request with no query or body: %s", r.body)
+	}
+}

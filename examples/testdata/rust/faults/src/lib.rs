@@ -7,6 +7,7 @@
 //!   /echo          answers with the request's body and its length
 //!   /dial?url=U    sends a GET to U through the host and relays the answer, or
 //!                  answers 502 with the host's error
+//!   /inspect       answers with how the request arrived, one field a line
 
 use fermion::{outbound, Request, ResponseWriter};
 
@@ -45,6 +46,13 @@ fn handle(w: &mut ResponseWriter, r: &Request) {
                 }
                 Err(e) => fermion::error(w, &e.to_string(), 502),
             }
+        }
+        "/inspect" => {
+            w.header().set("Content-Type", "text/plain; charset=utf-8");
+            write!(w, "method={}\nuri={}\npath={}\nquery={}\n", r.method(), r.uri(), r.path(), r.query());
+            write!(w, "q={:?}\nhost={}\nremote_ip={}\n", r.query_value("q"), r.host(), r.remote_addr().rsplit_once(':').map_or("", |(ip, _)| ip));
+            let multi: Vec<&str> = r.header().values("x-multi").collect();
+            write!(w, "x-multi={:?}\nx-bin={:?}\nheaders={}\nbody={}\n", multi, r.header().get("X-Bin"), r.header().len(), r.body().len());
         }
         _ => fermion::error(w, "404 page not found", 404),
     }
