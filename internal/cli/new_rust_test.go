@@ -100,3 +100,24 @@ func TestNewRustNames(t *testing.T) {
 		}
 	})
 }
+
+// TestRustWithoutHandler: a crate that never calls fermion::handler! exports none of
+// the ABI; fermion build says so and how to fix it, for Rust as well as Go.
+func TestRustWithoutHandler(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Rust crate from scratch")
+	}
+	fermiontest.RustToolchain(t)
+	dir := filepath.Join(t.TempDir(), "nohandler")
+	if code, _, stderr := run(t, "new", "nohandler", "--lang", "rust", "--dir", dir); code != 0 {
+		t.Fatalf("new exited %d: %s", code, stderr)
+	}
+	lib := "pub fn unused() -> u32 { 1 }\n"
+	if err := os.WriteFile(filepath.Join(dir, "src", "lib.rs"), []byte(lib), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "build", dir, "--cache-dir", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "neither the reactor ABI") || !strings.Contains(stderr, "fermion::handler!") {
+		t.Fatalf("build exited %d: %s", code, stderr)
+	}
+}
