@@ -234,3 +234,35 @@ func TestRustRequestShapes(t *testing.T) {
 		t.Fatalf("a request with no query or body: %s", r.body)
 	}
 }
+
+// TestRustLimits: a Rust handler that spins past its deadline, or allocates past its
+// memory, is stopped as a Go one is: 504 or 500, the limit counted, the instance
+// discarded, and the next request served.
+func TestRustLimits(t *testing.T) {
+	g := newRustGateway(t, rustFaults, func(s *sandbox.Spec) {
+		s.Limits.Timeout = 500 * time.Millisecond
+		s.Limits.MemoryBytes = 32 << 20
+	})
+	tests := []struct {
+		name, path, wantBody, limit, reason string
+		wantStatus                          int
+	}{
+		{"deadline", "/loop?loop=1", "exceeded its 500ms timeout", telemetry.LimitTimeout, telemetry.ReasonTimeout, http.StatusGatewayTimeout},
+		// Rust's allocator reports "memory allocation of N bytes failed" and aborts; the
+		// host reads that as running out of memory, well below the cap.
+		{"memory", "/alloc?mib=64", "ran out of memory (limit 32 MiB)", telemetry.LimitMemory, telemetry.ReasonOOM, http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, g.url+tt.path, nil)
+			if r.status != tt.wantStatus || !strings.Contains(r.body, tt.wantBody) {
+				t.Fatalf("got %d %q, want %d containing %q", r.status, r.body, tt.wantStatus, tt.wantBody)
+			}
+			waitMetric(t, g.metrics, "fermion_limit_rejections_total", map[string]string{"function": "rust-faults", "limit": tt.limit}, 1)
+			waitMetric(t, g.metrics, "fermion_instance_discards_total", map[string]string{"function": "rust-faults", "reason": tt.reason}, 1)
+			if r := get(t, g.url+"/alloc?mib=4", nil); r.status != http.StatusOK || r.body != "ok 4" {
+				t.Fatalf("the next request: %d %q", r.status, r.body)
+			}
+		})
+	}
+}

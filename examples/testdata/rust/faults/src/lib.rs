@@ -8,6 +8,8 @@
 //!   /dial?url=U    sends a GET to U through the host and relays the answer, or
 //!                  answers 502 with the host's error
 //!   /inspect       answers with how the request arrived, one field a line
+//!   /loop          spins until the host stops it (with ?loop=1; otherwise "ok")
+//!   /alloc?mib=N   allocates and touches N MiB, then answers "ok"
 
 use fermion::{outbound, Request, ResponseWriter};
 
@@ -53,6 +55,21 @@ fn handle(w: &mut ResponseWriter, r: &Request) {
             write!(w, "q={:?}\nhost={}\nremote_ip={}\n", r.query_value("q"), r.host(), r.remote_addr().rsplit_once(':').map_or("", |(ip, _)| ip));
             let multi: Vec<&str> = r.header().values("x-multi").collect();
             write!(w, "x-multi={:?}\nx-bin={:?}\nheaders={}\nbody={}\n", multi, r.header().get("X-Bin"), r.header().len(), r.body().len());
+        }
+        "/loop" => {
+            if r.query_value("loop").is_some() {
+                let mut n: u64 = 0;
+                loop {
+                    // A volatile write keeps the loop from being optimised away.
+                    unsafe { std::ptr::write_volatile(&mut n, n.wrapping_add(1)) };
+                }
+            }
+            w.write(b"ok");
+        }
+        "/alloc" => {
+            let mib: usize = r.query_value("mib").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let block = vec![1u8; mib << 20];
+            write!(w, "ok {}", block.iter().map(|&b| b as usize).sum::<usize>() >> 20);
         }
         _ => fermion::error(w, "404 page not found", 404),
     }
