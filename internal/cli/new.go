@@ -48,6 +48,9 @@ PATH, else Debian's /usr/bin/rustc).`,
 				dir = name
 			}
 			if lang == "rust" { // new_rust.go
+				if c.Flags().Changed("http-api") {
+					return usageError{fmt.Errorf("--http-api chooses between the Go SDK's APIs; it does not apply to --lang rust")}
+				}
 				if err := scaffoldRust(c.Context(), name, dir, force, c.ErrOrStderr()); err != nil {
 					return err
 				}

@@ -89,6 +89,13 @@ func TestNewRustNames(t *testing.T) {
 			t.Fatalf("new created %s", dir)
 		}
 	})
+	t.Run("http-api is Go's", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "fn")
+		code, _, stderr := run(t, "new", "x", "--lang", "rust", "--http-api", "net/http", "--dir", dir)
+		if code != 2 || !strings.Contains(stderr, "does not apply to --lang rust") {
+			t.Fatalf("exited %d: %s", code, stderr)
+		}
+	})
 	t.Run("non-empty directory needs --force", func(t *testing.T) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "keep"), nil, 0o644); err != nil {
