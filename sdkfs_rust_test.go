@@ -12,7 +12,7 @@ import (
 // TestRustSDKComplete checks that RustSDK embeds the Rust SDK's manifest, README and
 // every source file, byte for byte, so a scaffolded Rust function builds offline.
 func TestRustSDKComplete(t *testing.T) {
-	want := []string{"sdk/rust/Cargo.toml", "sdk/rust/README.md"}
+	want := []string{"sdk/rust/Cargo.toml", "sdk/rust/build.rs", "sdk/rust/README.md"}
 	err := filepath.WalkDir("sdk/rust/src", func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".rs") {
 			want = append(want, filepath.ToSlash(path))

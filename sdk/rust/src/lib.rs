@@ -307,15 +307,13 @@ pub fn error(w: &mut ResponseWriter, msg: &str, status: u16) {
 pub type Handler = fn(&mut ResponseWriter, &Request<'_>);
 
 /// Registers the function's handler: `fermion::handler!(handle);` at the top level of
-/// the crate (a `cdylib`). It defines the module's exports (`_initialize`,
-/// `fermion_abi_v1`, `fermion_buf`, `fermion_handle`), so a crate has exactly one.
+/// the crate (a `cdylib`). It defines the module's exports (`fermion_abi_v1`,
+/// `fermion_buf`, `fermion_handle`, and `_initialize` where rustc does not), so a crate
+/// has exactly one.
 #[macro_export]
 macro_rules! handler {
     ($handler:path) => {
-        #[no_mangle]
-        pub extern "C" fn _initialize() {
-            $crate::__private::initialize()
-        }
+        $crate::__initialize!();
 
         #[no_mangle]
         pub extern "C" fn fermion_abi_v1() -> i32 {
@@ -332,6 +330,28 @@ macro_rules! handler {
             $crate::__private::handle(len, $handler)
         }
     };
+}
+
+/// Defines `_initialize` where rustc does not: rustc 1.100 and later link wasi-libc's
+/// reactor start file into a cdylib, whose `_initialize` runs the constructors (build.rs
+/// tells which); the SDK then sets itself up on the first request instead.
+#[cfg(not(fermion_rustc_defines_initialize))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __initialize {
+    () => {
+        #[no_mangle]
+        pub extern "C" fn _initialize() {
+            $crate::__private::initialize()
+        }
+    };
+}
+
+#[cfg(fermion_rustc_defines_initialize)]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __initialize {
+    () => {};
 }
 
 /// The reactor ABI's guest half, for [`handler!`]'s exports.
@@ -372,11 +392,18 @@ pub mod __private {
             // SAFETY: called once, by the host, before any other export.
             unsafe { __wasm_call_ctors() }
         }
+        setup();
+    }
+
+    /// Installs the panic hook, once: from `_initialize`, or from the first
+    /// `fermion_buf` where rustc's own `_initialize` ran instead.
+    fn setup() -> &'static mut State {
         let st = state();
         if !st.hooked {
             st.hooked = true;
             std::panic::set_hook(Box::new(report_panic));
         }
+        st
     }
 
     pub fn abi_version() -> i32 {
@@ -388,7 +415,7 @@ pub mod __private {
         if size < 0 {
             return 0;
         }
-        let st = state();
+        let st = setup();
         // Always a real address, even for an empty request.
         let size = (size as usize).max(1);
         if st.buf.len() < size {
@@ -398,7 +425,7 @@ pub mod __private {
     }
 
     pub fn handle(len: i32, h: Handler) -> i32 {
-        let st = state();
+        let st = setup();
         if len < 0 || len as usize > st.buf.len() {
             return abi::HANDLE_BAD_INPUT;
         }
