@@ -401,7 +401,16 @@ pub mod __private {
         let st = state();
         if !st.hooked {
             st.hooked = true;
-            std::panic::set_hook(Box::new(report_panic));
+            // A closure, so the hook's argument type is not named: it is PanicInfo
+            // in rustc 1.63 and PanicHookInfo from 1.81, where PanicInfo is deprecated.
+            std::panic::set_hook(Box::new(|info| {
+                let payload = info.payload();
+                let msg = match payload.downcast_ref::<&str>() {
+                    Some(s) => *s,
+                    None => payload.downcast_ref::<String>().map(String::as_str).unwrap_or("Box<dyn Any>"),
+                };
+                report_panic(msg, info.location());
+            }));
         }
         st
     }
@@ -480,13 +489,8 @@ pub mod __private {
 
     /// Writes a panic to stderr as the Go SDK does ("panic: ..."), where the host's
     /// guest log picks it up; the instance then aborts and the host discards it.
-    fn report_panic(info: &std::panic::PanicInfo<'_>) {
-        let payload = info.payload();
-        let msg = match payload.downcast_ref::<&str>() {
-            Some(s) => *s,
-            None => payload.downcast_ref::<String>().map(String::as_str).unwrap_or("Box<dyn Any>"),
-        };
-        match info.location() {
+    fn report_panic(msg: &str, location: Option<&std::panic::Location<'_>>) {
+        match location {
             Some(l) => eprintln!("panic: {} (at {}:{}:{})", msg, l.file(), l.line(), l.column()),
             None => eprintln!("panic: {}", msg),
         }
