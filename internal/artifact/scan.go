@@ -197,8 +197,8 @@ func detectABI(exports map[string]string) (string, error) {
 	case fn(abi.ExportStart):
 		return ABICommand, nil
 	case fn(abi.ExportHandle) || fn(abi.ExportBuf):
-		return "", errors.New("module exports part of the reactor ABI but not _initialize; build it with -buildmode=c-shared and the Fermion SDK")
+		return "", errors.New("module exports part of the reactor ABI but not _initialize; build it with the Fermion SDK (Go: -buildmode=c-shared; Rust: fermion::handler!)")
 	default:
-		return "", errors.New("module exports neither the reactor ABI (fermion_handle, fermion_buf, _initialize) nor a WASI _start; build a reactor with the Fermion SDK and -buildmode=c-shared, or a WASI command")
+		return "", errors.New("module exports neither the reactor ABI (fermion_handle, fermion_buf, _initialize) nor a WASI _start; build a reactor with the Fermion SDK (Go: -buildmode=c-shared; Rust: a cdylib with fermion::handler!), or a WASI command")
 	}
 }

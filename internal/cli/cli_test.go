@@ -132,7 +132,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "new without a name", args: []string{"new"}, want: []string{"accepts 1 arg(s), received 0", "fermion new NAME"}},
 		{name: "new with two names", args: []string{"new", "a", "b"}, want: []string{"accepts 1 arg(s), received 2"}},
 		{name: "version with an argument", args: []string{"version", "x"}, want: []string{"accepts 0 arg(s)"}},
-		{name: "new with an unsupported language", args: []string{"new", "x", "--lang", "rust"}, want: []string{`language "rust" is not supported`}},
+		{name: "new with an unsupported language", args: []string{"new", "x", "--lang", "cobol"}, want: []string{`language "cobol" is not supported`, "go, rust"}},
 		{name: "new with an unknown HTTP API", args: []string{"new", "x", "--http-api", "gin"}, want: []string{`--http-api "gin" is not supported`, "fhttp, net/http"}},
 		{name: "run with a bad log level", args: []string{"run", "--log-level", "loud"}, want: []string{`log level "loud"`, "debug, info, warn or error"}},
 		{name: "server with a leader lease too short to renew", args: []string{"server", "--leader-ttl", "100ms"}, want: []string{"--leader-ttl (100ms) is too short", "at least 400ms"}},

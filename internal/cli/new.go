@@ -31,22 +31,38 @@ directive).
 The handler uses the SDK's fhttp API by default: net/http's shapes without linking
 net/http, which keeps the module near 3 MB and its instances quick to start. With
 --http-api net/http it is an ordinary net/http handler instead, for code that needs
-net/http's own types (a 5 MB module that starts about twice as slowly).`,
+net/http's own types (a 5 MB module that starts about twice as slowly).
+
+With --lang rust it is a Rust crate (a cdylib) using the Rust SDK, copied under
+.fermion/sdk/rust, with no other dependency: cargo builds it offline. The build command
+in fermion.toml names the Rust toolchain found with a wasm32 WASI target (the rustc on
+PATH, else Debian's /usr/bin/rustc).`,
 		Example: `  fermion new hello --lang go
+  fermion new hello --lang rust
   fermion new legacy --http-api net/http
   cd hello && fermion run .`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
+			if dir == "" {
+				dir = name
+			}
+			if lang == "rust" { // new_rust.go
+				if c.Flags().Changed("http-api") {
+					return usageError{fmt.Errorf("--http-api chooses between the Go SDK's APIs; it does not apply to --lang rust")}
+				}
+				if err := scaffoldRust(c.Context(), name, dir, force, c.ErrOrStderr()); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "created %s in %s\nnext: cd %s && fermion run .\n", name, dir, dir)
+				return nil
+			}
 			if lang != "go" {
-				return usageError{fmt.Errorf("language %q is not supported; supported: go", lang)}
+				return usageError{fmt.Errorf("language %q is not supported; supported: go, rust", lang)}
 			}
 			handler, ok := apiTemplates[api]
 			if !ok {
 				return usageError{fmt.Errorf("--http-api %q is not supported; supported: fhttp, net/http", api)}
-			}
-			if dir == "" {
-				dir = name
 			}
 			if err := scaffold(name, dir, handler, force); err != nil {
 				return err
@@ -55,7 +71,7 @@ net/http's own types (a 5 MB module that starts about twice as slowly).`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&lang, "lang", "go", "guest language (go)")
+	c.Flags().StringVar(&lang, "lang", "go", "guest language: go or rust")
 	c.Flags().StringVar(&api, "http-api", "fhttp", "the SDK's handler API: fhttp (no net/http linked) or net/http")
 	c.Flags().StringVar(&dir, "dir", "", "directory to create (default: NAME)")
 	c.Flags().BoolVar(&force, "force", false, "write into an existing non-empty directory")

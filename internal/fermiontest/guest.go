@@ -1,5 +1,6 @@
 // Package fermiontest helps tests run Fermion's real parts in-process: it builds the
-// example and fault guests with the Go toolchain (once per test binary), finds the
+// example and fault guests with the Go toolchain, and Rust guests with a Rust toolchain
+// when there is one (rust.go), once per test binary; finds the
 // repository root, waits for conditions without sleeping blindly, and issues TLS
 // certificates from a test CA.
 package fermiontest

@@ -48,7 +48,10 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/agent", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/gateway", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
-	{"fermion.dev/fermion/internal/fermiontest", nil},
+	// rustbuild: finds a Rust toolchain for wasm32 WASI and builds crates; a leaf that
+	// fermiontest (Rust guests for tests) and cli (fermion new --lang rust) use.
+	{"fermion.dev/fermion/internal/rustbuild", nil},
+	{"fermion.dev/fermion/internal/fermiontest", []string{"fermion.dev/fermion/internal/rustbuild"}},
 	{"fermion.dev/fermion/internal/faulttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/"}},
 	{"fermion.dev/fermion/internal/cli", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/", "fermion.dev/fermion"}},
 	{"fermion.dev/fermion/cmd", []string{"fermion.dev/fermion/internal/cli"}},

@@ -334,9 +334,9 @@ func detectABI(m wazero.CompiledModule, declared string) (string, error) {
 	case hasStart:
 		detected = ABICommand
 	case hasHandle || hasBuf:
-		return "", errors.New("module exports part of the reactor ABI but not _initialize; build it with -buildmode=c-shared and the Fermion SDK")
+		return "", errors.New("module exports part of the reactor ABI but not _initialize; build it with the Fermion SDK (Go: -buildmode=c-shared; Rust: fermion::handler!)")
 	default:
-		return "", errors.New("module exports neither the reactor ABI (fermion_handle) nor a WASI _start; build a reactor with the Fermion SDK and -buildmode=c-shared, or a WASI command")
+		return "", errors.New("module exports neither the reactor ABI (fermion_handle) nor a WASI _start; build a reactor with the Fermion SDK (Go: -buildmode=c-shared; Rust: a cdylib with fermion::handler!), or a WASI command")
 	}
 	if declared != "" && declared != detected {
 		return "", fmt.Errorf("manifest declares abi %q but the module is a %s module; set component.abi = %q or rebuild", declared, detected, detected)

@@ -6,6 +6,7 @@
 //	           native net/http handler returning the same body; telemetry on vs off;
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
 //	           (bare.go), which split the cost between the Go guest and the platform;
+//	           -rust adds examples/hello-rust, the Rust SDK's hello (rust.go);
 //	           -split-cores puts the servers on one CPU and wrk on another
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
@@ -152,6 +153,7 @@ func gatewayBench(args []string) error {
 	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
 	useTLS := fs.Bool("tls", false, "add targets over HTTPS with a self-signed ECDSA P-256 certificate: native net/http, and Fermion with telemetry on (keep-alive connections, so each pays its handshake once)")
+	rust := fs.Bool("rust", false, "add targets serving examples/hello-rust (the Rust SDK) through Fermion with telemetry on and off, and bare with -bare (rust.go)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
 	if *client == "wrk" {
@@ -265,6 +267,13 @@ func gatewayBench(args []string) error {
 			return err
 		}
 		targets = append(targets, bt)
+	}
+	if *rust { // rust.go
+		rt, err := rustTargets(r, m, *bare, *conns, logFile)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, rt...)
 	}
 	defer func() {
 		for _, t := range targets {

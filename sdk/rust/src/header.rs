@@ -1,0 +1,204 @@
+//! Header: HTTP header fields, as Go's http.Header offers them (get, values, set, add,
+//! del), kept in one reused string instead of a map of vectors: a handler touches a
+//! few headers, and a reused writer then allocates nothing per request.
+
+use std::fmt;
+
+/// HTTP header fields. Names compare case-insensitively; `set` and `add` store them in
+/// canonical form ("content-type" becomes "Content-Type"), as Go's Header does. A
+/// repeated name is repeated entries, in the order they were added.
+#[derive(Clone, Default)]
+pub struct Header {
+    buf: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    name: (u32, u32),  // start, end in buf
+    value: (u32, u32), // start, end in buf
+}
+
+impl Header {
+    /// An empty header set.
+    pub fn new() -> Header {
+        Header::default()
+    }
+
+    /// The first value of `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries.iter().find(|e| self.slice(e.name).eq_ignore_ascii_case(name)).map(|e| self.slice(e.value))
+    }
+
+    /// Every value of `name`, in order.
+    pub fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+        self.entries
+            .iter()
+            .filter(move |e| self.slice(e.name).eq_ignore_ascii_case(name))
+            .map(move |e| self.slice(e.value))
+    }
+
+    /// Whether `name` has a value.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Replaces the values of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.del(name);
+        self.add(name, value);
+    }
+
+    /// Adds `value` to the values of `name`.
+    pub fn add(&mut self, name: &str, value: &str) {
+        let start = self.buf.len();
+        push_canonical(&mut self.buf, name);
+        let name = (start as u32, self.buf.len() as u32);
+        self.push_value(name, value);
+    }
+
+    /// Removes every value of `name`.
+    pub fn del(&mut self, name: &str) {
+        let buf = &self.buf;
+        self.entries.retain(|e| !slice(buf, e.name).eq_ignore_ascii_case(name));
+    }
+
+    /// The number of entries (a name with two values counts twice).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry as (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.entries.iter().map(move |e| (self.slice(e.name), self.slice(e.value)))
+    }
+
+    /// Removes every entry, keeping the memory for the next use.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
+    }
+
+    /// Adds an entry whose name is taken as it comes: the host sends names canonical.
+    pub(crate) fn add_raw(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.buf.len();
+        push_lossy(&mut self.buf, name);
+        let name = (start as u32, self.buf.len() as u32);
+        let start = self.buf.len();
+        push_lossy(&mut self.buf, value);
+        self.entries.push(Entry { name, value: (start as u32, self.buf.len() as u32) });
+    }
+
+    fn push_value(&mut self, name: (u32, u32), value: &str) {
+        let start = self.buf.len();
+        self.buf.push_str(value);
+        self.entries.push(Entry { name, value: (start as u32, self.buf.len() as u32) });
+    }
+
+    fn slice(&self, r: (u32, u32)) -> &str {
+        slice(&self.buf, r)
+    }
+
+    /// The memory kept for entries, to bound what a reused header holds on to.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
+fn slice(buf: &str, r: (u32, u32)) -> &str {
+    &buf[r.0 as usize..r.1 as usize]
+}
+
+/// Appends b, replacing invalid UTF-8 (a header value may carry any byte) with U+FFFD.
+fn push_lossy(buf: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => buf.push_str(s),
+        Err(_) => buf.push_str(&String::from_utf8_lossy(b)),
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Header {
+    fn eq(&self, other: &Header) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+/// The canonical form of a header name, as Go's CanonicalHeaderKey makes it: the first
+/// letter and every letter after a hyphen upper case, the rest lower case. A name with
+/// a byte that is not a token character is returned unchanged.
+pub fn canonical_header_key(name: &str) -> String {
+    let mut s = String::with_capacity(name.len());
+    push_canonical(&mut s, name);
+    s
+}
+
+fn push_canonical(buf: &mut String, name: &str) {
+    if !name.bytes().all(is_token) {
+        buf.push_str(name);
+        return;
+    }
+    let mut upper = true;
+    for b in name.bytes() {
+        let c = if upper { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() };
+        buf.push(c as char);
+        upper = b == b'-';
+    }
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical() {
+        for (name, want) in [
+            ("content-type", "Content-Type"),
+            ("X-FORWARDED-FOR", "X-Forwarded-For"),
+            ("x", "X"),
+            ("", ""),
+            ("bad name", "bad name"),
+            ("a--b", "A--B"),
+        ] {
+            assert_eq!(canonical_header_key(name), want, "{}", name);
+        }
+    }
+
+    #[test]
+    fn set_add_del() {
+        let mut h = Header::new();
+        h.add("accept", "a");
+        h.add("Accept", "b");
+        h.set("content-type", "text/plain");
+        assert_eq!(h.values("ACCEPT").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h.get("Content-Type"), Some("text/plain"));
+        h.set("Content-Type", "text/html");
+        assert_eq!(h.values("content-type").collect::<Vec<_>>(), ["text/html"]);
+        h.del("accept");
+        assert_eq!(h.get("Accept"), None);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("Content-Type", "text/html")]);
+        h.clear();
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn lossy_values() {
+        let mut h = Header::new();
+        h.add_raw(b"X-Bin", b"a\xffb");
+        assert_eq!(h.get("x-bin"), Some("a\u{fffd}b"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Native tests of the guest half: a request encoded as the host encodes it (see
+//! api/abi's AppendRequest) goes through serve and a handler, and the response comes
+//! out encoded as the host decodes it.
+
+use super::__private::serve;
+use super::*;
+
+fn encode_request(method: &str, uri: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    abi::put_bytes(&mut b, method.as_bytes());
+    abi::put_bytes(&mut b, uri.as_bytes());
+    abi::put_bytes(&mut b, b"example.com");
+    abi::put_bytes(&mut b, b"10.0.0.1:5555");
+    abi::put_u32(&mut b, headers.len() as u32);
+    for (name, value) in headers {
+        abi::put_bytes(&mut b, name.as_bytes());
+        abi::put_bytes(&mut b, value);
+    }
+    abi::put_bytes(&mut b, body);
+    b
+}
+
+struct Decoded {
+    status: u32,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn decode_response(b: &[u8]) -> Decoded {
+    let mut d = abi::Decoder::new(b);
+    let status = d.u32().unwrap();
+    let n = d.count().unwrap();
+    let mut headers = Vec::new();
+    for _ in 0..n {
+        let name = String::from_utf8(d.bytes().unwrap().to_vec()).unwrap();
+        let value = String::from_utf8(d.bytes().unwrap().to_vec()).unwrap();
+        headers.push((name, value));
+    }
+    let body = d.bytes().unwrap().to_vec();
+    d.done().unwrap();
+    Decoded { status, headers, body }
+}
+
+fn run(input: &[u8], h: Handler) -> (i32, Vec<u8>) {
+    let (mut header, mut rw, mut out) = (Header::new(), ResponseWriter::new(), Vec::new());
+    let code = serve(input, &mut header, &mut rw, &mut out, h);
+    (code, out)
+}
+
+fn echo(w: &mut ResponseWriter, r: &Request) {
+    w.header().set("content-type", "text/plain");
+    w.header().add("X-Seen", r.header().get("Accept").unwrap_or("-"));
+    write!(w, "{} {} {} {} q={:?} ", r.method(), r.path(), r.host(), r.remote_addr(), r.query_value("q"));
+    w.write(r.body());
+}
+
+#[test]
+fn serve_round_trip() {
+    let input = encode_request("POST", "/a/b?x=1&q=a+b%21", &[("Accept", b"text/html"), ("Accept", b"*/*")], b"BODY");
+    let (code, out) = run(&input, echo);
+    assert_eq!(code, abi::HANDLE_OK);
+    let resp = decode_response(&out);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.headers,
+        [("Content-Type".to_string(), "text/plain".to_string()), ("X-Seen".to_string(), "text/html".to_string())]
+    );
+    assert_eq!(String::from_utf8(resp.body).unwrap(), "POST /a/b example.com 10.0.0.1:5555 q=Some(\"a b!\") BODY");
+}
+
+#[test]
+fn write_header_twice_keeps_the_first() {
+    fn twice(w: &mut ResponseWriter, _: &Request) {
+        w.write_header(201);
+        w.write_header(500);
+        w.write(b"x");
+    }
+    let (_, out) = run(&encode_request("GET", "/", &[], b""), twice);
+    assert_eq!(decode_response(&out).status, 201);
+    fn late(w: &mut ResponseWriter, _: &Request) {
+        w.write(b"x");
+        w.write_header(404);
+    }
+    let (_, out) = run(&encode_request("GET", "/", &[], b""), late);
+    assert_eq!(decode_response(&out).status, 200);
+}
+
+#[test]
+fn malformed_requests_are_refused() {
+    let good = encode_request("GET", "/", &[("A", b"b")], b"xyz");
+    for cut in 0..good.len() {
+        let (code, _) = run(&good[..cut], echo);
+        assert_eq!(code, abi::HANDLE_BAD_INPUT, "truncated at {}", cut);
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert_eq!(run(&trailing, echo).0, abi::HANDLE_BAD_INPUT);
+    let mut huge = Vec::new();
+    for _ in 0..4 {
+        abi::put_bytes(&mut huge, b"");
+    }
+    abi::put_u32(&mut huge, u32::MAX);
+    assert_eq!(run(&huge, echo).0, abi::HANDLE_BAD_INPUT);
+}
+
+#[test]
+fn invalid_utf8_is_replaced() {
+    fn show(w: &mut ResponseWriter, r: &Request) {
+        write!(w, "{}|{}", r.uri(), r.header().get("X-Bin").unwrap_or(""));
+    }
+    let input = encode_request("GET", "/\u{e9}", &[("X-Bin", b"a\xffb")], b"");
+    let (_, out) = run(&input, show);
+    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "/\u{e9}|a\u{fffd}b");
+}
+
+#[test]
+fn writer_is_reused_clean() {
+    let (mut header, mut rw, mut out) = (Header::new(), ResponseWriter::new(), Vec::new());
+    fn big(w: &mut ResponseWriter, _: &Request) {
+        w.write_header(418);
+        w.header().set("X-Big", "1");
+        w.write(&vec![b'a'; 1 << 20]);
+    }
+    fn small(w: &mut ResponseWriter, _: &Request) {
+        w.write(b"ok");
+    }
+    let input = encode_request("GET", "/", &[], b"");
+    serve(&input, &mut header, &mut rw, &mut out, big);
+    serve(&input, &mut header, &mut rw, &mut out, small);
+    let resp = decode_response(&out);
+    assert_eq!((resp.status, resp.headers.len(), &resp.body[..]), (200, 0, &b"ok"[..]));
+    assert!(rw.body.capacity() <= MAX_KEPT && out.capacity() <= MAX_KEPT, "kept {} and {} bytes", rw.body.capacity(), out.capacity());
+}
+
+#[test]
+fn error_reply() {
+    let mut w = ResponseWriter::new();
+    w.header().set("Content-Length", "99");
+    error(&mut w, "no such thing", 404);
+    assert_eq!((w.status(), w.body()), (404, &b"no such thing\n"[..]));
+    assert_eq!(w.header().get("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(w.header().get("Content-Length"), None);
+}
+
+#[test]
+fn request_for_tests() {
+    let r = Request::new("GET", "/p?a=1&a=2&b").with_header("accept", "x").with_body("hi");
+    assert_eq!((r.path(), r.query(), r.header().get("Accept"), r.body()), ("/p", "a=1&a=2&b", Some("x"), &b"hi"[..]));
+    assert_eq!(r.query_value("a").as_deref(), Some("1"));
+    assert_eq!(r.query_value("b").as_deref(), Some(""));
+    assert_eq!(r.query_value("c"), None);
+    assert_eq!(unescape("%zz%4"), "%zz%4");
+}
