@@ -185,3 +185,42 @@ func TestSLIBufferDropsOldestWhenFull(t *testing.T) {
 			got[0].Start.Format("15:04:05.000"), got[0].Start.Sub(began))
 	}
 }
+
+// TestSLIsCountSandboxEvents deploys a real guest under a deployment name and checks
+// that the sandbox's events reach the aggregator through the telemetry sink, keyed by
+// the deployment: the prewarmed instance's start, then its discard when
+// the version is removed.
+func TestSLIsCountSandboxEvents(t *testing.T) {
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, Telemetry: true, Labels: map[string]string{"node": "n1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close(context.Background()) })
+	m, wasm := example(t, "hello")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := dp.DeployAs(ctx, "greeter", m, wasm); err != nil {
+		t.Fatal(err)
+	}
+	key := sli.Key{Deployment: "greeter", Version: m.App.Version}
+	agg := dp.SLIs()
+	find := func(sums []sli.Summary) (sli.Summary, bool) {
+		for _, s := range sums {
+			if s.Key == key {
+				return s, true
+			}
+		}
+		return sli.Summary{}, false
+	}
+	s, ok := find(agg.Flush(time.Now().Add(time.Hour)))
+	if !ok || s.InstanceStarts["started"] != uint64(m.Scaling.MinWarm) || s.Node != "n1" {
+		t.Fatalf("after the deploy: %+v (found %v), want %d start(s) under %+v", s, ok, m.Scaling.MinWarm, key)
+	}
+	if err := dp.Remove(ctx, "greeter"); err != nil {
+		t.Fatal(err)
+	}
+	s, ok = find(agg.Flush(time.Now().Add(2 * time.Hour)))
+	if !ok || s.Discards["closed"] != uint64(m.Scaling.MinWarm) {
+		t.Fatalf("after the removal: %+v (found %v), want %d discard(s) for closed", s, ok, m.Scaling.MinWarm)
+	}
+}
