@@ -197,7 +197,8 @@ func TestSLIsCountSandboxEvents(t *testing.T) {
 	}
 	t.Cleanup(func() { dp.Close(context.Background()) })
 	m, wasm := example(t, "hello")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: the first compile of a test binary under -race on a busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := dp.DeployAs(ctx, "greeter", m, wasm); err != nil {
 		t.Fatal(err)
