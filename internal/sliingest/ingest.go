@@ -78,6 +78,7 @@ type Ingest struct {
 
 	mu     sync.Mutex // leaf
 	recent map[string]map[verKey]time.Time
+	swept  time.Time // last sweep of every node's recent versions
 }
 
 // verKey is a (deployment or app, version) pair.
@@ -281,6 +282,21 @@ func (in *Ingest) versions(node string, now time.Time) map[verKey]time.Time {
 		delete(in.recent, node)
 	} else {
 		in.recent[node] = rec
+	}
+	// Nodes that stopped sending (removed, renamed) are swept now and then, so the
+	// table stays the size of the live fleet.
+	if now.Sub(in.swept) > in.cfg.Grace {
+		in.swept = now
+		for n, r := range in.recent {
+			for k, t := range r {
+				if now.Sub(t) > in.cfg.Grace {
+					delete(r, k)
+				}
+			}
+			if len(r) == 0 {
+				delete(in.recent, n)
+			}
+		}
 	}
 	out := make(map[verKey]time.Time, len(rec))
 	for k, t := range rec {
