@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
@@ -309,4 +311,59 @@ func TestSLIBackfillAfterPartition(t *testing.T) {
 		t.Errorf("fermion_sli_dropped_total = %v, want 0", v)
 	}
 	t.Logf("%d intervals stored, %d across the partition, %d requests", len(got), len(got)-before, total)
+}
+
+// TestSLIPermissions: a node's credentials send SLIs on its own subject only, and
+// cannot write into the stream directly around the server's checks.
+func TestSLIPermissions(t *testing.T) {
+	ctx := context.Background()
+	p := cptest.Start(t, controlplane.Config{})
+	jc, err := nats.Connect(p.NATSURL(), nats.UserInfo(v1.JoinUser, p.NodeToken(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jr v1.JoinReply
+	b, _ := json.Marshal(v1.JoinRequest{Node: "edge-a"})
+	m, err := jc.Request(v1.SubjectJoin, b, 5*time.Second)
+	jc.Close()
+	if err != nil || json.Unmarshal(m.Data, &jr) != nil || jr.Error != nil {
+		t.Fatalf("join: %v %+v", err, jr)
+	}
+	nc, err := nats.Connect(p.NATSURL(), nats.UserInfo(v1.NodeUserPrefix+"edge-a", jr.Secret), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	end := time.Now().Truncate(10 * time.Second)
+	agg := sli.NewAggregator(sli.Config{Node: "edge-a", Start: end.Add(-10 * time.Second), FirstSeq: 1})
+	agg.Record(sli.Key{Deployment: "hello", Version: "1.0.0", Route: "/"}, 200, time.Millisecond, false)
+	batch, _ := json.Marshal(v1.SLIBatch{SentAt: time.Now(), Summaries: [][]byte{sli.EncodeSummary(nil, agg.Flush(end)[0])}})
+
+	// Its own subject: answered (refused: the node runs nothing).
+	m, err = nc.Request(v1.SubjectSLIs("edge-a"), batch, 5*time.Second)
+	if err != nil {
+		t.Fatalf("own subject: %v", err)
+	}
+	var reply v1.SLIBatchReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil || reply.Done != 1 || len(reply.Refused) != 1 || reply.Refused[0].Reason != v1.SLIRefusedUnknownVersion {
+		t.Fatalf("own subject: %+v %v", reply, err)
+	}
+	// Another node's subject, and the stream's subject: not allowed.
+	for _, subject := range []string{v1.SubjectSLIs("edge-b"), v1.SubjectSLIStream("edge-a")} {
+		if _, err := nc.Request(subject, batch, time.Second); err == nil {
+			t.Errorf("%s: answered, want a permissions violation", subject)
+		}
+	}
+	st, err := p.SLIStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("the stream holds %d messages, want 0", info.State.Msgs)
+	}
 }
