@@ -328,3 +328,24 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestHandleStopsWhereTheStreamFails: with the stream gone, the reply says how far the
+// server got (a refusal before the first store is final), so the agent keeps the rest.
+func TestHandleStopsWhereTheStreamFails(t *testing.T) {
+	f := newFixture(t)
+	if err := f.js.DeleteStream(context.Background(), v1.StreamSLIs); err != nil {
+		t.Fatal(err)
+	}
+	end := t0.Truncate(10 * time.Second)
+	hello := sli.Key{Deployment: "hello", Version: "1.0.0", Route: "/hello"}
+	r := f.handle(t, "n1", t0,
+		summary(t, "n2", hello, 1, end, 1), // refused: final
+		summary(t, "n1", hello, 1, end, 1), // cannot be stored
+		summary(t, "n1", hello, 2, end.Add(10*time.Second), 1))
+	if r.Error == nil || r.Error.Code != v1.CodeUnavailable {
+		t.Fatalf("error %v, want unavailable", r.Error)
+	}
+	if r.Done != 1 || r.Accepted != 0 || len(r.Refused) != 1 || r.Refused[0].Index != 0 {
+		t.Fatalf("reply %+v, want done 1 with the foreign summary refused", r)
+	}
+}
