@@ -347,6 +347,7 @@ func (c *cpLoop) connect() {
 		return
 	}
 	c.nc, c.connectFailures = nc, 0
+	n.sliConn.Store(nc) // hook: the SLI sender shares the connection (slisend.go)
 }
 
 func (c *cpLoop) close() {

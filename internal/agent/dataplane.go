@@ -20,6 +20,7 @@ import (
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -52,6 +53,10 @@ type DataPlaneConfig struct {
 	LoadLimits    manifest.LoadLimits
 	CompileWorker []string
 	CompileMemory int64
+	// SLIs aggregates the SLIs a Node sends the control plane (sli.go). Nil: with
+	// Telemetry, the data plane makes one for Labels["node"] with SLIInterval.
+	SLIs        *sli.Aggregator
+	SLIInterval time.Duration // default sli.DefaultInterval
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -61,6 +66,8 @@ type DataPlane struct {
 	Engine  *sandbox.Engine
 	Gateway *gateway.Gateway
 	tls     *telemetry.TLS // nil: plain HTTP
+
+	slis *sliSource // nil: no SLIs (sli.go)
 
 	mu        sync.Mutex           // guards functions, routes and ready; leaf
 	functions map[string]*deployed // by deployment name (the app name for Deploy)
@@ -87,6 +94,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		return nil, fmt.Errorf("gateway limits: %w", err)
 	}
 	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain, Limits: cfg.Limits}
+	d.slis = newSLISource(cfg, d.Metrics) // hook: SLI aggregation (sli.go)
+	gcfg.SLIs = d.slis.aggregator()
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
@@ -131,6 +140,7 @@ func (d *DataPlane) Deploy(ctx context.Context, m *manifest.Manifest, wasm []byt
 // deployed under name before keeps serving.
 func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manifest, wasm []byte) (*sandbox.Function, error) {
 	spec := sandbox.SpecFromManifest(m, wasm)
+	d.slis.name(name, m.App.Name, m.App.Version) // before Load: its instances' events carry the deployment
 	spec.Labels = d.cfg.Labels
 	fn, err := d.Engine.Load(ctx, spec)
 	if err != nil {

@@ -74,12 +74,14 @@ type controlPlane struct {
 	joins      int
 	registers  int
 	heartbeats map[string][]v1.Heartbeat // by node
+	sliBatches map[string][]v1.SLIBatch  // by node
 }
 
 func startControlPlane(t *testing.T, auth bool) *controlPlane {
 	t.Helper()
 	cp := &controlPlane{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", auth: auth,
-		sets: map[string]v1.AssignmentSet{}, secrets: map[string]string{}, heartbeats: map[string][]v1.Heartbeat{}}
+		sets: map[string]v1.AssignmentSet{}, secrets: map[string]string{}, heartbeats: map[string][]v1.Heartbeat{},
+		sliBatches: map[string][]v1.SLIBatch{}}
 	cp.start()
 	t.Cleanup(cp.shutdown)
 	return cp
@@ -162,6 +164,15 @@ func (cp *controlPlane) respond() {
 			cp.mu.Unlock()
 			set.Node = node
 			reply(m, v1.HeartbeatReply{Assignments: set})
+		},
+		v1.SubjectSLIs("*"): func(m *nats.Msg) {
+			node := strings.Split(m.Subject, ".")[2]
+			var b v1.SLIBatch
+			json.Unmarshal(m.Data, &b)
+			cp.mu.Lock()
+			cp.sliBatches[node] = append(cp.sliBatches[node], b)
+			cp.mu.Unlock()
+			reply(m, v1.SLIBatchReply{Done: len(b.Summaries), Accepted: len(b.Summaries)})
 		},
 	}
 	var subs []*nats.Subscription

@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "fermion.dev/fermion/api/v1"
@@ -21,6 +23,7 @@ import (
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -59,6 +62,12 @@ type NodeConfig struct {
 	// policies, enforced before every start alongside those the control plane sends.
 	Allow           policy.NodeAllow
 	RuntimePolicies []*policy.Policy
+	// SLIBufferBytes bounds the SLI summaries kept while the control plane is away
+	// (default DefaultSLIBufferBytes); the oldest are dropped past it (slisend.go).
+	SLIBufferBytes int
+	// TelemetryBacklog is the telemetry spool's depth, reported in SLI summaries
+	// (nil: 0).
+	TelemetryBacklog func() int
 }
 
 const (
@@ -76,9 +85,11 @@ const (
 // assignments it is sent, pulling artifacts through the node cache. It serves its last
 // applied assignments from DataDir whether or not the control plane answers.
 //
-// Goroutines: Run owns two, stopped by its context: the reconciler (the only one that
-// changes what the data plane runs; it owns the deployment table) and the control-plane
-// loop (the only one that sends requests; it owns the NATS connection). The reconciler
+// Goroutines: Run owns three, stopped by its context: the reconciler (the only one that
+// changes what the data plane runs; it owns the deployment table), the control-plane
+// loop (it owns the NATS connection and sends every request but SLI batches) and the
+// SLI sender (it flushes the SLI aggregator and sends the summaries on the same
+// connection, so a slow SLI answer never delays a heartbeat). The reconciler
 // starts one goroutine per version being pulled and started, and one per removed
 // version draining; it waits for all of them before it returns. NATS callbacks never
 // block: they record and signal.
@@ -99,6 +110,13 @@ type Node struct {
 	statusChanged chan struct{} // an instance status changed: heartbeat soon
 	connEvents    chan struct{} // the NATS connection (re)connected: register
 	authRefused   chan struct{} // the server refused the node's credentials
+	sliKick       chan struct{} // registered again, or a backlog to send: send SLIs now
+
+	// The SLI sender's (slisend.go): its buffer is owned by its goroutine; the
+	// connection is the control-plane loop's, shared (nats.Conn is safe for that).
+	sliConn    atomic.Pointer[nats.Conn]
+	sliBuf     *sli.Buffer
+	sliMetrics *sliMetrics
 
 	mu         sync.Mutex
 	ran        bool
@@ -173,6 +191,17 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("new node: %w", err)
 	}
 	m.info.WithLabelValues(cfg.Name, cfg.Labels["region"], cfg.Labels["zone"], cfg.AgentVersion).Set(1)
+	if cfg.SLIBufferBytes == 0 {
+		cfg.SLIBufferBytes = DefaultSLIBufferBytes
+	}
+	sliBuf, err := sli.NewBuffer(cfg.SLIBufferBytes, max(cfg.SLIBufferBytes/sliMinSummaryBytes, 1))
+	if err != nil {
+		return nil, fmt.Errorf("new node: NodeConfig.SLIBufferBytes: %w", err)
+	}
+	sm, err := newSLIMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
 	n := &Node{
 		cfg:           cfg,
 		log:           log,
@@ -183,6 +212,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		statusChanged: make(chan struct{}, 1),
 		connEvents:    make(chan struct{}, 1),
 		authRefused:   make(chan struct{}, 1),
+		sliKick:       make(chan struct{}, 1),
+		sliBuf:        sliBuf,
+		sliMetrics:    sm,
 		statuses:      map[string]*status{},
 	}
 
@@ -285,6 +317,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var err error
 	wg.Go(func() { n.reconcileLoop(ctx) })
+	wg.Go(func() { n.sliLoop(ctx) })
 	wg.Go(func() {
 		if err = n.controlPlaneLoop(ctx); err != nil {
 			cancel() // stop reconciling too: the node ends
@@ -373,6 +406,7 @@ func (n *Node) setRegistered(ok bool) {
 	n.registered = ok
 	n.mu.Unlock()
 	if ok {
+		n.signal(n.sliKick) // send what was buffered while away
 		n.metrics.connected.Set(1)
 	} else {
 		n.metrics.connected.Set(0)

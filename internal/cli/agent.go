@@ -26,6 +26,7 @@ import (
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -55,6 +56,9 @@ type agentOptions struct {
 	// a wish, and a free port replaces it when another agent on the machine holds it.
 	adminAuto bool
 	prefix    string // of the flags: "agent-" under up
+	// SLI summaries to the control plane (internal/agent/slisend.go).
+	sliInterval time.Duration
+	sliBuffer   string
 }
 
 // defaultAdminListen is the agent's admin address unless --admin-listen names one.
@@ -93,6 +97,8 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.allowMemory, prefix+"allow-memory", "", "most memory one instance may have here, e.g. 256MiB (node.allow.memory; empty: no limit)")
 	o.load.add(f, prefix)
 	f.StringArrayVar(&o.runtimePolicies, prefix+"runtime-policy", nil, "runtime policy file this node enforces before every start, whatever the control plane sends (repeat)")
+	f.DurationVar(&o.sliInterval, prefix+"sli-interval", sli.DefaultInterval, "how often the node sends the control plane its SLI summaries (requests, latency, starts, discards… per version), 100ms–1h")
+	f.StringVar(&o.sliBuffer, prefix+"sli-buffer", "8MiB", "bound on the SLI summaries kept while the control plane is away, oldest dropped past it (64KiB–1GiB)")
 	if prefix == "" {
 		f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	}
@@ -218,6 +224,10 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--cache-max: %w", err)}
 	}
+	sliBuffer, err := o.sliConfig()
+	if err != nil {
+		return nil, err
+	}
 	if o.registryToken == "" {
 		o.registryToken = os.Getenv("FERMION_REGISTRY_TOKEN")
 	}
@@ -286,7 +296,8 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry,
 		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
 		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits, MemoryBytes: capacity.MemoryBytes,
-		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory})
+		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory,
+		SLIInterval: o.sliInterval})
 	if err != nil {
 		gw.Close()
 		if admin != nil {
@@ -297,7 +308,8 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	}
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
 		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax,
-		Registry: &oci.Client{Token: o.registryToken, RootCAs: roots}, Logger: logger, Allow: allow, RuntimePolicies: rules}
+		Registry: &oci.Client{Token: o.registryToken, RootCAs: roots}, Logger: logger, Allow: allow, RuntimePolicies: rules,
+		SLIBufferBytes: sliBuffer, TelemetryBacklog: tracing.Backlog}
 	if dp.Metrics != nil {
 		ncfg.Metrics = dp.Metrics.Registry
 	}
@@ -379,4 +391,30 @@ func routeDrainConfig(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// SLI flag bounds: an interval short enough for tests and long enough that summaries
+// stay a small load; a buffer that holds the largest summary and stays a small share
+// of an edge node's memory.
+const (
+	minSLIInterval = 100 * time.Millisecond
+	maxSLIInterval = time.Hour
+	minSLIBuffer   = 64 << 10
+	maxSLIBuffer   = 1 << 30
+)
+
+// sliConfig checks the SLI flags and returns the buffer bound in bytes.
+func (o *agentOptions) sliConfig() (int, error) {
+	if o.sliInterval < minSLIInterval || o.sliInterval > maxSLIInterval {
+		return 0, usageError{fmt.Errorf("--%ssli-interval %s is out of range: give a duration from %s to %s (default %s)",
+			o.prefix, o.sliInterval, minSLIInterval, maxSLIInterval, sli.DefaultInterval)}
+	}
+	n, err := manifest.ParseSize(o.sliBuffer)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("--%ssli-buffer: %w", o.prefix, err)}
+	}
+	if n < minSLIBuffer || n > maxSLIBuffer {
+		return 0, usageError{fmt.Errorf("--%ssli-buffer %s is out of range: give a size from 64KiB to 1GiB (default 8MiB)", o.prefix, o.sliBuffer)}
+	}
+	return int(n), nil
 }

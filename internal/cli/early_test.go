@@ -36,6 +36,10 @@ func TestChecksBeforeBuild(t *testing.T) {
 		{name: "events of an unknown type", args: []string{"events", "--type", "bogus"}, want: []string{`--type "bogus" is not an event type`, "deployed, deleted", "policy_deleted"}},
 		{name: "events of a misspelt type", args: []string{"events", "--type", "draned"}, want: []string{"did you mean drained?"}},
 		{name: "up with a bare agent port", args: []string{"up", "--data", empty, "--agent-listen", "8080"}, want: []string{"--agent-listen 8080", "use :8080"}},
+		{name: "agent with a tiny SLI interval", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-interval", "10ms"}, want: []string{"--sli-interval 10ms is out of range", "100ms to 1h0m0s"}},
+		{name: "agent with an unparsable SLI buffer", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-buffer", "lots"}, want: []string{"--sli-buffer: "}},
+		{name: "agent with a tiny SLI buffer", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-buffer", "1KiB"}, want: []string{"--sli-buffer 1KiB is out of range", "64KiB to 1GiB"}},
+		{name: "up with a huge SLI interval", args: []string{"up", "--data", empty, "--agent-sli-interval", "2h"}, want: []string{"--agent-sli-interval 2h0m0s is out of range"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,9 @@ restart.`,
 			if err := checkListens("agent-listen", ao.listen, "agent-admin-listen", ao.adminListen); err != nil {
 				return err
 			}
+			if _, err := ao.sliConfig(); err != nil { // hook: SLI flags, checked before the server writes
+				return err
+			}
 			if c.Flags().Changed("example") && example != "" {
 				if err := checkFunctionDir(example); err != nil {
 					return err

@@ -26,6 +26,7 @@ func (s *Server) serveAgents(ctx context.Context) error {
 		{v1.SubjectJoin, s.handleJoin},
 		{v1.SubjectRegister("*"), s.handleRegister},
 		{v1.SubjectHeartbeat("*"), s.handleHeartbeat},
+		{v1.SubjectSLIs("*"), s.handleSLIs}, // hook: SLI receive path (slis.go)
 	}
 	var all []*nats.Subscription
 	sem := make(chan struct{}, 64) // handlers in flight; a full set holds the callback back

@@ -30,6 +30,7 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/sliingest"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -171,6 +172,8 @@ type Server struct {
 	adminToken string
 	metrics    *metrics
 	api        http.Handler
+
+	slis *sliingest.Ingest // SLI receive path (hook: slis.go)
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -316,6 +319,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.oci.HTTPClient = &http.Client{Transport: &localRegistry{host: cfg.RegistryHost, h: reg,
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
+	}
+	if s.slis, err = s.openSLIIngest(ctx, js, replicas); err != nil { // hook: SLI receive path (slis.go)
+		s.Close()
+		return nil, err
 	}
 	if err := s.serveAgents(runCtx); err != nil {
 		s.Close()

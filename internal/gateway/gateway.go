@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -62,6 +63,9 @@ type Config struct {
 	// TLS, when set, wraps Serve's listener to terminate TLS (telemetry.TLS.Listener).
 	// The connection cap sits beneath it, so refusals cost no handshake.
 	TLS func(net.Listener) net.Listener
+	// SLIs aggregates every request's SLIs per (deployment, version, route) for the
+	// summaries the agent sends the control plane (nil: none). The agent owns it.
+	SLIs *sli.Aggregator
 }
 
 // Gateway is an http.Handler. Routes can be replaced at any time without dropping

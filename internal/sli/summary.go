@@ -36,7 +36,8 @@ type Summary struct {
 	// (e.g. "scale", "prewarm"; "trap", "timeout", "idle").
 	InstanceStarts map[string]uint64
 	Discards       map[string]uint64
-	// MemoryMaxBytes is the largest linear memory an instance of the version reached.
+	// MemoryMaxBytes is the most linear memory the version's instances held in the
+	// interval (the agent samples its pool's total at each flush).
 	MemoryMaxBytes uint64
 	// CPUTime is the time the version's guests ran on a CPU.
 	CPUTime time.Duration

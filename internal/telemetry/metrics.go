@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -98,6 +99,8 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
+
+	sliSink atomic.Pointer[sliSinkBox] // SetSLISink (slisink.go)
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
@@ -205,6 +208,7 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		traps:       m.Traps.WithLabelValues(name, version),
 		logDropped:  m.GuestLogDropped.WithLabelValues(name, version),
 		compile:     m.Compile.WithLabelValues(name, version),
+		sli:         m.sliEventsFor(name, version),
 	}
 	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
 		f.requests[i] = m.Requests.WithLabelValues(name, version, class)
@@ -252,6 +256,7 @@ type FunctionMetrics struct {
 	traps             prometheus.Counter
 	logDropped        prometheus.Counter
 	compile           prometheus.Observer
+	sli               SLIEvents // nil: no SLI sink (slisink.go)
 }
 
 // Request records one served request.
@@ -290,6 +295,9 @@ func (f *FunctionMetrics) InstanceStarted(instantiate, init float64) {
 	}
 	f.instantiate.Observe(instantiate)
 	f.init.Observe(init)
+	if f.sli != nil {
+		f.sli.InstanceStarted()
+	}
 }
 
 // Instances makes c the source of fermion_instances, fermion_instance_memory_bytes and
@@ -310,6 +318,9 @@ func (f *FunctionMetrics) Discard(reason string) {
 		return
 	}
 	f.m.Discards.WithLabelValues(f.name, f.version, reason).Inc()
+	if f.sli != nil {
+		f.sli.Discarded(reason)
+	}
 }
 
 // Trap counts a guest execution that trapped.
@@ -326,6 +337,9 @@ func (f *FunctionMetrics) LimitRejection(limit string) {
 		return
 	}
 	f.m.LimitRejections.WithLabelValues(f.name, f.version, limit).Inc()
+	if f.sli != nil {
+		f.sli.LimitRejected(limit)
+	}
 }
 
 // Outbound counts an outbound call by result.
@@ -334,6 +348,9 @@ func (f *FunctionMetrics) Outbound(result string) {
 		return
 	}
 	f.m.Outbound.WithLabelValues(f.name, f.version, result).Inc()
+	if f.sli != nil {
+		f.sli.Outbound(result)
+	}
 }
 
 // LogDropped counts guest output bytes dropped past the per-request cap.
