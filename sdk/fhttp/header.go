@@ -21,7 +21,7 @@ import (
 // ready to use. A Header copied by value shares its fields with the original, as a
 // copied map would, until one of them adds a field; Clone makes an independent copy.
 type Header struct {
-	list []abi.Header       // the fields in order, names canonical, while m is nil
+	list []abi.Header        // the fields in order, names canonical, while m is nil
 	m    map[string][]string // once Map was called: the only store
 }
 
