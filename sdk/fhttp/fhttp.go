@@ -21,6 +21,26 @@
 // is under load. Measured in bench/RESULTS.md (fifth pass). Handlers and libraries that
 // need net/http's own types use package fermion.dev/fermion/sdk/fermion instead.
 //
+// What a request costs the guest. In a Go wasm guest an allocation costs several
+// hundred nanoseconds and every call a prologue, more than a small handler's own work,
+// so the SDK's part of a request allocates nothing in the common case:
+//
+//   - the request's strings (method, URI, host, header names and values) are copied
+//     once into a block shared by the requests that follow, and the *Request with its
+//     URL and body reader comes from a block of them; none is ever reused, so a handler
+//     may keep them, as in net/http (what it keeps holds its block, at most 16 KiB);
+//   - Header is the list the host sent, not a map: Get, Set, Add and Del scan it
+//     without hashing or allocating; Map builds net/http's map shape only when asked;
+//   - the Body reads the host's buffer in place, so it must not be read after the
+//     handler returns;
+//   - the response is encoded straight into the buffer the host copies it from, status
+//     and headers at the first Write, and handed over with one host call.
+//
+// What is left is the handler's own: a Header().Set of a new name grows the response's
+// reused list (no allocation once it has room), Values and Map allocate, and so does
+// whatever the handler builds. bench/RESULTS.md counts it per request (fermion-bench
+// guestcalls: calls and allocations inside the guest).
+//
 // The host instantiates the module once, runs _initialize (package init functions, so
 // the handler must be registered there, not in main) and then calls the handler for
 // many requests, one at a time. The host enforces the manifest's limits: a handler past
@@ -66,10 +86,10 @@ func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
 
 var handler Handler
 
-// ResponseWriter builds the response, as net/http's does. The response is buffered and
-// sent whole when the handler returns, so the status and headers may be set until then
-// only if nothing was written yet: the first Write fixes the status (200 unless
-// WriteHeader said otherwise), as in net/http.
+// ResponseWriter builds the response, as net/http's does. The response is sent whole
+// when the handler returns; the first Write fixes the status (200 unless WriteHeader
+// said otherwise) and the headers, as in net/http: changes to Header after it are not
+// sent.
 //
 // A response without a Content-Type gets one from the host, sniffed from the body as
 // net/http does.

@@ -362,3 +362,79 @@ func TestNoNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestServeHeadersFixedByFirstWrite checks net/http's rule, which the in-place encoding
+// relies on: headers changed after the first Write are not sent.
+func TestServeHeadersFixedByFirstWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		handle  func(w ResponseWriter)
+		status  int
+		headers []abi.Header
+		body    string
+	}{
+		{"after write", func(w ResponseWriter) {
+			w.Header().Set("X-Before", "1")
+			io.WriteString(w, "a")
+			w.Header().Set("X-After", "2")
+			w.WriteHeader(StatusTeapot)
+			w.Write([]byte("b"))
+		}, 200, guesttest.Headers("X-Before", "1"), "ab"},
+		{"nothing written", func(w ResponseWriter) {
+			w.WriteHeader(StatusNoContent)
+			w.Header().Set("X-Late", "ok")
+		}, 204, guesttest.Headers("X-Late", "ok"), ""},
+		{"mapped", func(w ResponseWriter) {
+			w.Header().Map()["X-M"] = []string{"m"}
+			w.Write(nil)
+		}, 200, guesttest.Headers("X-M", "m"), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			HandleFunc(func(w ResponseWriter, r *Request) { tt.handle(w) })
+			resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"})
+			if code != abi.HandleOK || resp.Status != tt.status || string(resp.Body) != tt.body || !reflect.DeepEqual(resp.Headers, tt.headers) {
+				t.Fatalf("code %d: %d %v %q, want %d %v %q", code, resp.Status, resp.Headers, resp.Body, tt.status, tt.headers, tt.body)
+			}
+		})
+	}
+}
+
+// TestServeBodyAndStrings checks that a request's body reads the host's buffer while
+// the handler runs, and that the strings a handler keeps do not change when the host
+// reuses that buffer and the arena moves on to new blocks.
+func TestServeBodyAndStrings(t *testing.T) {
+	type kept struct {
+		path, id string
+		body     []byte
+	}
+	var all []kept
+	HandleFunc(func(w ResponseWriter, r *Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil || r.Body.Close() != nil {
+			t.Fatal(err)
+		}
+		all = append(all, kept{r.URL.Path, r.Header.Get("X-Id"), b})
+	})
+	in := make([]byte, 0, 4096)
+	var want []kept
+	for i := range 500 { // enough to cross many arena and request blocks
+		id := strings.Repeat(string(rune('a'+i%26)), 1+i%300)
+		if i%100 == 99 { // a head larger than the arena copies into a block
+			id = strings.Repeat("z", 5000)
+		}
+		k := kept{"/r" + id[:1+i%5], id, bytes.Repeat([]byte{byte(i)}, i%700)}
+		want = append(want, k)
+		// One buffer for every request, as the host's: a kept view would change.
+		in = abi.AppendRequest(in[:0], &abi.Request{Method: "POST", URI: k.path, Headers: guesttest.Headers("X-Id", id), Body: k.body})
+		if _, code := guest.Serve(in, nil); code != abi.HandleOK {
+			t.Fatalf("request %d: code %d", i, code)
+		}
+		clear(in)
+	}
+	for i := range want {
+		if all[i].path != want[i].path || all[i].id != want[i].id || !bytes.Equal(all[i].body, want[i].body) {
+			t.Fatalf("request %d kept %q %q (%d bytes), want %q %q (%d bytes)", i, all[i].path, all[i].id, len(all[i].body),
+				want[i].path, want[i].id, len(want[i].body))
+		}
+	}
+}
