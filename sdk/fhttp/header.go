@@ -18,8 +18,9 @@ import (
 // costs no hashing and no allocation (a Go wasm guest pays several hundred nanoseconds
 // for each). Map turns it into net/http's map shape for code that wants to index or
 // range over one; from then on the map is the header. The zero Header is empty and
-// ready to use. A Header copied by value shares its fields with the original, as a
-// copied map would, until one of them adds a field; Clone makes an independent copy.
+// ready to use. A Header copied by value shares its storage with the original, as a
+// copied map would, but unlike a map the two do not stay in step: change only one of
+// them, or Clone for an independent copy.
 type Header struct {
 	list []abi.Header        // the fields in order, names canonical, while m is nil
 	m    map[string][]string // once Map was called: the only store
