@@ -104,46 +104,16 @@ func AppendRequest(b []byte, r *Request) []byte {
 // copy. In a wasm guest every allocation and every call costs many times what it does
 // natively, so this is written as two flat passes rather than with the decoder.
 func DecodeRequest(b []byte, r *Request) error {
-	// First pass: validate the head and find where the body starts, copying nothing.
-	p := 0
-	var nh uint32
-	for i := uint32(0); i < 5+2*nh; i++ {
-		if len(b)-p < 4 {
-			return ErrShort
-		}
-		n := le32(b, p)
-		p += 4
-		if i == 4 { // the header count, after the four strings
-			if uint64(n)*8 > uint64(len(b)-p) {
-				return ErrTooLarge
-			}
-			nh = n
-			continue
-		}
-		if uint64(n) > uint64(len(b)-p) {
-			return ErrTooLarge
-		}
-		p += int(n)
+	head, nh, body, err := SplitRequest(b)
+	if err != nil {
+		return err
 	}
-	// Second pass over the validated head: every field is in range.
-	head := string(b[:p])
-	q := 0
-	r.Method, q = field(head, q)
-	r.URI, q = field(head, q)
-	r.Host, q = field(head, q)
-	r.RemoteAddr, q = field(head, q)
-	q += 4
-	hs := r.Headers[:0]
-	for range nh {
-		var h Header
-		h.Name, q = field(head, q)
-		h.Value, q = field(head, q)
-		hs = append(hs, h)
+	ParseRequestHead(string(head), nh, r)
+	r.Body = nil
+	if len(body) > 0 {
+		r.Body = append([]byte(nil), body...)
 	}
-	r.Headers = hs
-	d := decoder{b: b[p:]}
-	r.Body = d.bytesCopy()
-	return d.done()
+	return nil
 }
 
 func le32(b []byte, p int) uint32 {

@@ -80,12 +80,33 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // serve decodes one request, runs the handler and returns the encoded response.
 // It is separate from the wasm exports so it can be tested natively.
 //
-// A request costs the guest a handful of allocations: one copy of the request's strings,
-// one object holding the *http.Request with its URL, header values and body reader, the
-// header map, and a copy of the body when there is one. In a wasm guest every allocation
-// and call is several times dearer than natively, and they are most of a small
-// handler's time, so what can be reused is: areq's header list and the response writer.
+// A request costs the guest the header map (net/http's shape requires one) and what the
+// handler allocates. The request's strings and header entries are carved from the
+// arena's blocks and its *http.Request, URL, body reader and first header values from a
+// block of them (see newRequest); the body reads the host's buffer in place. In a wasm
+// guest every allocation and call is several times dearer than natively, and they are
+// most of a small handler's time. What can be reused is: areq and the response writer.
 var areq abi.Request
+
+// arena holds what requests keep: their strings and header entries.
+var arena guest.Arena
+
+// requests is the free part of the block requests are carved from.
+var requests []request
+
+// requestBlock is how many requests one block holds: about 12 KiB.
+const requestBlock = 16
+
+// newRequest returns a zeroed request no other request shares: one allocation serves
+// requestBlock of them, and none is reused, so a handler may keep its *http.Request.
+func newRequest() *request {
+	if len(requests) == 0 {
+		requests = make([]request, requestBlock)
+	}
+	p := &requests[0]
+	requests = requests[1:]
+	return p
+}
 
 // rw is the response writer every request reuses. net/http's contract forbids using a
 // ResponseWriter (or its Header map) after ServeHTTP returns, so no handler can see it.
@@ -93,7 +114,7 @@ var rw guest.ResponseWriter[http.Header]
 
 func serve(in []byte, out []byte) (resp []byte, code int32) {
 	ar := &areq
-	if err := abi.DecodeRequest(in, ar); err != nil {
+	if err := guest.DecodeRequest(in, ar, &arena); err != nil {
 		return nil, abi.HandleBadInput
 	}
 	w := rw.Reset()
@@ -128,13 +149,14 @@ type request struct {
 	vals [8]string // the first value of each header, for up to 8 headers
 }
 
-// body is the request body: a reader over the decoded copy.
+// body is the request body: a reader over the host's buffer, valid while the handler
+// runs (net/http's contract: a handler may not read the body after returning).
 type body struct{ bytes.Reader }
 
 func (*body) Close() error { return nil }
 
 func toHTTPRequest(ar *abi.Request) (*http.Request, error) {
-	p := new(request)
+	p := newRequest()
 	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		return nil, err
 	}

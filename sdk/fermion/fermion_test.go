@@ -141,9 +141,10 @@ func TestServeAllocations(t *testing.T) {
 			t.Fatal(code)
 		}
 	})
-	// The head copy, the request object, the header map (two allocations) and the
-	// handler's own Header().Set.
-	if allocs > 5 {
-		t.Fatalf("%v allocations per request, want at most 5", allocs)
+	t.Logf("%v allocations per request", allocs)
+	// The header map (two allocations) and the handler's own Header().Set; the request's
+	// strings, header entries and objects come from blocks shared by dozens of requests.
+	if allocs > 3.2 {
+		t.Fatalf("%v allocations per request, want at most 3.2", allocs)
 	}
 }

@@ -60,7 +60,7 @@ func Do(req *Request) (*Response, error) {
 	if out.Method == "" {
 		out.Method = MethodGet
 	}
-	out.Headers = guest.FromHeader(out.Headers, req.Header)
+	out.Headers = req.Header.appendTo(out.Headers)
 	r, err := guest.Do(&out, req.Body, req.URL.Redacted())
 	if err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func Do(req *Request) (*Response, error) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        guest.ToHeader[Header](r.Headers, nil, CanonicalHeaderKey),
+		Header:        Header{list: r.Headers},
 		Body:          io.NopCloser(bytes.NewReader(r.Body)),
 		ContentLength: int64(len(r.Body)),
 		Request:       req,

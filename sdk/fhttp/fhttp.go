@@ -21,6 +21,26 @@
 // is under load. Measured in bench/RESULTS.md (fifth pass). Handlers and libraries that
 // need net/http's own types use package fermion.dev/fermion/sdk/fermion instead.
 //
+// What a request costs the guest. In a Go wasm guest an allocation costs several
+// hundred nanoseconds and every call a prologue, more than a small handler's own work,
+// so the SDK's part of a request allocates nothing in the common case:
+//
+//   - the request's strings (method, URI, host, header names and values) are copied
+//     once into a block shared by the requests that follow, and the *Request with its
+//     URL and body reader comes from a block of them; none is ever reused, so a handler
+//     may keep them, as in net/http (what it keeps holds its block, at most 16 KiB);
+//   - Header is the list the host sent, not a map: Get, Set, Add and Del scan it
+//     without hashing or allocating; Map builds net/http's map shape only when asked;
+//   - the Body reads the host's buffer in place, so it must not be read after the
+//     handler returns;
+//   - the response is encoded straight into the buffer the host copies it from, status
+//     and headers at the first Write, and handed over with one host call.
+//
+// What is left is the handler's own: a Header().Set of a new name grows the response's
+// reused list (no allocation once it has room), Values and Map allocate, and so does
+// whatever the handler builds. bench/RESULTS.md counts it per request (fermion-bench
+// guestcalls: calls and allocations inside the guest).
+//
 // The host instantiates the module once, runs _initialize (package init functions, so
 // the handler must be registered there, not in main) and then calls the handler for
 // many requests, one at a time. The host enforces the manifest's limits: a handler past
@@ -66,15 +86,15 @@ func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
 
 var handler Handler
 
-// ResponseWriter builds the response, as net/http's does. The response is buffered and
-// sent whole when the handler returns, so the status and headers may be set until then
-// only if nothing was written yet: the first Write fixes the status (200 unless
-// WriteHeader said otherwise), as in net/http.
+// ResponseWriter builds the response, as net/http's does. The response is sent whole
+// when the handler returns; the first Write fixes the status (200 unless WriteHeader
+// said otherwise) and the headers, as in net/http: changes to Header after it are not
+// sent.
 //
 // A response without a Content-Type gets one from the host, sniffed from the body as
 // net/http does.
 type ResponseWriter interface {
-	Header() Header
+	Header() *Header
 	Write([]byte) (int, error)
 	WriteHeader(statusCode int)
 }
@@ -125,25 +145,50 @@ func (noBody) Close() error             { return nil }
 
 var stderr io.Writer = os.Stderr
 
-// areq's header list is reused by every request; the strings it decodes are copies, so
-// a handler may keep them.
+// areq is the decoded request, copied field by field into a Request.
 var areq abi.Request
 
 // rw is the response writer every request reuses: no handler may use it after
 // returning (see Handler).
-var rw guest.ResponseWriter[Header]
+var rw response
+
+// arena holds what requests keep: their strings and header entries.
+var arena guest.Arena
+
+// requests is the free part of the block Request objects are carved from (see newRequest).
+var requests []request
+
+// requestBlock is how many requests one block holds: about 12 KiB.
+const requestBlock = 32
+
+// newRequest returns a zeroed request that no other request shares. Requests are
+// carved from blocks, so one allocation serves requestBlock of them, and never reused:
+// a handler may keep its *Request and everything in it but the Body.
+func newRequest() *request {
+	if len(requests) == 0 {
+		requests = make([]request, requestBlock)
+	}
+	p := &requests[0]
+	requests = requests[1:]
+	return p
+}
 
 // serve decodes one request, runs the handler and returns the encoded response.
+//
+// The common request costs the guest no allocation of its own: the head's strings and
+// the header entries are carved from the arena's blocks, the Request from a block of
+// them, the Body reads the host's buffer in place, the header stays the list the host
+// sent, and the response is encoded into the buffer the host copies from.
 func serve(in, out []byte) ([]byte, int32) {
 	ar := &areq
-	if err := abi.DecodeRequest(in, ar); err != nil {
+	if err := guest.DecodeRequest(in, ar, &arena); err != nil {
 		return nil, abi.HandleBadInput
 	}
-	w := rw.Reset()
-	p := new(request)
+	w := rw.reset(out)
+	p := newRequest()
 	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
-		return w.AppendTo(out), abi.HandleOK
+		return w.finish(), abi.HandleOK
 	}
 	p.req = Request{
 		Method:        ar.Method,
@@ -151,7 +196,7 @@ func serve(in, out []byte) ([]byte, int32) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        guest.ToHeader[Header](ar.Headers, p.vals[:0], CanonicalHeaderKey),
+		Header:        Header{list: ar.Headers},
 		Body:          NoBody,
 		ContentLength: int64(len(ar.Body)),
 		Host:          ar.Host,
@@ -163,20 +208,20 @@ func serve(in, out []byte) ([]byte, int32) {
 		p.req.Body = &p.body
 	}
 	if !run(w, &p.req) {
+		rw.out = nil
 		return nil, abi.HandlePanic
 	}
-	return w.AppendTo(out), abi.HandleOK
+	return w.finish(), abi.HandleOK
 }
 
-// request is everything a received request needs, in one allocation.
+// request is everything a received request needs, in one block entry.
 type request struct {
 	req  Request
 	url  url.URL
 	body body
-	vals [8]string // the first value of each header, for up to 8 headers
 }
 
-// body is a request body: a reader over the decoded copy.
+// body is a request body: a reader over the host's buffer, valid while the handler runs.
 type body struct{ bytes.Reader }
 
 func (*body) Close() error { return nil }

@@ -817,7 +817,16 @@ func guestCalls(args []string) error {
 		total += v
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].name < all[j].name })
-	fmt.Printf("%s: %.0f guest function calls per request\n\n| calls/request | function |\n|---|---|\n", *guest, float64(total)/float64(*n))
+	mallocs := 0
+	for k, v := range counts {
+		if strings.TrimPrefix(k, ".") == "runtime.mallocgc" {
+			mallocs += v
+		}
+	}
+	// Every heap allocation of a Go guest goes through runtime.mallocgc, so its calls
+	// are the guest's allocations.
+	fmt.Printf("%s: %.0f guest function calls per request, %.2f allocations (runtime.mallocgc calls)\n\n| calls/request | function |\n|---|---|\n",
+		*guest, float64(total)/float64(*n), float64(mallocs)/float64(*n))
 	for _, e := range all[:min(*top, len(all))] {
 		fmt.Printf("| %.1f | %s |\n", float64(e.n)/float64(*n), strings.TrimPrefix(e.name, "."))
 	}

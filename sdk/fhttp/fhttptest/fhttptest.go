@@ -63,7 +63,7 @@ func NewRecorder() *ResponseRecorder {
 }
 
 // Header returns the response headers.
-func (r *ResponseRecorder) Header() fhttp.Header { return r.HeaderMap }
+func (r *ResponseRecorder) Header() *fhttp.Header { return &r.HeaderMap }
 
 // WriteHeader records the status; as in fhttp, only the first call counts.
 func (r *ResponseRecorder) WriteHeader(code int) {

@@ -38,8 +38,14 @@ func fermionHandle(n int32) int32 {
 	if code != abi.HandleOK {
 		return code
 	}
-	out = resp
-	hostResponse(unsafe.Pointer(unsafe.SliceData(out)), uint32(len(out)))
+	hostResponse(unsafe.Pointer(unsafe.SliceData(resp)), uint32(len(resp)))
+	// The host has copied the response; keep its buffer for the next one unless it
+	// is large, so one large response does not pin its memory for the instance's life.
+	if cap(resp) <= MaxKeptBody {
+		out = resp
+	} else {
+		out = nil
+	}
 	return abi.HandleOK
 }
 

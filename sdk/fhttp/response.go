@@ -1,0 +1,87 @@
+package fhttp
+
+import "fermion.dev/fermion/api/abi"
+
+// maxKeptHeaders bounds the response header list kept between requests.
+const maxKeptHeaders = 64
+
+// response is the ResponseWriter every request reuses. It writes the encoded response
+// straight into the buffer the host copies it from: the status and headers when the
+// first byte of the body is written (after which, as in net/http, they no longer
+// change), then the body bytes themselves, so a body is copied once, from the handler
+// into that buffer, and the response costs one host call.
+type response struct {
+	header Header
+	status int
+	out    []byte // the encoded response so far
+	bodyAt int    // offset of the body's length in out once the head is encoded, else -1
+}
+
+// reset readies w for the next request, whose encoding goes after out.
+func (w *response) reset(out []byte) *response {
+	clear(w.header.list)
+	w.header = Header{list: w.header.list[:0]}
+	w.status = 0
+	w.out = out
+	w.bodyAt = -1
+	return w
+}
+
+// Header returns the response's header, which may be changed until the first Write.
+func (w *response) Header() *Header { return &w.header }
+
+// WriteHeader sets the status, unless it is already set.
+func (w *response) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+// Write appends to the body; the status becomes 200 if nothing set it.
+func (w *response) Write(p []byte) (int, error) {
+	if w.bodyAt < 0 {
+		w.writeHead()
+	}
+	w.out = append(w.out, p...)
+	return len(p), nil
+}
+
+// WriteString makes io.WriteString and fmt.Fprint write without converting to []byte.
+func (w *response) WriteString(s string) (int, error) {
+	if w.bodyAt < 0 {
+		w.writeHead()
+	}
+	w.out = append(w.out, s...)
+	return len(s), nil
+}
+
+// writeHead encodes the status and headers with an empty body, whose length finish
+// corrects.
+func (w *response) writeHead() {
+	if w.status == 0 {
+		w.status = StatusOK
+	}
+	r := abi.Response{Status: w.status}
+	if w.header.m == nil {
+		r.Headers = w.header.list
+	} else {
+		r.Headers = w.header.appendTo(nil)
+	}
+	w.out = abi.AppendResponse(w.out, &r)
+	w.bodyAt = len(w.out) - 4
+}
+
+// finish completes the encoding and returns it, ready for the host.
+func (w *response) finish() []byte {
+	if w.bodyAt < 0 {
+		w.writeHead()
+	}
+	n := uint32(len(w.out) - w.bodyAt - 4)
+	w.out[w.bodyAt], w.out[w.bodyAt+1], w.out[w.bodyAt+2], w.out[w.bodyAt+3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	out := w.out
+	w.out = nil
+	if cap(w.header.list) > maxKeptHeaders {
+		w.header.list = nil
+	}
+	return out
+}
