@@ -113,7 +113,7 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 	// under it would take its credentials, and the two would take them back and forth.
 	// The rightful agent, re-joining after losing its data directory, gets in once
 	// its old lease lapses.
-	if l, _, ok := s.leases.get(req.Node); ok {
+	if l, _, ok := s.st.Leases.Get(req.Node); ok {
 		if age := time.Since(l.Renewed); age < s.cfg.LeaseLost {
 			return v1.JoinReply{Error: &v1.Error{Code: v1.CodeConflict, Field: "node", Message: fmt.Sprintf(
 				"node %s is live (lease renewed %s ago): another agent already runs under this name; give this one another --name, or stop the other and retry after %s",
@@ -139,7 +139,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	now := time.Now().UTC()
 	joined := false
-	_, rev, err := update(ctx, s.st.nodes, node, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+	_, rev, err := s.st.Nodes.Update(ctx, node, func(cur *v1.Node) (*v1.Node, error) {
 		n := v1.Node{Name: node, State: v1.NodeReady, Schedulable: true, Joined: now, StateChanged: now}
 		joined = cur == nil
 		if cur != nil {
@@ -156,7 +156,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	if err := s.renewLease(ctx, node); err != nil {
 		return v1.RegisterReply{Error: internalErr("register", err)}
 	}
-	s.nodes.waitRev(ctx, rev)
+	s.st.Nodes.WaitRev(ctx, rev)
 	if joined {
 		s.event(ctx, v1.Event{Type: v1.EventNodeJoined, Node: node, Message: fmt.Sprintf("node %s joined with labels %s", node, formatLabels(req.Labels))})
 	}
@@ -192,11 +192,11 @@ func validateRegister(r *v1.Register) *v1.Error {
 }
 
 func (s *Server) renewLease(ctx context.Context, node string) error {
-	_, err := putJSON(ctx, s.st.leases, node, lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+	_, err := s.st.Leases.Put(ctx, node, &lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
 	if err != nil {
 		// A renewal this replica could not store is one the leader cannot hear:
 		// when this replica leads, its wait before judging nodes lost restarts.
-		s.lead.deafened(time.Now())
+		s.lead.Deafened(time.Now())
 	}
 	return err
 }
@@ -208,7 +208,7 @@ func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) 
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.HeartbeatReply{Error: e}
 	}
-	if _, _, ok := s.nodes.get(node); !ok {
+	if _, _, ok := s.st.Nodes.Get(node); !ok {
 		return v1.HeartbeatReply{Error: &v1.Error{Code: v1.CodeNotFound, Message: "node " + node + " is not registered; register first"}}
 	}
 	if len(req.Statuses) > 10000 {
@@ -238,12 +238,12 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 			st.LastError = st.LastError[:2048] + "…"
 		}
 		key := node + "." + st.Deployment
-		old, _, had := s.statuses.get(key)
+		old, _, had := s.st.Statuses.Get(key)
 		if had && sameStatus(&old, &st) {
 			continue
 		}
 		st.Updated = time.Now().UTC()
-		if _, err := putJSON(ctx, s.st.status, key, st); err != nil {
+		if _, err := s.st.Statuses.Put(ctx, key, &st); err != nil {
 			return err
 		}
 		if !had || old.State != st.State || old.Digest != st.Digest {
@@ -259,13 +259,13 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 	}
 	var gone []string
 	prefix := node + "."
-	s.statuses.eachOfNode(node, func(key string, _ *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.EachOfNode(node, func(key string, _ *v1.InstanceStatus, _ uint64) {
 		if d, ok := strings.CutPrefix(key, prefix); ok && !reported[d] {
 			gone = append(gone, key)
 		}
 	})
 	for _, key := range gone {
-		if err := s.st.status.Delete(ctx, key); err != nil {
+		if err := s.st.Statuses.KV().Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete status %s: %w", key, err)
 		}
 	}
@@ -279,13 +279,8 @@ func sameStatus(a, b *v1.InstanceStatus) bool {
 
 // assignmentSet is everything node should run, from this replica's table.
 func (s *Server) assignmentSet(node string) v1.AssignmentSet {
-	set := v1.AssignmentSet{Node: node, Assignments: []v1.Assignment{}}
-	s.assignments.mu.RLock()
-	set.Revision = s.assignments.rev
-	for key := range s.assignments.byNode[node] {
-		set.Assignments = append(set.Assignments, s.assignments.m[key].v)
-	}
-	s.assignments.mu.RUnlock()
+	set := v1.AssignmentSet{Node: node}
+	set.Revision, set.Assignments = s.st.Assignments.OfNode(node)
 	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })
 	return set
 }
@@ -301,7 +296,7 @@ func (s *Server) markDirty(node string) {
 }
 
 func (s *Server) markAllDirty() {
-	s.nodes.each(func(name string, _ *v1.Node, _ uint64) {
+	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) {
 		s.dirtyMu.Lock()
 		s.dirtyNodes[name] = true
 		s.dirtyMu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/scheduler"
 )
 
@@ -19,25 +20,25 @@ import (
 
 func (s *Server) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
 	out := v1.DeploymentList{Deployments: []v1.Deployment{}}
-	s.deployments.each(func(_ string, d *v1.Deployment, rev uint64) {
+	s.st.Deployments.Each(func(_ string, d *v1.Deployment, rev uint64) {
 		c := *d
 		c.Revision = rev
 		out.Deployments = append(out.Deployments, c)
 	})
 	for i := range out.Deployments {
-		out.Deployments[i].Placement, _, _ = s.placements.get(out.Deployments[i].Name)
+		out.Deployments[i].Placement, _, _ = s.st.Placements.Get(out.Deployments[i].Name)
 	}
 	slices.SortFunc(out.Deployments, func(a, b v1.Deployment) int { return strings.Compare(a.Name, b.Name) })
 	return out, http.StatusOK, nil
 }
 
 func (s *Server) getDeployment(name string) (v1.Deployment, *v1.Error) {
-	d, rev, ok := s.deployments.get(name)
+	d, rev, ok := s.st.Deployments.Get(name)
 	if !ok {
 		return d, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
 	}
 	d.Revision = rev
-	d.Placement, _, _ = s.placements.get(name)
+	d.Placement, _, _ = s.st.Placements.Get(name)
 	return d, nil
 }
 
@@ -144,8 +145,8 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: a.placeEr.Error()}
 		}
 		d, err = nextDeployment(name, a.cur, a.rev, pre, spec, ver, now)
-		if errors.Is(err, errConflict) {
-			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
+		if errors.Is(err, state.ErrConflict) {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), state.ErrConflict.Error()+": ")}
 		}
 		if err != nil || d == nil {
 			break
@@ -155,10 +156,10 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		if err == nil {
 			break
 		}
-		if !isCASConflict(err) {
+		if !state.IsCASConflict(err) {
 			return nil, 0, unavailable("write deployment", err)
 		}
-		casConflicts.Inc()
+		state.CASConflicts.Inc()
 	}
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
@@ -169,7 +170,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(cd.Revision, 10)))
 		return cd, http.StatusOK, nil
 	}
-	s.deployments.waitRev(ctx, rev)
+	s.st.Deployments.WaitRev(ctx, rev)
 	d.Revision, d.Warnings = rev, warnings
 	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
 		Message: fmt.Sprintf("generation %d: %s %s (%s) on %s", d.Generation, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
@@ -204,7 +205,7 @@ func describeSpec(s *v1.DeploymentSpec) string {
 
 func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	name := r.PathValue("name")
-	d, _, err := update(r.Context(), s.st.deployments, name, func(cur *v1.Deployment, _ uint64) (*v1.Deployment, error) {
+	d, _, err := s.st.Deployments.Update(r.Context(), name, func(cur *v1.Deployment) (*v1.Deployment, error) {
 		if cur == nil {
 			return nil, errNotFound
 		}
@@ -251,7 +252,7 @@ func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 			return r
 		}
 		r := &v1.NodeStatus{Node: node}
-		if n, _, ok := s.nodes.get(node); ok {
+		if n, _, ok := s.st.Nodes.Get(node); ok {
 			r.NodeState = n.State
 		}
 		rows[node] = r
@@ -262,7 +263,7 @@ func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 		row(node).Desired = &v
 	}
 	suffix := "." + d.Name
-	s.statuses.each(func(key string, st *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.Each(func(key string, st *v1.InstanceStatus, _ uint64) {
 		if node, ok := strings.CutSuffix(key, suffix); ok && !strings.Contains(node, ".") {
 			c := *st
 			row(node).Actual = &c

@@ -77,7 +77,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request, _ cred) (any,
 		after = ev.Seq
 	}
 	if after == 0 {
-		if info, err := s.st.events.Info(r.Context()); err == nil {
+		if info, err := s.st.Events.Info(r.Context()); err == nil {
 			after = info.State.LastSeq
 		}
 	}

@@ -40,9 +40,9 @@ func (s *Server) apiCreateToken(_ http.ResponseWriter, r *http.Request, _ cred) 
 
 func (s *Server) apiListTokens(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
 	out := v1.TokenList{Tokens: []v1.Token{}}
-	s.creds.each(func(_ string, c *cred, _ uint64) {
+	s.st.Creds.Each(func(_ string, c *cred, _ uint64) {
 		if c.Kind == "token" {
-			out.Tokens = append(out.Tokens, c.token())
+			out.Tokens = append(out.Tokens, tokenOf(c))
 		}
 	})
 	slices.SortFunc(out.Tokens, func(a, b v1.Token) int { return a.Created.Compare(b.Created) })
@@ -51,13 +51,13 @@ func (s *Server) apiListTokens(_ http.ResponseWriter, _ *http.Request, _ cred) (
 
 func (s *Server) apiRevokeToken(_ http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	id := r.PathValue("id")
-	if _, _, ok := s.creds.get("token." + id); !ok {
+	if _, _, ok := s.st.Creds.Get("token." + id); !ok {
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no token " + id}
 	}
 	if id == caller.ID {
 		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: "a token cannot revoke itself; use another admin token"}
 	}
-	if err := s.st.tokens.Delete(r.Context(), "token."+id); err != nil {
+	if err := s.st.Creds.KV().Delete(r.Context(), "token."+id); err != nil {
 		return nil, 0, unavailable("delete token record", err)
 	}
 	return nil, http.StatusNoContent, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/scheduler"
 )
@@ -73,7 +74,7 @@ func (s *Server) reconcileAll(ctx context.Context, lifecycle bool) error {
 		if !s.Acting() || ctx.Err() != nil {
 			break
 		}
-		d, rev, ok := s.deployments.get(name)
+		d, rev, ok := s.st.Deployments.Get(name)
 		if !ok {
 			continue
 		}
@@ -94,7 +95,7 @@ func (s *Server) reconcileOrder() []string {
 		rev  uint64
 	}
 	var all []kr
-	s.deployments.each(func(name string, _ *v1.Deployment, rev uint64) { all = append(all, kr{name, rev}) })
+	s.st.Deployments.Each(func(name string, _ *v1.Deployment, rev uint64) { all = append(all, kr{name, rev}) })
 	slices.SortFunc(all, func(a, b kr) int { return cmp.Compare(a.rev, b.rev) })
 	out := make([]string, len(all))
 	for i, d := range all {
@@ -115,29 +116,29 @@ func (s *Server) reconcileOrder() []string {
 // lost it also reads the leases bucket's last revision and waits until its table holds
 // it, so a renewal already stored is never missed.
 func (s *Server) nodeLifecycle(ctx context.Context) error {
-	if w := s.leases.watches.Load(); w != s.leaseWatches {
+	if w := s.st.Leases.Watches(); w != s.leaseWatches {
 		s.leaseWatches = w
-		s.lead.deafened(time.Now())
+		s.lead.Deafened(time.Now())
 	}
 	// Renewals are stored only while the leases stream has a leader: while it has
 	// none (a cluster just resumed or lost its quorum), no one can be heard.
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseRenew)
-	_, err := lastSeq(pctx, fencedBucket{bucketLeases, s.st.leases})
+	_, err := state.LastSeq(pctx, s.st.Leases)
 	cancel()
 	if err != nil {
-		s.lead.deafened(time.Now())
+		s.lead.Deafened(time.Now())
 	}
 	now := time.Now()
-	grace := s.lead.hearingFor(now) < s.cfg.LeaseLost
+	grace := s.lead.HearingFor(now) < s.cfg.LeaseLost
 	type change struct {
 		name, from, to string
 		age            time.Duration
 	}
 	var changes []change
 	work := s.assignedCount()
-	s.nodes.each(func(name string, n *v1.Node, _ uint64) {
+	s.st.Nodes.Each(func(name string, n *v1.Node, _ uint64) {
 		age := now.Sub(n.Joined)
-		if l, _, ok := s.leases.get(name); ok {
+		if l, _, ok := s.st.Leases.Get(name); ok {
 			age = now.Sub(l.Renewed)
 		}
 		fresh := age <= s.cfg.LeaseLost
@@ -156,9 +157,8 @@ func (s *Server) nodeLifecycle(ctx context.Context) error {
 	})
 	changes = confirmLost(ctx, s, changes, func(c change) (string, string) { return c.name, c.to })
 	var errs []error
-	nodes := fencedBucket{bucketNodes, s.st.nodes}
 	for _, c := range changes {
-		_, err := fencedUpdate(ctx, s, nodes, c.name, func(cur *v1.Node) (*v1.Node, error) {
+		_, err := s.st.Nodes.FencedUpdate(ctx, s.lead, c.name, func(cur *v1.Node) (*v1.Node, error) {
 			if cur == nil || cur.State != c.from {
 				return nil, nil // changed meanwhile; the next pass decides again
 			}
@@ -199,9 +199,9 @@ func confirmLost[C any](ctx context.Context, s *Server, changes []C, what func(C
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseRenew)
 	defer cancel()
-	last, err := lastSeq(wctx, fencedBucket{bucketLeases, s.st.leases})
+	last, err := state.LastSeq(wctx, s.st.Leases)
 	if err == nil {
-		err = s.leases.waitRev(wctx, last)
+		err = s.st.Leases.WaitRev(wctx, last)
 	}
 	out := changes[:0]
 	for _, c := range changes {
@@ -210,7 +210,7 @@ func confirmLost[C any](ctx context.Context, s *Server, changes []C, what func(C
 			if err != nil {
 				continue
 			}
-			if l, _, ok := s.leases.get(node); ok && time.Since(l.Renewed) <= s.cfg.LeaseLost {
+			if l, _, ok := s.st.Leases.Get(node); ok && time.Since(l.Renewed) <= s.cfg.LeaseLost {
 				continue
 			}
 		}
@@ -225,7 +225,7 @@ func confirmLost[C any](ctx context.Context, s *Server, changes []C, what func(C
 // assignedCount counts the assignments per node.
 func (s *Server) assignedCount() map[string]int {
 	out := map[string]int{}
-	s.assignments.each(func(key string, _ *v1.Assignment, _ uint64) {
+	s.st.Assignments.Each(func(key string, _ *v1.Assignment, _ uint64) {
 		node, _, _ := strings.Cut(key, ".")
 		out[node]++
 	})
@@ -262,7 +262,7 @@ func (c selectorConstraint) Match(n *scheduler.Node) (bool, string) {
 // assignments reserve.
 func (s *Server) schedNodes() []*scheduler.Node {
 	alloc := map[string]scheduler.Resources{}
-	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+	s.st.Assignments.Each(func(key string, a *v1.Assignment, _ uint64) {
 		node, _, _ := strings.Cut(key, ".")
 		r := alloc[node]
 		r.MemoryBytes += a.Reserved.MemoryBytes
@@ -271,7 +271,7 @@ func (s *Server) schedNodes() []*scheduler.Node {
 		alloc[node] = r
 	})
 	var out []*scheduler.Node
-	s.nodes.each(func(name string, n *v1.Node, _ uint64) {
+	s.st.Nodes.Each(func(name string, n *v1.Node, _ uint64) {
 		state := scheduler.StateReady
 		switch n.State {
 		case v1.NodeLost:
@@ -319,7 +319,7 @@ func (s *Server) routeConstraint(name string, routes []string, ov *overlay) sche
 			}
 		}
 	}
-	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+	s.st.Assignments.Each(func(key string, a *v1.Assignment, _ uint64) {
 		if a.Deployment == name {
 			return
 		}
@@ -386,7 +386,7 @@ func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Versi
 	var keep []string
 	var curReserved v1.Resources
 	for node, a := range cur {
-		if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
+		if n, _, ok := s.st.Nodes.Get(node); ok && n.State != v1.NodeLost {
 			keep = append(keep, node)
 		}
 		curReserved = a.Reserved
@@ -407,7 +407,7 @@ func (s *Server) placementFor(name string, spec *v1.DeploymentSpec, ver v1.Versi
 func (s *Server) current(name string) map[string]v1.Assignment {
 	out := map[string]v1.Assignment{}
 	suffix := "." + name
-	s.assignments.each(func(key string, a *v1.Assignment, _ uint64) {
+	s.st.Assignments.Each(func(key string, a *v1.Assignment, _ uint64) {
 		if node, ok := strings.CutSuffix(key, suffix); ok && !strings.Contains(node, ".") {
 			out[node] = *a
 		}
@@ -443,7 +443,7 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 			byName[n.Name] = n
 		}
 		for _, node := range keep {
-			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeReady && n.Schedulable && meetsConstraints(byName[node], req.Constraints) {
+			if n, _, ok := s.st.Nodes.Get(node); ok && n.State == v1.NodeReady && n.Schedulable && meetsConstraints(byName[node], req.Constraints) {
 				desired[node] = true
 			}
 		}
@@ -460,7 +460,7 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 		// node (which keeps serving it) must find it still assigned when it returns
 		// rather than drop it until the scheduler notices the node is back.
 		for node := range cur {
-			if n, _, ok := s.nodes.get(node); ok && n.State == v1.NodeLost {
+			if n, _, ok := s.st.Nodes.Get(node); ok && n.State == v1.NodeLost {
 				desired[node] = true
 			}
 		}
@@ -499,12 +499,12 @@ func (s *Server) reconcileDeployment(ctx context.Context, d *v1.Deployment) erro
 		if desired[node] {
 			continue
 		}
-		n, _, ok := s.nodes.get(node)
+		n, _, ok := s.st.Nodes.Get(node)
 		lost := !ok || n.State == v1.NodeLost
 		if ok && n.State == v1.NodeDraining && !replacementsReady {
 			continue
 		}
-		if err := s.fencedDelete(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name); err != nil {
+		if err := s.st.Assignments.FencedDelete(ctx, s.lead, node+"."+d.Name); err != nil {
 			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
 		}
 		typ, why := v1.EventUnassigned, "no longer placed there"
@@ -557,7 +557,7 @@ func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes [
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
-			revs[i], errs[i] = s.fencedPut(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name, na)
+			revs[i], errs[i] = s.st.Assignments.FencedPut(ctx, s.lead, node+"."+d.Name, &na)
 		}()
 	}
 	wg.Wait()
@@ -566,7 +566,7 @@ func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes [
 	}
 	// The next deployment in this pass is placed on the table: it must see these.
 	if len(revs) > 0 {
-		return s.assignments.waitRev(ctx, slices.Max(revs))
+		return s.st.Assignments.WaitRev(ctx, slices.Max(revs))
 	}
 	return nil
 }
@@ -574,7 +574,7 @@ func (s *Server) writeAssignments(ctx context.Context, d *v1.Deployment, nodes [
 // allReady reports whether every desired node reports the deployment's generation ready.
 func (s *Server) allReady(d *v1.Deployment, desired map[string]bool) bool {
 	for node := range desired {
-		st, _, ok := s.statuses.get(node + "." + d.Name)
+		st, _, ok := s.st.Statuses.Get(node + "." + d.Name)
 		if !ok || st.State != v1.InstanceReady || st.Digest != d.Version.Digest {
 			return false
 		}
@@ -585,16 +585,16 @@ func (s *Server) allReady(d *v1.Deployment, desired map[string]bool) bool {
 // setPlacement records the scheduler's decision when it changed. It lives in its own
 // bucket so that the deployment's revision moves only with what users write.
 func (s *Server) setPlacement(ctx context.Context, d *v1.Deployment, nodes []string, message string) error {
-	p, _, _ := s.placements.get(d.Name)
+	p, _, _ := s.st.Placements.Get(d.Name)
 	if p.ObservedGeneration == d.Generation && slices.Equal(p.Nodes, nodes) && p.Message == message {
 		return nil
 	}
 	next := v1.Placement{ObservedGeneration: d.Generation, Nodes: nodes, Message: message, Time: time.Now().UTC()}
-	rev, err := s.fencedPut(ctx, fencedBucket{bucketPlacements, s.st.placements}, d.Name, next)
+	rev, err := s.st.Placements.FencedPut(ctx, s.lead, d.Name, &next)
 	if err != nil {
 		return err
 	}
-	s.placements.waitRev(ctx, rev)
+	s.st.Placements.WaitRev(ctx, rev)
 	if message != "" && message != p.Message {
 		s.event(ctx, v1.Event{Type: v1.EventUnplaceable, Deployment: d.Name, Message: message})
 	} else if message == "" && (!slices.Equal(p.Nodes, nodes) || p.ObservedGeneration != d.Generation) {
@@ -607,7 +607,7 @@ func (s *Server) setPlacement(ctx context.Context, d *v1.Deployment, nodes []str
 // retire removes a deleted deployment's assignments, then its statuses and record.
 func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1.Assignment) error {
 	for node := range cur {
-		if err := s.fencedDelete(ctx, fencedBucket{bucketAssignments, s.st.assignments}, node+"."+d.Name); err != nil {
+		if err := s.st.Assignments.FencedDelete(ctx, s.lead, node+"."+d.Name); err != nil {
 			return fmt.Errorf("delete assignment %s.%s: %w", node, d.Name, err)
 		}
 		s.event(ctx, v1.Event{Type: v1.EventUnassigned, Deployment: d.Name, Node: node, Message: fmt.Sprintf("%s removed from %s: deployment deleted", d.Name, node)})
@@ -615,9 +615,9 @@ func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1
 	// Wait until the nodes that are up report it gone.
 	running := false
 	suffix := "." + d.Name
-	s.statuses.each(func(key string, _ *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.Each(func(key string, _ *v1.InstanceStatus, _ uint64) {
 		if node, ok := strings.CutSuffix(key, suffix); ok {
-			if n, _, ok := s.nodes.get(node); ok && n.State != v1.NodeLost {
+			if n, _, ok := s.st.Nodes.Get(node); ok && n.State != v1.NodeLost {
 				running = true
 			}
 		}
@@ -625,12 +625,12 @@ func (s *Server) retire(ctx context.Context, d *v1.Deployment, cur map[string]v1
 	if running {
 		return nil
 	}
-	deleted, err := s.fencedDeleteAt(ctx, fencedBucket{bucketDeployments, s.st.deployments}, d.Name, d.Revision)
+	deleted, err := s.st.Deployments.FencedDeleteAt(ctx, s.lead, d.Name, d.Revision)
 	if err != nil {
 		return fmt.Errorf("delete deployment %s: %w", d.Name, err)
 	}
 	if deleted {
-		s.fencedDelete(ctx, fencedBucket{bucketPlacements, s.st.placements}, d.Name)
+		s.st.Placements.FencedDelete(ctx, s.lead, d.Name)
 		s.event(ctx, v1.Event{Type: v1.EventDeleted, Deployment: d.Name, Message: fmt.Sprintf("deployment %s deleted from every node", d.Name)})
 	}
 	return nil

@@ -20,7 +20,7 @@ func (s *Server) event(ctx context.Context, e v1.Event) {
 	b, _ := json.Marshal(e)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := s.st.js.Publish(ctx, "fermion.events."+e.Type, b); err != nil {
+	if _, err := s.st.JS.Publish(ctx, "fermion.events."+e.Type, b); err != nil {
 		s.logger.Warn("record event", "type", e.Type, "err", err)
 		s.metrics.eventFailures.Inc()
 		return
@@ -75,7 +75,7 @@ func decodeEvent(m jetstream.Msg) (v1.Event, bool) {
 
 // events returns the last f.Limit events the filter selects, oldest first.
 func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) {
-	info, err := s.st.events.Info(ctx)
+	info, err := s.st.Events.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -83,7 +83,7 @@ func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) 
 	if info.State.Msgs == 0 || (f.After > 0 && f.After >= info.State.LastSeq) {
 		return out, nil
 	}
-	cons, err := s.st.events.OrderedConsumer(ctx, f.consumerConfig())
+	cons, err := s.st.Events.OrderedConsumer(ctx, f.consumerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -117,7 +117,7 @@ func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) 
 // as they are recorded, until ctx is done or fn fails. keepAlive is called when
 // nothing happened for a while.
 func (s *Server) followEvents(ctx context.Context, f eventFilter, fn func(v1.Event) error, keepAlive func() error) error {
-	cons, err := s.st.events.OrderedConsumer(ctx, f.consumerConfig())
+	cons, err := s.st.Events.OrderedConsumer(ctx, f.consumerConfig())
 	if err != nil {
 		return fmt.Errorf("follow events: %w", err)
 	}

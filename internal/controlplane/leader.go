@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
 
 const leaderKey = "controllers"
@@ -38,7 +39,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		if s.leader.Load() {
 			// Hand over at once rather than after the TTL.
 			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			s.st.leader.Delete(dctx, leaderKey, jetstream.LastRevision(rev))
+			s.st.Leader.Delete(dctx, leaderKey, jetstream.LastRevision(rev))
 			cancel()
 			s.stepDown("shutting down")
 		}
@@ -48,19 +49,19 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		sent := time.Now()
 		s.notePause(sent.Sub(last), s.cfg.LeaderTTL/4)
 		last = sent
-		if s.leader.Load() && !s.lead.acting(sent) {
+		if s.leader.Load() && !s.lead.Acting(sent) {
 			s.stepDown(fmt.Sprintf("could not prove the leader lease for %s (renewals failed, or this process was paused)", s.cfg.LeaderTTL*3/4))
 		}
 		rec, _ := json.Marshal(leaderRecord{Server: s.cfg.Name, Renewed: time.Now().UTC()})
 		octx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
 		switch {
 		case s.leader.Load():
-			r, err := s.st.leader.Update(octx, leaderKey, rec, rev)
+			r, err := s.st.Leader.Update(octx, leaderKey, rec, rev)
 			switch {
 			case err == nil:
 				rev = r
-				s.lead.renewed(sent.Add(s.cfg.LeaderTTL * 3 / 4))
-			case isCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+				s.lead.Renewed(sent.Add(s.cfg.LeaderTTL * 3 / 4))
+			case state.IsCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
 				s.stepDown("lost the leader lease: " + err.Error())
 			default:
 				s.logger.Warn("renew the leader lease", "err", err)
@@ -70,17 +71,17 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			// holds our last revision, no one has held it since, and renewing it
 			// with compare-and-swap proves the lease again without waiting for the
 			// TTL. Otherwise seek it like anyone else.
-			if r, err := s.st.leader.Update(octx, leaderKey, rec, rev); err == nil {
+			if r, err := s.st.Leader.Update(octx, leaderKey, rec, rev); err == nil {
 				rev = r
 				s.becomeLeader(ctx, r, sent, "proved the leader lease again")
 			} else {
 				rev = 0
 			}
 		default:
-			e, err := s.st.leader.Get(octx, leaderKey)
+			e, err := s.st.Leader.Get(octx, leaderKey)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
-				if r, err := s.st.leader.Create(octx, leaderKey, rec); err != nil {
+				if r, err := s.st.Leader.Create(octx, leaderKey, rec); err != nil {
 					s.logger.Debug("seek the leader lease", "err", err)
 				} else {
 					rev = r
@@ -96,7 +97,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 				// restart. Only this replica writes its name, so no one else has held
 				// the lease since, and renewing it with compare-and-swap proves it.
 				if lr.Server == s.cfg.Name {
-					if r, err := s.st.leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
+					if r, err := s.st.Leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
 						rev = r
 						s.becomeLeader(ctx, r, sent, "proved the leader lease again")
 					}
@@ -116,20 +117,15 @@ func (s *Server) leaderLoop(ctx context.Context) {
 // sent: it fences the controllers' buckets with rev as the term, then lets the
 // controllers act. Nodes are not judged lost until a full lost period has passed.
 func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
-	s.lead.mu.Lock()
-	s.lead.term, s.lead.heldUntil, s.lead.fences, s.lead.hearing = rev, sent.Add(s.cfg.LeaderTTL*3/4), nil, time.Now()
-	s.lead.mu.Unlock()
+	s.lead.Begin(rev, sent.Add(s.cfg.LeaderTTL*3/4), time.Now())
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
-	fences, err := s.installFences(fctx, rev)
+	err := s.lead.Install(fctx, rev)
 	cancel()
 	if err != nil {
 		s.stepDown("fence the controllers' buckets: " + err.Error())
 		return
 	}
-	s.lead.mu.Lock()
-	s.lead.fences = fences
-	s.lead.mu.Unlock()
-	if !s.lead.acting(time.Now()) {
+	if !s.lead.Acting(time.Now()) {
 		s.stepDown("the leader lease lapsed while fencing")
 		return
 	}
@@ -143,10 +139,7 @@ func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, h
 
 // stepDown stops the controllers acting at once.
 func (s *Server) stepDown(why string) {
-	s.lead.mu.Lock()
-	was := s.lead.term != 0
-	s.lead.term, s.lead.fences = 0, nil
-	s.lead.mu.Unlock()
+	was := s.lead.End()
 	s.setLeader(false, "")
 	if was {
 		s.logger.Warn("stepped down as leader", "why", why)
@@ -160,7 +153,7 @@ func (s *Server) notePause(gap, period time.Duration) {
 	if gap <= period+pauseSlack {
 		return
 	}
-	s.lead.deafened(time.Now())
+	s.lead.Deafened(time.Now())
 	s.metrics.pauses.Inc()
 	s.logger.Warn("this process did not run for a while; no node is judged lost until a full lost period has passed", "gap", gap.Round(time.Millisecond))
 }
@@ -185,7 +178,7 @@ func (s *Server) leaderNow(ctx context.Context) string {
 	if s.leader.Load() {
 		return s.cfg.Name
 	}
-	e, err := s.st.leader.Get(ctx, leaderKey)
+	e, err := s.st.Leader.Get(ctx, leaderKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ""
 	}

@@ -16,13 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/policy"
 	"fermion.dev/fermion/internal/scheduler"
 )
-
-// policyHistory is how many versions of each policy the bucket keeps (a delete marker
-// counts as one).
-const policyHistory = 10
 
 // reservedPolicyNames cannot be policies: they are routes under /v1/policies/.
 var reservedPolicyNames = []string{"violations"}
@@ -62,7 +59,7 @@ func (s *Server) initPolicies() {
 	s.policies.broken = map[string]brokenPolicy{}
 	s.policies.built.Store(&builtPolicies{set: set, runtime: []v1.RuntimePolicy{}, changes: closedChan})
 	// Placement policies change where deployments belong: let the controllers look.
-	s.policyRecs.onChange = func(string, *v1.Policy) { s.kickControllers() }
+	s.st.Policies.Watch(func(string, *v1.Policy) { s.kickControllers() })
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -88,9 +85,9 @@ func (s *Server) currentPolicies() *builtPolicies {
 	}
 	// Take the channel before reading the records: a change after this read closes
 	// it, and the next call builds again.
-	changes := s.policyRecs.changes()
+	changes := s.st.Policies.Changes()
 	recs := map[string]v1.Policy{}
-	s.policyRecs.each(func(name string, p *v1.Policy, _ uint64) { recs[name] = *p })
+	s.st.Policies.Each(func(name string, p *v1.Policy, _ uint64) { recs[name] = *p })
 	set := b.set
 	for name := range ps.inForce {
 		if _, ok := recs[name]; !ok {
@@ -180,7 +177,7 @@ func (o policyObserver) Evaluated(name string, mode policy.Mode, result policy.R
 // --- API ---
 
 func (s *Server) policyView(name string) (v1.Policy, bool) {
-	p, rev, ok := s.policyRecs.get(name)
+	p, rev, ok := s.st.Policies.Get(name)
 	if !ok {
 		return p, false
 	}
@@ -190,7 +187,7 @@ func (s *Server) policyView(name string) (v1.Policy, bool) {
 }
 
 func (s *Server) apiListPolicies(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
-	names := s.policyRecs.keys()
+	names := s.st.Policies.Keys()
 	out := v1.PolicyList{Policies: []v1.Policy{}}
 	for _, name := range names {
 		if p, ok := s.policyView(name); ok {
@@ -261,7 +258,7 @@ func (s *Server) apiPutPolicy(_ http.ResponseWriter, r *http.Request, caller cre
 	var compileErr error
 	created := false
 	var same *v1.Policy // the stored record, when it is this apply already
-	rec, rev, err := update(ctx, s.st.policies, name, func(cur *v1.Policy, _ uint64) (*v1.Policy, error) {
+	rec, rev, err := s.st.Policies.Update(ctx, name, func(cur *v1.Policy) (*v1.Policy, error) {
 		if cur != nil && cur.Source == req.Source && cur.Mode == mode {
 			same = cur
 			return nil, nil
@@ -271,7 +268,7 @@ func (s *Server) apiPutPolicy(_ http.ResponseWriter, r *http.Request, caller cre
 		version := 1
 		if cur != nil {
 			version = cur.Version + 1
-		} else if last, err := lastPolicyVersion(ctx, s.st.policies, name); err != nil {
+		} else if last, err := lastPolicyVersion(ctx, s.st.Policies.KV(), name); err != nil {
 			return nil, err
 		} else {
 			version = last + 1
@@ -296,12 +293,12 @@ func (s *Server) apiPutPolicy(_ http.ResponseWriter, r *http.Request, caller cre
 		return nil, 0, unavailable("write policy", err)
 	}
 	if rec == nil { // unchanged: the record read is the answer
-		s.policyRecs.waitRev(ctx, rev)
+		s.st.Policies.WaitRev(ctx, rev)
 		same.Revision, same.Warnings = rev, warnings
 		same.Error = s.policyError(name, same.Version)
 		return same, http.StatusOK, nil
 	}
-	s.policyRecs.waitRev(ctx, rev)
+	s.st.Policies.WaitRev(ctx, rev)
 	rec.Revision = rev
 	rec.Error = s.policyError(name, rec.Version)
 	s.event(ctx, v1.Event{Type: v1.EventPolicyApplied,
@@ -350,7 +347,7 @@ func lastPolicyVersion(ctx context.Context, kv jetstream.KeyValue, name string) 
 func (s *Server) apiDeletePolicy(_ http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	ctx := r.Context()
 	name := r.PathValue("name")
-	e, err := s.st.policies.Get(ctx, name)
+	e, err := s.st.Policies.KV().Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no policy " + name}
 	}
@@ -359,13 +356,13 @@ func (s *Server) apiDeletePolicy(_ http.ResponseWriter, r *http.Request, caller 
 	}
 	var p v1.Policy
 	json.Unmarshal(e.Value(), &p)
-	if err := s.st.policies.Delete(ctx, name, jetstream.LastRevision(e.Revision())); err != nil {
-		if isCASConflict(err) {
+	if err := s.st.Policies.KV().Delete(ctx, name, jetstream.LastRevision(e.Revision())); err != nil {
+		if state.IsCASConflict(err) {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: "policy " + name + " changed while it was being deleted; check it and delete again"}
 		}
 		return nil, 0, unavailable("delete policy record", err)
 	}
-	s.policyRecs.waitGone(ctx, name)
+	s.st.Policies.WaitGone(ctx, name)
 	s.event(ctx, v1.Event{Type: v1.EventPolicyDeleted, Message: fmt.Sprintf("policy %s (version %d, mode %s) deleted by token %s", name, p.Version, p.Mode, caller.ID)})
 	return nil, http.StatusNoContent, nil
 }

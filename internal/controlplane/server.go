@@ -27,6 +27,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
@@ -139,27 +140,19 @@ type Server struct {
 	logger   *slog.Logger
 	eng      *engine.Engine // nil with an external NATS
 	nc       *nats.Conn
-	st       *store
+	st       *state.Store
 	reg      *registry.Registry
 	oci      *oci.Client
 	trust    artifact.TrustPolicy
 	trustP   []string          // PEM, for agents
 	keyNames map[string]string // key id → name
 
-	deployments *table[v1.Deployment]
-	nodes       *table[v1.Node]
-	leases      *table[lease]
-	assignments *table[v1.Assignment]
-	statuses    *table[v1.InstanceStatus]
-	placements  *table[v1.Placement]
-	creds       *table[cred]
-	policyRecs  *table[v1.Policy]
-	policies    policyState
+	policies policyState
 
 	ready      atomic.Bool
 	leader     atomic.Bool
 	leaderName atomic.Value // string
-	lead       leadership   // the lease as the controllers may use it (fence.go)
+	lead       *state.Fence // the lease as the controllers may use it
 	// leaseWatches is the leases table's watch count the lifecycle controller last saw
 	// (controller goroutine only).
 	leaseWatches int64
@@ -177,10 +170,7 @@ type Server struct {
 }
 
 // lease is a node's liveness record, written with the server's clock.
-type lease struct {
-	Renewed time.Time `json:"renewed"`
-	Server  string    `json:"server"`
-}
+type lease = state.Lease
 
 // Start starts a replica: the engine (unless external), the buckets and their
 // watches, the agent protocol, the controllers' leader election and the API handler.
@@ -243,55 +233,31 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeConn()
 		return nil, err
 	}
-	st, err := openStoreRetry(ctx, js, replicas, cfg.LeaderTTL, cfg.MaxEvents)
+	st, err := state.OpenRetry(ctx, js, replicas, cfg.LeaderTTL, cfg.MaxEvents)
 	if err != nil {
 		s.closeConn()
-		return nil, err
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	s.st = st
-	s.deployments = newTable[v1.Deployment](bucketDeployments)
-	s.nodes = newTable[v1.Node](bucketNodes)
-	s.leases = newTable[lease](bucketLeases)
-	s.assignments = newTable[v1.Assignment](bucketAssignments)
-	s.statuses = newTable[v1.InstanceStatus](bucketStatus)
-	s.creds = newTable[cred](bucketTokens)
-	s.placements = newTable[v1.Placement](bucketPlacements)
-	s.policyRecs = newTable[v1.Policy](bucketPolicies)
+	s.lead = state.NewFence(st, cfg.Name, s.stepDown)
 	s.initPolicies()
-	s.assignments.onChange = func(key string, _ *v1.Assignment) {
+	s.st.Assignments.Watch(func(key string, _ *v1.Assignment) {
 		node, _, _ := strings.Cut(key, ".")
 		s.markDirty(node)
 		s.kickControllers()
-	}
-	s.deployments.onChange = func(string, *v1.Deployment) { s.kickControllers() }
-	s.nodes.onChange = func(string, *v1.Node) { s.kickControllers() }
-	s.statuses.onChange = func(string, *v1.InstanceStatus) { s.kickControllers() }
+	})
+	s.st.Deployments.Watch(func(string, *v1.Deployment) { s.kickControllers() })
+	s.st.Nodes.Watch(func(string, *v1.Node) { s.kickControllers() })
+	s.st.Statuses.Watch(func(string, *v1.InstanceStatus) { s.kickControllers() })
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
-	logf := func(msg string, args ...any) { s.logger.Warn(msg, args...) }
-	for _, t := range []struct {
-		run func(context.Context)
-	}{
-		{func(c context.Context) { s.deployments.run(c, st.deployments, logf) }},
-		{func(c context.Context) { s.nodes.run(c, st.nodes, logf) }},
-		{func(c context.Context) { s.leases.run(c, st.leases, logf) }},
-		{func(c context.Context) { s.assignments.run(c, st.assignments, logf) }},
-		{func(c context.Context) { s.statuses.run(c, st.status, logf) }},
-		{func(c context.Context) { s.creds.run(c, st.tokens, logf) }},
-		{func(c context.Context) { s.placements.run(c, st.placements, logf) }},
-		{func(c context.Context) { s.policyRecs.run(c, st.policies, logf) }},
-	} {
-		s.goRun(runCtx, t.run)
-	}
+	st.Run(runCtx, func(fn func(context.Context)) { s.goRun(runCtx, fn) }, func(msg string, args ...any) { s.logger.Warn(msg, args...) })
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, w := range []func(context.Context) error{s.deployments.waitReady, s.nodes.waitReady, s.leases.waitReady,
-		s.assignments.waitReady, s.statuses.waitReady, s.creds.waitReady, s.placements.waitReady, s.policyRecs.waitReady} {
-		if err := w(wctx); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("control plane: %w", err)
-		}
+	if err := st.WaitReady(wctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	if err := s.bootstrapAdmin(wctx); err != nil {
 		s.Close()
@@ -337,29 +303,12 @@ func (s *Server) goRun(ctx context.Context, fn func(context.Context)) {
 	}()
 }
 
-type jetstreamAPI = jetstream.JetStream
-
 func jetstreamFor(nc *nats.Conn) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("control plane: jetstream: %w", err)
 	}
 	return js, nil
-}
-
-// openStoreRetry opens the buckets, retrying while a new cluster elects its leaders.
-func openStoreRetry(ctx context.Context, js jetstreamAPI, replicas int, leaderTTL time.Duration, maxEvents int64) (*store, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := openStore(ctx, js, replicas, leaderTTL, maxEvents)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			if err != nil {
-				return nil, fmt.Errorf("control plane: %w", err)
-			}
-			return st, nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // bootstrapAdmin makes sure the admin token in <data>/admin.token exists and is valid.
@@ -472,7 +421,7 @@ func (s *Server) IsLeader() bool { return s.leader.Load() }
 // Acting reports whether this replica's controllers may decide now: it leads, its
 // fences are in place and its lease is provably current on its own clock. At most one
 // replica of a cluster is acting at any time.
-func (s *Server) Acting() bool { return s.leader.Load() && s.lead.acting(time.Now()) }
+func (s *Server) Acting() bool { return s.leader.Load() && s.lead.Acting(time.Now()) }
 
 // Engine is the embedded engine, or nil with an external NATS.
 func (s *Server) Engine() *engine.Engine { return s.eng }
@@ -534,7 +483,7 @@ func (s *Server) CreateToken(ctx context.Context, role string) (string, error) {
 // Nodes returns every node as the API shows it.
 func (s *Server) Nodes() []v1.Node {
 	var out []v1.Node
-	s.nodes.each(func(name string, _ *v1.Node, _ uint64) { out = append(out, v1.Node{Name: name}) })
+	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) { out = append(out, v1.Node{Name: name}) })
 	for i := range out {
 		out[i], _ = s.nodeView(out[i].Name)
 	}
