@@ -24,6 +24,12 @@ import (
 // competing for one node's route or capacity, exactly those that fit are admitted; the
 // others are refused (unplaceable, 409) and nothing of theirs is written.
 
+// admitter runs deploys' dry runs and writes what they admitted: the placer's
+// problem on the fleet plus what the admitted, not yet placed deployments will take.
+type admitter struct {
+	*placer
+}
+
 // maxAdmissionAttempts bounds how often a deploy re-runs its dry run after losing the
 // write to a concurrent one; each lost round means another deploy was admitted.
 const maxAdmissionAttempts = 32
@@ -72,7 +78,7 @@ func (ov *overlay) add(deployment string, nodes []string, fresh map[string]bool,
 
 // placedCounts counts, per deployment, its assignments by generation in this
 // replica's table: one walk of the assignments for a whole dry run.
-func (s *Server) placedCounts() map[string]map[int64]int {
+func (s *admitter) placedCounts() map[string]map[int64]int {
 	out := map[string]map[int64]int{}
 	s.st.Assignments.Each(func(_ string, a *v1.Assignment, _ uint64) {
 		g := out[a.Deployment]
@@ -87,14 +93,14 @@ func (s *Server) placedCounts() map[string]map[int64]int {
 
 // placed reports whether the controllers have placed d's current generation and this
 // replica's table holds the assignments they wrote for it (counts from placedCounts).
-func (s *Server) placed(d *v1.Deployment, counts map[string]map[int64]int) bool {
+func (s *admitter) placed(d *v1.Deployment, counts map[string]map[int64]int) bool {
 	p, _, ok := s.st.Placements.Get(d.Name)
 	return ok && p.ObservedGeneration == d.Generation && counts[d.Name][d.Generation] >= len(p.Nodes)
 }
 
 // pendingOverlay simulates, in the controllers' order, the placement of every
 // deployment but name whose current generation is not placed yet.
-func (s *Server) pendingOverlay(name string) *overlay {
+func (s *admitter) pendingOverlay(name string) *overlay {
 	ov := newOverlay()
 	counts := s.placedCounts()
 	for _, dn := range s.reconcileOrder() {
@@ -136,7 +142,7 @@ type admission struct {
 
 // dryRun reads the deployments bucket's last sequence, waits for the table to hold
 // it, and places name's spec on the fleet plus the pending deployments.
-func (s *Server) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpec, ver v1.Version) (admission, error) {
+func (s *admitter) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpec, ver v1.Version) (admission, error) {
 	var a admission
 	last, err := state.LastSeq(ctx, s.st.Deployments)
 	if err != nil {
@@ -161,7 +167,7 @@ func (s *Server) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpe
 // writeAdmitted writes next as name's record if the deployments bucket is still at
 // a.last; it returns the new revision, or a conflict error when another write came
 // first.
-func (s *Server) writeAdmitted(ctx context.Context, name string, next *v1.Deployment, a admission) (uint64, error) {
+func (s *admitter) writeAdmitted(ctx context.Context, name string, next *v1.Deployment, a admission) (uint64, error) {
 	return s.st.Deployments.PutIfLast(ctx, name, next, a.last)
 }
 

@@ -4,29 +4,64 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
 
 // maxAgentMessage bounds an agent's request body.
 const maxAgentMessage = 1 << 20
 
-// serveAgents subscribes to the agent protocol in the servers' queue group: each
-// request is answered by one replica.
-func (s *Server) serveAgents(ctx context.Context) error {
-	subs := []struct {
-		subject string
-		handle  func(ctx context.Context, node string, data []byte) any
-	}{
+// agentService answers the agent protocol over NATS (join, register, heartbeat) on
+// every replica, and, on the leader, pushes changed assignment sets to their nodes.
+//
+// Lock order: dirtyMu is a leaf.
+type agentService struct {
+	cfg      *Config
+	logger   *slog.Logger
+	metrics  *metrics
+	nc       *nats.Conn
+	st       *state.Store
+	lead     *state.Fence
+	tokens   *tokenStore
+	policies *policies
+	event    func(context.Context, v1.Event)
+	Acting   func() bool // whether this replica's controllers act (pushes are the leader's)
+	trustP   []string    // trusted keys, PEM, for agents
+	registry bool        // whether the built-in registry is served
+
+	dirtyMu    sync.Mutex
+	dirtyNodes map[string]bool
+	pushKick   chan struct{}
+}
+
+// agentRequest is one subject of the agent protocol and its handler.
+type agentRequest struct {
+	subject string
+	handle  func(ctx context.Context, node string, data []byte) any
+}
+
+// requests are the agent protocol's subjects; a new request adds its line here.
+func (s *agentService) requests() []agentRequest {
+	return []agentRequest{
 		{v1.SubjectJoin, s.handleJoin},
 		{v1.SubjectRegister("*"), s.handleRegister},
 		{v1.SubjectHeartbeat("*"), s.handleHeartbeat},
 	}
+}
+
+// serveAgents subscribes to the agent protocol in the servers' queue group: each
+// request is answered by one replica. The subscriptions end with ctx; spawn owns the
+// goroutine that ends them.
+func (s *agentService) serveAgents(ctx context.Context, spawn func(func(context.Context))) error {
+	subs := s.requests()
 	var all []*nats.Subscription
 	sem := make(chan struct{}, 64) // handlers in flight; a full set holds the callback back
 	for _, sub := range subs {
@@ -51,7 +86,7 @@ func (s *Server) serveAgents(ctx context.Context) error {
 		ns.SetPendingLimits(64*1024, 64<<20)
 		all = append(all, ns)
 	}
-	s.goRun(ctx, func(ctx context.Context) {
+	spawn(func(ctx context.Context) {
 		<-ctx.Done()
 		for _, ns := range all {
 			ns.Unsubscribe()
@@ -60,7 +95,7 @@ func (s *Server) serveAgents(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) answerAgent(ctx context.Context, m *nats.Msg, handle func(ctx context.Context, node string, data []byte) any) {
+func (s *agentService) answerAgent(ctx context.Context, m *nats.Msg, handle func(ctx context.Context, node string, data []byte) any) {
 	node := ""
 	if parts := strings.Split(m.Subject, "."); len(parts) == 4 {
 		node = parts[2]
@@ -101,7 +136,7 @@ func decodeStrict(data []byte, v any) *v1.Error {
 
 // handleJoin issues a node's credentials. Only connections authenticated with a
 // node-role join token may publish on the join subject (see natsAuth).
-func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
+func (s *agentService) handleJoin(ctx context.Context, _ string, data []byte) any {
 	var req v1.JoinRequest
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.JoinReply{Error: e}
@@ -120,7 +155,7 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 				req.Node, age.Round(time.Second), s.cfg.LeaseLost)}}
 		}
 	}
-	secret, err := s.issueNodeCreds(ctx, req.Node)
+	secret, err := s.tokens.issueNodeCreds(ctx, req.Node)
 	if err != nil {
 		return v1.JoinReply{Error: internalErr("join", err)}
 	}
@@ -129,7 +164,7 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 }
 
 // handleRegister records a node's labels and capacity and renews its lease.
-func (s *Server) handleRegister(ctx context.Context, node string, data []byte) any {
+func (s *agentService) handleRegister(ctx context.Context, node string, data []byte) any {
 	var req v1.Register
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.RegisterReply{Error: e}
@@ -162,9 +197,9 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	reply := v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
-		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
+		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.policies.runtimePolicies(),
 	}
-	if s.reg != nil && s.cfg.RegistryHost != "" {
+	if s.registry && s.cfg.RegistryHost != "" {
 		reply.Registry = &v1.RegistryInfo{Host: s.cfg.RegistryHost, TLS: s.cfg.RegistryTLS}
 	}
 	return reply
@@ -191,7 +226,7 @@ func validateRegister(r *v1.Register) *v1.Error {
 	return nil
 }
 
-func (s *Server) renewLease(ctx context.Context, node string) error {
+func (s *agentService) renewLease(ctx context.Context, node string) error {
 	_, err := s.st.Leases.Put(ctx, node, &lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
 	if err != nil {
 		// A renewal this replica could not store is one the leader cannot hear:
@@ -203,7 +238,7 @@ func (s *Server) renewLease(ctx context.Context, node string) error {
 
 // handleHeartbeat renews the lease, records the reported statuses and returns the
 // node's assignments.
-func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) any {
+func (s *agentService) handleHeartbeat(ctx context.Context, node string, data []byte) any {
 	var req v1.Heartbeat
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.HeartbeatReply{Error: e}
@@ -221,12 +256,12 @@ func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) 
 	if err := s.recordStatuses(ctx, node, req.Statuses); err != nil {
 		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
 	}
-	return v1.HeartbeatReply{Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies()}
+	return v1.HeartbeatReply{Assignments: s.assignmentSet(node), RuntimePolicies: s.policies.runtimePolicies()}
 }
 
 // recordStatuses writes the statuses that changed and removes those the node no longer
 // reports; a change to ready or failed is an event.
-func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.InstanceStatus) error {
+func (s *agentService) recordStatuses(ctx context.Context, node string, sts []v1.InstanceStatus) error {
 	reported := map[string]bool{}
 	for _, st := range sts {
 		if v1.ValidName("deployment", st.Deployment) != nil {
@@ -265,7 +300,7 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 		}
 	})
 	for _, key := range gone {
-		if err := s.st.Statuses.KV().Delete(ctx, key); err != nil {
+		if err := s.st.Statuses.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete status %s: %w", key, err)
 		}
 	}
@@ -278,14 +313,14 @@ func sameStatus(a, b *v1.InstanceStatus) bool {
 }
 
 // assignmentSet is everything node should run, from this replica's table.
-func (s *Server) assignmentSet(node string) v1.AssignmentSet {
+func (s *agentService) assignmentSet(node string) v1.AssignmentSet {
 	set := v1.AssignmentSet{Node: node}
 	set.Revision, set.Assignments = s.st.Assignments.OfNode(node)
 	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })
 	return set
 }
 
-func (s *Server) markDirty(node string) {
+func (s *agentService) markDirty(node string) {
 	s.dirtyMu.Lock()
 	s.dirtyNodes[node] = true
 	s.dirtyMu.Unlock()
@@ -295,7 +330,7 @@ func (s *Server) markDirty(node string) {
 	}
 }
 
-func (s *Server) markAllDirty() {
+func (s *agentService) markAllDirty() {
 	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) {
 		s.dirtyMu.Lock()
 		s.dirtyNodes[name] = true
@@ -309,7 +344,7 @@ func (s *Server) markAllDirty() {
 
 // pushLoop sends changed assignment sets to their nodes (leader only; agents also get
 // them with every heartbeat reply, so a lost push costs at most one renewal interval).
-func (s *Server) pushLoop(ctx context.Context) {
+func (s *agentService) pushLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -18,7 +18,7 @@ import (
 // The /v1/deployments handlers: deploy (admission, placement dry run, CAS write),
 // read, status and delete.
 
-func (s *Server) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
 	out := v1.DeploymentList{Deployments: []v1.Deployment{}}
 	s.st.Deployments.Each(func(_ string, d *v1.Deployment, rev uint64) {
 		c := *d
@@ -32,7 +32,7 @@ func (s *Server) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cr
 	return out, http.StatusOK, nil
 }
 
-func (s *Server) getDeployment(name string) (v1.Deployment, *v1.Error) {
+func (s *api) getDeployment(name string) (v1.Deployment, *v1.Error) {
 	d, rev, ok := s.st.Deployments.Get(name)
 	if !ok {
 		return d, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
@@ -42,7 +42,7 @@ func (s *Server) getDeployment(name string) (v1.Deployment, *v1.Error) {
 	return d, nil
 }
 
-func (s *Server) apiGetDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiGetDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	d, e := s.getDeployment(r.PathValue("name"))
 	if e != nil {
 		return nil, 0, e
@@ -78,7 +78,7 @@ func parsePrecondition(r *http.Request) (precondition, *v1.Error) {
 	return p, nil
 }
 
-func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
+func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	ctx := r.Context()
 	name := r.PathValue("name")
 	if err := v1.ValidName("deployment", name); err != nil {
@@ -100,14 +100,14 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 		}
 	}
-	img, e := s.resolveImage(ctx, spec.Image)
+	img, e := s.resolver.resolveImage(ctx, spec.Image)
 	if e != nil {
 		return nil, 0, e
 	}
 	ver := img.ver
 	// Admission: a policy in mode deny refuses it and nothing is written; warn and
 	// audit only record (and warnings go back to the caller).
-	warnings, e := s.admit(ctx, name, img, caller)
+	warnings, e := s.policies.admit(ctx, name, img, caller)
 	setWarningHeader(w, warnings)
 	if e != nil {
 		return nil, 0, e
@@ -123,7 +123,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		if attempt == maxAdmissionAttempts {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("%s: deployment %s lost its admission to another deploy %d times; retry", errAdmissionBusy, name, attempt)}
 		}
-		a, err := s.dryRun(ctx, name, &spec, ver)
+		a, err := s.admission.dryRun(ctx, name, &spec, ver)
 		var ve *v1.Error
 		if errors.As(err, &ve) {
 			return nil, 0, ve
@@ -134,7 +134,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		var pe *scheduler.PlacementError
 		if !staged {
 			staged = true
-			placeWarnings := s.stagePlacement(ctx, name, ver, a.nodes, errors.As(a.placeEr, &pe), caller)
+			placeWarnings := s.policies.stagePlacement(ctx, name, ver, a.nodes, errors.As(a.placeEr, &pe), caller)
 			setWarningHeader(w, placeWarnings)
 			warnings = append(warnings, placeWarnings...)
 		}
@@ -152,7 +152,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 			break
 		}
 		created = a.cur == nil
-		rev, err = s.writeAdmitted(ctx, name, d, a)
+		rev, err = s.admission.writeAdmitted(ctx, name, d, a)
 		if err == nil {
 			break
 		}
@@ -203,7 +203,7 @@ func describeSpec(s *v1.DeploymentSpec) string {
 	return b.String()
 }
 
-func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	name := r.PathValue("name")
 	d, _, err := s.st.Deployments.Update(r.Context(), name, func(cur *v1.Deployment) (*v1.Deployment, error) {
 		if cur == nil {
@@ -236,7 +236,7 @@ func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ c
 
 var errNotFound = errors.New("not found")
 
-func (s *Server) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	d, e := s.getDeployment(r.PathValue("name"))
 	if e != nil {
 		return nil, 0, e
@@ -244,7 +244,7 @@ func (s *Server) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ c
 	return s.deploymentStatus(&d), http.StatusOK, nil
 }
 
-func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
+func (s *api) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 	out := v1.DeploymentStatus{Deployment: *d, Nodes: []v1.NodeStatus{}}
 	rows := map[string]*v1.NodeStatus{}
 	row := func(node string) *v1.NodeStatus {
@@ -258,7 +258,7 @@ func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 		rows[node] = r
 		return r
 	}
-	for node, a := range s.current(d.Name) {
+	for node, a := range s.placer.current(d.Name) {
 		v := a.Version
 		row(node).Desired = &v
 	}

@@ -94,7 +94,7 @@ func TestPausedLeaderStepsDown(t *testing.T) {
 
 // TestNotePause restarts the hearing window only for a gap beyond the slack.
 func TestNotePause(t *testing.T) {
-	s := &Server{logger: telemetry.Discard, metrics: newMetrics(nil, nil), lead: &state.Fence{}}
+	s := &election{logger: telemetry.Discard, metrics: newMetrics(nil, nil), lead: &state.Fence{}}
 	old := time.Now().Add(-time.Hour)
 	for _, tc := range []struct {
 		name  string

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +16,34 @@ import (
 )
 
 const leaderKey = "controllers"
+
+// election holds or seeks the leader lease and moves the fence with it: the
+// controllers act only while it leads (Acting), and everything else reads who leads
+// from it.
+type election struct {
+	cfg     *Config
+	logger  *slog.Logger
+	metrics *metrics
+	st      *state.Store
+	lead    *state.Fence
+	event   func(context.Context, v1.Event)
+	// elected is called once this replica leads and its fences are in place.
+	elected func()
+
+	leader     atomic.Bool
+	leaderName atomic.Value // string
+}
+
+func newElection(cfg *Config, logger *slog.Logger, m *metrics, st *state.Store) *election {
+	e := &election{cfg: cfg, logger: logger, metrics: m, st: st}
+	e.leaderName.Store("")
+	e.lead = state.NewFence(st, cfg.Name, e.stepDown)
+	return e
+}
+
+// Acting reports whether the controllers may decide now: this replica leads, its
+// fences are in place and its lease is provably current on its own clock.
+func (s *election) Acting() bool { return s.leader.Load() && s.lead.Acting(time.Now()) }
 
 type leaderRecord struct {
 	Server  string    `json:"server"`
@@ -31,7 +61,7 @@ type leaderRecord struct {
 // it steps down at once, before anyone else can take over, and has to prove the lease
 // again. Its controllers' writes are fenced besides (fence.go), for the pause that
 // falls between the check and the write.
-func (s *Server) leaderLoop(ctx context.Context) {
+func (s *election) leaderLoop(ctx context.Context) {
 	var rev uint64 // the lease's revision while held, or the last one held
 	tick := time.NewTicker(s.cfg.LeaderTTL / 4)
 	defer tick.Stop()
@@ -116,7 +146,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 // becomeLeader starts leading with the lease at revision rev, whose write was sent at
 // sent: it fences the controllers' buckets with rev as the term, then lets the
 // controllers act. Nodes are not judged lost until a full lost period has passed.
-func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
+func (s *election) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
 	s.lead.Begin(rev, sent.Add(s.cfg.LeaderTTL*3/4), time.Now())
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
 	err := s.lead.Install(fctx, rev)
@@ -133,12 +163,11 @@ func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, h
 	s.metrics.terms.Inc()
 	s.logger.Info(how+"; running the controllers", "term", rev)
 	s.event(ctx, v1.Event{Type: v1.EventLeader, Message: fmt.Sprintf("controllers now run on %s (term %d)", s.cfg.Name, rev)})
-	s.kickControllers()
-	s.markAllDirty()
+	s.elected()
 }
 
 // stepDown stops the controllers acting at once.
-func (s *Server) stepDown(why string) {
+func (s *election) stepDown(why string) {
 	was := s.lead.End()
 	s.setLeader(false, "")
 	if was {
@@ -149,7 +178,7 @@ func (s *Server) stepDown(why string) {
 // notePause restarts the hearing window when a loop that should have woken after
 // about every period woke after gap: the process was paused (SIGSTOP, a frozen VM) or
 // starved, and renewals that arrived meanwhile may not be in the tables yet.
-func (s *Server) notePause(gap, period time.Duration) {
+func (s *election) notePause(gap, period time.Duration) {
 	if gap <= period+pauseSlack {
 		return
 	}
@@ -162,7 +191,7 @@ func (s *Server) notePause(gap, period time.Duration) {
 // busy machine for a pause only delays marking nodes lost.
 const pauseSlack = time.Second
 
-func (s *Server) setLeader(on bool, name string) {
+func (s *election) setLeader(on bool, name string) {
 	s.leader.Store(on)
 	s.leaderName.Store(name)
 	if on {
@@ -174,7 +203,7 @@ func (s *Server) setLeader(on bool, name string) {
 
 // leaderNow reads who holds the leader lease from the bucket (the cached name may be
 // up to a renewal interval old), falling back to the cached name.
-func (s *Server) leaderNow(ctx context.Context) string {
+func (s *election) leaderNow(ctx context.Context) string {
 	if s.leader.Load() {
 		return s.cfg.Name
 	}
@@ -189,7 +218,7 @@ func (s *Server) leaderNow(ctx context.Context) string {
 	return lr.Server
 }
 
-func (s *Server) currentLeader() string {
+func (s *election) currentLeader() string {
 	n, _ := s.leaderName.Load().(string)
 	return n
 }

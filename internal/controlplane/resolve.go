@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 )
@@ -36,10 +37,18 @@ type resolvedImage struct {
 	config   policy.ArtifactConfig // the app manifest and module scan from its config
 }
 
+// imageResolver turns an image reference into the version every node will run: it
+// reads the artifact from its registry and checks its signature.
+type imageResolver struct {
+	oci      *oci.Client
+	trust    artifact.TrustPolicy
+	keyNames map[string]string // key id → name
+}
+
 // resolveImage resolves an image reference to the version every node will run: the
 // manifest digest, the app's limits, routes and labels from its config, and its
 // signature checked against the trusted keys.
-func (s *Server) resolveImage(ctx context.Context, image string) (*resolvedImage, *v1.Error) {
+func (s *imageResolver) resolveImage(ctx context.Context, image string) (*resolvedImage, *v1.Error) {
 	bad := func(code, format string, args ...any) (*resolvedImage, *v1.Error) {
 		return nil, &v1.Error{Code: code, Field: "spec.image", Message: fmt.Sprintf(format, args...)}
 	}

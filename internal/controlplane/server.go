@@ -1,7 +1,3 @@
-// Package controlplane is the server role: the state model in NATS JetStream KV
-// buckets, the HTTP API under /v1, the agent protocol over NATS, and the controllers
-// (scheduler, node lifecycle, drain) that run on the replica holding the leader lease.
-// Every replica answers the API and the agents; only the leader writes assignments.
 package controlplane
 
 import (
@@ -134,10 +130,14 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Server is one control-plane replica.
+// Server is one control-plane replica: the composition root. Start builds the state
+// and the roles, each holding what it needs of the state and of each other; Close
+// stops them. The roles (package doc): tokens, events, policies, placer and admitter,
+// election, controllers, agent service, API.
 type Server struct {
 	cfg      Config
 	logger   *slog.Logger
+	metrics  *metrics
 	eng      *engine.Engine // nil with an external NATS
 	nc       *nats.Conn
 	st       *state.Store
@@ -147,23 +147,18 @@ type Server struct {
 	trustP   []string          // PEM, for agents
 	keyNames map[string]string // key id → name
 
-	policies policyState
+	tokens   *tokenStore
+	evlog    *eventLog
+	policies *policies
+	election *election
+	lead     *state.Fence // the election's: the lease as the controllers may use it
+	ctrl     *controllers
+	agents   *agentService
+	api      *api
+	handler  http.Handler
 
 	ready      atomic.Bool
-	leader     atomic.Bool
-	leaderName atomic.Value // string
-	lead       *state.Fence // the lease as the controllers may use it
-	// leaseWatches is the leases table's watch count the lifecycle controller last saw
-	// (controller goroutine only).
-	leaseWatches int64
-	kick         chan struct{} // wakes the controllers
-	dirtyMu      sync.Mutex    // leaf
-	dirtyNodes   map[string]bool
-	pushKick     chan struct{}
-
 	adminToken string
-	metrics    *metrics
-	api        http.Handler
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -178,9 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "controlplane", "server", cfg.Name),
-		kick: make(chan struct{}, 1), pushKick: make(chan struct{}, 1), dirtyNodes: map[string]bool{}}
-	s.leaderName.Store("")
+	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "controlplane", "server", cfg.Name)}
 	s.metrics = newMetrics(cfg.Metrics, s)
 	if cfg.RequireSigned && len(cfg.TrustedKeys) == 0 {
 		return nil, errors.New("control plane: requiring signatures needs at least one trusted key")
@@ -239,16 +232,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	s.st = st
-	s.lead = state.NewFence(st, cfg.Name, s.stepDown)
-	s.initPolicies()
-	s.st.Assignments.Watch(func(key string, _ *v1.Assignment) {
-		node, _, _ := strings.Cut(key, ".")
-		s.markDirty(node)
-		s.kickControllers()
-	})
-	s.st.Deployments.Watch(func(string, *v1.Deployment) { s.kickControllers() })
-	s.st.Nodes.Watch(func(string, *v1.Node) { s.kickControllers() })
-	s.st.Statuses.Watch(func(string, *v1.InstanceStatus) { s.kickControllers() })
+	s.build()
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
@@ -266,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Registry {
 		reg, err := registry.New(ctx, js, registry.Config{Replicas: replicas, Logger: cfg.Logger, Metrics: cfg.Metrics, MaxBlobBytes: cfg.RegistryMaxBlobBytes,
 			Tokens: func(tok string) (bool, bool) {
-				c, ok := s.verifyToken(tok)
+				c, ok := s.tokens.verifyToken(tok)
 				if !ok {
 					return false, false
 				}
@@ -283,16 +267,80 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
 	}
-	if err := s.serveAgents(runCtx); err != nil {
+	s.agents.registry = s.reg != nil
+	if err := s.agents.serveAgents(runCtx, func(fn func(context.Context)) { s.goRun(runCtx, fn) }); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.api = s.newAPI()
+	s.handler = s.api.newAPI(s.routeGroups()...)
 	s.ready.Store(true)
-	s.goRun(runCtx, s.leaderLoop)
-	s.goRun(runCtx, s.controllerLoop)
-	s.goRun(runCtx, s.pushLoop)
+	s.goRun(runCtx, s.election.leaderLoop)
+	s.goRun(runCtx, s.ctrl.controllerLoop)
+	s.goRun(runCtx, s.agents.pushLoop)
 	return s, nil
+}
+
+// build makes the roles over the opened state and wires them: who wakes whom, who
+// records events through whom. Nothing runs yet.
+func (s *Server) build() {
+	cfg, st := &s.cfg, s.st
+	s.tokens = &tokenStore{st: st}
+	s.evlog = &eventLog{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st}
+	event := s.evlog.event
+	s.election = newElection(cfg, s.logger, s.metrics, st)
+	s.election.event = event
+	s.lead = s.election.lead
+	s.policies = &policies{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st, event: event}
+	s.policies.init()
+	pl := &placer{st: st, policies: s.policies}
+	s.ctrl = &controllers{cfg: cfg, logger: s.logger, metrics: s.metrics, Acting: s.Acting,
+		notePause: s.election.notePause, kick: make(chan struct{}, 1)}
+	s.registerControllers(pl, event)
+	s.agents = &agentService{cfg: cfg, logger: s.logger, metrics: s.metrics, nc: s.nc, st: st, lead: s.lead,
+		tokens: s.tokens, policies: s.policies, event: event, Acting: s.Acting, trustP: s.trustP,
+		dirtyNodes: map[string]bool{}, pushKick: make(chan struct{}, 1)}
+	s.api = &api{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st, tokens: s.tokens, policies: s.policies,
+		admission: &admitter{pl}, placer: pl, resolver: &imageResolver{oci: s.oci, trust: s.trust, keyNames: s.keyNames},
+		evlog: s.evlog, event: event, leaderNow: s.election.leaderNow, natsURL: s.NATSURL}
+
+	// Who wakes whom: a new leader looks at everything and pushes every node's set;
+	// a change to what the controllers read wakes them; a changed assignment is
+	// pushed to its node.
+	s.election.elected = func() {
+		s.ctrl.kickControllers()
+		s.agents.markAllDirty()
+	}
+	st.Assignments.Watch(func(key string, _ *v1.Assignment) {
+		node, _, _ := strings.Cut(key, ".")
+		s.agents.markDirty(node)
+		s.ctrl.kickControllers()
+	})
+	st.Deployments.Watch(func(string, *v1.Deployment) { s.ctrl.kickControllers() })
+	st.Nodes.Watch(func(string, *v1.Node) { s.ctrl.kickControllers() })
+	st.Statuses.Watch(func(string, *v1.InstanceStatus) { s.ctrl.kickControllers() })
+	// Placement policies change where deployments belong: let the controllers look.
+	st.Policies.Watch(func(string, *v1.Policy) { s.ctrl.kickControllers() })
+}
+
+// registerControllers lists the leader's controllers in the order a pass runs them,
+// and its leader runners (controllers with a loop of their own). A new controller is
+// one line here: construct it with what it needs (s.st, s.lead for its writes, event,
+// s.logger, s.metrics), never the Server.
+func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.Event)) {
+	s.ctrl.list = []Controller{
+		&lifecycleController{cfg: &s.cfg, logger: s.logger, st: s.st, lead: s.lead, event: event},
+		&deploymentController{placer: pl, logger: s.logger, metrics: s.metrics, st: s.st, lead: s.lead, event: event},
+	}
+	s.ctrl.runners = []LeaderRunner{}
+}
+
+// routeGroups are the API's route groups, each registered behind serveAPI (auth,
+// roles, limits, metrics). A new resource is one line here: a method of api, or a
+// func over a type of its own, taking a routeFunc.
+func (s *Server) routeGroups() []routeGroup {
+	return []routeGroup{
+		s.api.coreRoutes,
+	}
 }
 
 func (s *Server) goRun(ctx context.Context, fn func(context.Context)) {
@@ -333,7 +381,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if mine == "" {
 		mine = tokenPrefix + randomHex(6) + "_" + randomHex(24)
 	}
-	shared, err := s.clusterAdminToken(ctx, mine)
+	shared, err := s.tokens.clusterAdminToken(ctx, mine)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
@@ -343,9 +391,9 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		// Written before replicas shared one (or the bucket was reset): it keeps working.
 		s.logger.Warn("this replica's admin token is not the cluster's; both are valid", "file", path)
 	}
-	if _, ok := s.verifyToken(tok); !ok {
+	if _, ok := s.tokens.verifyToken(tok); !ok {
 		id, secret, _ := splitToken(tok)
-		if _, err := s.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
+		if _, err := s.tokens.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
 			return fmt.Errorf("control plane: bootstrap admin token: %w", err)
 		}
 	}
@@ -366,7 +414,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 	}
 	switch {
 	case user == v1.JoinUser:
-		c, ok := s.verifyToken(password)
+		c, ok := s.tokens.verifyToken(password)
 		if !ok || c.Role != v1.RoleNode {
 			s.metrics.agentAuthFailures.Inc()
 			return nil, false
@@ -377,7 +425,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 		}, true
 	case strings.HasPrefix(user, v1.NodeUserPrefix):
 		name := strings.TrimPrefix(user, v1.NodeUserPrefix)
-		if v1.ValidName("node", name) != nil || !s.verifyNode(name, password) {
+		if v1.ValidName("node", name) != nil || !s.tokens.verifyNode(name, password) {
 			s.metrics.agentAuthFailures.Inc()
 			return nil, false
 		}
@@ -391,7 +439,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 }
 
 // Handler serves the HTTP API (/v1/…).
-func (s *Server) Handler() http.Handler { return s.api }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is the built-in registry's handler, or nil.
 func (s *Server) Registry() http.Handler {
@@ -416,12 +464,12 @@ func (s *Server) NATSURL() string {
 func (s *Server) Name() string { return s.cfg.Name }
 
 // IsLeader reports whether this replica runs the controllers now.
-func (s *Server) IsLeader() bool { return s.leader.Load() }
+func (s *Server) IsLeader() bool { return s.election != nil && s.election.leader.Load() }
 
 // Acting reports whether this replica's controllers may decide now: it leads, its
 // fences are in place and its lease is provably current on its own clock. At most one
 // replica of a cluster is acting at any time.
-func (s *Server) Acting() bool { return s.leader.Load() && s.lead.Acting(time.Now()) }
+func (s *Server) Acting() bool { return s.election != nil && s.election.Acting() }
 
 // Engine is the embedded engine, or nil with an external NATS.
 func (s *Server) Engine() *engine.Engine { return s.eng }
@@ -466,17 +514,9 @@ func (s *Server) closeConn() {
 	}
 }
 
-// kickControllers wakes the controller loop (coalescing).
-func (s *Server) kickControllers() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
 // CreateToken creates a token of role and returns its secret.
 func (s *Server) CreateToken(ctx context.Context, role string) (string, error) {
-	t, err := s.createToken(ctx, role, "", 0)
+	t, err := s.tokens.createToken(ctx, role, "", 0)
 	return t.Secret, err
 }
 
@@ -485,16 +525,16 @@ func (s *Server) Nodes() []v1.Node {
 	var out []v1.Node
 	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) { out = append(out, v1.Node{Name: name}) })
 	for i := range out {
-		out[i], _ = s.nodeView(out[i].Name)
+		out[i], _ = s.api.nodeView(out[i].Name)
 	}
 	return out
 }
 
 // Status returns a deployment's status as the API shows it.
 func (s *Server) Status(name string) (v1.DeploymentStatus, bool) {
-	d, e := s.getDeployment(name)
+	d, e := s.api.getDeployment(name)
 	if e != nil {
 		return v1.DeploymentStatus{}, false
 	}
-	return s.deploymentStatus(&d), true
+	return s.api.deploymentStatus(&d), true
 }

@@ -47,12 +47,18 @@ func splitToken(tok string) (id, secret string, ok bool) {
 	return id, secret, ok && id != "" && secret != ""
 }
 
+// tokenStore issues and verifies API tokens and node credentials (the tokens
+// bucket). It keeps nothing itself: the table is the truth, on every replica.
+type tokenStore struct {
+	st *state.Store
+}
+
 // createToken stores a new token and returns it with its secret.
-func (s *Server) createToken(ctx context.Context, role, description string, ttl time.Duration) (v1.Token, error) {
+func (s *tokenStore) createToken(ctx context.Context, role, description string, ttl time.Duration) (v1.Token, error) {
 	return s.storeToken(ctx, randomHex(6), randomHex(24), role, description, ttl)
 }
 
-func (s *Server) storeToken(ctx context.Context, id, secret, role, description string, ttl time.Duration) (v1.Token, error) {
+func (s *tokenStore) storeToken(ctx context.Context, id, secret, role, description string, ttl time.Duration) (v1.Token, error) {
 	now := time.Now().UTC()
 	c := cred{Kind: "token", ID: id, Role: role, Description: description, Hash: hashSecret(secret), Created: now}
 	if ttl > 0 {
@@ -80,7 +86,7 @@ func tokenOf(c *cred) v1.Token {
 }
 
 // verifyToken returns the token's record if tok is a valid, unexpired token.
-func (s *Server) verifyToken(tok string) (cred, bool) {
+func (s *tokenStore) verifyToken(tok string) (cred, bool) {
 	id, secret, ok := splitToken(tok)
 	if !ok {
 		return cred{}, false
@@ -96,13 +102,13 @@ func (s *Server) verifyToken(tok string) (cred, bool) {
 }
 
 // verifyNode checks a joined node's credentials.
-func (s *Server) verifyNode(name, secret string) bool {
+func (s *tokenStore) verifyNode(name, secret string) bool {
 	c, _, ok := s.st.Creds.Get("node." + name)
 	return ok && c.Kind == "node" && hashEqual(c.Hash, hashSecret(secret))
 }
 
 // issueNodeCreds stores new credentials for a node, replacing any it had.
-func (s *Server) issueNodeCreds(ctx context.Context, name string) (string, error) {
+func (s *tokenStore) issueNodeCreds(ctx context.Context, name string) (string, error) {
 	secret := randomHex(24)
 	rev, err := s.st.Creds.Put(ctx, "node."+name, &cred{Kind: "node", Node: name, Hash: hashSecret(secret), Created: time.Now().UTC()})
 	if err != nil {
@@ -143,7 +149,7 @@ type bootstrapRecord struct {
 // clusterAdminToken returns the cluster's bootstrap admin token: the one recorded in the
 // tokens bucket, or mine, recorded now if none is. Replicas starting together race with
 // KV Create: the first wins and the others read its token.
-func (s *Server) clusterAdminToken(ctx context.Context, mine string) (string, error) {
+func (s *tokenStore) clusterAdminToken(ctx context.Context, mine string) (string, error) {
 	for range 3 {
 		e, err := s.st.Creds.KV().Get(ctx, bootstrapAdminKey)
 		switch {
