@@ -2,32 +2,14 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"math"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 )
-
-// normalised is the part of an artifact's normalised manifest the control plane reads.
-type normalised struct {
-	App struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"app"`
-	Routes []struct {
-		Path string `json:"path"`
-		Host string `json:"host"`
-	} `json:"routes"`
-	Limits struct {
-		Memory int64 `json:"memory"`
-	} `json:"limits"`
-	Scaling struct {
-		MaxInstances int `json:"max_instances"`
-	} `json:"scaling"`
-}
 
 // resolvedImage is an image resolved for a deployment: the version every node will
 // run, and what admission policies judge of it.
@@ -75,12 +57,12 @@ func (s *imageResolver) resolveImage(ctx context.Context, image string) (*resolv
 			ver.Signer = name
 		}
 	}
-	var m normalised
-	if err := json.Unmarshal(p.Parsed.Config.Manifest, &m); err != nil {
+	m, err := p.Parsed.Config.App()
+	if err != nil {
 		return bad(v1.CodeArtifact, "%s: read the app manifest in its config: %v", image, err)
 	}
 	ver.App, ver.Version = m.App.Name, m.App.Version
-	ver.MemoryBytes, ver.Instances = m.Limits.Memory, m.Scaling.MaxInstances
+	ver.MemoryBytes, ver.Instances = int64(min(m.Limits.Memory, math.MaxInt64)), m.Scaling.MaxInstances
 	for _, r := range m.Routes {
 		ver.Routes = append(ver.Routes, r.Host+r.Path)
 	}

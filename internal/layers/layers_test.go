@@ -36,7 +36,9 @@ var rules = []struct {
 	// sli is pure SLI aggregation shared by agent (producer) and control plane
 	// (consumer): it imports nothing of ours, so neither side drags the other in.
 	{"fermion.dev/fermion/internal/sli", nil},
-	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
+	// policy reads artifact configs through their owner's decoder (artifact.ParseConfig,
+	// manifest.ParseNormalized), both pure, rather than declaring the format again.
+	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
 	// clock, store or network; the control plane adapts it.
 	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},
