@@ -24,8 +24,8 @@ import (
 type Controller interface {
 	// Name names the controller in logs and errors.
 	Name() string
-	// Reconcile runs one pass. It should return early, without error, when
-	// stillActing reports false (the lease may lapse during a long pass); its writes
+	// Reconcile runs one pass. It should return early, without error, once
+	// pass.Acting reports false (the lease may lapse during a long pass); its writes
 	// are fenced anyway.
 	Reconcile(ctx context.Context, pass Pass) error
 }
@@ -39,9 +39,11 @@ type Pass struct {
 }
 
 // LeaderRunner is a controller with its own loop (its own timing, say an evaluation
-// tick): Run is started when this replica starts acting as leader and its ctx is
-// cancelled when it stops; Run returns then. It writes through the fence like any
-// controller.
+// tick): Run is started by the controller loop when this replica starts acting as
+// leader, and its ctx is cancelled as soon as the loop sees it has stopped (stepping
+// down wakes the loop; a lapsed lease is seen within a resync period). Run must return
+// then. A lapsed lease may thus leave Run going for a moment, which is why it writes
+// through the fence like any controller.
 type LeaderRunner interface {
 	Name() string
 	Run(ctx context.Context)

@@ -27,8 +27,9 @@ type election struct {
 	st      *state.Store
 	lead    *state.Fence
 	event   func(context.Context, v1.Event)
-	// elected is called once this replica leads and its fences are in place.
-	elected func()
+	// elected is called once this replica leads and its fences are in place;
+	// steppedDown when it stops leading. Both must not block.
+	elected, steppedDown func()
 
 	leader     atomic.Bool
 	leaderName atomic.Value // string
@@ -172,6 +173,9 @@ func (s *election) stepDown(why string) {
 	s.setLeader(false, "")
 	if was {
 		s.logger.Warn("stepped down as leader", "why", why)
+		if s.steppedDown != nil {
+			s.steppedDown()
+		}
 	}
 }
 

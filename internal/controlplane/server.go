@@ -310,6 +310,8 @@ func (s *Server) build() {
 		s.ctrl.kickControllers()
 		s.agents.markAllDirty()
 	}
+	// A replica that stops leading stops its leader runners at once.
+	s.election.steppedDown = s.ctrl.kickControllers
 	st.Assignments.Watch(func(key string, _ *v1.Assignment) {
 		node, _, _ := strings.Cut(key, ".")
 		s.agents.markDirty(node)
