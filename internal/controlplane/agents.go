@@ -227,7 +227,7 @@ func validateRegister(r *v1.Register) *v1.Error {
 }
 
 func (s *agentService) renewLease(ctx context.Context, node string) error {
-	_, err := s.st.Leases.Put(ctx, node, &lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+	_, err := s.st.Leases.Put(ctx, node, &state.Lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
 	if err != nil {
 		// A renewal this replica could not store is one the leader cannot hear:
 		// when this replica leads, its wait before judging nodes lost restarts.

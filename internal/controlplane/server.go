@@ -164,9 +164,6 @@ type Server struct {
 	wg   sync.WaitGroup
 }
 
-// lease is a node's liveness record, written with the server's clock.
-type lease = state.Lease
-
 // Start starts a replica: the engine (unless external), the buckets and their
 // watches, the agent protocol, the controllers' leader election and the API handler.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
