@@ -73,7 +73,7 @@ type Fence struct {
 // called (once per refusal, from the writing goroutine) when a write finds another
 // leader's fence: the election steps down.
 func NewFence(st *Store, server string, onDeposed func(why string)) *Fence {
-	return &Fence{js: st.JS, server: server, buckets: st.Fenced(), onDeposed: onDeposed}
+	return &Fence{js: st.JS, server: server, buckets: st.fenced(), onDeposed: onDeposed}
 }
 
 // Acting reports whether the controllers may decide now: this replica leads, its lease

@@ -31,12 +31,12 @@ const (
 	BucketTokens      = "fermion_tokens"      // token.<id>, node.<name>: API, join handler
 	BucketPolicies    = "fermion_policies"    // <policy>: API only (CAS); history = its last versions
 	BucketLeader      = "fermion_leader"      // controllers: leader election (TTL)
-	StreamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
+	streamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
 )
 
-// PolicyHistory is how many versions of each policy the policies bucket keeps (a
+// policyHistory is how many versions of each policy the policies bucket keeps (a
 // delete marker counts as one).
-const PolicyHistory = 10
+const policyHistory = 10
 
 // Store is the control plane's state: a typed table per bucket, the leader lease's
 // bucket and the event stream. Every role holds the Store (or the tables it needs);
@@ -99,7 +99,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 		{&placements, BucketPlacements, 1, 0, jetstream.FileStorage},
 		{&tokens, BucketTokens, 1, 0, jetstream.FileStorage},
 		{&s.Leader, BucketLeader, 1, leaderTTL, jetstream.FileStorage},
-		{&policies, BucketPolicies, PolicyHistory, 0, jetstream.FileStorage},
+		{&policies, BucketPolicies, policyHistory, 0, jetstream.FileStorage},
 	}
 	// Open them at once: replicas of a new cluster race to create them, and each
 	// race can cost an API timeout.
@@ -118,7 +118,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 	go func() {
 		defer wg.Done()
 		s.Events, errs[len(buckets)] = engine.OpenStream(ctx, js, jetstream.StreamConfig{
-			Name: StreamEvents, Subjects: []string{"fermion.events.>"}, MaxMsgs: maxEvents,
+			Name: streamEvents, Subjects: []string{"fermion.events.>"}, MaxMsgs: maxEvents,
 			Discard: jetstream.DiscardOld, Replicas: replicas, Storage: jetstream.FileStorage,
 		})
 	}()
@@ -183,8 +183,8 @@ func (s *Store) WaitReady(ctx context.Context) error {
 	return nil
 }
 
-// Fenced are the tables the controllers write, fenced by the leader's term (Fence).
-func (s *Store) Fenced() []Bucket {
+// fenced are the tables the controllers write, fenced by the leader's term (Fence).
+func (s *Store) fenced() []Bucket {
 	return []Bucket{s.Nodes, s.Assignments, s.Placements, s.Deployments}
 }
 
