@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/BurntSushi/toml"
 
@@ -22,9 +21,9 @@ func appManifest(e *nodecache.Entry) (*manifest.Manifest, error) {
 	if len(e.Config) == 0 {
 		return nil, errors.New("read app manifest: the artifact has no config blob; push it with fermion push")
 	}
-	var cfg artifact.Config
-	if err := decodeStrict(e.Config, &cfg); err != nil {
-		return nil, fmt.Errorf("read app manifest: %w: config: %v", artifact.ErrBadManifest, err)
+	cfg, err := artifact.ParseConfig(e.Config)
+	if err != nil {
+		return nil, fmt.Errorf("read app manifest: %w", err)
 	}
 	if cfg.Module.Digest.String() != e.Layer.Digest || cfg.Module.Size != e.Layer.Size {
 		return nil, fmt.Errorf("read app manifest: %w: config describes module %s (%d bytes) but the layer is %s (%d bytes)",
@@ -40,7 +39,7 @@ func appManifest(e *nodecache.Entry) (*manifest.Manifest, error) {
 	}
 	// The registry scans on push, but the node may pull from any registry: the module
 	// must need nothing its manifest does not grant.
-	if err := artifact.Rescan(&artifact.Parsed{Config: cfg}, e.Wasm); err != nil {
+	if err := artifact.Rescan(&artifact.Parsed{Config: *cfg}, e.Wasm); err != nil {
 		return nil, &LoadError{Reason: telemetry.LoadModule, Err: fmt.Errorf("check module of %s against its manifest: %w", m.ID(), err)}
 	}
 	return m, nil
@@ -120,19 +119,4 @@ func tomlValue(v any) (any, error) {
 	default:
 		return nil, fmt.Errorf("unexpected JSON value %T", v)
 	}
-}
-
-// decodeStrict decodes exactly one JSON value, refusing unknown fields and trailing
-// data: the config format is versioned by its media type, and a field this version does
-// not know might carry a constraint it would silently ignore.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
 }

@@ -262,20 +262,18 @@ func Parse(manifestJSON, configJSON []byte) (*Parsed, error) {
 	if err := VerifyLayer(p.ConfigDescriptor, configJSON); err != nil {
 		return nil, fmt.Errorf("parse artifact: config: %w", err)
 	}
-	// The config format is ours and versioned by its media type: a field this version
-	// does not know might carry a constraint it would silently ignore.
-	if err := decodeJSON(configJSON, &p.Config, true); err != nil {
-		return nil, fmt.Errorf("parse artifact: %w: config: %v", ErrBadManifest, err)
+	c, err := ParseConfig(configJSON)
+	if err != nil {
+		return nil, fmt.Errorf("parse artifact: %w", err)
 	}
-	c := &p.Config
-	var app struct {
-		App struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		} `json:"app"`
-	}
-	if len(c.Manifest) == 0 || c.Manifest[0] != '{' || json.Unmarshal(c.Manifest, &app) != nil {
+	p.Config = *c
+	c = &p.Config
+	if !c.HasApp() {
 		return nil, fmt.Errorf("parse artifact: %w: config has no app manifest object", ErrBadManifest)
+	}
+	app, err := c.App()
+	if err != nil {
+		return nil, fmt.Errorf("parse artifact: %w: config: %v", ErrBadManifest, err)
 	}
 	if c.Module.Digest != p.Layer.Digest || c.Module.Size != p.Layer.Size {
 		return nil, fmt.Errorf("parse artifact: %w: config describes module %s (%d bytes) but the layer is %s (%d bytes)",
@@ -364,4 +362,31 @@ func decodeJSON(b []byte, v any, strict bool) error {
 		return errors.New("trailing data after the JSON value")
 	}
 	return nil
+}
+
+// ParseConfig decodes an artifact's config blob: the one decoder of the format. It is
+// strict, because the format is ours and versioned by its media type: a field this
+// version does not know might carry a constraint it would silently ignore. Parse
+// checks the result against the manifest and layer; App decodes the app manifest
+// inside.
+func ParseConfig(configJSON []byte) (*Config, error) {
+	if len(configJSON) > MaxConfigSize {
+		return nil, fmt.Errorf("%w: config is %d bytes, more than the %d allowed", ErrBadManifest, len(configJSON), MaxConfigSize)
+	}
+	c := &Config{}
+	if err := decodeJSON(configJSON, c, true); err != nil {
+		return nil, fmt.Errorf("%w: config: %v", ErrBadManifest, err)
+	}
+	return c, nil
+}
+
+// HasApp reports whether the config carries an app manifest object at all.
+func (c *Config) HasApp() bool {
+	m := bytes.TrimSpace(c.Manifest)
+	return len(m) > 0 && m[0] == '{'
+}
+
+// App decodes the app manifest the config carries (manifest.ParseNormalized).
+func (c *Config) App() (*manifest.Normalized, error) {
+	return manifest.ParseNormalized(c.Manifest)
 }

@@ -1,7 +1,6 @@
 package artifact
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -14,20 +13,8 @@ import (
 // the pusher's own scan: a module that needs capabilities its manifest does not grant is
 // refused wherever it arrives. The layer must already have been checked with VerifyLayer.
 func Rescan(p *Parsed, wasm []byte) error {
-	var nm struct {
-		Component struct {
-			ABI string `json:"abi"`
-		} `json:"component"`
-		Capabilities struct {
-			Env                  map[string]string      `json:"env"`
-			AllowedOutboundHosts []manifest.HostPattern `json:"allowed_outbound_hosts"`
-			Files                []struct {
-				Source      string `json:"source"`
-				Destination string `json:"destination"`
-			} `json:"files"`
-		} `json:"capabilities"`
-	}
-	if err := json.Unmarshal(p.Config.Manifest, &nm); err != nil {
+	nm, err := p.Config.App()
+	if err != nil {
 		return fmt.Errorf("rescan: %w: config manifest: %v", ErrBadManifest, err)
 	}
 	m := &manifest.Manifest{}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -146,8 +145,10 @@ record a creation time. The artifact is written to DIR/.fermion/artifact.`,
 			if err != nil {
 				return err
 			}
-			var cfg artifact.Config
-			json.Unmarshal(a.Config, &cfg)
+			cfg, err := artifact.ParseConfig(a.Config)
+			if err != nil {
+				return fmt.Errorf("read the config just packaged: %w", err)
+			}
 			fmt.Fprintf(c.OutOrStdout(), "built %s\ndigest %s\nmodule %s (%d bytes, %s)\nwritten to %s\n",
 				m.ID(), a.ManifestDigest, a.LayerDigest, len(a.Layer), cfg.Module.ABI, displayPath(buildOutput(m)))
 			return nil

@@ -13,10 +13,10 @@ import (
 )
 
 func appName(p *oci.Pulled) string {
-	var m struct {
-		App struct{ Name string } `json:"app"`
+	m, err := p.Parsed.Config.App()
+	if err != nil {
+		return "" // Resolve has parsed the config; nothing to name otherwise
 	}
-	json.Unmarshal(p.Parsed.Config.Manifest, &m)
 	return m.App.Name
 }
 

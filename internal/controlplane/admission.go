@@ -2,16 +2,13 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/scheduler"
 )
 
@@ -26,6 +23,12 @@ import (
 // fail, and the dry run starts again on the new state. So of N concurrent deploys
 // competing for one node's route or capacity, exactly those that fit are admitted; the
 // others are refused (unplaceable, 409) and nothing of theirs is written.
+
+// admitter runs deploys' dry runs and writes what they admitted: the placer's
+// problem on the fleet plus what the admitted, not yet placed deployments will take.
+type admitter struct {
+	*placer
+}
 
 // maxAdmissionAttempts bounds how often a deploy re-runs its dry run after losing the
 // write to a concurrent one; each lost round means another deploy was admitted.
@@ -75,9 +78,9 @@ func (ov *overlay) add(deployment string, nodes []string, fresh map[string]bool,
 
 // placedCounts counts, per deployment, its assignments by generation in this
 // replica's table: one walk of the assignments for a whole dry run.
-func (s *Server) placedCounts() map[string]map[int64]int {
+func (s *admitter) placedCounts() map[string]map[int64]int {
 	out := map[string]map[int64]int{}
-	s.assignments.each(func(_ string, a *v1.Assignment, _ uint64) {
+	s.st.Assignments.Each(func(_ string, a *v1.Assignment, _ uint64) {
 		g := out[a.Deployment]
 		if g == nil {
 			g = map[int64]int{}
@@ -90,18 +93,18 @@ func (s *Server) placedCounts() map[string]map[int64]int {
 
 // placed reports whether the controllers have placed d's current generation and this
 // replica's table holds the assignments they wrote for it (counts from placedCounts).
-func (s *Server) placed(d *v1.Deployment, counts map[string]map[int64]int) bool {
-	p, _, ok := s.placements.get(d.Name)
+func (s *admitter) placed(d *v1.Deployment, counts map[string]map[int64]int) bool {
+	p, _, ok := s.st.Placements.Get(d.Name)
 	return ok && p.ObservedGeneration == d.Generation && counts[d.Name][d.Generation] >= len(p.Nodes)
 }
 
 // pendingOverlay simulates, in the controllers' order, the placement of every
 // deployment but name whose current generation is not placed yet.
-func (s *Server) pendingOverlay(name string) *overlay {
+func (s *admitter) pendingOverlay(name string) *overlay {
 	ov := newOverlay()
 	counts := s.placedCounts()
 	for _, dn := range s.reconcileOrder() {
-		d, _, ok := s.deployments.get(dn)
+		d, _, ok := s.st.Deployments.Get(dn)
 		if dn == name || !ok || d.Deleting || s.placed(&d, counts) {
 			continue
 		}
@@ -139,17 +142,17 @@ type admission struct {
 
 // dryRun reads the deployments bucket's last sequence, waits for the table to hold
 // it, and places name's spec on the fleet plus the pending deployments.
-func (s *Server) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpec, ver v1.Version) (admission, error) {
+func (s *admitter) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpec, ver v1.Version) (admission, error) {
 	var a admission
-	last, err := lastSeq(ctx, fencedBucket{bucketDeployments, s.st.deployments})
+	last, err := state.LastSeq(ctx, s.st.Deployments)
 	if err != nil {
 		return a, err
 	}
-	if err := s.deployments.waitRev(ctx, last); err != nil {
-		return a, fmt.Errorf("catch up with %s: %w", bucketDeployments, err)
+	if err := s.st.Deployments.WaitRev(ctx, last); err != nil {
+		return a, fmt.Errorf("catch up with %s: %w", state.BucketDeployments, err)
 	}
 	a.last = last
-	if d, rev, ok := s.deployments.get(name); ok {
+	if d, rev, ok := s.st.Deployments.Get(name); ok {
 		a.cur, a.rev = &d, rev
 	}
 	req, nodes, err := s.placementFor(name, spec, ver, s.current(name), s.pendingOverlay(name))
@@ -164,29 +167,20 @@ func (s *Server) dryRun(ctx context.Context, name string, spec *v1.DeploymentSpe
 // writeAdmitted writes next as name's record if the deployments bucket is still at
 // a.last; it returns the new revision, or a conflict error when another write came
 // first.
-func (s *Server) writeAdmitted(ctx context.Context, name string, next *v1.Deployment, a admission) (uint64, error) {
-	data, err := json.Marshal(next)
-	if err != nil {
-		return 0, fmt.Errorf("encode %s: %w", name, err)
-	}
-	m := &nats.Msg{Subject: kvSubject(bucketDeployments, name), Data: data}
-	ack, err := s.st.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequence(a.last))
-	if err != nil {
-		return 0, fmt.Errorf("write %s: %w", name, err)
-	}
-	return ack.Sequence, nil
+func (s *admitter) writeAdmitted(ctx context.Context, name string, next *v1.Deployment, a admission) (uint64, error) {
+	return s.st.Deployments.PutIfLast(ctx, name, next, a.last)
 }
 
 // nextDeployment is the record a PUT writes over cur (nil: absent) at revision rev, or
-// nil when nothing changed; errConflict when the precondition or the state forbids it.
+// nil when nothing changed; state.ErrConflict when the precondition or the state forbids it.
 func nextDeployment(name string, cur *v1.Deployment, rev uint64, pre precondition, spec v1.DeploymentSpec, ver v1.Version, now time.Time) (*v1.Deployment, error) {
 	switch {
 	case pre.createOnly && cur != nil:
-		return nil, fmt.Errorf("%w: deployment %s already exists (revision %d)", errConflict, name, rev)
+		return nil, fmt.Errorf("%w: deployment %s already exists (revision %d)", state.ErrConflict, name, rev)
 	case pre.revision != 0 && (cur == nil || rev != pre.revision):
-		return nil, fmt.Errorf("%w: deployment %s is at revision %d, not %d: someone else changed it; read it again and retry", errConflict, name, rev, pre.revision)
+		return nil, fmt.Errorf("%w: deployment %s is at revision %d, not %d: someone else changed it; read it again and retry", state.ErrConflict, name, rev, pre.revision)
 	case cur != nil && cur.Deleting:
-		return nil, fmt.Errorf("%w: deployment %s is being deleted; wait until it is gone", errConflict, name)
+		return nil, fmt.Errorf("%w: deployment %s is being deleted; wait until it is gone", state.ErrConflict, name)
 	}
 	if cur == nil {
 		return &v1.Deployment{Name: name, Spec: spec, Version: ver, Generation: 1, Created: now, Updated: now}, nil

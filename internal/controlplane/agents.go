@@ -4,30 +4,67 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
+	"fermion.dev/fermion/internal/sliingest"
 )
 
 // maxAgentMessage bounds an agent's request body.
 const maxAgentMessage = 1 << 20
 
-// serveAgents subscribes to the agent protocol in the servers' queue group: each
-// request is answered by one replica.
-func (s *Server) serveAgents(ctx context.Context) error {
-	subs := []struct {
-		subject string
-		handle  func(ctx context.Context, node string, data []byte) any
-	}{
+// agentService answers the agent protocol over NATS (join, register, heartbeat) on
+// every replica, and, on the leader, pushes changed assignment sets to their nodes.
+//
+// Lock order: dirtyMu is a leaf.
+type agentService struct {
+	cfg      *Config
+	logger   *slog.Logger
+	metrics  *metrics
+	nc       *nats.Conn
+	st       *state.Store
+	lead     *state.Fence
+	tokens   *tokenStore
+	policies *policies
+	event    func(context.Context, v1.Event)
+	Acting   func() bool       // whether this replica's controllers act (pushes are the leader's)
+	trustP   []string          // trusted keys, PEM, for agents
+	registry bool              // whether the built-in registry is served
+	slis     *sliingest.Ingest // the SLI receive path (slis.go)
+
+	dirtyMu    sync.Mutex
+	dirtyNodes map[string]bool
+	pushKick   chan struct{}
+}
+
+// agentRequest is one subject of the agent protocol and its handler.
+type agentRequest struct {
+	subject string
+	handle  func(ctx context.Context, node string, data []byte) any
+}
+
+// requests are the agent protocol's subjects; a new request adds its line here.
+func (s *agentService) requests() []agentRequest {
+	return []agentRequest{
 		{v1.SubjectJoin, s.handleJoin},
 		{v1.SubjectRegister("*"), s.handleRegister},
 		{v1.SubjectHeartbeat("*"), s.handleHeartbeat},
 		{v1.SubjectSLIs("*"), s.handleSLIs}, // hook: SLI receive path (slis.go)
 	}
+}
+
+// serveAgents subscribes to the agent protocol in the servers' queue group: each
+// request is answered by one replica. The subscriptions end with ctx; spawn owns the
+// goroutine that ends them.
+func (s *agentService) serveAgents(ctx context.Context, spawn func(func(context.Context))) error {
+	subs := s.requests()
 	var all []*nats.Subscription
 	sem := make(chan struct{}, 64) // handlers in flight; a full set holds the callback back
 	for _, sub := range subs {
@@ -52,7 +89,7 @@ func (s *Server) serveAgents(ctx context.Context) error {
 		ns.SetPendingLimits(64*1024, 64<<20)
 		all = append(all, ns)
 	}
-	s.goRun(ctx, func(ctx context.Context) {
+	spawn(func(ctx context.Context) {
 		<-ctx.Done()
 		for _, ns := range all {
 			ns.Unsubscribe()
@@ -61,7 +98,7 @@ func (s *Server) serveAgents(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) answerAgent(ctx context.Context, m *nats.Msg, handle func(ctx context.Context, node string, data []byte) any) {
+func (s *agentService) answerAgent(ctx context.Context, m *nats.Msg, handle func(ctx context.Context, node string, data []byte) any) {
 	node := ""
 	if parts := strings.Split(m.Subject, "."); len(parts) == 4 {
 		node = parts[2]
@@ -102,7 +139,7 @@ func decodeStrict(data []byte, v any) *v1.Error {
 
 // handleJoin issues a node's credentials. Only connections authenticated with a
 // node-role join token may publish on the join subject (see natsAuth).
-func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
+func (s *agentService) handleJoin(ctx context.Context, _ string, data []byte) any {
 	var req v1.JoinRequest
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.JoinReply{Error: e}
@@ -114,14 +151,14 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 	// under it would take its credentials, and the two would take them back and forth.
 	// The rightful agent, re-joining after losing its data directory, gets in once
 	// its old lease lapses.
-	if l, _, ok := s.leases.get(req.Node); ok {
+	if l, _, ok := s.st.Leases.Get(req.Node); ok {
 		if age := time.Since(l.Renewed); age < s.cfg.LeaseLost {
 			return v1.JoinReply{Error: &v1.Error{Code: v1.CodeConflict, Field: "node", Message: fmt.Sprintf(
 				"node %s is live (lease renewed %s ago): another agent already runs under this name; give this one another --name, or stop the other and retry after %s",
 				req.Node, age.Round(time.Second), s.cfg.LeaseLost)}}
 		}
 	}
-	secret, err := s.issueNodeCreds(ctx, req.Node)
+	secret, err := s.tokens.issueNodeCreds(ctx, req.Node)
 	if err != nil {
 		return v1.JoinReply{Error: internalErr("join", err)}
 	}
@@ -130,7 +167,7 @@ func (s *Server) handleJoin(ctx context.Context, _ string, data []byte) any {
 }
 
 // handleRegister records a node's labels and capacity and renews its lease.
-func (s *Server) handleRegister(ctx context.Context, node string, data []byte) any {
+func (s *agentService) handleRegister(ctx context.Context, node string, data []byte) any {
 	var req v1.Register
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.RegisterReply{Error: e}
@@ -140,7 +177,7 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	}
 	now := time.Now().UTC()
 	joined := false
-	_, rev, err := update(ctx, s.st.nodes, node, func(cur *v1.Node, _ uint64) (*v1.Node, error) {
+	_, rev, err := s.st.Nodes.Update(ctx, node, func(cur *v1.Node) (*v1.Node, error) {
 		n := v1.Node{Name: node, State: v1.NodeReady, Schedulable: true, Joined: now, StateChanged: now}
 		joined = cur == nil
 		if cur != nil {
@@ -157,15 +194,15 @@ func (s *Server) handleRegister(ctx context.Context, node string, data []byte) a
 	if err := s.renewLease(ctx, node); err != nil {
 		return v1.RegisterReply{Error: internalErr("register", err)}
 	}
-	s.nodes.waitRev(ctx, rev)
+	s.st.Nodes.WaitRev(ctx, rev)
 	if joined {
 		s.event(ctx, v1.Event{Type: v1.EventNodeJoined, Node: node, Message: fmt.Sprintf("node %s joined with labels %s", node, formatLabels(req.Labels))})
 	}
 	reply := v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
-		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies(),
+		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.policies.runtimePolicies(),
 	}
-	if s.reg != nil && s.cfg.RegistryHost != "" {
+	if s.registry && s.cfg.RegistryHost != "" {
 		reply.Registry = &v1.RegistryInfo{Host: s.cfg.RegistryHost, TLS: s.cfg.RegistryTLS}
 	}
 	return reply
@@ -192,24 +229,24 @@ func validateRegister(r *v1.Register) *v1.Error {
 	return nil
 }
 
-func (s *Server) renewLease(ctx context.Context, node string) error {
-	_, err := putJSON(ctx, s.st.leases, node, lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+func (s *agentService) renewLease(ctx context.Context, node string) error {
+	_, err := s.st.Leases.Put(ctx, node, &state.Lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
 	if err != nil {
 		// A renewal this replica could not store is one the leader cannot hear:
 		// when this replica leads, its wait before judging nodes lost restarts.
-		s.lead.deafened(time.Now())
+		s.lead.Deafened(time.Now())
 	}
 	return err
 }
 
 // handleHeartbeat renews the lease, records the reported statuses and returns the
 // node's assignments.
-func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) any {
+func (s *agentService) handleHeartbeat(ctx context.Context, node string, data []byte) any {
 	var req v1.Heartbeat
 	if e := decodeStrict(data, &req); e != nil {
 		return v1.HeartbeatReply{Error: e}
 	}
-	if _, _, ok := s.nodes.get(node); !ok {
+	if _, _, ok := s.st.Nodes.Get(node); !ok {
 		return v1.HeartbeatReply{Error: &v1.Error{Code: v1.CodeNotFound, Message: "node " + node + " is not registered; register first"}}
 	}
 	if len(req.Statuses) > 10000 {
@@ -222,12 +259,12 @@ func (s *Server) handleHeartbeat(ctx context.Context, node string, data []byte) 
 	if err := s.recordStatuses(ctx, node, req.Statuses); err != nil {
 		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
 	}
-	return v1.HeartbeatReply{Assignments: s.assignmentSet(node), RuntimePolicies: s.runtimePolicies()}
+	return v1.HeartbeatReply{Assignments: s.assignmentSet(node), RuntimePolicies: s.policies.runtimePolicies()}
 }
 
 // recordStatuses writes the statuses that changed and removes those the node no longer
 // reports; a change to ready or failed is an event.
-func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.InstanceStatus) error {
+func (s *agentService) recordStatuses(ctx context.Context, node string, sts []v1.InstanceStatus) error {
 	reported := map[string]bool{}
 	for _, st := range sts {
 		if v1.ValidName("deployment", st.Deployment) != nil {
@@ -239,12 +276,12 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 			st.LastError = st.LastError[:2048] + "…"
 		}
 		key := node + "." + st.Deployment
-		old, _, had := s.statuses.get(key)
+		old, _, had := s.st.Statuses.Get(key)
 		if had && sameStatus(&old, &st) {
 			continue
 		}
 		st.Updated = time.Now().UTC()
-		if _, err := putJSON(ctx, s.st.status, key, st); err != nil {
+		if _, err := s.st.Statuses.Put(ctx, key, &st); err != nil {
 			return err
 		}
 		if !had || old.State != st.State || old.Digest != st.Digest {
@@ -260,13 +297,13 @@ func (s *Server) recordStatuses(ctx context.Context, node string, sts []v1.Insta
 	}
 	var gone []string
 	prefix := node + "."
-	s.statuses.eachOfNode(node, func(key string, _ *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.EachOfNode(node, func(key string, _ *v1.InstanceStatus, _ uint64) {
 		if d, ok := strings.CutPrefix(key, prefix); ok && !reported[d] {
 			gone = append(gone, key)
 		}
 	})
 	for _, key := range gone {
-		if err := s.st.status.Delete(ctx, key); err != nil {
+		if err := s.st.Statuses.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete status %s: %w", key, err)
 		}
 	}
@@ -279,19 +316,14 @@ func sameStatus(a, b *v1.InstanceStatus) bool {
 }
 
 // assignmentSet is everything node should run, from this replica's table.
-func (s *Server) assignmentSet(node string) v1.AssignmentSet {
-	set := v1.AssignmentSet{Node: node, Assignments: []v1.Assignment{}}
-	s.assignments.mu.RLock()
-	set.Revision = s.assignments.rev
-	for key := range s.assignments.byNode[node] {
-		set.Assignments = append(set.Assignments, s.assignments.m[key].v)
-	}
-	s.assignments.mu.RUnlock()
+func (s *agentService) assignmentSet(node string) v1.AssignmentSet {
+	set := v1.AssignmentSet{Node: node}
+	set.Revision, set.Assignments = s.st.Assignments.OfNode(node)
 	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })
 	return set
 }
 
-func (s *Server) markDirty(node string) {
+func (s *agentService) markDirty(node string) {
 	s.dirtyMu.Lock()
 	s.dirtyNodes[node] = true
 	s.dirtyMu.Unlock()
@@ -301,8 +333,8 @@ func (s *Server) markDirty(node string) {
 	}
 }
 
-func (s *Server) markAllDirty() {
-	s.nodes.each(func(name string, _ *v1.Node, _ uint64) {
+func (s *agentService) markAllDirty() {
+	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) {
 		s.dirtyMu.Lock()
 		s.dirtyNodes[name] = true
 		s.dirtyMu.Unlock()
@@ -315,7 +347,7 @@ func (s *Server) markAllDirty() {
 
 // pushLoop sends changed assignment sets to their nodes (leader only; agents also get
 // them with every heartbeat reply, so a lost push costs at most one renewal interval).
-func (s *Server) pushLoop(ctx context.Context) {
+func (s *agentService) pushLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():

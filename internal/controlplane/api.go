@@ -1,25 +1,57 @@
 package controlplane
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
 
 // maxBody bounds an API request body.
 const maxBody = 1 << 20
 
+// apiHandler serves one route for an authenticated caller: it returns the body to
+// encode and its status, or an error; (nil, 0, nil) when it wrote the response itself.
 type apiHandler func(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error)
 
-// newAPI builds the /v1 routes: each names the least role it needs.
-func (s *Server) newAPI() http.Handler {
+// routeFunc registers a handler for pattern (a net/http pattern, also its metrics
+// label) behind serveAPI: token authentication, the least role it needs, the body
+// limit, request ids, errors as v1.ErrorBody and the API metrics.
+type routeFunc func(pattern, role string, h apiHandler)
+
+// routeGroup registers one resource's routes.
+type routeGroup func(route routeFunc)
+
+// api is the HTTP API's handlers (/v1/…). It holds the state and the services the
+// handlers call, never the Server.
+type api struct {
+	cfg       *Config
+	logger    *slog.Logger
+	metrics   *metrics
+	st        *state.Store
+	tokens    *tokenStore
+	policies  *policies
+	admission *admitter
+	placer    *placer
+	resolver  *imageResolver
+	evlog     *eventLog
+	event     func(context.Context, v1.Event)
+	leaderNow func(ctx context.Context) string // who holds the leader lease now
+	natsURL   func() string
+}
+
+// newAPI builds the /v1 routes from groups, each route naming the least role it
+// needs. A new resource adds its group where the Server builds the API (server.go).
+func (s *api) newAPI(groups ...routeGroup) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern, role string, h apiHandler) {
 		name := pattern
@@ -29,6 +61,17 @@ func (s *Server) newAPI() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(v1.OpenAPI)
 	})
+	for _, g := range groups {
+		g(route)
+	}
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, &v1.Error{Code: v1.CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+// coreRoutes are the routes of info, tokens, deployments, nodes, events and policies.
+func (s *api) coreRoutes(route routeFunc) {
 	route("GET /v1/info", v1.RoleViewer, s.apiInfo)
 	route("POST /v1/tokens", v1.RoleAdmin, s.apiCreateToken)
 	route("GET /v1/tokens", v1.RoleAdmin, s.apiListTokens)
@@ -49,10 +92,6 @@ func (s *Server) newAPI() http.Handler {
 	route("GET /v1/policies/{name}", v1.RoleViewer, s.apiGetPolicy)
 	route("PUT /v1/policies/{name}", v1.RoleAdmin, s.apiPutPolicy)
 	route("DELETE /v1/policies/{name}", v1.RoleAdmin, s.apiDeletePolicy)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, &v1.Error{Code: v1.CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
-	})
-	return mux
 }
 
 func statusFor(code string) int {
@@ -84,7 +123,7 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, e *v1.Error)
 	json.NewEncoder(w).Encode(v1.ErrorBody{Error: e})
 }
 
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, route, role string, h apiHandler) {
+func (s *api) serveAPI(w http.ResponseWriter, r *http.Request, route, role string, h apiHandler) {
 	start := time.Now()
 	rid := r.Header.Get("X-Request-Id")
 	if rid == "" || len(rid) > 128 {
@@ -106,7 +145,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, route, role st
 		fail(&v1.Error{Code: v1.CodeUnauthorized, Message: "send a token: Authorization: Bearer <token> (fermion token create, or the admin token in the server's data directory)"})
 		return
 	}
-	caller, ok := s.verifyToken(strings.TrimSpace(tok))
+	caller, ok := s.tokens.verifyToken(strings.TrimSpace(tok))
 	if !ok {
 		fail(&v1.Error{Code: v1.CodeUnauthorized, Message: "the token is unknown, revoked or expired"})
 		return
@@ -176,10 +215,10 @@ func unavailable(step string, err error) *v1.Error {
 	return &v1.Error{Code: v1.CodeUnavailable, Message: step + ": " + err.Error()}
 }
 
-func (s *Server) apiInfo(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiInfo(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	info := v1.Info{Version: s.cfg.Version, Server: s.cfg.Name, Leader: s.leaderNow(r.Context()), Registry: s.cfg.RegistryHost,
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds()}
-	if u := s.NATSURL(); u != "" {
+	if u := s.natsURL(); u != "" {
 		info.NATS = strings.Split(u, ",")
 	}
 	return info, http.StatusOK, nil

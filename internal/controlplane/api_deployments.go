@@ -11,37 +11,38 @@ import (
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/scheduler"
 )
 
 // The /v1/deployments handlers: deploy (admission, placement dry run, CAS write),
 // read, status and delete.
 
-func (s *Server) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
 	out := v1.DeploymentList{Deployments: []v1.Deployment{}}
-	s.deployments.each(func(_ string, d *v1.Deployment, rev uint64) {
+	s.st.Deployments.Each(func(_ string, d *v1.Deployment, rev uint64) {
 		c := *d
 		c.Revision = rev
 		out.Deployments = append(out.Deployments, c)
 	})
 	for i := range out.Deployments {
-		out.Deployments[i].Placement, _, _ = s.placements.get(out.Deployments[i].Name)
+		out.Deployments[i].Placement, _, _ = s.st.Placements.Get(out.Deployments[i].Name)
 	}
 	slices.SortFunc(out.Deployments, func(a, b v1.Deployment) int { return strings.Compare(a.Name, b.Name) })
 	return out, http.StatusOK, nil
 }
 
-func (s *Server) getDeployment(name string) (v1.Deployment, *v1.Error) {
-	d, rev, ok := s.deployments.get(name)
+func (s *api) getDeployment(name string) (v1.Deployment, *v1.Error) {
+	d, rev, ok := s.st.Deployments.Get(name)
 	if !ok {
 		return d, &v1.Error{Code: v1.CodeNotFound, Message: "no deployment " + name}
 	}
 	d.Revision = rev
-	d.Placement, _, _ = s.placements.get(name)
+	d.Placement, _, _ = s.st.Placements.Get(name)
 	return d, nil
 }
 
-func (s *Server) apiGetDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiGetDeployment(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	d, e := s.getDeployment(r.PathValue("name"))
 	if e != nil {
 		return nil, 0, e
@@ -77,7 +78,7 @@ func parsePrecondition(r *http.Request) (precondition, *v1.Error) {
 	return p, nil
 }
 
-func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
+func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	ctx := r.Context()
 	name := r.PathValue("name")
 	if err := v1.ValidName("deployment", name); err != nil {
@@ -99,14 +100,14 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 		}
 	}
-	img, e := s.resolveImage(ctx, spec.Image)
+	img, e := s.resolver.resolveImage(ctx, spec.Image)
 	if e != nil {
 		return nil, 0, e
 	}
 	ver := img.ver
 	// Admission: a policy in mode deny refuses it and nothing is written; warn and
 	// audit only record (and warnings go back to the caller).
-	warnings, e := s.admit(ctx, name, img, caller)
+	warnings, e := s.policies.admit(ctx, name, img, caller)
 	setWarningHeader(w, warnings)
 	if e != nil {
 		return nil, 0, e
@@ -122,7 +123,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		if attempt == maxAdmissionAttempts {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf("%s: deployment %s lost its admission to another deploy %d times; retry", errAdmissionBusy, name, attempt)}
 		}
-		a, err := s.dryRun(ctx, name, &spec, ver)
+		a, err := s.admission.dryRun(ctx, name, &spec, ver)
 		var ve *v1.Error
 		if errors.As(err, &ve) {
 			return nil, 0, ve
@@ -133,7 +134,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		var pe *scheduler.PlacementError
 		if !staged {
 			staged = true
-			placeWarnings := s.stagePlacement(ctx, name, ver, a.nodes, errors.As(a.placeEr, &pe), caller)
+			placeWarnings := s.policies.stagePlacement(ctx, name, ver, a.nodes, errors.As(a.placeEr, &pe), caller)
 			setWarningHeader(w, placeWarnings)
 			warnings = append(warnings, placeWarnings...)
 		}
@@ -144,21 +145,21 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: a.placeEr.Error()}
 		}
 		d, err = nextDeployment(name, a.cur, a.rev, pre, spec, ver, now)
-		if errors.Is(err, errConflict) {
-			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), errConflict.Error()+": ")}
+		if errors.Is(err, state.ErrConflict) {
+			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), state.ErrConflict.Error()+": ")}
 		}
 		if err != nil || d == nil {
 			break
 		}
 		created = a.cur == nil
-		rev, err = s.writeAdmitted(ctx, name, d, a)
+		rev, err = s.admission.writeAdmitted(ctx, name, d, a)
 		if err == nil {
 			break
 		}
-		if !isCASConflict(err) {
+		if !state.IsCASConflict(err) {
 			return nil, 0, unavailable("write deployment", err)
 		}
-		casConflicts.Inc()
+		state.CASConflicts.Inc()
 	}
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
@@ -169,7 +170,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(cd.Revision, 10)))
 		return cd, http.StatusOK, nil
 	}
-	s.deployments.waitRev(ctx, rev)
+	s.st.Deployments.WaitRev(ctx, rev)
 	d.Revision, d.Warnings = rev, warnings
 	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
 		Message: fmt.Sprintf("generation %d: %s %s (%s) on %s", d.Generation, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
@@ -202,9 +203,9 @@ func describeSpec(s *v1.DeploymentSpec) string {
 	return b.String()
 }
 
-func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	name := r.PathValue("name")
-	d, _, err := update(r.Context(), s.st.deployments, name, func(cur *v1.Deployment, _ uint64) (*v1.Deployment, error) {
+	d, _, err := s.st.Deployments.Update(r.Context(), name, func(cur *v1.Deployment) (*v1.Deployment, error) {
 		if cur == nil {
 			return nil, errNotFound
 		}
@@ -235,7 +236,7 @@ func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ c
 
 var errNotFound = errors.New("not found")
 
-func (s *Server) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	d, e := s.getDeployment(r.PathValue("name"))
 	if e != nil {
 		return nil, 0, e
@@ -243,7 +244,7 @@ func (s *Server) apiDeploymentStatus(_ http.ResponseWriter, r *http.Request, _ c
 	return s.deploymentStatus(&d), http.StatusOK, nil
 }
 
-func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
+func (s *api) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 	out := v1.DeploymentStatus{Deployment: *d, Nodes: []v1.NodeStatus{}}
 	rows := map[string]*v1.NodeStatus{}
 	row := func(node string) *v1.NodeStatus {
@@ -251,18 +252,18 @@ func (s *Server) deploymentStatus(d *v1.Deployment) v1.DeploymentStatus {
 			return r
 		}
 		r := &v1.NodeStatus{Node: node}
-		if n, _, ok := s.nodes.get(node); ok {
+		if n, _, ok := s.st.Nodes.Get(node); ok {
 			r.NodeState = n.State
 		}
 		rows[node] = r
 		return r
 	}
-	for node, a := range s.current(d.Name) {
+	for node, a := range s.placer.current(d.Name) {
 		v := a.Version
 		row(node).Desired = &v
 	}
 	suffix := "." + d.Name
-	s.statuses.each(func(key string, st *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.Each(func(key string, st *v1.InstanceStatus, _ uint64) {
 		if node, ok := strings.CutSuffix(key, suffix); ok && !strings.Contains(node, ".") {
 			c := *st
 			row(node).Actual = &c

@@ -48,21 +48,21 @@ func parseEventFilter(r *http.Request) (eventFilter, *v1.Error) {
 	return f, nil
 }
 
-func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiEvents(w http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	f, e := parseEventFilter(r)
 	if e != nil {
 		return nil, 0, e
 	}
 	follow := r.URL.Query().Get("follow")
 	if follow != "true" && follow != "1" {
-		evs, err := s.events(r.Context(), f)
+		evs, err := s.evlog.events(r.Context(), f)
 		if err != nil {
 			return nil, 0, unavailable("read events", err)
 		}
 		return v1.EventList{Events: evs}, http.StatusOK, nil
 	}
 	// Follow: the history the filter selects, then new events as they come.
-	evs, err := s.events(r.Context(), f)
+	evs, err := s.evlog.events(r.Context(), f)
 	if err != nil {
 		return nil, 0, unavailable("read events", err)
 	}
@@ -77,13 +77,13 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request, _ cred) (any,
 		after = ev.Seq
 	}
 	if after == 0 {
-		if info, err := s.st.events.Info(r.Context()); err == nil {
+		if info, err := s.st.Events.Info(r.Context()); err == nil {
 			after = info.State.LastSeq
 		}
 	}
 	rc.Flush()
 	f.After, f.Since = after, time.Time{}
-	s.followEvents(r.Context(), f, func(ev v1.Event) error {
+	s.evlog.followEvents(r.Context(), f, func(ev v1.Event) error {
 		if err := enc.Encode(ev); err != nil {
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 
 // The /v1/tokens handlers.
 
-func (s *Server) apiCreateToken(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiCreateToken(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
 	var req v1.TokenRequest
 	if e := decodeBody(r, &req); e != nil {
 		return nil, 0, e
@@ -31,33 +31,33 @@ func (s *Server) apiCreateToken(_ http.ResponseWriter, r *http.Request, _ cred) 
 		}
 		ttl = d
 	}
-	t, err := s.createToken(r.Context(), req.Role, req.Description, ttl)
+	t, err := s.tokens.createToken(r.Context(), req.Role, req.Description, ttl)
 	if err != nil {
 		return nil, 0, unavailable("store token", err)
 	}
 	return t, http.StatusCreated, nil
 }
 
-func (s *Server) apiListTokens(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
+func (s *api) apiListTokens(_ http.ResponseWriter, _ *http.Request, _ cred) (any, int, *v1.Error) {
 	out := v1.TokenList{Tokens: []v1.Token{}}
-	s.creds.each(func(_ string, c *cred, _ uint64) {
+	s.st.Creds.Each(func(_ string, c *cred, _ uint64) {
 		if c.Kind == "token" {
-			out.Tokens = append(out.Tokens, c.token())
+			out.Tokens = append(out.Tokens, tokenOf(c))
 		}
 	})
 	slices.SortFunc(out.Tokens, func(a, b v1.Token) int { return a.Created.Compare(b.Created) })
 	return out, http.StatusOK, nil
 }
 
-func (s *Server) apiRevokeToken(_ http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
+func (s *api) apiRevokeToken(_ http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
 	id := r.PathValue("id")
-	if _, _, ok := s.creds.get("token." + id); !ok {
+	if _, _, ok := s.st.Creds.Get("token." + id); !ok {
 		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Message: "no token " + id}
 	}
 	if id == caller.ID {
 		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: "a token cannot revoke itself; use another admin token"}
 	}
-	if err := s.st.tokens.Delete(r.Context(), "token."+id); err != nil {
+	if err := s.st.Creds.Delete(r.Context(), "token."+id); err != nil {
 		return nil, 0, unavailable("delete token record", err)
 	}
 	return nil, http.StatusNoContent, nil

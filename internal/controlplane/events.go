@@ -5,22 +5,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
+
+// eventLog records lifecycle events in the event stream and reads them back. Every
+// role records through its event func (eventLog.event); only the API reads.
+type eventLog struct {
+	cfg     *Config
+	logger  *slog.Logger
+	metrics *metrics
+	st      *state.Store
+}
 
 // event records one lifecycle step. Recording is best effort: a failure is logged and
 // counted, never returned, so that bookkeeping cannot fail the step it describes.
-func (s *Server) event(ctx context.Context, e v1.Event) {
+func (s *eventLog) event(ctx context.Context, e v1.Event) {
 	e.Time = time.Now().UTC()
 	e.Server = s.cfg.Name
 	b, _ := json.Marshal(e)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := s.st.js.Publish(ctx, "fermion.events."+e.Type, b); err != nil {
+	if _, err := s.st.JS.Publish(ctx, "fermion.events."+e.Type, b); err != nil {
 		s.logger.Warn("record event", "type", e.Type, "err", err)
 		s.metrics.eventFailures.Inc()
 		return
@@ -74,8 +85,8 @@ func decodeEvent(m jetstream.Msg) (v1.Event, bool) {
 }
 
 // events returns the last f.Limit events the filter selects, oldest first.
-func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) {
-	info, err := s.st.events.Info(ctx)
+func (s *eventLog) events(ctx context.Context, f eventFilter) ([]v1.Event, error) {
+	info, err := s.st.Events.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -83,7 +94,7 @@ func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) 
 	if info.State.Msgs == 0 || (f.After > 0 && f.After >= info.State.LastSeq) {
 		return out, nil
 	}
-	cons, err := s.st.events.OrderedConsumer(ctx, f.consumerConfig())
+	cons, err := s.st.Events.OrderedConsumer(ctx, f.consumerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -116,8 +127,8 @@ func (s *Server) events(ctx context.Context, f eventFilter) ([]v1.Event, error) 
 // followEvents calls fn for each event the filter selects from after (a sequence),
 // as they are recorded, until ctx is done or fn fails. keepAlive is called when
 // nothing happened for a while.
-func (s *Server) followEvents(ctx context.Context, f eventFilter, fn func(v1.Event) error, keepAlive func() error) error {
-	cons, err := s.st.events.OrderedConsumer(ctx, f.consumerConfig())
+func (s *eventLog) followEvents(ctx context.Context, f eventFilter, fn func(v1.Event) error, keepAlive func() error) error {
+	cons, err := s.st.Events.OrderedConsumer(ctx, f.consumerConfig())
 	if err != nil {
 		return fmt.Errorf("follow events: %w", err)
 	}

@@ -12,30 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/telemetry"
 )
-
-func TestLeadershipActing(t *testing.T) {
-	now := time.Now()
-	fences := map[string]uint64{bucketNodes: 3}
-	for _, tc := range []struct {
-		name string
-		l    *leadership
-		want bool
-	}{
-		{"not leading", &leadership{heldUntil: now.Add(time.Second), fences: fences}, false},
-		{"not fenced yet", &leadership{term: 7, heldUntil: now.Add(time.Second)}, false},
-		{"lease provably held", &leadership{term: 7, heldUntil: now.Add(time.Second), fences: fences}, true},
-		{"lease lapsed on the monotonic clock", &leadership{term: 7, heldUntil: now.Add(-time.Millisecond), fences: fences}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.l.acting(now); got != tc.want {
-				t.Fatalf("acting = %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
 
 func startLeader(t *testing.T) *Server {
 	t.Helper()
@@ -60,27 +40,27 @@ func startLeader(t *testing.T) *Server {
 func TestDeposedLeaderCannotWrite(t *testing.T) {
 	s := startLeader(t)
 	ctx := context.Background()
-	assignments := fencedBucket{bucketAssignments, s.st.assignments}
+	assignments := s.st.Assignments
 	a := v1.Assignment{Deployment: "d", Node: "n"}
-	if _, err := s.fencedPut(ctx, assignments, "n.d", a); err != nil {
+	if _, err := assignments.FencedPut(ctx, s.lead, "n.d", &a); err != nil {
 		t.Fatalf("the leader's fenced write: %v", err)
 	}
-	rec, _ := json.Marshal(fenceRecord{Server: "usurper", Term: 1 << 40})
-	if _, err := s.st.assignments.Put(ctx, fenceKey, rec); err != nil {
+	rec, _ := json.Marshal(state.FenceRecord{Server: "usurper", Term: 1 << 40})
+	if _, err := s.st.Assignments.KV().Put(ctx, state.FenceKey, rec); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.fencedPut(ctx, assignments, "n.e", a)
-	if !errors.Is(err, errDeposed) {
-		t.Fatalf("write after being fenced out: %v, want %v", err, errDeposed)
+	_, err := assignments.FencedPut(ctx, s.lead, "n.e", &a)
+	if !errors.Is(err, state.ErrDeposed) {
+		t.Fatalf("write after being fenced out: %v, want %v", err, state.ErrDeposed)
 	}
 	if s.Acting() || s.IsLeader() {
 		t.Fatal("still leading after the stream refused a write for its fence")
 	}
-	if _, err := s.st.assignments.Get(ctx, "n.e"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := s.st.Assignments.KV().Get(ctx, "n.e"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("the refused write is in the bucket: %v", err)
 	}
 	// It cannot fence the buckets again under its older lease either.
-	if _, err := s.installFences(ctx, 1<<20); !errors.Is(err, errDeposed) {
+	if err := s.lead.Install(ctx, 1<<20); !errors.Is(err, state.ErrDeposed) {
 		t.Fatalf("installing an older fence: %v", err)
 	}
 }
@@ -91,34 +71,30 @@ func TestDeposedLeaderCannotWrite(t *testing.T) {
 func TestPausedLeaderStepsDown(t *testing.T) {
 	s := startLeader(t)
 	ctx := context.Background()
-	s.lead.mu.Lock()
-	term := s.lead.term
-	s.lead.heldUntil = time.Now().Add(-time.Millisecond)
-	s.lead.hearing = time.Now().Add(-time.Hour)
-	s.lead.mu.Unlock()
+	term := s.lead.Term()
+	s.lead.Renewed(time.Now().Add(-time.Millisecond))
+	s.lead.Deafened(time.Now().Add(-time.Hour))
 	if s.Acting() {
 		t.Fatal("acting with a lapsed lease")
 	}
-	if _, err := s.fencedPut(ctx, fencedBucket{bucketPlacements, s.st.placements}, "d", v1.Placement{}); !errors.Is(err, errNotActing) {
+	if _, err := s.st.Placements.FencedPut(ctx, s.lead, "d", &v1.Placement{}); !errors.Is(err, state.ErrNotActing) {
 		t.Fatalf("write with a lapsed lease: %v", err)
 	}
 	fermiontest.WaitFor(t, 10*time.Second, func() error {
-		s.lead.mu.Lock()
-		now := s.lead.term
-		s.lead.mu.Unlock()
+		now := s.lead.Term()
 		if now == 0 || now == term || !s.Acting() {
 			return errors.New("not leading under a new term yet")
 		}
 		return nil
 	})
-	if h := s.lead.hearingFor(time.Now()); h >= s.cfg.LeaseLost {
+	if h := s.lead.HearingFor(time.Now()); h >= s.cfg.LeaseLost {
 		t.Fatalf("hearing for %s after proving the lease again; want the wait restarted", h)
 	}
 }
 
 // TestNotePause restarts the hearing window only for a gap beyond the slack.
 func TestNotePause(t *testing.T) {
-	s := &Server{logger: telemetry.Discard, metrics: newMetrics(nil, nil)}
+	s := &election{logger: telemetry.Discard, metrics: newMetrics(nil, nil), lead: &state.Fence{}}
 	old := time.Now().Add(-time.Hour)
 	for _, tc := range []struct {
 		name  string
@@ -130,9 +106,9 @@ func TestNotePause(t *testing.T) {
 		{"paused", 45 * time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.lead.hearing = old
+			s.lead.Deafened(old)
 			s.notePause(tc.gap, 500*time.Millisecond)
-			if got := s.lead.hearingFor(time.Now()) < time.Minute; got != tc.reset {
+			if got := s.lead.HearingFor(time.Now()) < time.Minute; got != tc.reset {
 				t.Fatalf("window restarted = %v, want %v", got, tc.reset)
 			}
 		})
@@ -183,7 +159,7 @@ func TestClusterFencedWritesInParallel(t *testing.T) {
 		return errors.New("no acting leader yet")
 	})
 	ctx := context.Background()
-	b := fencedBucket{bucketAssignments, leader.st.assignments}
+	b := leader.st.Assignments
 	const n = 64
 	werrs := make([]error, n)
 	sem := make(chan struct{}, assignmentWriters)
@@ -191,7 +167,7 @@ func TestClusterFencedWritesInParallel(t *testing.T) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, werrs[i] = leader.fencedPut(ctx, b, fmt.Sprintf("node-%d.d", i), v1.Assignment{Deployment: "d", Node: fmt.Sprintf("node-%d", i)})
+			_, werrs[i] = b.FencedPut(ctx, leader.lead, fmt.Sprintf("node-%d.d", i), &v1.Assignment{Deployment: "d", Node: fmt.Sprintf("node-%d", i)})
 		})
 	}
 	wg.Wait()

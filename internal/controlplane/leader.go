@@ -5,14 +5,46 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
 
 const leaderKey = "controllers"
+
+// election holds or seeks the leader lease and moves the fence with it: the
+// controllers act only while it leads (Acting), and everything else reads who leads
+// from it.
+type election struct {
+	cfg     *Config
+	logger  *slog.Logger
+	metrics *metrics
+	st      *state.Store
+	lead    *state.Fence
+	event   func(context.Context, v1.Event)
+	// elected is called once this replica leads and its fences are in place;
+	// steppedDown when it stops leading. Both must not block.
+	elected, steppedDown func()
+
+	leader     atomic.Bool
+	leaderName atomic.Value // string
+}
+
+func newElection(cfg *Config, logger *slog.Logger, m *metrics, st *state.Store) *election {
+	e := &election{cfg: cfg, logger: logger, metrics: m, st: st}
+	e.leaderName.Store("")
+	e.lead = state.NewFence(st, cfg.Name, e.stepDown)
+	return e
+}
+
+// Acting reports whether the controllers may decide now: this replica leads, its
+// fences are in place and its lease is provably current on its own clock.
+func (s *election) Acting() bool { return s.leader.Load() && s.lead.Acting(time.Now()) }
 
 type leaderRecord struct {
 	Server  string    `json:"server"`
@@ -30,7 +62,7 @@ type leaderRecord struct {
 // it steps down at once, before anyone else can take over, and has to prove the lease
 // again. Its controllers' writes are fenced besides (fence.go), for the pause that
 // falls between the check and the write.
-func (s *Server) leaderLoop(ctx context.Context) {
+func (s *election) leaderLoop(ctx context.Context) {
 	var rev uint64 // the lease's revision while held, or the last one held
 	tick := time.NewTicker(s.cfg.LeaderTTL / 4)
 	defer tick.Stop()
@@ -38,7 +70,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		if s.leader.Load() {
 			// Hand over at once rather than after the TTL.
 			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			s.st.leader.Delete(dctx, leaderKey, jetstream.LastRevision(rev))
+			s.st.Leader.Delete(dctx, leaderKey, jetstream.LastRevision(rev))
 			cancel()
 			s.stepDown("shutting down")
 		}
@@ -48,19 +80,19 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		sent := time.Now()
 		s.notePause(sent.Sub(last), s.cfg.LeaderTTL/4)
 		last = sent
-		if s.leader.Load() && !s.lead.acting(sent) {
+		if s.leader.Load() && !s.lead.Acting(sent) {
 			s.stepDown(fmt.Sprintf("could not prove the leader lease for %s (renewals failed, or this process was paused)", s.cfg.LeaderTTL*3/4))
 		}
 		rec, _ := json.Marshal(leaderRecord{Server: s.cfg.Name, Renewed: time.Now().UTC()})
 		octx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
 		switch {
 		case s.leader.Load():
-			r, err := s.st.leader.Update(octx, leaderKey, rec, rev)
+			r, err := s.st.Leader.Update(octx, leaderKey, rec, rev)
 			switch {
 			case err == nil:
 				rev = r
-				s.lead.renewed(sent.Add(s.cfg.LeaderTTL * 3 / 4))
-			case isCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+				s.lead.Renewed(sent.Add(s.cfg.LeaderTTL * 3 / 4))
+			case state.IsCASConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
 				s.stepDown("lost the leader lease: " + err.Error())
 			default:
 				s.logger.Warn("renew the leader lease", "err", err)
@@ -70,17 +102,17 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			// holds our last revision, no one has held it since, and renewing it
 			// with compare-and-swap proves the lease again without waiting for the
 			// TTL. Otherwise seek it like anyone else.
-			if r, err := s.st.leader.Update(octx, leaderKey, rec, rev); err == nil {
+			if r, err := s.st.Leader.Update(octx, leaderKey, rec, rev); err == nil {
 				rev = r
 				s.becomeLeader(ctx, r, sent, "proved the leader lease again")
 			} else {
 				rev = 0
 			}
 		default:
-			e, err := s.st.leader.Get(octx, leaderKey)
+			e, err := s.st.Leader.Get(octx, leaderKey)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
-				if r, err := s.st.leader.Create(octx, leaderKey, rec); err != nil {
+				if r, err := s.st.Leader.Create(octx, leaderKey, rec); err != nil {
 					s.logger.Debug("seek the leader lease", "err", err)
 				} else {
 					rev = r
@@ -96,7 +128,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 				// restart. Only this replica writes its name, so no one else has held
 				// the lease since, and renewing it with compare-and-swap proves it.
 				if lr.Server == s.cfg.Name {
-					if r, err := s.st.leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
+					if r, err := s.st.Leader.Update(octx, leaderKey, rec, e.Revision()); err == nil {
 						rev = r
 						s.becomeLeader(ctx, r, sent, "proved the leader lease again")
 					}
@@ -115,21 +147,16 @@ func (s *Server) leaderLoop(ctx context.Context) {
 // becomeLeader starts leading with the lease at revision rev, whose write was sent at
 // sent: it fences the controllers' buckets with rev as the term, then lets the
 // controllers act. Nodes are not judged lost until a full lost period has passed.
-func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
-	s.lead.mu.Lock()
-	s.lead.term, s.lead.heldUntil, s.lead.fences, s.lead.hearing = rev, sent.Add(s.cfg.LeaderTTL*3/4), nil, time.Now()
-	s.lead.mu.Unlock()
+func (s *election) becomeLeader(ctx context.Context, rev uint64, sent time.Time, how string) {
+	s.lead.Begin(rev, sent.Add(s.cfg.LeaderTTL*3/4), time.Now())
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL/4)
-	fences, err := s.installFences(fctx, rev)
+	err := s.lead.Install(fctx, rev)
 	cancel()
 	if err != nil {
 		s.stepDown("fence the controllers' buckets: " + err.Error())
 		return
 	}
-	s.lead.mu.Lock()
-	s.lead.fences = fences
-	s.lead.mu.Unlock()
-	if !s.lead.acting(time.Now()) {
+	if !s.lead.Acting(time.Now()) {
 		s.stepDown("the leader lease lapsed while fencing")
 		return
 	}
@@ -137,30 +164,29 @@ func (s *Server) becomeLeader(ctx context.Context, rev uint64, sent time.Time, h
 	s.metrics.terms.Inc()
 	s.logger.Info(how+"; running the controllers", "term", rev)
 	s.event(ctx, v1.Event{Type: v1.EventLeader, Message: fmt.Sprintf("controllers now run on %s (term %d)", s.cfg.Name, rev)})
-	s.kickControllers()
-	s.markAllDirty()
+	s.elected()
 }
 
 // stepDown stops the controllers acting at once.
-func (s *Server) stepDown(why string) {
-	s.lead.mu.Lock()
-	was := s.lead.term != 0
-	s.lead.term, s.lead.fences = 0, nil
-	s.lead.mu.Unlock()
+func (s *election) stepDown(why string) {
+	was := s.lead.End()
 	s.setLeader(false, "")
 	if was {
 		s.logger.Warn("stepped down as leader", "why", why)
+		if s.steppedDown != nil {
+			s.steppedDown()
+		}
 	}
 }
 
 // notePause restarts the hearing window when a loop that should have woken after
 // about every period woke after gap: the process was paused (SIGSTOP, a frozen VM) or
 // starved, and renewals that arrived meanwhile may not be in the tables yet.
-func (s *Server) notePause(gap, period time.Duration) {
+func (s *election) notePause(gap, period time.Duration) {
 	if gap <= period+pauseSlack {
 		return
 	}
-	s.lead.deafened(time.Now())
+	s.lead.Deafened(time.Now())
 	s.metrics.pauses.Inc()
 	s.logger.Warn("this process did not run for a while; no node is judged lost until a full lost period has passed", "gap", gap.Round(time.Millisecond))
 }
@@ -169,7 +195,7 @@ func (s *Server) notePause(gap, period time.Duration) {
 // busy machine for a pause only delays marking nodes lost.
 const pauseSlack = time.Second
 
-func (s *Server) setLeader(on bool, name string) {
+func (s *election) setLeader(on bool, name string) {
 	s.leader.Store(on)
 	s.leaderName.Store(name)
 	if on {
@@ -181,11 +207,11 @@ func (s *Server) setLeader(on bool, name string) {
 
 // leaderNow reads who holds the leader lease from the bucket (the cached name may be
 // up to a renewal interval old), falling back to the cached name.
-func (s *Server) leaderNow(ctx context.Context) string {
+func (s *election) leaderNow(ctx context.Context) string {
 	if s.leader.Load() {
 		return s.cfg.Name
 	}
-	e, err := s.st.leader.Get(ctx, leaderKey)
+	e, err := s.st.Leader.Get(ctx, leaderKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ""
 	}
@@ -196,7 +222,7 @@ func (s *Server) leaderNow(ctx context.Context) string {
 	return lr.Server
 }
 
-func (s *Server) currentLeader() string {
+func (s *election) currentLeader() string {
 	n, _ := s.leaderName.Load().(string)
 	return n
 }

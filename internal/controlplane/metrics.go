@@ -4,15 +4,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/policy"
 )
-
-// casConflicts counts lost compare-and-swaps that were retried, in every replica of
-// the process (update is generic and has no server at hand).
-var casConflicts = prometheus.NewCounter(prometheus.CounterOpts{
-	Name: "fermion_controlplane_kv_conflicts_total",
-	Help: "Compare-and-swap writes to the state buckets that lost to a concurrent writer and were retried.",
-})
 
 type metrics struct {
 	leader            prometheus.Gauge
@@ -87,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	reg.MustRegister(m.leader, m.acting, m.terms, m.pauses, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
 		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, m.policyEvaluations, m.policyViolations, m.policySeconds,
 		&stateCollector{s: s})
-	if err := reg.Register(casConflicts); err != nil {
+	if err := reg.Register(state.CASConflicts); err != nil {
 		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
 			panic(err)
 		}
@@ -131,14 +125,14 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.s.nodes == nil {
+	if c.s.st == nil {
 		return
 	}
 	counts := map[string]int{v1.NodeReady: 0, v1.NodeDraining: 0, v1.NodeDrained: 0, v1.NodeLost: 0}
-	c.s.nodes.each(func(_ string, n *v1.Node, _ uint64) { counts[n.State]++ })
+	c.s.st.Nodes.Each(func(_ string, n *v1.Node, _ uint64) { counts[n.State]++ })
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), state)
 	}
-	ch <- prometheus.MustNewConstMetric(deploymentsDesc, prometheus.GaugeValue, float64(c.s.deployments.len()))
-	ch <- prometheus.MustNewConstMetric(assignmentsDesc, prometheus.GaugeValue, float64(c.s.assignments.len()))
+	ch <- prometheus.MustNewConstMetric(deploymentsDesc, prometheus.GaugeValue, float64(c.s.st.Deployments.Len()))
+	ch <- prometheus.MustNewConstMetric(assignmentsDesc, prometheus.GaugeValue, float64(c.s.st.Assignments.Len()))
 }

@@ -2,31 +2,14 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"math"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
 )
-
-// normalised is the part of an artifact's normalised manifest the control plane reads.
-type normalised struct {
-	App struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"app"`
-	Routes []struct {
-		Path string `json:"path"`
-		Host string `json:"host"`
-	} `json:"routes"`
-	Limits struct {
-		Memory int64 `json:"memory"`
-	} `json:"limits"`
-	Scaling struct {
-		MaxInstances int `json:"max_instances"`
-	} `json:"scaling"`
-}
 
 // resolvedImage is an image resolved for a deployment: the version every node will
 // run, and what admission policies judge of it.
@@ -36,10 +19,18 @@ type resolvedImage struct {
 	config   policy.ArtifactConfig // the app manifest and module scan from its config
 }
 
+// imageResolver turns an image reference into the version every node will run: it
+// reads the artifact from its registry and checks its signature.
+type imageResolver struct {
+	oci      *oci.Client
+	trust    artifact.TrustPolicy
+	keyNames map[string]string // key id → name
+}
+
 // resolveImage resolves an image reference to the version every node will run: the
 // manifest digest, the app's limits, routes and labels from its config, and its
 // signature checked against the trusted keys.
-func (s *Server) resolveImage(ctx context.Context, image string) (*resolvedImage, *v1.Error) {
+func (s *imageResolver) resolveImage(ctx context.Context, image string) (*resolvedImage, *v1.Error) {
 	bad := func(code, format string, args ...any) (*resolvedImage, *v1.Error) {
 		return nil, &v1.Error{Code: code, Field: "spec.image", Message: fmt.Sprintf(format, args...)}
 	}
@@ -66,12 +57,12 @@ func (s *Server) resolveImage(ctx context.Context, image string) (*resolvedImage
 			ver.Signer = name
 		}
 	}
-	var m normalised
-	if err := json.Unmarshal(p.Parsed.Config.Manifest, &m); err != nil {
+	m, err := p.Parsed.Config.App()
+	if err != nil {
 		return bad(v1.CodeArtifact, "%s: read the app manifest in its config: %v", image, err)
 	}
 	ver.App, ver.Version = m.App.Name, m.App.Version
-	ver.MemoryBytes, ver.Instances = m.Limits.Memory, m.Scaling.MaxInstances
+	ver.MemoryBytes, ver.Instances = int64(min(m.Limits.Memory, math.MaxInt64)), m.Scaling.MaxInstances
 	for _, r := range m.Routes {
 		ver.Routes = append(ver.Routes, r.Host+r.Path)
 	}

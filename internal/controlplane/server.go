@@ -1,7 +1,3 @@
-// Package controlplane is the server role: the state model in NATS JetStream KV
-// buckets, the HTTP API under /v1, the agent protocol over NATS, and the controllers
-// (scheduler, node lifecycle, drain) that run on the replica holding the leader lease.
-// Every replica answers the API and the agents; only the leader writes assignments.
 package controlplane
 
 import (
@@ -27,10 +23,10 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
-	"fermion.dev/fermion/internal/sliingest"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -134,55 +130,38 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Server is one control-plane replica.
+// Server is one control-plane replica: the composition root. Start builds the state
+// and the roles, each holding what it needs of the state and of each other; Close
+// stops them. The roles (package doc): tokens, events, policies, placer and admitter,
+// election, controllers, agent service, API.
 type Server struct {
 	cfg      Config
 	logger   *slog.Logger
+	metrics  *metrics
 	eng      *engine.Engine // nil with an external NATS
 	nc       *nats.Conn
-	st       *store
+	st       *state.Store
 	reg      *registry.Registry
 	oci      *oci.Client
 	trust    artifact.TrustPolicy
 	trustP   []string          // PEM, for agents
 	keyNames map[string]string // key id → name
 
-	deployments *table[v1.Deployment]
-	nodes       *table[v1.Node]
-	leases      *table[lease]
-	assignments *table[v1.Assignment]
-	statuses    *table[v1.InstanceStatus]
-	placements  *table[v1.Placement]
-	creds       *table[cred]
-	policyRecs  *table[v1.Policy]
-	policies    policyState
+	tokens   *tokenStore
+	evlog    *eventLog
+	policies *policies
+	election *election
+	lead     *state.Fence // the election's: the lease as the controllers may use it
+	ctrl     *controllers
+	agents   *agentService
+	api      *api
+	handler  http.Handler
 
 	ready      atomic.Bool
-	leader     atomic.Bool
-	leaderName atomic.Value // string
-	lead       leadership   // the lease as the controllers may use it (fence.go)
-	// leaseWatches is the leases table's watch count the lifecycle controller last saw
-	// (controller goroutine only).
-	leaseWatches int64
-	kick         chan struct{} // wakes the controllers
-	dirtyMu      sync.Mutex    // leaf
-	dirtyNodes   map[string]bool
-	pushKick     chan struct{}
-
 	adminToken string
-	metrics    *metrics
-	api        http.Handler
-
-	slis *sliingest.Ingest // SLI receive path (hook: slis.go)
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
-}
-
-// lease is a node's liveness record, written with the server's clock.
-type lease struct {
-	Renewed time.Time `json:"renewed"`
-	Server  string    `json:"server"`
 }
 
 // Start starts a replica: the engine (unless external), the buckets and their
@@ -191,9 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "controlplane", "server", cfg.Name),
-		kick: make(chan struct{}, 1), pushKick: make(chan struct{}, 1), dirtyNodes: map[string]bool{}}
-	s.leaderName.Store("")
+	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "controlplane", "server", cfg.Name)}
 	s.metrics = newMetrics(cfg.Metrics, s)
 	if cfg.RequireSigned && len(cfg.TrustedKeys) == 0 {
 		return nil, errors.New("control plane: requiring signatures needs at least one trusted key")
@@ -246,55 +223,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeConn()
 		return nil, err
 	}
-	st, err := openStoreRetry(ctx, js, replicas, cfg.LeaderTTL, cfg.MaxEvents)
+	st, err := state.OpenRetry(ctx, js, replicas, cfg.LeaderTTL, cfg.MaxEvents)
 	if err != nil {
 		s.closeConn()
-		return nil, err
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	s.st = st
-	s.deployments = newTable[v1.Deployment](bucketDeployments)
-	s.nodes = newTable[v1.Node](bucketNodes)
-	s.leases = newTable[lease](bucketLeases)
-	s.assignments = newTable[v1.Assignment](bucketAssignments)
-	s.statuses = newTable[v1.InstanceStatus](bucketStatus)
-	s.creds = newTable[cred](bucketTokens)
-	s.placements = newTable[v1.Placement](bucketPlacements)
-	s.policyRecs = newTable[v1.Policy](bucketPolicies)
-	s.initPolicies()
-	s.assignments.onChange = func(key string, _ *v1.Assignment) {
-		node, _, _ := strings.Cut(key, ".")
-		s.markDirty(node)
-		s.kickControllers()
-	}
-	s.deployments.onChange = func(string, *v1.Deployment) { s.kickControllers() }
-	s.nodes.onChange = func(string, *v1.Node) { s.kickControllers() }
-	s.statuses.onChange = func(string, *v1.InstanceStatus) { s.kickControllers() }
+	s.build()
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
-	logf := func(msg string, args ...any) { s.logger.Warn(msg, args...) }
-	for _, t := range []struct {
-		run func(context.Context)
-	}{
-		{func(c context.Context) { s.deployments.run(c, st.deployments, logf) }},
-		{func(c context.Context) { s.nodes.run(c, st.nodes, logf) }},
-		{func(c context.Context) { s.leases.run(c, st.leases, logf) }},
-		{func(c context.Context) { s.assignments.run(c, st.assignments, logf) }},
-		{func(c context.Context) { s.statuses.run(c, st.status, logf) }},
-		{func(c context.Context) { s.creds.run(c, st.tokens, logf) }},
-		{func(c context.Context) { s.placements.run(c, st.placements, logf) }},
-		{func(c context.Context) { s.policyRecs.run(c, st.policies, logf) }},
-	} {
-		s.goRun(runCtx, t.run)
-	}
+	st.Run(runCtx, func(fn func(context.Context)) { s.goRun(runCtx, fn) }, func(msg string, args ...any) { s.logger.Warn(msg, args...) })
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, w := range []func(context.Context) error{s.deployments.waitReady, s.nodes.waitReady, s.leases.waitReady,
-		s.assignments.waitReady, s.statuses.waitReady, s.creds.waitReady, s.placements.waitReady, s.policyRecs.waitReady} {
-		if err := w(wctx); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("control plane: %w", err)
-		}
+	if err := st.WaitReady(wctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	if err := s.bootstrapAdmin(wctx); err != nil {
 		s.Close()
@@ -303,7 +247,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Registry {
 		reg, err := registry.New(ctx, js, registry.Config{Replicas: replicas, Logger: cfg.Logger, Metrics: cfg.Metrics, MaxBlobBytes: cfg.RegistryMaxBlobBytes,
 			Tokens: func(tok string) (bool, bool) {
-				c, ok := s.verifyToken(tok)
+				c, ok := s.tokens.verifyToken(tok)
 				if !ok {
 					return false, false
 				}
@@ -320,20 +264,86 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
 	}
-	if s.slis, err = s.openSLIIngest(ctx, js, replicas); err != nil { // hook: SLI receive path (slis.go)
+	if s.agents.slis, err = s.agents.openSLIIngest(ctx, s.st.JS, replicas); err != nil { // hook: SLI receive path (slis.go)
 		s.Close()
 		return nil, err
 	}
-	if err := s.serveAgents(runCtx); err != nil {
+	s.agents.registry = s.reg != nil
+	if err := s.agents.serveAgents(runCtx, func(fn func(context.Context)) { s.goRun(runCtx, fn) }); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.api = s.newAPI()
+	s.handler = s.api.newAPI(s.routeGroups()...)
 	s.ready.Store(true)
-	s.goRun(runCtx, s.leaderLoop)
-	s.goRun(runCtx, s.controllerLoop)
-	s.goRun(runCtx, s.pushLoop)
+	s.goRun(runCtx, s.election.leaderLoop)
+	s.goRun(runCtx, s.ctrl.controllerLoop)
+	s.goRun(runCtx, s.agents.pushLoop)
 	return s, nil
+}
+
+// build makes the roles over the opened state and wires them: who wakes whom, who
+// records events through whom. Nothing runs yet.
+func (s *Server) build() {
+	cfg, st := &s.cfg, s.st
+	s.tokens = &tokenStore{st: st}
+	s.evlog = &eventLog{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st}
+	event := s.evlog.event
+	s.election = newElection(cfg, s.logger, s.metrics, st)
+	s.election.event = event
+	s.lead = s.election.lead
+	s.policies = &policies{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st, event: event}
+	s.policies.init()
+	pl := &placer{st: st, policies: s.policies}
+	s.ctrl = &controllers{cfg: cfg, logger: s.logger, metrics: s.metrics, Acting: s.Acting,
+		notePause: s.election.notePause, kick: make(chan struct{}, 1)}
+	s.registerControllers(pl, event)
+	s.agents = &agentService{cfg: cfg, logger: s.logger, metrics: s.metrics, nc: s.nc, st: st, lead: s.lead,
+		tokens: s.tokens, policies: s.policies, event: event, Acting: s.Acting, trustP: s.trustP,
+		dirtyNodes: map[string]bool{}, pushKick: make(chan struct{}, 1)}
+	s.api = &api{cfg: cfg, logger: s.logger, metrics: s.metrics, st: st, tokens: s.tokens, policies: s.policies,
+		admission: &admitter{pl}, placer: pl, resolver: &imageResolver{oci: s.oci, trust: s.trust, keyNames: s.keyNames},
+		evlog: s.evlog, event: event, leaderNow: s.election.leaderNow, natsURL: s.NATSURL}
+
+	// Who wakes whom: a new leader looks at everything and pushes every node's set;
+	// a change to what the controllers read wakes them; a changed assignment is
+	// pushed to its node.
+	s.election.elected = func() {
+		s.ctrl.kickControllers()
+		s.agents.markAllDirty()
+	}
+	// A replica that stops leading stops its leader runners at once.
+	s.election.steppedDown = s.ctrl.kickControllers
+	st.Assignments.Watch(func(key string, _ *v1.Assignment) {
+		node, _, _ := strings.Cut(key, ".")
+		s.agents.markDirty(node)
+		s.ctrl.kickControllers()
+	})
+	st.Deployments.Watch(func(string, *v1.Deployment) { s.ctrl.kickControllers() })
+	st.Nodes.Watch(func(string, *v1.Node) { s.ctrl.kickControllers() })
+	st.Statuses.Watch(func(string, *v1.InstanceStatus) { s.ctrl.kickControllers() })
+	// Placement policies change where deployments belong: let the controllers look.
+	st.Policies.Watch(func(string, *v1.Policy) { s.ctrl.kickControllers() })
+}
+
+// registerControllers lists the leader's controllers in the order a pass runs them,
+// and its leader runners (controllers with a loop of their own). A new controller is
+// one line here: construct it with what it needs (s.st, s.lead for its writes, event,
+// s.logger, s.metrics), never the Server.
+func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.Event)) {
+	s.ctrl.list = []Controller{
+		&lifecycleController{cfg: &s.cfg, logger: s.logger, st: s.st, lead: s.lead, event: event},
+		&deploymentController{placer: pl, logger: s.logger, metrics: s.metrics, st: s.st, lead: s.lead, event: event},
+	}
+	s.ctrl.runners = []LeaderRunner{}
+}
+
+// routeGroups are the API's route groups, each registered behind serveAPI (auth,
+// roles, limits, metrics). A new resource is one line here: a method of api, or a
+// func over a type of its own, taking a routeFunc.
+func (s *Server) routeGroups() []routeGroup {
+	return []routeGroup{
+		s.api.coreRoutes,
+	}
 }
 
 func (s *Server) goRun(ctx context.Context, fn func(context.Context)) {
@@ -344,29 +354,12 @@ func (s *Server) goRun(ctx context.Context, fn func(context.Context)) {
 	}()
 }
 
-type jetstreamAPI = jetstream.JetStream
-
 func jetstreamFor(nc *nats.Conn) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("control plane: jetstream: %w", err)
 	}
 	return js, nil
-}
-
-// openStoreRetry opens the buckets, retrying while a new cluster elects its leaders.
-func openStoreRetry(ctx context.Context, js jetstreamAPI, replicas int, leaderTTL time.Duration, maxEvents int64) (*store, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := openStore(ctx, js, replicas, leaderTTL, maxEvents)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			if err != nil {
-				return nil, fmt.Errorf("control plane: %w", err)
-			}
-			return st, nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // bootstrapAdmin makes sure the admin token in <data>/admin.token exists and is valid.
@@ -391,7 +384,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if mine == "" {
 		mine = tokenPrefix + randomHex(6) + "_" + randomHex(24)
 	}
-	shared, err := s.clusterAdminToken(ctx, mine)
+	shared, err := s.tokens.clusterAdminToken(ctx, mine)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
@@ -401,9 +394,9 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		// Written before replicas shared one (or the bucket was reset): it keeps working.
 		s.logger.Warn("this replica's admin token is not the cluster's; both are valid", "file", path)
 	}
-	if _, ok := s.verifyToken(tok); !ok {
+	if _, ok := s.tokens.verifyToken(tok); !ok {
 		id, secret, _ := splitToken(tok)
-		if _, err := s.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
+		if _, err := s.tokens.storeToken(ctx, id, secret, v1.RoleAdmin, "bootstrap admin token", 0); err != nil {
 			return fmt.Errorf("control plane: bootstrap admin token: %w", err)
 		}
 	}
@@ -424,7 +417,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 	}
 	switch {
 	case user == v1.JoinUser:
-		c, ok := s.verifyToken(password)
+		c, ok := s.tokens.verifyToken(password)
 		if !ok || c.Role != v1.RoleNode {
 			s.metrics.agentAuthFailures.Inc()
 			return nil, false
@@ -435,7 +428,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 		}, true
 	case strings.HasPrefix(user, v1.NodeUserPrefix):
 		name := strings.TrimPrefix(user, v1.NodeUserPrefix)
-		if v1.ValidName("node", name) != nil || !s.verifyNode(name, password) {
+		if v1.ValidName("node", name) != nil || !s.tokens.verifyNode(name, password) {
 			s.metrics.agentAuthFailures.Inc()
 			return nil, false
 		}
@@ -449,7 +442,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 }
 
 // Handler serves the HTTP API (/v1/…).
-func (s *Server) Handler() http.Handler { return s.api }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is the built-in registry's handler, or nil.
 func (s *Server) Registry() http.Handler {
@@ -474,12 +467,12 @@ func (s *Server) NATSURL() string {
 func (s *Server) Name() string { return s.cfg.Name }
 
 // IsLeader reports whether this replica runs the controllers now.
-func (s *Server) IsLeader() bool { return s.leader.Load() }
+func (s *Server) IsLeader() bool { return s.election != nil && s.election.leader.Load() }
 
 // Acting reports whether this replica's controllers may decide now: it leads, its
 // fences are in place and its lease is provably current on its own clock. At most one
 // replica of a cluster is acting at any time.
-func (s *Server) Acting() bool { return s.leader.Load() && s.lead.acting(time.Now()) }
+func (s *Server) Acting() bool { return s.election != nil && s.election.Acting() }
 
 // Engine is the embedded engine, or nil with an external NATS.
 func (s *Server) Engine() *engine.Engine { return s.eng }
@@ -524,35 +517,27 @@ func (s *Server) closeConn() {
 	}
 }
 
-// kickControllers wakes the controller loop (coalescing).
-func (s *Server) kickControllers() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
 // CreateToken creates a token of role and returns its secret.
 func (s *Server) CreateToken(ctx context.Context, role string) (string, error) {
-	t, err := s.createToken(ctx, role, "", 0)
+	t, err := s.tokens.createToken(ctx, role, "", 0)
 	return t.Secret, err
 }
 
 // Nodes returns every node as the API shows it.
 func (s *Server) Nodes() []v1.Node {
 	var out []v1.Node
-	s.nodes.each(func(name string, _ *v1.Node, _ uint64) { out = append(out, v1.Node{Name: name}) })
+	s.st.Nodes.Each(func(name string, _ *v1.Node, _ uint64) { out = append(out, v1.Node{Name: name}) })
 	for i := range out {
-		out[i], _ = s.nodeView(out[i].Name)
+		out[i], _ = s.api.nodeView(out[i].Name)
 	}
 	return out
 }
 
 // Status returns a deployment's status as the API shows it.
 func (s *Server) Status(name string) (v1.DeploymentStatus, bool) {
-	d, e := s.getDeployment(name)
+	d, e := s.api.getDeployment(name)
 	if e != nil {
 		return v1.DeploymentStatus{}, false
 	}
-	return s.deploymentStatus(&d), true
+	return s.api.deploymentStatus(&d), true
 }

@@ -12,7 +12,7 @@ import (
 
 // openSLIIngest creates the SLI receive path (internal/sliingest) over the server's
 // JetStream and assignment table; serveAgents routes v1.SubjectSLIs to it.
-func (s *Server) openSLIIngest(ctx context.Context, js jetstreamAPI, replicas int) (*sliingest.Ingest, error) {
+func (s *agentService) openSLIIngest(ctx context.Context, js jetstream.JetStream, replicas int) (*sliingest.Ingest, error) {
 	in, err := sliingest.Open(ctx, sliingest.Config{JetStream: js, Replicas: replicas,
 		Versions: s.sliVersions, Logger: s.logger, Metrics: s.cfg.Metrics})
 	if err != nil {
@@ -25,13 +25,13 @@ func (s *Server) openSLIIngest(ctx context.Context, js jetstreamAPI, replicas in
 // versions it last reported running. The reports matter after a partition: a node
 // marked lost may have lost its assignments while it kept serving, and its backfill
 // reaches the server before the scheduler places them on it again.
-func (s *Server) sliVersions(node string) []sliingest.VersionRef {
+func (s *agentService) sliVersions(node string) []sliingest.VersionRef {
 	set := s.assignmentSet(node)
 	out := make([]sliingest.VersionRef, 0, len(set.Assignments))
 	for _, a := range set.Assignments {
 		out = append(out, sliingest.VersionRef{Deployment: a.Deployment, App: a.Version.App, Version: a.Version.Version})
 	}
-	s.statuses.eachOfNode(node, func(_ string, st *v1.InstanceStatus, _ uint64) {
+	s.st.Statuses.EachOfNode(node, func(_ string, st *v1.InstanceStatus, _ uint64) {
 		if st.Version != "" {
 			out = append(out, sliingest.VersionRef{Deployment: st.Deployment, App: st.Deployment, Version: st.Version})
 		}
@@ -40,14 +40,14 @@ func (s *Server) sliVersions(node string) []sliingest.VersionRef {
 }
 
 // handleSLIs answers an agent's SLI batch.
-func (s *Server) handleSLIs(ctx context.Context, node string, data []byte) any {
+func (s *agentService) handleSLIs(ctx context.Context, node string, data []byte) any {
 	return s.slis.Handle(ctx, node, data)
 }
 
 // SLIStream is the stream accepted SLI summaries are stored in (v1.StreamSLIs), for
 // readers in the same process (tests, the fleet store).
 func (s *Server) SLIStream(ctx context.Context) (jetstream.Stream, error) {
-	st, err := s.st.js.Stream(ctx, v1.StreamSLIs)
+	st, err := s.st.JS.Stream(ctx, v1.StreamSLIs)
 	if err != nil {
 		return nil, fmt.Errorf("sli stream: %w", err)
 	}

@@ -15,20 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/controlplane/state"
 )
 
 // cred is a record of the tokens bucket: an API or join token ("token.<id>") or a
 // joined node's credentials ("node.<name>"). Only a hash of the secret is kept.
-type cred struct {
-	Kind        string     `json:"kind"` // "token" or "node"
-	ID          string     `json:"id,omitempty"`
-	Role        string     `json:"role,omitempty"`
-	Node        string     `json:"node,omitempty"`
-	Description string     `json:"description,omitempty"`
-	Hash        string     `json:"hash"`
-	Created     time.Time  `json:"created"`
-	Expires     *time.Time `json:"expires,omitempty"`
-}
+type cred = state.Cred
 
 const tokenPrefix = "fmn_"
 
@@ -55,12 +47,18 @@ func splitToken(tok string) (id, secret string, ok bool) {
 	return id, secret, ok && id != "" && secret != ""
 }
 
+// tokenStore issues and verifies API tokens and node credentials (the tokens
+// bucket). It keeps nothing itself: the table is the truth, on every replica.
+type tokenStore struct {
+	st *state.Store
+}
+
 // createToken stores a new token and returns it with its secret.
-func (s *Server) createToken(ctx context.Context, role, description string, ttl time.Duration) (v1.Token, error) {
+func (s *tokenStore) createToken(ctx context.Context, role, description string, ttl time.Duration) (v1.Token, error) {
 	return s.storeToken(ctx, randomHex(6), randomHex(24), role, description, ttl)
 }
 
-func (s *Server) storeToken(ctx context.Context, id, secret, role, description string, ttl time.Duration) (v1.Token, error) {
+func (s *tokenStore) storeToken(ctx context.Context, id, secret, role, description string, ttl time.Duration) (v1.Token, error) {
 	now := time.Now().UTC()
 	c := cred{Kind: "token", ID: id, Role: role, Description: description, Hash: hashSecret(secret), Created: now}
 	if ttl > 0 {
@@ -69,30 +67,31 @@ func (s *Server) storeToken(ctx context.Context, id, secret, role, description s
 	}
 	// putJSON's error names the key ("write token.<id>: …"), and the caller its own
 	// operation: adding "create token" here would repeat it.
-	rev, err := putJSON(ctx, s.st.tokens, "token."+id, c)
+	rev, err := s.st.Creds.Put(ctx, "token."+id, &c)
 	if err != nil {
 		return v1.Token{}, err
 	}
 	// The NATS authenticator and the API read the table: wait until it has the token.
-	if err := s.creds.waitRev(ctx, rev); err != nil {
+	if err := s.st.Creds.WaitRev(ctx, rev); err != nil {
 		return v1.Token{}, fmt.Errorf("wait until token %s is readable: %w", id, err)
 	}
-	t := c.token()
+	t := tokenOf(&c)
 	t.Secret = tokenPrefix + id + "_" + secret
 	return t, nil
 }
 
-func (c *cred) token() v1.Token {
+// tokenOf is how the API shows a token record (never its hash).
+func tokenOf(c *cred) v1.Token {
 	return v1.Token{ID: c.ID, Role: c.Role, Description: c.Description, Created: c.Created, Expires: c.Expires}
 }
 
 // verifyToken returns the token's record if tok is a valid, unexpired token.
-func (s *Server) verifyToken(tok string) (cred, bool) {
+func (s *tokenStore) verifyToken(tok string) (cred, bool) {
 	id, secret, ok := splitToken(tok)
 	if !ok {
 		return cred{}, false
 	}
-	c, _, ok := s.creds.get("token." + id)
+	c, _, ok := s.st.Creds.Get("token." + id)
 	if !ok || c.Kind != "token" || !hashEqual(c.Hash, hashSecret(secret)) {
 		return cred{}, false
 	}
@@ -103,19 +102,19 @@ func (s *Server) verifyToken(tok string) (cred, bool) {
 }
 
 // verifyNode checks a joined node's credentials.
-func (s *Server) verifyNode(name, secret string) bool {
-	c, _, ok := s.creds.get("node." + name)
+func (s *tokenStore) verifyNode(name, secret string) bool {
+	c, _, ok := s.st.Creds.Get("node." + name)
 	return ok && c.Kind == "node" && hashEqual(c.Hash, hashSecret(secret))
 }
 
 // issueNodeCreds stores new credentials for a node, replacing any it had.
-func (s *Server) issueNodeCreds(ctx context.Context, name string) (string, error) {
+func (s *tokenStore) issueNodeCreds(ctx context.Context, name string) (string, error) {
 	secret := randomHex(24)
-	rev, err := putJSON(ctx, s.st.tokens, "node."+name, cred{Kind: "node", Node: name, Hash: hashSecret(secret), Created: time.Now().UTC()})
+	rev, err := s.st.Creds.Put(ctx, "node."+name, &cred{Kind: "node", Node: name, Hash: hashSecret(secret), Created: time.Now().UTC()})
 	if err != nil {
 		return "", fmt.Errorf("issue credentials for node %s: %w", name, err)
 	}
-	if err := s.creds.waitRev(ctx, rev); err != nil {
+	if err := s.st.Creds.WaitRev(ctx, rev); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -150,17 +149,17 @@ type bootstrapRecord struct {
 // clusterAdminToken returns the cluster's bootstrap admin token: the one recorded in the
 // tokens bucket, or mine, recorded now if none is. Replicas starting together race with
 // KV Create: the first wins and the others read its token.
-func (s *Server) clusterAdminToken(ctx context.Context, mine string) (string, error) {
+func (s *tokenStore) clusterAdminToken(ctx context.Context, mine string) (string, error) {
 	for range 3 {
-		e, err := s.st.tokens.Get(ctx, bootstrapAdminKey)
+		e, err := s.st.Creds.KV().Get(ctx, bootstrapAdminKey)
 		switch {
 		case err == nil:
 			var r bootstrapRecord
 			if jerr := json.Unmarshal(e.Value(), &r); jerr != nil || r.Kind != "bootstrap" {
-				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s is not one (%v); delete it to have it recorded again", bootstrapAdminKey, bucketTokens, jerr)
+				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s is not one (%v); delete it to have it recorded again", bootstrapAdminKey, state.BucketTokens, jerr)
 			}
 			if _, _, ok := splitToken(r.Secret); !ok {
-				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s holds no Fermion token; delete it to have it recorded again", bootstrapAdminKey, bucketTokens)
+				return "", fmt.Errorf("read the cluster's admin token: record %s in bucket %s holds no Fermion token; delete it to have it recorded again", bootstrapAdminKey, state.BucketTokens)
 			}
 			return r.Secret, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
@@ -170,11 +169,11 @@ func (s *Server) clusterAdminToken(ctx context.Context, mine string) (string, er
 		if err != nil {
 			return "", fmt.Errorf("encode the cluster's admin token: %w", err)
 		}
-		_, err = s.st.tokens.Create(ctx, bootstrapAdminKey, b)
+		_, err = s.st.Creds.KV().Create(ctx, bootstrapAdminKey, b)
 		if err == nil {
 			return mine, nil
 		}
-		if !isCASConflict(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+		if !state.IsCASConflict(err) && !errors.Is(err, jetstream.ErrKeyExists) {
 			return "", fmt.Errorf("record the cluster's admin token: %w", err)
 		}
 		// Another replica recorded its token first: read it.

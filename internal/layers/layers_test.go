@@ -36,7 +36,9 @@ var rules = []struct {
 	// sli is pure SLI aggregation shared by agent (producer) and control plane
 	// (consumer): it imports nothing of ours, so neither side drags the other in.
 	{"fermion.dev/fermion/internal/sli", nil},
-	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
+	// policy reads artifact configs through their owner's decoder (artifact.ParseConfig,
+	// manifest.ParseNormalized), both pure, rather than declaring the format again.
+	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
 	// clock, store or network; the control plane adapts it.
 	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},
@@ -49,6 +51,9 @@ var rules = []struct {
 	// sliingest is the control plane's SLI receive path: decode, check, publish to the
 	// FERMION_SLIS stream. It knows nothing of the control plane's state but a func.
 	{"fermion.dev/fermion/internal/sliingest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
+	// state is the control plane's typed state layer: the roles (API, agent service,
+	// election, controllers) import it, never the other way round.
+	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
 	// rustbuild: finds a Rust toolchain for wasm32 WASI and builds crates; a leaf that

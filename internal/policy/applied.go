@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"fermion.dev/fermion/internal/artifact"
 )
 
 // ParseApplied parses a policy as the control plane stores it: the file's source, in
@@ -47,63 +49,33 @@ type ArtifactConfig struct {
 	Size     int64    // bytes of the wasm module
 }
 
-// artifactConfigDoc mirrors the parts of artifact.Config (and the manifest's
-// Normalize output inside it) that policies see. This package reads the JSON itself
-// so that it imports neither the artifact nor the manifest package.
-type artifactConfigDoc struct {
-	Manifest *struct {
-		App struct {
-			Name    string            `json:"name"`
-			Version string            `json:"version"`
-			Labels  map[string]string `json:"labels"`
-		} `json:"app"`
-		Limits struct {
-			Memory          uint64 `json:"memory"`
-			Timeout         string `json:"timeout"`
-			MaxRequestBody  int64  `json:"max_request_body"`
-			MaxResponseBody int64  `json:"max_response_body"`
-			MaxConcurrency  int64  `json:"max_concurrency"`
-		} `json:"limits"`
-		Capabilities struct {
-			Env                  map[string]string `json:"env"`
-			AllowedOutboundHosts []string          `json:"allowed_outbound_hosts"`
-			Files                []struct {
-				Destination string `json:"destination"`
-			} `json:"files"`
-		} `json:"capabilities"`
-		Scaling struct {
-			MinWarm                     int64 `json:"min_warm"`
-			MaxInstances                int64 `json:"max_instances"`
-			TargetUtilizationPercentage int64 `json:"target_utilization_percentage"`
-		} `json:"scaling"`
-		// SLO is not in fermion.toml yet; an artifact that declares one is judged on it.
-		SLO map[string]any `json:"slo"`
-	} `json:"manifest"`
-	Module struct {
-		Size    int64  `json:"size"`
-		ABI     string `json:"abi"`
-		Imports []struct {
-			Module string `json:"module"`
-			Name   string `json:"name"`
-		} `json:"imports"`
-	} `json:"module"`
-}
-
-// ParseArtifactConfig reads an artifact's config blob (the JSON of artifact.Config).
-// It checks only what it reads: a config without a manifest, or with a timeout that is
-// not a duration, is an error.
+// ParseArtifactConfig reads an artifact's config blob (artifact.ParseConfig, and the
+// app manifest inside it with manifest.ParseNormalized: the format has one owner).
+// Beyond those decoders it checks only what it reads: a config without a manifest, or
+// with a timeout that is not a duration, is an error.
 func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 	var out ArtifactConfig
 	if len(config) > MaxArtifactConfigSize {
 		return out, fmt.Errorf("read artifact config: %d bytes, more than the %d allowed", len(config), MaxArtifactConfigSize)
 	}
-	var doc artifactConfigDoc
-	if err := json.Unmarshal(config, &doc); err != nil {
+	doc, err := artifact.ParseConfig(config)
+	if err != nil {
 		return out, fmt.Errorf("read artifact config: %w", err)
 	}
-	m := doc.Manifest
-	if m == nil {
+	if !doc.HasApp() {
 		return out, fmt.Errorf("read artifact config: no app manifest in it")
+	}
+	m, err := doc.App()
+	if err != nil {
+		return out, fmt.Errorf("read artifact config: %w", err)
+	}
+	// Declared objectives are not part of the normalised manifest (fermion.toml has no
+	// SLOs of its own yet); an artifact that carries some is judged on them.
+	var declared struct {
+		SLO map[string]any `json:"slo"`
+	}
+	if err := json.Unmarshal(doc.Manifest, &declared); err != nil {
+		return out, fmt.Errorf("read artifact config: slo: %w", err)
 	}
 	var timeout time.Duration
 	if m.Limits.Timeout != "" {
@@ -122,6 +94,10 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 		env = append(env, k)
 	}
 	slices.Sort(env)
+	hosts := make([]string, 0, len(m.Capabilities.AllowedOutboundHosts))
+	for _, h := range m.Capabilities.AllowedOutboundHosts {
+		hosts = append(hosts, h.String())
+	}
 	files := make([]string, 0, len(m.Capabilities.Files))
 	for _, f := range m.Capabilities.Files {
 		files = append(files, f.Destination)
@@ -129,11 +105,11 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 	out.Manifest = Manifest{
 		App: App{Name: m.App.Name, Version: m.App.Version, Labels: nonNilMap(m.App.Labels)},
 		Limits: Limits{Memory: mem, TimeoutMS: timeout.Milliseconds(), MaxRequestBody: m.Limits.MaxRequestBody,
-			MaxResponseBody: m.Limits.MaxResponseBody, MaxConcurrency: m.Limits.MaxConcurrency},
-		Capabilities: Capabilities{Env: env, AllowedOutboundHosts: nonNilSlice(m.Capabilities.AllowedOutboundHosts), Files: files},
-		Scaling: Scaling{MinWarm: m.Scaling.MinWarm, MaxInstances: m.Scaling.MaxInstances,
-			TargetUtilizationPercentage: cmp.Or(m.Scaling.TargetUtilizationPercentage, 100)},
-		SLO: m.SLO,
+			MaxResponseBody: m.Limits.MaxResponseBody, MaxConcurrency: int64(m.Limits.MaxConcurrency)},
+		Capabilities: Capabilities{Env: env, AllowedOutboundHosts: hosts, Files: files},
+		Scaling: Scaling{MinWarm: int64(m.Scaling.MinWarm), MaxInstances: int64(m.Scaling.MaxInstances),
+			TargetUtilizationPercentage: int64(cmp.Or(m.Scaling.TargetUtilization, 100))},
+		SLO: declared.SLO,
 	}
 	out.ABI, out.Size = doc.Module.ABI, doc.Module.Size
 	out.Imports = make([]string, 0, len(doc.Module.Imports))

@@ -114,7 +114,8 @@
 // other findings are warnings. ParseArtifactConfig reads an artifact's OCI config
 // blob (the normalised manifest and the module scan) into the manifest, imports and
 // ABI that admission and runtime policies judge, so that the control plane and the
-// agents build their inputs from the same facts.
+// agents build their inputs from the same facts. It decodes the blob with the format's
+// owners (artifact.ParseConfig, manifest.ParseNormalized) and declares none of it.
 //
 // # Testing policies
 //
