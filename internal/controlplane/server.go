@@ -30,6 +30,8 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/slo"
+	"fermion.dev/fermion/internal/sloctl"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -93,6 +95,13 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+
+	// SLO hook (sloengine): the SLI store the SLO engine reads (nil: none yet), how
+	// often the leader evaluates (default 10s), and where alerts go.
+	SLISource     slo.Source
+	SLOInterval   time.Duration
+	Alertmanagers []string // Alertmanager base URLs (v2 API)
+	AlertWebhooks []string // webhook URLs
 }
 
 func (c *Config) defaults() error {
@@ -155,6 +164,7 @@ type Server struct {
 	creds       *table[cred]
 	policyRecs  *table[v1.Policy]
 	policies    policyState
+	slos        *sloctl.Controller // SLO hook (sloengine)
 
 	ready      atomic.Bool
 	leader     atomic.Bool
@@ -316,6 +326,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.oci.HTTPClient = &http.Client{Transport: &localRegistry{host: cfg.RegistryHost, h: reg,
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
+	}
+	if err := s.startSLOs(ctx, runCtx, js, replicas); err != nil { // SLO hook (sloengine)
+		s.Close()
+		return nil, err
 	}
 	if err := s.serveAgents(runCtx); err != nil {
 		s.Close()
