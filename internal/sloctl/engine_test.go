@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/notify"
@@ -288,4 +290,98 @@ func TestFailoverNoDoublePage(t *testing.T) {
 	if rec.Term != 9 {
 		t.Errorf("state term = %d, want the successor's 9", rec.Term)
 	}
+}
+
+// metricValue reads one series of a metric from reg (labels as name=value pairs).
+func metricValue(t *testing.T, reg interface {
+	Gather() ([]*dto.MetricFamily, error)
+}, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestAlertmanagerDown: pages raised while Alertmanager is down are queued and retried;
+// past the queue's bound the oldest are dropped and counted; once Alertmanager is up,
+// what is queued arrives.
+func TestAlertmanagerDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Alertmanager")
+	}
+	alertmanagerBin(t)
+	port := fermiontest.Ports(t, 1)[0]
+	reg := prometheus.NewRegistry()
+	n, err := notify.New(notify.Config{
+		Receivers: []notify.Receiver{{Name: "am", Kind: notify.Alertmanager, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}},
+		QueueSize: 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startJetStream(t)
+	src := &lockedSource{iv: slo.NewIntervals()}
+	t0 := time.Now().Add(-24 * time.Hour).Truncate(10 * time.Second)
+	r := newRig(t, b, src, t0, n, App{Name: "hello"})
+	r.apply(t, nodeSLO)
+	r.lease.lead(1)
+	nodes := []string{"node-a", "node-b", "node-c"}
+	now := t0
+	for i := range 2200 {
+		now = now.Add(10 * time.Second)
+		bad := map[string]int64{}
+		if i >= 2160 {
+			bad = map[string]int64{"node-a": 600, "node-b": 600, "node-c": 600}
+		}
+		feed(t, src, slo.ScopeNode, now, bad, nodes...)
+	}
+	r.clock.set(now)
+	if fired := pagesFired(r.tick(t), slo.Firing); len(fired) != 3 {
+		t.Fatalf("fired %d pages, want 3", len(fired))
+	}
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if got := metricValue(t, reg, "fermion_notify_alerts_failed_total", "receiver", "am"); got < 2 {
+			return fmt.Errorf("failed = %v, want retries", got)
+		}
+		return nil
+	})
+	if got := metricValue(t, reg, "fermion_notify_alerts_dropped_total", "receiver", "am"); got != 1 {
+		t.Errorf("dropped = %v, want 1 (three pages, a queue of two)", got)
+	}
+	if got := metricValue(t, reg, "fermion_notify_queue_length", "receiver", "am"); got != 2 {
+		t.Errorf("queue length = %v, want 2", got)
+	}
+	hook := newHook(t)
+	am := alertmanagerAt(t, hook.srv.URL, port)
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		if hook.count("node-b", "page", "firing") == 0 || hook.count("node-c", "page", "firing") == 0 {
+			return fmt.Errorf("the queued pages have not arrived at %s yet", am)
+		}
+		return nil
+	})
 }

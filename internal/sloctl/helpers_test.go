@@ -144,9 +144,23 @@ func (r *rig) tick(t *testing.T) []slo.Transition {
 	return tr
 }
 
+// alertmanagerBin skips the test when Alertmanager is not installed.
+func alertmanagerBin(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
+		if _, err := exec.LookPath(name); err == nil {
+			return
+		}
+	}
+	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager)")
+}
+
 // alertmanager runs Debian's prometheus-alertmanager on a loopback port, routing every
 // alert at once to hook, and returns its base URL; it skips the test when absent.
-func alertmanager(t *testing.T, hook string) string {
+func alertmanager(t *testing.T, hook string) string { return alertmanagerAt(t, hook, 0) }
+
+// alertmanagerAt is alertmanager on a given port (0: a free one).
+func alertmanagerAt(t *testing.T, hook string, port int) string {
 	t.Helper()
 	var bin string
 	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
@@ -163,7 +177,10 @@ func alertmanager(t *testing.T, hook string) string {
 	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", fermiontest.Ports(t, 1)[0])
+	if port == 0 {
+		port = fermiontest.Ports(t, 1)[0]
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var logs strings.Builder
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
