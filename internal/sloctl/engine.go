@@ -206,16 +206,7 @@ func (c *Controller) Tick(ctx context.Context) ([]slo.Transition, error) {
 	}
 	st := rec.state()
 	st.Marks = marks.Marks
-	recs := c.specs.all()
-	specs := make([]slo.Spec, 0, len(recs))
-	for _, r := range recs {
-		if err := r.Spec.Validate(); err != nil {
-			// Written by a newer replica, or by hand: skip it rather than stop the rest.
-			c.cfg.Logger.Error("stored SLO does not validate here; it is not evaluated", "slo", r.Name, "err", err)
-			continue
-		}
-		specs = append(specs, r.Spec)
-	}
+	specs := c.specs.specs(c.cfg.Logger.Error)
 	next, trans := slo.Evaluate(st, specs, c.cfg.Source, now)
 	out := stateRecord{Term: term, Server: c.cfg.Server, Evaluated: now.UTC(), Alerts: sortedAlerts(next)}
 	data, err := json.Marshal(out)

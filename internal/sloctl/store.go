@@ -62,6 +62,7 @@ type record struct {
 type specCache struct {
 	mu      sync.Mutex
 	recs    map[string]record
+	valid   []slo.Spec // the records' specs that validate, by name; nil: rebuild
 	rev     uint64
 	changed chan struct{} // closed and replaced on every change
 	ready   chan struct{}
@@ -146,6 +147,7 @@ func (c *specCache) watch(ctx context.Context, kv jetstream.KeyValue) error {
 
 func (c *specCache) bumpLocked(rev uint64) {
 	c.rev = max(c.rev, rev)
+	c.valid = nil
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -190,6 +192,28 @@ func (c *specCache) get(name string) (record, bool) {
 	defer c.mu.Unlock()
 	r, ok := c.recs[name]
 	return r, ok
+}
+
+// specs returns the specs to evaluate, sorted by name: built once per change of the
+// bucket, shared by every tick until the next (callers must not modify it). A stored
+// spec that does not validate here (written by a newer replica, or by hand) is logged
+// and left out rather than stopping the rest.
+func (c *specCache) specs(logf func(string, ...any)) []slo.Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.valid != nil {
+		return c.valid
+	}
+	c.valid = make([]slo.Spec, 0, len(c.recs))
+	for _, name := range slices.Sorted(maps.Keys(c.recs)) {
+		r := c.recs[name]
+		if err := r.Spec.Validate(); err != nil {
+			logf("stored SLO does not validate here; it is not evaluated", "slo", name, "err", err)
+			continue
+		}
+		c.valid = append(c.valid, r.Spec)
+	}
+	return c.valid
 }
 
 // all returns the records sorted by name.
