@@ -26,7 +26,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/atomicfile", nil},
 	{"fermion.dev/fermion/internal/certs", []string{"fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/wasmbin", nil},
-	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag"}},
+	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/slo"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/artifact", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/nodecache", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
