@@ -76,8 +76,9 @@ type artifactConfigDoc struct {
 			MaxInstances                int64 `json:"max_instances"`
 			TargetUtilizationPercentage int64 `json:"target_utilization_percentage"`
 		} `json:"scaling"`
-		// SLO is not in fermion.toml yet; an artifact that declares one is judged on it.
-		SLO map[string]any `json:"slo"`
+		// SLO is the [[slo]] tables (an array of tables, as the manifest normalises
+		// them), or a map from older artifacts; policies see it as a map by SLO name.
+		SLO json.RawMessage `json:"slo"`
 	} `json:"manifest"`
 	Module struct {
 		Size    int64  `json:"size"`
@@ -133,7 +134,7 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 		Capabilities: Capabilities{Env: env, AllowedOutboundHosts: nonNilSlice(m.Capabilities.AllowedOutboundHosts), Files: files},
 		Scaling: Scaling{MinWarm: m.Scaling.MinWarm, MaxInstances: m.Scaling.MaxInstances,
 			TargetUtilizationPercentage: cmp.Or(m.Scaling.TargetUtilizationPercentage, 100)},
-		SLO: m.SLO,
+		SLO: sloByName(m.SLO),
 	}
 	out.ABI, out.Size = doc.Module.ABI, doc.Module.Size
 	out.Imports = make([]string, 0, len(doc.Module.Imports))
@@ -162,4 +163,32 @@ func nonNilSlice(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// sloByName turns the manifest's [[slo]] tables into a map from SLO name to the
+// table's keys (sli, objective in percent, scope, …), so a policy writes
+// manifest.slo.availability.objective; a map (an artifact built before [[slo]]
+// existed) is kept as it is. nil when there is none or it is neither.
+func sloByName(raw json.RawMessage) map[string]any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var tables []map[string]any
+	if json.Unmarshal(raw, &tables) == nil {
+		if len(tables) == 0 {
+			return nil
+		}
+		out := make(map[string]any, len(tables))
+		for _, t := range tables {
+			if name, ok := t["name"].(string); ok {
+				out[name] = t
+			}
+		}
+		return out
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) == nil {
+		return m
+	}
+	return nil
 }
