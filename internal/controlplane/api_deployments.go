@@ -160,6 +160,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		}
 		casConflicts.Inc()
 	}
+	warnings = append(warnings, s.applyOwnedSLOs(ctx, name, img, caller)...) // SLO hook (sloengine)
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
 		if e != nil {
@@ -223,6 +224,7 @@ func (s *Server) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ c
 	}
 	if d != nil {
 		s.event(r.Context(), v1.Event{Type: v1.EventDeleted, Deployment: name, Message: fmt.Sprintf("deployment %s is being deleted: nodes drain it", name)})
+		s.deleteOwnedSLOs(r.Context(), name) // SLO hook (sloengine)
 	} else {
 		cd, e := s.getDeployment(name)
 		if e != nil {

@@ -7,6 +7,7 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -173,4 +174,63 @@ func (s *Server) applySLOs(r *http.Request, name string, caller cred) (any, int,
 		return out[0], status, nil
 	}
 	return v1.SLOList{SLOs: out}, status, nil
+}
+
+// manifestSLOs reads the [[slo]] tables of an artifact's normalised manifest as specs
+// of deployment. Each SLO is named <deployment>-<name>, so two apps' "availability"
+// SLOs do not collide.
+func manifestSLOs(raw json.RawMessage, deployment string) ([]slo.Spec, error) {
+	var doc struct {
+		SLO []slo.ManifestSLO `json:"slo"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("read the manifest's [[slo]] tables: %w", err)
+	}
+	out := make([]slo.Spec, 0, len(doc.SLO))
+	for i, ms := range doc.SLO {
+		ms.Name = deployment + "-" + ms.Name
+		sp, probs := ms.Spec("fermion.toml", fmt.Sprintf("slo[%d]", i), deployment)
+		if len(probs) > 0 {
+			return nil, fmt.Errorf("[[slo]] %s: %s: %s", ms.Name, probs[0].Field, probs[0].Msg)
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// applyOwnedSLOs stores the deployment's [[slo]] tables as SLOs it owns and deletes
+// the ones it owned that its manifest no longer declares. The deployment is already
+// written: what fails comes back as warnings.
+func (s *Server) applyOwnedSLOs(ctx context.Context, deployment string, img *resolvedImage, caller cred) []string {
+	specs, err := manifestSLOs(img.manifest, deployment)
+	if err != nil {
+		return []string{"SLOs not applied: " + err.Error()}
+	}
+	var warnings []string
+	if len(specs) > 0 {
+		// Their only warning would be that this very deployment is not in the table
+		// yet: leave it out.
+		if _, _, e := s.slos.ApplySpecs(ctx, specs, deployment, "deployment "+deployment+" (token "+caller.ID+")"); e != nil {
+			return []string{"SLOs not applied: " + e.Message}
+		}
+	}
+	keep := map[string]bool{}
+	for _, sp := range specs {
+		keep[sp.Name] = true
+	}
+	for _, cur := range s.slos.List().SLOs {
+		if cur.Owner == deployment && !keep[cur.Name] {
+			if e := s.slos.Delete(ctx, cur.Name, deployment, "deployment "+deployment+" (its manifest no longer declares it)"); e != nil && e.Code != v1.CodeNotFound {
+				warnings = append(warnings, "SLO "+cur.Name+" not deleted: "+e.Message)
+			}
+		}
+	}
+	return warnings
+}
+
+// deleteOwnedSLOs deletes the SLOs a deleted deployment's manifest declared.
+func (s *Server) deleteOwnedSLOs(ctx context.Context, deployment string) {
+	if err := s.slos.DeleteOwned(ctx, deployment, "deployment "+deployment+" (deleted)"); err != nil {
+		s.logger.Warn("delete the SLOs of a deleted deployment", "deployment", deployment, "err", err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
+	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
 	"fermion.dev/fermion/internal/fermiontest"
@@ -342,5 +343,46 @@ func TestSLOFailoverCluster(t *testing.T) {
 		if a.Scope == "node-a" && (len(a.Alerts) != 1 || a.Alerts[0].Phase != "firing" || !a.Alerts[0].Fired.Equal(b.Alerts[0].Fired)) {
 			t.Errorf("node-a alerts after failover %+v, want the same firing page", a.Alerts)
 		}
+	}
+}
+
+// TestManifestSLOs: the [[slo]] of examples/hello is applied with its deployment, owned
+// by it (refused to a standalone apply or delete), and deleted with it.
+func TestManifestSLOs(t *testing.T) {
+	p := cptest.Start(t, controlplane.Config{})
+	ctx := context.Background()
+	a, err := cptest.JoinSimAgent(ctx, p.NATSURL(), p.NodeToken(t), "edge-1", v1.Register{Capacity: v1.Resources{MemoryBytes: 4 << 30, MilliCPU: 2000, Instances: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	cptest.WaitNodes(t, p.Server, 1, v1.NodeReady, 10*time.Second)
+	image := p.PushExample(t, "hello", "v1", artifact.Meta{})
+	cl, _ := client.New(p.API, p.Token)
+	if _, _, err := cl.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Nodes: 1}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cl.GetSLO(ctx, "hello-availability")
+	if err != nil || s.Owner != "hello" || s.App != "hello" || s.Scope != "node" || s.Objective != "99.9" || len(s.Warnings) != 0 {
+		t.Fatalf("SLO %+v, %v", s, err)
+	}
+	if _, _, err := cl.ApplySLOs(ctx, v1.SLOApply{Source: "name: hello-availability\napp: hello\nsli: availability\nobjective: 99\n"}); !client.IsCode(err, v1.CodeConflict) {
+		t.Errorf("standalone apply over an owned SLO: %v", err)
+	}
+	if err := cl.DeleteSLO(ctx, "hello-availability"); !client.IsCode(err, v1.CodeConflict) {
+		t.Errorf("standalone delete of an owned SLO: %v", err)
+	}
+	// Deploying the same image again changes nothing.
+	if _, _, err := cl.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Nodes: 1}, client.Unconditional()); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := cl.GetSLO(ctx, "hello-availability"); s == nil || s.Version != 1 {
+		t.Errorf("after a re-deploy: %+v", s)
+	}
+	if _, err := cl.DeleteDeployment(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.GetSLO(ctx, "hello-availability"); !client.IsCode(err, v1.CodeNotFound) {
+		t.Errorf("SLO after its deployment was deleted: %v", err)
 	}
 }
