@@ -161,7 +161,7 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		casConflicts.Inc()
 	}
 	warnings = append(warnings, s.applyOwnedSLOs(ctx, name, img, caller)...) // SLO hook (sloengine)
-	if d == nil { // unchanged
+	if d == nil {                                                            // unchanged
 		cd, e := s.getDeployment(name)
 		if e != nil {
 			return nil, 0, e
