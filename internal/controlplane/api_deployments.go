@@ -160,8 +160,9 @@ func (s *Server) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller
 		}
 		casConflicts.Inc()
 	}
-	warnings = append(warnings, s.applyOwnedSLOs(ctx, name, img, caller)...) // SLO hook (sloengine)
-	if d == nil {                                                            // unchanged
+	// SLO hook (sloengine): the manifest's [[slo]] tables, owned by the deployment.
+	warnings = append(warnings, s.applyOwnedSLOs(ctx, name, img, caller)...)
+	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
 		if e != nil {
 			return nil, 0, e
