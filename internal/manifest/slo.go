@@ -46,7 +46,8 @@ func (d *decoder) slos(raw map[string]any, app string) []slo.ManifestSLO {
 			d.at(joinPath(at, "objective"), "must be a number of percent such as 99.9, not %s", describe(v))
 			good = false
 		}
-		if nodes, ok := d.stringMap(t, at, "nodes", nil, nil); ok {
+		// Label names are checked by m.Spec below, with the SLO package's rule.
+		if nodes, ok := d.stringMap(t, at, "nodes", func(string) string { return "" }, nil); ok {
 			m.Nodes = nodes
 		}
 		if _, probs := m.Spec(d.file, at, app); len(probs) > 0 {
