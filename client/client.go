@@ -684,3 +684,85 @@ func codeForStatus(status int) string {
 	}
 	return v1.CodeInternal
 }
+
+// --- SLOs and alerts (issue 14) ---
+
+func sloPath(name string) string { return "/v1/slos/" + url.PathEscape(name) }
+
+// ApplySLOs applies every SLO of a YAML file (deployer) and reports whether any was
+// created. A file with any problem is code bad_request with every problem at its
+// file:line:col in the message, and nothing is written.
+func (c *Client) ApplySLOs(ctx context.Context, req v1.SLOApply) (l *v1.SLOList, created bool, err error) {
+	var out v1.SLOList
+	resp, err := c.do(ctx, "apply SLOs", http.MethodPut, "/v1/slos", nil, nil, req, &out)
+	if err != nil {
+		return nil, false, err
+	}
+	return &out, resp.StatusCode == http.StatusCreated, nil
+}
+
+// ListSLOs lists the SLOs.
+func (c *Client) ListSLOs(ctx context.Context) (*v1.SLOList, error) {
+	var l v1.SLOList
+	if _, err := c.do(ctx, "list SLOs", http.MethodGet, "/v1/slos", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// GetSLO reads an SLO at its latest version.
+func (c *Client) GetSLO(ctx context.Context, name string) (*v1.SLO, error) {
+	op := "get SLO " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var s v1.SLO
+	if _, err := c.do(ctx, op, http.MethodGet, sloPath(name), nil, nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// DeleteSLO deletes an SLO (deployer); its alerts resolve at the next evaluation.
+func (c *Client) DeleteSLO(ctx context.Context, name string) error {
+	op := "delete SLO " + name
+	if name == "" {
+		return missing(op, "name")
+	}
+	_, err := c.do(ctx, op, http.MethodDelete, sloPath(name), nil, nil, nil, nil)
+	return err
+}
+
+// SLOStatus reads an SLO's budget, burn rates and alerts per series.
+func (c *Client) SLOStatus(ctx context.Context, name string) (*v1.SLOStatus, error) {
+	op := "read SLO status " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var s v1.SLOStatus
+	if _, err := c.do(ctx, op, http.MethodGet, sloPath(name)+"/status", nil, nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Alerts lists pending and firing SLO alerts, one incident per app; all adds the
+// recently resolved ones.
+func (c *Client) Alerts(ctx context.Context, all bool) (*v1.AlertList, error) {
+	q := url.Values{}
+	if all {
+		q.Set("all", "true")
+	}
+	var l v1.AlertList
+	if _, err := c.do(ctx, "list alerts", http.MethodGet, "/v1/alerts", q, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// MarkAlertsExpected marks an app's version's pages expected until m.Until (a zero
+// Until removes the mark).
+func (c *Client) MarkAlertsExpected(ctx context.Context, m v1.AlertMark) error {
+	_, err := c.do(ctx, "mark alerts expected", http.MethodPost, "/v1/alerts/expected", nil, nil, m, nil)
+	return err
+}

@@ -66,6 +66,12 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/policies":                  {"get"},
 		"/v1/policies/violations":       {"get"},
 		"/v1/policies/{name}":           {"delete", "get", "put"},
+		// SLOs and alerts (issue 14).
+		"/v1/slos":               {"get", "put"},
+		"/v1/slos/{name}":        {"delete", "get", "put"},
+		"/v1/slos/{name}/status": {"get"},
+		"/v1/alerts":             {"get"},
+		"/v1/alerts/expected":    {"post"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -211,6 +217,17 @@ var schemaTypes = map[string]reflect.Type{
 	"PolicyApply":      reflect.TypeFor[v1.PolicyApply](),
 	"Policy":           reflect.TypeFor[v1.Policy](),
 	"PolicyList":       reflect.TypeFor[v1.PolicyList](),
+	// SLOs and alerts (issue 14).
+	"SLOApply":        reflect.TypeFor[v1.SLOApply](),
+	"SLO":             reflect.TypeFor[v1.SLO](),
+	"SLOList":         reflect.TypeFor[v1.SLOList](),
+	"SLOStatus":       reflect.TypeFor[v1.SLOStatus](),
+	"SLOSeriesStatus": reflect.TypeFor[v1.SLOSeriesStatus](),
+	"SLOBurn":         reflect.TypeFor[v1.SLOBurn](),
+	"Alert":           reflect.TypeFor[v1.Alert](),
+	"Incident":        reflect.TypeFor[v1.Incident](),
+	"AlertList":       reflect.TypeFor[v1.AlertList](),
+	"AlertMark":       reflect.TypeFor[v1.AlertMark](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

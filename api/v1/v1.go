@@ -452,3 +452,145 @@ func (s *DeploymentSpec) Validate() *Error {
 	}
 	return nil
 }
+
+// --- SLOs and alerts (issue 14) ---
+
+// EventAlert is an SLO alert changing phase (pending, firing, resolved); its Message
+// names the SLO, app, version, scope and burn rates.
+const EventAlert = "alert"
+
+// EventSLOApplied and EventSLODeleted record changes to the SLO specs.
+const (
+	EventSLOApplied = "slo_applied"
+	EventSLODeleted = "slo_deleted"
+)
+
+func init() { EventTypes = append(EventTypes, EventAlert, EventSLOApplied, EventSLODeleted) }
+
+// SLOApply is the body of PUT /v1/slos (every SLO of a file) and PUT /v1/slos/{name}
+// (a file holding exactly that SLO): the YAML file as written (see docs/slo.md).
+type SLOApply struct {
+	// File names the file in error positions (default: <name>.yaml, or slos.yaml).
+	File   string `json:"file,omitempty"`
+	Source string `json:"source"`
+}
+
+// SLO is one stored SLO spec.
+type SLO struct {
+	Name string `json:"name"`
+	// Version increases with every apply that changes the spec.
+	Version int `json:"version"`
+	// App or Selector (deployment labels) says what the SLO is about.
+	App       string            `json:"app,omitempty"`
+	Selector  map[string]string `json:"selector,omitempty"`
+	SLI       string            `json:"sli"`       // availability, or latency<250ms
+	Objective string            `json:"objective"` // percent, as written: "99.9"
+	Window    string            `json:"window"`    // 30d
+	Scope     string            `json:"scope"`     // global, region or node
+	Preset    string            `json:"preset,omitempty"`
+	Runbook   string            `json:"runbook,omitempty"`
+	// Owner is the deployment whose manifest declared the SLO ([[slo]]); it is
+	// deleted with it. Empty for SLOs applied on their own.
+	Owner string `json:"owner,omitempty"`
+	// Source is the SLO's spec as stored (JSON of the decoded spec).
+	Source    string    `json:"source"`
+	Applied   time.Time `json:"applied"`
+	AppliedBy string    `json:"appliedBy"`
+	// Warnings are what is valid but suspicious, such as an app or selector that
+	// matches no deployment. Recomputed on reads.
+	Warnings []string `json:"warnings,omitempty"`
+	Revision uint64   `json:"revision,omitempty"`
+}
+
+// SLOList is the body of GET /v1/slos and of PUT /v1/slos.
+type SLOList struct {
+	SLOs []SLO `json:"slos"`
+}
+
+// SLOStatus is the body of GET /v1/slos/{name}/status: the SLO's budget and alerts per
+// series (an app's version in one scope member).
+type SLOStatus struct {
+	SLO    SLO               `json:"slo"`
+	Series []SLOSeriesStatus `json:"series"`
+	// Evaluated is when the engine last evaluated the SLOs (zero: never).
+	Evaluated time.Time `json:"evaluated,omitzero"`
+}
+
+// SLOSeriesStatus is one series of an SLO.
+type SLOSeriesStatus struct {
+	App     string `json:"app"`
+	Version string `json:"version"`
+	Scope   string `json:"scope"` // global, a region's or a node's name
+	Good    int64  `json:"good"`
+	Total   int64  `json:"total"`
+	// BudgetRemaining is the unspent share of the error budget over the window: 1 at
+	// no errors, 0 when spent, negative when overspent.
+	BudgetRemaining float64 `json:"budgetRemaining"`
+	// Burn rates per alert tier, over its long and short windows.
+	Burn []SLOBurn `json:"burn"`
+	// Alerts are the series' alerts that are pending, firing or recently resolved.
+	Alerts []Alert `json:"alerts,omitempty"`
+}
+
+// SLOBurn is a tier's burn rates now.
+type SLOBurn struct {
+	Severity string  `json:"severity"`
+	Factor   string  `json:"factor"` // the tier's threshold, e.g. "14.4"
+	Long     string  `json:"long"`   // window, e.g. "1h"
+	Short    string  `json:"short"`
+	LongRate float64 `json:"longRate"`
+	// ShortRate is the burn over the short window.
+	ShortRate float64 `json:"shortRate"`
+}
+
+// Alert is one SLO alert.
+type Alert struct {
+	SLO      string `json:"slo"`
+	App      string `json:"app"`
+	Version  string `json:"version"`
+	Scope    string `json:"scope"`
+	Severity string `json:"severity"` // page or ticket
+	Phase    string `json:"phase"`    // pending, firing or resolved
+	// Since is when the condition started holding; Fired when it fired; Resolved when
+	// it stopped.
+	Since    time.Time `json:"since"`
+	Fired    time.Time `json:"fired,omitzero"`
+	Resolved time.Time `json:"resolved,omitzero"`
+	// Factor, Long and Short are the tier that held; LongRate and ShortRate the burn
+	// rates over its windows.
+	Factor    string  `json:"factor"`
+	Long      string  `json:"long"`
+	Short     string  `json:"short"`
+	LongRate  float64 `json:"longRate"`
+	ShortRate float64 `json:"shortRate"`
+	Runbook   string  `json:"runbook,omitempty"`
+	// Expected: the app's version is marked expected (a controlled rollout); its pages
+	// do not notify.
+	Expected bool   `json:"expected,omitempty"`
+	Summary  string `json:"summary"`
+}
+
+// Incident is one app's alerts, grouped so a person gets one page per app.
+type Incident struct {
+	App      string   `json:"app"`
+	Severity string   `json:"severity"` // the most urgent firing severity, or pending
+	Alerts   []Alert  `json:"alerts"`
+	Runbooks []string `json:"runbooks,omitempty"`
+}
+
+// AlertList is the body of GET /v1/alerts: pending and firing alerts grouped by app
+// (with ?all=true, recently resolved ones too).
+type AlertList struct {
+	Incidents []Incident `json:"incidents"`
+	// Marks are the versions whose alerts are expected now.
+	Marks     []AlertMark `json:"marks,omitempty"`
+	Evaluated time.Time   `json:"evaluated,omitzero"`
+}
+
+// AlertMark is the body of POST /v1/alerts/expected: the app's version's pages are
+// expected (a controlled rollout judges it) until Until; a zero Until removes the mark.
+type AlertMark struct {
+	App     string    `json:"app"`
+	Version string    `json:"version"`
+	Until   time.Time `json:"until,omitzero"`
+}

@@ -117,6 +117,14 @@ func TestUp(t *testing.T) {
 	if c != 0 || !strings.Contains(out, "local") || !strings.Contains(out, "hello") {
 		t.Fatalf("nodes: %d\n%s", c, out)
 	}
+	// hello's [[slo]] came with its deployment: its budget reports (issue 14).
+	c, out, errOut = run(t, "slo", "status", "hello-availability")
+	if c != 0 || !strings.Contains(out, "SLO hello-availability (version 1): availability of hello ≥ 99.9% over 30d, scope node") {
+		t.Fatalf("slo status: %d\n%s\n%s", c, out, errOut)
+	}
+	if c, out, errOut = run(t, "alerts"); c != 0 || !strings.Contains(out, "no alerts") {
+		t.Fatalf("alerts: %d\n%s\n%s", c, out, errOut)
+	}
 	// Stopping flushes the spans still queued.
 	b.cancel()
 	select {

@@ -40,6 +40,9 @@ type serverOptions struct {
 	profiling                       bool
 	tlsCert, tlsKey                 string // fermion server only
 	caFile                          string // fermion server only
+	// SLO engine (sloengine): evaluation interval and alert receivers.
+	sloInterval                  time.Duration
+	alertmanagers, alertWebhooks []string
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -68,6 +71,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.DurationVar(&o.leaderTTL, "leader-ttl", 10*time.Second, "how long the controllers' leader lease lasts without renewal; a leader that cannot prove it for 3/4 of this steps down, and another takes over after it expires")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&o.saveContext, "save-context", true, "save the API URL and admin token as the CLI's default context")
+	o.sloFlags(c) // sloengine
 }
 
 func newServerCmd() *cobra.Command {
@@ -138,6 +142,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	}
 	if o.leaseLost <= o.leaseRenew {
 		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
+	}
+	if err := o.checkSLOFlags(); err != nil { // sloengine
+		return nil, err
 	}
 	if o.leaderTTL < 400*time.Millisecond {
 		return nil, usageError{fmt.Errorf("--leader-ttl (%s) is too short to renew (every 1/4 of it) over a network; give at least 400ms, 10s by default", o.leaderTTL)}
@@ -246,6 +253,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		ClusterName: o.clusterName, ClusterListen: o.clusterListen, Routes: o.routes, ClusterSecret: o.clusterSecret, ClusterTLS: clusterTLS,
 		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryMaxBlobBytes: maxBlobBytes, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, LeaderTTL: o.leaderTTL, Logger: logger, Metrics: reg,
+		SLOInterval: o.sloInterval, Alertmanagers: o.alertmanagers, AlertWebhooks: o.alertWebhooks, // sloengine
 	})
 	if err != nil {
 		closeAll()

@@ -17,14 +17,17 @@ import (
 func newSLOCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "slo",
-		Short: "Check SLO files and generate Prometheus rules from them",
+		Short: "Apply SLOs to the control plane, show their budgets, check files, generate Prometheus rules",
 		Long: `SLO files are YAML, one SLO per document: the app, the SLI (availability or latency
 under a threshold), the objective, the window, the scope (global, per region, per node)
 and the burn-rate alert tiers (see docs/slo.md). These verbs work on the files alone and
 need no control plane: 'validate' checks them, 'rules' writes the same SLOs as
-Prometheus recording and alerting rules for users who alert through their own Prometheus.`,
+Prometheus recording and alerting rules for users who alert through their own Prometheus.
+'apply', 'list', 'status' and 'delete' work on the control plane, whose leader evaluates
+the SLOs every 10 s and pages on burn rate (see 'fermion alerts').`,
 	}
 	c.AddCommand(newSLOValidateCmd(), newSLORulesCmd())
+	sloRemoteCmds(c) // apply, list, status, delete (slo_remote.go)
 	return c
 }
 

@@ -14,6 +14,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/controlplane/state"
+	"fermion.dev/fermion/internal/sloctl"
 )
 
 // maxBody bounds an API request body.
@@ -47,6 +48,7 @@ type api struct {
 	event     func(context.Context, v1.Event)
 	leaderNow func(ctx context.Context) string // who holds the leader lease now
 	natsURL   func() string
+	slos      *sloctl.Controller // SLO hook (sloengine): set when the SLO engine starts
 }
 
 // newAPI builds the /v1 routes from groups, each route naming the least role it

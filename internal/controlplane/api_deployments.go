@@ -161,6 +161,8 @@ func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cr
 		}
 		state.CASConflicts.Inc()
 	}
+	// SLO hook (sloengine): the manifest's [[slo]] tables, owned by the deployment.
+	warnings = append(warnings, s.applyOwnedSLOs(ctx, name, img, caller)...)
 	if d == nil { // unchanged
 		cd, e := s.getDeployment(name)
 		if e != nil {
@@ -224,6 +226,7 @@ func (s *api) apiDeleteDeployment(_ http.ResponseWriter, r *http.Request, _ cred
 	}
 	if d != nil {
 		s.event(r.Context(), v1.Event{Type: v1.EventDeleted, Deployment: name, Message: fmt.Sprintf("deployment %s is being deleted: nodes drain it", name)})
+		s.deleteOwnedSLOs(r.Context(), name) // SLO hook (sloengine)
 	} else {
 		cd, e := s.getDeployment(name)
 		if e != nil {

@@ -345,13 +345,15 @@ func TestPolicyStaging(t *testing.T) {
 		t.Errorf("evaluation latency samples = %v, want 3", n)
 	}
 
-	// The manifest's labels reach admission: hello is tier=edge and declares no SLO.
+	// The manifest's labels and SLOs reach admission: hello is tier=edge and declares
+	// an [[slo]], so edge-slo-required does not object (its cases test the denial);
+	// require-signed, still in mode deny, does.
 	if _, _, err := f.c.ApplyPolicy(ctx, "edge-slo-required", v1.PolicyApply{Source: examplePolicy(t, "edge-slo-required")}); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = f.c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image2, Nodes: 1}, client.Unconditional())
-	if !errors.As(err, &e) || e.Code != v1.CodePolicyDenied || !strings.Contains(e.Message, "policy edge-slo-required: app hello is tier=edge and declares no SLO") {
-		t.Fatalf("edge-slo-required: %v", err)
+	if !errors.As(err, &e) || e.Code != v1.CodePolicyDenied || strings.Contains(e.Message, "edge-slo-required") || !strings.Contains(e.Message, "require-signed") {
+		t.Fatalf("edge-slo-required objected to hello, which declares an SLO, or require-signed did not: %v", err)
 	}
 
 	// Deleted, the policies stop applying; re-applied, the numbering goes on.

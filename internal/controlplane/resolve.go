@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 
@@ -17,6 +18,7 @@ type resolvedImage struct {
 	ver      v1.Version
 	artifact policy.Artifact
 	config   policy.ArtifactConfig // the app manifest and module scan from its config
+	manifest json.RawMessage       // SLO hook (sloengine): the normalised manifest, for its [[slo]] tables
 }
 
 // imageResolver turns an image reference into the version every node will run: it
@@ -73,7 +75,7 @@ func (s *imageResolver) resolveImage(ctx context.Context, image string) (*resolv
 	if len(cfg.Manifest.App.Labels) > 0 {
 		ver.Labels = cfg.Manifest.App.Labels
 	}
-	return &resolvedImage{ver: ver, config: cfg, artifact: policy.Artifact{
+	return &resolvedImage{ver: ver, config: cfg, manifest: p.Parsed.Config.Manifest, artifact: policy.Artifact{
 		Digest: ver.Digest, Size: cfg.Size, Signed: ver.Signed, Signer: ver.Signer,
 		Registry: ref.Registry, Repository: ref.Repo, Imports: cfg.Imports, ABI: cfg.ABI,
 		Annotations: nonNil(p.Parsed.Manifest.Annotations),

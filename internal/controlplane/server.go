@@ -27,6 +27,8 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/slo"
+	"fermion.dev/fermion/internal/sloctl"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -90,6 +92,13 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+
+	// SLO hook (sloengine): the SLI store the SLO engine reads (nil: none yet), how
+	// often the leader evaluates (default 10s), and where alerts go.
+	SLISource     slo.Source
+	SLOInterval   time.Duration
+	Alertmanagers []string // Alertmanager base URLs (v2 API)
+	AlertWebhooks []string // webhook URLs
 }
 
 func (c *Config) defaults() error {
@@ -156,6 +165,7 @@ type Server struct {
 	agents   *agentService
 	api      *api
 	handler  http.Handler
+	slos     *sloctl.Controller // SLO hook (sloengine)
 
 	ready      atomic.Bool
 	adminToken string
@@ -264,6 +274,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
 	}
+	if err := s.startSLOs(ctx, runCtx, s.st.JS, replicas); err != nil { // SLO hook (sloengine)
+		s.Close()
+		return nil, err
+	}
 	if s.agents.slis, err = s.agents.openSLIIngest(ctx, s.st.JS, replicas); err != nil { // hook: SLI receive path (slis.go)
 		s.Close()
 		return nil, err
@@ -343,6 +357,7 @@ func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.
 func (s *Server) routeGroups() []routeGroup {
 	return []routeGroup{
 		s.api.coreRoutes,
+		s.api.sloRoutes, // SLO hook (sloengine)
 	}
 }
 

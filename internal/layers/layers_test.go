@@ -26,7 +26,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/atomicfile", nil},
 	{"fermion.dev/fermion/internal/certs", []string{"fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/wasmbin", nil},
-	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag"}},
+	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/slo"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/artifact", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/nodecache", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
@@ -45,6 +45,9 @@ var rules = []struct {
 	// notify delivers alerts to Alertmanager and webhooks; it adapts slo's transitions.
 	{"fermion.dev/fermion/internal/notify", []string{"fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
+	// sloctl is the control plane's SLO adapter: spec store, leader's engine, alert
+	// views. The control plane constructs it with narrow dependencies (sloengine).
+	{"fermion.dev/fermion/internal/sloctl", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/internal/sli", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/agent", []string{"fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/gateway", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/fermiontest"}},
@@ -54,7 +57,7 @@ var rules = []struct {
 	// state is the control plane's typed state layer: the roles (API, agent service,
 	// election, controllers) import it, never the other way round.
 	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
-	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/sloctl"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
 	// rustbuild: finds a Rust toolchain for wasm32 WASI and builds crates; a leaf that
 	// fermiontest (Rust guests for tests) and cli (fermion new --lang rust) use.

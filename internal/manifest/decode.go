@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fermion.dev/fermion/internal/diag"
+	"fermion.dev/fermion/internal/slo"
 
 	"bytes"
 	"errors"
@@ -54,7 +55,7 @@ var (
 // schema lists the keys each table accepts; "[]" marks array elements. It
 // drives unknown-key detection and did-you-mean suggestions.
 var schema = map[string][]string{
-	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling"},
+	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling", "slo"},
 	"app":             {"name", "version", "description", "labels"},
 	"component":       {"source", "abi", "build"},
 	"component.build": {"command", "workdir", "env"},
@@ -66,6 +67,7 @@ var schema = map[string][]string{
 	"capabilities":         {"env", "allowed_outbound_hosts", "outbound_timeout", "files"},
 	"capabilities.files[]": {"source", "destination"},
 	"scaling":              {"min_warm", "max_instances", "max_requests_per_instance", "idle_timeout", "target_utilization_percentage"},
+	"slo[]":                slo.ManifestFields,
 }
 
 // Parse validates a manifest held in memory. path is used only in messages
@@ -457,6 +459,7 @@ func (d *decoder) manifest(raw map[string]any, dir string) *Manifest {
 	m.Limits = d.limits(raw)
 	m.Capabilities = d.capabilities(raw, dir)
 	m.Scaling = d.scaling(raw)
+	m.SLOs = d.slos(raw, m.App.Name)
 	if m.Limits.MaxConcurrency == 0 {
 		m.Limits.MaxConcurrency = m.Scaling.MaxInstances
 	}

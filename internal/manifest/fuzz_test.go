@@ -26,6 +26,9 @@ func FuzzParse(f *testing.F) {
 		"manifest_version = 1\napp = { name = \"a\", version = \"1.0.0\", labels = { \"x/y\" = \"z\" } }\ncomponent.source = \"a.wasm\"\nroutes = [{ path = \"/\" }]\nlimits.memory = 65537\n",
 		"a = \"\"\"\nmulti ] } [\n\"\"\"\n[[b.c]]\n'd.e' = { f = [1, [2, {g = 3}]] }\n",
 		"[app]\nname = \"x\\u00e9\"\n\"quoted key\" = 1\n",
+		minimalManifest + "[[slo]]\nname = \"availability\"\nsli = \"availability\"\nobjective = 99.9\nscope = \"node\"\nnodes = { role = \"edge\" }\n",
+		minimalManifest + "[[slo]]\nname = \"l\"\nsli = \"latency\"\nthreshold = \"250ms\"\nobjective = 99\n[[slo]]\nname = \"l\"\nobjective = \"x\"\nslo = 1\n",
+		minimalManifest + "slo = [1, \"a\"]\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s), "/srv/app")

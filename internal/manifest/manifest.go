@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"fermion.dev/fermion/internal/slo"
 )
 
 // FileName is the conventional manifest name looked up inside a directory.
@@ -34,6 +36,8 @@ type Manifest struct {
 	Limits          Limits
 	Capabilities    Capabilities
 	Scaling         Scaling
+	// SLOs are the [[slo]] tables: the app's SLOs, applied with its deployment.
+	SLOs []slo.ManifestSLO
 
 	// Dir is the absolute directory of the manifest file ("" when parsed
 	// from bytes with Parse and dir ""). Relative paths resolve against it.
@@ -217,6 +221,9 @@ type (
 		Limits          normLimits  `json:"limits"`
 		Capabilities    normCaps    `json:"capabilities"`
 		Scaling         normScaling `json:"scaling"`
+		// SLO is omitted when empty, so a manifest without [[slo]] normalises to the
+		// bytes it always did (and its artifact keeps its digest).
+		SLO []slo.ManifestSLO `json:"slo,omitempty"`
 	}
 	normApp struct {
 		Name        string            `json:"name"`
@@ -327,6 +334,7 @@ func (m *Manifest) Normalize() ([]byte, error) {
 			TargetUtilization:      m.Scaling.TargetUtilizationPercentage,
 		},
 	}
+	n.SLO = m.SLOs
 	if n.Limits.MaxConcurrency == 0 {
 		// Hand-built manifests may leave the "same as max_instances" default.
 		n.Limits.MaxConcurrency = m.Scaling.MaxInstances

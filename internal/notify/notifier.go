@@ -468,3 +468,14 @@ func webhookBody(receiver string, batch []Alert) WebhookMessage {
 	}
 	return m
 }
+
+// Forget stops re-sending the firing alerts sent so far: another replica has taken
+// over the SLO engine and re-sends them itself. Alerts still queued are delivered (a
+// state this replica decided while it led; Alertmanager deduplicates a repeat).
+func (n *Notifier) Forget() {
+	for _, r := range n.receivers {
+		r.mu.Lock()
+		clear(r.active)
+		r.mu.Unlock()
+	}
+}

@@ -69,10 +69,10 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 	if err != nil {
 		return out, fmt.Errorf("read artifact config: %w", err)
 	}
-	// Declared objectives are not part of the normalised manifest (fermion.toml has no
-	// SLOs of its own yet); an artifact that carries some is judged on them.
+	// Declared objectives: the manifest's [[slo]] tables (an array, as the manifest
+	// normalises them and ParseNormalized checked); policies see a map by SLO name.
 	var declared struct {
-		SLO map[string]any `json:"slo"`
+		SLO json.RawMessage `json:"slo"`
 	}
 	if err := json.Unmarshal(doc.Manifest, &declared); err != nil {
 		return out, fmt.Errorf("read artifact config: slo: %w", err)
@@ -109,7 +109,7 @@ func ParseArtifactConfig(config []byte) (ArtifactConfig, error) {
 		Capabilities: Capabilities{Env: env, AllowedOutboundHosts: hosts, Files: files},
 		Scaling: Scaling{MinWarm: int64(m.Scaling.MinWarm), MaxInstances: int64(m.Scaling.MaxInstances),
 			TargetUtilizationPercentage: int64(cmp.Or(m.Scaling.TargetUtilization, 100))},
-		SLO: declared.SLO,
+		SLO: sloByName(declared.SLO),
 	}
 	out.ABI, out.Size = doc.Module.ABI, doc.Module.Size
 	out.Imports = make([]string, 0, len(doc.Module.Imports))
@@ -138,4 +138,19 @@ func nonNilSlice(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// sloByName keys the manifest's [[slo]] tables by name, as policies see them.
+func sloByName(raw json.RawMessage) map[string]any {
+	var tables []map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &tables) != nil || len(tables) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(tables))
+	for _, t := range tables {
+		if name, ok := t["name"].(string); ok {
+			out[name] = t
+		}
+	}
+	return out
 }

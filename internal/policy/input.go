@@ -37,8 +37,9 @@ type Manifest struct {
 	Limits       Limits       `json:"limits"`
 	Capabilities Capabilities `json:"capabilities"`
 	Scaling      Scaling      `json:"scaling"`
-	// SLO holds the declared objectives (e.g. availability: 0.999, latency_p99_ms:
-	// 200); nil when none is declared, which `has(manifest.slo)` tests.
+	// SLO holds the manifest's [[slo]] tables by name, each with its keys (sli,
+	// objective in percent, scope, …: manifest.slo.availability.objective); nil when
+	// none is declared, which `has(manifest.slo)` tests.
 	SLO map[string]any `json:"slo"`
 }
 

@@ -24,15 +24,15 @@ import (
 //	preset = "seed"           # workbook (default) or seed
 //	runbook = "https://runbooks.example/hello"
 type ManifestSLO struct {
-	Name      string            `toml:"name"`
-	SLI       string            `toml:"sli"`
-	Threshold string            `toml:"threshold"`
-	Objective float64           `toml:"objective"`
-	Window    string            `toml:"window"`
-	Scope     string            `toml:"scope"`
-	Nodes     map[string]string `toml:"nodes"`
-	Preset    string            `toml:"preset"`
-	Runbook   string            `toml:"runbook"`
+	Name      string            `toml:"name" json:"name"`
+	SLI       string            `toml:"sli" json:"sli"`
+	Threshold string            `toml:"threshold" json:"threshold,omitempty"`
+	Objective float64           `toml:"objective" json:"objective"`
+	Window    string            `toml:"window" json:"window,omitempty"`
+	Scope     string            `toml:"scope" json:"scope,omitempty"`
+	Nodes     map[string]string `toml:"nodes" json:"nodes,omitempty"`
+	Preset    string            `toml:"preset" json:"preset,omitempty"`
+	Runbook   string            `toml:"runbook" json:"runbook,omitempty"`
 }
 
 // ManifestFields are the keys of an [[slo]] table, for the manifest's unknown-key
