@@ -136,7 +136,10 @@ func (a Analysis) String() string {
 func Analyse(c Checks, stable, canary Sample) Analysis {
 	var a Analysis
 	add := func(v CheckVerdict) { a.Checks = append(a.Checks, v) }
-	enough := canary.Requests >= c.MinRequests && stable.Requests >= c.MinRequests
+	// At least one request each side even with MinRequests 0: a canary that saw no
+	// traffic has shown nothing, and must not pass.
+	minN := max(c.MinRequests, 1)
+	enough := canary.Requests >= minN && stable.Requests >= minN
 	alpha := c.Alpha
 	if alpha == 0 {
 		alpha = DefaultChecks().Alpha
@@ -152,7 +155,7 @@ func Analyse(c Checks, stable, canary Sample) Analysis {
 			return false
 		}
 		v.Result, v.P = Inconclusive, -1
-		v.Reason = fmt.Sprintf("%d canary and %d stable requests, %d needed on each side", canary.Requests, stable.Requests, c.MinRequests)
+		v.Reason = fmt.Sprintf("%d canary and %d stable requests, %d needed on each side", canary.Requests, stable.Requests, minN)
 		return true
 	}
 	// judge turns an observation over its limit into fail (significant) or

@@ -122,3 +122,11 @@ func TestSampleAdd(t *testing.T) {
 		t.Errorf("Add changed the summary's sketch")
 	}
 }
+
+func TestAnalyseNoTrafficNeverPasses(t *testing.T) {
+	for _, c := range []Checks{{}, {MaxErrorRatio: 0.01}, {MaxP99Ratio: 1.2}} {
+		if a := Analyse(c, Sample{}, Sample{}); a.Result != Inconclusive {
+			t.Errorf("checks %+v on no traffic: %s", c, a)
+		}
+	}
+}

@@ -265,6 +265,10 @@ func (s Spec) Normalize() (Spec, error) {
 	if s.Checks.Alpha == 0 {
 		s.Checks.Alpha = DefaultChecks().Alpha
 	}
+	if s.Checks.MinRequests == 0 {
+		// A canary that saw no traffic must not pass.
+		s.Checks.MinRequests = DefaultChecks().MinRequests
+	}
 	s.Steps = slices.Clone(s.Steps)
 	for i := range s.Steps {
 		if s.Steps[i].Gate == "" {

@@ -248,3 +248,42 @@ func FuzzParseSteps(f *testing.F) {
 		}
 	})
 }
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		f       Flags
+		check   func(Spec) bool
+		wantErr string
+	}{
+		{"none", Flags{}, func(s Spec) bool { return s.Kind == AllAtOnce }, ""},
+		{"issue example", Flags{Strategy: "canary", Steps: "1node,10%,50%,100%", Interval: "1m"}, func(s Spec) bool {
+			return s.Kind == Canary && len(s.Steps) == 4 && s.Interval == time.Minute && s.Checks == DefaultChecks()
+		}, ""},
+		{"steps imply canary", Flags{Steps: "10%,100%"}, func(s Spec) bool { return s.Kind == Canary }, ""},
+		{"rolling default batch", Flags{Strategy: "rolling"}, func(s Spec) bool { return s.MaxUnavailable.Count == 1 }, ""},
+		{"rolling surge", Flags{MaxSurge: "25%"}, func(s Spec) bool { return s.Kind == Rolling && s.MaxSurge.Percent == 25 }, ""},
+		{"typo", Flags{Strategy: "canery", Steps: "10%"}, nil, `did you mean "canary"`},
+		{"canary without steps", Flags{Strategy: "canary"}, nil, "needs --steps"},
+		{"steps on rolling", Flags{Strategy: "rolling", Steps: "10%"}, nil, "--steps is for --strategy canary"},
+		{"bad step", Flags{Steps: "1node,x"}, nil, "--steps: step 2"},
+		{"interval", Flags{Steps: "10%", Interval: "10ms"}, nil, "--interval \"10ms\""},
+		{"surge on canary", Flags{Steps: "10%", MaxSurge: "1"}, nil, "--max-surge is for --strategy rolling"},
+		{"bad amount", Flags{MaxUnavailable: "lots"}, nil, "--max-unavailable"},
+		{"semantic", Flags{Steps: "50%,10%"}, nil, "weights must increase"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseFlags(tt.f)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !tt.check(s) {
+				t.Fatalf("%+v, %v", s, err)
+			}
+		})
+	}
+}
