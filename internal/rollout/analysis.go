@@ -213,7 +213,14 @@ func Analyse(c Checks, stable, canary Sample) Analysis {
 					r := MannWhitneyU(canary.Latency.Buckets(), stable.Latency.Buckets())
 					mw = &r
 				}
-				judge(&v, v.Canary > v.Threshold, mw.P, "s")
+				// The canary's q-quantile exceeds T exactly when more than 1−q of its
+				// requests took longer than T: a binomial test of that share sees a
+				// slow tail that Mann–Whitney, testing the whole distribution, can
+				// miss. Either test may reject; Bonferroni keeps the level at alpha.
+				limit := time.Duration(v.Threshold * float64(time.Second))
+				above := canary.Latency.Count() - canary.Latency.CountAtMost(limit)
+				_, pTail := OneProportionZ(above, canary.Latency.Count(), 1-q)
+				judge(&v, v.Canary > v.Threshold, min(1, 2*min(mw.P, pTail)), "s")
 			}
 		}
 		add(v)

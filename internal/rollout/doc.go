@@ -28,7 +28,8 @@
 // excess is significant at [Checks.Alpha] — a one-proportion z-test for an absolute
 // error ratio, a two-proportion z-test for "no more than stable + margin" (errors,
 // cold starts, traps), a Mann–Whitney U test over the two latency sketches' buckets
-// for p95 and p99 ratios — and is inconclusive otherwise, or when either side has
+// with a binomial test of the quantile itself for p95 and p99 ratios — and is
+// inconclusive otherwise, or when either side has
 // fewer than MinRequests requests. Inconclusive extends the step, up to
 // MaxExtensions, then rolls back. docs/rollouts.md explains the statistics.
 package rollout
