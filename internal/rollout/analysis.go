@@ -120,15 +120,19 @@ type Analysis struct {
 	Checks []CheckVerdict `json:"checks"`
 }
 
+// String is the result and, unless it passed, the checks that did not with their
+// reasons: "fail (error_ratio: 5.2% above 1% (p=1.2e-11 < 0.05))".
 func (a Analysis) String() string {
-	var b strings.Builder
-	b.WriteString(string(a.Result))
+	var parts []string
 	for _, c := range a.Checks {
 		if c.Result != Pass {
-			fmt.Fprintf(&b, "; %s %s: %s", c.Check, c.Result, c.Reason)
+			parts = append(parts, fmt.Sprintf("%s %s: %s", c.Check, c.Result, c.Reason))
 		}
 	}
-	return b.String()
+	if len(parts) == 0 {
+		return string(a.Result)
+	}
+	return fmt.Sprintf("%s (%s)", a.Result, strings.Join(parts, "; "))
 }
 
 // Analyse judges canary against stable with c. It is pure and allocates only its

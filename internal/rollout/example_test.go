@@ -35,7 +35,7 @@ func Example() {
 		}
 		return stable, canary
 	}
-	print := func(acts []rollout.Action) {
+	show := func(acts []rollout.Action) {
 		for _, a := range acts {
 			if a.Kind == rollout.ActRecord {
 				fmt.Println(a.Message)
@@ -44,11 +44,11 @@ func Example() {
 	}
 
 	s, acts := rollout.Start("hello", from, to, spec, nodes, now)
-	print(acts)
+	show(acts)
 	for !s.Phase.Terminal() && now.Before(time.Date(2026, 12, 6, 13, 0, 0, 0, time.UTC)) {
 		now = now.Add(5 * time.Second)
 		s, acts = rollout.Step(s, rollout.Event{Kind: rollout.EventReady, Step: s.Step}, nodes, now)
-		print(acts)
+		show(acts)
 		if _, _, due := s.AnalysisDue(now); due {
 			stable, canary := samples(s.Step)
 			s, acts = rollout.Step(s, rollout.Event{Kind: rollout.EventObserved, Step: s.Step, Stable: stable, Canary: canary}, nodes, now)
@@ -69,6 +69,6 @@ func Example() {
 	// step 1 analysis pass; error_ratio pass: canary 0.0%, limit 1.0%, p=0.9, n=250
 	// step 2: 5% of requests to revision 2
 	// step 2 analysis fail; error_ratio fail: canary 5.2%, limit 1.0%, p=1e-11, n=250
-	// rollout rolled_back: step 2 failed analysis: fail; error_ratio fail: 5.2% above 1% (p=1.2e-11 < 0.05); error_ratio_vs_stable fail: 5.2% above 0.605% (p=0.00054 < 0.05)
+	// rollout rolled_back: step 2 failed analysis: fail (error_ratio fail: 5.2% above 1% (p=1.2e-11 < 0.05); error_ratio_vs_stable fail: 5.2% above 0.605% (p=0.00054 < 0.05))
 	// rolled_back
 }
