@@ -14,17 +14,17 @@ import (
 // check off. Ratios are fractions (0.01 is 1 %); increases are in fractions too
 // (0.005 is 0.5 percentage points).
 type Checks struct {
-	MaxErrorRatio        float64 // canary 5xx ratio ≤ this, absolute
-	MaxErrorIncrease     float64 // canary 5xx ratio ≤ stable's + this
-	MaxP95Ratio          float64 // canary p95 ≤ this × stable's p95
-	MaxP99Ratio          float64 // canary p99 ≤ this × stable's p99
-	MaxColdStartIncrease float64 // canary cold-start ratio ≤ stable's + this
-	MaxTrapIncrease      float64 // canary (traps + timeouts) per request ≤ stable's + this
+	MaxErrorRatio        float64 `json:"max_error_ratio,omitempty"`         // canary 5xx ratio ≤ this, absolute
+	MaxErrorIncrease     float64 `json:"max_error_increase,omitempty"`      // canary 5xx ratio ≤ stable's + this
+	MaxP95Ratio          float64 `json:"max_p95_ratio,omitempty"`           // canary p95 ≤ this × stable's p95
+	MaxP99Ratio          float64 `json:"max_p99_ratio,omitempty"`           // canary p99 ≤ this × stable's p99
+	MaxColdStartIncrease float64 `json:"max_cold_start_increase,omitempty"` // canary cold-start ratio ≤ stable's + this
+	MaxTrapIncrease      float64 `json:"max_trap_increase,omitempty"`       // canary (traps + timeouts) per request ≤ stable's + this
 	// MinRequests is the sample each side needs before any check can pass or fail.
-	MinRequests uint64
+	MinRequests uint64 `json:"min_requests,omitempty"`
 	// Alpha is the significance level: a check fails only when its test's p-value is
 	// below it, so noise on a small sample is inconclusive rather than a rollback.
-	Alpha float64
+	Alpha float64 `json:"alpha,omitempty"`
 }
 
 // IsZero reports whether no check is declared.

@@ -35,50 +35,52 @@ func (p Phase) Terminal() bool {
 
 // Node is what the machine needs to know of a node to pick a step's subset.
 type Node struct {
-	Name   string
-	Labels map[string]string
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // State is a rollout's recorded progress: the controller stores it (compare-and-swap)
 // after every Step and before carrying out the actions, so a new leader resumes from
 // it. Everything Step decides is in here; nothing depends on memory.
 type State struct {
-	App      string
-	From, To Revision
-	Spec     Spec
+	App  string   `json:"app,omitempty"`
+	From Revision `json:"from"`
+	To   Revision `json:"to"`
+	Spec Spec     `json:"spec"`
 	// Plan is the steps resolved at start (a rolling update's batches depend on the
 	// node count then).
-	Plan  []Stage
-	Step  int // index into Plan
-	Phase Phase
+	Plan  []Stage `json:"plan,omitempty"`
+	Step  int     `json:"step,omitempty"` // index into Plan
+	Phase Phase   `json:"phase,omitempty"`
 	// Gated is true while Paused waits at a manual gate rather than for Resume.
-	Gated bool
+	Gated bool `json:"gated,omitempty"`
 	// Resume is the phase Resume returns to after a pause.
-	Resume Phase
+	Resume Phase `json:"resume,omitempty"`
 	// CanaryNodes are the nodes running To in node steps, chosen once per step and
 	// kept, so a resumed rollout uses the same ones.
-	CanaryNodes []string
-	Weight      int // traffic weight of To on nodes running both, 0 in node steps
+	CanaryNodes []string `json:"canary_nodes,omitempty"`
+	Weight      int      `json:"weight,omitempty"` // traffic weight of To on nodes running both, 0 in node steps
 	// WindowStart and WindowEnd bound the current gate; an inconclusive analysis
 	// moves WindowEnd one interval on (the window grows, keeping what it saw).
-	WindowStart, WindowEnd time.Time
-	Extensions             int
-	Verdicts               []StepVerdict
-	Reason                 string
-	Updated                time.Time
+	WindowStart time.Time     `json:"window_start"`
+	WindowEnd   time.Time     `json:"window_end"`
+	Extensions  int           `json:"extensions,omitempty"`
+	Verdicts    []StepVerdict `json:"verdicts,omitempty"`
+	Reason      string        `json:"reason,omitempty"`
+	Updated     time.Time     `json:"updated"`
 }
 
 // Revision names one revision of a deployment.
 type Revision struct {
-	Number  uint64
-	Version string // what the SLIs are keyed by
+	Number  uint64 `json:"number,omitempty"`
+	Version string `json:"version,omitempty"` // what the SLIs are keyed by
 }
 
 // StepVerdict records one analysis, for status and events.
 type StepVerdict struct {
-	Step     int
-	At       time.Time
-	Analysis Analysis
+	Step     int       `json:"step,omitempty"`
+	At       time.Time `json:"at,omitempty"`
+	Analysis Analysis  `json:"analysis,omitempty"`
 }
 
 // EventKind says what happened.

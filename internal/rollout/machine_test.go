@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -285,5 +286,34 @@ func TestResumeIsIdempotent(t *testing.T) {
 	rb, _ := Step(stored, Event{Kind: EventAbort}, fleet(), now)
 	if got := Reapply(rb); !reflect.DeepEqual(kinds(got), []ActionKind{ActRollBack, ActExpectAlerts}) {
 		t.Fatalf("reapply after abort: %v", kinds(got))
+	}
+}
+
+// The controller stores State as JSON; a state read back resumes exactly as the one
+// written would have.
+func TestStateJSONRoundTrip(t *testing.T) {
+	s, _ := Start("hello", v1, v2, canarySpec(t, "1node@region=eu,manual,10%,100%"), fleet(), t0)
+	s, _ = Step(s, Event{Kind: EventReady, Step: 0}, fleet(), t0)
+	s, _ = Step(s, Event{Kind: EventPromote, Step: 0}, fleet(), t0)
+	stable, canary := good()
+	s, _, now := analyse(t, s, stable, canary, t0)
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back State
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, s) {
+		t.Fatalf("round trip changed the state:\n%+v\n%+v", back, s)
+	}
+	a1, acts1 := Step(s, Event{Kind: EventReady, Step: s.Step}, fleet(), now)
+	a2, acts2 := Step(back, Event{Kind: EventReady, Step: s.Step}, fleet(), now)
+	if !reflect.DeepEqual(a1, a2) || !reflect.DeepEqual(acts1, acts2) {
+		t.Fatal("a state read back steps differently")
+	}
+	if !strings.Contains(string(b), `"phase":"progressing"`) || !strings.Contains(string(b), `"canary_nodes":["n1"]`) {
+		t.Errorf("unexpected encoding: %s", b)
 	}
 }

@@ -45,8 +45,8 @@ const (
 
 // Amount is a number of nodes, as a count or a percentage of the eligible nodes.
 type Amount struct {
-	Count   int // used when Percent is 0
-	Percent int // 1–100
+	Count   int `json:"count,omitempty"`   // used when Percent is 0
+	Percent int `json:"percent,omitempty"` // 1–100
 }
 
 // Of resolves the amount against n nodes; a percentage rounds up, so 10 % of 3
@@ -69,11 +69,11 @@ func (a Amount) String() string {
 // optionally among those matching Selector), or a traffic Weight on every node running
 // the app. Its Gate decides how the rollout moves on.
 type Stage struct {
-	Nodes    Amount            // node subset; zero when Weight is set
-	Selector map[string]string // node labels the subset is drawn from; nil is every node
-	Weight   int               // percent of each route's requests sent to the canary, 1–100
-	Gate     Gate
-	Interval time.Duration // analysis window or pause; Spec.Interval when 0
+	Nodes    Amount            `json:"nodes,omitempty"`    // node subset; zero when Weight is set
+	Selector map[string]string `json:"selector,omitempty"` // node labels the subset is drawn from; nil is every node
+	Weight   int               `json:"weight,omitempty"`   // percent of each route's requests sent to the canary, 1–100
+	Gate     Gate              `json:"gate,omitempty"`
+	Interval time.Duration     `json:"interval,omitempty"` // analysis window or pause; Spec.Interval when 0
 }
 
 // IsWeight reports whether the step splits traffic rather than choosing nodes.
@@ -102,18 +102,18 @@ func (s Stage) String() string {
 
 // Spec is a deployment's strategy.
 type Spec struct {
-	Kind Kind
+	Kind Kind `json:"kind,omitempty"`
 	// MaxUnavailable and MaxSurge bound a rolling update: how many nodes may be
 	// switching at once, and how many may run both versions. A batch is their sum.
-	MaxUnavailable Amount
-	MaxSurge       Amount
-	Steps          []Stage
+	MaxUnavailable Amount  `json:"max_unavailable,omitempty"`
+	MaxSurge       Amount  `json:"max_surge,omitempty"`
+	Steps          []Stage `json:"steps,omitempty"`
 	// Interval is each step's analysis window or pause unless the step names its own.
-	Interval time.Duration
+	Interval time.Duration `json:"interval,omitempty"`
 	// MaxExtensions is how many times an inconclusive analysis (too little traffic)
 	// extends its step by another interval before the step fails.
-	MaxExtensions int
-	Checks        Checks
+	MaxExtensions int    `json:"max_extensions,omitempty"`
+	Checks        Checks `json:"checks,omitempty"`
 }
 
 // Defaults.
