@@ -14,7 +14,7 @@ import (
 // TableFields are the keys of a manifest's [strategy] table and its
 // [strategy.analysis] table, for did-you-mean and for the manifest's schema.
 var (
-	TableFields    = []string{"kind", "steps", "interval", "max_extensions", "max_unavailable", "max_surge", "analysis"}
+	TableFields    = []string{"kind", "steps", "interval", "max_extensions", "max_unavailable", "max_surge", "sticky", "analysis"}
 	AnalysisFields = []string{"max_error_ratio", "max_error_increase", "max_p95_ratio", "max_p99_ratio", "max_cold_start_increase", "max_trap_increase", "min_requests", "alpha"}
 )
 
@@ -26,6 +26,7 @@ var (
 //	steps = ["1node", "10%", "manual", "50%", "100%"]   # the CLI's --steps grammar
 //	interval = "1m"
 //	max_extensions = 3
+//	sticky = "cookie:session"   # or "header:X-User": a client stays on one side
 //	[strategy.analysis]
 //	max_error_ratio = 1.0         # percent
 //	max_error_increase = 0.5      # percentage points over stable
@@ -86,6 +87,13 @@ func DecodeTable(file, at string, tbl map[string]any, pos func(field string) (li
 			d.at(at+".interval", "%q is not an interval; write a duration between 1s and 24h such as \"1m\"", v)
 		} else {
 			s.Interval = iv
+		}
+	}
+	if v, ok := d.str(tbl, at, "sticky"); ok {
+		if k, err := ParseSticky(v); err != nil {
+			d.at(at+".sticky", "%v", err)
+		} else {
+			s.Sticky = k
 		}
 	}
 	if n, ok := d.integer(tbl, at, "max_extensions", 0, 100); ok {

@@ -17,6 +17,7 @@ type Flags struct {
 	Interval       string // --interval 1m
 	MaxUnavailable string // --max-unavailable 1 or 25%
 	MaxSurge       string // --max-surge
+	Sticky         string // --sticky header:X-User or cookie:session
 }
 
 // IsZero reports whether no strategy flag was given, so the manifest's applies.
@@ -80,6 +81,16 @@ func ParseFlags(f Flags) (Spec, error) {
 			return Spec{}, fmt.Errorf("%s: %w", fl.name, err)
 		}
 		*fl.dst = a
+	}
+	if f.Sticky != "" {
+		if s.Kind != Canary {
+			return Spec{}, fmt.Errorf("--sticky is for --strategy canary's traffic weights, not %s", s.Kind)
+		}
+		k, err := ParseSticky(f.Sticky)
+		if err != nil {
+			return Spec{}, fmt.Errorf("--sticky: %w", err)
+		}
+		s.Sticky = k
 	}
 	if s.Kind == Rolling && f.MaxUnavailable == "" && f.MaxSurge == "" {
 		s.MaxUnavailable = Amount{Count: 1}

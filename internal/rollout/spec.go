@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -114,6 +115,27 @@ type Spec struct {
 	// extends its step by another interval before the step fails.
 	MaxExtensions int    `json:"max_extensions,omitempty"`
 	Checks        Checks `json:"checks,omitempty"`
+	// Sticky keeps a client on one side of a weight split: "header:NAME" or
+	// "cookie:NAME" names what the gateway hashes; empty splits each request anew.
+	Sticky string `json:"sticky,omitempty"`
+}
+
+var stickyNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)
+
+// ParseSticky checks a stickiness key: "header:X-User" or "cookie:session". The name
+// is an HTTP token (RFC 9110), what a header or cookie name may be.
+func ParseSticky(v string) (string, error) {
+	kind, name, ok := strings.Cut(v, ":")
+	if !ok || (kind != "header" && kind != "cookie") {
+		return "", fmt.Errorf("%q is not a stickiness key; write header:NAME or cookie:NAME, such as header:X-User", v)
+	}
+	if !stickyNameRE.MatchString(name) {
+		return "", fmt.Errorf("%q: %q is not a valid %s name (letters, digits and !#$%%&'*+.^_|~- , at most 128)", v, name, kind)
+	}
+	if kind == "header" {
+		name = http.CanonicalHeaderKey(name)
+	}
+	return kind + ":" + name, nil
 }
 
 // Defaults.
@@ -335,6 +357,13 @@ func (s Spec) Validate() error {
 	}
 	if s.MaxExtensions < 0 || s.MaxExtensions > 100 {
 		add("max_extensions: %d is outside 0–100", s.MaxExtensions)
+	}
+	if s.Sticky != "" {
+		if s.Kind != Canary {
+			add("sticky: stickiness applies to a canary's traffic weights, not to %s", s.Kind)
+		} else if _, err := ParseSticky(s.Sticky); err != nil {
+			add("sticky: %v", err)
+		}
 	}
 	if err := s.Checks.Validate(); err != nil {
 		add("%v", err)

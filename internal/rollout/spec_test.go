@@ -145,6 +145,7 @@ kind = "canary"
 steps = ["1node", "10%", "manual", "100%"]
 interval = "30s"
 max_extensions = 2
+sticky = "cookie:session"
 [strategy.analysis]
 max_error_ratio = 1
 max_error_increase = 0.5
@@ -154,7 +155,7 @@ min_requests = 50
 	if errs != "" {
 		t.Fatal(errs)
 	}
-	if s.Kind != Canary || len(s.Steps) != 3 || s.Steps[1].Gate != GateManual || s.Interval != 30*time.Second || s.MaxExtensions != 2 {
+	if s.Kind != Canary || len(s.Steps) != 3 || s.Steps[1].Gate != GateManual || s.Interval != 30*time.Second || s.MaxExtensions != 2 || s.Sticky != "cookie:session" {
 		t.Errorf("spec %+v", s)
 	}
 	if s.Checks.MaxErrorRatio != 0.01 || s.Checks.MaxErrorIncrease != 0.005 || s.Checks.MaxP99Ratio != 1.5 || s.Checks.MinRequests != 50 || s.Checks.Alpha != 0.05 {
@@ -181,6 +182,8 @@ func TestDecodeTableErrors(t *testing.T) {
 		{"analysis not table", "[strategy]\nkind = \"canary\"\nsteps = [\"100%\"]\nanalysis = 3\n", `strategy.analysis: must be a table`},
 		{"semantic", "[strategy]\nkind = \"canary\"\nsteps = [\"50%\", \"10%\"]\n", `weights must increase`},
 		{"surge type", "[strategy]\nkind = \"rolling\"\nmax_surge = true\n", `strategy.max_surge: must be a node count`},
+		{"sticky", "[strategy]\nkind = \"canary\"\nsteps = [\"100%\"]\nsticky = \"ip\"\n", `fermion.toml:4: strategy.sticky: "ip" is not a stickiness key`},
+		{"sticky on rolling", "[strategy]\nkind = \"rolling\"\nmax_surge = 1\nsticky = \"cookie:s\"\n", `stickiness applies to a canary`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,6 +274,11 @@ func TestParseFlags(t *testing.T) {
 		{"surge on canary", Flags{Steps: "10%", MaxSurge: "1"}, nil, "--max-surge is for --strategy rolling"},
 		{"bad amount", Flags{MaxUnavailable: "lots"}, nil, "--max-unavailable"},
 		{"semantic", Flags{Steps: "50%,10%"}, nil, "weights must increase"},
+		{"sticky", Flags{Steps: "10%,100%", Sticky: "header:x-user"}, func(s Spec) bool { return s.Sticky == "header:X-User" }, ""},
+		{"sticky cookie", Flags{Steps: "10%,100%", Sticky: "cookie:session_id"}, func(s Spec) bool { return s.Sticky == "cookie:session_id" }, ""},
+		{"sticky kind", Flags{Steps: "10%", Sticky: "query:u"}, nil, "write header:NAME or cookie:NAME"},
+		{"sticky name", Flags{Steps: "10%", Sticky: "header:X User"}, nil, "not a valid header name"},
+		{"sticky rolling", Flags{Strategy: "rolling", Sticky: "cookie:s"}, nil, "--sticky is for --strategy canary"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
