@@ -140,10 +140,17 @@ type Action struct {
 	Analysis *Analysis
 }
 
-// Start begins a rollout of app from one revision to another on nodes. It fails the
-// rollout (phase Failed, with a roll back that leaves From in place) when the first
-// step cannot be placed; it never returns an error for a spec Normalize accepted.
+// Start begins a rollout of app from one revision to another on nodes. It normalizes
+// spec (defaults for what a spec built in Go left out); a spec that is invalid, or a
+// first step that cannot be placed, fails the rollout at once (phase Failed, with a
+// roll back that leaves From in place).
 func Start(app string, from, to Revision, spec Spec, nodes []Node, now time.Time) (State, []Action) {
+	norm, err := spec.Normalize()
+	if err != nil {
+		s := State{App: app, From: from, To: to, Spec: spec, Updated: now}
+		return s.finish(Failed, err.Error(), now, nil)
+	}
+	spec = norm
 	s := State{App: app, From: from, To: to, Spec: spec, Plan: slices.Clone(spec.Plan(len(nodes))), Updated: now}
 	acts := []Action{
 		{Kind: ActRecord, Message: fmt.Sprintf("rollout of %s from revision %d to %d started (%s, %d steps)", app, from.Number, to.Number, spec.Kind, len(s.Plan))},

@@ -317,3 +317,20 @@ func TestStateJSONRoundTrip(t *testing.T) {
 		t.Errorf("unexpected encoding: %s", b)
 	}
 }
+
+func TestStartNormalizes(t *testing.T) {
+	st, err := ParseSteps("10%,100%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Built in Go, without gates, interval or checks: Start fills them in.
+	s, _ := Start("hello", v1, v2, Spec{Kind: Canary, Steps: st}, fleet(), t0)
+	s, _ = Step(s, Event{Kind: EventReady, Step: 0}, fleet(), t0)
+	if _, to, due := s.AnalysisDue(t0.Add(DefaultInterval)); !due || !to.Equal(t0.Add(DefaultInterval)) || s.Spec.Checks != DefaultChecks() {
+		t.Fatalf("unnormalized spec: %+v", s)
+	}
+	s, acts := Start("hello", v1, v2, Spec{Kind: Canary}, fleet(), t0)
+	if s.Phase != Failed || !strings.Contains(s.Reason, "a canary needs steps") || !slices.Contains(kinds(acts), ActRollBack) {
+		t.Fatalf("invalid spec: %s %q %v", s.Phase, s.Reason, kinds(acts))
+	}
+}
