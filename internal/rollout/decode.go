@@ -98,6 +98,10 @@ func DecodeTable(file, at string, tbl map[string]any, pos func(field string) (li
 	}
 	if n, ok := d.integer(tbl, at, "max_extensions", 0, 100); ok {
 		s.MaxExtensions = int(n)
+		if n == 0 {
+			// Written out, 0 means none; only an absent key means the default.
+			s.MaxExtensions = NoExtensions
+		}
 	}
 	for _, k := range []string{"max_unavailable", "max_surge"} {
 		raw, present := tbl[k]

@@ -336,7 +336,7 @@ func Step(s State, ev Event, nodes []Node, now time.Time) (State, []Action) {
 		case Fail:
 			return s.finish(RolledBack, fmt.Sprintf("step %d failed analysis: %s", s.Step+1, a), now, []Action{rec})
 		default:
-			if s.Extensions >= s.Spec.MaxExtensions {
+			if s.Extensions >= max(s.Spec.MaxExtensions, 0) {
 				return s.finish(RolledBack, fmt.Sprintf("step %d inconclusive after %d extensions: %s", s.Step+1, s.Extensions, a), now, []Action{rec})
 			}
 			s.Extensions++

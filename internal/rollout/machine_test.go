@@ -334,3 +334,15 @@ func TestStartNormalizes(t *testing.T) {
 		t.Fatalf("invalid spec: %s %q %v", s.Phase, s.Reason, kinds(acts))
 	}
 }
+
+func TestNoExtensions(t *testing.T) {
+	spec := canarySpec(t, "10%,100%")
+	spec.MaxExtensions = NoExtensions
+	s, _ := Start("hello", v1, v2, spec, fleet(), t0)
+	s, _ = Step(s, Event{Kind: EventReady, Step: 0}, fleet(), t0)
+	low := traffic(71, 20, 0, 1)
+	s, _ = Step(s, Event{Kind: EventObserved, Step: 0, Stable: low, Canary: low}, fleet(), s.WindowEnd)
+	if s.Phase != RolledBack || !strings.Contains(s.Reason, "inconclusive after 0 extensions") {
+		t.Fatalf("%s %q", s.Phase, s.Reason)
+	}
+}

@@ -112,7 +112,8 @@ type Spec struct {
 	// Interval is each step's analysis window or pause unless the step names its own.
 	Interval time.Duration `json:"interval,omitempty"`
 	// MaxExtensions is how many times an inconclusive analysis (too little traffic)
-	// extends its step by another interval before the step fails.
+	// extends its step by another interval before the step fails; 0 is the default
+	// (DefaultMaxExtensions), NoExtensions (-1) fails at the first inconclusive window.
 	MaxExtensions int    `json:"max_extensions,omitempty"`
 	Checks        Checks `json:"checks,omitempty"`
 	// Sticky keeps a client on one side of a weight split: "header:NAME" or
@@ -144,6 +145,8 @@ const (
 	DefaultMaxExtensions = 3
 	// MaxSteps bounds a canary; more steps than this is a typo, not a plan.
 	MaxSteps = 20
+	// NoExtensions as MaxExtensions: an inconclusive window fails its step at once.
+	NoExtensions = -1
 )
 
 // Default is the strategy of a deployment that names none: all at once.
@@ -355,7 +358,7 @@ func (s Spec) Validate() error {
 	if s.Interval < 0 || s.Interval > 24*time.Hour {
 		add("interval: %v is outside 0–24h", s.Interval)
 	}
-	if s.MaxExtensions < 0 || s.MaxExtensions > 100 {
+	if s.MaxExtensions < NoExtensions || s.MaxExtensions > 100 {
 		add("max_extensions: %d is outside 0–100", s.MaxExtensions)
 	}
 	if s.Sticky != "" {

@@ -161,6 +161,9 @@ min_requests = 50
 	if s.Checks.MaxErrorRatio != 0.01 || s.Checks.MaxErrorIncrease != 0.005 || s.Checks.MaxP99Ratio != 1.5 || s.Checks.MinRequests != 50 || s.Checks.Alpha != 0.05 {
 		t.Errorf("checks %+v", s.Checks)
 	}
+	if z, errs := decodeTOML(t, "[strategy]\nkind = \"canary\"\nsteps = [\"100%\"]\nmax_extensions = 0\n"); errs != "" || z.MaxExtensions != NoExtensions {
+		t.Errorf("max_extensions = 0: %d %s", z.MaxExtensions, errs)
+	}
 	r, errs := decodeTOML(t, "[strategy]\nkind = \"rolling\"\nmax_unavailable = 1\nmax_surge = \"25%\"\n")
 	if errs != "" || r.MaxUnavailable.Count != 1 || r.MaxSurge.Percent != 25 {
 		t.Errorf("rolling %+v %s", r, errs)
