@@ -42,6 +42,10 @@ var rules = []struct {
 	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
 	// clock, store or network; the control plane adapts it.
 	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},
+	// rollout is pure progressive-delivery logic: strategies, the rollout state
+	// machine and canary analysis over SLI samples. No clock, store or network; the
+	// control plane's rollout controller adapts it.
+	{"fermion.dev/fermion/internal/rollout", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/sli"}},
 	// notify delivers alerts to Alertmanager and webhooks; it adapts slo's transitions.
 	{"fermion.dev/fermion/internal/notify", []string{"fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},

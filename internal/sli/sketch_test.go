@@ -261,3 +261,22 @@ func FuzzSketch(f *testing.F) {
 		}
 	})
 }
+
+func TestSketchBuckets(t *testing.T) {
+	var s Sketch
+	s.Add(0)
+	s.AddN(time.Millisecond, 3)
+	s.Add(time.Second)
+	var idx []int
+	var total uint64
+	for i, c := range s.Buckets() {
+		idx = append(idx, i)
+		total += c
+		if i != math.MinInt && (BucketUpper(i) < MinTrackable || bucketOf(int64(BucketUpper(i))) != i) {
+			t.Errorf("bucket %d: upper %v does not fall in its own bucket", i, BucketUpper(i))
+		}
+	}
+	if total != s.Count() || len(idx) != 3 || idx[0] != math.MinInt || idx[1] >= idx[2] {
+		t.Fatalf("buckets %v total %d, want zero bucket then two increasing, total %d", idx, total, s.Count())
+	}
+}
