@@ -98,6 +98,9 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
+
+	snapshotOnce sync.Once              // snapshot.go
+	snapshots    *prometheus.CounterVec // result
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
