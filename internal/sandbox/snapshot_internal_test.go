@@ -93,7 +93,9 @@ func TestSnapshotFactsRoundTrip(t *testing.T) {
 }
 
 func TestMutableGlobals(t *testing.T) {
-	entries := func(es ...[]byte) []byte { return append(wasmbin.AppendU32(nil, uint32(len(es))), bytes.Join(es, nil)...) }
+	entries := func(es ...[]byte) []byte {
+		return append(wasmbin.AppendU32(nil, uint32(len(es))), bytes.Join(es, nil)...)
+	}
 	tests := []struct {
 		name     string
 		body     []byte
