@@ -16,6 +16,8 @@ import (
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
+
+	"fermion.dev/fermion/internal/manifest"
 )
 
 // Why snapshots? A new reactor instance used to run the guest's _initialize, which for
@@ -345,4 +347,31 @@ type countingFS struct {
 func (c countingFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
 	c.opens.Add(1)
 	return c.FS.OpenFile(p, flag, perm)
+}
+
+// SnapshotPlan says, without running the module, whether a node would start a reactor
+// module's instances from a snapshot: SnapshotTaken when it would take one, else the
+// code and reason of the refusal. A node that takes it may still fall back, logging and
+// counting why, when _initialize fails or opens files while the snapshot is taken. lim
+// is the manifest's load bounds, as Check takes them.
+func SnapshotPlan(wasm []byte, lim manifest.LoadLimits) (code, reason string, err error) {
+	vetted, err := vet(wasm, EffectiveLoadLimits(lim, manifest.LoadLimits{}))
+	if err != nil {
+		return "", "", err
+	}
+	rewritten, err := instrumentInterrupt(vetted)
+	if errors.Is(err, errUninstrumentable) {
+		return SnapshotNotRewritten, fmt.Sprintf("the module could not be rewritten for interrupts (%v), so its mutable globals cannot be read; every new instance runs _initialize", err), nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("rewrite module: %w", err)
+	}
+	o, err := readOutline(rewritten)
+	if err != nil {
+		return "", "", err
+	}
+	if reason, code := staticRefusal(o); code != "" {
+		return code, reason, nil
+	}
+	return SnapshotTaken, "each node runs _initialize once per version and starts new instances from a snapshot of it; what init reads from the clock and random numbers is then fixed per version", nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -301,5 +302,32 @@ func TestSnapshotInitReadsClockAndRandom(t *testing.T) {
 				t.Fatalf("init values shared by two instances: %v, want %v (%v, %v)", same, on, got[0], got[1])
 			}
 		})
+	}
+}
+
+// TestSnapshotPlan: what `fermion inspect` says, without running the module, matches
+// what a node does.
+func TestSnapshotPlan(t *testing.T) {
+	tests := []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"hello", reactor(t, guestHello), sandbox.SnapshotTaken},
+		{"raw, rewritten", rawGuest{interruptible: true}.wasm(), sandbox.SnapshotTaken},
+		{"raw, not rewritten", rawGuest{}.wasm(), sandbox.SnapshotNotRewritten},
+		{"table writes", rawGuest{interruptible: true, tables: [][]byte{{0x70, 0x00, 0x01}},
+			init: cat(i32(0), []byte{0xd0, 0x70, 0x26, 0x00})}.wasm(), sandbox.SnapshotTableWrites},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, reason, err := sandbox.SnapshotPlan(tt.wasm, manifest.LoadLimits{})
+			if err != nil || code != tt.want || reason == "" {
+				t.Fatalf("SnapshotPlan = %q, %q, %v; want %q", code, reason, err, tt.want)
+			}
+		})
+	}
+	if _, _, err := sandbox.SnapshotPlan([]byte("not wasm"), manifest.LoadLimits{}); err == nil {
+		t.Fatal("SnapshotPlan accepted bytes that are not a module")
 	}
 }
