@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // Why snapshots? A new reactor instance used to run the guest's _initialize, which for
@@ -44,15 +45,15 @@ import (
 
 // Snapshot reason codes: the result label of fermion_instance_snapshots_total.
 const (
-	SnapshotTaken         = "taken"
-	SnapshotDisabled      = "disabled"
-	SnapshotNotRewritten  = "not_rewritten"
-	SnapshotStartFunction = "start_function"
-	SnapshotTableWrites   = "table_writes"
-	SnapshotGlobalType    = "global_type"
-	SnapshotInitFailed    = "init_failed"
-	SnapshotInitFiles     = "init_opened_files"
-	SnapshotNodeMemory    = "node_memory"
+	SnapshotTaken         = telemetry.SnapshotTaken         // new instances start from the snapshot
+	SnapshotDisabled      = telemetry.SnapshotDisabled      // EngineConfig.NoSnapshots
+	SnapshotNotRewritten  = telemetry.SnapshotNotRewritten  // the interrupt rewrite could not handle the module
+	SnapshotStartFunction = telemetry.SnapshotStartFunction // a start function would run again
+	SnapshotTableWrites   = telemetry.SnapshotTableWrites   // code writes tables, which are not recorded
+	SnapshotGlobalType    = telemetry.SnapshotGlobalType    // a mutable v128 or reference global
+	SnapshotInitFailed    = telemetry.SnapshotInitFailed    // _initialize failed while the snapshot was taken
+	SnapshotInitFiles     = telemetry.SnapshotInitFiles     // _initialize opened files
+	SnapshotNodeMemory    = telemetry.SnapshotNodeMemory    // no node memory for the snapshot's instance
 )
 
 // SnapshotInfo says whether a function's new instances start from a snapshot, and what

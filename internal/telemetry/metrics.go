@@ -99,8 +99,7 @@ type Metrics struct {
 	mu      sync.Mutex
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
 
-	snapshotOnce sync.Once              // snapshot.go
-	snapshots    *prometheus.CounterVec // result
+	snapshots *prometheus.CounterVec // result (snapshot.go)
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
@@ -171,6 +170,7 @@ func NewMetrics(version string) *Metrics {
 		m.Compile, m.InFlight,
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
+	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
 	return m
 }
 
