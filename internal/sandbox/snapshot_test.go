@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -329,5 +331,46 @@ func TestSnapshotPlan(t *testing.T) {
 	}
 	if _, _, err := sandbox.SnapshotPlan([]byte("not wasm"), manifest.LoadLimits{}); err == nil {
 		t.Fatal("SnapshotPlan accepted bytes that are not a module")
+	}
+}
+
+// TestSnapshotFileGrants: a guest whose init opens a granted file is not snapshotted (the
+// file would not be open in a restored instance) and is served as before; one that only
+// opens files during requests is snapshotted and still reads its grant.
+func TestSnapshotFileGrants(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x"), []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	grant := []manifest.Mount{{Source: dir, Destination: "/data"}}
+	tests := []struct {
+		name     string
+		guest    string
+		files    []manifest.Mount
+		wantCode string
+		want     string
+	}{
+		{"init opens a granted file", "examples/testdata/faults/initfile", grant, sandbox.SnapshotInitFiles, "init read /data/x: 5 bytes"},
+		{"init opens a file not granted", "examples/testdata/faults/initfile", nil, sandbox.SnapshotTaken, "init read /data/x: error:"},
+		{"requests open a granted file", guestFile, grant, sandbox.SnapshotTaken, "read /data/x: succeeded (5 bytes)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, m, logs := newEngineWithLogs(t)
+			s := spec("files", reactor(t, tt.guest))
+			s.Capabilities.Files = tt.files
+			s.Scaling.MaxRequestsPerInstance = 1
+			f := load(t, e, s)
+			if info := f.Snapshot(); info.Code != tt.wantCode {
+				t.Fatalf("Snapshot() = %+v, want %s\n%s", info, tt.wantCode, logs.String())
+			}
+			wantMetric(t, "snapshot result", snapshotResults(m, tt.wantCode), 1)
+			for range 2 {
+				resp := wantOK(t, f, get("/file"), "")
+				if !strings.Contains(string(resp.Body), tt.want) {
+					t.Fatalf("body %q does not contain %q", resp.Body, tt.want)
+				}
+			}
+		})
 	}
 }
