@@ -199,6 +199,8 @@ type Spec struct {
 	Scaling       manifest.Scaling
 	// Labels are added to every log line of this function (for example node and region).
 	Labels map[string]string
+	// NoSnapshot is the manifest's component.snapshot = false (snapshot.go).
+	NoSnapshot bool
 }
 
 // SpecFromManifest builds a Spec from a manifest and the module bytes.
@@ -211,6 +213,7 @@ func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
 		Limits:       m.Limits,
 		Capabilities: m.Capabilities,
 		Scaling:      m.Scaling,
+		NoSnapshot:   m.Component.NoSnapshot,
 	}
 }
 

@@ -128,6 +128,9 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	if f.engine.noSnapshots {
 		return no(SnapshotDisabled, "snapshots are switched off on this node; every new instance runs _initialize")
 	}
+	if f.spec.NoSnapshot {
+		return no(SnapshotDisabled, "the manifest sets component.snapshot = false; every new instance runs _initialize")
+	}
 	if !f.interruptible {
 		return no(SnapshotNotRewritten, "the module could not be rewritten for interrupts, so its mutable globals cannot be read; every new instance runs _initialize")
 	}

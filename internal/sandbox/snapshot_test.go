@@ -374,3 +374,17 @@ func TestSnapshotFileGrants(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotOffInManifest: component.snapshot = false makes every instance run
+// _initialize, and says so.
+func TestSnapshotOffInManifest(t *testing.T) {
+	e, m := newEngine(t)
+	s := rawSpec(rawGuest{interruptible: true, handle: respond(rawOK)}.withResponse(rawOK))
+	s.NoSnapshot = true
+	f := load(t, e, s)
+	if info := f.Snapshot(); info.Used || info.Code != sandbox.SnapshotDisabled || !strings.Contains(info.Reason, "component.snapshot = false") {
+		t.Fatalf("Snapshot() = %+v", info)
+	}
+	wantMetric(t, "snapshots disabled", snapshotResults(m, sandbox.SnapshotDisabled), 1)
+	wantOK(t, f, get("/"), "raw ok")
+}
