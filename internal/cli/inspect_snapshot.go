@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"fermion.dev/fermion/internal/manifest"
@@ -32,6 +33,14 @@ func (s snapshotShown) String() string {
 func snapshotPlanOf(ctx context.Context, cl *oci.Client, p *oci.Pulled) snapshotShown {
 	if p.Parsed.Config.Module.ABI == sandbox.ABICommand {
 		return snapshotShown{Result: "not_applicable", Reason: "a command module runs once per request; there is no instance to start from a snapshot"}
+	}
+	var m struct {
+		Component struct {
+			Snapshot *bool `json:"snapshot"`
+		} `json:"component"`
+	}
+	if json.Unmarshal(p.Parsed.Config.Manifest, &m) == nil && m.Component.Snapshot != nil && !*m.Component.Snapshot {
+		return snapshotShown{Result: sandbox.SnapshotDisabled, Reason: "the manifest sets component.snapshot = false; every new instance runs _initialize"}
 	}
 	var buf bytes.Buffer
 	if err := cl.FetchBlob(ctx, p.Ref, p.Parsed.Layer, &buf); err != nil {
