@@ -83,11 +83,11 @@ type snapshots struct {
 
 // snapshot is an initialised instance's state.
 type snapshot struct {
-	pages   uint32 // memory size, in 64 KiB pages
-	runs    []pageRun
-	data    []byte // the runs' contents, back to back
-	globals []globalExport
-	values  []uint64 // globals' values, as api.Global.Get returns them
+	pages  uint32 // memory size, in 64 KiB pages
+	runs   []pageRun
+	data   []byte   // the runs' contents, back to back
+	names  []string // the mutable globals' export names
+	values []uint64 // their values, as api.Global.Get returns them
 }
 
 // pageRun is a run of memory that differs from a freshly instantiated memory: it starts
@@ -166,18 +166,19 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	if !ok {
 		return no(SnapshotInitFailed, "read the initialised memory: out of range")
 	}
-	s := &snapshot{pages: inst.mem.Size() / 65536, globals: o.facts.globals}
+	s := &snapshot{pages: inst.mem.Size() / 65536}
 	s.runs, s.data = diffPages(pristine, mem)
-	for _, g := range s.globals {
+	for _, g := range o.facts.globals {
 		gl := inst.mod.ExportedGlobal(g.name())
 		if gl == nil {
 			return no(SnapshotNotRewritten, fmt.Sprintf("the module does not export global %s; every new instance runs _initialize", g.name()))
 		}
+		s.names = append(s.names, g.name())
 		s.values = append(s.values, gl.Get())
 	}
 	f.snaps.snap = s
 	info.Used, info.Code = true, SnapshotTaken
-	info.MemoryBytes, info.StoredBytes, info.Globals = int64(len(mem)), int64(len(s.data)), len(s.globals)
+	info.MemoryBytes, info.StoredBytes, info.Globals = int64(len(mem)), int64(len(s.data)), len(s.names)
 	return info
 }
 
@@ -282,10 +283,10 @@ func (s *snapshot) restore(mod api.Module) error {
 	for _, r := range s.runs {
 		copy(buf[r.off:], s.data[r.start:r.end])
 	}
-	for i, g := range s.globals {
-		mg, ok := mod.ExportedGlobal(g.name()).(api.MutableGlobal)
+	for i, name := range s.names {
+		mg, ok := mod.ExportedGlobal(name).(api.MutableGlobal)
 		if !ok {
-			return fmt.Errorf("restore snapshot: global %s is not exported as mutable", g.name())
+			return fmt.Errorf("restore snapshot: global %s is not exported as mutable", name)
 		}
 		mg.Set(s.values[i])
 	}
