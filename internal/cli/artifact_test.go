@@ -136,7 +136,8 @@ func TestArtifactFlow(t *testing.T) {
 	t.Run("inspect", func(t *testing.T) {
 		out := mustRun(t, "inspect", ref, "--verify", signingPub)
 		for _, want := range []string{"digest     " + digest, "signatures verified by key " + keyID, "artifact   application/vnd.fermion.app.v1", "abi=reactor",
-			"max_function_branches  10000     default", "compile_timeout        2m0s      default"} {
+			"max_function_branches  10000     default", "compile_timeout        2m0s      default",
+			"snapshot   yes: each node runs _initialize once per version"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("inspect lacks %q:\n%s", want, out)
 			}
@@ -195,10 +196,16 @@ func TestArtifactFlow(t *testing.T) {
 		if !strings.Contains(out, "signatures verified by key ") || !strings.Contains(out, keyID) || !strings.Contains(out, otherID) {
 			t.Fatalf("inspect of a co-signed artifact with both keys names not both signers:\n%s", out)
 		}
-		var doc struct{ VerifiedBy []string }
+		var doc struct {
+			VerifiedBy []string
+			Snapshot   struct{ Result string }
+		}
 		out = mustRun(t, "inspect", ref, "--json", "--verify", otherPub, "--verify", signingPub)
 		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.VerifiedBy) != 2 || !slices.Contains(doc.VerifiedBy, keyID) || !slices.Contains(doc.VerifiedBy, otherID) {
 			t.Fatalf("inspect --json of a co-signed artifact: verifiedBy %v (%v)\n%s", doc.VerifiedBy, err, out)
+		}
+		if doc.Snapshot.Result != "taken" {
+			t.Fatalf("inspect --json: snapshot %+v, want taken", doc.Snapshot)
 		}
 	})
 

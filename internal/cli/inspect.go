@@ -74,6 +74,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 					verdict = "verified by key " + strings.Join(signers, ", key ")
 				}
 			}
+			snap := snapshotPlanOf(c.Context(), cl, p) // inspect_snapshot.go
 			w := c.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(w)
@@ -81,7 +82,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 				if err := enc.Encode(map[string]any{
 					"reference": ref.String(), "digest": p.ManifestDigest, "manifest": json.RawMessage(p.Manifest),
 					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict, "verifiedBy": signers,
-					"load_bounds": loadBoundsOf(p.Parsed.Config.Manifest),
+					"load_bounds": loadBoundsOf(p.Parsed.Config.Manifest), "snapshot": snap,
 				}); err != nil {
 					return err
 				}
@@ -115,6 +116,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 			for _, b := range loadBoundsOf(cfg.Manifest) {
 				fmt.Fprintf(w, "  %-22s %-9s %s\n", b.Key, b.Value, b.Source)
 			}
+			fmt.Fprintf(w, "snapshot   %s\n", snap) // inspect_snapshot.go
 			fmt.Fprintf(w, "signatures %s\n", verdict)
 			for _, s := range sigs {
 				fmt.Fprintf(w, "  signature layer %s\n", s.Layer.Digest)

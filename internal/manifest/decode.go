@@ -57,7 +57,7 @@ var (
 var schema = map[string][]string{
 	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling", "slo"},
 	"app":             {"name", "version", "description", "labels"},
-	"component":       {"source", "abi", "build"},
+	"component":       {"source", "abi", "build", "snapshot"},
 	"component.build": {"command", "workdir", "env"},
 	"routes[]":        {"path", "host"},
 	"limits": {"memory", "timeout", "max_request_body", "max_response_body", "max_concurrency", "queue_timeout",
@@ -633,6 +633,14 @@ func (d *decoder) component(raw map[string]any, dir string) Component {
 				msg = fmt.Sprintf("%s is not an ABI; did you mean %q?", quoteShort(abi), s)
 			}
 			d.at("component.abi", "%s", msg)
+		}
+	}
+
+	if v, present := t["snapshot"]; present {
+		if b, ok := v.(bool); ok {
+			c.NoSnapshot = !b
+		} else {
+			d.at("component.snapshot", "must be true or false, not %s; false makes every new instance run _initialize instead of starting from a snapshot", describe(v))
 		}
 	}
 

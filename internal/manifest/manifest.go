@@ -62,6 +62,9 @@ type Component struct {
 	// ABI is "reactor", "command" or "" to detect from the module's exports.
 	ABI   string
 	Build *Build // nil when there is no [component.build]
+	// NoSnapshot is component.snapshot = false: every new instance runs the guest's
+	// _initialize instead of starting from a snapshot of an initialised one.
+	NoSnapshot bool
 }
 
 // Build says how to produce Component.Source from source code.
@@ -235,6 +238,9 @@ type (
 		Source string     `json:"source"`
 		ABI    string     `json:"abi"`
 		Build  *normBuild `json:"build,omitempty"`
+		// Snapshot is emitted only when false, so that adding it changed no existing
+		// app's config digest.
+		Snapshot *bool `json:"snapshot,omitempty"`
 	}
 	normBuild struct {
 		Command string            `json:"command"`
@@ -299,7 +305,7 @@ func (m *Manifest) Normalize() ([]byte, error) {
 			Description: m.App.Description,
 			Labels:      nonNil(m.App.Labels),
 		},
-		Component: normComp{ABI: m.Component.ABI},
+		Component: normComp{ABI: m.Component.ABI, Snapshot: noSnapshot(m.Component.NoSnapshot)},
 		Routes:    make([]normRoute, 0, len(m.Routes)),
 		Limits: normLimits{
 			Memory:          m.Limits.MemoryBytes,
@@ -386,4 +392,13 @@ func nonNil(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// noSnapshot is component.snapshot in the normalized form: absent unless false.
+func noSnapshot(off bool) *bool {
+	if !off {
+		return nil
+	}
+	f := false
+	return &f
 }

@@ -607,6 +607,11 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`fermion.toml:7: component.abi: "comand" is not an ABI; did you mean "command"?`},
 		},
 		{
+			name: "snapshot not a bool",
+			src:  strings.Replace(base, `source = "hello.wasm"`, "source = \"hello.wasm\"\nsnapshot = \"no\"", 1),
+			want: []string{`fermion.toml:7: component.snapshot: must be true or false, not string "no"; false makes every new instance run _initialize instead of starting from a snapshot`},
+		},
+		{
 			name: "wrong manifest_version",
 			src:  strings.Replace(base, "manifest_version = 1", "manifest_version = 2", 1),
 			want: []string{`fermion.toml:1: manifest_version: unsupported version 2; this version of fermion reads manifest_version = 1`},
@@ -859,6 +864,45 @@ q = 1
 			}
 			if got.line != tt.line || got.col != tt.col {
 				t.Errorf("%s at %d:%d, want %d:%d", tt.path, got.line, got.col, tt.line, tt.col)
+			}
+		})
+	}
+}
+
+// TestComponentSnapshot: component.snapshot = false reaches the normalized config (and
+// back), and leaving it out or setting true changes no digest.
+func TestComponentSnapshot(t *testing.T) {
+	base := "manifest_version = 1\n[app]\nname = \"n\"\nversion = \"1.0.0\"\n[component]\nsource = \"x.wasm\"\n"
+	routes := "[[routes]]\npath = \"/\"\n"
+	tests := []struct {
+		name     string
+		line     string
+		wantOff  bool
+		wantNorm bool // "snapshot":false in the normalized form
+	}{
+		{"absent", "", false, false},
+		{"true", "snapshot = true\n", false, false},
+		{"false", "snapshot = false\n", true, true},
+	}
+	plain, err := mustParse(t, base+routes, "").Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mustParse(t, base+tt.line+routes, "")
+			if m.Component.NoSnapshot != tt.wantOff {
+				t.Fatalf("NoSnapshot = %v, want %v", m.Component.NoSnapshot, tt.wantOff)
+			}
+			norm, err := m.Normalize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(norm), `"snapshot":false`); got != tt.wantNorm {
+				t.Fatalf("normalized %s", norm)
+			}
+			if !tt.wantNorm && string(norm) != string(plain) {
+				t.Fatalf("the normalized form changed:\n%s\n%s", norm, plain)
 			}
 		})
 	}

@@ -72,6 +72,9 @@ type EngineConfig struct {
 	CompileWorker []string
 	// CompileMemory bounds a compile worker's memory (0: DefaultCompileMemory).
 	CompileMemory int64
+	// NoSnapshots makes every new reactor instance run the guest's _initialize instead
+	// of starting from a snapshot of an initialised one (snapshot.go).
+	NoSnapshots bool
 }
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
@@ -92,6 +95,7 @@ type Engine struct {
 	cacheDir      string
 	worker        []string // nil: compile in-process
 	compileMemory int64
+	noSnapshots   bool
 }
 
 // NewEngine returns an Engine. Close it to release the compilation cache.
@@ -106,6 +110,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		load:    cfg.LoadLimits,
 
 		compileMemory: cfg.CompileMemory,
+		noSnapshots:   cfg.NoSnapshots,
 	}
 	if e.compileMemory <= 0 {
 		e.compileMemory = DefaultCompileMemory
@@ -194,6 +199,8 @@ type Spec struct {
 	Scaling       manifest.Scaling
 	// Labels are added to every log line of this function (for example node and region).
 	Labels map[string]string
+	// NoSnapshot is the manifest's component.snapshot = false (snapshot.go).
+	NoSnapshot bool
 }
 
 // SpecFromManifest builds a Spec from a manifest and the module bytes.
@@ -206,6 +213,7 @@ func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
 		Limits:       m.Limits,
 		Capabilities: m.Capabilities,
 		Scaling:      m.Scaling,
+		NoSnapshot:   m.Component.NoSnapshot,
 	}
 }
 
@@ -305,6 +313,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took
 		return fail(err)
 	}
+	f.takeSnapshot(ctx, code) // snapshot.go: before any instance, so all start from it
 	if err := f.prewarm(ctx); err != nil {
 		f.Close(ctx)
 		return nil, fmt.Errorf("load %s: prewarm: %w", id, err)

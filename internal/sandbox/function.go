@@ -103,6 +103,8 @@ type Function struct {
 	memHold int64
 	// grants are the files grants' roots, shared by every instance; closed with rt.
 	grants []grantMount
+	// snaps is the snapshot new instances start from, if any (snapshot.go).
+	snaps snapshots
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at

@@ -104,6 +104,11 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no memory to yield to Go through", errUninstrumentable)
 	}
 	g := importedGlobals + definedGlobals // the interrupt global; g+1 counts down to a yield
+	// Snapshots restore the module's own mutable globals (snapshot_rewrite.go).
+	globals, err := mutableGlobals(sections[globalIdx].body, importedGlobals)
+	if err != nil {
+		return nil, err
+	}
 
 	// Global section: two more mutable i32s, the interrupt (0) and the countdown.
 	{
@@ -121,13 +126,12 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		er := wasmbin.Reader{B: sections[exportIdx].body}
 		n := er.U32()
 		rest := er.B
-		out := wasmbin.AppendU32(nil, n+1)
-		out = append(out, rest...)
+		out := append([]byte(nil), rest...)
 		out = wasmbin.AppendU32(out, uint32(len(InterruptExport)))
 		out = append(out, InterruptExport...)
 		out = append(out, 0x03)
 		out = wasmbin.AppendU32(out, g)
-		sections[exportIdx].body = out
+		sections[exportIdx].body = appendGlobalExports(n+1, out, globals)
 	}
 	// Code section: at the top of every loop, the interrupt check, then the countdown:
 	//
@@ -143,7 +147,7 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	check = append(append(check, n...), 0x45, 0x04, 0x40, 0x41)
 	check = append(append(append(check, wasmbin.AppendS32(nil, yieldEvery)...), 0x24), n...)
 	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b)
-	code, segmentRefs, err := instrumentCode(sections[codeIdx].body, check)
+	code, segmentRefs, tableWrites, err := instrumentCode(sections[codeIdx].body, check)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +157,7 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	if dataIdx >= 0 && !dataCount && !segmentRefs {
 		sections[dataIdx].body = mergeData(sections[dataIdx].body)
 	}
+	sections = append(sections, section{0, appendFacts(nil, snapshotFacts{tableWrites: tableWrites, globals: globals})})
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8)
 	out = append(out, wasm[:8]...)
@@ -195,8 +200,9 @@ func countImports(b []byte) (globals, memories uint32, err error) {
 }
 
 // instrumentCode instruments every function body. segmentRefs reports whether any
-// refers to a data segment by index (memory.init, data.drop).
-func instrumentCode(b []byte, check []byte) (out []byte, segmentRefs bool, err error) {
+// refers to a data segment by index (memory.init, data.drop), tableWrites whether any
+// writes to a table.
+func instrumentCode(b []byte, check []byte) (out []byte, segmentRefs, tableWrites bool, err error) {
 	r := wasmbin.Reader{B: b}
 	n := r.U32()
 	out = wasmbin.AppendU32(make([]byte, 0, len(b)+len(b)/8), n)
@@ -205,24 +211,25 @@ func instrumentCode(b []byte, check []byte) (out []byte, segmentRefs bool, err e
 		size := r.U32()
 		fn := r.Bytes(size)
 		if r.Err != nil {
-			return nil, false, fmt.Errorf("function %d: %w", i, r.Err)
+			return nil, false, false, fmt.Errorf("function %d: %w", i, r.Err)
 		}
-		body, err = instrumentBody(body[:0], fn, check, &segmentRefs)
+		body, err = instrumentBody(body[:0], fn, check, &segmentRefs, &tableWrites)
 		if err != nil {
-			return nil, false, fmt.Errorf("function %d: %w", i, err)
+			return nil, false, false, fmt.Errorf("function %d: %w", i, err)
 		}
 		out = wasmbin.AppendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
 	if !r.Done() {
-		return nil, false, errors.New("trailing bytes in code section")
+		return nil, false, false, errors.New("trailing bytes in code section")
 	}
-	return out, segmentRefs, nil
+	return out, segmentRefs, tableWrites, nil
 }
 
 // instrumentBody copies one function body, inserting check after every loop header,
-// and sets *segmentRefs when the body uses a data segment index.
-func instrumentBody(out, fn, check []byte, segmentRefs *bool) ([]byte, error) {
+// and sets *segmentRefs when the body uses a data segment index, *tableWrites when it
+// writes to a table.
+func instrumentBody(out, fn, check []byte, segmentRefs, tableWrites *bool) ([]byte, error) {
 	r := wasmbin.Reader{B: fn}
 	groups := r.U32()
 	for i := uint32(0); i < groups && r.Err == nil; i++ {
@@ -257,6 +264,7 @@ func instrumentBody(out, fn, check []byte, segmentRefs *bool) ([]byte, error) {
 			r.Bytes(r.U32())
 		case op >= 0x20 && op <= 0x26:
 			r.U32()
+			*tableWrites = *tableWrites || op == 0x26 // table.set
 		case op >= 0x28 && op <= 0x3e:
 			if align := r.U32(); align&0x40 != 0 {
 				r.U32() // memory index (multi-memory)
@@ -285,6 +293,7 @@ func instrumentBody(out, fn, check []byte, segmentRefs *bool) ([]byte, error) {
 				*segmentRefs = true
 			case sub == 13 || sub == 15 || sub == 16 || sub == 17:
 				r.U32()
+				*tableWrites = *tableWrites || sub != 16 // elem.drop, table.grow, table.fill
 			case sub == 10:
 				r.Byte()
 				r.Byte()
@@ -293,6 +302,7 @@ func instrumentBody(out, fn, check []byte, segmentRefs *bool) ([]byte, error) {
 			case sub == 12 || sub == 14:
 				r.U32()
 				r.U32()
+				*tableWrites = true // table.init, table.copy
 			default:
 				return nil, fmt.Errorf("opcode 0xfc %d: %w", sub, errUninstrumentable)
 			}

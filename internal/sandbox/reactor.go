@@ -217,7 +217,7 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 		WithStdout(stdout).
 		WithStderr(stderr).
 		WithSysWalltime().
-		WithSysNanotime().
+		WithNanotime(nanotime, sys.ClockResolution(1)). // snapshot.go: one clock for restored instances
 		// A guest in the host's sleep cannot see an interrupt, so the sleep ends when the
 		// instance is interrupted (deadline, client gone), and never lasts past the
 		// deadline anyway.
@@ -277,7 +277,8 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 	}
 	t0 := time.Now()
 	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
-	mod, err := f.rt.InstantiateModule(actx, f.compiled, f.moduleConfig(inst.stdout, inst.stderr, inst.woken))
+	cfg := f.snaps.rec.config(f.moduleConfig(inst.stdout, inst.stderr, inst.woken), f) // snapshot.go: counts init's reads while a snapshot is taken
+	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	if err != nil {
 		inst.release()
 		if inst.cancel != nil {
@@ -289,7 +290,16 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 	inst.mod = mod
 	f.bindInterrupt(inst)
 	t1 := time.Now()
-	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+	init := mod.ExportedFunction(abi.ExportInitialize)
+	if snap := f.snaps.snap; snap != nil { // snapshot.go: a restored instance skips _initialize
+		if err := snap.restore(mod); err != nil {
+			inst.close()
+			span.SetStatus(codes.Error, err.Error())
+			return nil, err
+		}
+		init = nil
+	}
+	if init != nil {
 		timer := time.AfterFunc(f.spec.Limits.Timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 		_, err := init.Call(ctx)
 		timedOut := !timer.Stop()

@@ -100,7 +100,8 @@ type Metrics struct {
 	mu      sync.Mutex
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
 
-	sliSink atomic.Pointer[sliSinkBox] // SetSLISink (slisink.go)
+	sliSink   atomic.Pointer[sliSinkBox] // SetSLISink (slisink.go)
+	snapshots *prometheus.CounterVec     // result (snapshot.go)
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
@@ -171,6 +172,7 @@ func NewMetrics(version string) *Metrics {
 		m.Compile, m.InFlight,
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
+	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
 	return m
 }
 

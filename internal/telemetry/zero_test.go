@@ -41,6 +41,8 @@ func TestLabelledCountersStartAtZero(t *testing.T) {
 		{metric: "fermion_load_failures_total", label: "reason", values: "build manifest unavailable rejected pull policy module routes"},
 		{metric: "fermion_telemetry_exports_total", label: "result", values: "sent spooled replayed rejected"},
 		{metric: "fermion_telemetry_spool_dropped_total", label: "reason", values: "full rejected unreadable"},
+		{metric: "fermion_instance_snapshots_total", label: "result",
+			values: "taken disabled not_rewritten start_function table_writes global_type init_failed init_opened_files node_memory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {

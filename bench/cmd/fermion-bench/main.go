@@ -580,7 +580,8 @@ func coldStartBench(args []string) error {
 	fs := flag.NewFlagSet("coldstart", flag.ExitOnError)
 	coldN := fs.Int("cold", 5, "compiles with an empty cache")
 	cachedN := fs.Int("cached", 20, "compiles from the on-disk cache (new engine each time)")
-	instN := fs.Int("instances", 200, "instances created")
+	instN := fs.Int("instances", 200, "instances created with each start (normal, snapshot), over all rounds")
+	rounds := fs.Int("rounds", 2, "rounds alternating normal starts and snapshot restores")
 	guest := fs.String("guest", "examples/hello", "reactor guest package, served with examples/hello's manifest")
 	fs.Parse(args)
 	r, err := root()
@@ -642,38 +643,60 @@ func coldStartBench(args []string) error {
 	}
 
 	// Instances: a function whose instances serve one request each, so every request
-	// creates a new instance; the hook reports the phases.
-	var mu sync.Mutex
-	var inst, init, total []time.Duration
-	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, OnInstanceStart: func(a, b time.Duration) {
-		mu.Lock()
-		inst = append(inst, a)
-		init = append(init, b)
-		total = append(total, a+b)
-		mu.Unlock()
-	}})
-	if err != nil {
-		return err
-	}
-	defer e.Close(ctx)
-	s := spec
-	s.Scaling.MaxRequestsPerInstance = 1
-	f, err := e.Load(ctx, s)
-	if err != nil {
-		return err
-	}
-	req := &sandbox.Request{ID: "bench", Method: "GET", URI: "/hello", Host: "localhost", Header: http.Header{}}
-	var first []time.Duration
-	for i := 0; i < *instN; i++ {
-		t0 := time.Now()
-		if _, err := f.Invoke(ctx, req); err != nil {
-			return err
+	// creates a new instance; the hook reports the phases. Normal starts (_initialize in
+	// every instance) and restores from a snapshot alternate in rounds, in one process.
+	type phases struct{ inst, init, total, first []time.Duration }
+	var modes [2]phases // 0: _initialize, 1: snapshot
+	var info sandbox.SnapshotInfo
+	for round := 0; round < *rounds; round++ {
+		for mode := range modes {
+			var mu sync.Mutex
+			p := &modes[mode]
+			e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, NoSnapshots: mode == 0,
+				OnInstanceStart: func(a, b time.Duration) {
+					mu.Lock()
+					p.inst = append(p.inst, a)
+					p.init = append(p.init, b)
+					p.total = append(p.total, a+b)
+					mu.Unlock()
+				}})
+			if err != nil {
+				return err
+			}
+			s := spec
+			s.Scaling.MaxRequestsPerInstance = 1
+			n0 := len(p.total)
+			f, err := e.Load(ctx, s)
+			if err != nil {
+				e.Close(ctx)
+				return err
+			}
+			// Not the instance the snapshot was taken from: it ran _initialize.
+			mu.Lock()
+			p.inst, p.init, p.total = p.inst[:n0], p.init[:n0], p.total[:n0]
+			mu.Unlock()
+			if mode == 1 {
+				info = f.Snapshot()
+			}
+			req := &sandbox.Request{ID: "bench", Method: "GET", URI: "/hello", Host: "localhost", Header: http.Header{}}
+			perRound := *instN / *rounds
+			for i := 0; i < perRound; i++ {
+				t0 := time.Now()
+				if _, err := f.Invoke(ctx, req); err != nil {
+					return err
+				}
+				p.first = append(p.first, time.Since(t0))
+			}
+			f.Close(ctx)
+			e.Close(ctx)
+			p50, p99 := percentiles(append([]time.Duration(nil), p.total[n0:]...))
+			fmt.Fprintf(os.Stderr, "round %d snapshot=%v: new instance p50 %.3f ms p99 %.3f ms\n", round, mode == 1, ms(p50), ms(p99))
 		}
-		first = append(first, time.Since(t0))
 	}
-	f.Close(ctx)
 
 	fmt.Printf("\nmodule %s, %d bytes, GOMAXPROCS %d\n\n", *guest, len(wasm), runtime.GOMAXPROCS(0))
+	fmt.Printf("snapshot: used %v (%s) memory %d bytes, stored %d bytes, %d globals, init read %d random bytes and the clock %d times, taken in %.1f ms\n\n",
+		info.Used, info.Code, info.MemoryBytes, info.StoredBytes, info.Globals, info.RandomBytes, info.ClockReads, float64(info.Took.Microseconds())/1000)
 	fmt.Println("| phase | n | p50 ms | p99 ms |")
 	fmt.Println("|---|---|---|---|")
 	row := func(name string, ds []time.Duration) {
@@ -682,10 +705,16 @@ func coldStartBench(args []string) error {
 	}
 	row("compile, empty cache (Load, min_warm 0)", cold)
 	row("compile, on-disk cache, new engine", cached)
-	row("instantiate (wazero)", inst)
-	row("guest init (_initialize)", init)
-	row("new instance = instantiate + init", total)
-	row("first request on a new instance (cold request)", first)
+	for mode, name := range []string{"_initialize", "snapshot"} {
+		p := modes[mode]
+		row("instantiate (wazero), "+name, p.inst)
+		row(map[bool]string{false: "guest init (_initialize)", true: "restore from the snapshot"}[mode == 1], p.init)
+		row("new instance, "+name, p.total)
+		row("first request on a new instance, "+name, p.first)
+	}
+	p50s, _ := percentiles(modes[1].total)
+	p50n, _ := percentiles(modes[0].total)
+	fmt.Printf("\nnew instance p50, snapshot / _initialize: %.3f\n", float64(p50s)/float64(p50n))
 	p50c, _ := percentiles(cold)
 	p50h, _ := percentiles(cached)
 	fmt.Printf("\ncached / cold compile (p50): %.4f\n", float64(p50h)/float64(p50c))

@@ -1,0 +1,172 @@
+package sandbox
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"fermion.dev/fermion/internal/wasmbin"
+)
+
+func TestDiffPages(t *testing.T) {
+	page := func(b byte) []byte { return bytes.Repeat([]byte{b}, snapshotPage) }
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	zero := page(0)
+	tests := []struct {
+		name      string
+		base, mem []byte
+		wantRuns  []pageRun
+		wantData  []byte
+	}{
+		{name: "same", base: join(page(1), page(2)), mem: join(page(1), page(2))},
+		{name: "one page changed", base: join(page(1), page(2), page(3)), mem: join(page(1), page(9), page(3)),
+			wantRuns: []pageRun{{off: snapshotPage, start: 0, end: snapshotPage}}, wantData: page(9)},
+		{name: "adjacent pages merge", base: join(page(1), page(2), page(3)), mem: join(page(7), page(8), page(3)),
+			wantRuns: []pageRun{{off: 0, start: 0, end: 2 * snapshotPage}}, wantData: join(page(7), page(8))},
+		{name: "separate runs", base: join(page(1), page(2), page(3)), mem: join(page(7), page(2), page(9)),
+			wantRuns: []pageRun{{0, 0, snapshotPage}, {2 * snapshotPage, snapshotPage, 2 * snapshotPage}}, wantData: join(page(7), page(9))},
+		{name: "grown, zero past the base", base: page(1), mem: join(page(1), zero, zero)},
+		{name: "grown", base: page(1), mem: join(page(1), zero, page(5)),
+			wantRuns: []pageRun{{2 * snapshotPage, 0, snapshotPage}}, wantData: page(5)},
+		{name: "page straddling the base's end", base: page(1)[:100], mem: join(append(page(1)[:100], bytes.Repeat([]byte{4}, snapshotPage-100)...)),
+			wantRuns: []pageRun{{0, 0, snapshotPage}}, wantData: append(page(1)[:100], bytes.Repeat([]byte{4}, snapshotPage-100)...)},
+		{name: "byte changed to zero", base: page(1), mem: append(page(1)[:snapshotPage-1], 0),
+			wantRuns: []pageRun{{0, 0, snapshotPage}}, wantData: append(page(1)[:snapshotPage-1], 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runs, data := diffPages(tt.base, tt.mem)
+			if !reflect.DeepEqual(runs, tt.wantRuns) || !bytes.Equal(data, tt.wantData) {
+				t.Fatalf("runs %v (%d bytes), want %v (%d bytes)", runs, len(data), tt.wantRuns, len(tt.wantData))
+			}
+			// Applying the runs to the base, grown to mem's size, gives mem.
+			got := append(bytes.Clone(tt.base), make([]byte, max(len(tt.mem)-len(tt.base), 0))...)
+			for _, r := range runs {
+				copy(got[r.off:], data[r.start:r.end])
+			}
+			if !bytes.Equal(got, tt.mem) {
+				t.Fatal("restoring the runs does not give the memory back")
+			}
+		})
+	}
+}
+
+// moduleWith returns a module holding only the given sections.
+func moduleWith(sections ...[]byte) []byte {
+	out := []byte("\x00asm\x01\x00\x00\x00")
+	for _, s := range sections {
+		out = append(out, s...)
+	}
+	return out
+}
+
+func sectionOf(id byte, body []byte) []byte {
+	return append(wasmbin.AppendU32([]byte{id}, uint32(len(body))), body...)
+}
+
+func TestSnapshotFactsRoundTrip(t *testing.T) {
+	facts := snapshotFacts{tableWrites: true, globals: []globalExport{{0, valI32}, {3, valI64}, {300, valF64}}}
+	tests := []struct {
+		name    string
+		wasm    []byte
+		want    moduleOutline
+		wantErr bool
+	}{
+		{name: "facts", wasm: moduleWith(sectionOf(0, appendFacts(nil, facts))), want: moduleOutline{facts: facts}},
+		{name: "facts and start", wasm: moduleWith(sectionOf(8, []byte{0}), sectionOf(0, appendFacts(nil, snapshotFacts{}))),
+			want: moduleOutline{hasStart: true}},
+		{name: "no facts", wasm: moduleWith(sectionOf(0, append(wasmbin.AppendU32(nil, 4), "name"...))), wantErr: true},
+		{name: "truncated facts", wasm: moduleWith(sectionOf(0, appendFacts(nil, facts)[:20])), wantErr: true},
+		{name: "truncated section", wasm: moduleWith(sectionOf(0, appendFacts(nil, facts)))[:30], wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readOutline(tt.wasm)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMutableGlobals(t *testing.T) {
+	entries := func(es ...[]byte) []byte {
+		return append(wasmbin.AppendU32(nil, uint32(len(es))), bytes.Join(es, nil)...)
+	}
+	tests := []struct {
+		name     string
+		body     []byte
+		imported uint32
+		want     []globalExport
+		wantErr  bool
+	}{
+		{name: "go-like", imported: 0, body: entries(
+			[]byte{valI32, 1, 0x41, 0x80, 0x80, 0x04, 0x0b}, // mutable i32 = 65536
+			[]byte{valI64, 0, 0x42, 0x00, 0x0b},             // immutable
+			[]byte{valI64, 1, 0x42, 0x7f, 0x0b},
+		), want: []globalExport{{0, valI32}, {2, valI64}}},
+		{name: "after imports, every constant form", imported: 2, body: entries(
+			[]byte{valF32, 1, 0x43, 0, 0, 0, 0, 0x0b},
+			[]byte{valF64, 1, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b},
+			append(append([]byte{valV128, 1, 0xfd, 12}, make([]byte, 16)...), 0x0b),
+			[]byte{valFuncref, 1, 0xd0, 0x70, 0x0b},
+			[]byte{valI32, 0, 0x23, 0x00, 0x41, 0x01, 0x6a, 0x0b}, // extended constant
+		), want: []globalExport{{2, valF32}, {3, valF64}, {4, valV128}, {5, valFuncref}}},
+		{name: "unknown type", body: entries([]byte{0x63, 1, 0x0b}), wantErr: true},
+		{name: "unknown constant", body: entries([]byte{valI32, 1, 0x20, 0x00, 0x0b}), wantErr: true},
+		{name: "truncated", body: entries([]byte{valI32, 1, 0x41}), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := mutableGlobals(tt.body, tt.imported)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStaticRefusal(t *testing.T) {
+	tests := []struct {
+		name string
+		o    moduleOutline
+		want string
+	}{
+		{"eligible", moduleOutline{facts: snapshotFacts{globals: []globalExport{{0, valI32}, {1, valI64}, {2, valF32}, {3, valF64}}}}, ""},
+		{"start", moduleOutline{hasStart: true}, SnapshotStartFunction},
+		{"tables", moduleOutline{facts: snapshotFacts{tableWrites: true}}, SnapshotTableWrites},
+		{"v128", moduleOutline{facts: snapshotFacts{globals: []globalExport{{4, valV128}}}}, SnapshotGlobalType},
+		{"funcref", moduleOutline{facts: snapshotFacts{globals: []globalExport{{4, valFuncref}}}}, SnapshotGlobalType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, got := staticRefusal(tt.o); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzReadOutline: the outline reader never panics on a damaged module (the rewritten
+// module comes back from the on-disk rewrite cache).
+func FuzzReadOutline(f *testing.F) {
+	f.Add(moduleWith(sectionOf(0, appendFacts(nil, snapshotFacts{tableWrites: true, globals: []globalExport{{1, valI32}}}))))
+	f.Add(moduleWith(sectionOf(8, []byte{0})))
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		readOutline(wasm)
+	})
+}
+
+// FuzzMutableGlobals: the global section reader never panics, whatever the section.
+func FuzzMutableGlobals(f *testing.F) {
+	f.Add([]byte{2, valI32, 1, 0x41, 0x00, 0x0b, valI64, 0, 0x42, 0x01, 0x0b})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		mutableGlobals(body, 0)
+	})
+}
