@@ -20,6 +20,7 @@ import (
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -52,6 +53,9 @@ type DataPlaneConfig struct {
 	LoadLimits    manifest.LoadLimits
 	CompileWorker []string
 	CompileMemory int64
+	// SLIs, when set with Telemetry, aggregates the gateway's requests per deployment,
+	// version and route (gateway.Config.SLIs). [hotpath hook]
+	SLIs *sli.Aggregator
 }
 
 // DataPlane runs function versions behind one gateway.
@@ -87,6 +91,7 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		return nil, fmt.Errorf("gateway limits: %w", err)
 	}
 	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain, Limits: cfg.Limits}
+	gcfg.SLIs = cfg.SLIs // [hotpath hook]
 	if cfg.Tracing != nil && cfg.Telemetry {
 		ecfg.Tracer = cfg.Tracing.Tracer("fermion/sandbox")
 		gcfg.Tracer = cfg.Tracing.Tracer("fermion/gateway")
@@ -248,9 +253,9 @@ func (d *DataPlane) Functions() []*sandbox.Function {
 
 func (d *DataPlane) applyRoutesLocked() error {
 	var routes []gateway.Route
-	for _, dep := range d.functions {
+	for name, dep := range d.functions {
 		for _, r := range dep.routes {
-			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn})
+			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn, Deployment: name}) // [hotpath hook: Deployment]
 		}
 	}
 	return d.Gateway.SetRoutes(routes)

@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -42,6 +43,11 @@ type Route struct {
 	Host   string
 	Prefix string
 	Target Target
+	// Deployment names the deployment the route belongs to in SLI keys (SLIKey); ""
+	// means the target's name (an app deployed under its own name).
+	Deployment string
+
+	tel *routeTelemetry // set by SetRoutes on the table's copy (telemetry.go)
 }
 
 // Config configures a Gateway.
@@ -62,6 +68,11 @@ type Config struct {
 	// TLS, when set, wraps Serve's listener to terminate TLS (telemetry.TLS.Listener).
 	// The connection cap sits beneath it, so refusals cost no handshake.
 	TLS func(net.Listener) net.Listener
+	// SLIs, when set (and Telemetry is on), aggregates every routed request's SLIs per
+	// deployment, version and route pattern (SLIKey): status, latency, whether it waited
+	// for a new instance, and the limit that refused it, if one did. Requests no route
+	// serves (404, a draining route's 503) belong to no version and are not recorded.
+	SLIs *sli.Aggregator
 }
 
 // Gateway is an http.Handler. Routes can be replaced at any time without dropping
@@ -91,6 +102,7 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg, tracer: cfg.Tracer}
 	if !cfg.Telemetry {
 		g.cfg.Metrics = nil
+		g.cfg.SLIs = nil
 		g.tracer = nil
 	}
 	if g.tracer == nil {
@@ -113,11 +125,8 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 	if err != nil {
 		return err
 	}
-	// The metrics live in the table, so a request always finds its target's.
-	t.metrics = make(map[Target]*telemetry.FunctionMetrics, len(routes))
-	for _, r := range routes {
-		t.metrics[r.Target] = g.cfg.Metrics.Series(r.Target.Name(), r.Target.Version())
-	}
+	// The telemetry lives in the table's routes, so a request always finds its route's.
+	g.attachTelemetry(t)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	t.carryDrains(g.table.Load(), time.Now(), g.routeDrain())
@@ -238,19 +247,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, false, "")
+		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
-	fm := tb.metrics[route.Target]
+	tel := route.tel
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, route, fm, id)
+	status, cold, reason := g.serve(ctx, w, r, route, tel.fm, id)
 	if g.cfg.Telemetry {
-		elapsed := time.Since(start)
-		fm.Request(status, elapsed.Seconds())
+		// One clock read ends the request for every record of it: metrics, SLI and log.
+		end := time.Now()
+		elapsed := end.Sub(start)
+		tel.fm.Request(status, elapsed.Seconds())
 		if reason != "" {
-			fm.Error(reason)
+			tel.fm.Error(reason)
+		}
+		if tel.sli != nil {
+			tel.sli.Record(status, elapsed, cold)
+			if limit := sliLimit(reason); limit != "" {
+				g.cfg.SLIs.RecordLimitRejection(tel.key, limit)
+			}
 		}
 		if span.IsRecording() {
 			scheme := "http"
@@ -271,7 +288,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, status, start, cold, reason)
+		g.logRequest(ctx, r, id, traceID, route, status, start, end, cold, reason)
 	}
 }
 
@@ -328,7 +345,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			g.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "function error", slog.String("request_id", id),
 				slog.String("function", route.Target.Name()), slog.String("reason", se.Reason), slog.String("err", se.Err.Error()))
 		}
-		return se.Status, false, se.Reason
+		return se.Status, se.Cold, se.Reason
 	}
 	h := w.Header()
 	vals := make([]string, 0, len(resp.Header)) // one backing array for the first values
@@ -380,9 +397,14 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start time.Time, cold bool, reason string) {
+// logRequest writes the request's log line; end is when it ended (zero: now), the
+// line's time.
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start, end time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry {
 		return
+	}
+	if end.IsZero() {
+		end = time.Now()
 	}
 	line := telemetry.RequestLine{
 		ID:       id,
@@ -390,7 +412,8 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID s
 		Host:     r.Host,
 		Path:     r.URL.Path,
 		Status:   status,
-		Duration: time.Since(start),
+		Duration: end.Sub(start),
+		Time:     end,
 		Cold:     cold,
 		TraceID:  traceID,
 		Reason:   reason,
