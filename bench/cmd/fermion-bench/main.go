@@ -149,6 +149,7 @@ func gatewayBench(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
+	profTarget := fs.String("cpuprofile-target", "", "profile this target instead (its name as printed, e.g. \"fermion, ABI-only, tel. off\")")
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
 	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
@@ -293,6 +294,9 @@ func gatewayBench(args []string) error {
 	profName := on.name
 	if *minimal {
 		profName = "fermion, ABI-only guest"
+	}
+	if *profTarget != "" {
+		profName = *profTarget
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, t := range targets {
