@@ -122,7 +122,7 @@ type connLimiter struct {
 	metrics *telemetry.Metrics
 	refuse  chan struct{} // a slot per refusal in flight
 	wg      sync.WaitGroup
-	epoch   time.Time    // idleSince counts from here (monotonic)
+	epoch   time.Time // idleSince counts from here (monotonic)
 	// idle counts the connections in http.StateIdle: admit walks the connections only
 	// when some are. Each transition to idle counts one; whoever swaps a connection's
 	// state away from idle (setState, admit taking it, Close) uncounts it.
