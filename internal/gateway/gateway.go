@@ -201,8 +201,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r.Header.Get(headerRequestID))
 	// The guest and the client see the same values: each is formatted once, and the
-	// request's and the response's headers share the (never modified) value slices.
-	idv := []string{id}
+	// request's and the response's headers share the (never modified) value slices,
+	// both cut from one array: one allocation, capped so an append copies.
+	vals := new([2]string)
+	vals[0] = id
+	idv := vals[0:1:1]
 	r.Header[headerRequestID] = idv
 
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
@@ -230,7 +233,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
 	traceparent := telemetry.Traceparent(sc)
-	tpv := []string{traceparent}
+	vals[1] = traceparent
+	tpv := vals[1:2:2]
 	r.Header["Traceparent"] = tpv
 	wh := w.Header()
 	wh[headerRequestID] = idv
