@@ -36,6 +36,9 @@ func TestFaultLoopTimesOut(t *testing.T) {
 	if !strings.Contains(se.Msg, "timeout") {
 		t.Fatalf("message %q does not mention the timeout", se.Msg)
 	}
+	if se.Cold {
+		t.Fatal("the loop ran on the warm instance, but its error is marked Cold")
+	}
 	wantMetric(t, "timeout rejections", rejections(m, "loop", telemetry.LimitTimeout), 1)
 	wantMetric(t, "timeout discards", discards(m, "loop", telemetry.ReasonTimeout), 1)
 	wantStats(t, f, sandbox.Stats{})
