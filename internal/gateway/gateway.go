@@ -303,13 +303,16 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return g.tooLarge(w, fm, id, limit)
 	}
 	var body []byte
-	rc := http.NewResponseController(w)
+	// A value, not NewResponseController's pointer: the body reader's copy escapes
+	// (through io.Reader), and would take this one, used on every request, to the heap.
+	rc := *http.NewResponseController(w)
 	if r.Body != nil && r.Body != http.NoBody {
-		br := &bodyReader{r: r.Body, rc: rc, idle: g.cfg.Limits.BodyTimeout, minRate: g.cfg.Limits.MinBodyRate, start: time.Now()}
+		brc := rc
+		br := &bodyReader{r: r.Body, rc: &brc, idle: g.cfg.Limits.BodyTimeout, minRate: g.cfg.Limits.MinBodyRate, start: time.Now()}
 		b, err := io.ReadAll(io.LimitReader(br, limit+1))
 		if err != nil {
 			if br.timedOut {
-				return g.bodyTimeout(w, rc, id)
+				return g.bodyTimeout(w, &rc, id)
 			}
 			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
 			return http.StatusBadRequest, false, telemetry.ReasonBadRequest
@@ -369,7 +372,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
-	if writeBody(w, rc, resp.Body, g.cfg.Limits.WriteTimeout) {
+	if writeBody(w, &rc, resp.Body, g.cfg.Limits.WriteTimeout) {
 		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
 		return resp.Status, resp.Cold, telemetry.RejectWriteTimeout
 	}
