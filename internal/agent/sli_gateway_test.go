@@ -2,11 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/sli"
 )
 
@@ -36,9 +38,22 @@ func TestDataPlaneSLIs(t *testing.T) {
 			t.Fatalf("GET %s = %d %q", path, status, body)
 		}
 	}
-	sums := agg.Flush(time.Now().Add(time.Hour))
+	// The gateway records a request just after writing its response: flush until both
+	// have arrived.
 	want := sli.Key{Deployment: "hello-canary", Version: m.App.Version, Route: "/hello"}
-	if len(sums) != 1 || sums[0].Key != want || sums[0].Requests() != 2 {
-		t.Fatalf("summaries %+v, want 2 requests under %+v", sums, want)
-	}
+	var got []sli.Summary
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		got = append(got, agg.Flush(time.Now())...)
+		var n uint64
+		for _, s := range got {
+			if s.Key != want {
+				t.Fatalf("summary under %+v, want only %+v", s.Key, want)
+			}
+			n += s.Requests()
+		}
+		if n != 2 {
+			return fmt.Errorf("%d requests recorded, want 2", n)
+		}
+		return nil
+	})
 }

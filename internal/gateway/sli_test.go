@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
@@ -14,16 +16,54 @@ import (
 // summaries flushes agg and returns its summaries by key.
 func summaries(agg *sli.Aggregator) map[sli.Key]sli.Summary {
 	out := map[sli.Key]sli.Summary{}
-	for _, s := range agg.Flush(time.Now().Add(time.Hour)) {
+	for _, s := range agg.Flush(time.Now()) {
 		out[s.Key] = s
 	}
 	return out
+}
+
+// waitSummaries flushes agg until the summaries count requests in all, and returns
+// them merged by key. The gateway records a request just after writing its response,
+// so a client can read the response before the record is made.
+func waitSummaries(t *testing.T, agg *sli.Aggregator, requests uint64) map[sli.Key]sli.Summary {
+	t.Helper()
+	got := map[sli.Key]sli.Summary{}
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		for k, s := range summaries(agg) {
+			m, ok := got[k]
+			if !ok {
+				got[k] = s
+				continue
+			}
+			if err := sli.Merge(&m, s); err != nil {
+				t.Fatal(err)
+			}
+			got[k] = m
+		}
+		var n uint64
+		for _, s := range got {
+			n += s.Requests()
+		}
+		if n != requests {
+			return fmt.Errorf("summaries count %d requests, want %d", n, requests)
+		}
+		return nil
+	})
+	return got
 }
 
 func newSLIGateway(t *testing.T, telemetryOn bool, routes ...gateway.Route) (*gateway.Gateway, *sli.Aggregator, string) {
 	t.Helper()
 	agg := sli.NewAggregator(sli.Config{Node: "n1", Start: time.Now()})
 	g := gateway.New(gateway.Config{SLIs: agg, Telemetry: telemetryOn})
+	setRoutes(t, g, routes...)
+	return g, agg, serve(t, g)
+}
+
+// newSLIGatewayOn is a gateway with telemetry on recording into agg.
+func newSLIGatewayOn(t *testing.T, agg *sli.Aggregator, routes ...gateway.Route) (*gateway.Gateway, *sli.Aggregator, string) {
+	t.Helper()
+	g := gateway.New(gateway.Config{SLIs: agg, Telemetry: true})
 	setRoutes(t, g, routes...)
 	return g, agg, serve(t, g)
 }
@@ -66,7 +106,7 @@ func TestSLIs(t *testing.T) {
 		t.Fatalf("POST a body over the limit = %d, want 413", r.status)
 	}
 
-	got := summaries(agg)
+	got := waitSummaries(t, agg, 5) // three for hello, two for echo; the 404 is none
 	if len(got) != 2 {
 		t.Fatalf("summaries for %d keys, want 2 (hello and echo; a raw path or 404 is no key): %v", len(got), keys(got))
 	}
@@ -119,7 +159,7 @@ func TestSLIsFollowRoutes(t *testing.T) {
 		get(t, url+"/hello", nil)
 		setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: next})
 		get(t, url+"/hello", nil)
-		got := summaries(agg)
+		got := waitSummaries(t, agg, 2)
 		for _, v := range []string{hello.Version(), "2.0.0"} {
 			k := sli.Key{Deployment: "hello", Version: v, Route: "/hello"}
 			if s, ok := got[k]; !ok || s.Requests() != 1 {
@@ -129,10 +169,16 @@ func TestSLIsFollowRoutes(t *testing.T) {
 	})
 	t.Run("telemetry off records nothing", func(t *testing.T) {
 		_, agg, url := newSLIGateway(t, false, gateway.Route{Prefix: "/hello", Target: hello})
-		if r := get(t, url+"/hello", nil); r.status != 200 {
-			t.Fatalf("GET /hello = %d", r.status)
+		// A second gateway with telemetry on, on the same aggregator, serves the last
+		// request: once its record arrives, the first gateway's would have too.
+		_, _, onURL := newSLIGatewayOn(t, agg, gateway.Route{Prefix: "/hello", Target: hello})
+		for range 3 {
+			if r := get(t, url+"/hello", nil); r.status != 200 {
+				t.Fatalf("GET /hello = %d", r.status)
+			}
 		}
-		if got := summaries(agg); len(got) != 0 {
+		get(t, onURL+"/hello", nil)
+		if got := waitSummaries(t, agg, 1); len(got) != 1 {
 			t.Fatalf("telemetry off recorded %v", keys(got))
 		}
 	})
