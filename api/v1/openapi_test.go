@@ -66,6 +66,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/policies":                  {"get"},
 		"/v1/policies/violations":       {"get"},
 		"/v1/policies/{name}":           {"delete", "get", "put"},
+		"/v1/slis":                      {"get"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -211,6 +212,8 @@ var schemaTypes = map[string]reflect.Type{
 	"PolicyApply":      reflect.TypeFor[v1.PolicyApply](),
 	"Policy":           reflect.TypeFor[v1.Policy](),
 	"PolicyList":       reflect.TypeFor[v1.PolicyList](),
+	"SLIGroup":         reflect.TypeFor[v1.SLIGroup](),
+	"SLIList":          reflect.TypeFor[v1.SLIList](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

@@ -49,6 +49,7 @@ func (s *Server) newAPI() http.Handler {
 	route("GET /v1/policies/{name}", v1.RoleViewer, s.apiGetPolicy)
 	route("PUT /v1/policies/{name}", v1.RoleAdmin, s.apiPutPolicy)
 	route("DELETE /v1/policies/{name}", v1.RoleAdmin, s.apiDeletePolicy)
+	route("GET /v1/slis", v1.RoleViewer, s.apiSLIs) // [hook: fleetstore]
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, &v1.Error{Code: v1.CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
 	})

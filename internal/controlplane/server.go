@@ -28,6 +28,7 @@ import (
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
 	"fermion.dev/fermion/internal/telemetry"
@@ -171,6 +172,7 @@ type Server struct {
 	adminToken string
 	metrics    *metrics
 	api        http.Handler
+	slis       *fleet.Store // fleet SLI store (api_slis.go) [hook: fleetstore]
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -318,6 +320,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	if err := s.serveAgents(runCtx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.startSLIs(ctx, runCtx, js, replicas); err != nil { // [hook: fleetstore]
 		s.Close()
 		return nil, err
 	}
