@@ -117,6 +117,11 @@ func TestUp(t *testing.T) {
 	if c != 0 || !strings.Contains(out, "local") || !strings.Contains(out, "hello") {
 		t.Fatalf("nodes: %d\n%s", c, out)
 	}
+	// top works with no Prometheus: at least the instances the node reports.
+	c, out, _ = run(t, "top", "--once")
+	if c != 0 || !regexp.MustCompile(`(?m)^hello\s`).MatchString(out) {
+		t.Fatalf("top: %d\n%s", c, out)
+	}
 	// Stopping flushes the spans still queued.
 	b.cancel()
 	select {
