@@ -198,13 +198,11 @@ func (st *Store) Query(q Query, now time.Time, instances []InstanceCount) v1.SLI
 			continue
 		}
 		var g *group
-		st.collectLocked(s, from, to, to, func(x *sli.Summary) {
+		st.collectLocked(s, from, to, to, func(x *stored) {
 			if g == nil {
 				g = get(k)
 			}
-			c := *x
-			c.Key, c.Node = g.sum.Key, g.sum.Node
-			_ = sli.Merge(&g.sum, c)
+			x.mergeTo(&g.sum)
 			g.has = true
 		})
 	}
@@ -275,7 +273,7 @@ func (st *Store) seriesForLocked(app string) []*series {
 //     holds every interval from the cut on, else counts whole if it ends in range (so
 //     windows older than DetailRetention are counted in whole 5-minute steps by their
 //     end).
-func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*sli.Summary)) {
+func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored)) {
 	width := int64(st.cfg.Width)
 	floor := st.localFloor(now)
 	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start+width > from })

@@ -96,7 +96,7 @@ func (st *Store) Series(spec *slo.Spec, from, to time.Time) []slo.Series {
 			continue
 		}
 		var n uint64
-		st.collectLocked(s, f, t, now, func(x *sli.Summary) { n += x.Requests() })
+		st.collectLocked(s, f, t, now, func(x *stored) { n += x.s.Requests() })
 		if n > 0 {
 			seen[ss] = true
 			out = append(out, ss)
@@ -131,6 +131,7 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 		}
 	}
 	var c slo.Counts
+	var scratch sli.Sketch
 	for _, s := range st.byApp[ser.App] {
 		if s.key.Version != ser.Version {
 			continue
@@ -138,14 +139,14 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 		if m, ok := st.member(sel, s.key.Node); !ok || m != ser.Scope {
 			continue
 		}
-		st.collectLocked(s, f, t, now, func(x *sli.Summary) {
-			n := x.Requests()
+		st.collectLocked(s, f, t, now, func(x *stored) {
+			n := x.s.Requests()
 			c.Total += int64(n)
 			switch sl.Kind {
 			case slo.Latency:
-				c.Good += int64(x.Latency.CountAtMost(sl.Threshold))
+				c.Good += int64(x.countAtMost(sl.Threshold, &scratch))
 			default:
-				c.Good += int64(n - x.Errors())
+				c.Good += int64(n - x.s.Errors())
 			}
 		})
 	}

@@ -120,7 +120,7 @@ type window struct {
 	start int64 // unix ns
 	// local is the merge of every raw summary received for the window; nil when none
 	// (or pruned past RawRetention).
-	local *sli.Summary
+	local *stored
 	// details are the raw intervals, one per interval start (routes merged),
 	// ascending, kept for DetailRetention.
 	details []detail
@@ -130,7 +130,7 @@ type window struct {
 	// seen dedupes raw summaries while the window is local.
 	seen []seenKey
 	// rollup is the leader's downsample of the window, from the rollup stream.
-	rollup *sli.Summary
+	rollup *stored
 	// rolled is the fingerprint of rollup; published what this replica last
 	// published for the window (leader only): both stop re-publishing.
 	rolled, published fingerprint
@@ -138,7 +138,7 @@ type window struct {
 
 type detail struct {
 	start, end int64
-	s          *sli.Summary
+	s          *stored
 }
 
 type seenKey struct {
@@ -178,6 +178,7 @@ type Store struct {
 	stats   Stats
 	kinds   map[sloSeriesKey]scopeSel // what Series handed out, for Counts
 	lastNow int64                     // the latest now seen, for Prune's horizon
+	scratch sli.Sketch                // for writers, under mu
 }
 
 // New returns an empty store.
@@ -215,25 +216,6 @@ func (s *series) windowLocked(start int64) *window {
 	return w
 }
 
-// mergeInto merges src into *dst under the series' key (Route empty, Node kept), so
-// summaries of different routes fold together. A nil *dst becomes a copy of src.
-func mergeInto(dst **sli.Summary, src *sli.Summary, key sli.Key, node string) {
-	if *dst == nil {
-		c := src.Clone()
-		c.Key, c.Node = key, node
-		if c.Latency == nil {
-			c.Latency = &sli.Sketch{}
-		}
-		*dst = &c
-		return
-	}
-	s := *src
-	s.Key, s.Node = key, (*dst).Node
-	start, end := (*dst).Start, (*dst).End
-	_ = sli.Merge(*dst, s) // keys are equal by construction
-	(*dst).Start, (*dst).End = start, end
-}
-
 // Add counts one raw summary received at now. Summaries come in any order; a re-sent
 // one (same node, seq, key) is counted once.
 func (st *Store) Add(s *sli.Summary, now time.Time) Outcome {
@@ -266,17 +248,20 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 		}
 	}
 	w.seen = append(w.seen, sk)
-	mergeInto(&w.local, s, key, s.Node)
-	w.local.Start, w.local.End = ws, ws.Add(width)
+	if w.local == nil {
+		w.local = pack(s, key, s.Node, &st.scratch)
+		w.local.s.Start, w.local.s.End = ws, ws.Add(width)
+	} else {
+		w.local.add(s, &st.scratch)
+	}
 	if s.Start.After(now.Add(-st.cfg.DetailRetention)) {
 		start := s.Start.UnixNano()
 		i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start >= start })
 		if i < len(w.details) && w.details[i].start == start {
-			mergeInto(&w.details[i].s, s, key, s.Node)
+			w.details[i].s.add(s, &st.scratch)
 			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
 		} else {
-			d := detail{start: start, end: s.End.UnixNano()}
-			mergeInto(&d.s, s, key, s.Node)
+			d := detail{start: start, end: s.End.UnixNano(), s: pack(s, key, s.Node, &st.scratch)}
 			w.details = append(w.details, detail{})
 			copy(w.details[i+1:], w.details[i:])
 			w.details[i] = d
@@ -309,13 +294,10 @@ func (st *Store) AddRollup(s *sli.Summary, now time.Time) error {
 	st.lastNow = max(st.lastNow, now.UnixNano())
 	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
-	c := s.Clone()
-	c.Key.Route = ""
-	if c.Latency == nil {
-		c.Latency = &sli.Sketch{}
-	}
-	w.rollup = &c
-	w.rolled = fingerprintOf(&c)
+	key := s.Key
+	key.Route = ""
+	w.rollup = pack(s, key, s.Node, &st.scratch)
+	w.rolled = fingerprintOf(&w.rollup.s)
 	st.stats.Rollups["accepted"]++
 	return nil
 }
@@ -405,11 +387,11 @@ func (st *Store) PendingRollups(now time.Time, grace time.Duration) []sli.Summar
 			if w.local == nil || w.start < floor || w.start+width+int64(grace) > n {
 				continue
 			}
-			fp := fingerprintOf(w.local)
+			fp := fingerprintOf(&w.local.s)
 			if fp == w.rolled || fp == w.published {
 				continue
 			}
-			out = append(out, w.local.Clone())
+			out = append(out, w.local.summary())
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
