@@ -344,6 +344,11 @@ func (st *Store) Prune(now time.Time) {
 			}
 			if len(list) == 0 {
 				delete(st.byApp, k.App)
+				for ss := range st.kinds {
+					if ss.App == k.App {
+						delete(st.kinds, ss)
+					}
+				}
 			} else {
 				st.byApp[k.App] = list
 			}

@@ -1,9 +1,11 @@
 package fleet
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,4 +437,50 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("round trip of %+v: %+v %v", q, q2, err)
 		}
 	})
+}
+
+// TestConcurrentUse hammers the store from writers, readers and the pruner at once
+// (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	st := newStore(t)
+	spec := &slo.Spec{App: "a", SLI: slo.SLI{Kind: slo.Latency, Threshold: time.Millisecond}, Scope: slo.Scope{Per: slo.ScopeRegion}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w, node := range []string{"n1", "n2", "n3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				at := t0.Add(time.Duration(i) * iv)
+				st.Add(summary(node, "a", fmt.Sprint("v", w%2), "/", at, 5, 1, time.Millisecond), at.Add(iv))
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			now := t0.Add(30 * time.Minute)
+			st.Query(Query{By: []string{"app", "version", "region"}, Window: time.Hour}, now, nil)
+			for _, s := range st.Series(spec, now.Add(-time.Hour), now) {
+				st.Counts(s, spec.SLI, now.Add(-time.Hour), now)
+			}
+			st.Prune(now)
+			st.PendingRollups(now, time.Minute)
+		}
+	}()
+	wg.Wait()
+	close(done)
+	readers.Wait()
+	now := t0.Add(200 * iv)
+	c := st.Counts(slo.Series{App: "a", Version: "v0", Scope: "eu"}, slo.SLI{Kind: slo.Availability}, now.Add(-time.Hour), now)
+	if c.Total != 200*6 || c.Good != 200*5 { // n1 alone: n3 (v0 too) is in us
+		t.Fatalf("counts %+v after concurrent adds", c)
+	}
 }

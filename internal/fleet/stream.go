@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -165,7 +164,7 @@ func (in *Ingest) consume(ctx context.Context, i int, stream string) error {
 
 func (in *Ingest) handle(stream string, msg jetstream.Msg) {
 	s, err := sli.DecodeSummary(msg.Data())
-	if err == nil && !strings.HasSuffix(msg.Subject(), "."+s.Node) {
+	if err == nil && msg.Subject() != fmt.Sprintf(map[bool]string{true: subjectRawFmt, false: subjectRollupFmt}[stream == StreamRaw], s.Node) {
 		// A node may publish only on its own subject; the payload must agree.
 		err = fmt.Errorf("summary of node %q published on %s", s.Node, msg.Subject())
 	}
