@@ -124,42 +124,62 @@ func (in *Ingest) Run(ctx context.Context) error {
 }
 
 func (in *Ingest) consume(ctx context.Context, i int, stream string) error {
-	var cons jetstream.Consumer
-	err := engine.Retry(ctx, 365*24*time.Hour, 5*time.Second, func(ctx context.Context) (err error) {
-		cons, err = in.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	var next uint64 // the stream sequence to resume from; 0: the start
+	for ctx.Err() == nil {
+		cfg := jetstream.OrderedConsumerConfig{
+			// Bounded, so that a consumer cut off from its stream (a replica killed, a
+			// cluster without quorum) comes back here, where ctx is honoured, instead of
+			// resetting forever inside the client.
+			MaxResetAttempts: 5,
 		}
-		return fmt.Errorf("consume %s: %w", stream, err)
-	}
-	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		in.caughtUp[i].Store(true)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", stream, err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		if next > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+		}
+		var cons jetstream.Consumer
+		err := engine.Retry(ctx, 365*24*time.Hour, 5*time.Second, func(ctx context.Context) (err error) {
+			cons, err = in.JS.OrderedConsumer(ctx, stream, cfg)
+			return err
+		})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return fmt.Errorf("consume %s: %w", stream, err)
-			}
-			in.Logger.Warn("sli stream", "stream", stream, "err", err)
-			continue
+			return fmt.Errorf("consume %s: %w", stream, err)
 		}
-		in.handle(stream, msg)
-		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
 			in.caughtUp[i].Store(true)
 		}
+		it, err := cons.Messages()
+		if err != nil {
+			in.Logger.Warn("sli stream", "stream", stream, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		stop := context.AfterFunc(ctx, it.Stop)
+		for {
+			msg, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				if ctx.Err() == nil {
+					in.Logger.Warn("sli stream: consumer lost, re-creating it", "stream", stream, "err", err)
+				}
+				break
+			}
+			md, mdErr := msg.Metadata()
+			if mdErr == nil {
+				next = md.Sequence.Stream + 1
+			}
+			in.handle(stream, msg)
+			if mdErr == nil && md.NumPending == 0 {
+				in.caughtUp[i].Store(true)
+			}
+		}
+		stop()
+		it.Stop()
 	}
+	return nil
 }
 
 func (in *Ingest) handle(stream string, msg jetstream.Msg) {
