@@ -184,3 +184,36 @@ func TestStreamRebuild(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestStopsWithItsStreamGone: a replica whose NATS went away still stops when
+// asked (the consumer's resets are bounded and ctx is honoured between them).
+func TestIngestStopsWithItsStreamGone(t *testing.T) {
+	eng, err := engine.Start(context.Background(), engine.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenStreams(context.Background(), eng.JetStream(), 1); err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t)
+	in := &Ingest{JS: eng.JetStream(), Store: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if !in.CaughtUp() {
+			return fmt.Errorf("not caught up")
+		}
+		return nil
+	})
+	eng.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingest did not stop 30 s after its context ended")
+	}
+}
