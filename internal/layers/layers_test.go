@@ -49,6 +49,8 @@ var rules = []struct {
 	// notify delivers alerts to Alertmanager and webhooks; it adapts slo's transitions.
 	{"fermion.dev/fermion/internal/notify", []string{"fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/engine", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
+	// fleet is the control plane's SLI store (pure) and its JetStream adapter.
+	{"fermion.dev/fermion/internal/fleet", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	// sloctl is the control plane's SLO adapter: spec store, leader's engine, alert
 	// views. The control plane constructs it with narrow dependencies (sloengine).
 	{"fermion.dev/fermion/internal/sloctl", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
@@ -61,7 +63,7 @@ var rules = []struct {
 	// state is the control plane's typed state layer: the roles (API, agent service,
 	// election, controllers) import it, never the other way round.
 	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
-	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/sloctl"}},
+	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/sloctl", "fermion.dev/fermion/internal/fleet"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
 	// rustbuild: finds a Rust toolchain for wasm32 WASI and builds crates; a leaf that
 	// fermiontest (Rust guests for tests) and cli (fermion new --lang rust) use.
