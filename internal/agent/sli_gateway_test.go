@@ -27,7 +27,7 @@ func TestDataPlaneSLIs(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-served })
 
 	m, wasm := example(t, "hello")
-	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer dcancel()
 	if _, err := dp.DeployAs(dctx, "hello-canary", m, wasm); err != nil {
 		t.Fatal(err)
