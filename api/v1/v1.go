@@ -176,6 +176,8 @@ type Deployment struct {
 	// Warnings are what admission policies in mode warn said about this PUT ("policy
 	// require-signed: … (mode warn)"). Only in the PUT's response, never stored.
 	Warnings []string `json:"warnings,omitempty"`
+	// Change is the latest change and the revision it made (revisions.go).
+	Change *Change `json:"change,omitempty"`
 }
 
 // Placement is the scheduler's decision for one generation.
