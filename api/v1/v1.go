@@ -240,6 +240,11 @@ type Assignment struct {
 	Generation int64     `json:"generation"`
 	Version    Version   `json:"version"`
 	Reserved   Resources `json:"reserved"`
+	// Keep lists the manifest digests of the deployment's earlier revisions, the
+	// newest first, for the node to keep pinned in its artifact cache (the agent's
+	// --keep-revisions) so that a rollback starts without the registry. Filled in the
+	// sets sent to nodes, never stored.
+	Keep []string `json:"keep,omitempty"`
 }
 
 // Instance states an agent reports.

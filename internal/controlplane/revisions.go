@@ -156,3 +156,25 @@ func (c *revisionController) Reconcile(ctx context.Context, pass Pass) error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxKeep bounds the earlier digests an assignment names for its node to keep; the
+// agent pins as many of them as its --keep-revisions asks.
+const maxKeep = 10
+
+// keepDigests lists the digests of a's deployment's revisions before the one a runs,
+// the newest first, each once and without a's own: what a node keeps pinned so that a
+// rollback to them starts from its cache.
+func keepDigests(st *state.Store, a *v1.Assignment) []string {
+	var out []string
+	seen := map[string]bool{a.Version.Digest: true}
+	for _, r := range revisionsOf(st, a.Deployment) {
+		if len(out) == maxKeep {
+			break
+		}
+		if d := r.Version.Digest; d != "" && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
