@@ -75,9 +75,9 @@ type NodeConfig struct {
 }
 
 const (
-	defaultCacheMaxBytes  = 1 << 30
+	defaultCacheMaxBytes = 1 << 30
 	// DefaultKeepRevisions is NodeConfig.KeepRevisions's default.
-	DefaultKeepRevisions = 3
+	DefaultKeepRevisions  = 3
 	defaultRuntimeVersion = "1"
 	defaultLeaseRenew     = 10 * time.Second
 	// statusDebounce is how long after a status change the heartbeat that reports it
