@@ -50,6 +50,9 @@ rollout, printing each node's progress, until every node runs the new version.`,
   fermion deploy 127.0.0.1:5000/acme/hello:1.2.0 --daemon --wait=false`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(message) > v1.MaxRevisionMessage {
+				return usageError{fmt.Errorf("--message is %d bytes: keep it under %d", len(message), v1.MaxRevisionMessage)}
+			}
 			ctx := c.Context()
 			out := c.OutOrStdout()
 			spec := v1.DeploymentSpec{Daemon: daemon, Selector: selector, Spread: spread, Strategy: strategy}
@@ -130,9 +133,6 @@ rollout, printing each node's progress, until every node runs the new version.`,
 				cond = client.Unconditional() // a server that gives no revision
 			case !client.IsCode(err, v1.CodeNotFound):
 				return af.explain(ctx, err)
-			}
-			if len(message) > v1.MaxRevisionMessage {
-				return usageError{fmt.Errorf("--message is %d bytes: keep it under %d", len(message), v1.MaxRevisionMessage)}
 			}
 			d, created, err := cl.PutDeployment(ctx, name, spec, cond.WithMessage(message))
 			if err != nil {
