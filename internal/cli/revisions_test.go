@@ -77,6 +77,7 @@ func TestRevisionVerbs(t *testing.T) {
 	out = must("rollback", "hello")
 	contains(t, "rollback", out, "deployment hello rolled back to revision 1 (revision 3, generation 3)", "converged")
 	out = must("history", "hello")
+	t.Logf("fermion history hello:\n%s", out)
 	contains(t, "history after rollback", out, "rollback to revision 1")
 	code, _, stderr := api("rollback", "hello", "--to", "42")
 	if code != 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,6 +105,12 @@ func TestRevisionsAndRollback(t *testing.T) {
 				t.Errorf("a refused rollback wrote: %+v", h)
 			}
 		})
+	}
+	if _, _, err := f.c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: v2Image, Nodes: 2}, client.Unconditional().WithMessage(strings.Repeat("x", v1.MaxRevisionMessage+1))); !client.IsCode(err, v1.CodeBadRequest) {
+		t.Errorf("deploy with an overlong message: %v, want code %s", err, v1.CodeBadRequest)
+	}
+	if h, _ := f.c.Revisions(ctx, "hello"); h == nil || h.Current != 4 {
+		t.Errorf("a refused deploy wrote: %+v", h)
 	}
 	if _, err := f.c.Rollback(ctx, "nothing", v1.RollbackRequest{}); !client.IsCode(err, v1.CodeNotFound) {
 		t.Errorf("rollback of a deployment that does not exist: %v", err)
