@@ -79,6 +79,7 @@ func TestRevisionVerbs(t *testing.T) {
 	out = must("history", "hello")
 	t.Logf("fermion history hello:\n%s", out)
 	contains(t, "history after rollback", out, "rollback to revision 1")
+	contains(t, "status after rollback", must("status", "hello"), "revision 3, rollback by", "rollback to revision 1 (fermion history hello)")
 	code, _, stderr := api("rollback", "hello", "--to", "42")
 	if code != 1 {
 		t.Fatalf("rollback --to 42 exited %d", code)
