@@ -103,6 +103,9 @@ func (s *api) apiRollback(w http.ResponseWriter, r *http.Request, caller cred) (
 	if e != nil {
 		return nil, 0, e
 	}
+	if h.Current == 0 {
+		return nil, 0, &v1.Error{Code: v1.CodeNotFound, Field: "to", Message: fmt.Sprintf("deployment %s has no recorded revisions (it was deployed before revisions were kept): deploy the version you want with fermion deploy", name)}
+	}
 	to := req.To
 	if to == 0 {
 		if h.Current < 2 {
