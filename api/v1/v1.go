@@ -238,6 +238,9 @@ type Assignment struct {
 	Generation int64     `json:"generation"`
 	Version    Version   `json:"version"`
 	Reserved   Resources `json:"reserved"`
+	// Canary, when set, runs a second version beside Version on the node and sends
+	// it a weight of every route's requests (traffic split, canary.go).
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Instance states an agent reports.
@@ -263,6 +266,8 @@ type InstanceStatus struct {
 	Instances  int       `json:"instances"`
 	LastError  string    `json:"lastError,omitempty"`
 	Updated    time.Time `json:"updated"`
+	// Canary is the canary the node runs beside this version, if any (canary.go).
+	Canary *CanaryStatus `json:"canary,omitempty"`
 }
 
 // NodeStatus is one row of a deployment's status: desired vs actual on a node.
