@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
 )
@@ -212,4 +213,113 @@ func TestCanaryPromotion(t *testing.T) {
 	if _, err := p.dp.PromoteCanary("web"); err == nil {
 		t.Fatal("promoting without a canary succeeded")
 	}
+}
+
+// TestNodeCanary: a node follows its assignment's canary under a steady loopback load
+// without a failed request: the canary starts warm and takes its weight, the weight
+// changes, an assignment set with an invalid canary is refused (the node keeps the
+// previous one), the canary is promoted without starting anew, and a canary dropped
+// from the assignment is removed. The heartbeat status reports both versions.
+func TestNodeCanary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a node under load through several assignment changes")
+	}
+	reg := startRegistry(t)
+	cp := startControlPlane(t, false)
+	helloM, helloWasm := example(t, "hello")
+	echoM, echoWasm := example(t, "echo")
+	_, vStable := reg.pushApp(t, reg.host, "acme/hello", withVersion(helloM, "0.1.0", nil), helloWasm)
+	_, vCanary := reg.pushApp(t, reg.host, "acme/hello", withVersion(helloM, "0.2.0", map[string]string{"GREETING": "Canary"}), helloWasm)
+	_, vEcho := reg.pushApp(t, reg.host, "acme/echo", echoM, echoWasm)
+	n := startNodeWith(t, cp, "c1", t.TempDir(), joinToken, true)
+	web := func(v v1.Version, c *v1.Canary) v1.AssignmentSet {
+		a := assignment("web", "c1", 1, v)
+		a.Canary = c
+		return v1.AssignmentSet{Assignments: []v1.Assignment{a}}
+	}
+	rev := uint64(0)
+	assign := func(set v1.AssignmentSet) {
+		rev++
+		set.Revision = rev
+		cp.assign("c1", set)
+	}
+	canaryState := func(weight int) func() error {
+		return func() error {
+			s, ok := n.status("web")
+			if !ok || s.Canary == nil || s.Canary.State != v1.InstanceReady || s.Canary.Weight != weight || s.Canary.Instances == 0 || s.Canary.Digest != vCanary.Digest {
+				return fmt.Errorf("status %+v, canary %+v: want the canary ready at weight %d", s, s.Canary, weight)
+			}
+			return nil
+		}
+	}
+
+	assign(web(vStable, nil))
+	waitFor(t, func() error { return serves(n.url+"/hello", stableBody) })
+	h := startHammer(t, n.url+"/hello")
+	h.waitSeen(t, stableBody, 10)
+
+	assign(web(vStable, &v1.Canary{Version: vCanary, Weight: 50}))
+	waitFor(t, canaryState(50))
+	h.waitSeen(t, canaryBody, 20)
+	h.waitSeen(t, stableBody, 20)
+
+	// Invalid: a canary of another app. Refused whole; the node keeps revision 2.
+	assign(web(vStable, &v1.Canary{Version: vEcho, Weight: 50}))
+	waitFor(t, func() error {
+		if got := n.metric(t, "fermion_agent_assignments_refused_total", "", ""); got != 1 {
+			return fmt.Errorf("refused sets %v, want 1", got)
+		}
+		return nil
+	})
+	if r, _ := n.Revision(); r != 2 {
+		t.Fatalf("revision %d after an invalid set, want 2 kept", r)
+	}
+	h.waitSeen(t, canaryBody, 10)
+	h.waitSeen(t, stableBody, 10)
+
+	assign(web(vStable, &v1.Canary{Version: vCanary, Weight: 100}))
+	waitFor(t, canaryState(100))
+	canaryFn, _ := n.dp.Canary("web")
+	if canaryFn == nil {
+		t.Fatal("no canary in the data plane")
+	}
+
+	// Promotion: the canary's digest becomes the version, with no canary.
+	assign(web(vCanary, nil))
+	waitFor(t, func() error {
+		s, ok := n.status("web")
+		if !ok || s.Digest != vCanary.Digest || s.State != v1.InstanceReady || s.Canary != nil {
+			return fmt.Errorf("status %+v, want the promoted version ready and no canary", s)
+		}
+		return nil
+	})
+	if got := n.dp.Stable("web"); got != canaryFn {
+		t.Fatal("promotion started the version anew instead of reusing the warm canary")
+	}
+	h.waitSeen(t, canaryBody, 20)
+
+	// A canary added, then dropped: removed and drained.
+	assign(web(vCanary, &v1.Canary{Version: vStable, Weight: 10}))
+	waitFor(t, func() error {
+		if fn, w := n.dp.Canary("web"); fn == nil || w != 1000 {
+			return fmt.Errorf("canary %v at %d basis points, want the old version at 1000", fn, w)
+		}
+		return nil
+	})
+	h.waitSeen(t, stableBody, 5)
+	assign(web(vCanary, nil))
+	waitFor(t, func() error {
+		if fn, _ := n.dp.Canary("web"); fn != nil {
+			return fmt.Errorf("canary %s still deployed", fn.Version())
+		}
+		if s, _ := n.status("web"); s.Canary != nil {
+			return fmt.Errorf("status still reports canary %+v", s.Canary)
+		}
+		return nil
+	})
+	failures, ok := h.result()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed across the canary's life: %q", len(failures), ok+len(failures), failures[:min(5, len(failures))])
+	}
+	t.Logf("%d requests, none failed", ok)
 }
