@@ -117,3 +117,34 @@ func FuzzParseSticky(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAssignmentCanary: any assignment body a node may receive decodes and validates
+// without panicking, and a canary that passes has a weight in range, the stable
+// version's app and routes, and another digest.
+func FuzzAssignmentCanary(f *testing.F) {
+	for _, a := range []v1.Assignment{canaryAssignment(nil), canaryAssignment(func(a *v1.Assignment) { a.Canary.Weight = 101 })} {
+		b, err := json.Marshal(a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"canary":null}`))
+	f.Add([]byte(`{"canary":{"weight":-5,"sticky":"cookie:"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var a v1.Assignment
+		if json.Unmarshal(body, &a) != nil {
+			return
+		}
+		if err := a.ValidateCanary(); err != nil || a.Canary == nil {
+			if err != nil && (err.Field == "" || err.Message == "") {
+				t.Fatalf("error without a field or message: %+v", err)
+			}
+			return
+		}
+		c := a.Canary
+		if c.Weight < 0 || c.Weight > 100 || c.Version.App != a.Version.App || c.Version.Digest == a.Version.Digest || c.Version.Digest == "" {
+			t.Fatalf("accepted %+v beside %+v", c, a.Version)
+		}
+	})
+}
