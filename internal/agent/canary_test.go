@@ -27,7 +27,11 @@ func canaryPlane(t *testing.T, weight int, sticky string) (p *servedPlane, m2 *m
 	t.Helper()
 	p = startPlane(t)
 	m, wasm := example(t, "hello")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	timeout := 30 * time.Second // each plane compiles afresh: far slower under -race
+	if raceEnabled {
+		timeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if _, err := p.dp.DeployAs(ctx, "web", withVersion(m, "0.1.0", nil), wasm); err != nil {
 		t.Fatal(err)
