@@ -214,6 +214,7 @@ var schemaTypes = map[string]reflect.Type{
 	"Node":             reflect.TypeFor[v1.Node](),
 	"NodeList":         reflect.TypeFor[v1.NodeList](),
 	"InstanceStatus":   reflect.TypeFor[v1.InstanceStatus](),
+	"CanaryStatus":     reflect.TypeFor[v1.CanaryStatus](),
 	"NodeStatus":       reflect.TypeFor[v1.NodeStatus](),
 	"DeploymentStatus": reflect.TypeFor[v1.DeploymentStatus](),
 	"Event":            reflect.TypeFor[v1.Event](),

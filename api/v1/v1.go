@@ -245,6 +245,9 @@ type Assignment struct {
 	// --keep-revisions) so that a rollback starts without the registry. Filled in the
 	// sets sent to nodes, never stored.
 	Keep []string `json:"keep,omitempty"`
+	// Canary, when set, runs a second version beside Version on the node and sends
+	// it a weight of every route's requests (traffic split, canary.go).
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Instance states an agent reports.
@@ -270,6 +273,8 @@ type InstanceStatus struct {
 	Instances  int       `json:"instances"`
 	LastError  string    `json:"lastError,omitempty"`
 	Updated    time.Time `json:"updated"`
+	// Canary is the canary the node runs beside this version, if any (canary.go).
+	Canary *CanaryStatus `json:"canary,omitempty"`
 }
 
 // NodeStatus is one row of a deployment's status: desired vs actual on a node.

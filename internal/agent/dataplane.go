@@ -77,6 +77,7 @@ type DataPlane struct {
 type deployed struct {
 	fn     *sandbox.Function
 	routes []manifest.Route
+	canary *canary // nil: no weight split (canary.go)
 }
 
 // NewDataPlane creates the engine and gateway.
@@ -168,6 +169,10 @@ func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manif
 	}
 	if old != nil {
 		go d.retire(context.WithoutCancel(ctx), old.fn)
+		if old.canary != nil {
+			// A new stable version ends the split; the canary drains with the old one.
+			d.retireLater(ctx, old.canary.fn)
+		}
 	}
 	return fn, nil
 }
@@ -214,7 +219,12 @@ func (d *DataPlane) Unroute(name string) (drain func(context.Context) error, err
 	if !ok {
 		return nil, fmt.Errorf("remove %s: not deployed", name)
 	}
-	return func(ctx context.Context) error { return d.retire(ctx, old.fn) }, err
+	return func(ctx context.Context) error {
+		if old.canary != nil {
+			defer old.canary.fn.Close(ctx) // quiesced with the stable version below
+		}
+		return d.retire(ctx, old.fn)
+	}, err
 }
 
 // Serving reports whether a version is deployed and routed under name.
@@ -251,8 +261,16 @@ func (d *DataPlane) Functions() []*sandbox.Function {
 	out := make([]*sandbox.Function, 0, len(d.functions))
 	for _, dep := range d.functions {
 		out = append(out, dep.fn)
+		if dep.canary != nil {
+			out = append(out, dep.canary.fn)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name() != out[j].Name() {
+			return out[i].Name() < out[j].Name()
+		}
+		return out[i].Version() < out[j].Version()
+	})
 	return out
 }
 
@@ -260,7 +278,7 @@ func (d *DataPlane) applyRoutesLocked() error {
 	var routes []gateway.Route
 	for name, dep := range d.functions {
 		for _, r := range dep.routes {
-			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn, Deployment: name}) // [hotpath hook: Deployment]
+			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn, Deployment: name, Split: dep.split()}) // [hotpath hook: Deployment]
 		}
 	}
 	return d.Gateway.SetRoutes(routes)
@@ -308,6 +326,9 @@ func (d *DataPlane) Close(ctx context.Context) error {
 	var errs []error
 	for _, dep := range fns {
 		errs = append(errs, dep.fn.Close(ctx))
+		if dep.canary != nil {
+			errs = append(errs, dep.canary.fn.Close(ctx))
+		}
 	}
 	errs = append(errs, d.Engine.Close(ctx))
 	return errors.Join(errs...)

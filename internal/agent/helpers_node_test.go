@@ -367,6 +367,7 @@ type testNode struct {
 	admin   string // the admin address (/readyz)
 	metrics *prometheus.Registry
 	stop    func()
+	dp      *agent.DataPlane
 }
 
 // startNode starts a node named name on dir, with its own data plane, until the test
@@ -429,7 +430,7 @@ func startNodeWith(t *testing.T, cp *controlPlane, name, dir, token string, tele
 		})
 	}
 	t.Cleanup(stop)
-	return &testNode{Node: n, url: "http://" + gw.Addr().String(), admin: "http://" + admin.Addr().String(), metrics: reg, stop: stop}
+	return &testNode{Node: n, url: "http://" + gw.Addr().String(), admin: "http://" + admin.Addr().String(), metrics: reg, stop: stop, dp: dp}
 }
 
 // metric reads a counter or gauge with the given label value (or none).

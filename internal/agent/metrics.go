@@ -27,6 +27,8 @@ type nodeMetrics struct {
 	deployments   *prometheus.GaugeVec // state
 	// runtimeDenials counts versions the node's runtime policies refused to start.
 	runtimeDenials prometheus.Counter
+	// refusedSets counts assignment sets refused for an invalid canary (canary_reconcile.go).
+	refusedSets prometheus.Counter
 	// info is 1 for this node's name, region, zone and agent version: Prometheus joins
 	// it on (job, instance) to group the data plane's series by node and region.
 	info *prometheus.GaugeVec // node, region, zone, version
@@ -68,6 +70,10 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Name: "fermion_agent_runtime_policy_denials_total",
 			Help: "Versions this node's runtime policies refused to start.",
 		}),
+		refusedSets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fermion_agent_assignments_refused_total",
+			Help: "Assignment sets the agent refused (an invalid canary), keeping the previous ones.",
+		}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fermion_node_info",
 			Help: "Always 1: this node's name, its region and zone labels and the agent's version, to join on (job, instance) for per-node and per-region views (seed M5).",
@@ -101,6 +107,9 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		return nil, err
 	}
 	if m.runtimeDenials, err = register(reg, m.runtimeDenials); err != nil {
+		return nil, err
+	}
+	if m.refusedSets, err = register(reg, m.refusedSets); err != nil {
 		return nil, err
 	}
 	if m.info, err = register(reg, m.info); err != nil {

@@ -130,6 +130,7 @@ type Node struct {
 	applied    *v1.AssignmentSet // nil until a set is applied (or loaded from DataDir)
 	statuses   map[string]*status
 	creds      *nodeCreds
+	refused    uint64          // revision of the last set refused for an invalid canary
 	registered bool            // NATS is up and the last registration on this connection succeeded
 	registry   v1.RegistryInfo // the control plane's registry, as last told
 }
@@ -153,6 +154,8 @@ type status struct {
 	v1.InstanceStatus
 	fn   *sandbox.Function // running the reported digest (ready), else nil
 	task *task             // the task whose start set it; compared, never followed
+	// canaryFn runs the reported canary (ready), else nil.
+	canaryFn *sandbox.Function
 }
 
 // NewNode checks cfg, opens the artifact cache and loads what DataDir keeps: the
@@ -348,14 +351,23 @@ func (n *Node) Statuses() []v1.InstanceStatus {
 	n.mu.Lock()
 	out := make([]v1.InstanceStatus, 0, len(n.statuses))
 	fns := make([]*sandbox.Function, 0, len(n.statuses))
+	cfns := make([]*sandbox.Function, 0, len(n.statuses))
 	for _, s := range n.statuses {
 		out = append(out, s.InstanceStatus)
 		fns = append(fns, s.fn)
+		cfns = append(cfns, s.canaryFn)
 	}
 	n.mu.Unlock()
 	for i, fn := range fns {
 		if fn != nil {
 			out[i].Instances = fn.Stats().Total
+		}
+		if c := out[i].Canary; c != nil { // shared with n.statuses: copy before filling
+			cc := *c
+			if cfns[i] != nil {
+				cc.Instances = cfns[i].Stats().Total
+			}
+			out[i].Canary = &cc
 		}
 	}
 	slices.SortFunc(out, func(a, b v1.InstanceStatus) int { return strings.Compare(a.Deployment, b.Deployment) })
@@ -386,6 +398,20 @@ func (n *Node) Revision() (uint64, bool) {
 func (n *Node) offer(set v1.AssignmentSet, from string) {
 	if set.Node != "" && set.Node != n.cfg.Name {
 		n.log.Warn("ignoring assignments for another node", "from", from, "for", set.Node)
+		return
+	}
+	if err := validateCanaries(&set); err != nil {
+		// Defence in depth: the control plane validates too. Refusing the whole set
+		// keeps the node on its previous state rather than half of a bad change. Every
+		// heartbeat reply repeats the set: count and log each revision once.
+		n.mu.Lock()
+		first := n.refused != set.Revision
+		n.refused = set.Revision
+		n.mu.Unlock()
+		if first {
+			n.metrics.refusedSets.Inc()
+			n.log.Error("refusing assignments with an invalid canary; keeping the previous ones", "from", from, "revision", set.Revision, "err", err)
+		}
 		return
 	}
 	n.mu.Lock()

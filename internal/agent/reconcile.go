@@ -61,6 +61,7 @@ type deployment struct {
 	failures int    // failed attempts in a row at want's digest
 	retryAt  time.Time
 	lastErr  string
+	canary   canaryRun // the canary beside running (canary_reconcile.go)
 }
 
 // task pulls and starts one version. Its goroutine writes fn and err, then sends it on
@@ -70,6 +71,7 @@ type task struct {
 	a          v1.Assignment
 	cancel     context.CancelFunc
 	superseded bool // canceled by the reconciler: the outcome is no failure
+	canary     bool // starts a.Canary's version as the canary, not a.Version
 	fn         *sandbox.Function
 	err        error
 }
@@ -107,9 +109,11 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // shutdown cancels the tasks in flight and waits for them and for the drains.
 func (r *reconciler) shutdown() {
 	for _, d := range r.deps {
-		if d.task != nil {
-			d.task.superseded = true
-			d.task.cancel()
+		for _, t := range []*task{d.task, d.canary.task} {
+			if t != nil {
+				t.superseded = true
+				t.cancel()
+			}
 		}
 	}
 	for ; r.inflight > 0; r.inflight-- {
@@ -172,10 +176,18 @@ func (r *reconciler) setDesired(set *v1.AssignmentSet) {
 		if d.want == nil || d.want.Version.Digest != a.Version.Digest {
 			d.failures, d.retryAt, d.lastErr = 0, time.Time{}, ""
 		}
+		if canaryDigest(d.want) != canaryDigest(&a) {
+			d.canary.failures, d.canary.retryAt, d.canary.lastErr = 0, time.Time{}, ""
+		}
 		d.want = &a
 	}
 
 	pins := keepPins(want, r.n.cfg.KeepRevisions)
+	for _, a := range want {
+		if a.Canary != nil { // the canary's artifact too (canary_reconcile.go)
+			pins[a.Canary.Version.Digest] = true
+		}
+	}
 	for _, md := range r.n.cache.Pinned() {
 		if !pins[md] {
 			r.n.cache.Pin(md, false)
@@ -202,8 +214,12 @@ func (r *reconciler) reconcile(ctx context.Context) time.Time {
 			continue
 		}
 		r.n.clearStatus(name)
-		if d.task != nil {
-			r.supersede(d.task) // removed once it has finished
+		if d.task != nil || d.canary.task != nil {
+			for _, t := range []*task{d.task, d.canary.task} {
+				if t != nil {
+					r.supersede(t) // removed once it has finished
+				}
+			}
 			continue
 		}
 		if d.running != nil {
@@ -224,6 +240,11 @@ func (r *reconciler) reconcile(ctx context.Context) time.Time {
 			}
 		case d.running != nil && d.digest == a.Version.Digest:
 			r.n.setStatus(nil, a, v1.InstanceReady, "", d.running)
+			if at := r.reconcileCanary(ctx, d, a, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
+		case d.canary.fn != nil && d.canary.digest == a.Version.Digest && d.canary.task == nil:
+			r.promote(ctx, d, a) // the warm canary becomes stable: no cold start
 		case now.Before(d.retryAt):
 			if next.IsZero() || d.retryAt.Before(next) {
 				next = d.retryAt
@@ -261,11 +282,17 @@ func (r *reconciler) finish(ctx context.Context, t *task) {
 	r.inflight--
 	n := r.n
 	d := r.deps[t.name] // kept while a task is in flight
+	if t.canary {
+		r.finishCanary(ctx, d, t)
+		return
+	}
 	d.task = nil
 	if t.fn != nil {
 		// The data plane serves it now, whatever happened to the assignment meanwhile:
-		// reconcile replaces or removes it if it is no longer wanted.
+		// reconcile replaces or removes it if it is no longer wanted. A new stable
+		// version ends the split: the data plane drained the canary with the old one.
 		d.running, d.digest = t.fn, t.a.Version.Digest
+		d.canary.fn, d.canary.digest = nil, ""
 	}
 	switch {
 	case t.err == nil:
@@ -296,6 +323,7 @@ func (r *reconciler) remove(ctx context.Context, d *deployment) {
 		n.log.Warn("remove deployment", "deployment", d.name, "err", err)
 	}
 	d.running, d.digest = nil, ""
+	d.canary.fn, d.canary.digest = nil, "" // drained with the stable version
 	n.log.Info("deployment removed; draining", "deployment", d.name)
 	if drain == nil {
 		return
@@ -310,7 +338,11 @@ func (r *reconciler) remove(ctx context.Context, d *deployment) {
 // startVersion pulls t's artifact through the cache, reads its app manifest from the
 // verified config and deploys it under the deployment's name.
 func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, error) {
-	ref := nodecache.Ref{Repo: t.a.Version.Repository, Digest: t.a.Version.Digest}
+	ver := t.a.Version
+	if t.canary {
+		ver = t.a.Canary.Version
+	}
+	ref := nodecache.Ref{Repo: ver.Repository, Digest: ver.Digest}
 	// failed makes err a LoadError for reason, counted unless the task was canceled. The
 	// reason leads the message, so the status the control plane shows starts with it.
 	failed := func(reason string, err error) error {
@@ -335,8 +367,14 @@ func (n *Node) startVersion(ctx context.Context, t *task) (*sandbox.Function, er
 		n.metrics.runtimeDenials.Inc()
 		return nil, failed(telemetry.LoadPolicy, fmt.Errorf("artifact %s: %w", ref, err))
 	}
-	n.setStatus(t, t.a, v1.InstanceStarting, "", nil)
-	fn, err := n.cfg.DataPlane.DeployAs(ctx, t.name, m, e.Wasm)
+	var fn *sandbox.Function
+	if t.canary {
+		c := t.a.Canary
+		fn, err = n.cfg.DataPlane.DeployCanary(ctx, t.name, m, e.Wasm, WeightFromPercent(c.Weight), c.Sticky)
+	} else {
+		n.setStatus(t, t.a, v1.InstanceStarting, "", nil)
+		fn, err = n.cfg.DataPlane.DeployAs(ctx, t.name, m, e.Wasm)
+	}
 	if err != nil {
 		// DeployAs counted it.
 		if le, ok := err.(*LoadError); ok {
@@ -410,6 +448,9 @@ func (n *Node) setStatus(t *task, a v1.Assignment, state, lastErr string, fn *sa
 			},
 			fn:   fn,
 			task: t,
+		}
+		if old != nil { // the canary's status is its own (setCanaryStatus)
+			n.statuses[a.Deployment].Canary, n.statuses[a.Deployment].canaryFn = old.Canary, old.canaryFn
 		}
 	}
 	counts := n.stateCountsLocked()

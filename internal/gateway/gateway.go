@@ -46,8 +46,12 @@ type Route struct {
 	// Deployment names the deployment the route belongs to in SLI keys (SLIKey); ""
 	// means the target's name (an app deployed under its own name).
 	Deployment string
+	// Split, when set, sends a weight of the route's requests to a second version of
+	// the deployment (split.go).
+	Split *Split
 
-	tel *routeTelemetry // set by SetRoutes on the table's copy (telemetry.go)
+	tel   *routeTelemetry // set by SetRoutes on the table's copy (telemetry.go)
+	split *splitState     // set by newTable from Split
 }
 
 // Config configures a Gateway.
@@ -251,14 +255,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, time.Time{}, false, "")
+		g.logRequest(ctx, r, id, traceID, nil, nil, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
-	tel := route.tel
+	target, tel := route.Target, route.tel
+	if s := route.split; s != nil {
+		canary, cookie := s.pick(r)
+		if canary {
+			target, tel = s.target, s.tel
+		}
+		if cookie != "" {
+			wh["Set-Cookie"] = []string{cookie}
+		}
+	}
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, route, tel.fm, id)
+	status, cold, reason := g.serve(ctx, w, r, route, target, tel.fm, id)
 	if g.cfg.Telemetry {
 		// One clock read ends the request for every record of it: metrics, SLI and log.
 		end := time.Now()
@@ -283,8 +296,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				attribute.String("url.scheme", scheme),
 				attribute.String("http.route", route.Prefix),
 				attribute.Int("http.response.status_code", status),
-				attribute.String("fermion.function", route.Target.Name()),
-				attribute.String("fermion.version", route.Target.Version()),
+				attribute.String("fermion.function", target.Name()),
+				attribute.String("fermion.version", target.Version()),
 				attribute.String("fermion.request_id", id),
 				attribute.Bool("fermion.cold", cold),
 			)
@@ -292,13 +305,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, status, start, end, cold, reason)
+		g.logRequest(ctx, r, id, traceID, route, target, status, start, end, cold, reason)
 	}
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, fm *telemetry.FunctionMetrics, id string) (status int, cold bool, reason string) {
-	limit := route.Target.Spec().Limits.MaxRequestBody
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, target Target, fm *telemetry.FunctionMetrics, id string) (status int, cold bool, reason string) {
+	limit := target.Spec().Limits.MaxRequestBody
 	if r.ContentLength > limit {
 		return g.tooLarge(w, fm, id, limit)
 	}
@@ -338,7 +351,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		Body:       body,
 		Route:      route.Prefix,
 	}
-	resp, err := route.Target.Invoke(ctx, req)
+	resp, err := target.Invoke(ctx, req)
 	if err != nil {
 		var se *sandbox.Error
 		if !errors.As(err, &se) {
@@ -350,7 +363,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, se.Status, se.Msg, id)
 		if se.Err != nil {
 			g.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "function error", slog.String("request_id", id),
-				slog.String("function", route.Target.Name()), slog.String("reason", se.Reason), slog.String("err", se.Err.Error()))
+				slog.String("function", target.Name()), slog.String("reason", se.Reason), slog.String("err", se.Err.Error()))
 		}
 		return se.Status, se.Cold, se.Reason
 	}
@@ -405,8 +418,8 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 }
 
 // logRequest writes the request's log line; end is when it ended (zero: now), the
-// line's time.
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start, end time.Time, cold bool, reason string) {
+// line's time. target is the version that served (route's, or its split's).
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, target Target, status int, start, end time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry {
 		return
 	}
@@ -426,7 +439,10 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID s
 		Reason:   reason,
 	}
 	if route != nil {
-		line.Route, line.Function, line.Version = route.Prefix, route.Target.Name(), route.Target.Version()
+		if target == nil {
+			target = route.Target
+		}
+		line.Route, line.Function, line.Version = route.Prefix, target.Name(), target.Version()
 	}
 	telemetry.LogRequest(ctx, g.cfg.Logger, &line)
 }

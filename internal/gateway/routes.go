@@ -89,6 +89,13 @@ func newTable(routes []Route) (*table, error) {
 		if !strings.HasPrefix(r.Prefix, "/") {
 			return nil, fmt.Errorf("route %q: path must start with /", r.Prefix)
 		}
+		if r.Split != nil {
+			st, err := newSplitState(r.Split)
+			if err != nil {
+				return nil, fmt.Errorf("route %s%s: %w", r.Host, r.Prefix, err)
+			}
+			r.split = st
+		}
 		host := normalizeHost(r.Host)
 		if host == "*" {
 			host = "" // both mean any host
@@ -292,5 +299,5 @@ const drainRetryAfter = "1"
 func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id, traceID string, start time.Time) {
 	w.Header().Set("Retry-After", drainRetryAfter)
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("route %s%s no longer runs on this node; retry (another node serves it)", route.Host, route.Prefix), id)
-	g.logRequest(ctx, r, id, traceID, nil, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
+	g.logRequest(ctx, r, id, traceID, nil, nil, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
 }

@@ -33,6 +33,21 @@ func (g *Gateway) attachTelemetry(t *table) {
 			handles = append(handles, rt.sli)
 		}
 		r.tel = rt
+		if s := r.split; s != nil {
+			// The canary side records under its own version: its own Prometheus
+			// children and SLI series, what canary analysis compares.
+			cfm, ok := fms[s.target]
+			if !ok {
+				cfm = g.cfg.Metrics.Series(s.target.Name(), s.target.Version())
+				fms[s.target] = cfm
+			}
+			ct := &routeTelemetry{fm: cfm, key: sliKey(r, s.target)}
+			if g.cfg.SLIs != nil {
+				ct.sli = g.cfg.SLIs.Series(ct.key)
+				handles = append(handles, ct.sli)
+			}
+			s.tel = ct
+		}
 	}
 	if len(handles) > 0 {
 		t.onDrained = func() {
@@ -47,12 +62,15 @@ func (g *Gateway) attachTelemetry(t *table) {
 // target's name when Deployment is empty), the target's version, and the route's
 // pattern, host and path prefix as the manifest wrote it ("/hello",
 // "api.example.com/v1") — never a request's path, so the keys are as many as the routes.
-func SLIKey(r *Route) sli.Key {
+func SLIKey(r *Route) sli.Key { return sliKey(r, r.Target) }
+
+// sliKey is the key of r's requests that target serves (r's or its split's).
+func sliKey(r *Route, target Target) sli.Key {
 	dep := r.Deployment
 	if dep == "" {
-		dep = r.Target.Name()
+		dep = target.Name()
 	}
-	return sli.Key{Deployment: dep, Version: r.Target.Version(), Route: r.Host + r.Prefix}
+	return sli.Key{Deployment: dep, Version: target.Version(), Route: r.Host + r.Prefix}
 }
 
 // sliLimit returns the limit a failed request's reason says refused it or cut it short

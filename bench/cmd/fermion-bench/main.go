@@ -156,6 +156,7 @@ func gatewayBench(args []string) error {
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
 	useTLS := fs.Bool("tls", false, "add targets over HTTPS with a self-signed ECDSA P-256 certificate: native net/http, and Fermion with telemetry on (keep-alive connections, so each pays its handshake once)")
 	rust := fs.Bool("rust", false, "add targets serving examples/hello-rust (the Rust SDK) through Fermion with telemetry on and off, and bare with -bare (rust.go)")
+	weighted := fs.Bool("weighted", false, "add a target serving hello as two versions at 50/50 (a canary weight split) through Fermion with telemetry on, compared with one version (split.go)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
 	if *client == "wrk" {
@@ -279,6 +280,15 @@ func gatewayBench(args []string) error {
 		}
 		targets = append(targets, bt)
 	}
+	var weightedName string
+	if *weighted { // split.go
+		wt, err := splitTarget("fermion, 50/50 split (tel. on)", m, wasm, logFile)
+		if err != nil {
+			return err
+		}
+		weightedName = wt.name
+		targets = append(targets, wt)
+	}
 	if *rust { // rust.go
 		rt, err := rustTargets(r, m, *bare, *conns, logFile)
 		if err != nil {
@@ -401,6 +411,10 @@ func gatewayBench(args []string) error {
 	if minOff != "" && bareMin != "" {
 		fmt.Printf("ABI-only guest, Fermion (telemetry off) / bare wazero throughput (median of rounds): %.3f%s\n",
 			roundRatio(minOff, bareMin, rpsRatio), spread(minOff, bareMin))
+	}
+	if weightedName != "" {
+		fmt.Printf("50/50 weight split / one version, telemetry on, throughput (median of rounds): %.3f%s\n",
+			roundRatio(weightedName, on.name, rpsRatio), spread(weightedName, on.name))
 	}
 	if *useTLS {
 		fmt.Printf("HTTPS: fermion / native over HTTPS %.3f; fermion HTTPS / fermion HTTP %.3f; native HTTPS / native HTTP %.3f (medians of rounds)\n",
