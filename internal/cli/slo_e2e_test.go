@@ -87,9 +87,10 @@ func (h *hookMsgs) pages(app, status string) map[string]int {
 
 // amAlert is one alert of Alertmanager's GET /api/v2/alerts.
 type amAlert struct {
-	Labels map[string]string `json:"labels"`
-	EndsAt time.Time         `json:"endsAt"`
-	Status struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	EndsAt      time.Time         `json:"endsAt"`
+	Status      struct {
 		State string `json:"state"`
 	} `json:"status"`
 }
@@ -248,6 +249,12 @@ func TestSLOPageEndToEnd(t *testing.T) {
 			return nil
 		})
 	}
+	// The guest refuses a status it cannot send, so a typo in a test is not a 500.
+	if resp, err := http.Get(gws["eu"] + "/status?status=abc"); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GET /status?status=abc: %v %v, want 400", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	sloFile := writeFile(t, filepath.Join(t.TempDir(), "status.yaml"), e2eSLO)
 	contains(t, "slo apply", fermion("slo", "apply", "-f", sloFile), "SLO status-availability version 1")
 
@@ -301,7 +308,8 @@ func TestSLOPageEndToEnd(t *testing.T) {
 			}
 			for _, a := range as {
 				if a.Labels["alertname"] == "FermionSLOBurnPage" && a.Labels["scope"] == "eu" && a.Labels["function"] == "status" &&
-					a.Labels["slo"] == "status-availability" && a.Status.State == "active" {
+					a.Labels["slo"] == "status-availability" && a.Status.State == "active" &&
+					a.Annotations["runbook_url"] == "https://runbooks.example/status-availability" {
 					return nil
 				}
 			}
@@ -327,7 +335,7 @@ func TestSLOPageEndToEnd(t *testing.T) {
 	if len(firing) != 1 || firing[0] != "page/eu" {
 		t.Errorf("fermion alerts: firing %v, want [page/eu]\n%s", firing, out)
 	}
-	contains(t, "fermion alerts", fermion("alerts"), "status", "eu", "page")
+	contains(t, "fermion alerts", fermion("alerts"), "status", "eu", "page", "https://runbooks.example/status-availability")
 	contains(t, "fermion slo status", fermion("slo", "status", "status-availability"), "status-availability", "eu", "us", "ap")
 	st, err := cl.SLOStatus(ctx, "status-availability")
 	if err != nil {
