@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/cli"
 	"fermion.dev/fermion/internal/fermiontest"
 )
@@ -97,7 +98,9 @@ func TestUp(t *testing.T) {
 	t.Cleanup(collector.Close)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	args := append([]string{"up", "--example", filepath.Join(fermiontest.Root(t), "examples", "hello"),
-		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", "127.0.0.1:0"}, quietListen...)
+		"--agent-listen", "127.0.0.1:0", "--agent-admin-listen", "127.0.0.1:0",
+		// Short intervals so that SLIs reach top and the SLO's budget within the test.
+		"--agent-sli-interval", "1s", "--slo-interval", "1s"}, quietListen...)
 	b := startVerb(t, args...)
 	url := b.waitLine(t, answerLine, 3*time.Minute)
 	admin := b.waitLine(t, metricsLine, time.Second) // the agent's: the server's is off
@@ -129,6 +132,48 @@ func TestUp(t *testing.T) {
 	c, out, _ = run(t, "top", "--once")
 	if c != 0 || !regexp.MustCompile(`(?m)^hello\s`).MatchString(out) {
 		t.Fatalf("top: %d\n%s", c, out)
+	}
+	// With no Prometheus anywhere, a few requests to hello show in top as req/s and
+	// latency quantiles, and in hello-availability's budget as a non-zero total: the
+	// agent's SLIs reached the control plane's store and its SLO engine (issue 14).
+	for range 20 {
+		if code, _, err := httpGet(url); err != nil || code != 200 {
+			t.Fatalf("GET %s: %d %v", url, code, err)
+		}
+	}
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		c, out, errOut := run(t, "top", "--once", "-o", "json")
+		var l v1.SLIList
+		if c != 0 || json.Unmarshal([]byte(out), &l) != nil {
+			return fmt.Errorf("top -o json: %d\n%s\n%s", c, out, errOut)
+		}
+		for _, g := range l.Groups {
+			if g.App == "hello" && g.RequestsPerSecond > 0 && g.P50Ms > 0 && g.P99Ms >= g.P50Ms {
+				return nil
+			}
+		}
+		return fmt.Errorf("top shows no requests to hello yet: %s", out)
+	})
+	c, out, _ = run(t, "top", "--once")
+	if c != 0 || !regexp.MustCompile(`(?m)^hello\s+\S+\s+\d`).MatchString(out) || !strings.Contains(out, "P99") {
+		t.Fatalf("top: %d\n%s", c, out)
+	}
+	fermiontest.WaitFor(t, time.Minute, func() error {
+		c, out, errOut := run(t, "slo", "status", "hello-availability", "-o", "json")
+		var sts []v1.SLOStatus
+		if c != 0 || json.Unmarshal([]byte(out), &sts) != nil || len(sts) != 1 {
+			return fmt.Errorf("slo status -o json: %d\n%s\n%s", c, out, errOut)
+		}
+		for _, se := range sts[0].Series {
+			if se.App == "hello" && se.Total > 0 && se.Good == se.Total && se.BudgetRemaining == 1 {
+				return nil
+			}
+		}
+		return fmt.Errorf("hello-availability has no requests counted yet: %+v", sts[0].Series)
+	})
+	c, out, _ = run(t, "slo", "status", "hello-availability")
+	if c != 0 || !regexp.MustCompile(`hello\s+0\.1\.0\s+local\s+[1-9]\d*/[1-9]\d*\s+100\.0%`).MatchString(out) {
+		t.Fatalf("slo status: %d\n%s", c, out)
 	}
 	// Stopping flushes the spans still queued.
 	b.cancel()

@@ -2,7 +2,7 @@
 // example and fault guests with the Go toolchain, and Rust guests with a Rust toolchain
 // when there is one (rust.go), once per test binary; finds the
 // repository root, waits for conditions without sleeping blindly, and issues TLS
-// certificates from a test CA.
+// certificates from a test CA, and runs a real Alertmanager when one is installed.
 package fermiontest
 
 import (
