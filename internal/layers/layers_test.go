@@ -33,6 +33,9 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/registry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/oci", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/scheduler", nil},
+	// dashboards is the one definition of the Grafana dashboards and the docs' tables;
+	// pure rendering, its gen command writes the files.
+	{"fermion.dev/fermion/internal/dashboards", []string{"fermion.dev/fermion/internal/dashboards", "fermion.dev/fermion/internal/atomicfile"}},
 	// sli is pure SLI aggregation shared by agent (producer) and control plane
 	// (consumer): it imports nothing of ours, so neither side drags the other in.
 	{"fermion.dev/fermion/internal/sli", nil},
