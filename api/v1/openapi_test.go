@@ -72,6 +72,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/slos/{name}/status": {"get"},
 		"/v1/alerts":             {"get"},
 		"/v1/alerts/expected":    {"post"},
+		// Backup and restore (opsurface).
+		"/v1/backup":  {"get"},
+		"/v1/restore": {"put"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -228,6 +231,8 @@ var schemaTypes = map[string]reflect.Type{
 	"Incident":        reflect.TypeFor[v1.Incident](),
 	"AlertList":       reflect.TypeFor[v1.AlertList](),
 	"AlertMark":       reflect.TypeFor[v1.AlertMark](),
+	// Backup and restore (opsurface).
+	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

@@ -357,7 +357,8 @@ func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.
 func (s *Server) routeGroups() []routeGroup {
 	return []routeGroup{
 		s.api.coreRoutes,
-		s.api.sloRoutes, // SLO hook (sloengine)
+		s.api.sloRoutes,    // SLO hook (sloengine)
+		s.api.backupRoutes, // backup and restore (opsurface, backup.go)
 	}
 }
 
