@@ -75,6 +75,8 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/faulttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/"}},
 	{"fermion.dev/fermion/internal/cli", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/", "fermion.dev/fermion"}},
 	{"fermion.dev/fermion/cmd", []string{"fermion.dev/fermion/internal/cli"}},
+	// deploy holds files for hosts (systemd, container, Grafana) and their tests; no code.
+	{"fermion.dev/fermion/deploy", nil},
 	{"fermion.dev/fermion/bench", []string{"fermion.dev/fermion/"}},
 }
 
