@@ -54,6 +54,13 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("token create: %d %s %s", c, out, errOut)
 	}
 	file := filepath.Join(t.TempDir(), "fermion.backup")
+	// Only an admin may take one: it holds every token record and artifact.
+	if c, _, errOut := run(t, "server", "backup", file, "--token", tok[1]); c == 0 || !strings.Contains(errOut, "needs the admin role") {
+		t.Fatalf("backup with a viewer token: %d %s", c, errOut)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Fatal("a refused backup left a file")
+	}
 	if c, out, errOut := run(t, "server", "backup", file); c != 0 || !strings.Contains(out, "backup "+file+": ") || !strings.Contains(out, "objects") {
 		t.Fatalf("server backup: %d\n%s\n%s", c, out, errOut)
 	}
