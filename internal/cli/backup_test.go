@@ -20,9 +20,9 @@ import (
 var registryAddrLine = regexp.MustCompile(`(?m)^registry (\S+)$`)
 
 // TestBackupRestore follows docs/operations.md: a server with a deployment (its
-// artifact in the built-in registry), a policy and a viewer token is backed up while
-// it runs; a fresh server restores the file; the deployment, the policy, the token and
-// the artifact are all there, and a second restore is refused.
+// artifact in the built-in registry, its SLO), a policy, a node and a viewer token is
+// backed up while it runs; a fresh server restores the file; all of them are there, and
+// a second restore is refused.
 func TestBackupRestore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and serves two control planes")
@@ -117,6 +117,17 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil || !slices.ContainsFunc(pl.Policies, func(p v1.Policy) bool { return p.Name == "require-signed" }) {
 		t.Fatalf("policies after restore: %+v %v", pl, err)
 	}
+	// hello's [[slo]] came with its deployment, and the SLO engine's cache picks it up.
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		l, err := viewer.ListSLOs(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(l.SLOs, func(s v1.SLO) bool { return s.Name == "hello-availability" }) {
+			return fmt.Errorf("SLOs after restore: %+v", l.SLOs)
+		}
+		return nil
+	})
 	if nl, err := viewer.ListNodes(ctx); err != nil || len(nl.Nodes) != 1 || nl.Nodes[0].Name != "edge-1" {
 		t.Fatalf("nodes after restore: %+v %v", nl, err)
 	}
