@@ -887,3 +887,55 @@ func (c *Client) Rollback(ctx context.Context, name string, req v1.RollbackReque
 	}
 	return &out, nil
 }
+
+// Backup and restore (opsurface).
+
+// Backup streams an archive of the control plane's state into w (admin). The archive
+// is whole only when Backup returns nil; write it to a temporary file and rename.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/backup", nil, nil, nil)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	req.Header.Set("Accept", "application/gzip")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", transportError(ctx, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("backup: %w", readError(resp))
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("backup: read archive: %w", transportError(ctx, err))
+	}
+	return n, nil
+}
+
+// Restore loads an archive from Backup into a fresh control plane (admin).
+func (c *Client) Restore(ctx context.Context, archive io.Reader) (*v1.BackupSummary, error) {
+	req, err := c.newRequest(ctx, http.MethodPut, "/v1/restore", nil, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	req.Body = io.NopCloser(archive)
+	req.Header.Set("Content-Type", "application/gzip")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", transportError(ctx, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("restore: %w", readError(resp))
+	}
+	b, err := readBounded(resp.Body, maxResponseBytes)
+	if err != nil {
+		return nil, fmt.Errorf("restore: read response: %w", transportError(ctx, err))
+	}
+	var out v1.BackupSummary
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("restore: decode response: %w", err)
+	}
+	return &out, nil
+}

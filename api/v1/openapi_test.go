@@ -77,6 +77,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/deployments/{name}/revisions":     {"get"},
 		"/v1/deployments/{name}/revisions/{n}": {"get"},
 		"/v1/deployments/{name}/rollback":      {"post"},
+		// Backup and restore (opsurface).
+		"/v1/backup":  {"get"},
+		"/v1/restore": {"put"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -241,6 +244,8 @@ var schemaTypes = map[string]reflect.Type{
 	"Revision":        reflect.TypeFor[v1.Revision](),
 	"RevisionList":    reflect.TypeFor[v1.RevisionList](),
 	"RollbackRequest": reflect.TypeFor[v1.RollbackRequest](),
+	// Backup and restore (opsurface).
+	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

@@ -652,3 +652,14 @@ type SLIList struct {
 	By            []string   `json:"by"`
 	Groups        []SLIGroup `json:"groups"`
 }
+
+// Backup and restore (opsurface): GET /v1/backup streams an archive of the state;
+// PUT /v1/restore loads one into a fresh control plane.
+
+// BackupSummary counts what a backup archive holds; PUT /v1/restore answers with it.
+type BackupSummary struct {
+	Buckets int   `json:"buckets"`
+	Keys    int   `json:"keys"`
+	Objects int   `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+}

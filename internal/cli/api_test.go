@@ -405,7 +405,7 @@ func TestTokenVerbs(t *testing.T) {
 		{name: "no role", args: []string{"token", "create"}, want: "--role is required"},
 		{name: "bad role", args: []string{"token", "create", "--role", "root"}, want: `--role "root": want one of admin, deployer, viewer, node`},
 		{name: "bad ttl", args: []string{"token", "create", "--role", "admin", "--ttl", "tomorrow"}, want: `--ttl "tomorrow"`},
-		{name: "bad output", args: []string{"token", "list", "-o", "yaml"}, want: `--output "yaml": want table or json`},
+		{name: "bad output", args: []string{"token", "list", "-o", "xml"}, want: `--output "xml": want table, json or yaml`},
 		{name: "revoke without id", args: []string{"token", "revoke"}, want: "accepts 1 arg(s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,6 +80,10 @@ func buildArtifact(ctx context.Context, dir string, skipBuild bool, cacheDir str
 		return nil, nil, err
 	}
 	defer e.Close(ctx)
+	if len(wasm) >= progressMin {
+		// Compiling a large module to check it takes seconds: say what is going on.
+		fmt.Fprintf(log, "checking %s (%s): compiling it once (cached for the next build)\n", m.SourcePath(), formatBytes(int64(len(wasm))))
+	}
 	if _, err := e.Check(ctx, wasm, m.Component.ABI, m.Limits.Load); err != nil {
 		return nil, nil, fmt.Errorf("%s: %s is not a module Fermion can run: %w", m.Path, m.SourcePath(), err)
 	}

@@ -271,7 +271,7 @@ func listVerb[T any](f *apiFlags, c *cobra.Command, fetch func(ctx context.Conte
 			return f.explain(ctx, err)
 		}
 		if o.json() {
-			return printJSON(c.OutOrStdout(), v)
+			return o.print(c.OutOrStdout(), v)
 		}
 		tw := newTable(c.OutOrStdout())
 		rows(tw, v)

@@ -206,6 +206,7 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 		return oci.Ref{}, "", err
 	}
 	oc := &oci.Client{Token: registryToken, RootCAs: pool}
+	oc.Progress = newProgress(c.ErrOrStderr()) // progress.go
 	oc.SetTLS(info.Registry, strings.HasPrefix(af.usedServer, "https://"))
 	ref := oci.Ref{Registry: info.Registry, Repo: m.App.Name, Tag: m.App.Version}
 	pushed, err := pushArtifact(ctx, oc, ref, a, priv, c.OutOrStdout())

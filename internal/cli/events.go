@@ -62,7 +62,7 @@ prints the API's JSON (with --follow one event per line).`,
 					return af.explain(ctx, err)
 				}
 				if o.json() {
-					return printJSON(w, l)
+					return o.print(w, l)
 				}
 				printEventHeader(w)
 				for _, e := range l.Events {
@@ -76,6 +76,10 @@ prints the API's JSON (with --follow one event per line).`,
 				printEventHeader(w)
 			}
 			err = cl.FollowEvents(ctx, f, func(e v1.Event) error {
+				if o.format == "yaml" { // a stream of YAML documents
+					fmt.Fprintln(w, "---")
+					return printYAML(w, e)
+				}
 				if o.json() {
 					return enc.Encode(e)
 				}

@@ -38,7 +38,7 @@ to any of them.`,
 				return af.explain(ctx, err)
 			}
 			if o.json() {
-				return printJSON(c.OutOrStdout(), h)
+				return o.print(c.OutOrStdout(), h)
 			}
 			return printHistory(c.OutOrStdout(), h, time.Now())
 		},

@@ -37,7 +37,7 @@ func newNodesCmd() *cobra.Command {
 					return af.explain(ctx, err)
 				}
 				if o.json() {
-					return printJSON(w, n)
+					return o.print(w, n)
 				}
 				nodes = []v1.Node{*n}
 			} else {
@@ -46,7 +46,7 @@ func newNodesCmd() *cobra.Command {
 					return af.explain(ctx, err)
 				}
 				if o.json() {
-					return printJSON(w, l)
+					return o.print(w, l)
 				}
 				nodes = l.Nodes
 			}

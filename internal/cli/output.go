@@ -9,27 +9,53 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 )
 
-// outputFlag is -o/--output of the API verbs that read: a table for people or the API's
-// JSON for programs.
+// outputFlag is -o/--output of the API verbs that read: a table for people, or the
+// API's JSON (or the same document as YAML) for programs.
 type outputFlag struct{ format string }
 
 func (o *outputFlag) add(c *cobra.Command) {
-	c.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table or json (the API's JSON)")
+	c.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table, json (the API's JSON) or yaml (the same fields as YAML)")
+	c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
-// check refuses formats other than table and json.
+// check refuses formats other than table, json and yaml.
 func (o *outputFlag) check() error {
 	switch o.format {
-	case "table", "json":
+	case "table", "json", "yaml":
 		return nil
 	}
-	return usageError{fmt.Errorf("--output %q: want table or json", o.format)}
+	return usageError{fmt.Errorf("--output %q: want table, json or yaml", o.format)}
 }
 
-func (o *outputFlag) json() bool { return o.format == "json" }
+// json reports whether a program reads the output (-o json or -o yaml): print the API's
+// document with o.print, not a table.
+func (o *outputFlag) json() bool { return o.format == "json" || o.format == "yaml" }
+
+// print writes v as the format asks: JSON, or YAML with the JSON field names (YAML is
+// converted from the JSON, so both carry exactly the same fields and values).
+func (o *outputFlag) print(w io.Writer, v any) error {
+	if o.format == "yaml" {
+		return printYAML(w, v)
+	}
+	return printJSON(w, v)
+}
+
+func printYAML(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	y, err := yaml.JSONToYAML(b)
+	if err != nil {
+		return fmt.Errorf("print yaml: %w", err)
+	}
+	_, err = w.Write(y)
+	return err
+}
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -198,7 +198,7 @@ it would deny, warn shows deployers a warning, deny enforces it.`,
 				}
 			}
 			if o.json() {
-				return printJSON(w, v1.PolicyList{Policies: applied})
+				return o.print(w, v1.PolicyList{Policies: applied})
 			}
 			return nil
 		},
@@ -340,7 +340,7 @@ policy in mode audit shows here what it would deny before it is enforced.`,
 				return af.explain(ctx, err)
 			}
 			if o.json() {
-				return printJSON(c.OutOrStdout(), l)
+				return o.print(c.OutOrStdout(), l)
 			}
 			printViolations(c.OutOrStdout(), l.Events)
 			return nil

@@ -70,6 +70,7 @@ downloads the module. Nothing unverified is written.`,
 			if err != nil {
 				return err
 			}
+			cl.Progress = newProgress(c.ErrOrStderr()) // progress.go
 			p, err := cl.Pull(c.Context(), ref, policy)
 			if err != nil {
 				return rf.hint(err)

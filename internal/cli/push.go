@@ -121,6 +121,7 @@ Version tags are immutable in Fermion's registry: push a new version instead of 
 			if err != nil {
 				return err
 			}
+			cl.Progress = newProgress(c.ErrOrStderr()) // progress.go
 			// The build wrote the module next to the manifest: stream it from there and
 			// let the bytes in memory go.
 			layerFile := filepath.Join(buildOutput(m), "module.wasm")

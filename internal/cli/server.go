@@ -115,6 +115,7 @@ every replica.`,
 	c.Flags().StringVar(&o.tlsCert, "tls-cert", "", "serve the API, the registry, agents' NATS connections and (with --cluster-listen) the routes between replicas over TLS with this PEM certificate (chain), reloaded when the file changes")
 	c.Flags().StringVar(&o.caFile, "ca-file", "", "PEM CA certificates to trust besides the system's for the other replicas' certificates on TLS routes (or FERMION_CA_FILE)")
 	c.Flags().StringVar(&o.tlsKey, "tls-key", "", "the PEM private key for --tls-cert")
+	c.AddCommand(newServerBackupCmd(), newServerRestoreCmd()) // backup.go
 	return c
 }
 

@@ -135,7 +135,7 @@ with a did-you-mean for misspelt names, and the command exits 1; a usage mistake
 			}
 			w := c.OutOrStdout()
 			if o.json() {
-				return printJSON(w, sums)
+				return o.print(w, sums)
 			}
 			tw := newTable(w)
 			fmt.Fprintln(tw, "FILE\tNAME\tAPP\tSLI\tOBJECTIVE\tWINDOW\tSCOPE\tALERTING")

@@ -70,7 +70,7 @@ matches no deployment is stored, with a warning.`,
 				all = append(all, l.SLOs...)
 			}
 			if o.json() {
-				return printJSON(w, v1.SLOList{SLOs: all})
+				return o.print(w, v1.SLOList{SLOs: all})
 			}
 			for _, s := range all {
 				fmt.Fprintf(w, "SLO %s version %d: %s %s%% over %s, scope %s\n", s.Name, s.Version, s.SLI, s.Objective, s.Window, s.Scope)
@@ -148,7 +148,7 @@ short windows, and the alert phase.`,
 			}
 			w := c.OutOrStdout()
 			if o.json() {
-				return printJSON(w, out)
+				return o.print(w, out)
 			}
 			if len(out) == 0 {
 				fmt.Fprintln(w, "no SLOs; apply one with fermion slo apply -f FILE")
@@ -235,7 +235,7 @@ over the tier's windows and the runbook. --all adds alerts resolved in the last 
 			}
 			w := c.OutOrStdout()
 			if o.json() {
-				return printJSON(w, l)
+				return o.print(w, l)
 			}
 			if len(l.Incidents) == 0 {
 				fmt.Fprintln(w, "no alerts")

@@ -52,7 +52,7 @@ func TestSLOValidateMistakes(t *testing.T) {
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml: no such file"}},
 		{"empty directory", []string{t.TempDir()}, 1, []string{"holds no .yaml or .yml files"}},
 		{"no files", nil, 2, []string{"give at least one SLO file"}},
-		{"bad output", []string{one, "-o", "xml"}, 2, []string{`--output "xml": want table or json`}},
+		{"bad output", []string{one, "-o", "xml"}, 2, []string{`--output "xml": want table, json or yaml`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -40,7 +40,7 @@ func newStatusCmd() *cobra.Command {
 					return af.explain(ctx, err)
 				}
 				if o.json() {
-					return printJSON(w, st)
+					return o.print(w, st)
 				}
 				return printDeploymentStatus(w, st)
 			}
@@ -49,7 +49,7 @@ func newStatusCmd() *cobra.Command {
 				return af.explain(ctx, err)
 			}
 			if o.json() {
-				return printJSON(w, l)
+				return o.print(w, l)
 			}
 			return printDeployments(ctx, w, cl, l.Deployments)
 		},

@@ -58,7 +58,7 @@ once; the control plane keeps only its hash.`,
 			}
 			w := c.OutOrStdout()
 			if createOut.json() {
-				return printJSON(w, t)
+				return createOut.print(w, t)
 			}
 			expires := "never"
 			if t.Expires != nil {

@@ -68,7 +68,7 @@ func newTopCmd() *cobra.Command {
 				return af.explain(ctx, err)
 			}
 			if o.json() {
-				return printJSON(w, l)
+				return o.print(w, l)
 			}
 			if f.once {
 				return printTop(w, l, q)

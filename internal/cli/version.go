@@ -135,7 +135,7 @@ An unreachable control plane is reported, not an error: version still exits 0.`,
 			v := localVersion(debug.ReadBuildInfo())
 			v.Server = askServerVersion(c.Context(), &af)
 			if o.json() {
-				return printJSON(c.OutOrStdout(), v)
+				return o.print(c.OutOrStdout(), v)
 			}
 			printVersion(c.OutOrStdout(), v)
 			return nil

@@ -158,7 +158,11 @@ func (s *api) serveAPI(w http.ResponseWriter, r *http.Request, route, role strin
 		fail(&v1.Error{Code: v1.CodeForbidden, Message: fmt.Sprintf("a %s token may not do this; it needs the %s role", caller.Role, role)})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	limit := int64(maxBody)
+	if l, ok := routeBodyLimits[route]; ok { // backup.go: a restore's archive
+		limit = l
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	out, code, e := h(w, r, caller)
 	if e != nil {
 		if e.Code == v1.CodeInternal || e.Code == v1.CodeUnavailable {

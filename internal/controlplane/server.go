@@ -367,6 +367,7 @@ func (s *Server) routeGroups() []routeGroup {
 		s.api.sloRoutes,      // SLO hook (sloengine)
 		s.api.sliRoutes,      // GET /v1/slis (api_slis.go)
 		s.api.revisionRoutes, // revisions and rollback (issue 15)
+		s.api.backupRoutes,   // backup and restore (opsurface, backup.go)
 	}
 }
 

@@ -33,6 +33,9 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/registry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/oci", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/scheduler", nil},
+	// dashboards is the one definition of the Grafana dashboards and the docs' tables;
+	// pure rendering, its gen command writes the files.
+	{"fermion.dev/fermion/internal/dashboards", []string{"fermion.dev/fermion/internal/dashboards", "fermion.dev/fermion/internal/atomicfile"}},
 	// sli is pure SLI aggregation shared by agent (producer) and control plane
 	// (consumer): it imports nothing of ours, so neither side drags the other in.
 	{"fermion.dev/fermion/internal/sli", nil},
@@ -62,8 +65,10 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/sliingest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	// state is the control plane's typed state layer: the roles (API, agent service,
 	// election, controllers) import it, never the other way round.
+	// backup archives and restores JetStream buckets; it knows nothing of what they hold.
+	{"fermion.dev/fermion/internal/backup", nil},
 	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
-	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/sloctl", "fermion.dev/fermion/internal/fleet"}},
+	{"fermion.dev/fermion/internal/controlplane", []string{"fermion.dev/fermion/internal/backup", "fermion.dev/fermion/internal/sliingest", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/registry", "fermion.dev/fermion/internal/oci", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/policy", "fermion.dev/fermion/internal/scheduler", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/nodecache", "fermion.dev/fermion/internal/agent", "fermion.dev/fermion/internal/controlplane", "fermion.dev/fermion/internal/fermiontest", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/sloctl", "fermion.dev/fermion/internal/fleet"}},
 	{"fermion.dev/fermion/client", []string{"fermion.dev/fermion/api"}},
 	// rustbuild: finds a Rust toolchain for wasm32 WASI and builds crates; a leaf that
 	// fermiontest (Rust guests for tests) and cli (fermion new --lang rust) use.
@@ -72,6 +77,8 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/faulttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/client", "fermion.dev/fermion/internal/"}},
 	{"fermion.dev/fermion/internal/cli", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/", "fermion.dev/fermion"}},
 	{"fermion.dev/fermion/cmd", []string{"fermion.dev/fermion/internal/cli"}},
+	// deploy holds files for hosts (systemd, container, Grafana) and their tests; no code.
+	{"fermion.dev/fermion/deploy", nil},
 	{"fermion.dev/fermion/bench", []string{"fermion.dev/fermion/"}},
 }
 

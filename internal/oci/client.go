@@ -113,6 +113,12 @@ type Client struct {
 	// instead of the system's (only without HTTPClient).
 	RootCAs *x509.CertPool
 
+	// Progress, if set, is told how a module layer moves: Push, PushLayerFile, Pull and
+	// FetchBlob call it once per transfer of a layer ("push" or "pull") and then call
+	// what it returns with the bytes moved so far, as they move (from 0 again when a
+	// push is retried). The CLI prints it; agents leave it nil.
+	Progress func(op string, desc ocispec.Descriptor) func(done int64)
+
 	mu      sync.Mutex      // guards the fields below
 	tlsHost map[string]bool // registry host:port → speaks TLS, from SetTLS
 	tr      *http.Transport // trusting RootCAs, made once
@@ -258,6 +264,9 @@ func (c *Client) push(ctx context.Context, ref Ref, a *artifact.Artifact, layer 
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	if c.Progress != nil {
+		layer = countingSource(layer, c.Progress("push", om.Layers[0]))
+	}
 	for _, blob := range []struct {
 		desc ocispec.Descriptor
 		src  BlobSource
@@ -293,6 +302,33 @@ func fileSource(path string) BlobSource {
 		}
 		return f, nil
 	}
+}
+
+// countingSource reports the bytes read from each blob src opens.
+func countingSource(src BlobSource, report func(int64)) BlobSource {
+	return func() (io.ReadCloser, error) {
+		rc, err := src()
+		if err != nil {
+			return nil, err
+		}
+		report(0)
+		return &countingReader{ReadCloser: rc, report: report}, nil
+	}
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n      int64
+	report func(int64)
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 {
+		r.n += int64(n)
+		r.report(r.n)
+	}
+	return n, err
 }
 
 // PushBlob uploads the blob desc names from src to ref's repository, unless the
@@ -494,7 +530,11 @@ func (c *Client) Pull(ctx context.Context, ref Ref, policy artifact.TrustPolicy)
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	p.Verified = v
-	wasm, err := fetchBlob(ctx, repo, p.Parsed.Layer, maxLayerBytes)
+	var report func(int64)
+	if c.Progress != nil {
+		report = c.Progress("pull", p.Parsed.Layer)
+	}
+	wasm, err := fetchBlobCounted(ctx, repo, p.Parsed.Layer, maxLayerBytes, report)
 	if err != nil {
 		return nil, fmt.Errorf("fetch module: %w", err)
 	}
@@ -525,6 +565,11 @@ func fetchManifest(ctx context.Context, repo *remote.Repository, reference strin
 
 // fetchBlob reads the blob desc names and checks it against desc.
 func fetchBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	return fetchBlobCounted(ctx, repo, desc, limit, nil)
+}
+
+// fetchBlobCounted is fetchBlob reporting the bytes read so far to report, if not nil.
+func fetchBlobCounted(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, limit int64, report func(int64)) ([]byte, error) {
 	if desc.Size > limit {
 		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", desc.Digest, desc.Size, limit)
 	}
@@ -532,6 +577,10 @@ func fetchBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descri
 		rc, err := get(ctx, repo, "blobs", desc.Digest.String(), "")
 		if err != nil {
 			return nil, err
+		}
+		if report != nil {
+			report(0)
+			rc = &countingReader{ReadCloser: rc, report: report}
 		}
 		b, err := readBounded(rc, desc.Size)
 		rc.Close()
@@ -564,6 +613,11 @@ func (c *Client) FetchBlob(ctx context.Context, ref Ref, desc ocispec.Descriptor
 		return err
 	}
 	defer rc.Close()
+	if c.Progress != nil {
+		report := c.Progress("pull", desc)
+		report(0)
+		rc = &countingReader{ReadCloser: rc, report: report}
+	}
 	v := desc.Digest.Verifier()
 	n, err := io.Copy(io.MultiWriter(w, v), io.LimitReader(rc, desc.Size+1))
 	if err != nil {
