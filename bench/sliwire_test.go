@@ -71,7 +71,7 @@ func helloFlush(node string, versions, rps int) []sli.Summary {
 			}
 			a.Record(k, status, lat, cold)
 		}
-		a.RecordInstanceStart(k, "started")
+		a.RecordInstanceStart(k, "prewarm")
 		a.RecordDiscard(k, "idle")
 		a.ObserveInstance(k, 4<<20, 0)
 	}

@@ -8,11 +8,6 @@ import (
 	"fermion.dev/fermion/internal/telemetry"
 )
 
-// sliInstanceStarted is the reason instance starts are counted under: the sandbox
-// reports a start without saying whether a request or the pool asked for it (the
-// summary's ColdStarts counts the ones requests waited for).
-const sliInstanceStarted = "started"
-
 // sliNameTTL is how long a deployment name is kept for a version no function reports
 // a pool for: long enough that a version being loaded (named before its Load) is not
 // forgotten before it reports one.
@@ -32,7 +27,8 @@ type sliSource struct {
 
 type sliName struct {
 	deployment string
-	seen       time.Time // last time it was named or had a pool
+	seen       time.Time     // last time it was named or had a pool
+	cpu        time.Duration // its guest CPU time as last observed (observePools)
 }
 
 // newSLISource returns cfg.SLIs wrapped, or a new aggregator when cfg.Telemetry is on,
@@ -68,7 +64,10 @@ func (s *sliSource) name(deployment, app, version string) {
 		return
 	}
 	s.mu.Lock()
-	s.names[[2]string{app, version}] = sliName{deployment, time.Now()}
+	k := [2]string{app, version}
+	n := s.names[k]
+	n.deployment, n.seen = deployment, time.Now()
+	s.names[k] = n
 	s.mu.Unlock()
 }
 
@@ -89,7 +88,10 @@ func (s *sliSource) For(function, version string) telemetry.SLIEvents {
 }
 
 // observePools records every deployed version's instance memory (its pool's total
-// linear memory now) into the open interval, and forgets names of versions gone.
+// linear memory now) and the guest CPU time it used since the last call into the open
+// interval, and forgets names of versions gone. The CPU time is the growth of the
+// version's cumulative counter (telemetry.Metrics.GuestCPU), read once per interval,
+// so the request path pays one atomic add for it and takes no aggregator lock.
 func (s *sliSource) observePools(now time.Time) {
 	if s == nil || s.metrics == nil {
 		return
@@ -106,19 +108,34 @@ func (s *sliSource) observePools(now time.Time) {
 	s.mu.Unlock()
 	for _, e := range all {
 		p, ok := s.metrics.Pool(e.app, e.version) // outside s.mu: it takes the pools' locks
+		cpu, hasCPU := s.metrics.GuestCPU(e.app, e.version)
+		var used time.Duration
 		s.mu.Lock()
 		if n, known := s.names[[2]string{e.app, e.version}]; known {
+			if hasCPU {
+				used = cpu - n.cpu
+				if used < 0 { // the version's series were forgotten and made again
+					used = cpu
+				}
+				n.cpu = cpu
+			}
 			switch {
 			case ok:
 				n.seen = now
 				s.names[[2]string{e.app, e.version}] = n
 			case now.Sub(n.seen) > sliNameTTL:
 				delete(s.names, [2]string{e.app, e.version})
+			default:
+				s.names[[2]string{e.app, e.version}] = n
 			}
 		}
 		s.mu.Unlock()
+		var mem uint64
 		if ok && p.MemoryBytes > 0 {
-			s.agg.ObserveInstance(e.key, uint64(p.MemoryBytes), 0)
+			mem = uint64(p.MemoryBytes)
+		}
+		if mem > 0 || used > 0 {
+			s.agg.ObserveInstance(e.key, mem, used)
 		}
 	}
 }
@@ -129,9 +146,9 @@ type sliEvents struct {
 	key sli.Key
 }
 
-func (e *sliEvents) InstanceStarted()           { e.agg.RecordInstanceStart(e.key, sliInstanceStarted) }
-func (e *sliEvents) Discarded(reason string)    { e.agg.RecordDiscard(e.key, reason) }
-func (e *sliEvents) LimitRejected(limit string) { e.agg.RecordLimitRejection(e.key, limit) }
+func (e *sliEvents) InstanceStarted(reason string) { e.agg.RecordInstanceStart(e.key, reason) }
+func (e *sliEvents) Discarded(reason string)       { e.agg.RecordDiscard(e.key, reason) }
+func (e *sliEvents) LimitRejected(limit string)    { e.agg.RecordLimitRejection(e.key, limit) }
 
 // Outbound counts a failed call as an outbound error and one the policy refused (a
 // host not allowed) as a policy denial.

@@ -11,6 +11,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
 	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // startSLINode starts a node with telemetry on, SLIs flushed every interval and a
@@ -214,7 +215,7 @@ func TestSLIsCountSandboxEvents(t *testing.T) {
 		return sli.Summary{}, false
 	}
 	s, ok := find(agg.Flush(time.Now().Add(time.Hour)))
-	if !ok || s.InstanceStarts["started"] != uint64(m.Scaling.MinWarm) || s.Node != "n1" {
+	if !ok || s.InstanceStarts[telemetry.StartPrewarm] != uint64(m.Scaling.MinWarm) || s.Node != "n1" {
 		t.Fatalf("after the deploy: %+v (found %v), want %d start(s) under %+v", s, ok, m.Scaling.MinWarm, key)
 	}
 	if err := dp.Remove(ctx, "greeter"); err != nil {

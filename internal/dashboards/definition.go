@@ -121,8 +121,9 @@ func onCall() Dashboard {
 				{`sum by (instance, function, state) (fermion_instances)`, "{{function}} {{state}} on {{instance}}"},
 				{`sum by (instance, function) (fermion_instances_desired)`, "{{function}} target on {{instance}}"}},
 				Note: "compare with the manifest's `max_instances`, which is not a metric"},
-			{Title: "Failed instances (M6 stand-in)", Kind: TimeSeries, Unit: PerSec, Queries: []Query{
-				{`sum by (instance, function, reason) (rate(fermion_instance_discards_total{reason=~"trap|panic|oom|timeout"}[5m]))`, "{{function}} {{reason}} on {{instance}}"}}},
+			{Title: "Failed instances and their replacements (M6)", Kind: TimeSeries, Unit: PerSec, Queries: []Query{
+				{`sum by (instance, function, reason) (rate(fermion_instance_discards_total{reason=~"trap|panic|oom|timeout"}[5m]))`, "{{function}} {{reason}} on {{instance}}"},
+				{`sum by (instance, function) (rate(fermion_instance_starts_total{reason="replace"}[5m]))`, "{{function}} replaced on {{instance}}"}}},
 			{Title: "Limit rejections", Kind: TimeSeries, Unit: PerSec, Queries: []Query{
 				{`sum by (instance, function, limit) (rate(fermion_limit_rejections_total[5m]))`, "{{function}} {{limit}} on {{instance}}"}}},
 			{Title: "Cold-start ratio", Kind: TimeSeries, Unit: Ratio, Queries: []Query{

@@ -49,14 +49,14 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
-	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout)}
 	inst := &instance{woken: make(chan struct{})}
+	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), waited: &inst.waited}
 	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack),
 		cancel: func() { inst.interrupt(sys.ExitCodeContextCanceled) }}
 	stderr := &guestLog{f: f, stream: "stderr", st: st}
 	defer st.logs.flush(ctx, f, req.ID)
 
-	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr, inst.woken).
+	cfg := f.moduleConfig(&guestLog{f: f, stream: "stdout", st: st}, stderr, inst.woken, &inst.waited).
 		WithStdout(stdout).
 		WithStdin(bytes.NewReader(req.Body)).
 		WithArgs(f.spec.Name)
@@ -82,7 +82,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	// heap every memory.grow copied it and the copies stayed resident long after.
 	actx := experimental.WithMemoryAllocator(callCtx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
-	f.metrics.InstanceStarted(time.Since(t0).Seconds(), 0)
+	f.metrics.InstanceStarted(telemetry.StartRequest, time.Since(t0).Seconds(), 0) // one instance per request
 	if err != nil {
 		inst.release()
 		if inst.cancel != nil {
@@ -99,13 +99,16 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })()
 	}
+	t1 := time.Now()
 	if start := mod.ExportedFunction("_start"); start != nil {
 		_, err = start.Call(callCtx)
 	}
+	end := time.Now()
+	f.metrics.GuestCPU(end.Sub(t1) - inst.waited)
 	// Deadlines are absolute: a run that ended after its deadline, even normally (woken
 	// from a sleep, or before the timer fired), is timed out, its output never served.
 	code := inst.why.Load()
-	if code == 0 && !time.Now().Before(st.deadline) {
+	if code == 0 && !end.Before(st.deadline) {
 		code = sys.ExitCodeDeadlineExceeded
 	}
 	if code != 0 {

@@ -124,6 +124,10 @@ type Function struct {
 	desired   int
 	toppingUp int
 	scaler    *autoscale.Recommender
+	// replace counts instances discarded after a request that left the pool below its
+	// desired size: the next that many top-up starts replace them (StartReplace),
+	// whichever top-up goroutine makes them.
+	replace int
 
 	stop chan struct{}
 	wg   sync.WaitGroup // reaper and top-up goroutines
@@ -320,7 +324,7 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 	f.total++
 	f.peak = max(f.peak, f.serving())
 	f.mu.Unlock()
-	inst, err := f.newInstance(ctx)
+	inst, err := f.newInstance(ctx, telemetry.StartRequest)
 	if err != nil {
 		f.mu.Lock()
 		f.total--
@@ -382,6 +386,11 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		reason = telemetry.ReasonClosed
 	}
 	f.discard(inst, reason)
+	f.mu.Lock()
+	if !f.closed && f.total < f.desired {
+		f.replace++
+	}
+	f.mu.Unlock()
 	f.topUp()
 }
 
@@ -408,7 +417,7 @@ func (f *Function) prewarm(ctx context.Context) error {
 		f.mu.Lock()
 		f.total++
 		f.mu.Unlock()
-		inst, err := f.newInstance(ctx)
+		inst, err := f.newInstance(ctx, telemetry.StartPrewarm)
 		if err != nil {
 			f.mu.Lock()
 			f.total--
@@ -426,12 +435,19 @@ func (f *Function) prewarm(ctx context.Context) error {
 // for) in the background. Each new instance takes a slot without waiting, so creating
 // them never competes with requests for the instance cap; when no slot is free the pool
 // is busy anyway and the next tick tops up.
+//
+// Each start has a reason: StartReplace while discards wait for their replacement
+// (f.replace), else StartPrewarm while the pool is below min_warm, else StartScale:
+// above min_warm only the autoscaler's demand puts the desired size.
 func (f *Function) topUp() {
 	if f.abi != ABIReactor {
 		return
 	}
 	f.mu.Lock()
 	need := !f.closed && f.total < f.desired
+	if !need {
+		f.replace = 0 // a request's new instance took the discarded one's place
+	}
 	f.mu.Unlock()
 	if !need {
 		return
@@ -447,20 +463,34 @@ func (f *Function) topUp() {
 		for {
 			f.mu.Lock()
 			if f.closed || f.total >= f.desired {
+				f.replace = 0
 				f.mu.Unlock()
 				<-f.slots
 				return
+			}
+			var reason string
+			switch {
+			case f.replace > 0:
+				reason = telemetry.StartReplace
+				f.replace--
+			case f.total < f.spec.Scaling.MinWarm:
+				reason = telemetry.StartPrewarm
+			default:
+				reason = telemetry.StartScale
 			}
 			f.total++
 			f.toppingUp++
 			f.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), f.spec.Limits.Timeout)
-			inst, err := f.newInstance(ctx)
+			inst, err := f.newInstance(ctx, reason)
 			cancel()
 			if err != nil {
 				f.mu.Lock()
 				f.total--
 				f.toppingUp--
+				if reason == telemetry.StartReplace {
+					f.replace++ // still to replace: the next tick's start does
+				}
 				f.mu.Unlock()
 				<-f.slots
 				var nm *nodeMemoryError

@@ -349,6 +349,12 @@ func TestPoolAutoscale(t *testing.T) {
 	// Peak 3 at 50%: six instances, three of them made ahead of traffic.
 	wantStats(t, f, sandbox.Stats{Warm: 6, Total: 6})
 	wantMetric(t, "desired after a peak of 3", desired(), 6)
+	// One prewarmed at load, at most two made for the requests that found none warm,
+	// the rest by the autoscaler ahead of traffic.
+	prewarm, request, scale := startsOf(m, "slow", telemetry.StartPrewarm), startsOf(m, "slow", telemetry.StartRequest), startsOf(m, "slow", telemetry.StartScale)
+	if prewarm != 1 || request > 2 || request+scale != 5 || startsOf(m, "slow", telemetry.StartReplace) != 0 {
+		t.Fatalf("starts: prewarm %v, request %v, scale %v; want 1, at most 2, and 5 - request", prewarm, request, scale)
+	}
 	cold := coldStarts(m, "slow")
 	runConcurrently(t, f, 6, "/slow?d=200ms")()
 	wantMetric(t, "cold starts of six requests on six warm instances", coldStarts(m, "slow"), cold)

@@ -50,7 +50,11 @@ type instance struct {
 	lastUsed time.Time
 	memBytes int64         // linear memory counted in Function.memBytes; under Function.mu
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
-	state    callState     // the current call's state (cur points here during a call)
+	// waited is how long the current guest call has been blocked in host calls that
+	// wait (sleeps, outbound HTTP): subtracted from the call's wall time to give its
+	// guest CPU time. Only the goroutine running the guest touches it.
+	waited time.Duration
+	state  callState // the current call's state (cur points here during a call)
 
 	// The watch timer interrupts the current call at its deadline, or when its client
 	// has gone away (see watch). watchMu orders its firing against the call's end.
@@ -221,6 +225,7 @@ type callState struct {
 	got      bool   // response called
 	pending  []byte // outbound result waiting for http_take
 	logs     logBuffer
+	waited   *time.Duration // the instance's waited: outbound calls add to it
 }
 
 type (
@@ -236,8 +241,9 @@ func stateOf(ctx context.Context) *callState {
 	return st
 }
 
-// moduleConfig is the deny-by-default configuration every instance starts from.
-func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{}) wazero.ModuleConfig {
+// moduleConfig is the deny-by-default configuration every instance starts from. The
+// guest's sleeps add their length to *waited.
+func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{}, waited *time.Duration) wazero.ModuleConfig {
 	timeout := f.spec.Limits.Timeout
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -250,12 +256,14 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 		// instance is interrupted (deadline, client gone), and never lasts past the
 		// deadline anyway.
 		WithNanosleep(func(ns int64) {
+			t0 := time.Now()
 			t := time.NewTimer(min(time.Duration(ns), timeout))
 			defer t.Stop()
 			select {
 			case <-t.C:
 			case <-woken:
 			}
+			*waited += time.Since(t0)
 		}).
 		WithRandSource(rand.Reader)
 	for k, v := range f.spec.Capabilities.Env {
@@ -273,9 +281,10 @@ func (f *Function) moduleConfig(stdout, stderr *guestLog, woken <-chan struct{})
 	return cfg
 }
 
-// newInstance instantiates the module and runs the guest's _initialize. The instance
-// holds its share of the node's memory from here until it is discarded.
-func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
+// newInstance instantiates the module and runs the guest's _initialize, counting the
+// start under reason (a telemetry.StartXxx value). The instance holds its share of the
+// node's memory from here until it is discarded.
+func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance, err error) {
 	if err := f.engine.memory.hold(f.memHold); err != nil {
 		return nil, err
 	}
@@ -305,7 +314,7 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 	}
 	t0 := time.Now()
 	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
-	cfg := f.snaps.rec.config(f.moduleConfig(inst.stdout, inst.stderr, inst.woken), f) // snapshot.go: counts init's reads while a snapshot is taken
+	cfg := f.snaps.rec.config(f.moduleConfig(inst.stdout, inst.stderr, inst.woken, &inst.waited), f) // snapshot.go: counts init's reads while a snapshot is taken
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	if err != nil {
 		inst.release()
@@ -353,8 +362,11 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 		inst.stderr.endInit()
 	}
 	t2 := time.Now()
+	if init != nil {
+		f.metrics.GuestCPU(t2.Sub(t1) - inst.waited) // _initialize is the guest's work too
+	}
 	if f.snaps.rec == nil { // the instance a snapshot is taken from never serves: not a start
-		f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
+		f.metrics.InstanceStarted(reason, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
 	}
 	if f.engine.onStart != nil {
 		f.engine.onStart(t1.Sub(t0), t2.Sub(t1))
@@ -411,7 +423,8 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	st := &inst.state
 	now := time.Now()
 	// flush emptied the logs
-	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs}
+	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited}
+	inst.waited = 0
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
@@ -431,7 +444,12 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	inst.startWatch(st, now, timeout)
 	defer func() {
 		why := inst.endWatch()
-		if why == 0 && !time.Now().Before(st.deadline) {
+		end := time.Now()
+		// Guest CPU time from the call's two clock reads, which the deadline needs
+		// anyway: its wall time (with the host's encoding of the request and the
+		// non-blocking host calls) less the time it waited.
+		f.metrics.GuestCPU(end.Sub(now) - inst.waited)
+		if why == 0 && !end.Before(st.deadline) {
 			// Finished late, before the watch fired: a timer's firing lags its deadline.
 			why = sys.ExitCodeDeadlineExceeded
 		}
@@ -658,7 +676,11 @@ func hostHTTPSend(ctx context.Context, mod api.Module, stack []uint64) {
 	if !ok {
 		panic("fermion.http_send: out of bounds")
 	}
+	t0 := time.Now()
 	st.pending = st.f.outbound(ctx, view)
+	if st.waited != nil {
+		*st.waited += time.Since(t0) // waiting on the network: not guest CPU
+	}
 	stack[0] = uint64(uint32(len(st.pending)))
 }
 

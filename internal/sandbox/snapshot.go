@@ -149,7 +149,7 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	if err != nil {
 		return no(SnapshotInitFailed, fmt.Sprintf("instantiate for a snapshot: %v; every new instance runs _initialize", err))
 	}
-	inst, err := f.newInstance(ctx)
+	inst, err := f.newInstance(ctx, telemetry.StartPrewarm) // not counted: f.snaps.rec is set
 	if err != nil {
 		var nm *nodeMemoryError
 		if errors.As(err, &nm) {
@@ -205,7 +205,7 @@ func staticRefusal(o moduleOutline) (reason, code string) {
 // copy of its memory: what every new instance holds before it is restored.
 func (f *Function) pristineMemory(ctx context.Context) ([]byte, error) {
 	stdout, stderr := &guestLog{f: f, stream: "stdout"}, &guestLog{f: f, stream: "stderr"}
-	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.snaps.rec.config(f.moduleConfig(stdout, stderr, make(chan struct{})), f))
+	mod, err := f.rt.InstantiateModule(ctx, f.compiled, f.snaps.rec.config(f.moduleConfig(stdout, stderr, make(chan struct{}), new(time.Duration)), f))
 	if err != nil {
 		return nil, err
 	}

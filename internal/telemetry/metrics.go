@@ -80,6 +80,7 @@ type Metrics struct {
 	RequestDuration *prometheus.HistogramVec // function, version
 	ColdStarts      *prometheus.CounterVec   // function, version
 	InstanceStart   *prometheus.HistogramVec // function, version, phase (instantiate|init)
+	InstanceStarts  *prometheus.CounterVec   // function, version, reason (StartReasons)
 	instances       *instanceGauges          // function, version, state (warm|busy)
 	Discards        *prometheus.CounterVec   // function, version, reason
 	Traps           *prometheus.CounterVec   // function, version
@@ -105,6 +106,7 @@ type Metrics struct {
 	holders map[[2]string]int // function version -> Function calls not yet forgotten
 
 	sliSink   atomic.Pointer[sliSinkBox] // SetSLISink (slisink.go)
+	guestCPU  *guestCPU                  // fermion_guest_cpu_seconds_total (guestcpu.go)
 	snapshots *prometheus.CounterVec     // result (snapshot.go)
 }
 
@@ -136,7 +138,12 @@ func NewMetrics(version string) *Metrics {
 			Help:    "Time to create an instance, by phase: instantiate (wazero) and init (guest _initialize).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, append(fv, "phase")),
+		InstanceStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fermion_instance_starts_total",
+			Help: "Instances started, by reason (prewarm, scale, request, replace).",
+		}, append(fv, "reason")),
 		instances: newInstanceGauges(),
+		guestCPU:  newGuestCPU(),
 		Discards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_instance_discards_total",
 			Help: "Instances closed, by reason (trap, panic, timeout, oom, recycled, idle, closed, canceled).",
@@ -173,7 +180,7 @@ func NewMetrics(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		build, m.Requests, m.RequestErrors, m.RequestDuration, m.ColdStarts, m.InstanceStart,
 		m.instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
-		m.Compile, m.InFlight,
+		m.Compile, m.InFlight, m.InstanceStarts, m.guestCPU,
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
 	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
@@ -194,7 +201,11 @@ func (m *Metrics) Function(name, version string) *FunctionMetrics {
 	m.holders[[2]string{name, version}]++
 	m.mu.Unlock()
 	m.zeroFunctionSeries(name, version)
-	return m.Series(name, version)
+	f := m.Series(name, version)
+	// Only the function's owner records guest CPU time; Series' other users (the
+	// gateway) must not bring a forgotten version's series back.
+	f.cpu = m.guestCPU.counter([2]string{name, version})
+	return f
 }
 
 // Series is Function without holding the series: for code that records for a function
@@ -242,10 +253,11 @@ func (m *Metrics) Forget(name, version string) {
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.RequestErrors, m.ColdStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
+	}{m.Requests, m.RequestErrors, m.ColdStarts, m.InstanceStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
 		v.DeletePartialMatch(l)
 	}
 	m.instances.forget(key)
+	m.guestCPU.forget(key)
 	m.RequestDuration.DeletePartialMatch(l)
 	m.InstanceStart.DeletePartialMatch(l)
 	m.Compile.DeletePartialMatch(l)
@@ -262,7 +274,8 @@ type FunctionMetrics struct {
 	traps             prometheus.Counter
 	logDropped        prometheus.Counter
 	compile           prometheus.Observer
-	sli               SLIEvents // nil: no SLI sink (slisink.go)
+	sli               SLIEvents     // nil: no SLI sink (slisink.go)
+	cpu               *atomic.Int64 // guest CPU nanoseconds; nil outside Function (guestcpu.go)
 }
 
 // Request records one served request.
@@ -294,15 +307,17 @@ func (f *FunctionMetrics) ColdStart() {
 	f.coldStarts.Inc()
 }
 
-// InstanceStarted records how long instantiation and guest init took.
-func (f *FunctionMetrics) InstanceStarted(instantiate, init float64) {
+// InstanceStarted records an instance started for reason (a StartXxx value) and how
+// long instantiation and guest init took.
+func (f *FunctionMetrics) InstanceStarted(reason string, instantiate, init float64) {
 	if f == nil {
 		return
 	}
 	f.instantiate.Observe(instantiate)
 	f.init.Observe(init)
+	f.m.InstanceStarts.WithLabelValues(f.name, f.version, reason).Inc()
 	if f.sli != nil {
-		f.sli.InstanceStarted()
+		f.sli.InstanceStarted(reason)
 	}
 }
 

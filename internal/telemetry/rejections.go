@@ -157,6 +157,9 @@ func (m *Metrics) zeroFunctionSeries(name, version string) {
 	for _, r := range OutboundResults {
 		m.Outbound.WithLabelValues(name, version, r)
 	}
+	for _, r := range StartReasons {
+		m.InstanceStarts.WithLabelValues(name, version, r)
+	}
 }
 
 // LimitNames are every LimitXxx value: the limit label of fermion_limit_rejections_total.

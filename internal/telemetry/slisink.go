@@ -14,7 +14,8 @@ type SLISink interface {
 // SLIEvents records one function version's events. Its methods must be cheap and safe
 // for concurrent use: they run on the request path when a limit refuses a request.
 type SLIEvents interface {
-	InstanceStarted()
+	// InstanceStarted counts an instance started for reason (a StartXxx value).
+	InstanceStarted(reason string)
 	Discarded(reason string)
 	LimitRejected(limit string)
 	Outbound(result string)

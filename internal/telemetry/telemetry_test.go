@@ -311,7 +311,7 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f := m.Function("f", "1")
 	f.Error(telemetry.ReasonTrap)
 	f.ColdStart()
-	f.InstanceStarted(0.001, 0.002)
+	f.InstanceStarted(telemetry.StartPrewarm, 0.001, 0.002)
 	f.Instances(func() telemetry.Pool { return telemetry.Pool{Warm: 1, Desired: 2, MemoryBytes: 4 << 20} })
 	f.Instances(func() telemetry.Pool { return telemetry.Pool{Busy: 1, Desired: 1, MemoryBytes: 2 << 20} }) // a second pool of the same version adds up
 	f.Discard(telemetry.ReasonIdle)
@@ -377,7 +377,7 @@ func TestNilMetrics(t *testing.T) {
 	f.Request(200, 1)
 	f.Error("x")
 	f.ColdStart()
-	f.InstanceStarted(1, 1)
+	f.InstanceStarted(telemetry.StartRequest, 1, 1)
 	f.Instances(func() telemetry.Pool { return telemetry.Pool{Warm: 1, Busy: 1} })
 	f.Discard("x")
 	f.Trap()

@@ -31,6 +31,7 @@ func TestLabelledCountersStartAtZero(t *testing.T) {
 		fv     bool // labelled by function and version too
 	}{
 		{metric: "fermion_requests_total", label: "code", values: "1xx 2xx 3xx 4xx 5xx", fv: true},
+		{metric: "fermion_instance_starts_total", label: "reason", values: "prewarm scale request replace", fv: true},
 		{metric: "fermion_request_errors_total", label: "reason", fv: true,
 			values: "bad_request request_body canceled trap panic oom internal bad_response response_body concurrency node_memory closed timeout body_timeout write_timeout"},
 		{metric: "fermion_instance_discards_total", label: "reason", values: "trap panic oom timeout canceled recycled idle closed", fv: true},
@@ -57,9 +58,16 @@ func TestLabelledCountersStartAtZero(t *testing.T) {
 			}
 		})
 	}
+	fv := map[string]string{"function": "f", "version": "1"}
+	if got, ok := counter(t, m, "fermion_guest_cpu_seconds_total", fv); !ok || got != 0 {
+		t.Errorf("fermion_guest_cpu_seconds_total = %v (exists %v), want 0 from the start", got, ok)
+	}
 	// And a version's series go with it.
 	m.Forget("f", "1")
-	for _, tt := range tests[:6] {
+	if _, ok := counter(t, m, "fermion_guest_cpu_seconds_total", fv); ok {
+		t.Error("fermion_guest_cpu_seconds_total outlived its function version")
+	}
+	for _, tt := range tests[:7] {
 		v, _, _ := strings.Cut(tt.values, " ")
 		if _, ok := counter(t, m, tt.metric, map[string]string{"function": "f", "version": "1", tt.label: v}); ok {
 			t.Errorf("%s{%s=%q} outlived its function version", tt.metric, tt.label, v)
