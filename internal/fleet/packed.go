@@ -1,71 +1,170 @@
 package fleet
 
 import (
+	"encoding/binary"
 	"maps"
+	"slices"
 	"time"
 
 	"fermion.dev/fermion/internal/sli"
 )
 
-// stored is a summary as the store keeps it: counts as they are, the latency sketch
-// in its encoded form. A sketch in memory is dense over its range (eight bytes per
-// bucket between the fastest and slowest request: about 2 KiB for a hello with a cold
-// tail); encoded it is a few bytes per non-empty bucket, about 10× less, and the store
-// holds hundreds of thousands of them (bench/RESULTS.md, "Fleet SLI store").
+// stored is a summary as the store keeps it: one byte slice of uvarints (the counts,
+// the reason maps, then the latency sketch as sli.Sketch.AppendBinary writes it). Its
+// key, node and interval are not repeated: the series and the window or detail that
+// holds it know them. The store holds millions of these (20,000 series × 90 detail
+// intervals at the fleet budget), so one allocation of ~170 bytes each for a hello-like
+// load, instead of a Summary struct, three maps and a sketch (~1 KiB), is what keeps
+// the fleet under its memory budget (bench/RESULTS.md, "Fleet SLI store").
+//
+// Layout: seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials,
+// backlog, then instance starts, discards and limit rejections (each a count and that
+// many (name length, name, n)), then the sketch.
 type stored struct {
-	s   sli.Summary // Latency nil
-	lat []byte      // sli.Sketch.AppendBinary
+	b []byte
 }
 
-// pack copies src under key and node, its sketch merged into scratch and encoded.
-func pack(src *sli.Summary, key sli.Key, node string, scratch *sli.Sketch) *stored {
-	c := *src
-	c.InstanceStarts, c.Discards, c.LimitRejections = maps.Clone(src.InstanceStarts), maps.Clone(src.Discards), maps.Clone(src.LimitRejections)
-	c.Key, c.Node = key, node
-	scratch.Reset()
-	scratch.Merge(src.Latency)
-	c.Latency = nil
-	return &stored{s: c, lat: encodeExact(scratch)}
+// nHead is the number of uvarints before the reason maps.
+const nHead = 13
+
+// encodeStored appends the encoding of s (its Latency may be nil) to b.
+func encodeStored(b []byte, s *sli.Summary) []byte {
+	b = binary.AppendUvarint(b, s.Seq)
+	for _, c := range s.Status {
+		b = binary.AppendUvarint(b, c)
+	}
+	b = binary.AppendUvarint(b, s.OtherStatus)
+	b = binary.AppendUvarint(b, s.ColdStarts)
+	b = binary.AppendUvarint(b, s.MemoryMaxBytes)
+	b = binary.AppendUvarint(b, uint64(max(s.CPUTime, 0))) // validated ≥ 0 on the wire
+	b = binary.AppendUvarint(b, s.OutboundErrors)
+	b = binary.AppendUvarint(b, s.PolicyDenials)
+	b = binary.AppendUvarint(b, s.TelemetryBacklog)
+	for _, m := range [...]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections} {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			b = binary.AppendUvarint(b, uint64(len(k)))
+			b = append(b, k...)
+			b = binary.AppendUvarint(b, m[k])
+		}
+	}
+	if s.Latency != nil {
+		return s.Latency.AppendBinary(b)
+	}
+	var empty sli.Sketch
+	return empty.AppendBinary(b)
 }
 
-func encodeExact(sk *sli.Sketch) []byte {
-	b := sk.AppendBinary(make([]byte, 0, 64))
-	return append(make([]byte, 0, len(b)), b...)
+// uvarints reads n uvarints from b into out and returns the rest. b is always the
+// store's own encoding, so a short read is a bug; it yields zeros rather than a panic.
+func uvarints(b []byte, out []uint64) []byte {
+	for i := range out {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			clear(out[i:])
+			return nil
+		}
+		out[i] = v
+		b = b[n:]
+	}
+	return b
 }
 
-// add merges src into p, keeping p's key, node and interval.
+// decode fills everything of dst but Key, Node, Start, End and Latency from p and
+// returns the encoded sketch.
+func (p *stored) decode(dst *sli.Summary) []byte {
+	var h [nHead]uint64
+	b := uvarints(p.b, h[:])
+	dst.Seq = h[0]
+	copy(dst.Status[:], h[1:6])
+	dst.OtherStatus, dst.ColdStarts, dst.MemoryMaxBytes = h[6], h[7], h[8]
+	dst.CPUTime = time.Duration(h[9])
+	dst.OutboundErrors, dst.PolicyDenials, dst.TelemetryBacklog = h[10], h[11], h[12]
+	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
+		var n [1]uint64
+		b = uvarints(b, n[:])
+		*m = nil
+		for range n[0] {
+			var l [1]uint64
+			b = uvarints(b, l[:])
+			if uint64(len(b)) < l[0] {
+				return nil
+			}
+			k := string(b[:l[0]])
+			b = b[l[0]:]
+			var v [1]uint64
+			b = uvarints(b, v[:])
+			if *m == nil {
+				*m = make(map[string]uint64, n[0])
+			}
+			(*m)[k] = v[0]
+		}
+	}
+	return b
+}
+
+// requests and errors are the availability SLI's events of p, read without decoding
+// the rest.
+func (p *stored) requestsErrors() (requests, errors uint64) {
+	var h [7]uint64
+	uvarints(p.b, h[:])
+	for _, c := range h[1:] {
+		requests += c
+	}
+	return requests, h[5]
+}
+
+// pack encodes src, its sketch included.
+func pack(src *sli.Summary) stored {
+	return stored{b: slices.Clip(encodeStored(nil, src))}
+}
+
+// add merges src into p. scratch is the writer's sketch.
 func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
+	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.lat) // written by encodeExact
-	c := *src
-	c.Key, c.Node = p.s.Key, p.s.Node
-	start, end := p.s.Start, p.s.End
-	p.s.Latency = scratch
-	_ = sli.Merge(&p.s, c) // keys are equal by construction
-	p.s.Latency = nil
-	p.s.Start, p.s.End = start, end
-	p.lat = encodeExact(scratch)
+	_ = scratch.MergeBinary(p.decode(&c)) // written by encodeStored
+	c.Latency = scratch
+	o := *src
+	o.Key, o.Node, o.Start, o.End = c.Key, c.Node, c.Start, c.End
+	_ = sli.Merge(&c, o) // keys are equal by construction
+	// Encode into a fresh slice sized to fit: p.b may be shared with a reader's copy.
+	p.b = slices.Clip(encodeStored(make([]byte, 0, len(p.b)+16), &c))
 }
 
 // mergeTo adds p to dst (whose Latency is set), under dst's key and node.
 func (p *stored) mergeTo(dst *sli.Summary) {
-	c := p.s
-	c.Key, c.Node = dst.Key, dst.Node
+	var c sli.Summary
+	lat := p.decode(&c)
+	c.Key, c.Node, c.Start, c.End = dst.Key, dst.Node, dst.Start, dst.End
 	_ = sli.Merge(dst, c)
-	_ = dst.Latency.MergeBinary(p.lat)
+	_ = dst.Latency.MergeBinary(lat)
 }
 
-// summary returns p as a self-contained summary.
-func (p *stored) summary() sli.Summary {
-	c := p.s.Clone()
+// summary returns p as a self-contained summary under key and node, spanning
+// [start, end).
+func (p *stored) summary(key sli.Key, node string, start, end time.Time) sli.Summary {
+	var c sli.Summary
 	c.Latency = &sli.Sketch{}
-	_ = c.Latency.MergeBinary(p.lat)
+	_ = c.Latency.MergeBinary(p.decode(&c))
+	c.Key, c.Node, c.Start, c.End = key, node, start, end
 	return c
 }
 
 // countAtMost is the latency SLI's good events of p.
 func (p *stored) countAtMost(d time.Duration, scratch *sli.Sketch) uint64 {
+	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.lat)
+	_ = scratch.MergeBinary(p.decode(&c))
 	return scratch.CountAtMost(d)
+}
+
+// fingerprint is p's fingerprint (see fingerprintOf).
+func (p *stored) fingerprint() fingerprint {
+	if p == nil {
+		return fingerprint{}
+	}
+	var c sli.Summary
+	p.decode(&c)
+	return fingerprintOf(&c)
 }

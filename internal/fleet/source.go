@@ -96,7 +96,7 @@ func (st *Store) Series(spec *slo.Spec, from, to time.Time) []slo.Series {
 			continue
 		}
 		var n uint64
-		st.collectLocked(s, f, t, now, func(x *stored) { n += x.s.Requests() })
+		st.collectLocked(s, f, t, now, func(x *stored) { r, _ := x.requestsErrors(); n += r })
 		if n > 0 {
 			seen[ss] = true
 			out = append(out, ss)
@@ -140,13 +140,13 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 			continue
 		}
 		st.collectLocked(s, f, t, now, func(x *stored) {
-			n := x.s.Requests()
+			n, errs := x.requestsErrors()
 			c.Total += int64(n)
 			switch sl.Kind {
 			case slo.Latency:
 				c.Good += int64(x.countAtMost(sl.Threshold, &scratch))
 			default:
-				c.Good += int64(n - x.s.Errors())
+				c.Good += int64(n - errs)
 			}
 		})
 	}

@@ -138,7 +138,7 @@ type window struct {
 
 type detail struct {
 	start, end int64
-	s          *stored
+	s          stored
 }
 
 type seenKey struct {
@@ -236,7 +236,6 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	width := st.cfg.Width
 	ws := sli.Boundary(s.Start, width)
 	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
-	key := sli.Key{Deployment: k.App, Version: k.Version}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.lastNow = max(st.lastNow, now.UnixNano())
@@ -249,8 +248,8 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	}
 	w.seen = append(w.seen, sk)
 	if w.local == nil {
-		w.local = pack(s, key, s.Node, &st.scratch)
-		w.local.s.Start, w.local.s.End = ws, ws.Add(width)
+		p := pack(s)
+		w.local = &p
 	} else {
 		w.local.add(s, &st.scratch)
 	}
@@ -261,7 +260,7 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 			w.details[i].s.add(s, &st.scratch)
 			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
 		} else {
-			d := detail{start: start, end: s.End.UnixNano(), s: pack(s, key, s.Node, &st.scratch)}
+			d := detail{start: start, end: s.End.UnixNano(), s: pack(s)}
 			w.details = append(w.details, detail{})
 			copy(w.details[i+1:], w.details[i:])
 			w.details[i] = d
@@ -294,10 +293,9 @@ func (st *Store) AddRollup(s *sli.Summary, now time.Time) error {
 	st.lastNow = max(st.lastNow, now.UnixNano())
 	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
-	key := s.Key
-	key.Route = ""
-	w.rollup = pack(s, key, s.Node, &st.scratch)
-	w.rolled = fingerprintOf(&w.rollup.s)
+	p := pack(s)
+	w.rollup = &p
+	w.rolled = fingerprintOf(s)
 	st.stats.Rollups["accepted"]++
 	return nil
 }
@@ -392,11 +390,12 @@ func (st *Store) PendingRollups(now time.Time, grace time.Duration) []sli.Summar
 			if w.local == nil || w.start < floor || w.start+width+int64(grace) > n {
 				continue
 			}
-			fp := fingerprintOf(&w.local.s)
+			fp := w.local.fingerprint()
 			if fp == w.rolled || fp == w.published {
 				continue
 			}
-			out = append(out, w.local.summary())
+			start := time.Unix(0, w.start).UTC()
+			out = append(out, w.local.summary(sli.Key{Deployment: s.key.App, Version: s.key.Version}, s.key.Node, start, start.Add(st.cfg.Width)))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
