@@ -8,6 +8,9 @@ package bench
 //	go test -c -o /tmp/bench.test ./bench/ && cd bench &&
 //	for i in 1 2 3; do /tmp/bench.test -test.run '^$' -test.bench FleetSLI -test.benchtime 3x; done
 //
+// and the whole fleet (1,000 nodes) with FERMION_BENCH_FLEET_NODES=1000 in the
+// environment.
+//
 // Results and the machine are in bench/RESULTS.md ("Fleet SLI store").
 
 import (
@@ -15,7 +18,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,13 +32,21 @@ import (
 	"fermion.dev/fermion/internal/sli"
 )
 
-// The store's costs grow linearly with the series it holds, so the simulation runs a
-// tenth of the fleet (100 nodes × 20 versions, fitting this 2-core machine's memory
-// with room) and reports figures scaled to 1,000 nodes (×simScale) beside the
-// measured ones.
+// The store's costs grow linearly with the series it holds, so by default the
+// simulation runs a tenth of the fleet (100 nodes × 20 versions, quick on this 2-core
+// machine) and reports figures scaled to 1,000 nodes (×simScale) beside the measured
+// ones. FERMION_BENCH_FLEET_NODES=1000 runs the whole fleet (simScale 1).
+var (
+	simNodes = func() int {
+		if n, err := strconv.Atoi(os.Getenv("FERMION_BENCH_FLEET_NODES")); err == nil && n > 0 && n <= 10000 {
+			return n
+		}
+		return 100
+	}()
+	simScale = 1000 / float64(simNodes)
+)
+
 const (
-	simNodes    = 100
-	simScale    = 1000 / simNodes
 	simVersions = 20
 	simInterval = 10 * time.Second
 )
@@ -168,12 +182,18 @@ func BenchmarkFleetSLIQuery(b *testing.B) {
 	}{{"top", []string{"app", "version"}}, {"top-regions", []string{"app", "version", "region"}}, {"top-nodes", []string{"app", "version", "node"}}} {
 		b.Run(tt.name, func(b *testing.B) {
 			q := fleet.Query{By: tt.by, Window: 5 * time.Minute}
+			took := make([]time.Duration, 0, b.N)
 			for range b.N {
+				t0 := time.Now()
 				l := st.Query(q, now, nil)
+				took = append(took, time.Since(t0))
 				if len(l.Groups) == 0 || l.Groups[0].Requests == 0 {
 					b.Fatalf("groups %+v", l.Groups[:min(1, len(l.Groups))])
 				}
 			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(took[len(took)-1])/1e6, "max-ms")
 		})
 	}
 }

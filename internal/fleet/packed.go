@@ -116,7 +116,13 @@ func (p *stored) requestsErrors() (requests, errors uint64) {
 
 // pack encodes src, its sketch included.
 func pack(src *sli.Summary) stored {
-	return stored{b: slices.Clip(encodeStored(nil, src))}
+	return stored{b: exact(encodeStored(make([]byte, 0, 256), src))}
+}
+
+// exact copies b into an allocation of its own size: append's doubling would leave
+// up to half of every stored summary's bytes unused, and the store keeps millions.
+func exact(b []byte) []byte {
+	return append(make([]byte, 0, len(b)), b...)
 }
 
 // add merges src into p. scratch is the writer's sketch.
@@ -128,8 +134,9 @@ func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
 	o := *src
 	o.Key, o.Node, o.Start, o.End = c.Key, c.Node, c.Start, c.End
 	_ = sli.Merge(&c, o) // keys are equal by construction
-	// Encode into a fresh slice sized to fit: p.b may be shared with a reader's copy.
-	p.b = slices.Clip(encodeStored(make([]byte, 0, len(p.b)+16), &c))
+	// A fresh slice: readers never hold p.b past the lock, but a slice of its own size
+	// is what the store should keep anyway.
+	p.b = exact(encodeStored(make([]byte, 0, 2*len(p.b)+64), &c))
 }
 
 // mergeTo adds p to dst (whose Latency is set), under dst's key and node.
