@@ -10,7 +10,7 @@ import (
 )
 
 // stored is a summary as the store keeps it: one byte slice of uvarints (the counts,
-// the reason maps, then the latency sketch as sli.Sketch.AppendBinary writes it). Its
+// the reason maps, then the latency sketch, bucket-packed). Its
 // key, node and interval are not repeated: the series and the window or detail that
 // holds it know them. The store holds millions of these (20,000 series × 90 detail
 // intervals at the fleet budget), so one allocation of ~170 bytes each for a hello-like
@@ -19,7 +19,7 @@ import (
 //
 // Layout: seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials,
 // backlog, then instance starts, discards and limit rejections (each a count and that
-// many (name length, name, n)), then the sketch.
+// many (name length, name, n)), then the sketch (appendSketch).
 type stored struct {
 	b []byte
 }
@@ -48,11 +48,60 @@ func encodeStored(b []byte, s *sli.Summary) []byte {
 			b = binary.AppendUvarint(b, m[k])
 		}
 	}
-	if s.Latency != nil {
-		return s.Latency.AppendBinary(b)
+	lat := s.Latency
+	if lat == nil {
+		lat = &sli.Sketch{}
 	}
-	var empty sli.Sketch
-	return empty.AppendBinary(b)
+	return appendSketch(b, lat)
+}
+
+// appendSketch appends sk in the store's own form of sli.Sketch.AppendBinary: the
+// same header (zero count, sum, max, bucket count), then each bucket as one byte,
+// gap<<4 | count, when its gap from the previous bucket and its count are both 1–15
+// (nearly every bucket of a 10-s interval: at γ ≈ 1.02 neighbouring buckets are a few
+// indices apart and hold a few requests each), else a zero byte and both as uvarints.
+// It halves the sketch, the bulk of what the store keeps per interval.
+func appendSketch(b []byte, sk *sli.Sketch) []byte {
+	var buf [1024]byte
+	std := sk.AppendBinary(buf[:0])
+	var h [4]uint64
+	rest := uvarints(std, h[:])
+	b = append(b, std[:len(std)-len(rest)]...)
+	for range h[3] {
+		var gc [2]uint64
+		rest = uvarints(rest, gc[:])
+		if gc[0] >= 1 && gc[0] <= 15 && gc[1] >= 1 && gc[1] <= 15 {
+			b = append(b, byte(gc[0]<<4|gc[1]))
+			continue
+		}
+		b = append(b, 0)
+		b = binary.AppendUvarint(b, gc[0])
+		b = binary.AppendUvarint(b, gc[1])
+	}
+	return b
+}
+
+// mergeSketch adds the sketch appendSketch wrote in b to dst.
+func mergeSketch(dst *sli.Sketch, b []byte) {
+	var buf [1024]byte
+	var h [4]uint64
+	rest := uvarints(b, h[:])
+	std := append(buf[:0], b[:len(b)-len(rest)]...)
+	for range h[3] {
+		if len(rest) == 0 {
+			return // not written by appendSketch: a bug, leave dst as it was
+		}
+		if c := rest[0]; c != 0 {
+			std = append(std, c>>4, c&15)
+			rest = rest[1:]
+			continue
+		}
+		var gc [2]uint64
+		rest = uvarints(rest[1:], gc[:])
+		std = binary.AppendUvarint(std, gc[0])
+		std = binary.AppendUvarint(std, gc[1])
+	}
+	_ = dst.MergeBinary(std) // checks the shape; written by appendSketch
 }
 
 // uvarints reads n uvarints from b into out and returns the rest. b is always the
@@ -129,7 +178,7 @@ func exact(b []byte) []byte {
 func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
 	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.decode(&c)) // written by encodeStored
+	mergeSketch(scratch, p.decode(&c))
 	c.Latency = scratch
 	o := *src
 	o.Key, o.Node, o.Start, o.End = c.Key, c.Node, c.Start, c.End
@@ -145,7 +194,7 @@ func (p *stored) mergeTo(dst *sli.Summary) {
 	lat := p.decode(&c)
 	c.Key, c.Node, c.Start, c.End = dst.Key, dst.Node, dst.Start, dst.End
 	_ = sli.Merge(dst, c)
-	_ = dst.Latency.MergeBinary(lat)
+	mergeSketch(dst.Latency, lat)
 }
 
 // summary returns p as a self-contained summary under key and node, spanning
@@ -153,7 +202,7 @@ func (p *stored) mergeTo(dst *sli.Summary) {
 func (p *stored) summary(key sli.Key, node string, start, end time.Time) sli.Summary {
 	var c sli.Summary
 	c.Latency = &sli.Sketch{}
-	_ = c.Latency.MergeBinary(p.decode(&c))
+	mergeSketch(c.Latency, p.decode(&c))
 	c.Key, c.Node, c.Start, c.End = key, node, start, end
 	return c
 }
@@ -162,7 +211,7 @@ func (p *stored) summary(key sli.Key, node string, start, end time.Time) sli.Sum
 func (p *stored) countAtMost(d time.Duration, scratch *sli.Sketch) uint64 {
 	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.decode(&c))
+	mergeSketch(scratch, p.decode(&c))
 	return scratch.CountAtMost(d)
 }
 
