@@ -188,13 +188,43 @@ func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
 	p.b = exact(encodeStored(make([]byte, 0, 2*len(p.b)+64), &c))
 }
 
-// mergeTo adds p to dst (whose Latency is set), under dst's key and node.
+// mergeTo adds p to dst (whose Latency is set) as sli.Merge would, keeping dst's key,
+// node and interval. It is the query's inner loop (once per stored interval in the
+// window), so it adds straight from the encoding without decoding into maps first.
 func (p *stored) mergeTo(dst *sli.Summary) {
-	var c sli.Summary
-	lat := p.decode(&c)
-	c.Key, c.Node, c.Start, c.End = dst.Key, dst.Node, dst.Start, dst.End
-	_ = sli.Merge(dst, c)
-	mergeSketch(dst.Latency, lat)
+	var h [nHead]uint64
+	b := uvarints(p.b, h[:])
+	dst.Seq = max(dst.Seq, h[0])
+	for i := range dst.Status {
+		dst.Status[i] += h[1+i]
+	}
+	dst.OtherStatus += h[6]
+	dst.ColdStarts += h[7]
+	dst.MemoryMaxBytes = max(dst.MemoryMaxBytes, h[8])
+	dst.CPUTime += time.Duration(h[9])
+	dst.OutboundErrors += h[10]
+	dst.PolicyDenials += h[11]
+	dst.TelemetryBacklog = max(dst.TelemetryBacklog, h[12])
+	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
+		var n [1]uint64
+		b = uvarints(b, n[:])
+		for range n[0] {
+			var l [1]uint64
+			b = uvarints(b, l[:])
+			if uint64(len(b)) < l[0] {
+				return
+			}
+			k := b[:l[0]]
+			b = b[l[0]:]
+			var v [1]uint64
+			b = uvarints(b, v[:])
+			if *m == nil {
+				*m = map[string]uint64{}
+			}
+			(*m)[string(k)] += v[0] // no allocation once the name is in the map
+		}
+	}
+	mergeSketch(dst.Latency, b)
 }
 
 // summary returns p as a self-contained summary under key and node, spanning

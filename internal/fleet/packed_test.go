@@ -86,3 +86,35 @@ func TestStoredAdd(t *testing.T) {
 		t.Errorf("merged:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// TestStoredMergeTo pins that the query's merge straight from the encoding equals
+// sli.Merge of the decoded summaries.
+func TestStoredMergeTo(t *testing.T) {
+	parts := []sli.Summary{
+		{Seq: 3, Status: [5]uint64{0, 10}, InstanceStarts: map[string]uint64{"scale": 1}, MemoryMaxBytes: 10, TelemetryBacklog: 9},
+		{Seq: 9, Status: [5]uint64{1, 5, 0, 2, 2}, OtherStatus: 1, ColdStarts: 2, InstanceStarts: map[string]uint64{"scale": 2, "cold": 1},
+			Discards: map[string]uint64{"trap": 1}, LimitRejections: map[string]uint64{"memory": 4}, MemoryMaxBytes: 4,
+			CPUTime: time.Second, OutboundErrors: 3, PolicyDenials: 4, TelemetryBacklog: 2},
+	}
+	got := sli.Summary{Latency: &sli.Sketch{}}
+	want := sli.Summary{Latency: &sli.Sketch{}}
+	for i := range parts {
+		parts[i].Latency = &sli.Sketch{}
+		for j := range 40 {
+			parts[i].Latency.Add(time.Duration(j*(i+1)) * 71 * time.Microsecond)
+		}
+		p := pack(&parts[i])
+		p.mergeTo(&got)
+		if err := sli.Merge(&want, parts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got.Latency.Equal(want.Latency) {
+		t.Error("merged sketch differs from sli.Merge's")
+	}
+	got.Latency, want.Latency = nil, nil
+	want.Start, want.End = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("merged:\n got %+v\nwant %+v", got, want)
+	}
+}
