@@ -118,3 +118,25 @@ func TestStoredMergeTo(t *testing.T) {
 		t.Errorf("merged:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// TestMarkSeen pins the dedupe bitmap: exact per (seq, route), across blocks.
+func TestMarkSeen(t *testing.T) {
+	var seen []seenSet
+	steps := []struct {
+		seq   uint64
+		route string
+		dup   bool
+	}{
+		{100, "/", false}, {100, "/", true}, {100, "/a", false}, {101, "/", false},
+		{127, "/", false}, {128, "/", false}, {128, "/", true}, {64, "/", false},
+		{1<<64 - 1, "/", false}, {1<<64 - 1, "/", true}, {0, "/", false}, {101, "/", true}, {100, "/a", true},
+	}
+	for i, s := range steps {
+		if got := markSeen(&seen, s.seq, s.route); got != s.dup {
+			t.Errorf("step %d: markSeen(%d, %q) = %v, want %v", i, s.seq, s.route, got, s.dup)
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("%d blocks, want 5 (/ at 0, 64, 128 and 2^64-64; /a at 64)", len(seen))
+	}
+}

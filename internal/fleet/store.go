@@ -128,7 +128,7 @@ type window struct {
 	// window: 0 until a summary skipped the details or pruning dropped some.
 	detailsFrom int64
 	// seen dedupes raw summaries while the window is local.
-	seen []seenKey
+	seen []seenSet
 	// rollup is the leader's downsample of the window, from the rollup stream.
 	rollup *stored
 	// rolled is the fingerprint of rollup; published what this replica last
@@ -141,9 +141,29 @@ type detail struct {
 	s          stored
 }
 
-type seenKey struct {
-	seq   uint64
+// seenSet is the seqs of one route merged into a window, as a bitmap over a 64-aligned
+// block of seqs. Agents number intervals since the epoch (sli.SeqFor), so a 5-minute
+// window of 10-s intervals touches one or two blocks: 32 bytes per route and window,
+// where a (seq, route) record per summary cost 24 bytes each and 720 per window, held
+// for the 6-hour local tier. Any seq still gets an exact answer (a block of its own).
+type seenSet struct {
 	route string
+	base  uint64
+	bits  uint64
+}
+
+// markSeen records (seq, route) in seen and reports whether it was there already.
+func markSeen(seen *[]seenSet, seq uint64, route string) bool {
+	base, bit := seq&^63, uint64(1)<<(seq&63)
+	for i := range *seen {
+		if x := &(*seen)[i]; x.base == base && x.route == route {
+			dup := x.bits&bit != 0
+			x.bits |= bit
+			return dup
+		}
+	}
+	*seen = append(*seen, seenSet{route: route, base: base, bits: bit})
+	return false
 }
 
 // fingerprint is enough of a summary to tell whether a rollup covers what the local
@@ -240,13 +260,9 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	defer st.mu.Unlock()
 	st.lastNow = max(st.lastNow, now.UnixNano())
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
-	sk := seenKey{s.Seq, s.Key.Route}
-	for _, x := range w.seen {
-		if x == sk {
-			return Duplicate
-		}
+	if markSeen(&w.seen, s.Seq, s.Key.Route) {
+		return Duplicate
 	}
-	w.seen = append(w.seen, sk)
 	if w.local == nil {
 		p := pack(s)
 		w.local = &p
