@@ -132,7 +132,16 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 	}
 	var c slo.Counts
 	var scratch sli.Sketch
-	for _, s := range st.byApp[ser.App] {
+	cands := st.byApp[ser.App]
+	if sel.per == slo.ScopeNode {
+		// A node scope's member is the node itself: one series at most, found without
+		// scanning the app's (a 1,000-node fleet has thousands per app).
+		cands = nil
+		if s := st.series[seriesKey{ser.App, ser.Version, ser.Scope}]; s != nil {
+			cands = []*series{s}
+		}
+	}
+	for _, s := range cands {
 		if s.key.Version != ser.Version {
 			continue
 		}
