@@ -8,6 +8,9 @@ package bench
 //	go test -c -o /tmp/bench.test ./bench/ && cd bench &&
 //	for i in 1 2 3; do /tmp/bench.test -test.run '^$' -test.bench FleetSLI -test.benchtime 3x; done
 //
+// and the whole fleet (1,000 nodes) with FERMION_BENCH_FLEET_NODES=1000 in the
+// environment.
+//
 // Results and the machine are in bench/RESULTS.md ("Fleet SLI store").
 
 import (
@@ -15,7 +18,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -24,15 +30,24 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/slo"
 )
 
-// The store's costs grow linearly with the series it holds, so the simulation runs a
-// tenth of the fleet (100 nodes × 20 versions, fitting this 2-core machine's memory
-// with room) and reports figures scaled to 1,000 nodes (×simScale) beside the
-// measured ones.
+// The store's costs grow linearly with the series it holds, so by default the
+// simulation runs a tenth of the fleet (100 nodes × 20 versions, quick on this 2-core
+// machine) and reports figures scaled to 1,000 nodes (×simScale) beside the measured
+// ones. FERMION_BENCH_FLEET_NODES=1000 runs the whole fleet (simScale 1).
+var (
+	simNodes = func() int {
+		if n, err := strconv.Atoi(os.Getenv("FERMION_BENCH_FLEET_NODES")); err == nil && n > 0 && n <= 10000 {
+			return n
+		}
+		return 100
+	}()
+	simScale = 1000 / float64(simNodes)
+)
+
 const (
-	simNodes    = 100
-	simScale    = 1000 / simNodes
 	simVersions = 20
 	simInterval = 10 * time.Second
 )
@@ -76,11 +91,20 @@ var simNodeNames, simVersionNames = func() ([]string, []string) {
 	return n, v
 }()
 
+// simWhere is each node's region and zone, looked up as the control plane's node
+// table is (a map read), so that the store's costs are not hidden behind parsing.
+var simWhere = func() map[string][2]string {
+	m := make(map[string][2]string, len(simNodeNames))
+	for i, n := range simNodeNames {
+		r := fmt.Sprintf("region-%d", i%5)
+		m[n] = [2]string{r, fmt.Sprintf("%s-%c", r, 'a'+i%3)}
+	}
+	return m
+}()
+
 func simInfo(node string) (string, string, map[string]string, bool) {
-	var i int
-	fmt.Sscanf(node, "edge-%d", &i)
-	r := fmt.Sprintf("region-%d", i%5)
-	return r, fmt.Sprintf("%s-%c", r, 'a'+i%3), nil, true
+	w, ok := simWhere[node]
+	return w[0], w[1], nil, ok
 }
 
 // simTick calls fn with every (node, version)'s summary of the interval at start.
@@ -168,12 +192,18 @@ func BenchmarkFleetSLIQuery(b *testing.B) {
 	}{{"top", []string{"app", "version"}}, {"top-regions", []string{"app", "version", "region"}}, {"top-nodes", []string{"app", "version", "node"}}} {
 		b.Run(tt.name, func(b *testing.B) {
 			q := fleet.Query{By: tt.by, Window: 5 * time.Minute}
+			took := make([]time.Duration, 0, b.N)
 			for range b.N {
+				t0 := time.Now()
 				l := st.Query(q, now, nil)
+				took = append(took, time.Since(t0))
 				if len(l.Groups) == 0 || l.Groups[0].Requests == 0 {
 					b.Fatalf("groups %+v", l.Groups[:min(1, len(l.Groups))])
 				}
 			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(took[len(took)-1])/1e6, "max-ms")
 		})
 	}
 }
@@ -236,4 +266,32 @@ func BenchmarkFleetSLIStream(b *testing.B) {
 			b.ReportMetric(core*simScale, "core-at-1000-nodes")
 		})
 	}
+}
+
+// BenchmarkFleetSLISLOCounts is the store as the SLO engine's source: one op is 1,000
+// node-scoped SLOs' counts (half availability, half latency under 1 ms) over the
+// shortest and longest windows the store answers from memory at 20 simulated minutes
+// (5 m and 20 m), i.e. 2,000 Counts calls. cpu-ms is the op's CPU (budget: 1,000 SLOs
+// evaluated in ≤ 100 ms per tick).
+func BenchmarkFleetSLISLOCounts(b *testing.B) {
+	st, now := fillStore(b, 120)
+	b.ResetTimer()
+	c0 := cpuTime()
+	for range b.N {
+		var total int64
+		for i := range 1000 {
+			ser := slo.Series{App: fmt.Sprintf("app-%d", i%10), Version: simVersionNames[i%simVersions], Scope: simNodeNames[i%simNodes]}
+			sl := slo.SLI{Kind: slo.Availability}
+			if i%2 == 1 {
+				sl = slo.SLI{Kind: slo.Latency, Threshold: time.Millisecond}
+			}
+			for _, w := range []time.Duration{5 * time.Minute, 20 * time.Minute} {
+				total += st.Counts(ser, sl, now.Add(-w), now).Total
+			}
+		}
+		if total == 0 {
+			b.Fatal("no counts")
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e6, "cpu-ms")
 }

@@ -1,71 +1,256 @@
 package fleet
 
 import (
+	"encoding/binary"
 	"maps"
+	"slices"
 	"time"
 
 	"fermion.dev/fermion/internal/sli"
 )
 
-// stored is a summary as the store keeps it: counts as they are, the latency sketch
-// in its encoded form. A sketch in memory is dense over its range (eight bytes per
-// bucket between the fastest and slowest request: about 2 KiB for a hello with a cold
-// tail); encoded it is a few bytes per non-empty bucket, about 10× less, and the store
-// holds hundreds of thousands of them (bench/RESULTS.md, "Fleet SLI store").
+// stored is a summary as the store keeps it: one byte slice of uvarints (the counts,
+// the reason maps, then the latency sketch, bucket-packed). Its
+// key, node and interval are not repeated: the series and the window or detail that
+// holds it know them. The store holds millions of these (20,000 series × 90 detail
+// intervals at the fleet budget), so one allocation of ~170 bytes each for a hello-like
+// load, instead of a Summary struct, three maps and a sketch (~1 KiB), is what keeps
+// the fleet under its memory budget (bench/RESULTS.md, "Fleet SLI store").
+//
+// Layout: seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials,
+// backlog, then instance starts, discards and limit rejections (each a count and that
+// many (name length, name, n)), then the sketch (appendSketch).
 type stored struct {
-	s   sli.Summary // Latency nil
-	lat []byte      // sli.Sketch.AppendBinary
+	b []byte
 }
 
-// pack copies src under key and node, its sketch merged into scratch and encoded.
-func pack(src *sli.Summary, key sli.Key, node string, scratch *sli.Sketch) *stored {
-	c := *src
-	c.InstanceStarts, c.Discards, c.LimitRejections = maps.Clone(src.InstanceStarts), maps.Clone(src.Discards), maps.Clone(src.LimitRejections)
-	c.Key, c.Node = key, node
-	scratch.Reset()
-	scratch.Merge(src.Latency)
-	c.Latency = nil
-	return &stored{s: c, lat: encodeExact(scratch)}
+// nHead is the number of uvarints before the reason maps.
+const nHead = 13
+
+// encodeStored appends the encoding of s (its Latency may be nil) to b.
+func encodeStored(b []byte, s *sli.Summary) []byte {
+	b = binary.AppendUvarint(b, s.Seq)
+	for _, c := range s.Status {
+		b = binary.AppendUvarint(b, c)
+	}
+	b = binary.AppendUvarint(b, s.OtherStatus)
+	b = binary.AppendUvarint(b, s.ColdStarts)
+	b = binary.AppendUvarint(b, s.MemoryMaxBytes)
+	b = binary.AppendUvarint(b, uint64(max(s.CPUTime, 0))) // validated ≥ 0 on the wire
+	b = binary.AppendUvarint(b, s.OutboundErrors)
+	b = binary.AppendUvarint(b, s.PolicyDenials)
+	b = binary.AppendUvarint(b, s.TelemetryBacklog)
+	for _, m := range [...]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections} {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			b = binary.AppendUvarint(b, uint64(len(k)))
+			b = append(b, k...)
+			b = binary.AppendUvarint(b, m[k])
+		}
+	}
+	lat := s.Latency
+	if lat == nil {
+		lat = &sli.Sketch{}
+	}
+	return appendSketch(b, lat)
 }
 
-func encodeExact(sk *sli.Sketch) []byte {
-	b := sk.AppendBinary(make([]byte, 0, 64))
+// appendSketch appends sk in the store's own form of sli.Sketch.AppendBinary: the
+// same header (zero count, sum, max, bucket count), then each bucket as one byte,
+// gap<<4 | count, when its gap from the previous bucket and its count are both 1–15
+// (nearly every bucket of a 10-s interval: at γ ≈ 1.02 neighbouring buckets are a few
+// indices apart and hold a few requests each), else a zero byte and both as uvarints.
+// It halves the sketch, the bulk of what the store keeps per interval.
+func appendSketch(b []byte, sk *sli.Sketch) []byte {
+	var buf [1024]byte
+	std := sk.AppendBinary(buf[:0])
+	var h [4]uint64
+	rest := uvarints(std, h[:])
+	b = append(b, std[:len(std)-len(rest)]...)
+	for range h[3] {
+		var gc [2]uint64
+		rest = uvarints(rest, gc[:])
+		if gc[0] >= 1 && gc[0] <= 15 && gc[1] >= 1 && gc[1] <= 15 {
+			b = append(b, byte(gc[0]<<4|gc[1]))
+			continue
+		}
+		b = append(b, 0)
+		b = binary.AppendUvarint(b, gc[0])
+		b = binary.AppendUvarint(b, gc[1])
+	}
+	return b
+}
+
+// mergeSketch adds the sketch appendSketch wrote in b to dst.
+func mergeSketch(dst *sli.Sketch, b []byte) {
+	var buf [1024]byte
+	var h [4]uint64
+	rest := uvarints(b, h[:])
+	std := append(buf[:0], b[:len(b)-len(rest)]...)
+	for range h[3] {
+		if len(rest) == 0 {
+			return // not written by appendSketch: a bug, leave dst as it was
+		}
+		if c := rest[0]; c != 0 {
+			std = append(std, c>>4, c&15)
+			rest = rest[1:]
+			continue
+		}
+		var gc [2]uint64
+		rest = uvarints(rest[1:], gc[:])
+		std = binary.AppendUvarint(std, gc[0])
+		std = binary.AppendUvarint(std, gc[1])
+	}
+	_ = dst.MergeBinary(std) // checks the shape; written by appendSketch
+}
+
+// uvarints reads n uvarints from b into out and returns the rest. b is always the
+// store's own encoding, so a short read is a bug; it yields zeros rather than a panic.
+func uvarints(b []byte, out []uint64) []byte {
+	for i := range out {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			clear(out[i:])
+			return nil
+		}
+		out[i] = v
+		b = b[n:]
+	}
+	return b
+}
+
+// decode fills everything of dst but Key, Node, Start, End and Latency from p and
+// returns the encoded sketch.
+func (p *stored) decode(dst *sli.Summary) []byte {
+	var h [nHead]uint64
+	b := uvarints(p.b, h[:])
+	dst.Seq = h[0]
+	copy(dst.Status[:], h[1:6])
+	dst.OtherStatus, dst.ColdStarts, dst.MemoryMaxBytes = h[6], h[7], h[8]
+	dst.CPUTime = time.Duration(h[9])
+	dst.OutboundErrors, dst.PolicyDenials, dst.TelemetryBacklog = h[10], h[11], h[12]
+	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
+		var n [1]uint64
+		b = uvarints(b, n[:])
+		*m = nil
+		for range n[0] {
+			var l [1]uint64
+			b = uvarints(b, l[:])
+			if uint64(len(b)) < l[0] {
+				return nil
+			}
+			k := string(b[:l[0]])
+			b = b[l[0]:]
+			var v [1]uint64
+			b = uvarints(b, v[:])
+			if *m == nil {
+				*m = make(map[string]uint64, n[0])
+			}
+			(*m)[k] = v[0]
+		}
+	}
+	return b
+}
+
+// requests and errors are the availability SLI's events of p, read without decoding
+// the rest.
+func (p *stored) requestsErrors() (requests, errors uint64) {
+	var h [7]uint64
+	uvarints(p.b, h[:])
+	for _, c := range h[1:] {
+		requests += c
+	}
+	return requests, h[5]
+}
+
+// pack encodes src, its sketch included.
+func pack(src *sli.Summary) stored {
+	return stored{b: exact(encodeStored(make([]byte, 0, 256), src))}
+}
+
+// exact copies b into an allocation of its own size: append's doubling would leave
+// up to half of every stored summary's bytes unused, and the store keeps millions.
+func exact(b []byte) []byte {
 	return append(make([]byte, 0, len(b)), b...)
 }
 
-// add merges src into p, keeping p's key, node and interval.
+// add merges src into p. scratch is the writer's sketch.
 func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
+	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.lat) // written by encodeExact
-	c := *src
-	c.Key, c.Node = p.s.Key, p.s.Node
-	start, end := p.s.Start, p.s.End
-	p.s.Latency = scratch
-	_ = sli.Merge(&p.s, c) // keys are equal by construction
-	p.s.Latency = nil
-	p.s.Start, p.s.End = start, end
-	p.lat = encodeExact(scratch)
+	mergeSketch(scratch, p.decode(&c))
+	c.Latency = scratch
+	o := *src
+	o.Key, o.Node, o.Start, o.End = c.Key, c.Node, c.Start, c.End
+	_ = sli.Merge(&c, o) // keys are equal by construction
+	// A fresh slice: readers never hold p.b past the lock, but a slice of its own size
+	// is what the store should keep anyway.
+	p.b = exact(encodeStored(make([]byte, 0, 2*len(p.b)+64), &c))
 }
 
-// mergeTo adds p to dst (whose Latency is set), under dst's key and node.
+// mergeTo adds p to dst (whose Latency is set) as sli.Merge would, keeping dst's key,
+// node and interval. It is the query's inner loop (once per stored interval in the
+// window), so it adds straight from the encoding without decoding into maps first.
 func (p *stored) mergeTo(dst *sli.Summary) {
-	c := p.s
-	c.Key, c.Node = dst.Key, dst.Node
-	_ = sli.Merge(dst, c)
-	_ = dst.Latency.MergeBinary(p.lat)
+	var h [nHead]uint64
+	b := uvarints(p.b, h[:])
+	dst.Seq = max(dst.Seq, h[0])
+	for i := range dst.Status {
+		dst.Status[i] += h[1+i]
+	}
+	dst.OtherStatus += h[6]
+	dst.ColdStarts += h[7]
+	dst.MemoryMaxBytes = max(dst.MemoryMaxBytes, h[8])
+	dst.CPUTime += time.Duration(h[9])
+	dst.OutboundErrors += h[10]
+	dst.PolicyDenials += h[11]
+	dst.TelemetryBacklog = max(dst.TelemetryBacklog, h[12])
+	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
+		var n [1]uint64
+		b = uvarints(b, n[:])
+		for range n[0] {
+			var l [1]uint64
+			b = uvarints(b, l[:])
+			if uint64(len(b)) < l[0] {
+				return
+			}
+			k := b[:l[0]]
+			b = b[l[0]:]
+			var v [1]uint64
+			b = uvarints(b, v[:])
+			if *m == nil {
+				*m = map[string]uint64{}
+			}
+			(*m)[string(k)] += v[0] // no allocation once the name is in the map
+		}
+	}
+	mergeSketch(dst.Latency, b)
 }
 
-// summary returns p as a self-contained summary.
-func (p *stored) summary() sli.Summary {
-	c := p.s.Clone()
+// summary returns p as a self-contained summary under key and node, spanning
+// [start, end).
+func (p *stored) summary(key sli.Key, node string, start, end time.Time) sli.Summary {
+	var c sli.Summary
 	c.Latency = &sli.Sketch{}
-	_ = c.Latency.MergeBinary(p.lat)
+	mergeSketch(c.Latency, p.decode(&c))
+	c.Key, c.Node, c.Start, c.End = key, node, start, end
 	return c
 }
 
 // countAtMost is the latency SLI's good events of p.
 func (p *stored) countAtMost(d time.Duration, scratch *sli.Sketch) uint64 {
+	var c sli.Summary
 	scratch.Reset()
-	_ = scratch.MergeBinary(p.lat)
+	mergeSketch(scratch, p.decode(&c))
 	return scratch.CountAtMost(d)
+}
+
+// fingerprint is p's fingerprint (see fingerprintOf).
+func (p *stored) fingerprint() fingerprint {
+	if p == nil {
+		return fingerprint{}
+	}
+	var c sli.Summary
+	p.decode(&c)
+	return fingerprintOf(&c)
 }

@@ -295,7 +295,7 @@ func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored))
 		case w.local != nil && w.detailsFrom <= max(from, ws):
 			for j := range w.details {
 				if d := &w.details[j]; d.end > from && d.end <= to {
-					fn(d.s)
+					fn(&d.s)
 				}
 			}
 		case we > from && we <= to && whole != nil:

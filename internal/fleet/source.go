@@ -96,7 +96,7 @@ func (st *Store) Series(spec *slo.Spec, from, to time.Time) []slo.Series {
 			continue
 		}
 		var n uint64
-		st.collectLocked(s, f, t, now, func(x *stored) { n += x.s.Requests() })
+		st.collectLocked(s, f, t, now, func(x *stored) { r, _ := x.requestsErrors(); n += r })
 		if n > 0 {
 			seen[ss] = true
 			out = append(out, ss)
@@ -132,7 +132,16 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 	}
 	var c slo.Counts
 	var scratch sli.Sketch
-	for _, s := range st.byApp[ser.App] {
+	cands := st.byApp[ser.App]
+	if sel.per == slo.ScopeNode {
+		// A node scope's member is the node itself: one series at most, found without
+		// scanning the app's (a 1,000-node fleet has thousands per app).
+		cands = nil
+		if s := st.series[seriesKey{ser.App, ser.Version, ser.Scope}]; s != nil {
+			cands = []*series{s}
+		}
+	}
+	for _, s := range cands {
 		if s.key.Version != ser.Version {
 			continue
 		}
@@ -140,13 +149,13 @@ func (st *Store) Counts(ser slo.Series, sl slo.SLI, from, to time.Time) slo.Coun
 			continue
 		}
 		st.collectLocked(s, f, t, now, func(x *stored) {
-			n := x.s.Requests()
+			n, errs := x.requestsErrors()
 			c.Total += int64(n)
 			switch sl.Kind {
 			case slo.Latency:
 				c.Good += int64(x.countAtMost(sl.Threshold, &scratch))
 			default:
-				c.Good += int64(n - x.s.Errors())
+				c.Good += int64(n - errs)
 			}
 		})
 	}

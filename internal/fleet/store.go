@@ -128,7 +128,7 @@ type window struct {
 	// window: 0 until a summary skipped the details or pruning dropped some.
 	detailsFrom int64
 	// seen dedupes raw summaries while the window is local.
-	seen []seenKey
+	seen []seenSet
 	// rollup is the leader's downsample of the window, from the rollup stream.
 	rollup *stored
 	// rolled is the fingerprint of rollup; published what this replica last
@@ -138,12 +138,32 @@ type window struct {
 
 type detail struct {
 	start, end int64
-	s          *stored
+	s          stored
 }
 
-type seenKey struct {
-	seq   uint64
+// seenSet is the seqs of one route merged into a window, as a bitmap over a 64-aligned
+// block of seqs. Agents number intervals since the epoch (sli.SeqFor), so a 5-minute
+// window of 10-s intervals touches one or two blocks: 32 bytes per route and window,
+// where a (seq, route) record per summary cost 24 bytes each and 720 per window, held
+// for the 6-hour local tier. Any seq still gets an exact answer (a block of its own).
+type seenSet struct {
 	route string
+	base  uint64
+	bits  uint64
+}
+
+// markSeen records (seq, route) in seen and reports whether it was there already.
+func markSeen(seen *[]seenSet, seq uint64, route string) bool {
+	base, bit := seq&^63, uint64(1)<<(seq&63)
+	for i := range *seen {
+		if x := &(*seen)[i]; x.base == base && x.route == route {
+			dup := x.bits&bit != 0
+			x.bits |= bit
+			return dup
+		}
+	}
+	*seen = append(*seen, seenSet{route: route, base: base, bits: bit})
+	return false
 }
 
 // fingerprint is enough of a summary to tell whether a rollup covers what the local
@@ -236,21 +256,16 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	width := st.cfg.Width
 	ws := sli.Boundary(s.Start, width)
 	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
-	key := sli.Key{Deployment: k.App, Version: k.Version}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.lastNow = max(st.lastNow, now.UnixNano())
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
-	sk := seenKey{s.Seq, s.Key.Route}
-	for _, x := range w.seen {
-		if x == sk {
-			return Duplicate
-		}
+	if markSeen(&w.seen, s.Seq, s.Key.Route) {
+		return Duplicate
 	}
-	w.seen = append(w.seen, sk)
 	if w.local == nil {
-		w.local = pack(s, key, s.Node, &st.scratch)
-		w.local.s.Start, w.local.s.End = ws, ws.Add(width)
+		p := pack(s)
+		w.local = &p
 	} else {
 		w.local.add(s, &st.scratch)
 	}
@@ -261,7 +276,7 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 			w.details[i].s.add(s, &st.scratch)
 			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
 		} else {
-			d := detail{start: start, end: s.End.UnixNano(), s: pack(s, key, s.Node, &st.scratch)}
+			d := detail{start: start, end: s.End.UnixNano(), s: pack(s)}
 			w.details = append(w.details, detail{})
 			copy(w.details[i+1:], w.details[i:])
 			w.details[i] = d
@@ -294,10 +309,9 @@ func (st *Store) AddRollup(s *sli.Summary, now time.Time) error {
 	st.lastNow = max(st.lastNow, now.UnixNano())
 	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
-	key := s.Key
-	key.Route = ""
-	w.rollup = pack(s, key, s.Node, &st.scratch)
-	w.rolled = fingerprintOf(&w.rollup.s)
+	p := pack(s)
+	w.rollup = &p
+	w.rolled = fingerprintOf(s)
 	st.stats.Rollups["accepted"]++
 	return nil
 }
@@ -392,11 +406,12 @@ func (st *Store) PendingRollups(now time.Time, grace time.Duration) []sli.Summar
 			if w.local == nil || w.start < floor || w.start+width+int64(grace) > n {
 				continue
 			}
-			fp := fingerprintOf(&w.local.s)
+			fp := w.local.fingerprint()
 			if fp == w.rolled || fp == w.published {
 				continue
 			}
-			out = append(out, w.local.summary())
+			start := time.Unix(0, w.start).UTC()
+			out = append(out, w.local.summary(sli.Key{Deployment: s.key.App, Version: s.key.Version}, s.key.Node, start, start.Add(st.cfg.Width)))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
