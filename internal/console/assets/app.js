@@ -52,7 +52,7 @@ function signOut(msg) {
   S.token = ""; S.session = null; S.polling = false;
   if (S.streamAbort) S.streamAbort.abort();
   $("nav").hidden = true; $("signout").hidden = true; $("who").textContent = "";
-  $("view").innerHTML = ""; $("toolbar").innerHTML = "";
+  $("view").innerHTML = ""; lastHTML = ""; $("toolbar").innerHTML = ""; $("toolbar").dataset.sig = "";
   $("signin").hidden = false; $("signin-error").textContent = msg || "";
 }
 
@@ -381,12 +381,15 @@ function toolbar() {
   } else if (tb.dataset.sig !== "") { tb.dataset.sig = ""; tb.innerHTML = ""; }
 }
 
+let lastHTML = "";
 function render() {
   if (!S.session) return;
   toolbar();
   // Keep the open <select> and scroll position: skip re-rendering under an open menu.
   if (document.activeElement && document.activeElement.closest && document.activeElement.closest("#view select")) return;
-  $("view").innerHTML = views[S.view]();
+  const html = views[S.view]();
+  // Replace the DOM only when something changed: a pointer on a button keeps its target.
+  if (html !== lastHTML) { $("view").innerHTML = html; lastHTML = html; }
   const fc = window.fermionConsole;
   fc.renders++;
   if (S.events.length) fc.lastEventSeq = S.events[S.events.length - 1].seq;
@@ -464,8 +467,16 @@ function wire() {
 
 async function main() {
   wire();
-  try { S.config = await (await fetch("/ui/config.json")).json(); $("version").textContent = "server " + S.config.version; } catch { /* the links stay off */ }
-  if (!S.token) { signOut(""); return; }
-  try { await signIn(S.token); start(); } catch (e) { signOut(e.message); }
+  // The configuration and the session in parallel: both stand before the first render.
+  const config = fetch("/ui/config.json").then((r) => r.json()).then((c) => {
+    S.config = c; $("version").textContent = "server " + c.version;
+  }).catch(() => { /* the trace links stay off */ });
+  if (!S.token) { await config; signOut(""); return; }
+  // The first reads go out with the token check: a refused token signs out either way.
+  const session = signIn(S.token), first = poll().catch(() => {});
+  await config;
+  try { await session; } catch (e) { signOut(e.message); return; }
+  await first;
+  start();
 }
 main();
