@@ -247,7 +247,7 @@ func eval[T any](pg *page, js string) T {
 // js runs a statement for its effect.
 func js(src string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool]("(() => { " + src + "; return true })()")(ctx, t)
+		_, err := chromedp.Evaluate[bool]("(() => { "+src+"; return true })()")(ctx, t)
 		return err
 	})
 }
@@ -450,7 +450,7 @@ func TestConsoleInBrowser(t *testing.T) {
 						continue
 					}
 					series++
-					if float64(se.Good)/float64(se.Total) >= obj/100 {
+					if float64(se.Good)/float64(se.Total) >= obj/100-1e-9 { // as the page: at the objective meets it
 						within++
 					}
 				}

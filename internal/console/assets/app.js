@@ -93,10 +93,14 @@ async function poll() {
   setStatus(failed ? "update failed: " + failed.reason.message : "live · updated " + new Date(S.updated).toLocaleTimeString());
 }
 
+let pollGen = 0;
 async function pollLoop() {
   if (S.polling) return;
   S.polling = true;
-  while (S.polling) {
+  // A sign-out ends this loop; a loop asleep through a sign-out and a new sign-in must
+  // not run beside the new one.
+  const gen = ++pollGen;
+  while (S.polling && gen === pollGen) {
     const t0 = Date.now();
     try { await poll(); render(); } catch (e) { if (e.message === "unauthorized") return; setStatus("update failed: " + e.message); }
     await new Promise((r) => setTimeout(r, Math.max(200, POLL_MS - (Date.now() - t0))));
@@ -167,7 +171,7 @@ function fleet() {
     for (const se of st.series || []) {
       if (se.total === 0) { noData++; continue; }
       series++;
-      if (se.good / se.total >= obj) within++;
+      if (within_(se.good / se.total, obj)) within++;
       if (st.slo.sli === "availability" && se.scope === "global") { good += se.good; total += se.total; }
     }
   }
@@ -176,6 +180,10 @@ function fleet() {
   const firing = alertsIn("firing").length;
   return { good, total, success: total ? good / total : null, within, series, noData, ready, instances, firing };
 }
+
+// within_ says whether a ratio meets an objective; 99.9 / 100 is not exactly 0.999 in
+// floating point, and a series exactly at its objective meets it.
+const within_ = (ratio, obj) => ratio >= obj - 1e-9;
 
 function alertsIn(phase) {
   const out = [];
@@ -210,7 +218,7 @@ const views = {
         const burn = Math.max(0, ...(se.burn || []).map((b) => b.longRate || 0));
         const rem = Math.max(0, Math.min(1, se.budgetRemaining));
         rows.push(`<tr><td>${esc(name)}</td><td>${esc(se.app)}</td><td>${esc(se.scope)}</td><td>${esc(st.slo.sli)}</td><td>${esc(st.slo.objective)}%</td>
-          <td class="${ratio === null ? "dim" : ratio >= obj ? "ok" : "bad"}">${ratio === null ? "no data" : pct(ratio, 3)}</td>
+          <td class="${ratio === null ? "dim" : within_(ratio, obj) ? "ok" : "bad"}">${ratio === null ? "no data" : pct(ratio, 3)}</td>
           <td>${sparkline(S.trends[key] || [])}</td>
           <td><span class="bar"><i style="width:${(rem * 100).toFixed(0)}%"></i></span> ${pct(se.budgetRemaining, 1)}</td>
           <td class="${burn >= 1 ? "bad" : ""}">${burn.toFixed(2)}×</td></tr>`);
@@ -431,7 +439,7 @@ function route() {
   S.view = views[v] ? v : "executive";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.view === S.view);
   $("toolbar").dataset.sig = "-";
-  if (S.session) { render(); poll().then(render, () => {}); }
+  if (S.session && S.polling) { render(); poll().then(render, () => {}); }
 }
 
 async function start() {
