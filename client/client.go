@@ -766,3 +766,66 @@ func (c *Client) MarkAlertsExpected(ctx context.Context, m v1.AlertMark) error {
 	_, err := c.do(ctx, "mark alerts expected", http.MethodPost, "/v1/alerts/expected", nil, nil, m, nil)
 	return err
 }
+
+// ---- Fleet SLIs ----
+
+// SLIQuery selects and groups the fleet's SLIs (GET /v1/slis). Empty filters match
+// everything; By nil groups by app and version, By empty (non-nil) gives one row;
+// Window 0 is the server's default (5 minutes).
+type SLIQuery struct {
+	App, Version, Node, Region, Zone string
+	By                               []string
+	Window                           time.Duration
+}
+
+func (q SLIQuery) values() (url.Values, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"app": q.App, "version": q.Version, "node": q.Node, "region": q.Region, "zone": q.Zone} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.By != nil {
+		v.Set("by", strings.Join(q.By, ","))
+	}
+	if q.Window < 0 {
+		return nil, fmt.Errorf("window %s: must not be negative", q.Window)
+	}
+	if q.Window > 0 {
+		if q.Window%time.Second != 0 {
+			return nil, fmt.Errorf("window %s: give whole seconds", q.Window)
+		}
+		v.Set("window", formatWindow(q.Window))
+	}
+	return v, nil
+}
+
+// formatWindow writes d in the largest unit that divides it (90d, 6h, 90s), as the
+// server reads windows.
+func formatWindow(d time.Duration) string {
+	for _, u := range []struct {
+		s string
+		d time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}} {
+		if d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.s
+		}
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+}
+
+// SLIs reads the fleet's SLIs over a window: rates, error and cold-start ratios and
+// latency quantiles per group. A bad dimension or window is code bad_request with the
+// parameter in Field.
+func (c *Client) SLIs(ctx context.Context, q SLIQuery) (*v1.SLIList, error) {
+	const op = "read slis"
+	v, err := q.values()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	var l v1.SLIList
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/slis", v, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}

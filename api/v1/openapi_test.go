@@ -72,6 +72,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/slos/{name}/status": {"get"},
 		"/v1/alerts":             {"get"},
 		"/v1/alerts/expected":    {"post"},
+		"/v1/slis":               {"get"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -228,6 +229,8 @@ var schemaTypes = map[string]reflect.Type{
 	"Incident":        reflect.TypeFor[v1.Incident](),
 	"AlertList":       reflect.TypeFor[v1.AlertList](),
 	"AlertMark":       reflect.TypeFor[v1.AlertMark](),
+	"SLIGroup":        reflect.TypeFor[v1.SLIGroup](),
+	"SLIList":         reflect.TypeFor[v1.SLIList](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

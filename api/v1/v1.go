@@ -594,3 +594,49 @@ type AlertMark struct {
 	Version string    `json:"version"`
 	Until   time.Time `json:"until,omitzero"`
 }
+
+// ---- Fleet SLIs (GET /v1/slis) ----
+
+// SLIDimensions are the names /v1/slis accepts in by=, in the order rows are sorted.
+var SLIDimensions = []string{"app", "version", "node", "region", "zone"}
+
+// SLIGroup is one row of GET /v1/slis: the SLIs of every series whose dimensions
+// equal the row's (those not grouped by are empty) over the window. Quantiles come
+// from the merge of every node's latency sketch (within 1 % of the exact quantile).
+type SLIGroup struct {
+	App     string `json:"app,omitempty"`
+	Version string `json:"version,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+
+	Requests          uint64  `json:"requests"`
+	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	// Errors are 5xx responses; ErrorRatio is Errors / Requests (0 without requests).
+	Errors     uint64  `json:"errors"`
+	ErrorRatio float64 `json:"errorRatio"`
+	// P50Ms, P95Ms and P99Ms are latency quantiles in milliseconds.
+	P50Ms          float64 `json:"p50Ms"`
+	P95Ms          float64 `json:"p95Ms"`
+	P99Ms          float64 `json:"p99Ms"`
+	ColdStarts     uint64  `json:"coldStarts"`
+	ColdStartRatio float64 `json:"coldStartRatio"`
+	// Instances is the sum of the instances the nodes last reported (their status),
+	// not a figure of the window.
+	Instances      int    `json:"instances"`
+	MemoryMaxBytes uint64 `json:"memoryMaxBytes"`
+	// CPUCores is the guests' CPU time over the window divided by its length.
+	CPUCores        float64           `json:"cpuCores"`
+	Discards        map[string]uint64 `json:"discards,omitempty"`
+	LimitRejections map[string]uint64 `json:"limitRejections,omitempty"`
+}
+
+// SLIList is the body of GET /v1/slis.
+type SLIList struct {
+	// From and To bound the window: intervals ending in (From, To] are counted.
+	From          time.Time  `json:"from"`
+	To            time.Time  `json:"to"`
+	WindowSeconds float64    `json:"windowSeconds"`
+	By            []string   `json:"by"`
+	Groups        []SLIGroup `json:"groups"`
+}

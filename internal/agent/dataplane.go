@@ -258,9 +258,9 @@ func (d *DataPlane) Functions() []*sandbox.Function {
 
 func (d *DataPlane) applyRoutesLocked() error {
 	var routes []gateway.Route
-	for _, dep := range d.functions {
+	for name, dep := range d.functions {
 		for _, r := range dep.routes {
-			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn})
+			routes = append(routes, gateway.Route{Host: r.Host, Prefix: r.Path, Target: dep.fn, Deployment: name}) // [hotpath hook: Deployment]
 		}
 	}
 	return d.Gateway.SetRoutes(routes)

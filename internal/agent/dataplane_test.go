@@ -105,7 +105,7 @@ func startPlane(t *testing.T) *servedPlane {
 
 func deploy(t *testing.T, dp *agent.DataPlane, m *manifest.Manifest, wasm []byte) *sandbox.Function {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	fn, err := dp.Deploy(ctx, m, wasm)
 	if err != nil {
@@ -316,7 +316,7 @@ func TestDataPlane(t *testing.T) {
 		other := *echoM
 		other.App.Name = "other"
 		other.Routes = []manifest.Route{{Path: "/other"}, {Path: "/hello"}}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		if _, err := p.dp.Deploy(ctx, &other, echoWasm); err == nil || !strings.Contains(err.Error(), "/hello") {
 			t.Fatalf("Deploy with a route already taken = %v, want an error naming /hello", err)

@@ -43,7 +43,7 @@ func TestDataPlaneNodeMemory(t *testing.T) {
 	if status, body := mustGet(t, url+"/hello"); status != http.StatusOK {
 		t.Fatalf("GET /hello = %d %q", status, body)
 	}
-	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer dcancel()
 	if _, err := dp.Deploy(dctx, echoM, echoWasm); err == nil || !strings.Contains(err.Error(), "node memory") {
 		t.Fatalf("deploying echo with min_warm beside hello: %v, want a node memory error", err)

@@ -125,6 +125,11 @@ func TestUp(t *testing.T) {
 	if c, out, errOut = run(t, "alerts"); c != 0 || !strings.Contains(out, "no alerts") {
 		t.Fatalf("alerts: %d\n%s\n%s", c, out, errOut)
 	}
+	// top works with no Prometheus: at least the instances the node reports.
+	c, out, _ = run(t, "top", "--once")
+	if c != 0 || !regexp.MustCompile(`(?m)^hello\s`).MatchString(out) {
+		t.Fatalf("top: %d\n%s", c, out)
+	}
 	// Stopping flushes the spans still queued.
 	b.cancel()
 	select {

@@ -14,6 +14,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/controlplane/state"
+	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/sloctl"
 )
 
@@ -49,6 +50,7 @@ type api struct {
 	leaderNow func(ctx context.Context) string // who holds the leader lease now
 	natsURL   func() string
 	slos      *sloctl.Controller // SLO hook (sloengine): set when the SLO engine starts
+	slis      *fleet.Store       // the fleet SLI store, set when it starts (api_slis.go)
 }
 
 // newAPI builds the /v1 routes from groups, each route naming the least role it

@@ -26,6 +26,7 @@ import (
 	"fermion.dev/fermion/internal/console"
 	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
 	"fermion.dev/fermion/internal/slo"
@@ -175,6 +176,7 @@ type Server struct {
 	api      *api
 	handler  http.Handler
 	slos     *sloctl.Controller // SLO hook (sloengine)
+	slis     *fleet.Store       // the fleet SLI store (api_slis.go)
 
 	ready      atomic.Bool
 	adminToken string
@@ -283,11 +285,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				next: retry.NewTransport(http.DefaultTransport)}}
 		}
 	}
-	if err := s.startSLOs(ctx, runCtx, s.st.JS, replicas); err != nil { // SLO hook (sloengine)
+	if s.agents.slis, err = s.agents.openSLIIngest(ctx, s.st.JS, replicas); err != nil { // hook: SLI receive path (slis.go)
 		s.Close()
 		return nil, err
 	}
-	if s.agents.slis, err = s.agents.openSLIIngest(ctx, s.st.JS, replicas); err != nil { // hook: SLI receive path (slis.go)
+	if err := s.startSLIs(ctx, runCtx, s.st.JS, replicas); err != nil { // the fleet SLI store (api_slis.go)
+		s.Close()
+		return nil, err
+	}
+	if err := s.startSLOs(ctx, runCtx, s.st.JS, replicas); err != nil { // SLO hook (sloengine): reads the store
 		s.Close()
 		return nil, err
 	}
@@ -370,6 +376,7 @@ func (s *Server) routeGroups() []routeGroup {
 	return []routeGroup{
 		s.api.coreRoutes,
 		s.api.sloRoutes, // SLO hook (sloengine)
+		s.api.sliRoutes, // GET /v1/slis (api_slis.go)
 	}
 }
 

@@ -29,6 +29,9 @@ func (s *Server) startSLOs(ctx, runCtx context.Context, js jetstream.JetStream, 
 		return fmt.Errorf("control plane: %w", err)
 	}
 	src := s.cfg.SLISource
+	if src == nil && s.slis != nil {
+		src = s.slis // the fleet SLI store (api_slis.go)
+	}
 	if src == nil {
 		// No SLI store wired in: the engine evaluates nothing until one is.
 		s.logger.Warn("no SLI store configured: SLOs are stored but have no SLIs to evaluate")

@@ -43,6 +43,11 @@ type Route struct {
 	Host   string
 	Prefix string
 	Target Target
+	// Deployment names the deployment the route belongs to in SLI keys (SLIKey); ""
+	// means the target's name (an app deployed under its own name).
+	Deployment string
+
+	tel *routeTelemetry // set by SetRoutes on the table's copy (telemetry.go)
 }
 
 // Config configures a Gateway.
@@ -63,8 +68,10 @@ type Config struct {
 	// TLS, when set, wraps Serve's listener to terminate TLS (telemetry.TLS.Listener).
 	// The connection cap sits beneath it, so refusals cost no handshake.
 	TLS func(net.Listener) net.Listener
-	// SLIs aggregates every request's SLIs per (deployment, version, route) for the
-	// summaries the agent sends the control plane (nil: none). The agent owns it.
+	// SLIs, when set (and Telemetry is on), aggregates every routed request's SLIs per
+	// deployment, version and route pattern (SLIKey): status, latency, whether it waited
+	// for a new instance, and the limit that refused it, if one did. Requests no route
+	// serves (404, a draining route's 503) belong to no version and are not recorded.
 	SLIs *sli.Aggregator
 }
 
@@ -95,6 +102,7 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg, tracer: cfg.Tracer}
 	if !cfg.Telemetry {
 		g.cfg.Metrics = nil
+		g.cfg.SLIs = nil
 		g.tracer = nil
 	}
 	if g.tracer == nil {
@@ -117,11 +125,8 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 	if err != nil {
 		return err
 	}
-	// The metrics live in the table, so a request always finds its target's.
-	t.metrics = make(map[Target]*telemetry.FunctionMetrics, len(routes))
-	for _, r := range routes {
-		t.metrics[r.Target] = g.cfg.Metrics.Series(r.Target.Name(), r.Target.Version())
-	}
+	// The telemetry lives in the table's routes, so a request always finds its route's.
+	g.attachTelemetry(t)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	t.carryDrains(g.table.Load(), time.Now(), g.routeDrain())
@@ -196,8 +201,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r.Header.Get(headerRequestID))
 	// The guest and the client see the same values: each is formatted once, and the
-	// request's and the response's headers share the (never modified) value slices.
-	idv := []string{id}
+	// request's and the response's headers share the (never modified) value slices,
+	// both cut from one array: one allocation, capped so an append copies.
+	vals := new([2]string)
+	vals[0] = id
+	idv := vals[0:1:1]
 	r.Header[headerRequestID] = idv
 
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
@@ -225,7 +233,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
 	traceparent := telemetry.Traceparent(sc)
-	tpv := []string{traceparent}
+	vals[1] = traceparent
+	tpv := vals[1:2:2]
 	r.Header["Traceparent"] = tpv
 	wh := w.Header()
 	wh[headerRequestID] = idv
@@ -242,19 +251,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, false, "")
+		g.logRequest(ctx, r, id, traceID, nil, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
-	fm := tb.metrics[route.Target]
+	tel := route.tel
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, route, fm, id)
+	status, cold, reason := g.serve(ctx, w, r, route, tel.fm, id)
 	if g.cfg.Telemetry {
-		elapsed := time.Since(start)
-		fm.Request(status, elapsed.Seconds())
+		// One clock read ends the request for every record of it: metrics, SLI and log.
+		end := time.Now()
+		elapsed := end.Sub(start)
+		tel.fm.Request(status, elapsed.Seconds())
 		if reason != "" {
-			fm.Error(reason)
+			tel.fm.Error(reason)
+		}
+		if tel.sli != nil {
+			tel.sli.Record(status, elapsed, cold)
+			if limit := sliLimit(reason); limit != "" {
+				g.cfg.SLIs.RecordLimitRejection(tel.key, limit)
+			}
 		}
 		if span.IsRecording() {
 			scheme := "http"
@@ -275,7 +292,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, status, start, cold, reason)
+		g.logRequest(ctx, r, id, traceID, route, status, start, end, cold, reason)
 	}
 }
 
@@ -286,13 +303,16 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return g.tooLarge(w, fm, id, limit)
 	}
 	var body []byte
-	rc := http.NewResponseController(w)
+	// A value, not NewResponseController's pointer: the body reader's copy escapes
+	// (through io.Reader), and would take this one, used on every request, to the heap.
+	rc := *http.NewResponseController(w)
 	if r.Body != nil && r.Body != http.NoBody {
-		br := &bodyReader{r: r.Body, rc: rc, idle: g.cfg.Limits.BodyTimeout, minRate: g.cfg.Limits.MinBodyRate, start: time.Now()}
+		brc := rc
+		br := &bodyReader{r: r.Body, rc: &brc, idle: g.cfg.Limits.BodyTimeout, minRate: g.cfg.Limits.MinBodyRate, start: time.Now()}
 		b, err := io.ReadAll(io.LimitReader(br, limit+1))
 		if err != nil {
 			if br.timedOut {
-				return g.bodyTimeout(w, rc, id)
+				return g.bodyTimeout(w, &rc, id)
 			}
 			writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), id)
 			return http.StatusBadRequest, false, telemetry.ReasonBadRequest
@@ -332,7 +352,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			g.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "function error", slog.String("request_id", id),
 				slog.String("function", route.Target.Name()), slog.String("reason", se.Reason), slog.String("err", se.Err.Error()))
 		}
-		return se.Status, false, se.Reason
+		return se.Status, se.Cold, se.Reason
 	}
 	h := w.Header()
 	vals := make([]string, 0, len(resp.Header)) // one backing array for the first values
@@ -352,7 +372,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
-	if writeBody(w, rc, resp.Body, g.cfg.Limits.WriteTimeout) {
+	if writeBody(w, &rc, resp.Body, g.cfg.Limits.WriteTimeout) {
 		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
 		return resp.Status, resp.Cold, telemetry.RejectWriteTimeout
 	}
@@ -384,9 +404,14 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start time.Time, cold bool, reason string) {
+// logRequest writes the request's log line; end is when it ended (zero: now), the
+// line's time.
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, status int, start, end time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry {
 		return
+	}
+	if end.IsZero() {
+		end = time.Now()
 	}
 	line := telemetry.RequestLine{
 		ID:       id,
@@ -394,7 +419,8 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID s
 		Host:     r.Host,
 		Path:     r.URL.Path,
 		Status:   status,
-		Duration: time.Since(start),
+		Duration: end.Sub(start),
+		Time:     end,
 		Cold:     cold,
 		TraceID:  traceID,
 		Reason:   reason,

@@ -100,7 +100,9 @@ func loadSpec(e *sandbox.Engine, root, dir string, wasm []byte, edit func(*sandb
 	if edit != nil {
 		edit(&spec)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Loading compiles (in a child process) and snapshots: generous, since a busy
+	// machine can take tens of seconds to compile a Go guest.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	return e.Load(ctx, spec)
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +109,12 @@ const (
 )
 
 // connLimiter is a listener that caps its open connections. Lock order: mu is a leaf.
+//
+// A connection's HTTP state changes twice per request (active, idle); it is kept in the
+// connection's atomics, not in a list under mu, so requests take no shared lock and
+// allocate nothing for it. Only admit at the cap, which is rare, looks for the longest
+// idle connection, by walking the connections that hold slots (at most max of them);
+// idle counts the idle ones so that a flood at the cap with none idle skips the walk.
 type connLimiter struct {
 	net.Listener
 	max     int  // 0: no cap
@@ -117,15 +122,20 @@ type connLimiter struct {
 	metrics *telemetry.Metrics
 	refuse  chan struct{} // a slot per refusal in flight
 	wg      sync.WaitGroup
+	epoch   time.Time // idleSince counts from here (monotonic)
+	// idle counts the connections in http.StateIdle: admit walks the connections only
+	// when some are. Each transition to idle counts one; whoever swaps a connection's
+	// state away from idle (setState, admit taking it, Close) uncounts it.
+	idle atomic.Int64
 
-	mu   sync.Mutex
-	open int
-	idle list.List // *trackedConn in http.StateIdle, longest idle first
+	mu    sync.Mutex
+	open  int
+	conns *trackedConn // the connections holding slots, linked through next/prev
 }
 
 func newConnLimiter(ln net.Listener, max int, respond bool, m *telemetry.Metrics) *connLimiter {
 	m.SetGatewayConnectionLimit(max)
-	return &connLimiter{Listener: ln, max: max, respond: respond, metrics: m, refuse: make(chan struct{}, maxRefusers)}
+	return &connLimiter{Listener: ln, max: max, respond: respond, metrics: m, refuse: make(chan struct{}, maxRefusers), epoch: time.Now()}
 }
 
 // Accept returns the next connection admitted under the cap, refusing the others.
@@ -153,18 +163,64 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max {
-		e := l.idle.Front()
-		if e == nil {
+		victim = l.longestIdleLocked()
+		if victim == nil {
 			return nil, nil
 		}
-		victim = l.idle.Remove(e).(*trackedConn)
-		victim.elem = nil
-		victim.closed = true // its slot is c's now
-		return &trackedConn{Conn: c, l: l}, victim
+		l.unlinkLocked(victim)
+		victim.closed = true // its slot is c's now; its Close counts nothing
+		// Swap, not Load: a setState racing to active then sees it closed and does not
+		// uncount it a second time.
+		if victim.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
+			l.idle.Add(-1)
+		}
+		tc = &trackedConn{Conn: c, l: l}
+		l.linkLocked(tc)
+		return tc, victim
 	}
 	l.open++
 	l.metrics.GatewayConnectionsAdd(1)
-	return &trackedConn{Conn: c, l: l}, nil
+	tc = &trackedConn{Conn: c, l: l}
+	l.linkLocked(tc)
+	return tc, nil
+}
+
+// longestIdleLocked returns the connection idle for longest, or nil when none is idle.
+func (l *connLimiter) longestIdleLocked() *trackedConn {
+	if l.idle.Load() <= 0 {
+		return nil
+	}
+	var best *trackedConn
+	var since int64
+	for c := l.conns; c != nil; c = c.next {
+		if c.state.Load() != int32(http.StateIdle) {
+			continue
+		}
+		if s := c.idleSince.Load(); best == nil || s < since {
+			best, since = c, s
+		}
+	}
+	return best
+}
+
+func (l *connLimiter) linkLocked(c *trackedConn) {
+	c.next = l.conns
+	if l.conns != nil {
+		l.conns.prev = c
+	}
+	l.conns = c
+}
+
+func (l *connLimiter) unlinkLocked(c *trackedConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if l.conns == c {
+		l.conns = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
 }
 
 // refuseConn answers a connection past the cap, in the background, without reading its
@@ -216,11 +272,12 @@ type trackedConn struct {
 	state      atomic.Int32 // http.ConnState
 	read       atomic.Int64 // bytes read
 	readAtIdle atomic.Int64 // read when it last became idle
+	idleSince  atomic.Int64 // when it last became idle, in ns since l.epoch
 	counted    atomic.Bool  // a header timeout was counted
 
 	// Guarded by l.mu.
-	elem   *list.Element // in l.idle while idle
-	closed bool          // its slot is given back (or taken over)
+	prev, next *trackedConn // in l.conns while it holds its slot
+	closed     bool         // its slot is given back (or taken over)
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -258,34 +315,30 @@ func (c *trackedConn) Close() error {
 		c.closed = true
 		l.open--
 		l.metrics.GatewayConnectionsAdd(-1)
-		if c.elem != nil {
-			l.idle.Remove(c.elem)
-			c.elem = nil
-		}
+		l.unlinkLocked(c)
+	}
+	// Leave no idle count behind, also for a victim that went idle again after admit
+	// took its slot: whoever swaps the state away from idle uncounts it.
+	if c.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
+		l.idle.Add(-1)
 	}
 	l.mu.Unlock()
 	return c.Conn.Close()
 }
 
 // setState follows the server's view of the connection: idle ones can be closed for a
-// newcomer at the cap.
+// newcomer at the cap. It takes no lock: admit reads the state and idleSince.
 func (c *trackedConn) setState(s http.ConnState) {
 	if s == http.StateIdle {
 		c.readAtIdle.Store(c.read.Load())
+		c.idleSince.Store(int64(time.Since(c.l.epoch)))
 	}
-	c.state.Store(int32(s))
-	l := c.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c.closed {
-		return
-	}
+	was := c.state.Swap(int32(s))
 	switch {
-	case s == http.StateIdle && c.elem == nil:
-		c.elem = l.idle.PushBack(c)
-	case s != http.StateIdle && c.elem != nil:
-		l.idle.Remove(c.elem)
-		c.elem = nil
+	case s == http.StateIdle && was != int32(http.StateIdle):
+		c.l.idle.Add(1)
+	case s != http.StateIdle && was == int32(http.StateIdle):
+		c.l.idle.Add(-1)
 	}
 }
 

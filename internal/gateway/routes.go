@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 // table is an immutable routing table (only its use count changes). Host matches are
@@ -22,8 +20,9 @@ type table struct {
 	exact    map[string][]*Route // by lower-case host, prefixes longest first
 	wildcard []wildcardRoutes    // longest suffix first
 	any      []*Route
-	// metrics are the routed targets' metrics (nil values without metrics).
-	metrics map[Target]*telemetry.FunctionMetrics
+	// onDrained, when set, runs once when the table is retired and its last request has
+	// finished: it releases the table's SLI handles (telemetry.go).
+	onDrained func()
 	// draining are the routes earlier tables served and this one does not, until their
 	// drain deadline (nil: none).
 	draining *drainSet
@@ -43,15 +42,23 @@ func newEmptyTable() *table {
 // release ends one request's use of the table.
 func (t *table) release() {
 	if t.refs.Add(-1) == 0 && t.retired.Load() {
-		t.drainOnce.Do(func() { close(t.drained) })
+		t.drainOnce.Do(t.drain)
 	}
+}
+
+// drain runs once, when the table is retired and no request uses it.
+func (t *table) drain() {
+	if t.onDrained != nil {
+		t.onDrained()
+	}
+	close(t.drained)
 }
 
 // retire marks the table replaced; drained closes when no request uses it.
 func (t *table) retire() {
 	t.retired.Store(true)
 	if t.refs.Load() == 0 {
-		t.drainOnce.Do(func() { close(t.drained) })
+		t.drainOnce.Do(t.drain)
 	}
 }
 
@@ -285,5 +292,5 @@ const drainRetryAfter = "1"
 func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id, traceID string, start time.Time) {
 	w.Header().Set("Retry-After", drainRetryAfter)
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("route %s%s no longer runs on this node; retry (another node serves it)", route.Host, route.Prefix), id)
-	g.logRequest(ctx, r, id, traceID, nil, http.StatusServiceUnavailable, start, false, "draining")
+	g.logRequest(ctx, r, id, traceID, nil, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
 }

@@ -14,6 +14,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (seconds).
 	RetryAfter int
 	Err        error
+	// Cold is true when the request waited for a new instance (which then failed to
+	// start, or failed the request): the gateway's SLIs count it as a cold start.
+	Cold bool
 }
 
 func (e *Error) Error() string {

@@ -36,6 +36,9 @@ func TestFaultLoopTimesOut(t *testing.T) {
 	if !strings.Contains(se.Msg, "timeout") {
 		t.Fatalf("message %q does not mention the timeout", se.Msg)
 	}
+	if se.Cold {
+		t.Fatal("the loop ran on the warm instance, but its error is marked Cold")
+	}
 	wantMetric(t, "timeout rejections", rejections(m, "loop", telemetry.LimitTimeout), 1)
 	wantMetric(t, "timeout discards", discards(m, "loop", telemetry.ReasonTimeout), 1)
 	wantStats(t, f, sandbox.Stats{})
@@ -630,4 +633,25 @@ func TestCloseDuringCall(t *testing.T) {
 	}
 	// The engine still serves other functions.
 	wantOK(t, load(t, e, spec("hello", reactor(t, guestHello))), get("/"), "Hello from Fermion!\n")
+}
+
+// TestWatchAcrossCalls: the watch timer stays armed across short calls (startWatch), so
+// a call that loops right after others on the same instance, or on a fresh one after
+// an interrupt disarmed the timer, must still be stopped at its deadline; the short
+// calls in between must not be interrupted by a firing meant for an earlier call.
+func TestWatchAcrossCalls(t *testing.T) {
+	e, m := newEngine(t)
+	s := spec("loop", reactor(t, guestLoop))
+	s.Limits.Timeout = 200 * time.Millisecond
+	f := load(t, e, s)
+	const rounds = 3
+	for i := range rounds {
+		for range 20 { // the same warm instance (LIFO), its timer left armed by each
+			wantOK(t, f, get("/loop"), "ok")
+		}
+		resp, err := invoke(t, f, get("/loop?loop=1"))
+		wantError(t, resp, err, http.StatusGatewayTimeout, telemetry.ReasonTimeout)
+		wantMetric(t, fmt.Sprintf("timeout discards after round %d", i+1), discards(m, "loop", telemetry.ReasonTimeout), float64(i+1))
+	}
+	wantOK(t, f, get("/loop"), "ok")
 }

@@ -237,7 +237,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	}
 	end()
 	if err != nil {
-		return nil, err
+		return nil, markCold(err, cold)
 	}
 	if cold {
 		f.metrics.ColdStart()
@@ -245,10 +245,19 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	resp, reason, err := f.callReactor(ctx, inst, req)
 	f.putInstance(inst, reason)
 	if err != nil {
-		return nil, err
+		return nil, markCold(err, cold)
 	}
 	resp.Cold = cold
 	return resp, nil
+}
+
+// markCold tells the gateway, through an *Error, that the failed request had waited
+// for a new instance.
+func markCold(err error, cold bool) error {
+	if se, ok := err.(*Error); ok && cold {
+		se.Cold = true
+	}
+	return err
 }
 
 // acquireSlot takes a concurrency slot, waiting at most the queue timeout. A function

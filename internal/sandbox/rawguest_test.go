@@ -393,7 +393,9 @@ func TestRawGuestInit(t *testing.T) {
 			s.Scaling.MinWarm = 0
 			f = load(t, e, s)
 			resp, err := invoke(t, f, get("/"))
-			wantError(t, resp, err, tt.wantStatus, tt.wantReason)
+			if se := wantError(t, resp, err, tt.wantStatus, tt.wantReason); !se.Cold {
+				t.Fatal("the request waited for a new instance that failed to start, but its error is not marked Cold")
+			}
 			wantStats(t, f, sandbox.Stats{})
 			wantMetric(t, "traps", traps(m, "raw"), float64(boolInt(tt.wantStatus == 500)))
 		})

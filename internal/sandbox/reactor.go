@@ -57,6 +57,9 @@ type instance struct {
 	watchMu  sync.Mutex
 	watching *callState // the call being watched; nil between calls
 	watchT   *time.Timer
+	// watchAt is when the armed watch timer fires; zero when it is not armed. The timer
+	// stays armed across calls (see startWatch).
+	watchAt time.Time
 }
 
 // cancelPoll is how often a running call looks for its client having gone away. Calls
@@ -69,9 +72,10 @@ const cancelPoll = 25 * time.Millisecond
 func (i *instance) watch() {
 	i.watchMu.Lock()
 	defer i.watchMu.Unlock()
+	i.watchAt = time.Time{} // fired: disarmed unless re-armed below
 	st := i.watching
 	if st == nil {
-		return // the call ended first
+		return // between calls: the next call arms it again
 	}
 	now := time.Now()
 	switch {
@@ -80,20 +84,34 @@ func (i *instance) watch() {
 	case st.ctx.Err() != nil:
 		i.interrupt(sys.ExitCodeContextCanceled)
 	default:
-		i.watchT.Reset(min(st.deadline.Sub(now), cancelPoll))
+		d := min(st.deadline.Sub(now), cancelPoll)
+		i.watchT.Reset(d)
+		i.watchAt = now.Add(d)
 	}
 }
 
-// startWatch and endWatch bracket a call. endWatch reports the interrupt the watcher
-// made, if any: even when the call returned normally, the instance is then unusable.
-func (i *instance) startWatch(st *callState, timeout time.Duration) {
-	first := min(timeout, cancelPoll)
+// startWatch and endWatch bracket a call started at now. endWatch reports the
+// interrupt the watcher made, if any: even when the call returned normally, the
+// instance is then unusable.
+//
+// The timer is not stopped when a call ends, and is reset at a call's start only when
+// it would fire later than the call's first check is due: a firing that finds no call
+// disarms it, and one that finds a later call checks that call's deadline and client
+// as it would have at its own first check, and re-arms for the next. So a stream of
+// short calls (nearly all) touches the runtime's timer heap about once per cancelPoll
+// instead of twice per call; deadlines are as exact as before, each check being due at
+// min(deadline, next poll) from wherever the timer stands.
+func (i *instance) startWatch(st *callState, now time.Time, timeout time.Duration) {
+	due := now.Add(min(timeout, cancelPoll))
 	i.watchMu.Lock()
 	i.watching = st
-	if i.watchT == nil {
-		i.watchT = time.AfterFunc(first, i.watch)
-	} else {
-		i.watchT.Reset(first)
+	switch {
+	case i.watchT == nil:
+		i.watchT = time.AfterFunc(due.Sub(now), i.watch)
+		i.watchAt = due
+	case i.watchAt.IsZero() || i.watchAt.After(due):
+		i.watchT.Reset(due.Sub(now))
+		i.watchAt = due
 	}
 	i.watchMu.Unlock()
 }
@@ -102,13 +120,23 @@ func (i *instance) endWatch() (interrupted uint32) {
 	i.watchMu.Lock()
 	i.watching = nil
 	interrupted = i.why.Load()
-	i.watchT.Stop()
 	i.watchMu.Unlock()
 	return interrupted
 }
 
+// stopWatch stops the watch timer for good: the instance is being closed.
+func (i *instance) stopWatch() {
+	i.watchMu.Lock()
+	if i.watchT != nil {
+		i.watchT.Stop()
+		i.watchAt = time.Time{}
+	}
+	i.watchMu.Unlock()
+}
+
 // close closes the instance. Only its owner calls it, never during a call.
 func (i *instance) close() {
+	i.stopWatch()
 	i.release()
 	if i.cancel != nil {
 		i.cancel()
@@ -325,7 +353,9 @@ func (f *Function) newInstance(ctx context.Context) (_ *instance, err error) {
 		inst.stderr.endInit()
 	}
 	t2 := time.Now()
-	f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
+	if f.snaps.rec == nil { // the instance a snapshot is taken from never serves: not a start
+		f.metrics.InstanceStarted(t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
+	}
 	if f.engine.onStart != nil {
 		f.engine.onStart(t1.Sub(t0), t2.Sub(t1))
 	}
@@ -379,8 +409,9 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	}
 	timeout := f.spec.Limits.Timeout
 	st := &inst.state
+	now := time.Now()
 	// flush emptied the logs
-	*st = callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), logs: st.logs}
+	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs}
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
 	defer func() {
@@ -397,7 +428,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	// each call, instead of a context deadline or a context.AfterFunc keeps the call
 	// free of wazero's per-call watcher goroutine and of registering on the request's
 	// context.
-	inst.startWatch(st, timeout)
+	inst.startWatch(st, now, timeout)
 	defer func() {
 		why := inst.endWatch()
 		if why == 0 && !time.Now().Before(st.deadline) {

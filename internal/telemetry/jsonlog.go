@@ -309,8 +309,11 @@ type RequestLine struct {
 	ID, Method, Host, Path string
 	Status                 int
 	Duration               time.Duration
-	Cold                   bool
-	TraceID                string
+	// Time is when the request ended, the line's time (zero: when it is written). The
+	// gateway passes the clock reading it ended the request with: one read, not two.
+	Time    time.Time
+	Cold    bool
+	TraceID string
 	// Route, Function and Version are empty when no route matched.
 	Route, Function, Version string
 	Reason                   string // why the request failed, if it did
@@ -354,7 +357,11 @@ func LogRequest(ctx context.Context, l *slog.Logger, r *RequestLine) {
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := append((*bp)[:0], `{"time":`...)
-	b = appendTime(b, time.Now().Round(0))
+	now := r.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	b = appendTime(b, now.Round(0))
 	b = append(b, `,"level":"INFO","msg":"request"`...)
 	b = append(b, h.pre...)
 	b = appendField(b, "request_id", r.ID)

@@ -65,6 +65,7 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -149,6 +150,7 @@ func gatewayBench(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
+	profTarget := fs.String("cpuprofile-target", "", "profile this target instead (its name as printed, e.g. \"fermion, ABI-only, tel. off\")")
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
 	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
@@ -241,6 +243,7 @@ func gatewayBench(args []string) error {
 		}
 		targets = append(targets, nt)
 	}
+	var minOff, bareMin string // target names, when they run
 	if *minimal {
 		// The same platform with a guest that only speaks the ABI (no SDK, no net/http):
 		// what the gateway and sandbox cost without the Go guest's own work.
@@ -252,12 +255,20 @@ func gatewayBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		targets = append(targets, mt)
+		// Telemetry off: the platform's own share, to hold against bare wazero serving
+		// the same guest (issue 17's budget, ≥ 0.95).
+		mtOff, err := fermionTarget("fermion, ABI-only, tel. off", m, mw, false, logFile, "", "")
+		if err != nil {
+			return err
+		}
+		minOff = mtOff.name
+		targets = append(targets, mt, mtOff)
 		if *bare {
 			bt, err := bareTarget("bare wazero, ABI-only guest", mw, *conns)
 			if err != nil {
 				return err
 			}
+			bareMin = bt.name
 			targets = append(targets, bt)
 		}
 	}
@@ -291,7 +302,10 @@ func gatewayBench(args []string) error {
 	results := map[string][]loadResult{}
 	profName := on.name
 	if *minimal {
-		profName = targets[len(targets)-1].name
+		profName = "fermion, ABI-only guest"
+	}
+	if *profTarget != "" {
+		profName = *profTarget
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, t := range targets {
@@ -334,6 +348,20 @@ func gatewayBench(args []string) error {
 		return rs[len(rs)/2]
 	}
 	rpsRatio := func(r, b loadResult) float64 { return r.rps / b.rps }
+	// spread formats the lowest and highest per-round throughput ratio of name to base.
+	spread := func(name, base string) string {
+		lo, hi := 0.0, 0.0
+		for i := range results[name] {
+			v := rpsRatio(results[name][i], results[base][i])
+			if i == 0 || v < lo {
+				lo = v
+			}
+			if i == 0 || v > hi {
+				hi = v
+			}
+		}
+		return fmt.Sprintf(" (rounds %.3f–%.3f)", lo, hi)
+	}
 	cpuRatio := func(r, b loadResult) float64 {
 		if r.cpuPerReq <= 0 {
 			return 0
@@ -365,7 +393,15 @@ func gatewayBench(args []string) error {
 	for _, r := range rows {
 		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", r.name, r.x.rps, r.rps, ms(r.x.p50), ms(r.x.p99), us(r.cpuPerReq), r.cpu)
 	}
-	fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f\n", onOff)
+	fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f%s\n", onOff, spread(on.name, off.name))
+	if minOff != "" {
+		fmt.Printf("ABI-only guest, telemetry on / off throughput (median of rounds): %.3f%s\n",
+			roundRatio("fermion, ABI-only guest", minOff, rpsRatio), spread("fermion, ABI-only guest", minOff))
+	}
+	if minOff != "" && bareMin != "" {
+		fmt.Printf("ABI-only guest, Fermion (telemetry off) / bare wazero throughput (median of rounds): %.3f%s\n",
+			roundRatio(minOff, bareMin, rpsRatio), spread(minOff, bareMin))
+	}
 	if *useTLS {
 		fmt.Printf("HTTPS: fermion / native over HTTPS %.3f; fermion HTTPS / fermion HTTP %.3f; native HTTPS / native HTTP %.3f (medians of rounds)\n",
 			roundRatio(onTLS.name, nativeTLS.name, rpsRatio), roundRatio(onTLS.name, on.name, rpsRatio), roundRatio(nativeTLS.name, native.name, rpsRatio))
@@ -442,7 +478,13 @@ func benchTransport() *http.Transport {
 func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer, certFile, keyFile string) (target, error) {
 	// As `fermion run` does: request log lines are batched, not a write per request.
 	logger, _ := telemetry.NewLogger(telemetry.NewBufferedWriter(logw, 200*time.Millisecond), "info")
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench", TLSCert: certFile, TLSKey: keyFile})
+	// With telemetry on, the gateway also aggregates SLIs, flushed every interval as an
+	// agent does: telemetry's cost includes them (issue 14's budget).
+	var slis *sli.Aggregator
+	if telemetryOn {
+		slis = sli.NewAggregator(sli.Config{Node: "bench", Start: sli.Boundary(time.Now(), sli.DefaultInterval)})
+	}
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench", TLSCert: certFile, TLSKey: keyFile, SLIs: slis})
 	if err != nil {
 		return target{}, err
 	}
@@ -456,7 +498,24 @@ func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn b
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dp.Serve(ctx, ln, nil); close(done) }()
-	return target{name: name, url: dp.Scheme() + "://" + ln.Addr().String() + "/hello", close: func() { cancel(); <-done }}, nil
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		if slis == nil {
+			return
+		}
+		tick := time.NewTicker(slis.Interval())
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				slis.Flush(now)
+			}
+		}
+	}()
+	return target{name: name, url: dp.Scheme() + "://" + ln.Addr().String() + "/hello", close: func() { cancel(); <-done; <-flushed }}, nil
 }
 
 func check(url string) error {

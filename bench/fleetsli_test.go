@@ -1,0 +1,239 @@
+package bench
+
+// The control plane's SLI store under the DESIGN.md fleet budget: 1,000 agents × 20
+// versions reporting every 10 s, ingest ≤ 0.2 core and ≤ 300 MiB above idle, and
+// `fermion top`'s query (/v1/slis) ≤ 200 ms. Time is simulated (accelerated): each
+// tick adds one 10-s interval of every (node, version). Reproduce with
+//
+//	go test -c -o /tmp/bench.test ./bench/ && cd bench &&
+//	for i in 1 2 3; do /tmp/bench.test -test.run '^$' -test.bench FleetSLI -test.benchtime 3x; done
+//
+// Results and the machine are in bench/RESULTS.md ("Fleet SLI store").
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"fermion.dev/fermion/internal/engine"
+	"fermion.dev/fermion/internal/fleet"
+	"fermion.dev/fermion/internal/sli"
+)
+
+// The store's costs grow linearly with the series it holds, so the simulation runs a
+// tenth of the fleet (100 nodes × 20 versions, fitting this 2-core machine's memory
+// with room) and reports figures scaled to 1,000 nodes (×simScale) beside the
+// measured ones.
+const (
+	simNodes    = 100
+	simScale    = 1000 / simNodes
+	simVersions = 20
+	simInterval = 10 * time.Second
+)
+
+// simPool is a few distinct intervals of a hello-like load (10 req/s, ~300 µs warm
+// latencies with a cold tail, an occasional 5xx), shared by the simulated series: the
+// store copies what it keeps, so sharing costs it nothing it would not pay anyway.
+func simPool() []sli.Summary {
+	rng := rand.New(rand.NewPCG(7, 7))
+	pool := make([]sli.Summary, 32)
+	for i := range pool {
+		s := sli.Summary{Latency: &sli.Sketch{}, MemoryMaxBytes: 2 << 20, CPUTime: 30 * time.Millisecond,
+			InstanceStarts: map[string]uint64{"scale": 1}}
+		for range 100 {
+			d := time.Duration(300e3 * math.Exp(0.4*rng.NormFloat64()))
+			if rng.IntN(100) == 0 {
+				d += 20 * time.Millisecond // a cold start
+				s.ColdStarts++
+			}
+			s.Latency.Add(d)
+			if rng.IntN(500) == 0 {
+				s.Status[4]++
+			} else {
+				s.Status[1]++
+			}
+		}
+		pool[i] = s
+	}
+	return pool
+}
+
+var simNodeNames, simVersionNames = func() ([]string, []string) {
+	n := make([]string, simNodes)
+	for i := range n {
+		n[i] = fmt.Sprintf("edge-%04d", i)
+	}
+	v := make([]string, simVersions)
+	for i := range v {
+		v[i] = fmt.Sprintf("v%d", i)
+	}
+	return n, v
+}()
+
+func simInfo(node string) (string, string, map[string]string, bool) {
+	var i int
+	fmt.Sscanf(node, "edge-%d", &i)
+	r := fmt.Sprintf("region-%d", i%5)
+	return r, fmt.Sprintf("%s-%c", r, 'a'+i%3), nil, true
+}
+
+// simTick calls fn with every (node, version)'s summary of the interval at start.
+func simTick(pool []sli.Summary, start time.Time, fn func(*sli.Summary)) {
+	seq := sli.SeqFor(start, simInterval)
+	for n, node := range simNodeNames {
+		for v, ver := range simVersionNames {
+			s := pool[(n*simVersions+v)%len(pool)]
+			s.Node, s.Key = node, sli.Key{Deployment: fmt.Sprintf("app-%d", v%10), Version: ver, Route: "/"}
+			s.Seq, s.Start, s.End = seq, start, start.Add(simInterval)
+			fn(&s)
+		}
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// fillStore simulates ticks intervals into a new store, pruning every simulated
+// 10 s as the ingest loop does, and returns it with the simulated now.
+func fillStore(b *testing.B, ticks int) (*fleet.Store, time.Time) {
+	st, err := fleet.New(fleet.Config{Nodes: simInfo})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := simPool()
+	start := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	for i := range ticks {
+		at := start.Add(time.Duration(i) * simInterval)
+		now := at.Add(simInterval)
+		simTick(pool, at, func(s *sli.Summary) { st.Add(s, now) })
+		st.Prune(now)
+	}
+	return st, start.Add(time.Duration(ticks) * simInterval)
+}
+
+// BenchmarkFleetSLIStoreTick is one simulated 10-s tick (20,000 summaries) into the
+// store, after 20 simulated minutes (past the 15-minute detail retention, so the
+// store prunes as much as it adds). core is CPU per tick over the tick's 10 s.
+func BenchmarkFleetSLIStoreTick(b *testing.B) {
+	st, now := fillStore(b, 120)
+	pool := simPool()
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0 := cpuTime()
+	for range b.N {
+		at := now
+		now = now.Add(simInterval)
+		simTick(pool, at, func(s *sli.Summary) { st.Add(s, now) })
+		st.Prune(now)
+	}
+	core := float64(cpuTime()-c0) / float64(b.N) / float64(simInterval)
+	b.ReportMetric(core, "core")
+	b.ReportMetric(core*simScale, "core-at-1000-nodes")
+}
+
+// BenchmarkFleetSLIHeap reports the store's heap after 20 simulated minutes (the
+// detail tier at its steady size, four 5-minute windows per series) above the heap
+// before it. The 6-hour local tier and the rollups add one window per series every
+// 5 minutes on top.
+func BenchmarkFleetSLIHeap(b *testing.B) {
+	for range b.N {
+		idle := heapInUse()
+		st, _ := fillStore(b, 120)
+		h := heapInUse() - idle
+		b.ReportMetric(float64(h)/(1<<20), "MiB-at-20min")
+		b.ReportMetric(float64(h)/(1<<20)*simScale, "MiB-at-20min-1000-nodes")
+		b.ReportMetric(float64(st.Stats().Details), "details")
+		runtime.KeepAlive(st)
+	}
+}
+
+// BenchmarkFleetSLIQuery is what `fermion top` asks (by app and version, 5 minutes),
+// and with --nodes (20,000 rows), over the store after 20 simulated minutes.
+func BenchmarkFleetSLIQuery(b *testing.B) {
+	st, now := fillStore(b, 120)
+	for _, tt := range []struct {
+		name string
+		by   []string
+	}{{"top", []string{"app", "version"}}, {"top-regions", []string{"app", "version", "region"}}, {"top-nodes", []string{"app", "version", "node"}}} {
+		b.Run(tt.name, func(b *testing.B) {
+			q := fleet.Query{By: tt.by, Window: 5 * time.Minute}
+			for range b.N {
+				l := st.Query(q, now, nil)
+				if len(l.Groups) == 0 || l.Groups[0].Requests == 0 {
+					b.Fatalf("groups %+v", l.Groups[:min(1, len(l.Groups))])
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFleetSLIStream is the JetStream path: each op publishes one simulated tick
+// (20,000 encoded summaries) into FERMION_SLIS. "publish" only publishes (the
+// baseline); "ingest" also runs the store's ordered consumer and waits until it holds
+// the tick. core is the process's CPU per op over the tick's 10 s; the difference is
+// the ingest's share.
+func BenchmarkFleetSLIStream(b *testing.B) {
+	for _, consume := range []bool{false, true} {
+		name := map[bool]string{false: "publish", true: "ingest"}[consume]
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			eng, err := engine.Start(ctx, engine.Config{DataDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer eng.Close()
+			js := eng.JetStream()
+			if err := fleet.OpenStreams(ctx, js, 1); err != nil {
+				b.Fatal(err)
+			}
+			st, _ := fleet.New(fleet.Config{Nodes: simInfo})
+			start := time.Now().Truncate(simInterval).Add(-time.Hour)
+			tick := 0
+			now := func() time.Time { return start.Add(time.Duration(tick+1) * simInterval) }
+			in := &fleet.Ingest{JS: js, Store: st, Now: now}
+			if consume {
+				go in.Run(ctx)
+			}
+			pool := simPool()
+			var buf []byte
+			c0 := cpuTime()
+			b.ResetTimer()
+			for i := range b.N {
+				tick = i
+				at := start.Add(time.Duration(i) * simInterval)
+				simTick(pool, at, func(s *sli.Summary) {
+					buf = sli.EncodeSummary(buf[:0], *s)
+					m := nats.NewMsg(fleet.RawSubject(s.Node))
+					m.Data = append([]byte(nil), buf...)
+					m.Header.Set("Nats-Msg-Id", fleet.MsgID(s))
+					if _, err := js.PublishMsgAsync(m); err != nil {
+						b.Fatal(err)
+					}
+				})
+				<-js.PublishAsyncComplete()
+				if consume {
+					want := uint64((i + 1) * simNodes * simVersions)
+					for st.Stats().Raw["accepted"] < want {
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+			}
+			b.StopTimer()
+			core := float64(cpuTime()-c0) / float64(b.N) / float64(simInterval)
+			b.ReportMetric(core, "core")
+			b.ReportMetric(core*simScale, "core-at-1000-nodes")
+		})
+	}
+}

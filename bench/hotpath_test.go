@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/gateway"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// BenchmarkGatewayMinimal is the ABI-only guest through the gateway and sandbox without
+// sockets: the platform's own per-request work, as large a share of a request as it
+// gets. telemetry=on is what an agent runs (metrics, the JSON request log through a
+// buffered writer, SLI aggregation); telemetry=off is the platform alone. Profile it
+// with -cpuprofile to see where the platform's and telemetry's time goes.
+func BenchmarkGatewayMinimal(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		on   bool
+	}{{"telemetry=on", true}, {"telemetry=off", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := gateway.Config{Telemetry: tc.on}
+			var m *telemetry.Metrics
+			if tc.on {
+				m = telemetry.NewMetrics("bench")
+				bw := telemetry.NewBufferedWriter(io.Discard, 200*time.Millisecond)
+				b.Cleanup(func() { bw.Close() })
+				logger, err := telemetry.NewLogger(bw, "info")
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.Logger, cfg.Metrics = logger, m
+				cfg.SLIs = sli.NewAggregator(sli.Config{Node: "bench", Start: time.Now()})
+			}
+			f := loadMinimal(b, m)
+			g := gateway.New(cfg)
+			if err := g.SetRoutes([]gateway.Route{{Prefix: "/hello", Target: f}}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			reportCPU(b, func() {
+				r, cancel := serverRequest()
+				r.Header.Set("User-Agent", "wrk")
+				w := discardWriter{h: make(http.Header, 4)}
+				g.ServeHTTP(&w, r)
+				cancel()
+				if w.code != 200 {
+					b.Fatal(w.code)
+				}
+			})
+		})
+	}
+}
+
+func loadMinimal(b *testing.B, metrics *telemetry.Metrics) *sandbox.Function {
+	b.Helper()
+	root := fermiontest.Root(b)
+	m, err := manifest.Load(filepath.Join(root, "examples/hello"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: filepath.Join(b.TempDir(), "cache"), Metrics: metrics})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := e.Load(context.Background(), sandbox.SpecFromManifest(m, fermiontest.Guest(b, "examples/testdata/abi/minimal", true)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close(context.Background()); e.Close(context.Background()) })
+	return f
+}
+
+// discardWriter is an http.ResponseWriter that keeps only the status: the server's
+// own writing is the same with or without Fermion, and httptest's recorder would add
+// allocations of its own.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = 200
+	}
+	return len(p), nil
+}
+func (w *discardWriter) WriteHeader(code int) { w.code = code }

@@ -1,0 +1,305 @@
+package fleet
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "fermion.dev/fermion/api/v1"
+	"fermion.dev/fermion/internal/diag"
+	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/slo"
+)
+
+// DefaultWindow is the window of a query that names none: what `fermion top` shows.
+const DefaultWindow = 5 * time.Minute
+
+// Query selects and groups the fleet's SLIs: series whose dimensions equal every
+// non-empty filter, grouped by the dimensions in By, over the window ending now.
+type Query struct {
+	App, Version, Node, Region, Zone string
+	// By lists dimensions (v1.SLIDimensions) in that canonical order.
+	By     []string
+	Window time.Duration
+}
+
+// QueryError is a bad query parameter: which one, and what to write instead.
+type QueryError struct {
+	Param   string
+	Message string
+}
+
+func (e *QueryError) Error() string { return e.Param + ": " + e.Message }
+
+var queryParams = []string{"app", "version", "node", "region", "zone", "by", "window"}
+
+// maxQueryValue bounds a filter value: names are at most 253 bytes (sli.MaxNameLen).
+const maxQueryValue = 253
+
+// ParseQuery reads /v1/slis's parameters. Each appears at most once; unknown ones and
+// unknown dimensions are refused with the closest valid name.
+func ParseQuery(v url.Values, maxWindow time.Duration) (Query, error) {
+	q := Query{By: []string{"app", "version"}, Window: DefaultWindow}
+	names := slices.Sorted(maps.Keys(v))
+	for _, k := range names {
+		if !slices.Contains(queryParams, k) {
+			msg := fmt.Sprintf("unknown parameter; use %s", strings.Join(queryParams, ", "))
+			if c := diag.Closest(k, queryParams); c != "" {
+				msg = fmt.Sprintf("unknown parameter; did you mean %s?", c)
+			}
+			return Query{}, &QueryError{Param: k, Message: msg}
+		}
+		if len(v[k]) != 1 {
+			return Query{}, &QueryError{Param: k, Message: fmt.Sprintf("given %d times; give it once (by takes a comma-separated list)", len(v[k]))}
+		}
+		val := v[k][0]
+		if len(val) > maxQueryValue*len(v1.SLIDimensions) {
+			return Query{}, &QueryError{Param: k, Message: "value too long"}
+		}
+		switch k {
+		case "by":
+			by, err := parseBy(val)
+			if err != nil {
+				return Query{}, err
+			}
+			q.By = by
+		case "window":
+			d, err := slo.ParseWindow(val)
+			if err != nil {
+				return Query{}, &QueryError{Param: k, Message: err.Error()}
+			}
+			if d > maxWindow {
+				return Query{}, &QueryError{Param: k, Message: fmt.Sprintf("%s is longer than the %s the server keeps", val, slo.FormatWindow(maxWindow))}
+			}
+			if d < time.Second {
+				return Query{}, &QueryError{Param: k, Message: fmt.Sprintf("%s is shorter than a second; SLIs come in 10 s intervals, use 1m or more", val)}
+			}
+			q.Window = d
+		default:
+			if val == "" || len(val) > maxQueryValue {
+				return Query{}, &QueryError{Param: k, Message: fmt.Sprintf("give a name of 1–%d bytes, or leave the parameter out", maxQueryValue)}
+			}
+			*map[string]*string{"app": &q.App, "version": &q.Version, "node": &q.Node, "region": &q.Region, "zone": &q.Zone}[k] = val
+		}
+	}
+	return q, nil
+}
+
+func parseBy(val string) ([]string, error) {
+	if val == "" {
+		return []string{}, nil // one row for everything selected
+	}
+	seen := map[string]bool{}
+	for _, d := range strings.Split(val, ",") {
+		d = strings.TrimSpace(d)
+		if !slices.Contains(v1.SLIDimensions, d) {
+			msg := fmt.Sprintf("%q is not a dimension; use a comma-separated list of %s", d, strings.Join(v1.SLIDimensions, ", "))
+			if c := diag.Closest(d, v1.SLIDimensions); c != "" && d != "" {
+				msg = fmt.Sprintf("%q is not a dimension; did you mean %s?", d, c)
+			}
+			return nil, &QueryError{Param: "by", Message: msg}
+		}
+		if seen[d] {
+			return nil, &QueryError{Param: "by", Message: fmt.Sprintf("%s is listed twice", d)}
+		}
+		seen[d] = true
+	}
+	var by []string
+	for _, d := range v1.SLIDimensions {
+		if seen[d] {
+			by = append(by, d)
+		}
+	}
+	return by, nil
+}
+
+// Values encodes q as the query parameters ParseQuery reads back.
+func (q Query) Values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"app": q.App, "version": q.Version, "node": q.Node, "region": q.Region, "zone": q.Zone} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	v.Set("by", strings.Join(q.By, ","))
+	if q.Window > 0 {
+		v.Set("window", slo.FormatWindow(q.Window))
+	}
+	return v
+}
+
+// InstanceCount is how many instances of an app's version a node last reported.
+type InstanceCount struct {
+	App, Version, Node string
+	N                  int
+}
+
+type groupKey [5]string // app, version, node, region, zone; "" where not grouped
+
+type group struct {
+	sum       sli.Summary
+	has       bool
+	instances int
+}
+
+// Query answers q at now: one row per group with data or instances, sorted by the
+// grouped dimensions. instances are the nodes' last reported instance counts.
+func (st *Store) Query(q Query, now time.Time, instances []InstanceCount) v1.SLIList {
+	if q.Window <= 0 {
+		q.Window = DefaultWindow
+	}
+	to := now.UnixNano()
+	from := to - int64(q.Window)
+	by := map[string]bool{}
+	for _, d := range q.By {
+		by[d] = true
+	}
+	where := map[string]struct{ region, zone string }{}
+	locate := func(node string) (string, string) {
+		if l, ok := where[node]; ok {
+			return l.region, l.zone
+		}
+		r, z, _, _ := st.cfg.Nodes(node)
+		where[node] = struct{ region, zone string }{r, z}
+		return r, z
+	}
+	keyOf := func(app, version, node string) (groupKey, bool) {
+		region, zone := locate(node)
+		for _, f := range [...][2]string{{q.App, app}, {q.Version, version}, {q.Node, node}, {q.Region, region}, {q.Zone, zone}} {
+			if f[0] != "" && f[0] != f[1] {
+				return groupKey{}, false
+			}
+		}
+		var k groupKey
+		for i, d := range v1.SLIDimensions {
+			if by[d] {
+				k[i] = [...]string{app, version, node, region, zone}[i]
+			}
+		}
+		return k, true
+	}
+	groups := map[groupKey]*group{}
+	get := func(k groupKey) *group {
+		g := groups[k]
+		if g == nil {
+			g = &group{sum: sli.Summary{Latency: &sli.Sketch{}}}
+			groups[k] = g
+		}
+		return g
+	}
+	st.mu.RLock()
+	for _, s := range st.seriesForLocked(q.App) {
+		k, ok := keyOf(s.key.App, s.key.Version, s.key.Node)
+		if !ok {
+			continue
+		}
+		var g *group
+		st.collectLocked(s, from, to, to, func(x *stored) {
+			if g == nil {
+				g = get(k)
+			}
+			x.mergeTo(&g.sum)
+			g.has = true
+		})
+	}
+	st.mu.RUnlock()
+	for _, ic := range instances {
+		if k, ok := keyOf(ic.App, ic.Version, ic.Node); ok {
+			get(k).instances += ic.N
+		}
+	}
+	out := v1.SLIList{From: time.Unix(0, from).UTC(), To: now.UTC(), WindowSeconds: q.Window.Seconds(), By: q.By, Groups: []v1.SLIGroup{}}
+	if out.By == nil {
+		out.By = []string{}
+	}
+	for k, g := range groups {
+		out.Groups = append(out.Groups, row(k, g, q.Window))
+	}
+	sort.Slice(out.Groups, func(i, j int) bool {
+		a, b := out.Groups[i], out.Groups[j]
+		ka := [...]string{a.App, a.Version, a.Node, a.Region, a.Zone}
+		kb := [...]string{b.App, b.Version, b.Node, b.Region, b.Zone}
+		return slices.Compare(ka[:], kb[:]) < 0
+	})
+	return out
+}
+
+func row(k groupKey, g *group, window time.Duration) v1.SLIGroup {
+	s := &g.sum
+	r := v1.SLIGroup{App: k[0], Version: k[1], Node: k[2], Region: k[3], Zone: k[4], Instances: g.instances}
+	r.Requests = s.Requests()
+	r.Errors = s.Errors()
+	r.RequestsPerSecond = float64(r.Requests) / window.Seconds()
+	if r.Requests > 0 {
+		r.ErrorRatio = float64(r.Errors) / float64(r.Requests)
+		r.ColdStartRatio = float64(s.ColdStarts) / float64(r.Requests)
+		ms := func(q float64) float64 { return float64(s.Latency.Quantile(q)) / float64(time.Millisecond) }
+		r.P50Ms, r.P95Ms, r.P99Ms = ms(0.50), ms(0.95), ms(0.99)
+	}
+	r.ColdStarts = s.ColdStarts
+	r.MemoryMaxBytes = s.MemoryMaxBytes
+	r.CPUCores = s.CPUTime.Seconds() / window.Seconds()
+	if len(s.Discards) > 0 {
+		r.Discards = maps.Clone(s.Discards)
+	}
+	if len(s.LimitRejections) > 0 {
+		r.LimitRejections = maps.Clone(s.LimitRejections)
+	}
+	return r
+}
+
+// seriesForLocked is every series of app, or every series when app is "".
+func (st *Store) seriesForLocked(app string) []*series {
+	if app != "" {
+		return st.byApp[app]
+	}
+	out := make([]*series, 0, len(st.series))
+	for _, s := range st.series {
+		out = append(out, s)
+	}
+	return out
+}
+
+// collectLocked calls fn with the summaries of s that make up the intervals ending in
+// (from, to] (unix ns), at now:
+//
+//   - a window wholly inside (from, to] counts as one: its local merge while local data
+//     holds it whole, else its rollup;
+//   - a window cut by from or to counts its detail intervals ending in range when it
+//     holds every interval from the cut on, else counts whole if it ends in range (so
+//     windows older than DetailRetention are counted in whole 5-minute steps by their
+//     end).
+func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored)) {
+	width := int64(st.cfg.Width)
+	floor := st.localFloor(now)
+	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start+width > from })
+	for ; i < len(s.windows); i++ {
+		w := s.windows[i]
+		ws, we := w.start, w.start+width
+		if ws >= to {
+			break
+		}
+		whole := w.local
+		if whole == nil || ws < floor && w.rollup != nil {
+			whole = w.rollup
+		}
+		switch {
+		case from <= ws && we <= to:
+			if whole != nil {
+				fn(whole)
+			}
+		case w.local != nil && w.detailsFrom <= max(from, ws):
+			for j := range w.details {
+				if d := &w.details[j]; d.end > from && d.end <= to {
+					fn(d.s)
+				}
+			}
+		case we > from && we <= to && whole != nil:
+			fn(whole)
+		}
+	}
+}

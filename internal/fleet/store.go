@@ -1,0 +1,441 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"fermion.dev/fermion/internal/sli"
+)
+
+// Defaults for Config.
+const (
+	// DefaultWidth is the width of a local window and of a rollup.
+	DefaultWidth = 5 * time.Minute
+	// DefaultDetailRetention keeps raw intervals long enough for `fermion top`'s
+	// default window and the SLO tiers' shortest window (5 min) with room to spare.
+	DefaultDetailRetention = 15 * time.Minute
+	// DefaultRawRetention matches the raw stream's MaxAge: after a restart every local
+	// window younger than this is rebuilt from the stream.
+	DefaultRawRetention = 6 * time.Hour
+	// DefaultRollupRetention covers the longest SLO window.
+	DefaultRollupRetention = 30 * 24 * time.Hour
+	// DefaultMaxSkew is how far in the future a summary may end (agent clock ahead of
+	// the server's) before it is refused.
+	DefaultMaxSkew = 2 * time.Minute
+)
+
+// NodeInfo says where a node is: its region and zone (from its labels) and all its
+// labels (for SLO node populations). ok is false for a node the server does not know;
+// its data is kept and shows an empty region and zone.
+type NodeInfo func(node string) (region, zone string, labels map[string]string, ok bool)
+
+// Config configures a Store. Zero fields take the defaults above.
+type Config struct {
+	Width           time.Duration
+	DetailRetention time.Duration
+	RawRetention    time.Duration
+	RollupRetention time.Duration
+	MaxSkew         time.Duration
+	// Nodes resolves a node's region, zone and labels; nil: every node is unknown.
+	Nodes NodeInfo
+	// AppLabels resolves a deployment's labels for SLO selectors; nil: selectors match
+	// nothing.
+	AppLabels func(app string) map[string]string
+}
+
+func (c *Config) defaults() error {
+	if c.Width <= 0 {
+		c.Width = DefaultWidth
+	}
+	if c.DetailRetention <= 0 {
+		c.DetailRetention = DefaultDetailRetention
+	}
+	if c.RawRetention <= 0 {
+		c.RawRetention = DefaultRawRetention
+	}
+	if c.RollupRetention <= 0 {
+		c.RollupRetention = DefaultRollupRetention
+	}
+	if c.MaxSkew <= 0 {
+		c.MaxSkew = DefaultMaxSkew
+	}
+	if c.Nodes == nil {
+		c.Nodes = func(string) (string, string, map[string]string, bool) { return "", "", nil, false }
+	}
+	switch {
+	case c.DetailRetention > c.RawRetention:
+		return fmt.Errorf("new sli store: detail retention %v exceeds raw retention %v", c.DetailRetention, c.RawRetention)
+	case c.RawRetention > c.RollupRetention:
+		return fmt.Errorf("new sli store: raw retention %v exceeds rollup retention %v", c.RawRetention, c.RollupRetention)
+	case c.RawRetention < 2*c.Width:
+		return fmt.Errorf("new sli store: raw retention %v must hold at least two %v windows", c.RawRetention, c.Width)
+	}
+	return nil
+}
+
+// Outcome is what Add did with a summary.
+type Outcome int
+
+const (
+	// Accepted: the summary was new and is counted.
+	Accepted Outcome = iota
+	// Duplicate: a summary with the same (node, seq, key) was counted before.
+	Duplicate
+	// TooOld: it ended before the local windows' horizon (a backfill older than
+	// RawRetention); the rollups, if the leader wrote them before, still hold it.
+	TooOld
+	// FromFuture: it ends more than MaxSkew after now; the agent's clock is ahead.
+	FromFuture
+)
+
+func (o Outcome) String() string {
+	return [...]string{"accepted", "duplicate", "too_old", "future"}[o]
+}
+
+// Stats counts what the store was given, for metrics and tests.
+type Stats struct {
+	Raw     map[string]uint64 // by Outcome
+	Rollups map[string]uint64 // accepted, too_old, bad
+	Series  int               // (app, version, node) with any window
+	Windows int
+	Details int
+}
+
+// seriesKey is one stored population: an app's version on one node. Routes are folded
+// together on arrival; nothing the store answers is per route.
+type seriesKey struct {
+	App, Version, Node string
+}
+
+type series struct {
+	key     seriesKey
+	windows []*window // ascending start
+}
+
+// window is one Width-aligned window of one series.
+type window struct {
+	start int64 // unix ns
+	// local is the merge of every raw summary received for the window; nil when none
+	// (or pruned past RawRetention).
+	local *stored
+	// details are the raw intervals, one per interval start (routes merged),
+	// ascending, kept for DetailRetention.
+	details []detail
+	// detailsFrom is the time (unix ns) from which details hold every interval of the
+	// window: 0 until a summary skipped the details or pruning dropped some.
+	detailsFrom int64
+	// seen dedupes raw summaries while the window is local.
+	seen []seenKey
+	// rollup is the leader's downsample of the window, from the rollup stream.
+	rollup *stored
+	// rolled is the fingerprint of rollup; published what this replica last
+	// published for the window (leader only): both stop re-publishing.
+	rolled, published fingerprint
+}
+
+type detail struct {
+	start, end int64
+	s          *stored
+}
+
+type seenKey struct {
+	seq   uint64
+	route string
+}
+
+// fingerprint is enough of a summary to tell whether a rollup covers what the local
+// window holds now: a late backfill changes at least the request count or an
+// instance figure.
+type fingerprint struct {
+	requests, cold, starts, discards, rejections, mem uint64
+	cpu                                               time.Duration
+}
+
+func fingerprintOf(s *sli.Summary) fingerprint {
+	if s == nil {
+		return fingerprint{}
+	}
+	sum := func(m map[string]uint64) (n uint64) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	return fingerprint{s.Requests(), s.ColdStarts, sum(s.InstanceStarts), sum(s.Discards), sum(s.LimitRejections), s.MemoryMaxBytes, s.CPUTime}
+}
+
+// Store holds the fleet's SLIs. It is safe for concurrent use; one mutex guards
+// everything (a leaf lock: nothing is called while it is held).
+type Store struct {
+	cfg Config
+
+	mu      sync.RWMutex
+	series  map[seriesKey]*series
+	byApp   map[string][]*series
+	stats   Stats
+	kinds   map[sloSeriesKey]scopeSel // what Series handed out, for Counts
+	lastNow int64                     // the latest now seen, for Prune's horizon
+	scratch sli.Sketch                // for writers, under mu
+}
+
+// New returns an empty store.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return &Store{cfg: cfg, series: map[seriesKey]*series{}, byApp: map[string][]*series{},
+		stats: Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}}, kinds: map[sloSeriesKey]scopeSel{}}, nil
+}
+
+// Config returns the store's configuration with defaults filled in.
+func (st *Store) Config() Config { return st.cfg }
+
+func (st *Store) seriesLocked(k seriesKey) *series {
+	s := st.series[k]
+	if s == nil {
+		s = &series{key: k}
+		st.series[k] = s
+		st.byApp[k.App] = append(st.byApp[k.App], s)
+	}
+	return s
+}
+
+// windowLocked finds or inserts the window starting at start.
+func (s *series) windowLocked(start int64) *window {
+	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start >= start })
+	if i < len(s.windows) && s.windows[i].start == start {
+		return s.windows[i]
+	}
+	w := &window{start: start}
+	s.windows = append(s.windows, nil)
+	copy(s.windows[i+1:], s.windows[i:])
+	s.windows[i] = w
+	return w
+}
+
+// Add counts one raw summary received at now. Summaries come in any order; a re-sent
+// one (same node, seq, key) is counted once.
+func (st *Store) Add(s *sli.Summary, now time.Time) Outcome {
+	o := st.add(s, now)
+	st.mu.Lock()
+	st.stats.Raw[o.String()]++
+	st.mu.Unlock()
+	return o
+}
+
+func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
+	if s.End.After(now.Add(st.cfg.MaxSkew)) {
+		return FromFuture
+	}
+	if !s.End.After(now.Add(-st.cfg.RawRetention)) {
+		return TooOld
+	}
+	width := st.cfg.Width
+	ws := sli.Boundary(s.Start, width)
+	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
+	key := sli.Key{Deployment: k.App, Version: k.Version}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.lastNow = max(st.lastNow, now.UnixNano())
+	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
+	sk := seenKey{s.Seq, s.Key.Route}
+	for _, x := range w.seen {
+		if x == sk {
+			return Duplicate
+		}
+	}
+	w.seen = append(w.seen, sk)
+	if w.local == nil {
+		w.local = pack(s, key, s.Node, &st.scratch)
+		w.local.s.Start, w.local.s.End = ws, ws.Add(width)
+	} else {
+		w.local.add(s, &st.scratch)
+	}
+	if s.Start.After(now.Add(-st.cfg.DetailRetention)) {
+		start := s.Start.UnixNano()
+		i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start >= start })
+		if i < len(w.details) && w.details[i].start == start {
+			w.details[i].s.add(s, &st.scratch)
+			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
+		} else {
+			d := detail{start: start, end: s.End.UnixNano(), s: pack(s, key, s.Node, &st.scratch)}
+			w.details = append(w.details, detail{})
+			copy(w.details[i+1:], w.details[i:])
+			w.details[i] = d
+		}
+	} else {
+		w.detailsFrom = max(w.detailsFrom, s.End.UnixNano())
+	}
+	return Accepted
+}
+
+// ErrRollupShape is returned for a rollup that does not span exactly one window.
+var ErrRollupShape = errors.New("rollup does not span exactly one aligned window")
+
+// AddRollup records the leader's downsample of one window, replacing any earlier one
+// for the same (app, version, node, window): the leader re-publishes a window when a
+// late backfill changed it, and the last word is the complete one.
+func (st *Store) AddRollup(s *sli.Summary, now time.Time) error {
+	width := st.cfg.Width
+	ws := sli.Boundary(s.Start, width)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !ws.Equal(s.Start) || s.End.Sub(s.Start) != width {
+		st.stats.Rollups["bad"]++
+		return fmt.Errorf("add rollup %s/%s on %s at %s: %w (%v)", s.Key.Deployment, s.Key.Version, s.Node, s.Start.Format(time.RFC3339), ErrRollupShape, width)
+	}
+	if !s.End.After(now.Add(-st.cfg.RollupRetention)) {
+		st.stats.Rollups["too_old"]++
+		return nil
+	}
+	st.lastNow = max(st.lastNow, now.UnixNano())
+	k := seriesKey{s.Key.Deployment, s.Key.Version, s.Node}
+	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
+	key := s.Key
+	key.Route = ""
+	w.rollup = pack(s, key, s.Node, &st.scratch)
+	w.rolled = fingerprintOf(&w.rollup.s)
+	st.stats.Rollups["accepted"]++
+	return nil
+}
+
+// Prune drops what has aged out of each tier at now: details past DetailRetention,
+// local windows past RawRetention, rollups past RollupRetention, and empty series.
+func (st *Store) Prune(now time.Time) {
+	n := now.UnixNano()
+	detailFloor := n - int64(st.cfg.DetailRetention)
+	rawFloor := n - int64(st.cfg.RawRetention)
+	rollFloor := n - int64(st.cfg.RollupRetention)
+	width := int64(st.cfg.Width)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.lastNow = max(st.lastNow, n)
+	for k, s := range st.series {
+		kept := s.windows[:0]
+		for _, w := range s.windows {
+			if len(w.details) > 0 && w.details[0].start <= detailFloor {
+				i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start > detailFloor })
+				w.detailsFrom = max(w.detailsFrom, w.details[i-1].end)
+				w.details = append(w.details[:0:0], w.details[i:]...)
+			}
+			if w.start+width <= rawFloor {
+				w.local, w.details, w.seen = nil, nil, nil
+			}
+			if w.start+width <= rollFloor {
+				w.rollup = nil
+			}
+			if w.local != nil || w.rollup != nil {
+				kept = append(kept, w)
+			}
+		}
+		clear(s.windows[len(kept):])
+		s.windows = kept
+		if len(kept) == 0 {
+			delete(st.series, k)
+			list := st.byApp[k.App]
+			for i, x := range list {
+				if x == s {
+					list = append(list[:i], list[i+1:]...)
+					break
+				}
+			}
+			if len(list) == 0 {
+				delete(st.byApp, k.App)
+				for ss := range st.kinds {
+					if ss.App == k.App {
+						delete(st.kinds, ss)
+					}
+				}
+			} else {
+				st.byApp[k.App] = list
+			}
+		}
+	}
+}
+
+// Stats returns a copy of the counters and the current sizes.
+func (st *Store) Stats() Stats {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	out := Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}, Series: len(st.series)}
+	for k, v := range st.stats.Raw {
+		out.Raw[k] = v
+	}
+	for k, v := range st.stats.Rollups {
+		out.Rollups[k] = v
+	}
+	for _, s := range st.series {
+		out.Windows += len(s.windows)
+		for _, w := range s.windows {
+			out.Details += len(w.details)
+		}
+	}
+	return out
+}
+
+// PendingRollups returns the local windows the leader should publish as rollups at
+// now: closed for at least grace (room for stragglers), still fully held locally, and
+// changed since the last rollup this replica saw or published for them. Each is a
+// copy spanning exactly its window, its Route empty.
+func (st *Store) PendingRollups(now time.Time, grace time.Duration) []sli.Summary {
+	n := now.UnixNano()
+	width := int64(st.cfg.Width)
+	floor := st.localFloor(n)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	var out []sli.Summary
+	for _, s := range st.series {
+		for _, w := range s.windows {
+			if w.local == nil || w.start < floor || w.start+width+int64(grace) > n {
+				continue
+			}
+			fp := fingerprintOf(&w.local.s)
+			if fp == w.rolled || fp == w.published {
+				continue
+			}
+			out = append(out, w.local.summary())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		if !a.Start.Equal(b.Start) {
+			return a.Start.Before(b.Start)
+		}
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		if a.Key.Deployment != b.Key.Deployment {
+			return a.Key.Deployment < b.Key.Deployment
+		}
+		return a.Key.Version < b.Key.Version
+	})
+	return out
+}
+
+// MarkPublished records that r (from PendingRollups) was published, so it is not
+// offered again until the window changes.
+func (st *Store) MarkPublished(r *sli.Summary) {
+	k := seriesKey{r.Key.Deployment, r.Key.Version, r.Node}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.series[k]
+	if s == nil {
+		return
+	}
+	start := r.Start.UnixNano()
+	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start >= start })
+	if i < len(s.windows) && s.windows[i].start == start {
+		s.windows[i].published = fingerprintOf(r)
+	}
+}
+
+// localFloor is the start of the oldest window local data still holds whole: windows
+// from here on answer from local data, older ones from rollups.
+func (st *Store) localFloor(now int64) int64 {
+	width := int64(st.cfg.Width)
+	f := now - int64(st.cfg.RawRetention)
+	return f - f%width + width
+}

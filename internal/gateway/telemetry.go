@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/telemetry"
+)
+
+// routeTelemetry is what a request records into, resolved once per route when the
+// routing table is built, so the request path hashes no label or key: the version's
+// curried Prometheus children and the route's SLI series handle.
+type routeTelemetry struct {
+	fm  *telemetry.FunctionMetrics // nil without metrics
+	sli *sli.Series                // nil without Config.SLIs
+	// key is the series' key, for the rare events recorded by key (limit rejections).
+	key sli.Key
+}
+
+// attachTelemetry resolves every route's telemetry in t and makes the table release its
+// SLI handles once it is retired and drained. Targets share one FunctionMetrics.
+func (g *Gateway) attachTelemetry(t *table) {
+	fms := make(map[Target]*telemetry.FunctionMetrics, len(t.routes))
+	var handles []*sli.Series
+	for i := range t.routes {
+		r := &t.routes[i]
+		fm, ok := fms[r.Target]
+		if !ok {
+			fm = g.cfg.Metrics.Series(r.Target.Name(), r.Target.Version())
+			fms[r.Target] = fm
+		}
+		rt := &routeTelemetry{fm: fm, key: SLIKey(r)}
+		if g.cfg.SLIs != nil {
+			rt.sli = g.cfg.SLIs.Series(rt.key)
+			handles = append(handles, rt.sli)
+		}
+		r.tel = rt
+	}
+	if len(handles) > 0 {
+		t.onDrained = func() {
+			for _, h := range handles {
+				h.Release()
+			}
+		}
+	}
+}
+
+// SLIKey is the SLI key a route's requests are recorded under: its deployment (the
+// target's name when Deployment is empty), the target's version, and the route's
+// pattern, host and path prefix as the manifest wrote it ("/hello",
+// "api.example.com/v1") — never a request's path, so the keys are as many as the routes.
+func SLIKey(r *Route) sli.Key {
+	dep := r.Deployment
+	if dep == "" {
+		dep = r.Target.Name()
+	}
+	return sli.Key{Deployment: dep, Version: r.Target.Version(), Route: r.Host + r.Prefix}
+}
+
+// sliLimit returns the limit a failed request's reason says refused it or cut it short
+// (the function's limits, or the gateway's on slow clients), named as
+// fermion_limit_rejections_total and fermion_gateway_rejections_total name it, or ""
+// when the reason is not a limit. Those requests are also the SLI's limit rejections.
+func sliLimit(reason string) string {
+	switch reason {
+	case telemetry.LimitConcurrency, telemetry.LimitRequestBody, telemetry.LimitResponseBody,
+		telemetry.LimitTimeout, telemetry.LimitMemory, telemetry.LimitNodeMemory,
+		telemetry.RejectBodyTimeout, telemetry.RejectWriteTimeout:
+		return reason
+	case telemetry.ReasonOOM: // the sandbox counts it as the memory limit's rejection
+		return telemetry.LimitMemory
+	}
+	return ""
+}
