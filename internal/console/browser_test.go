@@ -25,6 +25,7 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/slo"
 )
 
@@ -210,6 +211,39 @@ func startFleet(t *testing.T) *fixture {
 		}
 		return nil
 	})
+	// Requests served on the nodes running app-001…: one 10 s interval of SLI
+	// summaries from each, slower and failing more in us-east, into the fleet store.
+	end := sli.Boundary(time.Now(), 10*time.Second)
+	sent := 0
+	for _, a := range agents {
+		names := a.Assignments()
+		if len(names) == 0 || sent == 60 {
+			continue
+		}
+		var n int
+		fmt.Sscanf(a.Name, "edge-%d", &n)
+		region := regions[n%3]
+		agg := sli.NewAggregator(sli.Config{Node: a.Name, Start: end.Add(-10 * time.Second), FirstSeq: 1})
+		for _, dep := range names {
+			k := sli.Key{Deployment: dep, Version: m.App.Version, Route: "/" + dep}
+			for i := range 200 {
+				status, lat := 200, time.Duration(2+i%5)*time.Millisecond
+				if region == "us-east" {
+					lat *= 8
+					if i%20 == 0 {
+						status = 503
+					}
+				}
+				agg.Record(k, status, lat, i == 0)
+			}
+		}
+		sums := agg.Flush(end)
+		reply, err := a.SendSLIs(ctx, sums)
+		if err != nil || reply.Accepted != len(sums) {
+			t.Fatalf("SLIs from %s: %+v, %v", a.Name, reply, err)
+		}
+		sent++
+	}
 	for _, src := range []string{
 		"name: app-000-regions\napp: app-000\nsli: availability\nobjective: 99.9\nscope: region\nrunbook: https://runbooks.test/app-000\n",
 		"name: app-000-global\napp: app-000\nsli: availability\nobjective: 99\nscope: global\n",
@@ -435,6 +469,27 @@ func TestConsoleInBrowser(t *testing.T) {
 				return "", errors.New("no traffic in the SLO status yet")
 			}
 			return fmt.Sprintf("%.3f%%", float64(good)/float64(total)*100), nil
+		})
+		pg.equal("fleet success rate", `[data-k="fleet-success"]`, func() (string, error) {
+			l, err := f.cl.SLIs(ctx, client.SLIQuery{By: []string{"region"}, Window: 5 * time.Minute})
+			if err != nil {
+				return "", err
+			}
+			var req, errs uint64
+			for _, g := range l.Groups {
+				req, errs = req+g.Requests, errs+g.Errors
+			}
+			if req == 0 {
+				return "", errors.New("no requests in the fleet SLIs yet")
+			}
+			return fmt.Sprintf("%.3f%%", (1-float64(errs)/float64(req))*100), nil
+		})
+		pg.equal("us-east p99", `[data-k="region-rows"] tr[data-region="us-east"] .p99`, func() (string, error) {
+			l, err := f.cl.SLIs(ctx, client.SLIQuery{By: []string{"region"}, Window: 5 * time.Minute, Region: "us-east"})
+			if err != nil || len(l.Groups) != 1 {
+				return "", fmt.Errorf("us-east SLIs: %+v, %v", l, err)
+			}
+			return fmt.Sprintf("%.1f ms", l.Groups[0].P99Ms), nil
 		})
 		pg.equal("SLO compliance", `[data-k="slo-compliance"]`, func() (string, error) {
 			within, series := 0, 0

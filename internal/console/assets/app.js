@@ -16,6 +16,8 @@ const S = {
   nodes: [], deployments: [], slos: [], sloStatus: {}, alerts: { incidents: [] },
   policies: [], violations: [], events: [], status: null, depEvents: [],
   trends: {}, // SLO series key → last success ratios, for the trend lines
+  slis: { region: null, node: null, app: null }, // GET /v1/slis groups (null: not served)
+  latTrend: {}, // region → last p99s
   view: "executive", debugDep: "", nodeFilter: "", eventType: "", confirm: "",
   updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {},
 };
@@ -75,6 +77,14 @@ async function poll() {
       noteTrends();
     }),
   ];
+  // Fleet SLIs (GET /v1/slis): rates and latency quantiles merged from every node's
+  // sketches. A server without the SLI store answers 404 or 503: the views say so.
+  const slis = (by, win) => api("/v1/slis?by=" + by + "&window=" + win).then((b) => b.groups || []).catch(() => null);
+  jobs.push(slis("region", "5m").then((g) => { S.slis.region = g; noteLatency(); }));
+  if (S.view === "oncall" || S.view === "debug") {
+    jobs.push(slis("node", "15m").then((g) => (S.slis.node = g)));
+    jobs.push(slis("app,version", "15m").then((g) => (S.slis.app = g)));
+  }
   if (S.view === "policies") {
     jobs.push(api("/v1/policies").then((b) => (S.policies = b.policies || [])));
     jobs.push(api("/v1/policies/violations?limit=100").then((b) => (S.violations = b.events || [])));
@@ -150,6 +160,14 @@ function addEvent(ev) {
   if (!renderQueued) { renderQueued = true; requestAnimationFrame(() => { renderQueued = false; render(); }); }
 }
 
+function noteLatency() {
+  for (const g of S.slis.region || []) {
+    const arr = (S.latTrend[g.region || "(none)"] = S.latTrend[g.region || "(none)"] || []);
+    arr.push(g.requests ? g.p99Ms : null);
+    if (arr.length > 60) arr.shift();
+  }
+}
+
 function noteTrends() {
   for (const [name, st] of Object.entries(S.sloStatus)) {
     for (const se of st.series || []) {
@@ -178,7 +196,10 @@ function fleet() {
   const ready = S.nodes.filter((n) => n.state === "ready").length;
   const instances = S.nodes.reduce((a, n) => a + ((n.allocated && n.allocated.instances) || 0), 0);
   const firing = alertsIn("firing").length;
-  return { good, total, success: total ? good / total : null, within, series, noData, ready, instances, firing };
+  let req = 0, errs = 0;
+  for (const g of S.slis.region || []) { req += g.requests; errs += g.errors; }
+  return { good, total, success: total ? good / total : null, within, series, noData, ready, instances, firing,
+    fleetSuccess: req ? 1 - errs / req : null, fleetRequests: req };
 }
 
 // within_ says whether a ratio meets an objective; 99.9 / 100 is not exactly 0.999 in
@@ -228,6 +249,7 @@ const views = {
     return `<h1>Executive</h1>
       <div class="cards">
         ${card("success-rate", "global success rate (availability SLOs)", f.success === null ? "—" : pct(f.success, 3))}
+        ${card("fleet-success", "fleet success rate, last 5 min (SLIs)", f.fleetSuccess === null ? "—" : pct(f.fleetSuccess, 3))}
         ${card("slo-compliance", "SLO series within objective", f.series ? f.within + " / " + f.series : "—", f.within < f.series ? "warn" : "ok")}
         ${card("alerts-firing", "alerts firing", num(f.firing), f.firing ? "bad" : "ok")}
         ${card("nodes-ready", "nodes ready", num(f.ready) + " / " + num(S.nodes.length))}
@@ -237,7 +259,12 @@ const views = {
       <h2>SLOs, by region and scope: trend and error-budget burn</h2>
       <table><thead><tr><th>SLO</th><th>app</th><th>scope</th><th>SLI</th><th>objective</th><th>achieved</th><th>trend (2 s samples)</th><th>budget left</th><th>burn (long window)</th></tr></thead>
       <tbody data-k="slo-rows">${rows.join("") || `<tr><td colspan="9" class="dim">no SLOs yet: <code>fermion slo apply</code></td></tr>`}</tbody></table>
-      <p class="note">Latency percentiles (p95/p99) per region appear here once the API serves fleet SLIs (GET /v1/slis); SLO rows cover latency SLIs such as <code>latency&lt;250ms</code>.</p>
+      <h2>Regions, last 5 minutes: rate, errors, p95/p99 latency</h2>
+      ${S.slis.region === null ? `<p class="note">This server does not serve fleet SLIs (GET /v1/slis).</p>` :
+      `<table><thead><tr><th>region</th><th>requests/s</th><th>error ratio</th><th>p95</th><th>p99</th><th>p99 trend (2 s samples)</th><th>instances</th></tr></thead>
+      <tbody data-k="region-rows">${S.slis.region.map((g) => `<tr data-region="${esc(g.region)}"><td>${esc(g.region || "(no region label)")}</td><td>${g.requestsPerSecond.toFixed(1)}</td>
+        <td class="${g.errorRatio > 0.01 ? "bad" : ""}">${pct(g.errorRatio, 2)}</td><td>${g.p95Ms.toFixed(1)} ms</td><td class="p99">${g.p99Ms.toFixed(1)} ms</td>
+        <td>${sparkline(S.latTrend[g.region || "(none)"] || [])}</td><td>${num(g.instances)}</td></tr>`).join("") || `<tr><td colspan="7" class="dim">no traffic in the last 5 minutes</td></tr>`}</tbody></table>`}
       <h2>Recent deployments and rollouts</h2>
       <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody>${eventRows(recent, true)}</tbody></table>`;
   },
@@ -278,11 +305,21 @@ const views = {
       ${nodesBad.map(({ n, p }) => `<tr><td>${esc(n.name)}</td><td class="${n.state === "ready" ? "ok" : "bad"}">${esc(n.state)}</td><td>${p.errors}</td><td>${p.restarts}</td><td>${n.leaseAgeSeconds.toFixed(1)} s</td></tr>`).join("") || `<tr><td colspan="5" class="ok">every node ready, no errors</td></tr>`}
       </tbody></table></div><div>
       <h2>Instances and autoscaling</h2>
+      ${S.slis.app && S.slis.app.length ? `<table><thead><tr><th>app</th><th>version</th><th>instances now</th><th>cold starts (15 min)</th><th>requests/s</th></tr></thead><tbody data-k="app-instances">
+      ${S.slis.app.slice().sort((a, b) => b.instances - a.instances).slice(0, 20).map((g) => `<tr><td>${esc(g.app)}</td><td>${esc(g.version)}</td><td>${num(g.instances)}</td><td>${num(g.coldStarts)}</td><td>${g.requestsPerSecond.toFixed(1)}</td></tr>`).join("")}
+      </tbody></table>` : ""}
       <table><thead><tr><th>deployment</th><th>nodes placed</th><th>instances per node (prewarm)</th></tr></thead><tbody>
       ${inst.map(({ d, nodes }) => `<tr><td>${esc(d.name)}</td><td>${nodes}</td><td>${d.version.instances}</td></tr>`).join("") || `<tr><td colspan="3" class="dim">no deployments</td></tr>`}
       </tbody></table>
       ${scale.length ? `<ul class="tl">${scale.map((e) => `<li>${esc(ago(e.time))} <span class="chip">${esc(e.type)}</span> ${esc(e.deployment || "")} ${esc(e.message)}</li>`).join("")}</ul>` : `<p class="note">Each node's autoscaler scales instances locally; the API reports placements and reserved instances.</p>`}
       </div></div>
+      <h2>Node error rates, last 15 minutes (SLIs)</h2>
+      ${S.slis.node === null ? `<p class="note">This server does not serve fleet SLIs (GET /v1/slis).</p>` :
+      `<table><thead><tr><th>node</th><th>region</th><th>requests</th><th>errors</th><th>error ratio</th><th>p99</th><th>cold starts</th><th>discards</th></tr></thead><tbody data-k="node-sli-rows">
+      ${S.slis.node.slice().sort((a, b) => b.errorRatio - a.errorRatio || b.requests - a.requests).slice(0, 20).map((g) => `<tr><td>${esc(g.node)}</td><td>${esc(g.region || "")}</td>
+        <td>${num(g.requests)}</td><td>${num(g.errors)}</td><td class="${g.errorRatio > 0.01 ? "bad" : ""}">${pct(g.errorRatio, 2)}</td><td>${g.p99Ms.toFixed(1)} ms</td>
+        <td>${num(g.coldStarts)}</td><td>${esc(Object.entries(g.discards || {}).map(([k, v]) => k + " " + v).join(", "))}</td></tr>`).join("") || `<tr><td colspan="8" class="dim">no traffic in the last 15 minutes</td></tr>`}
+      </tbody></table>`}
       <h2>Live tail: recent errors</h2>
       <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody data-k="error-tail">${eventRows(errs, true)}</tbody></table>`;
   },
@@ -309,6 +346,10 @@ const views = {
       <div class="grid2"><div>
       <h2>Timeline</h2><ul class="tl" data-k="timeline">${tl || `<li class="dim">no events</li>`}</ul>
       </div><div>
+      <h2>Slowest versions, last 15 minutes (p99)</h2>
+      ${S.slis.app && S.slis.app.length ? `<table><thead><tr><th>app</th><th>version</th><th>p50</th><th>p99</th><th>requests</th></tr></thead><tbody data-k="slowest">
+      ${S.slis.app.filter((g) => g.requests).sort((a, b) => b.p99Ms - a.p99Ms).slice(0, 10).map((g) => `<tr><td>${esc(g.app)}</td><td>${esc(g.version)}</td><td>${g.p50Ms.toFixed(1)} ms</td><td>${g.p99Ms.toFixed(1)} ms</td><td>${num(g.requests)}</td></tr>`).join("")}
+      </tbody></table>` : `<p class="note">No request latencies yet (GET /v1/slis).</p>`}
       <h2>Traces</h2>
       <p class="note">${S.config.traceUrl ? `Trace ids in errors and events link to <code>${esc(S.config.traceUrl)}</code>.` : `Start the server with <code>--trace-ui-url 'http://jaeger:16686/trace/{trace_id}'</code> to link trace ids to your trace UI.`}</p>
       <h2>Memory reserved by node (${num(S.nodes.length)} nodes)</h2><div class="heat" data-k="heatmap">${heat}</div>
