@@ -282,9 +282,9 @@ const views = {
       if (!e.node || Date.parse(e.time) < since) continue;
       const p = (per[e.node] = per[e.node] || { errors: 0, restarts: 0 });
       if (e.type === "failed") p.errors++;
-      if (e.type === "lease_lost" || e.type === "node_joined") p.restarts++;
+      if (e.type === "lease_lost") p.restarts++; // the agent went away (a restart, a crash, a partition)
     }
-    const nodesBad = S.nodes.filter((n) => n.state !== "ready" || per[n.name])
+    const nodesBad = S.nodes.filter((n) => n.state !== "ready" || (per[n.name] && (per[n.name].errors || per[n.name].restarts)))
       .map((n) => ({ n, p: per[n.name] || { errors: 0, restarts: 0 } }))
       .sort((a, b) => b.p.errors - a.p.errors || b.p.restarts - a.p.restarts).slice(0, 25);
     const errs = S.events.filter((e) => ERROR_TYPES.has(e.type)).slice(-50).reverse();
@@ -301,7 +301,7 @@ const views = {
       <tbody data-k="alert-rows">${alertRows || `<tr><td colspan="7" class="ok">no alerts firing</td></tr>`}</tbody></table>
       <div class="grid2"><div>
       <h2>Nodes: errors and restarts (15 min)</h2>
-      <table><thead><tr><th>node</th><th>state</th><th>failed</th><th>lease lost / rejoined</th><th>lease age</th></tr></thead><tbody>
+      <table><thead><tr><th>node</th><th>state</th><th>failed</th><th>leases lost</th><th>lease age</th></tr></thead><tbody>
       ${nodesBad.map(({ n, p }) => `<tr><td>${esc(n.name)}</td><td class="${n.state === "ready" ? "ok" : "bad"}">${esc(n.state)}</td><td>${p.errors}</td><td>${p.restarts}</td><td>${n.leaseAgeSeconds.toFixed(1)} s</td></tr>`).join("") || `<tr><td colspan="5" class="ok">every node ready, no errors</td></tr>`}
       </tbody></table></div><div>
       <h2>Instances and autoscaling</h2>
