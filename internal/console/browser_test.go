@@ -674,8 +674,19 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 			return fmt.Sprint(len(l.Deployments)), nil
 		})
-		if n := pg.count(`#view button[data-act]`); n != 0 {
+		if n := pg.count(`#view button[data-act]:not([data-act="history"])`); n != 0 {
 			t.Errorf("a viewer sees %d action buttons on deployments", n)
+		}
+		// History is for everyone to read; rollback buttons in it only for deployers.
+		pg.click(`button[data-act="history"][data-name="app-001"]`)
+		fermiontest.WaitFor(t, 10*time.Second, func() error {
+			if pg.count(`[data-k="revisions"]`) > 0 || strings.Contains(pg.text("#view"), "keeps no deployment history") {
+				return nil
+			}
+			return errors.New("no history shown for app-001")
+		})
+		if n := pg.count(`#view button[data-act^="rollback"]`); n != 0 {
+			t.Errorf("a viewer sees %d rollback buttons", n)
 		}
 		pg.show("nodes")
 		if n := pg.count(`#view button[data-act]`); n != 0 {

@@ -375,20 +375,28 @@ const views = {
   deployments() {
     const act = canDeploy();
     return `<h1>Deployments <span class="dim" data-k="deployments-count">${num(S.deployments.length)}</span></h1>
-      <table><thead><tr><th>name</th><th>version</th><th>artifact</th><th>nodes</th><th>placement</th><th>generation</th><th>updated</th>${act ? "<th></th>" : ""}</tr></thead><tbody>
+      <table><thead><tr><th>name</th><th>version</th><th>artifact</th><th>nodes</th><th>placement</th><th>generation</th><th>updated</th><th></th></tr></thead><tbody>
       ${S.deployments.map((d) => {
         const want = d.spec.daemon ? "every node" : d.spec.nodes;
         const placed = (d.placement.nodes || []).length;
         const rev = S.revisions[d.name];
         const confirm = S.confirm === "delete:" + d.name;
+        const revRow = !rev ? "" : rev.error ? `<tr><td></td><td colspan="7" class="dim">${esc(rev.error)}</td></tr>` :
+          `<tr><td></td><td colspan="7"><table data-k="revisions"><tbody>${rev.revisions.map((r) => {
+            const n = r.change.number, cur = n === rev.current, key = "rollback:" + d.name + ":" + n;
+            return `<tr><td>#${n}${cur ? ` <span class="chip">current</span>` : ""}</td><td>${esc(r.version.version)}</td><td class="dim">${esc(short(r.version.digest))}</td>
+              <td class="dim">${esc(r.change.message || "")}</td>
+              <td>${act && !cur ? `<button data-act="${S.confirm === key ? "rollback-confirm" : "rollback"}" data-name="${esc(d.name)}" data-to="${n}">${S.confirm === key ? "confirm roll back to #" + n : "roll back to #" + n}</button>` : ""}</td></tr>`;
+          }).join("")}</tbody></table></td></tr>`;
         return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}</td>
           <td class="dim">${esc(artifactOf(d))}${d.version.signed ? ` <span class="chip">signed</span>` : ""}</td><td>${placed} / ${want}</td>
           <td class="dim">${esc(d.placement.message || "")}</td><td>${d.generation}</td><td class="dim">${esc(ago(d.updated))}</td>
-          ${act ? `<td><button class="danger" data-act="${confirm ? "delete-confirm" : "delete"}" data-name="${esc(d.name)}">${confirm ? "confirm delete" : "delete"}</button></td>` : ""}</tr>
-          ${rev ? `<tr><td></td><td colspan="7" class="dim">revisions: ${rev.map((r) => `<span class="chip">${esc(r)}</span>`).join("")}</td></tr>` : ""}`;
+          <td><button data-act="history" data-name="${esc(d.name)}">${rev ? "hide history" : "history"}</button>
+          ${act ? `<button class="danger" data-act="${confirm ? "delete-confirm" : "delete"}" data-name="${esc(d.name)}">${confirm ? "confirm delete" : "delete"}</button>` : ""}</td></tr>
+          ${revRow}`;
       }).join("")}
       </tbody></table>
-      <p class="note">Rollouts and revisions show here when the API serves them; deploy with <code>fermion deploy</code>.</p>`;
+      <p class="note">History shows a deployment's revisions where the server keeps them (GET /v1/deployments/{name}/revisions); deploy with <code>fermion deploy</code>.</p>`;
   },
 
   policies() {
@@ -460,8 +468,18 @@ async function act(kind, name, extra) {
   const n = encodeURIComponent(name);
   try {
     if (kind === "delete") { S.confirm = "delete:" + name; render(); return; }
+    if (kind === "rollback") { S.confirm = "rollback:" + name + ":" + extra; render(); return; }
+    if (kind === "history") {
+      if (S.revisions[name]) { delete S.revisions[name]; render(); return; }
+      await loadHistory(name); render(); return;
+    }
     S.confirm = "";
     if (kind === "delete-confirm") { await api("/v1/deployments/" + n, { method: "DELETE" }); toast("deleting " + name); }
+    if (kind === "rollback-confirm") {
+      await api("/v1/deployments/" + n + "/rollback", { method: "POST", body: { to: Number(extra), message: "rolled back from the console" } });
+      toast("rolling " + name + " back to #" + extra);
+      await loadHistory(name);
+    }
     if (kind === "drain") { await api("/v1/nodes/" + n + "/drain", { method: "POST" }); toast("draining " + name); }
     if (kind === "uncordon") { await api("/v1/nodes/" + n + "/uncordon", { method: "POST" }); toast("uncordoned " + name); }
     if (kind === "mode") {
@@ -472,6 +490,17 @@ async function act(kind, name, extra) {
     await poll(); render();
   } catch (e) {
     if (e.message !== "unauthorized") toast(kind + " " + name + ": " + e.message, true);
+  }
+}
+
+// loadHistory reads a deployment's revisions; a server without them says so in place.
+async function loadHistory(name) {
+  try {
+    const h = await api("/v1/deployments/" + encodeURIComponent(name) + "/revisions");
+    S.revisions[name] = { current: h.current, revisions: h.revisions || [] };
+  } catch (e) {
+    if (e.message === "unauthorized") throw e;
+    S.revisions[name] = { error: e.status === 404 && /no route/.test(e.message) ? "this server keeps no deployment history" : "history: " + e.message };
   }
 }
 
@@ -501,7 +530,7 @@ function wire() {
   window.addEventListener("hashchange", route);
   $("view").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-act]");
-    if (b) act(b.dataset.act, b.dataset.name);
+    if (b) act(b.dataset.act, b.dataset.name, b.dataset.to);
   });
   $("view").addEventListener("change", (ev) => {
     const s = ev.target.closest("select[data-act]");
