@@ -103,8 +103,9 @@ func (s *traffic) record(end time.Time) error {
 }
 
 type fixture struct {
-	p  *cptest.Plane
-	cl *client.Client
+	p    *cptest.Plane
+	cl   *client.Client
+	push func(name string, meta artifact.Meta) (string, error) // packages and pushes app name, returns its image
 }
 
 func startFleet(t *testing.T) *fixture {
@@ -170,22 +171,33 @@ func startFleet(t *testing.T) *fixture {
 	}
 	wasm := fermiontest.Guest(t, "examples/hello", true)
 	oc := &oci.Client{Token: p.Token, HTTPClient: &http.Client{Timeout: 30 * time.Second}}
-	if err := parallel(simDeployments, 8, func(i int) error {
-		name := fmt.Sprintf("app-%03d", i)
+	push := func(name string, meta artifact.Meta) (string, error) {
 		mi := *m
 		mi.App.Name, mi.SLOs = name, nil
 		mi.Routes = []manifest.Route{{Path: "/" + name}}
-		a, err := artifact.Package(&mi, wasm, artifact.Meta{})
+		a, err := artifact.Package(&mi, wasm, meta)
 		if err != nil {
-			return fmt.Errorf("package %s: %w", name, err)
+			return "", fmt.Errorf("package %s: %w", name, err)
 		}
-		image := p.Registry + "/" + name + ":v1"
+		tag := "v1"
+		if meta.Revision != "" {
+			tag = meta.Revision
+		}
+		image := p.Registry + "/" + name + ":" + tag
 		ref, err := oci.ParseRef(image)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if _, err := oc.Push(ctx, ref, a); err != nil {
-			return fmt.Errorf("push %s: %w", name, err)
+			return "", fmt.Errorf("push %s: %w", name, err)
+		}
+		return image, nil
+	}
+	if err := parallel(simDeployments, 8, func(i int) error {
+		name := fmt.Sprintf("app-%03d", i)
+		image, err := push(name, artifact.Meta{})
+		if err != nil {
+			return err
 		}
 		if _, _, err := cl.PutDeployment(ctx, name, v1.DeploymentSpec{Image: image, Nodes: 1 + i%3}, client.Unconditional()); err != nil {
 			return fmt.Errorf("deploy %s: %w", name, err)
@@ -252,7 +264,7 @@ func startFleet(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	return &fixture{p: p, cl: cl}
+	return &fixture{p: p, cl: cl, push: push}
 }
 
 // page wraps a browser tab with the few reads the tests need.
@@ -655,6 +667,44 @@ func TestConsoleInBrowser(t *testing.T) {
 				return nil
 			}
 			return fmt.Errorf("app-000 still deployed (%v)", err)
+		})
+	})
+
+	t.Run("rollback", func(t *testing.T) {
+		pg.t = t
+		first, err := f.cl.GetDeployment(ctx, "app-002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		image, err := f.push("app-002", artifact.Meta{Revision: "v2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.cl.PutDeployment(ctx, "app-002", v1.DeploymentSpec{Image: image, Nodes: first.Spec.Nodes}, client.Unconditional()); err != nil {
+			t.Fatal(err)
+		}
+		pg.show("deployments")
+		pg.click(`button[data-act="history"][data-name="app-002"]`)
+		fermiontest.WaitFor(t, 10*time.Second, func() error {
+			if pg.count(`[data-k="revisions"]`) > 0 || strings.Contains(pg.text("#view"), "keeps no deployment history") {
+				return nil
+			}
+			return errors.New("no history shown for app-002")
+		})
+		if pg.count(`[data-k="revisions"]`) == 0 {
+			t.Skip("this server keeps no deployment history (GET /v1/deployments/{name}/revisions): nothing to roll back")
+		}
+		pg.click(`button[data-act="rollback"][data-name="app-002"]`)
+		pg.click(`button[data-act="rollback-confirm"][data-name="app-002"]`)
+		fermiontest.WaitFor(t, 15*time.Second, func() error {
+			d, err := f.cl.GetDeployment(ctx, "app-002")
+			if err != nil {
+				return err
+			}
+			if d.Version.Digest != first.Version.Digest {
+				return fmt.Errorf("app-002 runs %s, want the first revision's %s", d.Version.Digest, first.Version.Digest)
+			}
+			return nil
 		})
 	})
 
