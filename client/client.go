@@ -105,6 +105,14 @@ func IsCode(err error, code string) bool {
 type Condition struct {
 	revision uint64
 	create   bool
+	message  string
+}
+
+// WithMessage records message as the reason for the change in the revision it makes
+// (fermion deploy --message); it does not change the condition.
+func (c Condition) WithMessage(message string) Condition {
+	c.message = message
+	return c
 }
 
 // Unconditional writes whatever the deployment's current revision.
@@ -266,8 +274,12 @@ func (c *Client) PutDeployment(ctx context.Context, name string, spec v1.Deploym
 	case cond.revision != 0:
 		h.Set("If-Match", strconv.Quote(strconv.FormatUint(cond.revision, 10)))
 	}
+	var q url.Values
+	if cond.message != "" {
+		q = url.Values{"message": {cond.message}}
+	}
 	var out v1.Deployment
-	resp, err := c.do(ctx, op, http.MethodPut, deploymentPath(name), nil, h, spec, &out)
+	resp, err := c.do(ctx, op, http.MethodPut, deploymentPath(name), q, h, spec, &out)
 	if err != nil {
 		return nil, false, err
 	}
@@ -828,4 +840,50 @@ func (c *Client) SLIs(ctx context.Context, q SLIQuery) (*v1.SLIList, error) {
 		return nil, err
 	}
 	return &l, nil
+}
+
+// Revisions lists a deployment's revisions, the newest first, and names the current one.
+func (c *Client) Revisions(ctx context.Context, name string) (*v1.RevisionList, error) {
+	op := "list revisions of deployment " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var out v1.RevisionList
+	if _, err := c.do(ctx, op, http.MethodGet, deploymentPath(name)+"/revisions", nil, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Revision reads revision n of a deployment; code not_found when it is not kept.
+func (c *Client) Revision(ctx context.Context, name string, n int64) (*v1.Revision, error) {
+	op := fmt.Sprintf("get revision %d of deployment %s", n, name)
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var out v1.Revision
+	if _, err := c.do(ctx, op, http.MethodGet, deploymentPath(name)+"/revisions/"+strconv.FormatInt(n, 10), nil, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Rollback returns a deployment to the revision req.To (0: the one before the current)
+// through the same admission as a deploy, and returns the deployment as written: its
+// Change is the new revision. Code not_found names the revisions kept; a refusal by
+// policy, signature or placement writes nothing.
+func (c *Client) Rollback(ctx context.Context, name string, req v1.RollbackRequest) (*v1.Deployment, error) {
+	op := "roll back deployment " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var out v1.Deployment
+	resp, err := c.do(ctx, op, http.MethodPost, deploymentPath(name)+"/rollback", nil, nil, req, &out)
+	if err != nil {
+		return nil, err
+	}
+	if rev, ok := parseETag(resp.Header.Get("ETag")); ok {
+		out.Revision = rev
+	}
+	return &out, nil
 }

@@ -176,6 +176,8 @@ type Deployment struct {
 	// Warnings are what admission policies in mode warn said about this PUT ("policy
 	// require-signed: … (mode warn)"). Only in the PUT's response, never stored.
 	Warnings []string `json:"warnings,omitempty"`
+	// Change is the latest change and the revision it made (revisions.go).
+	Change *Change `json:"change,omitempty"`
 }
 
 // Placement is the scheduler's decision for one generation.
@@ -238,6 +240,11 @@ type Assignment struct {
 	Generation int64     `json:"generation"`
 	Version    Version   `json:"version"`
 	Reserved   Resources `json:"reserved"`
+	// Keep lists the manifest digests of the deployment's earlier revisions, the
+	// newest first, for the node to keep pinned in its artifact cache (the agent's
+	// --keep-revisions) so that a rollback starts without the registry. Filled in the
+	// sets sent to nodes, never stored.
+	Keep []string `json:"keep,omitempty"`
 }
 
 // Instance states an agent reports.

@@ -53,6 +53,10 @@ type NodeConfig struct {
 	DataPlane *DataPlane
 	// CacheMaxBytes bounds the artifact cache (default 1 GiB).
 	CacheMaxBytes int64
+	// KeepRevisions is how many revisions of each deployment the node keeps pinned in
+	// its artifact cache, the one it runs included (default DefaultKeepRevisions; 1
+	// pins only what runs), so that a rollback starts while the registry is down.
+	KeepRevisions int
 	// Registry pulls artifacts (nil: anonymous; TLS, plain HTTP for loopback registries).
 	Registry *oci.Client
 	Logger   *slog.Logger
@@ -71,7 +75,9 @@ type NodeConfig struct {
 }
 
 const (
-	defaultCacheMaxBytes  = 1 << 30
+	defaultCacheMaxBytes = 1 << 30
+	// DefaultKeepRevisions is NodeConfig.KeepRevisions's default.
+	DefaultKeepRevisions  = 3
 	defaultRuntimeVersion = "1"
 	defaultLeaseRenew     = 10 * time.Second
 	// statusDebounce is how long after a status change the heartbeat that reports it
@@ -169,6 +175,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.CacheMaxBytes <= 0 {
 		cfg.CacheMaxBytes = defaultCacheMaxBytes
 	}
+	if cfg.KeepRevisions <= 0 {
+		cfg.KeepRevisions = DefaultKeepRevisions
+	}
 	if cfg.RuntimeVersion == "" {
 		cfg.RuntimeVersion = defaultRuntimeVersion
 	}
@@ -261,6 +270,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.DataPlane.SetReadiness(n.Ready)
 	return n, nil
 }
+
+// PinnedArtifacts lists the manifest digests pinned in the node's artifact cache: what
+// it runs and the earlier revisions it keeps for rollbacks (KeepRevisions).
+func (n *Node) PinnedArtifacts() []string { return n.cache.Pinned() }
 
 // Ready returns nil when the node serves what it was assigned. It answers /readyz on the
 // agent's admin address, so that a load balancer in front of several nodes sends a node

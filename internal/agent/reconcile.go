@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,7 +143,8 @@ func (r *reconciler) takePending() {
 }
 
 // setDesired makes set what the deployments want, and pins the artifacts it names in
-// the cache (unpinning those it no longer names).
+// the cache, with those of each deployment's earlier revisions it keeps (unpinning
+// those it no longer names).
 func (r *reconciler) setDesired(set *v1.AssignmentSet) {
 	want := map[string]v1.Assignment{}
 	for _, a := range set.Assignments {
@@ -173,10 +175,7 @@ func (r *reconciler) setDesired(set *v1.AssignmentSet) {
 		d.want = &a
 	}
 
-	pins := map[string]bool{}
-	for _, a := range want {
-		pins[a.Version.Digest] = true
-	}
+	pins := keepPins(want, r.n.cfg.KeepRevisions)
 	for _, md := range r.n.cache.Pinned() {
 		if !pins[md] {
 			r.n.cache.Pin(md, false)
@@ -445,4 +444,34 @@ func (n *Node) setStateGauge(counts map[string]int) {
 	for _, s := range instanceStates {
 		n.metrics.deployments.WithLabelValues(s).Set(float64(counts[s]))
 	}
+}
+
+// keepPins is the set of manifest digests to pin for want: each deployment's digest
+// and those of its keep-1 previous revisions (the assignment's Keep, newest first), so
+// a rollback to them starts from the cache.
+func keepPins(want map[string]v1.Assignment, keep int) map[string]bool {
+	pins := map[string]bool{}
+	for _, a := range want {
+		pins[a.Version.Digest] = true
+		for _, md := range a.Keep[:min(len(a.Keep), max(keep-1, 0))] {
+			if validDigest(md) { // from the control plane: pin nothing malformed
+				pins[md] = true
+			}
+		}
+	}
+	return pins
+}
+
+// validDigest reports whether md is a sha256 manifest digest.
+func validDigest(md string) bool {
+	hex, ok := strings.CutPrefix(md, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	for _, c := range hex {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -40,6 +40,7 @@ type agentOptions struct {
 	listen, adminListen, advertise string
 	tlsCert, tlsKey                string
 	cacheDir, cacheMax             string
+	keepRevisions                  int
 	registryToken                  string
 	caFile                         string
 	noTelemetry, profiling         bool
@@ -82,6 +83,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.adminListen, prefix+"admin-listen", defaultAdminListen, "metrics and health address (empty: off); when not given and the default is taken (another agent on this machine), a free port, printed on start")
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
+	f.IntVar(&o.keepRevisions, prefix+"keep-revisions", agent.DefaultKeepRevisions, "revisions of each deployment whose artifacts stay pinned in the cache, the running one included, so a rollback starts while the registry is down (1: only what runs)")
 	f.StringVar(&o.registryToken, prefix+"registry-token", "", "token for pulling from registries that require one (or FERMION_REGISTRY_TOKEN)")
 	f.StringVar(&o.caFile, prefix+"ca-file", "", "PEM CA certificates to trust besides the system's, for a control plane (NATS, registry) with a private CA (or FERMION_CA_FILE)")
 	f.BoolVar(&o.noTelemetry, prefix+"no-telemetry", false, "switch off metrics, spans and request logs")
@@ -224,6 +226,9 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--cache-max: %w", err)}
 	}
+	if o.keepRevisions < 1 || o.keepRevisions > 10 {
+		return nil, usageError{fmt.Errorf("--keep-revisions %d: want 1 (only the running revision) to 10", o.keepRevisions)}
+	}
 	sliBuffer, err := o.sliConfig()
 	if err != nil {
 		return nil, err
@@ -307,7 +312,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		return nil, err
 	}
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
-		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax,
+		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax, KeepRevisions: o.keepRevisions,
 		Registry: &oci.Client{Token: o.registryToken, RootCAs: roots}, Logger: logger, Allow: allow, RuntimePolicies: rules,
 		SLIBufferBytes: sliBuffer, TelemetryBacklog: tracing.Backlog}
 	if dp.Metrics != nil {

@@ -89,8 +89,9 @@ Start with:
 	})
 	root.AddCommand(newVersionCmd(), newRunCmd(), newNewCmd(), newKeysCmd(), newBuildCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newRegistryCmd(),
 		newServerCmd(), newAgentCmd(), newUpCmd(), newDeployCmd(), newStatusCmd(), newNodesCmd(), newNodeCmd(), newEventsCmd(), newTokenCmd(), newPolicyCmd(), newSLOCmd())
-	root.AddCommand(newAlertsCmd()) // sloengine
-	root.AddCommand(newTopCmd())    // fleet SLIs (top.go)
+	root.AddCommand(newAlertsCmd())                                    // sloengine
+	root.AddCommand(newTopCmd())                                       // fleet SLIs (top.go)
+	root.AddCommand(newHistoryCmd(), newRollbackCmd(), newDeleteCmd()) // revisions (issue 15)
 	return root
 }
 

@@ -25,7 +25,7 @@ const pollInterval = 200 * time.Millisecond
 
 func newDeployCmd() *cobra.Command {
 	var af apiFlags
-	var name, spread, selector, strategy, key, cacheDir, registryToken string
+	var name, spread, selector, strategy, key, cacheDir, registryToken, message string
 	var nodes int
 	var daemon, wait, noBuild bool
 	var prefer []string
@@ -50,6 +50,9 @@ rollout, printing each node's progress, until every node runs the new version.`,
   fermion deploy 127.0.0.1:5000/acme/hello:1.2.0 --daemon --wait=false`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(message) > v1.MaxRevisionMessage {
+				return usageError{fmt.Errorf("--message is %d bytes: keep it under %d", len(message), v1.MaxRevisionMessage)}
+			}
 			ctx := c.Context()
 			out := c.OutOrStdout()
 			spec := v1.DeploymentSpec{Daemon: daemon, Selector: selector, Spread: spread, Strategy: strategy}
@@ -131,7 +134,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			case !client.IsCode(err, v1.CodeNotFound):
 				return af.explain(ctx, err)
 			}
-			d, created, err := cl.PutDeployment(ctx, name, spec, cond)
+			d, created, err := cl.PutDeployment(ctx, name, spec, cond.WithMessage(message))
 			if err != nil {
 				return deployError(ctx, &af, name, cond, err)
 			}
@@ -142,7 +145,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			for _, w := range d.Warnings {
 				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 			}
-			fmt.Fprintf(out, "deployment %s %s (generation %d): %s\n", name, verb, d.Generation, describeVersion(d))
+			fmt.Fprintf(out, "deployment %s %s (%sgeneration %d): %s\n", name, verb, revisionPrefix(d), d.Generation, describeVersion(d))
 			if d.Placement.Message != "" {
 				fmt.Fprintf(out, "placement: %s\n", d.Placement.Message)
 			}
@@ -155,6 +158,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 	af.add(c)
 	c.Flags().StringVar(&name, "name", "", "deployment name (default: the app's name or the repository's last path element)")
 	c.Flags().IntVar(&nodes, "nodes", 1, "how many nodes run it")
+	c.Flags().StringVarP(&message, "message", "m", "", "why: recorded in the revision this deploy makes (fermion history)")
 	c.Flags().BoolVar(&daemon, "daemon", false, "run it on every node that matches (instead of --nodes)")
 	c.Flags().StringVar(&spread, "spread", "", "spread the nodes across this topology label (zone, region)")
 	c.Flags().StringVar(&selector, "selector", "", `CEL expression over node labels, such as 'region == "eu-west"'`)

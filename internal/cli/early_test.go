@@ -39,6 +39,10 @@ func TestChecksBeforeBuild(t *testing.T) {
 		{name: "agent with a tiny SLI interval", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-interval", "10ms"}, want: []string{"--sli-interval 10ms is out of range", "100ms to 1h0m0s"}},
 		{name: "agent with an unparsable SLI buffer", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-buffer", "lots"}, want: []string{"--sli-buffer: "}},
 		{name: "agent with a tiny SLI buffer", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--sli-buffer", "1KiB"}, want: []string{"--sli-buffer 1KiB is out of range", "64KiB to 1GiB"}},
+		{name: "agent keeping no revision", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--keep-revisions", "0"}, want: []string{"--keep-revisions 0", "1 (only the running revision) to 10"}},
+		{name: "agent keeping too many revisions", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--keep-revisions", "11"}, want: []string{"--keep-revisions 11"}},
+		{name: "deploy with an overlong message", args: []string{"deploy", hello, "--message", strings.Repeat("x", 1025)}, want: []string{"--message is 1025 bytes"}},
+		{name: "rollback to a negative revision", args: []string{"rollback", "hello", "--to", "-2"}, want: []string{"--to -2", "fermion history hello"}},
 		{name: "up with a huge SLI interval", args: []string{"up", "--data", empty, "--agent-sli-interval", "2h"}, want: []string{"--agent-sli-interval 2h0m0s is out of range"}},
 	}
 	for _, tt := range tests {

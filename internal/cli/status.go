@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -121,6 +122,9 @@ func printDeploymentStatus(w io.Writer, st *v1.DeploymentStatus) error {
 	}
 	fmt.Fprintf(tw, "spec\t%s\n", describeSpec(&d.Spec))
 	fmt.Fprintf(tw, "generation\t%d (placed %d, revision %d)\n", d.Generation, d.Placement.ObservedGeneration, d.Revision)
+	if ch := d.Change; ch != nil && ch.Number > 0 { // revisions (issue 15)
+		fmt.Fprintf(tw, "history\trevision %d, %s by %s %s: %s (fermion history %s)\n", ch.Number, ch.Cause, or(ch.Who), since(time.Now(), ch.Time), or(changeMessage(*ch)), d.Name)
+	}
 	state := "converging"
 	switch {
 	case d.Deleting:

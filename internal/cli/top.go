@@ -89,7 +89,7 @@ func newTopCmd() *cobra.Command {
 // liveTop redraws the table every interval until ctx ends. A failed refresh shows its
 // error above the last table and is retried: the server may be failing over.
 func liveTop(ctx context.Context, w io.Writer, cl *client.Client, q client.SLIQuery, l *v1.SLIList, interval time.Duration) error {
-	redraw := isTerminal(w)
+	redraw := isTerminalOut(w)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var frame bytes.Buffer
@@ -127,8 +127,8 @@ func liveTop(ctx context.Context, w io.Writer, cl *client.Client, q client.SLIQu
 	}
 }
 
-// isTerminal reports whether w is a character device, where redrawing in place works.
-func isTerminal(w io.Writer) bool {
+// isTerminalOut reports whether w is a character device, where redrawing in place works.
+func isTerminalOut(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -173,7 +173,7 @@ func (s *admitter) writeAdmitted(ctx context.Context, name string, next *v1.Depl
 
 // nextDeployment is the record a PUT writes over cur (nil: absent) at revision rev, or
 // nil when nothing changed; state.ErrConflict when the precondition or the state forbids it.
-func nextDeployment(name string, cur *v1.Deployment, rev uint64, pre precondition, spec v1.DeploymentSpec, ver v1.Version, now time.Time) (*v1.Deployment, error) {
+func nextDeployment(name string, cur *v1.Deployment, rev uint64, pre precondition, spec v1.DeploymentSpec, ver v1.Version, now time.Time, change v1.Change) (*v1.Deployment, error) {
 	switch {
 	case pre.createOnly && cur != nil:
 		return nil, fmt.Errorf("%w: deployment %s already exists (revision %d)", state.ErrConflict, name, rev)
@@ -183,7 +183,7 @@ func nextDeployment(name string, cur *v1.Deployment, rev uint64, pre preconditio
 		return nil, fmt.Errorf("%w: deployment %s is being deleted; wait until it is gone", state.ErrConflict, name)
 	}
 	if cur == nil {
-		return &v1.Deployment{Name: name, Spec: spec, Version: ver, Generation: 1, Created: now, Updated: now}, nil
+		return &v1.Deployment{Name: name, Spec: spec, Version: ver, Generation: 1, Created: now, Updated: now, Change: &change}, nil
 	}
 	if specEqual(&cur.Spec, &spec) && cur.Version.Digest == ver.Digest {
 		return nil, nil
@@ -192,6 +192,7 @@ func nextDeployment(name string, cur *v1.Deployment, rev uint64, pre preconditio
 	next.Revision, next.Placement = 0, v1.Placement{}
 	next.Spec, next.Version, next.Updated = spec, ver, now
 	next.Generation++
+	next.Change = &change
 	return &next, nil
 }
 

@@ -319,6 +319,9 @@ func sameStatus(a, b *v1.InstanceStatus) bool {
 func (s *agentService) assignmentSet(node string) v1.AssignmentSet {
 	set := v1.AssignmentSet{Node: node}
 	set.Revision, set.Assignments = s.st.Assignments.OfNode(node)
+	for i := range set.Assignments {
+		set.Assignments[i].Keep = keepDigests(s.st, &set.Assignments[i]) // revisions (issue 15)
+	}
 	slices.SortFunc(set.Assignments, func(a, b v1.Assignment) int { return strings.Compare(a.Deployment, b.Deployment) })
 	return set
 }

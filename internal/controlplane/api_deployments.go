@@ -79,7 +79,6 @@ func parsePrecondition(r *http.Request) (precondition, *v1.Error) {
 }
 
 func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cred) (any, int, *v1.Error) {
-	ctx := r.Context()
 	name := r.PathValue("name")
 	if err := v1.ValidName("deployment", name); err != nil {
 		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "name", Message: err.Error()}
@@ -92,6 +91,17 @@ func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cr
 	if e := decodeBody(r, &spec); e != nil {
 		return nil, 0, e
 	}
+	message := r.URL.Query().Get("message")
+	if len(message) > v1.MaxRevisionMessage {
+		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "message", Message: "too long: keep it under 1024 bytes"}
+	}
+	return s.deploy(w, r, name, pre, spec, caller, v1.Change{Cause: v1.CauseDeploy, Message: message})
+}
+
+// deploy admits spec as name's new spec (a PUT, or a rollback to an earlier
+// revision's spec and digest) and writes it with change as its new revision.
+func (s *api) deploy(w http.ResponseWriter, r *http.Request, name string, pre precondition, spec v1.DeploymentSpec, caller cred, change v1.Change) (any, int, *v1.Error) {
+	ctx := r.Context()
 	if e := spec.Validate(); e != nil {
 		return nil, 0, e
 	}
@@ -144,7 +154,8 @@ func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cr
 			}
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: a.placeEr.Error()}
 		}
-		d, err = nextDeployment(name, a.cur, a.rev, pre, spec, ver, now)
+		change.Number, change.Who, change.Time = nextRevision(s.st, name, a.cur), who(caller), now
+		d, err = nextDeployment(name, a.cur, a.rev, pre, spec, ver, now, change)
 		if errors.Is(err, state.ErrConflict) {
 			return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: strings.TrimPrefix(err.Error(), state.ErrConflict.Error()+": ")}
 		}
@@ -173,9 +184,18 @@ func (s *api) apiPutDeployment(w http.ResponseWriter, r *http.Request, caller cr
 		return cd, http.StatusOK, nil
 	}
 	s.st.Deployments.WaitRev(ctx, rev)
+	// The revision after the record: a failure here leaves it for the revisions
+	// controller to write from the record (revisions.go), so the deploy stands.
+	if err := recordRevision(ctx, s.st, d); err != nil {
+		s.logger.Warn("record revision: the revisions controller will retry", "deployment", name, "err", err)
+	}
 	d.Revision, d.Warnings = rev, warnings
+	what := fmt.Sprintf("revision %d, generation %d", change.Number, d.Generation)
+	if change.Cause == v1.CauseRollback {
+		what = fmt.Sprintf("revision %d (rollback to revision %d), generation %d", change.Number, change.RollbackOf, d.Generation)
+	}
 	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
-		Message: fmt.Sprintf("generation %d: %s %s (%s) on %s", d.Generation, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
+		Message: fmt.Sprintf("%s: %s %s (%s) on %s", what, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
 	if created {
 		return d, http.StatusCreated, nil

@@ -16,6 +16,7 @@
 //	controllers    the leader's loop over the registered Controllers and LeaderRunners
 //	  lifecycleController   lost / ready / drained by the leases              (lifecycle.go)
 //	  deploymentController  placement, assignments, drain moves, retire      (controller.go)
+//	  revisionController    backfill, prune and clean up revisions           (revisions.go)
 //	placer         the scheduler's problem from the tables and policies       (placement.go)
 //	admitter       deploy-time dry run and the write conditional on it        (admission.go)
 //	policies       the compiled set in force, admission and placement checks  (policies.go)

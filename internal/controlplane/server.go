@@ -365,6 +365,7 @@ func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.
 	s.ctrl.list = []Controller{
 		&lifecycleController{cfg: &s.cfg, logger: s.logger, st: s.st, lead: s.lead, event: event},
 		&deploymentController{placer: pl, logger: s.logger, metrics: s.metrics, st: s.st, lead: s.lead, event: event},
+		&revisionController{st: s.st}, // revisions (issue 15)
 	}
 	s.ctrl.runners = []LeaderRunner{}
 }
@@ -375,8 +376,9 @@ func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.
 func (s *Server) routeGroups() []routeGroup {
 	return []routeGroup{
 		s.api.coreRoutes,
-		s.api.sloRoutes, // SLO hook (sloengine)
-		s.api.sliRoutes, // GET /v1/slis (api_slis.go)
+		s.api.sloRoutes,      // SLO hook (sloengine)
+		s.api.sliRoutes,      // GET /v1/slis (api_slis.go)
+		s.api.revisionRoutes, // revisions and rollback (issue 15)
 	}
 }
 

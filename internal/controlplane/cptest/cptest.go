@@ -86,6 +86,10 @@ func StartPlane(ctx context.Context, dir string, cfg controlplane.Config) (*Plan
 	return p, nil
 }
 
+// StopRegistry closes the registry's listener and connections: nodes can no longer
+// pull (the control plane still resolves images in-process).
+func (p *Plane) StopRegistry() { p.regSrv.Close() }
+
 // Close stops the servers and the replica.
 func (p *Plane) Close() {
 	p.apiSrv.Close()

@@ -31,6 +31,7 @@ const (
 	BucketTokens      = "fermion_tokens"      // token.<id>, node.<name>: API, join handler
 	BucketPolicies    = "fermion_policies"    // <policy>: API only (CAS); history = its last versions
 	BucketLeader      = "fermion_leader"      // controllers: leader election (TTL)
+	BucketRevisions   = "fermion_revisions"   // <deployment>.<n>: API (create only), revisions controller (backfill, prune)
 	streamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
 )
 
@@ -52,6 +53,7 @@ type Store struct {
 	Placements  *Table[v1.Placement]      // decided: scheduler's latest decision (fenced)
 	Creds       *Table[Cred]              // desired: API tokens, join handler
 	Policies    *Table[v1.Policy]         // desired: API only (CAS); history = its versions
+	Revisions   *Table[v1.Revision]       // desired: immutable, "<deployment>.<n>"; API creates, revisions controller backfills and prunes
 
 	Leader jetstream.KeyValue // the leader lease (TTL); not a table: one raw record
 	Events jetstream.Stream   // fermion.events.<type>, bounded
@@ -80,7 +82,7 @@ type Cred struct {
 // replicas copies each; the tables are empty until Run.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL time.Duration, maxEvents int64) (*Store, error) {
 	s := &Store{JS: js}
-	var deployments, nodes, leases, assignments, status, placements, tokens, policies jetstream.KeyValue
+	var deployments, nodes, leases, assignments, status, placements, tokens, policies, revisions jetstream.KeyValue
 	buckets := []struct {
 		kv      *jetstream.KeyValue
 		name    string
@@ -100,6 +102,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 		{&tokens, BucketTokens, 1, 0, jetstream.FileStorage},
 		{&s.Leader, BucketLeader, 1, leaderTTL, jetstream.FileStorage},
 		{&policies, BucketPolicies, policyHistory, 0, jetstream.FileStorage},
+		{&revisions, BucketRevisions, 1, 0, jetstream.FileStorage},
 	}
 	// Open them at once: replicas of a new cluster race to create them, and each
 	// race can cost an API timeout.
@@ -134,6 +137,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 	s.Creds = newTable[Cred](BucketTokens, tokens, js)
 	s.Placements = newTable[v1.Placement](BucketPlacements, placements, js)
 	s.Policies = newTable[v1.Policy](BucketPolicies, policies, js)
+	s.Revisions = newTable[v1.Revision](BucketRevisions, revisions, js)
 	return s, nil
 }
 
@@ -162,7 +166,7 @@ func (s *Store) tables() []interface {
 	return []interface {
 		run(ctx context.Context, log func(msg string, args ...any))
 		WaitReady(ctx context.Context) error
-	}{s.Deployments, s.Nodes, s.Leases, s.Assignments, s.Statuses, s.Creds, s.Placements, s.Policies}
+	}{s.Deployments, s.Nodes, s.Leases, s.Assignments, s.Statuses, s.Creds, s.Placements, s.Policies, s.Revisions}
 }
 
 // Run keeps every table current until ctx is done, one watch goroutine per table
@@ -284,6 +288,23 @@ func (t *Table[T]) PutIfLast(ctx context.Context, key string, v *T, last uint64)
 		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
 	return ack.Sequence, nil
+}
+
+// Create writes v under key only if the key holds nothing (immutable records such as
+// revisions); it reports created false, with no error, when the key exists already.
+func (t *Table[T]) Create(ctx context.Context, key string, v *T) (created bool, rev uint64, err error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false, 0, fmt.Errorf("encode %s: %w", key, err)
+	}
+	rev, err = t.kv.Create(ctx, key, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("create %s: %w", key, err)
+	}
+	return true, rev, nil
 }
 
 // Delete deletes key from the bucket (a missing key is no error).
