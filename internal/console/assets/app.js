@@ -385,6 +385,7 @@ const views = {
           `<tr><td></td><td colspan="7"><table data-k="revisions"><tbody>${rev.revisions.map((r) => {
             const n = r.change.number, cur = n === rev.current, key = "rollback:" + d.name + ":" + n;
             return `<tr><td>#${n}${cur ? ` <span class="chip">current</span>` : ""}</td><td>${esc(r.version.version)}</td><td class="dim">${esc(short(r.version.digest))}</td>
+              <td class="dim">${esc(r.change.cause || "")}${r.change.rollbackOf ? " to #" + r.change.rollbackOf : ""} · ${esc(ago(r.change.time))}${r.change.who ? " · " + esc(r.change.who) : ""}</td>
               <td class="dim">${esc(r.change.message || "")}</td>
               <td>${act && !cur ? `<button data-act="${S.confirm === key ? "rollback-confirm" : "rollback"}" data-name="${esc(d.name)}" data-to="${n}">${S.confirm === key ? "confirm roll back to #" + n : "roll back to #" + n}</button>` : ""}</td></tr>`;
           }).join("")}</tbody></table></td></tr>`;
