@@ -24,11 +24,24 @@ const S = {
 // For tests and measurement: numbers the page rendered and when.
 window.fermionConsole = { S, renders: 0, firstRender: 0, lastEventSeq: 0 };
 
+// Every read and action gives up after REQUEST_MS: a request stuck behind a busy
+// server must not stall the page; the next poll asks again.
+const REQUEST_MS = 10000;
+
 async function api(path, opts = {}) {
   const headers = { Authorization: "Bearer " + S.token, ...(opts.body ? { "Content-Type": "application/json" } : {}) };
-  const res = await fetch(path, { ...opts, headers, body: opts.body ? JSON.stringify(opts.body) : undefined });
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), REQUEST_MS);
+  let res, text;
+  try {
+    res = await fetch(path, { ...opts, headers, body: opts.body ? JSON.stringify(opts.body) : undefined, signal: ac.signal });
+    text = await res.text();
+  } catch (e) {
+    throw new Error(ac.signal.aborted ? path + ": no answer within " + REQUEST_MS / 1000 + " s" : path + ": " + e.message);
+  } finally {
+    clearTimeout(timer);
+  }
   if (res.status === 401) { signOut("Your token was refused: it is unknown, revoked or expired. Sign in again."); throw new Error("unauthorized"); }
-  const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!res.ok) {
@@ -42,7 +55,7 @@ async function api(path, opts = {}) {
 // ---- sign-in ----
 
 async function signIn(token) {
-  const res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token } });
+  const res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token }, signal: AbortSignal.timeout(REQUEST_MS) });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || "sign-in failed: " + res.status);
   S.token = token; S.session = body;
