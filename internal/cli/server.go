@@ -43,6 +43,9 @@ type serverOptions struct {
 	// SLO engine (sloengine): evaluation interval and alert receivers.
 	sloInterval                  time.Duration
 	alertmanagers, alertWebhooks []string
+	// Web console (console).
+	traceUIURL string
+	noConsole  bool
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -71,7 +74,8 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.DurationVar(&o.leaderTTL, "leader-ttl", 10*time.Second, "how long the controllers' leader lease lasts without renewal; a leader that cannot prove it for 3/4 of this steps down, and another takes over after it expires")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&o.saveContext, "save-context", true, "save the API URL and admin token as the CLI's default context")
-	o.sloFlags(c) // sloengine
+	o.sloFlags(c)     // sloengine
+	o.consoleFlags(c) // console
 }
 
 func newServerCmd() *cobra.Command {
@@ -145,6 +149,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		return nil, usageError{fmt.Errorf("--lease-lost (%s) must be longer than --lease-renew (%s)", o.leaseLost, o.leaseRenew)}
 	}
 	if err := o.checkSLOFlags(); err != nil { // sloengine
+		return nil, err
+	}
+	if err := o.checkConsoleFlags(); err != nil { // console
 		return nil, err
 	}
 	if o.leaderTTL < 400*time.Millisecond {
@@ -255,6 +262,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		Registry: regLn != nil, RegistryHost: o.registryHost, RegistryMaxBlobBytes: maxBlobBytes, RegistryTLS: regTLS != nil, TrustedKeys: trusted, TrustedKeyNames: names, RequireSigned: o.requireSigned, TrustMatchRepository: o.trustMatchRepository,
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, LeaderTTL: o.leaderTTL, Logger: logger, Metrics: reg,
 		SLOInterval: o.sloInterval, Alertmanagers: o.alertmanagers, AlertWebhooks: o.alertWebhooks, // sloengine
+		TraceUIURL: o.traceUIURL, NoConsole: o.noConsole, // console
 	})
 	if err != nil {
 		closeAll()
@@ -291,6 +299,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		contextPath = path
 	}
 	fmt.Fprintf(stdout, "control plane %s: API %s\n", cp.Name(), r.apiURL)
+	if !o.noConsole { // console
+		fmt.Fprintf(stdout, "web console %s/ui/ (sign in with a token)\n", r.apiURL)
+	}
 	fmt.Fprintf(stdout, "agents connect to %s\n", cp.NATSURL())
 	if r.registry != "" {
 		fmt.Fprintf(stdout, "registry %s\n", r.registry)

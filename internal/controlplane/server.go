@@ -23,6 +23,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/atomicfile"
+	"fermion.dev/fermion/internal/console"
 	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fleet"
@@ -100,6 +101,11 @@ type Config struct {
 	SLOInterval   time.Duration
 	Alertmanagers []string // Alertmanager base URLs (v2 API)
 	AlertWebhooks []string // webhook URLs
+
+	// Console hook (console): the web console at / and /ui/ on the API's handler.
+	// TraceUIURL is its trace link template ({trace_id}); NoConsole serves the API only.
+	TraceUIURL string
+	NoConsole  bool
 }
 
 func (c *Config) defaults() error {
@@ -133,6 +139,9 @@ func (c *Config) defaults() error {
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 5 * time.Second
+	}
+	if err := console.ValidateTraceUIURL(c.TraceUIURL); err != nil { // console hook
+		return fmt.Errorf("control plane: trace UI URL: %w", err)
 	}
 	if c.NATSListen == "" && c.NATS == "" {
 		c.NATSListen = "127.0.0.1:4222"
@@ -293,7 +302,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	s.handler = s.api.newAPI(s.routeGroups()...)
+	if s.handler, err = s.withConsole(s.api.newAPI(s.routeGroups()...)); err != nil { // console hook
+		s.Close()
+		return nil, err
+	}
 	s.ready.Store(true)
 	s.goRun(runCtx, s.election.leaderLoop)
 	s.goRun(runCtx, s.ctrl.controllerLoop)
@@ -466,7 +478,7 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 	return nil, false
 }
 
-// Handler serves the HTTP API (/v1/…).
+// Handler serves the HTTP API (/v1/…) and the web console (/, /ui/…).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is the built-in registry's handler, or nil.

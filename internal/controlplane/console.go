@@ -1,0 +1,33 @@
+package controlplane
+
+import (
+	"net/http"
+
+	"fermion.dev/fermion/internal/console"
+)
+
+// withConsole mounts the web console (package console) beside the API on the same
+// handler, so it shares the API's listener and TLS: /v1/… stays the API, everything
+// else is the console's (/ redirects to /ui/). The console identifies a token with
+// the token store only to choose which buttons to show; its actions are API calls,
+// checked by serveAPI like any other.
+func (s *Server) withConsole(api http.Handler) (http.Handler, error) {
+	if s.cfg.NoConsole {
+		return api, nil
+	}
+	ui, err := console.New(console.Config{
+		TraceUIURL: s.cfg.TraceUIURL,
+		Version:    s.cfg.Version,
+		Identify: func(tok string) (string, string, bool) {
+			c, ok := s.tokens.verifyToken(tok)
+			return c.ID, c.Role, ok
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
+	mux.Handle("/", ui)
+	return mux, nil
+}
