@@ -199,6 +199,12 @@ type Store struct {
 	kinds   map[sloSeriesKey]scopeSel // what Series handed out, for Counts
 	lastNow int64                     // the latest now seen, for Prune's horizon
 	scratch sli.Sketch                // for writers, under mu
+
+	// The group tier (agg.go).
+	agg    map[aggKey][]aggInterval
+	unsafe map[string]int64 // app → end of the latest window holding a summary not in agg
+	where  map[string]nodeWhere
+	moved  int64 // end of the latest interval in agg under a node's former place
 }
 
 // New returns an empty store.
@@ -207,7 +213,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{cfg: cfg, series: map[seriesKey]*series{}, byApp: map[string][]*series{},
-		stats: Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}}, kinds: map[sloSeriesKey]scopeSel{}}, nil
+		stats: Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}}, kinds: map[sloSeriesKey]scopeSel{},
+		agg: map[aggKey][]aggInterval{}, unsafe: map[string]int64{}, where: map[string]nodeWhere{}}, nil
 }
 
 // Config returns the store's configuration with defaults filled in.
@@ -281,8 +288,10 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 			copy(w.details[i+1:], w.details[i:])
 			w.details[i] = d
 		}
+		st.addGroupLocked(k, start, s.End.UnixNano(), w.start, w.start+int64(width), s)
 	} else {
 		w.detailsFrom = max(w.detailsFrom, s.End.UnixNano())
+		st.markUnsafeLocked(k.App, w.start+int64(width))
 	}
 	return Accepted
 }
@@ -327,6 +336,7 @@ func (st *Store) Prune(now time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.lastNow = max(st.lastNow, n)
+	st.pruneGroupsLocked(detailFloor)
 	for k, s := range st.series {
 		kept := s.windows[:0]
 		for _, w := range s.windows {
