@@ -309,11 +309,14 @@ func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored))
 				fn(whole)
 			}
 		case w.local != nil && w.detailsFrom <= max(from, ws):
-			for j := range w.details {
-				if d := &w.details[j]; d.end > from && d.end <= to {
-					fn(&d.s)
+			var x stored
+			w.details.each(ws, func(e detailEntry) bool {
+				if e.end > from && e.end <= to {
+					x.b = e.b
+					fn(&x)
 				}
-			}
+				return true
+			})
 		case we > from && we <= to && whole != nil:
 			fn(whole)
 		}

@@ -123,7 +123,7 @@ type window struct {
 	local *stored
 	// details are the raw intervals, one per interval start (routes merged),
 	// ascending, kept for DetailRetention.
-	details []detail
+	details detailBuf
 	// detailsFrom is the time (unix ns) from which details hold every interval of the
 	// window: 0 until a summary skipped the details or pruning dropped some.
 	detailsFrom int64
@@ -134,11 +134,6 @@ type window struct {
 	// rolled is the fingerprint of rollup; published what this replica last
 	// published for the window (leader only): both stop re-publishing.
 	rolled, published fingerprint
-}
-
-type detail struct {
-	start, end int64
-	s          stored
 }
 
 // seenSet is the seqs of one route merged into a window, as a bitmap over a 64-aligned
@@ -278,16 +273,14 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	}
 	if s.Start.After(now.Add(-st.cfg.DetailRetention)) {
 		start := s.Start.UnixNano()
-		i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start >= start })
-		if i < len(w.details) && w.details[i].start == start {
-			w.details[i].s.add(s, &st.scratch)
-			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
-		} else {
-			d := detail{start: start, end: s.End.UnixNano(), s: pack(s)}
-			w.details = append(w.details, detail{})
-			copy(w.details[i+1:], w.details[i:])
-			w.details[i] = d
-		}
+		w.details = w.details.put(w.start, start, s.End.UnixNano(), func(old []byte) []byte {
+			if old == nil {
+				return pack(s).b
+			}
+			p := stored{b: old}
+			p.add(s, &st.scratch)
+			return p.b
+		})
 		st.addGroupLocked(k, start, s.End.UnixNano(), w.start, w.start+int64(width), s)
 	} else {
 		w.detailsFrom = max(w.detailsFrom, s.End.UnixNano())
@@ -340,10 +333,10 @@ func (st *Store) Prune(now time.Time) {
 	for k, s := range st.series {
 		kept := s.windows[:0]
 		for _, w := range s.windows {
-			if len(w.details) > 0 && w.details[0].start <= detailFloor {
-				i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start > detailFloor })
-				w.detailsFrom = max(w.detailsFrom, w.details[i-1].end)
-				w.details = append(w.details[:0:0], w.details[i:]...)
+			if w.details != nil && w.start <= detailFloor {
+				var lastEnd int64
+				w.details, lastEnd = w.details.dropThrough(w.start, detailFloor)
+				w.detailsFrom = max(w.detailsFrom, lastEnd)
 			}
 			if w.start+width <= rawFloor {
 				w.local, w.details, w.seen = nil, nil, nil
@@ -394,7 +387,7 @@ func (st *Store) Stats() Stats {
 	for _, s := range st.series {
 		out.Windows += len(s.windows)
 		for _, w := range s.windows {
-			out.Details += len(w.details)
+			out.Details += w.details.len(w.start)
 		}
 	}
 	return out
