@@ -14,6 +14,10 @@
 //     which the leader writes from its local windows, so that SLO windows longer than
 //     the raw stream's age survive restarts and failovers.
 //
+// Beside them a group tier (agg.go) merges the detail tier per (app, version, region,
+// zone) at ingest; queries that do not reach into nodes read it when its answer is
+// provably the per-node one, so `fermion top` does not walk every node's series.
+//
 // The adapter in stream.go consumes both JetStream streams with ordered consumers from
 // their start on every replica, so a restarted replica rebuilds the same store.
 package fleet

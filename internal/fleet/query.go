@@ -149,6 +149,12 @@ type group struct {
 // Query answers q at now: one row per group with data or instances, sorted by the
 // grouped dimensions. instances are the nodes' last reported instance counts.
 func (st *Store) Query(q Query, now time.Time, instances []InstanceCount) v1.SLIList {
+	return st.query(q, now, instances, true)
+}
+
+// query is Query; groupTier false reads only the per-node data (for the tests that
+// check the two agree).
+func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupTier bool) v1.SLIList {
 	if q.Window <= 0 {
 		q.Window = DefaultWindow
 	}
@@ -192,19 +198,10 @@ func (st *Store) Query(q Query, now time.Time, instances []InstanceCount) v1.SLI
 		return g
 	}
 	st.mu.RLock()
-	for _, s := range st.seriesForLocked(q.App) {
-		k, ok := keyOf(s.key.App, s.key.Version, s.key.Node)
-		if !ok {
-			continue
-		}
-		var g *group
-		st.collectLocked(s, from, to, to, func(x *stored) {
-			if g == nil {
-				g = get(k)
-			}
-			x.mergeTo(&g.sum)
-			g.has = true
-		})
+	if groupTier && st.groupTierCovers(q, by, from, to) {
+		st.queryGroupsLocked(q, by, from, to, get)
+	} else {
+		st.queryNodesLocked(q, from, to, keyOf, get)
 	}
 	st.mu.RUnlock()
 	for _, ic := range instances {
@@ -252,6 +249,25 @@ func row(k groupKey, g *group, window time.Duration) v1.SLIGroup {
 	return r
 }
 
+// queryNodesLocked answers q from the per-node series, calling get for each group with
+// data.
+func (st *Store) queryNodesLocked(q Query, from, to int64, keyOf func(app, version, node string) (groupKey, bool), get func(groupKey) *group) {
+	for _, s := range st.seriesForLocked(q.App) {
+		k, ok := keyOf(s.key.App, s.key.Version, s.key.Node)
+		if !ok {
+			continue
+		}
+		var g *group
+		st.collectLocked(s, from, to, to, func(x *stored) {
+			if g == nil {
+				g = get(k)
+			}
+			x.mergeTo(&g.sum)
+			g.has = true
+		})
+	}
+}
+
 // seriesForLocked is every series of app, or every series when app is "".
 func (st *Store) seriesForLocked(app string) []*series {
 	if app != "" {
@@ -293,11 +309,14 @@ func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored))
 				fn(whole)
 			}
 		case w.local != nil && w.detailsFrom <= max(from, ws):
-			for j := range w.details {
-				if d := &w.details[j]; d.end > from && d.end <= to {
-					fn(&d.s)
+			var x stored
+			w.details.each(ws, func(e detailEntry) bool {
+				if e.end > from && e.end <= to {
+					x.b = e.b
+					fn(&x)
 				}
-			}
+				return true
+			})
 		case we > from && we <= to && whole != nil:
 			fn(whole)
 		}

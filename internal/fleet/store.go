@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ type window struct {
 	local *stored
 	// details are the raw intervals, one per interval start (routes merged),
 	// ascending, kept for DetailRetention.
-	details []detail
+	details detailBuf
 	// detailsFrom is the time (unix ns) from which details hold every interval of the
 	// window: 0 until a summary skipped the details or pruning dropped some.
 	detailsFrom int64
@@ -132,13 +133,10 @@ type window struct {
 	// rollup is the leader's downsample of the window, from the rollup stream.
 	rollup *stored
 	// rolled is the fingerprint of rollup; published what this replica last
-	// published for the window (leader only): both stop re-publishing.
-	rolled, published fingerprint
-}
-
-type detail struct {
-	start, end int64
-	s          stored
+	// published for the window (leader only): both stop re-publishing. Kept as
+	// fingerprint.sum (8 bytes, not 56 each): a window record is held for every
+	// series and 5-minute window of the 6-hour local tier.
+	rolled, published uint64
 }
 
 // seenSet is the seqs of one route merged into a window, as a bitmap over a 64-aligned
@@ -187,6 +185,20 @@ func fingerprintOf(s *sli.Summary) fingerprint {
 	return fingerprint{s.Requests(), s.ColdStarts, sum(s.InstanceStarts), sum(s.Discards), sum(s.LimitRejections), s.MemoryMaxBytes, s.CPUTime}
 }
 
+// fingerprintSeed keys fingerprint.sum; sums are only compared within one process.
+var fingerprintSeed = maphash.MakeSeed()
+
+// sum is a 64-bit hash of f, 0 for the zero fingerprint (an empty window, which
+// needs no rollup, like a window with none recorded). Two different fingerprints
+// share a sum with probability 2⁻⁶⁴; the cost would be one window's rollup not
+// re-published after a backfill.
+func (f fingerprint) sum() uint64 {
+	if f == (fingerprint{}) {
+		return 0
+	}
+	return maphash.Comparable(fingerprintSeed, f) | 1
+}
+
 // Store holds the fleet's SLIs. It is safe for concurrent use; one mutex guards
 // everything (a leaf lock: nothing is called while it is held).
 type Store struct {
@@ -199,6 +211,12 @@ type Store struct {
 	kinds   map[sloSeriesKey]scopeSel // what Series handed out, for Counts
 	lastNow int64                     // the latest now seen, for Prune's horizon
 	scratch sli.Sketch                // for writers, under mu
+
+	// The group tier (agg.go).
+	agg    map[aggKey][]aggInterval
+	unsafe map[string]int64 // app → end of the latest window holding a summary not in agg
+	where  map[string]nodeWhere
+	moved  int64 // end of the latest interval in agg under a node's former place
 }
 
 // New returns an empty store.
@@ -207,7 +225,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{cfg: cfg, series: map[seriesKey]*series{}, byApp: map[string][]*series{},
-		stats: Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}}, kinds: map[sloSeriesKey]scopeSel{}}, nil
+		stats: Stats{Raw: map[string]uint64{}, Rollups: map[string]uint64{}}, kinds: map[sloSeriesKey]scopeSel{},
+		agg: map[aggKey][]aggInterval{}, unsafe: map[string]int64{}, where: map[string]nodeWhere{}}, nil
 }
 
 // Config returns the store's configuration with defaults filled in.
@@ -271,18 +290,18 @@ func (st *Store) add(s *sli.Summary, now time.Time) Outcome {
 	}
 	if s.Start.After(now.Add(-st.cfg.DetailRetention)) {
 		start := s.Start.UnixNano()
-		i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start >= start })
-		if i < len(w.details) && w.details[i].start == start {
-			w.details[i].s.add(s, &st.scratch)
-			w.details[i].end = max(w.details[i].end, s.End.UnixNano())
-		} else {
-			d := detail{start: start, end: s.End.UnixNano(), s: pack(s)}
-			w.details = append(w.details, detail{})
-			copy(w.details[i+1:], w.details[i:])
-			w.details[i] = d
-		}
+		w.details = w.details.put(w.start, start, s.End.UnixNano(), func(old []byte) []byte {
+			if old == nil {
+				return pack(s).b
+			}
+			p := stored{b: old}
+			p.add(s, &st.scratch)
+			return p.b
+		})
+		st.addGroupLocked(k, start, s.End.UnixNano(), w.start, w.start+int64(width), s)
 	} else {
 		w.detailsFrom = max(w.detailsFrom, s.End.UnixNano())
+		st.markUnsafeLocked(k.App, w.start+int64(width))
 	}
 	return Accepted
 }
@@ -311,7 +330,7 @@ func (st *Store) AddRollup(s *sli.Summary, now time.Time) error {
 	w := st.seriesLocked(k).windowLocked(ws.UnixNano())
 	p := pack(s)
 	w.rollup = &p
-	w.rolled = fingerprintOf(s)
+	w.rolled = fingerprintOf(s).sum()
 	st.stats.Rollups["accepted"]++
 	return nil
 }
@@ -327,13 +346,14 @@ func (st *Store) Prune(now time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.lastNow = max(st.lastNow, n)
+	st.pruneGroupsLocked(detailFloor)
 	for k, s := range st.series {
 		kept := s.windows[:0]
 		for _, w := range s.windows {
-			if len(w.details) > 0 && w.details[0].start <= detailFloor {
-				i := sort.Search(len(w.details), func(i int) bool { return w.details[i].start > detailFloor })
-				w.detailsFrom = max(w.detailsFrom, w.details[i-1].end)
-				w.details = append(w.details[:0:0], w.details[i:]...)
+			if w.details != nil && w.start <= detailFloor {
+				var lastEnd int64
+				w.details, lastEnd = w.details.dropThrough(w.start, detailFloor)
+				w.detailsFrom = max(w.detailsFrom, lastEnd)
 			}
 			if w.start+width <= rawFloor {
 				w.local, w.details, w.seen = nil, nil, nil
@@ -384,7 +404,7 @@ func (st *Store) Stats() Stats {
 	for _, s := range st.series {
 		out.Windows += len(s.windows)
 		for _, w := range s.windows {
-			out.Details += len(w.details)
+			out.Details += w.details.len(w.start)
 		}
 	}
 	return out
@@ -406,7 +426,7 @@ func (st *Store) PendingRollups(now time.Time, grace time.Duration) []sli.Summar
 			if w.local == nil || w.start < floor || w.start+width+int64(grace) > n {
 				continue
 			}
-			fp := w.local.fingerprint()
+			fp := w.local.fingerprint().sum()
 			if fp == w.rolled || fp == w.published {
 				continue
 			}
@@ -443,7 +463,7 @@ func (st *Store) MarkPublished(r *sli.Summary) {
 	start := r.Start.UnixNano()
 	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start >= start })
 	if i < len(s.windows) && s.windows[i].start == start {
-		s.windows[i].published = fingerprintOf(r)
+		s.windows[i].published = fingerprintOf(r).sum()
 	}
 }
 
