@@ -219,9 +219,14 @@ func TestSLIsFromARealAgentReachTheStream(t *testing.T) {
 		}
 		return nil
 	})
-	if v := n.metric(t, "fermion_sli_sent_total", "accepted"); v == 0 {
-		t.Error("fermion_sli_sent_total{result=accepted} is 0")
-	}
+	// The agent counts a batch when the server's reply arrives, just after the stream
+	// has it: wait for the count rather than race it.
+	fermiontest.WaitFor(t, 15*time.Second, func() error {
+		if v := n.metric(t, "fermion_sli_sent_total", "accepted"); v == 0 {
+			return errors.New("fermion_sli_sent_total{result=accepted} is 0")
+		}
+		return nil
+	})
 	if v := n.metric(t, "fermion_sli_sent_total", "refused"); v != 0 {
 		t.Errorf("fermion_sli_sent_total{result=refused} is %v, want 0", v)
 	}
