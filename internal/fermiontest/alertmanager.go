@@ -22,11 +22,28 @@ func AlertmanagerBin() string {
 	return ""
 }
 
+// NeedAlertmanager returns the installed Alertmanager's path, or skips the test.
+func NeedAlertmanager(t testing.TB) string {
+	t.Helper()
+	bin := AlertmanagerBin()
+	if bin == "" {
+		t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager)")
+	}
+	return bin
+}
+
 // StartAlertmanager runs the Alertmanager at bin on a free loopback port with no
 // cluster gossip, routing every alert at once (grouped by alertname and scope) to the
 // webhook receiver at hook with resolved notifications on, until the test ends. It
 // returns its base URL once it answers ready.
 func StartAlertmanager(t testing.TB, bin, hook string) string {
+	t.Helper()
+	return StartAlertmanagerAt(t, bin, hook, 0)
+}
+
+// StartAlertmanagerAt is StartAlertmanager on a given loopback port (0: a free one), for
+// tests that stop an Alertmanager and start another where the first one was.
+func StartAlertmanagerAt(t testing.TB, bin, hook string, port int) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`route:
@@ -44,7 +61,10 @@ receivers:
 	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", Ports(t, 1)[0])
+	if port == 0 {
+		port = Ports(t, 1)[0]
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var logs strings.Builder
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,

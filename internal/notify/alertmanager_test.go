@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,83 +14,11 @@ import (
 	"fermion.dev/fermion/internal/slo"
 )
 
-// alertmanagerBin returns Alertmanager's binary, or skips the test.
-func alertmanagerBin(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
-		if bin, err := exec.LookPath(name); err == nil {
-			return bin
-		}
-	}
-	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager); the v2 API test is skipped")
-	return ""
-}
-
-// startAlertmanager runs Debian's prometheus-alertmanager on a loopback port (0: a free
-// one) with no cluster gossip, routing every alert to webhookURL within a second, and
-// returns its base URL. It skips the test when Alertmanager is not installed.
+// startAlertmanager runs Alertmanager on a loopback port (0: a free one), routing every
+// alert to webhookURL within a second; it skips the test when Alertmanager is absent.
 func startAlertmanager(t *testing.T, webhookURL string, port int) string {
 	t.Helper()
-	bin := alertmanagerBin(t)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: %s
-        send_resolved: true
-`, webhookURL)
-	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if port == 0 {
-		port = fermiontest.Ports(t, 1)[0]
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var logs strings.Builder
-	cmd := exec.Command(bin,
-		"--config.file="+filepath.Join(dir, "alertmanager.yml"),
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=",
-		"--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start alertmanager: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	fermiontest.WaitFor(t, 30*time.Second, func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("alertmanager exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ready: %s", resp.Status)
-		}
-		return nil
-	})
-	return base
+	return fermiontest.StartAlertmanagerAt(t, fermiontest.NeedAlertmanager(t), webhookURL, port)
 }
 
 // gettableAlert is the part of Alertmanager's GET /api/v2/alerts answer the test reads.
@@ -201,7 +125,7 @@ func hookSaw(r *recorder, status string) error {
 // TestAlertmanagerDown: alerts sent while Alertmanager is not running stay queued and
 // are retried; once it starts, they arrive.
 func TestAlertmanagerDown(t *testing.T) {
-	alertmanagerBin(t)
+	fermiontest.NeedAlertmanager(t)
 	hook := newRecorder(t)
 	port := fermiontest.Ports(t, 1)[0]
 	n, err := New(Config{

@@ -334,7 +334,7 @@ func TestAlertmanagerDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Alertmanager")
 	}
-	alertmanagerBin(t)
+	fermiontest.NeedAlertmanager(t)
 	port := fermiontest.Ports(t, 1)[0]
 	reg := prometheus.NewRegistry()
 	n, err := notify.New(notify.Config{

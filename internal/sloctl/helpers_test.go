@@ -3,14 +3,9 @@ package sloctl
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,17 +139,6 @@ func (r *rig) tick(t *testing.T) []slo.Transition {
 	return tr
 }
 
-// alertmanagerBin skips the test when Alertmanager is not installed.
-func alertmanagerBin(t *testing.T) {
-	t.Helper()
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
-		if _, err := exec.LookPath(name); err == nil {
-			return
-		}
-	}
-	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager)")
-}
-
 // alertmanager runs Debian's prometheus-alertmanager on a loopback port, routing every
 // alert at once to hook, and returns its base URL; it skips the test when absent.
 func alertmanager(t *testing.T, hook string) string { return alertmanagerAt(t, hook, 0) }
@@ -162,54 +146,7 @@ func alertmanager(t *testing.T, hook string) string { return alertmanagerAt(t, h
 // alertmanagerAt is alertmanager on a given port (0: a free one).
 func alertmanagerAt(t *testing.T, hook string, port int) string {
 	t.Helper()
-	var bin string
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager)")
-	}
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("route:\n  receiver: hook\n  group_by: [alertname, scope]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: %s\n        send_resolved: true\n", hook)
-	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if port == 0 {
-		port = fermiontest.Ports(t, 1)[0]
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var logs strings.Builder
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start alertmanager: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	fermiontest.WaitFor(t, 30*time.Second, func() error {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ready: %s", resp.Status)
-		}
-		return nil
-	})
-	return base
+	return fermiontest.StartAlertmanagerAt(t, fermiontest.NeedAlertmanager(t), hook, port)
 }
 
 // hookRecorder is Alertmanager's (or Fermion's) webhook receiver.
