@@ -22,7 +22,6 @@ import (
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
 	"fermion.dev/fermion/internal/fermiontest"
-	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
 )
 
@@ -141,25 +140,7 @@ func startRegionNode(t *testing.T, natsURL, token, name, region string) string {
 // pushStatusGuest packages the status fault guest and pushes it to p's registry.
 func pushStatusGuest(t *testing.T, p *cptest.Plane) string {
 	t.Helper()
-	const dir = "examples/testdata/faults/status"
-	m, err := manifest.Load(filepath.Join(fermiontest.Root(t), dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := artifact.Package(m, fermiontest.Guest(t, dir, true), artifact.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	image := p.Registry + "/status:0.1.0"
-	ref, err := oci.ParseRef(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &oci.Client{Token: p.Token, HTTPClient: &http.Client{Timeout: 30 * time.Second}}
-	if _, err := c.Push(context.Background(), ref, a); err != nil {
-		t.Fatal(err)
-	}
-	return image
+	return p.PushGuest(t, "examples/testdata/faults/status", "status", "0.1.0", artifact.Meta{})
 }
 
 // load sends requests to gw/status one after another until stop, asking for a 500

@@ -101,15 +101,22 @@ func (p *Plane) Close() {
 // its digest, pushes it to the plane's registry as <name>:<tag> and returns the image.
 func (p *Plane) PushExample(t testing.TB, name, tag string, meta artifact.Meta) string {
 	t.Helper()
-	m, err := manifest.Load(filepath.Join(fermiontest.Root(t), "examples", name))
+	return p.PushGuest(t, "examples/"+name, name, tag, meta)
+}
+
+// PushGuest packages the reactor guest in dir (relative to the repository root, built
+// once per test binary) with meta, pushes it as <repo>:<tag> and returns the image.
+func (p *Plane) PushGuest(t testing.TB, dir, repo, tag string, meta artifact.Meta) string {
+	t.Helper()
+	m, err := manifest.Load(filepath.Join(fermiontest.Root(t), dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := artifact.Package(m, fermiontest.Guest(t, "examples/"+name, true), meta)
+	a, err := artifact.Package(m, fermiontest.Guest(t, dir, true), meta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := p.Registry + "/" + name + ":" + tag
+	image := p.Registry + "/" + repo + ":" + tag
 	ref, err := oci.ParseRef(image)
 	if err != nil {
 		t.Fatal(err)
