@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -18,14 +17,7 @@ import (
 
 // isTerminal reports whether r is an interactive terminal; a variable so tests can
 // answer a prompt from a pipe.
-var isTerminal = func(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+var isTerminal = func(r io.Reader) bool { return isCharDevice(r) }
 
 func newDeleteCmd() *cobra.Command {
 	var af apiFlags

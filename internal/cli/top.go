@@ -127,9 +127,13 @@ func liveTop(ctx context.Context, w io.Writer, cl *client.Client, q client.SLIQu
 	}
 }
 
-// isTerminalOut reports whether w is a character device, where redrawing in place works.
-func isTerminalOut(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminalOut reports whether w is a terminal, where redrawing in place works.
+func isTerminalOut(w io.Writer) bool { return isCharDevice(w) }
+
+// isCharDevice reports whether v is an *os.File on a character device (a terminal), not
+// a pipe or a file.
+func isCharDevice(v any) bool {
+	f, ok := v.(*os.File)
 	if !ok {
 		return false
 	}
