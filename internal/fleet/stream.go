@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/sli"
 )
@@ -18,11 +19,11 @@ import (
 // The JetStream side: the two streams, the consumers every replica runs, and the
 // leader's rollup writer.
 const (
-	// StreamRaw holds every node's raw summaries: subject fermion.slis.<node>, one
-	// sli.EncodeSummary'd summary per message, Nats-Msg-Id node/seq/deployment/version/route.
-	StreamRaw     = "FERMION_SLIS"
-	SubjectRaw    = "fermion.slis.>"
-	subjectRawFmt = "fermion.slis.%s"
+	// StreamRaw holds every node's raw summaries, as the agent protocol defines it
+	// (api/v1: v1.StreamSLIs, subject v1.SubjectSLIStream(node), one
+	// sli.EncodeSummary'd summary per message, Nats-Msg-Id v1.SLIMsgID).
+	StreamRaw  = v1.StreamSLIs
+	SubjectRaw = v1.SubjectSLIStreamAll
 	// StreamRollup holds the leader's 5-minute downsamples per (app, version, node):
 	// subject fermion.slis5m.<node>.
 	StreamRollup     = "FERMION_SLIS_5M"
@@ -31,21 +32,24 @@ const (
 
 	// RawMaxAge and RollupMaxAge bound the streams by age; the byte bounds below
 	// bound them by size whichever comes first (oldest dropped).
-	RawMaxAge      = 6 * time.Hour
+	RawMaxAge      = v1.SLIStreamMaxAge
 	RollupMaxAge   = 30 * 24 * time.Hour
 	RawMaxBytes    = 1 << 30
 	RollupMaxBytes = 1 << 30
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
-	DuplicateWindow = 2 * time.Minute
+	DuplicateWindow = v1.SLIStreamDuplicates
 )
 
 // RawSubject is the subject a node publishes its raw summaries on.
-func RawSubject(node string) string { return fmt.Sprintf(subjectRawFmt, node) }
+func RawSubject(node string) string { return v1.SubjectSLIStream(node) }
+
+// RollupSubject is the subject the leader publishes a node's rollups on.
+func RollupSubject(node string) string { return fmt.Sprintf(subjectRollupFmt, node) }
 
 // MsgID is the Nats-Msg-Id of a raw summary, which JetStream dedupes for
 // DuplicateWindow (the store dedupes for longer).
 func MsgID(s *sli.Summary) string {
-	return fmt.Sprintf("%s/%d/%s/%s/%s", s.Node, s.Seq, s.Key.Deployment, s.Key.Version, s.Key.Route)
+	return v1.SLIMsgID(s.Node, s.Seq, s.Key.Deployment, s.Key.Version, s.Key.Route)
 }
 
 // StreamConfigs are the two streams' configurations; replicas is 3 in a cluster.
@@ -184,7 +188,11 @@ func (in *Ingest) consume(ctx context.Context, i int, stream string) error {
 
 func (in *Ingest) handle(stream string, msg jetstream.Msg) {
 	s, err := sli.DecodeSummary(msg.Data())
-	if err == nil && msg.Subject() != fmt.Sprintf(map[bool]string{true: subjectRawFmt, false: subjectRollupFmt}[stream == StreamRaw], s.Node) {
+	want := RawSubject(s.Node)
+	if stream == StreamRollup {
+		want = RollupSubject(s.Node)
+	}
+	if err == nil && msg.Subject() != want {
 		// A node may publish only on its own subject; the payload must agree.
 		err = fmt.Errorf("summary of node %q published on %s", s.Node, msg.Subject())
 	}
@@ -262,7 +270,7 @@ func (r *Rollups) PublishOnce(ctx context.Context) (int, error) {
 	var b []byte
 	for _, s := range r.Store.PendingRollups(now(), grace) {
 		b = sli.EncodeSummary(b[:0], s)
-		m := nats.NewMsg(fmt.Sprintf(subjectRollupFmt, s.Node))
+		m := nats.NewMsg(RollupSubject(s.Node))
 		m.Data = b
 		if _, err := r.JS.PublishMsg(ctx, m); err != nil {
 			return n, fmt.Errorf("publish rollup of %s/%s on %s at %s: %w", s.Key.Deployment, s.Key.Version, s.Node, s.Start.Format(time.RFC3339), err)
