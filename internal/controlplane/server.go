@@ -95,8 +95,8 @@ type Config struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 
-	// SLO hook (sloengine): the SLI store the SLO engine reads (nil: none yet), how
-	// often the leader evaluates (default 10s), and where alerts go.
+	// The SLO engine: the SLIs it reads (nil: the replica's fleet SLI store; tests give
+	// their own), how often the leader evaluates (default 10s), and where alerts go.
 	SLISource     slo.Source
 	SLOInterval   time.Duration
 	Alertmanagers []string // Alertmanager base URLs (v2 API)

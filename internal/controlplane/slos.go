@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,14 +27,9 @@ func (s *Server) startSLOs(ctx, runCtx context.Context, js jetstream.JetStream, 
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
-	src := s.cfg.SLISource
-	if src == nil && s.slis != nil {
-		src = s.slis // the fleet SLI store (api_slis.go)
-	}
-	if src == nil {
-		// No SLI store wired in: the engine evaluates nothing until one is.
-		s.logger.Warn("no SLI store configured: SLOs are stored but have no SLIs to evaluate")
-		src = &lockedIntervals{iv: slo.NewIntervals()}
+	var src slo.Source = s.slis // the fleet SLI store (api_slis.go), started before
+	if s.cfg.SLISource != nil {
+		src = s.cfg.SLISource
 	}
 	var n *notify.Notifier
 	var receivers []notify.Receiver
@@ -81,25 +75,6 @@ func (s *Server) sloApps() []sloctl.App {
 
 // SLOs is the SLO controller (the rollout controller marks versions expected on it).
 func (s *Server) SLOs() *sloctl.Controller { return s.slos }
-
-// lockedIntervals is an empty, concurrency-safe SLI source for a server without an SLI
-// store.
-type lockedIntervals struct {
-	mu sync.Mutex
-	iv *slo.Intervals
-}
-
-func (l *lockedIntervals) Series(sp *slo.Spec, from, to time.Time) []slo.Series {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.iv.Series(sp, from, to)
-}
-
-func (l *lockedIntervals) Counts(se slo.Series, sli slo.SLI, from, to time.Time) slo.Counts {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.iv.Counts(se, sli, from, to)
-}
 
 // sloRoutes registers the SLO and alert routes: deployers change, viewers read.
 func (s *api) sloRoutes(route routeFunc) {
