@@ -79,7 +79,12 @@ type EngineConfig struct {
 
 // Engine compiles modules and creates Functions. It is safe for concurrent use.
 type Engine struct {
-	closing  sync.WaitGroup // runtimes of closed functions waiting for their last requests
+	closing sync.WaitGroup // runtimes of closed functions waiting for their last requests
+	// loadMu guards closed; loads counts Loads in flight, which Close waits for: they
+	// compile through the shared cache, whose engine panics once the cache is closed.
+	loadMu   sync.Mutex
+	closed   bool
+	loads    sync.WaitGroup
 	cache    wazero.CompilationCache
 	rewrites rewriteCache
 	workers  int
@@ -166,16 +171,20 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the compilation cache. Functions must be closed first; Close waits
-// (until ctx is done) for the runtimes of functions whose Close timed out, since their
-// compiled code must outlive the requests still running on it.
+// Close releases the compilation cache. Functions must be closed first; Close refuses
+// new Loads and waits (until ctx is done) for those in flight, which compile through the
+// cache, and for the runtimes of functions whose Close timed out, since their compiled
+// code must outlive the requests still running on it.
 func (e *Engine) Close(ctx context.Context) error {
+	e.loadMu.Lock()
+	e.closed = true
+	e.loadMu.Unlock()
 	done := make(chan struct{})
-	go func() { e.closing.Wait(); close(done) }()
+	go func() { e.loads.Wait(); e.closing.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("close engine: requests of closed functions still running: %w", ctx.Err())
+		return fmt.Errorf("close engine: loads, or requests of closed functions, still running: %w", ctx.Err())
 	}
 	return e.cache.Close(ctx)
 }
@@ -223,10 +232,21 @@ func Digest(wasm []byte) string { return digestOf(sumOf(wasm)) }
 // ErrNotWasm is returned for bytes that are not a WebAssembly binary module.
 var ErrNotWasm = errors.New("not a WebAssembly module (missing \\0asm magic)")
 
+// ErrEngineClosed is returned by Load after Close: the node is shutting down.
+var ErrEngineClosed = errors.New("the engine is closed (the node is shutting down)")
+
 // Load compiles spec's module (from the cache when possible), checks its ABI and
 // prewarms min_warm instances. The Function serves until Close.
 func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	id := spec.Name + "@" + spec.Version
+	e.loadMu.Lock()
+	if e.closed {
+		e.loadMu.Unlock()
+		return nil, fmt.Errorf("load %s: %w", id, ErrEngineClosed)
+	}
+	e.loads.Add(1)
+	e.loadMu.Unlock()
+	defer e.loads.Done()
 	if len(spec.Wasm) < 8 || string(spec.Wasm[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotWasm)
 	}
