@@ -29,6 +29,7 @@ import (
 	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/registry"
+	"fermion.dev/fermion/internal/rollout"
 	"fermion.dev/fermion/internal/slo"
 	"fermion.dev/fermion/internal/sloctl"
 	"fermion.dev/fermion/internal/telemetry"
@@ -101,6 +102,10 @@ type Config struct {
 	SLOInterval   time.Duration
 	Alertmanagers []string // Alertmanager base URLs (v2 API)
 	AlertWebhooks []string // webhook URLs
+
+	// RolloutMetrics is where canary analysis reads its samples (nil: the replica's
+	// fleet SLI store); the server sets it to a Prometheus source when one is configured.
+	RolloutMetrics rollout.Metrics
 
 	// Console hook (console): the web console at / and /ui/ on the API's handler.
 	// TraceUIURL is its trace link template ({trace_id}); NoConsole serves the API only.
