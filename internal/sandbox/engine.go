@@ -210,19 +210,26 @@ type Spec struct {
 	Labels map[string]string
 	// NoSnapshot is the manifest's component.snapshot = false (snapshot.go).
 	NoSnapshot bool
+	// Warmup is the manifest's component.warmup: the request target every new reactor
+	// instance is sent (GET) before it joins the pool; "" for none. WarmupTimeout
+	// bounds it (warmup.go).
+	Warmup        string
+	WarmupTimeout time.Duration
 }
 
 // SpecFromManifest builds a Spec from a manifest and the module bytes.
 func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
 	return Spec{
-		Name:         m.App.Name,
-		Version:      m.App.Version,
-		Wasm:         wasm,
-		ABI:          m.Component.ABI,
-		Limits:       m.Limits,
-		Capabilities: m.Capabilities,
-		Scaling:      m.Scaling,
-		NoSnapshot:   m.Component.NoSnapshot,
+		Name:          m.App.Name,
+		Version:       m.App.Version,
+		Wasm:          wasm,
+		ABI:           m.Component.ABI,
+		Limits:        m.Limits,
+		Capabilities:  m.Capabilities,
+		Scaling:       m.Scaling,
+		NoSnapshot:    m.Component.NoSnapshot,
+		Warmup:        m.Component.Warmup,
+		WarmupTimeout: m.Component.WarmupTimeout,
 	}
 }
 
@@ -316,6 +323,9 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 
 	kind, err := detectABI(compiled, spec.ABI)
 	if err != nil {
+		return fail(err)
+	}
+	if err := checkWarmup(spec, kind); err != nil { // warmup.go
 		return fail(err)
 	}
 	if min := minMemoryPages(compiled); min > pages {
