@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"fermion.dev/fermion/internal/rollout"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -65,9 +66,9 @@ func TestSamplesFromRealPrometheus(t *testing.T) {
 		}
 	}
 	record(stable, 198, 2, 0.003, 3, map[string]int{telemetry.ReasonIdle: 4})
-	record(canary, 45, 5, 0.030, 1, map[string]int{telemetry.ReasonTrap: 2, telemetry.ReasonTimeout: 1, telemetry.ReasonRecycled: 7})
+	record(canary, 180, 20, 0.030, 1, map[string]int{telemetry.ReasonTrap: 2, telemetry.ReasonTimeout: 1, telemetry.ReasonRecycled: 7})
 	record(other, 1000, 1000, 1, 50, map[string]int{telemetry.ReasonTrap: 9})
-	pollQuery(t, s, `sum(fermion_requests_total{function="hello"})`, 250)
+	pollQuery(t, s, `sum(fermion_requests_total{function="hello"})`, 400)
 
 	vec, err := s.query(ctx, `max(timestamp(fermion_requests_total{function="hello"}))`, time.Now())
 	if err != nil || len(vec) != 1 {
@@ -81,25 +82,35 @@ func TestSamplesFromRealPrometheus(t *testing.T) {
 	if st.Requests != 200 || st.Errors != 2 || st.ColdStarts != 3 || st.Traps != 0 {
 		t.Errorf("stable = %d requests, %d errors, %d cold starts, %d traps; want 200, 2, 3, 0", st.Requests, st.Errors, st.ColdStarts, st.Traps)
 	}
-	if ca.Requests != 50 || ca.Errors != 5 || ca.ColdStarts != 1 || ca.Traps != 3 {
-		t.Errorf("canary = %d requests, %d errors, %d cold starts, %d traps; want 50, 5, 1, 3", ca.Requests, ca.Errors, ca.ColdStarts, ca.Traps)
+	if ca.Requests != 200 || ca.Errors != 20 || ca.ColdStarts != 1 || ca.Traps != 3 {
+		t.Errorf("canary = %d requests, %d errors, %d cold starts, %d traps; want 200, 20, 1, 3", ca.Requests, ca.Errors, ca.ColdStarts, ca.Traps)
 	}
 	if st.Latency == nil || ca.Latency == nil {
 		t.Fatal("no latency")
 	}
-	if st.Latency.Count() != 200 || ca.Latency.Count() != 50 {
-		t.Errorf("latency counts %d, %d; want 200, 50", st.Latency.Count(), ca.Latency.Count())
+	if st.Latency.Count() != 200 || ca.Latency.Count() != 200 {
+		t.Errorf("latency counts %d, %d; want 200 each", st.Latency.Count(), ca.Latency.Count())
 	}
 	// Stable's 198 fast requests fall in (2.5ms, 5ms]: its median is in that bucket.
 	if p := st.Latency.Quantile(0.5); p <= 2500*time.Microsecond || p > 5*time.Millisecond {
 		t.Errorf("stable median %v, want within its bucket (2.5ms, 5ms]", p)
 	}
-	// The canary's 45 in (25ms, 50ms], its 5 errors at 120ms in (100ms, 250ms].
+	// The canary's 180 in (25ms, 50ms], its 20 errors at 120ms in (100ms, 250ms].
 	if p := ca.Latency.Quantile(0.5); p <= 25*time.Millisecond || p > 50*time.Millisecond {
 		t.Errorf("canary median %v, want within (25ms, 50ms]", p)
 	}
 	if p := ca.Latency.Quantile(0.99); p <= 100*time.Millisecond || p > 250*time.Millisecond {
 		t.Errorf("canary p99 %v, want within (100ms, 250ms]", p)
+	}
+	// The analysis on these samples: the canary's 10 % errors and 10× latency fail.
+	a := rollout.Analyse(rollout.DefaultChecks(), st, ca)
+	if a.Result != rollout.Fail {
+		t.Errorf("analysis %s, want fail", a)
+	}
+	for _, c := range a.Checks {
+		if (c.Check == "error_ratio" || c.Check == "p99_latency") && c.Result != rollout.Fail {
+			t.Errorf("%s: %s (%s), want fail", c.Check, c.Result, c.Reason)
+		}
 	}
 	// A version nobody served: no series, an empty sample, no error.
 	_, none, err := s.Samples(ctx, "hello", "1", "3", to.Add(-5*time.Minute), to)
