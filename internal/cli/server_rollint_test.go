@@ -8,7 +8,7 @@ import (
 )
 
 // TestRolloutMetricsFlags: a bad Prometheus URL or metrics config is a usage error
-// before the server starts anything, positioned in the file.
+// before fermion server or fermion up starts anything, positioned in the file.
 func TestRolloutMetricsFlags(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "metrics.toml")
@@ -26,14 +26,16 @@ func TestRolloutMetricsFlags(t *testing.T) {
 		{"bad config", []string{"--rollout-prometheus", "http://127.0.0.1:9090", "--rollout-metrics-config", bad}, []string{bad + ":2:1: requets: unknown key; did you mean \"requests\"?"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"server", "--data", t.TempDir(), "--save-context=false"}, tc.args...)
-			code, _, stderr := run(t, args...)
-			if code != 2 {
-				t.Fatalf("exited %d: %s; want 2 (usage)", code, stderr)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr %q does not say %q", stderr, w)
+			for _, verb := range []string{"server", "up"} { // both take the server's flags
+				args := append([]string{verb, "--data", t.TempDir(), "--save-context=false"}, tc.args...)
+				code, _, stderr := run(t, args...)
+				if code != 2 {
+					t.Fatalf("%s exited %d: %s; want 2 (usage)", verb, code, stderr)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(stderr, w) {
+						t.Errorf("%s: stderr %q does not say %q", verb, stderr, w)
+					}
 				}
 			}
 		})
