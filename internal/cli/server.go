@@ -157,7 +157,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	if err := o.checkConsoleFlags(); err != nil { // console
 		return nil, err
 	}
-	rolloutMetrics, err := o.rolloutMetrics.source() // rollint
+	rolloutMetrics, err := o.rolloutMetrics.source(logger) // rollint
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -26,7 +27,7 @@ func (o *rolloutMetricsOptions) flags(c *cobra.Command) {
 
 // source builds the metric source the flags ask for: nil (the fleet SLI store) with
 // neither flag. Both are checked before the server starts anything.
-func (o *rolloutMetricsOptions) source() (rollout.Metrics, error) {
+func (o *rolloutMetricsOptions) source(logger *slog.Logger) (rollout.Metrics, error) {
 	if o.prometheus == "" {
 		if o.config != "" {
 			return nil, usageError{errors.New("--rollout-metrics-config needs --rollout-prometheus: the queries run against that server")}
@@ -47,5 +48,6 @@ func (o *rolloutMetricsOptions) source() (rollout.Metrics, error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--rollout-prometheus: %w", err)}
 	}
+	logger.Info("canary analysis reads Prometheus", "url", o.prometheus, "metrics_config", o.config)
 	return s, nil
 }
