@@ -48,6 +48,6 @@ func (o *rolloutMetricsOptions) source(logger *slog.Logger) (rollout.Metrics, er
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--rollout-prometheus: %w", err)}
 	}
-	logger.Info("canary analysis reads Prometheus", "url", o.prometheus, "metrics_config", o.config)
+	logger.Info("canary analysis reads Prometheus", "url", s.URL(), "metrics_config", o.config)
 	return s, nil
 }

@@ -47,6 +47,9 @@ func New(baseURL string, cfg *Config, client *http.Client) (*Source, error) {
 	return &Source{base: u, cfg: cfg, client: client}, nil
 }
 
+// URL is the Prometheus base URL, any password in it redacted: for logs.
+func (s *Source) URL() string { return s.base.Redacted() }
+
 // Samples runs every query for stable and for canary over [from, to), evaluated at to.
 // A query that finds no series reads as zero: a version with no traffic yet has an
 // empty sample, which the analysis calls inconclusive.
