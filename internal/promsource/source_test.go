@@ -281,3 +281,28 @@ func TestLabelsAreEscaped(t *testing.T) {
 		t.Errorf("query %q: want the app and version escaped", q)
 	}
 }
+
+// TestBasicAuthFromURL: credentials in the base URL are sent as basic auth and kept out
+// of URL().
+func TestBasicAuthFromURL(t *testing.T) {
+	var user, pass string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ = r.BasicAuth()
+		fmt.Fprint(w, vector())
+	}))
+	defer srv.Close()
+	s, err := New(strings.Replace(srv.URL, "http://", "http://ops:s3cret@", 1)+"/prom", nil, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now()
+	if _, _, err := s.Samples(context.Background(), "hello", "1", "2", to.Add(-time.Minute), to); err != nil {
+		t.Fatal(err)
+	}
+	if user != "ops" || pass != "s3cret" {
+		t.Errorf("basic auth %q:%q, want ops:s3cret", user, pass)
+	}
+	if strings.Contains(s.URL(), "s3cret") {
+		t.Errorf("URL() %q shows the password", s.URL())
+	}
+}
