@@ -2,7 +2,10 @@ package agent_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +64,8 @@ func TestNodeWarmupHook(t *testing.T) {
 	}
 
 	assign(nil)
-	waitFor(t, func() error { return serves(n.url+"/hello", "ok") })
+	// The first start compiles the guest: minutes on a loaded machine.
+	fermiontest.WaitFor(t, 3*time.Minute, func() error { return serves(n.url+"/hello", "ok") })
 
 	assign(&v1.Canary{Version: vBad, Weight: 100})
 	waitFor(t, canary(vBad, v1.InstanceFailed, "warmup: ", "GET /warmup?d=nonsense answered 400"))
@@ -108,4 +112,77 @@ func TestNodeWarmupHook(t *testing.T) {
 	if served < 1 {
 		t.Errorf("requests served by 0.4.0 = %v, want some at weight 100", served)
 	}
+}
+
+// TestNodeWarmupKeepsFailing: a version that started fine, whose new instances then
+// fail their hook (the backend the hook reaches went away), is reported failed with
+// LastError "warmup: …" while it serves what it can; when the backend returns, a
+// success makes it ready again.
+func TestNodeWarmupKeepsFailing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a node through a backend outage")
+	}
+	var down atomic.Bool
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "backend down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer backend.Close()
+	m, err := manifest.Parse("", []byte(fmt.Sprintf(`manifest_version = 1
+[app]
+name = "hello"
+version = "0.1.0"
+[component]
+source = "dial.wasm"
+warmup = "/warmup?url=%s/warm"
+warmup_timeout = "2s"
+[[routes]]
+path = "/hello"
+[capabilities]
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+[scaling]
+min_warm = 1
+max_requests_per_instance = 1
+`, backend.URL)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := startRegistry(t)
+	cp := startControlPlane(t, false)
+	_, v := reg.pushApp(t, reg.host, "acme/hello", m, fermiontest.Guest(t, "examples/testdata/faults/dial", true))
+	n := startNodeWith(t, cp, "w2", t.TempDir(), joinToken, true)
+	cp.assign("w2", v1.AssignmentSet{Revision: 1, Assignments: []v1.Assignment{assignment("web", "w2", 1, v)}})
+	state := func(want, errHas string) func() error {
+		return func() error {
+			s, ok := n.status("web")
+			if !ok || s.State != want || !strings.Contains(s.LastError, errHas) {
+				return fmt.Errorf("status %s %q, want %s with %q", s.State, s.LastError, want, errHas)
+			}
+			return nil
+		}
+	}
+	// The first start compiles the guest: minutes on a loaded machine.
+	fermiontest.WaitFor(t, 3*time.Minute, state(v1.InstanceReady, ""))
+	url := n.url + "/hello?url=" + backend.URL + "/req"
+	waitFor(t, func() error { return serves(url, "ok") })
+
+	down.Store(true)
+	// Every request uses up its instance, so each needs a new one, warmed first.
+	waitFor(t, func() error {
+		get(url)
+		return state(v1.InstanceFailed, "warmup: hello@0.1.0: new instances keep failing: GET /warmup?url=")()
+	})
+	if s, _ := n.status("web"); !strings.HasPrefix(s.LastError, "warmup: ") || !strings.Contains(s.LastError, "answered 503") {
+		t.Fatalf("LastError %q: want it to start with warmup: and give the answer", s.LastError)
+	}
+
+	down.Store(false)
+	waitFor(t, func() error {
+		get(url)
+		return state(v1.InstanceReady, "")()
+	})
+	waitFor(t, func() error { return serves(url, "ok") })
 }

@@ -59,7 +59,7 @@ func warmupPathProblem(p string) string {
 		return `must not be empty; give the path to GET on each new instance, such as "/warmup", or remove warmup`
 	case len(p) > maxWarmupPath:
 		return fmt.Sprintf("is %d bytes; a warmup path may be at most %d", len(p), maxWarmupPath)
-	case strings.Contains(p, "://") || strings.HasPrefix(p, "//"):
+	case strings.Contains(strings.SplitN(p, "?", 2)[0], "://") || strings.HasPrefix(p, "//"):
 		return fmt.Sprintf("%s is a URL; give only the path, such as %q: the node calls its own instance, never another host", quoteShort(p), "/warmup")
 	case !strings.HasPrefix(p, "/"):
 		return fmt.Sprintf("%s is not a path; it must start with \"/\", like %q", quoteShort(p), "/"+p)

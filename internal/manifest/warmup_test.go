@@ -29,6 +29,7 @@ func TestComponentWarmup(t *testing.T) {
 	}{
 		{"none", "", "", 0, ""},
 		{"default timeout", "warmup = \"/warmup\"\n", "/warmup", DefaultWarmupTimeout, `"warmup":"/warmup","warmup_timeout":"5s"`},
+		{"a URL in the query", "warmup = \"/warm?backend=http://127.0.0.1:9000/x\"\n", "/warm?backend=http://127.0.0.1:9000/x", DefaultWarmupTimeout, `"warmup":"/warm?backend=http://127.0.0.1:9000/x"`},
 		{"with query and timeout", "warmup = \"/hello/warm?cache=all\"\nwarmup_timeout = \"250ms\"\n", "/hello/warm?cache=all", 250 * time.Millisecond, `"warmup":"/hello/warm?cache=all","warmup_timeout":"250ms"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
