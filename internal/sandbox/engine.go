@@ -219,18 +219,18 @@ type Spec struct {
 
 // SpecFromManifest builds a Spec from a manifest and the module bytes.
 func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
-	return Spec{
-		Name:          m.App.Name,
-		Version:       m.App.Version,
-		Wasm:          wasm,
-		ABI:           m.Component.ABI,
-		Limits:        m.Limits,
-		Capabilities:  m.Capabilities,
-		Scaling:       m.Scaling,
-		NoSnapshot:    m.Component.NoSnapshot,
-		Warmup:        m.Component.Warmup,
-		WarmupTimeout: m.Component.WarmupTimeout,
+	s := Spec{
+		Name:         m.App.Name,
+		Version:      m.App.Version,
+		Wasm:         wasm,
+		ABI:          m.Component.ABI,
+		Limits:       m.Limits,
+		Capabilities: m.Capabilities,
+		Scaling:      m.Scaling,
+		NoSnapshot:   m.Component.NoSnapshot,
 	}
+	s.Warmup, s.WarmupTimeout = m.Component.Warmup, m.Component.WarmupTimeout // warmup.go
+	return s
 }
 
 // Digest returns the sha256 digest of a module in OCI form.
