@@ -73,7 +73,7 @@ func (d *DataPlane) DeployCanary(ctx context.Context, name string, m *manifest.M
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, loadFailed(d.Metrics, telemetry.LoadModule, err)
+		return nil, loadFailed(d.Metrics, moduleLoadReason(err), err) // warmup.go
 	}
 	d.mu.Lock()
 	cur := d.functions[name]

@@ -62,7 +62,8 @@ func (r *reconciler) reconcileCanary(ctx context.Context, d *deployment, a v1.As
 		if err := r.n.cfg.DataPlane.SetCanaryWeight(d.name, WeightFromPercent(want.Weight), want.Sticky); err != nil {
 			r.n.log.Warn("set canary weight", "deployment", d.name, "err", err)
 		}
-		r.n.setCanaryStatus(d.name, canaryStatus(want, v1.InstanceReady, ""), c.fn)
+		state, lastErr := servingState(c.fn) // warmup.go
+		r.n.setCanaryStatus(d.name, canaryStatus(want, state, lastErr), c.fn)
 	case now.Before(c.retryAt):
 		return c.retryAt
 	default:

@@ -148,7 +148,7 @@ func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manif
 		if ctx.Err() != nil {
 			return nil, err // canceled: no failure of the module's
 		}
-		return nil, loadFailed(d.Metrics, telemetry.LoadModule, err)
+		return nil, loadFailed(d.Metrics, moduleLoadReason(err), err) // warmup.go
 	}
 	d.mu.Lock()
 	old := d.functions[name]

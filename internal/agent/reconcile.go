@@ -239,7 +239,11 @@ func (r *reconciler) reconcile(ctx context.Context) time.Time {
 				r.supersede(d.task) // restarted at the new digest once it has finished
 			}
 		case d.running != nil && d.digest == a.Version.Digest:
-			r.n.setStatus(nil, a, v1.InstanceReady, "", d.running)
+			state, lastErr := servingState(d.running) // warmup.go
+			r.n.setStatus(nil, a, state, lastErr, d.running)
+			if at := warmupCheckAt(d, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
 			if at := r.reconcileCanary(ctx, d, a, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
 				next = at
 			}

@@ -83,6 +83,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 					"reference": ref.String(), "digest": p.ManifestDigest, "manifest": json.RawMessage(p.Manifest),
 					"config": p.Parsed.Config, "signatures": len(sigs), "verification": verdict, "verifiedBy": signers,
 					"load_bounds": loadBoundsOf(p.Parsed.Config.Manifest), "snapshot": snap,
+					"warmup": warmupOf(p.Parsed.Config.Manifest), // inspect_warmup.go
 				}); err != nil {
 					return err
 				}
@@ -116,7 +117,8 @@ key that signed the artifact, and exits non-zero when none did.`,
 			for _, b := range loadBoundsOf(cfg.Manifest) {
 				fmt.Fprintf(w, "  %-22s %-9s %s\n", b.Key, b.Value, b.Source)
 			}
-			fmt.Fprintf(w, "snapshot   %s\n", snap) // inspect_snapshot.go
+			fmt.Fprintf(w, "snapshot   %s\n", snap)                   // inspect_snapshot.go
+			fmt.Fprintf(w, "warmup     %s\n", warmupOf(cfg.Manifest)) // inspect_warmup.go
 			fmt.Fprintf(w, "signatures %s\n", verdict)
 			for _, s := range sigs {
 				fmt.Fprintf(w, "  signature layer %s\n", s.Layer.Digest)

@@ -46,6 +46,8 @@ type serverOptions struct {
 	// Web console (console).
 	traceUIURL string
 	noConsole  bool
+	// Rollout analysis' metric source (rollint).
+	rolloutMetrics rolloutMetricsOptions
 }
 
 func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
@@ -74,8 +76,9 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.DurationVar(&o.leaderTTL, "leader-ttl", 10*time.Second, "how long the controllers' leader lease lasts without renewal; a leader that cannot prove it for 3/4 of this steps down, and another takes over after it expires")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&o.saveContext, "save-context", true, "save the API URL and admin token as the CLI's default context")
-	o.sloFlags(c)     // sloengine
-	o.consoleFlags(c) // console
+	o.sloFlags(c)             // sloengine
+	o.consoleFlags(c)         // console
+	o.rolloutMetrics.flags(c) // rollint
 }
 
 func newServerCmd() *cobra.Command {
@@ -152,6 +155,10 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		return nil, err
 	}
 	if err := o.checkConsoleFlags(); err != nil { // console
+		return nil, err
+	}
+	rolloutMetrics, err := o.rolloutMetrics.source(logger) // rollint
+	if err != nil {
 		return nil, err
 	}
 	if o.leaderTTL < 400*time.Millisecond {
@@ -263,6 +270,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		LeaseRenew: o.leaseRenew, LeaseLost: o.leaseLost, LeaderTTL: o.leaderTTL, Logger: logger, Metrics: reg,
 		SLOInterval: o.sloInterval, Alertmanagers: o.alertmanagers, AlertWebhooks: o.alertWebhooks, // sloengine
 		TraceUIURL: o.traceUIURL, NoConsole: o.noConsole, // console
+		RolloutMetrics: rolloutMetrics, // rollint
 	})
 	if err != nil {
 		closeAll()

@@ -57,7 +57,7 @@ var (
 var schema = map[string][]string{
 	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling", "slo"},
 	"app":             {"name", "version", "description", "labels"},
-	"component":       {"source", "abi", "build", "snapshot"},
+	"component":       {"source", "abi", "build", "snapshot", "warmup", "warmup_timeout"},
 	"component.build": {"command", "workdir", "env"},
 	"routes[]":        {"path", "host"},
 	"limits": {"memory", "timeout", "max_request_body", "max_response_body", "max_concurrency", "queue_timeout",
@@ -643,6 +643,8 @@ func (d *decoder) component(raw map[string]any, dir string) Component {
 			d.at("component.snapshot", "must be true or false, not %s; false makes every new instance run _initialize instead of starting from a snapshot", describe(v))
 		}
 	}
+
+	c.Warmup, c.WarmupTimeout = d.warmup(t) // warmup.go
 
 	if bt, ok := d.table(t, "component", "build", "[component.build] with command = \"...\" below it"); ok {
 		d.checkKeys(bt, "component.build", "component.build")

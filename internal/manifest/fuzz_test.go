@@ -29,6 +29,7 @@ func FuzzParse(f *testing.F) {
 		minimalManifest + "[[slo]]\nname = \"availability\"\nsli = \"availability\"\nobjective = 99.9\nscope = \"node\"\nnodes = { role = \"edge\" }\n",
 		minimalManifest + "[[slo]]\nname = \"l\"\nsli = \"latency\"\nthreshold = \"250ms\"\nobjective = 99\n[[slo]]\nname = \"l\"\nobjective = \"x\"\nslo = 1\n",
 		minimalManifest + "slo = [1, \"a\"]\n",
+		"manifest_version = 1\n[app]\nname = \"a\"\nversion = \"1.0.0\"\n[component]\nsource = \"a.wasm\"\nwarmup = \"/w?x=1\"\nwarmup_timeout = \"9ms\"\n[[routes]]\npath = \"/\"\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s), "/srv/app")

@@ -13,6 +13,7 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,11 @@ type Component struct {
 	// NoSnapshot is component.snapshot = false: every new instance runs the guest's
 	// _initialize instead of starting from a snapshot of an initialised one.
 	NoSnapshot bool
+	// Warmup is component.warmup: a path (and optional query) the node GETs through
+	// the guest's handler on every new instance before it takes traffic; "" for none.
+	// WarmupTimeout bounds that request (DefaultWarmupTimeout when Warmup is set).
+	Warmup        string
+	WarmupTimeout time.Duration
 }
 
 // Build says how to produce Component.Source from source code.
@@ -241,6 +247,9 @@ type (
 		// Snapshot is emitted only when false, so that adding it changed no existing
 		// app's config digest.
 		Snapshot *bool `json:"snapshot,omitempty"`
+		// Warmup and its timeout are emitted only when a hook is set, for the same reason.
+		Warmup        string `json:"warmup,omitempty"`
+		WarmupTimeout string `json:"warmup_timeout,omitempty"`
 	}
 	normBuild struct {
 		Command string            `json:"command"`
@@ -350,6 +359,10 @@ func (m *Manifest) Normalize() ([]byte, error) {
 	}
 	if n.Scaling.TargetUtilization == 0 {
 		n.Scaling.TargetUtilization = 100 // hand-built manifests: the decoder's default
+	}
+	if m.Component.Warmup != "" {
+		n.Component.Warmup = m.Component.Warmup
+		n.Component.WarmupTimeout = cmp.Or(m.Component.WarmupTimeout, DefaultWarmupTimeout).String()
 	}
 	var err error
 	if n.Component.Source, err = m.rel(m.Component.Source); err != nil {

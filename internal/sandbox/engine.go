@@ -210,11 +210,16 @@ type Spec struct {
 	Labels map[string]string
 	// NoSnapshot is the manifest's component.snapshot = false (snapshot.go).
 	NoSnapshot bool
+	// Warmup is the manifest's component.warmup: the request target every new reactor
+	// instance is sent (GET) before it joins the pool; "" for none. WarmupTimeout
+	// bounds it (warmup.go).
+	Warmup        string
+	WarmupTimeout time.Duration
 }
 
 // SpecFromManifest builds a Spec from a manifest and the module bytes.
 func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
-	return Spec{
+	s := Spec{
 		Name:         m.App.Name,
 		Version:      m.App.Version,
 		Wasm:         wasm,
@@ -224,6 +229,8 @@ func SpecFromManifest(m *manifest.Manifest, wasm []byte) Spec {
 		Scaling:      m.Scaling,
 		NoSnapshot:   m.Component.NoSnapshot,
 	}
+	s.Warmup, s.WarmupTimeout = m.Component.Warmup, m.Component.WarmupTimeout // warmup.go
+	return s
 }
 
 // Digest returns the sha256 digest of a module in OCI form.
@@ -316,6 +323,9 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 
 	kind, err := detectABI(compiled, spec.ABI)
 	if err != nil {
+		return fail(err)
+	}
+	if err := checkWarmup(spec, kind); err != nil { // warmup.go
 		return fail(err)
 	}
 	if min := minMemoryPages(compiled); min > pages {

@@ -105,6 +105,8 @@ type Function struct {
 	grants []grantMount
 	// snaps is the snapshot new instances start from, if any (snapshot.go).
 	snaps snapshots
+	// warmups tracks the warmup hook's consecutive failures (warmup.go).
+	warmups warmupState
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -342,6 +344,10 @@ func (f *Function) startFailed(err error) *Error {
 	if errors.As(err, &nm) {
 		return f.nodeMemoryRefused(err)
 	}
+	var we *WarmupError
+	if errors.As(err, &we) { // warmup.go
+		return we.requestError(f.id)
+	}
 	var se *startError
 	if !errors.As(err, &se) {
 		return &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
@@ -413,7 +419,7 @@ func (f *Function) prewarm(ctx context.Context) error {
 	if f.abi != ABIReactor {
 		return nil
 	}
-	for i := 0; i < f.spec.Scaling.MinWarm; i++ {
+	for i := 0; i < f.prewarmCount(); i++ { // warmup.go
 		f.mu.Lock()
 		f.total++
 		f.mu.Unlock()

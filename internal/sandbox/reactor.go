@@ -55,6 +55,9 @@ type instance struct {
 	// guest CPU time. Only the goroutine running the guest touches it.
 	waited time.Duration
 	state  callState // the current call's state (cur points here during a call)
+	// warmupTimeout is the deadline of the warmup call while it runs (warmup.go); 0
+	// for requests, which take limits.timeout.
+	warmupTimeout time.Duration
 
 	// The watch timer interrupts the current call at its deadline, or when its client
 	// has gone away (see watch). watchMu orders its firing against the call's end.
@@ -379,6 +382,10 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 		inst.close()
 		return nil, errors.New("module has no memory")
 	}
+	if err := f.warmup(ctx, inst); err != nil { // warmup.go: closed it on failure
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
 	f.mu.Lock()
 	inst.memBytes = int64(inst.mem.Size())
 	f.memBytes += inst.memBytes
@@ -420,6 +427,9 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
+	if inst.warmupTimeout > 0 { // warmup.go: the hook's own bound
+		timeout = inst.warmupTimeout
+	}
 	st := &inst.state
 	now := time.Now()
 	// flush emptied the logs

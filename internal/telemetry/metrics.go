@@ -61,10 +61,10 @@ var (
 	// reason the gateway and the sandbox give a failed request.
 	RequestErrorReasons = []string{ReasonBadRequest, LimitRequestBody, ReasonCanceled, ReasonTrap, ReasonPanic,
 		ReasonOOM, ReasonInternal, ReasonBadResponse, LimitResponseBody, LimitConcurrency, LimitNodeMemory,
-		ReasonClosed, ReasonTimeout, RejectBodyTimeout, RejectWriteTimeout}
+		ReasonClosed, ReasonTimeout, RejectBodyTimeout, RejectWriteTimeout, ReasonWarmup}
 	// DiscardReasons are the reason values of fermion_instance_discards_total.
 	DiscardReasons = []string{ReasonTrap, ReasonPanic, ReasonOOM, ReasonTimeout, ReasonCanceled,
-		ReasonRecycled, ReasonIdle, ReasonClosed}
+		ReasonRecycled, ReasonIdle, ReasonClosed, ReasonWarmup}
 	// OutboundResults are the result values of fermion_outbound_requests_total.
 	OutboundResults = []string{OutboundOK, OutboundDenied, OutboundError, OutboundTimeout, OutboundTLS}
 )
@@ -108,6 +108,7 @@ type Metrics struct {
 	sliSink   atomic.Pointer[sliSinkBox] // SetSLISink (slisink.go)
 	guestCPU  *guestCPU                  // fermion_guest_cpu_seconds_total (guestcpu.go)
 	snapshots *prometheus.CounterVec     // result (snapshot.go)
+	warmups   *prometheus.CounterVec     // function, version, result (warmup.go)
 }
 
 // NewMetrics creates the collectors and registers them, with the Go and process
@@ -184,6 +185,7 @@ func NewMetrics(version string) *Metrics {
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
 	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
+	m.Registry.MustRegister(m.newWarmupMetrics())   // warmup.go
 	return m
 }
 
@@ -261,6 +263,7 @@ func (m *Metrics) Forget(name, version string) {
 	m.RequestDuration.DeletePartialMatch(l)
 	m.InstanceStart.DeletePartialMatch(l)
 	m.Compile.DeletePartialMatch(l)
+	m.warmups.DeletePartialMatch(l) // warmup.go
 }
 
 // FunctionMetrics records for one function version. All methods are safe on nil.

@@ -53,7 +53,7 @@ const (
 )
 
 // LoadFailureReasons are every LoadXxx value, exported at 0 from the start.
-var LoadFailureReasons = []string{LoadBuild, LoadManifest, LoadUnavailable, LoadRejected, LoadPull, LoadPolicy, LoadModule, LoadRoutes}
+var LoadFailureReasons = []string{LoadBuild, LoadManifest, LoadUnavailable, LoadRejected, LoadPull, LoadPolicy, LoadModule, LoadRoutes, LoadWarmup}
 
 // newRejectionMetrics creates the collectors of this file; NewMetrics registers them.
 func (m *Metrics) newRejectionMetrics() []prometheus.Collector {
