@@ -200,7 +200,9 @@ func TestSLOPageEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range regions {
-		fermiontest.WaitFor(t, 60*time.Second, func() error {
+		// Each node compiles the guest itself, all three at once: on a loaded 2-core
+		// machine that once took more than a minute.
+		fermiontest.WaitFor(t, 3*time.Minute, func() error {
 			resp, err := http.Get(gws[r] + "/status")
 			if err != nil {
 				return err
