@@ -34,20 +34,19 @@ import (
 	"fermion.dev/fermion/internal/registry"
 )
 
-// compileCache is the compilation cache of every data plane the node tests start, so
-// each guest is compiled once per test binary.
+// compileCache is the compilation cache of every data plane the node tests start,
+// shared with the other packages' tests (fermiontest.CompileCacheDir), so each guest
+// is compiled once.
 var compileCache string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fermion-agent-test-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	compileCache = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 const (

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,10 +25,10 @@ import (
 	"fermion.dev/fermion/internal/policy"
 )
 
-// compileCache is shared by every data plane in this test binary: each guest is
-// compiled once.
+// compileCache is shared by every data plane in this test binary and the other
+// packages' tests (fermiontest.CompileCacheDir): each guest is compiled once.
 var compileCache = func() string {
-	dir, err := os.MkdirTemp("", "fermion-cp-test-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		panic(err)
 	}
