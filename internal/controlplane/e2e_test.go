@@ -128,6 +128,9 @@ func get(url string) error {
 // every request succeeds, the node is marked lost, and when the link returns the node
 // is ready again and runs the daemon deployment it never stopped serving.
 func TestAgentCutOffKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real agent cut off for three lease periods: not in -short")
+	}
 	ctx := context.Background()
 	p := cptest.Start(t, controlplane.Config{})
 	c, _ := client.New(p.API, p.Token)
@@ -189,6 +192,9 @@ func TestAgentCutOffKeepsServing(t *testing.T) {
 // TestDeployToFirst200 deploys to real agents and waits for the function to answer on
 // each, then moves it when its node is killed.
 func TestRealAgentsDeployAndReschedule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents, wasm guests and a node lost: not in -short")
+	}
 	ctx := context.Background()
 	p := cptest.Start(t, controlplane.Config{})
 	c, _ := client.New(p.API, p.Token)
