@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +36,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -262,29 +262,13 @@ func amHasPage(base, node string) (time.Time, bool) {
 // startLatencyNode runs a real agent with telemetry and the default SLI interval.
 func startLatencyNode(t *testing.T, natsURL, token, name, cache string) string {
 	t.Helper()
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: cache, DrainTimeout: 5 * time.Second, Telemetry: true,
-		Labels: map[string]string{"node": name}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
-		GatewayURL: "http://" + gw.Addr().String(), Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64},
-		DataPlane: dp, Metrics: dp.Metrics.Registry, Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}})
-	if err != nil {
-		gw.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n.Run(ctx) }()
-	go func() { defer wg.Done(); dp.Serve(ctx, gw, nil) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return "http://" + gw.Addr().String()
+	return agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: cache, DrainTimeout: 5 * time.Second, Telemetry: true,
+			Labels: map[string]string{"node": name}},
+		Node: agent.NodeConfig{Name: name, Servers: []string{natsURL}, JoinToken: token,
+			Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64},
+			Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}},
+	}).URL
 }
 
 // pushStatus packages the status fault guest and pushes it to p's registry.

@@ -6,13 +6,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -59,23 +59,13 @@ func BenchmarkDeployToFirst200(b *testing.B) {
 	defer p.Close()
 	c, _ := client.New(p.API, p.Token)
 	join, _ := p.CreateToken(ctx, v1.RoleNode)
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	node, err := agent.NewNode(agent.NodeConfig{Name: "edge-1", DataDir: b.TempDir(), Servers: []string{p.NATSURL()}, JoinToken: join,
-		Capacity: v1.Resources{MemoryBytes: 8 << 30, Instances: 256}, DataPlane: dp, Registry: &oci.Client{}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, _ := net.Listen("tcp", "127.0.0.1:0")
-	rctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); node.Run(rctx) }()
-	go func() { defer wg.Done(); dp.Serve(rctx, gw, nil) }()
-	defer func() { cancel(); wg.Wait() }()
-	url := "http://" + gw.Addr().String() + "/hello"
+	node := agenttest.Start(b, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: b.TempDir()},
+		Node: agent.NodeConfig{Name: "edge-1", Servers: []string{p.NATSURL()}, JoinToken: join,
+			Capacity: v1.Resources{MemoryBytes: 8 << 30, Instances: 256}, Registry: &oci.Client{}},
+	})
+	defer node.Stop() // before the control plane closes
+	url := node.URL + "/hello"
 	image := p.PushExample(b, "hello", "1.0.0", artifact.Meta{})
 	deploy := func() {
 		if _, _, err := c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: image, Nodes: 1}, client.Unconditional()); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fermiontest"
@@ -33,20 +34,19 @@ import (
 	"fermion.dev/fermion/internal/registry"
 )
 
-// compileCache is the compilation cache of every data plane the node tests start, so
-// each guest is compiled once per test binary.
+// compileCache is the compilation cache of every data plane the node tests start,
+// shared with the other packages' tests (fermiontest.CompileCacheDir), so each guest
+// is compiled once.
 var compileCache string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fermion-agent-test-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	compileCache = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 const (
@@ -382,55 +382,31 @@ func startNode(t *testing.T, cp *controlPlane, name, dir, token string) *testNod
 func startNodeWith(t *testing.T, cp *controlPlane, name, dir, token string, telemetryOn bool) *testNode {
 	t.Helper()
 	logger := testLogger(t, name)
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, DrainTimeout: 10 * time.Second, Telemetry: telemetryOn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, admin := listen(t), listen(t)
 	reg := prometheus.NewRegistry()
-	if telemetryOn {
-		reg = dp.Metrics.Registry
-	}
-	n, err := agent.NewNode(agent.NodeConfig{
+	nc := agent.NodeConfig{
 		Name:         name,
 		DataDir:      dir,
 		Servers:      []string{cp.url()},
 		JoinToken:    token,
 		Labels:       map[string]string{"zone": "test"},
 		Capacity:     v1.Resources{MemoryBytes: 1 << 30, MilliCPU: 2000, Instances: 100},
-		GatewayURL:   "http://" + gw.Addr().String(),
 		AgentVersion: "test",
-		DataPlane:    dp,
 		// No retrying transport: a broken registry shows at once.
 		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}},
 		Logger:   logger,
-		Metrics:  reg,
+	}
+	if !telemetryOn {
+		nc.Metrics = reg // with telemetry, the data plane's registry (agenttest)
+	}
+	a := agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, DrainTimeout: 10 * time.Second, Telemetry: telemetryOn},
+		Node:      nc,
+		Admin:     true,
 	})
-	if err != nil {
-		t.Fatal(err)
+	if telemetryOn {
+		reg = a.DataPlane.Metrics.Registry
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served, ran := make(chan error, 1), make(chan error, 1)
-	go func() { served <- dp.Serve(ctx, gw, admin) }()
-	go func() { ran <- n.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			for _, ch := range []chan error{ran, served} {
-				select {
-				case err := <-ch:
-					if err != nil {
-						t.Errorf("node %s: %v", name, err)
-					}
-				case <-time.After(30 * time.Second):
-					t.Errorf("node %s did not stop 30s after its context was canceled", name)
-				}
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &testNode{Node: n, url: "http://" + gw.Addr().String(), admin: "http://" + admin.Addr().String(), metrics: reg, stop: stop, dp: dp}
+	return &testNode{Node: a.Node, url: a.URL, admin: a.Admin, metrics: reg, stop: a.Stop, dp: a.DataPlane}
 }
 
 // metric reads a counter or gauge with the given label value (or none).

@@ -10,6 +10,7 @@ import (
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -19,28 +20,14 @@ import (
 func startSLINode(t *testing.T, cp *controlPlane, name string, interval time.Duration, bufBytes int) (*testNode, *agent.DataPlane) {
 	t.Helper()
 	logger := testLogger(t, name)
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, Telemetry: true,
-		Labels: map[string]string{"node": name}, SLIInterval: interval})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{cp.url()}, DataPlane: dp,
-		Capacity: v1.Resources{MemoryBytes: 1 << 30, MilliCPU: 1000, Instances: 10}, Logger: logger,
-		Metrics: dp.Metrics.Registry, SLIBufferBytes: bufBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("node %s: %v", name, err)
-		}
-		dp.Close(context.Background())
+	a := agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: compileCache, Logger: logger, Telemetry: true,
+			Labels: map[string]string{"node": name}, SLIInterval: interval},
+		Node: agent.NodeConfig{Name: name, Servers: []string{cp.url()},
+			Capacity: v1.Resources{MemoryBytes: 1 << 30, MilliCPU: 1000, Instances: 10}, Logger: logger,
+			SLIBufferBytes: bufBytes},
 	})
-	return &testNode{Node: n, metrics: dp.Metrics.Registry}, dp
+	return &testNode{Node: a.Node, url: a.URL, metrics: a.DataPlane.Metrics.Registry, stop: a.Stop, dp: a.DataPlane}, a.DataPlane
 }
 
 // received decodes every summary cp got from node, in the order they arrived.

@@ -370,6 +370,9 @@ func goTest(t *testing.T, dir string) {
 
 // TestNewThenRun scaffolds a function, builds it and serves it end to end.
 func TestNewThenRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scaffolds, tests natively, builds and serves a new function: not in -short")
+	}
 	dir := filepath.Join(t.TempDir(), "hello")
 	code, stdout, stderr := run(t, "new", "hello", "--dir", dir)
 	if code != 0 {
@@ -477,7 +480,12 @@ func TestNewThenRun(t *testing.T) {
 func TestRunExamples(t *testing.T) {
 	root := fermiontest.Root(t)
 	hello, echo := filepath.Join(root, "examples", "hello"), filepath.Join(root, "examples", "echo")
-	cache := t.TempDir()
+	// The compilation cache the other packages' tests share: hello and echo are
+	// compiled once for all of them.
+	cache, err := fermiontest.CompileCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
 	check := func(t *testing.T, s *server) {
 		t.Helper()
 		if r := get(t, s.gateway+"/hello"); r.status != 200 || r.body != "Hello from Fermion!\n" {

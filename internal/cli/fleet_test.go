@@ -203,6 +203,9 @@ func TestUpOutsideTheRepository(t *testing.T) {
 // joined by hand with a node token, a deploy from a directory spread across zones, and a
 // drain that moves the work.
 func TestServerAndTwoAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a server and two agents as processes would run them, and a deploy: not in -short")
+	}
 	home := t.TempDir()
 	t.Setenv("FERMION_HOME", home)
 	srv := startVerb(t, append([]string{"server", "--data", t.TempDir(), "--lease-renew", "500ms", "--lease-lost", "3s"}, quietListen...)...)

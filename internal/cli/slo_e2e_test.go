@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	fclient "fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -110,31 +110,13 @@ func amAlerts(base string) ([]amAlert, error) {
 // startRegionNode runs a real agent (node and data plane, telemetry on) with region labels.
 func startRegionNode(t *testing.T, natsURL, token, name, region string) string {
 	t.Helper()
-	labels := map[string]string{"node": name, "region": region}
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: t.TempDir(), DrainTimeout: 5 * time.Second, Telemetry: true,
-		Labels: labels, SLIInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
-		Labels: map[string]string{"region": region}, GatewayURL: "http://" + gw.Addr().String(),
-		Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, DataPlane: dp, Metrics: dp.Metrics.Registry,
-		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}})
-	if err != nil {
-		gw.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n.Run(ctx) }()
-	go func() { defer wg.Done(); dp.Serve(ctx, gw, nil) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return "http://" + gw.Addr().String()
+	return agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: t.TempDir(), DrainTimeout: 5 * time.Second, Telemetry: true,
+			Labels: map[string]string{"node": name, "region": region}, SLIInterval: time.Second},
+		Node: agent.NodeConfig{Name: name, Servers: []string{natsURL}, JoinToken: token,
+			Labels: map[string]string{"region": region}, Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64},
+			Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 30 * time.Second}}},
+	}).URL
 }
 
 // pushStatusGuest packages the status fault guest and pushes it to p's registry.
@@ -218,7 +200,9 @@ func TestSLOPageEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range regions {
-		fermiontest.WaitFor(t, 60*time.Second, func() error {
+		// Each node compiles the guest itself, all three at once: on a loaded 2-core
+		// machine that once took more than a minute.
+		fermiontest.WaitFor(t, 3*time.Minute, func() error {
 			resp, err := http.Get(gws[r] + "/status")
 			if err != nil {
 				return err

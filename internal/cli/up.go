@@ -146,6 +146,15 @@ func deployExample(ctx context.Context, srv *serverRole, dir string, timeout tim
 	}
 	oc := &oci.Client{Token: srv.cp.AdminToken(), PlainHTTP: true}
 	ref := oci.Ref{Registry: srv.registry, Repo: m.App.Name, Tag: m.App.Version}
+	// Version tags are immutable, and up's state outlives the build that pushed the
+	// example: after a pull of newer sources or another Go toolchain the same version
+	// builds another digest. Keep the earlier build and tag this one by its digest, so
+	// a restart serves what the directory holds now.
+	if cur, err := oc.Resolve(ctx, ref); err == nil && cur.ManifestDigest != a.ManifestDigest {
+		ref.Tag = m.App.Version + "-" + a.ManifestDigest.Encoded()[:12]
+		fmt.Fprintf(out, "%s:%s holds an earlier build of the example (%s); pushing this one as %s:%s\n",
+			m.App.Name, m.App.Version, shortDigest(cur.ManifestDigest.String()), m.App.Name, ref.Tag)
+	}
 	pushed, err := pushArtifact(ctx, oc, ref, a, nil, io.Discard)
 	if err != nil {
 		return fmt.Errorf("push the example: %w", err)

@@ -466,7 +466,8 @@ func TestRouteConflictIsAPlacementReason(t *testing.T) {
 
 func TestFollowEvents(t *testing.T) {
 	f := newFleet(t, map[string]map[string]string{"edge-1": {"zone": "a"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Generous: a loaded 2-core machine delays the follower's subscription.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got := make(chan v1.Event, 16)
 	done := make(chan error, 1)
@@ -477,7 +478,7 @@ func TestFollowEvents(t *testing.T) {
 		})
 	}()
 	// The follower sees events recorded after it started, and only those it asked for.
-	fermiontest.WaitFor(t, 10*time.Second, func() error {
+	fermiontest.WaitFor(t, 45*time.Second, func() error {
 		if _, err := f.c.DrainNode(ctx, "edge-1"); err != nil {
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -25,10 +25,10 @@ import (
 	"fermion.dev/fermion/internal/policy"
 )
 
-// compileCache is shared by every data plane in this test binary: each guest is
-// compiled once.
+// compileCache is shared by every data plane in this test binary and the other
+// packages' tests (fermiontest.CompileCacheDir): each guest is compiled once.
 var compileCache = func() string {
-	dir, err := os.MkdirTemp("", "fermion-cp-test-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		panic(err)
 	}
@@ -102,27 +102,12 @@ func realNode(t *testing.T, natsURL, token, name string, labels map[string]strin
 
 func realNodeAllow(t *testing.T, natsURL, token, name string, labels map[string]string, allow policy.NodeAllow) string {
 	t.Helper()
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
-		Labels: labels, Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, DataPlane: dp,
-		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}, Allow: allow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n.Run(ctx) }()
-	go func() { defer wg.Done(); dp.Serve(ctx, gw, nil) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return "http://" + gw.Addr().String()
+	return agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second},
+		Node: agent.NodeConfig{Name: name, Servers: []string{natsURL}, JoinToken: token,
+			Labels: labels, Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64},
+			Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}, Allow: allow},
+	}).URL
 }
 
 func get(url string) error {
@@ -143,6 +128,9 @@ func get(url string) error {
 // every request succeeds, the node is marked lost, and when the link returns the node
 // is ready again and runs the daemon deployment it never stopped serving.
 func TestAgentCutOffKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real agent cut off for three lease periods: not in -short")
+	}
 	ctx := context.Background()
 	p := cptest.Start(t, controlplane.Config{})
 	c, _ := client.New(p.API, p.Token)
@@ -204,6 +192,9 @@ func TestAgentCutOffKeepsServing(t *testing.T) {
 // TestDeployToFirst200 deploys to real agents and waits for the function to answer on
 // each, then moves it when its node is killed.
 func TestRealAgentsDeployAndReschedule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents, wasm guests and a node lost: not in -short")
+	}
 	ctx := context.Background()
 	p := cptest.Start(t, controlplane.Config{})
 	c, _ := client.New(p.API, p.Token)

@@ -3,16 +3,15 @@ package controlplane_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -24,27 +23,13 @@ import (
 // gateway URL.
 func keepNode(t *testing.T, natsURL, token, name string, keep int) (*agent.Node, string) {
 	t.Helper()
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
-		Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, DataPlane: dp, KeepRevisions: keep,
-		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n.Run(ctx) }()
-	go func() { defer wg.Done(); dp.Serve(ctx, gw, nil) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return n, "http://" + gw.Addr().String()
+	a := agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second},
+		Node: agent.NodeConfig{Name: name, Servers: []string{natsURL}, JoinToken: token,
+			Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, KeepRevisions: keep,
+			Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}},
+	})
+	return a.Node, a.URL
 }
 
 // TestRollbackWithRegistryDown: real nodes keep the previous revision's artifact

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/agent"
+	"fermion.dev/fermion/internal/agent/agenttest"
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
@@ -38,28 +37,14 @@ type sliNode struct {
 
 func startSLINode(t *testing.T, natsURL, token, name string, interval time.Duration) *sliNode {
 	t.Helper()
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second, Telemetry: true,
-		Labels: map[string]string{"node": name}, SLIInterval: interval})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := agent.NewNode(agent.NodeConfig{Name: name, DataDir: t.TempDir(), Servers: []string{natsURL}, JoinToken: token,
-		Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64}, DataPlane: dp, Metrics: dp.Metrics.Registry,
-		Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n.Run(ctx) }()
-	go func() { defer wg.Done(); dp.Serve(ctx, gw, nil) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &sliNode{gw: "http://" + gw.Addr().String(), dp: dp, node: n}
+	a := agenttest.Start(t, agenttest.Config{
+		DataPlane: agent.DataPlaneConfig{CacheDir: compileCache, DrainTimeout: 5 * time.Second, Telemetry: true,
+			Labels: map[string]string{"node": name}, SLIInterval: interval},
+		Node: agent.NodeConfig{Name: name, Servers: []string{natsURL}, JoinToken: token,
+			Capacity: v1.Resources{MemoryBytes: 4 << 30, Instances: 64},
+			Registry: &oci.Client{HTTPClient: &http.Client{Timeout: 10 * time.Second}}},
+	})
+	return &sliNode{gw: a.URL, dp: a.DataPlane, node: a.Node}
 }
 
 // gauge reads an unlabelled gauge or counter of the node's registry.

@@ -35,10 +35,15 @@ func RustToolchain(t testing.TB) rustbuild.Toolchain {
 
 // RustGuest builds the Rust crate in dir (relative to the repository root, for example
 // "examples/hello-rust") and returns the module bytes, skipping the test when no Rust
-// toolchain can build it. Each crate is built once per test binary, all of them into
+// toolchain can build it, and in -short. Each crate is built once per test binary, all of them into
 // one target directory, so the SDK they share is compiled once.
 func RustGuest(t testing.TB, dir string) []byte {
 	t.Helper()
+	if testing.Short() {
+		// A cargo build of the SDK and the crate is most of a minute of CPU on a
+		// cold target directory: the full suite runs these tests.
+		t.Skip("builds a Rust guest with cargo: not in -short")
+	}
 	tc := RustToolchain(t)
 	key := "rust|" + dir
 	buildMu.Lock()

@@ -27,12 +27,12 @@ import (
 	"fermion.dev/fermion/internal/telemetry"
 )
 
-// cacheDir is a compilation cache shared by every engine of this test binary, so each
-// guest is compiled once rather than once per test.
+// cacheDir is a compilation cache shared by every engine of this test binary and the
+// other packages' (fermiontest.CompileCacheDir), so each guest is compiled once.
 var cacheDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fermion-gateway-test-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -40,7 +40,6 @@ func TestMain(m *testing.M) {
 	cacheDir = dir
 	code := m.Run()
 	shared.close()
-	os.RemoveAll(dir)
 	os.Exit(code)
 }
 

@@ -25,8 +25,9 @@ import (
 // version is the version every test function is loaded with; metrics are labelled with it.
 const version = "1.0.0"
 
-// cacheDir is a compilation cache shared by every engine of this test binary, so each
-// guest is compiled by wazero once rather than once per test.
+// cacheDir is a compilation cache shared by every engine of this test binary and the
+// other packages' (fermiontest.CompileCacheDir), so each guest is compiled by wazero
+// once rather than once per test.
 var cacheDir string
 
 func TestMain(m *testing.M) {
@@ -34,15 +35,13 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.CompileWorkerArg {
 		os.Exit(sandbox.CompileWorkerMain(os.Args[2:], os.Stdin, os.Stderr))
 	}
-	dir, err := os.MkdirTemp("", "fermion-sandbox-test-cache-")
+	dir, err := fermiontest.CompileCacheDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	cacheDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // Guest directories, relative to the repository root.

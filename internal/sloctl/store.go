@@ -92,6 +92,7 @@ func (c *specCache) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 	defer w.Stop()
 	fresh := map[string]record{}
+	var freshRev uint64 // the newest revision among the initial values
 	initial := true
 	for {
 		select {
@@ -104,7 +105,11 @@ func (c *specCache) watch(ctx context.Context, kv jetstream.KeyValue) error {
 			if e == nil { // the initial values are in
 				c.mu.Lock()
 				c.recs = fresh
-				c.bumpLocked(0)
+				// The cache has seen every revision up to the newest stored one: a
+				// write that changes nothing (ApplySpecs of an unchanged spec after a
+				// restart) waits for its record's revision, which only the initial
+				// values carry.
+				c.bumpLocked(freshRev)
 				c.mu.Unlock()
 				if initial {
 					select {
@@ -126,6 +131,7 @@ func (c *specCache) watch(ctx context.Context, kv jetstream.KeyValue) error {
 				}
 			}
 			if initial {
+				freshRev = max(freshRev, e.Revision())
 				if del {
 					delete(fresh, e.Key())
 				} else {

@@ -140,3 +140,24 @@ func TestMarkExpected(t *testing.T) {
 		t.Errorf("after unmark: %+v", al)
 	}
 }
+
+// TestApplyUnchangedAfterRestart: a controller started on buckets that already hold a
+// spec (a control plane restarted) answers an apply that changes nothing at once. It
+// used to wait for a revision its cache had loaded but not counted, so the deploy of
+// an app whose [[slo]] was unchanged hung after a restart.
+func TestApplyUnchangedAfterRestart(t *testing.T) {
+	b := startJetStream(t)
+	const spec = "name: hello-availability\napp: hello\nsli: availability\nobjective: 99.9\n"
+	first := newRig(t, b, &lockedSource{iv: slo.NewIntervals()}, time.Now(), nil, App{Name: "hello"})
+	first.apply(t, spec)
+	again := newRig(t, b, &lockedSource{iv: slo.NewIntervals()}, time.Now(), nil, App{Name: "hello"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, created, e := again.c.Apply(ctx, "", spec, "", "test")
+	if ctx.Err() != nil {
+		t.Fatal("an unchanged apply on a restarted controller waited until its context ended")
+	}
+	if e != nil || created || len(out) != 1 || out[0].Version != 1 {
+		t.Fatalf("apply: %+v created=%v %v, want version 1 unchanged", out, created, e)
+	}
+}
