@@ -473,7 +473,9 @@ func requestID(in string) string {
 // to finish.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	lim := g.cfg.Limits
-	ln = newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
+	cl := newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
+	cl.writeSlack = lim.WriteTimeout / 4
+	ln = cl
 	if g.cfg.TLS != nil {
 		ln = g.cfg.TLS(ln)
 	}
