@@ -153,3 +153,84 @@ func TestLazyWriteDeadlineAborts(t *testing.T) {
 		t.Fatal("a deadline in the past did not stop the blocked write")
 	}
 }
+
+// readCountingConn counts the read deadlines set on the socket under a trackedConn.
+type readCountingConn struct {
+	net.Conn
+	sets []time.Time
+}
+
+func (c *readCountingConn) SetReadDeadline(t time.Time) error {
+	c.sets = append(c.sets, t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestLazyReadDeadline: a Read runs under exactly the read deadline last asked for, put
+// on the socket only when it differs from the socket's; a passed deadline is set at
+// once. The sequence is net/http's for one keep-alive request.
+func TestLazyReadDeadline(t *testing.T) {
+	server, client := tcpPair(t)
+	rc := &readCountingConn{Conn: server}
+	c := &trackedConn{Conn: rc, l: &connLimiter{epoch: time.Now()}}
+	idle, hdr := time.Now().Add(time.Hour), time.Now().Add(time.Minute)
+	past := time.Unix(1, 0) // net/http's aLongTimeAgo
+	buf := make([]byte, 64)
+	read := func(step string, want ...time.Time) {
+		t.Helper()
+		rc.sets = nil
+		if _, err := client.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("%s: read: %v", step, err)
+		}
+		if len(rc.sets) != len(want) {
+			t.Fatalf("%s: socket read deadlines %v, want %v", step, rc.sets, want)
+		}
+		for i := range want {
+			// A deadline is stored in ns from the epoch: compare at that resolution.
+			if d := rc.sets[i].Sub(want[i]); d < -time.Microsecond || d > time.Microsecond {
+				t.Fatalf("%s: socket read deadline %v, want %v", step, rc.sets[i], want[i])
+			}
+		}
+	}
+	c.SetReadDeadline(idle)
+	read("idle wait", idle)
+	c.SetReadDeadline(hdr) // the header is already buffered: no read under it
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Time{})
+	read("background read", time.Time{})
+	rc.sets = nil
+	c.SetReadDeadline(past)
+	if len(rc.sets) != 1 {
+		t.Fatalf("a passed deadline set %d times on the socket, want once at once", len(rc.sets))
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(idle)
+	read("next idle wait", idle)
+	read("same deadline again")
+}
+
+// TestLazyReadDeadlineAborts: a passed read deadline ends a pending Read at once, as
+// net/http's abortPendingRead needs.
+func TestLazyReadDeadlineAborts(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now()}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	// However soon this runs, the Read is pending or about to be, and must end.
+	if err := c.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read ended with %v, want a deadline error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a passed deadline did not end the pending read")
+	}
+}

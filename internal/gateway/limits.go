@@ -287,9 +287,18 @@ type trackedConn struct {
 	// SetWriteDeadline.
 	wmu         sync.Mutex
 	wantW, setW int64
+	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
+	rmu         sync.Mutex
+	wantR, setR int64
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	err := c.syncReadDeadlineLocked()
+	c.rmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	c.read.Add(int64(n))
 	if err != nil && isTimeout(err) {
@@ -349,10 +358,53 @@ func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// SetDeadline sets both deadlines, the write one through SetWriteDeadline so that its
-// record of the socket's stays true.
+// SetDeadline sets both deadlines, through SetReadDeadline and SetWriteDeadline so
+// that their records of the socket's stay true.
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.Conn.SetReadDeadline(t), c.SetWriteDeadline(t))
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+}
+
+// Why lazy read deadlines? net/http moves a keep-alive connection's read deadline five
+// times per request (idle timeout, header timeout, cleared after the header, cleared
+// for its background read, set in the past to end that read, cleared again), most of
+// them with no read in between. So SetReadDeadline records the deadline and a Read
+// puts it on the socket first, exactly (no slack: a read deadline that fired early
+// would cancel a request through net/http's background read). A deadline that has
+// passed is set at once, since that is how net/http ends a pending read. The one
+// difference from a plain connection: moving a deadline later, or clearing it, while a
+// Read is pending does not reach that Read (net/http never does).
+
+// SetReadDeadline records t as the connection's read deadline; the socket follows at
+// the next Read (syncReadDeadline), or at once when t has passed.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	var want int64
+	if !t.IsZero() {
+		want = max(int64(t.Sub(c.l.epoch)), 1)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.wantR = want
+	if want != 0 && !t.After(time.Now()) {
+		return c.syncReadDeadlineLocked()
+	}
+	return nil
+}
+
+// syncReadDeadlineLocked puts the read deadline asked for on the socket. c.rmu held.
+func (c *trackedConn) syncReadDeadlineLocked() error {
+	want := c.wantR
+	if want == c.setR {
+		return nil
+	}
+	var t time.Time
+	if want != 0 {
+		t = c.l.epoch.Add(time.Duration(want))
+	}
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	c.setR = want
+	return nil
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
