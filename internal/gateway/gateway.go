@@ -295,7 +295,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, x, route, target, tel.fm, id)
+	status, cold, reason := g.serve(ctx, w, r, x, route, target, tel, id)
 	if g.cfg.Telemetry {
 		// One clock read ends the request for every record of it: metrics, SLI and log.
 		end := time.Now()
@@ -334,8 +334,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, route *Route, target Target, fm *telemetry.FunctionMetrics, id string) (status int, cold bool, reason string) {
-	limit := target.Spec().Limits.MaxRequestBody
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
+	fm, limit := tel.fm, tel.maxBody
 	if r.ContentLength > limit {
 		return g.tooLarge(w, fm, id, limit)
 	}
