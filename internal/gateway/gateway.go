@@ -200,18 +200,30 @@ var reservedResponseHeader = map[string]bool{
 	"Upgrade":           true,
 }
 
+// exchange is what one request needs of its own, allocated once: the header values
+// the gateway adds (request id, trace context, Content-Length), the sandbox request,
+// the span that carries the ids when nothing records spans, and a backing array for
+// the response's first header values.
+type exchange struct {
+	vals  [3]string // request id, traceparent, Content-Length
+	req   sandbox.Request
+	span  idSpan
+	hvals [4]string
+}
+
+// idSpan is a span that only carries its ids: what the request's context holds when
+// no tracer records (otel's own non-recording span would be one more allocation).
+type idSpan struct {
+	noop.Span
+	sc trace.SpanContext
+}
+
+func (s *idSpan) SpanContext() trace.SpanContext { return s.sc }
+
 // ServeHTTP routes and serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := requestID(r.Header.Get(headerRequestID))
-	// The guest and the client see the same values: each is formatted once, and the
-	// request's and the response's headers share the (never modified) value slices,
-	// both cut from one array: one allocation, capped so an append copies.
-	vals := new([2]string)
-	vals[0] = id
-	idv := vals[0:1:1]
-	r.Header[headerRequestID] = idv
-
+	x := new(exchange)
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
 	tb := g.acquire()
 	defer tb.release()
@@ -226,19 +238,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer span.End()
 	} else {
 		// Nothing records spans: make the ids only, so they still propagate.
-		ctx = trace.ContextWithSpanContext(ctx, telemetry.NewSpanContext(trace.SpanContextFromContext(ctx)))
-		span = trace.SpanFromContext(ctx)
+		x.span.sc = telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))
+		span = &x.span
+		ctx = trace.ContextWithSpan(ctx, span)
 	}
 	// The guest sees the trace context the client gets back (as Propagator.Inject would
 	// write it); the guest's own headers never replace these.
-	sc := trace.SpanContextFromContext(ctx)
+	sc := span.SpanContext()
 	if !sc.IsValid() { // a tracer that made no ids: make them, as when nothing records
-		sc = telemetry.NewSpanContext(sc)
-		ctx = trace.ContextWithSpanContext(ctx, sc)
+		x.span.sc = telemetry.NewSpanContext(sc)
+		sc = x.span.sc
+		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
-	traceparent := telemetry.Traceparent(sc)
-	vals[1] = traceparent
-	tpv := vals[1:2:2]
+	// A caller's reasonable id is kept, so ids correlate across hops; else one is made,
+	// in the same allocation as the traceparent.
+	var id, traceparent string
+	if in := r.Header[headerRequestID]; len(in) > 0 && validRequestID(in[0]) {
+		id, traceparent = in[0], telemetry.Traceparent(sc)
+	} else {
+		traceparent, id = telemetry.TraceparentAndRequestID(sc)
+	}
+	// The guest and the client see the same values: the request's and the response's
+	// headers share the (never modified) value slices, capped so an append copies.
+	x.vals[0], x.vals[1] = id, traceparent
+	idv, tpv := x.vals[0:1:1], x.vals[1:2:2]
+	r.Header[headerRequestID] = idv
 	r.Header["Traceparent"] = tpv
 	wh := w.Header()
 	wh[headerRequestID] = idv
@@ -271,7 +295,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, route, target, tel.fm, id)
+	status, cold, reason := g.serve(ctx, w, r, x, route, target, tel, id)
 	if g.cfg.Telemetry {
 		// One clock read ends the request for every record of it: metrics, SLI and log.
 		end := time.Now()
@@ -310,8 +334,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, target Target, fm *telemetry.FunctionMetrics, id string) (status int, cold bool, reason string) {
-	limit := target.Spec().Limits.MaxRequestBody
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
+	fm, limit := tel.fm, tel.maxBody
 	if r.ContentLength > limit {
 		return g.tooLarge(w, fm, id, limit)
 	}
@@ -340,7 +364,8 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// front would have set (overriding whatever the client sent).
 		r.Header.Set("X-Forwarded-Proto", "https")
 	}
-	req := &sandbox.Request{
+	req := &x.req
+	*req = sandbox.Request{
 		ID:         id,
 		Method:     r.Method,
 		URI:        r.URL.RequestURI(),
@@ -368,7 +393,10 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return se.Status, se.Cold, se.Reason
 	}
 	h := w.Header()
-	vals := make([]string, 0, len(resp.Header)) // one backing array for the first values
+	vals := x.hvals[:0] // one backing array for the first values
+	if len(resp.Header) > len(x.hvals) {
+		vals = make([]string, 0, len(resp.Header))
+	}
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
@@ -383,7 +411,8 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		vals = append(vals, kv.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	x.vals[2] = strconv.Itoa(len(resp.Body))
+	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)
 	if writeBody(w, &rc, resp.Body, g.cfg.Limits.WriteTimeout) {
 		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
@@ -455,17 +484,18 @@ func writeError(w http.ResponseWriter, status int, msg, id string) {
 	fmt.Fprintf(w, "%s (request id %s)\n", msg, id)
 }
 
-// requestID keeps a caller's id when it is reasonable, so ids correlate across hops.
-func requestID(in string) string {
+// validRequestID reports whether a caller's request id is reasonable to keep: short,
+// printable ASCII, no spaces.
+func validRequestID(in string) bool {
 	if in == "" || len(in) > maxRequestIDLen {
-		return telemetry.NewRequestID()
+		return false
 	}
 	for i := 0; i < len(in); i++ {
 		if c := in[i]; c < 0x21 || c > 0x7e {
-			return telemetry.NewRequestID()
+			return false
 		}
 	}
-	return in
+	return true
 }
 
 // Serve serves HTTP on ln (through Config.TLS when set) under the client limits until
@@ -473,7 +503,9 @@ func requestID(in string) string {
 // to finish.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	lim := g.cfg.Limits
-	ln = newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
+	cl := newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
+	cl.writeSlack = lim.WriteTimeout / 4
+	ln = cl
 	if g.cfg.TLS != nil {
 		ln = g.cfg.TLS(ln)
 	}

@@ -119,10 +119,13 @@ type connLimiter struct {
 	net.Listener
 	max     int  // 0: no cap
 	respond bool // answer refused connections with a plain HTTP 503
-	metrics *telemetry.Metrics
-	refuse  chan struct{} // a slot per refusal in flight
-	wg      sync.WaitGroup
-	epoch   time.Time // idleSince counts from here (monotonic)
+	// writeSlack is how far before the deadline asked for a connection's socket write
+	// deadline may fall (see trackedConn.SetWriteDeadline); 0: exact.
+	writeSlack time.Duration
+	metrics    *telemetry.Metrics
+	refuse     chan struct{} // a slot per refusal in flight
+	wg         sync.WaitGroup
+	epoch      time.Time // idleSince counts from here (monotonic)
 	// idle counts the connections in http.StateIdle: admit walks the connections only
 	// when some are. Each transition to idle counts one; whoever swaps a connection's
 	// state away from idle (setState, admit taking it, Close) uncounts it.
@@ -278,9 +281,24 @@ type trackedConn struct {
 	// Guarded by l.mu.
 	prev, next *trackedConn // in l.conns while it holds its slot
 	closed     bool         // its slot is given back (or taken over)
+
+	// Write deadlines, in ns since l.epoch (0: none), guarded by wmu (a leaf lock):
+	// wantW is the deadline last asked for, setW the one on the socket. See
+	// SetWriteDeadline.
+	wmu         sync.Mutex
+	wantW, setW int64
+	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
+	rmu         sync.Mutex
+	wantR, setR int64
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	err := c.syncReadDeadlineLocked()
+	c.rmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	c.read.Add(int64(n))
 	if err != nil && isTimeout(err) {
@@ -306,6 +324,115 @@ func (c *trackedConn) readTimedOut() {
 	if c.counted.CompareAndSwap(false, true) {
 		c.l.metrics.GatewayRejection(telemetry.RejectHeaderTimeout)
 	}
+}
+
+// Why lazy write deadlines? Every response sets a write deadline (WriteTimeout) and
+// clears it afterwards, and net/http clears it again after each request: on the socket
+// each is a change to the runtime's timer heap, the most expensive part of a small
+// response after the write itself. So the socket's deadline follows the one asked for
+// lazily, when something is written:
+//
+//   - asked for none: the socket's is cleared;
+//   - asked for one: the socket's is kept when it falls at most writeSlack before it
+//     (never after), and otherwise moved to it.
+//
+// A connection serving requests less than writeSlack apart (WriteTimeout/4) touches the
+// timer heap about once per writeSlack instead of twice per response, and every write
+// still ends within WriteTimeout, cut no sooner than WriteTimeout−writeSlack. A deadline
+// asked for that has already passed is set at once: it is how a blocked write is
+// aborted.
+
+// SetWriteDeadline records t as the connection's write deadline; the socket follows at
+// the next write (syncWriteDeadline), or at once when t has passed.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	var want int64
+	if !t.IsZero() {
+		want = max(int64(t.Sub(c.l.epoch)), 1)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wantW = want
+	if want != 0 && !t.After(time.Now()) {
+		return c.syncWriteDeadlineLocked()
+	}
+	return nil
+}
+
+// SetDeadline sets both deadlines, through SetReadDeadline and SetWriteDeadline so
+// that their records of the socket's stay true.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+}
+
+// Why lazy read deadlines? net/http moves a keep-alive connection's read deadline five
+// times per request (idle timeout, header timeout, cleared after the header, cleared
+// for its background read, set in the past to end that read, cleared again), most of
+// them with no read in between. So SetReadDeadline records the deadline and a Read
+// puts it on the socket first, exactly (no slack: a read deadline that fired early
+// would cancel a request through net/http's background read). A deadline that has
+// passed is set at once, since that is how net/http ends a pending read. The one
+// difference from a plain connection: moving a deadline later, or clearing it, while a
+// Read is pending does not reach that Read (net/http never does).
+
+// SetReadDeadline records t as the connection's read deadline; the socket follows at
+// the next Read (syncReadDeadline), or at once when t has passed.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	var want int64
+	if !t.IsZero() {
+		want = max(int64(t.Sub(c.l.epoch)), 1)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.wantR = want
+	if want != 0 && !t.After(time.Now()) {
+		return c.syncReadDeadlineLocked()
+	}
+	return nil
+}
+
+// syncReadDeadlineLocked puts the read deadline asked for on the socket. c.rmu held.
+func (c *trackedConn) syncReadDeadlineLocked() error {
+	want := c.wantR
+	if want == c.setR {
+		return nil
+	}
+	var t time.Time
+	if want != 0 {
+		t = c.l.epoch.Add(time.Duration(want))
+	}
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	c.setR = want
+	return nil
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	err := c.syncWriteDeadlineLocked()
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// syncWriteDeadlineLocked brings the socket's write deadline in line with the one asked
+// for, as the comment above SetWriteDeadline says. c.wmu held.
+func (c *trackedConn) syncWriteDeadlineLocked() error {
+	want, set := c.wantW, c.setW
+	if want == set || (want != 0 && set != 0 && set <= want && want-set <= int64(c.l.writeSlack)) {
+		return nil
+	}
+	var t time.Time
+	if want != 0 {
+		t = c.l.epoch.Add(time.Duration(want))
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.setW = want
+	return nil
 }
 
 func (c *trackedConn) Close() error {

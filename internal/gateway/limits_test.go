@@ -398,3 +398,35 @@ func TestWriteTimeout(t *testing.T) {
 	waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
 	waitMetric(t, m, "fermion_request_errors_total", map[string]string{"function": "hello", "reason": telemetry.RejectWriteTimeout}, 1)
 }
+
+// TestStaleDeadlinesOnKeepAlive: the socket's write deadline is moved lazily, so after a
+// pause longer than the write timeout a keep-alive connection carries a deadline that
+// has passed. The next response must still be written, and so must an error net/http
+// writes itself (431 for a header past the limit), with no write-timeout counted.
+func TestStaleDeadlinesOnKeepAlive(t *testing.T) {
+	const writeTimeout = 50 * time.Millisecond
+	l := serveLimited(t, gateway.Limits{WriteTimeout: writeTimeout, MaxHeaderBytes: 1024})
+	c := l.dial(t)
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if i > 0 {
+			// Not waiting for anything: this lets the last response's deadline lapse.
+			time.Sleep(3 * writeTimeout)
+		}
+		if resp := getOn(t, c, br, "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d after a pause: %s", i, resp.Status)
+		}
+	}
+	time.Sleep(3 * writeTimeout) // as above
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	big := strings.Repeat("x", 16<<10) // past MaxHeaderBytes and net/http's 4 KiB of slack
+	if _, err := fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: test\r\nX-Big: %s\r\n\r\n", big); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitClosed(t, c); !strings.Contains(got, "431") {
+		t.Fatalf("a header past the limit after a pause got %q, want a 431", got)
+	}
+	if n := l.rejections(t, telemetry.RejectWriteTimeout); n != 0 {
+		t.Fatalf("%v write timeouts counted, want none", n)
+	}
+}

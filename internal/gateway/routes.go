@@ -130,8 +130,12 @@ func newTable(routes []Route) (*table, error) {
 }
 
 func (t *table) match(host, path string) (*Route, bool) {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Only a host with a colon can carry a port: SplitHostPort's error for one without
+	// would be an allocation per request.
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = normalizeHost(host)
 	if rs, ok := t.exact[host]; ok {

@@ -7,12 +7,15 @@ import (
 
 // routeTelemetry is what a request records into, resolved once per route when the
 // routing table is built, so the request path hashes no label or key: the version's
-// curried Prometheus children and the route's SLI series handle.
+// curried Prometheus children and the route's SLI series handle. It also keeps the
+// version's request body limit, so a request copies no Spec to read it.
 type routeTelemetry struct {
 	fm  *telemetry.FunctionMetrics // nil without metrics
 	sli *sli.Series                // nil without Config.SLIs
 	// key is the series' key, for the rare events recorded by key (limit rejections).
 	key sli.Key
+	// maxBody is the target's limits.max_request_body.
+	maxBody int64
 }
 
 // attachTelemetry resolves every route's telemetry in t and makes the table release its
@@ -27,7 +30,7 @@ func (g *Gateway) attachTelemetry(t *table) {
 			fm = g.cfg.Metrics.Series(r.Target.Name(), r.Target.Version())
 			fms[r.Target] = fm
 		}
-		rt := &routeTelemetry{fm: fm, key: SLIKey(r)}
+		rt := &routeTelemetry{fm: fm, key: SLIKey(r), maxBody: r.Target.Spec().Limits.MaxRequestBody}
 		if g.cfg.SLIs != nil {
 			rt.sli = g.cfg.SLIs.Series(rt.key)
 			handles = append(handles, rt.sli)
@@ -41,7 +44,7 @@ func (g *Gateway) attachTelemetry(t *table) {
 				cfm = g.cfg.Metrics.Series(s.target.Name(), s.target.Version())
 				fms[s.target] = cfm
 			}
-			ct := &routeTelemetry{fm: cfm, key: sliKey(r, s.target)}
+			ct := &routeTelemetry{fm: cfm, key: sliKey(r, s.target), maxBody: s.target.Spec().Limits.MaxRequestBody}
 			if g.cfg.SLIs != nil {
 				ct.sli = g.cfg.SLIs.Series(ct.key)
 				handles = append(handles, ct.sli)

@@ -372,8 +372,7 @@ func (f *Function) startFailed(err error) *Error {
 // putInstance returns an instance to the pool, or discards it when reason is set, it
 // reached max_requests_per_instance, or the function is closing.
 func (f *Function) putInstance(inst *instance, reason string) {
-	inst.uses++
-	inst.lastUsed = time.Now()
+	inst.uses++ // lastUsed: set by callReactor from the clock read that ends the call
 	if reason == "" && f.spec.Scaling.MaxRequestsPerInstance > 0 && inst.uses >= f.spec.Scaling.MaxRequestsPerInstance {
 		reason = telemetry.ReasonRecycled
 	}

@@ -455,6 +455,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	defer func() {
 		why := inst.endWatch()
 		end := time.Now()
+		inst.lastUsed = end // for idle reaping (putInstance)
 		// Guest CPU time from the call's two clock reads, which the deadline needs
 		// anyway: its wall time (with the host's encoding of the request and the
 		// non-blocking host calls) less the time it waited.

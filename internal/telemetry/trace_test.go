@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -12,9 +13,11 @@ import (
 	"fermion.dev/fermion/internal/telemetry"
 )
 
-// The gateway formats the traceparent itself; it must be what the propagator writes.
+// The gateway formats the traceparent itself; it must be what the propagator writes,
+// also when it comes with a request id in one string.
 func TestTraceparentMatchesPropagator(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	prevID := ""
 	for i := 0; i < 2000; i++ {
 		var cfg trace.SpanContextConfig
 		for j := range cfg.TraceID {
@@ -37,6 +40,14 @@ func TestTraceparentMatchesPropagator(t *testing.T) {
 		if got[3:35] != sc.TraceID().String() {
 			t.Fatalf("trace id of %q is not %s", got, sc.TraceID())
 		}
+		tp, id := telemetry.TraceparentAndRequestID(sc)
+		if tp != got {
+			t.Fatalf("TraceparentAndRequestID(%v) traceparent = %q, Traceparent gave %q", cfg, tp, got)
+		}
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" || id == prevID {
+			t.Fatalf("request id %q (previous %q): want 32 new lower-case hex digits", id, prevID)
+		}
+		prevID = id
 		back := telemetry.Propagator.Extract(context.Background(), propagation.HeaderCarrier(h))
 		if bsc := trace.SpanContextFromContext(back); bsc.TraceID() != sc.TraceID() || bsc.SpanID() != sc.SpanID() {
 			t.Fatalf("%q does not parse back to %v", got, sc)

@@ -412,6 +412,7 @@ func gatewayBench(args []string) error {
 		fmt.Printf("ABI-only guest, Fermion (telemetry off) / bare wazero throughput (median of rounds): %.3f%s\n",
 			roundRatio(minOff, bareMin, rpsRatio), spread(minOff, bareMin))
 	}
+	printBudgets(results, native.name, on.name, off.name, minOff, bareMin)
 	if weightedName != "" {
 		fmt.Printf("50/50 weight split / one version, telemetry on, throughput (median of rounds): %.3f%s\n",
 			roundRatio(weightedName, on.name, rpsRatio), spread(weightedName, on.name))
@@ -933,4 +934,63 @@ func guestCalls(args []string) error {
 		fmt.Printf("| %.1f | %s |\n", float64(e.n)/float64(*n), strings.TrimPrefix(e.name, "."))
 	}
 	return nil
+}
+
+// printBudgets prints issue 17's four gateway budgets (and issue 14's telemetry one)
+// as same-run ratios, each with the median and the spread (min–max) of its rounds, in
+// throughput and in server CPU per request (baseline's ÷ target's, so higher is better
+// in both): CPU time does not count the time a server waited for a neighbour's
+// process, so on a shared machine it spreads less. Ratios whose targets did not run
+// are left out.
+func printBudgets(results map[string][]loadResult, native, on, off, minOff, bareMin string) {
+	type budget struct {
+		what, target, base string
+		min                float64
+	}
+	budgets := []budget{
+		{"ABI-only guest, Fermion (telemetry off) / bare wazero", minOff, bareMin, 0.95},
+		{"examples/hello, Fermion (telemetry off) / native", off, native, 0.75},
+		{"Rust hello, Fermion (telemetry on) / native", rustOnName, native, 0.85},
+		{"Rust hello, Fermion (telemetry off) / native", rustOffName, native, 0.85},
+		{"Rust hello, Fermion (telemetry off) / bare wazero", rustOffName, rustBareName, 0},
+		{"examples/hello, telemetry on / off", on, off, 0.95},
+	}
+	ratios := func(name, base string, f func(r, b loadResult) float64) (med, lo, hi float64) {
+		var rs []float64
+		for i := range min(len(results[name]), len(results[base])) {
+			if v := f(results[name][i], results[base][i]); v > 0 {
+				rs = append(rs, v)
+			}
+		}
+		if len(rs) == 0 {
+			return 0, 0, 0
+		}
+		sort.Float64s(rs)
+		return rs[len(rs)/2], rs[0], rs[len(rs)-1]
+	}
+	rps := func(r, b loadResult) float64 { return r.rps / b.rps }
+	cpu := func(r, b loadResult) float64 {
+		if r.cpuPerReq <= 0 {
+			return 0
+		}
+		return float64(b.cpuPerReq) / float64(r.cpuPerReq)
+	}
+	fmt.Println("\n| budget | ≥ | throughput ratio, median (min–max of rounds) | CPU-per-request ratio, median (min–max) |")
+	fmt.Println("|---|---|---|---|")
+	for _, b := range budgets {
+		if b.target == "" || b.base == "" || len(results[b.target]) == 0 || len(results[b.base]) == 0 {
+			continue
+		}
+		m, lo, hi := ratios(b.target, b.base, rps)
+		cm, clo, chi := ratios(b.target, b.base, cpu)
+		want := "—"
+		if b.min > 0 {
+			want = fmt.Sprintf("%.2f", b.min)
+		}
+		cpuCol := "—"
+		if cm > 0 {
+			cpuCol = fmt.Sprintf("%.3f (%.3f–%.3f)", cm, clo, chi)
+		}
+		fmt.Printf("| %s | %s | %.3f (%.3f–%.3f) | %s |\n", b.what, want, m, lo, hi, cpuCol)
+	}
 }

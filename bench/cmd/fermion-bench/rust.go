@@ -12,6 +12,13 @@ import (
 	"fermion.dev/fermion/internal/rustbuild"
 )
 
+// The Rust targets' names, as printed and as printBudgets finds them.
+const (
+	rustOnName   = "fermion, hello-rust (telemetry on)"
+	rustOffName  = "fermion, hello-rust (telemetry off)"
+	rustBareName = "bare wazero, hello-rust"
+)
+
 // rustTargets serves examples/hello-rust (the Rust SDK, sdk/rust) through Fermion with
 // telemetry on and off, and from the bare wazero prototype with bare. It answers
 // hello's body, so it runs under hello's manifest (limits, warm instances) and is
@@ -28,18 +35,18 @@ func rustTargets(root string, m *manifest.Manifest, bare bool, conns int, logw i
 	if err != nil {
 		return nil, fmt.Errorf("-rust: %w", err)
 	}
-	on, err := fermionTarget("fermion, hello-rust (telemetry on)", m, wasm, true, logw, "", "")
+	on, err := fermionTarget(rustOnName, m, wasm, true, logw, "", "")
 	if err != nil {
 		return nil, err
 	}
-	off, err := fermionTarget("fermion, hello-rust (telemetry off)", m, wasm, false, logw, "", "")
+	off, err := fermionTarget(rustOffName, m, wasm, false, logw, "", "")
 	if err != nil {
 		on.close()
 		return nil, err
 	}
 	ts := []target{on, off}
 	if bare {
-		bt, err := bareTarget("bare wazero, hello-rust", wasm, conns)
+		bt, err := bareTarget(rustBareName, wasm, conns)
 		if err != nil {
 			on.close()
 			off.close()

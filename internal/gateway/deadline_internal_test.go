@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// countingConn counts the write deadlines set on the socket under a trackedConn.
+type countingConn struct {
+	net.Conn
+	sets []time.Time
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.sets = append(c.sets, t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// TestLazyWriteDeadline: the socket's write deadline follows the one asked for only
+// when something is written, and is kept while it falls at most writeSlack before it;
+// a deadline that has passed is set at once.
+func TestLazyWriteDeadline(t *testing.T) {
+	const slack = time.Minute
+	epoch := time.Now()
+	at := func(d time.Duration) time.Time { return epoch.Add(d) }
+	type step struct {
+		set    *time.Time // a deadline asked for (nil: a write)
+		socket []time.Time
+	}
+	ask := func(t time.Time) step { return step{set: &t} }
+	write := func(socket ...time.Time) step { return step{socket: socket} }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"set on the first write", []step{ask(at(time.Hour)), write(at(time.Hour))}},
+		{"kept within the slack", []step{
+			ask(at(time.Hour)), write(at(time.Hour)),
+			ask(time.Time{}), // as each response ends
+			ask(at(time.Hour + slack/2)), write(),
+			ask(at(time.Hour + slack)), write(),
+		}},
+		{"moved past the slack", []step{
+			ask(at(time.Hour)), write(at(time.Hour)),
+			ask(at(time.Hour + slack + time.Second)), write(at(time.Hour + slack + time.Second)),
+		}},
+		{"moved when earlier", []step{
+			ask(at(time.Hour)), write(at(time.Hour)),
+			ask(at(time.Hour - time.Second)), write(at(time.Hour - time.Second)),
+		}},
+		{"cleared before a write without one", []step{
+			ask(at(time.Hour)), write(at(time.Hour)),
+			ask(time.Time{}), write(time.Time{}),
+			write(),
+		}},
+		{"nothing asked, nothing set", []step{write(), write()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			go func() { // drain
+				b := make([]byte, 512)
+				for {
+					if _, err := client.Read(b); err != nil {
+						return
+					}
+				}
+			}()
+			cc := &countingConn{Conn: server}
+			c := &trackedConn{Conn: cc, l: &connLimiter{epoch: epoch, writeSlack: slack}}
+			for i, s := range tc.steps {
+				if s.set != nil {
+					if err := c.SetWriteDeadline(*s.set); err != nil {
+						t.Fatalf("step %d: %v", i, err)
+					}
+					continue
+				}
+				cc.sets = nil
+				if _, err := c.Write([]byte("x")); err != nil {
+					t.Fatalf("step %d: write: %v", i, err)
+				}
+				if !equalTimes(cc.sets, s.socket) {
+					t.Fatalf("step %d: socket deadlines set %v, want %v", i, cc.sets, s.socket)
+				}
+			}
+		})
+	}
+}
+
+func equalTimes(a, b []time.Time) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestLazyWriteDeadlineAborts: a deadline set in the past reaches the socket at once,
+// so it stops a write that is blocked on a client that reads nothing.
+func TestLazyWriteDeadlineAborts(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now(), writeSlack: time.Hour}}
+	if err := c.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		big := make([]byte, 1<<20)
+		for {
+			if _, err := c.Write(big); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	// Not a sleep to wait for something: however soon this runs, the write loop is
+	// either blocked or about to block on the full socket buffer, and must stop.
+	if err := c.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("write ended with %v, want a deadline error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a deadline in the past did not stop the blocked write")
+	}
+}
+
+// readCountingConn counts the read deadlines set on the socket under a trackedConn.
+type readCountingConn struct {
+	net.Conn
+	sets []time.Time
+}
+
+func (c *readCountingConn) SetReadDeadline(t time.Time) error {
+	c.sets = append(c.sets, t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestLazyReadDeadline: a Read runs under exactly the read deadline last asked for, put
+// on the socket only when it differs from the socket's; a passed deadline is set at
+// once. The sequence is net/http's for one keep-alive request.
+func TestLazyReadDeadline(t *testing.T) {
+	server, client := tcpPair(t)
+	rc := &readCountingConn{Conn: server}
+	c := &trackedConn{Conn: rc, l: &connLimiter{epoch: time.Now()}}
+	idle, hdr := time.Now().Add(time.Hour), time.Now().Add(time.Minute)
+	past := time.Unix(1, 0) // net/http's aLongTimeAgo
+	buf := make([]byte, 64)
+	read := func(step string, want ...time.Time) {
+		t.Helper()
+		rc.sets = nil
+		if _, err := client.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("%s: read: %v", step, err)
+		}
+		if len(rc.sets) != len(want) {
+			t.Fatalf("%s: socket read deadlines %v, want %v", step, rc.sets, want)
+		}
+		for i := range want {
+			// A deadline is stored in ns from the epoch: compare at that resolution.
+			if d := rc.sets[i].Sub(want[i]); d < -time.Microsecond || d > time.Microsecond {
+				t.Fatalf("%s: socket read deadline %v, want %v", step, rc.sets[i], want[i])
+			}
+		}
+	}
+	c.SetReadDeadline(idle)
+	read("idle wait", idle)
+	c.SetReadDeadline(hdr) // the header is already buffered: no read under it
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Time{})
+	read("background read", time.Time{})
+	rc.sets = nil
+	c.SetReadDeadline(past)
+	if len(rc.sets) != 1 {
+		t.Fatalf("a passed deadline set %d times on the socket, want once at once", len(rc.sets))
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(idle)
+	read("next idle wait", idle)
+	read("same deadline again")
+}
+
+// TestLazyReadDeadlineAborts: a passed read deadline ends a pending Read at once, as
+// net/http's abortPendingRead needs.
+func TestLazyReadDeadlineAborts(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now()}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	// However soon this runs, the Read is pending or about to be, and must end.
+	if err := c.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read ended with %v, want a deadline error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a passed deadline did not end the pending read")
+	}
+}
