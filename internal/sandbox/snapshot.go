@@ -24,13 +24,20 @@ import (
 // Why snapshots? A new reactor instance used to run the guest's _initialize, which for
 // a Go guest starts its runtime and runs every package's init: most of a cold start, the
 // same work with the same result every time. Instead, when a version is loaded, one
-// instance runs _initialize and its state is recorded: the linear memory (only the 4 KiB
-// pages that differ from what instantiation alone leaves there) and every mutable global
-// (exported for the host by the interrupt rewrite, snapshot_rewrite.go). Each new
-// instance is then instantiated as before, its memory grown to the snapshot's size, the
-// recorded pages copied in and the globals set, and _initialize is not called (what
-// Wizer does ahead of time for Wasmtime, done here at load time).
+// instance runs _initialize and its state is recorded: the linear memory and every
+// mutable global (exported for the host by the interrupt rewrite, snapshot_rewrite.go).
+// Each new instance is then instantiated as before, its memory brought to the snapshot's
+// contents and size and the globals set, and _initialize is not called (what Wizer does
+// ahead of time for Wasmtime, done here at load time).
 //
+// How the memory is brought there depends on who writes the data segments. When the
+// rewrite made them passive (datapassive.go: every Go and Rust reactor), a fresh
+// instance's memory is empty and the snapshot keeps all of its non-zero pages; when
+// wazero writes the segments, it keeps only the 4 KiB pages that differ from what
+// instantiation alone leaves there. Either way they are copied over the new memory, and
+// a memory reused from a discarded instance (memory_linux.go) is reset to them in one
+// pass as it is handed to the new instance (writeInto).
+
 // Everything else an instance has is the same for a restored one as for a started one:
 // tables (filled by instantiation; a module whose code writes a table is not
 // snapshotted), the WASI configuration (arguments, environment, preopened grants, the
@@ -65,8 +72,11 @@ type SnapshotInfo struct {
 	// request and have nothing to snapshot.
 	Code, Reason string
 	MemoryBytes  int64 // linear memory of a restored instance
-	StoredBytes  int64 // the pages the snapshot keeps: those that differ after instantiation
-	Globals      int   // mutable globals restored
+	// StoredBytes is the pages the snapshot keeps: the memory's non-zero pages when the
+	// host writes the data segments (Whole), else those that differ after instantiation.
+	StoredBytes int64
+	Whole       bool // the snapshot is the whole memory: the host writes the data segments
+	Globals     int  // mutable globals restored
 	// What _initialize read while the snapshot was taken, fixed for every restored
 	// instance: bytes of random numbers, clock readings, files opened.
 	RandomBytes, ClockReads, FileOpens int64
@@ -83,7 +93,11 @@ type snapshots struct {
 
 // snapshot is an initialised instance's state.
 type snapshot struct {
-	pages  uint32 // memory size, in 64 KiB pages
+	pages uint32 // memory size, in 64 KiB pages
+	// runs and data are the pages to write over a fresh instance's memory: all its
+	// non-zero pages when whole (the host writes the data segments, so fresh memory is
+	// empty), else those that differ from what instantiation leaves.
+	whole  bool
 	runs   []pageRun
 	data   []byte   // the runs' contents, back to back
 	names  []string // the mutable globals' export names
@@ -145,9 +159,14 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	rec := &initRecorder{}
 	f.snaps.rec = rec
 	defer func() { f.snaps.rec = nil }()
-	pristine, err := f.pristineMemory(ctx)
-	if err != nil {
-		return no(SnapshotInitFailed, fmt.Sprintf("instantiate for a snapshot: %v; every new instance runs _initialize", err))
+	// What a new instance's memory holds before it is restored: nothing, when the host
+	// writes the data segments (datapassive.go).
+	var pristine []byte
+	if f.data == nil {
+		var err error
+		if pristine, err = f.pristineMemory(ctx); err != nil {
+			return no(SnapshotInitFailed, fmt.Sprintf("instantiate for a snapshot: %v; every new instance runs _initialize", err))
+		}
 	}
 	inst, err := f.newInstance(ctx, telemetry.StartPrewarm) // not counted: f.snaps.rec is set
 	if err != nil {
@@ -168,6 +187,8 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	}
 	s := &snapshot{pages: inst.mem.Size() / 65536}
 	s.runs, s.data = diffPages(pristine, mem)
+	s.whole = f.data != nil
+	info.StoredBytes, info.Whole = int64(len(s.data)), s.whole
 	for _, g := range o.facts.globals {
 		gl := inst.mod.ExportedGlobal(g.name())
 		if gl == nil {
@@ -178,7 +199,7 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	}
 	f.snaps.snap = s
 	info.Used, info.Code = true, SnapshotTaken
-	info.MemoryBytes, info.StoredBytes, info.Globals = int64(len(mem)), int64(len(s.data)), len(s.names)
+	info.MemoryBytes, info.Globals = int64(len(mem)), len(s.names)
 	return info
 }
 
@@ -216,6 +237,30 @@ func (f *Function) pristineMemory(ctx context.Context) ([]byte, error) {
 	}
 	b, _ := mem.Read(0, mem.Size())
 	return bytes.Clone(b), nil
+}
+
+// writeInto is a memoryReset: it writes a whole snapshot's memory into buf, a reused
+// memory whose first dirty bytes may hold anything and the rest zero, in one pass:
+// the snapshot's pages copied, the dirty bytes around them zeroed. A snapshot that is
+// not whole, or larger than buf, only has the dirty bytes zeroed and is copied by
+// restore.
+func (s *snapshot) writeInto(buf []byte, dirty uint64) (uint64, bool) {
+	size := uint64(s.pages) << 16
+	if !s.whole || size > uint64(len(buf)) {
+		clear(buf[:dirty])
+		return 0, false
+	}
+	var pos uint64
+	for _, r := range s.runs {
+		if off := uint64(r.off); pos < dirty && pos < off {
+			clear(buf[pos:min(off, dirty)])
+		}
+		pos = uint64(r.off) + uint64(copy(buf[r.off:], s.data[r.start:r.end]))
+	}
+	if pos < dirty {
+		clear(buf[pos:dirty])
+	}
+	return max(size, dirty), true
 }
 
 // dropSnapshotInstance closes the instance a snapshot was taken from: it holds no
@@ -264,9 +309,10 @@ func samePage(base, mem []byte, off, end int) bool {
 	return true
 }
 
-// restore brings a freshly instantiated module to the snapshot's state. It only writes
-// the module's own memory and globals; on failure the instance must be discarded.
-func (s *snapshot) restore(mod api.Module) error {
+// restore brings a freshly instantiated module to the snapshot's state. lm is its
+// memory when Fermion's allocator made it. It only writes the module's own memory and
+// globals; on failure the instance must be discarded.
+func (s *snapshot) restore(mod api.Module, lm *mappedMemory) error {
 	mem := mod.Memory()
 	if mem == nil {
 		return errors.New("restore snapshot: module has no memory")
@@ -280,8 +326,10 @@ func (s *snapshot) restore(mod api.Module) error {
 	if !ok {
 		return errors.New("restore snapshot: read memory: out of range")
 	}
-	for _, r := range s.runs {
-		copy(buf[r.off:], s.data[r.start:r.end])
+	if lm == nil || !lm.restored { // else the allocator reset it to the snapshot (writeInto)
+		for _, r := range s.runs {
+			copy(buf[r.off:], s.data[r.start:r.end])
+		}
 	}
 	for i, name := range s.names {
 		mg, ok := mod.ExportedGlobal(name).(api.MutableGlobal)
