@@ -274,23 +274,31 @@ func (f *Function) dropSnapshotInstance(inst *instance) {
 }
 
 // diffPages returns the pages of mem that differ from base (taken as zero past its
-// end), as runs of adjacent pages and their contents.
+// end), as runs of adjacent pages and their contents. The runs are found first and
+// their contents copied into one allocation of the exact size: appending them one page
+// at a time regrew megabytes of slice for a Go guest.
 func diffPages(base, mem []byte) ([]pageRun, []byte) {
 	var runs []pageRun
-	var data []byte
+	size := uint32(0)
 	for off := 0; off < len(mem); off += snapshotPage {
 		end := min(off+snapshotPage, len(mem))
 		if samePage(base, mem, off, end) {
 			continue
 		}
-		if n := len(runs); n > 0 && int(runs[n-1].off)+int(runs[n-1].end-runs[n-1].start) == off {
-			data = append(data, mem[off:end]...)
-			runs[n-1].end = uint32(len(data))
-			continue
+		n := uint32(end - off)
+		if k := len(runs); k > 0 && int(runs[k-1].off)+int(runs[k-1].end-runs[k-1].start) == off {
+			runs[k-1].end += n
+		} else {
+			runs = append(runs, pageRun{off: uint32(off), start: size, end: size + n})
 		}
-		start := uint32(len(data))
-		data = append(data, mem[off:end]...)
-		runs = append(runs, pageRun{off: uint32(off), start: start, end: uint32(len(data))})
+		size += n
+	}
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	data := make([]byte, size)
+	for _, r := range runs {
+		copy(data[r.start:r.end], mem[r.off:])
 	}
 	return runs, data
 }
