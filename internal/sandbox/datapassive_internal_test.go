@@ -148,40 +148,66 @@ func TestExportsReactor(t *testing.T) {
 	}
 }
 
-// TestWriteInto: resetting a reused memory to a whole snapshot, whatever the previous
-// instance left in it, gives exactly what restoring a fresh memory gives.
+// TestWriteInto: resetting a reused memory to a snapshot whose data the host writes,
+// whatever the previous instance left in it, gives exactly the initialised memory.
 func TestWriteInto(t *testing.T) {
 	const pages = 3
-	mem := make([]byte, pages<<16)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 40; i++ { // scattered non-zero runs, some page-adjacent
+	fill := func(b []byte) {
+		for i := range b {
+			b[i] = byte(rng.UintN(255) + 1)
+		}
+	}
+	base := []dataSegment{{off: 1000, data: make([]byte, 70000)}, {off: 80000, data: make([]byte, 5)}, {off: 90000, data: make([]byte, 20000)}}
+	for _, d := range base {
+		fill(d.data)
+	}
+	pristine := make([]byte, pages<<16)
+	if err := writeData(pristine, base); err != nil {
+		t.Fatal(err)
+	}
+	mem := bytes.Clone(pristine) // what init made of it: scattered changes, some to zero
+	for i := 0; i < 40; i++ {
 		off := rng.IntN(len(mem) - 9000)
-		for j := range rng.IntN(9000) {
-			mem[off+j] = byte(rng.UintN(255) + 1)
+		if i%5 == 0 {
+			clear(mem[off : off+rng.IntN(9000)])
+			continue
+		}
+		fill(mem[off : off+rng.IntN(9000)])
+	}
+	runs, data := diffPages(pristine, mem)
+	unsorted := []dataSegment{base[2], base[0], base[1]}
+	for _, tc := range []struct {
+		name   string
+		base   []dataSegment
+		sorted bool
+	}{{"sorted segments", base, true}, {"segments out of order", unsorted, false}} {
+		s := &snapshot{pages: pages, base: tc.base, baseSorted: tc.sorted, runs: runs, data: data}
+		if sortedSegments(tc.base) != tc.sorted {
+			t.Fatalf("%s: sortedSegments = %v", tc.name, !tc.sorted)
+		}
+		for _, dirty := range []uint64{0, 100, 1500, pages << 16, pages<<16 + 5000, 6 << 16} {
+			buf := make([]byte, 8<<16) // the reservation
+			for i := range buf[:dirty] {
+				buf[i] = 0xee
+			}
+			newDirty, restored := s.writeInto(buf, dirty)
+			if !restored || newDirty != max(dirty, pages<<16) {
+				t.Fatalf("%s, dirty %d: got %d, %v", tc.name, dirty, newDirty, restored)
+			}
+			if !bytes.Equal(buf[:len(mem)], mem) || bytes.ContainsFunc(buf[len(mem):], func(r rune) bool { return r != 0 }) {
+				t.Fatalf("%s, dirty %d: the memory is not the initialised one, zero after it", tc.name, dirty)
+			}
 		}
 	}
-	runs, data := diffPages(nil, mem)
-	s := &snapshot{pages: pages, whole: true, runs: runs, data: data}
-	for _, dirty := range []uint64{0, 100, pages << 16, pages<<16 + 5000, 6 << 16} {
-		buf := make([]byte, 8<<16) // the reservation
-		for i := range buf[:dirty] {
-			buf[i] = 0xee
-		}
-		newDirty, restored := s.writeInto(buf, dirty)
-		if !restored || newDirty != max(dirty, pages<<16) {
-			t.Fatalf("dirty %d: got %d, %v", dirty, newDirty, restored)
-		}
-		if !bytes.Equal(buf[:len(mem)], mem) || bytes.ContainsFunc(buf[len(mem):], func(r rune) bool { return r != 0 }) {
-			t.Fatalf("dirty %d: the memory is not the snapshot's, zero after it", dirty)
-		}
-	}
-	// Not whole: only cleared, restore copies the pages afterwards.
-	partial := &snapshot{pages: pages, runs: runs, data: data}
+	// Data written by wazero: only cleared, restore copies the pages afterwards.
+	wazeros := &snapshot{pages: pages, runs: runs, data: data}
 	buf := bytes.Repeat([]byte{0xee}, 8<<16)
-	if newDirty, restored := partial.writeInto(buf, 4<<16); restored || newDirty != 0 || !bytes.Equal(buf[:4<<16], make([]byte, 4<<16)) {
-		t.Fatalf("partial snapshot: got %d, %v", newDirty, restored)
+	if newDirty, restored := wazeros.writeInto(buf, 4<<16); restored || newDirty != 0 || !bytes.Equal(buf[:4<<16], make([]byte, 4<<16)) {
+		t.Fatalf("wazero's data: got %d, %v", newDirty, restored)
 	}
 	// Larger than the reservation: only cleared.
+	s := &snapshot{pages: pages, base: base, baseSorted: true, runs: runs, data: data}
 	if _, restored := s.writeInto(make([]byte, 2<<16), 0); restored {
 		t.Fatal("a snapshot larger than the memory was written")
 	}

@@ -30,13 +30,12 @@ import (
 // contents and size and the globals set, and _initialize is not called (what Wizer does
 // ahead of time for Wasmtime, done here at load time).
 //
-// How the memory is brought there depends on who writes the data segments. When the
-// rewrite made them passive (datapassive.go: every Go and Rust reactor), a fresh
-// instance's memory is empty and the snapshot keeps all of its non-zero pages; when
-// wazero writes the segments, it keeps only the 4 KiB pages that differ from what
-// instantiation alone leaves there. Either way they are copied over the new memory, and
-// a memory reused from a discarded instance (memory_linux.go) is reset to them in one
-// pass as it is handed to the new instance (writeInto).
+// The snapshot keeps the 4 KiB pages that differ from a new instance's memory before
+// init: the data segments over zeros. When the rewrite made the segments passive
+// (datapassive.go: every Go and Rust reactor), the host writes them and then the pages;
+// when wazero writes them at instantiation, the restore copies the pages over them. A
+// memory reused from a discarded instance (memory_linux.go) is reset to the segments
+// and the pages in one pass as it is handed to the new instance (writeInto).
 
 // Everything else an instance has is the same for a restored one as for a started one:
 // tables (filled by instantiation; a module whose code writes a table is not
@@ -72,11 +71,9 @@ type SnapshotInfo struct {
 	// request and have nothing to snapshot.
 	Code, Reason string
 	MemoryBytes  int64 // linear memory of a restored instance
-	// StoredBytes is the pages the snapshot keeps: the memory's non-zero pages when the
-	// host writes the data segments (Whole), else those that differ after instantiation.
-	StoredBytes int64
-	Whole       bool // the snapshot is the whole memory: the host writes the data segments
-	Globals     int  // mutable globals restored
+	StoredBytes  int64 // the pages the snapshot keeps: those that differ from the data segments over zeros
+	HostData     bool  // the host writes the data segments, then the pages (datapassive.go)
+	Globals      int   // mutable globals restored
 	// What _initialize read while the snapshot was taken, fixed for every restored
 	// instance: bytes of random numbers, clock readings, files opened.
 	RandomBytes, ClockReads, FileOpens int64
@@ -94,14 +91,16 @@ type snapshots struct {
 // snapshot is an initialised instance's state.
 type snapshot struct {
 	pages uint32 // memory size, in 64 KiB pages
-	// runs and data are the pages to write over a fresh instance's memory: all its
-	// non-zero pages when whole (the host writes the data segments, so fresh memory is
-	// empty), else those that differ from what instantiation leaves.
-	whole  bool
-	runs   []pageRun
-	data   []byte   // the runs' contents, back to back
-	names  []string // the mutable globals' export names
-	values []uint64 // their values, as api.Global.Get returns them
+	// base, when set, is the data segments the host writes before the pages (fresh
+	// memory is then empty); baseSorted says they are in address order and do not
+	// overlap, which writeInto's one pass needs. runs and data are the pages that
+	// differ from the data segments over zeros.
+	base       []dataSegment
+	baseSorted bool
+	runs       []pageRun
+	data       []byte   // the runs' contents, back to back
+	names      []string // the mutable globals' export names
+	values     []uint64 // their values, as api.Global.Get returns them
 }
 
 // pageRun is a run of memory that differs from a freshly instantiated memory: it starts
@@ -159,8 +158,9 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	rec := &initRecorder{}
 	f.snaps.rec = rec
 	defer func() { f.snaps.rec = nil }()
-	// What a new instance's memory holds before it is restored: nothing, when the host
-	// writes the data segments (datapassive.go).
+	// What a new instance's memory holds before it is restored: the data segments
+	// over zeros, written by wazero (read from an instance made without init) or by
+	// the host (datapassive.go; built here).
 	var pristine []byte
 	if f.data == nil {
 		var err error
@@ -186,9 +186,15 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 		return no(SnapshotInitFailed, "read the initialised memory: out of range")
 	}
 	s := &snapshot{pages: inst.mem.Size() / 65536}
+	if f.data != nil {
+		pristine = make([]byte, len(mem))
+		if err := writeData(pristine, f.data); err != nil {
+			return no(SnapshotInitFailed, fmt.Sprintf("%v; every new instance runs _initialize", err))
+		}
+		s.base, s.baseSorted = f.data, sortedSegments(f.data)
+	}
 	s.runs, s.data = diffPages(pristine, mem)
-	s.whole = f.data != nil
-	info.StoredBytes, info.Whole = int64(len(s.data)), s.whole
+	info.StoredBytes, info.HostData = int64(len(s.data)), s.base != nil
 	for _, g := range o.facts.globals {
 		gl := inst.mod.ExportedGlobal(g.name())
 		if gl == nil {
@@ -239,28 +245,53 @@ func (f *Function) pristineMemory(ctx context.Context) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
-// writeInto is a memoryReset: it writes a whole snapshot's memory into buf, a reused
-// memory whose first dirty bytes may hold anything and the rest zero, in one pass:
-// the snapshot's pages copied, the dirty bytes around them zeroed. A snapshot that is
-// not whole, or larger than buf, only has the dirty bytes zeroed and is copied by
-// restore.
+// writeInto is a memoryReset: it brings buf, a reused memory whose first dirty bytes
+// may hold anything and the rest zero, to the snapshot's contents when the host writes
+// the data segments: in one pass over the dirty bytes, the segments written and the
+// bytes between them zeroed, then the snapshot's pages copied. Segments out of address
+// order cost a second pass (all zeroed, then written). A snapshot whose data wazero
+// writes, or larger than buf, only has the dirty bytes zeroed and is copied by restore.
 func (s *snapshot) writeInto(buf []byte, dirty uint64) (uint64, bool) {
 	size := uint64(s.pages) << 16
-	if !s.whole || size > uint64(len(buf)) {
+	if s.base == nil || size > uint64(len(buf)) {
 		clear(buf[:dirty])
 		return 0, false
 	}
-	var pos uint64
-	for _, r := range s.runs {
-		if off := uint64(r.off); pos < dirty && pos < off {
-			clear(buf[pos:min(off, dirty)])
+	if !s.baseSorted {
+		clear(buf[:dirty])
+		if writeData(buf, s.base) != nil {
+			clear(buf[:size])
+			return 0, false
 		}
-		pos = uint64(r.off) + uint64(copy(buf[r.off:], s.data[r.start:r.end]))
+	} else {
+		var pos uint64
+		for _, d := range s.base {
+			off := uint64(d.off)
+			if pos < dirty && pos < off {
+				clear(buf[pos:min(off, dirty)])
+			}
+			pos = off + uint64(copy(buf[off:], d.data))
+		}
+		if pos < dirty {
+			clear(buf[pos:dirty])
+		}
 	}
-	if pos < dirty {
-		clear(buf[pos:dirty])
+	for _, r := range s.runs {
+		copy(buf[r.off:], s.data[r.start:r.end])
 	}
 	return max(size, dirty), true
+}
+
+// sortedSegments reports whether segs are in address order and do not overlap.
+func sortedSegments(segs []dataSegment) bool {
+	var end uint64
+	for _, d := range segs {
+		if uint64(d.off) < end {
+			return false
+		}
+		end = uint64(d.off) + uint64(len(d.data))
+	}
+	return true
 }
 
 // dropSnapshotInstance closes the instance a snapshot was taken from: it holds no
@@ -335,6 +366,11 @@ func (s *snapshot) restore(mod api.Module, lm *mappedMemory) error {
 		return errors.New("restore snapshot: read memory: out of range")
 	}
 	if lm == nil || !lm.restored { // else the allocator reset it to the snapshot (writeInto)
+		if s.base != nil {
+			if err := writeData(buf, s.base); err != nil {
+				return fmt.Errorf("restore snapshot: %w", err)
+			}
+		}
 		for _, r := range s.runs {
 			copy(buf[r.off:], s.data[r.start:r.end])
 		}
