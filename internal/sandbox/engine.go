@@ -56,7 +56,9 @@ type EngineConfig struct {
 	// guest request, checked against the allow-list again.
 	Outbound http.RoundTripper
 	// OnInstanceStart, when set, is told how long each new reactor instance took to
-	// instantiate and to run the guest's _initialize (benchmarks use it for percentiles).
+	// instantiate and to run the guest's _initialize or restore its snapshot (benchmarks
+	// use it for percentiles). The instance a snapshot is taken from is not reported:
+	// it never serves.
 	OnInstanceStart func(instantiate, init time.Duration)
 	// MemoryBytes is the memory the node offers to functions, the capacity it
 	// advertises to the scheduler (0: no limit). Every live instance, reactor or command
@@ -336,6 +338,15 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	f := newFunction(e, spec, rt, compiled, kind)
 	f.interruptible = interruptible
+	if interruptible {
+		// datapassive.go: the rewrite may have left a reactor's data to the host.
+		if o, err := readOutline(code); err == nil && o.facts.data != nil {
+			if f.data, err = hostData(code, o.facts.data); err != nil {
+				e.metrics.Forget(spec.Name, spec.Version) // the hold newFunction took
+				return fail(fmt.Errorf("read the rewritten module's data: %w", err))
+			}
+		}
+	}
 	f.memHold = int64(pages) << 16
 	f.grants = grants
 	f.metrics.Compiled(compileTime.Seconds())

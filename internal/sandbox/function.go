@@ -107,6 +107,12 @@ type Function struct {
 	snaps snapshots
 	// warmups tracks the warmup hook's consecutive failures (warmup.go).
 	warmups warmupState
+	// data is the data segments the host writes into each instance that does not start
+	// from a snapshot; nil when wazero writes them (datapassive.go).
+	data []dataSegment
+	// memPool keeps the linear memories of discarded instances for new ones
+	// (memory_linux.go).
+	memPool memoryPool
 
 	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
@@ -401,6 +407,9 @@ func (f *Function) putInstance(inst *instance, reason string) {
 
 // discard closes an instance that is not in the idle list.
 func (f *Function) discard(inst *instance, reason string) {
+	if inst.lm != nil && (reason == telemetry.ReasonIdle || reason == telemetry.ReasonClosed) {
+		inst.lm.discardMemory() // the pool shrinks: its memory goes back to the kernel
+	}
 	inst.close()
 	f.engine.memory.release(f.memHold)
 	f.mu.Lock()
@@ -597,6 +606,7 @@ func (f *Function) reap(now time.Time) {
 	for _, inst := range old {
 		f.discard(inst, telemetry.ReasonIdle)
 	}
+	f.memPool.trim(now.Add(-f.spec.Scaling.IdleTimeout))
 }
 
 // Close stops new requests, waits for in-flight ones (until ctx is done), then closes
@@ -642,10 +652,12 @@ take:
 			}
 			f.rt.Close(context.Background())
 			closeGrants(f.grants)
+			f.memPool.close()
 		}()
 		return fmt.Errorf("drain %s: %w; its runtime closes when the requests still running end", f.id, ctx.Err())
 	}
 	err := f.rt.Close(context.WithoutCancel(ctx))
 	closeGrants(f.grants)
+	f.memPool.close()
 	return err
 }

@@ -14,7 +14,7 @@ import (
 
 // rewriteVersion names the output format of instrumentInterrupt. Change it whenever the
 // rewrite changes, so modules rewritten by an older Fermion are not reused.
-const rewriteVersion = "interrupt-v4" // v4: snapshot facts and global exports (snapshot_rewrite.go)
+const rewriteVersion = "interrupt-v5" // v5: a reactor's data segments made passive (datapassive.go)
 
 // rewriteCache keeps instrumented modules on disk beside the compilation cache. The
 // rewrite walks every function body, which costs about as much as wazero's whole load

@@ -67,7 +67,8 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	}
 	importedGlobals, definedGlobals := uint32(0), uint32(0)
 	globalIdx, exportIdx, codeIdx, dataIdx := -1, -1, -1, -1
-	dataCount, hasMemory := false, false
+	dataCount, hasMemory, hasStart := false, false, false
+	memIdx, importedMemories := -1, uint32(0)
 	for i, s := range sections {
 		switch s.id {
 		case 2:
@@ -75,9 +76,10 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("import section: %w", err)
 			}
-			importedGlobals = n
+			importedGlobals, importedMemories = n, mems
 			hasMemory = hasMemory || mems > 0
 		case 5:
+			memIdx = i
 			mr := wasmbin.Reader{B: s.body}
 			hasMemory = hasMemory || mr.U32() > 0
 		case 6:
@@ -89,6 +91,8 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 			}
 		case 7:
 			exportIdx = i
+		case 8:
+			hasStart = true
 		case 10:
 			codeIdx = i
 		case 11:
@@ -121,6 +125,7 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		out = append(append(append(out, 0x7f, 0x01, 0x41), wasmbin.AppendS32(nil, yieldEvery)...), 0x0b)
 		sections[globalIdx].body = out
 	}
+	origExports := sections[exportIdx].body
 	// Export section: export it.
 	{
 		er := wasmbin.Reader{B: sections[exportIdx].body}
@@ -154,10 +159,22 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	sections[codeIdx].body = code
 	// Data section: fewer, larger segments (see datamerge.go), unless something refers
 	// to segments by index.
+	var dataOffsets []uint32
 	if dataIdx >= 0 && !dataCount && !segmentRefs {
 		sections[dataIdx].body = mergeData(sections[dataIdx].body)
+		// The host writes a reactor's data, so a restored instance can map its memory
+		// from the snapshot's image (datapassive.go).
+		var memBody []byte
+		if memIdx >= 0 && importedMemories == 0 { // memory 0 is the module's own
+			memBody = sections[memIdx].body
+		}
+		if memBytes, ok := definedMemoryBytes(memBody); ok && !hasStart && exportsReactor(origExports) {
+			if body, offs, ok := passiveData(sections[dataIdx].body, memBytes); ok {
+				sections[dataIdx].body, dataOffsets = body, offs
+			}
+		}
 	}
-	sections = append(sections, section{0, appendFacts(nil, snapshotFacts{tableWrites: tableWrites, globals: globals})})
+	sections = append(sections, section{0, appendFacts(nil, snapshotFacts{tableWrites: tableWrites, globals: globals, data: dataOffsets})})
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8)
 	out = append(out, wasm[:8]...)

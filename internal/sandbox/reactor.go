@@ -316,7 +316,12 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 		inst.ctx, inst.cancel = context.WithCancel(inst.ctx)
 	}
 	t0 := time.Now()
-	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }))
+	snap := f.snaps.snap
+	var reset memoryReset // a reused memory is cleared, or reset to the snapshot
+	if snap != nil {
+		reset = snap.writeInto
+	}
+	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }, &f.memPool, reset))
 	cfg := f.snaps.rec.config(f.moduleConfig(inst.stdout, inst.stderr, inst.woken, &inst.waited), f) // snapshot.go: counts init's reads while a snapshot is taken
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	if err != nil {
@@ -330,14 +335,32 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 	inst.mod = mod
 	f.bindInterrupt(inst)
 	t1 := time.Now()
-	init := mod.ExportedFunction(abi.ExportInitialize)
-	if snap := f.snaps.snap; snap != nil { // snapshot.go: a restored instance skips _initialize
-		if err := snap.restore(mod); err != nil {
+	// Not looked up for a restored instance: wazero makes a call engine, with its own
+	// stack, for every function looked up.
+	var init api.Function
+	if snap != nil { // snapshot.go: a restored instance skips _initialize
+		if err := snap.restore(mod, inst.lm); err != nil {
 			inst.close()
 			span.SetStatus(codes.Error, err.Error())
 			return nil, err
 		}
-		init = nil
+	} else if f.data != nil { // datapassive.go: the host writes the data segments
+		var err error
+		if mem := mod.Memory(); mem == nil {
+			err = errors.New("write data segments: module has no memory")
+		} else if buf, ok := mem.Read(0, mem.Size()); !ok {
+			err = errors.New("write data segments: read memory: out of range")
+		} else {
+			err = writeData(buf, f.data)
+		}
+		if err != nil {
+			inst.close()
+			span.SetStatus(codes.Error, err.Error())
+			return nil, err
+		}
+	}
+	if snap == nil {
+		init = mod.ExportedFunction(abi.ExportInitialize)
 	}
 	if init != nil {
 		timer := time.AfterFunc(f.spec.Limits.Timeout, func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
@@ -370,9 +393,9 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 	}
 	if f.snaps.rec == nil { // the instance a snapshot is taken from never serves: not a start
 		f.metrics.InstanceStarted(reason, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds())
-	}
-	if f.engine.onStart != nil {
-		f.engine.onStart(t1.Sub(t0), t2.Sub(t1))
+		if f.engine.onStart != nil {
+			f.engine.onStart(t1.Sub(t0), t2.Sub(t1))
+		}
 	}
 	inst.buf = mod.ExportedFunction(abi.ExportBuf)
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)

@@ -24,13 +24,19 @@ import (
 // Why snapshots? A new reactor instance used to run the guest's _initialize, which for
 // a Go guest starts its runtime and runs every package's init: most of a cold start, the
 // same work with the same result every time. Instead, when a version is loaded, one
-// instance runs _initialize and its state is recorded: the linear memory (only the 4 KiB
-// pages that differ from what instantiation alone leaves there) and every mutable global
-// (exported for the host by the interrupt rewrite, snapshot_rewrite.go). Each new
-// instance is then instantiated as before, its memory grown to the snapshot's size, the
-// recorded pages copied in and the globals set, and _initialize is not called (what
-// Wizer does ahead of time for Wasmtime, done here at load time).
+// instance runs _initialize and its state is recorded: the linear memory and every
+// mutable global (exported for the host by the interrupt rewrite, snapshot_rewrite.go).
+// Each new instance is then instantiated as before, its memory brought to the snapshot's
+// contents and size and the globals set, and _initialize is not called (what Wizer does
+// ahead of time for Wasmtime, done here at load time).
 //
+// The snapshot keeps the 4 KiB pages that differ from a new instance's memory before
+// init: the data segments over zeros. When the rewrite made the segments passive
+// (datapassive.go: every Go and Rust reactor), the host writes them and then the pages;
+// when wazero writes them at instantiation, the restore copies the pages over them. A
+// memory reused from a discarded instance (memory_linux.go) is reset to the segments
+// and the pages in one pass as it is handed to the new instance (writeInto).
+
 // Everything else an instance has is the same for a restored one as for a started one:
 // tables (filled by instantiation; a module whose code writes a table is not
 // snapshotted), the WASI configuration (arguments, environment, preopened grants, the
@@ -65,7 +71,8 @@ type SnapshotInfo struct {
 	// request and have nothing to snapshot.
 	Code, Reason string
 	MemoryBytes  int64 // linear memory of a restored instance
-	StoredBytes  int64 // the pages the snapshot keeps: those that differ after instantiation
+	StoredBytes  int64 // the pages the snapshot keeps: those that differ from the data segments over zeros
+	HostData     bool  // the host writes the data segments, then the pages (datapassive.go)
 	Globals      int   // mutable globals restored
 	// What _initialize read while the snapshot was taken, fixed for every restored
 	// instance: bytes of random numbers, clock readings, files opened.
@@ -83,11 +90,17 @@ type snapshots struct {
 
 // snapshot is an initialised instance's state.
 type snapshot struct {
-	pages  uint32 // memory size, in 64 KiB pages
-	runs   []pageRun
-	data   []byte   // the runs' contents, back to back
-	names  []string // the mutable globals' export names
-	values []uint64 // their values, as api.Global.Get returns them
+	pages uint32 // memory size, in 64 KiB pages
+	// base, when set, is the data segments the host writes before the pages (fresh
+	// memory is then empty); baseSorted says they are in address order and do not
+	// overlap, which writeInto's one pass needs. runs and data are the pages that
+	// differ from the data segments over zeros.
+	base       []dataSegment
+	baseSorted bool
+	runs       []pageRun
+	data       []byte   // the runs' contents, back to back
+	names      []string // the mutable globals' export names
+	values     []uint64 // their values, as api.Global.Get returns them
 }
 
 // pageRun is a run of memory that differs from a freshly instantiated memory: it starts
@@ -145,9 +158,15 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	rec := &initRecorder{}
 	f.snaps.rec = rec
 	defer func() { f.snaps.rec = nil }()
-	pristine, err := f.pristineMemory(ctx)
-	if err != nil {
-		return no(SnapshotInitFailed, fmt.Sprintf("instantiate for a snapshot: %v; every new instance runs _initialize", err))
+	// What a new instance's memory holds before it is restored: the data segments
+	// over zeros, written by wazero (read from an instance made without init) or by
+	// the host (datapassive.go; built here).
+	var pristine []byte
+	if f.data == nil {
+		var err error
+		if pristine, err = f.pristineMemory(ctx); err != nil {
+			return no(SnapshotInitFailed, fmt.Sprintf("instantiate for a snapshot: %v; every new instance runs _initialize", err))
+		}
 	}
 	inst, err := f.newInstance(ctx, telemetry.StartPrewarm) // not counted: f.snaps.rec is set
 	if err != nil {
@@ -167,7 +186,15 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 		return no(SnapshotInitFailed, "read the initialised memory: out of range")
 	}
 	s := &snapshot{pages: inst.mem.Size() / 65536}
+	if f.data != nil {
+		pristine = make([]byte, len(mem))
+		if err := writeData(pristine, f.data); err != nil {
+			return no(SnapshotInitFailed, fmt.Sprintf("%v; every new instance runs _initialize", err))
+		}
+		s.base, s.baseSorted = f.data, sortedSegments(f.data)
+	}
 	s.runs, s.data = diffPages(pristine, mem)
+	info.StoredBytes, info.HostData = int64(len(s.data)), s.base != nil
 	for _, g := range o.facts.globals {
 		gl := inst.mod.ExportedGlobal(g.name())
 		if gl == nil {
@@ -178,7 +205,7 @@ func (f *Function) snapshotOnce(ctx context.Context, code []byte) SnapshotInfo {
 	}
 	f.snaps.snap = s
 	info.Used, info.Code = true, SnapshotTaken
-	info.MemoryBytes, info.StoredBytes, info.Globals = int64(len(mem)), int64(len(s.data)), len(s.names)
+	info.MemoryBytes, info.Globals = int64(len(mem)), len(s.names)
 	return info
 }
 
@@ -218,6 +245,55 @@ func (f *Function) pristineMemory(ctx context.Context) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
+// writeInto is a memoryReset: it brings buf, a reused memory whose first dirty bytes
+// may hold anything and the rest zero, to the snapshot's contents when the host writes
+// the data segments: in one pass over the dirty bytes, the segments written and the
+// bytes between them zeroed, then the snapshot's pages copied. Segments out of address
+// order cost a second pass (all zeroed, then written). A snapshot whose data wazero
+// writes, or larger than buf, only has the dirty bytes zeroed and is copied by restore.
+func (s *snapshot) writeInto(buf []byte, dirty uint64) (uint64, bool) {
+	size := uint64(s.pages) << 16
+	if s.base == nil || size > uint64(len(buf)) {
+		clear(buf[:dirty])
+		return 0, false
+	}
+	if !s.baseSorted {
+		clear(buf[:dirty])
+		if writeData(buf, s.base) != nil {
+			clear(buf[:size])
+			return 0, false
+		}
+	} else {
+		var pos uint64
+		for _, d := range s.base {
+			off := uint64(d.off)
+			if pos < dirty && pos < off {
+				clear(buf[pos:min(off, dirty)])
+			}
+			pos = off + uint64(copy(buf[off:], d.data))
+		}
+		if pos < dirty {
+			clear(buf[pos:dirty])
+		}
+	}
+	for _, r := range s.runs {
+		copy(buf[r.off:], s.data[r.start:r.end])
+	}
+	return max(size, dirty), true
+}
+
+// sortedSegments reports whether segs are in address order and do not overlap.
+func sortedSegments(segs []dataSegment) bool {
+	var end uint64
+	for _, d := range segs {
+		if uint64(d.off) < end {
+			return false
+		}
+		end = uint64(d.off) + uint64(len(d.data))
+	}
+	return true
+}
+
 // dropSnapshotInstance closes the instance a snapshot was taken from: it holds no
 // request's bytes, but a pool of min_warm 0 must start empty.
 func (f *Function) dropSnapshotInstance(inst *instance) {
@@ -229,23 +305,31 @@ func (f *Function) dropSnapshotInstance(inst *instance) {
 }
 
 // diffPages returns the pages of mem that differ from base (taken as zero past its
-// end), as runs of adjacent pages and their contents.
+// end), as runs of adjacent pages and their contents. The runs are found first and
+// their contents copied into one allocation of the exact size: appending them one page
+// at a time regrew megabytes of slice for a Go guest.
 func diffPages(base, mem []byte) ([]pageRun, []byte) {
 	var runs []pageRun
-	var data []byte
+	size := uint32(0)
 	for off := 0; off < len(mem); off += snapshotPage {
 		end := min(off+snapshotPage, len(mem))
 		if samePage(base, mem, off, end) {
 			continue
 		}
-		if n := len(runs); n > 0 && int(runs[n-1].off)+int(runs[n-1].end-runs[n-1].start) == off {
-			data = append(data, mem[off:end]...)
-			runs[n-1].end = uint32(len(data))
-			continue
+		n := uint32(end - off)
+		if k := len(runs); k > 0 && int(runs[k-1].off)+int(runs[k-1].end-runs[k-1].start) == off {
+			runs[k-1].end += n
+		} else {
+			runs = append(runs, pageRun{off: uint32(off), start: size, end: size + n})
 		}
-		start := uint32(len(data))
-		data = append(data, mem[off:end]...)
-		runs = append(runs, pageRun{off: uint32(off), start: start, end: uint32(len(data))})
+		size += n
+	}
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	data := make([]byte, size)
+	for _, r := range runs {
+		copy(data[r.start:r.end], mem[r.off:])
 	}
 	return runs, data
 }
@@ -264,9 +348,10 @@ func samePage(base, mem []byte, off, end int) bool {
 	return true
 }
 
-// restore brings a freshly instantiated module to the snapshot's state. It only writes
-// the module's own memory and globals; on failure the instance must be discarded.
-func (s *snapshot) restore(mod api.Module) error {
+// restore brings a freshly instantiated module to the snapshot's state. lm is its
+// memory when Fermion's allocator made it. It only writes the module's own memory and
+// globals; on failure the instance must be discarded.
+func (s *snapshot) restore(mod api.Module, lm *mappedMemory) error {
 	mem := mod.Memory()
 	if mem == nil {
 		return errors.New("restore snapshot: module has no memory")
@@ -280,8 +365,15 @@ func (s *snapshot) restore(mod api.Module) error {
 	if !ok {
 		return errors.New("restore snapshot: read memory: out of range")
 	}
-	for _, r := range s.runs {
-		copy(buf[r.off:], s.data[r.start:r.end])
+	if lm == nil || !lm.restored { // else the allocator reset it to the snapshot (writeInto)
+		if s.base != nil {
+			if err := writeData(buf, s.base); err != nil {
+				return fmt.Errorf("restore snapshot: %w", err)
+			}
+		}
+		for _, r := range s.runs {
+			copy(buf[r.off:], s.data[r.start:r.end])
+		}
 	}
 	for i, name := range s.names {
 		mg, ok := mod.ExportedGlobal(name).(api.MutableGlobal)

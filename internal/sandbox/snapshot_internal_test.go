@@ -73,6 +73,12 @@ func TestSnapshotFactsRoundTrip(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "facts", wasm: moduleWith(sectionOf(0, appendFacts(nil, facts))), want: moduleOutline{facts: facts}},
+		{name: "facts with data offsets", wasm: moduleWith(sectionOf(0, appendFacts(nil, snapshotFacts{globals: facts.globals, data: []uint32{0, 1024, 1 << 20}}))),
+			want: moduleOutline{facts: snapshotFacts{globals: facts.globals, data: []uint32{0, 1024, 1 << 20}}}},
+		{name: "facts with no data segments", wasm: moduleWith(sectionOf(0, appendFacts(nil, snapshotFacts{data: []uint32{}}))),
+			want: moduleOutline{facts: snapshotFacts{data: []uint32{}}}},
+		{name: "data offsets past the section", wasm: moduleWith(sectionOf(0, append(appendFacts(nil, snapshotFacts{})[:len(appendFacts(nil, snapshotFacts{}))-2], 2, 0, 0x7f))),
+			wantErr: true},
 		{name: "facts and start", wasm: moduleWith(sectionOf(8, []byte{0}), sectionOf(0, appendFacts(nil, snapshotFacts{}))),
 			want: moduleOutline{hasStart: true}},
 		{name: "no facts", wasm: moduleWith(sectionOf(0, append(wasmbin.AppendU32(nil, 4), "name"...))), wantErr: true},

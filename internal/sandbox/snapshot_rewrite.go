@@ -26,7 +26,7 @@ const snapshotGlobalPrefix = "fermion_global_"
 const snapshotSection = "fermion.snapshot"
 
 // snapshotFactsVersion is the first byte of the section's contents.
-const snapshotFactsVersion = 1
+const snapshotFactsVersion = 2 // 2: the offsets of data segments made passive (datapassive.go)
 
 // Value types, as encoded.
 const (
@@ -43,6 +43,9 @@ const (
 type snapshotFacts struct {
 	tableWrites bool           // some code writes a table (table.set, grow, fill, copy, init, elem.drop)
 	globals     []globalExport // the defined mutable globals, exported
+	// data holds, when the rewrite made the data segments passive (datapassive.go), the
+	// offset each segment is written at, in segment order; nil when it left them active.
+	data []uint32
 }
 
 // globalExport is one defined mutable global: its index and value type.
@@ -138,11 +141,20 @@ func appendFacts(b []byte, facts snapshotFacts) []byte {
 	if facts.tableWrites {
 		flags |= 1
 	}
+	if facts.data != nil {
+		flags |= 2
+	}
 	b = append(b, snapshotFactsVersion, flags)
 	b = wasmbin.AppendU32(b, uint32(len(facts.globals)))
 	for _, g := range facts.globals {
 		b = wasmbin.AppendU32(b, g.index)
 		b = append(b, g.typ)
+	}
+	if facts.data != nil {
+		b = wasmbin.AppendU32(b, uint32(len(facts.data)))
+		for _, off := range facts.data {
+			b = wasmbin.AppendU32(b, off)
+		}
 	}
 	return b
 }
@@ -197,13 +209,24 @@ func decodeFacts(r *wasmbin.Reader) (snapshotFacts, error) {
 	if v := r.Byte(); v != snapshotFactsVersion && r.Err == nil {
 		return f, fmt.Errorf("version %d, want %d", v, snapshotFactsVersion)
 	}
-	f.tableWrites = r.Byte()&1 != 0
+	flags := r.Byte()
+	f.tableWrites = flags&1 != 0
 	n := r.U32()
 	for i := uint32(0); i < n && r.Err == nil; i++ {
 		f.globals = append(f.globals, globalExport{index: r.U32(), typ: r.Byte()})
 	}
+	if flags&2 != 0 {
+		n := r.U32()
+		if r.Err == nil && uint64(n) > uint64(len(r.B)) {
+			return f, fmt.Errorf("%d data offsets in %d bytes", n, len(r.B))
+		}
+		f.data = make([]uint32, 0, n)
+		for i := uint32(0); i < n && r.Err == nil; i++ {
+			f.data = append(f.data, r.U32())
+		}
+	}
 	if r.Err == nil && !r.Done() {
-		return f, errors.New("bytes after the last global")
+		return f, errors.New("bytes after the facts")
 	}
 	return f, r.Err
 }

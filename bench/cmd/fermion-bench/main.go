@@ -657,6 +657,7 @@ func coldStartBench(args []string) error {
 	instN := fs.Int("instances", 200, "instances created with each start (normal, snapshot), over all rounds")
 	rounds := fs.Int("rounds", 2, "rounds alternating normal starts and snapshot restores")
 	guest := fs.String("guest", "examples/hello", "reactor guest package, served with examples/hello's manifest")
+	warmN := fs.Int("warm", 20, "instances prewarmed at once per round and start, each on fresh memory (0: none)")
 	fs.Parse(args)
 	r, err := root()
 	if err != nil {
@@ -717,22 +718,31 @@ func coldStartBench(args []string) error {
 	}
 
 	// Instances: a function whose instances serve one request each, so every request
-	// creates a new instance; the hook reports the phases. Normal starts (_initialize in
-	// every instance) and restores from a snapshot alternate in rounds, in one process.
-	type phases struct{ inst, init, total, first []time.Duration }
+	// creates a new instance (taking the memory the last one left, sandbox's memory
+	// pool); the hook reports the phases. Then a prewarm of -warm instances at once,
+	// each on fresh memory (nothing discarded yet): a scale-up burst. Normal starts
+	// (_initialize in every instance) and restores from a snapshot alternate in rounds,
+	// in one process.
+	type phases struct{ inst, init, total, first, fresh, cpu []time.Duration }
 	var modes [2]phases // 0: _initialize, 1: snapshot
 	var info sandbox.SnapshotInfo
 	for round := 0; round < *rounds; round++ {
 		for mode := range modes {
 			var mu sync.Mutex
 			p := &modes[mode]
+			var starts *[]time.Duration // where the hook records a new instance's total
 			e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, NoSnapshots: mode == 0,
 				OnInstanceStart: func(a, b time.Duration) {
 					mu.Lock()
-					p.inst = append(p.inst, a)
-					p.init = append(p.init, b)
-					p.total = append(p.total, a+b)
-					mu.Unlock()
+					defer mu.Unlock()
+					if starts == nil {
+						return // the instance the snapshot is taken from: it ran _initialize
+					}
+					if starts == &p.total {
+						p.inst = append(p.inst, a)
+						p.init = append(p.init, b)
+					}
+					*starts = append(*starts, a+b)
 				}})
 			if err != nil {
 				return err
@@ -745,23 +755,44 @@ func coldStartBench(args []string) error {
 				e.Close(ctx)
 				return err
 			}
-			// Not the instance the snapshot was taken from: it ran _initialize.
-			mu.Lock()
-			p.inst, p.init, p.total = p.inst[:n0], p.init[:n0], p.total[:n0]
-			mu.Unlock()
 			if mode == 1 {
 				info = f.Snapshot()
 			}
+			mu.Lock()
+			starts = &p.total
+			mu.Unlock()
 			req := &sandbox.Request{ID: "bench", Method: "GET", URI: "/hello", Host: "localhost", Header: http.Header{}}
 			perRound := *instN / *rounds
+			// The thread's CPU time around each request (new instance, the request,
+			// discarding the instance) leaves out the time the thread waited for a
+			// core: on a shared machine that wait is most of the wall-clock p99.
+			runtime.LockOSThread()
 			for i := 0; i < perRound; i++ {
+				c0 := threadCPU()
 				t0 := time.Now()
 				if _, err := f.Invoke(ctx, req); err != nil {
+					runtime.UnlockOSThread()
 					return err
 				}
 				p.first = append(p.first, time.Since(t0))
+				p.cpu = append(p.cpu, threadCPU()-c0)
 			}
+			runtime.UnlockOSThread()
 			f.Close(ctx)
+			mu.Lock()
+			starts = &p.fresh
+			mu.Unlock()
+			if *warmN > 0 {
+				w := s
+				w.Version += "-warm"
+				w.Scaling.MinWarm, w.Scaling.MaxInstances = *warmN, max(*warmN, w.Scaling.MaxInstances)
+				fw, err := e.Load(ctx, w)
+				if err != nil {
+					e.Close(ctx)
+					return err
+				}
+				fw.Close(ctx)
+			}
 			e.Close(ctx)
 			p50, p99 := percentiles(append([]time.Duration(nil), p.total[n0:]...))
 			fmt.Fprintf(os.Stderr, "round %d snapshot=%v: new instance p50 %.3f ms p99 %.3f ms\n", round, mode == 1, ms(p50), ms(p99))
@@ -769,11 +800,14 @@ func coldStartBench(args []string) error {
 	}
 
 	fmt.Printf("\nmodule %s, %d bytes, GOMAXPROCS %d\n\n", *guest, len(wasm), runtime.GOMAXPROCS(0))
-	fmt.Printf("snapshot: used %v (%s) memory %d bytes, stored %d bytes, %d globals, init read %d random bytes and the clock %d times, taken in %.1f ms\n\n",
-		info.Used, info.Code, info.MemoryBytes, info.StoredBytes, info.Globals, info.RandomBytes, info.ClockReads, float64(info.Took.Microseconds())/1000)
+	fmt.Printf("snapshot: used %v (%s) memory %d bytes, stored %d bytes (host writes the data %v), %d globals, init read %d random bytes and the clock %d times, taken in %.1f ms\n\n",
+		info.Used, info.Code, info.MemoryBytes, info.StoredBytes, info.HostData, info.Globals, info.RandomBytes, info.ClockReads, float64(info.Took.Microseconds())/1000)
 	fmt.Println("| phase | n | p50 ms | p99 ms |")
 	fmt.Println("|---|---|---|---|")
 	row := func(name string, ds []time.Duration) {
+		if len(ds) == 0 {
+			return
+		}
 		p50, p99 := percentiles(ds)
 		fmt.Printf("| %s | %d | %.3f | %.3f |\n", name, len(ds), ms(p50), ms(p99))
 	}
@@ -785,6 +819,8 @@ func coldStartBench(args []string) error {
 		row(map[bool]string{false: "guest init (_initialize)", true: "restore from the snapshot"}[mode == 1], p.init)
 		row("new instance, "+name, p.total)
 		row("first request on a new instance, "+name, p.first)
+		row("thread CPU of new instance + first request + discard, "+name, p.cpu)
+		row(fmt.Sprintf("new instance, fresh memory (prewarm of %d), %s", *warmN, name), p.fresh)
 	}
 	p50s, _ := percentiles(modes[1].total)
 	p50n, _ := percentiles(modes[0].total)
