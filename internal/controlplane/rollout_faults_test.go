@@ -202,3 +202,80 @@ func TestRolloutFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestRolloutFaultsOnRealNodes runs the faults that need real agents: a canary that
+// traps on start fails its step with the node's reason and the deployment returns to
+// v1; and with the registry stopped, aborting a node step puts v1 back on the canary
+// node from its cache (the stable revision's artifact stays pinned).
+func TestRolloutFaultsOnRealNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents and wasm guests: not in -short")
+	}
+	p := cptest.Start(t, controlplane.Config{})
+	ctx := context.Background()
+	join := p.NodeToken(t)
+	n1 := startSLINode(t, p.NATSURL(), join, "edge-1", time.Second)
+	n2 := startSLINode(t, p.NATSURL(), join, "edge-2", time.Second)
+	cptest.WaitNodes(t, p.Server, 2, v1.NodeReady, 20*time.Second)
+	c, err := client.New(p.API, p.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{p: p, c: c}
+	img1 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "1.0.0", nil)
+	trap2 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "2.0.0", map[string]string{"TRAP_ON_START": "1"})
+	img3 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "3.0.0", nil)
+	d1, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: img1, Daemon: true}, client.CreateOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitConverged(t, "flaky", 60*time.Second)
+
+	t.Run("canary traps on start", func(t *testing.T) {
+		d2, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: trap2, Daemon: true, Rollout: canaryStrategy()}, client.Unconditional())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ro := waitRollout(t, c, "flaky", d2.Change.Number, 60*time.Second)
+		if ro.Phase != "failed" || !strings.Contains(ro.Reason, "canary (revision") || !strings.Contains(ro.Reason, "failed") {
+			t.Fatalf("rollout of a trapping canary ended %s: %s", ro.Phase, ro.Reason)
+		}
+		t.Logf("reason: %s", ro.Reason)
+		waitBackAt(t, c, "flaky", d1.Version.Digest)
+		for _, gw := range []string{n1.gw, n2.gw} {
+			if err := get(gw + "/flaky"); err != nil {
+				t.Errorf("stable stopped serving on %s: %v", gw, err)
+			}
+		}
+	})
+
+	t.Run("registry down during a rollback", func(t *testing.T) {
+		d3, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: img3, Daemon: true, Rollout: manualCanary("1node", "manual")}, client.Unconditional())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitPhase(t, c, "flaky", d3.Change.Number, "paused", 0) // edge-1 runs v3, ready
+		p.StopRegistry()
+		if _, err := c.RolloutAction(ctx, "flaky", v1.RolloutAbort, "registry maintenance"); err != nil {
+			t.Fatal(err)
+		}
+		waitBackAt(t, c, "flaky", d1.Version.Digest)
+		fermiontest.WaitFor(t, 60*time.Second, func() error {
+			st, err := c.DeploymentStatus(ctx, "flaky")
+			if err != nil {
+				return err
+			}
+			for _, n := range st.Nodes {
+				if n.Actual == nil || n.Actual.Digest != d1.Version.Digest || n.Actual.State != v1.InstanceReady {
+					return fmt.Errorf("%s runs %+v, want v1 ready from its cache", n.Node, n.Actual)
+				}
+			}
+			return nil
+		})
+		for _, gw := range []string{n1.gw, n2.gw} {
+			if err := get(gw + "/flaky"); err != nil {
+				t.Errorf("GET %s/flaky after the rollback: %v", gw, err)
+			}
+		}
+	})
+}

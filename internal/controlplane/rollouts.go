@@ -374,10 +374,10 @@ func (c *rolloutController) observe(d *v1.Deployment, ro *state.Rollout) (ready 
 		}
 		fresh := !st.Updated.Before(ro.StepStarted)
 		if st.Digest == ro.To.Digest && st.State == v1.InstanceFailed && fresh {
-			return false, fmt.Sprintf("node %s reports revision %d failed: %s", node, ro.Change, st.LastError)
+			return false, fmt.Sprintf("node %s reports revision %d failed: %s", node, ro.Change, firstLine(st.LastError))
 		}
 		if cs := st.Canary; cs != nil && cs.Digest == ro.To.Digest && cs.State == v1.InstanceFailed && fresh {
-			return false, fmt.Sprintf("node %s reports the canary (revision %d) failed: %s", node, ro.Change, cs.LastError)
+			return false, fmt.Sprintf("node %s reports the canary (revision %d) failed: %s", node, ro.Change, firstLine(cs.LastError))
 		}
 		switch {
 		case s.Phase == rollout.Promoting || s.Weight == 0:
@@ -456,4 +456,14 @@ func sameJSON(a, b any) bool {
 	x, err1 := json.Marshal(a)
 	y, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// firstLine is a node's error as a rollout's reason: its first line (a trap's guest
+// stack follows it), at most 300 bytes; fermion status shows the whole of it.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
