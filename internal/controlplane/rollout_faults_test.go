@@ -279,3 +279,43 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestAgentPartitionedDuringRolloutConverges cuts the canary node off while its
+// rollout waits at the first step, aborts the rollout meanwhile, and checks that the
+// node, when it returns, runs what the rollout ended with: the stable revision.
+func TestAgentPartitionedDuringRolloutConverges(t *testing.T) {
+	f := newFleet(t, map[string]map[string]string{"edge-1": {"zone": "a"}, "edge-2": {"zone": "b"}})
+	ctx := context.Background()
+	img1 := f.p.PushExample(t, "hello", "1.0.0", artifact.Meta{Revision: "one"})
+	img2 := f.p.PushExample(t, "hello", "2.0.0", artifact.Meta{Revision: "two"})
+	d1, _, err := f.c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: img1, Daemon: true}, client.Unconditional())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitConverged(t, "hello", 10*time.Second)
+	d2, _, err := f.c.PutDeployment(ctx, "hello", v1.DeploymentSpec{Image: img2, Daemon: true, Rollout: manualCanary("1node", "manual")}, client.Unconditional())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, f.c, "hello", d2.Change.Number, "paused", 0)
+	edge1 := f.agents["edge-1"]
+	if got := edge1.AssignedDigest("hello"); got != d2.Version.Digest {
+		t.Fatalf("the canary node runs %s, want v2", got)
+	}
+	edge1.Pause()
+	if _, err := f.c.RolloutAction(ctx, "hello", v1.RolloutAbort, "cut off"); err != nil {
+		t.Fatal(err)
+	}
+	waitBackAt(t, f.c, "hello", d1.Version.Digest)
+	if got := edge1.AssignedDigest("hello"); got != d2.Version.Digest {
+		t.Fatalf("a cut-off node heard of the abort: runs %s", got)
+	}
+	edge1.Resume()
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		if got := edge1.AssignedDigest("hello"); got != d1.Version.Digest {
+			return fmt.Errorf("edge-1 runs %s after it returned, want v1", got)
+		}
+		return nil
+	})
+	f.waitConverged(t, "hello", 10*time.Second)
+}
