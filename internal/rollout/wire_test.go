@@ -67,3 +67,29 @@ func TestWireErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFromAPI: a strategy from a PUT body never panics, and one that converts reads
+// back the same through its wire form.
+func FuzzFromAPI(f *testing.F) {
+	f.Add("canary", "1node,10%,manual,100%", "1m", "", "", "cookie:s", 0, 1.0, uint64(100))
+	f.Add("rolling", "", "", "25%", "1", "", -1, 0.0, uint64(0))
+	f.Add("canary", "1node@region=eu,5%", "30s", "", "", "", 3, 0.5, uint64(20))
+	f.Fuzz(func(t *testing.T, kind, steps, interval, maxUnavailable, maxSurge, sticky string, ext int, errRatio float64, minReq uint64) {
+		w := &v1.RolloutStrategy{Kind: kind, Interval: interval, MaxExtensions: ext, MaxUnavailable: maxUnavailable, MaxSurge: maxSurge, Sticky: sticky,
+			Analysis: &v1.RolloutAnalysis{MaxErrorRatio: errRatio, MinRequests: minReq}}
+		if steps != "" {
+			w.Steps = strings.Split(steps, ",")
+		}
+		s, err := rollout.FromAPI(w)
+		if err != nil {
+			return
+		}
+		back, err := rollout.FromAPI(new(rollout.ToAPI(s)))
+		if err != nil {
+			t.Fatalf("%+v converted to %+v, which does not read back: %v", w, rollout.ToAPI(s), err)
+		}
+		if !reflect.DeepEqual(s, back) {
+			t.Fatalf("round trip changed %+v:\n%+v\n%+v", w, s, back)
+		}
+	})
+}
