@@ -130,7 +130,9 @@ func TestRolloutVerbs(t *testing.T) {
 		}
 		return nil
 	})
-	contains(t, "history after the automatic rollback", must("history", "flaky"), "rollout rolled_back")
+	out = must("history", "flaky")
+	t.Logf("fermion history flaky:\n%s", out)
+	contains(t, "history after the automatic rollback", out, "rollout rolled_back", "rollout controller")
 	t.Logf("during v2: %v", codes())
 
 	// v3 through manual gates, from the CLI.
