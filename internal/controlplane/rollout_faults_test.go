@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/artifact"
@@ -68,7 +70,8 @@ func waitBackAt(t *testing.T, c *client.Client, name, digest string) *v1.Deploym
 // revision), a step whose selector matches no node (failed), and two deploys racing
 // (one starts its rollout, the other gets a conflict).
 func TestRolloutFaults(t *testing.T) {
-	p := cptest.Start(t, controlplane.Config{})
+	reg := prometheus.NewRegistry()
+	p := cptest.Start(t, controlplane.Config{Metrics: reg})
 	ctx := context.Background()
 	join := p.NodeToken(t)
 	for i, region := range []string{"eu", "us"} {
@@ -200,6 +203,16 @@ func TestRolloutFaults(t *testing.T) {
 		if st.Deployment.Version.Digest != d.Version.Digest {
 			t.Fatalf("after the promotion the deployment runs %s", st.Deployment.Version.Digest)
 		}
+	})
+
+	// Each ended rollout is counted once, by its outcome.
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		for outcome, want := range map[string]float64{"aborted": 1, "failed": 1, "succeeded": 1, "rolled_back": 0} {
+			if got := metricValue(t, reg, "fermion_rollouts_total", map[string]string{"outcome": outcome}); got != want {
+				return fmt.Errorf("fermion_rollouts_total{outcome=%q} = %v, want %v", outcome, got, want)
+			}
+		}
+		return nil
 	})
 }
 
