@@ -203,6 +203,13 @@ func TestRolloutFaults(t *testing.T) {
 		if st.Deployment.Version.Digest != d.Version.Digest {
 			t.Fatalf("after the promotion the deployment runs %s", st.Deployment.Version.Digest)
 		}
+		fermiontest.WaitFor(t, 10*time.Second, func() error {
+			got, err := c.GetDeployment(ctx, "hello")
+			if err != nil || got.Stable != nil || got.Change.Number != d.Change.Number || got.Generation != d.Generation {
+				return fmt.Errorf("after success the deployment is %+v (%v), want no stable, same revision and generation", got, err)
+			}
+			return nil
+		})
 	})
 
 	// Each ended rollout is counted once, by its outcome.

@@ -220,6 +220,8 @@ func (c *rolloutController) finish(ctx context.Context, d *v1.Deployment, ro sta
 		if err := c.returnToStable(ctx, d.Name, ro); err != nil {
 			return err
 		}
+	} else if err := c.dropStable(ctx, d.Name, ro); err != nil {
+		return err
 	}
 	next := ro
 	next.Counted = true
@@ -265,6 +267,22 @@ func (c *rolloutController) returnToStable(ctx context.Context, name string, ro 
 		Message: fmt.Sprintf("revision %d (rollback to revision %d after the rollout %s), generation %d: %s %s (%s)",
 			rolledBack.Change.Number, ro.FromNumber, ro.State.Phase, rolledBack.Generation, ro.From.App, ro.From.Version, shortDigest(ro.From.Digest))})
 	return nil
+}
+
+// dropStable clears the deployment's stable revision once its rollout succeeded: the
+// new revision runs everywhere, and the record no longer says a rollout governs it.
+// The change stays the same revision (no new generation: the nodes' assignments
+// render the same).
+func (c *rolloutController) dropStable(ctx context.Context, name string, ro state.Rollout) error {
+	_, err := c.st.Deployments.FencedUpdate(ctx, c.lead, name, func(cur *v1.Deployment) (*v1.Deployment, error) {
+		if cur == nil || cur.Stable == nil || cur.Change == nil || cur.Change.Number != ro.Change {
+			return nil, nil
+		}
+		next := *cur
+		next.Stable, next.Revision, next.Placement = nil, 0, v1.Placement{}
+		return &next, nil
+	})
+	return err
 }
 
 // carryOut does what the machine asked, after its state was written.
