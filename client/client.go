@@ -888,6 +888,42 @@ func (c *Client) Rollback(ctx context.Context, name string, req v1.RollbackReque
 	return &out, nil
 }
 
+// --- Rollouts (issue 15) ---
+
+// Rollout returns a deployment's latest rollout: its steps, phase and verdicts.
+// A deployment that never had one is an *Error with code not_found.
+func (c *Client) Rollout(ctx context.Context, name string) (*v1.Rollout, error) {
+	op := "get the rollout of " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	var out v1.Rollout
+	if _, err := c.do(ctx, op, http.MethodGet, deploymentPath(name)+"/rollout", nil, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RolloutAction promotes, aborts, pauses or resumes a deployment's rollout
+// (v1.RolloutPromote …), recording reason; an action the rollout's phase refuses is
+// an *Error with code conflict.
+func (c *Client) RolloutAction(ctx context.Context, name, action, reason string) (*v1.Rollout, error) {
+	op := action + " the rollout of " + name
+	if name == "" {
+		return nil, missing(op, "name")
+	}
+	switch action {
+	case v1.RolloutPromote, v1.RolloutAbort, v1.RolloutPause, v1.RolloutResume:
+	default:
+		return nil, fmt.Errorf("%s: %q is not a rollout action; use promote, abort, pause or resume", op, action)
+	}
+	var out v1.Rollout
+	if _, err := c.do(ctx, op, http.MethodPost, deploymentPath(name)+"/rollout/"+action, nil, nil, v1.RolloutActionRequest{Reason: reason}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Backup and restore (opsurface).
 
 // Backup streams an archive of the control plane's state into w (admin). The archive

@@ -77,6 +77,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/deployments/{name}/revisions":     {"get"},
 		"/v1/deployments/{name}/revisions/{n}": {"get"},
 		"/v1/deployments/{name}/rollback":      {"post"},
+		// Rollouts (issue 15).
+		"/v1/deployments/{name}/rollout":          {"get"},
+		"/v1/deployments/{name}/rollout/{action}": {"post"},
 		// Backup and restore (opsurface).
 		"/v1/backup":  {"get"},
 		"/v1/restore": {"put"},
@@ -244,6 +247,15 @@ var schemaTypes = map[string]reflect.Type{
 	"Revision":        reflect.TypeFor[v1.Revision](),
 	"RevisionList":    reflect.TypeFor[v1.RevisionList](),
 	"RollbackRequest": reflect.TypeFor[v1.RollbackRequest](),
+	// Rollouts (issue 15).
+	"RolloutStrategy":      reflect.TypeFor[v1.RolloutStrategy](),
+	"RolloutAnalysis":      reflect.TypeFor[v1.RolloutAnalysis](),
+	"RolloutRevision":      reflect.TypeFor[v1.RolloutRevision](),
+	"RolloutCheck":         reflect.TypeFor[v1.RolloutCheck](),
+	"RolloutVerdict":       reflect.TypeFor[v1.RolloutVerdict](),
+	"Rollout":              reflect.TypeFor[v1.Rollout](),
+	"RolloutActionRequest": reflect.TypeFor[v1.RolloutActionRequest](),
+	"StableRevision":       reflect.TypeFor[v1.StableRevision](),
 	// Backup and restore (opsurface).
 	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
 }

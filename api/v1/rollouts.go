@@ -119,3 +119,16 @@ type Rollout struct {
 type RolloutActionRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
+
+// StableRevision is the revision a rolled-out change started from: what the nodes
+// keep running until the rollout moves them (Deployment.Stable).
+type StableRevision struct {
+	Number  int64   `json:"number"`
+	Version Version `json:"version"`
+}
+
+// IsAllAtOnce reports whether s switches every node together (nil, empty or
+// all-at-once): a change with such a strategy starts no rollout.
+func (s *RolloutStrategy) IsAllAtOnce() bool {
+	return s == nil || s.Kind == "" || s.Kind == RolloutAllAtOnce
+}

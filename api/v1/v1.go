@@ -132,6 +132,9 @@ type DeploymentSpec struct {
 	// Strategy is binpack (default) or spread, for node resources.
 	Strategy    string       `json:"strategy,omitempty"`
 	Preferences []Preference `json:"preferences,omitempty"`
+	// Rollout is how a change of version reaches the nodes (rollouts.go); nil is all
+	// at once.
+	Rollout *RolloutStrategy `json:"rollout,omitempty"`
 }
 
 // Version is an image resolved at deploy time: what every node runs.
@@ -178,6 +181,9 @@ type Deployment struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Change is the latest change and the revision it made (revisions.go).
 	Change *Change `json:"change,omitempty"`
+	// Stable is set when Change is rolled out by a strategy: the revision the nodes
+	// ran before it, which keeps serving until the rollout moves them (rollouts.go).
+	Stable *StableRevision `json:"stable,omitempty"`
 }
 
 // Placement is the scheduler's decision for one generation.
@@ -323,6 +329,9 @@ const (
 	// A policy was applied or deleted.
 	EventPolicyApplied = "policy_applied"
 	EventPolicyDeleted = "policy_deleted"
+	// EventRollout is a rollout's progress: a step, a verdict with its numbers, the
+	// outcome (rollouts.go).
+	EventRollout = "rollout"
 )
 
 // EventTypes lists every event type above, for clients that check a filter before
@@ -332,6 +341,7 @@ var EventTypes = []string{
 	EventRescheduled, EventStarted, EventFailed, EventNodeJoined, EventNodeReady, EventLeaseLost,
 	EventDrainStarted, EventDrained, EventUncordoned, EventNodeRemoved, EventLeader,
 	EventPolicyDenied, EventPolicyWarned, EventPolicyAudited, EventPolicyApplied, EventPolicyDeleted,
+	EventRollout,
 }
 
 // Event is one lifecycle step. The history is bounded (the oldest go first).

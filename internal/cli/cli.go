@@ -92,6 +92,7 @@ Start with:
 	root.AddCommand(newAlertsCmd())                                    // sloengine
 	root.AddCommand(newTopCmd())                                       // fleet SLIs (top.go)
 	root.AddCommand(newHistoryCmd(), newRollbackCmd(), newDeleteCmd()) // revisions (issue 15)
+	root.AddCommand(newRolloutCmd())                                   // rollouts (issue 15)
 	addCompletions(root)                                               // complete.go: deployment, node … names from the API
 	return root
 }

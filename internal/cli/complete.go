@@ -85,19 +85,25 @@ func listTokenIDs(ctx context.Context, cl *client.Client) ([]string, error) {
 // argCompletions maps a command path (without "fermion ") to what its one NAME
 // argument names. A verb that takes a deployment or node name adds itself here.
 var argCompletions = map[string]nameLister{
-	"status":        listDeploymentNames,
-	"history":       listDeploymentNames,
-	"rollback":      listDeploymentNames,
-	"delete":        listDeploymentNames,
-	"top":           listDeploymentNames,
-	"nodes":         listNodeNames,
-	"node drain":    listNodeNames,
-	"node uncordon": listNodeNames,
-	"node remove":   listNodeNames,
-	"slo status":    listSLONames,
-	"slo delete":    listSLONames,
-	"policy delete": listPolicyNames,
-	"token revoke":  listTokenIDs,
+	"status":   listDeploymentNames,
+	"history":  listDeploymentNames,
+	"rollback": listDeploymentNames,
+	// Rollouts (issue 15).
+	"rollout status":  listDeploymentNames,
+	"rollout promote": listDeploymentNames,
+	"rollout abort":   listDeploymentNames,
+	"rollout pause":   listDeploymentNames,
+	"rollout resume":  listDeploymentNames,
+	"delete":          listDeploymentNames,
+	"top":             listDeploymentNames,
+	"nodes":           listNodeNames,
+	"node drain":      listNodeNames,
+	"node uncordon":   listNodeNames,
+	"node remove":     listNodeNames,
+	"slo status":      listSLONames,
+	"slo delete":      listSLONames,
+	"policy delete":   listPolicyNames,
+	"token revoke":    listTokenIDs,
 }
 
 // flagCompletions maps flags, on every command that has them, to their lister.

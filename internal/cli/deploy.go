@@ -18,6 +18,7 @@ import (
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/policy"
+	"fermion.dev/fermion/internal/rollout"
 )
 
 // pollInterval is how often the verbs that wait read the control plane.
@@ -25,7 +26,8 @@ const pollInterval = 200 * time.Millisecond
 
 func newDeployCmd() *cobra.Command {
 	var af apiFlags
-	var name, spread, selector, strategy, key, cacheDir, registryToken, message string
+	var name, spread, selector, placement, key, cacheDir, registryToken, message string
+	var rf rollout.Flags
 	var nodes int
 	var daemon, wait, noBuild bool
 	var prefer []string
@@ -44,8 +46,16 @@ The deployment is named after the app (or the repository's last path element) un
 --name says otherwise. Deploy reads the deployment and writes it only if it did not
 change meanwhile, so of two deploys of the same app at once one fails with a conflict
 rather than silently undoing the other. With --wait (the default) it then follows the
-rollout, printing each node's progress, until every node runs the new version.`,
+rollout, printing each node's progress, until every node runs the new version.
+
+--strategy says how a new version of a running deployment reaches its nodes:
+all-at-once (the default), rolling (--max-unavailable, --max-surge) or canary (--steps,
+--interval, --sticky), judged against the running version on their SLIs and rolled back
+by itself when it is worse (docs/rollouts.md). Without these flags the [strategy] table
+of fermion.toml applies; any of them replaces the table. Node placement (binpack or
+spread) is --placement; --strategy binpack|spread is still read as --placement.`,
 		Example: `  fermion deploy . --nodes 3 --spread zone
+  fermion deploy ./hello --daemon --strategy canary --steps 1node,10%,50%,100% --interval 1m
   fermion deploy ./hello --selector 'region == "eu-west"' --prefer tier=edge:10 --key signing.key
   fermion deploy 127.0.0.1:5000/acme/hello:1.2.0 --daemon --wait=false`,
 		Args: exactArgs(1),
@@ -55,7 +65,27 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			}
 			ctx := c.Context()
 			out := c.OutOrStdout()
-			spec := v1.DeploymentSpec{Daemon: daemon, Selector: selector, Spread: spread, Strategy: strategy}
+			if err := rolloutFlagsFit(rf, cmdFlagsChanged(c)); err != nil {
+				return usageError{err}
+			}
+			switch rf.Strategy {
+			case v1.StrategyBinpack, v1.StrategySpread:
+				// --strategy was node placement before rollouts took the name.
+				if placement != "" && placement != rf.Strategy {
+					return usageError{fmt.Errorf("--strategy %s and --placement %s disagree: node placement is --placement now; --strategy takes a rollout strategy (all-at-once, rolling, canary)", rf.Strategy, placement)}
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "note: --strategy %s is node placement, now --placement %s (--strategy takes a rollout strategy: all-at-once, rolling, canary)\n", rf.Strategy, rf.Strategy)
+				placement, rf.Strategy = rf.Strategy, ""
+			}
+			var strategy *rollout.Spec
+			if !rf.IsZero() {
+				s, err := rollout.ParseFlags(rf)
+				if err != nil {
+					return usageError{err}
+				}
+				strategy = &s
+			}
+			spec := v1.DeploymentSpec{Daemon: daemon, Selector: selector, Spread: spread, Strategy: placement}
 			if !daemon {
 				spec.Nodes = nodes
 			} else if c.Flags().Changed("nodes") {
@@ -72,6 +102,7 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			if e := check.Validate(); e != nil {
 				return usageError{fmt.Errorf("%s: %s", specFlag(e.Field), e.Message)}
 			}
+
 			if timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %s: must be positive", timeout)}
 			}
@@ -97,9 +128,12 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			}
 
 			if local {
-				pushed, app, err := buildAndPush(ctx, c, &af, cl, target, noBuild, cacheDir, key, registryToken)
+				pushed, app, fromManifest, err := buildAndPush(ctx, c, &af, cl, target, noBuild, cacheDir, key, registryToken)
 				if err != nil {
 					return err
+				}
+				if strategy == nil {
+					strategy = fromManifest // the [strategy] table, unless flags replaced it
 				}
 				spec.Image = pushed.Name() + "@" + pushed.Digest.String()
 				if name == "" {
@@ -120,6 +154,10 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			}
 			if err := v1.ValidName("deployment", name); err != nil {
 				return usageError{fmt.Errorf("%w; choose one with --name", err)}
+			}
+			if strategy != nil {
+				w := rollout.ToAPI(*strategy)
+				spec.Rollout = &w
 			}
 
 			cond := client.CreateOnly()
@@ -149,6 +187,24 @@ rollout, printing each node's progress, until every node runs the new version.`,
 			if d.Placement.Message != "" {
 				fmt.Fprintf(out, "placement: %s\n", d.Placement.Message)
 			}
+			if d.Stable != nil { // a rollout started (issue 15)
+				fmt.Fprintf(out, "rollout started: revision %d → %d, %s %s; follow it with fermion rollout status %s --watch\n",
+					d.Stable.Number, d.Change.Number, d.Spec.Rollout.Kind, strings.Join(d.Spec.Rollout.Steps, ","), name)
+				if !wait {
+					return nil
+				}
+				if !c.Flags().Changed("timeout") {
+					timeout = time.Hour // a canary's steps take their intervals
+				}
+				ro, err := followRollout(ctx, cl, name, d.Change.Number, timeout, out)
+				if err != nil {
+					return af.explain(ctx, err)
+				}
+				if err := rolloutOutcome(ro); err != nil {
+					return err
+				}
+				return waitConverged(ctx, &af, cl, name, d.Generation, timeout, out)
+			}
 			if !wait {
 				return nil
 			}
@@ -162,7 +218,13 @@ rollout, printing each node's progress, until every node runs the new version.`,
 	c.Flags().BoolVar(&daemon, "daemon", false, "run it on every node that matches (instead of --nodes)")
 	c.Flags().StringVar(&spread, "spread", "", "spread the nodes across this topology label (zone, region)")
 	c.Flags().StringVar(&selector, "selector", "", `CEL expression over node labels, such as 'region == "eu-west"'`)
-	c.Flags().StringVar(&strategy, "strategy", "", "node resources: binpack (the default) or spread")
+	c.Flags().StringVar(&placement, "placement", "", "node resources: binpack (the default) or spread")
+	c.Flags().StringVar(&rf.Strategy, "strategy", "", "how a new version reaches the nodes: all-at-once (default), rolling or canary (binpack and spread still mean --placement)")
+	c.Flags().StringVar(&rf.Steps, "steps", "", "canary steps: 1node, 3nodes, 25%nodes, 1node@region=eu (node subsets), 10% (traffic weight), manual, pause; comma-separated")
+	c.Flags().StringVar(&rf.Interval, "interval", "", "each canary step's analysis window or pause (1s–24h, default 1m)")
+	c.Flags().StringVar(&rf.Sticky, "sticky", "", "keep a client on one side of a canary's weight split: header:NAME or cookie:NAME")
+	c.Flags().StringVar(&rf.MaxUnavailable, "max-unavailable", "", "rolling: nodes switching at once, a count or a share (1, 25%)")
+	c.Flags().StringVar(&rf.MaxSurge, "max-surge", "", "rolling: nodes running both versions at once, a count or a share")
 	c.Flags().StringArrayVar(&prefer, "prefer", nil, "prefer nodes with label=value, scoring weight more (label=value:weight, weight in [-100, 100], default 1; repeatable)")
 	c.Flags().StringVar(&key, "key", "", "sign what deploy builds with this private key (passphrase from FERMION_PASSWORD or COSIGN_PASSWORD)")
 	c.Flags().BoolVar(&wait, "wait", true, "wait until every node runs the new version")
@@ -174,24 +236,25 @@ rollout, printing each node's progress, until every node runs the new version.`,
 }
 
 // buildAndPush builds the function at target and pushes it to the control plane's
-// registry as <app>:<version>. It returns the pushed reference and the app's name.
-func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *client.Client, target string, noBuild bool, cacheDir, key, registryToken string) (oci.Ref, string, error) {
+// registry as <app>:<version>. It returns the pushed reference, the app's name and
+// its manifest's [strategy] (nil when absent).
+func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *client.Client, target string, noBuild bool, cacheDir, key, registryToken string) (oci.Ref, string, *rollout.Spec, error) {
 	info, err := cl.Info(ctx)
 	if err != nil {
-		return oci.Ref{}, "", af.explain(ctx, err)
+		return oci.Ref{}, "", nil, af.explain(ctx, err)
 	}
 	if info.Registry == "" {
-		return oci.Ref{}, "", fmt.Errorf("the control plane at %s has no built-in registry to push %s to: push it to a registry yourself and deploy its reference", af.usedServer, target)
+		return oci.Ref{}, "", nil, fmt.Errorf("the control plane at %s has no built-in registry to push %s to: push it to a registry yourself and deploy its reference", af.usedServer, target)
 	}
 	var priv *privateKey
 	if key != "" {
 		if priv, err = loadPrivateKey(key); err != nil {
-			return oci.Ref{}, "", err
+			return oci.Ref{}, "", nil, err
 		}
 	}
 	m, a, err := buildArtifact(ctx, target, noBuild, cacheDir, c.ErrOrStderr())
 	if err != nil {
-		return oci.Ref{}, "", err
+		return oci.Ref{}, "", nil, err
 	}
 	if registryToken == "" {
 		registryToken = os.Getenv("FERMION_REGISTRY_TOKEN")
@@ -203,7 +266,7 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 	// the API is.
 	pool, err := af.caPool()
 	if err != nil {
-		return oci.Ref{}, "", err
+		return oci.Ref{}, "", nil, err
 	}
 	oc := &oci.Client{Token: registryToken, RootCAs: pool}
 	oc.Progress = newProgress(c.ErrOrStderr()) // progress.go
@@ -214,9 +277,9 @@ func buildAndPush(ctx context.Context, c *cobra.Command, af *apiFlags, cl *clien
 		err = fmt.Errorf("%w\npass --registry-token or set FERMION_REGISTRY_TOKEN", err)
 	}
 	if err != nil {
-		return oci.Ref{}, "", err // it names the push (or the signing) and ref already
+		return oci.Ref{}, "", nil, err // it names the push (or the signing) and ref already
 	}
-	return pushed, m.App.Name, nil
+	return pushed, m.App.Name, m.Strategy, nil
 }
 
 // warnSpread warns when nodes have joined and none carries the --spread label: the
@@ -271,6 +334,8 @@ func specFlag(field string) string {
 		return "--prefer" + strings.TrimPrefix(f, "preferences")
 	case f == "daemon":
 		return "--daemon"
+	case f == "strategy":
+		return "--placement" // spec.strategy is node placement; --strategy is the rollout's
 	}
 	return "--" + f
 }

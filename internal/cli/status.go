@@ -125,6 +125,10 @@ func printDeploymentStatus(w io.Writer, st *v1.DeploymentStatus) error {
 	if ch := d.Change; ch != nil && ch.Number > 0 { // revisions (issue 15)
 		fmt.Fprintf(tw, "history\trevision %d, %s by %s %s: %s (fermion history %s)\n", ch.Number, ch.Cause, or(ch.Who), since(time.Now(), ch.Time), or(changeMessage(*ch)), d.Name)
 	}
+	if d.Stable != nil && d.Change != nil { // rollouts (issue 15)
+		fmt.Fprintf(tw, "rollout	from revision %d (%s): nodes keep it until the rollout moves them (fermion rollout status %s)\n",
+			d.Stable.Number, versionCell(d.Stable.Version.Version, d.Stable.Version.Digest), d.Name)
+	}
 	state := "converging"
 	switch {
 	case d.Deleting:

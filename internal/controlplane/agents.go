@@ -312,7 +312,17 @@ func (s *agentService) recordStatuses(ctx context.Context, node string, sts []v1
 
 func sameStatus(a, b *v1.InstanceStatus) bool {
 	return a.Generation == b.Generation && a.Digest == b.Digest && a.Version == b.Version &&
-		a.State == b.State && a.Instances == b.Instances && a.LastError == b.LastError
+		a.State == b.State && a.Instances == b.Instances && a.LastError == b.LastError &&
+		sameCanaryStatus(a.Canary, b.Canary)
+}
+
+// sameCanaryStatus compares what a node reports of its canary: the rollout
+// controller waits on its state and weight.
+func sameCanaryStatus(a, b *v1.CanaryStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // assignmentSet is everything node should run, from this replica's table.

@@ -110,6 +110,10 @@ func (s *api) deploy(w http.ResponseWriter, r *http.Request, name string, pre pr
 			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: "spec.selector", Message: err.Error()}
 		}
 	}
+	strategy, e := rolloutStrategy(spec.Rollout)
+	if e != nil {
+		return nil, 0, e
+	}
 	img, e := s.resolver.resolveImage(ctx, spec.Image)
 	if e != nil {
 		return nil, 0, e
@@ -117,7 +121,7 @@ func (s *api) deploy(w http.ResponseWriter, r *http.Request, name string, pre pr
 	ver := img.ver
 	// Admission: a policy in mode deny refuses it and nothing is written; warn and
 	// audit only record (and warnings go back to the caller).
-	warnings, e := s.policies.admit(ctx, name, img, caller)
+	warnings, e := s.policies.admit(ctx, name, img, strategy, caller)
 	setWarningHeader(w, warnings)
 	if e != nil {
 		return nil, 0, e
@@ -162,6 +166,11 @@ func (s *api) deploy(w http.ResponseWriter, r *http.Request, name string, pre pr
 		if err != nil || d == nil {
 			break
 		}
+		// Rollouts: a changed version of a running deployment goes out by its
+		// strategy (rollout_split.go), and never while another rollout is live.
+		if e := stageRollout(s.st, a.cur, d, strategy); e != nil {
+			return nil, 0, e
+		}
 		created = a.cur == nil
 		rev, err = s.admission.writeAdmitted(ctx, name, d, a)
 		if err == nil {
@@ -193,6 +202,9 @@ func (s *api) deploy(w http.ResponseWriter, r *http.Request, name string, pre pr
 	what := fmt.Sprintf("revision %d, generation %d", change.Number, d.Generation)
 	if change.Cause == v1.CauseRollback {
 		what = fmt.Sprintf("revision %d (rollback to revision %d), generation %d", change.Number, change.RollbackOf, d.Generation)
+	}
+	if d.Stable != nil {
+		what += fmt.Sprintf(", rolled out %s from revision %d", strategy.Kind, d.Stable.Number)
 	}
 	s.event(ctx, v1.Event{Type: v1.EventDeployed, Deployment: name,
 		Message: fmt.Sprintf("%s: %s %s (%s) on %s", what, ver.App, ver.Version, shortDigest(ver.Digest), describeSpec(&spec))})

@@ -234,11 +234,13 @@ func (s *deploymentController) reconcileDeployment(ctx context.Context, d *v1.De
 		}
 	}
 	r := reserve(d.Version)
+	// A rollout decides which version each node runs (rollout_split.go).
+	split := splitOf(s.st, d)
 	// Add and update first, so that work moves before it leaves.
 	var writes, added []string
 	for node := range desired {
 		a, had := cur[node]
-		if had && a.Generation == d.Generation {
+		if had && sameAssignment(a, split.assignment(d, node, r)) {
 			continue
 		}
 		writes = append(writes, node)
@@ -248,7 +250,7 @@ func (s *deploymentController) reconcileDeployment(ctx context.Context, d *v1.De
 	}
 	slices.Sort(writes)
 	slices.Sort(added)
-	if err := s.writeAssignments(ctx, d, writes, r); err != nil {
+	if err := s.writeAssignments(ctx, d, split, writes, r); err != nil {
 		return err
 	}
 	what := fmt.Sprintf("%s %s (%s)", d.Version.App, d.Version.Version, shortDigest(d.Version.Digest))
@@ -262,7 +264,7 @@ func (s *deploymentController) reconcileDeployment(ctx context.Context, d *v1.De
 	}
 	// Remove what is no longer desired. A draining node keeps its work until every
 	// node that replaces it runs the version ready; a lost node loses it at once.
-	replacementsReady := s.allReady(d, desired)
+	replacementsReady := s.allReady(d, split, desired)
 	for node := range cur {
 		if desired[node] {
 			continue
@@ -314,7 +316,7 @@ const assignmentWriters = 32
 
 // writeAssignments puts d's assignment on each node, several at once: a daemon
 // deployment to a thousand nodes is a thousand acknowledged writes.
-func (s *deploymentController) writeAssignments(ctx context.Context, d *v1.Deployment, nodes []string, r v1.Resources) error {
+func (s *deploymentController) writeAssignments(ctx context.Context, d *v1.Deployment, split rolloutSplit, nodes []string, r v1.Resources) error {
 	sem := make(chan struct{}, assignmentWriters)
 	errs := make([]error, len(nodes))
 	revs := make([]uint64, len(nodes))
@@ -324,7 +326,7 @@ func (s *deploymentController) writeAssignments(ctx context.Context, d *v1.Deplo
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			na := v1.Assignment{Deployment: d.Name, Node: node, Generation: d.Generation, Version: d.Version, Reserved: r}
+			na := split.assignment(d, node, r)
 			revs[i], errs[i] = s.st.Assignments.FencedPut(ctx, s.lead, node+"."+d.Name, &na)
 		}()
 	}
@@ -339,11 +341,11 @@ func (s *deploymentController) writeAssignments(ctx context.Context, d *v1.Deplo
 	return nil
 }
 
-// allReady reports whether every desired node reports the deployment's generation ready.
-func (s *deploymentController) allReady(d *v1.Deployment, desired map[string]bool) bool {
+// allReady reports whether every desired node reports the version it should run ready.
+func (s *deploymentController) allReady(d *v1.Deployment, split rolloutSplit, desired map[string]bool) bool {
 	for node := range desired {
 		st, _, ok := s.st.Statuses.Get(node + "." + d.Name)
-		if !ok || st.State != v1.InstanceReady || st.Digest != d.Version.Digest {
+		if !ok || st.State != v1.InstanceReady || st.Digest != split.versionOn(node).Digest {
 			return false
 		}
 	}

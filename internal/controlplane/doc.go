@@ -15,6 +15,7 @@
 //	election       holds or seeks the lease, moves the fence, says who leads   (leader.go)
 //	controllers    the leader's loop over the registered Controllers and LeaderRunners
 //	  lifecycleController   lost / ready / drained by the leases              (lifecycle.go)
+//	  rolloutController     a changed version's rollout: steps, analysis, outcome (rollouts.go)
 //	  deploymentController  placement, assignments, drain moves, retire      (controller.go)
 //	  revisionController    backfill, prune and clean up revisions           (revisions.go)
 //	placer         the scheduler's problem from the tables and policies       (placement.go)

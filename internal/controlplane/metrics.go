@@ -25,6 +25,7 @@ type metrics struct {
 	policyEvaluations *prometheus.CounterVec   // policy, mode, result
 	policyViolations  *prometheus.CounterVec   // policy, mode
 	policySeconds     *prometheus.HistogramVec // policy
+	rollouts          *prometheus.CounterVec   // outcome (rollouts.go)
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -67,6 +68,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "Admission policy evaluations that objected (a violation, or an error under failurePolicy Fail), by policy and mode."}, []string{"policy", "mode"}),
 		policySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fermion_policy_evaluation_duration_seconds",
 			Help: "Time one policy takes to evaluate one input.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"policy"}),
+		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_rollouts_total",
+			Help: "Rollouts that ended, by outcome (succeeded, rolled_back, aborted, failed); counted once, by the leader that ended them."}, []string{"outcome"}),
+	}
+	for _, o := range rolloutOutcomes {
+		m.rollouts.WithLabelValues(o)
 	}
 	// Exported at 0, so panels show 0 rather than no data until the first error.
 	for _, r := range []string{"placed", "unplaceable"} {
@@ -80,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	}
 	reg.MustRegister(m.leader, m.acting, m.terms, m.pauses, m.placements, m.reconciles, m.reconcileSeconds, m.heartbeats, m.agentAuthFailures,
 		m.events, m.eventFailures, m.apiRequests, m.apiSeconds, m.policyEvaluations, m.policyViolations, m.policySeconds,
-		&stateCollector{s: s})
+		m.rollouts, &stateCollector{s: s})
 	if err := reg.Register(state.CASConflicts); err != nil {
 		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
 			panic(err)

@@ -15,6 +15,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/controlplane/state"
 	"fermion.dev/fermion/internal/policy"
+	"fermion.dev/fermion/internal/rollout"
 	"fermion.dev/fermion/internal/scheduler"
 )
 
@@ -178,12 +179,13 @@ func (o policyObserver) Evaluated(name string, mode policy.Mode, result policy.R
 // admit runs the admission policies on a deployment's resolved image. Every objection
 // is recorded as an event; warnings are returned for the caller; a denial is the
 // policy_denied error, and nothing is to be written.
-func (s *policies) admit(ctx context.Context, deployment string, img *resolvedImage, caller cred) ([]string, *v1.Error) {
+func (s *policies) admit(ctx context.Context, deployment string, img *resolvedImage, strategy rollout.Spec, caller cred) ([]string, *v1.Error) {
 	set := s.policySet()
 	if set.Len() == 0 {
 		return nil, nil
 	}
-	in := policy.AdmissionInput{Artifact: img.artifact, Manifest: img.config.Manifest, Caller: policy.Caller{Subject: caller.ID, Role: caller.Role}}
+	in := policy.AdmissionInput{Artifact: img.artifact, Manifest: img.config.Manifest, Caller: policy.Caller{Subject: caller.ID, Role: caller.Role},
+		Deployment: policy.Deployment{Name: deployment, Strategy: policyStrategy(strategy)}}
 	d := set.Admit(in)
 	s.recordViolations(ctx, deployment, caller.ID, policy.TargetAdmission, d.Violations())
 	warnings := make([]string, 0, len(d.Warnings))

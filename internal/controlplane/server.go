@@ -182,6 +182,7 @@ type Server struct {
 	handler  http.Handler
 	slos     *sloctl.Controller // SLO hook (sloengine)
 	slis     *fleet.Store       // the fleet SLI store (api_slis.go)
+	rollouts *rolloutController // the rollout controller (rollouts.go)
 
 	ready      atomic.Bool
 	adminToken string
@@ -360,6 +361,8 @@ func (s *Server) build() {
 	st.Statuses.Watch(func(string, *v1.InstanceStatus) { s.ctrl.kickControllers() })
 	// Placement policies change where deployments belong: let the controllers look.
 	st.Policies.Watch(func(string, *v1.Policy) { s.ctrl.kickControllers() })
+	// A rollout's step or an operator's action changes what the nodes should run.
+	st.Rollouts.Watch(func(string, *state.Rollout) { s.ctrl.kickControllers() })
 }
 
 // registerControllers lists the leader's controllers in the order a pass runs them,
@@ -367,12 +370,33 @@ func (s *Server) build() {
 // one line here: construct it with what it needs (s.st, s.lead for its writes, event,
 // s.logger, s.metrics), never the Server.
 func (s *Server) registerControllers(pl *placer, event func(context.Context, v1.Event)) {
+	// Rollouts (issue 15): the metric source and the SLO engine start after the
+	// controllers are built, so the controller asks for them when it needs them.
+	s.rollouts = &rolloutController{logger: s.logger.With("component", "rollouts"), st: s.st, lead: s.lead, event: event,
+		outcomes: s.metrics.rollouts,
+		source: func() (rollout.Metrics, bool) {
+			if s.cfg.RolloutMetrics != nil {
+				// A configured source (Prometheus) sees the node's metric labels, which
+				// name the manifest's app, not the deployment.
+				return s.cfg.RolloutMetrics, true
+			}
+			return fleetRolloutMetrics{st: s.slis}, false
+		},
+		expect: func(ctx context.Context, app, version string, until time.Time) error {
+			if s.slos == nil {
+				return nil
+			}
+			return s.slos.MarkExpected(ctx, app, version, until)
+		}}
 	s.ctrl.list = []Controller{
 		&lifecycleController{cfg: &s.cfg, logger: s.logger, st: s.st, lead: s.lead, event: event},
+		s.rollouts, // before the deployment controller, which renders its decisions
 		&deploymentController{placer: pl, logger: s.logger, metrics: s.metrics, st: s.st, lead: s.lead, event: event},
 		&revisionController{st: s.st}, // revisions (issue 15)
 	}
-	s.ctrl.runners = []LeaderRunner{}
+	s.ctrl.runners = []LeaderRunner{
+		&rolloutTicker{st: s.st, kick: s.ctrl.kickControllers}, // analysis windows close on time
+	}
 }
 
 // routeGroups are the API's route groups, each registered behind serveAPI (auth,
@@ -384,7 +408,8 @@ func (s *Server) routeGroups() []routeGroup {
 		s.api.sloRoutes,      // SLO hook (sloengine)
 		s.api.sliRoutes,      // GET /v1/slis (api_slis.go)
 		s.api.revisionRoutes, // revisions and rollback (issue 15)
-		s.api.backupRoutes,   // backup and restore (opsurface, backup.go)
+		(&rolloutAPI{st: s.st, ctl: s.rollouts}).routes, // rollouts (issue 15)
+		s.api.backupRoutes, // backup and restore (opsurface, backup.go)
 	}
 }
 

@@ -30,10 +30,16 @@ func (s *agentService) sliVersions(node string) []sliingest.VersionRef {
 	out := make([]sliingest.VersionRef, 0, len(set.Assignments))
 	for _, a := range set.Assignments {
 		out = append(out, sliingest.VersionRef{Deployment: a.Deployment, App: a.Version.App, Version: a.Version.Version})
+		if a.Canary != nil { // a weight step's canary serves beside it (rollouts)
+			out = append(out, sliingest.VersionRef{Deployment: a.Deployment, App: a.Canary.Version.App, Version: a.Canary.Version.Version})
+		}
 	}
 	s.st.Statuses.EachOfNode(node, func(_ string, st *v1.InstanceStatus, _ uint64) {
 		if st.Version != "" {
 			out = append(out, sliingest.VersionRef{Deployment: st.Deployment, App: st.Deployment, Version: st.Version})
+		}
+		if st.Canary != nil && st.Canary.Version != "" {
+			out = append(out, sliingest.VersionRef{Deployment: st.Deployment, App: st.Deployment, Version: st.Canary.Version})
 		}
 	})
 	return out

@@ -26,7 +26,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/atomicfile", nil},
 	{"fermion.dev/fermion/internal/certs", []string{"fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/wasmbin", nil},
-	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/slo"}},
+	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/rollout"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/artifact", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/nodecache", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
@@ -48,7 +48,7 @@ var rules = []struct {
 	// rollout is pure progressive-delivery logic: strategies, the rollout state
 	// machine and canary analysis over SLI samples. No clock, store or network; the
 	// control plane's rollout controller adapts it.
-	{"fermion.dev/fermion/internal/rollout", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/sli"}},
+	{"fermion.dev/fermion/internal/rollout", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/sli"}},
 	// promsource is the rollout analysis' Prometheus metric source: PromQL templates and
 	// the query API. Its test scrapes the telemetry package's real metric definitions.
 	{"fermion.dev/fermion/internal/promsource", []string{"fermion.dev/fermion/internal/rollout", "fermion.dev/fermion/internal/sli", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/telemetry"}},
@@ -72,7 +72,8 @@ var rules = []struct {
 	// election, controllers) import it, never the other way round.
 	// backup archives and restores JetStream buckets; it knows nothing of what they hold.
 	{"fermion.dev/fermion/internal/backup", nil},
-	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/fermiontest"}},
+	// state records a rollout's state machine as it is (rollout.State, pure data).
+	{"fermion.dev/fermion/internal/controlplane/state", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/rollout", "fermion.dev/fermion/internal/fermiontest"}},
 	// console is the web console's embedded assets and handler; its Go code imports
 	// nothing of ours (the page speaks only the /v1 API). Its browser tests start a
 	// control plane in-process.

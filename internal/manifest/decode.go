@@ -55,7 +55,7 @@ var (
 // schema lists the keys each table accepts; "[]" marks array elements. It
 // drives unknown-key detection and did-you-mean suggestions.
 var schema = map[string][]string{
-	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling", "slo"},
+	"":                {"manifest_version", "app", "component", "routes", "limits", "capabilities", "scaling", "slo", "strategy"},
 	"app":             {"name", "version", "description", "labels"},
 	"component":       {"source", "abi", "build", "snapshot", "warmup", "warmup_timeout"},
 	"component.build": {"command", "workdir", "env"},
@@ -460,6 +460,7 @@ func (d *decoder) manifest(raw map[string]any, dir string) *Manifest {
 	m.Capabilities = d.capabilities(raw, dir)
 	m.Scaling = d.scaling(raw)
 	m.SLOs = d.slos(raw, m.App.Name)
+	m.Strategy = d.strategy(raw)
 	if m.Limits.MaxConcurrency == 0 {
 		m.Limits.MaxConcurrency = m.Scaling.MaxInstances
 	}

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"fermion.dev/fermion/internal/rollout"
 	"fermion.dev/fermion/internal/slo"
 )
 
@@ -39,6 +40,10 @@ type Manifest struct {
 	Scaling         Scaling
 	// SLOs are the [[slo]] tables: the app's SLOs, applied with its deployment.
 	SLOs []slo.ManifestSLO
+	// Strategy is the [strategy] table: how a new version reaches the nodes (a
+	// canary's steps and checks, rolling batches); nil when absent. fermion deploy's
+	// strategy flags replace it.
+	Strategy *rollout.Spec
 
 	// Dir is the absolute directory of the manifest file ("" when parsed
 	// from bytes with Parse and dir ""). Relative paths resolve against it.

@@ -54,7 +54,7 @@ func TestCompileErrors(t *testing.T) {
 		{"type error has position", admissionPolicy("p", "artifact.signed && artifact.size > 'big'"),
 			[]string{"p.yaml:8:52:", "found no matching overload for '_>_'", "(expression 1:34)", "| artifact.signed && artifact.size > 'big'\n    | " + strings.Repeat(".", 33) + "^"}},
 		{"unknown variable", admissionPolicy("p", "request.user == 'admin'"),
-			[]string{"p.yaml:8:19:", "undeclared reference to 'request'", "can use artifact, manifest and caller"}},
+			[]string{"p.yaml:8:19:", "undeclared reference to 'request'", "can use artifact, manifest, caller and deployment"}},
 		{"misspelt variable", admissionPolicy("p", "calller.role == 'admin'"),
 			[]string{"undeclared reference to 'calller'", "did you mean 'caller'?"}},
 		{"unknown field", admissionPolicy("p", "artifact.sigend"),

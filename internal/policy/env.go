@@ -16,7 +16,7 @@ import (
 type scope int
 
 const (
-	scopeAdmission     scope = iota // artifact, manifest, caller
+	scopeAdmission     scope = iota // artifact, manifest, caller, deployment
 	scopePlacementApp               // app: placement matchConditions, evaluated once per placement
 	scopePlacementNode              // app, node: placement constraints and preferences
 	scopeRuntime                    // artifact, node
@@ -26,7 +26,7 @@ const (
 func (s scope) vars() string {
 	switch s {
 	case scopeAdmission:
-		return "artifact, manifest and caller"
+		return "artifact, manifest, caller and deployment"
 	case scopePlacementApp:
 		return "app only (matchConditions are evaluated once per placement, before any node)"
 	case scopePlacementNode:
@@ -42,6 +42,7 @@ var envs = sync.OnceValues(func() ([numScopes]*cel.Env, error) {
 	base, err := cel.NewEnv(
 		ext.NativeTypes(
 			reflect.TypeFor[Artifact](), reflect.TypeFor[Manifest](), reflect.TypeFor[Caller](),
+			reflect.TypeFor[Deployment](), reflect.TypeFor[Strategy](),
 			reflect.TypeFor[AppInput](), reflect.TypeFor[NodeInput](),
 			reflect.TypeFor[RuntimeArtifact](), reflect.TypeFor[RuntimeNode](),
 			ext.ParseStructTag("json"),
@@ -70,6 +71,7 @@ var envs = sync.OnceValues(func() ([numScopes]*cel.Env, error) {
 			cel.Variable("artifact", obj(reflect.TypeFor[Artifact]())),
 			cel.Variable("manifest", obj(reflect.TypeFor[Manifest]())),
 			cel.Variable("caller", obj(reflect.TypeFor[Caller]())),
+			cel.Variable("deployment", obj(reflect.TypeFor[Deployment]())),
 		},
 		scopePlacementApp: {
 			cel.Variable("app", obj(reflect.TypeFor[AppInput]())),
@@ -114,6 +116,8 @@ func (a *admissionVars) ResolveName(name string) (any, bool) {
 		return &a.in.Manifest, true
 	case "caller":
 		return &a.in.Caller, true
+	case "deployment":
+		return &a.in.Deployment, true
 	}
 	return nil, false
 }

@@ -10,11 +10,32 @@ package policy
 // under the run-time cost limit.
 
 // AdmissionInput is what an admission policy decides on, as the CEL variables
-// artifact, manifest and caller.
+// artifact, manifest, caller and deployment.
 type AdmissionInput struct {
-	Artifact Artifact `json:"artifact"`
-	Manifest Manifest `json:"manifest"`
-	Caller   Caller   `json:"caller"`
+	Artifact   Artifact   `json:"artifact"`
+	Manifest   Manifest   `json:"manifest"`
+	Caller     Caller     `json:"caller"`
+	Deployment Deployment `json:"deployment"`
+}
+
+// Deployment is the deployment being admitted: its name and how the change reaches
+// the nodes, so a policy can require canaries (deployment.strategy.kind == "canary").
+type Deployment struct {
+	Name     string   `json:"name"`
+	Strategy Strategy `json:"strategy"`
+}
+
+// Strategy is a deployment's rollout strategy, normalized: kind is always set
+// ("all-at-once" when the deploy named none).
+type Strategy struct {
+	Kind string `json:"kind"` // all-at-once, rolling or canary
+	// Steps are a canary's steps in the CLI's grammar ("1node", "10%", "manual").
+	Steps []string `json:"steps"`
+	// IntervalSeconds is each step's analysis window or pause.
+	IntervalSeconds int64 `json:"interval_seconds"`
+	// Analysis is true when some step is gated by a canary analysis.
+	Analysis bool   `json:"analysis"`
+	Sticky   string `json:"sticky"`
 }
 
 // Artifact is the OCI artifact being deployed, as the registry and the module scan

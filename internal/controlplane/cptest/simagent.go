@@ -60,7 +60,10 @@ func JoinSimAgent(ctx context.Context, natsURL, joinToken, name string, reg v1.R
 	a := &SimAgent{Name: name, url: natsURL, reg: reg, nc: nc, applied: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	if _, err := nc.Subscribe(v1.SubjectAssignments(name), func(m *nats.Msg) {
 		var set v1.AssignmentSet
-		if json.Unmarshal(m.Data, &set) == nil {
+		a.mu.Lock()
+		cut := a.paused // cut off: pushes do not reach it either
+		a.mu.Unlock()
+		if !cut && json.Unmarshal(m.Data, &set) == nil {
 			a.apply(set)
 		}
 	}); err != nil {
@@ -206,7 +209,21 @@ func (a *SimAgent) Assignments() []string {
 	return out
 }
 
-// Pause stops lease renewals (the agent is cut off) until Resume.
+// AssignedDigest is the digest the agent was last told to run for deployment ("" when
+// none).
+func (a *SimAgent) AssignedDigest(deployment string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, as := range a.set.Assignments {
+		if as.Deployment == deployment {
+			return as.Version.Digest
+		}
+	}
+	return ""
+}
+
+// Pause stops lease renewals and drops assignment pushes (the agent is cut off)
+// until Resume.
 func (a *SimAgent) Pause() { a.setPaused(true) }
 
 // Resume renews again.

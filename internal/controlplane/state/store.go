@@ -32,6 +32,7 @@ const (
 	BucketPolicies    = "fermion_policies"    // <policy>: API only (CAS); history = its last versions
 	BucketLeader      = "fermion_leader"      // controllers: leader election (TTL)
 	BucketRevisions   = "fermion_revisions"   // <deployment>.<n>: API (create only), revisions controller (backfill, prune)
+	BucketRollouts    = "fermion_rollouts"    // <deployment>: rollout controller (fenced CAS), rollout actions API (CAS)
 	streamEvents      = "FERMION_EVENTS"      // fermion.events.<type>: everyone; bounded
 )
 
@@ -54,6 +55,7 @@ type Store struct {
 	Creds       *Table[Cred]              // desired: API tokens, join handler
 	Policies    *Table[v1.Policy]         // desired: API only (CAS); history = its versions
 	Revisions   *Table[v1.Revision]       // desired: immutable, "<deployment>.<n>"; API creates, revisions controller backfills and prunes
+	Rollouts    *Table[Rollout]           // decided: a deployment's latest rollout; rollout controller (fenced CAS), actions API (CAS)
 
 	Leader jetstream.KeyValue // the leader lease (TTL); not a table: one raw record
 	Events jetstream.Stream   // fermion.events.<type>, bounded
@@ -82,7 +84,7 @@ type Cred struct {
 // replicas copies each; the tables are empty until Run.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL time.Duration, maxEvents int64) (*Store, error) {
 	s := &Store{JS: js}
-	var deployments, nodes, leases, assignments, status, placements, tokens, policies, revisions jetstream.KeyValue
+	var deployments, nodes, leases, assignments, status, placements, tokens, policies, revisions, rollouts jetstream.KeyValue
 	buckets := []struct {
 		kv      *jetstream.KeyValue
 		name    string
@@ -103,6 +105,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 		{&s.Leader, BucketLeader, 1, leaderTTL, jetstream.FileStorage},
 		{&policies, BucketPolicies, policyHistory, 0, jetstream.FileStorage},
 		{&revisions, BucketRevisions, 1, 0, jetstream.FileStorage},
+		{&rollouts, BucketRollouts, 1, 0, jetstream.FileStorage},
 	}
 	// Open them at once: replicas of a new cluster race to create them, and each
 	// race can cost an API timeout.
@@ -138,6 +141,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, leaderTTL t
 	s.Placements = newTable[v1.Placement](BucketPlacements, placements, js)
 	s.Policies = newTable[v1.Policy](BucketPolicies, policies, js)
 	s.Revisions = newTable[v1.Revision](BucketRevisions, revisions, js)
+	s.Rollouts = newTable[Rollout](BucketRollouts, rollouts, js)
 	return s, nil
 }
 
@@ -166,7 +170,7 @@ func (s *Store) tables() []interface {
 	return []interface {
 		run(ctx context.Context, log func(msg string, args ...any))
 		WaitReady(ctx context.Context) error
-	}{s.Deployments, s.Nodes, s.Leases, s.Assignments, s.Statuses, s.Creds, s.Placements, s.Policies, s.Revisions}
+	}{s.Deployments, s.Nodes, s.Leases, s.Assignments, s.Statuses, s.Creds, s.Placements, s.Policies, s.Revisions, s.Rollouts}
 }
 
 // Run keeps every table current until ctx is done, one watch goroutine per table
@@ -189,7 +193,7 @@ func (s *Store) WaitReady(ctx context.Context) error {
 
 // fenced are the tables the controllers write, fenced by the leader's term (Fence).
 func (s *Store) fenced() []Bucket {
-	return []Bucket{s.Nodes, s.Assignments, s.Placements, s.Deployments}
+	return []Bucket{s.Nodes, s.Assignments, s.Placements, s.Deployments, s.Rollouts}
 }
 
 // ErrConflict is a lost compare-and-swap that the caller asked not to retry.
