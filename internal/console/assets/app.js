@@ -19,7 +19,7 @@ const S = {
   slis: { region: null, node: null, app: null }, // GET /v1/slis groups (null: not served)
   latTrend: {}, // region → last p99s
   view: "executive", debugDep: "", nodeFilter: "", eventType: "", confirm: "",
-  updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {},
+  updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {}, leaving: false,
 };
 // For tests and measurement: numbers the page rendered and when.
 window.fermionConsole = { S, renders: 0, firstRender: 0, lastEventSeq: 0 };
@@ -54,10 +54,22 @@ async function api(path, opts = {}) {
 
 // ---- sign-in ----
 
+// signIn checks a token at /ui/session. An error with refused set means the server
+// turned the token down; any other (no answer, a network error, a 5xx) says nothing
+// about the token, so a page that already holds one keeps it and asks again.
 async function signIn(token) {
-  const res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token }, signal: AbortSignal.timeout(REQUEST_MS) });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error || "sign-in failed: " + res.status);
+  let res, body;
+  try {
+    res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token }, signal: AbortSignal.timeout(REQUEST_MS) });
+    body = await res.json().catch(() => ({}));
+  } catch (e) {
+    throw new Error("cannot reach the server: " + e.message);
+  }
+  if (!res.ok) {
+    const e = new Error(body.error || "sign-in failed: " + res.status);
+    e.refused = res.status === 401;
+    throw e;
+  }
   S.token = token; S.session = body;
   sessionStorage.setItem(TOKEN_KEY, token);
 }
@@ -76,6 +88,29 @@ const canAdmin = () => S.session && S.session.role === "admin";
 
 // ---- data ----
 
+// refresh runs poll, at most one at a time: a view change, an action or the loop
+// asking while one is in flight get that one, and one more after it if asked
+// meanwhile. Overlapping polls would each take a share of the browser's six
+// connections to this host, and one of them is the event stream's.
+let polling = null, pollAgain = false;
+function refresh() {
+  if (polling) { pollAgain = true; return polling; }
+  polling = (async () => {
+    try {
+      do { pollAgain = false; await poll(); } while (pollAgain);
+    } finally { polling = null; }
+  })();
+  return polling;
+}
+
+// limited runs fn over items with at most n calls in flight.
+async function limited(items, n, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
 async function poll() {
   const jobs = [
     api("/v1/nodes").then((b) => (S.nodes = b.nodes || [])),
@@ -84,8 +119,8 @@ async function poll() {
     api("/v1/slos").then(async (b) => {
       S.slos = b.slos || [];
       const st = {};
-      await Promise.all(S.slos.slice(0, 50).map((s) =>
-        api("/v1/slos/" + encodeURIComponent(s.name) + "/status").then((x) => (st[s.name] = x)).catch(() => {})));
+      await limited(S.slos.slice(0, 50), 3, (s) =>
+        api("/v1/slos/" + encodeURIComponent(s.name) + "/status").then((x) => (st[s.name] = x)).catch(() => {}));
       S.sloStatus = st;
       noteTrends();
     }),
@@ -125,7 +160,7 @@ async function pollLoop() {
   const gen = ++pollGen;
   while (S.polling && gen === pollGen) {
     const t0 = Date.now();
-    try { await poll(); render(); } catch (e) { if (e.message === "unauthorized") return; setStatus("update failed: " + e.message); }
+    try { if (!document.hidden) { await refresh(); render(); } } catch (e) { if (e.message === "unauthorized") return; setStatus("update failed: " + e.message); }
     await new Promise((r) => setTimeout(r, Math.max(200, POLL_MS - (Date.now() - t0))));
   }
 }
@@ -134,7 +169,7 @@ async function pollLoop() {
 // events as they are recorded) and reconnects after the last event it saw.
 async function followEvents() {
   let backoff = 500;
-  while (S.token) {
+  while (S.token && !S.leaving) {
     const ac = new AbortController();
     S.streamAbort = ac;
     const after = S.events.length ? "&after=" + S.events[S.events.length - 1].seq : "&limit=300";
@@ -501,7 +536,7 @@ async function act(kind, name, extra) {
       await api("/v1/policies/" + n, { method: "PUT", body: { source: p.source, mode: extra } });
       toast("policy " + name + " now in " + extra + " mode");
     }
-    await poll(); render();
+    await refresh(); render();
   } catch (e) {
     if (e.message !== "unauthorized") toast(kind + " " + name + ": " + e.message, true);
   }
@@ -523,7 +558,7 @@ function route() {
   S.view = views[v] ? v : "executive";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.view === S.view);
   $("toolbar").dataset.sig = "-";
-  if (S.session && S.polling) { render(); poll().then(render, () => {}); }
+  if (S.session && S.polling) { render(); refresh().then(render, () => {}); }
 }
 
 async function start() {
@@ -551,9 +586,16 @@ function wire() {
     if (s) { s.blur(); act(s.dataset.act, s.dataset.name, s.value); }
   });
   $("toolbar").addEventListener("change", (ev) => {
-    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; poll().then(render, () => {}); }
+    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; refresh().then(render, () => {}); }
     if (ev.target.id === "event-type") { S.eventType = ev.target.value; render(); }
   });
+  // Leaving the page (a reload, a link, closing the tab) ends the event stream at once
+  // rather than when the browser gets round to it, and the server ends its side when the
+  // connection goes (api_events.go). Back from the back/forward cache, follow again.
+  window.addEventListener("pagehide", () => { S.leaving = true; if (S.streamAbort) S.streamAbort.abort(); });
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted && S.leaving) { S.leaving = false; if (S.session) followEvents(); } });
+  // A hidden tab does not poll (pollLoop); back in view it catches up at once.
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && S.session && S.polling) refresh().then(render, () => {}); });
   $("toolbar").addEventListener("input", (ev) => { if (ev.target.id === "node-filter") { S.nodeFilter = ev.target.value; render(); } });
 }
 
@@ -565,9 +607,17 @@ async function main() {
   }).catch(() => { /* the trace links stay off */ });
   if (!S.token) { await config; signOut(""); return; }
   // The first reads go out with the token check: a refused token signs out either way.
-  const session = signIn(S.token), first = poll().catch(() => {});
+  const first = refresh().catch(() => {});
   await config;
-  try { await session; } catch (e) { signOut(e.message); return; }
+  // Only a refusal signs the tab out. A slow or unreachable server keeps the token and
+  // is asked again, so a busy moment at a reload never loses the session.
+  for (let wait = 1000; ; wait = Math.min(wait * 2, 15000)) {
+    try { await signIn(S.token); break; } catch (e) {
+      if (e.refused || !S.token) { signOut(e.message); return; }
+      setStatus(e.message + "; trying again in " + wait / 1000 + " s");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
   await first;
   start();
 }
