@@ -2,12 +2,15 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +24,7 @@ import (
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/client"
 	"fermion.dev/fermion/internal/artifact"
+	"fermion.dev/fermion/internal/console"
 	"fermion.dev/fermion/internal/controlplane"
 	"fermion.dev/fermion/internal/controlplane/cptest"
 	"fermion.dev/fermion/internal/fermiontest"
@@ -852,4 +856,124 @@ func followStreams() int {
 	buf := make([]byte, 8<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	return strings.Count(string(buf), "controlplane.(*api).apiEvents(")
+}
+
+// newBrowser starts Chromium for one test and returns a tab's context, bounded.
+func newBrowser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.WindowSize(1440, 1000), chromedp.Flag("disable-gpu", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	bctx, cancel = context.WithTimeout(bctx, 3*time.Minute)
+	t.Cleanup(cancel)
+	return bctx
+}
+
+// TestRolloutPanelInBrowser feeds the rollout panel (assets/rollout.js) the API's
+// v1.Rollout JSON in Chromium and reads what it drew: the phase, the steps with the
+// current one marked, the weight, the canary nodes, every check's numbers, and the
+// buttons a deployer gets (none for a viewer, none once the rollout ended).
+func TestRolloutPanelInBrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	pg := &page{t: t, ctx: newBrowser(t, exe)}
+	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	running := v1.Rollout{
+		Deployment: "shop",
+		From:       v1.RolloutRevision{Number: 3, Version: "1.2.0", Digest: "sha256:" + strings.Repeat("a", 64)},
+		To:         v1.RolloutRevision{Number: 4, Version: "1.3.0", Digest: "sha256:" + strings.Repeat("b", 64)},
+		Strategy:   v1.RolloutStrategy{Kind: v1.RolloutCanary, Steps: []string{"1node", "10%", "50%"}, Interval: "1m"},
+		Steps:      []string{"1node", "10%", "50%"}, Step: 1, Phase: "analysing", Weight: 10,
+		CanaryNodes: []string{"edge-0001", "edge-0002"},
+		Verdicts: []v1.RolloutVerdict{{Step: 0, At: at, Result: "pass", Checks: []v1.RolloutCheck{
+			{Check: "error_ratio", Result: "pass", Canary: 0.0021, Stable: 0.0019, Threshold: 0.01, P: 0.4321, NCanary: 1200, NStable: 10800},
+			{Check: "p99_ratio", Result: "inconclusive", Canary: 41.5, Stable: 40.25, Threshold: 1.5, P: -1, NCanary: 90, NStable: 10800, Reason: "too few requests"},
+		}}},
+		Started: at.Add(-3 * time.Minute), Updated: at,
+	}
+	paused := running
+	paused.Phase = "paused"
+	ended := running
+	ended.Phase, ended.Terminal, ended.Step, ended.Reason = "rolled_back", true, 1, "error_ratio failed at step 2: 5.1% against 1%"
+	ended.Verdicts = append(append([]v1.RolloutVerdict{}, running.Verdicts...), v1.RolloutVerdict{Step: 1, At: at, Result: "fail", Checks: []v1.RolloutCheck{
+		{Check: "error_ratio", Result: "fail", Canary: 0.051, Stable: 0.002, Threshold: 0.01, P: 0.0001, NCanary: 5000, NStable: 45000}}})
+
+	type drawn struct {
+		Phase, Weight, Reason, Nodes, Current string
+		Steps, Checks                         int
+		Buttons                               []string
+		ErrorRatio                            []string // canary, stable, threshold, p, n of the newest error_ratio row
+		P99                                   []string
+	}
+	for _, tc := range []struct {
+		name   string
+		r      v1.Rollout
+		canAct bool
+		want   drawn
+	}{
+		{"analysing, deployer", running, true, drawn{Phase: "analysing", Weight: "10%", Nodes: "edge-0001edge-0002", Current: "10%", Steps: 3, Checks: 2,
+			Buttons: []string{"promote", "pause", "abort"}, ErrorRatio: []string{"0.0021", "0.0019", "0.01", "0.4321", "1,200 / 10,800"},
+			P99: []string{"41.5", "40.25", "1.5", "—", "90 / 10,800"}}},
+		{"analysing, viewer", running, false, drawn{Phase: "analysing", Weight: "10%", Nodes: "edge-0001edge-0002", Current: "10%", Steps: 3, Checks: 2,
+			ErrorRatio: []string{"0.0021", "0.0019", "0.01", "0.4321", "1,200 / 10,800"}, P99: []string{"41.5", "40.25", "1.5", "—", "90 / 10,800"}}},
+		{"paused, deployer", paused, true, drawn{Phase: "paused", Weight: "10%", Nodes: "edge-0001edge-0002", Current: "10%", Steps: 3, Checks: 2,
+			Buttons: []string{"promote", "resume", "abort"}, ErrorRatio: []string{"0.0021", "0.0019", "0.01", "0.4321", "1,200 / 10,800"},
+			P99: []string{"41.5", "40.25", "1.5", "—", "90 / 10,800"}}},
+		{"rolled back, deployer", ended, true, drawn{Phase: "rolled back", Reason: ended.Reason, Nodes: "edge-0001edge-0002", Steps: 3, Checks: 3,
+			ErrorRatio: []string{"0.051", "0.002", "0.01", "0.0001", "5,000 / 45,000"}, P99: []string{"41.5", "40.25", "1.5", "—", "90 / 10,800"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pg.t = t
+			b, err := json.Marshal(tc.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := eval[drawn](pg, fmt.Sprintf(`(async () => {
+				const m = await import("/ui/rollout.js");
+				let el = document.getElementById("panel-test");
+				if (!el) { el = document.createElement("div"); el.id = "panel-test"; document.body.append(el); }
+				el.innerHTML = m.rolloutPanel("shop", %s, {canAct: %t, now: %d});
+				const q = (s) => (el.querySelector(s) || {}).textContent || "";
+				const cells = (tr) => tr ? ["canary", "stable", "threshold", "p", "n"].map((c) => tr.querySelector("td." + c).textContent) : null;
+				return {
+					Phase: q('[data-k="rollout-phase"]'), Weight: q('[data-k="rollout-weight"]'), Reason: q('[data-k="rollout-reason"]'),
+					Nodes: q('[data-k="rollout-canary-nodes"]'), Current: q('li[aria-current="step"]'),
+					Steps: el.querySelectorAll('[data-k="rollout-steps"] li').length, Checks: el.querySelectorAll("tr[data-check]").length,
+					Buttons: [...el.querySelectorAll('button[data-act="rollout"]')].map((b) => b.dataset.to),
+					ErrorRatio: cells(el.querySelector('tr[data-check="error_ratio"]')), P99: cells(el.querySelector('tr[data-check="p99_ratio"]')),
+				};
+			})()`, b, tc.canAct, at.UnixMilli()))
+			if len(got.Buttons) == 0 {
+				got.Buttons = nil // JSON's [] for none
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("drew\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("no rollout", func(t *testing.T) {
+		pg.t = t
+		got := eval[string](pg, `import("/ui/rollout.js").then((m) => m.rolloutPanel("shop", null, {canAct: true}))`)
+		if !strings.Contains(got, "no rollout") || strings.Contains(got, "<button") {
+			t.Errorf("no rollout drew %q", got)
+		}
+	})
+	t.Run("abort asks twice", func(t *testing.T) {
+		pg.t = t
+		b, _ := json.Marshal(running)
+		got := eval[[]string](pg, fmt.Sprintf(`import("/ui/rollout.js").then((m) => m.rolloutActions(%s, "abort").map((a) => a.action))`, b))
+		if !reflect.DeepEqual(got, []string{"promote", "pause", "abort-confirm"}) {
+			t.Errorf("actions awaiting an abort's confirmation: %v", got)
+		}
+	})
 }

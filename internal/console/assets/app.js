@@ -2,6 +2,7 @@
 // (this tab only), polls what the current view needs every 2 s, and follows
 // /v1/events as a stream. Every action is an API call; the API checks the role.
 import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
+import { rolloutPanel } from "/ui/rollout.js";
 
 const TOKEN_KEY = "fermion.token";
 const POLL_MS = 2000;
@@ -12,7 +13,8 @@ const DEPLOY_TYPES = new Set(["deployed", "deleted", "rescheduled", "placed"]);
 const $ = (id) => document.getElementById(id);
 const S = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  session: null, config: { traceUrl: "", version: "" },
+  session: null, config: { traceUrl: "", version: "", features: {} },
+  rollouts: {}, // deployment → v1.Rollout, null when it has none (GET /v1/deployments/{name}/rollout)
   nodes: [], deployments: [], slos: [], sloStatus: {}, alerts: { incidents: [] },
   policies: [], violations: [], events: [], status: null, depEvents: [],
   trends: {}, // SLO series key → last success ratios, for the trend lines
@@ -136,6 +138,13 @@ async function poll() {
   if (S.view === "policies") {
     jobs.push(api("/v1/policies").then((b) => (S.policies = b.policies || [])));
     jobs.push(api("/v1/policies/violations?limit=100").then((b) => (S.violations = b.events || [])));
+  }
+  if (S.view === "deployments" && S.config.features.rollout) {
+    // The rollouts of deployments with a progressive strategy and of those opened, at
+    // most 10, three at a time beside the other reads.
+    const want = S.deployments.filter((d) => S.revisions[d.name] || (d.spec.rollout && d.spec.rollout.kind && d.spec.rollout.kind !== "all-at-once"))
+      .slice(0, 10).map((d) => d.name);
+    jobs.push(limited(want, 3, loadRollout));
   }
   if (S.view === "debug") {
     if (!S.debugDep && S.deployments.length) S.debugDep = S.deployments[0].name;
@@ -293,7 +302,8 @@ const views = {
           <td class="${burn >= 1 ? "bad" : ""}">${burn.toFixed(2)}×</td></tr>`);
       }
     }
-    const recent = S.events.filter((e) => DEPLOY_TYPES.has(e.type) || e.type.startsWith("rollout")).slice(-15).reverse();
+    const recent = S.events.filter((e) => DEPLOY_TYPES.has(e.type)).slice(-15).reverse();
+    const rollouts = S.events.filter((e) => e.type.startsWith("rollout")).slice(-10).reverse();
     return `<h1>Executive</h1>
       <div class="cards">
         ${card("success-rate", "global success rate (availability SLOs)", f.success === null ? "—" : pct(f.success, 3))}
@@ -313,8 +323,13 @@ const views = {
       <tbody data-k="region-rows">${S.slis.region.map((g) => `<tr data-region="${esc(g.region)}"><td>${esc(g.region || "(no region label)")}</td><td>${g.requestsPerSecond.toFixed(1)}</td>
         <td class="${g.errorRatio > 0.01 ? "bad" : ""}">${pct(g.errorRatio, 2)}</td><td>${g.p95Ms.toFixed(1)} ms</td><td class="p99">${g.p99Ms.toFixed(1)} ms</td>
         <td>${sparkline(S.latTrend[g.region || "(none)"] || [])}</td><td>${num(g.instances)}</td></tr>`).join("") || `<tr><td colspan="7" class="dim">no traffic in the last 5 minutes</td></tr>`}</tbody></table>`}
-      <h2>Recent deployments and rollouts</h2>
-      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody>${eventRows(recent, true)}</tbody></table>`;
+      <div class="grid2"><div>
+      <h2>Recent deployments</h2>
+      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody data-k="recent-deployments">${eventRows(recent, true)}</tbody></table>
+      </div><div>
+      <h2>Recent rollouts</h2>
+      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody data-k="recent-rollouts">${rollouts.length ? eventRows(rollouts, true) : `<tr><td colspan="6" class="dim">no rollout events: a deployment with a canary or rolling strategy records its steps and verdicts here</td></tr>`}</tbody></table>
+      </div></div>`;
   },
 
   oncall() {
@@ -429,6 +444,9 @@ const views = {
         const placed = (d.placement.nodes || []).length;
         const rev = S.revisions[d.name];
         const confirm = S.confirm === "delete:" + d.name;
+        const ro = S.rollouts[d.name];
+        const roRow = S.config.features.rollout && (rev || (ro && !ro.terminal)) && ro !== undefined ?
+          `<tr data-rollout="${esc(d.name)}"><td></td><td colspan="7">${rolloutPanel(d.name, ro, { canAct: act, confirm: S.confirm === "rollout-abort:" + d.name ? "abort" : "" })}</td></tr>` : "";
         const revRow = !rev ? "" : rev.error ? `<tr><td></td><td colspan="7" class="dim">${esc(rev.error)}</td></tr>` :
           `<tr><td></td><td colspan="7"><table data-k="revisions"><tbody>${rev.revisions.map((r) => {
             const n = r.change.number, cur = n === rev.current, key = "rollback:" + d.name + ":" + n;
@@ -437,15 +455,15 @@ const views = {
               <td class="dim">${esc(r.change.message || "")}</td>
               <td>${act && !cur ? `<button data-act="${S.confirm === key ? "rollback-confirm" : "rollback"}" data-name="${esc(d.name)}" data-to="${n}">${S.confirm === key ? "confirm roll back to #" + n : "roll back to #" + n}</button>` : ""}</td></tr>`;
           }).join("")}</tbody></table></td></tr>`;
-        return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}</td>
+        return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}${ro ? ` <span class="chip" data-k="rollout-chip">${esc(ro.phase.replace("_", " "))}${ro.weight && !ro.terminal ? " " + ro.weight + "%" : ""}</span>` : ""}</td>
           <td class="dim">${esc(artifactOf(d))}${d.version.signed ? ` <span class="chip">signed</span>` : ""}</td><td>${placed} / ${want}</td>
           <td class="dim">${esc(d.placement.message || "")}</td><td>${d.generation}</td><td class="dim">${esc(ago(d.updated))}</td>
           <td><button data-act="history" data-name="${esc(d.name)}">${rev ? "hide history" : "history"}</button>
           ${act ? `<button class="danger" data-act="${confirm ? "delete-confirm" : "delete"}" data-name="${esc(d.name)}">${confirm ? "confirm delete" : "delete"}</button>` : ""}</td></tr>
-          ${revRow}`;
+          ${roRow}${revRow}`;
       }).join("")}
       </tbody></table>
-      <p class="note">History shows a deployment's revisions where the server keeps them (GET /v1/deployments/{name}/revisions); deploy with <code>fermion deploy</code>.</p>`;
+      <p class="note">History shows a deployment's revisions where the server keeps them (GET /v1/deployments/{name}/revisions)${S.config.features.rollout ? " and its latest rollout: phase, steps, canary weight and nodes, and each analysis's checks" : "; this server does not report rollouts (GET /v1/deployments/{name}/rollout)"}; deploy with <code>fermion deploy</code>.</p>`;
   },
 
   policies() {
@@ -481,7 +499,7 @@ function toolbar() {
   } else if (S.view === "events") {
     if (tb.dataset.sig !== "events") {
       tb.dataset.sig = "events";
-      const types = ["", "deployed", "deleted", "placed", "unplaceable", "assigned", "started", "failed", "node_joined", "node_ready", "lease_lost", "drain_started", "drained", "policy_denied", "policy_warned", "policy_applied", "alert", "leader"];
+      const types = ["", "deployed", "deleted", "placed", "unplaceable", "assigned", "started", "failed", "node_joined", "node_ready", "lease_lost", "drain_started", "drained", "policy_denied", "policy_warned", "policy_applied", "alert", "rollout", "leader"];
       tb.innerHTML = `<label>type <select id="event-type">${types.map((t) => `<option value="${t}"${t === S.eventType ? " selected" : ""}>${t || "all"}</option>`).join("")}</select></label>`;
     }
   } else if (tb.dataset.sig !== "") { tb.dataset.sig = ""; tb.innerHTML = ""; }
@@ -518,9 +536,11 @@ async function act(kind, name, extra) {
   try {
     if (kind === "delete") { S.confirm = "delete:" + name; render(); return; }
     if (kind === "rollback") { S.confirm = "rollback:" + name + ":" + extra; render(); return; }
+    if (kind === "rollout" && extra === "abort") { S.confirm = "rollout-abort:" + name; render(); return; }
     if (kind === "history") {
       if (S.revisions[name]) { delete S.revisions[name]; render(); return; }
-      await loadHistory(name); render(); return;
+      await Promise.all([loadHistory(name), S.config.features.rollout ? loadRollout(name).catch(() => {}) : null]);
+      render(); return;
     }
     S.confirm = "";
     if (kind === "delete-confirm") { await api("/v1/deployments/" + n, { method: "DELETE" }); toast("deleting " + name); }
@@ -528,6 +548,11 @@ async function act(kind, name, extra) {
       await api("/v1/deployments/" + n + "/rollback", { method: "POST", body: { to: Number(extra), message: "rolled back from the console" } });
       toast("rolling " + name + " back to #" + extra);
       await loadHistory(name);
+    }
+    if (kind === "rollout") {
+      const action = extra === "abort-confirm" ? "abort" : extra;
+      S.rollouts[name] = await api("/v1/deployments/" + n + "/rollout/" + action, { method: "POST", body: { reason: action + " from the console" } });
+      toast("rollout of " + name + ": " + action);
     }
     if (kind === "drain") { await api("/v1/nodes/" + n + "/drain", { method: "POST" }); toast("draining " + name); }
     if (kind === "uncordon") { await api("/v1/nodes/" + n + "/uncordon", { method: "POST" }); toast("uncordoned " + name); }
@@ -539,6 +564,18 @@ async function act(kind, name, extra) {
     await refresh(); render();
   } catch (e) {
     if (e.message !== "unauthorized") toast(kind + " " + name + ": " + e.message, true);
+  }
+}
+
+// loadRollout reads a deployment's rollout; 404 not_found is "it never had one" (the
+// route itself is known to exist: config.features.rollout).
+async function loadRollout(name) {
+  try {
+    S.rollouts[name] = await api("/v1/deployments/" + encodeURIComponent(name) + "/rollout");
+  } catch (e) {
+    if (e.message === "unauthorized") throw e;
+    if (e.status === 404 && e.code === "not_found") S.rollouts[name] = null;
+    else throw e;
   }
 }
 
