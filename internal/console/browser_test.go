@@ -165,6 +165,9 @@ func startFleet(t *testing.T) *fixture {
 			Labels:   map[string]string{"region": regions[i%3], "zone": fmt.Sprintf("%s-%d", regions[i%3], i%2)},
 			Capacity: v1.Resources{MemoryBytes: 8 << 30, MilliCPU: 4000, Instances: 64}})
 		agents[i] = a
+		if err == nil {
+			a.SetTelemetry(simTelemetry(i))
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -271,6 +274,21 @@ func startFleet(t *testing.T) *fixture {
 		}
 	}
 	return &fixture{p: p, cl: cl, push: push}
+}
+
+// simTelemetry is node i's span export health: every tenth node spooling through a
+// collector outage, node 1 failing, the rest ok.
+func simTelemetry(i int) *v1.TelemetryHealth {
+	now := time.Now().UTC()
+	switch {
+	case i == 1:
+		return &v1.TelemetryHealth{Exporter: v1.ExporterFailing, LastError: "a 9000000-byte export is larger than the whole spool",
+			LastErrorAt: now, LastExportAt: now.Add(-5 * time.Minute), Dropped: map[string]uint64{"full": 3}}
+	case i%10 == 0:
+		return &v1.TelemetryHealth{Exporter: v1.ExporterSpooling, LastError: "collector answered 503 Service Unavailable",
+			LastErrorAt: now, LastExportAt: now.Add(-time.Minute), BacklogBytes: int64(i+1) << 20, BacklogPayloads: 10 * (i + 1)}
+	}
+	return &v1.TelemetryHealth{Exporter: v1.ExporterOK, LastExportAt: now}
 }
 
 // page wraps a browser tab with the few reads the tests need.
@@ -618,6 +636,29 @@ func TestConsoleInBrowser(t *testing.T) {
 		if n := pg.count(`[data-k="timeline"] li .chip`); n == 0 {
 			t.Error("the instance timeline is empty")
 		}
+		// Exporter health per node, from the agents' heartbeats.
+		for _, st := range []string{v1.ExporterSpooling, v1.ExporterFailing, v1.ExporterOK} {
+			pg.equal(st+" exporters", `[data-k="telemetry-`+st+`"]`, func() (string, error) {
+				l, err := f.cl.ListNodes(ctx)
+				if err != nil {
+					return "", err
+				}
+				n := 0
+				for _, nd := range l.Nodes {
+					if nd.Telemetry != nil && nd.Telemetry.Exporter == st {
+						n++
+					}
+				}
+				return thousands(n), nil
+			})
+		}
+		pg.equal("the failing exporter's error", `[data-k="telemetry-rows"] tr[data-node="edge-0001"] td.err .msg`, func() (string, error) {
+			n, err := f.cl.GetNode(ctx, "edge-0001")
+			if err != nil || n.Telemetry == nil {
+				return "", fmt.Errorf("edge-0001's telemetry: %v, %v", n, err)
+			}
+			return n.Telemetry.LastError, nil
+		})
 		pg.screenshot("debug")
 	})
 

@@ -284,6 +284,36 @@ function eventRows(evs, withArtifact) {
     <td>${traceLinks(esc(e.message), S.config.traceUrl)}</td></tr>`).join("");
 }
 
+// EXPORTER_ORDER ranks exporter states, the worst first.
+const EXPORTER_ORDER = ["failing", "spooling", "unmonitored", "off", "ok"];
+const exporterClass = (st) => (st === "ok" ? "ok" : st === "failing" ? "bad" : st === "spooling" ? "warn" : "dim");
+
+// telemetryPanel: each node's span export health from its heartbeats (GET /v1/nodes,
+// node.telemetry): how many nodes are in each state, then the nodes not ok, worst and
+// deepest backlog first.
+function telemetryPanel() {
+  const counts = {}, bad = [];
+  let backlog = 0, unreported = 0;
+  for (const n of S.nodes) {
+    const h = n.telemetry;
+    if (!h) { unreported++; continue; }
+    counts[h.exporter] = (counts[h.exporter] || 0) + 1;
+    backlog += h.backlogBytes || 0;
+    if (h.exporter !== "ok" && h.exporter !== "off") bad.push({ n, h });
+  }
+  bad.sort((a, b) => EXPORTER_ORDER.indexOf(a.h.exporter) - EXPORTER_ORDER.indexOf(b.h.exporter) || b.h.backlogBytes - a.h.backlogBytes);
+  const drops = (h) => Object.entries(h.dropped || {}).map(([k, v]) => k + " " + num(v)).join(", ");
+  return `<p data-k="telemetry-counts">${EXPORTER_ORDER.filter((st) => counts[st]).map((st) =>
+      `<span class="chip ${exporterClass(st)}">${st} <b data-k="telemetry-${st}">${num(counts[st])}</b></span>`).join("") || `<span class="dim">no node reports its telemetry</span>`}
+    ${unreported ? `<span class="chip dim">not reported ${num(unreported)}</span>` : ""} · backlog <b data-k="telemetry-backlog">${bytes(backlog)}</b></p>
+    ${bad.length ? `<table><thead><tr><th>node</th><th>exporter</th><th>backlog</th><th>dropped</th><th>last error</th><th>last export</th></tr></thead><tbody data-k="telemetry-rows">
+    ${bad.slice(0, 20).map(({ n, h }) => `<tr data-node="${esc(n.name)}"><td>${esc(n.name)}</td><td class="${exporterClass(h.exporter)}">${esc(h.exporter)}</td>
+      <td>${bytes(h.backlogBytes)} · ${num(h.backlogPayloads)} payloads</td><td>${esc(drops(h)) || `<span class="dim">none</span>`}</td>
+      <td class="err">${h.lastError ? `<span class="msg">${esc(h.lastError)}</span> <span class="dim">${esc(ago(h.lastErrorAt))}</span>` : ""}</td>
+      <td class="dim">${h.lastExportAt ? esc(ago(h.lastExportAt)) : "never"}</td></tr>`).join("")}</tbody></table>` :
+      `<p class="note">Every reporting node exports its spans${S.nodes.length ? "" : " (no nodes)"}.</p>`}`;
+}
+
 const views = {
   executive() {
     const f = fleet();
@@ -416,7 +446,7 @@ const views = {
       <h2>Traces</h2>
       <p class="note">${S.config.traceUrl ? `Trace ids in errors and events link to <code>${esc(S.config.traceUrl)}</code>.` : `Start the server with <code>--trace-ui-url 'http://jaeger:16686/trace/{trace_id}'</code> to link trace ids to your trace UI.`}</p>
       <h2>Memory reserved by node (${num(S.nodes.length)} nodes)</h2><div class="heat" data-k="heatmap">${heat}</div>
-      <h2>Telemetry</h2><p class="note">Telemetry backlog and exporter health are reported on each agent's metrics endpoint (fermion_telemetry_*); the API does not carry them yet.</p>
+      <h2>Telemetry export, by node</h2>${telemetryPanel()}
       </div></div>`;
   },
 
@@ -425,11 +455,12 @@ const views = {
     const list = S.nodes.filter((n) => !q || n.name.toLowerCase().includes(q) || Object.entries(n.labels || {}).some(([k, v]) => (k + "=" + v).toLowerCase().includes(q)));
     const act = canDeploy();
     return `<h1>Nodes <span class="dim" data-k="nodes-count">${num(list.length)}</span></h1>
-      <table><thead><tr><th>name</th><th>state</th><th>labels</th><th>capacity</th><th>reserved</th><th>lease age</th><th>assignments</th>${act ? "<th></th>" : ""}</tr></thead><tbody>
+      <table><thead><tr><th>name</th><th>state</th><th>labels</th><th>capacity</th><th>reserved</th><th>lease age</th><th>telemetry</th><th>assignments</th>${act ? "<th></th>" : ""}</tr></thead><tbody>
       ${list.map((n) => `<tr data-node="${esc(n.name)}"><td>${esc(n.name)}</td><td class="${n.state === "ready" ? "ok" : "warn"}">${esc(n.state)}${n.schedulable ? "" : " (cordoned)"}</td>
         <td>${Object.entries(n.labels || {}).map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("")}</td>
         <td>${bytes(n.capacity.memoryBytes)} · ${n.capacity.milliCpu} m · ${n.capacity.instances} inst</td>
         <td>${bytes(n.allocated.memoryBytes)} · ${n.allocated.instances} inst</td><td>${n.leaseAgeSeconds.toFixed(1)} s</td>
+        <td>${n.telemetry ? `<span class="${exporterClass(n.telemetry.exporter)}" title="${esc(n.telemetry.lastError || "")}">${esc(n.telemetry.exporter)}</span>${n.telemetry.backlogBytes ? " " + bytes(n.telemetry.backlogBytes) : ""}` : `<span class="dim">—</span>`}</td>
         <td>${(n.assignments || []).length} ${(n.assignments || []).slice(0, 5).map((a) => `<span class="chip">${esc(a)}</span>`).join("")}</td>
         ${act ? `<td>${n.schedulable ? `<button data-act="drain" data-name="${esc(n.name)}">drain</button>` : `<button data-act="uncordon" data-name="${esc(n.name)}">uncordon</button>`}</td>` : ""}</tr>`).join("")}
       </tbody></table>`;
