@@ -48,8 +48,11 @@ func (h *TelemetryHealth) Validate() *Error {
 	if len(h.LastError) > MaxTelemetryError || !utf8.ValidString(h.LastError) {
 		return bad("lastError", "want UTF-8 of at most %d bytes", MaxTelemetryError)
 	}
-	if h.BacklogBytes < 0 || h.BacklogPayloads < 0 {
-		return bad("backlogBytes", "a backlog is never negative")
+	if h.BacklogBytes < 0 {
+		return bad("backlogBytes", "%d: a backlog is never negative", h.BacklogBytes)
+	}
+	if h.BacklogPayloads < 0 {
+		return bad("backlogPayloads", "%d: a backlog is never negative", h.BacklogPayloads)
 	}
 	if len(h.Dropped) > 8 {
 		return bad("dropped", "at most 8 reasons")

@@ -419,7 +419,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancel()
 	bctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	bctx, cancel = context.WithTimeout(bctx, 3*time.Minute)
+	bctx, cancel = context.WithTimeout(bctx, 10*time.Minute) // a hang guard, not a timing check
 	defer cancel()
 	pg := &page{t: t, ctx: bctx}
 
@@ -660,6 +660,11 @@ func TestConsoleInBrowser(t *testing.T) {
 			return n.Telemetry.LastError, nil
 		})
 		pg.screenshot("debug")
+		if os.Getenv("FERMION_CONSOLE_SCREENSHOTS") != "" {
+			pg.run(js(`document.querySelector('[data-k="telemetry-counts"]').scrollIntoView()`))
+			pg.screenshot("debug-telemetry")
+			pg.run(js(`window.scrollTo(0, 0)`))
+		}
 	})
 
 	t.Run("nodes and deployments", func(t *testing.T) {
@@ -737,7 +742,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		pg.show("deployments")
 		pg.click(`button[data-act="delete"][data-name="app-000"]`)
 		pg.click(`button[data-act="delete-confirm"][data-name="app-000"]`)
-		fermiontest.WaitFor(t, 15*time.Second, func() error {
+		fermiontest.WaitFor(t, 90*time.Second, func() error {
 			d, err := f.cl.GetDeployment(ctx, "app-000")
 			if client.IsCode(err, v1.CodeNotFound) || (err == nil && d.Deleting) {
 				return nil
