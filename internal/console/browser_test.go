@@ -397,6 +397,25 @@ func (pg *page) live() {
 	})
 }
 
+// clickUntil clicks sel until done holds. The page redraws a view when its data changes
+// (with 200 deployments, every poll: each row says how long ago it changed), and a
+// click whose target was replaced or moved between finding it and pressing the mouse
+// lands elsewhere without an error: only the effect says it went through. sel must
+// name the element in the state before the click (delete, then delete-confirm), so
+// that a click that did go through is not repeated.
+func (pg *page) clickUntil(sel string, done func() error) {
+	pg.t.Helper()
+	fermiontest.WaitFor(pg.t, 90*time.Second, func() error {
+		if err := done(); err == nil {
+			return nil
+		}
+		if pg.count(sel) > 0 {
+			chromedp.Do(pg.ctx, chromedp.Click(chromedp.CSS(sel)))
+		}
+		return done()
+	})
+}
+
 func (pg *page) signIn(token string) {
 	pg.t.Helper()
 	pg.run(chromedp.WaitVisible(chromedp.CSS("#signin")), chromedp.SetValue(chromedp.CSS("#token"), token),
@@ -740,14 +759,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		})
 
 		pg.show("deployments")
-		pg.click(`button[data-act="delete"][data-name="app-000"]`)
-		pg.click(`button[data-act="delete-confirm"][data-name="app-000"]`)
-		fermiontest.WaitFor(t, 90*time.Second, func() error {
+		confirm := `button[data-act="delete-confirm"][data-name="app-000"]`
+		pg.clickUntil(`button[data-act="delete"][data-name="app-000"]`, func() error {
+			if pg.count(confirm) == 0 {
+				return errors.New("no confirm button for app-000's delete")
+			}
+			return nil
+		})
+		pg.clickUntil(confirm, func() error {
 			d, err := f.cl.GetDeployment(ctx, "app-000")
 			if client.IsCode(err, v1.CodeNotFound) || (err == nil && d.Deleting) {
 				return nil
 			}
-			return fmt.Errorf("app-000 still deployed (%v)", err)
+			return fmt.Errorf("app-000 still deployed (%v); the page's toast says %q, its status %q", err, pg.text(".toast"), pg.text("#status"))
 		})
 	})
 
@@ -776,11 +800,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pg.click(`button[data-act="rollback"][data-name="app-002"][data-to="1"]`)
-		pg.click(`button[data-act="rollback-confirm"][data-name="app-002"][data-to="1"]`)
+		rbConfirm := `button[data-act="rollback-confirm"][data-name="app-002"][data-to="1"]`
+		pg.clickUntil(`button[data-act="rollback"][data-name="app-002"][data-to="1"]`, func() error {
+			if pg.count(rbConfirm) == 0 {
+				return errors.New("no confirm button for app-002's rollback")
+			}
+			return nil
+		})
 		// The click made a new revision, a rollback to #1 with the console's message,
 		// and the deployment runs #1's artifact again.
-		fermiontest.WaitFor(t, 90*time.Second, func() error {
+		pg.clickUntil(rbConfirm, func() error {
 			h, err := f.cl.Revisions(ctx, "app-002")
 			if err != nil {
 				return err

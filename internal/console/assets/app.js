@@ -573,7 +573,9 @@ async function act(kind, name, extra) {
       await Promise.all([loadHistory(name), S.config.features.rollout ? loadRollout(name).catch(() => {}) : null]);
       render(); return;
     }
-    S.confirm = "";
+    // Drop the confirm button before the call goes out: a second click (a double
+    // click, an impatient user) must not send a second delete or rollback.
+    if (S.confirm) { S.confirm = ""; render(); }
     if (kind === "delete-confirm") { await api("/v1/deployments/" + n, { method: "DELETE" }); toast("deleting " + name); }
     if (kind === "rollback-confirm") {
       await api("/v1/deployments/" + n + "/rollback", { method: "POST", body: { to: Number(extra), message: "rolled back from the console" } });
