@@ -77,6 +77,8 @@ type RegistryInfo struct {
 // Heartbeat renews the node's lease and reports what it runs.
 type Heartbeat struct {
 	Statuses []InstanceStatus `json:"statuses,omitempty"`
+	// Telemetry is the agent's span export health; nil from agents that predate it.
+	Telemetry *TelemetryHealth `json:"telemetry,omitempty"`
 }
 
 // HeartbeatReply carries the node's current assignments.

@@ -258,6 +258,8 @@ var schemaTypes = map[string]reflect.Type{
 	"StableRevision":       reflect.TypeFor[v1.StableRevision](),
 	// Backup and restore (opsurface).
 	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
+	// Telemetry export health (console).
+	"TelemetryHealth": reflect.TypeFor[v1.TelemetryHealth](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

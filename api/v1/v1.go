@@ -232,6 +232,8 @@ type Node struct {
 	Allocated    Resources `json:"allocated"`
 	Assignments  []string  `json:"assignments,omitempty"`
 	Revision     uint64    `json:"revision,omitempty"`
+	// Telemetry is the node's span export health from its last heartbeat (telemetry.go).
+	Telemetry *TelemetryHealth `json:"telemetry,omitempty"`
 }
 
 // NodeList is the body of GET /v1/nodes.

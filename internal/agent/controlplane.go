@@ -427,7 +427,11 @@ func (c *cpLoop) heartbeat(ctx context.Context) {
 	n := c.n
 	c.hbSoon = time.Time{}
 	var reply v1.HeartbeatReply
-	result, err := request(ctx, c.nc, v1.SubjectHeartbeat(n.cfg.Name), v1.Heartbeat{Statuses: n.Statuses()}, &reply)
+	hb := v1.Heartbeat{Statuses: n.Statuses()}
+	if n.cfg.TelemetryHealth != nil {
+		hb.Telemetry = n.cfg.TelemetryHealth()
+	}
+	result, err := request(ctx, c.nc, v1.SubjectHeartbeat(n.cfg.Name), hb, &reply)
 	if err == nil && reply.Error != nil {
 		result, err = resultRejected, fmt.Errorf("heartbeat: refused: %w", reply.Error)
 	}

@@ -72,6 +72,9 @@ type NodeConfig struct {
 	// TelemetryBacklog is the telemetry spool's depth, reported in SLI summaries
 	// (nil: 0).
 	TelemetryBacklog func() int
+	// TelemetryHealth is the span export's health, sent with every heartbeat so that
+	// the API and the console show it per node (nil: not reported).
+	TelemetryHealth func() *v1.TelemetryHealth
 }
 
 const (

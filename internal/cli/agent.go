@@ -314,7 +314,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	ncfg := agent.NodeConfig{Name: o.name, DataDir: o.data, Servers: o.servers, JoinToken: o.token, Labels: labels,
 		Capacity: capacity, GatewayURL: o.advertise, AgentVersion: Version, DataPlane: dp, CacheMaxBytes: cacheMax, KeepRevisions: o.keepRevisions,
 		Registry: &oci.Client{Token: o.registryToken, RootCAs: roots}, Logger: logger, Allow: allow, RuntimePolicies: rules,
-		SLIBufferBytes: sliBuffer, TelemetryBacklog: tracing.Backlog}
+		SLIBufferBytes: sliBuffer, TelemetryBacklog: tracing.Backlog, TelemetryHealth: tracing.Health}
 	if dp.Metrics != nil {
 		ncfg.Metrics = dp.Metrics.Registry
 	}

@@ -29,6 +29,11 @@ type Config struct {
 	TraceUIURL string
 	// Version is the server's version, shown in the page footer.
 	Version string
+	// Features says which optional API routes the server serves ("rollout": GET
+	// /v1/deployments/{name}/rollout, "slowest": GET /v1/slis/slowest), so that the
+	// page neither asks for what is absent nor mistakes an absent route for an empty
+	// answer (both are a 404 not_found).
+	Features map[string]bool
 	// Identify says whose an API token is: its id and role, or ok false when it is
 	// unknown, revoked or expired. Required.
 	Identify func(token string) (id, role string, ok bool)
@@ -98,10 +103,15 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: read embedded assets: %w", err)
 	}
+	features := cfg.Features
+	if features == nil {
+		features = map[string]bool{}
+	}
 	h.config, _ = json.Marshal(struct {
-		TraceURL string `json:"traceUrl"`
-		Version  string `json:"version"`
-	}{cfg.TraceUIURL, cfg.Version})
+		TraceURL string          `json:"traceUrl"`
+		Version  string          `json:"version"`
+		Features map[string]bool `json:"features"`
+	}{cfg.TraceUIURL, cfg.Version, features})
 	return h, nil
 }
 

@@ -11,7 +11,7 @@ import (
 
 func newTestHandler(t *testing.T) http.Handler {
 	t.Helper()
-	h, err := New(Config{TraceUIURL: "http://jaeger:16686/trace/{trace_id}", Version: "v9",
+	h, err := New(Config{TraceUIURL: "http://jaeger:16686/trace/{trace_id}", Version: "v9", Features: map[string]bool{"rollout": true},
 		Identify: func(tok string) (string, string, bool) {
 			if tok == "fmn_good" {
 				return "tok1", "viewer", true
@@ -37,6 +37,7 @@ func TestHandler(t *testing.T) {
 		{name: "stylesheet", path: "/ui/style.css", status: 200, ctype: "text/css"},
 		{name: "gzip when accepted", path: "/ui/app.js", gzip: "gzip, deflate", status: 200, ctype: "text/javascript", contains: "sessionStorage"},
 		{name: "config", path: "/ui/config.json", status: 200, contains: `"traceUrl":"http://jaeger:16686/trace/{trace_id}"`},
+		{name: "features", path: "/ui/config.json", status: 200, contains: `"features":{"rollout":true}`},
 		{name: "unknown file", path: "/ui/nope.js", status: 404, contains: "no console file nope.js"},
 		{name: "outside ui", path: "/metrics", status: 404, contains: "the API at /v1/"},
 		{name: "post refused", method: "POST", path: "/ui/", status: http.StatusMethodNotAllowed, contains: "/v1 API"},

@@ -191,7 +191,11 @@ func (s *agentService) handleRegister(ctx context.Context, node string, data []b
 	if err != nil {
 		return v1.RegisterReply{Error: internalErr("register", err)}
 	}
-	if err := s.renewLease(ctx, node); err != nil {
+	var tel *v1.TelemetryHealth // kept from the last heartbeat until the next one
+	if l, _, ok := s.st.Leases.Get(node); ok {
+		tel = l.Telemetry
+	}
+	if err := s.renewLease(ctx, node, tel); err != nil {
 		return v1.RegisterReply{Error: internalErr("register", err)}
 	}
 	s.st.Nodes.WaitRev(ctx, rev)
@@ -229,8 +233,8 @@ func validateRegister(r *v1.Register) *v1.Error {
 	return nil
 }
 
-func (s *agentService) renewLease(ctx context.Context, node string) error {
-	_, err := s.st.Leases.Put(ctx, node, &state.Lease{Renewed: time.Now().UTC(), Server: s.cfg.Name})
+func (s *agentService) renewLease(ctx context.Context, node string, tel *v1.TelemetryHealth) error {
+	_, err := s.st.Leases.Put(ctx, node, &state.Lease{Renewed: time.Now().UTC(), Server: s.cfg.Name, Telemetry: tel})
 	if err != nil {
 		// A renewal this replica could not store is one the leader cannot hear:
 		// when this replica leads, its wait before judging nodes lost restarts.
@@ -252,7 +256,12 @@ func (s *agentService) handleHeartbeat(ctx context.Context, node string, data []
 	if len(req.Statuses) > 10000 {
 		return v1.HeartbeatReply{Error: &v1.Error{Code: v1.CodeTooLarge, Message: "more than 10000 statuses"}}
 	}
-	if err := s.renewLease(ctx, node); err != nil {
+	if req.Telemetry != nil {
+		if e := req.Telemetry.Validate(); e != nil {
+			return v1.HeartbeatReply{Error: e}
+		}
+	}
+	if err := s.renewLease(ctx, node, req.Telemetry); err != nil {
 		return v1.HeartbeatReply{Error: internalErr("heartbeat", err)}
 	}
 	s.metrics.heartbeats.Inc()
@@ -414,5 +423,5 @@ func formatLabels(l map[string]string) string {
 
 // clearComputed zeroes the fields of a node filled on reads, never stored.
 func clearComputed(n *v1.Node) {
-	n.LeaseRenewed, n.LeaseAge, n.Allocated, n.Assignments, n.Revision = time.Time{}, 0, v1.Resources{}, nil, 0
+	n.LeaseRenewed, n.LeaseAge, n.Allocated, n.Assignments, n.Revision, n.Telemetry = time.Time{}, 0, v1.Resources{}, nil, 0, nil
 }

@@ -26,6 +26,7 @@ func (s *api) nodeView(name string) (v1.Node, bool) {
 	if l, _, ok := s.st.Leases.Get(name); ok {
 		n.LeaseRenewed = l.Renewed
 		n.LeaseAge = time.Since(l.Renewed).Seconds()
+		n.Telemetry = l.Telemetry
 	}
 	s.st.Assignments.EachOfNode(name, func(_ string, a *v1.Assignment, _ uint64) {
 		n.Assignments = append(n.Assignments, a.Deployment)

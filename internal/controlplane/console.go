@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net/http"
+	"net/url"
 
 	"fermion.dev/fermion/internal/console"
 )
@@ -18,6 +19,7 @@ func (s *Server) withConsole(api http.Handler) (http.Handler, error) {
 	ui, err := console.New(console.Config{
 		TraceUIURL: s.cfg.TraceUIURL,
 		Version:    s.cfg.Version,
+		Features:   consoleFeatures(api),
 		Identify: func(tok string) (string, string, bool) {
 			c, ok := s.tokens.verifyToken(tok)
 			return c.ID, c.Role, ok
@@ -30,4 +32,21 @@ func (s *Server) withConsole(api http.Handler) (http.Handler, error) {
 	mux.Handle("/v1/", api)
 	mux.Handle("/", ui)
 	return mux, nil
+}
+
+// consoleFeatures says which optional routes the API serves, asking its mux which
+// pattern a request would reach: the catch-all "/v1/" means none.
+func consoleFeatures(api http.Handler) map[string]bool {
+	mux, ok := api.(*http.ServeMux)
+	if !ok {
+		return nil
+	}
+	serves := func(method, path string) bool {
+		_, pattern := mux.Handler(&http.Request{Method: method, URL: &url.URL{Path: path}, Host: "console"})
+		return pattern != "" && pattern != "/v1/"
+	}
+	return map[string]bool{
+		"rollout": serves(http.MethodGet, "/v1/deployments/d/rollout"),
+		"slowest": serves(http.MethodGet, "/v1/slis/slowest"),
+	}
 }

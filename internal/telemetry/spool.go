@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,7 @@ type Spool struct {
 	retry   time.Duration
 	logger  *slog.Logger
 
-	mu     sync.Mutex   // guards files, bytes, target, seq, episode; leaf
+	mu     sync.Mutex   // guards files, bytes, target, seq, episode, health; leaf
 	files  []spoolEntry // oldest first
 	bytes  int64
 	target *spoolTarget // the latest live export's URL and headers; nil until one
@@ -88,6 +89,8 @@ type Spool struct {
 	// the backlog's end; nil while nothing is spooled. It makes the spool log once
 	// when it starts spooling and once when the replay has finished, not per payload.
 	episode *spoolEpisode
+	health  spoolHealth     // health.go
+	drops   [3]atomic.Int64 // by dropReasons' index (health.go)
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -275,9 +278,14 @@ func (s *Spool) RoundTrip(req *http.Request) (*http.Response, error) {
 		reason = resp.Status
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
+		s.noteFailure("collector answered " + reason)
+	}
+	if err != nil {
+		s.noteFailure(reason)
 	}
 	started, serr := s.add(req.Header, body)
 	if serr != nil {
+		s.noteFailure(reason + "; not spooled: " + serr.Error())
 		// Not on disk either: the exporter reports the collector's failure as usual.
 		s.logger.Warn("telemetry spool: cannot keep a span export", "err", serr)
 		if err != nil {
@@ -343,6 +351,7 @@ func (s *Spool) live(req *http.Request) {
 	h.Del("Content-Length")
 	s.mu.Lock()
 	s.target = &spoolTarget{url: req.URL.String(), header: h}
+	s.health.lastOK = time.Now()
 	backlog := len(s.files) > 0
 	s.mu.Unlock()
 	if backlog {
@@ -363,7 +372,7 @@ func (s *Spool) add(h http.Header, body []byte) (started bool, err error) {
 	b.Write(body)
 	size := int64(b.Len())
 	if size > s.max {
-		s.dropped.WithLabelValues(DropFull).Inc()
+		s.drop(DropFull)
 		return false, fmt.Errorf("a %d-byte export is larger than the whole spool (%d bytes)", size, s.max)
 	}
 	s.mu.Lock()
@@ -390,7 +399,7 @@ func (s *Spool) add(h http.Header, body []byte) (started bool, err error) {
 // trimLocked drops the oldest payloads until incoming more bytes fit under the cap.
 func (s *Spool) trimLocked(incoming int64) {
 	for len(s.files) > 0 && s.bytes+incoming > s.max {
-		s.dropped.WithLabelValues(DropFull).Inc()
+		s.drop(DropFull)
 		if s.episode != nil {
 			s.episode.dropped++
 		}
@@ -469,6 +478,7 @@ func (s *Spool) replay() {
 		switch {
 		case ok:
 			s.exports.WithLabelValues(ExportReplayed).Inc()
+			s.health.lastOK = time.Now()
 			if ep.replayStart.IsZero() {
 				ep.replayStart = time.Now()
 			}
@@ -476,10 +486,10 @@ func (s *Spool) replay() {
 			ep.spans += spans
 			ep.bytes += e.size
 		case drop != dropGone:
-			s.dropped.WithLabelValues(drop).Inc()
+			s.drop(drop)
 			ep.dropped++
 		case listed: // its file vanished from under the spool
-			s.dropped.WithLabelValues(DropUnreadable).Inc()
+			s.drop(DropUnreadable)
 			ep.dropped++
 		}
 		if listed {
@@ -553,6 +563,7 @@ func (s *Spool) send(e spoolEntry, target *spoolTarget) (ok bool, drop string, s
 	}
 	resp, err := s.base.RoundTrip(req)
 	if err != nil {
+		s.noteFailure(err.Error())
 		return false, "", 0
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -561,6 +572,7 @@ func (s *Spool) send(e spoolEntry, target *spoolTarget) (ok bool, drop string, s
 	case resp.StatusCode/100 == 2:
 		return true, "", countSpans(contentType, encoding, body)
 	case retryableStatus(resp.StatusCode):
+		s.noteFailure("collector answered " + resp.Status)
 		return false, "", 0
 	default:
 		s.logger.Warn("telemetry spool: the collector refused a spooled export; dropped", "status", resp.Status)

@@ -2,6 +2,7 @@
 // (this tab only), polls what the current view needs every 2 s, and follows
 // /v1/events as a stream. Every action is an API call; the API checks the role.
 import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
+import { rolloutPanel } from "/ui/rollout.js";
 
 const TOKEN_KEY = "fermion.token";
 const POLL_MS = 2000;
@@ -12,14 +13,15 @@ const DEPLOY_TYPES = new Set(["deployed", "deleted", "rescheduled", "placed"]);
 const $ = (id) => document.getElementById(id);
 const S = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  session: null, config: { traceUrl: "", version: "" },
+  session: null, config: { traceUrl: "", version: "", features: {} },
+  rollouts: {}, // deployment → v1.Rollout, null when it has none (GET /v1/deployments/{name}/rollout)
   nodes: [], deployments: [], slos: [], sloStatus: {}, alerts: { incidents: [] },
   policies: [], violations: [], events: [], status: null, depEvents: [],
   trends: {}, // SLO series key → last success ratios, for the trend lines
   slis: { region: null, node: null, app: null }, // GET /v1/slis groups (null: not served)
   latTrend: {}, // region → last p99s
   view: "executive", debugDep: "", nodeFilter: "", eventType: "", confirm: "",
-  updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {},
+  updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {}, leaving: false,
 };
 // For tests and measurement: numbers the page rendered and when.
 window.fermionConsole = { S, renders: 0, firstRender: 0, lastEventSeq: 0 };
@@ -54,10 +56,22 @@ async function api(path, opts = {}) {
 
 // ---- sign-in ----
 
+// signIn checks a token at /ui/session. An error with refused set means the server
+// turned the token down; any other (no answer, a network error, a 5xx) says nothing
+// about the token, so a page that already holds one keeps it and asks again.
 async function signIn(token) {
-  const res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token }, signal: AbortSignal.timeout(REQUEST_MS) });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error || "sign-in failed: " + res.status);
+  let res, body;
+  try {
+    res = await fetch("/ui/session", { headers: { Authorization: "Bearer " + token }, signal: AbortSignal.timeout(REQUEST_MS) });
+    body = await res.json().catch(() => ({}));
+  } catch (e) {
+    throw new Error("cannot reach the server: " + e.message);
+  }
+  if (!res.ok) {
+    const e = new Error(body.error || "sign-in failed: " + res.status);
+    e.refused = res.status === 401;
+    throw e;
+  }
   S.token = token; S.session = body;
   sessionStorage.setItem(TOKEN_KEY, token);
 }
@@ -76,6 +90,29 @@ const canAdmin = () => S.session && S.session.role === "admin";
 
 // ---- data ----
 
+// refresh runs poll, at most one at a time: a view change, an action or the loop
+// asking while one is in flight get that one, and one more after it if asked
+// meanwhile. Overlapping polls would each take a share of the browser's six
+// connections to this host, and one of them is the event stream's.
+let polling = null, pollAgain = false;
+function refresh() {
+  if (polling) { pollAgain = true; return polling; }
+  polling = (async () => {
+    try {
+      do { pollAgain = false; await poll(); } while (pollAgain);
+    } finally { polling = null; }
+  })();
+  return polling;
+}
+
+// limited runs fn over items with at most n calls in flight.
+async function limited(items, n, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
 async function poll() {
   const jobs = [
     api("/v1/nodes").then((b) => (S.nodes = b.nodes || [])),
@@ -84,8 +121,8 @@ async function poll() {
     api("/v1/slos").then(async (b) => {
       S.slos = b.slos || [];
       const st = {};
-      await Promise.all(S.slos.slice(0, 50).map((s) =>
-        api("/v1/slos/" + encodeURIComponent(s.name) + "/status").then((x) => (st[s.name] = x)).catch(() => {})));
+      await limited(S.slos.slice(0, 50), 3, (s) =>
+        api("/v1/slos/" + encodeURIComponent(s.name) + "/status").then((x) => (st[s.name] = x)).catch(() => {}));
       S.sloStatus = st;
       noteTrends();
     }),
@@ -101,6 +138,13 @@ async function poll() {
   if (S.view === "policies") {
     jobs.push(api("/v1/policies").then((b) => (S.policies = b.policies || [])));
     jobs.push(api("/v1/policies/violations?limit=100").then((b) => (S.violations = b.events || [])));
+  }
+  if (S.view === "deployments" && S.config.features.rollout) {
+    // The rollouts of deployments with a progressive strategy and of those opened, at
+    // most 10, three at a time beside the other reads.
+    const want = S.deployments.filter((d) => S.revisions[d.name] || (d.spec.rollout && d.spec.rollout.kind && d.spec.rollout.kind !== "all-at-once"))
+      .slice(0, 10).map((d) => d.name);
+    jobs.push(limited(want, 3, loadRollout));
   }
   if (S.view === "debug") {
     if (!S.debugDep && S.deployments.length) S.debugDep = S.deployments[0].name;
@@ -125,7 +169,7 @@ async function pollLoop() {
   const gen = ++pollGen;
   while (S.polling && gen === pollGen) {
     const t0 = Date.now();
-    try { await poll(); render(); } catch (e) { if (e.message === "unauthorized") return; setStatus("update failed: " + e.message); }
+    try { if (!document.hidden) { await refresh(); render(); } } catch (e) { if (e.message === "unauthorized") return; setStatus("update failed: " + e.message); }
     await new Promise((r) => setTimeout(r, Math.max(200, POLL_MS - (Date.now() - t0))));
   }
 }
@@ -134,7 +178,7 @@ async function pollLoop() {
 // events as they are recorded) and reconnects after the last event it saw.
 async function followEvents() {
   let backoff = 500;
-  while (S.token) {
+  while (S.token && !S.leaving) {
     const ac = new AbortController();
     S.streamAbort = ac;
     const after = S.events.length ? "&after=" + S.events[S.events.length - 1].seq : "&limit=300";
@@ -240,6 +284,36 @@ function eventRows(evs, withArtifact) {
     <td>${traceLinks(esc(e.message), S.config.traceUrl)}</td></tr>`).join("");
 }
 
+// EXPORTER_ORDER ranks exporter states, the worst first.
+const EXPORTER_ORDER = ["failing", "spooling", "unmonitored", "off", "ok"];
+const exporterClass = (st) => (st === "ok" ? "ok" : st === "failing" ? "bad" : st === "spooling" ? "warn" : "dim");
+
+// telemetryPanel: each node's span export health from its heartbeats (GET /v1/nodes,
+// node.telemetry): how many nodes are in each state, then the nodes not ok, worst and
+// deepest backlog first.
+function telemetryPanel() {
+  const counts = {}, bad = [];
+  let backlog = 0, unreported = 0;
+  for (const n of S.nodes) {
+    const h = n.telemetry;
+    if (!h) { unreported++; continue; }
+    counts[h.exporter] = (counts[h.exporter] || 0) + 1;
+    backlog += h.backlogBytes || 0;
+    if (h.exporter !== "ok" && h.exporter !== "off") bad.push({ n, h });
+  }
+  bad.sort((a, b) => EXPORTER_ORDER.indexOf(a.h.exporter) - EXPORTER_ORDER.indexOf(b.h.exporter) || b.h.backlogBytes - a.h.backlogBytes);
+  const drops = (h) => Object.entries(h.dropped || {}).map(([k, v]) => k + " " + num(v)).join(", ");
+  return `<p data-k="telemetry-counts">${EXPORTER_ORDER.filter((st) => counts[st]).map((st) =>
+      `<span class="chip ${exporterClass(st)}">${st} <b data-k="telemetry-${st}">${num(counts[st])}</b></span>`).join("") || `<span class="dim">no node reports its telemetry</span>`}
+    ${unreported ? `<span class="chip dim">not reported ${num(unreported)}</span>` : ""} · backlog <b data-k="telemetry-backlog">${bytes(backlog)}</b></p>
+    ${bad.length ? `<table><thead><tr><th>node</th><th>exporter</th><th>backlog</th><th>dropped</th><th>last error</th><th>last export</th></tr></thead><tbody data-k="telemetry-rows">
+    ${bad.slice(0, 20).map(({ n, h }) => `<tr data-node="${esc(n.name)}"><td>${esc(n.name)}</td><td class="${exporterClass(h.exporter)}">${esc(h.exporter)}</td>
+      <td>${bytes(h.backlogBytes)} · ${num(h.backlogPayloads)} payloads</td><td>${esc(drops(h)) || `<span class="dim">none</span>`}</td>
+      <td class="err">${h.lastError ? `<span class="msg">${esc(h.lastError)}</span> <span class="dim">${esc(ago(h.lastErrorAt))}</span>` : ""}</td>
+      <td class="dim">${h.lastExportAt ? esc(ago(h.lastExportAt)) : "never"}</td></tr>`).join("")}</tbody></table>` :
+      `<p class="note">Every reporting node exports its spans${S.nodes.length ? "" : " (no nodes)"}.</p>`}`;
+}
+
 const views = {
   executive() {
     const f = fleet();
@@ -258,7 +332,8 @@ const views = {
           <td class="${burn >= 1 ? "bad" : ""}">${burn.toFixed(2)}×</td></tr>`);
       }
     }
-    const recent = S.events.filter((e) => DEPLOY_TYPES.has(e.type) || e.type.startsWith("rollout")).slice(-15).reverse();
+    const recent = S.events.filter((e) => DEPLOY_TYPES.has(e.type)).slice(-15).reverse();
+    const rollouts = S.events.filter((e) => e.type.startsWith("rollout")).slice(-10).reverse();
     return `<h1>Executive</h1>
       <div class="cards">
         ${card("success-rate", "global success rate (availability SLOs)", f.success === null ? "—" : pct(f.success, 3))}
@@ -278,8 +353,13 @@ const views = {
       <tbody data-k="region-rows">${S.slis.region.map((g) => `<tr data-region="${esc(g.region)}"><td>${esc(g.region || "(no region label)")}</td><td>${g.requestsPerSecond.toFixed(1)}</td>
         <td class="${g.errorRatio > 0.01 ? "bad" : ""}">${pct(g.errorRatio, 2)}</td><td>${g.p95Ms.toFixed(1)} ms</td><td class="p99">${g.p99Ms.toFixed(1)} ms</td>
         <td>${sparkline(S.latTrend[g.region || "(none)"] || [])}</td><td>${num(g.instances)}</td></tr>`).join("") || `<tr><td colspan="7" class="dim">no traffic in the last 5 minutes</td></tr>`}</tbody></table>`}
-      <h2>Recent deployments and rollouts</h2>
-      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody>${eventRows(recent, true)}</tbody></table>`;
+      <div class="grid2"><div>
+      <h2>Recent deployments</h2>
+      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody data-k="recent-deployments">${eventRows(recent, true)}</tbody></table>
+      </div><div>
+      <h2>Recent rollouts</h2>
+      <table><thead><tr><th>when</th><th>type</th><th>deployment</th><th>artifact</th><th>node</th><th>message</th></tr></thead><tbody data-k="recent-rollouts">${rollouts.length ? eventRows(rollouts, true) : `<tr><td colspan="6" class="dim">no rollout events: a deployment with a canary or rolling strategy records its steps and verdicts here</td></tr>`}</tbody></table>
+      </div></div>`;
   },
 
   oncall() {
@@ -366,7 +446,7 @@ const views = {
       <h2>Traces</h2>
       <p class="note">${S.config.traceUrl ? `Trace ids in errors and events link to <code>${esc(S.config.traceUrl)}</code>.` : `Start the server with <code>--trace-ui-url 'http://jaeger:16686/trace/{trace_id}'</code> to link trace ids to your trace UI.`}</p>
       <h2>Memory reserved by node (${num(S.nodes.length)} nodes)</h2><div class="heat" data-k="heatmap">${heat}</div>
-      <h2>Telemetry</h2><p class="note">Telemetry backlog and exporter health are reported on each agent's metrics endpoint (fermion_telemetry_*); the API does not carry them yet.</p>
+      <h2>Telemetry export, by node</h2>${telemetryPanel()}
       </div></div>`;
   },
 
@@ -375,11 +455,12 @@ const views = {
     const list = S.nodes.filter((n) => !q || n.name.toLowerCase().includes(q) || Object.entries(n.labels || {}).some(([k, v]) => (k + "=" + v).toLowerCase().includes(q)));
     const act = canDeploy();
     return `<h1>Nodes <span class="dim" data-k="nodes-count">${num(list.length)}</span></h1>
-      <table><thead><tr><th>name</th><th>state</th><th>labels</th><th>capacity</th><th>reserved</th><th>lease age</th><th>assignments</th>${act ? "<th></th>" : ""}</tr></thead><tbody>
+      <table><thead><tr><th>name</th><th>state</th><th>labels</th><th>capacity</th><th>reserved</th><th>lease age</th><th>telemetry</th><th>assignments</th>${act ? "<th></th>" : ""}</tr></thead><tbody>
       ${list.map((n) => `<tr data-node="${esc(n.name)}"><td>${esc(n.name)}</td><td class="${n.state === "ready" ? "ok" : "warn"}">${esc(n.state)}${n.schedulable ? "" : " (cordoned)"}</td>
         <td>${Object.entries(n.labels || {}).map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("")}</td>
         <td>${bytes(n.capacity.memoryBytes)} · ${n.capacity.milliCpu} m · ${n.capacity.instances} inst</td>
         <td>${bytes(n.allocated.memoryBytes)} · ${n.allocated.instances} inst</td><td>${n.leaseAgeSeconds.toFixed(1)} s</td>
+        <td>${n.telemetry ? `<span class="${exporterClass(n.telemetry.exporter)}" title="${esc(n.telemetry.lastError || "")}">${esc(n.telemetry.exporter)}</span>${n.telemetry.backlogBytes ? " " + bytes(n.telemetry.backlogBytes) : ""}` : `<span class="dim">—</span>`}</td>
         <td>${(n.assignments || []).length} ${(n.assignments || []).slice(0, 5).map((a) => `<span class="chip">${esc(a)}</span>`).join("")}</td>
         ${act ? `<td>${n.schedulable ? `<button data-act="drain" data-name="${esc(n.name)}">drain</button>` : `<button data-act="uncordon" data-name="${esc(n.name)}">uncordon</button>`}</td>` : ""}</tr>`).join("")}
       </tbody></table>`;
@@ -394,6 +475,9 @@ const views = {
         const placed = (d.placement.nodes || []).length;
         const rev = S.revisions[d.name];
         const confirm = S.confirm === "delete:" + d.name;
+        const ro = S.rollouts[d.name];
+        const roRow = S.config.features.rollout && (rev || (ro && !ro.terminal)) && ro !== undefined ?
+          `<tr data-rollout="${esc(d.name)}"><td></td><td colspan="7">${rolloutPanel(d.name, ro, { canAct: act, confirm: S.confirm === "rollout-abort:" + d.name ? "abort" : "" })}</td></tr>` : "";
         const revRow = !rev ? "" : rev.error ? `<tr><td></td><td colspan="7" class="dim">${esc(rev.error)}</td></tr>` :
           `<tr><td></td><td colspan="7"><table data-k="revisions"><tbody>${rev.revisions.map((r) => {
             const n = r.change.number, cur = n === rev.current, key = "rollback:" + d.name + ":" + n;
@@ -402,15 +486,15 @@ const views = {
               <td class="dim">${esc(r.change.message || "")}</td>
               <td>${act && !cur ? `<button data-act="${S.confirm === key ? "rollback-confirm" : "rollback"}" data-name="${esc(d.name)}" data-to="${n}">${S.confirm === key ? "confirm roll back to #" + n : "roll back to #" + n}</button>` : ""}</td></tr>`;
           }).join("")}</tbody></table></td></tr>`;
-        return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}</td>
+        return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}${ro ? ` <span class="chip" data-k="rollout-chip">${esc(ro.phase.replace("_", " "))}${ro.weight && !ro.terminal ? " " + ro.weight + "%" : ""}</span>` : ""}</td>
           <td class="dim">${esc(artifactOf(d))}${d.version.signed ? ` <span class="chip">signed</span>` : ""}</td><td>${placed} / ${want}</td>
           <td class="dim">${esc(d.placement.message || "")}</td><td>${d.generation}</td><td class="dim">${esc(ago(d.updated))}</td>
           <td><button data-act="history" data-name="${esc(d.name)}">${rev ? "hide history" : "history"}</button>
           ${act ? `<button class="danger" data-act="${confirm ? "delete-confirm" : "delete"}" data-name="${esc(d.name)}">${confirm ? "confirm delete" : "delete"}</button>` : ""}</td></tr>
-          ${revRow}`;
+          ${roRow}${revRow}`;
       }).join("")}
       </tbody></table>
-      <p class="note">History shows a deployment's revisions where the server keeps them (GET /v1/deployments/{name}/revisions); deploy with <code>fermion deploy</code>.</p>`;
+      <p class="note">History shows a deployment's revisions where the server keeps them (GET /v1/deployments/{name}/revisions)${S.config.features.rollout ? " and its latest rollout: phase, steps, canary weight and nodes, and each analysis's checks" : "; this server does not report rollouts (GET /v1/deployments/{name}/rollout)"}; deploy with <code>fermion deploy</code>.</p>`;
   },
 
   policies() {
@@ -446,7 +530,7 @@ function toolbar() {
   } else if (S.view === "events") {
     if (tb.dataset.sig !== "events") {
       tb.dataset.sig = "events";
-      const types = ["", "deployed", "deleted", "placed", "unplaceable", "assigned", "started", "failed", "node_joined", "node_ready", "lease_lost", "drain_started", "drained", "policy_denied", "policy_warned", "policy_applied", "alert", "leader"];
+      const types = ["", "deployed", "deleted", "placed", "unplaceable", "assigned", "started", "failed", "node_joined", "node_ready", "lease_lost", "drain_started", "drained", "policy_denied", "policy_warned", "policy_applied", "alert", "rollout", "leader"];
       tb.innerHTML = `<label>type <select id="event-type">${types.map((t) => `<option value="${t}"${t === S.eventType ? " selected" : ""}>${t || "all"}</option>`).join("")}</select></label>`;
     }
   } else if (tb.dataset.sig !== "") { tb.dataset.sig = ""; tb.innerHTML = ""; }
@@ -483,16 +567,25 @@ async function act(kind, name, extra) {
   try {
     if (kind === "delete") { S.confirm = "delete:" + name; render(); return; }
     if (kind === "rollback") { S.confirm = "rollback:" + name + ":" + extra; render(); return; }
+    if (kind === "rollout" && extra === "abort") { S.confirm = "rollout-abort:" + name; render(); return; }
     if (kind === "history") {
       if (S.revisions[name]) { delete S.revisions[name]; render(); return; }
-      await loadHistory(name); render(); return;
+      await Promise.all([loadHistory(name), S.config.features.rollout ? loadRollout(name).catch(() => {}) : null]);
+      render(); return;
     }
-    S.confirm = "";
+    // Drop the confirm button before the call goes out: a second click (a double
+    // click, an impatient user) must not send a second delete or rollback.
+    if (S.confirm) { S.confirm = ""; render(); }
     if (kind === "delete-confirm") { await api("/v1/deployments/" + n, { method: "DELETE" }); toast("deleting " + name); }
     if (kind === "rollback-confirm") {
       await api("/v1/deployments/" + n + "/rollback", { method: "POST", body: { to: Number(extra), message: "rolled back from the console" } });
       toast("rolling " + name + " back to #" + extra);
       await loadHistory(name);
+    }
+    if (kind === "rollout") {
+      const action = extra === "abort-confirm" ? "abort" : extra;
+      S.rollouts[name] = await api("/v1/deployments/" + n + "/rollout/" + action, { method: "POST", body: { reason: action + " from the console" } });
+      toast("rollout of " + name + ": " + action);
     }
     if (kind === "drain") { await api("/v1/nodes/" + n + "/drain", { method: "POST" }); toast("draining " + name); }
     if (kind === "uncordon") { await api("/v1/nodes/" + n + "/uncordon", { method: "POST" }); toast("uncordoned " + name); }
@@ -501,9 +594,21 @@ async function act(kind, name, extra) {
       await api("/v1/policies/" + n, { method: "PUT", body: { source: p.source, mode: extra } });
       toast("policy " + name + " now in " + extra + " mode");
     }
-    await poll(); render();
+    await refresh(); render();
   } catch (e) {
     if (e.message !== "unauthorized") toast(kind + " " + name + ": " + e.message, true);
+  }
+}
+
+// loadRollout reads a deployment's rollout; 404 not_found is "it never had one" (the
+// route itself is known to exist: config.features.rollout).
+async function loadRollout(name) {
+  try {
+    S.rollouts[name] = await api("/v1/deployments/" + encodeURIComponent(name) + "/rollout");
+  } catch (e) {
+    if (e.message === "unauthorized") throw e;
+    if (e.status === 404 && e.code === "not_found") S.rollouts[name] = null;
+    else throw e;
   }
 }
 
@@ -523,7 +628,7 @@ function route() {
   S.view = views[v] ? v : "executive";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.view === S.view);
   $("toolbar").dataset.sig = "-";
-  if (S.session && S.polling) { render(); poll().then(render, () => {}); }
+  if (S.session && S.polling) { render(); refresh().then(render, () => {}); }
 }
 
 async function start() {
@@ -551,9 +656,16 @@ function wire() {
     if (s) { s.blur(); act(s.dataset.act, s.dataset.name, s.value); }
   });
   $("toolbar").addEventListener("change", (ev) => {
-    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; poll().then(render, () => {}); }
+    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; refresh().then(render, () => {}); }
     if (ev.target.id === "event-type") { S.eventType = ev.target.value; render(); }
   });
+  // Leaving the page (a reload, a link, closing the tab) ends the event stream at once
+  // rather than when the browser gets round to it, and the server ends its side when the
+  // connection goes (api_events.go). Back from the back/forward cache, follow again.
+  window.addEventListener("pagehide", () => { S.leaving = true; if (S.streamAbort) S.streamAbort.abort(); });
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted && S.leaving) { S.leaving = false; if (S.session) followEvents(); } });
+  // A hidden tab does not poll (pollLoop); back in view it catches up at once.
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && S.session && S.polling) refresh().then(render, () => {}); });
   $("toolbar").addEventListener("input", (ev) => { if (ev.target.id === "node-filter") { S.nodeFilter = ev.target.value; render(); } });
 }
 
@@ -565,9 +677,17 @@ async function main() {
   }).catch(() => { /* the trace links stay off */ });
   if (!S.token) { await config; signOut(""); return; }
   // The first reads go out with the token check: a refused token signs out either way.
-  const session = signIn(S.token), first = poll().catch(() => {});
+  const first = refresh().catch(() => {});
   await config;
-  try { await session; } catch (e) { signOut(e.message); return; }
+  // Only a refusal signs the tab out. A slow or unreachable server keeps the token and
+  // is asked again, so a busy moment at a reload never loses the session.
+  for (let wait = 1000; ; wait = Math.min(wait * 2, 15000)) {
+    try { await signIn(S.token); break; } catch (e) {
+      if (e.refused || !S.token) { signOut(e.message); return; }
+      setStatus(e.message + "; trying again in " + wait / 1000 + " s");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
   await first;
   start();
 }

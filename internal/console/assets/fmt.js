@@ -14,8 +14,8 @@ export function bytes(n) {
   return (i ? n.toFixed(n < 10 ? 1 : 0) : n) + " " + u[i];
 }
 
-export function ago(t) {
-  const ms = Date.now() - Date.parse(t);
+export function ago(t, now = Date.now()) {
+  const ms = now - Date.parse(t);
   if (!isFinite(ms)) return "";
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return s + "s ago";

@@ -27,7 +27,8 @@ type SimAgent struct {
 	set     v1.AssignmentSet
 	rules   []v1.RuntimePolicy // from the last register or heartbeat reply
 	paused  bool
-	applied chan struct{} // closed and replaced when the set changes
+	tel     *v1.TelemetryHealth // sent with every heartbeat (SetTelemetry)
+	applied chan struct{}       // closed and replaced when the set changes
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -114,13 +115,13 @@ func (a *SimAgent) loop(ctx context.Context, renew time.Duration) {
 		case <-a.kick:
 		}
 		a.mu.Lock()
-		paused := a.paused
+		paused, tel := a.paused, a.tel
 		a.mu.Unlock()
 		if paused {
 			continue
 		}
 		var hr v1.HeartbeatReply
-		err := request(ctx, a.nc, v1.SubjectHeartbeat(a.Name), v1.Heartbeat{Statuses: a.statuses()}, &hr)
+		err := request(ctx, a.nc, v1.SubjectHeartbeat(a.Name), v1.Heartbeat{Statuses: a.statuses(), Telemetry: tel}, &hr)
 		if err != nil {
 			continue
 		}
@@ -225,6 +226,25 @@ func (a *SimAgent) AssignedDigest(deployment string) string {
 // Pause stops lease renewals and drops assignment pushes (the agent is cut off)
 // until Resume.
 func (a *SimAgent) Pause() { a.setPaused(true) }
+
+// SetTelemetry makes every heartbeat from now on report h as the node's span export
+// health, and sends one at once.
+func (a *SimAgent) SetTelemetry(h *v1.TelemetryHealth) {
+	a.mu.Lock()
+	a.tel = h
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Heartbeat sends one heartbeat as given and returns the server's reply.
+func (a *SimAgent) Heartbeat(ctx context.Context, hb v1.Heartbeat) (v1.HeartbeatReply, error) {
+	var hr v1.HeartbeatReply
+	err := request(ctx, a.nc, v1.SubjectHeartbeat(a.Name), hb, &hr)
+	return hr, err
+}
 
 // Resume renews again.
 func (a *SimAgent) Resume() { a.setPaused(false) }

@@ -65,6 +65,9 @@ type Store struct {
 type Lease struct {
 	Renewed time.Time `json:"renewed"`
 	Server  string    `json:"server"`
+	// Telemetry is the node's span export health as its last heartbeat reported it:
+	// kept here because the lease is written with every heartbeat anyway.
+	Telemetry *v1.TelemetryHealth `json:"telemetry,omitempty"`
 }
 
 // Cred is a record of the tokens bucket: an API or join token ("token.<id>") or a
