@@ -182,6 +182,7 @@ type Server struct {
 	handler  http.Handler
 	slos     *sloctl.Controller // SLO hook (sloengine)
 	slis     *fleet.Store       // the fleet SLI store (api_slis.go)
+	sliReady chan struct{}      // closed once the SLO engine is up: the store's ingest waits (api_slis.go)
 
 	ready      atomic.Bool
 	adminToken string

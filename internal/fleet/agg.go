@@ -26,6 +26,7 @@ type aggKey struct {
 type aggInterval struct {
 	start, end int64
 	s          stored
+	t          tally
 }
 
 // nodeWhere is where a node was when its summaries entered the group tier, and the
@@ -40,7 +41,7 @@ type nodeWhere struct {
 // window's end, or whose interval start another summary of the group shares with a
 // different end) is left out and marks its app unsafe up to we: queries reaching into
 // that window read the per-node data.
-func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Summary) {
+func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Summary, t *tally) {
 	region, zone, _, _ := st.cfg.Nodes(k.Node)
 	if w, ok := st.where[k.Node]; ok && (w.region != region || w.zone != zone) {
 		// The node moved: its earlier intervals sit under its old place. The query
@@ -63,11 +64,13 @@ func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Su
 			return
 		}
 		list[i].s.add(s, &st.scratch)
+		list[i].t.merge(t)
 		return
 	}
 	list = append(list, aggInterval{})
 	copy(list[i+1:], list[i:])
 	list[i] = aggInterval{start: start, end: end, s: pack(s)}
+	list[i].t.merge(t)
 	st.agg[ak] = list
 }
 
@@ -103,15 +106,15 @@ func (st *Store) pruneGroupsLocked(detailFloor int64) {
 
 // groupTierCovers reports whether the group tier answers q over (from, to] exactly as
 // the per-node data would: q neither filters nor groups by node; every window it
-// touches lies inside the detail tier with no pruned intervals (from at least a window
-// width after now − DetailRetention); no summary of a queried app left out of the group
+// touches lies inside the detail tier with no pruned intervals (the window holding
+// from starts after now − DetailRetention); no summary of a queried app left out of the group
 // tier falls in a window it touches; and every node is still where it was at ingest.
 func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) bool {
 	if q.Node != "" || by["node"] {
 		return false
 	}
-	if from < now-int64(st.cfg.DetailRetention)+int64(st.cfg.Width) {
-		return false
+	if alignDown(from, int64(st.cfg.Width)) <= now-int64(st.cfg.DetailRetention) {
+		return false // the window holding from has lost intervals
 	}
 	if st.moved > from-int64(st.cfg.Width) {
 		return false

@@ -261,8 +261,10 @@ func TestTiers(t *testing.T) {
 		t.Fatalf("published %d rollups, want %d", published, 95)
 	}
 	s := st.Stats()
-	if s.Details > 91 || s.Windows != 96 {
-		t.Fatalf("stats %+v: want at most 90 details (15 min) and 96 windows", s)
+	// The detail tier holds 15 minutes (three windows, 89 intervals); past it the node
+	// keeps tallies: the 69 other windows of the last 6 h, and 2 hours.
+	if s.Details > 91 || s.Windows != 3 || s.Slots != 69+2 {
+		t.Fatalf("stats %+v: want at most 90 details (15 min) in 3 windows, and 71 tallies", s)
 	}
 	spec := &slo.Spec{App: "a", SLI: slo.SLI{Kind: slo.Availability}, Scope: slo.Scope{Per: slo.ScopeGlobal}}
 	for _, w := range []time.Duration{5 * time.Minute, time.Hour, 7 * time.Hour, 8 * time.Hour} {

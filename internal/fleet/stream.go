@@ -85,6 +85,10 @@ type Ingest struct {
 	// OnBad, when set, is called for a message that does not decode (counted by the
 	// caller's metrics); the store keeps everything else.
 	OnBad func(stream string, err error)
+	// Ready, when set, holds Run back until it is closed: the control plane starts
+	// the ingest once its SLO engine is up, so that the store tracks the latency
+	// SLOs' thresholds (Config.Thresholds) before it reads any summary.
+	Ready <-chan struct{}
 
 	caughtUp [2]atomic.Bool
 }
@@ -106,6 +110,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if in.Logger == nil {
 		in.Logger = slog.New(slog.DiscardHandler)
 	}
+	if in.Ready != nil {
+		select {
+		case <-in.Ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	in.Store.Prune(in.Now()) // reads Config.Thresholds
 	errc := make(chan error, 2)
 	for i, stream := range []string{StreamRaw, StreamRollup} {
 		go func() { errc <- in.consume(ctx, i, stream) }()
@@ -178,6 +190,11 @@ func (in *Ingest) consume(ctx context.Context, i int, stream string) error {
 			in.handle(stream, msg)
 			if mdErr == nil && md.NumPending == 0 {
 				in.caughtUp[i].Store(true)
+				if stream == StreamRollup {
+					// Read to the end: no re-published window can follow the
+					// rollups held back until now.
+					in.Store.FlushRollups()
+				}
 			}
 		}
 		stop()
