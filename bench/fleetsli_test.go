@@ -30,6 +30,7 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/sliingest"
 	"fermion.dev/fermion/internal/slo"
 )
 
@@ -225,6 +226,9 @@ func BenchmarkFleetSLIStream(b *testing.B) {
 			}
 			defer eng.Close()
 			js := eng.JetStream()
+			if err := sliingest.EnsureStream(ctx, js, sliingest.StreamConfig(1, sliingest.DefaultMaxBytes)); err != nil {
+				b.Fatal(err)
+			}
 			if err := fleet.OpenStreams(ctx, js, 1); err != nil {
 				b.Fatal(err)
 			}

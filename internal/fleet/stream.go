@@ -34,7 +34,6 @@ const (
 	// bound them by size whichever comes first (oldest dropped).
 	RawMaxAge      = v1.SLIStreamMaxAge
 	RollupMaxAge   = 30 * 24 * time.Hour
-	RawMaxBytes    = 1 << 30
 	RollupMaxBytes = 1 << 30
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	DuplicateWindow = v1.SLIStreamDuplicates
@@ -52,25 +51,44 @@ func MsgID(s *sli.Summary) string {
 	return v1.SLIMsgID(s.Node, s.Seq, s.Key.Deployment, s.Key.Version, s.Key.Route)
 }
 
-// StreamConfigs are the two streams' configurations; replicas is 3 in a cluster.
-func StreamConfigs(replicas int) (raw, rollup jetstream.StreamConfig) {
-	raw = jetstream.StreamConfig{Name: StreamRaw, Subjects: []string{SubjectRaw}, Storage: jetstream.FileStorage,
-		Replicas: replicas, MaxAge: RawMaxAge, MaxBytes: RawMaxBytes, Discard: jetstream.DiscardOld, Duplicates: DuplicateWindow}
-	rollup = jetstream.StreamConfig{Name: StreamRollup, Subjects: []string{SubjectRollup}, Storage: jetstream.FileStorage,
+// RollupStreamConfig is the rollup stream's configuration (this package owns it);
+// replicas is 3 in a cluster. The raw stream is internal/sliingest's
+// (sliingest.StreamConfig): the store only binds to it.
+func RollupStreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{Name: StreamRollup, Subjects: []string{SubjectRollup}, Storage: jetstream.FileStorage,
 		Replicas: replicas, MaxAge: RollupMaxAge, MaxBytes: RollupMaxBytes, Discard: jetstream.DiscardOld, Duplicates: DuplicateWindow}
-	return raw, rollup
 }
 
-// OpenStreams binds to both streams, creating them when absent: the agent-facing
-// receiver may have created the raw one first, and either order is fine.
+// BindTimeout bounds how long OpenStreams waits for the raw stream's owner to create
+// it.
+const BindTimeout = 30 * time.Second
+
+// OpenStreams creates the rollup stream when absent and binds to the raw one, waiting
+// up to BindTimeout for its owner (the agents' receive path, internal/sliingest) to
+// create it: one owner says how the raw stream is bounded, whichever side starts
+// first.
 func OpenStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	raw, rollup := StreamConfigs(replicas)
-	for _, c := range []jetstream.StreamConfig{raw, rollup} {
-		if _, err := engine.OpenStream(ctx, js, c); err != nil {
+	if _, err := engine.OpenStream(ctx, js, RollupStreamConfig(replicas)); err != nil {
+		return fmt.Errorf("open sli streams: %w", err)
+	}
+	deadline := time.Now().Add(BindTimeout)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := js.Stream(ctx, StreamRaw)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) || time.Now().After(deadline) {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				err = fmt.Errorf("stream %s does not exist after %v: the server's SLI receive path creates it; start it first: %w", StreamRaw, BindTimeout, err)
+			}
 			return fmt.Errorf("open sli streams: %w", err)
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("open sli streams: waiting for %s: %w", StreamRaw, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
-	return nil
 }
 
 // Ingest feeds a Store from both streams. Every replica runs one.
