@@ -90,7 +90,9 @@ func (st *Store) pruneGroupsLocked(detailFloor int64) {
 			delete(st.agg, k)
 			continue
 		}
-		st.agg[k] = append(list[:0:0], list[i:]...)
+		n := copy(list, list[i:])
+		clear(list[n:])
+		st.agg[k] = list[:n]
 	}
 	for app, until := range st.unsafe {
 		if until <= detailFloor {

@@ -557,6 +557,9 @@ func (st *Store) Prune(now time.Time) {
 				st.runAddLocked(s, w.start, &w.cnt)
 				continue
 			}
+			if w.start+width <= n && cap(w.details) > len(w.details) {
+				w.details = detailBuf(exact(w.details)) // closed: no room needed any more
+			}
 			kept = append(kept, w)
 		}
 		clear(s.windows[len(kept):])
