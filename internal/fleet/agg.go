@@ -115,7 +115,8 @@ func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) b
 	if q.Node != "" || by["node"] {
 		return false
 	}
-	if alignDown(from, int64(st.cfg.Width)) <= now-int64(st.cfg.DetailRetention) {
+	// The detail tier was last pruned at lastNow, which a query's now may precede.
+	if alignDown(from, int64(st.cfg.Width)) <= max(now, st.lastNow)-int64(st.cfg.DetailRetention) {
 		return false // the window holding from has lost intervals
 	}
 	if st.moved > from-int64(st.cfg.Width) {

@@ -166,7 +166,7 @@ func (r *run) add(start, width int64, t *tally) {
 		last.merge(t)
 		r.b = appendTally(r.b[:r.lastOff], &last)
 	default:
-		slots := r.slots(width)
+		slots := r.slots()
 		if k < 0 {
 			slots = append(make([]tally, -k), slots...)
 			r.base = start
@@ -177,13 +177,18 @@ func (r *run) add(start, width int64, t *tally) {
 	}
 }
 
-// slots decodes every slot.
-func (r *run) slots(width int64) []tally {
-	out := make([]tally, 0, r.n)
-	r.each(width, func(_ int64, t *tally) bool {
-		out = append(out, tally{req: t.req, errs: t.errs, over: slices.Clone(t.over)})
-		return true
-	})
+// slots decodes every slot, empty ones included (slot i starts at base + i×width).
+func (r *run) slots() []tally {
+	out := make([]tally, r.n)
+	off := 0
+	for i := range out {
+		k := readTally(r.b[off:], &out[i])
+		if k == 0 {
+			return out[:i] // not written by add: a bug; keep what precedes it
+		}
+		out[i].over = slices.Clone(out[i].over)
+		off += k
+	}
 	return out
 }
 
