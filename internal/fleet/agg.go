@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"sort"
+	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/sli"
@@ -112,6 +113,12 @@ func (st *Store) pruneGroupsLocked(detailFloor int64) {
 // from starts after now − DetailRetention); no summary of a queried app left out of the group
 // tier falls in a window it touches; and every node is still where it was at ingest.
 func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) bool {
+	return st.groupTierCoversCached(q, by, from, now, false)
+}
+
+// groupTierCoversCached is groupTierCovers, with the nodes' places cached when cached
+// (nodesInPlace).
+func (st *Store) groupTierCoversCached(q Query, by map[string]bool, from, now int64, cached bool) bool {
 	if q.Node != "" || by["node"] {
 		return false
 	}
@@ -133,12 +140,29 @@ func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) b
 			}
 		}
 	}
+	return st.nodesInPlace(cached)
+}
+
+// nodesInPlace reports whether every node in the group index is still where it was
+// when its summaries arrived. It looks up every node; cached, it reuses an answer
+// computed within the last second of the store's time: the SLO engine asks it for
+// every region and global series of a tick, and a relabelled node is then noticed a
+// second late at most.
+func (st *Store) nodesInPlace(cached bool) bool {
+	st.placesMu.Lock()
+	defer st.placesMu.Unlock()
+	if cached && st.placesAt != 0 && st.lastNow-st.placesAt < int64(time.Second) && st.lastNow >= st.placesAt {
+		return st.placesOK
+	}
+	ok := true
 	for n, w := range st.where {
 		if r, z, _, _ := st.cfg.Nodes(n); r != w.region || z != w.zone {
-			return false
+			ok = false
+			break
 		}
 	}
-	return true
+	st.placesAt, st.placesOK = st.lastNow, ok
+	return ok
 }
 
 // queryGroupsLocked answers q from the group tier, calling get for each group with

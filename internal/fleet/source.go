@@ -322,7 +322,7 @@ func (st *Store) countGroupsLocked(ser slo.Series, sel scopeSel, sl slo.SLI, f, 
 	if from >= t {
 		return
 	}
-	if st.groupTierCovers(Query{App: ser.App}, nil, from, now) {
+	if st.groupTierCoversCached(Query{App: ser.App}, nil, from, now, true) {
 		lo := from - int64(st.cfg.Width)
 		for ak, list := range st.agg {
 			if ak.App != ser.App || ak.Version != ser.Version || groupMember(sel, ak.Region) != ser.Scope {

@@ -264,6 +264,12 @@ type Store struct {
 	where  map[string]nodeWhere
 	moved  int64 // end of the latest interval in agg under a node's former place
 
+	// placesMu guards the cached answer of nodesInPlace (taken under mu, read or
+	// write; a leaf).
+	placesMu sync.Mutex
+	placesAt int64
+	placesOK bool
+
 	// The long group tier (groups.go).
 	long      map[aggKey]*gseries
 	longByApp map[string][]*gseries
