@@ -177,6 +177,46 @@ func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupT
 	if q.Window <= 0 {
 		q.Window = DefaultWindow
 	}
+	groups, from := st.groups(q, now, instances, groupTier)
+	out := v1.SLIList{From: time.Unix(0, from).UTC(), To: now.UTC(), WindowSeconds: q.Window.Seconds(), By: q.By, Groups: []v1.SLIGroup{}}
+	if out.By == nil {
+		out.By = []string{}
+	}
+	for k, g := range groups {
+		out.Groups = append(out.Groups, row(k, g, q.Window))
+	}
+	sort.Slice(out.Groups, func(i, j int) bool {
+		a, b := out.Groups[i], out.Groups[j]
+		ka := [...]string{a.App, a.Version, a.Node, a.Region, a.Zone}
+		kb := [...]string{b.App, b.Version, b.Node, b.Region, b.Zone}
+		return slices.Compare(ka[:], kb[:]) < 0
+	})
+	return out
+}
+
+// Merged returns the merge of every summary of app's version — all nodes, all routes —
+// over the intervals ending in (from, to], read as a query at to reads them (the
+// detail tier up to 15 minutes back, whole group windows, hours and days beyond), and
+// whether there was any. Its Key is (app, version, no route); Node is empty. It is
+// the call for a rollout's metric source comparing versions over a span.
+func (st *Store) Merged(app, version string, from, to time.Time) (sli.Summary, bool) {
+	q := Query{App: app, Version: version, By: []string{}, Window: to.Sub(from)}
+	if q.Window <= 0 {
+		return sli.Summary{}, false
+	}
+	groups, _ := st.groups(q, to, nil, true)
+	g := groups[groupKey{}]
+	if g == nil || !g.has {
+		return sli.Summary{}, false
+	}
+	sum := g.sum
+	sum.Key, sum.Node = sli.Key{Deployment: app, Version: version}, ""
+	sum.Start, sum.End = from, to
+	return sum, true
+}
+
+// groups computes q's groups at now and returns them with the query's from (unix ns).
+func (st *Store) groups(q Query, now time.Time, instances []InstanceCount, groupTier bool) (map[groupKey]*group, int64) {
 	to := now.UnixNano()
 	from := to - int64(q.Window)
 	by := map[string]bool{}
@@ -239,20 +279,7 @@ func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupT
 			get(k).instances += ic.N
 		}
 	}
-	out := v1.SLIList{From: time.Unix(0, from).UTC(), To: now.UTC(), WindowSeconds: q.Window.Seconds(), By: q.By, Groups: []v1.SLIGroup{}}
-	if out.By == nil {
-		out.By = []string{}
-	}
-	for k, g := range groups {
-		out.Groups = append(out.Groups, row(k, g, q.Window))
-	}
-	sort.Slice(out.Groups, func(i, j int) bool {
-		a, b := out.Groups[i], out.Groups[j]
-		ka := [...]string{a.App, a.Version, a.Node, a.Region, a.Zone}
-		kb := [...]string{b.App, b.Version, b.Node, b.Region, b.Zone}
-		return slices.Compare(ka[:], kb[:]) < 0
-	})
-	return out
+	return groups, from
 }
 
 // recentFrom is the start of the first window the detail tier holds whole at now:

@@ -341,3 +341,31 @@ func TestRunAgreesWithAMap(t *testing.T) {
 		}
 	}
 }
+
+// TestMergedIsAVersionOverASpan: Merged is every node's and route's summaries of one
+// version over a span, as the rollout controller's metric source reads them.
+func TestMergedIsAVersionOverASpan(t *testing.T) {
+	st := newStore(t)
+	now := t0.Add(20 * time.Minute)
+	want := &sli.Summary{Key: sli.Key{Deployment: "a", Version: "v2"}, Latency: &sli.Sketch{}}
+	for i := range 120 {
+		at := t0.Add(time.Duration(i) * iv)
+		for _, n := range []string{"n1", "n2", "n3"} {
+			for _, v := range []string{"v1", "v2"} {
+				s := summary(n, "a", v, "/r"+n, at, uint64(i%7), uint64(i%3), time.Duration(1+i%5)*time.Millisecond)
+				st.Add(s, at.Add(iv))
+				if v == "v2" && at.Add(iv).After(now.Add(-time.Hour)) {
+					mergeInto(want, s)
+				}
+			}
+		}
+		st.Prune(at.Add(iv))
+	}
+	got, ok := st.Merged("a", "v2", now.Add(-time.Hour), now)
+	if !ok || got.Requests() != want.Requests() || got.Errors() != want.Errors() || !got.Latency.Equal(want.Latency) {
+		t.Fatalf("merged %d requests, %d 5xx (ok %v), want %d, %d and the same sketch", got.Requests(), got.Errors(), ok, want.Requests(), want.Errors())
+	}
+	if _, ok := st.Merged("a", "v3", now.Add(-time.Hour), now); ok {
+		t.Fatal("a version never seen has a summary")
+	}
+}
