@@ -30,6 +30,7 @@ import (
 	"fermion.dev/fermion/internal/engine"
 	"fermion.dev/fermion/internal/fleet"
 	"fermion.dev/fermion/internal/sli"
+	"fermion.dev/fermion/internal/sliingest"
 	"fermion.dev/fermion/internal/slo"
 )
 
@@ -91,6 +92,16 @@ var simNodeNames, simVersionNames = func() ([]string, []string) {
 	return n, v
 }()
 
+// simAppNames are the ten apps the versions belong to (made once, so the benchmarks
+// measure the store, not fmt).
+var simAppNames = func() []string {
+	a := make([]string, 10)
+	for i := range a {
+		a[i] = fmt.Sprintf("app-%d", i)
+	}
+	return a
+}()
+
 // simWhere is each node's region and zone, looked up as the control plane's node
 // table is (a map read), so that the store's costs are not hidden behind parsing.
 var simWhere = func() map[string][2]string {
@@ -107,13 +118,19 @@ func simInfo(node string) (string, string, map[string]string, bool) {
 	return w[0], w[1], nil, ok
 }
 
+// simConfig is the store's configuration as the control plane makes it: nodes' places
+// from the node table, and the latency SLOs' thresholds (sloSeries uses 1 ms).
+func simConfig() fleet.Config {
+	return fleet.Config{Nodes: simInfo, Thresholds: func() []time.Duration { return []time.Duration{time.Millisecond} }}
+}
+
 // simTick calls fn with every (node, version)'s summary of the interval at start.
 func simTick(pool []sli.Summary, start time.Time, fn func(*sli.Summary)) {
 	seq := sli.SeqFor(start, simInterval)
 	for n, node := range simNodeNames {
 		for v, ver := range simVersionNames {
 			s := pool[(n*simVersions+v)%len(pool)]
-			s.Node, s.Key = node, sli.Key{Deployment: fmt.Sprintf("app-%d", v%10), Version: ver, Route: "/"}
+			s.Node, s.Key = node, sli.Key{Deployment: simAppNames[v%10], Version: ver, Route: "/"}
 			s.Seq, s.Start, s.End = seq, start, start.Add(simInterval)
 			fn(&s)
 		}
@@ -131,12 +148,13 @@ func heapInUse() uint64 {
 // fillStore simulates ticks intervals into a new store, pruning every simulated
 // 10 s as the ingest loop does, and returns it with the simulated now.
 func fillStore(b *testing.B, ticks int) (*fleet.Store, time.Time) {
-	st, err := fleet.New(fleet.Config{Nodes: simInfo})
+	st, err := fleet.New(simConfig())
 	if err != nil {
 		b.Fatal(err)
 	}
 	pool := simPool()
 	start := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	st.Prune(start) // as the ingest does before it reads: the SLOs' thresholds
 	for i := range ticks {
 		at := start.Add(time.Duration(i) * simInterval)
 		now := at.Add(simInterval)
@@ -225,6 +243,9 @@ func BenchmarkFleetSLIStream(b *testing.B) {
 			}
 			defer eng.Close()
 			js := eng.JetStream()
+			if err := sliingest.EnsureStream(ctx, js, sliingest.StreamConfig(1, sliingest.DefaultMaxBytes)); err != nil {
+				b.Fatal(err)
+			}
 			if err := fleet.OpenStreams(ctx, js, 1); err != nil {
 				b.Fatal(err)
 			}
@@ -268,30 +289,149 @@ func BenchmarkFleetSLIStream(b *testing.B) {
 	}
 }
 
+// sloSeries is the i-th of 1,000 SLO series the SLO benchmarks count: a third
+// node-scoped (one node's series), a third per region (a region's nodes), a third
+// global (every node), half availability and half latency under 1 ms.
+func sloSeries(i int) (slo.Series, slo.SLI) {
+	ser := slo.Series{App: simAppNames[i%10], Version: simVersionNames[i%simVersions]}
+	switch i % 3 {
+	case 0:
+		ser.Scope = simNodeNames[i%simNodes]
+	case 1:
+		ser.Scope = fmt.Sprintf("region-%d", i%5)
+	default:
+		ser.Scope = "global"
+	}
+	sl := slo.SLI{Kind: slo.Availability}
+	if i%2 == 1 {
+		sl = slo.SLI{Kind: slo.Latency, Threshold: time.Millisecond}
+	}
+	return ser, sl
+}
+
+// sloCountsTick is what the SLO engine asks of the store in one tick for 1,000 SLO
+// series: their counts over each of windows. It returns the total requests counted
+// (for a check that something was).
+func sloCountsTick(st *fleet.Store, now time.Time, windows []time.Duration) int64 {
+	var total int64
+	for i := range 1000 {
+		ser, sl := sloSeries(i)
+		for _, w := range windows {
+			total += st.Counts(ser, sl, now.Add(-w), now).Total
+		}
+	}
+	return total
+}
+
 // BenchmarkFleetSLISLOCounts is the store as the SLO engine's source: one op is 1,000
-// node-scoped SLOs' counts (half availability, half latency under 1 ms) over the
-// shortest and longest windows the store answers from memory at 20 simulated minutes
-// (5 m and 20 m), i.e. 2,000 Counts calls. cpu-ms is the op's CPU (budget: 1,000 SLOs
-// evaluated in ≤ 100 ms per tick).
+// SLO series' counts, node, region and global scopes mixed (sloSeries), over the
+// shortest and longest windows the store holds at 20 simulated minutes (5 m and 20 m),
+// i.e. 2,000 Counts calls. cpu-ms is the op's CPU (budget: 1,000 SLOs evaluated in
+// ≤ 100 ms per tick). BenchmarkFleetSLIHours measures the default burn-rate windows
+// after hours.
 func BenchmarkFleetSLISLOCounts(b *testing.B) {
 	st, now := fillStore(b, 120)
 	b.ResetTimer()
 	c0 := cpuTime()
 	for range b.N {
-		var total int64
-		for i := range 1000 {
-			ser := slo.Series{App: fmt.Sprintf("app-%d", i%10), Version: simVersionNames[i%simVersions], Scope: simNodeNames[i%simNodes]}
-			sl := slo.SLI{Kind: slo.Availability}
-			if i%2 == 1 {
-				sl = slo.SLI{Kind: slo.Latency, Threshold: time.Millisecond}
-			}
-			for _, w := range []time.Duration{5 * time.Minute, 20 * time.Minute} {
-				total += st.Counts(ser, sl, now.Add(-w), now).Total
-			}
-		}
-		if total == 0 {
+		if sloCountsTick(st, now, []time.Duration{5 * time.Minute, 20 * time.Minute}) == 0 {
 			b.Fatal("no counts")
 		}
 	}
 	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e6, "cpu-ms")
+}
+
+// simHours is how many hours BenchmarkFleetSLIHours simulates
+// (FERMION_BENCH_FLEET_HOURS, default 6: the raw stream's age, past which the store's
+// tiers only fold and drop).
+var simHours = func() int {
+	if n, err := strconv.Atoi(os.Getenv("FERMION_BENCH_FLEET_HOURS")); err == nil && n > 0 && n <= 24*31 {
+		return n
+	}
+	return 6
+}()
+
+// BenchmarkFleetSLIHours runs the store for simHours of simulated time as a replica
+// acting as leader does: every 10-s tick adds every (node, version)'s summary and
+// prunes, every 30 s the pending rollups are taken and read back. It reports the heap
+// above idle at the end and its peak (after a GC every simulated 30 minutes), the
+// store's CPU and allocation per tick over the last simulated hour, `fermion top`'s
+// query, and one SLO tick of 1,000 mixed-scope series over the default burn-rate
+// windows (5 m, 30 m, 1 h, 2 h, 6 h) and the longest the store then holds.
+func BenchmarkFleetSLIHours(b *testing.B) {
+	for range b.N {
+		idle := heapInUse()
+		st, err := fleet.New(simConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool := simPool()
+		start := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+		st.Prune(start)
+		ticks := simHours * 360
+		var peak uint64
+		var lastHourCPU time.Duration
+		var lastHourAlloc uint64
+		var ms runtime.MemStats
+		now := start
+		for i := range ticks {
+			at := start.Add(time.Duration(i) * simInterval)
+			now = at.Add(simInterval)
+			lastHour := i >= ticks-360
+			var c0 time.Duration
+			var a0 uint64
+			if lastHour {
+				runtime.ReadMemStats(&ms)
+				c0, a0 = cpuTime(), ms.TotalAlloc
+			}
+			simTick(pool, at, func(s *sli.Summary) { st.Add(s, now) })
+			st.Prune(now)
+			if i%3 == 2 {
+				for _, r := range st.PendingRollups(now, time.Minute) {
+					if err := st.AddRollup(&r, now); err != nil {
+						b.Fatal(err)
+					}
+					st.MarkPublished(&r)
+				}
+			}
+			if lastHour {
+				lastHourCPU += cpuTime() - c0
+				runtime.ReadMemStats(&ms)
+				lastHourAlloc += ms.TotalAlloc - a0
+			}
+			if (i+1)%180 == 0 {
+				peak = max(peak, heapInUse()-idle)
+			}
+		}
+		end := heapInUse() - idle
+		peak = max(peak, end)
+		b.ReportMetric(float64(end)/(1<<20), "MiB-end")
+		b.ReportMetric(float64(peak)/(1<<20), "MiB-peak")
+		core := float64(lastHourCPU) / 360 / float64(simInterval)
+		b.ReportMetric(core, "core-per-tick")
+		b.ReportMetric(float64(lastHourAlloc)/360/(1<<20), "MiB-alloc-per-tick")
+		var took []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			if l := st.Query(fleet.Query{By: []string{"app", "version"}, Window: 5 * time.Minute}, now, nil); len(l.Groups) == 0 {
+				b.Fatal("top: no groups")
+			}
+			took = append(took, time.Since(t0))
+		}
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2])/1e6, "top-p50-ms")
+		windows := []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour}
+		if long := time.Duration(simHours) * time.Hour; long > 6*time.Hour {
+			windows = append(windows, long)
+		}
+		c0 := cpuTime()
+		if sloCountsTick(st, now, windows) == 0 {
+			b.Fatal("no counts")
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/1e6, "slo-tick-cpu-ms")
+		s := st.Stats()
+		b.ReportMetric(float64(s.Details), "details")
+		b.ReportMetric(float64(s.Slots), "node-tallies")
+		runtime.KeepAlive(st)
+	}
 }

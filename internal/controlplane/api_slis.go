@@ -34,6 +34,13 @@ func (s *Server) startSLIs(ctx, runCtx context.Context, js jetstream.JetStream, 
 			d, _, _ := s.st.Deployments.Get(app)
 			return d.Version.Labels
 		},
+		// Read by the ingest, which starts once the SLO engine is up (sliReady).
+		Thresholds: func() []time.Duration {
+			if s.slos == nil {
+				return nil
+			}
+			return s.slos.LatencyThresholds()
+		},
 	})
 	if err != nil {
 		return err
@@ -69,7 +76,10 @@ func (s *Server) startSLIs(ctx, runCtx context.Context, js jetstream.JetStream, 
 			}
 		}
 	}
-	in := &fleet.Ingest{JS: js, Store: st, Logger: s.logger,
+	// The ingest waits for the SLO engine (startSLOs closes sliReady), so that the
+	// store knows the latency SLOs' thresholds before it rebuilds its per-node tallies.
+	s.sliReady = make(chan struct{})
+	in := &fleet.Ingest{JS: js, Store: st, Logger: s.logger, Ready: s.sliReady,
 		OnBad: func(stream string, _ error) { refused.WithLabelValues(stream).Inc() }}
 	s.goRun(runCtx, func(ctx context.Context) {
 		if err := in.Run(ctx); err != nil {
@@ -92,6 +102,9 @@ func (s *api) apiSLIs(_ http.ResponseWriter, r *http.Request, _ cred) (any, int,
 		return nil, 0, &v1.Error{Code: v1.CodeUnavailable, Message: "the SLI store is not running"}
 	}
 	q, err := fleet.ParseQuery(r.URL.Query(), s.slis.Config().RollupRetention)
+	if err == nil {
+		err = s.slis.CheckQuery(q)
+	}
 	if err != nil {
 		var qe *fleet.QueryError
 		if errors.As(err, &qe) {

@@ -468,10 +468,12 @@ func (m fleetRolloutMetrics) Samples(_ context.Context, app, stable, canary stri
 		return rollout.Sample{}, rollout.Sample{}, errors.New("the fleet SLI store is not running")
 	}
 	var s, c rollout.Sample
-	ss := m.st.Merged(app, stable, from, to)
-	cs := m.st.Merged(app, canary, from, to)
-	s.Add(&ss)
-	c.Add(&cs)
+	if ss, ok := m.st.Merged(app, stable, from, to); ok {
+		s.Add(&ss)
+	}
+	if cs, ok := m.st.Merged(app, canary, from, to); ok {
+		c.Add(&cs)
+	}
 	return s, c, nil
 }
 

@@ -183,6 +183,7 @@ type Server struct {
 	slos     *sloctl.Controller // SLO hook (sloengine)
 	slis     *fleet.Store       // the fleet SLI store (api_slis.go)
 	rollouts *rolloutController // the rollout controller (rollouts.go)
+	sliReady chan struct{}      // closed once the SLO engine is up: the store's ingest waits (api_slis.go)
 
 	ready      atomic.Bool
 	adminToken string

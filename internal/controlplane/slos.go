@@ -59,6 +59,9 @@ func (s *Server) startSLOs(ctx, runCtx context.Context, js jetstream.JetStream, 
 	if err := c.WaitReady(wctx); err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
+	if s.sliReady != nil {
+		close(s.sliReady) // the SLI store's ingest may start: the SLOs' thresholds are known
+	}
 	return nil
 }
 

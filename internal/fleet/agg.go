@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"sort"
+	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/sli"
@@ -26,6 +27,7 @@ type aggKey struct {
 type aggInterval struct {
 	start, end int64
 	s          stored
+	t          tally
 }
 
 // nodeWhere is where a node was when its summaries entered the group tier, and the
@@ -40,7 +42,7 @@ type nodeWhere struct {
 // window's end, or whose interval start another summary of the group shares with a
 // different end) is left out and marks its app unsafe up to we: queries reaching into
 // that window read the per-node data.
-func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Summary) {
+func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Summary, t *tally) {
 	region, zone, _, _ := st.cfg.Nodes(k.Node)
 	if w, ok := st.where[k.Node]; ok && (w.region != region || w.zone != zone) {
 		// The node moved: its earlier intervals sit under its old place. The query
@@ -63,11 +65,13 @@ func (st *Store) addGroupLocked(k seriesKey, start, end, ws, we int64, s *sli.Su
 			return
 		}
 		list[i].s.add(s, &st.scratch)
+		list[i].t.merge(t)
 		return
 	}
 	list = append(list, aggInterval{})
 	copy(list[i+1:], list[i:])
 	list[i] = aggInterval{start: start, end: end, s: pack(s)}
+	list[i].t.merge(t)
 	st.agg[ak] = list
 }
 
@@ -87,7 +91,9 @@ func (st *Store) pruneGroupsLocked(detailFloor int64) {
 			delete(st.agg, k)
 			continue
 		}
-		st.agg[k] = append(list[:0:0], list[i:]...)
+		n := copy(list, list[i:])
+		clear(list[n:])
+		st.agg[k] = list[:n]
 	}
 	for app, until := range st.unsafe {
 		if until <= detailFloor {
@@ -103,15 +109,22 @@ func (st *Store) pruneGroupsLocked(detailFloor int64) {
 
 // groupTierCovers reports whether the group tier answers q over (from, to] exactly as
 // the per-node data would: q neither filters nor groups by node; every window it
-// touches lies inside the detail tier with no pruned intervals (from at least a window
-// width after now − DetailRetention); no summary of a queried app left out of the group
+// touches lies inside the detail tier with no pruned intervals (the window holding
+// from starts after now − DetailRetention); no summary of a queried app left out of the group
 // tier falls in a window it touches; and every node is still where it was at ingest.
 func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) bool {
+	return st.groupTierCoversCached(q, by, from, now, false)
+}
+
+// groupTierCoversCached is groupTierCovers, with the nodes' places cached when cached
+// (nodesInPlace).
+func (st *Store) groupTierCoversCached(q Query, by map[string]bool, from, now int64, cached bool) bool {
 	if q.Node != "" || by["node"] {
 		return false
 	}
-	if from < now-int64(st.cfg.DetailRetention)+int64(st.cfg.Width) {
-		return false
+	// The detail tier was last pruned at lastNow, which a query's now may precede.
+	if alignDown(from, int64(st.cfg.Width)) <= max(now, st.lastNow)-int64(st.cfg.DetailRetention) {
+		return false // the window holding from has lost intervals
 	}
 	if st.moved > from-int64(st.cfg.Width) {
 		return false
@@ -127,12 +140,29 @@ func (st *Store) groupTierCovers(q Query, by map[string]bool, from, now int64) b
 			}
 		}
 	}
+	return st.nodesInPlace(cached)
+}
+
+// nodesInPlace reports whether every node in the group index is still where it was
+// when its summaries arrived. It looks up every node; cached, it reuses an answer
+// computed within the last second of the store's time: the SLO engine asks it for
+// every region and global series of a tick, and a relabelled node is then noticed a
+// second late at most.
+func (st *Store) nodesInPlace(cached bool) bool {
+	st.placesMu.Lock()
+	defer st.placesMu.Unlock()
+	if cached && st.placesAt != 0 && st.lastNow-st.placesAt < int64(time.Second) && st.lastNow >= st.placesAt {
+		return st.placesOK
+	}
+	ok := true
 	for n, w := range st.where {
 		if r, z, _, _ := st.cfg.Nodes(n); r != w.region || z != w.zone {
-			return false
+			ok = false
+			break
 		}
 	}
-	return true
+	st.placesAt, st.placesOK = st.lastNow, ok
+	return ok
 }
 
 // queryGroupsLocked answers q from the group tier, calling get for each group with

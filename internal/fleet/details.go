@@ -11,8 +11,8 @@ import (
 // that encoding. A slice per interval cost a 40-byte header (start, end, slice) and an
 // allocation rounded up to its size class, ~45 bytes on top of ~150 per interval, for
 // 1.8 million intervals at the fleet budget; here an entry's header is about 4 bytes.
-// A window holds at most 30 intervals, so the linear scans and the copy on insert are
-// cheap (bench/RESULTS.md, "Fleet SLI store").
+// A window holds at most 30 intervals, so the linear scans are cheap; inserting
+// appends in place (bench/RESULTS.md, "Fleet SLI store over hours").
 type detailBuf []byte
 
 // detailEntry is one decoded entry: its interval and its stored bytes (a sub-slice of
@@ -54,19 +54,6 @@ func (d detailBuf) len(ws int64) (n int) {
 	return n
 }
 
-// appendEntries encodes es (ascending by start) after prev (the end and length of the
-// entry before them, or ws and 0) onto b.
-func appendEntries(b []byte, prevEnd, prevDur int64, es []detailEntry) []byte {
-	for _, e := range es {
-		b = binary.AppendVarint(b, e.start-prevEnd)
-		b = binary.AppendVarint(b, e.end-e.start-prevDur)
-		b = binary.AppendUvarint(b, uint64(len(e.b)))
-		b = append(b, e.b...)
-		prevEnd, prevDur = e.end, e.end-e.start
-	}
-	return b
-}
-
 // entries decodes every entry.
 func (d detailBuf) entries(ws int64) []detailEntry {
 	var es []detailEntry
@@ -75,43 +62,117 @@ func (d detailBuf) entries(ws int64) []detailEntry {
 }
 
 // put merges or inserts an interval: with(old) returns the new stored bytes of the
-// entry starting at start given its current bytes (nil when there is none) and its
-// end. It returns the new buffer (a fresh exact-size slice; d is not changed).
+// entry starting at start given its current bytes (nil when there is none; a fresh
+// slice, not aliasing the buffer) and its end. It changes the buffer in place: an
+// interval after the last (nearly every one) appends, a merge or an insert rewrites
+// only that entry and the next one's header. The buffer grows by half when full, so a
+// window's ~30 intervals cost a handful of copies, not one each; Prune trims closed
+// windows to their exact size.
 func (d detailBuf) put(ws, start, end int64, with func(old []byte) []byte) detailBuf {
-	es := d.entries(ws)
-	i := 0
-	for i < len(es) && es[i].start < start {
-		i++
+	prevEnd, prevDur := ws, int64(0)
+	var at, after detailEntry
+	var hasAt, hasAfter bool
+	d.each(ws, func(e detailEntry) bool {
+		if hasAt {
+			after, hasAfter = e, true
+			return false
+		}
+		if e.start >= start {
+			at, hasAt = e, true
+			return e.start == start // a merge also rewrites the next entry's header
+		}
+		prevEnd, prevDur = e.end, e.end-e.start
+		return true
+	})
+	var hdr [3 * binary.MaxVarintLen64]byte
+	header := func(b []byte, start, end int64, size int) []byte {
+		b = binary.AppendVarint(b, start-prevEnd)
+		b = binary.AppendVarint(b, end-start-prevDur)
+		b = binary.AppendUvarint(b, uint64(size))
+		prevEnd, prevDur = end, end-start
+		return b
 	}
-	if i < len(es) && es[i].start == start {
-		es[i].b = with(es[i].b)
-		es[i].end = max(es[i].end, end)
-	} else {
-		es = append(es, detailEntry{})
-		copy(es[i+1:], es[i:])
-		es[i] = detailEntry{start: start, end: end, b: with(nil)}
+	switch {
+	case !hasAt: // after the last entry
+		nb := with(nil)
+		h := header(hdr[:0], start, end, len(nb))
+		return splice(d, len(d), len(d), h, nb, nil)
+	case at.start == start: // merge
+		nb := with(at.b)
+		h := header(hdr[:0], start, max(at.end, end), len(nb))
+		if !hasAfter {
+			return splice(d, at.off, at.next, h, nb, nil)
+		}
+		var h2 [3 * binary.MaxVarintLen64]byte
+		nh := header(h2[:0], after.start, after.end, len(after.b))
+		return splice(d, at.off, after.next-len(after.b), h, nb, nh)
+	default: // insert before at
+		nb := with(nil)
+		h := header(hdr[:0], start, end, len(nb))
+		var h2 [3 * binary.MaxVarintLen64]byte
+		nh := header(h2[:0], at.start, at.end, len(at.b))
+		return splice(d, at.off, at.next-len(at.b), h, nb, nh)
 	}
-	size := 0
-	for _, e := range es {
-		size += len(e.b) + 3*binary.MaxVarintLen64
+}
+
+// splice replaces d[i:j] with the concatenation of parts, in place when d has room,
+// else in a new buffer half again as large as needed.
+func splice(d detailBuf, i, j int, parts ...[]byte) detailBuf {
+	add := 0
+	for _, p := range parts {
+		add += len(p)
 	}
-	return detailBuf(exact(appendEntries(make([]byte, 0, size), ws, 0, es)))
+	n := len(d) - (j - i) + add
+	if n > cap(d) {
+		nd := make([]byte, 0, n+n/2)
+		nd = append(nd, d[:i]...)
+		for _, p := range parts {
+			nd = append(nd, p...)
+		}
+		return append(nd, d[j:]...)
+	}
+	old := len(d)
+	if n > old {
+		d = d[:n]
+	}
+	copy(d[i+add:], d[j:old])
+	d = d[:n]
+	k := i
+	for _, p := range parts {
+		k += copy(d[k:], p)
+	}
+	return d
 }
 
 // dropThrough drops the entries that start at or before floor and returns the rest
-// (a fresh slice, or nil) and the end of the last one dropped (0 when none).
+// (nil when none) and the end of the last one dropped (0 when none). The first kept
+// entry's header is rewritten against the window's start and the rest moved down in
+// place; the buffer is copied to its exact size only once it is less than half full.
 func (d detailBuf) dropThrough(ws, floor int64) (detailBuf, int64) {
-	es := d.entries(ws)
-	i := 0
-	for i < len(es) && es[i].start <= floor {
-		i++
+	var lastEnd int64
+	var first detailEntry
+	found := false
+	d.each(ws, func(e detailEntry) bool {
+		if e.start <= floor {
+			lastEnd = e.end
+			return true
+		}
+		first, found = e, true
+		return false
+	})
+	if lastEnd == 0 && (!found || first.off == 0) {
+		return d, 0 // nothing dropped
 	}
-	if i == 0 {
-		return d, 0
-	}
-	lastEnd := es[i-1].end
-	if i == len(es) {
+	if !found {
 		return nil, lastEnd
 	}
-	return detailBuf(exact(appendEntries(nil, ws, 0, es[i:]))), lastEnd
+	var hdr [3 * binary.MaxVarintLen64]byte
+	h := binary.AppendVarint(hdr[:0], first.start-ws)
+	h = binary.AppendVarint(h, first.end-first.start)
+	h = binary.AppendUvarint(h, uint64(len(first.b)))
+	d = splice(d, 0, first.next-len(first.b), h)
+	if cap(d) > 2*len(d) {
+		d = detailBuf(exact(d))
+	}
+	return d, lastEnd
 }

@@ -2,6 +2,9 @@ package fleet
 
 import (
 	"bytes"
+	"math/rand/v2"
+	"slices"
+	"sort"
 	"testing"
 )
 
@@ -52,5 +55,54 @@ func TestDetailBuf(t *testing.T) {
 				t.Fatalf("last dropped end %d, want %d", last, tt.last)
 			}
 		})
+	}
+}
+
+// TestDetailBufAgreesWithAList puts random intervals (mostly in order, some out of
+// order, some merges changing the end) and checks the buffer against a plain sorted
+// list after every put.
+func TestDetailBufAgreesWithAList(t *testing.T) {
+	const ws = int64(7_000_000_000_000)
+	type ent struct {
+		start, end int64
+		b          []byte
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 200 {
+		var d detailBuf
+		var ref []ent
+		next := ws
+		for p := range 40 {
+			var start int64
+			switch r := rng.IntN(10); {
+			case r < 6 || len(ref) == 0: // the next interval
+				start = next
+				next += 10
+			case r < 8: // an earlier one again (a merge) or a gap filled
+				start = ws + int64(rng.IntN(int(next-ws)+1))
+			default: // before everything
+				start = ws - int64(rng.IntN(50))
+			}
+			end := start + 1 + int64(rng.IntN(20))
+			payload := bytes.Repeat([]byte{byte(p)}, rng.IntN(200))
+			d = d.put(ws, start, end, func(old []byte) []byte { return append(append([]byte{}, old...), payload...) })
+			i := sort.Search(len(ref), func(i int) bool { return ref[i].start >= start })
+			if i < len(ref) && ref[i].start == start {
+				ref[i].end = max(ref[i].end, end)
+				ref[i].b = append(ref[i].b, payload...)
+			} else {
+				ref = slices.Insert(ref, i, ent{start, end, append([]byte{}, payload...)})
+			}
+			es := d.entries(ws)
+			if len(es) != len(ref) {
+				t.Fatalf("round %d put %d: %d entries, want %d", round, p, len(es), len(ref))
+			}
+			for k, e := range es {
+				if e.start != ref[k].start || e.end != ref[k].end || !bytes.Equal(e.b, ref[k].b) {
+					t.Fatalf("round %d put %d: entry %d = (%d, %d, %d bytes), want (%d, %d, %d bytes)",
+						round, p, k, e.start-ws, e.end-ws, len(e.b), ref[k].start-ws, ref[k].end-ws, len(ref[k].b))
+				}
+			}
+		}
 	}
 }

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"encoding/binary"
-	"maps"
 	"slices"
 	"time"
 
@@ -40,9 +39,15 @@ func encodeStored(b []byte, s *sli.Summary) []byte {
 	b = binary.AppendUvarint(b, s.OutboundErrors)
 	b = binary.AppendUvarint(b, s.PolicyDenials)
 	b = binary.AppendUvarint(b, s.TelemetryBacklog)
+	var keys [8]string // reasons per map: a handful; no allocation to sort them
 	for _, m := range [...]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections} {
 		b = binary.AppendUvarint(b, uint64(len(m)))
-		for _, k := range slices.Sorted(maps.Keys(m)) {
+		ks := keys[:0]
+		for k := range m {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		for _, k := range ks {
 			b = binary.AppendUvarint(b, uint64(len(k)))
 			b = append(b, k...)
 			b = binary.AppendUvarint(b, m[k])

@@ -119,9 +119,10 @@ func TestStoredMergeTo(t *testing.T) {
 	}
 }
 
-// TestMarkSeen pins the dedupe bitmap: exact per (seq, route), across blocks.
+// TestMarkSeen pins the dedupe bitmap: exact per (seq, route), across words, and its
+// front ages out.
 func TestMarkSeen(t *testing.T) {
-	var seen []seenSet
+	var seen []seenRun
 	steps := []struct {
 		seq   uint64
 		route string
@@ -132,11 +133,19 @@ func TestMarkSeen(t *testing.T) {
 		{1<<64 - 1, "/", false}, {1<<64 - 1, "/", true}, {0, "/", false}, {101, "/", true}, {100, "/a", true},
 	}
 	for i, s := range steps {
-		if got := markSeen(&seen, s.seq, s.route); got != s.dup {
+		if got := markSeen(&seen, s.seq, s.route, int64(iv)); got != s.dup {
 			t.Errorf("step %d: markSeen(%d, %q) = %v, want %v", i, s.seq, s.route, got, s.dup)
 		}
 	}
-	if len(seen) != 5 {
-		t.Errorf("%d blocks, want 5 (/ at 0, 64, 128 and 2^64-64; /a at 64)", len(seen))
+	if len(seen) != 3 {
+		t.Errorf("%d bitmaps, want 3 (/ over 0–191, / at 2^64-64 on its own, /a)", len(seen))
+	}
+	// The front ages out with the raw horizon: seqs below 128 started before 128 × iv.
+	seen = pruneSeen(seen, int64(128*iv))
+	if got := markSeen(&seen, 130, "/", int64(iv)); got {
+		t.Error("pruning dropped a word it must keep")
+	}
+	if got := markSeen(&seen, 100, "/", int64(iv)); got {
+		t.Error("seq 100 is still marked after its word aged out")
 	}
 }

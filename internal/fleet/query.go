@@ -146,18 +146,77 @@ type group struct {
 	instances int
 }
 
+// NodeQueryError is the message for a per-node query over a window longer than the
+// detail tier, the only tier with per-node latency sketches.
+func nodeQueryError(detail time.Duration) string {
+	return fmt.Sprintf("per-node latency is kept for %s (the detail tier): with node= or by=node ask for window=%s or less, or leave node out to read app, version, region and zone over up to 30d",
+		slo.FormatWindow(detail), slo.FormatWindow(detail))
+}
+
+// CheckQuery refuses what the store cannot answer as asked: a query that filters or
+// groups by node over a window longer than DetailRetention (past it the store keeps
+// per node only the SLO counts, no latency sketch).
+func (st *Store) CheckQuery(q Query) error {
+	perNode := q.Node != "" || slices.Contains(q.By, "node")
+	if perNode && q.Window > st.cfg.DetailRetention {
+		return &QueryError{Param: "window", Message: nodeQueryError(st.cfg.DetailRetention)}
+	}
+	return nil
+}
+
 // Query answers q at now: one row per group with data or instances, sorted by the
-// grouped dimensions. instances are the nodes' last reported instance counts.
+// grouped dimensions. instances are the nodes' last reported instance counts. A query
+// CheckQuery refuses is answered from the detail tier alone.
 func (st *Store) Query(q Query, now time.Time, instances []InstanceCount) v1.SLIList {
 	return st.query(q, now, instances, true)
 }
 
-// query is Query; groupTier false reads only the per-node data (for the tests that
-// check the two agree).
+// query is Query; groupTier false reads the recent part from the per-node data only
+// (for the tests that check the two agree).
 func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupTier bool) v1.SLIList {
 	if q.Window <= 0 {
 		q.Window = DefaultWindow
 	}
+	groups, from := st.groups(q, now, instances, groupTier)
+	out := v1.SLIList{From: time.Unix(0, from).UTC(), To: now.UTC(), WindowSeconds: q.Window.Seconds(), By: q.By, Groups: []v1.SLIGroup{}}
+	if out.By == nil {
+		out.By = []string{}
+	}
+	for k, g := range groups {
+		out.Groups = append(out.Groups, row(k, g, q.Window))
+	}
+	sort.Slice(out.Groups, func(i, j int) bool {
+		a, b := out.Groups[i], out.Groups[j]
+		ka := [...]string{a.App, a.Version, a.Node, a.Region, a.Zone}
+		kb := [...]string{b.App, b.Version, b.Node, b.Region, b.Zone}
+		return slices.Compare(ka[:], kb[:]) < 0
+	})
+	return out
+}
+
+// Merged returns the merge of every summary of app's version — all nodes, all routes —
+// over the intervals ending in (from, to], read as a query at to reads them (the
+// detail tier up to 15 minutes back, whole group windows, hours and days beyond), and
+// whether there was any. Its Key is (app, version, no route); Node is empty. It is
+// the call for a rollout's metric source comparing versions over a span.
+func (st *Store) Merged(app, version string, from, to time.Time) (sli.Summary, bool) {
+	q := Query{App: app, Version: version, By: []string{}, Window: to.Sub(from)}
+	if q.Window <= 0 {
+		return sli.Summary{}, false
+	}
+	groups, _ := st.groups(q, to, nil, true)
+	g := groups[groupKey{}]
+	if g == nil || !g.has {
+		return sli.Summary{}, false
+	}
+	sum := g.sum
+	sum.Key, sum.Node = sli.Key{Deployment: app, Version: version}, ""
+	sum.Start, sum.End = from, to
+	return sum, true
+}
+
+// groups computes q's groups at now and returns them with the query's from (unix ns).
+func (st *Store) groups(q Query, now time.Time, instances []InstanceCount, groupTier bool) (map[groupKey]*group, int64) {
 	to := now.UnixNano()
 	from := to - int64(q.Window)
 	by := map[string]bool{}
@@ -197,11 +256,22 @@ func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupT
 		}
 		return g
 	}
+	recent := func(from int64) {
+		if groupTier && st.groupTierCovers(q, by, from, to) {
+			st.queryGroupsLocked(q, by, from, to, get)
+		} else {
+			st.queryNodesLocked(q, from, to, keyOf, get)
+		}
+	}
 	st.mu.RLock()
-	if groupTier && st.groupTierCovers(q, by, from, to) {
-		st.queryGroupsLocked(q, by, from, to, get)
+	if q.Node != "" || by["node"] || from >= to-int64(st.cfg.DetailRetention) {
+		recent(from)
 	} else {
-		st.queryNodesLocked(q, from, to, keyOf, get)
+		// Past the detail tier: whole group windows, hours and days ending up to the
+		// first window the detail tier holds whole, then that tier.
+		b := st.recentFrom(to)
+		st.queryLongLocked(q, by, from, b, get)
+		recent(b)
 	}
 	st.mu.RUnlock()
 	for _, ic := range instances {
@@ -209,20 +279,61 @@ func (st *Store) query(q Query, now time.Time, instances []InstanceCount, groupT
 			get(k).instances += ic.N
 		}
 	}
-	out := v1.SLIList{From: time.Unix(0, from).UTC(), To: now.UTC(), WindowSeconds: q.Window.Seconds(), By: q.By, Groups: []v1.SLIGroup{}}
-	if out.By == nil {
-		out.By = []string{}
+	return groups, from
+}
+
+// recentFrom is the start of the first window the detail tier holds whole at now:
+// the boundary between a long query's two parts.
+func (st *Store) recentFrom(now int64) int64 {
+	w := int64(st.cfg.Width)
+	return alignDown(now-int64(st.cfg.DetailRetention), w) + w
+}
+
+// queryLongLocked answers q over (from, to] from the long group tier: every group
+// window, hour and day ending in it, placed where its nodes were when their summaries
+// arrived.
+func (st *Store) queryLongLocked(q Query, by map[string]bool, from, to int64, get func(groupKey) *group) {
+	if to <= from {
+		return
 	}
-	for k, g := range groups {
-		out.Groups = append(out.Groups, row(k, g, q.Window))
+	var gs []*gseries
+	if q.App != "" {
+		gs = st.longByApp[q.App]
+	} else {
+		for _, g := range st.long {
+			gs = append(gs, g)
+		}
 	}
-	sort.Slice(out.Groups, func(i, j int) bool {
-		a, b := out.Groups[i], out.Groups[j]
-		ka := [...]string{a.App, a.Version, a.Node, a.Region, a.Zone}
-		kb := [...]string{b.App, b.Version, b.Node, b.Region, b.Zone}
-		return slices.Compare(ka[:], kb[:]) < 0
-	})
-	return out
+	for _, g := range gs {
+		dims := [...]string{g.key.App, g.key.Version, "", g.key.Region, g.key.Zone}
+		skip := false
+		for i, f := range [...]string{q.App, q.Version, "", q.Region, q.Zone} {
+			if f != "" && f != dims[i] {
+				skip = true
+				break
+			}
+		}
+		if skip {
+			continue
+		}
+		var k groupKey
+		for i, d := range v1.SLIDimensions {
+			if by[d] {
+				k[i] = dims[i]
+			}
+		}
+		var gr *group
+		st.eachLongLocked(g, from, to, func(x *gslot) {
+			if x.t.req == 0 && x.open == nil && len(x.s.b) == 0 {
+				return
+			}
+			if gr == nil {
+				gr = get(k)
+			}
+			x.merged(&gr.sum)
+			gr.has = true
+		})
+	}
 }
 
 func row(k groupKey, g *group, window time.Duration) v1.SLIGroup {
@@ -249,8 +360,8 @@ func row(k groupKey, g *group, window time.Duration) v1.SLIGroup {
 	return r
 }
 
-// queryNodesLocked answers q from the per-node series, calling get for each group with
-// data.
+// queryNodesLocked answers q from the per-node detail tier, calling get for each group
+// with data.
 func (st *Store) queryNodesLocked(q Query, from, to int64, keyOf func(app, version, node string) (groupKey, bool), get func(groupKey) *group) {
 	for _, s := range st.seriesForLocked(q.App) {
 		k, ok := keyOf(s.key.App, s.key.Version, s.key.Node)
@@ -258,7 +369,7 @@ func (st *Store) queryNodesLocked(q Query, from, to int64, keyOf func(app, versi
 			continue
 		}
 		var g *group
-		st.collectLocked(s, from, to, to, func(x *stored) {
+		st.collectLocked(s, from, to, func(x *stored) {
 			if g == nil {
 				g = get(k)
 			}
@@ -280,18 +391,16 @@ func (st *Store) seriesForLocked(app string) []*series {
 	return out
 }
 
-// collectLocked calls fn with the summaries of s that make up the intervals ending in
-// (from, to] (unix ns), at now:
+// collectLocked calls fn with the summaries of s's detail-tier windows that make up
+// the intervals ending in (from, to] (unix ns):
 //
-//   - a window wholly inside (from, to] counts as one: its local merge while local data
-//     holds it whole, else its rollup;
+//   - a window wholly inside (from, to] counts whole;
 //   - a window cut by from or to counts its detail intervals ending in range when it
-//     holds every interval from the cut on, else counts whole if it ends in range (so
-//     windows older than DetailRetention are counted in whole 5-minute steps by their
-//     end).
-func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored)) {
+//     holds every interval from the cut on, else counts whole if it ends in range.
+//
+// Windows past the detail tier are in the node's runs (tallies only, collectCounts).
+func (st *Store) collectLocked(s *series, from, to int64, fn func(*stored)) {
 	width := int64(st.cfg.Width)
-	floor := st.localFloor(now)
 	i := sort.Search(len(s.windows), func(i int) bool { return s.windows[i].start+width > from })
 	for ; i < len(s.windows); i++ {
 		w := s.windows[i]
@@ -299,16 +408,10 @@ func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored))
 		if ws >= to {
 			break
 		}
-		whole := w.local
-		if whole == nil || ws < floor && w.rollup != nil {
-			whole = w.rollup
-		}
 		switch {
 		case from <= ws && we <= to:
-			if whole != nil {
-				fn(whole)
-			}
-		case w.local != nil && w.detailsFrom <= max(from, ws):
+			w.whole(fn)
+		case w.detailsFrom <= max(from, ws):
 			var x stored
 			w.details.each(ws, func(e detailEntry) bool {
 				if e.end > from && e.end <= to {
@@ -317,8 +420,8 @@ func (st *Store) collectLocked(s *series, from, to, now int64, fn func(*stored))
 				}
 				return true
 			})
-		case we > from && we <= to && whole != nil:
-			fn(whole)
+		case we > from && we <= to:
+			w.whole(fn)
 		}
 	}
 }

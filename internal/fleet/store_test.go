@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -261,8 +262,10 @@ func TestTiers(t *testing.T) {
 		t.Fatalf("published %d rollups, want %d", published, 95)
 	}
 	s := st.Stats()
-	if s.Details > 91 || s.Windows != 96 {
-		t.Fatalf("stats %+v: want at most 90 details (15 min) and 96 windows", s)
+	// The detail tier holds 15 minutes (three windows, 89 intervals); past it the node
+	// keeps tallies: the 69 other windows of the last 6 h, and 2 hours.
+	if s.Details > 91 || s.Windows != 3 || s.Slots != 69+2 {
+		t.Fatalf("stats %+v: want at most 90 details (15 min) in 3 windows, and 71 tallies", s)
 	}
 	spec := &slo.Spec{App: "a", SLI: slo.SLI{Kind: slo.Availability}, Scope: slo.Scope{Per: slo.ScopeGlobal}}
 	for _, w := range []time.Duration{5 * time.Minute, time.Hour, 7 * time.Hour, 8 * time.Hour} {
@@ -412,12 +415,43 @@ func FuzzParseQuery(f *testing.F) {
 	for _, s := range []string{"", "by=app,version&window=5m", "by=regoin", "window=30d&app=x", "by=&node=n1", "a=1&a=2"} {
 		f.Add(s)
 	}
+	// A store with a day of data, so that any query the API lets through is answered
+	// from every tier.
+	st, err := New(Config{Nodes: nodeInfo})
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := t0.Add(24 * time.Hour)
+	for at := t0; at.Before(now); at = at.Add(time.Minute) {
+		for _, n := range []string{"n1", "n3", "n4"} {
+			s := summary(n, "a", "v1", "/", at, 3, 1, time.Millisecond)
+			s.End = at.Add(time.Minute)
+			s.Seq = sli.SeqFor(at, time.Minute)
+			st.Add(s, at.Add(time.Minute))
+		}
+		if at.Minute()%10 == 0 {
+			st.Prune(at.Add(time.Minute))
+		}
+	}
+	st.Prune(now)
 	f.Fuzz(func(t *testing.T, raw string) {
 		v, err := url.ParseQuery(raw)
 		if err != nil {
 			return
 		}
 		q, err := ParseQuery(v, DefaultRollupRetention)
+		if err == nil {
+			if err := st.CheckQuery(q); err == nil {
+				perNode := q.Node != "" || slices.Contains(q.By, "node")
+				for _, g := range st.Query(q, now, nil).Groups {
+					if g.Requests > uint64(q.Window/time.Minute+1)*12 || (g.Node != "") != slices.Contains(q.By, "node") || (perNode && q.Window > DefaultDetailRetention) {
+						t.Fatalf("query %+v: row %+v", q, g)
+					}
+				}
+			} else if _, ok := err.(*QueryError); !ok {
+				t.Fatalf("CheckQuery error %T %v is not a QueryError", err, err)
+			}
+		}
 		if err != nil {
 			if _, ok := err.(*QueryError); !ok {
 				t.Fatalf("error %T %v is not a QueryError", err, err)

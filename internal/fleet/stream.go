@@ -34,7 +34,6 @@ const (
 	// bound them by size whichever comes first (oldest dropped).
 	RawMaxAge      = v1.SLIStreamMaxAge
 	RollupMaxAge   = 30 * 24 * time.Hour
-	RawMaxBytes    = 1 << 30
 	RollupMaxBytes = 1 << 30
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	DuplicateWindow = v1.SLIStreamDuplicates
@@ -52,25 +51,44 @@ func MsgID(s *sli.Summary) string {
 	return v1.SLIMsgID(s.Node, s.Seq, s.Key.Deployment, s.Key.Version, s.Key.Route)
 }
 
-// StreamConfigs are the two streams' configurations; replicas is 3 in a cluster.
-func StreamConfigs(replicas int) (raw, rollup jetstream.StreamConfig) {
-	raw = jetstream.StreamConfig{Name: StreamRaw, Subjects: []string{SubjectRaw}, Storage: jetstream.FileStorage,
-		Replicas: replicas, MaxAge: RawMaxAge, MaxBytes: RawMaxBytes, Discard: jetstream.DiscardOld, Duplicates: DuplicateWindow}
-	rollup = jetstream.StreamConfig{Name: StreamRollup, Subjects: []string{SubjectRollup}, Storage: jetstream.FileStorage,
+// RollupStreamConfig is the rollup stream's configuration (this package owns it);
+// replicas is 3 in a cluster. The raw stream is internal/sliingest's
+// (sliingest.StreamConfig): the store only binds to it.
+func RollupStreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{Name: StreamRollup, Subjects: []string{SubjectRollup}, Storage: jetstream.FileStorage,
 		Replicas: replicas, MaxAge: RollupMaxAge, MaxBytes: RollupMaxBytes, Discard: jetstream.DiscardOld, Duplicates: DuplicateWindow}
-	return raw, rollup
 }
 
-// OpenStreams binds to both streams, creating them when absent: the agent-facing
-// receiver may have created the raw one first, and either order is fine.
+// BindTimeout bounds how long OpenStreams waits for the raw stream's owner to create
+// it.
+const BindTimeout = 30 * time.Second
+
+// OpenStreams creates the rollup stream when absent and binds to the raw one, waiting
+// up to BindTimeout for its owner (the agents' receive path, internal/sliingest) to
+// create it: one owner says how the raw stream is bounded, whichever side starts
+// first.
 func OpenStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	raw, rollup := StreamConfigs(replicas)
-	for _, c := range []jetstream.StreamConfig{raw, rollup} {
-		if _, err := engine.OpenStream(ctx, js, c); err != nil {
+	if _, err := engine.OpenStream(ctx, js, RollupStreamConfig(replicas)); err != nil {
+		return fmt.Errorf("open sli streams: %w", err)
+	}
+	deadline := time.Now().Add(BindTimeout)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := js.Stream(ctx, StreamRaw)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) || time.Now().After(deadline) {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				err = fmt.Errorf("stream %s does not exist after %v: the server's SLI receive path creates it; start it first: %w", StreamRaw, BindTimeout, err)
+			}
 			return fmt.Errorf("open sli streams: %w", err)
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("open sli streams: waiting for %s: %w", StreamRaw, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
-	return nil
 }
 
 // Ingest feeds a Store from both streams. Every replica runs one.
@@ -85,6 +103,10 @@ type Ingest struct {
 	// OnBad, when set, is called for a message that does not decode (counted by the
 	// caller's metrics); the store keeps everything else.
 	OnBad func(stream string, err error)
+	// Ready, when set, holds Run back until it is closed: the control plane starts
+	// the ingest once its SLO engine is up, so that the store tracks the latency
+	// SLOs' thresholds (Config.Thresholds) before it reads any summary.
+	Ready <-chan struct{}
 
 	caughtUp [2]atomic.Bool
 }
@@ -106,6 +128,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if in.Logger == nil {
 		in.Logger = slog.New(slog.DiscardHandler)
 	}
+	if in.Ready != nil {
+		select {
+		case <-in.Ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	in.Store.Prune(in.Now()) // reads Config.Thresholds
 	errc := make(chan error, 2)
 	for i, stream := range []string{StreamRaw, StreamRollup} {
 		go func() { errc <- in.consume(ctx, i, stream) }()
@@ -178,6 +208,11 @@ func (in *Ingest) consume(ctx context.Context, i int, stream string) error {
 			in.handle(stream, msg)
 			if mdErr == nil && md.NumPending == 0 {
 				in.caughtUp[i].Store(true)
+				if stream == StreamRollup {
+					// Read to the end: no re-published window can follow the
+					// rollups held back until now.
+					in.Store.FlushRollups()
+				}
 			}
 		}
 		stop()

@@ -27,6 +27,18 @@ func startEngine(t *testing.T) jetstream.JetStream {
 	return eng.JetStream()
 }
 
+// createRawStream stands in for the raw stream's owner (internal/sliingest, which this
+// package may not import): the store binds to the stream, never creates it. Only the
+// duplicate window matters to these tests; the owner's full settings are checked in
+// internal/controlplane (TestSLIStreamHasOneOwner).
+func createRawStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: StreamRaw,
+		Subjects: []string{SubjectRaw}, Duplicates: DuplicateWindow}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Publish puts s into the raw stream as an agent's receiver does.
 func Publish(ctx context.Context, js jetstream.JetStream, s *sli.Summary) error {
 	m := nats.NewMsg(RawSubject(s.Node))
@@ -76,10 +88,15 @@ func (b *badLog) n() int {
 func TestStreamRebuild(t *testing.T) {
 	ctx := context.Background()
 	js := startEngine(t)
-	for range 2 { // idempotent: whichever side starts first
-		if err := OpenStreams(ctx, js, 1); err != nil {
-			t.Fatal(err)
-		}
+	// The store waits for the raw stream's owner, whichever starts first.
+	opened := make(chan error, 1)
+	go func() { opened <- OpenStreams(ctx, js, 1) }()
+	createRawStream(t, js)
+	if err := <-opened; err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenStreams(ctx, js, 1); err != nil { // idempotent
+		t.Fatal(err)
 	}
 	wall := time.Now()
 	base := sli.Boundary(wall, DefaultWidth).Add(-10 * time.Minute)
@@ -192,6 +209,7 @@ func TestIngestStopsWithItsStreamGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	createRawStream(t, eng.JetStream())
 	if err := OpenStreams(context.Background(), eng.JetStream(), 1); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -96,7 +97,7 @@ func Open(ctx context.Context, cfg Config) (*Ingest, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = telemetry.Discard
 	}
-	if _, err := engine.OpenStream(ctx, cfg.JetStream, StreamConfig(cfg.Replicas, cfg.MaxBytes)); err != nil {
+	if err := EnsureStream(ctx, cfg.JetStream, StreamConfig(cfg.Replicas, cfg.MaxBytes)); err != nil {
 		return nil, fmt.Errorf("open sli ingest: %w", err)
 	}
 	in := &Ingest{cfg: cfg, log: cfg.Logger, recent: map[string]map[verKey]time.Time{},
@@ -125,7 +126,9 @@ func Open(ctx context.Context, cfg Config) (*Ingest, error) {
 }
 
 // StreamConfig is the configuration of v1.StreamSLIs: file storage, bounded by age
-// and bytes (oldest dropped), deduplicated over v1.SLIStreamDuplicates.
+// and bytes (oldest dropped), deduplicated over v1.SLIStreamDuplicates. This package
+// is the stream's one owner: it creates it and brings an existing one to this
+// configuration (EnsureStream); the fleet store only binds to it.
 func StreamConfig(replicas int, maxBytes int64) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:       v1.StreamSLIs,
@@ -137,6 +140,50 @@ func StreamConfig(replicas int, maxBytes int64) jetstream.StreamConfig {
 		Discard:    jetstream.DiscardOld,
 		Duplicates: v1.SLIStreamDuplicates,
 	}
+}
+
+// EnsureStream creates the stream cfg describes, or updates an existing one whose
+// settings differ (a stream another version of the server created, or one made with
+// other bounds), so that the stream is as its owner says whoever reached JetStream
+// first. Its storage cannot change in place: a stream on other storage is an error
+// naming both.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	var storage error // not worth retrying
+	err := engine.Retry(ctx, 30*time.Second, 2*time.Second, func(ctx context.Context) error {
+		st, err := js.Stream(ctx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("create stream %s: created meanwhile; checking it again: %w", cfg.Name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+		}
+		have := st.CachedInfo().Config
+		if have.Storage != cfg.Storage {
+			storage = fmt.Errorf("stream %s is on %v storage, want %v: storage cannot change in place; delete the stream (its last 6 h of raw summaries go with it; the rollups keep older windows) and restart the server", cfg.Name, have.Storage, cfg.Storage)
+			return nil
+		}
+		if streamMatches(have, cfg) {
+			return nil
+		}
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("update stream %s to its owner's settings: %w", cfg.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	return storage
+}
+
+// streamMatches reports whether have already has every setting want names.
+func streamMatches(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
+		have.Discard == want.Discard && have.Duplicates == want.Duplicates && have.Replicas == max(want.Replicas, 1)
 }
 
 // Handle answers one batch from node (the node the subject names, which NATS
