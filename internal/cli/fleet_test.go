@@ -417,6 +417,11 @@ func TestAgentThatJoinedKeepsRunningOnARefusedToken(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, "node.json")); err != nil {
 			return err
 		}
+		// node.json is written at join, before the node registers: wait for the
+		// server to know it, or the removal below could never find it.
+		if c, out, errOut := run(t, "nodes", "edge-1", "-o", "json"); c != 0 {
+			return fmt.Errorf("nodes edge-1: %d %s %s", c, out, errOut)
+		}
 		return nil
 	})
 	first.cancel()
