@@ -159,6 +159,9 @@ type status struct {
 	task *task             // the task whose start set it; compared, never followed
 	// canaryFn runs the reported canary (ready), else nil.
 	canaryFn *sandbox.Function
+	// failedDigest is the digest whose latest start failed, kept while a retry of it
+	// pulls and starts again, so that the retry does not hold the node's readiness.
+	failedDigest string
 }
 
 // NewNode checks cfg, opens the artifact cache and loads what DataDir keeps: the
@@ -293,7 +296,7 @@ func (n *Node) Ready() error {
 	var waiting []string
 	if set != nil {
 		for _, a := range set.Assignments {
-			if s := n.statuses[a.Deployment]; a.Deployment == "" || (s != nil && s.State == v1.InstanceFailed) {
+			if s := n.statuses[a.Deployment]; a.Deployment == "" || (s != nil && (s.State == v1.InstanceFailed || s.failedDigest == s.Digest)) {
 				continue
 			}
 			waiting = append(waiting, a.Deployment)

@@ -456,6 +456,12 @@ func (n *Node) setStatus(t *task, a v1.Assignment, state, lastErr string, fn *sa
 		if old != nil { // the canary's status is its own (setCanaryStatus)
 			n.statuses[a.Deployment].Canary, n.statuses[a.Deployment].canaryFn = old.Canary, old.canaryFn
 		}
+		switch ns := n.statuses[a.Deployment]; {
+		case state == v1.InstanceFailed:
+			ns.failedDigest = a.Version.Digest
+		case state != v1.InstanceReady && old != nil && old.Digest == a.Version.Digest:
+			ns.failedDigest = old.failedDigest // a retry: still failed until it serves
+		}
 	}
 	counts := n.stateCountsLocked()
 	n.mu.Unlock()
