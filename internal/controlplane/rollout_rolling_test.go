@@ -14,14 +14,14 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 )
 
-// TestRollingUpdateSwitchesInBatches rolls a daemon on three simulated nodes from v1
+// TestRolloutRollingSwitchesInBatches rolls a daemon on three simulated nodes from v1
 // to v2 with kind rolling and max_unavailable 1 through the rollout controller. The
 // first batch's node is held "starting" (the test answers its heartbeats for it), so
 // the controller must wait: while it is held the other two keep v1. A sampler watches
 // the nodes all along and fails if more nodes run v2 than the batches reached so far
 // allow, or if a node goes back to v1. Released, the rollout succeeds batch by batch
 // and every node runs v2.
-func TestRollingUpdateSwitchesInBatches(t *testing.T) {
+func TestRolloutRollingSwitchesInBatches(t *testing.T) {
 	f := newFleet(t, map[string]map[string]string{"edge-1": nil, "edge-2": nil, "edge-3": nil})
 	ctx := context.Background()
 	img1 := f.p.PushExample(t, "hello", "1.0.0", artifact.Meta{Revision: "one"})
@@ -178,10 +178,18 @@ func TestRollingUpdateSwitchesInBatches(t *testing.T) {
 	if ro.Phase != "succeeded" || ro.Step < len(ro.Steps)-1 {
 		t.Fatalf("rolling update ended %s at step %d (%s), want succeeded after three batches", ro.Phase, ro.Step, ro.Reason)
 	}
-	st := f.waitConverged(t, "hello", 10*time.Second)
-	if st.Deployment.Version.Digest != v2 || st.Deployment.Stable != nil {
-		t.Fatalf("after the rolling update the deployment is %+v", st.Deployment)
-	}
+	f.waitConverged(t, "hello", 10*time.Second)
+	// The record drops its stable revision just after the rollout ends.
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		d, err := f.c.GetDeployment(ctx, "hello")
+		if err != nil {
+			return err
+		}
+		if d.Version.Digest != v2 || d.Stable != nil {
+			return fmt.Errorf("after the rolling update the deployment is at %v with stable %+v, want v2 and no stable", d.Version.Digest, d.Stable)
+		}
+		return nil
+	})
 	for _, name := range names {
 		if got := f.agents[name].AssignedDigest("hello"); got != v2 {
 			t.Errorf("%s runs %s after the rolling update, want v2", name, got)
