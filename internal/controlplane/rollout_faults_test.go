@@ -225,7 +225,9 @@ func TestRolloutFaults(t *testing.T) {
 
 // TestRolloutFaultsOnRealNodes runs the faults that need real agents: a canary that
 // traps on start fails its step with the node's reason and the deployment returns to
-// v1; and with the registry stopped, aborting a node step puts v1 back on the canary
+// v1; a canary three times slower than its stable under loopback load is rolled back
+// by the p95/p99 latency checks, with their numbers in the verdict; and with the
+// registry stopped, aborting a node step puts v1 back on the canary
 // node from its cache (the stable revision's artifact stays pinned).
 func TestRolloutFaultsOnRealNodes(t *testing.T) {
 	if testing.Short() {
@@ -245,6 +247,8 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 	img1 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "1.0.0", nil)
 	trap2 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "2.0.0", map[string]string{"TRAP_ON_START": "1"})
 	img3 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "3.0.0", nil)
+	slowStable := p.PushVariant(t, cptest.FlakyGuest, "flaky", "4.0.0", map[string]string{"SLOW_MS": "20"})
+	slowCanary := p.PushVariant(t, cptest.FlakyGuest, "flaky", "5.0.0", map[string]string{"SLOW_MS": "60"})
 	d1, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: img1, Daemon: true}, client.CreateOnly())
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +271,59 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 				t.Errorf("stable stopped serving on %s: %v", gw, err)
 			}
 		}
+	})
+
+	t.Run("canary 3x slower", func(t *testing.T) {
+		// A stable that waits 20 ms per request, all at once, then a canary that
+		// waits 60 ms judged on latency alone: its p95 and p99 are three times
+		// stable's, far past the 1.5× allowed, so the first window that has its
+		// sample (or an extension) fails it on a latency check.
+		fast, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: slowStable, Daemon: true}, client.Unconditional())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.waitConverged(t, "flaky", 60*time.Second)
+		load := startLoad(t, []string{n1.gw + "/flaky", n2.gw + "/flaky"}, 50, 20000)
+		strategy := &v1.RolloutStrategy{Kind: v1.RolloutCanary, Steps: []string{"20%", "100%"}, Interval: "3s", MaxExtensions: 8,
+			Analysis: &v1.RolloutAnalysis{MaxP95Ratio: 1.5, MaxP99Ratio: 1.5, MinRequests: 20, Alpha: 0.05}}
+		d, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: slowCanary, Daemon: true, Rollout: strategy}, client.Unconditional())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ro := waitRollout(t, c, "flaky", d.Change.Number, 120*time.Second)
+		load.Stop()
+		if ro.Phase != "rolled_back" || !strings.Contains(ro.Reason, "latency") {
+			t.Fatalf("rollout of a 3x slower canary ended %s (%s), want rolled_back on a latency check", ro.Phase, ro.Reason)
+		}
+		last := ro.Verdicts[len(ro.Verdicts)-1]
+		var failed []v1.RolloutCheck
+		for _, ch := range last.Checks {
+			if ch.Result == "fail" && strings.HasSuffix(ch.Check, "_latency") && ch.Stable > 0 && ch.Canary > ch.Threshold &&
+				ch.Threshold >= 1.5*ch.Stable*0.999 && ch.NCanary >= 20 && ch.P >= 0 && ch.P < 0.05 {
+				failed = append(failed, ch)
+			}
+		}
+		if last.Result != "fail" || len(failed) == 0 {
+			t.Fatalf("last verdict %+v: want a failed p95 or p99 check with its numbers", last)
+		}
+		t.Logf("reason: %s; failed checks %+v; load %v", ro.Reason, failed, load.Take())
+		waitBackAt(t, c, "flaky", fast.Version.Digest)
+		// Put v1 back for the registry fault below, which expects it as stable.
+		if _, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: img1, Daemon: true}, client.Unconditional()); err != nil {
+			t.Fatal(err)
+		}
+		fermiontest.WaitFor(t, 60*time.Second, func() error {
+			st, err := c.DeploymentStatus(ctx, "flaky")
+			if err != nil {
+				return err
+			}
+			for _, n := range st.Nodes {
+				if n.Actual == nil || n.Actual.Digest != d1.Version.Digest || n.Actual.State != v1.InstanceReady || n.Actual.Canary != nil {
+					return fmt.Errorf("%s runs %+v, want v1 ready", n.Node, n.Actual)
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("registry down during a rollback", func(t *testing.T) {

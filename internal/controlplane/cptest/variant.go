@@ -14,7 +14,7 @@ import (
 )
 
 // FlakyGuest is the fault guest rollout tests deploy in versions: one build, with the
-// app version and its env (FAIL_EVERY, TRAP_ON_START) set per push.
+// app version and its env (FAIL_EVERY, TRAP_ON_START, SLOW_MS) set per push.
 const FlakyGuest = "examples/testdata/faults/flaky"
 
 // PushVariant packages the reactor guest in dir (built once per test binary) with its
