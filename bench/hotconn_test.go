@@ -12,11 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-
-	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/bench/internal/bare"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/sli"
@@ -96,93 +92,22 @@ func serveGateway(b *testing.B, on bool) string {
 	return ln.Addr().String()
 }
 
-// serveBare serves wasm the way fermion-bench's bare target does (bench/cmd/fermion-bench/bare.go):
+// serveBare serves wasm the way fermion-bench's bare target does (bench/internal/bare):
 // no gateway, sandbox limits, ids or telemetry.
 func serveBare(b *testing.B, wasm []byte) string {
 	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	b.Cleanup(func() { rt.Close(ctx) })
-	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	type inst struct {
-		mod    api.Module
-		handle api.Function
-		ctx    context.Context
-		ptr    uint32
-		stack  [1]uint64
-		hdrs   []abi.Header
-		req    []byte
-		out    []byte
-	}
-	type key struct{}
-	respond := api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
-		in := ctx.Value(key{}).(*inst)
-		p, _ := m.Memory().Read(uint32(stack[0]), uint32(stack[1]))
-		in.out = append(in.out[:0], p...)
-	})
-	nop := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
-	i32 := api.ValueTypeI32
-	if _, err := rt.NewHostModuleBuilder(abi.HostModule).
-		NewFunctionBuilder().WithGoModuleFunction(respond, []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
-		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
-		NewFunctionBuilder().WithGoModuleFunction(nop, []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
-		Instantiate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	cm, err := rt.CompileModule(ctx, wasm)
+	srv, err := bare.New(ctx, wasm, 4)
 	if err != nil {
 		b.Fatal(err)
 	}
-	const n = 4
-	pool := make(chan *inst, n)
-	for range n {
-		mod, err := rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").
-			WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
-		if err != nil {
-			b.Fatal(err)
-		}
-		in := &inst{mod: mod, handle: mod.ExportedFunction(abi.ExportHandle)}
-		in.ctx = context.WithValue(ctx, key{}, in)
-		stack := []uint64{64 << 10}
-		if err := mod.ExportedFunction(abi.ExportBuf).CallWithStack(ctx, stack); err != nil {
-			b.Fatal(err)
-		}
-		in.ptr = uint32(stack[0])
-		pool <- in
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in := <-pool
-		defer func() { pool <- in }()
-		hs := in.hdrs[:0]
-		for k, vs := range r.Header {
-			for _, v := range vs {
-				hs = append(hs, abi.Header{Name: k, Value: v})
-			}
-		}
-		in.hdrs = hs
-		in.req = abi.AppendRequest(in.req[:0], &abi.Request{Method: r.Method, URI: r.RequestURI, Host: r.Host, RemoteAddr: r.RemoteAddr, Headers: hs})
-		if !in.mod.Memory().Write(in.ptr, in.req) {
-			http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		in.stack[0] = uint64(len(in.req))
-		var res abi.Response
-		if err := in.handle.CallWithStack(in.ctx, in.stack[:]); err != nil || abi.DecodeResponse(in.out, &res, false) != nil {
-			http.Error(w, "guest failed", http.StatusInternalServerError)
-			return
-		}
-		for _, kv := range res.Headers {
-			w.Header()[kv.Name] = append(w.Header()[kv.Name], kv.Value)
-		}
-		w.WriteHeader(int(res.Status))
-		w.Write(res.Body)
-	})
+	b.Cleanup(func() { srv.Close(ctx) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
+	hs := &http.Server{Handler: srv}
+	go hs.Serve(ln)
+	b.Cleanup(func() { hs.Close() })
 	return ln.Addr().String()
 }
 

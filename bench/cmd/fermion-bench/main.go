@@ -5,7 +5,7 @@
 //	gateway    warm throughput and latency of examples/hello through the gateway vs a
 //	           native net/http handler returning the same body; telemetry on vs off;
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
-//	           (bare.go), which split the cost between the Go guest and the platform;
+//	           (bare.go, bench/internal/bare), which split the cost between the Go guest and the platform;
 //	           -rust adds examples/hello-rust, the Rust SDK's hello (rust.go);
 //	           -split-cores puts the servers on one CPU and wrk on another
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
@@ -61,6 +61,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/bench/internal/bare"
 	"fermion.dev/fermion/internal/agent"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
@@ -920,7 +921,7 @@ func guestCalls(args []string) error {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	if err := instantiateHost(ctx, rt, nopHost); err != nil {
+	if err := bare.InstantiateHost(ctx, rt, bare.Nop); err != nil {
 		return err
 	}
 	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())

@@ -1,0 +1,126 @@
+// Package bare serves a reactor guest the way a bare wazero prototype would: a net/http
+// handler that encodes the request, calls fermion_handle on a pooled instance and
+// writes what the guest answered. No gateway, no sandbox (no deadline, memory limit,
+// concurrency slot or instance lifecycle), no request id, trace context, metrics or
+// log line. It is the reference the data plane's own cost is measured against in the
+// same run, by fermion-bench's bare targets and by the bench package's benchmarks.
+package bare
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"fermion.dev/fermion/api/abi"
+)
+
+// maxRequest is the exchange buffer each instance asks its guest for.
+const maxRequest = 64 << 10
+
+// Server is a bare wazero server's handler and the runtime behind it.
+type Server struct {
+	http.Handler
+	rt wazero.Runtime
+}
+
+// New compiles wasm and instantiates it instances times (running _initialize), each
+// instance taking one request at a time from a shared pool.
+func New(ctx context.Context, wasm []byte, instances int) (*Server, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	fail := func(err error) (*Server, error) {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("bare wazero server: %w", err)
+	}
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	respond := api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+		in := ctx.Value(instanceKey{}).(*instance)
+		b, _ := m.Memory().Read(uint32(stack[0]), uint32(stack[1]))
+		in.out = append(in.out[:0], b...)
+	})
+	if err := InstantiateHost(ctx, rt, respond); err != nil {
+		return fail(err)
+	}
+	cm, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return fail(err)
+	}
+	pool := make(chan *instance, instances)
+	for range instances {
+		mod, err := rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").
+			WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
+		if err != nil {
+			return fail(err)
+		}
+		in := &instance{mod: mod, handle: mod.ExportedFunction(abi.ExportHandle)}
+		in.ctx = context.WithValue(ctx, instanceKey{}, in)
+		stack := []uint64{maxRequest}
+		if err := mod.ExportedFunction(abi.ExportBuf).CallWithStack(ctx, stack); err != nil {
+			return fail(err)
+		}
+		in.ptr = uint32(stack[0])
+		pool <- in
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in := <-pool
+		defer func() { pool <- in }()
+		hs := in.hdrs[:0]
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				hs = append(hs, abi.Header{Name: k, Value: v})
+			}
+		}
+		in.hdrs = hs
+		in.req = abi.AppendRequest(in.req[:0], &abi.Request{Method: r.Method, URI: r.RequestURI, Host: r.Host, RemoteAddr: r.RemoteAddr, Headers: hs})
+		if len(in.req) > maxRequest || !in.mod.Memory().Write(in.ptr, in.req) {
+			http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		in.stack[0] = uint64(len(in.req))
+		var res abi.Response
+		if err := in.handle.CallWithStack(in.ctx, in.stack[:]); err != nil || abi.DecodeResponse(in.out, &res, false) != nil {
+			http.Error(w, "guest failed", http.StatusInternalServerError)
+			return
+		}
+		for _, kv := range res.Headers {
+			w.Header()[kv.Name] = append(w.Header()[kv.Name], kv.Value)
+		}
+		w.WriteHeader(int(res.Status))
+		w.Write(res.Body)
+	})
+	return &Server{Handler: h, rt: rt}, nil
+}
+
+// Close closes the runtime and every instance.
+func (s *Server) Close(ctx context.Context) error { return s.rt.Close(ctx) }
+
+// Nop is a host function that does nothing.
+var Nop = api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
+
+// InstantiateHost registers the "fermion" host module in rt with respond as its
+// response function; outbound calls (http_send, http_take) do nothing.
+func InstantiateHost(ctx context.Context, rt wazero.Runtime, respond api.GoModuleFunc) error {
+	i32 := api.ValueTypeI32
+	_, err := rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().WithGoModuleFunction(respond, []api.ValueType{i32, i32}, nil).Export(abi.HostResponse).
+		NewFunctionBuilder().WithGoModuleFunction(Nop, []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.HostHTTPSend).
+		NewFunctionBuilder().WithGoModuleFunction(Nop, []api.ValueType{i32, i32}, nil).Export(abi.HostHTTPTake).
+		Instantiate(ctx)
+	return err
+}
+
+type instanceKey struct{}
+
+type instance struct {
+	mod    api.Module
+	handle api.Function
+	ctx    context.Context
+	ptr    uint32
+	stack  [1]uint64
+	hdrs   []abi.Header
+	req    []byte
+	out    []byte
+}
