@@ -124,6 +124,22 @@ func waitRollout(t *testing.T, c *client.Client, name string, to int64, timeout 
 	return ro
 }
 
+// startRolloutNodes starts a control plane and two real agents (edge-1, edge-2)
+// reporting SLIs every second, and returns them with an API client.
+func startRolloutNodes(t *testing.T) (*cptest.Plane, *client.Client, *fleet, *sliNode, *sliNode) {
+	t.Helper()
+	p := cptest.Start(t, controlplane.Config{})
+	join := p.NodeToken(t)
+	n1 := startSLINode(t, p.NATSURL(), join, "edge-1", time.Second)
+	n2 := startSLINode(t, p.NATSURL(), join, "edge-2", time.Second)
+	cptest.WaitNodes(t, p.Server, 2, v1.NodeReady, 20*time.Second)
+	c, err := client.New(p.API, p.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c, &fleet{p: p, c: c}, n1, n2
+}
+
 // TestCanaryRollsBackAndPromotes is issue 15's "done when" on the control plane: two
 // real agents serve v1 under load; a canary v2 failing 5 % of its requests is rolled
 // back by its analysis, with the verdict's numbers in the rollout, and the deployment
@@ -133,17 +149,8 @@ func TestCanaryRollsBackAndPromotes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real agents, wasm guests and analysis windows: not in -short")
 	}
-	p := cptest.Start(t, controlplane.Config{})
+	p, c, f, n1, n2 := startRolloutNodes(t)
 	ctx := context.Background()
-	join := p.NodeToken(t)
-	n1 := startSLINode(t, p.NATSURL(), join, "edge-1", time.Second)
-	n2 := startSLINode(t, p.NATSURL(), join, "edge-2", time.Second)
-	cptest.WaitNodes(t, p.Server, 2, v1.NodeReady, 20*time.Second)
-	c, err := client.New(p.API, p.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fleet{p: p, c: c}
 	good1 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "1.0.0", nil)
 	bad2 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "2.0.0", map[string]string{"FAIL_EVERY": "20"})
 	good3 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "3.0.0", nil)

@@ -233,17 +233,8 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real agents and wasm guests: not in -short")
 	}
-	p := cptest.Start(t, controlplane.Config{})
+	p, c, f, n1, n2 := startRolloutNodes(t)
 	ctx := context.Background()
-	join := p.NodeToken(t)
-	n1 := startSLINode(t, p.NATSURL(), join, "edge-1", time.Second)
-	n2 := startSLINode(t, p.NATSURL(), join, "edge-2", time.Second)
-	cptest.WaitNodes(t, p.Server, 2, v1.NodeReady, 20*time.Second)
-	c, err := client.New(p.API, p.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fleet{p: p, c: c}
 	img1 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "1.0.0", nil)
 	trap2 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "2.0.0", map[string]string{"TRAP_ON_START": "1"})
 	img3 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "3.0.0", nil)
