@@ -1,16 +1,12 @@
 package bench
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
-	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
@@ -62,21 +58,7 @@ func BenchmarkGatewayMinimal(b *testing.B) {
 
 func loadMinimal(b *testing.B, metrics *telemetry.Metrics) *sandbox.Function {
 	b.Helper()
-	root := fermiontest.Root(b)
-	m, err := manifest.Load(filepath.Join(root, "examples/hello"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: filepath.Join(b.TempDir(), "cache"), Metrics: metrics})
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := e.Load(context.Background(), sandbox.SpecFromManifest(m, fermiontest.Guest(b, "examples/testdata/abi/minimal", true)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { f.Close(context.Background()); e.Close(context.Background()) })
-	return f
+	return loadGuest(b, metrics, "examples/testdata/abi/minimal")
 }
 
 // discardWriter is an http.ResponseWriter that keeps only the status: the server's

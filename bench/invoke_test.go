@@ -22,6 +22,13 @@ import (
 
 func loadHello(b *testing.B, metrics *telemetry.Metrics) *sandbox.Function {
 	b.Helper()
+	return loadGuest(b, metrics, "examples/hello")
+}
+
+// loadGuest loads the Go guest package pkg (built once per test binary) with
+// examples/hello's manifest, on an engine of its own.
+func loadGuest(b *testing.B, metrics *telemetry.Metrics, pkg string) *sandbox.Function {
+	b.Helper()
 	root := fermiontest.Root(b)
 	m, err := manifest.Load(filepath.Join(root, "examples/hello"))
 	if err != nil {
@@ -31,7 +38,7 @@ func loadHello(b *testing.B, metrics *telemetry.Metrics) *sandbox.Function {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := e.Load(context.Background(), sandbox.SpecFromManifest(m, fermiontest.Guest(b, "examples/hello", true)))
+	f, err := e.Load(context.Background(), sandbox.SpecFromManifest(m, fermiontest.Guest(b, pkg, true)))
 	if err != nil {
 		b.Fatal(err)
 	}
