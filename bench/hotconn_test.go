@@ -5,18 +5,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
 
 	"fermion.dev/fermion/bench/internal/bare"
 	"fermion.dev/fermion/internal/fermiontest"
-	"fermion.dev/fermion/internal/gateway"
-	"fermion.dev/fermion/internal/sli"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 // BenchmarkGatewayConn is the ABI-only guest served over loopback TCP, keep-alive, by
@@ -63,24 +58,7 @@ func BenchmarkGatewayConn(b *testing.B) {
 // serveGateway serves the minimal guest from a Gateway on a loopback listener until
 // the benchmark ends.
 func serveGateway(b *testing.B, on bool) string {
-	cfg := gateway.Config{Telemetry: on}
-	var m *telemetry.Metrics
-	if on {
-		m = telemetry.NewMetrics("bench")
-		bw := telemetry.NewBufferedWriter(io.Discard, 200*time.Millisecond)
-		b.Cleanup(func() { bw.Close() })
-		logger, err := telemetry.NewLogger(bw, "info")
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.Logger, cfg.Metrics = logger, m
-		cfg.SLIs = sli.NewAggregator(sli.Config{Node: "bench", Start: time.Now()})
-	}
-	f := loadMinimal(b, m)
-	g := gateway.New(cfg)
-	if err := g.SetRoutes([]gateway.Route{{Prefix: "/hello", Target: f}}); err != nil {
-		b.Fatal(err)
-	}
+	g := minimalGateway(b, on)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

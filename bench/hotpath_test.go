@@ -23,24 +23,7 @@ func BenchmarkGatewayMinimal(b *testing.B) {
 		on   bool
 	}{{"telemetry=on", true}, {"telemetry=off", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			cfg := gateway.Config{Telemetry: tc.on}
-			var m *telemetry.Metrics
-			if tc.on {
-				m = telemetry.NewMetrics("bench")
-				bw := telemetry.NewBufferedWriter(io.Discard, 200*time.Millisecond)
-				b.Cleanup(func() { bw.Close() })
-				logger, err := telemetry.NewLogger(bw, "info")
-				if err != nil {
-					b.Fatal(err)
-				}
-				cfg.Logger, cfg.Metrics = logger, m
-				cfg.SLIs = sli.NewAggregator(sli.Config{Node: "bench", Start: time.Now()})
-			}
-			f := loadMinimal(b, m)
-			g := gateway.New(cfg)
-			if err := g.SetRoutes([]gateway.Route{{Prefix: "/hello", Target: f}}); err != nil {
-				b.Fatal(err)
-			}
+			g := minimalGateway(b, tc.on)
 			b.ReportAllocs()
 			reportCPU(b, func() {
 				r, cancel := serverRequest()
@@ -54,6 +37,30 @@ func BenchmarkGatewayMinimal(b *testing.B) {
 			})
 		})
 	}
+}
+
+// minimalGateway is a Gateway routing /hello to the ABI-only guest, with telemetry
+// (metrics, a log line to a discarded buffer, SLI aggregation) on or off.
+func minimalGateway(b *testing.B, on bool) *gateway.Gateway {
+	b.Helper()
+	cfg := gateway.Config{Telemetry: on}
+	var m *telemetry.Metrics
+	if on {
+		m = telemetry.NewMetrics("bench")
+		bw := telemetry.NewBufferedWriter(io.Discard, 200*time.Millisecond)
+		b.Cleanup(func() { bw.Close() })
+		logger, err := telemetry.NewLogger(bw, "info")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Logger, cfg.Metrics = logger, m
+		cfg.SLIs = sli.NewAggregator(sli.Config{Node: "bench", Start: time.Now()})
+	}
+	g := gateway.New(cfg)
+	if err := g.SetRoutes([]gateway.Route{{Prefix: "/hello", Target: loadMinimal(b, m)}}); err != nil {
+		b.Fatal(err)
+	}
+	return g
 }
 
 func loadMinimal(b *testing.B, metrics *telemetry.Metrics) *sandbox.Function {
