@@ -349,6 +349,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		}
 	}
 	f.memHold = int64(pages) << 16
+	f.initialMemory = uint64(minMemoryPages(compiled)) << 16
 	f.grants = grants
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
