@@ -826,12 +826,16 @@ func coldStartBench(args []string) error {
 		row("thread CPU of new instance + first request + discard, "+name, p.cpu)
 		row(fmt.Sprintf("new instance, fresh memory (prewarm of %d), %s", *warmN, name), p.fresh)
 	}
-	p50s, _ := percentiles(modes[1].total)
-	p50n, _ := percentiles(modes[0].total)
-	fmt.Printf("\nnew instance p50, snapshot / _initialize: %.3f\n", float64(p50s)/float64(p50n))
-	p50c, _ := percentiles(cold)
-	p50h, _ := percentiles(cached)
-	fmt.Printf("\ncached / cold compile (p50): %.4f\n", float64(p50h)/float64(p50c))
+	if len(modes[0].total) > 0 && len(modes[1].total) > 0 {
+		p50s, _ := percentiles(modes[1].total)
+		p50n, _ := percentiles(modes[0].total)
+		fmt.Printf("\nnew instance p50, snapshot / _initialize: %.3f\n", float64(p50s)/float64(p50n))
+	}
+	if len(cold) > 0 && len(cached) > 0 { // -cold 0 or -cached 0 skip them
+		p50c, _ := percentiles(cold)
+		p50h, _ := percentiles(cached)
+		fmt.Printf("\ncached / cold compile (p50): %.4f\n", float64(p50h)/float64(p50c))
+	}
 	return nil
 }
 
