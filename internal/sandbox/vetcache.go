@@ -76,23 +76,31 @@ func (c outlineCache) inspect(wasm []byte, sum [32]byte) (m *wasmbin.Module, cac
 }
 
 // outlineFits reports whether m can be the outline of a module of n bytes: its size is
-// n and every offset clampTables uses lies inside it, in order. It keeps a damaged
-// entry from slicing past the module.
+// n and every offset clampTables uses lies inside it, in order, each defined table's
+// limits inside the table section. It keeps a damaged entry from slicing past the
+// module (FuzzOutlineCacheEntry).
 func outlineFits(m *wasmbin.Module, n int) bool {
 	if m.Size != n {
 		return false
 	}
-	for _, s := range m.Sections {
+	var tables *wasmbin.Section // the last table section, as clampTables takes it
+	for i, s := range m.Sections {
 		if s.Start < 8 || s.Start > s.Body || s.Body > s.End || s.End > n {
 			return false
 		}
+		if s.ID == 4 {
+			tables = &m.Sections[i]
+		}
 	}
-	at := 0
+	if tables == nil {
+		return true // clampTables leaves such a module as it is
+	}
+	at := tables.Body
 	for _, t := range m.Tables {
 		if t.Imported {
 			continue
 		}
-		if t.LimitsStart < at || t.LimitsStart > t.LimitsEnd || t.LimitsEnd > n {
+		if t.LimitsStart < at || t.LimitsStart > t.LimitsEnd || t.LimitsEnd > tables.End {
 			return false
 		}
 		at = t.LimitsEnd

@@ -146,3 +146,47 @@ func TestLoadCachedOutlineHoldsBounds(t *testing.T) {
 		t.Fatalf("load under max_functions = 10 with a cached outline: %v, want the max_functions bound", err)
 	}
 }
+
+// FuzzOutlineCacheEntry feeds the outline cache any entry for a small module with a
+// table to clamp: a damaged entry may be used only when it fits the module, and then
+// vetting and clamping with it must not panic.
+func FuzzOutlineCacheEntry(f *testing.F) {
+	wasm := module(typeSec, funcSec, []byte{4, 1, 0x70, 0x00, 0x05}, globalSec, exportSec, codeSec(loopBody))
+	m, err := wasmbin.Inspect(wasm)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := json.Marshal(m)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(bytes.Replace(good, []byte(`"LimitsStart":`), []byte(`"LimitsStart":1`), 1))
+	f.Add(bytes.Replace(good, []byte(`"Body":`), []byte(`"Body":9`), 1))
+	f.Add([]byte(`{}`))
+	c, err := newOutlineCache(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		f.Fatal(err)
+	}
+	sum := sumOf(wasm)
+	f.Fuzz(func(t *testing.T, entry []byte) {
+		if err := os.WriteFile(c.path(sum), entry, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, cached, err := c.inspect(wasm, sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cached && !outlineFits(got, len(wasm)) {
+			t.Fatal("used an entry that does not fit the module")
+		}
+		if v, err := vetModule(wasm, sum, DefaultLoadLimits, outlineCache{}); err == nil {
+			v.m = got // what a load would clamp with
+			v.code = nil
+			v.bytes()
+		}
+	})
+}
