@@ -198,13 +198,7 @@ func clampTables(wasm []byte, m *wasmbin.Module, limit uint64) []byte {
 	if sec == nil {
 		return wasm
 	}
-	need := false
-	for _, t := range m.Tables {
-		if !t.Imported && (!t.HasMax || t.Max > limit) {
-			need = true
-		}
-	}
-	if !need {
+	if !tablesNeedClamp(m, limit) {
 		return wasm
 	}
 	body := make([]byte, 0, sec.End-sec.Body+8*len(m.Tables))
@@ -233,4 +227,22 @@ func clampTables(wasm []byte, m *wasmbin.Module, limit uint64) []byte {
 	out = append(out, body...)
 	out = append(out, wasm[sec.End:]...)
 	return out
+}
+
+// tablesNeedClamp reports whether clampTables would rewrite a table of m: one it defines
+// with no maximum or a maximum over limit.
+func tablesNeedClamp(m *wasmbin.Module, limit uint64) bool {
+	has := false
+	for _, s := range m.Sections {
+		has = has || s.ID == 4
+	}
+	if !has {
+		return false
+	}
+	for _, t := range m.Tables {
+		if !t.Imported && (!t.HasMax || t.Max > limit) {
+			return true
+		}
+	}
+	return false
 }

@@ -80,7 +80,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	// The same allocator as reactors (memory_linux.go): a run's memory is what its guest
 	// touches, grown in place, and goes back to the kernel as the run ends; on the Go
 	// heap every memory.grow copied it and the copies stayed resident long after.
-	actx := experimental.WithMemoryAllocator(callCtx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }, nil, nil))
+	actx := experimental.WithMemoryAllocator(callCtx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }, nil, nil, 0))
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	f.metrics.InstanceStarted(telemetry.StartRequest, time.Since(t0).Seconds(), 0) // one instance per request
 	if err != nil {

@@ -11,7 +11,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,7 +31,6 @@ import (
 	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
-	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // ABI names.
@@ -89,6 +87,7 @@ type Engine struct {
 	loads    sync.WaitGroup
 	cache    wazero.CompilationCache
 	rewrites rewriteCache
+	outlines outlineCache
 	workers  int
 	logger   *slog.Logger
 	metrics  *telemetry.Metrics
@@ -152,6 +151,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			e.worker = append([]string(nil), cfg.CompileWorker...)
 		}
 		if e.rewrites, err = newRewriteCache(cfg.CacheDir); err != nil {
+			return nil, err
+		}
+		if e.outlines, err = newOutlineCache(cfg.CacheDir); err != nil {
 			return nil, err
 		}
 	} else {
@@ -263,7 +265,8 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		return nil, fmt.Errorf("load %s: limits and scaling must be set (use manifest defaults)", id)
 	}
 	lim := EffectiveLoadLimits(spec.Limits.Load, e.load)
-	wasm, err := vet(spec.Wasm, lim)
+	sum := sumOf(spec.Wasm)
+	v, err := vetModule(spec.Wasm, sum, lim, e.outlines)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", id, err)
 	}
@@ -271,7 +274,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	if pages == 0 {
 		pages = 1
 	}
-	if min, ok := declaredMemoryPages(wasm); ok && min > pages {
+	if min, ok := declaredMemoryPages(spec.Wasm); ok && min > pages { // clamping leaves memories alone
 		return nil, fmt.Errorf("load %s: %w", id, memoryTooSmall(min, pages))
 	}
 	if offered := e.memory.offered; offered > 0 && int64(pages)<<16 > offered {
@@ -280,12 +283,10 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	// Interrupting a guest: see interrupt.go. Fall back to wazero's own (slower) checks
 	// when the module cannot be instrumented; a corrupt module fails compilation below.
-	sum := sumOf(spec.Wasm)
-	vetted := vettedSum(sum, spec.Wasm, wasm, lim)
-	code, fromCache, ierr := e.rewrites.instrument(wasm, vetted)
+	code, fromCache, ierr := e.rewrites.instrument(v.sum, v.bytes)
 	interruptible := ierr == nil
 	if !interruptible {
-		code = wasm
+		code = v.bytes()
 		if errors.Is(ierr, errUninstrumentable) {
 			e.logger.Info("module not instrumented for interrupts; using wazero's termination checks",
 				"function", spec.Name, "version", spec.Version, "reason", ierr.Error())
@@ -310,12 +311,12 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 	}
 
 	start := time.Now()
-	compiled, err := e.compile(ctx, rt, code, vetted, !interruptible, lim)
+	compiled, err := e.compile(ctx, rt, code, v.sum, !interruptible, lim)
 	if err != nil && fromCache {
 		// The cached rewrite is damaged: rewrite again rather than fail the load.
-		e.rewrites.forget(vetted)
-		if code, err = instrumentInterrupt(wasm); err == nil {
-			compiled, err = e.compile(ctx, rt, code, vetted, !interruptible, lim)
+		e.rewrites.forget(v.sum)
+		if code, err = instrumentInterrupt(v.bytes()); err == nil {
+			compiled, err = e.compile(ctx, rt, code, v.sum, !interruptible, lim)
 		}
 	}
 	if err != nil {
@@ -348,6 +349,7 @@ func (e *Engine) Load(ctx context.Context, spec Spec) (*Function, error) {
 		}
 	}
 	f.memHold = int64(pages) << 16
+	f.initialMemory = uint64(minMemoryPages(compiled)) << 16
 	f.grants = grants
 	f.metrics.Compiled(compileTime.Seconds())
 	if err := f.instantiateHost(ctx); err != nil {
@@ -413,15 +415,14 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim
 		return "", ErrNotWasm
 	}
 	lim = EffectiveLoadLimits(lim, e.load)
-	orig := wasm
-	wasm, err := vet(wasm, lim)
+	v, err := vetModule(wasm, sumOf(wasm), lim, e.outlines)
 	if err != nil {
 		return "", err
 	}
-	sum := vettedSum(sumOf(orig), orig, wasm, lim)
-	code, _, err := e.rewrites.instrument(wasm, sum)
+	sum := v.sum
+	code, _, err := e.rewrites.instrument(sum, v.bytes)
 	if err != nil {
-		code = wasm
+		code = v.bytes()
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).WithCloseOnContextDone(err != nil))
@@ -435,34 +436,13 @@ func (e *Engine) Check(ctx context.Context, wasm []byte, declaredABI string, lim
 
 // vet reads a module's outline, holds it to the load bounds and the host's imports, and
 // returns it with its tables clamped to max_table_elements (the same slice when no
-// table needed it).
+// table needed it). Load uses vetModule (vetcache.go), which keeps outlines on disk.
 func vet(wasm []byte, lim manifest.LoadLimits) ([]byte, error) {
-	if n := int64(len(wasm)); n > lim.ModuleSize {
-		// Refused before reading it: its size is all that is needed.
-		return nil, &BoundError{Over: []OverBound{{Bound: boundByKey("max_module_size"), Value: n, Limit: lim.ModuleSize}}}
-	}
-	m, err := wasmbin.Inspect(wasm)
+	v, err := vetModule(wasm, [32]byte{}, lim, outlineCache{})
 	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
-	}
-	if err := checkBounds(m, lim); err != nil {
 		return nil, err
 	}
-	if err := checkImports(m); err != nil {
-		return nil, err
-	}
-	return clampTables(wasm, m, uint64(lim.TableElements)), nil
-}
-
-// vettedSum identifies vet's output (vetted) for the rewrite cache and the compile
-// worker's marker, from the sha256 of its input (orig): the same when vet returned the
-// module as it was, else derived from it and the table bound, which is all clampTables
-// changes. Hashing the clamped copy would cost as much again as hashing the module.
-func vettedSum(sum [32]byte, orig, vetted []byte, lim manifest.LoadLimits) [32]byte {
-	if len(vetted) == len(orig) && (len(orig) == 0 || &vetted[0] == &orig[0]) {
-		return sum
-	}
-	return sha256.Sum256(fmt.Appendf(sum[:], "tables<=%d", lim.TableElements))
+	return v.bytes(), nil
 }
 
 // compile compiles code in rt: first in a compile worker when the engine has one and

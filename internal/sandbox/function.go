@@ -101,6 +101,9 @@ type Function struct {
 	// memHold is what each live instance holds of the node's memory: limits.memory in
 	// whole pages (nodememory.go).
 	memHold int64
+	// initialMemory is the bytes of the module's initial memory: what a new instance
+	// that runs _initialize has faulted in at once on a fresh mapping (memory_linux.go).
+	initialMemory uint64
 	// grants are the files grants' roots, shared by every instance; closed with rt.
 	grants []grantMount
 	// snaps is the snapshot new instances start from, if any (snapshot.go).

@@ -25,18 +25,19 @@ type rewriteCache struct {
 	dir string // "" keeps nothing
 }
 
-// instrument returns the module rewritten by instrumentInterrupt, from the cache when
-// it has it (cached reports that). sum is the sha256 of wasm.
-func (c rewriteCache) instrument(wasm []byte, sum [32]byte) (code []byte, cached bool, err error) {
+// instrument returns the module wasm returns rewritten by instrumentInterrupt, from the
+// cache when it has it (cached reports that; wasm is then not called). sum identifies
+// wasm's bytes.
+func (c rewriteCache) instrument(sum [32]byte, wasm func() []byte) (code []byte, cached bool, err error) {
 	if c.dir == "" {
-		code, err = instrumentInterrupt(wasm)
+		code, err = instrumentInterrupt(wasm())
 		return code, false, err
 	}
 	path := c.path(sum)
 	if b, err := os.ReadFile(path); err == nil && len(b) > 8 && string(b[:4]) == "\x00asm" {
 		return b, true, nil
 	}
-	code, err = instrumentInterrupt(wasm)
+	code, err = instrumentInterrupt(wasm())
 	if err != nil {
 		return nil, false, err
 	}

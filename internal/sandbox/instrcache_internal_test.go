@@ -24,7 +24,7 @@ func TestRewriteCache(t *testing.T) {
 	}
 	sum := sumOf(wasm)
 	for i, wantCached := range []bool{false, true} {
-		got, cached, err := c.instrument(wasm, sum)
+		got, cached, err := c.instrument(sum, func() []byte { return wasm })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,11 +35,11 @@ func TestRewriteCache(t *testing.T) {
 
 	// A damaged entry must not fail a load: the engine rewrites again and replaces it.
 	// Load rewrites the module as vet returns it (tables clamped), so that is the key.
-	vetted, err := vet(wasm, DefaultLoadLimits)
+	v, err := vetModule(wasm, sumOf(wasm), DefaultLoadLimits, outlineCache{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum = vettedSum(sumOf(wasm), wasm, vetted, DefaultLoadLimits)
+	sum = v.sum
 	if err := os.WriteFile(c.path(sum), []byte("\x00asm\x01\x00\x00\x00garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ func (*mappedMemory) discardMemory() {}
 
 type memoryReset func(buf []byte, dirty uint64) (newDirty uint64, restored bool)
 
-func newMemoryAllocator(func(*mappedMemory), *memoryPool, memoryReset) experimental.MemoryAllocator {
+func newMemoryAllocator(func(*mappedMemory), *memoryPool, memoryReset, uint64) experimental.MemoryAllocator {
 	return nil
 }
 

@@ -318,10 +318,12 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 	t0 := time.Now()
 	snap := f.snaps.snap
 	var reset memoryReset // a reused memory is cleared, or reset to the snapshot
+	prefault := f.initialMemory
 	if snap != nil {
 		reset = snap.writeInto
+		prefault = uint64(snap.pages) << 16 // what the restore writes over
 	}
-	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }, &f.memPool, reset))
+	actx := experimental.WithMemoryAllocator(ctx, newMemoryAllocator(func(m *mappedMemory) { inst.lm = m }, &f.memPool, reset, prefault))
 	cfg := f.snaps.rec.config(f.moduleConfig(inst.stdout, inst.stderr, inst.woken, &inst.waited), f) // snapshot.go: counts init's reads while a snapshot is taken
 	mod, err := f.rt.InstantiateModule(actx, f.compiled, cfg)
 	if err != nil {
