@@ -234,3 +234,53 @@ func TestLazyReadDeadlineAborts(t *testing.T) {
 		t.Fatal("a passed deadline did not end the pending read")
 	}
 }
+
+// TestDeadlinePassed: deadlines count from the limiter's epoch; one at or before it
+// (net/http's aLongTimeAgo) has passed without a clock reading, the zero time is no
+// deadline, and any other is compared with the monotonic clock.
+func TestDeadlinePassed(t *testing.T) {
+	l := &connLimiter{epoch: time.Now().Add(-time.Minute)}
+	for _, tc := range []struct {
+		name string
+		t    time.Time
+		want bool
+	}{
+		{"none", time.Time{}, false},
+		{"a long time ago", time.Unix(1, 0), true},
+		{"the epoch", l.epoch, true},
+		{"after the epoch, passed", time.Now().Add(-time.Second), true},
+		{"now", time.Now(), true},
+		{"ahead", time.Now().Add(time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := l.passed(l.deadline(tc.t)); got != tc.want {
+				t.Fatalf("passed(%v) = %v, want %v", tc.t, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestArmWrite: armWrite asks for the deadline timeout from now, which the next write
+// puts on the socket, as SetWriteDeadline(time.Now().Add(timeout)) would.
+func TestArmWrite(t *testing.T) {
+	server, client := tcpPair(t)
+	go func() { // drain
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	cc := &countingConn{Conn: server}
+	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now(), writeSlack: time.Second}}
+	before := time.Now()
+	c.armWrite(time.Hour)
+	after := time.Now()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.sets) != 1 || cc.sets[0].Before(before.Add(time.Hour-time.Microsecond)) || cc.sets[0].After(after.Add(time.Hour+time.Microsecond)) {
+		t.Fatalf("socket write deadlines %v, want one an hour after %v–%v", cc.sets, before, after)
+	}
+}
