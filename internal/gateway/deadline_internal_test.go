@@ -166,8 +166,9 @@ func (c *readCountingConn) SetReadDeadline(t time.Time) error {
 }
 
 // TestLazyReadDeadline: a Read runs under exactly the read deadline last asked for, put
-// on the socket only when it differs from the socket's; a passed deadline is set at
-// once. The sequence is net/http's for one keep-alive request.
+// on the socket only when it differs from the socket's; a passed deadline with no Read
+// pending fails the next Read at once. The sequence is net/http's for one keep-alive
+// request.
 func TestLazyReadDeadline(t *testing.T) {
 	server, client := tcpPair(t)
 	rc := &readCountingConn{Conn: server}
@@ -202,8 +203,14 @@ func TestLazyReadDeadline(t *testing.T) {
 	read("background read", time.Time{})
 	rc.sets = nil
 	c.SetReadDeadline(past)
-	if len(rc.sets) != 1 {
-		t.Fatalf("a passed deadline set %d times on the socket, want once at once", len(rc.sets))
+	if len(rc.sets) != 0 {
+		t.Fatalf("a passed deadline with no Read pending set %d times on the socket, want none before a Read", len(rc.sets))
+	}
+	if _, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a Read after a passed deadline: %v, want a deadline error at once", err)
+	}
+	if len(rc.sets) != 1 || !rc.sets[0].Before(time.Now()) {
+		t.Fatalf("socket read deadlines %v, want the passed one once", rc.sets)
 	}
 	c.SetReadDeadline(time.Time{})
 	c.SetReadDeadline(idle)

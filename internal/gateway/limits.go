@@ -290,16 +290,26 @@ type trackedConn struct {
 	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
 	rmu         sync.Mutex
 	wantR, setR int64
+	// reading and writing count the Reads and Writes under way, each counted under
+	// its lock once it has synced the deadline: a deadline asked for while none is
+	// under way waits for the next, which syncs it first, so only one asked for while
+	// one is under way needs the clock to tell whether it has passed (and so must end
+	// it at once).
+	reading, writing atomic.Int32
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	err := c.syncReadDeadlineLocked()
+	if err == nil {
+		c.reading.Add(1)
+	}
 	c.rmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
+	c.reading.Add(-1)
 	c.read.Add(int64(n))
 	if err != nil && isTimeout(err) {
 		c.readTimedOut()
@@ -339,17 +349,18 @@ func (c *trackedConn) readTimedOut() {
 // A connection serving requests less than writeSlack apart (WriteTimeout/4) touches the
 // timer heap about once per writeSlack instead of twice per response, and every write
 // still ends within WriteTimeout, cut no sooner than WriteTimeout−writeSlack. A deadline
-// asked for that has already passed is set at once: it is how a blocked write is
-// aborted.
+// asked for that has already passed while a Write is under way is set at once: it is
+// how a blocked write is aborted (with none under way, the next Write fails at once).
 
 // SetWriteDeadline records t as the connection's write deadline; the socket follows at
-// the next write (syncWriteDeadline), or at once when t has passed.
+// the next write (syncWriteDeadline), or at once when t has passed and a Write is
+// under way.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	want := c.l.deadline(t)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wantW = want
-	if c.l.passed(want) {
+	if c.writing.Load() > 0 && c.l.passed(want) {
 		return c.syncWriteDeadlineLocked()
 	}
 	return nil
@@ -402,18 +413,20 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // them with no read in between. So SetReadDeadline records the deadline and a Read
 // puts it on the socket first, exactly (no slack: a read deadline that fired early
 // would cancel a request through net/http's background read). A deadline that has
-// passed is set at once, since that is how net/http ends a pending read. The one
+// passed while a Read is pending is set at once, since that is how net/http ends a
+// pending read. The one
 // difference from a plain connection: moving a deadline later, or clearing it, while a
 // Read is pending does not reach that Read (net/http never does).
 
 // SetReadDeadline records t as the connection's read deadline; the socket follows at
-// the next Read (syncReadDeadline), or at once when t has passed.
+// the next Read (syncReadDeadline), or at once when t has passed and a Read is
+// pending.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	want := c.l.deadline(t)
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.wantR = want
-	if c.l.passed(want) {
+	if c.reading.Load() > 0 && c.l.passed(want) {
 		return c.syncReadDeadlineLocked()
 	}
 	return nil
@@ -439,11 +452,16 @@ func (c *trackedConn) syncReadDeadlineLocked() error {
 func (c *trackedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	err := c.syncWriteDeadlineLocked()
+	if err == nil {
+		c.writing.Add(1)
+	}
 	c.wmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.writing.Add(-1)
+	return n, err
 }
 
 // syncWriteDeadlineLocked brings the socket's write deadline in line with the one asked
