@@ -7,7 +7,10 @@
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
 //	           (bare.go, bench/internal/bare), which split the cost between the Go guest and the platform;
 //	           -rust adds examples/hello-rust, the Rust SDK's hello (rust.go);
-//	           -split-cores puts the servers on one CPU and wrk on another
+//	           -split-cores puts the servers on one CPU and wrk on another;
+//	           -counters adds per-request system calls, context switches, goroutines,
+//	           allocations and GC cycles (counters.go); -only runs the named targets;
+//	           -cpuprofile-target profiles one or several of them
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	cmdmemory  RSS that N concurrent 64 MiB command runs add, and what is left after
