@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -289,5 +291,29 @@ func TestArmWrite(t *testing.T) {
 	}
 	if len(cc.sets) != 1 || cc.sets[0].Before(before.Add(time.Hour-time.Microsecond)) || cc.sets[0].After(after.Add(time.Hour+time.Microsecond)) {
 		t.Fatalf("socket write deadlines %v, want one an hour after %v–%v", cc.sets, before, after)
+	}
+}
+
+// TestConnOf: a request finds the tracked connection it came on, also beneath TLS, and
+// none when another server's connection carries it.
+func TestConnOf(t *testing.T) {
+	server, _ := tcpPair(t)
+	tc := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now()}}
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+		want *trackedConn
+	}{
+		{"plain", tc, tc},
+		{"TLS", tls.Server(tc, &tls.Config{}), tc},
+		{"another server's", server, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r = r.WithContext(connContext(r.Context(), c.conn))
+			if got := connOf(r); got != c.want {
+				t.Fatalf("connOf = %p, want %p", got, c.want)
+			}
+		})
 	}
 }

@@ -527,13 +527,8 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		ConnState:         connState,
 		// One context value per connection: the response's write deadline is moved on
 		// the connection directly (writeBody).
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if tc := tracked(c); tc != nil {
-				return context.WithValue(ctx, connKey{}, tc)
-			}
-			return ctx
-		},
-		ErrorLog: slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
+		ConnContext: connContext,
+		ErrorLog:    slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	if lim.IdleTimeout == 0 {
 		// http.Server falls back on ReadTimeout (none here): keep-alive connections

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -626,6 +627,15 @@ func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedCo
 
 // connKey is the key of a request's *trackedConn in its context (Serve's ConnContext).
 type connKey struct{}
+
+// connContext is the http.Server's ConnContext hook: it puts the tracked connection
+// under c (a TLS connection wraps it) in c's context.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc := tracked(c); tc != nil {
+		return context.WithValue(ctx, connKey{}, tc)
+	}
+	return ctx
+}
 
 // connOf returns the gateway connection r came on, or nil when another server serves it.
 func connOf(r *http.Request) *trackedConn {
