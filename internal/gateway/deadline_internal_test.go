@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -166,8 +168,9 @@ func (c *readCountingConn) SetReadDeadline(t time.Time) error {
 }
 
 // TestLazyReadDeadline: a Read runs under exactly the read deadline last asked for, put
-// on the socket only when it differs from the socket's; a passed deadline is set at
-// once. The sequence is net/http's for one keep-alive request.
+// on the socket only when it differs from the socket's; a passed deadline with no Read
+// pending fails the next Read at once. The sequence is net/http's for one keep-alive
+// request.
 func TestLazyReadDeadline(t *testing.T) {
 	server, client := tcpPair(t)
 	rc := &readCountingConn{Conn: server}
@@ -202,8 +205,14 @@ func TestLazyReadDeadline(t *testing.T) {
 	read("background read", time.Time{})
 	rc.sets = nil
 	c.SetReadDeadline(past)
-	if len(rc.sets) != 1 {
-		t.Fatalf("a passed deadline set %d times on the socket, want once at once", len(rc.sets))
+	if len(rc.sets) != 0 {
+		t.Fatalf("a passed deadline with no Read pending set %d times on the socket, want none before a Read", len(rc.sets))
+	}
+	if _, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a Read after a passed deadline: %v, want a deadline error at once", err)
+	}
+	if len(rc.sets) != 1 || !rc.sets[0].Before(time.Now()) {
+		t.Fatalf("socket read deadlines %v, want the passed one once", rc.sets)
 	}
 	c.SetReadDeadline(time.Time{})
 	c.SetReadDeadline(idle)
@@ -232,5 +241,79 @@ func TestLazyReadDeadlineAborts(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("a passed deadline did not end the pending read")
+	}
+}
+
+// TestDeadlinePassed: deadlines count from the limiter's epoch; one at or before it
+// (net/http's aLongTimeAgo) has passed without a clock reading, the zero time is no
+// deadline, and any other is compared with the monotonic clock.
+func TestDeadlinePassed(t *testing.T) {
+	l := &connLimiter{epoch: time.Now().Add(-time.Minute)}
+	for _, tc := range []struct {
+		name string
+		t    time.Time
+		want bool
+	}{
+		{"none", time.Time{}, false},
+		{"a long time ago", time.Unix(1, 0), true},
+		{"the epoch", l.epoch, true},
+		{"after the epoch, passed", time.Now().Add(-time.Second), true},
+		{"now", time.Now(), true},
+		{"ahead", time.Now().Add(time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := l.passed(l.deadline(tc.t)); got != tc.want {
+				t.Fatalf("passed(%v) = %v, want %v", tc.t, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestArmWrite: armWrite asks for the deadline timeout from now, which the next write
+// puts on the socket, as SetWriteDeadline(time.Now().Add(timeout)) would.
+func TestArmWrite(t *testing.T) {
+	server, client := tcpPair(t)
+	go func() { // drain
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	cc := &countingConn{Conn: server}
+	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now(), writeSlack: time.Second}}
+	before := time.Now()
+	c.armWrite(time.Hour)
+	after := time.Now()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.sets) != 1 || cc.sets[0].Before(before.Add(time.Hour-time.Microsecond)) || cc.sets[0].After(after.Add(time.Hour+time.Microsecond)) {
+		t.Fatalf("socket write deadlines %v, want one an hour after %v–%v", cc.sets, before, after)
+	}
+}
+
+// TestConnOf: a request finds the tracked connection it came on, also beneath TLS, and
+// none when another server's connection carries it.
+func TestConnOf(t *testing.T) {
+	server, _ := tcpPair(t)
+	tc := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now()}}
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+		want *trackedConn
+	}{
+		{"plain", tc, tc},
+		{"TLS", tls.Server(tc, &tls.Config{}), tc},
+		{"another server's", server, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r = r.WithContext(connContext(r.Context(), c.conn))
+			if got := connOf(r); got != c.want {
+				t.Fatalf("connOf = %p, want %p", got, c.want)
+			}
+		})
 	}
 }

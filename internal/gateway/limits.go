@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -290,16 +291,26 @@ type trackedConn struct {
 	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
 	rmu         sync.Mutex
 	wantR, setR int64
+	// reading and writing count the Reads and Writes under way, each counted under
+	// its lock once it has synced the deadline: a deadline asked for while none is
+	// under way waits for the next, which syncs it first, so only one asked for while
+	// one is under way needs the clock to tell whether it has passed (and so must end
+	// it at once).
+	reading, writing atomic.Int32
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	err := c.syncReadDeadlineLocked()
+	if err == nil {
+		c.reading.Add(1)
+	}
 	c.rmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
+	c.reading.Add(-1)
 	c.read.Add(int64(n))
 	if err != nil && isTimeout(err) {
 		c.readTimedOut()
@@ -339,23 +350,56 @@ func (c *trackedConn) readTimedOut() {
 // A connection serving requests less than writeSlack apart (WriteTimeout/4) touches the
 // timer heap about once per writeSlack instead of twice per response, and every write
 // still ends within WriteTimeout, cut no sooner than WriteTimeout−writeSlack. A deadline
-// asked for that has already passed is set at once: it is how a blocked write is
-// aborted.
+// asked for that has already passed while a Write is under way is set at once: it is
+// how a blocked write is aborted (with none under way, the next Write fails at once).
 
 // SetWriteDeadline records t as the connection's write deadline; the socket follows at
-// the next write (syncWriteDeadline), or at once when t has passed.
+// the next write (syncWriteDeadline), or at once when t has passed and a Write is
+// under way.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
-	var want int64
-	if !t.IsZero() {
-		want = max(int64(t.Sub(c.l.epoch)), 1)
-	}
+	want := c.l.deadline(t)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wantW = want
-	if want != 0 && !t.After(time.Now()) {
+	if c.writing.Load() > 0 && c.l.passed(want) {
 		return c.syncWriteDeadlineLocked()
 	}
 	return nil
+}
+
+// armWrite asks for a write deadline timeout from now, as SetWriteDeadline would with
+// time.Now().Add(timeout), but with one monotonic clock reading where time.Now takes
+// two (wall and monotonic) and with no check that it has passed: it has not.
+func (c *trackedConn) armWrite(timeout time.Duration) {
+	want := c.l.now() + int64(timeout)
+	c.wmu.Lock()
+	c.wantW = want
+	c.wmu.Unlock()
+}
+
+// Why do deadlines count from the limiter's epoch? A request moves its connection's
+// deadlines about six times (see the lazy deadlines below), and each move used to read
+// the clock to tell whether the deadline had passed: time.Now, two clock readings
+// (wall and monotonic) that cost about 100 ns each on the virtual machines measured
+// (bench/RESULTS.md). As nanoseconds since epoch, a deadline at or before the epoch,
+// as net/http's "a long time ago" to abort a pending read, is known passed without
+// the clock, and any other takes one monotonic reading (time.Since).
+
+// deadline is t in ns since l.epoch, at least 1, or 0 for the zero time (none).
+func (l *connLimiter) deadline(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(l.epoch)), 1)
+}
+
+// now is the time since l.epoch, from the monotonic clock alone.
+func (l *connLimiter) now() int64 { return int64(time.Since(l.epoch)) }
+
+// passed reports whether the deadline want (from deadline) has passed: one at or
+// before the epoch without reading the clock.
+func (l *connLimiter) passed(want int64) bool {
+	return want == 1 || (want != 0 && want <= l.now())
 }
 
 // SetDeadline sets both deadlines, through SetReadDeadline and SetWriteDeadline so
@@ -370,21 +414,20 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // them with no read in between. So SetReadDeadline records the deadline and a Read
 // puts it on the socket first, exactly (no slack: a read deadline that fired early
 // would cancel a request through net/http's background read). A deadline that has
-// passed is set at once, since that is how net/http ends a pending read. The one
+// passed while a Read is pending is set at once, since that is how net/http ends a
+// pending read. The one
 // difference from a plain connection: moving a deadline later, or clearing it, while a
 // Read is pending does not reach that Read (net/http never does).
 
 // SetReadDeadline records t as the connection's read deadline; the socket follows at
-// the next Read (syncReadDeadline), or at once when t has passed.
+// the next Read (syncReadDeadline), or at once when t has passed and a Read is
+// pending.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
-	var want int64
-	if !t.IsZero() {
-		want = max(int64(t.Sub(c.l.epoch)), 1)
-	}
+	want := c.l.deadline(t)
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.wantR = want
-	if want != 0 && !t.After(time.Now()) {
+	if c.reading.Load() > 0 && c.l.passed(want) {
 		return c.syncReadDeadlineLocked()
 	}
 	return nil
@@ -410,11 +453,16 @@ func (c *trackedConn) syncReadDeadlineLocked() error {
 func (c *trackedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	err := c.syncWriteDeadlineLocked()
+	if err == nil {
+		c.writing.Add(1)
+	}
 	c.wmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.writing.Add(-1)
+	return n, err
 }
 
 // syncWriteDeadlineLocked brings the socket's write deadline in line with the one asked
@@ -458,7 +506,7 @@ func (c *trackedConn) Close() error {
 func (c *trackedConn) setState(s http.ConnState) {
 	if s == http.StateIdle {
 		c.readAtIdle.Store(c.read.Load())
-		c.idleSince.Store(int64(time.Since(c.l.epoch)))
+		c.idleSince.Store(c.l.now())
 	}
 	was := c.state.Swap(int32(s))
 	switch {
@@ -538,13 +586,27 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 const writeChunk = 64 << 10
 
 // writeBody writes body under the write timeout: every chunk must be taken by the client
-// within WriteTimeout. It reports whether the client stopped reading.
-func writeBody(w http.ResponseWriter, rc *http.ResponseController, body []byte, timeout time.Duration) (timedOut bool) {
+// within WriteTimeout. It reports whether the client stopped reading. tc is the
+// request's connection when the gateway's own server serves it (nil otherwise): its
+// deadline is then moved directly, with one monotonic clock reading (armWrite).
+//
+// The deadline is not cleared afterwards: net/http clears it after every response
+// (after finishing the request, before reading the next), and with the lazy deadlines
+// of trackedConn, which only reach the socket when something is written, clearing it
+// here as well would only cost a lock.
+func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedConn, body []byte, timeout time.Duration) (timedOut bool) {
 	if timeout <= 0 {
 		w.Write(body)
 		return false
 	}
-	if rc.SetWriteDeadline(time.Now().Add(timeout)) != nil {
+	arm := func() error {
+		if tc != nil {
+			tc.armWrite(timeout)
+			return nil
+		}
+		return rc.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	if arm() != nil {
 		w.Write(body)
 		return false
 	}
@@ -554,14 +616,29 @@ func writeBody(w http.ResponseWriter, rc *http.ResponseController, body []byte, 
 		_, err = w.Write(body[:n])
 		body = body[n:]
 		if len(body) > 0 && err == nil {
-			rc.SetWriteDeadline(time.Now().Add(timeout))
+			arm()
 		}
 	}
 	if err == nil {
 		err = rc.Flush() // within the deadline, so the last bytes are bounded too
 	}
-	// Clear it: the server sets no write deadline of its own for the connection's next
-	// response.
-	rc.SetWriteDeadline(time.Time{})
 	return err != nil && isTimeout(err)
+}
+
+// connKey is the key of a request's *trackedConn in its context (Serve's ConnContext).
+type connKey struct{}
+
+// connContext is the http.Server's ConnContext hook: it puts the tracked connection
+// under c (a TLS connection wraps it) in c's context.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc := tracked(c); tc != nil {
+		return context.WithValue(ctx, connKey{}, tc)
+	}
+	return ctx
+}
+
+// connOf returns the gateway connection r came on, or nil when another server serves it.
+func connOf(r *http.Request) *trackedConn {
+	tc, _ := r.Context().Value(connKey{}).(*trackedConn)
+	return tc
 }

@@ -3,11 +3,13 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -427,6 +429,56 @@ func TestStaleDeadlinesOnKeepAlive(t *testing.T) {
 		t.Fatalf("a header past the limit after a pause got %q, want a 431", got)
 	}
 	if n := l.rejections(t, telemetry.RejectWriteTimeout); n != 0 {
+		t.Fatalf("%v write timeouts counted, want none", n)
+	}
+}
+
+// TestWriteDeadlineOverTLS: with the gateway terminating TLS, responses are written
+// under the write timeout (moved on the tracked connection beneath the TLS one, or
+// through the ResponseController when that is not found): keep-alive requests over one
+// HTTPS connection are answered, and none counts a write timeout, including after a
+// pause longer than the timeout.
+func TestWriteDeadlineOverTLS(t *testing.T) {
+	const writeTimeout = 50 * time.Millisecond
+	hello, _ := sharedFunctions(t)
+	m := telemetry.NewMetrics("test")
+	certs := httptest.NewUnstartedServer(nil)
+	certs.StartTLS() // for its certificate and a client that trusts it
+	t.Cleanup(certs.Close)
+	g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
+		Limits: gateway.Limits{WriteTimeout: writeTimeout},
+		TLS:    func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
+	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	client := certs.Client()
+	for i := range 3 {
+		if i == 2 {
+			// Not waiting for anything: this lets the last response's deadline lapse.
+			time.Sleep(3 * writeTimeout)
+		}
+		resp, err := client.Get("https://" + ln.Addr().String() + "/hello")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Hello") {
+			t.Fatalf("request %d: %s %q %v", i, resp.Status, body, err)
+		}
+	}
+	if n := metricValue(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}); n != 0 {
 		t.Fatalf("%v write timeouts counted, want none", n)
 	}
 }

@@ -479,7 +479,9 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	inst.startWatch(st, now, timeout)
 	defer func() {
 		why := inst.endWatch()
-		end := time.Now()
+		// Monotonic only: one clock reading where time.Now takes two (wall and
+		// monotonic), each about 100 ns on a virtual machine (bench/RESULTS.md).
+		end := now.Add(time.Since(now))
 		inst.lastUsed = end // for idle reaping (putInstance)
 		// Guest CPU time from the call's two clock reads, which the deadline needs
 		// anyway: its wall time (with the host's encoding of the request and the

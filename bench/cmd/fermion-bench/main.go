@@ -7,7 +7,10 @@
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
 //	           (bare.go, bench/internal/bare), which split the cost between the Go guest and the platform;
 //	           -rust adds examples/hello-rust, the Rust SDK's hello (rust.go);
-//	           -split-cores puts the servers on one CPU and wrk on another
+//	           -split-cores puts the servers on one CPU and wrk on another;
+//	           -counters adds per-request system calls, context switches, goroutines,
+//	           allocations and GC cycles (counters.go); -only runs the named targets;
+//	           -cpuprofile-target profiles one or several of them
 //	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	cmdmemory  RSS that N concurrent 64 MiB command runs add, and what is left after
@@ -151,13 +154,15 @@ func gatewayBench(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
-	profTarget := fs.String("cpuprofile-target", "", "profile this target instead (its name as printed, e.g. \"fermion, ABI-only, tel. off\")")
+	profTarget := fs.String("cpuprofile-target", "", "profile these targets instead (names as printed, separated by \";\", e.g. \"fermion, ABI-only, tel. off;bare wazero, ABI-only guest\"); with more than one, each profile goes to the -cpuprofile name with the target's name added")
 	minimal := fs.Bool("minimal", false, "add targets serving examples/testdata/abi/minimal (ABI only, no SDK): through Fermion with telemetry on, and bare")
 	nethttp := fs.Bool("nethttp", false, "add a target serving examples/testdata/hello-nethttp (hello's handler on the net/http SDK) through Fermion with telemetry on")
 	bare := fs.Bool("bare", false, "add targets serving each guest from a bare wazero prototype (no gateway, sandbox limits or telemetry)")
 	useTLS := fs.Bool("tls", false, "add targets over HTTPS with a self-signed ECDSA P-256 certificate: native net/http, and Fermion with telemetry on (keep-alive connections, so each pays its handshake once)")
 	rust := fs.Bool("rust", false, "add targets serving examples/hello-rust (the Rust SDK) through Fermion with telemetry on and off, and bare with -bare (rust.go)")
 	weighted := fs.Bool("weighted", false, "add a target serving hello as two versions at 50/50 (a canary weight split) through Fermion with telemetry on, compared with one version (split.go)")
+	only := fs.String("only", "", "run only these targets (names as printed, separated by \";\"): for profiling a pair; the budgets whose targets did not run are left out")
+	counters := fs.Bool("counters", false, "also print, per target, what a request costs besides CPU time: user and system CPU, system calls, context switches, goroutines, allocations and GC cycles (counters.go)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.Parse(args)
 	if *client == "wrk" {
@@ -302,6 +307,22 @@ func gatewayBench(args []string) error {
 			t.close()
 		}
 	}()
+	if *only != "" {
+		var keep []target
+		for _, n := range strings.Split(*only, ";") {
+			i := slices.IndexFunc(targets, func(t target) bool { return t.name == n })
+			if i < 0 {
+				return fmt.Errorf("-only: no target %q in this run (check the flags that add it, and the name as printed)", n)
+			}
+			keep = append(keep, targets[i])
+		}
+		for _, t := range targets {
+			if !slices.ContainsFunc(keep, func(k target) bool { return k.name == t.name }) {
+				t.close()
+			}
+		}
+		targets = keep
+	}
 	for _, t := range targets { // check bodies and warm up
 		if err := check(t.url); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
@@ -311,28 +332,41 @@ func gatewayBench(args []string) error {
 		}
 	}
 	results := map[string][]loadResult{}
-	profName := on.name
+	profNames := []string{on.name}
 	if *minimal {
-		profName = "fermion, ABI-only guest"
+		profNames = []string{"fermion, ABI-only guest"}
 	}
 	if *profTarget != "" {
-		profName = *profTarget
+		profNames = strings.Split(*profTarget, ";")
+		for _, n := range profNames {
+			if !slices.ContainsFunc(targets, func(t target) bool { return t.name == n }) {
+				return fmt.Errorf("-cpuprofile-target: no target %q in this run (check the flags that add it, and the name as printed)", n)
+			}
+		}
+	}
+	profiled := func(t target, round int) bool {
+		return *cpuprofile != "" && round == 0 && slices.Contains(profNames, t.name)
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, t := range targets {
-			if *cpuprofile != "" && t.name == profName && i == 0 {
-				f, err := os.Create(*cpuprofile)
+			if profiled(t, i) {
+				f, err := os.Create(profileFile(*cpuprofile, t.name, len(profNames) > 1))
 				if err != nil {
 					return err
 				}
-				pprof.StartCPUProfile(f)
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
 			}
 			cpu0 := cpuTime()
+			c0 := readCounters()
 			res, err := load(*client, wrkCPU, t.url, *conns, *duration)
 			if *client == "wrk" && res.rps > 0 {
 				res.cpuPerReq = time.Duration(float64(cpuTime()-cpu0) / (res.rps * duration.Seconds()))
+				res.counters = readCounters().perRequest(c0, res.rps*duration.Seconds())
 			}
-			if *cpuprofile != "" && t.name == profName && i == 0 {
+			if profiled(t, i) {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
@@ -347,7 +381,7 @@ func gatewayBench(args []string) error {
 	// between rounds, and ratios of per-target medians would mix different rounds.
 	roundRatio := func(name, base string, f func(r, b loadResult) float64) float64 {
 		var rs []float64
-		for i := range results[name] {
+		for i := range min(len(results[name]), len(results[base])) { // -only may leave either out
 			if v := f(results[name][i], results[base][i]); v > 0 {
 				rs = append(rs, v)
 			}
@@ -362,7 +396,7 @@ func gatewayBench(args []string) error {
 	// spread formats the lowest and highest per-round throughput ratio of name to base.
 	spread := func(name, base string) string {
 		lo, hi := 0.0, 0.0
-		for i := range results[name] {
+		for i := range min(len(results[name]), len(results[base])) {
 			v := rpsRatio(results[name][i], results[base][i])
 			if i == 0 || v < lo {
 				lo = v
@@ -404,16 +438,29 @@ func gatewayBench(args []string) error {
 	for _, r := range rows {
 		fmt.Printf("| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.3f |\n", r.name, r.x.rps, r.rps, ms(r.x.p50), ms(r.x.p99), us(r.cpuPerReq), r.cpu)
 	}
-	fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f%s\n", onOff, spread(on.name, off.name))
-	if minOff != "" {
+	ran := func(name string) bool { return len(results[name]) > 0 }
+	if ran(on.name) && ran(off.name) {
+		fmt.Printf("\ntelemetry on / off throughput (median of rounds): %.3f%s\n", onOff, spread(on.name, off.name))
+	}
+	if minOff != "" && ran(minOff) && ran("fermion, ABI-only guest") {
 		fmt.Printf("ABI-only guest, telemetry on / off throughput (median of rounds): %.3f%s\n",
 			roundRatio("fermion, ABI-only guest", minOff, rpsRatio), spread("fermion, ABI-only guest", minOff))
 	}
-	if minOff != "" && bareMin != "" {
+	if minOff != "" && bareMin != "" && ran(minOff) && ran(bareMin) {
 		fmt.Printf("ABI-only guest, Fermion (telemetry off) / bare wazero throughput (median of rounds): %.3f%s\n",
 			roundRatio(minOff, bareMin, rpsRatio), spread(minOff, bareMin))
 	}
 	printBudgets(results, native.name, on.name, off.name, minOff, bareMin)
+	if *counters && *client == "wrk" {
+		fmt.Println("\nPer request, in the round with the median server CPU per request (process-wide counters, counters.go):")
+		fmt.Println()
+		fmt.Println(counterHeader)
+		for _, t := range targets {
+			rs := slices.Clone(results[t.name])
+			slices.SortFunc(rs, func(a, b loadResult) int { return int(a.cpuPerReq - b.cpuPerReq) })
+			fmt.Println(rs[len(rs)/2].counters.row(t.name))
+		}
+	}
 	if weightedName != "" {
 		fmt.Printf("50/50 weight split / one version, telemetry on, throughput (median of rounds): %.3f%s\n",
 			roundRatio(weightedName, on.name, rpsRatio), spread(weightedName, on.name))
@@ -423,6 +470,23 @@ func gatewayBench(args []string) error {
 			roundRatio(onTLS.name, nativeTLS.name, rpsRatio), roundRatio(onTLS.name, on.name, rpsRatio), roundRatio(nativeTLS.name, native.name, rpsRatio))
 	}
 	return nil
+}
+
+// profileFile is where target's CPU profile goes: file itself, or with several
+// targets profiled, file with the target's name (letters and digits, the rest as
+// dashes) inserted before its extension.
+func profileFile(file, target string, several bool) string {
+	if !several {
+		return file
+	}
+	slug := strings.Trim(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, target), "-")
+	ext := filepath.Ext(file)
+	return strings.TrimSuffix(file, ext) + "-" + slug + ext
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -553,6 +617,7 @@ type loadResult struct {
 	// cpuPerReq is this process's CPU time per request during the run: the servers'
 	// cost when the load generator is another process (wrk), 0 otherwise.
 	cpuPerReq time.Duration
+	counters  procCounters // per request, with -counters (zero otherwise)
 }
 
 func median(rs []loadResult) loadResult {
