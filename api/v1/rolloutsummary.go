@@ -46,9 +46,12 @@ type RolloutSummary struct {
 //
 // Two revisions of one app version are told apart by their revision numbers. It leaves out when an ended rollout ended: the caller knows its clock.
 func (r *RolloutSummary) Describe() string {
-	step := fmt.Sprintf("step %d/%d", r.Step+1, r.Steps)
+	step := fmt.Sprintf("at step %d/%d", r.Step+1, r.Steps)
 	if r.StepText != "" {
 		step += " (" + r.StepText + ")"
+	}
+	if r.Step >= r.Steps { // past the last step: the promotion to every node
+		step = "while promoting"
 	}
 	to, from := r.To.name(), r.From.name()
 	if r.To.Version == r.From.Version { // two builds of one app version: say which
@@ -62,15 +65,15 @@ func (r *RolloutSummary) Describe() string {
 	case "succeeded":
 		fmt.Fprintf(&b, "rolled out: %s on every node", to)
 	case "rolled_back":
-		fmt.Fprintf(&b, "rolled back at %s to %s", step, from)
+		fmt.Fprintf(&b, "rolled back %s to %s", step, from)
 	case "aborted", "failed":
-		fmt.Fprintf(&b, "rollout %s at %s, back to %s", r.Phase, step, from)
+		fmt.Fprintf(&b, "rollout %s %s, back to %s", r.Phase, step, from)
 	default:
 		kind := r.Kind
 		if kind == "" {
 			kind = "rollout"
 		}
-		fmt.Fprintf(&b, "rolling out: %s %s %s", step, kind, to)
+		fmt.Fprintf(&b, "rolling out: %s %s %s", strings.TrimPrefix(step, "at "), kind, to)
 		switch {
 		case r.Gated:
 			b.WriteString(", paused at a manual gate")

@@ -70,6 +70,10 @@ func TestRolloutSummary(t *testing.T) {
 			"rollout aborted at step 2/4 (10%), back to 1.0.0: aborted by token abc (wrong build)"},
 		{"failed, returned", returned, record(ended(rollout.Failed, "node edge-1: warmup: 500")), t0.Add(5 * time.Minute),
 			"rollout failed at step 2/4 (10%), back to 1.0.0: node edge-1: warmup: 500"},
+		{"failed while promoting", returned, record(func(s *rollout.State) {
+			ended(rollout.Failed, "node edge-2: warmup: 500")(s)
+			s.Step = len(s.Plan)
+		}), t0.Add(5 * time.Minute), "rollout failed while promoting, back to 1.0.0: node edge-2: warmup: 500"},
 		{"rolled back, then deployed again", redeployed, record(ended(rollout.RolledBack, "step 2 failed analysis")), t0.Add(5 * time.Minute), ""},
 		{"a rollback to another revision", v1.Deployment{Name: "hello", Change: &v1.Change{Number: 5, Cause: v1.CauseRollback, RollbackOf: 2, Time: t0.Add(3 * time.Minute)}},
 			record(ended(rollout.RolledBack, "x")), t0.Add(5 * time.Minute), ""},
