@@ -256,6 +256,8 @@ var schemaTypes = map[string]reflect.Type{
 	"Rollout":              reflect.TypeFor[v1.Rollout](),
 	"RolloutActionRequest": reflect.TypeFor[v1.RolloutActionRequest](),
 	"StableRevision":       reflect.TypeFor[v1.StableRevision](),
+	// A deployment's rollout in status views (smalls).
+	"RolloutSummary": reflect.TypeFor[v1.RolloutSummary](),
 	// Backup and restore (opsurface).
 	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
 	// Telemetry export health (console).

@@ -184,6 +184,9 @@ type Deployment struct {
 	// Stable is set when Change is rolled out by a strategy: the revision the nodes
 	// ran before it, which keeps serving until the rollout moves them (rollouts.go).
 	Stable *StableRevision `json:"stable,omitempty"`
+	// RolloutStatus is where the deployment's rollout stands, while one governs it
+	// and briefly after it ended (rolloutsummary.go). Filled on reads, never stored.
+	RolloutStatus *RolloutSummary `json:"rolloutStatus,omitempty"`
 }
 
 // Placement is the scheduler's decision for one generation.

@@ -21,7 +21,8 @@ import (
 
 // buildGuest runs the manifest's build command (if any) and returns the module bytes.
 // The command runs through the shell in the build's workdir with the build's env added
-// to the current environment; its output goes to out.
+// to the current environment, and go flags that make the module reproducible
+// (buildEnv); its output goes to out.
 func buildGuest(ctx context.Context, m *manifest.Manifest, skipBuild bool, out io.Writer) ([]byte, error) {
 	if b := m.Component.Build; b != nil && b.Command != "" && !skipBuild {
 		dir := m.Dir
@@ -38,10 +39,7 @@ func buildGuest(ctx context.Context, m *manifest.Manifest, skipBuild bool, out i
 		}
 		cmd := exec.CommandContext(ctx, shell, flag, b.Command)
 		cmd.Dir = dir
-		cmd.Env = os.Environ()
-		for k, v := range b.Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+		cmd.Env = buildEnv(b.Env) // GOFLAGS gains -trimpath -buildvcs=false (buildenv.go)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build %s (%s in %s): %w; fix the build or run with --no-build", m.ID(), b.Command, dir, err)

@@ -87,6 +87,9 @@ func printDeployments(ctx context.Context, w io.Writer, cl *client.Client, ds []
 		} else if rows[i].err != nil {
 			msg = "status: " + rows[i].err.Error()
 		}
+		if r := d.RolloutStatus; r != nil {
+			msg = strings.TrimSuffix(rolloutLine(r, time.Now())+"; "+msg, "; ")
+		}
 		if d.Deleting {
 			msg = strings.TrimSuffix("deleting; "+msg, "; ")
 		}
@@ -125,9 +128,12 @@ func printDeploymentStatus(w io.Writer, st *v1.DeploymentStatus) error {
 	if ch := d.Change; ch != nil && ch.Number > 0 { // revisions (issue 15)
 		fmt.Fprintf(tw, "history\trevision %d, %s by %s %s: %s (fermion history %s)\n", ch.Number, ch.Cause, or(ch.Who), since(time.Now(), ch.Time), or(changeMessage(*ch)), d.Name)
 	}
+	if r := d.RolloutStatus; r != nil {
+		fmt.Fprintf(tw, "rollout\t%s (fermion rollout status %s)\n", rolloutLine(r, time.Now()), d.Name)
+	}
 	if d.Stable != nil && d.Change != nil { // rollouts (issue 15)
-		fmt.Fprintf(tw, "rollout	from revision %d (%s): nodes keep it until the rollout moves them (fermion rollout status %s)\n",
-			d.Stable.Number, versionCell(d.Stable.Version.Version, d.Stable.Version.Digest), d.Name)
+		fmt.Fprintf(tw, "stable\tfrom revision %d (%s): nodes keep it until the rollout moves them\n",
+			d.Stable.Number, versionCell(d.Stable.Version.Version, d.Stable.Version.Digest))
 	}
 	state := "converging"
 	switch {
@@ -194,4 +200,13 @@ func describeSpec(s *v1.DeploymentSpec) string {
 // oneLine keeps a table row on one line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// rolloutLine is a deployment's rollout in one line, with how long ago an ended one
+// ended.
+func rolloutLine(r *v1.RolloutSummary, now time.Time) string {
+	if r.Terminal {
+		return r.Describe() + " (" + since(now, r.Updated) + ")"
+	}
+	return r.Describe()
 }

@@ -25,8 +25,10 @@ func (s *api) apiListDeployments(_ http.ResponseWriter, _ *http.Request, _ cred)
 		c.Revision = rev
 		out.Deployments = append(out.Deployments, c)
 	})
+	now := time.Now()
 	for i := range out.Deployments {
 		out.Deployments[i].Placement, _, _ = s.st.Placements.Get(out.Deployments[i].Name)
+		withRolloutStatus(s.st, &out.Deployments[i], now)
 	}
 	slices.SortFunc(out.Deployments, func(a, b v1.Deployment) int { return strings.Compare(a.Name, b.Name) })
 	return out, http.StatusOK, nil
@@ -39,6 +41,7 @@ func (s *api) getDeployment(name string) (v1.Deployment, *v1.Error) {
 	}
 	d.Revision = rev
 	d.Placement, _, _ = s.st.Placements.Get(name)
+	withRolloutStatus(s.st, &d, time.Now())
 	return d, nil
 }
 

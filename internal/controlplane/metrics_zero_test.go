@@ -37,8 +37,8 @@ func seriesValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	return 0, false
 }
 
-// TestErrorCountersStartAtZero: the control plane's labelled result counters exist at 0
-// from the start, and a policy's evaluation and violation counters from when it is in
+// TestErrorCountersStartAtZero: the control plane's labelled result counters (rollout
+// outcomes too) exist at 0 from the start, and a policy's evaluation and violation counters from when it is in
 // force, so that panels show 0 rather than no data until the first error or violation.
 func TestErrorCountersStartAtZero(t *testing.T) {
 	f, reg := policyFleet(t, nil)
@@ -60,6 +60,7 @@ func TestErrorCountersStartAtZero(t *testing.T) {
 		{metric: "fermion_controlplane_placements_total", label: "result", values: "placed unplaceable"},
 		{metric: "fermion_policy_evaluations_total", labels: "policy=allow-all,mode=deny", label: "result", values: "pass violation error ignored skipped"},
 		{metric: "fermion_policy_violations_total", labels: "policy=allow-all", label: "mode", values: "deny"},
+		{metric: "fermion_rollouts_total", label: "outcome", values: "succeeded rolled_back aborted failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {

@@ -94,6 +94,12 @@ func executive() Dashboard {
 				Note: "the second query is the runtime's version on each node"},
 			{Title: "SLO alerts firing", Kind: Table, Unit: Count, Queries: []Query{
 				{`ALERTS{alertname=~"FermionErrorBudgetBurn.*", alertstate="firing"}`, ""}}},
+			{Title: "Rollouts ended in the last day, by outcome (M10)", Kind: Stat, Unit: Count, Queries: []Query{
+				{`sum by (outcome) (increase(fermion_rollouts_total[1d]))`, "{{outcome}}"}},
+				Note: "every outcome shows 0 until a rollout ends with it; rolled_back and failed are deploys the canary or a step stopped"},
+			{Title: "Rollouts that rolled back or failed, last day (M10)", Kind: Stat, Unit: Ratio, Queries: []Query{
+				{`job:fermion_rollouts_failed:ratio_increase1d`, "{{job}}"}},
+				Note: "no value (NaN) on a day without an ended rollout; `FermionRolloutsFailing` tickets above 25% in an hour"},
 		},
 	}
 }
@@ -137,6 +143,9 @@ func onCall() Dashboard {
 			{Title: "Nodes up, process restarts", Kind: TimeSeries, Unit: Count, Queries: []Query{
 				{`up{job="fermion"}`, "up {{instance}}"},
 				{`changes(process_start_time_seconds{job="fermion"}[1h])`, "restarts {{instance}}"}}},
+			{Title: "Rollouts ended by outcome, last hour", Kind: TimeSeries, Unit: Count, Queries: []Query{
+				{`sum by (job, outcome) (increase(fermion_rollouts_total[1h]))`, "{{outcome}} ({{job}})"}},
+				Note: "`fermion events --type rollout` names each rolled-back or failed deployment and why; `fermion rollout status NAME` shows its verdicts"},
 			{Title: "Recent failures (log panel)", Kind: Logs,
 				Note: "in the log store: lines with `msg=\"request\"` and `status >= 500`, and `msg=\"function error\"`; each carries `request_id` and (request lines) `trace_id`"},
 		},

@@ -73,7 +73,10 @@ func GuestFile(t testing.TB, dir string, reactor bool) string {
 	return p
 }
 
-// BuildGuest compiles a guest package with GOOS=wasip1 GOARCH=wasm.
+// BuildGuest compiles a guest package with GOOS=wasip1 GOARCH=wasm, reproducibly as
+// `fermion build` does (-trimpath -buildvcs=false): the same sources give the same
+// module on any checkout, clean or dirty, so a compile cache keyed by the module's
+// hash keeps serving it across commits.
 func BuildGuest(root, dir string, reactor bool) ([]byte, error) {
 	out, err := os.MkdirTemp("", "fermion-build-")
 	if err != nil {
@@ -81,7 +84,7 @@ func BuildGuest(root, dir string, reactor bool) ([]byte, error) {
 	}
 	defer os.RemoveAll(out)
 	file := filepath.Join(out, "guest.wasm")
-	args := []string{"build", "-o", file}
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-o", file}
 	if reactor {
 		args = append(args, "-buildmode=c-shared")
 	}

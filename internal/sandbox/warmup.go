@@ -62,6 +62,21 @@ type warmupState struct {
 	mu     sync.Mutex
 	failed int
 	last   *WarmupError
+	// path, when set, replaces spec.Warmup: a loaded version's hook changed in place,
+	// which only tests do (a backend that goes away after load). It lives under mu
+	// because background top-ups warm instances while the change happens; a plain
+	// write to spec.Warmup raced with them.
+	path string
+}
+
+// hookPath is the warmup request's target for the next new instance.
+func (f *Function) hookPath() string {
+	f.warmups.mu.Lock()
+	defer f.warmups.mu.Unlock()
+	if f.warmups.path != "" {
+		return f.warmups.path
+	}
+	return f.spec.Warmup
 }
 
 // checkWarmup refuses a hook on a command module, whose instances live for one request.
@@ -89,11 +104,12 @@ func (f *Function) warmup(ctx context.Context, inst *instance) error {
 	if f.spec.Warmup == "" || f.snaps.rec != nil { // the snapshot's source instance never serves
 		return nil
 	}
+	path := f.hookPath()
 	timeout := f.spec.WarmupTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second // a hand-built Spec: the manifest's default
 	}
-	req := &Request{ID: "warmup", Method: http.MethodGet, URI: f.spec.Warmup, Host: "localhost",
+	req := &Request{ID: "warmup", Method: http.MethodGet, URI: path, Host: "localhost",
 		RemoteAddr: "127.0.0.1:0", Header: http.Header{"User-Agent": {"fermion-warmup"}}}
 	inst.warmupTimeout = timeout
 	// Not the start's context: its deadline is limits.timeout, and the hook has its own.
@@ -102,9 +118,9 @@ func (f *Function) warmup(ctx context.Context, inst *instance) error {
 	var we *WarmupError
 	switch {
 	case reason == telemetry.ReasonTimeout:
-		we = &WarmupError{Path: f.spec.Warmup, Timeout: timeout}
+		we = &WarmupError{Path: path, Timeout: timeout}
 	case err != nil:
-		we = &WarmupError{Path: f.spec.Warmup, Err: err}
+		we = &WarmupError{Path: path, Err: err}
 		var se *Error
 		if errors.As(err, &se) {
 			we.Err = errors.New(se.Msg)
@@ -113,9 +129,9 @@ func (f *Function) warmup(ctx context.Context, inst *instance) error {
 			}
 		}
 	case reason != "":
-		we = &WarmupError{Path: f.spec.Warmup, Err: errors.New(reason)}
+		we = &WarmupError{Path: path, Err: errors.New(reason)}
 	case resp.Status < 200 || resp.Status > 299:
-		we = &WarmupError{Path: f.spec.Warmup, Status: resp.Status}
+		we = &WarmupError{Path: path, Status: resp.Status}
 		if body := strings.TrimSpace(string(resp.Body)); body != "" {
 			if len(body) > 200 {
 				body = body[:200] + "…"

@@ -17,7 +17,14 @@ import (
 // 503 warmup, and after WarmupFailLimit failures in a row reports WarmupFailing; one
 // success clears it.
 func TestWarmupFailingAfterLoad(t *testing.T) {
-	e, err := NewEngine(EngineConfig{CacheDir: t.TempDir(), Metrics: telemetry.NewMetrics("test")})
+	// The tests' shared compilation cache, not a directory of its own: this test asserts
+	// nothing about compiling, and a cold compile under -race took three minutes of a
+	// busy machine's time.
+	cache, err := fermiontest.CompileCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineConfig{CacheDir: cache, Metrics: telemetry.NewMetrics("test")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +47,14 @@ func TestWarmupFailingAfterLoad(t *testing.T) {
 	if _, err := req(); err != nil {
 		t.Fatal(err)
 	}
-	f.spec.Warmup = "/warmup?status=503" // from now on every hook call fails
+	// From now on every hook call fails. Through warmups.path, not f.spec: background
+	// top-ups read the hook while it changes (a data race under -race otherwise).
+	setHook := func(path string) {
+		f.warmups.mu.Lock()
+		f.warmups.path = path
+		f.warmups.mu.Unlock()
+	}
+	setHook("/warmup?status=503")
 	for i := range WarmupFailLimit {
 		_, err := req()
 		var se *Error
@@ -54,7 +68,7 @@ func TestWarmupFailingAfterLoad(t *testing.T) {
 		}
 		return nil
 	})
-	f.spec.Warmup = "/warmup?status=200"
+	setHook("/warmup?status=200")
 	// Background top-ups may still fail with the old path; a request's cold start
 	// after the switch succeeds and clears the run.
 	fermiontest.WaitFor(t, 5*time.Second, func() error {

@@ -94,6 +94,16 @@ func TestWarmupFailureFailsLoad(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, logs := newEngineWithLogs(t)
 			s := spec("bad", reactor(t, tc.guest))
+			if tc.timeout < time.Second {
+				// Compile the module first (a load without the hook), so that the time
+				// below is the hook's: a cold compile under -race on a busy machine
+				// took minutes and failed this check for no fault of the timeout.
+				f, err := e.Load(context.Background(), s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Close(context.Background())
+			}
 			s.Warmup, s.WarmupTimeout = tc.path, tc.timeout
 			s.Scaling.MinWarm = 1
 			start := time.Now()
