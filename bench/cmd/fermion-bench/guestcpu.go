@@ -40,16 +40,22 @@ func buildGuestDir(root, dir string) ([]byte, error) {
 	return tc.Build(ctx, filepath.Join(root, dir), filepath.Join(os.TempDir(), "fermion-rust-target"))
 }
 
-// guestCPU is a guest's own CPU time per request under wazero's compiler: fermion_handle
-// called directly with the prepared request, a response function that copies the
-// response out as a host must, nothing else around it. Each round times calls calls on
-// one locked thread with that thread's CPU clock, so time the thread spent waiting for a
-// core (the machine is shared) is not counted; the rounds' median and spread are
-// returned, in ns per call.
-func guestCPU(wasm []byte, calls, rounds int) (med, lo, hi float64, err error) {
+// guestCaller is a guest instance ready to serve guestCallRequest: call runs one
+// request, close releases the runtime.
+type guestCaller struct {
+	call  func() error
+	close func()
+}
+
+// newGuestCaller instantiates wasm under wazero's compiler with a response function
+// that copies the response out, as a host must, and nothing else around the guest.
+func newGuestCaller(wasm []byte) (*guestCaller, error) {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	defer rt.Close(ctx)
+	fail := func(err error) (*guestCaller, error) {
+		rt.Close(ctx)
+		return nil, err
+	}
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	var out []byte
 	respond := api.GoModuleFunc(func(_ context.Context, m api.Module, stack []uint64) {
@@ -57,17 +63,17 @@ func guestCPU(wasm []byte, calls, rounds int) (med, lo, hi float64, err error) {
 		out = append(out[:0], b...)
 	})
 	if err := bare.InstantiateHost(ctx, rt, respond); err != nil {
-		return 0, 0, 0, err
+		return fail(err)
 	}
 	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName("").
 		WithStartFunctions(abi.ExportInitialize).WithSysNanotime().WithSysWalltime())
 	if err != nil {
-		return 0, 0, 0, err
+		return fail(err)
 	}
 	enc := abi.AppendRequest(nil, &guestCallRequest)
 	stack := []uint64{uint64(len(enc))}
 	if err := mod.ExportedFunction(abi.ExportBuf).CallWithStack(ctx, stack); err != nil {
-		return 0, 0, 0, err
+		return fail(err)
 	}
 	ptr := uint32(stack[0])
 	handle := mod.ExportedFunction(abi.ExportHandle)
@@ -86,23 +92,62 @@ func guestCPU(wasm []byte, calls, rounds int) (med, lo, hi float64, err error) {
 		}
 		return nil
 	}
+	return &guestCaller{call: call, close: func() { rt.Close(ctx) }}, nil
+}
+
+// cpuSpread is the median, minimum and maximum of xs.
+type cpuSpread struct{ med, lo, hi float64 }
+
+func cpuSpreadOf(xs []float64) cpuSpread {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return cpuSpread{s[len(s)/2], s[0], s[len(s)-1]}
+}
+
+// guestCPU is each guest's own CPU time per request, in ns: calls calls per round on
+// one locked thread, timed with that thread's CPU clock, so time the thread spent
+// waiting for a core (the machine is shared) is not counted. With several guests the
+// rounds alternate between them, so a change in the machine's state over the run
+// (neighbours' load, the caches they leave) falls on all of them alike, and each
+// round's ratio against the first guest is comparable.
+func guestCPU(wasms [][]byte, calls, rounds int) (per []cpuSpread, ratio []cpuSpread, err error) {
+	callers := make([]*guestCaller, len(wasms))
+	for i, w := range wasms {
+		c, err := newGuestCaller(w)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer c.close()
+		callers[i] = c
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	for range calls { // warm up: lazy initialisation, the guest's heap at its working size
-		if err := call(); err != nil {
-			return 0, 0, 0, err
-		}
-	}
-	per := make([]float64, 0, rounds)
-	for range rounds {
-		t0 := threadCPU()
+	for _, c := range callers { // warm up: lazy initialisation, the heap at its working size
 		for range calls {
-			if err := call(); err != nil {
-				return 0, 0, 0, err
+			if err := c.call(); err != nil {
+				return nil, nil, err
 			}
 		}
-		per = append(per, float64(threadCPU()-t0)/float64(calls))
 	}
-	sort.Float64s(per)
-	return per[len(per)/2], per[0], per[len(per)-1], nil
+	ns := make([][]float64, len(callers))
+	for range rounds {
+		for i, c := range callers {
+			t0 := threadCPU()
+			for range calls {
+				if err := c.call(); err != nil {
+					return nil, nil, err
+				}
+			}
+			ns[i] = append(ns[i], float64(threadCPU()-t0)/float64(calls))
+		}
+	}
+	for i := range callers {
+		per = append(per, cpuSpreadOf(ns[i]))
+		rs := make([]float64, rounds)
+		for r := range rounds {
+			rs[r] = ns[i][r] / ns[0][r]
+		}
+		ratio = append(ratio, cpuSpreadOf(rs))
+	}
+	return per, ratio, nil
 }

@@ -911,6 +911,7 @@ func guestCalls(args []string) error {
 	top := fs.Int("top", 30, "functions to list")
 	cpuCalls := fs.Int("cpu-calls", 20000, "calls per round of the CPU measurement under the compiler (0: skip it)")
 	cpuRounds := fs.Int("cpu-rounds", 7, "rounds of the CPU measurement")
+	baseRoot := fs.String("base-root", "", "also build the guest from this checkout (e.g. an earlier commit's git archive) and measure both CPUs in alternating rounds, the base first")
 	fs.Parse(args)
 	r, err := root()
 	if err != nil {
@@ -921,12 +922,26 @@ func guestCalls(args []string) error {
 		return err
 	}
 	if *cpuCalls > 0 {
-		med, lo, hi, err := guestCPU(wasm, *cpuCalls, *cpuRounds)
+		wasms, names := [][]byte{wasm}, []string{*guest}
+		if *baseRoot != "" {
+			base, err := buildGuestDir(*baseRoot, *guest)
+			if err != nil {
+				return fmt.Errorf("-base-root: %w", err)
+			}
+			wasms, names = [][]byte{base, wasm}, []string{*guest + " from " + *baseRoot, *guest}
+		}
+		per, ratio, err := guestCPU(wasms, *cpuCalls, *cpuRounds)
 		if err != nil {
 			return fmt.Errorf("guest CPU of %s: %w", *guest, err)
 		}
-		fmt.Printf("%s: %.0f ns of thread CPU per request under wazero's compiler (median of %d rounds of %d; %.0f–%.0f)\n",
-			*guest, med, *cpuRounds, *cpuCalls, lo, hi)
+		for i, p := range per {
+			fmt.Printf("%s: %.0f ns of thread CPU per request under wazero's compiler (median of %d rounds of %d; %.0f–%.0f)",
+				names[i], p.med, *cpuRounds, *cpuCalls, p.lo, p.hi)
+			if i > 0 {
+				fmt.Printf(", %.3f× the base (rounds %.3f–%.3f)", ratio[i].med, ratio[i].lo, ratio[i].hi)
+			}
+			fmt.Println()
+		}
 	}
 	counts := callCounter{}
 	ctx := experimental.WithFunctionListenerFactory(context.Background(), counts)
