@@ -31,7 +31,8 @@ func TestGuestAllocations(t *testing.T) {
 	} {
 		t.Run(tt.guest, func(t *testing.T) {
 			const n = 500
-			got := guestMallocs(t, fermiontest.Guest(t, tt.guest, true), n)
+			var c mallocCounter
+			got := guestCalls(t, fermiontest.Guest(t, tt.guest, true), &c, &c.n, n)
 			t.Logf("%s: %.2f allocations per request", tt.guest, got)
 			if got > tt.max {
 				t.Fatalf("%.2f allocations per request inside the guest, want at most %.2f", got, tt.max)
@@ -52,12 +53,12 @@ func (c *mallocCounter) NewFunctionListener(def api.FunctionDefinition) experime
 	})
 }
 
-// guestMallocs returns the guest's mallocgc calls per request over n requests, after
-// warm-up requests that let it set up what it allocates once.
-func guestMallocs(t *testing.T, wasm []byte, n int) float64 {
+// guestCalls runs wasm's handler under the interpreter with f's listeners and returns
+// *count per request over n requests, after warm-up requests that let the guest set up
+// what it allocates once.
+func guestCalls(t *testing.T, wasm []byte, f experimental.FunctionListenerFactory, count *int, n int) float64 {
 	t.Helper()
-	var c mallocCounter
-	ctx := experimental.WithFunctionListenerFactory(context.Background(), &c)
+	ctx := experimental.WithFunctionListenerFactory(context.Background(), f)
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
@@ -92,9 +93,9 @@ func guestMallocs(t *testing.T, wasm []byte, n int) float64 {
 	for range 50 {
 		call()
 	}
-	c.n = 0
+	*count = 0
 	for range n {
 		call()
 	}
-	return float64(c.n) / float64(n)
+	return float64(*count) / float64(n)
 }

@@ -50,6 +50,39 @@ func TestFaultLoopTimesOut(t *testing.T) {
 	wantStats(t, f, sandbox.Stats{Warm: 1, Total: 1})
 }
 
+// TestFaultSpinningGoroutine: a goroutine a handler started runs when the Go SDK yields
+// to the scheduler (every 32 requests, sdk/internal/guest), and one that never blocks
+// keeps that request from returning. The deadline must stop it like a looping handler:
+// a 504 for the request it holds, the instance discarded, and the next request served.
+func TestFaultSpinningGoroutine(t *testing.T) {
+	e, m := newEngine(t)
+	s := spec("loop", reactor(t, guestLoop))
+	s.Limits.Timeout = 300 * time.Millisecond
+	f := load(t, e, s)
+	wantOK(t, f, get("/loop?spin=1"), "ok")
+
+	timedOut := 0
+	for i := 0; i < 40 && timedOut == 0; i++ {
+		resp, err := invoke(t, f, get("/loop"))
+		if err == nil {
+			if resp.Status != http.StatusOK {
+				t.Fatalf("request %d: status %d", i, resp.Status)
+			}
+			continue
+		}
+		wantError(t, resp, err, http.StatusGatewayTimeout, telemetry.ReasonTimeout)
+		timedOut++
+	}
+	if timedOut == 0 {
+		t.Fatal("40 requests after starting a spinning goroutine all returned: the SDK never yielded to it")
+	}
+	wantMetric(t, "timeout discards", discards(m, "loop", telemetry.ReasonTimeout), 1)
+	resp := wantOK(t, f, get("/loop"), "ok")
+	if !resp.Cold {
+		t.Fatal("the request after the timeout reused the instance holding the spinning goroutine")
+	}
+}
+
 func TestFaultOOM(t *testing.T) {
 	tests := []struct {
 		name      string

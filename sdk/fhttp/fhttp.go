@@ -38,8 +38,17 @@
 //
 // What is left is the handler's own: a Header().Set of a new name grows the response's
 // reused list (no allocation once it has room), Values and Map allocate, and so does
-// whatever the handler builds. bench/RESULTS.md counts it per request (fermion-bench
-// guestcalls: calls and allocations inside the guest).
+// whatever the handler builds. io.WriteString(w, s) and fmt.Fprint(w, …) cost two
+// searches of the runtime's type table each (converting w to io.Writer, then asserting
+// io.StringWriter; Go caches neither on wasm), about 0.4 µs: w.Write of bytes made once
+// does not. bench/RESULTS.md counts it per request (fermion-bench guestcalls: calls,
+// allocations and thread CPU inside the guest).
+//
+// Every 32 requests the SDK yields to the Go scheduler after sending the response, so a
+// garbage collection cycle started by an allocation is finished by the runtime's
+// background worker instead of leaving the write barrier on for thousands of requests
+// (docs/RATIONALE.md, "Why does the Go SDK yield…"). Goroutines a handler started run
+// then too.
 //
 // The host instantiates the module once, runs _initialize (package init functions, so
 // the handler must be registered there, not in main) and then calls the handler for

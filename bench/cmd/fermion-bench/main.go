@@ -15,7 +15,9 @@
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	cmdmemory  RSS that N concurrent 64 MiB command runs add, and what is left after
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
-//	           has no sampling profiler, so count calls with a function listener)
+//	           has no sampling profiler, so count calls with a function listener), and
+//	           the guest's thread CPU per request under the compiler (guestcpu.go); Go
+//	           packages or Rust crates (examples/hello-rust)
 //	fleet      1,000 simulated agents against one control-plane replica: join, daemon
 //	           convergence vs a 10-agent fleet, server CPU and memory while the leases
 //	           renew, CPU per heartbeat vs a bare NATS request/reply (fleet.go)
@@ -979,14 +981,39 @@ func guestCalls(args []string) error {
 	guest := fs.String("guest", "examples/hello", "reactor guest package to build")
 	n := fs.Int("n", 1000, "requests")
 	top := fs.Int("top", 30, "functions to list")
+	cpuCalls := fs.Int("cpu-calls", 20000, "calls per round of the CPU measurement under the compiler (0: skip it)")
+	cpuRounds := fs.Int("cpu-rounds", 7, "rounds of the CPU measurement")
+	baseRoot := fs.String("base-root", "", "also build the guest from this checkout (e.g. an earlier commit's git archive) and measure both CPUs in alternating rounds, the base first")
 	fs.Parse(args)
 	r, err := root()
 	if err != nil {
 		return err
 	}
-	wasm, err := fermiontest.BuildGuest(r, *guest, true)
+	wasm, err := buildGuestDir(r, *guest)
 	if err != nil {
 		return err
+	}
+	if *cpuCalls > 0 {
+		wasms, names := [][]byte{wasm}, []string{*guest}
+		if *baseRoot != "" {
+			base, err := buildGuestDir(*baseRoot, *guest)
+			if err != nil {
+				return fmt.Errorf("-base-root: %w", err)
+			}
+			wasms, names = [][]byte{base, wasm}, []string{*guest + " from " + *baseRoot, *guest}
+		}
+		per, ratio, err := guestCPU(wasms, *cpuCalls, *cpuRounds)
+		if err != nil {
+			return fmt.Errorf("guest CPU of %s: %w", *guest, err)
+		}
+		for i, p := range per {
+			fmt.Printf("%s: %.0f ns of thread CPU per request under wazero's compiler (median of %d rounds of %d; %.0f–%.0f)",
+				names[i], p.med, *cpuRounds, *cpuCalls, p.lo, p.hi)
+			if i > 0 {
+				fmt.Printf(", %.3f× the base (rounds %.3f–%.3f)", ratio[i].med, ratio[i].lo, ratio[i].hi)
+			}
+			fmt.Println()
+		}
 	}
 	counts := callCounter{}
 	ctx := experimental.WithFunctionListenerFactory(context.Background(), counts)
@@ -1000,9 +1027,7 @@ func guestCalls(args []string) error {
 	if err != nil {
 		return err
 	}
-	enc := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/hello", Host: "localhost:8080", RemoteAddr: "127.0.0.1:5555",
-		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}, {Name: "X-Request-Id", Value: "0123456789abcdef0123456789abcdef"},
-			{Name: "Traceparent", Value: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"}}})
+	enc := abi.AppendRequest(nil, &guestCallRequest)
 	res, err := mod.ExportedFunction(abi.ExportBuf).Call(ctx, uint64(len(enc)))
 	if err != nil {
 		return err
@@ -1029,18 +1054,24 @@ func guestCalls(args []string) error {
 		total += v
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].name < all[j].name })
-	mallocs := 0
+	// Every heap allocation of a Go guest goes through runtime.mallocgc, so its calls
+	// are the guest's allocations; a Rust guest's go through __rust_alloc into
+	// wasi-libc's malloc (nested, so the largest count, in case LTO inlined one).
+	mallocs, allocFn := 0, "runtime.mallocgc"
 	for k, v := range counts {
-		if strings.TrimPrefix(k, ".") == "runtime.mallocgc" {
+		switch strings.TrimPrefix(k, ".") {
+		case "runtime.mallocgc":
 			mallocs += v
+		case "__rust_alloc", "__rdl_alloc", "malloc", "dlmalloc":
+			if v > mallocs {
+				mallocs, allocFn = v, "malloc"
+			}
 		}
 	}
-	// Every heap allocation of a Go guest goes through runtime.mallocgc, so its calls
-	// are the guest's allocations.
-	fmt.Printf("%s: %.0f guest function calls per request, %.2f allocations (runtime.mallocgc calls)\n\n| calls/request | function |\n|---|---|\n",
-		*guest, float64(total)/float64(*n), float64(mallocs)/float64(*n))
+	fmt.Printf("%s: %.0f guest function calls per request, %.2f allocations (%s calls)\n\n| calls/request | function |\n|---|---|\n",
+		*guest, float64(total)/float64(*n), float64(mallocs)/float64(*n), allocFn)
 	for _, e := range all[:min(*top, len(all))] {
-		fmt.Printf("| %.1f | %s |\n", float64(e.n)/float64(*n), strings.TrimPrefix(e.name, "."))
+		fmt.Printf("| %.3g | %s |\n", float64(e.n)/float64(*n), strings.TrimPrefix(e.name, "."))
 	}
 	return nil
 }
