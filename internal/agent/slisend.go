@@ -190,6 +190,9 @@ func (s *sliSender) send(ctx context.Context) {
 			s.startBuffering("not connected to the control plane")
 			return
 		}
+		if !n.sliExemplars.Load() {
+			items = withoutExtensions(items)
+		}
 		var reply v1.SLIBatchReply
 		_, err := request(ctx, nc, v1.SubjectSLIs(n.cfg.Name), v1.SLIBatch{SentAt: time.Now(), Summaries: items}, &reply)
 		if ctx.Err() != nil {
@@ -244,6 +247,16 @@ func (s *sliSender) oldestLocked() [][]byte {
 		}
 	}
 	return all
+}
+
+// withoutExtensions returns items as a server that predates summary extensions reads
+// them; the buffer's own slices are left as they are.
+func withoutExtensions(items [][]byte) [][]byte {
+	out := make([][]byte, len(items))
+	for i, b := range items {
+		out[i] = sli.WithoutExtensions(b)
+	}
+	return out
 }
 
 func (s *sliSender) startBuffering(why string) {
