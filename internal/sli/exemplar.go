@@ -26,6 +26,10 @@ const (
 	// (≤ 1 KB per version-interval, bench/RESULTS.md "Slowest requests") whatever its
 	// paths.
 	MaxExemplarBytes = 160
+	// MaxSummaryWithExemplars bounds a summary's size with its exemplars: past it only
+	// the slowest is sent. It keeps a hello-like version-interval within the issue's
+	// 1 KB on the wire with every exemplar's path spelled out (bench/RESULTS.md).
+	MaxSummaryWithExemplars = 560
 	// maxExemplarDuration bounds a plausible request duration.
 	maxExemplarDuration = 24 * time.Hour
 )
@@ -163,8 +167,9 @@ const (
 )
 
 // appendExemplars appends the exemplar section of s, if it has exemplars: as many of
-// them, slowest first, as fit in MaxExemplarBytes.
-func appendExemplars(b []byte, s *Summary) []byte {
+// them, slowest first, as fit in MaxExemplarBytes and, past the first, keep the summary
+// (base bytes so far) within MaxSummaryWithExemplars.
+func appendExemplars(b []byte, base int, s *Summary) []byte {
 	if len(s.Slowest) == 0 {
 		return b
 	}
@@ -178,6 +183,9 @@ func appendExemplars(b []byte, s *Summary) []byte {
 		if 1+len(sec)+len(one) > MaxExemplarBytes { // 1: the count, always one byte
 			break
 		}
+		if n > 0 && base+sectionBytes(1+len(sec)+len(one)) > MaxSummaryWithExemplars {
+			break
+		}
 		sec = append(sec, one...)
 		n++
 	}
@@ -188,6 +196,13 @@ func appendExemplars(b []byte, s *Summary) []byte {
 	b = binary.AppendUvarint(b, uint64(1+len(sec)))
 	b = append(b, byte(n))
 	return append(b, sec...)
+}
+
+// sectionBytes is the size of an exemplar section whose content is n bytes: its tag,
+// its length, its content.
+func sectionBytes(n int) int {
+	var l [binary.MaxVarintLen64]byte
+	return 1 + binary.PutUvarint(l[:], uint64(n)) + n
 }
 
 func appendExemplar(b []byte, e *Exemplar, s *Summary) []byte {
@@ -219,7 +234,7 @@ func appendExemplar(b []byte, e *Exemplar, s *Summary) []byte {
 
 // extensions reads the extension sections after the version-1 fields into s.
 func (r *reader) extensions(s *Summary) error {
-	last := -1
+	base, last := r.off, -1
 	for r.off < len(r.b) {
 		tag := int(r.b[r.off])
 		at := r.off
@@ -250,6 +265,9 @@ func (r *reader) extensions(s *Summary) error {
 			}
 			if sub.off != end {
 				return fmt.Errorf("exemplars: %d bytes left over in their section", end-sub.off)
+			}
+			if size := base + sectionBytes(int(n)); len(s.Slowest) > 1 && size > MaxSummaryWithExemplars {
+				return fmt.Errorf("%d exemplars make the summary %d bytes, over the %d-byte limit past the first", len(s.Slowest), size, MaxSummaryWithExemplars)
 			}
 		default: // a newer agent's: not ours to read
 		}

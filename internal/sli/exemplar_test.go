@@ -96,7 +96,13 @@ func TestRecordRequestAllocs(t *testing.T) {
 
 func slowSummary(t testing.TB, paths ...string) Summary {
 	t.Helper()
-	s := helloSummary(t, 1000)
+	return slowSummaryAt(t, 10, paths...)
+}
+
+// slowSummaryAt is helloSummary at rps with one exemplar per path, slowest first.
+func slowSummaryAt(t testing.TB, rps int, paths ...string) Summary {
+	t.Helper()
+	s := helloSummary(t, rps)
 	for i, p := range paths {
 		s.Slowest = append(s.Slowest, Exemplar{Duration: time.Duration(50-i) * time.Millisecond, Status: 200 + i,
 			Start: s.Start.UnixMilli() + int64(i*100), TraceID: traceID(byte(i + 1)), Sampled: i%2 == 0,
@@ -131,31 +137,37 @@ func TestExemplarsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestExemplarsWireBudget: the section never exceeds MaxExemplarBytes; the slowest
-// are the ones kept.
+// TestExemplarsWireBudget: the section never exceeds MaxExemplarBytes, nor, past the
+// first exemplar, the summary MaxSummaryWithExemplars; the slowest are the ones kept.
 func TestExemplarsWireBudget(t *testing.T) {
 	long := "/" + strings.Repeat("p", 100)
+	hello := []string{"/hello", "/hello", "/hello", "/hello", "/hello"}
 	tests := []struct {
 		name  string
+		rps   int
 		paths []string
 		want  int
 	}{
-		{"hello paths: all five", []string{"/hello", "/hello", "/hello", "/hello", "/hello"}, 5},
-		{"long paths: as many as fit", []string{long, long, long, long, long}, 1},
+		{"hello paths: all five", 10, hello, 5},
+		{"a larger sketch: as many as the summary's bound leaves room for", 1000, hello, 4},
+		{"long paths: as many as the section holds", 10, []string{long, long, long, long, long}, 1},
+		{"the bound stops the second, not the first", 1000, []string{long, "/a"}, 1},
 	}
-	base := len(EncodeSummary(nil, helloSummary(t, 1000)))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := slowSummary(t, tc.paths...)
+			base := len(EncodeSummary(nil, helloSummary(t, tc.rps)))
+			s := slowSummaryAt(t, tc.rps, tc.paths...)
 			b := EncodeSummary(nil, s)
-			if extra := len(b) - base; extra > MaxExemplarBytes+2 {
-				t.Errorf("exemplars cost %d bytes, over %d", extra, MaxExemplarBytes+2)
-			} else {
-				t.Logf("exemplars: %d bytes, summary %d bytes", extra, len(b))
+			t.Logf("exemplars: %d bytes, summary %d bytes", len(b)-base, len(b))
+			if extra := len(b) - base; extra > MaxExemplarBytes+3 {
+				t.Errorf("exemplars cost %d bytes, over %d", extra, MaxExemplarBytes+3)
 			}
 			got := mustDecode(t, b)
 			if len(got.Slowest) != tc.want {
 				t.Fatalf("%d exemplars on the wire, want %d", len(got.Slowest), tc.want)
+			}
+			if len(got.Slowest) > 1 && len(b) > MaxSummaryWithExemplars {
+				t.Errorf("summary is %d bytes with %d exemplars, over %d", len(b), len(got.Slowest), MaxSummaryWithExemplars)
 			}
 			if got.Slowest[0].Duration != s.Slowest[0].Duration {
 				t.Fatal("the slowest was not kept")
@@ -192,6 +204,20 @@ func TestExemplarsRefused(t *testing.T) {
 			b = binary.AppendUvarint(append(b, extExemplars), MaxExemplarBytes+1) // length over the limit
 			return append(b, make([]byte, MaxExemplarBytes+1)...)
 		}(), "over the 160-byte limit"},
+		{"over the summary's bound past the first", func() []byte {
+			// Five exemplars that fit the section, after a base made large.
+			s := slowSummaryAt(t, 1000, "/hello", "/hello", "/hello", "/hello", "/hello")
+			s.Node = strings.Repeat("n", 200)
+			lim := s
+			lim.Slowest = nil
+			b := EncodeSummary(nil, lim)
+			sec := []byte{5}
+			for i := range s.Slowest {
+				sec = appendExemplar(sec, &s.Slowest[i], &s)
+			}
+			b = binary.AppendUvarint(append(b, extExemplars), uint64(len(sec)))
+			return append(b, sec...)
+		}(), "over the 560-byte limit past the first"},
 		{"repeated extension", append(append([]byte{}, good...), good[base:]...), "out of order or repeated"},
 		{"unknown flags", func() []byte {
 			b := append([]byte{}, good...)

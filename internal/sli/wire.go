@@ -28,6 +28,7 @@ const (
 // version byte, then length-prefixed strings and uvarints, reasons sorted so equal
 // summaries encode equally. It does not validate s; ValidateSummary does.
 func EncodeSummary(b []byte, s Summary) []byte {
+	start := len(b)
 	b = append(b, WireVersion)
 	b = appendString(b, s.Node)
 	b = appendString(b, s.Key.Deployment)
@@ -54,7 +55,7 @@ func EncodeSummary(b []byte, s Summary) []byte {
 	b = binary.AppendUvarint(b, s.OutboundErrors)
 	b = binary.AppendUvarint(b, s.PolicyDenials)
 	b = binary.AppendUvarint(b, s.TelemetryBacklog)
-	return appendExemplars(b, &s)
+	return appendExemplars(b, len(b)-start, &s)
 }
 
 func appendString(b []byte, s string) []byte {
