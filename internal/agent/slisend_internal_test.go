@@ -15,7 +15,7 @@ func TestWithoutExtensions(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	a := sli.NewAggregator(sli.Config{Node: "n", Start: t0})
 	h := a.Series(sli.Key{Deployment: "d", Version: "v", Route: "/"})
-	h.RecordRequest(sli.Exemplar{Duration: time.Second, Status: 200, Start: t0.UnixMilli(), TraceID: [16]byte{1}, Method: "GET", Path: "/a"}, false)
+	h.RecordRequest(&sli.Exemplar{Duration: time.Second, Status: 200, Start: t0.UnixMilli(), TraceID: [16]byte{1}, Method: "GET", Path: "/a"}, false)
 	sum := a.Flush(t0.Add(10 * time.Second))[0]
 	with := sli.EncodeSummary(nil, sum)
 	sum.Slowest = nil

@@ -269,7 +269,7 @@ func startFleet(t *testing.T) *fixture {
 				// One request far slower than the rest: the Debug view's first slow request.
 				slowApp = dep
 				h := agg.Series(k)
-				h.RecordRequest(sli.Exemplar{Duration: 3 * time.Second, Status: 200, Start: end.Add(-5 * time.Second).UnixMilli(),
+				h.RecordRequest(&sli.Exemplar{Duration: 3 * time.Second, Status: 200, Start: end.Add(-5 * time.Second).UnixMilli(),
 					TraceID: slowestTrace, Sampled: true, Instance: 2, Method: "GET", Path: "/" + dep + "/report"}, false)
 				h.Release()
 			}

@@ -307,7 +307,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if tel.sli != nil {
 			// Sampled: this request's span was recorded, so the trace backend has it.
-			tel.sli.RecordRequest(sli.Exemplar{Duration: elapsed, Status: status, Start: start.UnixMilli(),
+			tel.sli.RecordRequest(&sli.Exemplar{Duration: elapsed, Status: status, Start: start.UnixMilli(),
 				TraceID: sc.TraceID(), Sampled: span.IsRecording() && sc.IsSampled(), Instance: x.inst,
 				Method: r.Method, Path: r.URL.Path}, cold)
 			if limit := sliLimit(reason); limit != "" {

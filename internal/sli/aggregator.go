@@ -229,15 +229,17 @@ func (h *Series) Record(status int, latency time.Duration, cold bool) {
 // RecordRequest is Record for a request that may be among the interval's slowest:
 // ex.Duration is its latency and ex.Status its status. A request no slower than the
 // key's kth slowest so far in its shard costs one comparison more than Record; a slower
-// one replaces it in a fixed-size heap (O(log k), no allocation: ex's strings are
-// kept, the path cut to MaxExemplarPath).
-func (h *Series) RecordRequest(ex Exemplar, cold bool) {
+// one is copied into a fixed-size heap (O(log k), no allocation: ex's strings are kept,
+// the path cut to MaxExemplarPath). ex is read, not kept: the caller may reuse it.
+func (h *Series) RecordRequest(ex *Exemplar, cold bool) {
 	i := rand.Uint32() & h.a.mask
 	sh := &h.a.shards[i]
 	sh.mu.Lock()
 	s := h.per[i]
 	s.recordLocked(ex.Status, ex.Duration, cold)
-	s.slow.offer(h.a.slowK, &ex)
+	if h.a.slowK > 0 && (s.slow.n < h.a.slowK || ex.Duration > s.slow.e[0].Duration) {
+		s.slow.offer(h.a.slowK, ex)
+	}
 	sh.mu.Unlock()
 }
 

@@ -175,6 +175,6 @@ func BenchmarkSeriesRecordRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		h.RecordRequest(Exemplar{Duration: latencies[i&255], Status: 200, TraceID: id, Method: "GET", Path: "/hello"}, false)
+		h.RecordRequest(&Exemplar{Duration: latencies[i&255], Status: 200, TraceID: id, Method: "GET", Path: "/hello"}, false)
 	}
 }

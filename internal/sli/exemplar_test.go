@@ -37,7 +37,7 @@ func TestSlowHeap(t *testing.T) {
 			h := a.Series(k)
 			r := rand.New(rand.NewPCG(3, 4))
 			for _, i := range r.Perm(tc.n) {
-				h.RecordRequest(Exemplar{Duration: time.Duration(i+1) * time.Millisecond, Status: 200,
+				h.RecordRequest(&Exemplar{Duration: time.Duration(i+1) * time.Millisecond, Status: 200,
 					Start: t0.UnixMilli(), TraceID: traceID(byte(i)), Method: "GET", Path: "/x"}, false)
 			}
 			sums := a.Flush(t0.Add(10 * time.Second))
@@ -54,7 +54,7 @@ func TestSlowHeap(t *testing.T) {
 				}
 			}
 			// The next interval starts empty.
-			h.RecordRequest(Exemplar{Duration: time.Microsecond, Status: 200, TraceID: traceID(1), Start: t0.UnixMilli() + 10000}, false)
+			h.RecordRequest(&Exemplar{Duration: time.Microsecond, Status: 200, TraceID: traceID(1), Start: t0.UnixMilli() + 10000}, false)
 			if s := a.Flush(t0.Add(20 * time.Second)); tc.wantK > 0 && len(s[0].Slowest) != 1 {
 				t.Fatalf("next interval: %d exemplars, want 1", len(s[0].Slowest))
 			}
@@ -87,7 +87,7 @@ func TestRecordRequestAllocs(t *testing.T) {
 	i := 0
 	allocs := testing.AllocsPerRun(1000, func() {
 		i++
-		h.RecordRequest(Exemplar{Duration: latencies[i&255] + time.Duration(i), Status: 200, TraceID: traceID(1), Method: "GET", Path: path}, false)
+		h.RecordRequest(&Exemplar{Duration: latencies[i&255] + time.Duration(i), Status: 200, TraceID: traceID(1), Method: "GET", Path: path}, false)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per request", allocs)
