@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,40 @@ func TestParseSlowestQuery(t *testing.T) {
 				t.Fatalf("err = %v, want a QueryError on %s mentioning %q", err, tc.param, tc.msg)
 			}
 		})
+	}
+}
+
+// BenchmarkSlowestFull fills the ring to its bounds (16 minutes × SlowestMaxVersions
+// versions × SlowestPerVersion requests, from decoded summaries as the ingest gives
+// them) and reports the heap it holds (docs/sli.md, "Slowest requests").
+func BenchmarkSlowestFull(b *testing.B) {
+	now := t0.Add(time.Hour)
+	var sums []*sli.Summary
+	for m := range 16 {
+		for v := range SlowestMaxVersions {
+			at := now.Add(-time.Duration(m) * time.Minute)
+			s := slowSum(fmt.Sprintf("edge-%04d", v), fmt.Sprintf("app-%03d", v%200), fmt.Sprintf("1.%d.0", v), at, 50, 40, 30, 20, 10)
+			for i := range s.Slowest {
+				s.Slowest[i].Path = fmt.Sprintf("/app-%03d/items/%d", v%200, i) // its own string, as decoded
+			}
+			sums = append(sums, s)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := NewSlowest(nil)
+		for _, s := range sums {
+			r.Add(s, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		st := r.Stats()
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(st.Requests), "B/request")
+		b.ReportMetric(float64(st.Requests), "requests")
+		runtime.KeepAlive(r)
 	}
 }
