@@ -32,6 +32,10 @@ const (
 	MaxSummaryWithExemplars = 560
 	// maxExemplarDuration bounds a plausible request duration.
 	maxExemplarDuration = 24 * time.Hour
+	// exemplarLateStart is how long after its interval's end a request may have
+	// started: a flush runs a little after the boundary it closes the interval at, and
+	// a request that started and ended in between is still the closing interval's.
+	exemplarLateStart = time.Minute
 )
 
 // Exemplar is one slow request: enough to find it in the trace UI and the logs.
@@ -367,7 +371,7 @@ func validateExemplars(s *Summary, requests uint64) error {
 	if uint64(len(s.Slowest)) > requests {
 		return fmt.Errorf("%d exemplars but %d requests", len(s.Slowest), requests)
 	}
-	end := s.End.UnixMilli()
+	end := s.End.Add(exemplarLateStart).UnixMilli()
 	for i := range s.Slowest {
 		e := &s.Slowest[i]
 		switch {
@@ -380,7 +384,7 @@ func validateExemplars(s *Summary, requests uint64) error {
 		case e.Status < 0 || e.Status > 999:
 			return fmt.Errorf("exemplar %d: status %d is not an HTTP status", i, e.Status)
 		case e.Start > end:
-			return fmt.Errorf("exemplar %d: starts after its interval ends", i)
+			return fmt.Errorf("exemplar %d: starts over %v after its interval ends", i, exemplarLateStart)
 		case len(e.Path) > MaxExemplarPath:
 			return fmt.Errorf("exemplar %d: path is %d bytes, over %d", i, len(e.Path), MaxExemplarPath)
 		case len(e.Method) > MaxExemplarMethod:

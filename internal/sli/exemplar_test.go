@@ -192,7 +192,7 @@ func TestExemplarsRefused(t *testing.T) {
 		{"zero trace id", mutate(func(s *Summary) { s.Slowest[1].TraceID = [16]byte{} }), "trace id is all zeros"},
 		{"out of order", mutate(func(s *Summary) { s.Slowest[1].Duration = time.Second }), "slowest first"},
 		{"status", mutate(func(s *Summary) { s.Slowest[0].Status = 1000 }), "not an HTTP status"},
-		{"starts after the interval", mutate(func(s *Summary) { s.Slowest[0].Start = s.End.UnixMilli() + 1 }), "starts after"},
+		{"starts well after the interval", mutate(func(s *Summary) { s.Slowest[0].Start = s.End.Add(exemplarLateStart).UnixMilli() + 1 }), "starts over 1m0s after"},
 		{"more exemplars than requests", func() []byte {
 			s := slowSummary(t, "/a")
 			s.Status, s.OtherStatus, s.Latency, s.ColdStarts = [5]uint64{}, 0, &Sketch{}, 0
@@ -239,6 +239,12 @@ func TestExemplarsRefused(t *testing.T) {
 	s.Slowest[0].Duration = -time.Second
 	if err := ValidateSummary(s); err == nil || !strings.Contains(err.Error(), "negative") {
 		t.Fatalf("negative duration: err = %v", err)
+	}
+	// A request that started just after the boundary, before the flush ran, is kept.
+	late := slowSummary(t, "/a")
+	late.Slowest[0].Start = late.End.UnixMilli() + 5
+	if got := mustDecode(t, EncodeSummary(nil, late)); got.Slowest[0].Start != late.Slowest[0].Start {
+		t.Fatal("a request started between the boundary and the flush was refused")
 	}
 	// A newer agent's unknown extension is skipped.
 	b := append(append([]byte{}, good...), 7, 2, 0xff, 0xff)
