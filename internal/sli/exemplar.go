@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -71,14 +72,12 @@ func (h *slowHeap) offer(k int, ex *Exemplar) {
 		if k == 0 || ex.Duration <= h.e[0].Duration {
 			return
 		}
-		h.e[0] = *ex
-		h.e[0].Path = TruncatePath(ex.Path)
+		h.e[0] = kept(ex)
 		h.down(0)
 		return
 	}
 	i := h.n
-	h.e[i] = *ex
-	h.e[i].Path = TruncatePath(ex.Path)
+	h.e[i] = kept(ex)
 	h.n++
 	for i > 0 { // up
 		p := (i - 1) / 2
@@ -114,13 +113,17 @@ func (h *slowHeap) reset() {
 }
 
 // TruncatePath cuts p to at most MaxExemplarPath bytes at a rune boundary and drops
-// any query. It allocates nothing: the result is a substring.
+// any query. A path that is not valid UTF-8 (a decoded %ff) has its bad bytes replaced,
+// which allocates; otherwise the result is a substring.
 func TruncatePath(p string) string {
 	for i := 0; i < len(p); i++ {
 		if p[i] == '?' {
 			p = p[:i]
 			break
 		}
+	}
+	if !utf8.ValidString(p) {
+		p = strings.ToValidUTF8(p, "\uFFFD")
 	}
 	if len(p) <= MaxExemplarPath {
 		return p
@@ -130,6 +133,18 @@ func TruncatePath(p string) string {
 		n--
 	}
 	return p[:n]
+}
+
+// kept is ex as an exemplar keeps it: its path cut (TruncatePath), its method at most
+// MaxExemplarMethod bytes, so that whatever a client sent, the summary decodes.
+func kept(ex *Exemplar) Exemplar {
+	e := *ex
+	e.Path = TruncatePath(ex.Path)
+	if len(e.Method) > MaxExemplarMethod || !utf8.ValidString(e.Method) {
+		e.Method = strings.ToValidUTF8(e.Method, "?")
+		e.Method = e.Method[:min(len(e.Method), MaxExemplarMethod)]
+	}
+	return e
 }
 
 // sortSlowest orders exemplars slowest first (ties: earlier first, then by trace id),

@@ -70,11 +70,28 @@ func TestTruncatePath(t *testing.T) {
 		{"?a", ""},
 		{long, long[:MaxExemplarPath-1]},
 		{strings.Repeat("b", 100), strings.Repeat("b", MaxExemplarPath)},
+		{"/a\xffb", "/a\uFFFDb"},
 	}
 	for _, tc := range tests {
 		if got := TruncatePath(tc.in); got != tc.want {
 			t.Errorf("TruncatePath(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestExemplarFromAnyRequest: whatever method and path a client sent, the summary the
+// aggregator makes decodes (an odd request must not get a node's summary refused).
+func TestExemplarFromAnyRequest(t *testing.T) {
+	a := NewAggregator(Config{Node: "n", Start: t0})
+	h := a.Series(Key{"d", "v", "/"})
+	h.RecordRequest(&Exemplar{Duration: time.Second, Status: 200, Start: t0.UnixMilli(), TraceID: traceID(1),
+		Method: strings.Repeat("X", 40), Path: "/\xff\xfe" + strings.Repeat("é", 60) + "?q=1"}, false)
+	h.RecordRequest(&Exemplar{Duration: 2 * time.Second, Status: 200, Start: t0.UnixMilli(), TraceID: traceID(2),
+		Method: "G\xffT", Path: "/%3F"}, false)
+	s := a.Flush(t0.Add(10 * time.Second))[0]
+	got := mustDecode(t, EncodeSummary(nil, s))
+	if len(got.Slowest) != 2 || len(got.Slowest[1].Method) != MaxExemplarMethod || len(got.Slowest[1].Path) > MaxExemplarPath {
+		t.Fatalf("decoded %+v", got.Slowest)
 	}
 }
 
