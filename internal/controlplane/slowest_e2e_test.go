@@ -22,6 +22,9 @@ import (
 // id its client got back, its path without the query, and the node; a viewer may read
 // it; bad parameters are refused by name.
 func TestSlowestRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("deploys a guest on a real agent and waits for its SLIs; the parts are covered by TestSLISlowest (gateway) and TestSlowest (cli)")
+	}
 	ctx := context.Background()
 	p := cptest.Start(t, controlplane.Config{})
 	n := startSLINode(t, p.NATSURL(), p.NodeToken(t), "edge-1", 100*time.Millisecond)
