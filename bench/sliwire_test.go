@@ -87,6 +87,11 @@ func BenchmarkSLIWire(b *testing.B) {
 }
 
 func benchSLIWire(b *testing.B, versions, rps int) {
+	benchSLIWireOf(b, versions, helloFlush("edge-fra-01", versions, rps))
+}
+
+// benchSLIWireOf sends sums, one flush of versions versions, as benchSLIWire does.
+func benchSLIWireOf(b *testing.B, versions int, sums []sli.Summary) {
 	ctx := context.Background()
 	eng, err := engine.Start(ctx, engine.Config{DataDir: b.TempDir(), Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -127,7 +132,6 @@ func benchSLIWire(b *testing.B, versions, rps int) {
 	}
 	defer nc.Close()
 
-	sums := helloFlush("edge-fra-01", versions, rps)
 	var raw int
 	cpu0 := cpuTime()
 	b.ResetTimer()

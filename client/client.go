@@ -842,6 +842,35 @@ func (c *Client) SLIs(ctx context.Context, q SLIQuery) (*v1.SLIList, error) {
 	return &l, nil
 }
 
+// SlowestQuery selects GET /v1/slis/slowest's requests; empty fields are left out
+// (the server's defaults: every app, the last 15 minutes, 20 requests).
+type SlowestQuery struct {
+	App, Version, Node, Region, Zone string
+	// Window is a duration such as "5m" (at most v1.SlowestWindowMax).
+	Window string
+	Limit  int
+}
+
+// SlowestRequests reads the fleet's slowest recent requests, slowest first, with their
+// trace ids. A bad parameter is code bad_request with the parameter in Field.
+func (c *Client) SlowestRequests(ctx context.Context, q SlowestQuery) (*v1.SlowestRequests, error) {
+	const op = "read slowest requests"
+	v := url.Values{}
+	for k, val := range map[string]string{"app": q.App, "version": q.Version, "node": q.Node, "region": q.Region, "zone": q.Zone, "window": q.Window} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out v1.SlowestRequests
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/slis/slowest", v, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Revisions lists a deployment's revisions, the newest first, and names the current one.
 func (c *Client) Revisions(ctx context.Context, name string) (*v1.RevisionList, error) {
 	op := "list revisions of deployment " + name

@@ -64,6 +64,10 @@ type RegisterReply struct {
 	RuntimePolicies []RuntimePolicy `json:"runtimePolicies"`
 	// Registry is the control plane's built-in registry, if it serves one.
 	Registry *RegistryInfo `json:"registry,omitempty"`
+	// SLIExemplars: the server reads SLI summaries' extension sections (the slowest
+	// requests). A server that predates them omits it and refuses trailing bytes, so
+	// the agent strips them (sli.WithoutExtensions) before sending to it.
+	SLIExemplars bool `json:"sliExemplars,omitempty"`
 }
 
 // RegistryInfo tells agents how to reach the built-in registry: whether the host:port

@@ -73,6 +73,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"/v1/alerts":             {"get"},
 		"/v1/alerts/expected":    {"post"},
 		"/v1/slis":               {"get"},
+		"/v1/slis/slowest":       {"get"},
 		// Revisions and rollback (issue 15).
 		"/v1/deployments/{name}/revisions":     {"get"},
 		"/v1/deployments/{name}/revisions/{n}": {"get"},
@@ -242,6 +243,9 @@ var schemaTypes = map[string]reflect.Type{
 	"AlertMark":       reflect.TypeFor[v1.AlertMark](),
 	"SLIGroup":        reflect.TypeFor[v1.SLIGroup](),
 	"SLIList":         reflect.TypeFor[v1.SLIList](),
+	// Slowest requests (issue 16).
+	"SlowRequest":     reflect.TypeFor[v1.SlowRequest](),
+	"SlowestRequests": reflect.TypeFor[v1.SlowestRequests](),
 	// Revisions and rollback (issue 15).
 	"Change":          reflect.TypeFor[v1.Change](),
 	"Revision":        reflect.TypeFor[v1.Revision](),

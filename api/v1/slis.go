@@ -81,3 +81,45 @@ type SLIBatchReply struct {
 	Accepted int          `json:"accepted"`
 	Refused  []SLIRefusal `json:"refused,omitempty"`
 }
+
+// Slowest requests (GET /v1/slis/slowest): the fleet's slowest recent requests, as the
+// agents report them with their SLI summaries (the few slowest per version, route and
+// interval), with their trace ids.
+const (
+	// SlowestWindowMax is the longest window /v1/slis/slowest answers for: what the
+	// control plane keeps.
+	SlowestWindowMax = 15 * time.Minute
+	// SlowestLimitDefault and SlowestLimitMax bound how many requests it returns.
+	SlowestLimitDefault = 20
+	SlowestLimitMax     = 100
+)
+
+// SlowRequest is one slow request.
+type SlowRequest struct {
+	App     string `json:"app"` // the deployment
+	Version string `json:"version"`
+	Node    string `json:"node"`
+	// Route is the manifest's route pattern that served it; Path is the request's own
+	// path (query dropped at the source, cut at 64 bytes).
+	Route  string `json:"route"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Status int    `json:"status"`
+	// DurationMs is how long it took, to the microsecond.
+	DurationMs float64   `json:"durationMs"`
+	Start      time.Time `json:"start"` // to the millisecond
+	// TraceID is its W3C trace id (32 hex digits). Sampled says the gateway recorded
+	// its span, so the trace backend has it; unsampled requests still carry the id
+	// (their log lines have it).
+	TraceID string `json:"traceId"`
+	Sampled bool   `json:"sampled"`
+	// Instance numbers the sandbox instance that served it on its node (per version,
+	// in creation order; 0: none).
+	Instance uint64 `json:"instance,omitempty"`
+}
+
+// SlowestRequests answers GET /v1/slis/slowest: slowest first.
+type SlowestRequests struct {
+	Window   string        `json:"window"` // e.g. "15m"
+	Requests []SlowRequest `json:"requests"`
+}

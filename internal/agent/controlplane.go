@@ -374,6 +374,7 @@ func (c *cpLoop) register(ctx context.Context) {
 		result, err = resultRejected, fmt.Errorf("register: refused: %w", reply.Error)
 	}
 	if err == nil {
+		n.sliExemplars.Store(reply.SLIExemplars)
 		var changed bool
 		if changed, err = n.trust.set(reply.TrustedKeys, reply.RequireSignatures, reply.MatchRepository); err != nil {
 			result, err = resultRejected, fmt.Errorf("register: the control plane sent an unusable trusted key: %w", err)

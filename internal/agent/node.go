@@ -127,6 +127,10 @@ type Node struct {
 	sliBuf     *sli.Buffer
 	sliMetrics *sliMetrics
 
+	// sliExemplars: the control plane said it reads summaries' exemplars (the last
+	// registration's v1.RegisterReply.SLIExemplars); until then they are stripped.
+	sliExemplars atomic.Bool
+
 	mu         sync.Mutex
 	ran        bool
 	pending    *v1.AssignmentSet // newest offered set not yet applied

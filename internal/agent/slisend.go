@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "fermion.dev/fermion/api/v1"
@@ -190,6 +191,9 @@ func (s *sliSender) send(ctx context.Context) {
 			s.startBuffering("not connected to the control plane")
 			return
 		}
+		if !n.sliExemplars.Load() {
+			items = withoutExtensions(items)
+		}
 		var reply v1.SLIBatchReply
 		_, err := request(ctx, nc, v1.SubjectSLIs(n.cfg.Name), v1.SLIBatch{SentAt: time.Now(), Summaries: items}, &reply)
 		if ctx.Err() != nil {
@@ -213,6 +217,9 @@ func (s *sliSender) send(ctx context.Context) {
 			if s.refusals++; loud(s.refusals) {
 				n.log.Warn("the control plane refused an SLI summary; dropped", "reason", r.Reason, "err", r.Message, "refusals", s.refusals)
 			}
+		}
+		if again := strippedRefusals(items, reply.Refused); len(again) > 0 {
+			s.resend(ctx, nc, again)
 		}
 		if reply.Error != nil || done < len(items) {
 			s.m.sent.WithLabelValues(sliFailed).Add(float64(len(items) - done))
@@ -244,6 +251,43 @@ func (s *sliSender) oldestLocked() [][]byte {
 		}
 	}
 	return all
+}
+
+// strippedRefusals returns, without their extensions, the summaries of items refused as
+// malformed that carried extensions: what a replica that predates them (a cluster
+// being upgraded one replica at a time) refuses, and would take without them.
+func strippedRefusals(items [][]byte, refused []v1.SLIRefusal) [][]byte {
+	var out [][]byte
+	for _, r := range refused {
+		if r.Reason != v1.SLIRefusedMalformed || r.Index < 0 || r.Index >= len(items) {
+			continue
+		}
+		if base := sli.WithoutExtensions(items[r.Index]); len(base) < len(items[r.Index]) {
+			out = append(out, base)
+		}
+	}
+	return out
+}
+
+// resend sends summaries once more, best effort: they were refused, so they are no
+// longer in the buffer, and failing again only counts them.
+func (s *sliSender) resend(ctx context.Context, nc *nats.Conn, items [][]byte) {
+	var reply v1.SLIBatchReply
+	if _, err := request(ctx, nc, v1.SubjectSLIs(s.n.cfg.Name), v1.SLIBatch{SentAt: time.Now(), Summaries: items}, &reply); err != nil || reply.Error != nil {
+		return
+	}
+	// They were counted refused once; count what the second try stored.
+	s.m.sent.WithLabelValues(sliAccepted).Add(float64(reply.Accepted))
+}
+
+// withoutExtensions returns items as a server that predates summary extensions reads
+// them; the buffer's own slices are left as they are.
+func withoutExtensions(items [][]byte) [][]byte {
+	out := make([][]byte, len(items))
+	for i, b := range items {
+		out[i] = sli.WithoutExtensions(b)
+	}
+	return out
 }
 
 func (s *sliSender) startBuffering(why string) {

@@ -93,6 +93,7 @@ Start with:
 	root.AddCommand(newTopCmd())                                       // fleet SLIs (top.go)
 	root.AddCommand(newHistoryCmd(), newRollbackCmd(), newDeleteCmd()) // revisions (issue 15)
 	root.AddCommand(newRolloutCmd())                                   // rollouts (issue 15)
+	root.AddCommand(newSlowestCmd())                                   // slowest requests (slowest.go)
 	addCompletions(root)                                               // complete.go: deployment, node … names from the API
 	return root
 }

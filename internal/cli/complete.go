@@ -96,6 +96,7 @@ var argCompletions = map[string]nameLister{
 	"rollout resume":  listDeploymentNames,
 	"delete":          listDeploymentNames,
 	"top":             listDeploymentNames,
+	"slowest":         listDeploymentNames,
 	"nodes":           listNodeNames,
 	"node drain":      listNodeNames,
 	"node uncordon":   listNodeNames,

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ import (
 // (SLI intervals fed to the SLO engine). They skip without a browser and in -short.
 
 const traceTemplate = "http://jaeger.test:16686/trace/{trace_id}"
+
+// slowestTrace is the trace id of the fleet's slowest request (startFleet).
+var slowestTrace = [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
 
 // The fleet the test runs against: 100 nodes and 20 deployments by default, so that the
 // suite stays quick on a busy machine. The budgets (DESIGN.md: 1,000 nodes, 200
@@ -112,6 +116,9 @@ type fixture struct {
 	p    *cptest.Plane
 	cl   *client.Client
 	push func(name string, meta artifact.Meta) (string, error) // packages and pushes app name, returns its image
+
+	// slowApp served the one request made slow in the fleet's SLIs (slowestTrace).
+	slowApp string
 }
 
 func startFleet(t *testing.T) *fixture {
@@ -236,6 +243,7 @@ func startFleet(t *testing.T) *fixture {
 	// summaries from each, slower and failing more in us-east, into the fleet store.
 	end := sli.Boundary(time.Now(), 10*time.Second)
 	sent := 0
+	slowApp := ""
 	for _, a := range agents {
 		names := a.Assignments()
 		if len(names) == 0 || sent == 60 {
@@ -257,6 +265,14 @@ func startFleet(t *testing.T) *fixture {
 				}
 				agg.Record(k, status, lat, i == 0)
 			}
+			if slowApp == "" {
+				// One request far slower than the rest: the Debug view's first slow request.
+				slowApp = dep
+				h := agg.Series(k)
+				h.RecordRequest(&sli.Exemplar{Duration: 3 * time.Second, Status: 200, Start: end.Add(-5 * time.Second).UnixMilli(),
+					TraceID: slowestTrace, Sampled: true, Instance: 2, Method: "GET", Path: "/" + dep + "/report"}, false)
+				h.Release()
+			}
 		}
 		sums := agg.Flush(end)
 		reply, err := a.SendSLIs(ctx, sums)
@@ -273,7 +289,7 @@ func startFleet(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	return &fixture{p: p, cl: cl, push: push}
+	return &fixture{p: p, cl: cl, push: push, slowApp: slowApp}
 }
 
 // simTelemetry is node i's span export health: every tenth node spooling through a
@@ -678,6 +694,26 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 			return n.Telemetry.LastError, nil
 		})
+		// The slowest request first, its trace id linked through the template.
+		fermiontest.WaitFor(t, 90*time.Second, func() error {
+			got := eval[[]string](pg, `(() => { const tr = document.querySelector('[data-k="slow-requests"] tr');
+				if (!tr) return [];
+				const a = tr.querySelector("a[data-trace]");
+				return [tr.dataset.traceId, a ? a.getAttribute("href") : "", tr.textContent]; })()`)
+			id := hex.EncodeToString(slowestTrace[:])
+			if len(got) != 3 || got[0] != id {
+				return fmt.Errorf("first slow request %q, want trace %s", got, id)
+			}
+			if want := strings.Replace(traceTemplate, "{trace_id}", id, 1); got[1] != want {
+				return fmt.Errorf("trace link %q, want %q", got[1], want)
+			}
+			for _, want := range []string{"3.00 s", f.slowApp, "GET /" + f.slowApp + "/report"} {
+				if !strings.Contains(got[2], want) {
+					return fmt.Errorf("first slow request %q lacks %q", got[2], want)
+				}
+			}
+			return nil
+		})
 		pg.screenshot("debug")
 		if os.Getenv("FERMION_CONSOLE_SCREENSHOTS") != "" {
 			pg.run(js(`document.querySelector('[data-k="telemetry-counts"]').scrollIntoView()`))
@@ -1049,6 +1085,69 @@ func TestRolloutPanelInBrowser(t *testing.T) {
 		got := eval[[]string](pg, fmt.Sprintf(`import("/ui/rollout.js").then((m) => m.rolloutActions(%s, "abort").map((a) => a.action))`, b))
 		if !reflect.DeepEqual(got, []string{"promote", "pause", "abort-confirm"}) {
 			t.Errorf("actions awaiting an abort's confirmation: %v", got)
+		}
+	})
+}
+
+// TestSlowestPanelInBrowser feeds the slowest-requests panel (assets/slowest.js) the
+// API's v1.SlowestRequests JSON in Chromium: a hostile path and app name are text, not
+// markup; a well-formed trace id links through the template and a malformed one does
+// not; no template, no links; a link never takes a non-http(s) URL.
+func TestSlowestPanelInBrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	pg := &page{t: t, ctx: newBrowser(t, exe)}
+	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+
+	good := strings.Repeat("ab", 16)
+	list, _ := json.Marshal(v1.SlowestRequests{Window: "15m", Requests: []v1.SlowRequest{
+		{App: `<img src=x onerror="window.pwned=1">`, Version: "1", Node: "n1", Route: "/", Method: "GET", Path: `/"><script>window.pwned=1</script>`,
+			Status: 504, DurationMs: 2500, Start: time.Now(), TraceID: good, Sampled: true, Instance: 3},
+		{App: "b", Version: "1", Node: "n2", Route: "/", Method: "POST", Path: "/b", Status: 200, DurationMs: 12.5, Start: time.Now(), TraceID: `"><b>x</b>`},
+	}})
+	type drawn struct {
+		Rows, Links, Scripts, Imgs int
+		Hrefs                      []string
+		Pwned                      bool
+	}
+	for _, tc := range []struct {
+		name, template string
+		want           drawn
+	}{
+		{"template", traceTemplate, drawn{Rows: 2, Links: 1, Hrefs: []string{strings.Replace(traceTemplate, "{trace_id}", good, 1)}}},
+		{"no template", "", drawn{Rows: 2}},
+		{"script template", "javascript:alert(1)//{trace_id}", drawn{Rows: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pg.t = t
+			tmpl, _ := json.Marshal(tc.template)
+			got := eval[drawn](pg, fmt.Sprintf(`(async () => {
+				const m = await import("/ui/slowest.js");
+				let el = document.getElementById("panel-test");
+				if (!el) { el = document.createElement("div"); el.id = "panel-test"; document.body.append(el); }
+				el.innerHTML = m.slowestPanel(%s, %s);
+				return { Rows: el.querySelectorAll('[data-k="slow-requests"] tr').length, Links: el.querySelectorAll("a").length,
+					Scripts: el.querySelectorAll("script").length, Imgs: el.querySelectorAll("img").length,
+					Hrefs: [...el.querySelectorAll("a")].map((a) => a.getAttribute("href")), Pwned: !!window.pwned };
+			})()`, list, tmpl))
+			if len(got.Hrefs) == 0 {
+				got.Hrefs = nil
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("drew %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("none and not served", func(t *testing.T) {
+		pg.t = t
+		got := eval[[]string](pg, `import("/ui/slowest.js").then((m) => [m.slowestPanel({window: "5m", requests: []}, ""), m.slowestPanel(null, "")])`)
+		if !strings.Contains(got[0], "No slow requests reported in the last 5m") || !strings.Contains(got[1], "does not report slow requests") {
+			t.Errorf("drew %q", got)
 		}
 	})
 }

@@ -205,6 +205,7 @@ func (s *agentService) handleRegister(ctx context.Context, node string, data []b
 	reply := v1.RegisterReply{
 		LeaseRenewSeconds: s.cfg.LeaseRenew.Seconds(), LeaseLostSeconds: s.cfg.LeaseLost.Seconds(),
 		TrustedKeys: s.trustP, RequireSignatures: s.cfg.RequireSigned, MatchRepository: s.cfg.TrustMatchRepository, Assignments: s.assignmentSet(node), RuntimePolicies: s.policies.runtimePolicies(),
+		SLIExemplars: true, // this server's sli decoder reads them
 	}
 	if s.registry && s.cfg.RegistryHost != "" {
 		reply.Registry = &v1.RegistryInfo{Host: s.cfg.RegistryHost, TLS: s.cfg.RegistryTLS}

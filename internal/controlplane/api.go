@@ -51,6 +51,7 @@ type api struct {
 	natsURL   func() string
 	slos      *sloctl.Controller // SLO hook (sloengine): set when the SLO engine starts
 	slis      *fleet.Store       // the fleet SLI store, set when it starts (api_slis.go)
+	slowest   *fleet.Slowest     // the slowest recent requests, set with slis
 }
 
 // newAPI builds the /v1 routes from groups, each route naming the least role it

@@ -46,6 +46,11 @@ func (s *Server) startSLIs(ctx, runCtx context.Context, js jetstream.JetStream, 
 		return err
 	}
 	s.slis, s.api.slis = st, st
+	slowest := fleet.NewSlowest(func(node string) (string, string) {
+		n, _, _ := s.st.Nodes.Get(node)
+		return n.Labels["region"], n.Labels["zone"]
+	})
+	s.api.slowest = slowest
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fermion_controlplane_sli_refused_total",
 		Help: "SLI summaries read from the SLI streams that did not decode or named another node than their subject, by stream."}, []string{"stream"})
 	for _, stream := range []string{fleet.StreamRaw, fleet.StreamRollup} {
@@ -80,7 +85,7 @@ func (s *Server) startSLIs(ctx, runCtx context.Context, js jetstream.JetStream, 
 	// store knows the latency SLOs' thresholds before it rebuilds its per-node tallies.
 	s.sliReady = make(chan struct{})
 	in := &fleet.Ingest{JS: js, Store: st, Logger: s.logger, Ready: s.sliReady,
-		OnBad: func(stream string, _ error) { refused.WithLabelValues(stream).Inc() }}
+		OnBad: func(stream string, _ error) { refused.WithLabelValues(stream).Inc() }, Slowest: slowest}
 	s.goRun(runCtx, func(ctx context.Context) {
 		if err := in.Run(ctx); err != nil {
 			s.logger.Error("sli ingest stopped", "err", err)
@@ -95,6 +100,24 @@ func (s *Server) startSLIs(ctx, runCtx context.Context, js jetstream.JetStream, 
 // sliRoutes is the fleet SLIs' route group.
 func (s *api) sliRoutes(route routeFunc) {
 	route("GET /v1/slis", v1.RoleViewer, s.apiSLIs)
+	route("GET /v1/slis/slowest", v1.RoleViewer, s.apiSlowest)
+}
+
+// apiSlowest answers GET /v1/slis/slowest: the slowest requests the agents reported
+// with their summaries over the last minutes, from this replica's ring.
+func (s *api) apiSlowest(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {
+	if s.slowest == nil {
+		return nil, 0, &v1.Error{Code: v1.CodeUnavailable, Message: "the SLI store is not running"}
+	}
+	q, err := fleet.ParseSlowestQuery(r.URL.Query())
+	if err != nil {
+		var qe *fleet.QueryError
+		if errors.As(err, &qe) {
+			return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Field: qe.Param, Message: qe.Message}
+		}
+		return nil, 0, &v1.Error{Code: v1.CodeBadRequest, Message: err.Error()}
+	}
+	return s.slowest.Query(q, time.Now()), http.StatusOK, nil
 }
 
 func (s *api) apiSLIs(_ http.ResponseWriter, r *http.Request, _ cred) (any, int, *v1.Error) {

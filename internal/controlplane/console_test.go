@@ -49,8 +49,8 @@ func TestConsoleMounted(t *testing.T) {
 		{"root", "/", "", http.StatusFound, ""},
 		{"page", "/ui/", "", 200, "Fermion console"},
 		{"trace template", "/ui/config.json", "", 200, "{trace_id}"},
-		// The optional routes, as the API's router answers (slowest requests: not yet).
-		{"features", "/ui/config.json", "", 200, `"slowest":false`},
+		// The optional routes, as the API's router answers.
+		{"features", "/ui/config.json", "", 200, `"slowest":true`},
 		{"admin session", "/ui/session", p.Token, 200, `"role":"admin"`},
 		{"viewer session", "/ui/session", viewer.Secret, 200, `"role":"viewer"`},
 		{"refused session", "/ui/session", "fmn_nope", 401, "unknown, revoked or expired"},

@@ -107,6 +107,9 @@ type Ingest struct {
 	// the ingest once its SLO engine is up, so that the store tracks the latency
 	// SLOs' thresholds (Config.Thresholds) before it reads any summary.
 	Ready <-chan struct{}
+	// Slowest, when set, keeps the slowest requests of the raw summaries the Store
+	// accepts (slowest.go).
+	Slowest *Slowest
 
 	caughtUp [2]atomic.Bool
 }
@@ -152,6 +155,9 @@ func (in *Ingest) Run(ctx context.Context) error {
 			}
 		case <-t.C:
 			in.Store.Prune(in.Now())
+			if in.Slowest != nil {
+				in.Slowest.Prune(in.Now())
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -242,7 +248,10 @@ func (in *Ingest) handle(stream string, msg jetstream.Msg) {
 		return
 	}
 	if stream == StreamRaw {
-		in.Store.Add(&s, in.Now())
+		now := in.Now()
+		if in.Store.Add(&s, now) == Accepted && in.Slowest != nil {
+			in.Slowest.Add(&s, now)
+		}
 	}
 }
 

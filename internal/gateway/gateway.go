@@ -209,6 +209,7 @@ type exchange struct {
 	req   sandbox.Request
 	span  idSpan
 	hvals [4]string
+	inst  uint64 // the instance that served, for the SLI exemplar
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
@@ -315,7 +316,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			tel.fm.Error(reason)
 		}
 		if tel.sli != nil {
-			tel.sli.Record(status, elapsed, cold)
+			// Sampled: this request's span was recorded, so the trace backend has it.
+			tel.sli.RecordRequest(&sli.Exemplar{Duration: elapsed, Status: status, Start: start.UnixMilli(),
+				TraceID: sc.TraceID(), Sampled: span.IsRecording() && sc.IsSampled(), Instance: x.inst,
+				Method: r.Method, Path: r.URL.Path}, cold)
 			if limit := sliLimit(reason); limit != "" {
 				g.cfg.SLIs.RecordLimitRejection(tel.key, limit)
 			}
@@ -421,6 +425,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		vals = append(vals, kv.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+	x.inst = resp.Instance
 	x.vals[2] = strconv.Itoa(len(resp.Body))
 	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)

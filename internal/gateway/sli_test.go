@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +192,66 @@ func keys(m map[sli.Key]sli.Summary) []sli.Key {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// TestSLISlowest: the interval's slowest request comes first among its summary's
+// exemplars, with the trace id the client got back, its path without the query (no
+// secrets from query strings), its method, status and the instance that served it.
+func TestSLISlowest(t *testing.T) {
+	slow := loadGuest(t, sharedEngine(t), "examples/testdata/faults/slow", nil)
+	_, agg, url := newSLIGateway(t, true, gateway.Route{Prefix: "/slow", Target: slow})
+	for range 6 {
+		if r := get(t, url+"/slow/fast", nil); r.status != 200 {
+			t.Fatalf("GET /slow/fast = %d", r.status)
+		}
+	}
+	// 300 ms: far slower than an unloaded request, with margin for a busy machine.
+	r := get(t, url+"/slow/x?d=300ms&token=secret", nil)
+	if r.status != 200 {
+		t.Fatalf("GET slow = %d %s", r.status, r.body)
+	}
+	tp := r.header.Get("Traceparent")
+	if len(tp) != 55 {
+		t.Fatalf("traceparent %q", tp)
+	}
+	// The requests may straddle flushes: gather every flush's exemplars (sli.Merge
+	// leaves them out: they are an interval's).
+	var all []sli.Exemplar
+	var s sli.Summary
+	var n uint64
+	fermiontest.WaitFor(t, 10*time.Second, func() error {
+		for _, f := range agg.Flush(time.Now()) {
+			n += f.Requests()
+			all = append(all, f.Slowest...)
+			s = f
+		}
+		if n != 7 {
+			return fmt.Errorf("summaries count %d requests, want 7", n)
+		}
+		return nil
+	})
+	slices.SortFunc(all, func(a, b sli.Exemplar) int { return cmp.Compare(b.Duration, a.Duration) })
+	if len(all) < sli.DefaultExemplars {
+		t.Fatalf("%d exemplars, want at least %d: %+v", len(all), sli.DefaultExemplars, all)
+	}
+	s.Slowest = all[:1]
+	e := all[0]
+	if id := fmt.Sprintf("%x", e.TraceID); id != tp[3:35] {
+		t.Errorf("slowest request's trace id %s, want the response's %s", id, tp[3:35])
+	}
+	if e.Duration < 300*time.Millisecond || e.Path != "/slow/x" || e.Method != "GET" || e.Status != 200 || e.Instance == 0 {
+		t.Errorf("slowest request %+v, want ≥ 300ms, GET /slow/x (no query), 200, an instance", e)
+	}
+	if e.Sampled {
+		t.Error("sampled with no tracer recording")
+	}
+	for _, o := range all[1:] {
+		if o.Path != "/slow/fast" || o.Duration > e.Duration {
+			t.Errorf("exemplar %+v: want a faster /slow/fast", o)
+		}
+	}
+	// They survive the wire.
+	if d, err := sli.DecodeSummary(sli.EncodeSummary(nil, s)); err != nil || d.Slowest[0].TraceID != e.TraceID {
+		t.Fatalf("decode: %v", err)
+	}
 }

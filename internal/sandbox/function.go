@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -41,6 +42,10 @@ type Response struct {
 	Body   []byte
 	// Cold is true when the request waited for a new instance.
 	Cold bool
+	// Instance numbers the instance that served the request, from 1 per Function in
+	// the order they were made (0 for command modules): what a slow request's exemplar
+	// names, to match it with the instance's log lines.
+	Instance uint64
 
 	inline [4]abi.Header // Header's backing array when the guest sent few headers
 }
@@ -121,6 +126,8 @@ type Function struct {
 	// instance, so busy instances never outnumber slots; for reactors the capacity is at
 	// most max_instances, which is what keeps the pool within its cap.
 	slots chan struct{}
+
+	lastInst atomic.Uint64 // the last instance's number (Response.Instance)
 
 	mu       sync.Mutex
 	idle     []*instance // LIFO: the most recently used instance is the warmest
@@ -262,7 +269,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
-	resp.Cold = cold
+	resp.Cold, resp.Instance = cold, inst.id
 	return resp, nil
 }
 

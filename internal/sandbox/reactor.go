@@ -25,6 +25,7 @@ import (
 // instance is one reactor module instance. It serves one request at a time and is owned
 // by whoever took it from the pool.
 type instance struct {
+	id     uint64 // Response.Instance
 	mod    api.Module
 	buf    api.Function
 	handle api.Function
@@ -305,6 +306,7 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 	defer cancel()
 
 	inst := &instance{
+		id:     f.lastInst.Add(1),
 		stdout: &guestLog{f: f, stream: "stdout"},
 		stderr: &guestLog{f: f, stream: "stderr"},
 		woken:  make(chan struct{}),

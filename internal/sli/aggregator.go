@@ -35,6 +35,10 @@ type Config struct {
 	// should start above the last sequence it sent (e.g. from the wall clock, as
 	// SeqFor does) so receivers do not take new data for duplicates.
 	FirstSeq uint64
+	// Exemplars is how many of each key's slowest requests an interval keeps
+	// (RecordRequest): DefaultExemplars when zero, none when negative, at most
+	// MaxExemplars.
+	Exemplars int
 	// Shards is how many lock stripes Record spreads over (default 4 × GOMAXPROCS,
 	// rounded up to a power of two, at most maxShards).
 	Shards int
@@ -71,6 +75,7 @@ type Aggregator struct {
 	shards   []shard
 	mask     uint32
 	seed     maphash.Seed
+	slowK    int // exemplars kept per key and interval
 
 	flushMu sync.Mutex
 	start   time.Time
@@ -100,6 +105,7 @@ type series struct {
 	active      bool // anything recorded since the last flush
 	idle        int  // consecutive flushes with nothing recorded
 	pinned      int  // live Series handles; a pinned series is never dropped
+	slow        slowHeap
 }
 
 // NewAggregator returns an Aggregator whose first interval starts at cfg.Start.
@@ -119,6 +125,12 @@ func NewAggregator(cfg Config) *Aggregator {
 	}
 	a := &Aggregator{node: cfg.Node, interval: iv, shards: make([]shard, p), mask: uint32(p - 1),
 		start: cfg.Start, seq: cfg.FirstSeq, seed: maphash.MakeSeed()}
+	switch {
+	case cfg.Exemplars == 0:
+		a.slowK = DefaultExemplars
+	case cfg.Exemplars > 0:
+		a.slowK = min(cfg.Exemplars, MaxExemplars)
+	}
 	for i := range a.shards {
 		a.shards[i].series = make(map[Key]*series)
 	}
@@ -211,6 +223,23 @@ func (h *Series) Record(status int, latency time.Duration, cold bool) {
 	sh := &h.a.shards[i]
 	sh.mu.Lock()
 	h.per[i].recordLocked(status, latency, cold)
+	sh.mu.Unlock()
+}
+
+// RecordRequest is Record for a request that may be among the interval's slowest:
+// ex.Duration is its latency and ex.Status its status. A request no slower than the
+// key's kth slowest so far in its shard costs one comparison more than Record; a slower
+// one is copied into a fixed-size heap (O(log k), no allocation: ex's strings are kept,
+// the path cut to MaxExemplarPath). ex is read, not kept: the caller may reuse it.
+func (h *Series) RecordRequest(ex *Exemplar, cold bool) {
+	i := rand.Uint32() & h.a.mask
+	sh := &h.a.shards[i]
+	sh.mu.Lock()
+	s := h.per[i]
+	s.recordLocked(ex.Status, ex.Duration, cold)
+	if h.a.slowK > 0 && (s.slow.n < h.a.slowK || ex.Duration > s.slow.e[0].Duration) {
+		s.slow.offer(h.a.slowK, ex)
+	}
 	sh.mu.Unlock()
 }
 
@@ -313,6 +342,9 @@ func (a *Aggregator) Flush(end time.Time) []Summary {
 	}
 	res := make([]Summary, 0, len(out))
 	for _, s := range out {
+		if len(s.Slowest) > 0 {
+			s.Slowest = sortSlowest(s.Slowest, a.slowK)
+		}
 		s.Start, s.End, s.Seq, s.TelemetryBacklog = a.start, end, a.seq, a.backlog
 		res = append(res, *s)
 	}
@@ -350,6 +382,7 @@ func (a *Aggregator) drainLocked(sh *shard, out map[Key]*Summary) {
 		sum.CPUTime += s.cpu
 		sum.OutboundErrors += s.outbound
 		sum.PolicyDenials += s.denials
+		sum.Slowest = append(sum.Slowest, s.slow.e[:s.slow.n]...)
 
 		s.status, s.otherStatus, s.cold = [5]uint64{}, 0, 0
 		s.latency.Reset()
@@ -357,6 +390,7 @@ func (a *Aggregator) drainLocked(sh *shard, out map[Key]*Summary) {
 		clear(s.discards)
 		clear(s.rejections)
 		s.memMax, s.cpu, s.outbound, s.denials = 0, 0, 0, 0
+		s.slow.reset()
 		s.active, s.idle = false, 0
 	}
 }

@@ -162,3 +162,19 @@ func BenchmarkSeriesRecordParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSeriesRecordRequest is BenchmarkSeriesRecord with an exemplar per request
+// (bench/RESULTS.md, "Slowest requests"): the steady state, where most requests are no
+// slower than the interval's kth slowest.
+func BenchmarkSeriesRecordRequest(b *testing.B) {
+	a := NewAggregator(Config{Node: "n", Start: t0})
+	warm(a)
+	h := a.Series(benchKey)
+	var id [16]byte
+	id[0] = 1
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.RecordRequest(&Exemplar{Duration: latencies[i&255], Status: 200, TraceID: id, Method: "GET", Path: "/hello"}, false)
+	}
+}

@@ -10,7 +10,9 @@ import (
 // CPU time, outbound errors and denials add; the sketch merges; memory and backlog keep
 // the maximum; the interval widens to cover both; Seq keeps the larger. Merging
 // summaries of different nodes (a fleet total) leaves Node empty. Counts are exact:
-// merging is associative and commutative.
+// merging is associative and commutative. Exemplars (Slowest) are an interval's and are
+// left out: dst keeps its own, so rollups stay small (the control plane keeps the
+// slowest requests in a ring of their own).
 func Merge(dst *Summary, src Summary) error {
 	if dst.Key != src.Key {
 		return fmt.Errorf("merge sli summaries: keys differ (%v and %v)", dst.Key, src.Key)

@@ -2,6 +2,7 @@ package sli
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -49,6 +50,9 @@ type Summary struct {
 	// TelemetryBacklog is the node's telemetry spool depth (items) at the interval's
 	// end; the same in every summary of one flush.
 	TelemetryBacklog uint64
+	// Slowest are the interval's slowest requests, slowest first (at most
+	// Config.Exemplars, and what fits in MaxExemplarBytes on the wire).
+	Slowest []Exemplar
 }
 
 // Requests is the number of requests answered in the interval.
@@ -72,6 +76,7 @@ func (s *Summary) Clone() Summary {
 	c.InstanceStarts = maps.Clone(s.InstanceStarts)
 	c.Discards = maps.Clone(s.Discards)
 	c.LimitRejections = maps.Clone(s.LimitRejections)
+	c.Slowest = slices.Clone(s.Slowest)
 	return c
 }
 

@@ -28,6 +28,7 @@ const (
 // version byte, then length-prefixed strings and uvarints, reasons sorted so equal
 // summaries encode equally. It does not validate s; ValidateSummary does.
 func EncodeSummary(b []byte, s Summary) []byte {
+	start := len(b)
 	b = append(b, WireVersion)
 	b = appendString(b, s.Node)
 	b = appendString(b, s.Key.Deployment)
@@ -54,7 +55,7 @@ func EncodeSummary(b []byte, s Summary) []byte {
 	b = binary.AppendUvarint(b, s.OutboundErrors)
 	b = binary.AppendUvarint(b, s.PolicyDenials)
 	b = binary.AppendUvarint(b, s.TelemetryBacklog)
-	return b
+	return appendExemplars(b, len(b)-start, &s)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -99,81 +100,89 @@ func decodeSummary(b []byte) (Summary, error) {
 		return s, fmt.Errorf("wire version %d, this decoder reads %d; upgrade the server before its agents", b[0], WireVersion)
 	}
 	r := &reader{b: b, off: 1}
+	if err := r.base(&s); err != nil {
+		return s, err
+	}
+	if err := r.extensions(&s); err != nil {
+		return s, err
+	}
+	return s, ValidateSummary(s)
+}
+
+// base reads the version-1 fields (after the version byte) into s.
+func (r *reader) base(s *Summary) error {
 	var err error
 	if s.Node, err = r.str("node", MaxNameLen); err != nil {
-		return s, err
+		return err
 	}
 	if s.Key.Deployment, err = r.str("deployment", MaxNameLen); err != nil {
-		return s, err
+		return err
 	}
 	if s.Key.Version, err = r.str("version", MaxNameLen); err != nil {
-		return s, err
+		return err
 	}
 	if s.Key.Route, err = r.str("route", MaxRouteLen); err != nil {
-		return s, err
+		return err
 	}
 	if s.Seq, err = r.uvarint("seq"); err != nil {
-		return s, err
+		return err
 	}
 	start, err := r.varint("start")
 	if err != nil {
-		return s, err
+		return err
 	}
 	length, err := r.varint("interval length")
 	if err != nil {
-		return s, err
+		return err
 	}
 	if length <= 0 {
-		return s, fmt.Errorf("interval length %v: end must be after start", time.Duration(length))
+		return fmt.Errorf("interval length %v: end must be after start", time.Duration(length))
 	}
 	if start > math.MaxInt64-length {
-		return s, errors.New("interval end overflows the time range")
+		return errors.New("interval end overflows the time range")
 	}
 	s.Start, s.End = time.Unix(0, start).UTC(), time.Unix(0, start+length).UTC()
 	for c := range s.Status {
 		if s.Status[c], err = r.uvarint(statusFields[c]); err != nil {
-			return s, err
+			return err
 		}
 	}
 	if s.OtherStatus, err = r.uvarint("other status"); err != nil {
-		return s, err
+		return err
 	}
 	if s.Latency, err = r.decodeSketch(); err != nil {
-		return s, err
+		return err
 	}
 	if s.ColdStarts, err = r.uvarint("cold starts"); err != nil {
-		return s, err
+		return err
 	}
 	if s.InstanceStarts, err = r.reasons("instance starts"); err != nil {
-		return s, err
+		return err
 	}
 	if s.Discards, err = r.reasons("discards"); err != nil {
-		return s, err
+		return err
 	}
 	if s.LimitRejections, err = r.reasons("limit rejections"); err != nil {
-		return s, err
+		return err
 	}
 	if s.MemoryMaxBytes, err = r.uvarint("memory max"); err != nil {
-		return s, err
+		return err
 	}
 	cpu, err := r.varint("cpu time")
 	if err != nil {
-		return s, err
+		return err
 	}
 	s.CPUTime = time.Duration(cpu)
 	if s.OutboundErrors, err = r.uvarint("outbound errors"); err != nil {
-		return s, err
+		return err
 	}
 	if s.PolicyDenials, err = r.uvarint("policy denials"); err != nil {
-		return s, err
+		return err
 	}
 	if s.TelemetryBacklog, err = r.uvarint("telemetry backlog"); err != nil {
-		return s, err
+		return err
 	}
-	if r.off != len(b) {
-		return s, fmt.Errorf("%d trailing bytes after the summary", len(b)-r.off)
-	}
-	return s, ValidateSummary(s)
+	return nil
 }
 
 var statusFields = [5]string{"status 1xx", "status 2xx", "status 3xx", "status 4xx", "status 5xx"}
@@ -279,6 +288,9 @@ func ValidateSummary(s Summary) error {
 	}
 	if lat != req {
 		return fmt.Errorf("latency sketch counts %d requests but the status classes count %d; they must agree", lat, req)
+	}
+	if err := validateExemplars(&s, req); err != nil {
+		return err
 	}
 	if s.ColdStarts > req {
 		return fmt.Errorf("cold starts (%d) exceed requests (%d)", s.ColdStarts, req)

@@ -3,6 +3,7 @@
 // /v1/events as a stream. Every action is an API call; the API checks the role.
 import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
 import { rolloutPanel } from "/ui/rollout.js";
+import { slowestPanel } from "/ui/slowest.js";
 
 const TOKEN_KEY = "fermion.token";
 const POLL_MS = 2000;
@@ -20,6 +21,7 @@ const S = {
   trends: {}, // SLO series key → last success ratios, for the trend lines
   slis: { region: null, node: null, app: null }, // GET /v1/slis groups (null: not served)
   latTrend: {}, // region → last p99s
+  slowest: null, // GET /v1/slis/slowest (null: not served)
   view: "executive", debugDep: "", nodeFilter: "", eventType: "", confirm: "",
   updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {}, leaving: false,
 };
@@ -145,6 +147,10 @@ async function poll() {
     const want = S.deployments.filter((d) => S.revisions[d.name] || (d.spec.rollout && d.spec.rollout.kind && d.spec.rollout.kind !== "all-at-once"))
       .slice(0, 10).map((d) => d.name);
     jobs.push(limited(want, 3, loadRollout));
+  }
+  if (S.view === "debug" && S.config.features.slowest) {
+    // The fleet's slowest recent requests, each with its trace id (slowest.js).
+    jobs.push(api("/v1/slis/slowest?limit=20").then((b) => (S.slowest = b)).catch(() => (S.slowest = null)));
   }
   if (S.view === "debug") {
     if (!S.debugDep && S.deployments.length) S.debugDep = S.deployments[0].name;
@@ -439,6 +445,7 @@ const views = {
       <div class="grid2"><div>
       <h2>Timeline</h2><ul class="tl" data-k="timeline">${tl || `<li class="dim">no events</li>`}</ul>
       </div><div>
+      ${S.config.features.slowest ? `<h2>Slowest requests, last 15 minutes</h2>${slowestPanel(S.slowest, S.config.traceUrl)}` : ""}
       <h2>Slowest versions, last 15 minutes (p99)</h2>
       ${S.slis.app && S.slis.app.length ? `<table><thead><tr><th>app</th><th>version</th><th>p50</th><th>p99</th><th>requests</th></tr></thead><tbody data-k="slowest">
       ${S.slis.app.filter((g) => g.requests).sort((a, b) => b.p99Ms - a.p99Ms).slice(0, 10).map((g) => `<tr><td>${esc(g.app)}</td><td>${esc(g.version)}</td><td>${g.p50Ms.toFixed(1)} ms</td><td>${g.p99Ms.toFixed(1)} ms</td><td>${num(g.requests)}</td></tr>`).join("")}
