@@ -518,7 +518,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 			firstRender = append(firstRender, ms)
 			apiBaseline = append(apiBaseline, eval[float64](pg, `(async () => {
-				const h = {Authorization: "Bearer " + sessionStorage.getItem("fermion.token")}, t0 = performance.now();
+				const h = {Authorization: "Bearer " + sessionStorage.getItem("fermion.token"), Accept: "application/json"}, t0 = performance.now();
 				await Promise.all(["/v1/nodes", "/v1/deployments", "/v1/alerts", "/v1/slos"].map(u => fetch(u, {headers: h}).then(r => r.json())));
 				return performance.now() - t0; })()`))
 			pg.live()

@@ -181,11 +181,7 @@ func (s *api) serveAPI(w http.ResponseWriter, r *http.Request, route, role strin
 		return
 	}
 	status = code
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
+	writeJSON(w, r, code, out) // apijson.go
 }
 
 // decodeBody decodes a JSON body strictly: unknown fields and trailing data are errors.

@@ -25,14 +25,7 @@ var compileCache = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := os.Getenv("FERMION_TEST_CACHE")
-	if base == "" {
-		uc, err := os.UserCacheDir()
-		if err != nil {
-			uc = os.TempDir()
-		}
-		base = filepath.Join(uc, "fermion-test")
-	}
+	base := cacheBase()
 	dir := filepath.Join(base, "compile-"+key)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("make the tests' compilation cache: %w", err)

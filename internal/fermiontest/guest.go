@@ -34,7 +34,8 @@ func Root(t testing.TB) string {
 
 // Guest builds the guest in dir (relative to the repository root, for example
 // "examples/hello") and returns the module bytes. Reactor guests are built with
-// -buildmode=c-shared; command guests without. Each guest is built once per test binary.
+// -buildmode=c-shared; command guests without. Each guest is built once per test binary,
+// and kept on disk for the next binary and run with the same sources (guestcache.go).
 func Guest(t testing.TB, dir string, reactor bool) []byte {
 	t.Helper()
 	key := fmt.Sprintf("%s|%v", dir, reactor)
@@ -43,7 +44,7 @@ func Guest(t testing.TB, dir string, reactor bool) []byte {
 	if b, ok := built[key]; ok {
 		return b
 	}
-	wasm, err := BuildGuest(Root(t), dir, reactor)
+	wasm, err := cachedBuildGuest(Root(t), dir, reactor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,11 @@ window.fermionConsole = { S, renders: 0, firstRender: 0, lastEventSeq: 0 };
 const REQUEST_MS = 10000;
 
 async function api(path, opts = {}) {
-  const headers = { Authorization: "Bearer " + S.token, ...(opts.body ? { "Content-Type": "application/json" } : {}) };
+  // Accept: application/json asks for compact JSON (the API indents for people only).
+  // A refusal signs out only the token it was sent with: a read of a poll that outlived
+  // a sign-out must not sign out the token signed in since.
+  const token = S.token;
+  const headers = { Authorization: "Bearer " + token, Accept: "application/json", ...(opts.body ? { "Content-Type": "application/json" } : {}) };
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), REQUEST_MS);
   let res, text;
@@ -45,7 +49,10 @@ async function api(path, opts = {}) {
   } finally {
     clearTimeout(timer);
   }
-  if (res.status === 401) { signOut("Your token was refused: it is unknown, revoked or expired. Sign in again."); throw new Error("unauthorized"); }
+  if (res.status === 401) {
+    if (token === S.token) signOut("Your token was refused: it is unknown, revoked or expired. Sign in again.");
+    throw new Error("unauthorized");
+  }
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!res.ok) {
@@ -188,9 +195,10 @@ async function followEvents() {
     const ac = new AbortController();
     S.streamAbort = ac;
     const after = S.events.length ? "&after=" + S.events[S.events.length - 1].seq : "&limit=300";
+    const token = S.token;
     try {
-      const res = await fetch("/v1/events?follow=true" + after, { headers: { Authorization: "Bearer " + S.token }, signal: ac.signal });
-      if (res.status === 401) { signOut("Your token was refused. Sign in again."); return; }
+      const res = await fetch("/v1/events?follow=true" + after, { headers: { Authorization: "Bearer " + token }, signal: ac.signal });
+      if (res.status === 401) { if (token === S.token) signOut("Your token was refused. Sign in again."); return; }
       if (!res.ok) throw new Error("events: " + res.status);
       backoff = 500;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -683,17 +691,20 @@ async function main() {
     S.config = c; $("version").textContent = "server " + c.version;
   }).catch(() => { /* the trace links stay off */ });
   if (!S.token) { await config; signOut(""); return; }
-  // The first reads go out with the token check: a refused token signs out either way.
+  // The first reads and the first token check go out with the configuration, all three
+  // at once (each waiting for the other was a round trip before the first render): a
+  // refused token signs out either way.
+  const check = () => signIn(S.token).then(() => null, (e) => e);
   const first = refresh().catch(() => {});
+  let err = await check();
   await config;
   // Only a refusal signs the tab out. A slow or unreachable server keeps the token and
   // is asked again, so a busy moment at a reload never loses the session.
-  for (let wait = 1000; ; wait = Math.min(wait * 2, 15000)) {
-    try { await signIn(S.token); break; } catch (e) {
-      if (e.refused || !S.token) { signOut(e.message); return; }
-      setStatus(e.message + "; trying again in " + wait / 1000 + " s");
-      await new Promise((r) => setTimeout(r, wait));
-    }
+  for (let wait = 1000; err; wait = Math.min(wait * 2, 15000)) {
+    if (err.refused || !S.token) { signOut(err.message); return; }
+    setStatus(err.message + "; trying again in " + wait / 1000 + " s");
+    await new Promise((r) => setTimeout(r, wait));
+    err = await check();
   }
   await first;
   start();
