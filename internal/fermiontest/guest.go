@@ -74,6 +74,10 @@ func GuestFile(t testing.TB, dir string, reactor bool) string {
 	return p
 }
 
+// guestBuildFlags are the go build flags every guest is built with; the guest cache's
+// key includes them, so changing them never serves a module built the old way.
+var guestBuildFlags = []string{"-trimpath", "-buildvcs=false"}
+
 // BuildGuest compiles a guest package with GOOS=wasip1 GOARCH=wasm, reproducibly as
 // `fermion build` does (-trimpath -buildvcs=false): the same sources give the same
 // module on any checkout, clean or dirty, so a compile cache keyed by the module's
@@ -85,7 +89,8 @@ func BuildGuest(root, dir string, reactor bool) ([]byte, error) {
 	}
 	defer os.RemoveAll(out)
 	file := filepath.Join(out, "guest.wasm")
-	args := []string{"build", "-trimpath", "-buildvcs=false", "-o", file}
+	args := append([]string{"build"}, guestBuildFlags...)
+	args = append(args, "-o", file)
 	if reactor {
 		args = append(args, "-buildmode=c-shared")
 	}

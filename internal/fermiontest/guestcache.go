@@ -104,7 +104,7 @@ func guestCacheKey(root, dir string, reactor bool) (string, error) {
 		return "", fmt.Errorf("list the packages of guest %s: %v: %s", dir, err, stderr.Bytes())
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\nreactor=%v\nGOFLAGS=%s\nGOEXPERIMENT=%s\nGOWASM=%s\n", runtime.Version(), dir, reactor,
+	fmt.Fprintf(h, "%s\n%s\nreactor=%v\nflags=%q\nGOFLAGS=%s\nGOEXPERIMENT=%s\nGOWASM=%s\n", runtime.Version(), dir, reactor, guestBuildFlags,
 		os.Getenv("GOFLAGS"), os.Getenv("GOEXPERIMENT"), os.Getenv("GOWASM"))
 	for _, f := range []string{"go.mod", "go.sum"} {
 		if err := hashFile(h, filepath.Join(root, f)); err != nil && !os.IsNotExist(err) {
