@@ -152,6 +152,7 @@ type target struct {
 func gatewayBench(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
 	duration := fs.Duration("duration", 5*time.Second, "load per run")
+	warmup := fs.Duration("warmup", 3*time.Second, "load per target before the rounds, so every server (bare wazero's growing guest memories included) is measured in its steady state")
 	conns := fs.Int("conns", 16, "concurrent connections")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
@@ -329,7 +330,7 @@ func gatewayBench(args []string) error {
 		if err := check(t.url); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
-		if _, err := load(*client, wrkCPU, t.url, *conns, time.Second); err != nil {
+		if _, err := load(*client, wrkCPU, t.url, *conns, *warmup); err != nil {
 			return err
 		}
 	}
