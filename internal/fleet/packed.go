@@ -18,7 +18,7 @@ import (
 //
 // Layout: seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials,
 // backlog, then instance starts, discards and limit rejections (each a count and that
-// many (name length, name, n)), then the sketch (appendSketch).
+// many (name length, name, n)), then the sketch (appendSketch, bitsketch.go).
 type stored struct {
 	b []byte
 }
@@ -58,55 +58,6 @@ func encodeStored(b []byte, s *sli.Summary) []byte {
 		lat = &sli.Sketch{}
 	}
 	return appendSketch(b, lat)
-}
-
-// appendSketch appends sk in the store's own form of sli.Sketch.AppendBinary: the
-// same header (zero count, sum, max, bucket count), then each bucket as one byte,
-// gap<<4 | count, when its gap from the previous bucket and its count are both 1–15
-// (nearly every bucket of a 10-s interval: at γ ≈ 1.02 neighbouring buckets are a few
-// indices apart and hold a few requests each), else a zero byte and both as uvarints.
-// It halves the sketch, the bulk of what the store keeps per interval.
-func appendSketch(b []byte, sk *sli.Sketch) []byte {
-	var buf [1024]byte
-	std := sk.AppendBinary(buf[:0])
-	var h [4]uint64
-	rest := uvarints(std, h[:])
-	b = append(b, std[:len(std)-len(rest)]...)
-	for range h[3] {
-		var gc [2]uint64
-		rest = uvarints(rest, gc[:])
-		if gc[0] >= 1 && gc[0] <= 15 && gc[1] >= 1 && gc[1] <= 15 {
-			b = append(b, byte(gc[0]<<4|gc[1]))
-			continue
-		}
-		b = append(b, 0)
-		b = binary.AppendUvarint(b, gc[0])
-		b = binary.AppendUvarint(b, gc[1])
-	}
-	return b
-}
-
-// mergeSketch adds the sketch appendSketch wrote in b to dst.
-func mergeSketch(dst *sli.Sketch, b []byte) {
-	var buf [1024]byte
-	var h [4]uint64
-	rest := uvarints(b, h[:])
-	std := append(buf[:0], b[:len(b)-len(rest)]...)
-	for range h[3] {
-		if len(rest) == 0 {
-			return // not written by appendSketch: a bug, leave dst as it was
-		}
-		if c := rest[0]; c != 0 {
-			std = append(std, c>>4, c&15)
-			rest = rest[1:]
-			continue
-		}
-		var gc [2]uint64
-		rest = uvarints(rest[1:], gc[:])
-		std = binary.AppendUvarint(std, gc[0])
-		std = binary.AppendUvarint(std, gc[1])
-	}
-	_ = dst.MergeBinary(std) // checks the shape; written by appendSketch
 }
 
 // uvarints reads n uvarints from b into out and returns the rest. b is always the
