@@ -106,6 +106,9 @@ func (r *bitReader) bit() uint64 {
 // peek64 is the next 64 bits, zero-padded past the end.
 func (r *bitReader) peek64() uint64 {
 	i, sh := r.pos>>3, r.pos&7
+	if i+9 <= len(r.b) {
+		return binary.BigEndian.Uint64(r.b[i:])<<sh | uint64(r.b[i+8])>>(8-sh)
+	}
 	var buf [9]byte
 	copy(buf[:], r.b[min(i, len(r.b)):])
 	v := binary.BigEndian.Uint64(buf[:8])
@@ -169,25 +172,39 @@ func appendSketch(b []byte, sk *sli.Sketch) []byte {
 		b = append(b, formPairs)
 		return append(b, std[pairsAt:]...)
 	}
-	// The cost of each (mode, k); gaps cost the same in both.
-	var plain, delta [16]int
+	// Choose the mode and k with the fewest bits (gaps cost the same in both). The
+	// best k of an Exp-Golomb code lies near log₂ of the mean value, so only a few
+	// around it are tried.
+	var sumPlain, sumDelta uint64
 	prev := uint64(0)
 	for i := 0; i < len(gc); i += 2 {
 		c := gc[i+1]
-		d := zigzag(int64(c) - int64(prev))
+		sumPlain += c - 1
+		sumDelta += zigzag(int64(c) - int64(prev))
 		prev = c
-		for k := range 16 {
-			plain[k] += egBits(c-1, k)
-			delta[k] += egBits(d, k)
-		}
 	}
-	form, best := 0, plain[0]
-	for k := range 16 {
-		if plain[k] < best {
-			form, best = k, plain[k]
+	form, best := 0, -1
+	for _, mode := range [...]int{0, formDelta} {
+		mean := sumPlain / uint64(nb)
+		if mode == formDelta {
+			mean = sumDelta / uint64(nb)
 		}
-		if delta[k] < best {
-			form, best = formDelta|k, delta[k]
+		l := bits.Len64(mean)
+		for k := max(l-3, 0); k <= min(l+1, 15); k++ {
+			cost := 0
+			prev = 0
+			for i := 0; i < len(gc); i += 2 {
+				c := gc[i+1]
+				if mode == formDelta {
+					cost += egBits(zigzag(int64(c)-int64(prev)), k)
+				} else {
+					cost += egBits(c-1, k)
+				}
+				prev = c
+			}
+			if best < 0 || cost < best {
+				form, best = mode|k, cost
+			}
 		}
 	}
 	b = append(b, byte(form))
