@@ -75,25 +75,33 @@ func TestSketchForms(t *testing.T) {
 	}
 }
 
-// TestSketchBytesPerInterval pins the size that keeps the detail tier in budget: a
-// hello-like 10-s interval's sketch (100 requests) in at most 48 bytes, header
-// included (bench/RESULTS.md, "Fleet SLI store at steady state").
+// TestSketchBytesPerInterval pins the sizes that keep the detail tier in budget: a
+// hello-like 10-s interval (100 requests, an instance start) stored in at most 72
+// bytes, its sketch in at most 48, headers included (bench/RESULTS.md, "Fleet SLI
+// store at steady state").
 func TestSketchBytesPerInterval(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	total := 0
+	var sketches, stored int
 	for range 32 {
-		sk := &sli.Sketch{}
+		s := sli.Summary{Seq: sli.SeqFor(t0, iv), Latency: &sli.Sketch{}, MemoryMaxBytes: 2 << 20,
+			CPUTime: 30 * time.Millisecond, InstanceStarts: map[string]uint64{"scale": 1}}
 		for range 100 {
 			d := time.Duration(300e3 * math.Exp(0.4*rng.NormFloat64()))
 			if rng.IntN(100) == 0 {
 				d += 20 * time.Millisecond
+				s.ColdStarts++
 			}
-			sk.Add(d)
+			s.Latency.Add(d)
+			s.Status[1]++
 		}
-		total += len(appendSketch(nil, sk))
+		sketches += len(appendSketch(nil, s.Latency))
+		stored += len(pack(&s).b)
 	}
-	if avg := total / 32; avg > 48 {
+	if avg := sketches / 32; avg > 48 {
 		t.Errorf("%d bytes per interval sketch, want ≤ 48", avg)
+	}
+	if avg := stored / 32; avg > 72 {
+		t.Errorf("%d bytes per stored interval, want ≤ 72", avg)
 	}
 }
 
