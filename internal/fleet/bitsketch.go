@@ -172,38 +172,34 @@ func appendSketch(b []byte, sk *sli.Sketch) []byte {
 		b = append(b, formPairs)
 		return append(b, std[pairsAt:]...)
 	}
-	// Choose the mode and k with the fewest bits (gaps cost the same in both). The
-	// best k of an Exp-Golomb code lies near log₂ of the mean value, so only a few
-	// around it are tried.
-	var sumPlain, sumDelta uint64
+	// Choose the mode and k with the fewest bits (gaps cost the same in both). A
+	// value of bit length l costs about 2·max(l, k+1) − 1 − k bits in EGₖ (a carry
+	// may add two), so counting the values of each length prices every k at once.
+	var lens [2][65]int
 	prev := uint64(0)
 	for i := 0; i < len(gc); i += 2 {
 		c := gc[i+1]
-		sumPlain += c - 1
-		sumDelta += zigzag(int64(c) - int64(prev))
+		lens[0][bits.Len64(c-1)]++
+		lens[1][bits.Len64(zigzag(int64(c)-int64(prev)))]++
 		prev = c
 	}
 	form, best := 0, -1
-	for _, mode := range [...]int{0, formDelta} {
-		mean := sumPlain / uint64(nb)
-		if mode == formDelta {
-			mean = sumDelta / uint64(nb)
+	for mode := range lens {
+		var used [65]uint8 // the lengths present, so each k costs a few steps
+		nu := 0
+		for l, n := range lens[mode] {
+			if n > 0 {
+				used[nu] = uint8(l)
+				nu++
+			}
 		}
-		l := bits.Len64(mean)
-		for k := max(l-3, 0); k <= min(l+1, 15); k++ {
+		for k := range min(16, int(used[nu-1])+1) {
 			cost := 0
-			prev = 0
-			for i := 0; i < len(gc); i += 2 {
-				c := gc[i+1]
-				if mode == formDelta {
-					cost += egBits(zigzag(int64(c)-int64(prev)), k)
-				} else {
-					cost += egBits(c-1, k)
-				}
-				prev = c
+			for _, l := range used[:nu] {
+				cost += lens[mode][l] * (2*max(int(l), k+1) - 1 - k)
 			}
 			if best < 0 || cost < best {
-				form, best = mode|k, cost
+				form, best = mode*formDelta|k, cost
 			}
 		}
 	}
