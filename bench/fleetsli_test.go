@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -433,5 +434,187 @@ func BenchmarkFleetSLIHours(b *testing.B) {
 		b.ReportMetric(float64(s.Details), "details")
 		b.ReportMetric(float64(s.Slots), "node-tallies")
 		runtime.KeepAlive(st)
+	}
+}
+
+// simDays is how many days BenchmarkFleetSLISteady simulates (FERMION_BENCH_FLEET_DAYS,
+// default 31: one more than the 30-day day tier, so every tier is full and dropping).
+var simDays = func() int {
+	if n, err := strconv.Atoi(os.Getenv("FERMION_BENCH_FLEET_DAYS")); err == nil && n > 0 && n <= 62 {
+		return n
+	}
+	return 31
+}()
+
+// coarsePool merges runs of n consecutive entries of pool: the intervals of a longer
+// span of the same load, so that a summary of it carries that span's counts and
+// sketch.
+func coarsePool(pool []sli.Summary, n int) []sli.Summary {
+	out := make([]sli.Summary, 8)
+	for i := range out {
+		m := sli.Summary{Latency: &sli.Sketch{}}
+		for j := range n {
+			s := pool[(i*n/len(out)+j)%len(pool)]
+			s.Key, s.Node = sli.Key{}, ""
+			if err := sli.Merge(&m, s); err != nil {
+				panic(err)
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// simSpan calls fn with every (node, version)'s summary of the span [start,
+// start+span), from pool.
+func simSpan(pool []sli.Summary, start time.Time, span time.Duration, fn func(*sli.Summary)) {
+	seq := sli.SeqFor(start, span)
+	for n, node := range simNodeNames {
+		for v, ver := range simVersionNames {
+			s := pool[(n*simVersions+v)%len(pool)]
+			s.Node, s.Key = node, sli.Key{Deployment: simAppNames[v%10], Version: ver, Route: "/"}
+			s.Seq, s.Start, s.End = seq, start, start.Add(span)
+			fn(&s)
+		}
+	}
+}
+
+// BenchmarkFleetSLISteady is the store after simDays of uptime, every tier full: the
+// steady state a server reaches after its first 30 days. Simulating 30 days of 10-s
+// intervals at the full fleet would take hours of CPU, so the simulated clock is
+// fast-forwarded through the far past with sparser summaries that carry the same
+// traffic (each the merge of every 10-s interval of its span, coarsePool): one a day
+// per (node, version) until 3 days before the end, one an hour until 6 hours before,
+// one per 5-minute window until 30 minutes before, then 10-s intervals with rollups
+// taken and read back every 30 s (as BenchmarkFleetSLIHours) for the last 30 minutes,
+// so that the detail tier, the group index and the rollups are at their running size.
+// Every summary goes through Add and every step through Prune, so the windows, hours
+// and days are what the store's own folds make of them. It reports the heap above
+// idle at the end and its peak (after a GC at every simulated day, every 6 hours of
+// the hours, every hour of the 5-minute windows and every 5 minutes of the last 30
+// minutes; the last 30 minutes' peak also alone, since the fast-forward's coarse
+// summaries pass through the detail tier before them), the store's CPU and allocation per 10-s tick over the last 10 minutes,
+// `fermion top`'s query, and one SLO tick of 1,000 mixed series over the burn-rate
+// windows and 30 days.
+//
+// What the fast-forward leaves out: the dedupe bitmaps hold 30 minutes of 10-s seqs
+// instead of 6 hours (about 0.25 KiB per series less: 5 MiB at the full fleet).
+func BenchmarkFleetSLISteady(b *testing.B) {
+	for range b.N {
+		idle := heapInUse()
+		st, err := fleet.New(simConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool := simPool()
+		p5m := coarsePool(pool, 30)
+		pHour := coarsePool(p5m, 12)
+		pDay := coarsePool(pHour, 24)
+		end := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+		start := end.Add(-time.Duration(simDays) * 24 * time.Hour)
+		st.Prune(start)
+		var peak, peakTicks uint64
+		sample := func() { peak = max(peak, heapInUse()-idle) }
+		rollups := func(now time.Time) {
+			for _, r := range st.PendingRollups(now, time.Minute) {
+				if err := st.AddRollup(&r, now); err != nil {
+					b.Fatal(err)
+				}
+				st.MarkPublished(&r)
+			}
+		}
+		// span adds one summary per series for each span-long step in [from, to).
+		span := func(p []sli.Summary, from, to time.Time, step time.Duration, sampleEvery int) {
+			i := 0
+			for at := from; at.Before(to); at = at.Add(step) {
+				now := at.Add(step)
+				simSpan(p, at, step, func(s *sli.Summary) { st.Add(s, now) })
+				st.Prune(now)
+				rollups(now)
+				if i++; i%sampleEvery == 0 {
+					sample()
+				}
+			}
+		}
+		span(pDay, start, end.Add(-72*time.Hour), 24*time.Hour, 1)
+		span(pHour, end.Add(-72*time.Hour), end.Add(-6*time.Hour), time.Hour, 6)
+		span(p5m, end.Add(-6*time.Hour), end.Add(-30*time.Minute), 5*time.Minute, 12)
+		ticks := 180
+		var cpu time.Duration
+		var alloc uint64
+		var ms runtime.MemStats
+		now := end
+		for i := range ticks {
+			at := end.Add(-30*time.Minute + time.Duration(i)*simInterval)
+			now = at.Add(simInterval)
+			measure := i >= ticks-60
+			var c0 time.Duration
+			var a0 uint64
+			if measure {
+				runtime.ReadMemStats(&ms)
+				c0, a0 = cpuTime(), ms.TotalAlloc
+			}
+			simTick(pool, at, func(s *sli.Summary) { st.Add(s, now) })
+			st.Prune(now)
+			if i%3 == 2 {
+				rollups(now)
+			}
+			if measure {
+				cpu += cpuTime() - c0
+				runtime.ReadMemStats(&ms)
+				alloc += ms.TotalAlloc - a0
+			}
+			if (i+1)%30 == 0 {
+				peakTicks = max(peakTicks, heapInUse()-idle)
+			}
+		}
+		endHeap := heapInUse() - idle
+		peakTicks = max(peakTicks, endHeap)
+		b.ReportMetric(float64(endHeap)/(1<<20), "MiB-end")
+		b.ReportMetric(float64(max(peak, peakTicks))/(1<<20), "MiB-peak")
+		b.ReportMetric(float64(peakTicks)/(1<<20), "MiB-peak-last-30min")
+		b.ReportMetric(float64(cpu)/60/float64(simInterval), "core-per-tick")
+		b.ReportMetric(float64(alloc)/60/(1<<20), "MiB-alloc-per-tick")
+		var took []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			if l := st.Query(fleet.Query{By: []string{"app", "version"}, Window: 5 * time.Minute}, now, nil); len(l.Groups) == 0 {
+				b.Fatal("top: no groups")
+			}
+			took = append(took, time.Since(t0))
+		}
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2])/1e6, "top-p50-ms")
+		windows := []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour,
+			24 * time.Hour, 72 * time.Hour, 30 * 24 * time.Hour}
+		c0 := cpuTime()
+		if sloCountsTick(st, now, windows) == 0 {
+			b.Fatal("no counts")
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/1e6, "slo-tick-cpu-ms")
+		s := st.Stats()
+		b.ReportMetric(float64(s.Details), "details")
+		b.ReportMetric(float64(s.Slots), "node-tallies")
+		b.ReportMetric(float64(s.Groups), "group-windows")
+		writeHeapProfile(b)
+		runtime.KeepAlive(st)
+	}
+}
+
+// writeHeapProfile writes the live heap to FERMION_BENCH_FLEET_HEAPPROF when set: the
+// store is still reachable, unlike at -test.memprofile's time.
+func writeHeapProfile(b *testing.B) {
+	path := os.Getenv("FERMION_BENCH_FLEET_HEAPPROF")
+	if path == "" {
+		return
+	}
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -8,39 +8,61 @@ import (
 	"fermion.dev/fermion/internal/sli"
 )
 
-// stored is a summary as the store keeps it: one byte slice of uvarints (the counts,
-// the reason maps, then the latency sketch, bucket-packed). Its
-// key, node and interval are not repeated: the series and the window or detail that
-// holds it know them. The store holds millions of these (20,000 series × 90 detail
-// intervals at the fleet budget), so one allocation of ~170 bytes each for a hello-like
-// load, instead of a Summary struct, three maps and a sketch (~1 KiB), is what keeps
-// the fleet under its memory budget (bench/RESULTS.md, "Fleet SLI store").
+// stored is a summary as the store keeps it: one byte slice (the counts, the reason
+// maps, then the latency sketch, bit-packed). Its key, node and interval are not
+// repeated: the series and the window or detail that holds it know them. The store
+// holds millions of these (20,000 series × 90 detail intervals at the fleet budget),
+// so one allocation of ~75 bytes each for a hello-like load, instead of a Summary
+// struct, three maps and a sketch (~1 KiB), is what keeps the fleet under its memory
+// budget (bench/RESULTS.md, "Fleet SLI store" and "Fleet SLI store at steady state").
 //
-// Layout: seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials,
-// backlog, then instance starts, discards and limit rejections (each a count and that
-// many (name length, name, n)), then the sketch (appendSketch).
+// Layout: a 16-bit mask (two bytes, little-endian) saying which of the 13 head fields
+// — seq, status[0..4], other, cold, memory, cpu (ns), outbound, denials, backlog — and
+// which of the three reason maps — instance starts, discards, limit rejections — are
+// not zero; the non-zero head fields as uvarints; each non-empty map as a count and
+// that many (name length, name, n); then the sketch (appendSketch, bitsketch.go). Most
+// of an interval's fields are zero (no 1xx, 3xx or 4xx, no denials, no discards), and
+// a zero costs no byte.
 type stored struct {
 	b []byte
 }
 
-// nHead is the number of uvarints before the reason maps.
+// nHead is the number of head fields before the reason maps.
 const nHead = 13
+
+// head returns s's head fields in layout order.
+func head(s *sli.Summary) [nHead]uint64 {
+	return [nHead]uint64{s.Seq, s.Status[0], s.Status[1], s.Status[2], s.Status[3], s.Status[4],
+		s.OtherStatus, s.ColdStarts, s.MemoryMaxBytes, uint64(max(s.CPUTime, 0)), // validated ≥ 0 on the wire
+		s.OutboundErrors, s.PolicyDenials, s.TelemetryBacklog}
+}
 
 // encodeStored appends the encoding of s (its Latency may be nil) to b.
 func encodeStored(b []byte, s *sli.Summary) []byte {
-	b = binary.AppendUvarint(b, s.Seq)
-	for _, c := range s.Status {
-		b = binary.AppendUvarint(b, c)
+	h := head(s)
+	maps := [...]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections}
+	var mask uint16
+	for i, v := range h {
+		if v != 0 {
+			mask |= 1 << i
+		}
 	}
-	b = binary.AppendUvarint(b, s.OtherStatus)
-	b = binary.AppendUvarint(b, s.ColdStarts)
-	b = binary.AppendUvarint(b, s.MemoryMaxBytes)
-	b = binary.AppendUvarint(b, uint64(max(s.CPUTime, 0))) // validated ≥ 0 on the wire
-	b = binary.AppendUvarint(b, s.OutboundErrors)
-	b = binary.AppendUvarint(b, s.PolicyDenials)
-	b = binary.AppendUvarint(b, s.TelemetryBacklog)
+	for i, m := range maps {
+		if len(m) > 0 {
+			mask |= 1 << (nHead + i)
+		}
+	}
+	b = append(b, byte(mask), byte(mask>>8))
+	for _, v := range h {
+		if v != 0 {
+			b = binary.AppendUvarint(b, v)
+		}
+	}
 	var keys [8]string // reasons per map: a handful; no allocation to sort them
-	for _, m := range [...]map[string]uint64{s.InstanceStarts, s.Discards, s.LimitRejections} {
+	for _, m := range maps {
+		if len(m) == 0 {
+			continue
+		}
 		b = binary.AppendUvarint(b, uint64(len(m)))
 		ks := keys[:0]
 		for k := range m {
@@ -60,53 +82,51 @@ func encodeStored(b []byte, s *sli.Summary) []byte {
 	return appendSketch(b, lat)
 }
 
-// appendSketch appends sk in the store's own form of sli.Sketch.AppendBinary: the
-// same header (zero count, sum, max, bucket count), then each bucket as one byte,
-// gap<<4 | count, when its gap from the previous bucket and its count are both 1–15
-// (nearly every bucket of a 10-s interval: at γ ≈ 1.02 neighbouring buckets are a few
-// indices apart and hold a few requests each), else a zero byte and both as uvarints.
-// It halves the sketch, the bulk of what the store keeps per interval.
-func appendSketch(b []byte, sk *sli.Sketch) []byte {
-	var buf [1024]byte
-	std := sk.AppendBinary(buf[:0])
-	var h [4]uint64
-	rest := uvarints(std, h[:])
-	b = append(b, std[:len(std)-len(rest)]...)
-	for range h[3] {
-		var gc [2]uint64
-		rest = uvarints(rest, gc[:])
-		if gc[0] >= 1 && gc[0] <= 15 && gc[1] >= 1 && gc[1] <= 15 {
-			b = append(b, byte(gc[0]<<4|gc[1]))
+// readHead reads the mask and the head fields from b into h and returns the rest and
+// the mask. b is always the store's own encoding; a short one (a bug) reads as zeros.
+func readHead(b []byte, h *[nHead]uint64) ([]byte, uint16) {
+	if len(b) < 2 {
+		return nil, 0
+	}
+	mask := uint16(b[0]) | uint16(b[1])<<8
+	b = b[2:]
+	for i := range h {
+		if mask&(1<<i) == 0 {
 			continue
 		}
-		b = append(b, 0)
-		b = binary.AppendUvarint(b, gc[0])
-		b = binary.AppendUvarint(b, gc[1])
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, 0
+		}
+		h[i] = v
+		b = b[n:]
 	}
-	return b
+	return b, mask
 }
 
-// mergeSketch adds the sketch appendSketch wrote in b to dst.
-func mergeSketch(dst *sli.Sketch, b []byte) {
-	var buf [1024]byte
-	var h [4]uint64
-	rest := uvarints(b, h[:])
-	std := append(buf[:0], b[:len(b)-len(rest)]...)
-	for range h[3] {
-		if len(rest) == 0 {
-			return // not written by appendSketch: a bug, leave dst as it was
-		}
-		if c := rest[0]; c != 0 {
-			std = append(std, c>>4, c&15)
-			rest = rest[1:]
+// eachReason calls fn with every (map index, name, n) of the reason maps at the front
+// of b (after readHead, with its mask) and returns the rest (nil on a short buffer).
+func eachReason(b []byte, mask uint16, fn func(m int, name []byte, n uint64)) []byte {
+	for m := range 3 {
+		if mask&(1<<(nHead+m)) == 0 {
 			continue
 		}
-		var gc [2]uint64
-		rest = uvarints(rest[1:], gc[:])
-		std = binary.AppendUvarint(std, gc[0])
-		std = binary.AppendUvarint(std, gc[1])
+		var n [1]uint64
+		b = uvarints(b, n[:])
+		for range n[0] {
+			var l [1]uint64
+			b = uvarints(b, l[:])
+			if uint64(len(b)) < l[0] {
+				return nil
+			}
+			k := b[:l[0]]
+			b = b[l[0]:]
+			var v [1]uint64
+			b = uvarints(b, v[:])
+			fn(m, k, v[0])
+		}
 	}
-	_ = dst.MergeBinary(std) // checks the shape; written by appendSketch
+	return b
 }
 
 // uvarints reads n uvarints from b into out and returns the rest. b is always the
@@ -128,41 +148,30 @@ func uvarints(b []byte, out []uint64) []byte {
 // returns the encoded sketch.
 func (p *stored) decode(dst *sli.Summary) []byte {
 	var h [nHead]uint64
-	b := uvarints(p.b, h[:])
+	b, mask := readHead(p.b, &h)
 	dst.Seq = h[0]
 	copy(dst.Status[:], h[1:6])
 	dst.OtherStatus, dst.ColdStarts, dst.MemoryMaxBytes = h[6], h[7], h[8]
 	dst.CPUTime = time.Duration(h[9])
 	dst.OutboundErrors, dst.PolicyDenials, dst.TelemetryBacklog = h[10], h[11], h[12]
-	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
-		var n [1]uint64
-		b = uvarints(b, n[:])
+	maps := [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections}
+	for _, m := range maps {
 		*m = nil
-		for range n[0] {
-			var l [1]uint64
-			b = uvarints(b, l[:])
-			if uint64(len(b)) < l[0] {
-				return nil
-			}
-			k := string(b[:l[0]])
-			b = b[l[0]:]
-			var v [1]uint64
-			b = uvarints(b, v[:])
-			if *m == nil {
-				*m = make(map[string]uint64, n[0])
-			}
-			(*m)[k] = v[0]
-		}
 	}
-	return b
+	return eachReason(b, mask, func(i int, name []byte, n uint64) {
+		if *maps[i] == nil {
+			*maps[i] = map[string]uint64{}
+		}
+		(*maps[i])[string(name)] = n
+	})
 }
 
 // requests and errors are the availability SLI's events of p, read without decoding
 // the rest.
 func (p *stored) requestsErrors() (requests, errors uint64) {
-	var h [7]uint64
-	uvarints(p.b, h[:])
-	for _, c := range h[1:] {
+	var h [nHead]uint64
+	readHead(p.b, &h)
+	for _, c := range h[1:7] {
 		requests += c
 	}
 	return requests, h[5]
@@ -198,7 +207,7 @@ func (p *stored) add(src *sli.Summary, scratch *sli.Sketch) {
 // window), so it adds straight from the encoding without decoding into maps first.
 func (p *stored) mergeTo(dst *sli.Summary) {
 	var h [nHead]uint64
-	b := uvarints(p.b, h[:])
+	b, mask := readHead(p.b, &h)
 	dst.Seq = max(dst.Seq, h[0])
 	for i := range dst.Status {
 		dst.Status[i] += h[1+i]
@@ -210,24 +219,15 @@ func (p *stored) mergeTo(dst *sli.Summary) {
 	dst.OutboundErrors += h[10]
 	dst.PolicyDenials += h[11]
 	dst.TelemetryBacklog = max(dst.TelemetryBacklog, h[12])
-	for _, m := range [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections} {
-		var n [1]uint64
-		b = uvarints(b, n[:])
-		for range n[0] {
-			var l [1]uint64
-			b = uvarints(b, l[:])
-			if uint64(len(b)) < l[0] {
-				return
-			}
-			k := b[:l[0]]
-			b = b[l[0]:]
-			var v [1]uint64
-			b = uvarints(b, v[:])
-			if *m == nil {
-				*m = map[string]uint64{}
-			}
-			(*m)[string(k)] += v[0] // no allocation once the name is in the map
+	maps := [...]*map[string]uint64{&dst.InstanceStarts, &dst.Discards, &dst.LimitRejections}
+	b = eachReason(b, mask, func(i int, name []byte, n uint64) {
+		if *maps[i] == nil {
+			*maps[i] = map[string]uint64{}
 		}
+		(*maps[i])[string(name)] += n // no allocation once the name is in the map
+	})
+	if b == nil && len(p.b) > 0 {
+		return // a short buffer: not written by encodeStored
 	}
 	mergeSketch(dst.Latency, b)
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // TestStoredRoundTrip pins that the store's compact form loses nothing: every count,
-// every reason and the sketch bucket by bucket, through the one-byte bucket form and
-// its escapes (gaps and counts past 15, the zero bucket, the range's ends).
+// every reason and the sketch bucket by bucket, with fields zero and not (the head's
+// mask), wide gaps and big counts, the zero bucket and the range's ends.
 func TestStoredRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	lognormal := &sli.Sketch{}
