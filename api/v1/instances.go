@@ -1,0 +1,86 @@
+package v1
+
+import "time"
+
+// The per-instance timeline (issue 16, the console's Debug view): each agent keeps a
+// bounded record of its recent instances per deployment version (live ones and the
+// last discarded ones), and the control plane asks the node for it on demand:
+//
+//	fermion.node.<node>.instances   InstancesRequest → InstancesReply   (request/reply,
+//	                                the server asks, the agent answers)
+//
+// served to API clients as GET /v1/nodes/{node}/instances?deployment=NAME (viewer role),
+// and, over every node the deployment is placed on, GET /v1/deployments/{name}/instances.
+
+// SubjectInstances is the subject a node answers instance timeline requests on.
+func SubjectInstances(node string) string { return "fermion.node." + node + ".instances" }
+
+// InstancesRequest asks a node for its instances' timelines; an empty Deployment means
+// every deployment on the node.
+type InstancesRequest struct {
+	Deployment string `json:"deployment,omitempty"`
+}
+
+// InstancesReply is a node's answer.
+type InstancesReply struct {
+	Error     *Error             `json:"error,omitempty"`
+	Node      string             `json:"node"`
+	Time      time.Time          `json:"time"` // the node's clock when it answered
+	Instances []InstanceTimeline `json:"instances"`
+	// Dropped counts discarded instances no longer held (the record is bounded).
+	Dropped int `json:"dropped,omitempty"`
+}
+
+// InstanceTimeline is one instance's life on a node, oldest first in Events.
+type InstanceTimeline struct {
+	Node       string `json:"node"`
+	Deployment string `json:"deployment"`
+	Version    string `json:"version"`
+	// ID numbers the instance within its version on the node, in creation order; the
+	// same number the slowest-requests exemplars carry (SlowRequest.Instance).
+	ID uint64 `json:"id"`
+	// State: "starting", "idle", "busy" or "discarded".
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	// Start is how the instance was made: "snapshot" or "initialize" (the guest's
+	// _initialize ran), and Reason why: "prewarm", "scale", "replacement", "canary" …
+	Start  string `json:"start,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// InitMillis is the time from creation to ready (instantiation, init or snapshot
+	// restore, and the warmup hook when there is one).
+	InitMillis  float64   `json:"initMillis"`
+	Requests    uint64    `json:"requests"`
+	Errors      uint64    `json:"errors"` // requests answered 5xx or failed
+	LastRequest time.Time `json:"lastRequest,omitzero"`
+	MemoryBytes uint64    `json:"memoryBytes,omitempty"` // linear memory now (or when discarded)
+	Discarded   time.Time `json:"discarded,omitzero"`
+	// DiscardReason says why it was discarded: "idle", "trap", "timeout", "memory",
+	// "warmup", "drain", "undeploy", "replaced" … and DiscardDetail the error, if any.
+	DiscardReason string          `json:"discardReason,omitempty"`
+	DiscardDetail string          `json:"discardDetail,omitempty"`
+	Events        []InstanceEvent `json:"events,omitempty"`
+}
+
+// InstanceEvent is one point on an instance's timeline (created, initialised, warmed,
+// first request, a failed request, discarded …); bounded per instance.
+type InstanceEvent struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// InstancesList answers GET /v1/nodes/{node}/instances and
+// GET /v1/deployments/{name}/instances: the timelines of every node asked, and the nodes
+// that did not answer (offline, timed out, an agent too old to serve the request) with
+// why, so a partial answer says it is partial.
+type InstancesList struct {
+	Instances   []InstanceTimeline `json:"instances"`
+	Unreachable []NodeError        `json:"unreachable,omitempty"`
+	Dropped     int                `json:"dropped,omitempty"`
+}
+
+// NodeError names a node that could not answer and why.
+type NodeError struct {
+	Node  string `json:"node"`
+	Error string `json:"error"`
+}
