@@ -238,8 +238,8 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 	img1 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "1.0.0", nil)
 	trap2 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "2.0.0", map[string]string{"TRAP_ON_START": "1"})
 	img3 := p.PushVariant(t, cptest.FlakyGuest, "flaky", "3.0.0", nil)
-	slowStable := p.PushVariant(t, cptest.FlakyGuest, "flaky", "4.0.0", map[string]string{"SLOW_MS": "20"})
-	slowCanary := p.PushVariant(t, cptest.FlakyGuest, "flaky", "5.0.0", map[string]string{"SLOW_MS": "60"})
+	slowStable := p.PushVariant(t, cptest.FlakyGuest, "flaky", "4.0.0", map[string]string{"SLOW_MS": "100"})
+	slowCanary := p.PushVariant(t, cptest.FlakyGuest, "flaky", "5.0.0", map[string]string{"SLOW_MS": "300"})
 	d1, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: img1, Daemon: true}, client.CreateOnly())
 	if err != nil {
 		t.Fatal(err)
@@ -265,10 +265,12 @@ func TestRolloutFaultsOnRealNodes(t *testing.T) {
 	})
 
 	t.Run("canary 3x slower", func(t *testing.T) {
-		// A stable that waits 20 ms per request, all at once, then a canary that
-		// waits 60 ms judged on latency alone: its p95 and p99 are three times
+		// A stable that waits 100 ms per request, all at once, then a canary that
+		// waits 300 ms judged on latency alone: its p95 and p99 are three times
 		// stable's, far past the 1.5× allowed, so the first window that has its
-		// sample (or an extension) fails it on a latency check.
+		// sample (or an extension) fails it on a latency check. The waits are long
+		// so that a busy machine's scheduling delay, added to both sides, cannot
+		// bring the ratio under 1.5 (it would take 300 ms of it per request).
 		fast, _, err := c.PutDeployment(ctx, "flaky", v1.DeploymentSpec{Image: slowStable, Daemon: true}, client.Unconditional())
 		if err != nil {
 			t.Fatal(err)
