@@ -1342,6 +1342,34 @@ func TestInstancesPanelInBrowser(t *testing.T) {
 			t.Errorf("no note that rows were left out: %q", pg.text(`[data-k="inst-more"]`))
 		}
 	})
+	t.Run("marks", func(t *testing.T) {
+		pg.t = t
+		// Kinds matched loosely: a real agent's spelling still marks readiness, the first
+		// request and failures; a discarded instance that never became ready has no
+		// readiness mark; a starting one neither.
+		for _, tc := range []struct {
+			name string
+			in   string
+			want []string
+		}{
+			{"agent kinds", `{state: "idle", created: "2026-12-06T12:00:00Z", initMillis: 4, requests: 2, errors: 1, events: [{kind: "created", time: "2026-12-06T12:00:00Z"},
+				{kind: "initialised", time: "2026-12-06T12:00:00.004Z"}, {kind: "first request", time: "2026-12-06T12:00:01Z"}, {kind: "trap", time: "2026-12-06T12:00:02Z", detail: "unreachable"}]}`,
+				[]string{"init", "first", "fail"}},
+			{"warmup failed", `{state: "discarded", created: "2026-12-06T12:00:00Z", initMillis: 9, requests: 0, discarded: "2026-12-06T12:00:00.009Z", discardReason: "warmup",
+				events: [{kind: "created", time: "2026-12-06T12:00:00Z"}, {kind: "warmup_failed", time: "2026-12-06T12:00:00.009Z"}, {kind: "discarded", time: "2026-12-06T12:00:00.009Z"}]}`,
+				[]string{"fail", "disc"}},
+			{"starting", `{state: "starting", created: "2026-12-06T12:00:00Z", initMillis: 0, requests: 0}`, nil},
+			{"no events, served", `{state: "busy", created: "2026-12-06T12:00:00Z", initMillis: 1.5, requests: 9}`, []string{"init"}},
+		} {
+			got := eval[[]string](pg, `import("/ui/instances.js").then((m) => m.marks(`+tc.in+`).map((k) => k.kind))`)
+			if len(got) == 0 {
+				got = nil
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s: marks %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	})
 	t.Run("none, not served, failed", func(t *testing.T) {
 		pg.t = t
 		got := eval[[]string](pg, `import("/ui/instances.js").then((m) => [m.instancesPanel("shop", {instances: []}),

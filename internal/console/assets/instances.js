@@ -9,9 +9,12 @@ import { esc, num, bytes } from "/ui/fmt.js";
 // discarded instances kept per version would otherwise be a 30,000-row table.
 export const MAX_ROWS = 400;
 
-// Event kinds the agent records (api/v1/instances.go); a failure is any kind naming one,
-// so a kind added later still shows.
+// Event kinds the agent records (api/v1/instances.go) are matched loosely, so that a
+// kind added or spelt differently later still shows: a failure is any kind naming one,
+// readiness any of the ways an instance becomes ready.
 const FAIL = /fail|error|trap|timeout/;
+const READY = /^(initiali[sz]ed|ready|warmed|restored)/;
+const FIRST = /^first/;
 // Discard reasons that mean something went wrong, as opposed to the autoscaler's own
 // choices (idle, drain, undeploy, replaced).
 const BAD_DISCARD = new Set(["trap", "timeout", "memory", "warmup", "failed", "error"]);
@@ -26,9 +29,11 @@ const msText = (v) => (v >= 1000 ? (v / 1000).toFixed(2) + " s" : Number(v || 0)
 export function marks(in_) {
   const created = ms(in_.created), out = [];
   const evs = in_.events || [];
-  const ready = evs.some((e) => e.kind === "initialized" || e.kind === "ready") || (in_.state !== "discarded" && in_.state !== "starting") || in_.requests > 0;
+  // Ready when an event says so, when it served, or while it lives past starting; a
+  // discarded instance with none of these never was (a failed warmup).
+  const ready = evs.some((e) => READY.test(e.kind)) || in_.requests > 0 || (in_.state !== "discarded" && in_.state !== "starting");
   if (isFinite(created) && ready) out.push({ kind: "init", t: created + Number(in_.initMillis || 0), text: "ready after " + msText(Number(in_.initMillis || 0)) });
-  const first = evs.find((e) => e.kind === "first_request");
+  const first = evs.find((e) => FIRST.test(e.kind));
   if (first && isFinite(ms(first.time))) out.push({ kind: "first", t: ms(first.time), text: "first request" });
   for (const e of evs) if (e.kind !== "discarded" && FAIL.test(e.kind) && isFinite(ms(e.time))) out.push({ kind: "fail", t: ms(e.time), text: e.kind.replace(/_/g, " ") + (e.detail ? ": " + e.detail : "") });
   if (in_.state === "discarded" && isFinite(ms(in_.discarded))) out.push({ kind: "disc", t: ms(in_.discarded), text: "discarded: " + (in_.discardReason || "no reason given") + (in_.discardDetail ? ": " + in_.discardDetail : "") });
