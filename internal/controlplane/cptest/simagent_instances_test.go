@@ -226,3 +226,39 @@ func TestSimAgentAnswersInstances(t *testing.T) {
 		}
 	})
 }
+
+func TestFitReply(t *testing.T) {
+	since := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	full := v1.InstancesReply{Node: "edge-1", Time: since}
+	for i := range 50 {
+		full.Instances = append(full.Instances, SimInstances("edge-1", "app-"+strings.Repeat("x", i%7), v1.Version{Version: "1"}, false, since)...)
+	}
+	whole, _ := json.Marshal(full)
+	for _, tc := range []struct {
+		name    string
+		max     int64
+		dropped bool
+		ok      bool
+	}{
+		{"fits", int64(len(whole)), false, true},
+		{"a third", int64(len(whole)) / 3, true, true},
+		{"not even an empty reply", 10, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, ok := fitReply(full, tc.max)
+			if ok != tc.ok {
+				t.Fatalf("ok %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			var r v1.InstancesReply
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(b)) > tc.max || len(r.Instances)+r.Dropped != len(full.Instances) || (r.Dropped > 0) != tc.dropped {
+				t.Errorf("%d bytes (max %d), %d instances + %d dropped of %d", len(b), tc.max, len(r.Instances), r.Dropped, len(full.Instances))
+			}
+		})
+	}
+}
