@@ -722,6 +722,63 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	// The Debug view's instance timelines against GET /v1/deployments/{name}/instances,
+	// which the control plane answers by asking each node (the simulated agents answer
+	// with cptest.SimInstances). A build whose API lacks the route (features.instances
+	// false in /ui/config.json) skips this, saying so.
+	t.Run("debug instance timeline", func(t *testing.T) {
+		pg.t = t
+		pg.show("debug")
+		if !eval[bool](pg, `!!(window.fermionConsole.S.config.features || {}).instances`) {
+			if pg.count(`[data-k="inst-panel"] .note`) == 0 || !strings.Contains(pg.text(`[data-k="inst-panel"]`), "does not report instance timelines") {
+				t.Errorf("without the route the panel says %q, want that the server does not report them", pg.text(`[data-k="inst-panel"]`))
+			}
+			t.Skip("this build's API does not serve GET /v1/deployments/{name}/instances (features.instances is false): the instance timeline is checked where the agent side is merged")
+		}
+		dep := eval[string](pg, `document.getElementById("dep-select").value`)
+		type row struct{ State, Requests, Errors, Reason string }
+		fermiontest.WaitFor(t, 90*time.Second, func() error {
+			var list v1.InstancesList
+			if err := getJSON(ctx, f.p.API+"/v1/deployments/"+dep+"/instances", f.p.Token, &list); err != nil {
+				return err
+			}
+			if len(list.Instances) == 0 {
+				return fmt.Errorf("the API lists no instances of %s (unreachable: %+v)", dep, list.Unreachable)
+			}
+			want := map[string]row{}
+			for _, in := range list.Instances {
+				want[fmt.Sprintf("%s|%s#%d", in.Node, in.Version, in.ID)] = row{in.State, thousands(int(in.Requests)), fmt.Sprint(in.Errors), in.DiscardReason}
+			}
+			got := eval[map[string]row](pg, `(() => { const out = {};
+				for (const tb of document.querySelectorAll('[data-k="inst-panel"] tbody[data-node]')) for (const tr of tb.querySelectorAll("tr[data-inst]")) {
+					const r = tr.querySelector('[data-k="inst-reason"]');
+					out[tb.dataset.node + "|" + tr.dataset.inst] = { State: tr.querySelector('[data-k="inst-state"]').textContent,
+						Requests: tr.querySelector('[data-k="inst-requests"]').textContent, Errors: tr.querySelector('[data-k="inst-errors"]').textContent,
+						Reason: r ? r.textContent : "" };
+				}
+				return out; })()`)
+			if !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("the page shows %v, the API says %v", got, want)
+			}
+			var unreachable []string
+			for _, u := range list.Unreachable {
+				unreachable = append(unreachable, u.Node)
+			}
+			if shown := eval[[]string](pg, `[...document.querySelectorAll('[data-k="inst-unreachable"] [data-node]')].map((s) => s.dataset.node)`); len(shown)+len(unreachable) > 0 && !reflect.DeepEqual(shown, unreachable) {
+				return fmt.Errorf("unreachable nodes: the page lists %q, the API %q", shown, unreachable)
+			}
+			return nil
+		})
+		if pg.count(`[data-k="inst-panel"] i[data-mark="disc"]`) == 0 {
+			t.Error("no discard marks: every simulated version has a discarded instance")
+		}
+		if os.Getenv("FERMION_CONSOLE_SCREENSHOTS") != "" {
+			pg.run(js(`document.querySelector('[data-k="inst-panel"]').scrollIntoView(); window.scrollBy(0, -120)`))
+			pg.screenshot("debug-instances")
+			pg.run(js(`window.scrollTo(0, 0)`))
+		}
+	})
+
 	t.Run("nodes and deployments", func(t *testing.T) {
 		pg.t = t
 		pg.show("nodes")
@@ -1150,4 +1207,199 @@ func TestSlowestPanelInBrowser(t *testing.T) {
 			t.Errorf("drew %q", got)
 		}
 	})
+}
+
+// TestInstancesPanelInBrowser feeds the instance timeline panel (assets/instances.js)
+// the API's v1.InstancesList JSON, made of the simulated agents' timelines
+// (cptest.SimInstances), in Chromium and reads what it drew: a row per instance under
+// its node with the state, counts and discard reason the API gave, one mark per
+// readiness, first request, failed request and discard, bars within the axis; hostile
+// names as text; unreachable nodes listed; the row bound; no route and a failed read.
+func TestInstancesPanelInBrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	pg := &page{t: t, ctx: newBrowser(t, exe)}
+	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+
+	since := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	stable := v1.Version{Version: "1.4.0", Digest: "sha256:" + strings.Repeat("a", 64)}
+	canary := v1.Version{Version: "1.5.0", Digest: "sha256:" + strings.Repeat("b", 64)}
+	var list v1.InstancesList
+	for _, node := range []string{"edge-0002", "edge-0001", `<img src=x onerror="window.pwned=1">`} {
+		list.Instances = append(list.Instances, cptest.SimInstances(node, "shop", stable, false, since)...)
+	}
+	list.Instances = append(list.Instances, cptest.SimInstances("edge-0001", "shop", canary, true, since.Add(-time.Minute))...)
+	list.Instances[0].DiscardDetail = `<script>window.pwned=1</script>` // on a live instance: never shown
+	list.Unreachable = []v1.NodeError{{Node: "edge-0009", Error: "no answer within 2s"}}
+	list.Dropped = 7
+
+	type row struct {
+		State, Requests, Errors, Reason, ReasonTitle string
+		Marks                                        map[string]int
+		Left, Width                                  float64
+	}
+	type drawn struct {
+		Rows, Scripts, Imgs int
+		Nodes, Unreachable  []string
+		Summary             string
+		ByKey               map[string]row
+		Pwned               bool
+	}
+	draw := func(t *testing.T, l any, now time.Time) drawn {
+		t.Helper()
+		b, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pg.t = t
+		return eval[drawn](pg, fmt.Sprintf(`(async () => {
+			const m = await import("/ui/instances.js");
+			document.getElementById("signin").hidden = true;
+			const el = document.getElementById("view");
+			el.innerHTML = "<h2>Instance timeline of shop, per node</h2>" + m.instancesPanel("shop", %s, %d);
+			const byKey = {};
+			for (const tb of el.querySelectorAll("tbody[data-node]")) for (const tr of tb.querySelectorAll("tr[data-inst]")) {
+				const marks = {};
+				for (const i of tr.querySelectorAll("i[data-mark]")) marks[i.dataset.mark] = (marks[i.dataset.mark] || 0) + 1;
+				const r = tr.querySelector('[data-k="inst-reason"]'), bar = tr.querySelector(".tlbar > b");
+				byKey[tb.dataset.node + "|" + tr.dataset.inst] = { State: tr.querySelector('[data-k="inst-state"]').textContent,
+					Requests: tr.querySelector('[data-k="inst-requests"]').textContent, Errors: tr.querySelector('[data-k="inst-errors"]').textContent,
+					Reason: r ? r.textContent : "", ReasonTitle: r ? r.title : "", Marks: marks,
+					Left: parseFloat(bar.style.left), Width: parseFloat(bar.style.width) };
+			}
+			return { Rows: el.querySelectorAll("tr[data-inst]").length, Scripts: el.querySelectorAll("script").length, Imgs: el.querySelectorAll("img").length,
+				Nodes: [...el.querySelectorAll("tbody[data-node]")].map((tb) => tb.dataset.node),
+				Unreachable: [...el.querySelectorAll('[data-k="inst-unreachable"] [data-node]')].map((s) => s.dataset.node),
+				Summary: (el.querySelector('[data-k="inst-summary"]') || {}).textContent || "", ByKey: byKey, Pwned: !!window.pwned };
+		})()`, b, now.UnixMilli()))
+	}
+
+	t.Run("timelines", func(t *testing.T) {
+		got := draw(t, list, since.Add(time.Minute))
+		if got.Rows != len(list.Instances) || got.Scripts != 0 || got.Imgs != 0 || got.Pwned {
+			t.Fatalf("drew %d rows (want %d), %d scripts, %d images, pwned %v", got.Rows, len(list.Instances), got.Scripts, got.Imgs, got.Pwned)
+		}
+		if want := []string{`<img src=x onerror="window.pwned=1">`, "edge-0001", "edge-0002"}; !reflect.DeepEqual(got.Nodes, want) {
+			t.Errorf("nodes %q, want %q (sorted, names as text)", got.Nodes, want)
+		}
+		if !reflect.DeepEqual(got.Unreachable, []string{"edge-0009"}) {
+			t.Errorf("unreachable %q, want edge-0009", got.Unreachable)
+		}
+		live := 0
+		for _, in := range list.Instances {
+			if in.State != "discarded" {
+				live++
+			}
+		}
+		if want := fmt.Sprintf("%d instances on 3 nodes · %d live · %d discarded · 7 older discarded instances no longer held by their nodes", len(list.Instances), live, len(list.Instances)-live); got.Summary != want {
+			t.Errorf("summary %q, want %q", got.Summary, want)
+		}
+		for _, in := range list.Instances {
+			key := fmt.Sprintf("%s|%s#%d", in.Node, in.Version, in.ID)
+			r, ok := got.ByKey[key]
+			if !ok {
+				t.Errorf("no row for %s", key)
+				continue
+			}
+			want := row{State: in.State, Requests: thousands(int(in.Requests)), Errors: fmt.Sprint(in.Errors), Marks: map[string]int{}, Left: r.Left, Width: r.Width}
+			if in.Errors > 0 {
+				want.Marks["fail"] = int(in.Errors)
+			}
+			if in.Requests > 0 {
+				want.Marks["first"] = 1
+			}
+			if in.State == "discarded" {
+				want.Reason, want.ReasonTitle = in.DiscardReason, in.DiscardDetail
+				want.Marks["disc"] = 1
+			}
+			if in.DiscardReason != "warmup" { // a warmup failure never became ready
+				want.Marks["init"] = 1
+			}
+			if !reflect.DeepEqual(r, want) {
+				t.Errorf("%s drawn\n%+v\nwant\n%+v", key, r, want)
+			}
+			if r.Left < 0 || r.Width <= 0 || r.Left+r.Width > 100.01 {
+				t.Errorf("%s: bar at %.2f%% width %.2f%%, outside the axis", key, r.Left, r.Width)
+			}
+		}
+		pg.screenshot("debug-instances")
+	})
+	t.Run("row bound", func(t *testing.T) {
+		var big v1.InstancesList
+		for i := 0; len(big.Instances) < 450; i++ {
+			big.Instances = append(big.Instances, cptest.SimInstances(fmt.Sprintf("edge-%04d", i), "shop", stable, false, since)...)
+		}
+		got := draw(t, big, since)
+		if max := eval[int](pg, `import("/ui/instances.js").then((m) => m.MAX_ROWS)`); got.Rows != max {
+			t.Errorf("drew %d rows of %d, want the bound %d", got.Rows, len(big.Instances), max)
+		}
+		if !strings.Contains(pg.text(`[data-k="inst-more"]`), fmt.Sprintf("of %d instances", len(big.Instances))) {
+			t.Errorf("no note that rows were left out: %q", pg.text(`[data-k="inst-more"]`))
+		}
+	})
+	t.Run("marks", func(t *testing.T) {
+		pg.t = t
+		// Kinds matched loosely: a real agent's spelling still marks readiness, the first
+		// request and failures; a discarded instance that never became ready has no
+		// readiness mark; a starting one neither.
+		for _, tc := range []struct {
+			name string
+			in   string
+			want []string
+		}{
+			{"agent kinds", `{state: "idle", created: "2026-12-06T12:00:00Z", initMillis: 4, requests: 2, errors: 1, events: [{kind: "created", time: "2026-12-06T12:00:00Z"},
+				{kind: "initialised", time: "2026-12-06T12:00:00.004Z"}, {kind: "first request", time: "2026-12-06T12:00:01Z"}, {kind: "trap", time: "2026-12-06T12:00:02Z", detail: "unreachable"}]}`,
+				[]string{"init", "first", "fail"}},
+			{"warmup failed", `{state: "discarded", created: "2026-12-06T12:00:00Z", initMillis: 9, requests: 0, discarded: "2026-12-06T12:00:00.009Z", discardReason: "warmup",
+				events: [{kind: "created", time: "2026-12-06T12:00:00Z"}, {kind: "warmup_failed", time: "2026-12-06T12:00:00.009Z"}, {kind: "discarded", time: "2026-12-06T12:00:00.009Z"}]}`,
+				[]string{"fail", "disc"}},
+			{"starting", `{state: "starting", created: "2026-12-06T12:00:00Z", initMillis: 0, requests: 0}`, nil},
+			{"no events, served", `{state: "busy", created: "2026-12-06T12:00:00Z", initMillis: 1.5, requests: 9}`, []string{"init"}},
+		} {
+			got := eval[[]string](pg, `import("/ui/instances.js").then((m) => m.marks(`+tc.in+`).map((k) => k.kind))`)
+			if len(got) == 0 {
+				got = nil
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s: marks %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	})
+	t.Run("none, not served, failed", func(t *testing.T) {
+		pg.t = t
+		got := eval[[]string](pg, `import("/ui/instances.js").then((m) => [m.instancesPanel("shop", {instances: []}),
+			m.instancesPanel("shop", {instances: [], unreachable: [{node: "edge-1", error: "agent too old"}]}),
+			m.instancesPanel("shop", null), m.instancesPanel("<b>x</b>", {error: "no such deployment <b>x</b>"})])`)
+		for i, want := range []string{"No instances of shop reported.", "edge-1", "does not report instance timelines", "no such deployment &lt;b&gt;x&lt;/b&gt;"} {
+			if !strings.Contains(got[i], want) {
+				t.Errorf("case %d drew %q, want %q in it", i, got[i], want)
+			}
+		}
+		if strings.Contains(got[3], "<b>") {
+			t.Errorf("a failed read's message was drawn as markup: %q", got[3])
+		}
+	})
+}
+
+// getJSON GETs url with token and decodes its JSON answer into v.
+func getJSON(ctx context.Context, url, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, res.Status)
+	}
+	return json.NewDecoder(res.Body).Decode(v)
 }

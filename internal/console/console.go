@@ -30,9 +30,10 @@ type Config struct {
 	// Version is the server's version, shown in the page footer.
 	Version string
 	// Features says which optional API routes the server serves ("rollout": GET
-	// /v1/deployments/{name}/rollout, "slowest": GET /v1/slis/slowest), so that the
-	// page neither asks for what is absent nor mistakes an absent route for an empty
-	// answer (both are a 404 not_found).
+	// /v1/deployments/{name}/rollout, "slowest": GET /v1/slis/slowest, "instances":
+	// GET /v1/deployments/{name}/instances), so that the page neither asks for what is
+	// absent nor mistakes an absent route for an empty answer (both are a 404
+	// not_found).
 	Features map[string]bool
 	// Identify says whose an API token is: its id and role, or ok false when it is
 	// unknown, revoked or expired. Required.

@@ -48,5 +48,7 @@ func consoleFeatures(api http.Handler) map[string]bool {
 	return map[string]bool{
 		"rollout": serves(http.MethodGet, "/v1/deployments/d/rollout"),
 		"slowest": serves(http.MethodGet, "/v1/slis/slowest"),
+		// The Debug view's per-instance timelines (console assets/instances.js).
+		"instances": serves(http.MethodGet, "/v1/deployments/d/instances"),
 	}
 }

@@ -4,6 +4,7 @@
 import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
 import { rolloutPanel } from "/ui/rollout.js";
 import { slowestPanel } from "/ui/slowest.js";
+import { instancesPanel } from "/ui/instances.js";
 
 const TOKEN_KEY = "fermion.token";
 const POLL_MS = 2000;
@@ -22,6 +23,7 @@ const S = {
   slis: { region: null, node: null, app: null }, // GET /v1/slis groups (null: not served)
   latTrend: {}, // region → last p99s
   slowest: null, // GET /v1/slis/slowest (null: not served)
+  instances: null, // {dep, list} or {dep, error}: GET /v1/deployments/{name}/instances of debugDep
   view: "executive", debugDep: "", nodeFilter: "", eventType: "", confirm: "",
   updated: 0, firstRender: 0, polling: false, streamAbort: null, revisions: {}, leaving: false,
 };
@@ -165,6 +167,12 @@ async function poll() {
       const d = encodeURIComponent(S.debugDep);
       jobs.push(api("/v1/deployments/" + d + "/status").then((b) => (S.status = b)).catch(() => (S.status = null)));
       jobs.push(api("/v1/events?deployment=" + d + "&limit=200").then((b) => (S.depEvents = b.events || [])));
+      if (S.config.features.instances) {
+        // Each node's instance timelines (instances.js); the server asks the nodes.
+        const dep = S.debugDep;
+        jobs.push(api("/v1/deployments/" + d + "/instances").then((b) => (S.instances = { dep, list: b }),
+          (e) => { if (e.message === "unauthorized") throw e; S.instances = { dep, list: { error: e.message } }; }));
+      }
     }
   }
   const results = await Promise.allSettled(jobs);
@@ -450,6 +458,9 @@ const views = {
       <h2>Instances of ${esc(S.debugDep || "—")}: by node</h2>
       ${st ? `<p data-k="debug-ready">${st.ready} of ${st.desired} nodes ready${st.converged ? ` <span class="ok">converged</span>` : ` <span class="warn">converging</span>`}</p>` : ""}
       <table><thead><tr><th>node</th><th>node state</th><th>desired</th><th>state</th><th>instances</th><th>last error</th><th>reported</th></tr></thead><tbody>${rows || `<tr><td colspan="7" class="dim">no deployment selected</td></tr>`}</tbody></table>
+      <h2>Instance timeline of ${esc(S.debugDep || "—")}, per node</h2>
+      <div data-k="inst-panel">${!S.config.features.instances ? instancesPanel(S.debugDep, null) :
+        S.instances && S.instances.dep === S.debugDep ? instancesPanel(S.debugDep, S.instances.list) : `<p class="note">asking the nodes…</p>`}</div>
       <div class="grid2"><div>
       <h2>Timeline</h2><ul class="tl" data-k="timeline">${tl || `<li class="dim">no events</li>`}</ul>
       </div><div>
@@ -671,7 +682,7 @@ function wire() {
     if (s) { s.blur(); act(s.dataset.act, s.dataset.name, s.value); }
   });
   $("toolbar").addEventListener("change", (ev) => {
-    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; refresh().then(render, () => {}); }
+    if (ev.target.id === "dep-select") { S.debugDep = ev.target.value; S.status = null; S.depEvents = []; S.instances = null; refresh().then(render, () => {}); }
     if (ev.target.id === "event-type") { S.eventType = ev.target.value; render(); }
   });
   // Leaving the page (a reload, a link, closing the tab) ends the event stream at once

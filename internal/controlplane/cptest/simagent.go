@@ -29,6 +29,9 @@ type SimAgent struct {
 	paused  bool
 	tel     *v1.TelemetryHealth // sent with every heartbeat (SetTelemetry)
 	applied chan struct{}       // closed and replaced when the set changes
+	// since is when the agent was first told to run each version it runs now
+	// (versionKey), the anchor of its simulated instance timelines.
+	since map[string]time.Time
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -59,13 +62,25 @@ func JoinSimAgent(ctx context.Context, natsURL, joinToken, name string, reg v1.R
 		return nil, fmt.Errorf("connect %s: %w", name, err)
 	}
 	a := &SimAgent{Name: name, url: natsURL, reg: reg, nc: nc, applied: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	if _, err := nc.Subscribe(v1.SubjectAssignments(name), func(m *nats.Msg) {
-		var set v1.AssignmentSet
+	// One subscription for everything sent to the node (assignment pushes, instance
+	// timeline requests): nats.go runs a goroutine per subscription, and a fleet of
+	// 1,000 simulated agents should not pay for two each.
+	assignments, instances := v1.SubjectAssignments(name), v1.SubjectInstances(name)
+	if _, err := nc.Subscribe("fermion.node."+name+".>", func(m *nats.Msg) {
 		a.mu.Lock()
-		cut := a.paused // cut off: pushes do not reach it either
+		cut := a.paused // cut off: pushes and requests do not reach it either
 		a.mu.Unlock()
-		if !cut && json.Unmarshal(m.Data, &set) == nil {
-			a.apply(set)
+		if cut {
+			return
+		}
+		switch m.Subject {
+		case assignments:
+			var set v1.AssignmentSet
+			if json.Unmarshal(m.Data, &set) == nil {
+				a.apply(set)
+			}
+		case instances:
+			a.answerInstances(m)
 		}
 	}); err != nil {
 		nc.Close()
@@ -162,6 +177,7 @@ func (a *SimAgent) apply(set v1.AssignmentSet) {
 	}
 	changed := !sameSet(a.set, set)
 	a.set = set
+	a.noteVersionsLocked(time.Now())
 	if changed {
 		close(a.applied)
 		a.applied = make(chan struct{})
