@@ -25,7 +25,7 @@ import (
 // instance is one reactor module instance. It serves one request at a time and is owned
 // by whoever took it from the pool.
 type instance struct {
-	id     uint64 // Response.Instance
+	id     uint64      // Response.Instance
 	rec    *instRecord // its timeline (timeline.go); nil for a snapshot's source instance
 	mod    api.Module
 	buf    api.Function

@@ -107,4 +107,3 @@ func TestTimelineDiscardReasons(t *testing.T) {
 		}
 	})
 }
-
