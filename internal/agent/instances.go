@@ -53,15 +53,19 @@ func (d *DataPlane) Timelines(deployment string) ([]v1.InstanceTimeline, int) {
 	return out, dropped
 }
 
-// instancesReply answers req within max bytes of JSON: when the timelines do not fit,
-// the discarded instances longest gone are left out first, then the live ones'
-// events, then live ones, each counted in Dropped.
+// instancesReply answers req within max bytes of JSON (fitReply).
 func (d *DataPlane) instancesReply(node string, req v1.InstancesRequest, now time.Time, max int) []byte {
 	tls, dropped := d.Timelines(req.Deployment)
-	reply := v1.InstancesReply{Node: node, Time: now, Instances: tls, Dropped: dropped}
-	for i := range reply.Instances {
-		reply.Instances[i].Node = node
+	for i := range tls {
+		tls[i].Node = node
 	}
+	return fitReply(v1.InstancesReply{Node: node, Time: now, Instances: tls, Dropped: dropped}, max)
+}
+
+// fitReply encodes reply within max bytes: when its timelines do not fit, the
+// discarded instances longest gone are left out first, then the live ones, newest
+// first, each counted in Dropped.
+func fitReply(reply v1.InstancesReply, max int) []byte {
 	if reply.Instances == nil {
 		reply.Instances = []v1.InstanceTimeline{}
 	}
@@ -70,11 +74,12 @@ func (d *DataPlane) instancesReply(node string, req v1.InstancesRequest, now tim
 		return b
 	}
 	// Too large: size each timeline once, and leave out until the rest fits.
+	tls := reply.Instances
 	size := make([]int, len(tls))
 	total := len(b)
 	for i := range tls {
 		s, _ := json.Marshal(tls[i])
-		size[i] = len(s) + 1
+		size[i] = len(s) + 1 // and its comma
 	}
 	order := make([]int, len(tls)) // the order to leave them out in
 	for i := range order {
@@ -91,28 +96,25 @@ func (d *DataPlane) instancesReply(node string, req v1.InstancesRequest, now tim
 		case !da.IsZero():
 			return da.Compare(db) // the longest gone first
 		}
-		return 0
+		return tls[b].Created.Compare(tls[a].Created) // live: the newest first
 	})
-	drop := map[int]bool{}
+	drop := make([]bool, len(tls))
 	for _, i := range order {
-		if total <= max-64 { // room for Dropped's own digits
+		if total <= max-32 { // room for Dropped's own digits
 			break
 		}
 		drop[i] = true
 		total -= size[i]
 		reply.Dropped++
 	}
-	kept := reply.Instances[:0]
+	kept := make([]v1.InstanceTimeline, 0, len(tls))
 	for i, tl := range tls {
 		if !drop[i] {
 			kept = append(kept, tl)
 		}
 	}
 	reply.Instances = kept
-	b, err = json.Marshal(reply)
-	if err != nil {
-		return nil
-	}
+	b, _ = json.Marshal(reply)
 	return b
 }
 

@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "fermion.dev/fermion/api/v1"
+)
+
+// TestFitReply: a reply too large for NATS leaves out the discarded instances longest
+// gone first, then live ones, counts them in Dropped, and fits.
+func TestFitReply(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0).UTC()
+	var tls []v1.InstanceTimeline
+	for i := range 10 {
+		tl := v1.InstanceTimeline{Node: "n", Deployment: "d", Version: "1", ID: uint64(i + 1), State: "idle",
+			Created: t0.Add(time.Duration(i) * time.Second), DiscardDetail: strings.Repeat("x", 200)}
+		if i < 6 {
+			tl.State, tl.Discarded, tl.DiscardReason = "discarded", t0.Add(time.Duration(100-i)*time.Second), "idle"
+		}
+		tls = append(tls, tl)
+	}
+	full, _ := json.Marshal(v1.InstancesReply{Node: "n", Instances: tls, Dropped: 3})
+	for _, tc := range []struct {
+		name    string
+		max     int
+		dropped []uint64 // ids left out
+	}{
+		{"fits", len(full), nil},
+		{"one discarded out", len(full) - 100, []uint64{6}}, // discarded longest ago: id 6 (t0+94s)
+		{"all discarded out", len(full) * 4 / 10, []uint64{1, 2, 3, 4, 5, 6}},
+		{"live out too, newest first", 500, []uint64{1, 2, 3, 4, 5, 6, 8, 9, 10}},
+		{"none fits", 120, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := fitReply(v1.InstancesReply{Node: "n", Instances: append([]v1.InstanceTimeline(nil), tls...), Dropped: 3}, tc.max)
+			if len(b) > tc.max {
+				t.Fatalf("%d bytes, max %d", len(b), tc.max)
+			}
+			var got v1.InstancesReply
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Dropped != 3+len(tc.dropped) {
+				t.Errorf("Dropped = %d, want %d", got.Dropped, 3+len(tc.dropped))
+			}
+			out := map[uint64]bool{}
+			for _, id := range tc.dropped {
+				out[id] = true
+			}
+			for _, tl := range got.Instances {
+				if out[tl.ID] {
+					t.Errorf("instance %d kept, want it left out", tl.ID)
+				}
+			}
+			if len(got.Instances) != len(tls)-len(tc.dropped) {
+				t.Errorf("%d instances kept, want %d", len(got.Instances), len(tls)-len(tc.dropped))
+			}
+		})
+	}
+}
