@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -94,5 +95,43 @@ func TestTimelineRequestAllocs(t *testing.T) {
 	now := time.Now()
 	if n := testing.AllocsPerRun(100, func() { tl.request(r, now, 200, nil) }); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+// TestTimelineMemory measures what a version's record holds at worst: TimelineKeep
+// discarded instances, each with its events full of failures carrying the longest
+// detail; and typically, with no failure. The figures are in docs/RATIONALE.md.
+func TestTimelineMemory(t *testing.T) {
+	long := errors.New(string(make([]byte, 2*timelineDetail)))
+	measure := func(fail bool) float64 {
+		const versions = 50
+		tls := make([]timeline, versions)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		now := time.Now()
+		for v := range tls {
+			for i := uint64(1); i <= TimelineKeep; i++ {
+				r := tls[v].add(i, now, "initialize", telemetry.StartRequest)
+				tls[v].ready(r, now, now, true, 1<<20)
+				for range 20 {
+					var err error
+					if fail {
+						err = long
+					}
+					tls[v].request(r, now, 200, err)
+				}
+				tls[v].discard(r, now, telemetry.ReasonTrap, "")
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(tls)
+		return float64(after.HeapAlloc-before.HeapAlloc) / versions
+	}
+	typical, worst := measure(false), measure(true)
+	t.Logf("per version, %d discarded instances: typical %.1f KiB, worst %.1f KiB", TimelineKeep, typical/1024, worst/1024)
+	if worst > 256<<10 {
+		t.Errorf("worst case %.0f KiB per version, want at most 256 KiB", worst/1024)
 	}
 }
