@@ -50,7 +50,65 @@ func (d *DataPlane) Timelines(deployment string) ([]v1.InstanceTimeline, int) {
 		out = append(out, tls...)
 		dropped += n
 	}
+	d.mu.Lock()
+	names := make([]string, 0, len(d.retired))
+	for name := range d.retired {
+		if deployment == "" || name == deployment {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, r := range slices.Backward(d.retired[name]) { // the last replaced first
+			out = append(out, r.timelines...)
+			dropped += r.dropped
+		}
+	}
+	d.mu.Unlock()
 	return out, dropped
+}
+
+// keepRetired is how many replaced versions' timelines a deployment keeps: enough to
+// see what the last rollouts' instances did, bounded like one version's record each.
+const keepRetired = 2
+
+// retiredVersion is a replaced version's timelines as they were when it closed.
+type retiredVersion struct {
+	timelines []v1.InstanceTimeline
+	dropped   int
+}
+
+// keepTimelines keeps the timelines of fn, closed after name moved to another version,
+// with the last keepRetired replaced versions of name.
+func (d *DataPlane) keepTimelines(name string, fn *sandbox.Function) {
+	tls, dropped := fn.Timelines()
+	if len(tls) == 0 && dropped == 0 {
+		return
+	}
+	for i := range tls {
+		tls[i].Deployment = name
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.functions[name]; !ok {
+		return // removed while it drained
+	}
+	if d.retired == nil {
+		d.retired = map[string][]retiredVersion{}
+	}
+	rs := append(d.retired[name], retiredVersion{tls, dropped})
+	if len(rs) > keepRetired {
+		rs = slices.Delete(rs, 0, len(rs)-keepRetired)
+	}
+	d.retired[name] = rs
+}
+
+// forgetTimelines drops the replaced versions' timelines of a deployment the node no
+// longer runs.
+func (d *DataPlane) forgetTimelines(name string) {
+	d.mu.Lock()
+	delete(d.retired, name)
+	d.mu.Unlock()
 }
 
 // instancesReply answers req within max bytes of JSON (fitReply).
