@@ -74,7 +74,7 @@ type DataPlane struct {
 	// retired holds the timelines of the last replaced versions, by deployment name
 	// (instances.go).
 	retired map[string][]retiredVersion
-	ready     func() error         // /readyz's check (SetReadiness); nil: ready while serving
+	ready   func() error // /readyz's check (SetReadiness); nil: ready while serving
 }
 
 type deployed struct {
