@@ -71,10 +71,11 @@ type DataPlane struct {
 
 	mu        sync.Mutex           // guards functions, routes and ready; leaf
 	functions map[string]*deployed // by deployment name (the app name for Deploy)
+	ready     func() error         // /readyz's check (SetReadiness); nil: ready while serving
+
 	// retired holds the timelines of the last replaced versions, by deployment name
-	// (instances.go).
+	// (instances.go); under mu.
 	retired map[string][]retiredVersion
-	ready   func() error // /readyz's check (SetReadiness); nil: ready while serving
 }
 
 type deployed struct {
