@@ -1,9 +1,11 @@
 package sandbox_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +108,62 @@ func TestTimelineDiscardReasons(t *testing.T) {
 			t.Errorf("InitMillis = %v, want > 0", tls[0].InitMillis)
 		}
 	})
+}
+
+// TestTimelineHammer: concurrent requests and readers of the timelines; every request
+// is counted once, on the instance that served it.
+func TestTimelineHammer(t *testing.T) {
+	e, _ := newEngine(t)
+	f := load(t, e, spec("hammer", reactor(t, guestHello)))
+	const workers, each = 4, 50
+	served := make([]map[uint64]uint64, workers)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				f.Timelines()
+			}
+		}
+	}()
+	for w := range workers {
+		served[w] = map[uint64]uint64{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				resp, err := f.Invoke(context.Background(), get("/"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				served[w][resp.Instance]++
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	want := map[uint64]uint64{}
+	for _, m := range served {
+		for id, n := range m {
+			want[id] += n
+		}
+	}
+	tls, _ := f.Timelines()
+	got := map[uint64]uint64{}
+	for _, tl := range tls {
+		if tl.Requests > 0 {
+			got[tl.ID] = tl.Requests
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("requests per instance: timelines %v, responses %v", got, want)
+	}
 }
