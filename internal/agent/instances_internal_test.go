@@ -61,3 +61,36 @@ func TestFitReply(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFitReply: whatever the timelines (details of any bytes, any count), the reply is
+// valid JSON within max and accounts for every timeline it left out.
+func FuzzFitReply(f *testing.F) {
+	f.Add(3, 2, "trap: unreachable", 400)
+	f.Add(40, 30, "\xff\x00\"\\<>", 2000)
+	f.Add(0, 0, "", 200)
+	f.Fuzz(func(t *testing.T, n, discarded int, detail string, max int) {
+		if n < 0 || n > 200 || max < 200 || max > 1<<20 {
+			t.Skip()
+		}
+		t0 := time.Unix(1_000_000, 0).UTC()
+		tls := make([]v1.InstanceTimeline, n)
+		for i := range tls {
+			tls[i] = v1.InstanceTimeline{ID: uint64(i + 1), State: "idle", Created: t0.Add(time.Duration(i) * time.Second),
+				DiscardDetail: detail, Events: []v1.InstanceEvent{{Time: t0, Kind: "request_failed", Detail: detail}}}
+			if i < discarded {
+				tls[i].State, tls[i].Discarded = "discarded", t0.Add(time.Duration(n-i)*time.Second)
+			}
+		}
+		b := fitReply(v1.InstancesReply{Node: "n", Time: t0, Instances: tls}, max)
+		if len(b) > max {
+			t.Fatalf("%d bytes, max %d", len(b), max)
+		}
+		var got v1.InstancesReply
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Instances)+got.Dropped != n {
+			t.Fatalf("%d kept + %d dropped, want %d", len(got.Instances), got.Dropped, n)
+		}
+	})
+}
