@@ -27,6 +27,17 @@ import (
 // listed as unreachable, and the rest of the answer is still served.
 const instancesTimeout = 2 * time.Second
 
+// Bounds of one answer over many nodes (a daemon on thousands): at most instancesFanout
+// nodes asked at once, each reply up to NATS's max payload, so replies in flight stay
+// within tens of MiB; no node is asked once instancesBudget has passed (it is listed as
+// unreachable, saying to ask it alone); and at most instancesMax timelines are listed,
+// the rest counted in Dropped.
+const (
+	instancesFanout = 64
+	instancesBudget = 10 * time.Second
+	instancesMax    = 10_000
+)
+
 // instancesAPI serves GET /v1/nodes/{name}/instances and
 // GET /v1/deployments/{name}/instances.
 type instancesAPI struct {
@@ -83,25 +94,42 @@ func (a *instancesAPI) nodesOf(name string) []string {
 	return nodes
 }
 
-// ask asks nodes for deployment's timelines in parallel, each within instancesTimeout.
+// ask asks nodes for deployment's timelines in parallel, each within instancesTimeout,
+// within the bounds above.
 func (a *instancesAPI) ask(ctx context.Context, nodes []string, deployment string) v1.InstancesList {
 	out := v1.InstancesList{Instances: []v1.InstanceTimeline{}}
 	req, _ := json.Marshal(v1.InstancesRequest{Deployment: deployment})
+	budget, cancel := context.WithTimeout(ctx, instancesBudget)
+	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, instancesFanout)
 	for _, node := range nodes {
+		select {
+		case slots <- struct{}{}:
+		case <-budget.Done():
+		}
+		if budget.Err() != nil {
+			mu.Lock()
+			out.Unreachable = append(out.Unreachable, v1.NodeError{Node: node,
+				Error: fmt.Sprintf("not asked: the answer's %s budget ran out; ask this node alone (fermion instances --node)", instancesBudget)})
+			mu.Unlock()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reply, err := a.askNode(ctx, node, req)
+			defer func() { <-slots }()
+			reply, err := a.askNode(budget, node, req)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				out.Unreachable = append(out.Unreachable, v1.NodeError{Node: node, Error: err.Error()})
 				return
 			}
-			out.Instances = append(out.Instances, reply.Instances...)
-			out.Dropped += reply.Dropped
+			keep := min(len(reply.Instances), instancesMax-len(out.Instances))
+			out.Instances = append(out.Instances, reply.Instances[:keep]...)
+			out.Dropped += reply.Dropped + len(reply.Instances) - keep
 		}()
 	}
 	wg.Wait()
