@@ -1004,3 +1004,30 @@ func (c *Client) Restore(ctx context.Context, archive io.Reader) (*v1.BackupSumm
 	}
 	return &out, nil
 }
+
+// NodeInstances reads a node's instance timelines (every deployment's when deployment
+// is empty), which the control plane asks the node's agent for; a node that does not
+// answer is listed in Unreachable with why.
+func (c *Client) NodeInstances(ctx context.Context, node, deployment string) (*v1.InstancesList, error) {
+	const op = "read node instances"
+	v := url.Values{}
+	if deployment != "" {
+		v.Set("deployment", deployment)
+	}
+	var out v1.InstancesList
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/instances", v, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeploymentInstances reads a deployment's instance timelines on every node it is
+// placed on; the nodes that did not answer are listed in Unreachable with why.
+func (c *Client) DeploymentInstances(ctx context.Context, name string) (*v1.InstancesList, error) {
+	const op = "read deployment instances"
+	var out v1.InstancesList
+	if _, err := c.do(ctx, op, http.MethodGet, "/v1/deployments/"+url.PathEscape(name)+"/instances", nil, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

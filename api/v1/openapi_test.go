@@ -84,6 +84,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		// Backup and restore (opsurface).
 		"/v1/backup":  {"get"},
 		"/v1/restore": {"put"},
+		// Instance timelines (issue 16).
+		"/v1/nodes/{name}/instances":       {"get"},
+		"/v1/deployments/{name}/instances": {"get"},
 	}
 	methods := []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 	paths := obj(t, doc, "paths")
@@ -266,6 +269,11 @@ var schemaTypes = map[string]reflect.Type{
 	"BackupSummary": reflect.TypeFor[v1.BackupSummary](),
 	// Telemetry export health (console).
 	"TelemetryHealth": reflect.TypeFor[v1.TelemetryHealth](),
+	// Instance timelines (issue 16).
+	"InstancesList":    reflect.TypeFor[v1.InstancesList](),
+	"InstanceTimeline": reflect.TypeFor[v1.InstanceTimeline](),
+	"InstanceEvent":    reflect.TypeFor[v1.InstanceEvent](),
+	"NodeError":        reflect.TypeFor[v1.NodeError](),
 }
 
 // TestOpenAPISchemas: each schema has exactly its type's JSON fields, with matching

@@ -346,6 +346,10 @@ func (c *cpLoop) connect() {
 		n.log.Error("subscribe to assignments", "err", err)
 		return
 	}
+	// The instance timelines (instances.go), asked for by the control plane.
+	if _, err := nc.Subscribe(v1.SubjectInstances(n.cfg.Name), n.answerInstances); err != nil {
+		n.log.Warn("subscribe to instance timeline requests; the console's Debug view will list this node as unreachable", "err", err)
+	}
 	c.nc, c.connectFailures = nc, 0
 	n.sliConn.Store(nc) // hook: the SLI sender shares the connection (slisend.go)
 }

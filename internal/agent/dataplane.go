@@ -72,6 +72,10 @@ type DataPlane struct {
 	mu        sync.Mutex           // guards functions, routes and ready; leaf
 	functions map[string]*deployed // by deployment name (the app name for Deploy)
 	ready     func() error         // /readyz's check (SetReadiness); nil: ready while serving
+
+	// retired holds the timelines of the last replaced versions, by deployment name
+	// (instances.go); under mu.
+	retired map[string][]retiredVersion
 }
 
 type deployed struct {
@@ -168,7 +172,10 @@ func (d *DataPlane) DeployAs(ctx context.Context, name string, m *manifest.Manif
 		return nil, loadFailed(d.Metrics, telemetry.LoadRoutes, err)
 	}
 	if old != nil {
-		go d.retire(context.WithoutCancel(ctx), old.fn)
+		go func() {
+			d.retire(context.WithoutCancel(ctx), old.fn)
+			d.keepTimelines(name, old.fn) // instances.go
+		}()
 		if old.canary != nil {
 			// A new stable version ends the split; the canary drains with the old one.
 			d.retireLater(ctx, old.canary.fn)
@@ -219,6 +226,7 @@ func (d *DataPlane) Unroute(name string) (drain func(context.Context) error, err
 	if !ok {
 		return nil, fmt.Errorf("remove %s: not deployed", name)
 	}
+	d.forgetTimelines(name) // instances.go
 	return func(ctx context.Context) error {
 		if old.canary != nil {
 			defer old.canary.fn.Close(ctx) // quiesced with the stable version below

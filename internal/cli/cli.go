@@ -94,6 +94,7 @@ Start with:
 	root.AddCommand(newHistoryCmd(), newRollbackCmd(), newDeleteCmd()) // revisions (issue 15)
 	root.AddCommand(newRolloutCmd())                                   // rollouts (issue 15)
 	root.AddCommand(newSlowestCmd())                                   // slowest requests (slowest.go)
+	root.AddCommand(newInstancesCmd())                                 // instance timelines (instances.go)
 	addCompletions(root)                                               // complete.go: deployment, node … names from the API
 	return root
 }

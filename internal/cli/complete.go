@@ -97,6 +97,7 @@ var argCompletions = map[string]nameLister{
 	"delete":          listDeploymentNames,
 	"top":             listDeploymentNames,
 	"slowest":         listDeploymentNames,
+	"instances":       listDeploymentNames,
 	"nodes":           listNodeNames,
 	"node drain":      listNodeNames,
 	"node uncordon":   listNodeNames,

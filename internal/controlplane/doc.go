@@ -23,6 +23,7 @@
 //	policies       the compiled set in force, admission and placement checks  (policies.go)
 //	agentService   join, register, heartbeat, assignment pushes               (agents.go)
 //	api            the /v1 handlers behind one auth/role/metrics wrapper      (api*.go)
+//	instancesAPI   instance timelines, asked of the nodes on demand  (api_instances.go)
 //	tokenStore, eventLog, imageResolver: tokens, events, image resolution
 //
 // Wiring is explicit in Server.build: who records events (an event func), who wakes

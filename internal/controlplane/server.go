@@ -411,6 +411,7 @@ func (s *Server) routeGroups() []routeGroup {
 		s.api.revisionRoutes, // revisions and rollback (issue 15)
 		(&rolloutAPI{st: s.st, ctl: s.rollouts}).routes, // rollouts (issue 15)
 		s.api.backupRoutes, // backup and restore (opsurface, backup.go)
+		(&instancesAPI{st: s.st, placer: s.api.placer, nc: s.nc}).routes, // instance timelines (issue 16, api_instances.go)
 	}
 }
 
@@ -503,6 +504,10 @@ func (s *Server) natsAuth(user, password string) (*server.Permissions, bool) {
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: []string{"fermion.agent." + name + ".>"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", "fermion.node." + name + ".>"}},
+			// Replies to the requests it received on its own subjects (the instance
+			// timelines, api_instances.go), once each: it can answer for no other node,
+			// whose requests it cannot receive.
+			Response: &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 		}, true
 	}
 	s.metrics.agentAuthFailures.Inc()

@@ -118,6 +118,8 @@ type Function struct {
 	// data is the data segments the host writes into each instance that does not start
 	// from a snapshot; nil when wazero writes them (datapassive.go).
 	data []dataSegment
+	// timeline records the instances' lives (timeline.go).
+	timeline timeline
 	// memPool keeps the linear memories of discarded instances for new ones
 	// (memory_linux.go).
 	memPool memoryPool
@@ -264,7 +266,17 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if cold {
 		f.metrics.ColdStart()
 	}
+	if inst.rec != nil {
+		inst.rec.state.Store(stateBusy)
+	}
 	resp, reason, err := f.callReactor(ctx, inst, req)
+	if inst.rec != nil { // timeline.go
+		status := 0
+		if resp != nil {
+			status = resp.Status
+		}
+		f.timeline.request(inst.rec, inst.lastUsed, status, err)
+	}
 	f.putInstance(inst, reason)
 	if err != nil {
 		return nil, markCold(err, cold)
@@ -399,6 +411,10 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		f.memBytes += size - inst.memBytes
 		inst.memBytes = size
 		if !f.closed {
+			if inst.rec != nil { // before another request can take it
+				inst.rec.memBytes.Store(uint64(size))
+				inst.rec.state.Store(stateIdle)
+			}
 			f.idle = append(f.idle, inst)
 			f.mu.Unlock()
 			return
@@ -427,6 +443,7 @@ func (f *Function) discard(inst *instance, reason string) {
 	f.memBytes -= inst.memBytes
 	f.mu.Unlock()
 	f.metrics.Discard(reason)
+	f.timeline.discard(inst.rec, time.Now(), reason, "")
 	if reason != telemetry.ReasonIdle && reason != telemetry.ReasonClosed && reason != telemetry.ReasonRecycled {
 		f.logger.Warn("instance discarded", "reason", reason, "uses", inst.uses)
 	}

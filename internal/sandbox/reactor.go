@@ -25,7 +25,8 @@ import (
 // instance is one reactor module instance. It serves one request at a time and is owned
 // by whoever took it from the pool.
 type instance struct {
-	id     uint64 // Response.Instance
+	id     uint64      // Response.Instance
+	rec    *instRecord // its timeline (timeline.go); nil for a snapshot's source instance
 	mod    api.Module
 	buf    api.Function
 	handle api.Function
@@ -312,6 +313,18 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 		woken:  make(chan struct{}),
 	}
 	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
+	if f.snaps.rec == nil { // timeline.go: the instance a snapshot is taken from never serves
+		start := "initialize"
+		if f.snaps.snap != nil {
+			start = "snapshot"
+		}
+		inst.rec = f.timeline.add(inst.id, time.Now(), start, reason)
+		defer func() {
+			if err != nil {
+				f.timeline.discard(inst.rec, time.Now(), startFailure(err), err.Error())
+			}
+		}()
+	}
 	if !f.interruptible {
 		// _initialize runs under ctx, whose deadline wazero watches itself; requests
 		// run under inst.ctx, which interrupt cancels.
@@ -417,6 +430,9 @@ func (f *Function) newInstance(ctx context.Context, reason string) (_ *instance,
 	inst.memBytes = int64(inst.mem.Size())
 	f.memBytes += inst.memBytes
 	f.mu.Unlock()
+	if inst.rec != nil {
+		f.timeline.ready(inst.rec, t2, time.Now(), f.spec.Warmup != "", uint64(inst.memBytes))
+	}
 	return inst, nil
 }
 
