@@ -882,12 +882,22 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		pg.show("deployments")
-		pg.click(`button[data-act="history"][data-name="app-002"]`)
+		// The history button toggles, and with many deployments the view redraws on
+		// every poll, so a click can land on a button a redraw just replaced: click
+		// again while the button still offers to open the history, at most every 2 s
+		// (its revisions load in between).
+		historySel := `button[data-act="history"][data-name="app-002"]`
+		var clicked time.Time
 		fermiontest.WaitFor(t, 90*time.Second, func() error {
-			if pg.count(`[data-k="revisions"] button[data-act="rollback"][data-name="app-002"][data-to="1"]`) == 0 {
-				return fmt.Errorf("no \"roll back to #1\" in app-002's history; the view says %q", pg.text("#view"))
+			if pg.count(`[data-k="revisions"] button[data-act="rollback"][data-name="app-002"][data-to="1"]`) > 0 {
+				return nil
 			}
-			return nil
+			closed := eval[bool](pg, `(() => { const b = document.querySelector('button[data-act="history"][data-name="app-002"]'); return !!b && b.textContent.trim() === "history"; })()`)
+			if closed && time.Since(clicked) > 2*time.Second {
+				pg.click(historySel)
+				clicked = time.Now()
+			}
+			return fmt.Errorf("no \"roll back to #1\" in app-002's history; the view says %q", pg.text("#view"))
 		})
 		before, err := f.cl.Revisions(ctx, "app-002")
 		if err != nil {
