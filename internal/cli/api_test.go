@@ -687,6 +687,8 @@ func TestStatus(t *testing.T) {
 		`(?m)^edge-1\s+ready\s+1.2.0 sha256:abababababab\s+1.2.0 sha256:abababababab\s+ready\s+3\s+-$`,
 		`(?m)^edge-2\s+draining\s+1.2.0 sha256:abababababab\s+1.1.0 sha256:0123456789ab\s+failed\s+0\s+trap: unreachable$`,
 		`(?m)^edge-3\s+ready\s+1.2.0 sha256:abababababab\s+-\s+-\s+-\s+-$`,
+		// The record's KV revision is not a deployment revision (fermion history's).
+		`(?m)^generation\s+1 \(placed \d+, record revision \d+\)$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Fatalf("status hello does not match %s:\n%s", re, out)
@@ -713,15 +715,18 @@ func TestNodes(t *testing.T) {
 	f := newFakeAPI(t)
 	f.nodes["edge-1"] = &v1.Node{Name: "edge-1", State: "ready", Schedulable: true, Labels: map[string]string{"zone": "a", "region": "eu-west"},
 		Capacity: v1.Resources{MemoryBytes: 2 << 30, Instances: 100}, Allocated: v1.Resources{MemoryBytes: 64 << 20, Instances: 8},
-		LeaseAge: 1.234, Assignments: []string{"hello"}}
-	f.nodes["edge-2"] = &v1.Node{Name: "edge-2", State: "lost", Capacity: v1.Resources{MemoryBytes: 1536 << 20, Instances: 10}, LeaseAge: 95.2,
-		Assignments: []string{"a", "b", "c", "d"}}
+		LeaseRenewed: t0, LeaseAge: 1.234, Assignments: []string{"hello"}}
+	f.nodes["edge-2"] = &v1.Node{Name: "edge-2", State: "lost", Capacity: v1.Resources{MemoryBytes: 1536 << 20, Instances: 10},
+		LeaseRenewed: t0, LeaseAge: 95.2, Assignments: []string{"a", "b", "c", "d"}}
+	// Restored from a backup and not back yet: no lease, so no age (not "0s").
+	f.nodes["edge-3"] = &v1.Node{Name: "edge-3", State: "ready", Schedulable: true, Capacity: v1.Resources{MemoryBytes: 1 << 30, Instances: 10}}
 
 	out := f.mustRun(t, "nodes")
 	for _, re := range []string{
 		`(?m)^NAME\s+STATE\s+SCHEDULABLE\s+LABELS\s+CAPACITY\s+ALLOCATED\s+LEASE AGE\s+ASSIGNMENTS$`,
 		`(?m)^edge-1\s+ready\s+true\s+region=eu-west,zone=a\s+2GiB/100\s+64MiB/8\s+1.2s\s+hello$`,
 		`(?m)^edge-2\s+lost\s+false\s+-\s+1.5GiB/10\s+0B/0\s+1m35s\s+4$`,
+		`(?m)^edge-3\s+ready\s+true\s+-\s+1GiB/10\s+0B/0\s+-\s+-$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Fatalf("nodes does not match %s:\n%s", re, out)
@@ -735,7 +740,7 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("nodes edge-1 -o json: %v %+v", err, n)
 	}
 	var l v1.NodeList
-	if err := json.Unmarshal([]byte(f.mustRun(t, "nodes", "-o", "json")), &l); err != nil || len(l.Nodes) != 2 {
+	if err := json.Unmarshal([]byte(f.mustRun(t, "nodes", "-o", "json")), &l); err != nil || len(l.Nodes) != 3 {
 		t.Fatalf("nodes -o json: %v %+v", err, l)
 	}
 }

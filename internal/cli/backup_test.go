@@ -30,7 +30,14 @@ func TestBackupRestore(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("FERMION_HOME", home)
 	listen := []string{"--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--admin-listen", ""}
-	a := startVerb(t, append([]string{"server", "--data", t.TempDir()}, listen...)...)
+	// Started twice, so that its leader's term (its fences') is past the fresh server's.
+	dataA := t.TempDir()
+	first := startVerb(t, append([]string{"server", "--data", dataA}, listen...)...)
+	first.waitLine(t, apiLine, time.Minute)
+	first.cancel()
+	code := <-first.done
+	first.done <- code // for its cleanup
+	a := startVerb(t, append([]string{"server", "--data", dataA}, listen...)...)
 	a.waitLine(t, apiLine, time.Minute)
 	natsURL := a.waitLine(t, natsLine, time.Second)
 	c, out, errOut := run(t, "token", "create", "--role", "node")
@@ -155,5 +162,29 @@ func TestBackupRestore(t *testing.T) {
 	// Restoring twice would mix two states: refused.
 	if c, _, errOut := run(t, "server", "restore", file); c == 0 || !strings.Contains(errOut, "restore into a fresh control plane") {
 		t.Fatalf("second restore: %d %s", c, errOut)
+	}
+	// The old leader's fence records stay out: restored, they fenced the new leader out
+	// of its own buckets (its next controller write was refused), and it stepped down at
+	// every term until it passed the old one. A changed deployment makes the scheduler
+	// write.
+	sep := ":"
+	if strings.HasPrefix(ref, "sha256:") {
+		sep = "@"
+	}
+	if c, out, errOut := run(t, "deploy", regB+"/"+repo+sep+ref, "--name", "hello", "--nodes", "1", "--wait=false"); c != 0 {
+		t.Fatalf("deploy after restore: %d\n%s\n%s", c, out, errOut)
+	}
+	fermiontest.WaitFor(t, 30*time.Second, func() error {
+		d, err := viewer.GetDeployment(ctx, "hello")
+		if err != nil {
+			return err
+		}
+		if d.Placement.ObservedGeneration != d.Generation || len(d.Placement.Nodes) != 1 {
+			return fmt.Errorf("hello not placed yet: %+v", d.Placement)
+		}
+		return nil
+	})
+	if log := bsrv.errs.String(); strings.Contains(log, "stepped down as leader") {
+		t.Fatalf("the restored server stepped down as leader:\n%s", log)
 	}
 }

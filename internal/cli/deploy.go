@@ -228,7 +228,7 @@ spread) is --placement; --strategy binpack|spread is still read as --placement.`
 	c.Flags().StringArrayVar(&prefer, "prefer", nil, "prefer nodes with label=value, scoring weight more (label=value:weight, weight in [-100, 100], default 1; repeatable)")
 	c.Flags().StringVar(&key, "key", "", "sign what deploy builds with this private key (passphrase from FERMION_PASSWORD or COSIGN_PASSWORD)")
 	c.Flags().BoolVar(&wait, "wait", true, "wait until every node runs the new version")
-	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
+	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits for the nodes (for a rollout it follows: 1h unless given)")
 	c.Flags().BoolVar(&noBuild, "no-build", false, "do not run the build command; package the existing module")
 	c.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (default under $FERMION_HOME when set)")
 	c.Flags().StringVar(&registryToken, "registry-token", "", "token for pushing to the built-in registry (default $FERMION_REGISTRY_TOKEN, else the API token)")

@@ -63,9 +63,19 @@ func printNodes(w io.Writer, nodes []v1.Node) error {
 	fmt.Fprintln(tw, "NAME\tSTATE\tSCHEDULABLE\tLABELS\tCAPACITY\tALLOCATED\tLEASE AGE\tASSIGNMENTS")
 	for _, n := range nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n", n.Name, or(n.State), n.Schedulable, formatLabels(n.Labels),
-			formatResources(n.Capacity), formatResources(n.Allocated), formatSeconds(n.LeaseAge), formatAssignments(n.Assignments))
+			formatResources(n.Capacity), formatResources(n.Allocated), leaseAgeCell(n), formatAssignments(n.Assignments))
 	}
 	return tw.Flush()
+}
+
+// leaseAgeCell is the time since the node's last renewal, or "-" when this control
+// plane holds none (a node restored from a backup that has not come back): the API
+// then sends an age of 0, which would read as a node that renewed just now.
+func leaseAgeCell(n v1.Node) string {
+	if n.LeaseRenewed.IsZero() {
+		return "-"
+	}
+	return formatSeconds(n.LeaseAge)
 }
 
 // formatResources is memory and instances: "512MiB/100".

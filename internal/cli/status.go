@@ -124,7 +124,9 @@ func printDeploymentStatus(w io.Writer, st *v1.DeploymentStatus) error {
 		fmt.Fprintf(tw, "version\t%s %s %s@%s (%s)\n", v.App, v.Version, v.Repository, v.Digest, signed)
 	}
 	fmt.Fprintf(tw, "spec\t%s\n", describeSpec(&d.Spec))
-	fmt.Fprintf(tw, "generation\t%d (placed %d, revision %d)\n", d.Generation, d.Placement.ObservedGeneration, d.Revision)
+	// d.Revision is the stored record's revision (what If-Match takes), not a deployment
+	// revision of fermion history, which the next line shows: say which it is.
+	fmt.Fprintf(tw, "generation\t%d (placed %d, record revision %d)\n", d.Generation, d.Placement.ObservedGeneration, d.Revision)
 	if ch := d.Change; ch != nil && ch.Number > 0 { // revisions (issue 15)
 		fmt.Fprintf(tw, "history\trevision %d, %s by %s %s: %s (fermion history %s)\n", ch.Number, ch.Cause, or(ch.Who), since(time.Now(), ch.Time), or(changeMessage(*ch)), d.Name)
 	}

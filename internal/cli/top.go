@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -65,6 +66,11 @@ func newTopCmd() *cobra.Command {
 			w := c.OutOrStdout()
 			l, err := cl.SLIs(ctx, q)
 			if err != nil {
+				// The server words the per-node limit in the API's terms (by=node,
+				// window=); say it in the flags' here.
+				if e, ok := errors.AsType[*v1.Error](err); ok && f.nodes && e.Code == v1.CodeBadRequest && e.Field == "window" {
+					return fmt.Errorf("%w\n--nodes cannot reach back --window %s: give a shorter --window, or leave --nodes out", err, f.window)
+				}
 				return af.explain(ctx, err)
 			}
 			if o.json() {

@@ -107,6 +107,11 @@ func TestTop(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "longer than the 30d the server keeps") {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
+		// Per node, the server keeps 15 minutes: the refusal names the flags.
+		code, _, errOut = top("--nodes", "--window", "1h")
+		if code != 1 || !strings.Contains(errOut, "--nodes cannot reach back --window 1h: give a shorter --window, or leave --nodes out") {
+			t.Fatalf("exit %d\n%s", code, errOut)
+		}
 	})
 	t.Run("live", func(t *testing.T) {
 		b := startVerb(t, append([]string{"top", "hello", "--interval", "50ms"}, api...)...)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	v1 "fermion.dev/fermion/api/v1"
@@ -81,6 +82,7 @@ func (s *api) restore(ctx context.Context, body io.Reader, caller cred) (any, in
 		return nil, 0, &v1.Error{Code: v1.CodeUnavailable, Message: "restore: " + err.Error()}
 	}
 	replicas := st.Config().Replicas
+	dropFenceRecords(a)
 	// Artifacts and credentials first, deployments last: the scheduler and the agents
 	// react to a deployment at once and must find what it names.
 	first := append(append([]string{}, registry.Buckets...), state.BucketTokens, state.BucketPolicies)
@@ -89,4 +91,15 @@ func (s *api) restore(ctx context.Context, body io.Reader, caller cred) (any, in
 	}
 	s.logger.Info("backup restored", "taken", a.Header.Taken, "buckets", a.Summary.Buckets, "keys", a.Summary.Keys, "objects", a.Summary.Objects, "by", caller.ID)
 	return v1.BackupSummary(a.Summary), http.StatusOK, nil
+}
+
+// dropFenceRecords removes the fence records (state.FenceKey) from a's buckets. A backup
+// holds the fences of the leader it was taken from; restored, they would replace this
+// leader's, so its next fenced write would be refused and it would step down, again at
+// every term until its own term passed the old cluster's: no controller would run for
+// as many lease periods as the old cluster had terms. This leader's fences stay.
+func dropFenceRecords(a *backup.Archive) {
+	for i := range a.Buckets {
+		a.Buckets[i].Keys = slices.DeleteFunc(a.Buckets[i].Keys, func(r backup.Record) bool { return r.Key == state.FenceKey })
+	}
 }

@@ -8,14 +8,19 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=RUSTC");
-    // Known to newer cargo and rustc (no unexpected-cfg warning); older ones ignore it.
-    println!("cargo:rustc-check-cfg=cfg(fermion_rustc_defines_initialize)");
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let version = match Command::new(rustc).arg("--version").output() {
         Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
         Err(_) => return,
     };
-    if minor(&version).map_or(false, |m| m >= 100) {
+    let minor = minor(&version);
+    // Declares the cfg so rustc 1.80 and later do not warn that it is unexpected. Cargo
+    // before 1.80 warns about the directive itself ("requires -Zcheck-cfg") on every
+    // build of a user's function, so it is given only to those that know it.
+    if minor.map_or(false, |m| m >= 80) {
+        println!("cargo:rustc-check-cfg=cfg(fermion_rustc_defines_initialize)");
+    }
+    if minor.map_or(false, |m| m >= 100) {
         println!("cargo:rustc-cfg=fermion_rustc_defines_initialize");
     }
 }
