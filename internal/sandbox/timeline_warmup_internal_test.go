@@ -1,14 +1,9 @@
 package sandbox
 
 import (
-	"context"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"fermion.dev/fermion/internal/fermiontest"
-	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -16,29 +11,7 @@ import (
 // discarded for "warmup" with the hook's answer, and one retired after
 // max_requests_per_instance as "recycled".
 func TestTimelineWarmupFailure(t *testing.T) {
-	cache, err := fermiontest.CompileCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEngine(EngineConfig{CacheDir: cache, Metrics: telemetry.NewMetrics("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	f, err := e.Load(context.Background(), Spec{
-		Name: "flaky", Version: "1.0.0", Wasm: fermiontest.Guest(t, "examples/testdata/faults/status", true),
-		Limits: manifest.Limits{MemoryBytes: 64 << 20, Timeout: 5 * time.Second, MaxRequestBody: 1 << 20,
-			MaxResponseBody: 1 << 20, MaxConcurrency: 4, QueueTimeout: 100 * time.Millisecond},
-		Scaling: manifest.Scaling{MinWarm: 0, MaxInstances: 1, MaxRequestsPerInstance: 1, IdleTimeout: time.Minute},
-		Warmup:  "/warmup?status=200", WarmupTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close(context.Background())
-	req := func() (*Response, error) {
-		return f.Invoke(context.Background(), &Request{ID: "t", Method: "GET", URI: "/", Host: "h", RemoteAddr: "127.0.0.1:1", Header: http.Header{}})
-	}
+	f, req := loadWarmupStatusGuest(t, 1)
 	resp, err := req()
 	if err != nil {
 		t.Fatal(err)

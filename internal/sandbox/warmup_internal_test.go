@@ -17,33 +17,8 @@ import (
 // 503 warmup, and after WarmupFailLimit failures in a row reports WarmupFailing; one
 // success clears it.
 func TestWarmupFailingAfterLoad(t *testing.T) {
-	// The tests' shared compilation cache, not a directory of its own: this test asserts
-	// nothing about compiling, and a cold compile under -race took three minutes of a
-	// busy machine's time.
-	cache, err := fermiontest.CompileCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEngine(EngineConfig{CacheDir: cache, Metrics: telemetry.NewMetrics("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	f, err := e.Load(context.Background(), Spec{
-		Name: "flaky", Version: "1.0.0", Wasm: fermiontest.Guest(t, "examples/testdata/faults/status", true),
-		Limits: manifest.Limits{MemoryBytes: 64 << 20, Timeout: 5 * time.Second, MaxRequestBody: 1 << 20,
-			MaxResponseBody: 1 << 20, MaxConcurrency: 4, QueueTimeout: 100 * time.Millisecond},
-		// Every instance serves one request, so each request needs a new one.
-		Scaling: manifest.Scaling{MinWarm: 0, MaxInstances: 4, MaxRequestsPerInstance: 1, IdleTimeout: time.Minute},
-		Warmup:  "/warmup?status=200", WarmupTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close(context.Background())
-	req := func() (*Response, error) {
-		return f.Invoke(context.Background(), &Request{ID: "t", Method: "GET", URI: "/", Host: "h", RemoteAddr: "127.0.0.1:1", Header: http.Header{}})
-	}
+	// Every instance serves one request, so each request needs a new one.
+	f, req := loadWarmupStatusGuest(t, 4)
 	if _, err := req(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +115,37 @@ func BenchmarkNewInstanceWarmup(b *testing.B) {
 	b.ReportMetric(float64(took[1])/float64(took[0]), "hook/none")
 	b.ReportMetric(float64(first[0].Nanoseconds())/float64(b.N), "none-first-request-ns")
 	b.ReportMetric(float64(first[1].Nanoseconds())/float64(b.N), "hook-first-request-ns")
+}
+
+// loadWarmupStatusGuest loads the status fault guest with a passing warmup hook, every
+// instance retired after one request (so each request makes a new one), at most
+// maxInstances at once; req sends it one GET /.
+func loadWarmupStatusGuest(t *testing.T, maxInstances int) (*Function, func() (*Response, error)) {
+	t.Helper()
+	// The tests' shared compilation cache, not a directory of its own: these tests
+	// assert nothing about compiling, and a cold compile under -race took three minutes
+	// of a busy machine's time.
+	cache, err := fermiontest.CompileCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineConfig{CacheDir: cache, Metrics: telemetry.NewMetrics("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	f, err := e.Load(context.Background(), Spec{
+		Name: "flaky", Version: "1.0.0", Wasm: fermiontest.Guest(t, "examples/testdata/faults/status", true),
+		Limits: manifest.Limits{MemoryBytes: 64 << 20, Timeout: 5 * time.Second, MaxRequestBody: 1 << 20,
+			MaxResponseBody: 1 << 20, MaxConcurrency: 4, QueueTimeout: 100 * time.Millisecond},
+		Scaling: manifest.Scaling{MinWarm: 0, MaxInstances: maxInstances, MaxRequestsPerInstance: 1, IdleTimeout: time.Minute},
+		Warmup:  "/warmup?status=200", WarmupTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(context.Background()) })
+	return f, func() (*Response, error) {
+		return f.Invoke(context.Background(), &Request{ID: "t", Method: "GET", URI: "/", Host: "h", RemoteAddr: "127.0.0.1:1", Header: http.Header{}})
+	}
 }
