@@ -165,26 +165,31 @@ func (st *Store) nodesInPlace(cached bool) bool {
 	return ok
 }
 
+// groupOf says whether a group-tier key matches q's filters and, if it does, which
+// result group it falls in (its dimensions kept where by groups on them).
+func (q Query) groupOf(ak aggKey, by map[string]bool) (groupKey, bool) {
+	dims := [...]string{ak.App, ak.Version, "", ak.Region, ak.Zone}
+	for i, f := range [...]string{q.App, q.Version, "", q.Region, q.Zone} {
+		if f != "" && f != dims[i] {
+			return groupKey{}, false
+		}
+	}
+	var k groupKey
+	for i, d := range v1.SLIDimensions {
+		if by[d] {
+			k[i] = dims[i]
+		}
+	}
+	return k, true
+}
+
 // queryGroupsLocked answers q from the group tier, calling get for each group with
 // data (as Query's per-node loop does).
 func (st *Store) queryGroupsLocked(q Query, by map[string]bool, from, to int64, get func(groupKey) *group) {
 	for ak, list := range st.agg {
-		dims := [...]string{ak.App, ak.Version, "", ak.Region, ak.Zone}
-		skip := false
-		for i, f := range [...]string{q.App, q.Version, "", q.Region, q.Zone} {
-			if f != "" && f != dims[i] {
-				skip = true
-				break
-			}
-		}
-		if skip {
+		k, ok := q.groupOf(ak, by)
+		if !ok {
 			continue
-		}
-		var k groupKey
-		for i, d := range v1.SLIDimensions {
-			if by[d] {
-				k[i] = dims[i]
-			}
 		}
 		// An interval in the tier lies inside its window, so one ending after from
 		// started after from − Width.

@@ -305,22 +305,9 @@ func (st *Store) queryLongLocked(q Query, by map[string]bool, from, to int64, ge
 		}
 	}
 	for _, g := range gs {
-		dims := [...]string{g.key.App, g.key.Version, "", g.key.Region, g.key.Zone}
-		skip := false
-		for i, f := range [...]string{q.App, q.Version, "", q.Region, q.Zone} {
-			if f != "" && f != dims[i] {
-				skip = true
-				break
-			}
-		}
-		if skip {
+		k, ok := q.groupOf(g.key, by)
+		if !ok {
 			continue
-		}
-		var k groupKey
-		for i, d := range v1.SLIDimensions {
-			if by[d] {
-				k[i] = dims[i]
-			}
 		}
 		var gr *group
 		st.eachLongLocked(g, from, to, func(x *gslot) {
