@@ -116,6 +116,12 @@ func (p *Plane) PushGuest(t testing.TB, dir, repo, tag string, meta artifact.Met
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p.pushArtifact(t, a, repo, tag)
+}
+
+// pushArtifact pushes a to the plane's registry as <repo>:<tag> and returns the image.
+func (p *Plane) pushArtifact(t testing.TB, a *artifact.Artifact, repo, tag string) string {
+	t.Helper()
 	image := p.Registry + "/" + repo + ":" + tag
 	ref, err := oci.ParseRef(image)
 	if err != nil {

@@ -1,16 +1,12 @@
 package cptest
 
 import (
-	"context"
-	"net/http"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
-	"fermion.dev/fermion/internal/oci"
 )
 
 // FlakyGuest is the fault guest rollout tests deploy in versions: one build, with the
@@ -38,14 +34,5 @@ func (p *Plane) PushVariant(t testing.TB, dir, repo, version string, env map[str
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := p.Registry + "/" + repo + ":" + version
-	ref, err := oci.ParseRef(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &oci.Client{Token: p.Token, HTTPClient: &http.Client{Timeout: 30 * time.Second}}
-	if _, err := c.Push(context.Background(), ref, a); err != nil {
-		t.Fatal(err)
-	}
-	return image
+	return p.pushArtifact(t, a, repo, version)
 }
