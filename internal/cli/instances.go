@@ -80,12 +80,6 @@ func printInstances(w io.Writer, deployment string, l *v1.InstancesList, now tim
 		_, err := fmt.Fprintln(w, msg)
 		return err
 	}
-	ago := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return now.Sub(t).Round(time.Second).String() + " ago"
-	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, strings.Join([]string{"NODE", "VERSION", "ID", "STATE", "START", "CREATED", "INIT", "REQUESTS", "ERRORS", "LAST REQUEST", "DISCARDED"}, "\t"))
 	for _, i := range l.Instances {
@@ -95,10 +89,10 @@ func printInstances(w io.Writer, deployment string, l *v1.InstancesList, now tim
 		}
 		discarded := "-"
 		if !i.Discarded.IsZero() {
-			discarded = ago(i.Discarded) + ": " + i.DiscardReason
+			discarded = since(now, i.Discarded) + ": " + i.DiscardReason
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.1fms\t%d\t%d\t%s\t%s\n", i.Node, i.Version, i.ID, i.State, start,
-			ago(i.Created), i.InitMillis, i.Requests, i.Errors, ago(i.LastRequest), discarded)
+			since(now, i.Created), i.InitMillis, i.Requests, i.Errors, since(now, i.LastRequest), discarded)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
