@@ -1,6 +1,10 @@
 package v1
 
-import "time"
+import (
+	"encoding/json"
+	"slices"
+	"time"
+)
 
 // The per-instance timeline (issue 16, the console's Debug view): each agent keeps a
 // bounded record of its recent instances per deployment version (live ones and the
@@ -83,4 +87,60 @@ type InstancesList struct {
 type NodeError struct {
 	Node  string `json:"node"`
 	Error string `json:"error"`
+}
+
+// MarshalWithin encodes reply as JSON within max bytes (a NATS payload limit): when its timelines do not fit, the
+// discarded instances longest gone are left out first, then the live ones, newest
+// first, each counted in Dropped.
+func (reply InstancesReply) MarshalWithin(max int) []byte {
+	if reply.Instances == nil {
+		reply.Instances = []InstanceTimeline{}
+	}
+	b, err := json.Marshal(reply)
+	if err != nil || len(b) <= max {
+		return b
+	}
+	// Too large: size each timeline once, and leave out until the rest fits.
+	tls := reply.Instances
+	size := make([]int, len(tls))
+	total := len(b)
+	for i := range tls {
+		s, _ := json.Marshal(tls[i])
+		size[i] = len(s) + 1 // and its comma
+	}
+	order := make([]int, len(tls)) // the order to leave them out in
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		da, db := tls[a].Discarded, tls[b].Discarded
+		switch {
+		case da.IsZero() != db.IsZero(): // discarded ones first
+			if da.IsZero() {
+				return 1
+			}
+			return -1
+		case !da.IsZero():
+			return da.Compare(db) // the longest gone first
+		}
+		return tls[b].Created.Compare(tls[a].Created) // live: the newest first
+	})
+	drop := make([]bool, len(tls))
+	for _, i := range order {
+		if total <= max-32 { // room for Dropped's own digits
+			break
+		}
+		drop[i] = true
+		total -= size[i]
+		reply.Dropped++
+	}
+	kept := make([]InstanceTimeline, 0, len(tls))
+	for i, tl := range tls {
+		if !drop[i] {
+			kept = append(kept, tl)
+		}
+	}
+	reply.Instances = kept
+	b, _ = json.Marshal(reply)
+	return b
 }

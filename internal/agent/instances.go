@@ -111,69 +111,13 @@ func (d *DataPlane) forgetTimelines(name string) {
 	d.mu.Unlock()
 }
 
-// instancesReply answers req within max bytes of JSON (fitReply).
+// instancesReply answers req within max bytes of JSON (v1.InstancesReply.MarshalWithin).
 func (d *DataPlane) instancesReply(node string, req v1.InstancesRequest, now time.Time, max int) []byte {
 	tls, dropped := d.Timelines(req.Deployment)
 	for i := range tls {
 		tls[i].Node = node
 	}
-	return fitReply(v1.InstancesReply{Node: node, Time: now, Instances: tls, Dropped: dropped}, max)
-}
-
-// fitReply encodes reply within max bytes: when its timelines do not fit, the
-// discarded instances longest gone are left out first, then the live ones, newest
-// first, each counted in Dropped.
-func fitReply(reply v1.InstancesReply, max int) []byte {
-	if reply.Instances == nil {
-		reply.Instances = []v1.InstanceTimeline{}
-	}
-	b, err := json.Marshal(reply)
-	if err != nil || len(b) <= max {
-		return b
-	}
-	// Too large: size each timeline once, and leave out until the rest fits.
-	tls := reply.Instances
-	size := make([]int, len(tls))
-	total := len(b)
-	for i := range tls {
-		s, _ := json.Marshal(tls[i])
-		size[i] = len(s) + 1 // and its comma
-	}
-	order := make([]int, len(tls)) // the order to leave them out in
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		da, db := tls[a].Discarded, tls[b].Discarded
-		switch {
-		case da.IsZero() != db.IsZero(): // discarded ones first
-			if da.IsZero() {
-				return 1
-			}
-			return -1
-		case !da.IsZero():
-			return da.Compare(db) // the longest gone first
-		}
-		return tls[b].Created.Compare(tls[a].Created) // live: the newest first
-	})
-	drop := make([]bool, len(tls))
-	for _, i := range order {
-		if total <= max-32 { // room for Dropped's own digits
-			break
-		}
-		drop[i] = true
-		total -= size[i]
-		reply.Dropped++
-	}
-	kept := make([]v1.InstanceTimeline, 0, len(tls))
-	for i, tl := range tls {
-		if !drop[i] {
-			kept = append(kept, tl)
-		}
-	}
-	reply.Instances = kept
-	b, _ = json.Marshal(reply)
-	return b
+	return v1.InstancesReply{Node: node, Time: now, Instances: tls, Dropped: dropped}.MarshalWithin(max)
 }
 
 // answerInstances serves one v1.InstancesRequest.

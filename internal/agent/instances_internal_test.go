@@ -35,7 +35,7 @@ func TestFitReply(t *testing.T) {
 		{"none fits", 120, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := fitReply(v1.InstancesReply{Node: "n", Instances: append([]v1.InstanceTimeline(nil), tls...), Dropped: 3}, tc.max)
+			b := v1.InstancesReply{Node: "n", Instances: append([]v1.InstanceTimeline(nil), tls...), Dropped: 3}.MarshalWithin(tc.max)
 			if len(b) > tc.max {
 				t.Fatalf("%d bytes, max %d", len(b), tc.max)
 			}
@@ -81,7 +81,7 @@ func FuzzFitReply(f *testing.F) {
 				tls[i].State, tls[i].Discarded = "discarded", t0.Add(time.Duration(n-i)*time.Second)
 			}
 		}
-		b := fitReply(v1.InstancesReply{Node: "n", Time: t0, Instances: tls}, max)
+		b := v1.InstancesReply{Node: "n", Time: t0, Instances: tls}.MarshalWithin(max)
 		if len(b) > max {
 			t.Fatalf("%d bytes, max %d", len(b), max)
 		}

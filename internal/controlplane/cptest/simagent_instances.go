@@ -85,25 +85,12 @@ func (a *SimAgent) answerInstances(m *nats.Msg) {
 	}
 }
 
-// fitReply encodes reply within max bytes (the NATS payload limit), leaving out the
-// newest-listed timelines as needed and counting them in Dropped, as a real agent
-// bounds its answer.
+// fitReply encodes reply within max bytes (the NATS payload limit) as a real agent
+// bounds its answer (v1.InstancesReply.MarshalWithin), and says whether it fits: not
+// even an empty list does when max is tiny.
 func fitReply(reply v1.InstancesReply, max int64) ([]byte, bool) {
-	for {
-		b, err := json.Marshal(reply)
-		if err != nil {
-			return nil, false // a reply of plain values always encodes
-		}
-		if int64(len(b)) <= max || len(reply.Instances) == 0 {
-			return b, int64(len(b)) <= max
-		}
-		cut := len(reply.Instances) / 10
-		if cut == 0 {
-			cut = 1
-		}
-		reply.Dropped += cut
-		reply.Instances = reply.Instances[:len(reply.Instances)-cut]
-	}
+	b := reply.MarshalWithin(int(max))
+	return b, int64(len(b)) <= max
 }
 
 // simDiscards are the ways a simulated scaled-out instance ends, chosen per version.
