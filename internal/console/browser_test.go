@@ -1055,15 +1055,7 @@ func newBrowser(t *testing.T, exe string) context.Context {
 // current one marked, the weight, the canary nodes, every check's numbers, and the
 // buttons a deployer gets (none for a viewer, none once the rollout ended).
 func TestRolloutPanelInBrowser(t *testing.T) {
-	exe := chromiumPath(t)
-	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	pg := &page{t: t, ctx: newBrowser(t, exe)}
-	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+	pg := panelPage(t)
 
 	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	running := v1.Rollout{
@@ -1161,15 +1153,7 @@ func TestRolloutPanelInBrowser(t *testing.T) {
 // markup; a well-formed trace id links through the template and a malformed one does
 // not; no template, no links; a link never takes a non-http(s) URL.
 func TestSlowestPanelInBrowser(t *testing.T) {
-	exe := chromiumPath(t)
-	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	pg := &page{t: t, ctx: newBrowser(t, exe)}
-	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+	pg := panelPage(t)
 
 	good := strings.Repeat("ab", 16)
 	list, _ := json.Marshal(v1.SlowestRequests{Window: "15m", Requests: []v1.SlowRequest{
@@ -1226,15 +1210,7 @@ func TestSlowestPanelInBrowser(t *testing.T) {
 // readiness, first request, failed request and discard, bars within the axis; hostile
 // names as text; unreachable nodes listed; the row bound; no route and a failed read.
 func TestInstancesPanelInBrowser(t *testing.T) {
-	exe := chromiumPath(t)
-	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	pg := &page{t: t, ctx: newBrowser(t, exe)}
-	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+	pg := panelPage(t)
 
 	since := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	stable := v1.Version{Version: "1.4.0", Digest: "sha256:" + strings.Repeat("a", 64)}
@@ -1412,4 +1388,20 @@ func getJSON(ctx context.Context, url, token string, v any) error {
 		return fmt.Errorf("get %s: %s", url, res.Status)
 	}
 	return json.NewDecoder(res.Body).Decode(v)
+}
+
+// panelPage opens the console's sign-in page, served by the console alone (no API
+// behind it), in Chromium: where the panel tests import a module and feed it JSON.
+func panelPage(t *testing.T) *page {
+	t.Helper()
+	exe := chromiumPath(t)
+	h, err := console.New(console.Config{Identify: func(string) (string, string, bool) { return "", "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	pg := &page{t: t, ctx: newBrowser(t, exe)}
+	pg.run(chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+	return pg
 }
