@@ -11,16 +11,7 @@ import (
 // sandbox's sources, and by nothing else (its tests, other packages).
 func TestCompileCacheKey(t *testing.T) {
 	root := t.TempDir()
-	write := func(rel, body string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, body string) { t.Helper(); writeTree(t, root, rel, body) }
 	write("go.sum", "github.com/tetratelabs/wazero v1.0.0 h1:x\n")
 	write("internal/sandbox/engine.go", "package sandbox\n")
 	key := func() string {
@@ -78,5 +69,17 @@ func TestPruneCompileCaches(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(base, name)); (err == nil) != want {
 			t.Errorf("%s: present %v, want %v", name, err == nil, want)
 		}
+	}
+}
+
+// writeTree writes body to root/rel, making its directories.
+func writeTree(t *testing.T, root, rel, body string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,16 +12,7 @@ import (
 // nothing else, so a cached module is what a fresh build would give.
 func TestGuestCacheKey(t *testing.T) {
 	root := t.TempDir()
-	write := func(rel, body string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, body string) { t.Helper(); writeTree(t, root, rel, body) }
 	write("go.mod", "module example.test\n\ngo 1.22\n")
 	write("guest/main.go", "package main\n\nimport \"example.test/lib\"\n\nfunc main() { lib.F() }\n")
 	write("lib/lib.go", "package lib\n\nfunc F() {}\n")
