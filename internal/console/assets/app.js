@@ -563,6 +563,11 @@ function toolbar() {
 }
 
 let lastHTML = "";
+// While a button in the view is pressed, a poll's redraw waits for the release: a
+// redraw between press and release replaces the button, and the browser then sends no
+// click (with many deployments a redraw comes with nearly every poll). A press held
+// for more than 2 s (or whose release the page never saw) no longer holds redraws.
+let pressed = false, pressedAt = 0, redrawAfterRelease = false;
 function render() {
   if (!S.session) return;
   toolbar();
@@ -570,7 +575,10 @@ function render() {
   if (document.activeElement && document.activeElement.closest && document.activeElement.closest("#view select")) return;
   const html = views[S.view]();
   // Replace the DOM only when something changed: a pointer on a button keeps its target.
-  if (html !== lastHTML) { $("view").innerHTML = html; lastHTML = html; }
+  if (html !== lastHTML) {
+    if (pressed && performance.now() - pressedAt < 2000) { redrawAfterRelease = true; return; }
+    $("view").innerHTML = html; lastHTML = html;
+  }
   const fc = window.fermionConsole;
   fc.renders++;
   if (S.events.length) fc.lastEventSeq = S.events[S.events.length - 1].seq;
@@ -673,6 +681,14 @@ function wire() {
   });
   $("signout").addEventListener("click", () => signOut(""));
   window.addEventListener("hashchange", route);
+  $("view").addEventListener("pointerdown", () => { pressed = true; pressedAt = performance.now(); });
+  const release = () => {
+    pressed = false;
+    // After the click this release leads to has been handled.
+    if (redrawAfterRelease) { redrawAfterRelease = false; setTimeout(render, 0); }
+  };
+  window.addEventListener("pointerup", release);
+  window.addEventListener("pointercancel", release);
   $("view").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-act]");
     if (b) act(b.dataset.act, b.dataset.name, b.dataset.to);
