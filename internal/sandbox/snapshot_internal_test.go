@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 
 	"fermion.dev/fermion/internal/wasmbin"
@@ -254,4 +255,55 @@ func FuzzPlanWrites(f *testing.F) {
 			t.Fatal("a fresh memory is not the initialised one")
 		}
 	})
+}
+
+// TestPlanWrites: the snapshot's pages are cut out of the data segments, wherever they
+// fall, and the writes come in address order without overlaps, the pages' bytes where
+// a page and a segment meet.
+func TestPlanWrites(t *testing.T) {
+	type span struct{ off, end uint64 }
+	seg := func(off, end uint32) dataSegment {
+		return dataSegment{off: off, data: bytes.Repeat([]byte{'s'}, int(end-off))}
+	}
+	for _, tc := range []struct {
+		name string
+		segs []dataSegment
+		runs []span // pages init changed
+		want []span
+	}{
+		{"no pages changed", []dataSegment{seg(10, 100), seg(5000, 6000)}, nil,
+			[]span{{10, 100}, {5000, 6000}}},
+		{"a page inside a segment", []dataSegment{seg(1000, 20000)}, []span{{4096, 8192}},
+			[]span{{1000, 4096}, {4096, 8192}, {8192, 20000}}},
+		{"pages over a gap and a whole segment", []dataSegment{seg(0, 5000), seg(9000, 12000), seg(12288, 13000)}, []span{{4096, 12288}},
+			[]span{{0, 4096}, {4096, 12288}, {12288, 13000}}},
+		{"a page in a gap", []dataSegment{seg(0, 1000), seg(20000, 21000)}, []span{{8192, 12288}},
+			[]span{{0, 1000}, {8192, 12288}, {20000, 21000}}},
+		{"pages before the first segment and after the last", []dataSegment{seg(5000, 6000)}, []span{{0, 4096}, {8192, 12288}},
+			[]span{{0, 4096}, {5000, 6000}, {8192, 12288}}},
+		{"a segment that starts under a page and ends past it", []dataSegment{seg(0, 100), seg(4000, 9000)}, []span{{0, 8192}},
+			[]span{{0, 8192}, {8192, 9000}}},
+		{"empty segments", []dataSegment{seg(10, 10), seg(50, 50)}, nil, []span{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &snapshot{pages: 1, base: tc.segs}
+			for _, r := range tc.runs {
+				n := uint32(r.end - r.off)
+				s.runs = append(s.runs, pageRun{off: uint32(r.off), start: uint32(len(s.data)), end: uint32(len(s.data)) + n})
+				s.data = append(s.data, bytes.Repeat([]byte{'p'}, int(n))...)
+			}
+			s.planWrites()
+			got := []span{}
+			for _, w := range s.layout {
+				got = append(got, span{w.off, w.off + uint64(len(w.b))})
+				isPage := slices.ContainsFunc(tc.runs, func(r span) bool { return r.off <= w.off && w.off < r.end })
+				if want := map[bool]byte{true: 'p', false: 's'}[isPage]; len(w.b) > 0 && (w.b[0] != want || w.b[len(w.b)-1] != want) {
+					t.Errorf("write at %d: bytes %q…%q, want %q", w.off, w.b[0], w.b[len(w.b)-1], want)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("writes %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
