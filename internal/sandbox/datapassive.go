@@ -8,16 +8,16 @@ import (
 	"fermion.dev/fermion/internal/wasmbin"
 )
 
-// Why does the host write a reactor's data segments? A restored instance's memory is
-// mapped copy-on-write from the snapshot's memory image (memory_linux.go), which already
-// holds what the data segments wrote and what _initialize changed since. If wazero
-// applied the segments while instantiating, it would write 2–3 MB over that image: a
-// copy of every page (the cost the mapping avoids) and, worse, the data as it was before
-// _initialize changed it. So the rewrite makes a reactor module's active segments
-// passive and records their offsets in the snapshot facts; wazero then writes nothing at
-// instantiation (a passive segment is only read by memory.init, which such a module does
-// not use), and the host writes the segments itself into every instance that does not
-// start from the image (writeData). The rewrite only does this when nothing can tell:
+// Why does the host write a reactor's data segments? A restored instance's memory gets
+// the data segments and the pages _initialize changed in one pass of writes, each byte
+// once (snapshot.planWrites), often while a reused memory is reset (memory_linux.go). If
+// wazero applied the segments while instantiating, it would write 2–3 MB before that
+// pass: every byte twice, and the data as it was before _initialize changed it. So the
+// rewrite makes a reactor module's active segments passive and records their offsets in
+// the snapshot facts; wazero then writes nothing at instantiation (a passive segment is
+// only read by memory.init, which such a module does not use), and the host writes the
+// segments itself into every instance, restored or not (writeData, or the snapshot's
+// writes). The rewrite only does this when nothing can tell:
 // the module has no data count section and no code naming a segment (so no memory.init
 // or data.drop), no start function (which would run before the host wrote the data),
 // its own memory (not imported), every segment active on it at a constant offset and

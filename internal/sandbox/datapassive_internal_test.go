@@ -182,9 +182,10 @@ func TestWriteInto(t *testing.T) {
 		base   []dataSegment
 		sorted bool
 	}{{"sorted segments", base, true}, {"segments out of order", unsorted, false}} {
-		s := &snapshot{pages: pages, base: tc.base, baseSorted: tc.sorted, runs: runs, data: data}
-		if sortedSegments(tc.base) != tc.sorted {
-			t.Fatalf("%s: sortedSegments = %v", tc.name, !tc.sorted)
+		s := &snapshot{pages: pages, base: tc.base, runs: runs, data: data}
+		s.planWrites()
+		if sortedSegments(tc.base) != tc.sorted || (s.layout != nil) != tc.sorted {
+			t.Fatalf("%s: sortedSegments = %v, layout planned %v", tc.name, !tc.sorted, s.layout != nil)
 		}
 		for _, dirty := range []uint64{0, 100, 1500, pages << 16, pages<<16 + 5000, 6 << 16} {
 			buf := make([]byte, 8<<16) // the reservation
@@ -192,12 +193,20 @@ func TestWriteInto(t *testing.T) {
 				buf[i] = 0xee
 			}
 			newDirty, restored := s.writeInto(buf, dirty)
-			if !restored || newDirty != max(dirty, pages<<16) {
+			if !restored || newDirty != pages<<16 {
 				t.Fatalf("%s, dirty %d: got %d, %v", tc.name, dirty, newDirty, restored)
 			}
 			if !bytes.Equal(buf[:len(mem)], mem) || bytes.ContainsFunc(buf[len(mem):], func(r rune) bool { return r != 0 }) {
 				t.Fatalf("%s, dirty %d: the memory is not the initialised one, zero after it", tc.name, dirty)
 			}
+		}
+		// A fresh memory (restore's one pass over zeros, when there is a layout).
+		fresh := make([]byte, pages<<16)
+		if err := s.writeZeroed(fresh); err != nil {
+			t.Fatalf("%s: writeZeroed: %v", tc.name, err)
+		}
+		if !bytes.Equal(fresh, mem) {
+			t.Fatalf("%s: a restored fresh memory is not the initialised one", tc.name)
 		}
 	}
 	// Data written by wazero: only cleared, restore copies the pages afterwards.
@@ -207,7 +216,8 @@ func TestWriteInto(t *testing.T) {
 		t.Fatalf("wazero's data: got %d, %v", newDirty, restored)
 	}
 	// Larger than the reservation: only cleared.
-	s := &snapshot{pages: pages, base: base, baseSorted: true, runs: runs, data: data}
+	s := &snapshot{pages: pages, base: base, runs: runs, data: data}
+	s.planWrites()
 	if _, restored := s.writeInto(make([]byte, 2<<16), 0); restored {
 		t.Fatal("a snapshot larger than the memory was written")
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 
 	"fermion.dev/fermion/internal/wasmbin"
@@ -175,4 +176,134 @@ func FuzzMutableGlobals(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		mutableGlobals(body, 0)
 	})
+}
+
+// FuzzPlanWrites: whatever the data segments (in order or not, touching, empty) and
+// whatever init changed (runs inside segments, across their ends, in the gaps, past the
+// last one), a reused memory reset by writeInto, whatever it held, and a fresh memory
+// written by writeZeroed both hold exactly the initialised memory, and zeros after it.
+func FuzzPlanWrites(f *testing.F) {
+	f.Add([]byte{10, 20, 0, 5, 3, 40}, []byte{1, 2, 3, 4, 5, 6, 7, 8}, uint16(300))
+	f.Add([]byte{0, 255, 0, 255, 0, 1}, []byte{0, 0, 9, 9}, uint16(0))
+	f.Fuzz(func(t *testing.T, segSpec, initSpec []byte, dirtySpec uint16) {
+		const pages = 2
+		size := pages << 16
+		// Segments: pairs of (gap, length) in units of 97 bytes, so they straddle pages.
+		var base []dataSegment
+		pos := 0
+		for i := 0; i+1 < len(segSpec) && len(base) < 16; i += 2 {
+			off, n := pos+int(segSpec[i])*97, int(segSpec[i+1])*97
+			if off+n > size {
+				break
+			}
+			d := make([]byte, n)
+			for j := range d {
+				d[j] = byte(j*7+off) | 1
+			}
+			base = append(base, dataSegment{off: uint32(off), data: d})
+			pos = off + n
+		}
+		if len(base) == 0 {
+			return // the host writes no data: writeInto only clears (TestWriteInto)
+		}
+		if len(base) > 2 && segSpec[0]&1 == 1 { // out of address order
+			base[0], base[1] = base[1], base[0]
+		}
+		pristine := make([]byte, size)
+		if err := writeData(pristine, base); err != nil {
+			t.Fatal(err)
+		}
+		mem := bytes.Clone(pristine)
+		// Init's changes: triples of (position in units of 331 bytes, length in units of
+		// 61, value), some to zero.
+		for i := 0; i+2 < len(initSpec); i += 3 {
+			off := int(initSpec[i]) * 331
+			end := min(off+int(initSpec[i+1])*61, size)
+			for j := off; j < end; j++ {
+				mem[j] = initSpec[i+2]
+			}
+		}
+		runs, data := diffPages(pristine, mem)
+		s := &snapshot{pages: pages, base: base, runs: runs, data: data}
+		s.planWrites()
+		if (s.layout != nil) != sortedSegments(base) {
+			t.Fatalf("layout planned %v for segments in order %v", s.layout != nil, sortedSegments(base))
+		}
+		var end uint64
+		for _, w := range s.layout {
+			if w.off < end {
+				t.Fatalf("write at %d overlaps the one before, which ends at %d", w.off, end)
+			}
+			end = w.off + uint64(len(w.b))
+		}
+		dirty := uint64(dirtySpec) * 3 % (3 << 16)
+		buf := make([]byte, 3<<16)
+		for i := range buf[:dirty] {
+			buf[i] = 0xee
+		}
+		if _, ok := s.writeInto(buf, dirty); !ok {
+			t.Fatal("not restored")
+		}
+		if !bytes.Equal(buf[:size], mem) || bytes.ContainsFunc(buf[size:], func(r rune) bool { return r != 0 }) {
+			t.Fatal("a reset memory is not the initialised one, zero after it")
+		}
+		fresh := make([]byte, size)
+		if err := s.writeZeroed(fresh); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fresh, mem) {
+			t.Fatal("a fresh memory is not the initialised one")
+		}
+	})
+}
+
+// TestPlanWrites: the snapshot's pages are cut out of the data segments, wherever they
+// fall, and the writes come in address order without overlaps, the pages' bytes where
+// a page and a segment meet.
+func TestPlanWrites(t *testing.T) {
+	type span struct{ off, end uint64 }
+	seg := func(off, end uint32) dataSegment {
+		return dataSegment{off: off, data: bytes.Repeat([]byte{'s'}, int(end-off))}
+	}
+	for _, tc := range []struct {
+		name string
+		segs []dataSegment
+		runs []span // pages init changed
+		want []span
+	}{
+		{"no pages changed", []dataSegment{seg(10, 100), seg(5000, 6000)}, nil,
+			[]span{{10, 100}, {5000, 6000}}},
+		{"a page inside a segment", []dataSegment{seg(1000, 20000)}, []span{{4096, 8192}},
+			[]span{{1000, 4096}, {4096, 8192}, {8192, 20000}}},
+		{"pages over a gap and a whole segment", []dataSegment{seg(0, 5000), seg(9000, 12000), seg(12288, 13000)}, []span{{4096, 12288}},
+			[]span{{0, 4096}, {4096, 12288}, {12288, 13000}}},
+		{"a page in a gap", []dataSegment{seg(0, 1000), seg(20000, 21000)}, []span{{8192, 12288}},
+			[]span{{0, 1000}, {8192, 12288}, {20000, 21000}}},
+		{"pages before the first segment and after the last", []dataSegment{seg(5000, 6000)}, []span{{0, 4096}, {8192, 12288}},
+			[]span{{0, 4096}, {5000, 6000}, {8192, 12288}}},
+		{"a segment that starts under a page and ends past it", []dataSegment{seg(0, 100), seg(4000, 9000)}, []span{{0, 8192}},
+			[]span{{0, 8192}, {8192, 9000}}},
+		{"empty segments", []dataSegment{seg(10, 10), seg(50, 50)}, nil, []span{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &snapshot{pages: 1, base: tc.segs}
+			for _, r := range tc.runs {
+				n := uint32(r.end - r.off)
+				s.runs = append(s.runs, pageRun{off: uint32(r.off), start: uint32(len(s.data)), end: uint32(len(s.data)) + n})
+				s.data = append(s.data, bytes.Repeat([]byte{'p'}, int(n))...)
+			}
+			s.planWrites()
+			got := []span{}
+			for _, w := range s.layout {
+				got = append(got, span{w.off, w.off + uint64(len(w.b))})
+				isPage := slices.ContainsFunc(tc.runs, func(r span) bool { return r.off <= w.off && w.off < r.end })
+				if want := map[bool]byte{true: 'p', false: 's'}[isPage]; len(w.b) > 0 && (w.b[0] != want || w.b[len(w.b)-1] != want) {
+					t.Errorf("write at %d: bytes %q…%q, want %q", w.off, w.b[0], w.b[len(w.b)-1], want)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("writes %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

@@ -11,7 +11,10 @@
 //	           -counters adds per-request system calls, context switches, goroutines,
 //	           allocations and GC cycles (counters.go); -only runs the named targets;
 //	           -cpuprofile-target profiles one or several of them
-//	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99
+//	coldstart  compile (empty cache, on-disk cache), instantiate and guest init, p50/p99;
+//	           the thread's CPU and page faults per new instance and the GC cycles, which
+//	           say whether a tail is the code, the kernel or the collector; -cpuprofile
+//	           profiles the snapshot rounds
 //	memory     RSS per warm instance and idle RSS with one function loaded
 //	cmdmemory  RSS that N concurrent 64 MiB command runs add, and what is left after
 //	guestcalls guest functions called per request (where a guest spends its time: wasm
@@ -52,6 +55,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -727,6 +731,7 @@ func coldStartBench(args []string) error {
 	rounds := fs.Int("rounds", 2, "rounds alternating normal starts and snapshot restores")
 	guest := fs.String("guest", "examples/hello", "reactor guest package, served with examples/hello's manifest")
 	warmN := fs.Int("warm", 20, "instances prewarmed at once per round and start, each on fresh memory (0: none)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each snapshot round (new instances, requests, prewarms) to this file, then file.1, file.2…")
 	fs.Parse(args)
 	r, err := root()
 	if err != nil {
@@ -794,14 +799,35 @@ func coldStartBench(args []string) error {
 	// each on fresh memory (nothing discarded yet): a scale-up burst. Normal starts
 	// (_initialize in every instance) and restores from a snapshot alternate in rounds,
 	// in one process.
-	type phases struct{ inst, init, total, first, fresh, cpu []time.Duration }
+	type phases struct {
+		inst, init, total, first, fresh, cpu []time.Duration
+		faults                               []int64 // the thread's page faults, with cpu
+		inGC                                 []bool  // a GC cycle ended during it
+		// Each fresh-memory start's thread CPU and page faults, from the end of the
+		// previous start (the prewarm runs them one after another on Load's thread).
+		freshCPU    []time.Duration
+		freshFaults []int64
+		gcs         uint32 // GC cycles during the rounds
+	}
 	var modes [2]phases // 0: _initialize, 1: snapshot
 	var info sandbox.SnapshotInfo
 	for round := 0; round < *rounds; round++ {
 		for mode := range modes {
+			if *cpuprofile != "" && mode == 1 {
+				stop, err := startProfile(*cpuprofile, round)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			var ms0 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			var mu sync.Mutex
 			p := &modes[mode]
 			var starts *[]time.Duration // where the hook records a new instance's total
+			var lastCPU time.Duration   // the prewarm's thread at the end of its last start
+			var lastFaults int64
+			firstFresh := true
 			e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, NoSnapshots: mode == 0,
 				OnInstanceStart: func(a, b time.Duration) {
 					mu.Lock()
@@ -812,6 +838,14 @@ func coldStartBench(args []string) error {
 					if starts == &p.total {
 						p.inst = append(p.inst, a)
 						p.init = append(p.init, b)
+					}
+					if starts == &p.fresh {
+						c, f := threadCPU(), threadFaults()
+						if !firstFresh { // the first also took the snapshot
+							p.freshCPU = append(p.freshCPU, c-lastCPU)
+							p.freshFaults = append(p.freshFaults, f-lastFaults)
+						}
+						lastCPU, lastFaults, firstFresh = c, f, false
 					}
 					*starts = append(*starts, a+b)
 				}})
@@ -839,7 +873,7 @@ func coldStartBench(args []string) error {
 			// core: on a shared machine that wait is most of the wall-clock p99.
 			runtime.LockOSThread()
 			for i := 0; i < perRound; i++ {
-				c0 := threadCPU()
+				c0, f0, g0 := threadCPU(), threadFaults(), gcCycles()
 				t0 := time.Now()
 				if _, err := f.Invoke(ctx, req); err != nil {
 					runtime.UnlockOSThread()
@@ -847,6 +881,8 @@ func coldStartBench(args []string) error {
 				}
 				p.first = append(p.first, time.Since(t0))
 				p.cpu = append(p.cpu, threadCPU()-c0)
+				p.faults = append(p.faults, threadFaults()-f0)
+				p.inGC = append(p.inGC, gcCycles() != g0)
 			}
 			runtime.UnlockOSThread()
 			f.Close(ctx)
@@ -857,7 +893,12 @@ func coldStartBench(args []string) error {
 				w := s
 				w.Version += "-warm"
 				w.Scaling.MinWarm, w.Scaling.MaxInstances = *warmN, max(*warmN, w.Scaling.MaxInstances)
-				fw, err := e.Load(ctx, w)
+				runtime.LockOSThread()
+				mu.Lock()
+				lastCPU, lastFaults = threadCPU(), threadFaults()
+				mu.Unlock()
+				fw, err := e.Load(ctx, w) // the snapshot's instance, then the prewarm
+				runtime.UnlockOSThread()
 				if err != nil {
 					e.Close(ctx)
 					return err
@@ -865,6 +906,12 @@ func coldStartBench(args []string) error {
 				fw.Close(ctx)
 			}
 			e.Close(ctx)
+			if *cpuprofile != "" && mode == 1 {
+				pprof.StopCPUProfile()
+			}
+			var ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms1)
+			p.gcs += ms1.NumGC - ms0.NumGC
 			p50, p99 := percentiles(append([]time.Duration(nil), p.total[n0:]...))
 			fmt.Fprintf(os.Stderr, "round %d snapshot=%v: new instance p50 %.3f ms p99 %.3f ms\n", round, mode == 1, ms(p50), ms(p99))
 		}
@@ -893,6 +940,50 @@ func coldStartBench(args []string) error {
 		row("first request on a new instance, "+name, p.first)
 		row("thread CPU of new instance + first request + discard, "+name, p.cpu)
 		row(fmt.Sprintf("new instance, fresh memory (prewarm of %d), %s", *warmN, name), p.fresh)
+		row(fmt.Sprintf("thread CPU of a new instance but each load's first, fresh memory (prewarm of %d), %s", *warmN, name), p.freshCPU)
+	}
+	// Where the CPU tail comes from: page faults (a first touch of a page, slow on a
+	// virtual machine) and GC cycles, beside the thread CPU rows above.
+	fmt.Println("\n| start | thread page faults per new instance + request + discard, p50 / p99 / mean | in the 2 % with the most thread CPU, mean | GC cycles per 100 new instances | share of all / of the 2 % with the most thread CPU during which a GC cycle ended |")
+	fmt.Println("|---|---|---|---|---|")
+	for mode, name := range []string{"_initialize", "snapshot"} {
+		p := modes[mode]
+		if len(p.faults) == 0 {
+			continue
+		}
+		fs := slices.Clone(p.faults)
+		slices.Sort(fs)
+		var sum int64
+		for _, v := range fs {
+			sum += v
+		}
+		idx := make([]int, len(p.cpu))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.Slice(idx, func(a, b int) bool { return p.cpu[idx[a]] > p.cpu[idx[b]] })
+		top := idx[:max(1, len(idx)/50)]
+		var topSum int64
+		topGC, allGC := 0, 0
+		for _, i := range top {
+			topSum += p.faults[i]
+			if p.inGC[i] {
+				topGC++
+			}
+		}
+		for _, g := range p.inGC {
+			if g {
+				allGC++
+			}
+		}
+		fmt.Printf("| %s | %d / %d / %.1f | %.1f | %.1f | %.2f / %.2f |\n", name, fs[len(fs)/2], fs[min(len(fs)-1, len(fs)*99/100)],
+			float64(sum)/float64(len(fs)), float64(topSum)/float64(len(top)), 100*float64(p.gcs)/float64(len(p.total)),
+			float64(allGC)/float64(len(p.inGC)), float64(topGC)/float64(len(top)))
+		if len(p.freshFaults) > 0 {
+			ff := slices.Clone(p.freshFaults)
+			slices.Sort(ff)
+			fmt.Printf("| %s, fresh memory (prewarm) | %d / %d / — | — | — | — |\n", name, ff[len(ff)/2], ff[len(ff)-1])
+		}
 	}
 	if len(modes[0].total) > 0 && len(modes[1].total) > 0 {
 		p50s, _ := percentiles(modes[1].total)
@@ -905,6 +996,30 @@ func coldStartBench(args []string) error {
 		fmt.Printf("\ncached / cold compile (p50): %.4f\n", float64(p50h)/float64(p50c))
 	}
 	return nil
+}
+
+// gcCycles counts the GC cycles finished so far, without stopping the world.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// startProfile starts a CPU profile of one round into name (round 0) or name.<round>;
+// go tool pprof merges them when given all. stop closes the file.
+func startProfile(name string, round int) (stop func(), err error) {
+	if round > 0 {
+		name = fmt.Sprintf("%s.%d", name, round)
+	}
+	pf, err := os.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return func() { pf.Close() }, nil
 }
 
 func rss() (uint64, error) {
