@@ -93,6 +93,8 @@ type Metrics struct {
 	// float, which two cores serving requests contend on.
 	InFlight prometheus.GaugeFunc
 	inFlight atomic.Int64
+	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go).
+	requestLogSkipped atomic.Int64
 
 	// Client limits, malformed responses and load failures (rejections.go).
 	GatewayRejections      *prometheus.CounterVec // reason
@@ -184,8 +186,9 @@ func NewMetrics(version string) *Metrics {
 		m.Compile, m.InFlight, m.InstanceStarts, m.guestCPU,
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
-	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
-	m.Registry.MustRegister(m.newWarmupMetrics())   // warmup.go
+	m.Registry.MustRegister(m.newSnapshotMetrics())   // snapshot.go
+	m.Registry.MustRegister(m.newWarmupMetrics())     // warmup.go
+	m.Registry.MustRegister(m.newRequestLogMetrics()) // requestlog.go
 	return m
 }
 
