@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/sandbox"
+	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -161,5 +164,61 @@ func TestRequestLogAll(t *testing.T) {
 	}
 	if s := f.metrics.RequestLogSkipped(); s != 0 {
 		t.Fatalf("%d requests counted skipped with All", s)
+	}
+}
+
+// TestTelemetryAllocations: with telemetry on (metrics, SLI aggregate, the request log
+// with its sampler, writing lines or skipping them) a request allocates no more than
+// with telemetry off. Allocations are counted process-wide, so a background allocation
+// (a prewarm, a timer) can add a fraction: the margin is half an allocation per request.
+func TestTelemetryAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves a few thousand requests")
+	}
+	hello, _ := sharedFunctions(t)
+	logger, err := telemetry.NewLogger(io.Discard, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newGateway := func(on bool, rl telemetry.RequestLogConfig) *gateway.Gateway {
+		cfg := gateway.Config{Logger: logger, Telemetry: on, RequestLog: rl}
+		if on {
+			cfg.Metrics = telemetry.NewMetrics("test")
+			cfg.SLIs = sli.NewAggregator(sli.Config{Node: "n1", Start: time.Now()})
+		}
+		g := gateway.New(cfg)
+		setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
+		return g
+	}
+	allocs := func(g *gateway.Gateway) float64 {
+		req := httptest.NewRequest(http.MethodGet, "/hello", nil)
+		serve := func() {
+			w := httptest.NewRecorder()
+			r := req.Clone(req.Context())
+			g.ServeHTTP(w, r)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+		for range 200 {
+			serve()
+		}
+		return testing.AllocsPerRun(1000, serve)
+	}
+	off := allocs(newGateway(false, telemetry.RequestLogConfig{}))
+	for _, tt := range []struct {
+		name string
+		rl   telemetry.RequestLogConfig
+	}{
+		{name: "every line written", rl: telemetry.RequestLogConfig{All: true}},
+		{name: "lines sampled", rl: telemetry.RequestLogConfig{Rate: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			on := allocs(newGateway(true, tt.rl))
+			t.Logf("allocations per request: telemetry on %.2f, off %.2f", on, off)
+			if on > off+0.5 {
+				t.Fatalf("telemetry on allocates %.2f per request, off %.2f", on, off)
+			}
+		})
 	}
 }
