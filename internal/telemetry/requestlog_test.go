@@ -56,9 +56,9 @@ func TestRequestSampler(t *testing.T) {
 			skipped: 2,
 		},
 		{
-			name: "no slow rule",
-			cfg:  RequestLogConfig{Rate: 1, Slow: -1},
-			reqs: []req{{status: 200, weight: 1}, {status: 200, d: time.Hour}},
+			name:    "no slow rule",
+			cfg:     RequestLogConfig{Rate: 1, Slow: -1},
+			reqs:    []req{{status: 200, weight: 1}, {status: 200, d: time.Hour}},
 			skipped: 1,
 		},
 		{
@@ -76,9 +76,9 @@ func TestRequestSampler(t *testing.T) {
 			skipped: 1,
 		},
 		{
-			name: "statuses below 200 and odd ones share the first class",
-			cfg:  RequestLogConfig{Rate: 1},
-			reqs: []req{{status: 200, weight: 1}, {status: 101}, {status: 0}, {at: time.Second, status: 100, weight: 3}},
+			name:    "statuses below 200 and odd ones share the first class",
+			cfg:     RequestLogConfig{Rate: 1},
+			reqs:    []req{{status: 200, weight: 1}, {status: 101}, {status: 0}, {at: time.Second, status: 100, weight: 3}},
 			skipped: 2,
 		},
 	}
