@@ -9,6 +9,10 @@ import (
 	"fermion.dev/fermion/internal/telemetry"
 )
 
+// maxRequestLogRate bounds --request-log-rate: a node writing more lines than this a
+// second wants --request-log-all, and the token bucket's resolution is 1 µs a token.
+const maxRequestLogRate = 1_000_000
+
 // requestLogOptions are the request log's flags (which requests get a line), shared by
 // run, agent and up (prefixed agent- there).
 type requestLogOptions struct {
@@ -33,6 +37,10 @@ func (o requestLogOptions) config() (telemetry.RequestLogConfig, error) {
 	if o.rate < 1 {
 		return telemetry.RequestLogConfig{}, usageError{fmt.Errorf("%s %d: lines per second must be at least 1; to log every request use %s",
 			flag("request-log-rate"), o.rate, flag("request-log-all"))}
+	}
+	if o.rate > maxRequestLogRate {
+		return telemetry.RequestLogConfig{}, usageError{fmt.Errorf("%s %d: at most %d lines per second; to log every request use %s",
+			flag("request-log-rate"), o.rate, maxRequestLogRate, flag("request-log-all"))}
 	}
 	if o.slow < 0 {
 		return telemetry.RequestLogConfig{}, usageError{fmt.Errorf("%s %s: a duration cannot be negative; use 0 to log slow requests only within the rate",

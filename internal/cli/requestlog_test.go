@@ -14,6 +14,7 @@ func TestRequestLogFlags(t *testing.T) {
 		want []string
 	}{
 		{name: "zero rate", args: []string{"run", "--request-log-rate", "0"}, want: []string{"--request-log-rate 0", "at least 1", "--request-log-all"}},
+		{name: "huge rate", args: []string{"run", "--request-log-rate", "5000000"}, want: []string{"--request-log-rate 5000000", "at most 1000000", "--request-log-all"}},
 		{name: "negative slow", args: []string{"run", "--request-log-slow", "-1s"}, want: []string{"--request-log-slow -1s", "use 0"}},
 		{name: "agent", args: []string{"agent", "--server", "nats://127.0.0.1:1", "--request-log-rate", "-3"}, want: []string{"--request-log-rate -3"}},
 	}
