@@ -21,6 +21,7 @@ import (
 type requestLogged struct {
 	url     string
 	metrics *telemetry.Metrics
+	slis    *sli.Aggregator
 	logs    *syncBuffer
 }
 
@@ -29,8 +30,9 @@ func newRequestLogged(t *testing.T, cfg telemetry.RequestLogConfig) *requestLogg
 	e := sharedEngine(t)
 	status := loadGuest(t, e, "examples/testdata/faults/status", nil)
 	slow := loadGuest(t, e, "examples/testdata/faults/slow", func(s *sandbox.Spec) { s.Scaling.MinWarm = 1 })
-	f := &requestLogged{metrics: telemetry.NewMetrics("test"), logs: &syncBuffer{}}
-	g := gateway.New(gateway.Config{Logger: newLogger(f.logs), Metrics: f.metrics, Telemetry: true, RequestLog: cfg})
+	f := &requestLogged{metrics: telemetry.NewMetrics("test"), logs: &syncBuffer{},
+		slis: sli.NewAggregator(sli.Config{Node: "n1", Start: time.Now()})}
+	g := gateway.New(gateway.Config{Logger: newLogger(f.logs), Metrics: f.metrics, Telemetry: true, RequestLog: cfg, SLIs: f.slis})
 	setRoutes(t, g, gateway.Route{Prefix: "/status", Target: status}, gateway.Route{Prefix: "/slow", Target: slow})
 	f.url = serve(t, g)
 	return f
@@ -143,10 +145,17 @@ func TestRequestLogSampling(t *testing.T) {
 	if got := metricValue(t, f.metrics, "fermion_request_log_skipped_total", nil); got != float64(extra) {
 		t.Errorf("scraped fermion_request_log_skipped_total %v, want %d", got, extra)
 	}
-	// The other records still count every request.
+	// The other records still count every request: metrics and the SLIs (every routed one).
 	if got := metricValue(t, f.metrics, "fermion_requests_total", map[string]string{"function": "status", "code": "2xx"}); got != float64(sent["/status"]) {
 		t.Errorf("fermion_requests_total{code=2xx} %v, want %d", got, sent["/status"])
 	}
+	routed := 0
+	for path, n := range sent {
+		if path != "/nope" {
+			routed += n
+		}
+	}
+	waitSummaries(t, f.slis, uint64(routed))
 }
 
 // TestRequestLogAll: with All every request gets a line of its own, at any rate.
