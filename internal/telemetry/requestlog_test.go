@@ -159,3 +159,17 @@ func TestRequestSamplerConcurrent(t *testing.T) {
 		t.Fatalf("%d lines of %d requests at 50 lines/s: nothing sampled", lines, workers*each)
 	}
 }
+
+// BenchmarkRequestSampler is what a request costs the request log above its rate: the
+// sampler's decision and, for the few it keeps, nothing else (the line's formatting is
+// BenchmarkLogRequest). Parallel, as the gateway's cores call it.
+func BenchmarkRequestSampler(b *testing.B) {
+	s := NewRequestSampler(RequestLogConfig{}, NewMetrics("bench"))
+	var w LineWeights
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.Weigh(&w, s.Since(start), 200, "", time.Millisecond)
+		}
+	})
+}
