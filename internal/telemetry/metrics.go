@@ -1,8 +1,9 @@
 // Package telemetry holds Fermion's metrics, tracing and logging set-up: the Prometheus
 // collectors every component records into, the OpenTelemetry tracer provider (OTLP/HTTP
 // when the standard OTEL_EXPORTER_OTLP_* variables name an endpoint, no-op otherwise),
-// the JSON slog logger and the request log's sampler (requestlog.go). Label sets are bounded: function, version, status class and small
-// fixed enums, never request ids or paths.
+// the JSON slog logger and the request log's sampler (requestlog.go). Label sets are
+// bounded: function, version, status class and small fixed enums, never request ids or
+// paths.
 package telemetry
 
 import (
