@@ -45,6 +45,9 @@ type DataPlaneConfig struct {
 	TLSCert, TLSKey string
 	// Limits bound what the gateway's clients can hold (zero fields: defaults).
 	Limits gateway.Limits
+	// RequestLog says which requests get a log line (zero: telemetry's defaults, the
+	// production ones: every request up to DefaultRequestLogRate lines per second).
+	RequestLog telemetry.RequestLogConfig
 	// MemoryBytes is the memory the node offers to functions, the capacity it advertises
 	// (0: no limit): the live instances of all functions together hold at most this
 	// much, each its limits.memory (sandbox.EngineConfig.MemoryBytes).
@@ -98,7 +101,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway limits: %w", err)
 	}
-	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain, Limits: cfg.Limits}
+	gcfg := gateway.Config{Logger: cfg.Logger, Metrics: d.Metrics, Telemetry: cfg.Telemetry, DrainTimeout: cfg.DrainTimeout, RouteDrain: cfg.RouteDrain, Limits: cfg.Limits,
+		RequestLog: cfg.RequestLog}
 	d.slis = newSLISource(cfg, d.Metrics) // hook: SLI aggregation (sli.go)
 	gcfg.SLIs = d.slis.aggregator()
 	if cfg.Tracing != nil && cfg.Telemetry {

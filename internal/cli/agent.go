@@ -52,6 +52,7 @@ type agentOptions struct {
 	allowFiles                     bool
 	allowMemory                    string
 	limits                         gatewayLimitOptions
+	requestLog                     requestLogOptions
 	load                           loadFlags
 	// adminAuto is set when --admin-listen was not given: the default address is then
 	// a wish, and a free port replaces it when another agent on the machine holds it.
@@ -80,6 +81,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, prefix)
+	o.requestLog.flags(f, prefix)
 	f.StringVar(&o.adminListen, prefix+"admin-listen", defaultAdminListen, "metrics and health address (empty: off); when not given and the default is taken (another agent on this machine), a free port, printed on start")
 	f.StringVar(&o.cacheDir, prefix+"cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.StringVar(&o.cacheMax, prefix+"cache-max", "1GiB", "bound on the artifact cache")
@@ -265,6 +267,10 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 	if err != nil {
 		return nil, err
 	}
+	requestLog, err := o.requestLog.config()
+	if err != nil {
+		return nil, err
+	}
 	roots, err := loadCA(o.caFile)
 	if err != nil {
 		return nil, err
@@ -302,7 +308,7 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		Version: Version, DrainTimeout: o.drainTimeout, RouteDrain: routeDrainConfig(o.routeDrain), Labels: map[string]string{"node": o.name}, Profiling: o.profiling,
 		Tracing: tracing, TLSCert: o.tlsCert, TLSKey: o.tlsKey, Limits: limits, MemoryBytes: capacity.MemoryBytes,
 		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory,
-		SLIInterval: o.sliInterval})
+		SLIInterval: o.sliInterval, RequestLog: requestLog})
 	if err != nil {
 		gw.Close()
 		if admin != nil {

@@ -29,6 +29,7 @@ type runOptions struct {
 	logLevel            string
 	drainTimeout        time.Duration
 	limits              gatewayLimitOptions
+	requestLog          requestLogOptions
 	load                loadFlags
 }
 
@@ -57,6 +58,7 @@ Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set.`,
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "metrics and health address (empty: off)")
 	gatewayTLSFlags(f, "", &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, "")
+	o.requestLog.flags(f, "")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "compilation cache directory (empty: in memory; default under $FERMION_HOME when set)")
 	f.BoolVar(&o.noBuild, "no-build", false, "do not run build commands; use the existing modules")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "switch off metrics, spans and request logs")
@@ -83,6 +85,10 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 		return err
 	}
 	limits, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
+	requestLog, err := o.requestLog.config()
 	if err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{
 		CacheDir: o.cacheDir, Logger: logger, Telemetry: !o.noTelemetry, Version: Version,
 		Tracing: tracing, DrainTimeout: o.drainTimeout, Profiling: o.profiling, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
-		Limits:     limits,
+		Limits: limits, RequestLog: requestLog,
 		LoadLimits: loadLimits, CompileWorker: worker, CompileMemory: compileMemory,
 	})
 	if err != nil {

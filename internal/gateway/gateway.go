@@ -72,6 +72,10 @@ type Config struct {
 	// TLS, when set, wraps Serve's listener to terminate TLS (telemetry.TLS.Listener).
 	// The connection cap sits beneath it, so refusals cost no handshake.
 	TLS func(net.Listener) net.Listener
+	// RequestLog says which requests get a log line (zero: every request up to
+	// telemetry.DefaultRequestLogRate lines per second, then failures, slow requests and
+	// a weighted sample; telemetry.RequestSampler).
+	RequestLog telemetry.RequestLogConfig
 	// SLIs, when set (and Telemetry is on), aggregates every routed request's SLIs per
 	// deployment, version and route pattern (SLIKey): status, latency, whether it waited
 	// for a new instance, and the limit that refused it, if one did. Requests no route
@@ -92,6 +96,13 @@ type Gateway struct {
 	tracer  trace.Tracer
 	// recording is false for a no-op tracer: the gateway then makes span ids itself.
 	recording bool
+
+	// The request log's sampler, and the weights of requests no route serves (404s).
+	sampler *telemetry.RequestSampler
+	noRoute telemetry.LineWeights
+	// weights are the request log's weights by SLI key, for the routes of the current
+	// table (telemetry.go); under mu.
+	weights map[sli.Key]*telemetry.LineWeights
 }
 
 // New returns a Gateway with no routes.
@@ -103,7 +114,7 @@ func New(cfg Config) *Gateway {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
-	g := &Gateway{cfg: cfg, tracer: cfg.Tracer}
+	g := &Gateway{cfg: cfg, tracer: cfg.Tracer, sampler: telemetry.NewRequestSampler(cfg.RequestLog, cfg.Metrics)}
 	if !cfg.Telemetry {
 		g.cfg.Metrics = nil
 		g.cfg.SLIs = nil
@@ -289,7 +300,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, nil, http.StatusNotFound, start, time.Time{}, false, "")
+		g.logRequest(ctx, r, id, traceID, nil, nil, &g.noRoute, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
 	target, tel := route.Target, route.tel
@@ -343,7 +354,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, target, status, start, end, cold, reason)
+		g.logRequest(ctx, r, id, traceID, route, target, tel.lines, status, start, end, cold, reason)
 	}
 }
 
@@ -461,14 +472,19 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 
-// logRequest writes the request's log line; end is when it ended (zero: now), the
-// line's time. target is the version that served (route's, or its split's).
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, target Target, status int, start, end time.Time, cold bool, reason string) {
-	if !g.cfg.Telemetry {
-		return
+// logRequest writes the request's log line, if the request log's sampler keeps it; end
+// is when it ended (zero: now), the line's time. target is the version that served
+// (route's, or its split's); lw the weights of its route and version (telemetry.LineWeights).
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, target Target, lw *telemetry.LineWeights, status int, start, end time.Time, cold bool, reason string) {
+	if !g.cfg.Telemetry || !g.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
+		return // a line that would not be written is not counted as skipped either
 	}
 	if end.IsZero() {
 		end = time.Now()
+	}
+	weight, write := g.sampler.Weigh(lw, g.sampler.Since(end), status, reason, end.Sub(start))
+	if !write {
+		return
 	}
 	line := telemetry.RequestLine{
 		ID:       id,
@@ -481,6 +497,7 @@ func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID s
 		Cold:     cold,
 		TraceID:  traceID,
 		Reason:   reason,
+		Weight:   weight,
 	}
 	if route != nil {
 		if target == nil {

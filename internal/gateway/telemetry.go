@@ -16,11 +16,16 @@ type routeTelemetry struct {
 	key sli.Key
 	// maxBody is the target's limits.max_request_body.
 	maxBody int64
+	// lines are the requests of this key skipped by the request log's sampler, by status
+	// class, carried by its next line (nil with telemetry off). Kept across routing
+	// tables (Gateway.lineWeights), so a canary's weight step loses none.
+	lines *telemetry.LineWeights
 }
 
 // attachTelemetry resolves every route's telemetry in t and makes the table release its
 // SLI handles once it is retired and drained. Targets share one FunctionMetrics.
 func (g *Gateway) attachTelemetry(t *table) {
+	lines := g.lineWeights(t)
 	fms := make(map[Target]*telemetry.FunctionMetrics, len(t.routes))
 	var handles []*sli.Series
 	for i := range t.routes {
@@ -31,6 +36,7 @@ func (g *Gateway) attachTelemetry(t *table) {
 			fms[r.Target] = fm
 		}
 		rt := &routeTelemetry{fm: fm, key: SLIKey(r), maxBody: r.Target.Spec().Limits.MaxRequestBody}
+		rt.lines = lines[rt.key]
 		if g.cfg.SLIs != nil {
 			rt.sli = g.cfg.SLIs.Series(rt.key)
 			handles = append(handles, rt.sli)
@@ -45,6 +51,7 @@ func (g *Gateway) attachTelemetry(t *table) {
 				fms[s.target] = cfm
 			}
 			ct := &routeTelemetry{fm: cfm, key: sliKey(r, s.target), maxBody: s.target.Spec().Limits.MaxRequestBody}
+			ct.lines = lines[ct.key]
 			if g.cfg.SLIs != nil {
 				ct.sli = g.cfg.SLIs.Series(ct.key)
 				handles = append(handles, ct.sli)
@@ -59,6 +66,38 @@ func (g *Gateway) attachTelemetry(t *table) {
 			}
 		}
 	}
+}
+
+// lineWeights returns the request log's weights of every key t's routes record under,
+// those of the previous table kept, and makes them the gateway's: the requests skipped
+// on a key the new table no longer serves are not carried by any line (the metric
+// fermion_request_log_skipped_total counted them). Nil with telemetry off.
+func (g *Gateway) lineWeights(t *table) map[sli.Key]*telemetry.LineWeights {
+	if !g.cfg.Telemetry {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	next := make(map[sli.Key]*telemetry.LineWeights, len(t.routes))
+	add := func(k sli.Key) {
+		if next[k] != nil {
+			return
+		}
+		w := g.weights[k]
+		if w == nil {
+			w = new(telemetry.LineWeights)
+		}
+		next[k] = w
+	}
+	for i := range t.routes {
+		r := &t.routes[i]
+		add(SLIKey(r))
+		if r.split != nil {
+			add(sliKey(r, r.split.target))
+		}
+	}
+	g.weights = next
+	return next
 }
 
 // SLIKey is the SLI key a route's requests are recorded under: its deployment (the

@@ -317,6 +317,10 @@ type RequestLine struct {
 	// Route, Function and Version are empty when no route matched.
 	Route, Function, Version string
 	Reason                   string // why the request failed, if it did
+	// Weight is how many requests the line stands for when the node samples its request
+	// lines (RequestSampler): itself and the requests of its route, version and status
+	// class skipped since that kind's last line. Written only when above 1.
+	Weight int64
 }
 
 // attrs returns the line as slog attributes, in the order they are written.
@@ -337,6 +341,9 @@ func (r *RequestLine) attrs() []slog.Attr {
 	}
 	if r.Reason != "" {
 		attrs = append(attrs, slog.String("reason", r.Reason))
+	}
+	if r.Weight > 1 {
+		attrs = append(attrs, slog.Int64("weight", r.Weight))
 	}
 	return attrs
 }
@@ -382,6 +389,10 @@ func LogRequest(ctx context.Context, l *slog.Logger, r *RequestLine) {
 	}
 	if r.Reason != "" {
 		b = appendField(b, "reason", r.Reason)
+	}
+	if r.Weight > 1 {
+		b = append(b, `,"weight":`...)
+		b = strconv.AppendInt(b, r.Weight, 10)
 	}
 	for range h.preOpen {
 		b = append(b, '}')

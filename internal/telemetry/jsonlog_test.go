@@ -182,6 +182,8 @@ func TestLogRequest(t *testing.T) {
 		{ID: "id1", Method: "GET", Host: "h", Path: "/p\"q", Status: 200, Duration: 1234567 * time.Nanosecond, TraceID: "ab"},
 		{ID: "id2", Method: "POST", Host: "h", Path: "/", Status: 504, Duration: time.Second, Cold: true, TraceID: "cd",
 			Route: "/", Function: "f", Version: "1", Reason: "timeout"},
+		{ID: "id3", Method: "GET", Host: "h", Path: "/s", Status: 200, Duration: time.Millisecond, TraceID: "ef",
+			Route: "/s", Function: "f", Version: "1", Weight: 31},
 	}
 	for _, with := range []func(*slog.Logger) *slog.Logger{
 		func(l *slog.Logger) *slog.Logger { return l },

@@ -1,8 +1,9 @@
 // Package telemetry holds Fermion's metrics, tracing and logging set-up: the Prometheus
 // collectors every component records into, the OpenTelemetry tracer provider (OTLP/HTTP
-// when the standard OTEL_EXPORTER_OTLP_* variables name an endpoint, no-op otherwise) and
-// the JSON slog logger. Label sets are bounded: function, version, status class and small
-// fixed enums, never request ids or paths.
+// when the standard OTEL_EXPORTER_OTLP_* variables name an endpoint, no-op otherwise),
+// the JSON slog logger and the request log's sampler (requestlog.go). Label sets are
+// bounded: function, version, status class and small fixed enums, never request ids or
+// paths.
 package telemetry
 
 import (
@@ -93,6 +94,8 @@ type Metrics struct {
 	// float, which two cores serving requests contend on.
 	InFlight prometheus.GaugeFunc
 	inFlight atomic.Int64
+	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go).
+	requestLogSkipped atomic.Int64
 
 	// Client limits, malformed responses and load failures (rejections.go).
 	GatewayRejections      *prometheus.CounterVec // reason
@@ -184,8 +187,9 @@ func NewMetrics(version string) *Metrics {
 		m.Compile, m.InFlight, m.InstanceStarts, m.guestCPU,
 	)
 	m.Registry.MustRegister(m.newRejectionMetrics()...)
-	m.Registry.MustRegister(m.newSnapshotMetrics()) // snapshot.go
-	m.Registry.MustRegister(m.newWarmupMetrics())   // warmup.go
+	m.Registry.MustRegister(m.newSnapshotMetrics())   // snapshot.go
+	m.Registry.MustRegister(m.newWarmupMetrics())     // warmup.go
+	m.Registry.MustRegister(m.newRequestLogMetrics()) // requestlog.go
 	return m
 }
 

@@ -171,6 +171,7 @@ func gatewayBench(args []string) error {
 	only := fs.String("only", "", "run only these targets (names as printed, separated by \";\"): for profiling a pair; the budgets whose targets did not run are left out")
 	counters := fs.Bool("counters", false, "also print, per target, what a request costs besides CPU time: user and system CPU, system calls, context switches, goroutines, allocations and GC cycles (counters.go)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
+	fs.BoolVar(&requestLog.All, "request-log-all", false, "write a request log line for every request (an agent's --request-log-all); by default the targets with telemetry on log as an agent does by default, sampled above telemetry.DefaultRequestLogRate lines per second")
 	fs.Parse(args)
 	if *client == "wrk" {
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -562,6 +563,9 @@ func benchTransport() *http.Transport {
 	return &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 }
 
+// requestLog is the request log of every Fermion target (gateway's -request-log-all).
+var requestLog telemetry.RequestLogConfig
+
 func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn bool, logw io.Writer, certFile, keyFile string) (target, error) {
 	// As `fermion run` does: request log lines are batched, not a write per request.
 	logger, _ := telemetry.NewLogger(telemetry.NewBufferedWriter(logw, 200*time.Millisecond), "info")
@@ -571,7 +575,9 @@ func fermionTarget(name string, m *manifest.Manifest, wasm []byte, telemetryOn b
 	if telemetryOn {
 		slis = sli.NewAggregator(sli.Config{Node: "bench", Start: sli.Boundary(time.Now(), sli.DefaultInterval)})
 	}
-	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench", TLSCert: certFile, TLSKey: keyFile, SLIs: slis})
+	// The request log as an agent keeps it (-request-log-all: every line).
+	dp, err := agent.NewDataPlane(agent.DataPlaneConfig{Logger: logger, Telemetry: telemetryOn, Version: "bench", TLSCert: certFile, TLSKey: keyFile, SLIs: slis,
+		RequestLog: requestLog})
 	if err != nil {
 		return target{}, err
 	}
