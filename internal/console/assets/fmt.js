@@ -24,6 +24,20 @@ export function ago(t, now = Date.now()) {
   return Math.round(s / 86400) + "d ago";
 }
 
+// since says how long ago t was in the words of the CLI's tables (internal/cli's
+// since): whole units, cut not rounded, days for a week and then the date; "-" for
+// Go's zero time. The rollout line (rollout.js) must read as `fermion status` prints it.
+export function since(t, now = Date.now()) {
+  const at = Date.parse(t);
+  if (!isFinite(at) || at <= Date.parse("0001-01-01T00:00:00Z")) return "-";
+  const s = (now - at) / 1000;
+  if (s < 60) return Math.max(0, Math.trunc(s)) + "s ago";
+  if (s < 3600) return Math.trunc(s / 60) + "m ago";
+  if (s < 48 * 3600) return Math.trunc(s / 3600) + "h ago";
+  if (s < 7 * 86400) return Math.trunc(s / 86400) + "d ago";
+  return new Date(at).toISOString().slice(0, 10);
+}
+
 export function safeURL(u) {
   try { const x = new URL(u); return x.protocol === "http:" || x.protocol === "https:" ? x.href : ""; } catch { return ""; }
 }
