@@ -57,7 +57,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "HTTP API address")
 	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address agents connect to (NATS)")
 	f.StringVar(&o.registryListen, "registry-listen", "127.0.0.1:5000", "built-in OCI registry address (empty: no registry)")
-	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address)")
+	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address, localhost for a wildcard one)")
 	f.StringVar(&o.registryMaxBlob, "registry-max-blob-size", maxBlobSizeDefault, maxBlobSizeUsage)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "metrics and health address (empty: off)")
 	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
