@@ -78,6 +78,18 @@ func TestWildcardListenPrintsLocalhost(t *testing.T) {
 		})
 	})
 
+	// A --registry-host given is printed as given, without the note: it is the name
+	// chosen for the registry, not the wildcard's stand-in.
+	t.Run("server with --registry-host", func(t *testing.T) {
+		t.Setenv("FERMION_HOME", t.TempDir())
+		b := startVerb(t, "server", "--data", t.TempDir(), "--listen", ":0", "--nats-listen", ":0",
+			"--registry-listen", ":0", "--registry-host", "registry.example:5000", "--admin-listen", "")
+		api := b.waitLine(t, line(`control plane \S+: API `, local, ``), time.Minute)
+		b.waitLine(t, regexp.MustCompile(`(?m)^registry (registry\.example:5000)$`), time.Second)
+		noWildcard(t, b.out.String())
+		answers(t, api+"/ui/")
+	})
+
 	t.Run("run", func(t *testing.T) {
 		dir := functionDir(t, "good", fermiontest.Guest(t, "examples/hello", true))
 		b := startVerb(t, "run", dir, "--listen", ":0", "--admin-listen", ":0", "--cache-dir", t.TempDir(), "--no-build")

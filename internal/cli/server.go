@@ -241,6 +241,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		apiLn, apiScheme = apiTLS.Listener(apiLn), "https://"
 	}
 	var regLn, adminLn net.Listener
+	regNote := "" // the registry's host came from a wildcard listen address
 	if o.registryListen != "" {
 		if regLn, err = listen(o.registryListen, "registry", "registry-listen"); err != nil {
 			closeAll()
@@ -250,7 +251,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		if o.registryHost == "" {
 			// Image references name this host, and agents pull from it: a wildcard
 			// one ([::]:5000) is neither dialable nor seen as loopback (plain HTTP).
-			o.registryHost, _ = reachable(regLn.Addr().String())
+			o.registryHost, regNote = reachable(regLn.Addr().String())
 		}
 		if regTLS != nil {
 			regLn = regTLS.Listener(regLn)
@@ -316,10 +317,6 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 	natsURL, natsNote := reachableURL(cp.NATSURL())
 	fmt.Fprintf(stdout, "agents connect to %s%s\n", natsURL, natsNote)
 	if r.registry != "" {
-		regNote := ""
-		if regLn != nil && o.registryHost == r.registry {
-			_, regNote = reachable(regLn.Addr().String())
-		}
 		fmt.Fprintf(stdout, "registry %s%s\n", r.registry, regNote)
 	}
 	if adminLn != nil {
