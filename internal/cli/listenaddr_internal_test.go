@@ -1,6 +1,10 @@
 package cli
 
-import "testing"
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
 
 func TestReachable(t *testing.T) {
 	for _, tt := range []struct {
@@ -46,4 +50,30 @@ func TestReachableURL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReachableURL: whatever --server lists, reachableURL does not panic, is idempotent,
+// keeps the number of URLs, and leaves no URL with a wildcard host behind.
+func FuzzReachableURL(f *testing.F) {
+	for _, s := range []string{"nats://0.0.0.0:4222", "https://[::]:7070", "nats://a:1,nats://[::]:2", "", ",", "::", "nats://[::", "tls://u:p@0.0.0.0:1/x?y#z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, note := reachableURL(s)
+		if again, _ := reachableURL(got); again != got {
+			t.Fatalf("reachableURL(%q) = %q, and again %q", s, got, again)
+		}
+		if strings.Count(got, ",") != strings.Count(s, ",") {
+			t.Fatalf("reachableURL(%q) = %q: the list changed length", s, got)
+		}
+		for _, u := range strings.Split(got, ",") {
+			p, err := url.Parse(u)
+			if err != nil || p.Host == "" {
+				continue
+			}
+			if _, n := reachable(p.Host); n != "" {
+				t.Fatalf("reachableURL(%q) = %q (%q): %q still has a wildcard host", s, got, note, u)
+			}
+		}
+	})
 }
