@@ -1277,6 +1277,34 @@ func TestRolloutLineInBrowser(t *testing.T) {
 	}
 }
 
+// TestCountInBrowser: the console counts things (fmt.js, count) as the CLI and the API
+// do (api/v1's Count), so that neither says "1 nodes".
+func TestCountInBrowser(t *testing.T) {
+	pg := panelPage(t)
+	type c struct {
+		N    int    `json:"n"`
+		Noun string `json:"noun"`
+	}
+	var cases []c
+	for _, noun := range []string{"node", "instance", "policy", "key", "batch", "bus", "box", "mesh", "older discarded instance"} {
+		for _, n := range []int{0, 1, 2, 1234} {
+			cases = append(cases, c{n, noun})
+		}
+	}
+	b, _ := json.Marshal(cases)
+	got := eval[[]string](pg, fmt.Sprintf(`import("/ui/fmt.js").then((m) => %s.map((c) => m.count(c.n, c.noun)))`, b))
+	for i, tc := range cases {
+		// The console writes thousands with commas, as num does everywhere on the page.
+		want := strings.Replace(v1.Count(tc.N, tc.Noun), "1234", "1,234", 1)
+		if i >= len(got) {
+			t.Fatalf("count answered %d cases of %d", len(got), len(cases))
+		}
+		if got[i] != want {
+			t.Errorf("count(%d, %q) = %q, want %q", tc.N, tc.Noun, got[i], want)
+		}
+	}
+}
+
 // TestSlowestPanelInBrowser feeds the slowest-requests panel (assets/slowest.js) the
 // API's v1.SlowestRequests JSON in Chromium: a hostile path and app name are text, not
 // markup; a well-formed trace id links through the template and a malformed one does
@@ -1443,6 +1471,17 @@ func TestInstancesPanelInBrowser(t *testing.T) {
 			}
 		}
 		pg.screenshot("debug-instances")
+	})
+	t.Run("one instance on one node", func(t *testing.T) {
+		one := v1.InstancesList{Instances: cptest.SimInstances("edge-0001", "shop", stable, false, since)[:1], Dropped: 1}
+		one.Instances[0].State, one.Instances[0].DiscardReason = "idle", ""
+		got := draw(t, one, since.Add(time.Minute))
+		if want := "1 instance on 1 node · 1 live · 0 discarded · 1 older discarded instance no longer held by their nodes"; got.Summary != want {
+			t.Errorf("summary %q, want %q", got.Summary, want)
+		}
+		if head := pg.text(`tbody[data-node="edge-0001"] tr.node`); !strings.Contains(head, "1 instance, 1 live") {
+			t.Errorf("node heading %q, want it to count 1 instance", head)
+		}
 	})
 	t.Run("row bound", func(t *testing.T) {
 		var big v1.InstancesList

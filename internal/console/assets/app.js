@@ -1,7 +1,7 @@
 // Fermion console: one page over the /v1 API. It keeps the token in sessionStorage
 // (this tab only), polls what the current view needs every 2 s, and follows
 // /v1/events as a stream. Every action is an API call; the API checks the role.
-import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
+import { esc, pct, num, count, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
 import { rolloutPanel, rolloutLine } from "/ui/rollout.js";
 import { slowestPanel } from "/ui/slowest.js";
 import { instancesPanel } from "/ui/instances.js";
@@ -472,7 +472,7 @@ const views = {
       </tbody></table>` : `<p class="note">No request latencies yet (GET /v1/slis).</p>`}
       <h2>Traces</h2>
       <p class="note">${S.config.traceUrl ? `Trace ids in errors and events link to <code>${esc(S.config.traceUrl)}</code>.` : `Start the server with <code>--trace-ui-url 'http://jaeger:16686/trace/{trace_id}'</code> to link trace ids to your trace UI.`}</p>
-      <h2>Memory reserved by node (${num(S.nodes.length)} nodes)</h2><div class="heat" data-k="heatmap">${heat}</div>
+      <h2>Memory reserved by node (${count(S.nodes.length, "node")})</h2><div class="heat" data-k="heatmap">${heat}</div>
       <h2>Telemetry export, by node</h2>${telemetryPanel()}
       </div></div>`;
   },

@@ -3,6 +3,10 @@
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
 export const num = (n) => Number(n || 0).toLocaleString("en-US");
+// count is n (as num writes it) and noun, plural unless n is 1, as api/v1's Count
+// writes the CLI's and the API's counts: "1 node", "3 nodes", "2 policies".
+export const count = (n, noun) => num(n) + " " + (Number(n) === 1 ? noun :
+  /[^aeiou]y$/.test(noun) ? noun.slice(0, -1) + "ies" : /(s|x|z|ch|sh)$/.test(noun) ? noun + "es" : noun + "s");
 export const pct = (f, digits = 2) => (f === null || f === undefined || isNaN(f) ? "—" : (f * 100).toFixed(digits) + "%");
 export const short = (digest) => String(digest || "").replace(/^sha256:/, "").slice(0, 12);
 
