@@ -54,7 +54,7 @@ func (r *RolloutSummary) Describe() string {
 		step = "while promoting"
 	}
 	to, from := r.To.name(), r.From.name()
-	if r.To.Version == r.From.Version { // two builds of one app version: say which
+	if r.To.Version != "" && r.To.Version == r.From.Version { // two builds of one app version: say which
 		to += fmt.Sprintf(" (revision %d)", r.To.Number)
 		from += fmt.Sprintf(" (revision %d)", r.From.Number)
 	}

@@ -38,8 +38,10 @@ type Summary struct {
 	Bytes   int64 `json:"bytes"` // values and object data
 }
 
+// String names each count before it ("buckets 3, keys 1"), so that no count needs a
+// plural it may not take; the CLI prints summaries in words (v1.Count).
 func (s Summary) String() string {
-	return fmt.Sprintf("%d buckets, %d keys, %d objects, %d bytes", s.Buckets, s.Keys, s.Objects, s.Bytes)
+	return fmt.Sprintf("buckets %d, keys %d, objects %d, bytes %d", s.Buckets, s.Keys, s.Objects, s.Bytes)
 }
 
 type objectStoreConfig struct {

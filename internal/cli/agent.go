@@ -78,7 +78,7 @@ func (o *agentOptions) flags(c *cobra.Command, prefix string) {
 	f.IntVar(&o.instances, prefix+"max-instances", 1024, "most instances the node runs")
 	f.Int64Var(&o.milliCPU, prefix+"cpu", int64(runtime.NumCPU())*1000, "CPU offered, in millicores")
 	f.StringVar(&o.listen, prefix+"listen", "127.0.0.1:8080", "gateway address")
-	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at (default: http://<listen>, https:// with --"+prefix+"tls-cert)")
+	f.StringVar(&o.advertise, prefix+"gateway-url", "", "URL the gateway is reached at, as the control plane records it (default: http://<listen>, localhost for a wildcard listen address, https:// with --"+prefix+"tls-cert)")
 	gatewayTLSFlags(f, prefix, &o.tlsCert, &o.tlsKey)
 	o.limits.flags(f, prefix)
 	o.requestLog.flags(f, prefix)
@@ -286,12 +286,17 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 			return nil, err
 		}
 	}
+	gwNote := ""
 	if o.advertise == "" {
 		scheme := "http://"
 		if o.tlsCert != "" {
 			scheme = "https://"
 		}
-		o.advertise = scheme + gw.Addr().String()
+		// What the control plane records as where this node answers (fermion nodes, up):
+		// a wildcard listen address is no URL to give anyone, localhost at least works here.
+		var h string
+		h, gwNote = reachable(gw.Addr().String())
+		o.advertise = scheme + h
 	}
 	if o.spoolDir == "" {
 		o.spoolDir = filepath.Join(o.data, "telemetry-spool")
@@ -350,14 +355,16 @@ func startAgentRole(ctx context.Context, o agentOptions, logger *slog.Logger, st
 		defer a.wg.Done()
 		a.errs[1] = dp.Serve(rctx, gw, admin)
 	}()
-	fmt.Fprintf(stdout, "node %s: gateway %s\n", o.name, o.advertise)
+	fmt.Fprintf(stdout, "node %s: gateway %s%s\n", o.name, o.advertise, gwNote)
 	if admin != nil {
 		if o.adminAuto && admin.Addr().String() != o.adminListen {
 			fmt.Fprintf(stdout, "admin address %s is taken (another agent on this machine?): using a free port; pin one with --%sadmin-listen\n", o.adminListen, o.prefix)
 		}
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
+		h, note := reachable(admin.Addr().String())
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics%s\n", h, note)
 	}
-	fmt.Fprintf(stdout, "control plane %s\n", strings.Join(o.servers, ","))
+	servers, _ := reachableURL(strings.Join(o.servers, ","))
+	fmt.Fprintf(stdout, "control plane %s\n", servers)
 	return a, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/backup"
 )
@@ -71,7 +72,7 @@ event history are not in it; see docs/operations.md.`,
 			if err := atomicfile.SyncDir(dir); err != nil {
 				return fmt.Errorf("backup: %w", err)
 			}
-			fmt.Fprintf(c.OutOrStdout(), "backup %s: %s\n", path, a.Summary)
+			fmt.Fprintf(c.OutOrStdout(), "backup %s: %s\n", path, archiveCounts(a.Summary.Buckets, a.Summary.Keys, a.Summary.Objects, a.Summary.Bytes))
 			return nil
 		},
 	}
@@ -118,10 +119,15 @@ tokens are in the backup, so they join again with their saved credentials.`,
 			if err != nil {
 				return af.explain(ctx, err)
 			}
-			fmt.Fprintf(c.OutOrStdout(), "restored %s: %d buckets, %d keys, %d objects, %d bytes\n", path, sum.Buckets, sum.Keys, sum.Objects, sum.Bytes)
+			fmt.Fprintf(c.OutOrStdout(), "restored %s: %s\n", path, archiveCounts(sum.Buckets, sum.Keys, sum.Objects, sum.Bytes))
 			return nil
 		},
 	}
 	af.add(c)
 	return c
+}
+
+// archiveCounts is what a backup archive holds, as backup and restore print it.
+func archiveCounts(buckets, keys, objects int, bytes int64) string {
+	return fmt.Sprintf("%s, %s, %s, %s", v1.Count(buckets, "bucket"), v1.Count(keys, "key"), v1.Count(objects, "object"), v1.Count(bytes, "byte"))
 }

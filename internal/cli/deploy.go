@@ -301,8 +301,8 @@ func warnSpread(ctx context.Context, cl *client.Client, spread string, stderr io
 		}
 	}
 	known := sortedKeys(labels)
-	fmt.Fprintf(stderr, "warning: --spread %s: none of the %d nodes has label %s%s, so placements will not spread; labels the nodes have: %s\n",
-		spread, len(l.Nodes), spread, didYouMean(spread, known), or(strings.Join(known, ", ")))
+	fmt.Fprintf(stderr, "warning: --spread %s: none of the %s has label %s%s, so placements will not spread; labels the nodes have: %s\n",
+		spread, v1.Count(len(l.Nodes), "node"), spread, didYouMean(spread, known), or(strings.Join(known, ", ")))
 }
 
 // parsePreferences parses --prefer label=value[:weight].

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"fermion.dev/fermion/internal/artifact"
 	"fermion.dev/fermion/internal/oci"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -102,11 +104,7 @@ key that signed the artifact, and exits non-zero when none did.`,
 			for _, k := range keys {
 				fmt.Fprintf(w, "annotation %s=%s\n", k, p.Parsed.Manifest.Annotations[k])
 			}
-			var imports []string
-			for _, im := range cfg.Module.Imports {
-				imports = append(imports, im.Module+"."+im.Name)
-			}
-			fmt.Fprintf(w, "imports    %s\n", strings.Join(imports, " "))
+			fmt.Fprintf(w, "imports    %s\n", importList(cfg.Module.Imports))
 			if len(cfg.Scan.Capabilities) > 0 {
 				fmt.Fprintf(w, "needs      %s\n", strings.Join(cfg.Scan.Capabilities, ", "))
 			}
@@ -167,4 +165,25 @@ func loadBoundsOf(norm []byte) []boundShown {
 		out = append(out, shown)
 	}
 	return out
+}
+
+// importList is a module's imports as inspect prints them: module.name in module
+// order, each once, with ×n after one the module imports n times (a module may import
+// one name twice, under two types or kinds; --json keeps every entry).
+func importList(imports []artifact.Import) string {
+	var names []string
+	count := map[string]int{}
+	for _, im := range imports {
+		name := im.Module + "." + im.Name
+		if count[name] == 0 {
+			names = append(names, name)
+		}
+		count[name]++
+	}
+	for i, name := range names {
+		if n := count[name]; n > 1 {
+			names[i] += "×" + strconv.Itoa(n)
+		}
+	}
+	return strings.Join(names, " ")
 }

@@ -274,7 +274,7 @@ always true, a matchCondition that is always false) are printed as warnings.`,
 				return err
 			}
 			if n := policy.Failed(results); n > 0 {
-				return fmt.Errorf("%d of %d cases failed", n, len(results))
+				return fmt.Errorf("%d of %s failed", n, v1.Count(len(results), "case"))
 			}
 			return nil
 		},

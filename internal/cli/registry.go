@@ -98,9 +98,11 @@ v1.2.3-rc.1) are immutable.`,
 				}
 				admin = &http.Server{Handler: telemetry.AdminHandler(telemetry.Admin{Gatherer: reg, Profiling: profiling}), ReadHeaderTimeout: 10 * time.Second}
 				go admin.Serve(aln)
-				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", aln.Addr())
+				h, note := reachable(aln.Addr().String())
+				fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics%s\n", h, note)
 			}
-			fmt.Fprintf(c.OutOrStdout(), "registry listening on %s://%s (data in %s)\n", scheme, ln.Addr(), data)
+			h, note := reachable(ln.Addr().String())
+			fmt.Fprintf(c.OutOrStdout(), "registry listening on %s://%s (data in %s)%s\n", scheme, h, data, note)
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			select {

@@ -175,10 +175,12 @@ func runFunctions(ctx context.Context, o runOptions, paths []string, stdout, std
 			return fmt.Errorf("admin listen: %w; choose another address with --admin-listen", err)
 		}
 	}
-	base := dp.Scheme() + "://" + gw.Addr().String()
-	fmt.Fprintf(stdout, "gateway listening on %s\n", base)
+	gwHost, gwNote := reachable(gw.Addr().String())
+	base := dp.Scheme() + "://" + gwHost
+	fmt.Fprintf(stdout, "gateway listening on %s%s\n", base, gwNote)
 	if admin != nil {
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", admin.Addr())
+		h, note := reachable(admin.Addr().String())
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics%s\n", h, note)
 	}
 	for _, m := range served {
 		for _, r := range m.Routes {

@@ -57,7 +57,7 @@ func (o *serverOptions) flags(c *cobra.Command, defaultData string) {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "HTTP API address")
 	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address agents connect to (NATS)")
 	f.StringVar(&o.registryListen, "registry-listen", "127.0.0.1:5000", "built-in OCI registry address (empty: no registry)")
-	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address)")
+	f.StringVar(&o.registryHost, "registry-host", "", "host:port clients and agents reach the registry at (default: the registry listen address, localhost for a wildcard one)")
 	f.StringVar(&o.registryMaxBlob, "registry-max-blob-size", maxBlobSizeDefault, maxBlobSizeUsage)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "metrics and health address (empty: off)")
 	f.BoolVar(&o.profiling, "profiling", false, profilingUsage)
@@ -241,6 +241,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		apiLn, apiScheme = apiTLS.Listener(apiLn), "https://"
 	}
 	var regLn, adminLn net.Listener
+	regNote := "" // the registry's host came from a wildcard listen address
 	if o.registryListen != "" {
 		if regLn, err = listen(o.registryListen, "registry", "registry-listen"); err != nil {
 			closeAll()
@@ -248,7 +249,9 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		}
 		lns = append(lns, regLn)
 		if o.registryHost == "" {
-			o.registryHost = regLn.Addr().String()
+			// Image references name this host, and agents pull from it: a wildcard
+			// one ([::]:5000) is neither dialable nor seen as loopback (plain HTTP).
+			o.registryHost, regNote = reachable(regLn.Addr().String())
 		}
 		if regTLS != nil {
 			regLn = regTLS.Listener(regLn)
@@ -276,7 +279,8 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		closeAll()
 		return nil, err
 	}
-	r := &serverRole{cp: cp, apiURL: apiScheme + apiLn.Addr().String(), registry: o.registryHost}
+	apiHost, apiNote := reachable(apiLn.Addr().String())
+	r := &serverRole{cp: cp, apiURL: apiScheme + apiHost, registry: o.registryHost}
 	serve := func(ln net.Listener, h http.Handler) {
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		r.servers = append(r.servers, hs)
@@ -306,16 +310,18 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		}
 		contextPath = path
 	}
-	fmt.Fprintf(stdout, "control plane %s: API %s\n", cp.Name(), r.apiURL)
+	fmt.Fprintf(stdout, "control plane %s: API %s%s\n", cp.Name(), r.apiURL, apiNote)
 	if !o.noConsole { // console
 		fmt.Fprintf(stdout, "web console %s/ui/ (sign in with a token)\n", r.apiURL)
 	}
-	fmt.Fprintf(stdout, "agents connect to %s\n", cp.NATSURL())
+	natsURL, natsNote := reachableURL(cp.NATSURL())
+	fmt.Fprintf(stdout, "agents connect to %s%s\n", natsURL, natsNote)
 	if r.registry != "" {
-		fmt.Fprintf(stdout, "registry %s\n", r.registry)
+		fmt.Fprintf(stdout, "registry %s%s\n", r.registry, regNote)
 	}
 	if adminLn != nil {
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", adminLn.Addr())
+		h, note := reachable(adminLn.Addr().String())
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics%s\n", h, note)
 	}
 	fmt.Fprintf(stdout, "admin token in %s\n", tokenPath)
 	if contextPath != "" {
@@ -326,7 +332,7 @@ func startServerRole(ctx context.Context, o serverOptions, logger *slog.Logger, 
 		caHint = " (and --ca-file <CA> for a private CA)"
 	}
 	fmt.Fprintf(stdout, "join agents with: fermion token create --role node, then fermion agent --server %s --token <token>%s\n",
-		strings.Split(cp.NATSURL(), ",")[0], caHint)
+		strings.Split(natsURL, ",")[0], caHint)
 	return r, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/atomicfile"
 	"fermion.dev/fermion/internal/slo"
 )
@@ -150,27 +151,19 @@ with a did-you-mean for misspelt names, and the command exits 1; a usage mistake
 				}
 				alerting := s.Preset
 				if alerting == "" {
-					alerting = fmt.Sprintf("%d tiers", len(s.Tiers))
+					alerting = v1.Count(len(s.Tiers), "tier")
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.File, s.Name, app, s.SLI, s.Objective, s.Window, scope, alerting)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "%s in %s: valid\n", plural(len(sums), "SLO"), plural(len(files), "file"))
+			fmt.Fprintf(w, "%s in %s: valid\n", v1.Count(len(sums), "SLO"), v1.Count(len(files), "file"))
 			return nil
 		},
 	}
 	o.add(c)
 	return c
-}
-
-// plural writes n and noun, with an s unless n is 1.
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // labelList renders labels as {k=v,…}, sorted.
@@ -223,7 +216,7 @@ replaces the file at once, never leaving half of it.`,
 			if err := atomicfile.Write(out, rules, 0o644); err != nil {
 				return fmt.Errorf("write rules: %w", err)
 			}
-			fmt.Fprintf(c.ErrOrStderr(), "wrote rules for %s to %s\n", plural(len(specs), "SLO"), out)
+			fmt.Fprintf(c.ErrOrStderr(), "wrote rules for %s to %s\n", v1.Count(len(specs), "SLO"), out)
 			return nil
 		},
 	}

@@ -942,6 +942,69 @@ func TestConsoleInBrowser(t *testing.T) {
 		})
 	})
 
+	// A deployment's rollout in the line `fermion status` prints (v1.RolloutSummary's
+	// Describe): in the deployments list and the Debug view while a canary waits at
+	// its manual gate, and the outcome, with how long ago, once it was aborted.
+	t.Run("rollout line", func(t *testing.T) {
+		pg.t = t
+		const dep = "app-004" // on two nodes: a one-node canary beside the stable one
+		first, err := f.cl.GetDeployment(ctx, dep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		image, err := f.push(dep, artifact.Meta{Revision: "v2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.cl.PutDeployment(ctx, dep, v1.DeploymentSpec{Image: image, Nodes: first.Spec.Nodes,
+			Rollout: &v1.RolloutStrategy{Kind: v1.RolloutCanary, Steps: []string{"1node", "manual", "100%nodes", "manual"}}}, client.Unconditional()); err != nil {
+			t.Fatal(err)
+		}
+		// line is what `fermion status` says of dep's rollout now, once it says gated.
+		line := func(terminal bool) func() (string, error) {
+			return func() (string, error) {
+				d, err := f.cl.GetDeployment(ctx, dep)
+				if err != nil {
+					return "", err
+				}
+				if r := d.RolloutStatus; r == nil || r.Terminal != terminal || (!terminal && !r.Gated) {
+					return "", fmt.Errorf("%s's rollout status %+v: not yet at its gate or end", dep, r)
+				}
+				return d.RolloutStatus.Describe(), nil
+			}
+		}
+		sel := `tr[data-dep="` + dep + `"] [data-k="rollout-line"]`
+		pg.show("deployments")
+		pg.equal("rollout line", sel, line(false))
+		if got := pg.text(sel); !strings.Contains(got, "paused at a manual gate") {
+			t.Errorf("the gated canary's line %q does not say it waits at a manual gate", got)
+		}
+		pg.screenshot("deployments-rollout")
+
+		pg.show("debug")
+		pg.run(js(`const s = document.getElementById("dep-select"); s.value = "` + dep + `"; s.dispatchEvent(new Event("change", {bubbles: true}))`))
+		pg.equal("debug rollout line", `[data-k="debug-rollout"]`, line(false))
+
+		if _, err := f.cl.RolloutAction(ctx, dep, v1.RolloutAbort, "wrong build"); err != nil {
+			t.Fatal(err)
+		}
+		// An ended rollout's line adds how long ago it ended, by the page's clock and
+		// the test's: the words before it must match, the age be seconds.
+		pg.show("deployments")
+		fermiontest.WaitFor(t, 90*time.Second, func() error {
+			want, err := line(true)()
+			if err != nil {
+				return err
+			}
+			got := pg.text(sel)
+			age, ok := strings.CutPrefix(got, want+" (")
+			if !ok || !strings.HasSuffix(age, "s ago)") || !strings.Contains(want, "wrong build") {
+				return fmt.Errorf("rollout line: page shows %q, API says %q and an age in seconds", got, want)
+			}
+			return nil
+		})
+	})
+
 	t.Run("viewer cannot act", func(t *testing.T) {
 		pg.t = t
 		tok, err := f.cl.CreateToken(ctx, v1.TokenRequest{Role: v1.RoleViewer, Description: "console test"})
@@ -1148,6 +1211,100 @@ func TestRolloutPanelInBrowser(t *testing.T) {
 	})
 }
 
+// TestRolloutLineInBrowser feeds rolloutLine (assets/rollout.js) the API's
+// v1.RolloutSummary JSON in Chromium: it must print the line `fermion status` prints,
+// api/v1's Describe and, once the rollout ended, how long ago in the CLI's words.
+func TestRolloutLineInBrowser(t *testing.T) {
+	pg := panelPage(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	v1r := v1.RolloutRevision{Number: 1, Version: "1.0.0", Digest: "sha256:" + strings.Repeat("a", 64)}
+	v2r := v1.RolloutRevision{Number: 2, Version: "2.0.0", Digest: "sha256:" + strings.Repeat("b", 64)}
+	rebuild := v1.RolloutRevision{Number: 3, Version: "1.0.0"}
+	canary := v1.RolloutSummary{Kind: "canary", Phase: "analysing", Step: 1, Steps: 4, StepText: "10%", Weight: 10, From: v1r, To: v2r, Updated: now.Add(-time.Minute)}
+	with := func(f func(r *v1.RolloutSummary)) v1.RolloutSummary {
+		r := canary
+		f(&r)
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		r    v1.RolloutSummary
+		want string // with the age an ended rollout adds
+	}{
+		{"analysing", canary, "rolling out: step 2/4 (10%) canary 2.0.0"},
+		{"gated, one app version", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Gated, r.Step, r.Steps, r.StepText, r.From, r.To = "paused", true, 0, 2, "1node, manual", v1r, rebuild
+		}), "rolling out: step 1/2 (1node, manual) canary 1.0.0 (revision 3), paused at a manual gate"},
+		{"paused rolling", with(func(r *v1.RolloutSummary) {
+			r.Kind, r.Phase, r.Step, r.Steps, r.StepText = "rolling", "paused", 0, 3, "batch 1: 2 nodes"
+		}), "rolling out: step 1/3 (batch 1: 2 nodes) rolling 2.0.0, paused"},
+		{"no kind, no step text", with(func(r *v1.RolloutSummary) { r.Kind, r.StepText = "", "" }), "rolling out: step 2/4 rollout 2.0.0"},
+		{"no versions", with(func(r *v1.RolloutSummary) {
+			r.From, r.To = v1.RolloutRevision{Number: 1}, v1.RolloutRevision{Number: 2}
+		}), "rolling out: step 2/4 (10%) canary revision 2"},
+		{"promoting", with(func(r *v1.RolloutSummary) { r.Phase, r.Step = "promoting", 4 }), "rolling out: promoting 2.0.0 to every node"},
+		{"succeeded", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Terminal, r.Step, r.Reason, r.Updated = "succeeded", true, 4, "promoted", now.Add(-3*time.Minute-50*time.Second)
+		}), "rolled out: 2.0.0 on every node (3m ago)"},
+		{"rolled back", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Terminal, r.Reason, r.Updated = "rolled_back", true, "error_ratio failed at step 2: 5.1% against 1%", now.Add(-59*time.Second)
+		}), "rolled back at step 2/4 (10%) to 1.0.0: error_ratio failed at step 2: 5.1% against 1% (59s ago)"},
+		{"aborted while promoting", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Terminal, r.Step, r.Reason, r.Updated = "aborted", true, 4, "wrong build", now.Add(-47*time.Hour)
+		}), "rollout aborted while promoting, back to 1.0.0: wrong build (47h ago)"},
+		{"failed days ago", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Terminal, r.Reason, r.Updated = "failed", true, "no node could run it", now.Add(-6*24*time.Hour)
+		}), "rollout failed at step 2/4 (10%), back to 1.0.0: no node could run it (6d ago)"},
+		{"ended long ago", with(func(r *v1.RolloutSummary) {
+			r.Phase, r.Terminal, r.Reason, r.Updated = "aborted", true, "", now.Add(-10*24*time.Hour)
+		}), "rollout aborted at step 2/4 (10%), back to 1.0.0 (2026-11-26)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pg.t = t
+			// What `fermion status` prints: Describe, and the age of an ended rollout.
+			if d := tc.r.Describe(); d != tc.want && !strings.HasPrefix(tc.want, d+" (") {
+				t.Fatalf("Describe says %q: the case's want %q is not what fermion status prints", d, tc.want)
+			}
+			b, err := json.Marshal(tc.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := eval[string](pg, fmt.Sprintf(`import("/ui/rollout.js").then((m) => m.rolloutLine(%s, %d))`, b, now.UnixMilli()))
+			if got != tc.want {
+				t.Errorf("rolloutLine says\n%q\nfermion status says\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCountInBrowser: the console counts things (fmt.js, count) as the CLI and the API
+// do (api/v1's Count), so that neither says "1 nodes".
+func TestCountInBrowser(t *testing.T) {
+	pg := panelPage(t)
+	type c struct {
+		N    int    `json:"n"`
+		Noun string `json:"noun"`
+	}
+	var cases []c
+	for _, noun := range []string{"node", "instance", "policy", "key", "batch", "bus", "box", "mesh", "older discarded instance"} {
+		for _, n := range []int{0, 1, 2, 1234} {
+			cases = append(cases, c{n, noun})
+		}
+	}
+	b, _ := json.Marshal(cases)
+	got := eval[[]string](pg, fmt.Sprintf(`import("/ui/fmt.js").then((m) => %s.map((c) => m.count(c.n, c.noun)))`, b))
+	for i, tc := range cases {
+		// The console writes thousands with commas, as num does everywhere on the page.
+		want := strings.Replace(v1.Count(tc.N, tc.Noun), "1234", "1,234", 1)
+		if i >= len(got) {
+			t.Fatalf("count answered %d cases of %d", len(got), len(cases))
+		}
+		if got[i] != want {
+			t.Errorf("count(%d, %q) = %q, want %q", tc.N, tc.Noun, got[i], want)
+		}
+	}
+}
+
 // TestSlowestPanelInBrowser feeds the slowest-requests panel (assets/slowest.js) the
 // API's v1.SlowestRequests JSON in Chromium: a hostile path and app name are text, not
 // markup; a well-formed trace id links through the template and a malformed one does
@@ -1314,6 +1471,17 @@ func TestInstancesPanelInBrowser(t *testing.T) {
 			}
 		}
 		pg.screenshot("debug-instances")
+	})
+	t.Run("one instance on one node", func(t *testing.T) {
+		one := v1.InstancesList{Instances: cptest.SimInstances("edge-0001", "shop", stable, false, since)[:1], Dropped: 1}
+		one.Instances[0].State, one.Instances[0].DiscardReason = "idle", ""
+		got := draw(t, one, since.Add(time.Minute))
+		if want := "1 instance on 1 node · 1 live · 0 discarded · 1 older discarded instance no longer held by their nodes"; got.Summary != want {
+			t.Errorf("summary %q, want %q", got.Summary, want)
+		}
+		if head := pg.text(`tbody[data-node="edge-0001"] tr.node`); !strings.Contains(head, "1 instance, 1 live") {
+			t.Errorf("node heading %q, want it to count 1 instance", head)
+		}
 	})
 	t.Run("row bound", func(t *testing.T) {
 		var big v1.InstancesList

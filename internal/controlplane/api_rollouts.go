@@ -178,7 +178,7 @@ func rolloutView(ro state.Rollout, rev uint64) v1.Rollout {
 // stepText is a resolved step as status shows it.
 func stepText(kind rollout.Kind, i int, st rollout.Stage) string {
 	if kind == rollout.Rolling {
-		return fmt.Sprintf("batch %d: %d nodes", i+1, st.Nodes.Count)
+		return fmt.Sprintf("batch %d: %s", i+1, v1.Count(st.Nodes.Count, "node"))
 	}
 	if kind == rollout.AllAtOnce {
 		return "every node"

@@ -75,7 +75,8 @@ func (s *api) restore(ctx context.Context, body io.Reader, caller cred) (any, in
 	// with a mixture of two states that no one ever had.
 	if n, p, nodes := len(s.st.Deployments.List()), len(s.st.Policies.List()), len(s.st.Nodes.List()); n+p+nodes > 0 {
 		return nil, 0, &v1.Error{Code: v1.CodeConflict, Message: fmt.Sprintf(
-			"restore into a fresh control plane: this one has %d deployments, %d policies and %d nodes; start a new server (or cluster) with an empty --data and restore there", n, p, nodes)}
+			"restore into a fresh control plane: this one has %s, %s and %s; start a new server (or cluster) with an empty --data and restore there",
+			v1.Count(n, "deployment"), v1.Count(p, "policy"), v1.Count(nodes, "node"))}
 	}
 	st, err := s.st.Deployments.KV().Status(ctx)
 	if err != nil {

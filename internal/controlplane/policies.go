@@ -323,7 +323,7 @@ func (s *policies) stagePlacement(ctx context.Context, deployment string, ver v1
 		}
 		reason := strings.TrimPrefix(x.Reason, "policy "+x.Policy+": ")
 		v := policy.Violation{Policy: x.Policy, Version: x.Version, Mode: x.Mode,
-			Message: fmt.Sprintf("%s %d of %d nodes (%s)", verb, n, len(nodes), reason), Error: x.Errors > 0 && x.Excluded == 0}
+			Message: fmt.Sprintf("%s %d of %s (%s)", verb, n, v1.Count(len(nodes), "node"), reason), Error: x.Errors > 0 && x.Excluded == 0}
 		vs = append(vs, v)
 		if x.Mode == policy.ModeWarn {
 			warnings = append(warnings, v.String())

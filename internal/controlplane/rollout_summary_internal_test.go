@@ -107,3 +107,27 @@ func TestRolloutSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestStepText: a resolved step as status views write it, a batch of one node
+// counted as one.
+func TestStepText(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		kind rollout.Kind
+		i    int
+		st   rollout.Stage
+		want string
+	}{
+		{"rolling batch of one", rollout.Rolling, 0, rollout.Stage{Nodes: rollout.Amount{Count: 1}}, "batch 1: 1 node"},
+		{"rolling batch of three", rollout.Rolling, 1, rollout.Stage{Nodes: rollout.Amount{Count: 3}}, "batch 2: 3 nodes"},
+		{"all at once", rollout.AllAtOnce, 0, rollout.Stage{}, "every node"},
+		{"canary weight", rollout.Canary, 0, rollout.Stage{Weight: 10}, "10%"},
+		{"canary node at a manual gate", rollout.Canary, 0, rollout.Stage{Nodes: rollout.Amount{Count: 1}, Gate: rollout.GateManual}, "1node, manual"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stepText(tt.kind, tt.i, tt.st); got != tt.want {
+				t.Errorf("stepText = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

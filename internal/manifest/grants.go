@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/diag"
 )
 
@@ -145,7 +146,7 @@ func checkGrant(dir, source string) []string {
 		return nil
 	})
 	if more > 0 {
-		msgs = append(msgs, fmt.Sprintf("and %d more problems like these in %s", more, relOrAbs(dir, source)))
+		msgs = append(msgs, fmt.Sprintf("and %s like these in %s", v1.Count(more, "more problem"), relOrAbs(dir, source)))
 	}
 	return msgs
 }

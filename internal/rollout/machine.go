@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	api "fermion.dev/fermion/api/v1"
 )
 
 // Phase is where a rollout stands.
@@ -153,7 +155,7 @@ func Start(app string, from, to Revision, spec Spec, nodes []Node, now time.Time
 	spec = norm
 	s := State{App: app, From: from, To: to, Spec: spec, Plan: slices.Clone(spec.Plan(len(nodes))), Updated: now}
 	acts := []Action{
-		{Kind: ActRecord, Message: fmt.Sprintf("rollout of %s from revision %d to %d started (%s, %d steps)", app, from.Number, to.Number, spec.Kind, len(s.Plan))},
+		{Kind: ActRecord, Message: fmt.Sprintf("rollout of %s from revision %d to %d started (%s, %s)", app, from.Number, to.Number, spec.Kind, api.Count(len(s.Plan), "step"))},
 		{Kind: ActExpectAlerts, Expect: true},
 	}
 	return s.enter(0, nodes, now, acts)
@@ -206,7 +208,7 @@ func pick(st Stage, nodes []Node, already []string) ([]string, string) {
 	}
 	if len(eligible) == 0 {
 		if len(st.Selector) > 0 {
-			return nil, fmt.Sprintf("selector %v matches none of the %d nodes; fix the selector or label a node", st.Selector, len(nodes))
+			return nil, fmt.Sprintf("selector %v matches none of the %s; fix the selector or label a node", st.Selector, api.Count(len(nodes), "node"))
 		}
 		return nil, "no node is eligible for the app"
 	}
@@ -337,7 +339,7 @@ func Step(s State, ev Event, nodes []Node, now time.Time) (State, []Action) {
 			return s.finish(RolledBack, fmt.Sprintf("step %d failed analysis: %s", s.Step+1, a), now, []Action{rec})
 		default:
 			if s.Extensions >= max(s.Spec.MaxExtensions, 0) {
-				return s.finish(RolledBack, fmt.Sprintf("step %d inconclusive after %d extensions: %s", s.Step+1, s.Extensions, a), now, []Action{rec})
+				return s.finish(RolledBack, fmt.Sprintf("step %d inconclusive after %s: %s", s.Step+1, api.Count(s.Extensions, "extension"), a), now, []Action{rec})
 			}
 			s.Extensions++
 			s.WindowEnd = s.WindowEnd.Add(s.interval())

@@ -205,6 +205,15 @@ func TestSelectorSteps(t *testing.T) {
 	if s.Phase != Failed || !strings.Contains(s.Reason, "matches none of the 4 nodes") || !slices.Contains(kinds(acts), ActRollBack) {
 		t.Fatalf("empty selector: %s %q %v", s.Phase, s.Reason, kinds(acts))
 	}
+	// One node is counted as one, and a one-step plan as one step.
+	s, _ = Start("hello", v1, v2, canarySpec(t, "1node@region=ap,100%"), fleet()[:1], t0)
+	if !strings.Contains(s.Reason, "matches none of the 1 node;") {
+		t.Fatalf("empty selector on one node: %q", s.Reason)
+	}
+	_, acts = Start("hello", v1, v2, canarySpec(t, "100%"), fleet(), t0)
+	if len(acts) == 0 || !strings.HasSuffix(acts[0].Message, "started (canary, 1 step)") {
+		t.Fatalf("a one-step rollout's record: %+v", acts)
+	}
 }
 
 func TestStepFailed(t *testing.T) {

@@ -1,8 +1,8 @@
 // Fermion console: one page over the /v1 API. It keeps the token in sessionStorage
 // (this tab only), polls what the current view needs every 2 s, and follows
 // /v1/events as a stream. Every action is an API call; the API checks the role.
-import { esc, pct, num, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
-import { rolloutPanel } from "/ui/rollout.js";
+import { esc, pct, num, count, bytes, ago, short, sparkline, traceLinks, safeURL } from "/ui/fmt.js";
+import { rolloutPanel, rolloutLine } from "/ui/rollout.js";
 import { slowestPanel } from "/ui/slowest.js";
 import { instancesPanel } from "/ui/instances.js";
 
@@ -457,6 +457,7 @@ const views = {
     return `<h1>Debug</h1>
       <h2>Instances of ${esc(S.debugDep || "—")}: by node</h2>
       ${st ? `<p data-k="debug-ready">${st.ready} of ${st.desired} nodes ready${st.converged ? ` <span class="ok">converged</span>` : ` <span class="warn">converging</span>`}</p>` : ""}
+      ${st && st.deployment.rolloutStatus ? `<p>rollout: <span data-k="debug-rollout">${esc(rolloutLine(st.deployment.rolloutStatus))}</span></p>` : ""}
       <table><thead><tr><th>node</th><th>node state</th><th>desired</th><th>state</th><th>instances</th><th>last error</th><th>reported</th></tr></thead><tbody>${rows || `<tr><td colspan="7" class="dim">no deployment selected</td></tr>`}</tbody></table>
       <h2>Instance timeline of ${esc(S.debugDep || "—")}, per node</h2>
       <div data-k="inst-panel">${!S.config.features.instances ? instancesPanel(S.debugDep, null) :
@@ -471,7 +472,7 @@ const views = {
       </tbody></table>` : `<p class="note">No request latencies yet (GET /v1/slis).</p>`}
       <h2>Traces</h2>
       <p class="note">${S.config.traceUrl ? `Trace ids in errors and events link to <code>${esc(S.config.traceUrl)}</code>.` : `Start the server with <code>--trace-ui-url 'http://jaeger:16686/trace/{trace_id}'</code> to link trace ids to your trace UI.`}</p>
-      <h2>Memory reserved by node (${num(S.nodes.length)} nodes)</h2><div class="heat" data-k="heatmap">${heat}</div>
+      <h2>Memory reserved by node (${count(S.nodes.length, "node")})</h2><div class="heat" data-k="heatmap">${heat}</div>
       <h2>Telemetry export, by node</h2>${telemetryPanel()}
       </div></div>`;
   },
@@ -495,7 +496,7 @@ const views = {
   deployments() {
     const act = canDeploy();
     return `<h1>Deployments <span class="dim" data-k="deployments-count">${num(S.deployments.length)}</span></h1>
-      <table><thead><tr><th>name</th><th>version</th><th>artifact</th><th>nodes</th><th>placement</th><th>generation</th><th>updated</th><th></th></tr></thead><tbody>
+      <table><thead><tr><th>name</th><th>version</th><th>artifact</th><th>nodes</th><th>rollout, placement</th><th>generation</th><th>updated</th><th></th></tr></thead><tbody>
       ${S.deployments.map((d) => {
         const want = d.spec.daemon ? "every node" : d.spec.nodes;
         const placed = (d.placement.nodes || []).length;
@@ -514,7 +515,7 @@ const views = {
           }).join("")}</tbody></table></td></tr>`;
         return `<tr data-dep="${esc(d.name)}"><td>${esc(d.name)}${d.deleting ? ` <span class="warn">deleting</span>` : ""}</td><td>${esc(d.version.version)}${ro ? ` <span class="chip" data-k="rollout-chip">${esc(ro.phase.replace("_", " "))}${ro.weight && !ro.terminal ? " " + ro.weight + "%" : ""}</span>` : ""}</td>
           <td class="dim">${esc(artifactOf(d))}${d.version.signed ? ` <span class="chip">signed</span>` : ""}</td><td>${placed} / ${want}</td>
-          <td class="dim">${esc(d.placement.message || "")}</td><td>${d.generation}</td><td class="dim">${esc(ago(d.updated))}</td>
+          <td>${d.rolloutStatus ? `<div class="${d.rolloutStatus.terminal ? (d.rolloutStatus.phase === "succeeded" ? "ok" : "bad") : "warn"}" data-k="rollout-line">${esc(rolloutLine(d.rolloutStatus))}</div>` : ""}<span class="dim">${esc(d.placement.message || "")}</span></td><td>${d.generation}</td><td class="dim">${esc(ago(d.updated))}</td>
           <td><button data-act="history" data-name="${esc(d.name)}">${rev ? "hide history" : "history"}</button>
           ${act ? `<button class="danger" data-act="${confirm ? "delete-confirm" : "delete"}" data-name="${esc(d.name)}">${confirm ? "confirm delete" : "delete"}</button>` : ""}</td></tr>
           ${roRow}${revRow}`;

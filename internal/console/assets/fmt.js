@@ -3,6 +3,10 @@
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
 export const num = (n) => Number(n || 0).toLocaleString("en-US");
+// count is n (as num writes it) and noun, plural unless n is 1, as api/v1's Count
+// writes the CLI's and the API's counts: "1 node", "3 nodes", "2 policies".
+export const count = (n, noun) => num(n) + " " + (Number(n) === 1 ? noun :
+  /[^aeiou]y$/.test(noun) ? noun.slice(0, -1) + "ies" : /(s|x|z|ch|sh)$/.test(noun) ? noun + "es" : noun + "s");
 export const pct = (f, digits = 2) => (f === null || f === undefined || isNaN(f) ? "—" : (f * 100).toFixed(digits) + "%");
 export const short = (digest) => String(digest || "").replace(/^sha256:/, "").slice(0, 12);
 
@@ -22,6 +26,20 @@ export function ago(t, now = Date.now()) {
   if (s < 3600) return Math.round(s / 60) + "m ago";
   if (s < 86400) return Math.round(s / 3600) + "h ago";
   return Math.round(s / 86400) + "d ago";
+}
+
+// since says how long ago t was in the words of the CLI's tables (internal/cli's
+// since): whole units, cut not rounded, days for a week and then the date; "-" for
+// Go's zero time. The rollout line (rollout.js) must read as `fermion status` prints it.
+export function since(t, now = Date.now()) {
+  const at = Date.parse(t);
+  if (!isFinite(at) || at <= Date.parse("0001-01-01T00:00:00Z")) return "-";
+  const s = (now - at) / 1000;
+  if (s < 60) return Math.max(0, Math.trunc(s)) + "s ago";
+  if (s < 3600) return Math.trunc(s / 60) + "m ago";
+  if (s < 48 * 3600) return Math.trunc(s / 3600) + "h ago";
+  if (s < 7 * 86400) return Math.trunc(s / 86400) + "d ago";
+  return new Date(at).toISOString().slice(0, 10);
 }
 
 export function safeURL(u) {

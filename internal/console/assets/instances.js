@@ -3,7 +3,7 @@
 // creation to its discard (or now) on a time axis shared by every row, and marks where
 // its initialisation ended, it served its first request, a request failed and it was
 // discarded. Pure: data in, markup out; every value is escaped.
-import { esc, num, bytes } from "/ui/fmt.js";
+import { esc, num, count, bytes } from "/ui/fmt.js";
 
 // MAX_ROWS bounds what one render draws: a daemon deployment on 1,000 nodes with 32
 // discarded instances kept per version would otherwise be a 30,000-row table.
@@ -86,11 +86,11 @@ export function instancesPanel(deployment, list, now = Date.now()) {
         <td data-k="inst-errors" class="${i.errors ? "bad" : ""}">${num(i.errors)}</td><td class="dim">${i.memoryBytes ? bytes(i.memoryBytes) : ""}</td><td>${reason}</td></tr>`);
     }
     if (!rows.length) return "";
-    return `<tbody data-node="${esc(node)}"><tr class="node"><th colspan="9">${esc(node)} <span class="dim">${num(ins.length)} instances, ${num(ins.filter((i) => i.state !== "discarded").length)} live</span></th></tr>${rows.join("")}</tbody>`;
+    return `<tbody data-node="${esc(node)}"><tr class="node"><th colspan="9">${esc(node)} <span class="dim">${count(ins.length, "instance")}, ${num(ins.filter((i) => i.state !== "discarded").length)} live</span></th></tr>${rows.join("")}</tbody>`;
   }).join("");
   const more = all.length > drawn ? `<p class="note" data-k="inst-more">Showing ${num(drawn)} of ${num(all.length)} instances; <code>fermion instances ${esc(deployment)} --node NODE</code> lists one node's.</p>` : "";
-  const dropped = list.dropped ? ` · ${num(list.dropped)} older discarded instances no longer held by their nodes` : "";
-  return `${unreach}<p data-k="inst-summary">${num(all.length)} instances on ${num(nodes.length)} nodes · ${num(live)} live · ${num(all.length - live)} discarded${dropped}</p>
+  const dropped = list.dropped ? ` · ${count(list.dropped, "older discarded instance")} no longer held by their nodes` : "";
+  return `${unreach}<p data-k="inst-summary">${count(all.length, "instance")} on ${count(nodes.length, "node")} · ${num(live)} live · ${num(all.length - live)} discarded${dropped}</p>
     <p class="note tllegend">Bars run from creation to discard (or now), ${esc(clock(t0))} to ${esc(clock(t1))} UTC. Marks: <i class="m m-init"></i> ready (init done)
     <i class="m m-first"></i> first request <i class="m m-fail"></i> failed request <i class="m m-disc"></i> discarded; hover for times and details.</p>
     <table class="inst"><thead><tr><th>instance</th><th>state</th><th>start · reason</th><th>timeline</th><th>init</th><th>requests</th><th>errors</th><th>memory</th><th>discarded because</th></tr></thead>

@@ -1,7 +1,7 @@
 // The rollout panel: a deployment's rollout (GET /v1/deployments/{name}/rollout, a
 // v1.Rollout) as HTML. Pure: data in, markup out, so that a Go test can feed it the
 // API's JSON in a browser (browser_test.go, TestRolloutPanelInBrowser).
-import { esc, ago, short } from "/ui/fmt.js";
+import { esc, ago, short, since } from "/ui/fmt.js";
 
 // Phases that leave the rollout waiting on a person or still moving; the rest are ends.
 const PHASE_CLASS = {
@@ -12,6 +12,34 @@ const PHASE_CLASS = {
 // num3 prints a check's number: ratios and factors as given, to four significant
 // digits; NaN and infinities (a stable side with no traffic) as a dash.
 const num3 = (v) => (typeof v === "number" && isFinite(v) ? String(Number(v.toPrecision(4))) : "—");
+
+// rolloutLine says where a deployment's rollout stands (its rolloutStatus, a
+// v1.RolloutSummary) in the line `fermion status` prints: api/v1's
+// RolloutSummary.Describe, and how long ago an ended one ended. A port, not a field
+// the server fills, so that the API's JSON stays data; TestRolloutLineInBrowser holds
+// the two to the same words.
+export function rolloutLine(r, now = Date.now()) {
+  let step = `at step ${r.step + 1}/${r.steps}` + (r.stepText ? ` (${r.stepText})` : "");
+  if (r.step >= r.steps) step = "while promoting"; // past the last step: the promotion to every node
+  const name = (v) => v.version || "revision " + v.number;
+  let to = name(r.to), from = name(r.from);
+  if (r.to.version && r.to.version === r.from.version) { // two builds of one app version: say which
+    to += ` (revision ${r.to.number})`;
+    from += ` (revision ${r.from.number})`;
+  }
+  let s;
+  switch (r.phase) {
+    case "promoting": s = `rolling out: promoting ${to} to every node`; break;
+    case "succeeded": s = `rolled out: ${to} on every node`; break;
+    case "rolled_back": s = `rolled back ${step} to ${from}`; break;
+    case "aborted": case "failed": s = `rollout ${r.phase} ${step}, back to ${from}`; break;
+    default:
+      s = `rolling out: ${step.replace(/^at /, "")} ${r.kind || "rollout"} ${to}` +
+        (r.gated ? ", paused at a manual gate" : r.phase === "paused" ? ", paused" : "");
+  }
+  if (r.terminal && r.phase !== "succeeded" && r.reason) s += ": " + r.reason;
+  return r.terminal ? s + " (" + since(r.updated, now) + ")" : s;
+}
 
 // rolloutActions are the buttons a deployer gets for a rollout: none once it ended;
 // pause or resume as it stands; promote and abort while it runs. abort asks twice
