@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/wasmbin"
@@ -64,6 +66,8 @@ func TestInstrumentInterruptStops(t *testing.T) {
 		// Without the check at a calling function's entry this runs for 2^60 calls.
 		{"recursion without loops", module(recurseTypes, funcSec, memSec, globalSec, recurseExport, codeSec(recurseBody)), []uint64{60}, true},
 		{"recursion without loops, hint lost", module(recurseTypes, funcSec, memSec, globalSec, recurseExport, codeSec(recurseBody)), []uint64{60}, false},
+		// return_call to itself: a loop without a loop instruction.
+		{"tail call to itself", module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec([]byte{0, 0x12, 0, 0x0b})), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := instrumentInterrupt(tc.wasm)
@@ -71,7 +75,8 @@ func TestInstrumentInterruptStops(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			rt := wazero.NewRuntime(ctx)
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+				WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall))
 			defer rt.Close(ctx)
 			mod, err := rt.Instantiate(ctx, out)
 			if err != nil {
@@ -113,7 +118,8 @@ func TestInstrumentInterruptStops(t *testing.T) {
 }
 
 // TestInstrumentInterruptPlacesChecks counts the checks the rewrite adds: one per loop,
-// and one at the entry of a function that calls unless its body begins with a loop.
+// and one at the entry of a function with two call sites or a tail call, unless its body
+// begins with a loop.
 func TestInstrumentInterruptPlacesChecks(t *testing.T) {
 	typ := []byte{1, 1, 0x60, 0, 0}
 	for _, tc := range []struct {
@@ -125,12 +131,14 @@ func TestInstrumentInterruptPlacesChecks(t *testing.T) {
 		{"one loop", loopBody, 1},
 		{"two loops", []byte{0, 0x03, 0x40, 0x0b, 0x03, 0x40, 0x0b, 0x0b}, 2},
 		{"nested loops", []byte{0, 0x03, 0x40, 0x03, 0x40, 0x0b, 0x0b, 0x0b}, 2},
-		{"calls", []byte{0, 0x10, 0, 0x0b}, 1},
-		{"calls, then a loop", []byte{0, 0x10, 0, 0x03, 0x40, 0x0b, 0x0b}, 2},
-		{"begins with a loop that calls", []byte{0, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, 1},
+		{"one call", []byte{0, 0x10, 0, 0x0b}, 0},
+		{"two calls", []byte{0, 0x10, 0, 0x10, 0, 0x0b}, 1},
+		{"two calls, then a loop", []byte{0, 0x10, 0, 0x10, 0, 0x03, 0x40, 0x0b, 0x0b}, 2},
+		{"begins with a loop, two calls", []byte{0, 0x03, 0x40, 0x10, 0, 0x0b, 0x10, 0, 0x0b}, 1},
 		{"tail call", []byte{0, 0x12, 0, 0x0b}, 1},
-		{"call_indirect", []byte{0, 0x41, 0, 0x11, 0, 0, 0x0b}, 1},
-		{"locals, then a loop", []byte{1, 1, 0x7f, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, 1},
+		{"tail call_indirect", []byte{0, 0x41, 0, 0x13, 0, 0, 0x0b}, 1},
+		{"call and call_indirect", []byte{0, 0x10, 0, 0x41, 0, 0x11, 0, 0, 0x0b}, 1},
+		{"locals, then a loop with two calls", []byte{1, 1, 0x7f, 0x03, 0x40, 0x10, 0, 0x10, 0, 0x0b, 0x0b}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := instrumentInterrupt(module(typ, funcSec, memSec, globalSec, exportSec, codeSec(tc.body)))
