@@ -14,7 +14,7 @@ import (
 
 // rewriteVersion names the output format of instrumentInterrupt. Change it whenever the
 // rewrite changes, so modules rewritten by an older Fermion are not reused.
-const rewriteVersion = "interrupt-v5" // v5: a reactor's data segments made passive (datapassive.go)
+const rewriteVersion = "interrupt-v6" // v6: one countdown on the fast path, $stop read on its slow path; checks at the entry of functions that call twice or tail-call
 
 // rewriteCache keeps instrumented modules on disk beside the compilation cache. The
 // rewrite walks every function body, which costs about as much as wazero's whole load

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"fermion.dev/fermion/internal/wasmbin"
 )
@@ -11,35 +12,65 @@ import (
 // wazero can do that (RuntimeConfig.WithCloseOnContextDone), but it does so by leaving
 // the compiled code for Go at every loop header to check whether the module was closed.
 // Go's wasm backend wraps every function body in a loop, so that costs an exit per call:
-// it measured 4× slower guest execution here. Instead, Fermion adds to the module one
-// exported mutable global, fermion_interrupt, and at the top of every loop body the
-// instructions
+// it measured 4× slower guest execution here. Instead, Fermion adds to the module two
+// exported mutable globals, fermion_interrupt ($stop) and fermion_countdown ($n), and a
+// check at the top of every loop body (the same idea as Wasmtime's epoch interruption):
 //
-//	global.get $fermion_interrupt  if  unreachable  end
+//	global.get $n  i32.const 1  i32.sub  global.set $n
+//	global.get $n  i32.const 0  i32.gt_s
+//	if  else                                   ;; the slow path, 1 in yieldEvery
+//	  global.get $stop  if  unreachable  end
+//	  i32.const yieldEvery  global.set $n
+//	  i32.const 0  memory.grow 0  drop
+//	end
 //
-// (the same idea as Wasmtime's epoch interruption): a load and a branch, no exit. To
-// stop a call, the host sets the global to 1; the guest traps at its next loop
-// iteration or function entry, and the instance is discarded.
+// The fast path is a load, a decrement, a store and a branch. wazero's compiler
+// (wazevo) keeps a global it has just stored in a register, so the second global.get
+// costs nothing, and it lays the empty then-arm out as the fall-through: the hot path
+// takes no jump (measured: a tight loop runs at the speed of the module as compiled,
+// where a slow path in the then-arm cost 15 % and the previous check, $stop read on
+// every iteration, 100 %; bench/RESULTS.md, "Interrupt checks, cheaper").
+//
+// To stop a call, the host sets $stop to 1 and then $n to 0, so the guest takes the
+// slow path at its next check, sees $stop and traps; the instance is discarded. The
+// guest may overwrite the host's $n with its own decrement (a load before the host's
+// store, the store after it): then the trap comes at the latest yieldEvery checks later.
 //
 // Go cannot preempt a goroutine running wazero's compiled code, so a loop that only
-// tested the global would hold its thread through a garbage collection's stop-the-world:
+// tested a global would hold its thread through a garbage collection's stop-the-world:
 // the world would wait for the guest, and the guest for the timer that sets the global,
 // which cannot run while the world is stopped (the whole process hung; a neighbour
-// allocating while a guest looped found it). So every loop also counts down a second
-// global, and every yieldEvery iterations calls memory.grow 0, which leaves compiled code
-// for Go and back without effect: the Go scheduler gets its chance there.
+// allocating while a guest looped found it). So the slow path also calls memory.grow 0,
+// which leaves compiled code for Go and back without effect: the Go scheduler gets its
+// chance there.
+//
+// Loops are not the only way to run for long: a function without loops that calls
+// itself twice, or a chain of functions each calling the next twice, makes 2^depth
+// calls, and a tail call (return_call) to itself is a loop. So a function with two call
+// sites or more, or a tail call, gets the check at its entry too, unless its body
+// begins with a loop (every Go function's does), whose check is then at its entry
+// already. That bounds the work between two checks: without passing a loop's check, an
+// activation runs each of its instructions at most once, so one with at most one call
+// site that is not a tail call makes at most one call, and the calls it starts form a
+// chain as deep as the stack, whose limit wazero enforces (growing the stack visits Go,
+// too). Checking every calling function's entry instead cost Rust's hello about 4 % more
+// guest CPU; this rule was within noise of checking none.
 //
 // Modules the rewriter does not understand (SIMD, threads, exceptions...), and modules
 // without a memory to grow, are run with WithCloseOnContextDone instead: slower, equally
 // safe.
 
-// yieldEvery is how many loop iterations a guest runs between two visits to Go. A visit
+// yieldEvery is how many checks a guest passes between two visits to Go. A visit
 // costs about 100 ns; a tight loop iteration under a nanosecond, so this keeps the cost
-// near 1 % and a stop-the-world waiting at most tens of microseconds for a tight loop.
+// near 1 % and a stop-the-world, or a stop whose hint the guest overwrote, waiting at most
+// tens of microseconds for a tight loop.
 const yieldEvery = 1 << 14
 
-// InterruptExport is the name of the global added by instrumentInterrupt.
+// InterruptExport is the name of the stop global added by instrumentInterrupt.
 const InterruptExport = "fermion_interrupt"
+
+// CountdownExport is the name of the countdown global added by instrumentInterrupt.
+const CountdownExport = "fermion_countdown"
 
 // errUninstrumentable means the module uses instructions the rewriter does not handle.
 var errUninstrumentable = errors.New("module uses instructions the interrupt rewriter does not handle")
@@ -107,14 +138,14 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 	if !hasMemory {
 		return nil, fmt.Errorf("%w: no memory to yield to Go through", errUninstrumentable)
 	}
-	g := importedGlobals + definedGlobals // the interrupt global; g+1 counts down to a yield
+	g := importedGlobals + definedGlobals // $stop; g+1 is $n, which counts down to the slow path
 	// Snapshots restore the module's own mutable globals (snapshot_rewrite.go).
 	globals, err := mutableGlobals(sections[globalIdx].body, importedGlobals)
 	if err != nil {
 		return nil, err
 	}
 
-	// Global section: two more mutable i32s, the interrupt (0) and the countdown.
+	// Global section: two more mutable i32s, $stop (0) and $n (yieldEvery).
 	{
 		gr := wasmbin.Reader{B: sections[globalIdx].body}
 		n := gr.U32()
@@ -126,32 +157,22 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		sections[globalIdx].body = out
 	}
 	origExports := sections[exportIdx].body
-	// Export section: export it.
+	// Export section: export both.
 	{
 		er := wasmbin.Reader{B: sections[exportIdx].body}
 		n := er.U32()
-		rest := er.B
-		out := append([]byte(nil), rest...)
-		out = wasmbin.AppendU32(out, uint32(len(InterruptExport)))
-		out = append(out, InterruptExport...)
-		out = append(out, 0x03)
-		out = wasmbin.AppendU32(out, g)
-		sections[exportIdx].body = appendGlobalExports(n+1, out, globals)
+		out := append([]byte(nil), er.B...)
+		for i, name := range []string{InterruptExport, CountdownExport} {
+			out = wasmbin.AppendU32(out, uint32(len(name)))
+			out = append(out, name...)
+			out = append(out, 0x03)
+			out = wasmbin.AppendU32(out, g+uint32(i))
+		}
+		sections[exportIdx].body = appendGlobalExports(n+2, out, globals)
 	}
-	// Code section: at the top of every loop, the interrupt check, then the countdown:
-	//
-	//	global.get $stop  if  unreachable  end
-	//	global.get $n  i32.const 1  i32.sub  global.set $n
-	//	global.get $n  i32.eqz  if  i32.const yieldEvery  global.set $n
-	//	                            i32.const 0  memory.grow 0  drop  end
-	stop, n := wasmbin.AppendU32(nil, g), wasmbin.AppendU32(nil, g+1)
-	var check []byte
-	check = append(append(append(check, 0x23), stop...), 0x04, 0x40, 0x00, 0x0b)
-	check = append(append(append(check, 0x23), n...), 0x41, 0x01, 0x6b, 0x24)
-	check = append(append(check, n...), 0x23)
-	check = append(append(check, n...), 0x45, 0x04, 0x40, 0x41)
-	check = append(append(append(check, wasmbin.AppendS32(nil, yieldEvery)...), 0x24), n...)
-	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b)
+	// Code section: the check at the top of every loop and at the entry of the
+	// functions that call more than once.
+	check := interruptCheck(g, g+1)
 	code, segmentRefs, tableWrites, err := instrumentCode(sections[codeIdx].body, check)
 	if err != nil {
 		return nil, err
@@ -184,6 +205,20 @@ func instrumentInterrupt(wasm []byte) ([]byte, error) {
 		out = append(out, s.body...)
 	}
 	return out, nil
+}
+
+// interruptCheck is the check the package comment shows, for $stop at global index
+// stop and $n at n.
+func interruptCheck(stop, n uint32) []byte {
+	getN := append([]byte{0x23}, wasmbin.AppendU32(nil, n)...)
+	setN := append([]byte{0x24}, wasmbin.AppendU32(nil, n)...)
+	var c []byte
+	c = append(append(c, getN...), 0x41, 0x01, 0x6b) // $n - 1
+	c = append(append(c, setN...), getN...)
+	c = append(c, 0x41, 0x00, 0x4a, 0x04, 0x40, 0x05) // > 0: if (nothing) else
+	c = append(append(append(c, 0x23), wasmbin.AppendU32(nil, stop)...), 0x04, 0x40, 0x00, 0x0b)
+	c = append(append(append(c, 0x41), wasmbin.AppendS32(nil, yieldEvery)...), setN...)
+	return append(c, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0, drop, end
 }
 
 // countImports counts the imported globals and memories.
@@ -243,9 +278,10 @@ func instrumentCode(b []byte, check []byte) (out []byte, segmentRefs, tableWrite
 	return out, segmentRefs, tableWrites, nil
 }
 
-// instrumentBody copies one function body, inserting check after every loop header,
-// and sets *segmentRefs when the body uses a data segment index, *tableWrites when it
-// writes to a table.
+// instrumentBody copies one function body, inserting check after every loop header
+// and, when the body has two call sites or a tail call and does not begin with a loop,
+// at its entry; it sets *segmentRefs when the body uses a data segment index,
+// *tableWrites when it writes to a table.
 func instrumentBody(out, fn, check []byte, segmentRefs, tableWrites *bool) ([]byte, error) {
 	r := wasmbin.Reader{B: fn}
 	groups := r.U32()
@@ -257,6 +293,8 @@ func instrumentBody(out, fn, check []byte, segmentRefs, tableWrites *bool) ([]by
 		return nil, r.Err
 	}
 	out = append(out, fn[:len(fn)-len(r.B)]...)
+	entry := len(out) // where the body's instructions begin
+	firstLoop, calls, tailCalls := len(r.B) > 0 && r.B[0] == 0x03, 0, false
 	for !r.Done() {
 		start := len(fn) - len(r.B)
 		op := r.Byte()
@@ -268,15 +306,21 @@ func instrumentBody(out, fn, check []byte, segmentRefs, tableWrites *bool) ([]by
 			r.BlockType()
 			isLoop = true
 		case op <= 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1:
-		case op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0xd2:
+		case op == 0x0c || op == 0x0d || op == 0xd2:
 			r.U32()
+		case op == 0x10 || op == 0x12: // call, return_call
+			r.U32()
+			calls++
+			tailCalls = tailCalls || op == 0x12
 		case op == 0x0e:
 			for j, m := uint32(0), r.U32(); j <= m && r.Err == nil; j++ {
 				r.U32()
 			}
-		case op == 0x11 || op == 0x13:
+		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
 			r.U32()
 			r.U32()
+			calls++
+			tailCalls = tailCalls || op == 0x13
 		case op == 0x1c:
 			r.Bytes(r.U32())
 		case op >= 0x20 && op <= 0x26:
@@ -333,6 +377,9 @@ func instrumentBody(out, fn, check []byte, segmentRefs, tableWrites *bool) ([]by
 		if isLoop {
 			out = append(out, check...)
 		}
+	}
+	if (calls > 1 || tailCalls) && !firstLoop {
+		out = slices.Insert(out, entry, check...)
 	}
 	return out, nil
 }

@@ -41,6 +41,7 @@ type instance struct {
 	bufCap   uint32
 	bufUsed  uint32            // bytes of the last request in the buffer; past them it is zero
 	stop     api.MutableGlobal // fermion_interrupt, nil when not instrumented
+	count    api.MutableGlobal // fermion_countdown, beside stop
 	why      atomic.Uint32     // exit code of the first interrupt
 	woken    chan struct{}     // closed by the first interrupt: ends the guest's sleep
 	wakeOnce sync.Once
@@ -201,6 +202,9 @@ func (i *instance) interrupt(code uint32) {
 	switch {
 	case i.stop != nil:
 		i.stop.Set(1)
+		// The guest reads stop only on its checks' slow path: 0 sends it there at its
+		// next check (interrupt.go).
+		i.count.Set(0)
 	case i.cancel != nil:
 		i.cancel()
 	default: // an instrumented module without its global: never made by instrumentInterrupt
@@ -208,13 +212,15 @@ func (i *instance) interrupt(code uint32) {
 	}
 }
 
-// bindInterrupt finds the interrupt global of an instrumented module.
+// bindInterrupt finds the interrupt globals of an instrumented module.
 func (f *Function) bindInterrupt(inst *instance) {
 	if !f.interruptible {
 		return
 	}
-	if g, ok := inst.mod.ExportedGlobal(InterruptExport).(api.MutableGlobal); ok {
-		inst.stop = g
+	stop, ok1 := inst.mod.ExportedGlobal(InterruptExport).(api.MutableGlobal)
+	count, ok2 := inst.mod.ExportedGlobal(CountdownExport).(api.MutableGlobal)
+	if ok1 && ok2 {
+		inst.stop, inst.count = stop, count
 	}
 }
 

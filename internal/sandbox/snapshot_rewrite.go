@@ -84,6 +84,9 @@ func mutableGlobals(body []byte, importedGlobals uint32) ([]globalExport, error)
 	if r.Err != nil {
 		return nil, r.Err
 	}
+	if !r.Done() { // the rewrite appends globals after these
+		return nil, fmt.Errorf("global section: %d bytes after its %d globals", len(r.B), n)
+	}
 	return out, nil
 }
 
