@@ -517,6 +517,14 @@ func validRequestID(in string) bool {
 // ctx is done, then stops accepting and waits up to DrainTimeout for in-flight requests
 // to finish.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return g.ServeHandler(ctx, ln, g)
+}
+
+// ServeHandler serves h, instead of the gateway's routes, on ln under the gateway's
+// own server configuration and client limits, as Serve does. It is a seam for
+// benchmarks (fermion-bench gateway -ladder): a bare handler on the gateway's server
+// shows what the server configuration and connection limiter cost by themselves.
+func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	lim := g.cfg.Limits
 	cl := newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
 	cl.writeSlack = lim.WriteTimeout / 4
@@ -525,7 +533,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		ln = g.cfg.TLS(ln)
 	}
 	srv := &http.Server{
-		Handler:           g,
+		Handler:           h,
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
