@@ -429,8 +429,10 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	x.vals[2] = strconv.Itoa(len(resp.Body))
 	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)
-	if writeBody(w, &rc, connOf(r), resp.Body, g.cfg.Limits.WriteTimeout) {
-		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+	if tc := connOf(r); writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout) {
+		if tc == nil { // the gateway's connections count their own (trackedConn.Write)
+			g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+		}
 		return resp.Status, resp.Cold, telemetry.RejectWriteTimeout
 	}
 	return resp.Status, resp.Cold, ""

@@ -278,6 +278,7 @@ type trackedConn struct {
 	readAtIdle atomic.Int64 // read when it last became idle
 	idleSince  atomic.Int64 // when it last became idle, in ns since l.epoch
 	counted    atomic.Bool  // a header timeout was counted
+	wcounted   atomic.Bool  // a write timeout was counted
 
 	// Guarded by l.mu.
 	prev, next *trackedConn // in l.conns while it holds its slot
@@ -462,6 +463,11 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.writing.Add(-1)
+	if err != nil && isTimeout(err) && c.wcounted.CompareAndSwap(false, true) {
+		// Counted here, once per connection, not by the handler: a small response is
+		// written after the handler has returned (see writeBody).
+		c.l.metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+	}
 	return n, err
 }
 
@@ -585,6 +591,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // writeChunk is how much of a response is written under one write deadline.
 const writeChunk = 64 << 10
 
+// smallBody is the largest body writeBody leaves in net/http's buffers for the server
+// to write once the handler returns: net/http's bufferBeforeChunkingSize, the
+// response's own buffer, which a body that fits does not leave before then.
+const smallBody = 2 << 10
+
 // writeBody writes body under the write timeout: every chunk must be taken by the client
 // within WriteTimeout. It reports whether the client stopped reading. tc is the
 // request's connection when the gateway's own server serves it (nil otherwise): its
@@ -594,6 +605,17 @@ const writeChunk = 64 << 10
 // (after finishing the request, before reading the next), and with the lazy deadlines
 // of trackedConn, which only reach the socket when something is written, clearing it
 // here as well would only cost a lock.
+//
+// Why is a small body not flushed? On the gateway's own server (tc set), a body of at
+// most smallBody bytes stays in net/http's buffers until the handler returns, and the
+// server writes it then, still under the deadline armed here (net/http clears the
+// write deadline only after finishing the request). Flushing from the handler instead
+// makes net/http copy the header map (a response written before its handler is done
+// may see the handler change it), 0.7 µs of a 25 µs request. The write stays bounded
+// by the timeout, and a client that stops reading is still counted: trackedConn.Write
+// counts the timeout. Only the request's own record (status, error reason) no longer
+// shows it, since the handler has returned; larger bodies, the ones that can fill a
+// socket's buffers, are written and flushed here and are recorded as before.
 func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedConn, body []byte, timeout time.Duration) (timedOut bool) {
 	if timeout <= 0 {
 		w.Write(body)
@@ -608,6 +630,10 @@ func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedCo
 	}
 	if arm() != nil {
 		w.Write(body)
+		return false
+	}
+	if tc != nil && len(body) <= smallBody {
+		w.Write(body) // buffered: the server writes it under the deadline, as above
 		return false
 	}
 	var err error

@@ -374,31 +374,53 @@ func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
 // TestWriteTimeout: a client that stops reading its response is cut after the write
-// timeout and counted, rather than holding its connection forever.
+// timeout and counted, rather than holding its connection forever. A large response is
+// written from the handler, which records the request's error; a small one is written
+// by the server once the handler has returned, and the connection counts it.
 func TestWriteTimeout(t *testing.T) {
-	hello, _ := sharedFunctions(t)
-	m := telemetry.NewMetrics("test")
-	g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
-		Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
-	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
-	server, client := net.Pipe()
-	defer client.Close()
-	ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
-	ln.once <- struct{}{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	client.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(client, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
+	hello, echo := sharedFunctions(t)
+	for _, tc := range []struct {
+		name, request string
+		// requestErrors is the request's own write-timeout error count.
+		requestErrors float64
+		function      string
+	}{
+		{name: "large body", request: "GET /echo?q=" + strings.Repeat("x", 8<<10) + " HTTP/1.1\r\nHost: test\r\n\r\n", requestErrors: 1, function: "echo"},
+		{name: "small body", request: "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n", function: "hello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := telemetry.NewMetrics("test")
+			g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
+				Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
+			setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello}, gateway.Route{Prefix: "/echo", Target: echo})
+			server, client := net.Pipe()
+			defer client.Close()
+			ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
+			ln.once <- struct{}{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- g.Serve(ctx, ln) }()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			client.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(client, tc.request); err != nil {
+				t.Fatal(err)
+			}
+			// The client reads nothing: the response cannot be written.
+			waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
+			// The request is recorded once the handler returns, before the server
+			// closes the connection; the connection's count comes after that write.
+			waitMetric(t, m, "fermion_requests_total", map[string]string{"function": tc.function, "code": "2xx"}, 1)
+			if n := metricValue(t, m, "fermion_request_errors_total", map[string]string{"function": tc.function, "reason": telemetry.RejectWriteTimeout}); n != tc.requestErrors {
+				t.Errorf("request write-timeout errors = %v, want %v", n, tc.requestErrors)
+			}
+			if n := metricValue(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}); n != 1 {
+				t.Errorf("gateway write-timeout rejections = %v, want 1 (counted once)", n)
+			}
+		})
 	}
-	// The client reads nothing: the response cannot be written.
-	waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
-	waitMetric(t, m, "fermion_request_errors_total", map[string]string{"function": "hello", "reason": telemetry.RejectWriteTimeout}, 1)
 }
 
 // TestStaleDeadlinesOnKeepAlive: the socket's write deadline is moved lazily, so after a
