@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -315,5 +320,89 @@ func TestConnOf(t *testing.T) {
 				t.Fatalf("connOf = %p, want %p", got, c.want)
 			}
 		})
+	}
+}
+
+// readDeadlineConn records the read deadlines set on the socket under a trackedConn
+// that fall in the future: each arms a runtime timer.
+type readDeadlineConn struct {
+	net.Conn
+	mu     sync.Mutex
+	future int
+}
+
+func (c *readDeadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if t.After(time.Now()) {
+		c.future++
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+type readDeadlineListener struct {
+	net.Listener
+	conns chan *readDeadlineConn
+}
+
+func (l readDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &readDeadlineConn{Conn: c}
+	l.conns <- rc
+	return rc, nil
+}
+
+// TestKeepAliveArmsNoReadTimer: requests on a keep-alive connection under the default
+// limits (idle and header timeouts on) put no future read deadline on the socket after
+// the first request's header: the idle timeout is the limiter's sweeper, not a
+// deadline moved per request, and the header deadline only reaches the socket when a
+// header has to be waited for.
+func TestKeepAliveArmsNoReadTimer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := readDeadlineListener{Listener: ln, conns: make(chan *readDeadlineConn, 1)}
+	g := New(Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- g.ServeHandler(ctx, dl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		}))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	const requests = 20
+	for i := range requests {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	rc := <-dl.conns
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.future > 1 {
+		t.Fatalf("%d future read deadlines set on the socket over %d keep-alive requests, want at most 1 (the first request's header)", rc.future, requests)
 	}
 }

@@ -530,6 +530,9 @@ func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Hand
 	lim := g.cfg.Limits
 	cl := newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
 	cl.writeSlack = lim.WriteTimeout / 4
+	if lim.IdleTimeout > 0 {
+		cl.sweepIdle(lim.IdleTimeout) // in place of the server's IdleTimeout (limits.go)
+	}
 	ln = cl
 	if g.cfg.TLS != nil {
 		ln = g.cfg.TLS(ln)
@@ -537,17 +540,17 @@ func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Hand
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: lim.HeaderTimeout,
-		IdleTimeout:       lim.IdleTimeout,
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ConnState:         connState,
+		// No IdleTimeout (nor ReadTimeout, its fallback): the limiter closes idle
+		// connections, with no deadline moved per request (sweepIdle).
+		MaxHeaderBytes: lim.MaxHeaderBytes,
+		ConnState:      connState,
 		// One context value per connection: the response's write deadline is moved on
 		// the connection directly (writeBody).
 		ConnContext: connContext,
 		ErrorLog:    slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	if lim.IdleTimeout == 0 {
-		// http.Server falls back on ReadTimeout (none here): keep-alive connections
-		// would stay forever.
+		// Nothing would close idle keep-alive connections.
 		srv.SetKeepAlivesEnabled(false)
 	}
 	errc := make(chan error, 1)

@@ -201,6 +201,20 @@ func TestClientTimeouts(t *testing.T) {
 			t.Fatalf("header timeouts went from %v to %v for a connection that was only idle", before, got)
 		}
 	})
+	t.Run("idle keep-alive that starts its next request and stalls", func(t *testing.T) {
+		// Fewer bytes than net/http waits for before it reads a header: the connection
+		// is still idle, and closing it is a header timeout.
+		before := l.rejections(t, telemetry.RejectHeaderTimeout)
+		c := l.dial(t)
+		if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /hello = %d", resp.StatusCode)
+		}
+		if _, err := io.WriteString(c, "GE"); err != nil {
+			t.Fatal(err)
+		}
+		waitClosed(t, c)
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectHeaderTimeout}, before+1)
+	})
 	t.Run("normal request while slow clients trickle", func(t *testing.T) {
 		stop := make(chan struct{})
 		defer close(stop)
