@@ -200,16 +200,38 @@ var reservedResponseHeader = map[string]bool{
 	"Upgrade":           true,
 }
 
-// exchange is what one request needs of its own, allocated once: the header values
-// the gateway adds (request id, trace context, Content-Length), the sandbox request,
-// the span that carries the ids when nothing records spans, and a backing array for
-// the response's first header values.
+// exchange is what one request needs of its own: the header values the gateway adds
+// (request id, trace context, Content-Length), the sandbox request and the response
+// it is decoded into, the span that carries the ids when nothing records spans, and a
+// backing array for the response's first header values.
+//
+// An HTTP/1 connection of the gateway's own server keeps one exchange for all its
+// requests (exchangeFor), since it serves one at a time: net/http writes a response
+// out (finishRequest, which still reads the header values kept here) before it reads
+// the next request. Other requests, such as HTTP/2 streams, allocate their own.
 type exchange struct {
 	vals  [3]string // request id, traceparent, Content-Length
 	req   sandbox.Request
+	resp  sandbox.Response // req.Reply
 	span  idSpan
 	hvals [4]string
 	inst  uint64 // the instance that served, for the SLI exemplar
+}
+
+// exchangeFor returns the exchange for r, which came on tc (nil: not the gateway's
+// own server).
+func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
+	if tc == nil || r.ProtoMajor != 1 {
+		return new(exchange)
+	}
+	x := tc.x
+	if x == nil {
+		x = new(exchange)
+		tc.x = x
+	} else {
+		x.req = sandbox.Request{} // the last request's header and body, let go
+	}
+	return x
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
@@ -230,7 +252,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Telemetry {
 		start = time.Now()
 	}
-	x := new(exchange)
+	tc := connOf(r)
+	x := exchangeFor(tc, r)
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
 	tb := g.acquire()
 	defer tb.release()
@@ -305,7 +328,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, x, route, target, tel, id)
+	status, cold, reason := g.serve(ctx, w, r, tc, x, route, target, tel, id)
 	if g.cfg.Telemetry {
 		// One clock reading, monotonic only, ends the request for every record of it:
 		// metrics, SLI and log (whose wall time is start's moved on by as much).
@@ -348,7 +371,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, tc *trackedConn, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
 	fm, limit := tel.fm, tel.maxBody
 	if r.ContentLength > limit {
 		return g.tooLarge(w, fm, id, limit)
@@ -389,6 +412,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		Header:     r.Header,
 		Body:       body,
 		Route:      route.Prefix,
+		Reply:      &x.resp,
 	}
 	resp, err := target.Invoke(ctx, req)
 	if err != nil {
@@ -429,7 +453,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	x.vals[2] = strconv.Itoa(len(resp.Body))
 	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)
-	if tc := connOf(r); writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout) {
+	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout) {
 		if tc == nil { // the gateway's connections count their own (trackedConn.Write)
 			g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
 		}

@@ -366,6 +366,10 @@ type trackedConn struct {
 	// one is under way needs the clock to tell whether it has passed (and so must end
 	// it at once).
 	reading, writing atomic.Int32
+
+	// x is the exchange its HTTP/1 requests reuse, one at a time (exchangeFor); only
+	// the goroutine serving the connection touches it.
+	x *exchange
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {

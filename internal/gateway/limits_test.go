@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -516,5 +517,57 @@ func TestWriteDeadlineOverTLS(t *testing.T) {
 	}
 	if n := metricValue(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}); n != 0 {
 		t.Fatalf("%v write timeouts counted, want none", n)
+	}
+}
+
+// TestKeepAliveExchangeReuse: a keep-alive connection reuses one exchange (ids,
+// header values, the response's buffer) for its requests. Each response must still
+// carry exactly its own request id, trace context and body, whatever the sizes and
+// routes before it, including a 404 in between.
+func TestKeepAliveExchangeReuse(t *testing.T) {
+	l := serveLimited(t, gateway.Limits{})
+	c := l.dial(t)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for i, n := range []int{1500, 3, 3000, 0, 40, 1900, 2} {
+		id := fmt.Sprintf("req-%d-%s", i, strings.Repeat("i", i*7))
+		path := "/echo?q=" + strings.Repeat(string(rune('a'+i)), n)
+		if i == 3 {
+			path = "/nowhere"
+		}
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\nX-Request-Id: %s\r\n\r\n", path, id); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := resp.Header.Get("X-Request-Id"); got != id {
+			t.Fatalf("request %d: X-Request-Id %q, want %q", i, got, id)
+		}
+		if tp := resp.Header.Get("Traceparent"); len(tp) != 55 {
+			t.Fatalf("request %d: traceparent %q", i, tp)
+		}
+		if i == 3 {
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("request %d: %s, want 404", i, resp.Status)
+			}
+			continue
+		}
+		var echo struct {
+			Query   string
+			Headers map[string][]string
+		}
+		if err := json.Unmarshal(body, &echo); err != nil || echo.Query != "q="+strings.Repeat(string(rune('a'+i)), n) {
+			t.Fatalf("request %d: echoed %q (%v)", i, body, err)
+		}
+		if got := echo.Headers["X-Request-Id"]; len(got) != 1 || got[0] != id {
+			t.Fatalf("request %d: the guest saw X-Request-Id %q, want %q", i, got, id)
+		}
 	}
 }

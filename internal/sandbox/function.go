@@ -33,6 +33,12 @@ type Request struct {
 	Body       []byte
 	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
 	Route string
+	// Reply, when set, is where a reactor's response is decoded, reusing its storage
+	// (the Response itself and a small copy buffer) instead of allocating them: the
+	// response Invoke returns is then Reply, and the one decoded there before is
+	// overwritten. The gateway keeps one per connection, which serves one request
+	// at a time.
+	Reply *Response
 }
 
 // Response is a function's answer.
@@ -48,6 +54,20 @@ type Response struct {
 	Instance uint64
 
 	inline [4]abi.Header // Header's backing array when the guest sent few headers
+	// buf is the copy of guest memory Body and Header view, kept for the next
+	// response decoded here (Request.Reply) when it is small.
+	buf []byte
+}
+
+// maxKeptReply is the largest copy buffer a reused Response keeps: small responses,
+// the common case, then cost no allocation, and a connection holds little.
+const maxKeptReply = 2 << 10
+
+// reuse empties r for the next response decoded into it, keeping its buffer.
+func (r *Response) reuse() {
+	buf := r.buf
+	*r = Response{}
+	r.buf = buf
 }
 
 // Header is a response's header fields as the function sent them: in its order, names
