@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 
+	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/bench/internal/bare"
 	"fermion.dev/fermion/internal/gateway"
 	"fermion.dev/fermion/internal/manifest"
@@ -60,17 +61,26 @@ func ladderTargets(m *manifest.Manifest, mw []byte, conns int, logw io.Writer) (
 			ts = nil
 		}
 	}()
-	b1, err := bareTarget(ladderNames[0], mw, conns)
-	if err != nil {
-		return ts, err
-	}
-	ts = append(ts, b1)
 	ctx := context.Background()
 	spec := sandbox.SpecFromManifest(m, mw)
-	for _, rung := range []int{1, 2} {
+	for _, rung := range []int{0, 1, 2} {
 		srv, err := bare.New(ctx, mw, conns)
 		if err != nil {
 			return ts, fmt.Errorf("ladder: %w", err)
+		}
+		// Every bare rung's guest memories grown before the harness's warmup, which
+		// spreads too few requests over a FIFO pool to grow them all (bare.Warm).
+		if err := srv.Warm(ctx, ladderWarmCalls, &ladderRequest); err != nil {
+			srv.Close(ctx)
+			return ts, fmt.Errorf("ladder: %w", err)
+		}
+		if rung == 0 {
+			t, err := serveHTTP(ladderNames[0], srv, func() { srv.Close(ctx) })
+			if err != nil {
+				return ts, err
+			}
+			ts = append(ts, t)
+			continue
 		}
 		g := gateway.New(gateway.Config{Logger: telemetry.Discard})
 		var h http.Handler = srv
@@ -92,6 +102,29 @@ func ladderTargets(m *manifest.Manifest, mw []byte, conns int, logw io.Writer) (
 		return ts, err
 	}
 	return append(ts, full), nil
+}
+
+// ladderWarmCalls is how many calls bare.Warm makes on each instance: past the
+// ~16,000 after which the ABI-only guest's memory stops growing (bench/RESULTS.md).
+const ladderWarmCalls = 20000
+
+// ladderRequest is what the warm calls send: the load's request with the ids the
+// gateway adds, the largest any rung's guest sees.
+var ladderRequest = abi.Request{Method: "GET", URI: "/hello", Host: "127.0.0.1", RemoteAddr: "127.0.0.1:40000",
+	Headers: []abi.Header{{Name: "Traceparent", Value: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"},
+		{Name: "X-Request-Id", Value: "0123456789abcdef0123456789abcdef"}}}
+
+// serveHTTP serves h on a default http.Server on a loopback port, as bare wazero's
+// own target does.
+func serveHTTP(name string, h http.Handler, closeRest func()) (target, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		closeRest()
+		return target{}, fmt.Errorf("%s: %w", name, err)
+	}
+	hs := &http.Server{Handler: h}
+	go hs.Serve(ln)
+	return target{name: name, url: "http://" + ln.Addr().String() + "/hello", close: func() { hs.Close(); closeRest() }}, nil
 }
 
 // gatewayServe serves h through g's server configuration on a loopback port.
