@@ -26,28 +26,34 @@ import (
 //  1. bare wazero (bench/internal/bare) on a default http.Server;
 //  2. the same handler on the gateway's own server configuration and connection
 //     limiter (gateway.ServeHandler: timeouts, ConnState, ConnContext, trackedConn);
-//  3. the gateway (routing, ids, trace context, headers, body and write limits) in
+//  3. the same, with the request id and traceparent headers the gateway adds, fixed
+//     values set by a wrapper: what the ids cost the guest (two more headers to
+//     decode) and the wire (two more in each response), apart from the code making them;
+//  4. the gateway (routing, ids, trace context, headers, body and write limits) in
 //     front of a target that calls the bare instance pool (bare.Target);
-//  4. the full data plane: the gateway in front of the sandbox (slot, instance pool,
+//  5. the full data plane: the gateway in front of the sandbox (slot, instance pool,
 //     deadline watch, timeline, interrupt checks in the rewritten guest), as an agent
 //     serves it.
 //
-// Rung 4 is to rung 3 what the sandbox adds, the interrupt checks the rewriter puts
+// Rung 5 is to rung 4 what the sandbox adds, the interrupt checks the rewriter puts
 // in the guest's code included (internal/sandbox's BenchmarkInterruptChecks times
-// those alone).
+// those alone), less what bare's FIFO pool costs over the sandbox's LIFO one (the
+// most recently used instance, warm in the caches).
 var ladderNames = []string{
 	"ladder 1: bare wazero",
 	"ladder 2: bare, gateway's server",
-	"ladder 3: gateway, bare pool",
-	"ladder 4: data plane (tel. off)",
+	"ladder 3: bare + ids, gateway's server",
+	"ladder 4: gateway, bare pool",
+	"ladder 5: data plane (tel. off)",
 }
 
 // ladderLayers names what each rung adds to the one before it.
 var ladderLayers = []string{
 	"",
 	"server configuration, connection limiter",
-	"gateway: routing, ids, headers, limits",
-	"sandbox around the guest, interrupt checks",
+	"the ids' headers (guest decodes 2 more, response 2 more)",
+	"gateway's code: routing, id making, header copying, limits",
+	"sandbox around the guest (vs bare's FIFO pool), interrupt checks",
 }
 
 // ladderTargets starts the ladder's servers for the ABI-only guest mw, every pool as
@@ -63,7 +69,7 @@ func ladderTargets(m *manifest.Manifest, mw []byte, conns int, logw io.Writer) (
 	}()
 	ctx := context.Background()
 	spec := sandbox.SpecFromManifest(m, mw)
-	for _, rung := range []int{0, 1, 2} {
+	for _, rung := range []int{0, 1, 2, 3} {
 		srv, err := bare.New(ctx, mw, conns)
 		if err != nil {
 			return ts, fmt.Errorf("ladder: %w", err)
@@ -85,6 +91,9 @@ func ladderTargets(m *manifest.Manifest, mw []byte, conns int, logw io.Writer) (
 		g := gateway.New(gateway.Config{Logger: telemetry.Discard})
 		var h http.Handler = srv
 		if rung == 2 {
+			h = withIDs(srv)
+		}
+		if rung == 3 {
 			if err := g.SetRoutes([]gateway.Route{{Prefix: "/hello", Target: srv.Target(spec)}}); err != nil {
 				srv.Close(ctx)
 				return ts, fmt.Errorf("ladder: %w", err)
@@ -97,11 +106,26 @@ func ladderTargets(m *manifest.Manifest, mw []byte, conns int, logw io.Writer) (
 		}
 		ts = append(ts, t)
 	}
-	full, err := fermionTarget(ladderNames[3], m, mw, false, logw, "", "")
+	full, err := fermionTarget(ladderNames[4], m, mw, false, logw, "", "")
 	if err != nil {
 		return ts, err
 	}
 	return append(ts, full), nil
+}
+
+// withIDs adds to every request and response the headers the gateway adds, with fixed
+// values of their length (ladderRequest's).
+func withIDs(h http.Handler) http.Handler {
+	// Shared by every request, never modified, capped so an append copies: no
+	// allocation of their own, as the gateway's exchange makes none per request.
+	idv := []string{ladderRequest.Headers[1].Value}[:1:1]
+	tpv := []string{ladderRequest.Headers[0].Value}[:1:1]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header["X-Request-Id"], r.Header["Traceparent"] = idv, tpv
+		wh := w.Header()
+		wh["X-Request-Id"], wh["Traceparent"] = idv, tpv
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ladderWarmCalls is how many calls bare.Warm makes on each instance: past the
