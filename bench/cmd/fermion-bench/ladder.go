@@ -179,8 +179,8 @@ func printLadder(results map[string][]loadResult) {
 	}
 	fmt.Println("\nLadder: the ABI-only guest with Fermion's layers added one at a time (telemetry off); a layer's cost is its rung's CPU less the rung before's, per round.")
 	fmt.Println()
-	fmt.Println("| rung | adds | server CPU µs/req (median) | step µs/req, median (min–max of rounds) | throughput vs rung 1, median (min–max) |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| rung | adds | server CPU µs/req (median) | step µs/req, median (min–max of rounds) | throughput vs rung 1, median (min–max) | CPU per request, rung 1 ÷ this, median (min–max) |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for i, name := range ladderNames {
 		rs := results[name]
 		if len(rs) == 0 {
@@ -193,7 +193,8 @@ func printLadder(results map[string][]loadResult) {
 			}
 		}
 		ratio := medianSpread(rs, results[ladderNames[0]], func(r, b loadResult) float64 { return r.rps / b.rps }, "%.3f")
-		fmt.Printf("| %s | %s | %.1f | %s | %s |\n", name, ladderLayers[i], us(medianCPU(slices.Clone(rs))), step, ratio)
+		cpu := medianSpread(rs, results[ladderNames[0]], func(r, b loadResult) float64 { return float64(b.cpuPerReq) / float64(r.cpuPerReq) }, "%.3f")
+		fmt.Printf("| %s | %s | %.1f | %s | %s | %s |\n", name, ladderLayers[i], us(medianCPU(slices.Clone(rs))), step, ratio, cpu)
 	}
 }
 
