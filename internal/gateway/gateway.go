@@ -224,14 +224,19 @@ func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
 	if tc == nil || r.ProtoMajor != 1 {
 		return new(exchange)
 	}
-	x := tc.x
-	if x == nil {
-		x = new(exchange)
-		tc.x = x
-	} else {
-		x.req = sandbox.Request{} // the last request's header and body, let go
+	if tc.x == nil {
+		tc.x = new(exchange)
 	}
-	return x
+	return tc.x
+}
+
+// release lets go of what the exchange holds of its request (the header map, the
+// body, the response's views), keeping only the small buffer its reply reuses: an idle
+// keep-alive connection pins nothing of its last request, whatever its size. The
+// header values net/http still has to write are held by the response's header map.
+func (x *exchange) release() {
+	x.req = sandbox.Request{}
+	x.resp.Reset()
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
@@ -254,6 +259,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tc := connOf(r)
 	x := exchangeFor(tc, r)
+	defer x.release()
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
 	tb := g.acquire()
 	defer tb.release()

@@ -63,8 +63,10 @@ type Response struct {
 // the common case, then cost no allocation, and a connection holds little.
 const maxKeptReply = 2 << 10
 
-// reuse empties r for the next response decoded into it, keeping its buffer.
-func (r *Response) reuse() {
+// Reset empties r for reuse as a Request.Reply: its status, headers and body are
+// dropped, and only its copy buffer (at most maxKeptReply bytes) is kept, so a reply
+// held between requests pins nothing of the last one.
+func (r *Response) Reset() {
 	buf := r.buf
 	*r = Response{}
 	r.buf = buf

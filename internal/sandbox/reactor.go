@@ -700,7 +700,7 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	if resp == nil {
 		resp = new(Response)
 	} else {
-		resp.reuse()
+		resp.Reset()
 	}
 	data := append(resp.buf[:0], view...)
 	if cap(data) <= maxKeptReply && st.reply != nil {
