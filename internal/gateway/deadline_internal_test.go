@@ -406,3 +406,27 @@ func TestKeepAliveArmsNoReadTimer(t *testing.T) {
 		t.Fatalf("%d future read deadlines set on the socket over %d keep-alive requests, want at most 1 (the first request's header)", rc.future, requests)
 	}
 }
+
+// TestArmWriteFrom: a write deadline counted from a time read earlier (the guest
+// call's end) reaches the socket as that time plus the timeout, exactly.
+func TestArmWriteFrom(t *testing.T) {
+	server, client := tcpPair(t)
+	go func() { // drain
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	cc := &countingConn{Conn: server}
+	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now().Add(-time.Minute), writeSlack: time.Second}}
+	from := time.Now().Add(-time.Second)
+	c.armWriteFrom(from, time.Hour)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if want := from.Add(time.Hour); len(cc.sets) != 1 || cc.sets[0].Sub(want).Abs() > time.Microsecond {
+		t.Fatalf("socket write deadlines %v, want one at %v", cc.sets, want)
+	}
+}

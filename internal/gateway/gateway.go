@@ -459,7 +459,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	x.vals[2] = strconv.Itoa(len(resp.Body))
 	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)
-	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout) {
+	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout, resp.End) {
 		if tc == nil { // the gateway's connections count their own (trackedConn.Write)
 			g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
 		}

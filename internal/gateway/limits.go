@@ -450,6 +450,17 @@ func (c *trackedConn) armWrite(timeout time.Duration) {
 	c.wmu.Unlock()
 }
 
+// armWriteFrom asks for a write deadline timeout after from, a time read earlier
+// during the request with its monotonic reading (the guest call's end): no clock
+// reading at all. from is at most microseconds old, so the deadline is that much
+// earlier than armWrite's would be.
+func (c *trackedConn) armWriteFrom(from time.Time, timeout time.Duration) {
+	want := c.l.deadline(from.Add(timeout))
+	c.wmu.Lock()
+	c.wantW = want
+	c.wmu.Unlock()
+}
+
 // Why do deadlines count from the limiter's epoch? A request moves its connection's
 // deadlines about six times (see the lazy deadlines below), and each move used to read
 // the clock to tell whether the deadline had passed: time.Now, two clock readings
@@ -671,7 +682,8 @@ const smallBody = 2 << 10
 // writeBody writes body under the write timeout: every chunk must be taken by the client
 // within WriteTimeout. It reports whether the client stopped reading. tc is the
 // request's connection when the gateway's own server serves it (nil otherwise): its
-// deadline is then moved directly, with one monotonic clock reading (armWrite).
+// deadline is then moved directly, with one monotonic clock reading (armWrite), or
+// none for the first chunk when from, the guest call's end, is known (armWriteFrom).
 //
 // The deadline is not cleared afterwards: net/http clears it after every response
 // (after finishing the request, before reading the next), and with the lazy deadlines
@@ -688,7 +700,7 @@ const smallBody = 2 << 10
 // counts the timeout. Only the request's own record (status, error reason) no longer
 // shows it, since the handler has returned; larger bodies, the ones that can fill a
 // socket's buffers, are written and flushed here and are recorded as before.
-func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedConn, body []byte, timeout time.Duration) (timedOut bool) {
+func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedConn, body []byte, timeout time.Duration, from time.Time) (timedOut bool) {
 	if timeout <= 0 {
 		w.Write(body)
 		return false
@@ -700,7 +712,10 @@ func writeBody(w http.ResponseWriter, rc *http.ResponseController, tc *trackedCo
 		}
 		return rc.SetWriteDeadline(time.Now().Add(timeout))
 	}
-	if arm() != nil {
+	if tc != nil && !from.IsZero() {
+		// The first chunk's deadline counts from the guest call's end: no clock reading.
+		tc.armWriteFrom(from, timeout)
+	} else if arm() != nil {
 		w.Write(body)
 		return false
 	}

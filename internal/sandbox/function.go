@@ -52,6 +52,10 @@ type Response struct {
 	// the order they were made (0 for command modules): what a slow request's exemplar
 	// names, to match it with the instance's log lines.
 	Instance uint64
+	// End is when the guest call ended, from the clock reading that ends it (zero for
+	// command modules): the gateway counts the response's write deadline from it
+	// rather than reading the clock again.
+	End time.Time
 
 	inline [4]abi.Header // Header's backing array when the guest sent few headers
 	// buf is the copy of guest memory Body and Header view, kept for the next
@@ -303,7 +307,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
-	resp.Cold, resp.Instance = cold, inst.id
+	resp.Cold, resp.Instance, resp.End = cold, inst.id, inst.lastUsed // lastUsed: the call's end (callReactor)
 	return resp, nil
 }
 
