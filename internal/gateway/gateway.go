@@ -579,6 +579,12 @@ func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Hand
 		ConnContext: connContext,
 		ErrorLog:    slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
 	}
+	if g.cfg.TLS != nil {
+		// Over TLS the server offers HTTP/2, whose idle timeout is the server's: it
+		// sends GOAWAY before closing, which a sweep cannot. Keep it (and with it
+		// net/http's idle deadline for HTTP/1 over TLS); the sweeper only backs it up.
+		srv.IdleTimeout = lim.IdleTimeout
+	}
 	if lim.IdleTimeout == 0 {
 		// Nothing would close idle keep-alive connections.
 		srv.SetKeepAlivesEnabled(false)
