@@ -430,3 +430,52 @@ func TestArmWriteFrom(t *testing.T) {
 		t.Fatalf("socket write deadlines %v, want one at %v", cc.sets, want)
 	}
 }
+
+// TestIdleSweepSparesActive: the idle sweeper closes only idle connections: a request
+// that runs far past the idle timeout is answered, and its connection is closed once
+// it has then been idle for the timeout.
+func TestIdleSweepSparesActive(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(Config{Limits: Limits{IdleTimeout: idle}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- g.ServeHandler(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(6 * idle) // the request's own work, well past the idle timeout
+			io.WriteString(w, "ok")
+		}))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("a request longer than the idle timeout: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	// Idle now: the sweeper closes it (the read ends, within the 30 s deadline set above).
+	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection not closed by the sweeper: %v", err)
+	}
+}
