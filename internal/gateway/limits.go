@@ -320,9 +320,22 @@ func (l *connLimiter) closeIdle(now int64) {
 	var old []*trackedConn
 	l.mu.Lock()
 	for c := l.conns; c != nil; c = c.next {
-		if c.state.Load() == int32(http.StateIdle) && now-c.idleSince.Load() >= int64(l.idleTimeout) {
-			old = append(old, c)
+		// Taken out of the idle state first, as admit takes a victim: a request that
+		// makes it active from here on finds it closing, and the idle count is
+		// uncounted once.
+		if now-c.idleSince.Load() < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
+			continue
 		}
+		if now-c.idleSince.Load() < int64(l.idleTimeout) {
+			// It served a request and went idle again between the two looks: keep it
+			// (or, if it has just become active, leave it so, uncounted as idle).
+			if !c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle)) {
+				l.idle.Add(-1)
+			}
+			continue
+		}
+		l.idle.Add(-1)
+		old = append(old, c)
 	}
 	l.mu.Unlock()
 	for _, c := range old {
