@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -315,5 +320,162 @@ func TestConnOf(t *testing.T) {
 				t.Fatalf("connOf = %p, want %p", got, c.want)
 			}
 		})
+	}
+}
+
+// readDeadlineConn records the read deadlines set on the socket under a trackedConn
+// that fall in the future: each arms a runtime timer.
+type readDeadlineConn struct {
+	net.Conn
+	mu     sync.Mutex
+	future int
+}
+
+func (c *readDeadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if t.After(time.Now()) {
+		c.future++
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+type readDeadlineListener struct {
+	net.Listener
+	conns chan *readDeadlineConn
+}
+
+func (l readDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &readDeadlineConn{Conn: c}
+	l.conns <- rc
+	return rc, nil
+}
+
+// TestKeepAliveArmsNoReadTimer: requests on a keep-alive connection under the default
+// limits (idle and header timeouts on) put no future read deadline on the socket after
+// the first request's header: the idle timeout is the limiter's sweeper, not a
+// deadline moved per request, and the header deadline only reaches the socket when a
+// header has to be waited for.
+func TestKeepAliveArmsNoReadTimer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := readDeadlineListener{Listener: ln, conns: make(chan *readDeadlineConn, 1)}
+	g := New(Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- g.ServeHandler(ctx, dl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		}))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	const requests = 20
+	for i := range requests {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	rc := <-dl.conns
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.future > 1 {
+		t.Fatalf("%d future read deadlines set on the socket over %d keep-alive requests, want at most 1 (the first request's header)", rc.future, requests)
+	}
+}
+
+// TestArmWriteFrom: a write deadline counted from a time read earlier (the guest
+// call's end) reaches the socket as that time plus the timeout, exactly.
+func TestArmWriteFrom(t *testing.T) {
+	server, client := tcpPair(t)
+	go func() { // drain
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	cc := &countingConn{Conn: server}
+	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now().Add(-time.Minute), writeSlack: time.Second}}
+	from := time.Now().Add(-time.Second)
+	c.armWriteFrom(from, time.Hour)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if want := from.Add(time.Hour); len(cc.sets) != 1 || cc.sets[0].Sub(want).Abs() > time.Microsecond {
+		t.Fatalf("socket write deadlines %v, want one at %v", cc.sets, want)
+	}
+}
+
+// TestIdleSweepSparesActive: the idle sweeper closes only idle connections: a request
+// that runs far past the idle timeout is answered, and its connection is closed once
+// it has then been idle for the timeout.
+func TestIdleSweepSparesActive(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(Config{Limits: Limits{IdleTimeout: idle}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- g.ServeHandler(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(6 * idle) // the request's own work, well past the idle timeout
+			io.WriteString(w, "ok")
+		}))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("a request longer than the idle timeout: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	// Idle now: the sweeper closes it (the read ends, within the 30 s deadline set above).
+	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection not closed by the sweeper: %v", err)
 	}
 }

@@ -211,16 +211,43 @@ var reservedResponseHeader = map[string]bool{
 	"Upgrade":           true,
 }
 
-// exchange is what one request needs of its own, allocated once: the header values
-// the gateway adds (request id, trace context, Content-Length), the sandbox request,
-// the span that carries the ids when nothing records spans, and a backing array for
-// the response's first header values.
+// exchange is what one request needs of its own: the header values the gateway adds
+// (request id, trace context, Content-Length), the sandbox request and the response
+// it is decoded into, the span that carries the ids when nothing records spans, and a
+// backing array for the response's first header values.
+//
+// An HTTP/1 connection of the gateway's own server keeps one exchange for all its
+// requests (exchangeFor), since it serves one at a time: net/http writes a response
+// out (finishRequest, which still reads the header values kept here) before it reads
+// the next request. Other requests, such as HTTP/2 streams, allocate their own.
 type exchange struct {
 	vals  [3]string // request id, traceparent, Content-Length
 	req   sandbox.Request
+	resp  sandbox.Response // req.Reply
 	span  idSpan
 	hvals [4]string
 	inst  uint64 // the instance that served, for the SLI exemplar
+}
+
+// exchangeFor returns the exchange for r, which came on tc (nil: not the gateway's
+// own server).
+func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
+	if tc == nil || r.ProtoMajor != 1 {
+		return new(exchange)
+	}
+	if tc.x == nil {
+		tc.x = new(exchange)
+	}
+	return tc.x
+}
+
+// release lets go of what the exchange holds of its request (the header map, the
+// body, the response's views), keeping only the small buffer its reply reuses: an idle
+// keep-alive connection pins nothing of its last request, whatever its size. The
+// header values net/http still has to write are held by the response's header map.
+func (x *exchange) release() {
+	x.req = sandbox.Request{}
+	x.resp.Reset()
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
@@ -241,7 +268,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Telemetry {
 		start = time.Now()
 	}
-	x := new(exchange)
+	tc := connOf(r)
+	x := exchangeFor(tc, r)
+	defer x.release()
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
 	tb := g.acquire()
 	defer tb.release()
@@ -316,7 +345,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
 
-	status, cold, reason := g.serve(ctx, w, r, x, route, target, tel, id)
+	status, cold, reason := g.serve(ctx, w, r, tc, x, route, target, tel, id)
 	if g.cfg.Telemetry {
 		// One clock reading, monotonic only, ends the request for every record of it:
 		// metrics, SLI and log (whose wall time is start's moved on by as much).
@@ -359,7 +388,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the request on its target and writes the response.
-func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
+func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, tc *trackedConn, x *exchange, route *Route, target Target, tel *routeTelemetry, id string) (status int, cold bool, reason string) {
 	fm, limit := tel.fm, tel.maxBody
 	if r.ContentLength > limit {
 		return g.tooLarge(w, fm, id, limit)
@@ -400,6 +429,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		Header:     r.Header,
 		Body:       body,
 		Route:      route.Prefix,
+		Reply:      &x.resp,
 	}
 	resp, err := target.Invoke(ctx, req)
 	if err != nil {
@@ -440,8 +470,10 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	x.vals[2] = strconv.Itoa(len(resp.Body))
 	h["Content-Length"] = x.vals[2:3:3]
 	w.WriteHeader(resp.Status)
-	if writeBody(w, &rc, connOf(r), resp.Body, g.cfg.Limits.WriteTimeout) {
-		g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout, resp.End) {
+		if tc == nil { // the gateway's connections count their own (trackedConn.Write)
+			g.cfg.Metrics.GatewayRejection(telemetry.RejectWriteTimeout)
+		}
 		return resp.Status, resp.Cold, telemetry.RejectWriteTimeout
 	}
 	return resp.Status, resp.Cold, ""
@@ -534,27 +566,44 @@ func validRequestID(in string) bool {
 // ctx is done, then stops accepting and waits up to DrainTimeout for in-flight requests
 // to finish.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return g.ServeHandler(ctx, ln, g)
+}
+
+// ServeHandler serves h, instead of the gateway's routes, on ln under the gateway's
+// own server configuration and client limits, as Serve does. It is a seam for
+// benchmarks (fermion-bench gateway -ladder): a bare handler on the gateway's server
+// shows what the server configuration and connection limiter cost by themselves.
+func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	lim := g.cfg.Limits
 	cl := newConnLimiter(ln, lim.MaxConnections, g.cfg.TLS == nil, g.cfg.Metrics)
 	cl.writeSlack = lim.WriteTimeout / 4
+	if lim.IdleTimeout > 0 {
+		cl.sweepIdle(lim.IdleTimeout) // in place of the server's IdleTimeout (limits.go)
+	}
 	ln = cl
 	if g.cfg.TLS != nil {
 		ln = g.cfg.TLS(ln)
 	}
 	srv := &http.Server{
-		Handler:           g,
+		Handler:           h,
 		ReadHeaderTimeout: lim.HeaderTimeout,
-		IdleTimeout:       lim.IdleTimeout,
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ConnState:         connState,
+		// No IdleTimeout (nor ReadTimeout, its fallback): the limiter closes idle
+		// connections, with no deadline moved per request (sweepIdle).
+		MaxHeaderBytes: lim.MaxHeaderBytes,
+		ConnState:      connState,
 		// One context value per connection: the response's write deadline is moved on
 		// the connection directly (writeBody).
 		ConnContext: connContext,
 		ErrorLog:    slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelWarn),
 	}
+	if g.cfg.TLS != nil {
+		// Over TLS the server offers HTTP/2, whose idle timeout is the server's: it
+		// sends GOAWAY before closing, which a sweep cannot. Keep it (and with it
+		// net/http's idle deadline for HTTP/1 over TLS); the sweeper only backs it up.
+		srv.IdleTimeout = lim.IdleTimeout
+	}
 	if lim.IdleTimeout == 0 {
-		// http.Server falls back on ReadTimeout (none here): keep-alive connections
-		// would stay forever.
+		// Nothing would close idle keep-alive connections.
 		srv.SetKeepAlivesEnabled(false)
 	}
 	errc := make(chan error, 1)

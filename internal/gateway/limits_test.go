@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -201,6 +202,20 @@ func TestClientTimeouts(t *testing.T) {
 			t.Fatalf("header timeouts went from %v to %v for a connection that was only idle", before, got)
 		}
 	})
+	t.Run("idle keep-alive that starts its next request and stalls", func(t *testing.T) {
+		// Fewer bytes than net/http waits for before it reads a header: the connection
+		// is still idle, and closing it is a header timeout.
+		before := l.rejections(t, telemetry.RejectHeaderTimeout)
+		c := l.dial(t)
+		if resp := getOn(t, c, bufio.NewReader(c), "/hello"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /hello = %d", resp.StatusCode)
+		}
+		if _, err := io.WriteString(c, "GE"); err != nil {
+			t.Fatal(err)
+		}
+		waitClosed(t, c)
+		waitMetric(t, l.metrics, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectHeaderTimeout}, before+1)
+	})
 	t.Run("normal request while slow clients trickle", func(t *testing.T) {
 		stop := make(chan struct{})
 		defer close(stop)
@@ -374,31 +389,53 @@ func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
 // TestWriteTimeout: a client that stops reading its response is cut after the write
-// timeout and counted, rather than holding its connection forever.
+// timeout and counted, rather than holding its connection forever. A large response is
+// written from the handler, which records the request's error; a small one is written
+// by the server once the handler has returned, and the connection counts it.
 func TestWriteTimeout(t *testing.T) {
-	hello, _ := sharedFunctions(t)
-	m := telemetry.NewMetrics("test")
-	g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
-		Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
-	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
-	server, client := net.Pipe()
-	defer client.Close()
-	ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
-	ln.once <- struct{}{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	client.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(client, "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
+	hello, echo := sharedFunctions(t)
+	for _, tc := range []struct {
+		name, request string
+		// requestErrors is the request's own write-timeout error count.
+		requestErrors float64
+		function      string
+	}{
+		{name: "large body", request: "GET /echo?q=" + strings.Repeat("x", 8<<10) + " HTTP/1.1\r\nHost: test\r\n\r\n", requestErrors: 1, function: "echo"},
+		{name: "small body", request: "GET /hello HTTP/1.1\r\nHost: test\r\n\r\n", function: "hello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := telemetry.NewMetrics("test")
+			g := gateway.New(gateway.Config{Metrics: m, Telemetry: true, DrainTimeout: 5 * time.Second,
+				Limits: gateway.Limits{WriteTimeout: 200 * time.Millisecond}})
+			setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello}, gateway.Route{Prefix: "/echo", Target: echo})
+			server, client := net.Pipe()
+			defer client.Close()
+			ln := &pipeListener{conn: server, once: make(chan struct{}, 1), closed: make(chan struct{})}
+			ln.once <- struct{}{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- g.Serve(ctx, ln) }()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			client.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(client, tc.request); err != nil {
+				t.Fatal(err)
+			}
+			// The client reads nothing: the response cannot be written.
+			waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
+			// The request is recorded once the handler returns, before the server
+			// closes the connection; the connection's count comes after that write.
+			waitMetric(t, m, "fermion_requests_total", map[string]string{"function": tc.function, "code": "2xx"}, 1)
+			if n := metricValue(t, m, "fermion_request_errors_total", map[string]string{"function": tc.function, "reason": telemetry.RejectWriteTimeout}); n != tc.requestErrors {
+				t.Errorf("request write-timeout errors = %v, want %v", n, tc.requestErrors)
+			}
+			if n := metricValue(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}); n != 1 {
+				t.Errorf("gateway write-timeout rejections = %v, want 1 (counted once)", n)
+			}
+		})
 	}
-	// The client reads nothing: the response cannot be written.
-	waitMetric(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}, 1)
-	waitMetric(t, m, "fermion_request_errors_total", map[string]string{"function": "hello", "reason": telemetry.RejectWriteTimeout}, 1)
 }
 
 // TestStaleDeadlinesOnKeepAlive: the socket's write deadline is moved lazily, so after a
@@ -480,5 +517,57 @@ func TestWriteDeadlineOverTLS(t *testing.T) {
 	}
 	if n := metricValue(t, m, "fermion_gateway_rejections_total", map[string]string{"reason": telemetry.RejectWriteTimeout}); n != 0 {
 		t.Fatalf("%v write timeouts counted, want none", n)
+	}
+}
+
+// TestKeepAliveExchangeReuse: a keep-alive connection reuses one exchange (ids,
+// header values, the response's buffer) for its requests. Each response must still
+// carry exactly its own request id, trace context and body, whatever the sizes and
+// routes before it, including a 404 in between.
+func TestKeepAliveExchangeReuse(t *testing.T) {
+	l := serveLimited(t, gateway.Limits{})
+	c := l.dial(t)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for i, n := range []int{1500, 3, 3000, 0, 40, 1900, 2} {
+		id := fmt.Sprintf("req-%d-%s", i, strings.Repeat("i", i*7))
+		path := "/echo?q=" + strings.Repeat(string(rune('a'+i)), n)
+		if i == 3 {
+			path = "/nowhere"
+		}
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\nX-Request-Id: %s\r\n\r\n", path, id); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := resp.Header.Get("X-Request-Id"); got != id {
+			t.Fatalf("request %d: X-Request-Id %q, want %q", i, got, id)
+		}
+		if tp := resp.Header.Get("Traceparent"); len(tp) != 55 {
+			t.Fatalf("request %d: traceparent %q", i, tp)
+		}
+		if i == 3 {
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("request %d: %s, want 404", i, resp.Status)
+			}
+			continue
+		}
+		var echo struct {
+			Query   string
+			Headers map[string][]string
+		}
+		if err := json.Unmarshal(body, &echo); err != nil || echo.Query != "q="+strings.Repeat(string(rune('a'+i)), n) {
+			t.Fatalf("request %d: echoed %q (%v)", i, body, err)
+		}
+		if got := echo.Headers["X-Request-Id"]; len(got) != 1 || got[0] != id {
+			t.Fatalf("request %d: the guest saw X-Request-Id %q, want %q", i, got, id)
+		}
 	}
 }

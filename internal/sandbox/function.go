@@ -33,6 +33,12 @@ type Request struct {
 	Body       []byte
 	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
 	Route string
+	// Reply, when set, is where a reactor's response is decoded, reusing its storage
+	// (the Response itself and a small copy buffer) instead of allocating them: the
+	// response Invoke returns is then Reply, and the one decoded there before is
+	// overwritten. The gateway keeps one per connection, which serves one request
+	// at a time.
+	Reply *Response
 }
 
 // Response is a function's answer.
@@ -46,8 +52,28 @@ type Response struct {
 	// the order they were made (0 for command modules): what a slow request's exemplar
 	// names, to match it with the instance's log lines.
 	Instance uint64
+	// End is when the guest call ended, from the clock reading that ends it (zero for
+	// command modules): the gateway counts the response's write deadline from it
+	// rather than reading the clock again.
+	End time.Time
 
 	inline [4]abi.Header // Header's backing array when the guest sent few headers
+	// buf is the copy of guest memory Body and Header view, kept for the next
+	// response decoded here (Request.Reply) when it is small.
+	buf []byte
+}
+
+// maxKeptReply is the largest copy buffer a reused Response keeps: small responses,
+// the common case, then cost no allocation, and a connection holds little.
+const maxKeptReply = 2 << 10
+
+// Reset empties r for reuse as a Request.Reply: its status, headers and body are
+// dropped, and only its copy buffer (at most maxKeptReply bytes) is kept, so a reply
+// held between requests pins nothing of the last one.
+func (r *Response) Reset() {
+	buf := r.buf
+	*r = Response{}
+	r.buf = buf
 }
 
 // Header is a response's header fields as the function sent them: in its order, names
@@ -281,7 +307,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
-	resp.Cold, resp.Instance = cold, inst.id
+	resp.Cold, resp.Instance, resp.End = cold, inst.id, inst.lastUsed // lastUsed: the call's end (callReactor)
 	return resp, nil
 }
 

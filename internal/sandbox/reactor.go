@@ -232,6 +232,7 @@ type callState struct {
 	ctx      context.Context
 	deadline time.Time
 	resp     *Response
+	reply    *Response // Request.Reply: where to decode the response, if set
 	respErr  *Error
 	got      bool   // response called
 	pending  []byte // outbound result waiting for http_take
@@ -482,7 +483,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	st := &inst.state
 	now := time.Now()
 	// flush emptied the logs
-	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited}
+	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited, reply: req.Reply}
 	inst.waited = 0
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
@@ -697,10 +698,20 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	if !ok {
 		panic("fermion.response: out of bounds")
 	}
-	// data is the host's own copy and is never modified: the response's body and
-	// header strings are views of it.
-	data := append([]byte(nil), view...)
-	resp := new(Response)
+	// data is the host's own copy and is never modified while the response is in
+	// use: the response's body and header strings are views of it. A reply
+	// (Request.Reply) lends its buffer, which its owner reuses only for a later
+	// response.
+	resp := st.reply
+	if resp == nil {
+		resp = new(Response)
+	} else {
+		resp.Reset()
+	}
+	data := append(resp.buf[:0], view...)
+	if cap(data) <= maxKeptReply && st.reply != nil {
+		resp.buf = data
+	}
 	r := abi.Response{Headers: resp.inline[:0]}
 	if err := abi.DecodeResponse(data, &r, true); err != nil {
 		f.metrics.BadResponse(telemetry.BadResponseEncoding)

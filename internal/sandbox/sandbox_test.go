@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -338,4 +339,47 @@ func TestHelloReactor(t *testing.T) {
 	wantMetric(t, "cold starts", coldStarts(m, "hello"), 0)
 	wantMetric(t, "warm gauge", warmGauge(m, "hello"), 1)
 	wantMetric(t, "busy gauge", busyGauge(m, "hello"), 0)
+}
+
+// TestReply: responses decoded into one Request.Reply, request after request, each
+// carry exactly their own body and headers, whatever the sizes before them (a buffer
+// kept from a smaller or larger response is never read past its own); without a
+// Reply, an earlier response stays intact after later ones.
+func TestReply(t *testing.T) {
+	e, _ := newEngine(t)
+	f := load(t, e, spec("echo", reactor(t, guestEcho)))
+	var reply sandbox.Response
+	var kept []*sandbox.Response
+	for i, n := range []int{10, 1500, 5000, 3, 1900, 0} {
+		body := []byte(strings.Repeat(string(rune('a'+i)), n))
+		for _, useReply := range []bool{true, false} {
+			req := post("/echo", body)
+			if useReply {
+				req.Reply = &reply
+			}
+			resp, err := f.Invoke(context.Background(), req)
+			if err != nil {
+				t.Fatalf("body of %d bytes: %v", n, err)
+			}
+			if useReply != (resp == &reply) {
+				t.Fatalf("body of %d bytes, reply %v: response decoded into the reply = %v", n, useReply, resp == &reply)
+			}
+			var got struct{ Body string }
+			if err := json.Unmarshal(resp.Body, &got); err != nil || got.Body != string(body) {
+				t.Fatalf("body of %d bytes, reply %v: echoed %q (%v)", n, useReply, resp.Body, err)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("body of %d bytes, reply %v: content-type %q", n, useReply, ct)
+			}
+			if !useReply {
+				kept = append(kept, resp)
+			}
+		}
+	}
+	for i, resp := range kept {
+		var got struct{ Body string }
+		if err := json.Unmarshal(resp.Body, &got); err != nil || (len(got.Body) > 0 && got.Body[0] != byte('a'+i)) {
+			t.Fatalf("response %d without a reply changed after later requests: %q", i, resp.Body)
+		}
+	}
 }

@@ -7,6 +7,7 @@
 //	           -minimal and -bare add an ABI-only guest and a bare wazero prototype
 //	           (bare.go, bench/internal/bare), which split the cost between the Go guest and the platform;
 //	           -rust adds examples/hello-rust, the Rust SDK's hello (rust.go);
+//	           -ladder adds Fermion's layers to bare wazero one at a time (ladder.go);
 //	           -split-cores puts the servers on one CPU and wrk on another;
 //	           -counters adds per-request system calls, context switches, goroutines,
 //	           allocations and GC cycles (counters.go); -only runs the named targets;
@@ -170,6 +171,7 @@ func gatewayBench(args []string) error {
 	weighted := fs.Bool("weighted", false, "add a target serving hello as two versions at 50/50 (a canary weight split) through Fermion with telemetry on, compared with one version (split.go)")
 	only := fs.String("only", "", "run only these targets (names as printed, separated by \";\"): for profiling a pair; the budgets whose targets did not run are left out")
 	counters := fs.Bool("counters", false, "also print, per target, what a request costs besides CPU time: user and system CPU, system calls, context switches, goroutines, allocations and GC cycles (counters.go)")
+	ladder := fs.Bool("ladder", false, "add the ladder: the ABI-only guest served by bare wazero, then with the gateway's server configuration, the gateway, and the full data plane added one at a time (telemetry off), and print what each layer costs per request (ladder.go)")
 	split := fs.Bool("split-cores", false, "run every server on CPU 0 and wrk on CPU 1, so the load generator never takes the servers' core (Linux, wrk and taskset)")
 	fs.BoolVar(&requestLog.All, "request-log-all", false, "write a request log line for every request (an agent's --request-log-all); by default the targets with telemetry on log as an agent does by default, sampled above telemetry.DefaultRequestLogRate lines per second")
 	fs.Parse(args)
@@ -286,6 +288,17 @@ func gatewayBench(args []string) error {
 			bareMin = bt.name
 			targets = append(targets, bt)
 		}
+	}
+	if *ladder { // ladder.go
+		mw, err := fermiontest.BuildGuest(r, "examples/testdata/abi/minimal", true)
+		if err != nil {
+			return err
+		}
+		lt, err := ladderTargets(m, mw, *conns, logFile)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, lt...)
 	}
 	if *bare {
 		bt, err := bareTarget("bare wazero, hello", wasm, *conns)
@@ -459,6 +472,7 @@ func gatewayBench(args []string) error {
 			roundRatio(minOff, bareMin, rpsRatio), spread(minOff, bareMin))
 	}
 	printBudgets(results, native.name, on.name, off.name, minOff, bareMin)
+	printLadder(results)
 	if *counters && *client == "wrk" {
 		fmt.Println("\nPer request, in the round with the median server CPU per request (process-wide counters, counters.go):")
 		fmt.Println()

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/sandbox"
 )
 
 // maxRequest is the exchange buffer each instance asks its guest for.
@@ -24,7 +25,8 @@ const maxRequest = 64 << 10
 // Server is a bare wazero server's handler and the runtime behind it.
 type Server struct {
 	http.Handler
-	rt wazero.Runtime
+	rt   wazero.Runtime
+	pool chan *instance
 }
 
 // New compiles wasm and instantiates it instances times (running _initialize), each
@@ -91,7 +93,7 @@ func New(ctx context.Context, wasm []byte, instances int) (*Server, error) {
 		w.WriteHeader(int(res.Status))
 		w.Write(res.Body)
 	})
-	return &Server{Handler: h, rt: rt}, nil
+	return &Server{Handler: h, rt: rt, pool: pool}, nil
 }
 
 // Close closes the runtime and every instance.
@@ -123,4 +125,81 @@ type instance struct {
 	hdrs   []abi.Header
 	req    []byte
 	out    []byte
+}
+
+// Warm calls every instance's handler calls times with req, as requests would, before
+// the server is measured. A Go guest's linear memory, on the Go heap here, grows over
+// its first ~16,000 requests (each growth a copy of the whole memory and garbage for
+// the host's GC), and a FIFO pool spreads requests over all its instances: without
+// this, a benchmark of a few seconds measures bare wazero partly warming up.
+func (s *Server) Warm(ctx context.Context, calls int, req *abi.Request) error {
+	enc := abi.AppendRequest(nil, req)
+	if len(enc) > maxRequest {
+		return fmt.Errorf("bare wazero warm: request of %d bytes exceeds %d", len(enc), maxRequest)
+	}
+	for range cap(s.pool) {
+		in := <-s.pool
+		err := func() error {
+			defer func() { s.pool <- in }()
+			for range calls {
+				if !in.mod.Memory().Write(in.ptr, enc) {
+					return fmt.Errorf("bare wazero warm: request buffer out of range")
+				}
+				in.stack[0] = uint64(len(enc))
+				if err := in.handle.CallWithStack(in.ctx, in.stack[:]); err != nil {
+					return fmt.Errorf("bare wazero warm: guest call: %w", err)
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Target serves the server's instance pool as a gateway target (gateway.Target): the
+// gateway's routing, ids, headers and limits in front of bare wazero's guest call, with
+// no sandbox (no slot, deadline, instance lifecycle, timeline or logs). fermion-bench's
+// ladder puts it between bare wazero and the full data plane.
+type Target struct {
+	s    *Server
+	spec sandbox.Spec
+}
+
+// Target returns the pool as a gateway target named by spec (name, version, limits).
+func (s *Server) Target(spec sandbox.Spec) *Target { return &Target{s: s, spec: spec} }
+
+func (t *Target) Name() string       { return t.spec.Name }
+func (t *Target) Version() string    { return t.spec.Version }
+func (t *Target) Spec() sandbox.Spec { return t.spec }
+
+// Invoke runs req on a pooled instance. The response is copied out of the instance's
+// buffer, as the sandbox copies it out of guest memory: the instance serves the next
+// request while the gateway writes this one's.
+func (t *Target) Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Response, error) {
+	in := <-t.s.pool
+	defer func() { t.s.pool <- in }()
+	hs := in.hdrs[:0]
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			hs = append(hs, abi.Header{Name: k, Value: v})
+		}
+	}
+	in.hdrs = hs
+	in.req = abi.AppendRequest(in.req[:0], &abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Headers: hs, Body: req.Body})
+	if len(in.req) > maxRequest || !in.mod.Memory().Write(in.ptr, in.req) {
+		return nil, &sandbox.Error{Status: http.StatusRequestEntityTooLarge, Reason: "request_body", Msg: "request too large"}
+	}
+	in.stack[0] = uint64(len(in.req))
+	if err := in.handle.CallWithStack(in.ctx, in.stack[:]); err != nil {
+		return nil, fmt.Errorf("bare target: guest call: %w", err)
+	}
+	data := append([]byte(nil), in.out...)
+	var res abi.Response
+	if err := abi.DecodeResponse(data, &res, true); err != nil {
+		return nil, fmt.Errorf("bare target: decode response: %w", err)
+	}
+	return &sandbox.Response{Status: res.Status, Header: res.Headers, Body: res.Body}, nil
 }
