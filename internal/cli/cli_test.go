@@ -50,6 +50,35 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// refusal is a command line that must be refused as a usage error (exit 2) whose stderr
+// holds every want, before anything listens.
+type refusal struct {
+	name string
+	args []string
+	want []string
+}
+
+// checkRefusals runs each refusal as a named subtest.
+func checkRefusals(t *testing.T, tests []refusal) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.args...)
+			if code != 2 {
+				t.Fatalf("%v exited %d, want 2; stderr: %s", tt.args, code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Fatalf("%v stderr does not contain %q: %s", tt.args, w, stderr)
+				}
+			}
+			if strings.Contains(stdout, "listening") {
+				t.Fatalf("%v started serving: %s", tt.args, stdout)
+			}
+		})
+	}
+}
+
 func TestVersion(t *testing.T) {
 	t.Setenv("FERMION_HOME", t.TempDir())
 	t.Setenv("FERMION_SERVER", "")
