@@ -103,20 +103,8 @@ func BenchmarkInterruptTightLoop(b *testing.B) {
 			name = "instrumented"
 		}
 		b.Run(name, func(b *testing.B) {
-			wasm := tightLoop()
-			if instrumented {
-				var err error
-				if wasm, err = instrumentInterrupt(wasm); err != nil {
-					b.Fatal(err)
-				}
-			}
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-			defer rt.Close(ctx)
-			mod, err := rt.Instantiate(ctx, wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
+			mod := instantiateBare(b, tightLoop(), instrumented)
 			run, stack := mod.ExportedFunction("run"), []uint64{0}
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
@@ -147,17 +135,8 @@ func BenchmarkInterruptStopLatency(b *testing.B) {
 			name = "hint lost"
 		}
 		b.Run(name, func(b *testing.B) {
-			wasm, err := instrumentInterrupt(module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody)))
-			if err != nil {
-				b.Fatal(err)
-			}
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-			defer rt.Close(ctx)
-			mod, err := rt.Instantiate(ctx, wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
+			mod := instantiateBare(b, module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody)), true)
 			inst := &instance{mod: mod}
 			(&Function{interruptible: true}).bindInterrupt(inst)
 			run := mod.ExportedFunction("run")
@@ -197,6 +176,27 @@ func BenchmarkInterruptStopLatency(b *testing.B) {
 			b.ReportMetric(float64(worst.Nanoseconds()), "max-ns/stop")
 		})
 	}
+}
+
+// instantiateBare instantiates wasm, rewritten by instrumentInterrupt if instrumented,
+// in a compiler runtime of its own that is closed when the benchmark ends: wazero alone,
+// with no host module.
+func instantiateBare(b testing.TB, wasm []byte, instrumented bool) api.Module {
+	b.Helper()
+	if instrumented {
+		var err error
+		if wasm, err = instrumentInterrupt(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	b.Cleanup(func() { rt.Close(ctx) })
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mod
 }
 
 // handleOnly instantiates wasm in a runtime of its own, with a response host function
