@@ -13,6 +13,7 @@ import (
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/threadusage"
 )
 
 // BenchmarkInterruptChecks is one call of a guest's fermion_handle through wazero
@@ -21,7 +22,7 @@ import (
 // the checks add to a request's guest code. Bare wazero, the platform budget's
 // reference, runs the module as compiled, so this is part of the platform's share that
 // no change to the gateway or the call path can remove. Besides ns/op it reports
-// cpu-ns/op, the calling thread's CPU time per call (threadCPU), which a neighbour's
+// cpu-ns/op, the calling thread's CPU time per call (threadusage.CPU), which a neighbour's
 // load moves less; the guest first serves warmCalls requests, so its heap has reached
 // its working size. hello-rust needs a Rust toolchain (skipped without one, and in
 // -short).
@@ -66,11 +67,13 @@ func BenchmarkInterruptChecks(b *testing.B) {
 				defer runtime.UnlockOSThread()
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu := threadCPU()
+				cpu := threadusage.CPU()
 				for b.Loop() {
 					call()
 				}
-				b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+				if threadusage.Measured {
+					b.ReportMetric(float64(threadusage.CPU()-cpu)/float64(b.N), "cpu-ns/op")
+				}
 			})
 		}
 	}
@@ -109,14 +112,16 @@ func BenchmarkInterruptTightLoop(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			b.ResetTimer()
-			cpu := threadCPU()
+			cpu := threadusage.CPU()
 			for i := 0; i < b.N; i += iterations { // b.N iterations, in calls of up to 65,536
 				stack[0] = uint64(min(iterations, b.N-i))
 				if err := run.CallWithStack(ctx, stack); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			if threadusage.Measured {
+				b.ReportMetric(float64(threadusage.CPU()-cpu)/float64(b.N), "cpu-ns/op")
+			}
 		})
 	}
 }
