@@ -46,6 +46,22 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
+// drainedConn returns the server end of a loopback TCP connection whose client end
+// reads and discards everything until the test closes both: writes never block.
+func drainedConn(t *testing.T) net.Conn {
+	t.Helper()
+	server, client := tcpPair(t)
+	go func() {
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	return server
+}
+
 // TestLazyWriteDeadline: the socket's write deadline follows the one asked for only
 // when something is written, and is kept while it falls at most writeSlack before it;
 // a deadline that has passed is set at once.
@@ -86,15 +102,7 @@ func TestLazyWriteDeadline(t *testing.T) {
 		{"nothing asked, nothing set", []step{write(), write()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, client := tcpPair(t)
-			go func() { // drain
-				b := make([]byte, 512)
-				for {
-					if _, err := client.Read(b); err != nil {
-						return
-					}
-				}
-			}()
+			server := drainedConn(t)
 			cc := &countingConn{Conn: server}
 			c := &trackedConn{Conn: cc, l: &connLimiter{epoch: epoch, writeSlack: slack}}
 			for i, s := range tc.steps {
@@ -277,15 +285,7 @@ func TestDeadlinePassed(t *testing.T) {
 // TestArmWrite: armWrite asks for the deadline timeout from now, which the next write
 // puts on the socket, as SetWriteDeadline(time.Now().Add(timeout)) would.
 func TestArmWrite(t *testing.T) {
-	server, client := tcpPair(t)
-	go func() { // drain
-		b := make([]byte, 512)
-		for {
-			if _, err := client.Read(b); err != nil {
-				return
-			}
-		}
-	}()
+	server := drainedConn(t)
 	cc := &countingConn{Conn: server}
 	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now(), writeSlack: time.Second}}
 	before := time.Now()
@@ -416,15 +416,7 @@ func TestKeepAliveArmsNoReadTimer(t *testing.T) {
 // TestArmWriteFrom: a write deadline counted from a time read earlier (the guest
 // call's end) reaches the socket as that time plus the timeout, exactly.
 func TestArmWriteFrom(t *testing.T) {
-	server, client := tcpPair(t)
-	go func() { // drain
-		b := make([]byte, 512)
-		for {
-			if _, err := client.Read(b); err != nil {
-				return
-			}
-		}
-	}()
+	server := drainedConn(t)
 	cc := &countingConn{Conn: server}
 	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now().Add(-time.Minute), writeSlack: time.Second}}
 	from := time.Now().Add(-time.Second)
