@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"fermion.dev/fermion/internal/fermiontest"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 // TestMetricsDocumented: every metric a node registers (its own, a function version's
@@ -19,16 +18,7 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := telemetry.NewMetrics("test")
-	m.Function("f", "1")
-	spool, err := telemetry.NewSpool(telemetry.SpoolConfig{Dir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(spool.Close)
-	for _, c := range spool.Collectors() {
-		m.Registry.MustRegister(c)
-	}
+	m := nodeMetrics(t)
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
