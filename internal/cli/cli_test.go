@@ -50,6 +50,39 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// refusal is a command line that must be refused as a usage error: exit 2, one
+// "fermion: " error on stderr holding every want, and nothing on stdout (so nothing
+// started listening).
+type refusal struct {
+	name string
+	args []string
+	want []string // in stderr
+}
+
+// checkRefusals runs each refusal as a named subtest.
+func checkRefusals(t *testing.T, tests []refusal) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.args...)
+			if code != 2 {
+				t.Fatalf("%v exited %d, want 2; stderr: %s", tt.args, code, stderr)
+			}
+			if !strings.HasPrefix(stderr, "fermion: ") {
+				t.Fatalf("stderr %q does not start with fermion:", stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Fatalf("%v stderr does not contain %q: %s", tt.args, w, stderr)
+				}
+			}
+			if stdout != "" {
+				t.Fatalf("%v wrote to stdout: %q", tt.args, stdout)
+			}
+		})
+	}
+}
+
 func TestVersion(t *testing.T) {
 	t.Setenv("FERMION_HOME", t.TempDir())
 	t.Setenv("FERMION_SERVER", "")
@@ -119,11 +152,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		want []string // in stderr
-	}{
+	checkRefusals(t, []refusal{
 		{name: "unknown flag", args: []string{"run", "--bogus"}, want: []string{"unknown flag: --bogus", "fermion run --help"}},
 		{name: "unknown root flag", args: []string{"--bogus"}, want: []string{"unknown flag: --bogus", "fermion --help"}},
 		{name: "unknown shorthand flag", args: []string{"new", "-z", "x"}, want: []string{"unknown shorthand flag", "fermion new --help"}},
@@ -136,26 +165,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "new with an unknown HTTP API", args: []string{"new", "x", "--http-api", "gin"}, want: []string{`--http-api "gin" is not supported`, "fhttp, net/http"}},
 		{name: "run with a bad log level", args: []string{"run", "--log-level", "loud"}, want: []string{`log level "loud"`, "debug, info, warn or error"}},
 		{name: "server with a leader lease too short to renew", args: []string{"server", "--leader-ttl", "100ms"}, want: []string{"--leader-ttl (100ms) is too short", "at least 400ms"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := run(t, tt.args...)
-			if code != 2 {
-				t.Fatalf("%v exited %d, want 2; stderr: %s", tt.args, code, stderr)
-			}
-			if !strings.HasPrefix(stderr, "fermion: ") {
-				t.Fatalf("stderr %q does not start with fermion:", stderr)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Fatalf("%v stderr does not contain %q: %s", tt.args, w, stderr)
-				}
-			}
-			if stdout != "" {
-				t.Fatalf("%v wrote to stdout: %q", tt.args, stdout)
-			}
-		})
-	}
+	})
 }
 
 func TestNewBadName(t *testing.T) {

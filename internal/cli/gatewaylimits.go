@@ -29,7 +29,7 @@ func (o *gatewayLimitOptions) flags(f *pflag.FlagSet, prefix string) {
 		"longest silence while a request body arrives, and the grace before --"+prefix+"min-body-rate applies (0: none)")
 	f.StringVar(&o.minBodyRate, prefix+"min-body-rate", "512B", "average rate per second a request body must keep up after --"+prefix+"body-timeout, e.g. 1KiB (0: none)")
 	f.DurationVar(&o.writeTimeout, prefix+"write-timeout", gateway.DefaultWriteTimeout, "longest a client may leave a response unread (0: none)")
-	f.DurationVar(&o.keepAlive, prefix+"keepalive-timeout", gateway.DefaultIdleTimeout, "how long an idle keep-alive connection stays open (0: no keep-alive)")
+	f.DurationVar(&o.keepAlive, prefix+"keepalive-timeout", gateway.DefaultIdleTimeout, "how long an idle keep-alive connection stays open, closed within an eighth more (0: no keep-alive, one request per connection)")
 	f.StringVar(&o.maxHeaderSize, prefix+"max-header-size", "64KiB", "largest request header accepted (431 past it)")
 }
 

@@ -25,7 +25,7 @@ type requestLogOptions struct {
 func (o *requestLogOptions) flags(f *pflag.FlagSet, prefix string) {
 	o.prefix = prefix
 	f.IntVar(&o.rate, prefix+"request-log-rate", telemetry.DefaultRequestLogRate,
-		"request log lines per second written for every request; above it, failures and slow requests still get theirs, and a sample of the rest carries a \"weight\" (the requests it stands for)")
+		"request log lines per second written before the rest are sampled (a burst of one second's worth); above it, failures and slow requests still get theirs, and each sampled line carries a \"weight\" (the requests it stands for)")
 	f.BoolVar(&o.all, prefix+"request-log-all", false, "write a request log line for every request, whatever the rate")
 	f.DurationVar(&o.slow, prefix+"request-log-slow", telemetry.DefaultRequestLogSlow,
 		"requests this slow or slower always get a request log line (0: no such rule)")

@@ -190,6 +190,10 @@ func debug() Dashboard {
 			{Title: "Telemetry backlog", Kind: TimeSeries, Unit: Bytes, Queries: []Query{
 				{`sum by (instance) (fermion_telemetry_spool_bytes)`, "{{instance}}"}},
 				Note: "spans spooled to disk while the collector is away"},
+			{Title: "Request log lines skipped by sampling", Kind: TimeSeries, Unit: PerSec, Queries: []Query{
+				{`sum by (instance) (rate(fermion_request_log_skipped_total[5m]))`, "skipped {{instance}}"},
+				{`sum by (instance) (rate(fermion_requests_total[5m]))`, "requests {{instance}}"}},
+				Note: "node-wide, whatever the function: requests above `--request-log-rate` that got no line, each counted in a later line's `weight`; failures and slow requests always get theirs"},
 			{Title: "Slowest requests → traces (log panel)", Kind: Logs,
 				Note: "`msg=\"request\"` lines for the function sorted by `duration_ms`; open `trace_id` in the trace backend"},
 		},

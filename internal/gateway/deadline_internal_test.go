@@ -46,6 +46,22 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
+// drainedConn returns the server end of a loopback TCP connection whose client end
+// reads and discards everything until the test closes both: writes never block.
+func drainedConn(t *testing.T) net.Conn {
+	t.Helper()
+	server, client := tcpPair(t)
+	go func() {
+		b := make([]byte, 512)
+		for {
+			if _, err := client.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	return server
+}
+
 // TestLazyWriteDeadline: the socket's write deadline follows the one asked for only
 // when something is written, and is kept while it falls at most writeSlack before it;
 // a deadline that has passed is set at once.
@@ -86,15 +102,7 @@ func TestLazyWriteDeadline(t *testing.T) {
 		{"nothing asked, nothing set", []step{write(), write()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, client := tcpPair(t)
-			go func() { // drain
-				b := make([]byte, 512)
-				for {
-					if _, err := client.Read(b); err != nil {
-						return
-					}
-				}
-			}()
+			server := drainedConn(t)
 			cc := &countingConn{Conn: server}
 			c := &trackedConn{Conn: cc, l: &connLimiter{epoch: epoch, writeSlack: slack}}
 			for i, s := range tc.steps {
@@ -277,15 +285,7 @@ func TestDeadlinePassed(t *testing.T) {
 // TestArmWrite: armWrite asks for the deadline timeout from now, which the next write
 // puts on the socket, as SetWriteDeadline(time.Now().Add(timeout)) would.
 func TestArmWrite(t *testing.T) {
-	server, client := tcpPair(t)
-	go func() { // drain
-		b := make([]byte, 512)
-		for {
-			if _, err := client.Read(b); err != nil {
-				return
-			}
-		}
-	}()
+	server := drainedConn(t)
 	cc := &countingConn{Conn: server}
 	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now(), writeSlack: time.Second}}
 	before := time.Now()
@@ -355,6 +355,30 @@ func (l readDeadlineListener) Accept() (net.Conn, error) {
 	return rc, nil
 }
 
+// serveRaw serves h through a gateway with lim on ln until the test ends, and returns a
+// raw client connection to it, with a 30 s deadline so that a hung server fails the test
+// instead of stalling it.
+func serveRaw(t *testing.T, ln net.Listener, lim Limits, h http.HandlerFunc) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	g := New(Config{Limits: lim})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.ServeHandler(ctx, ln, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
 // TestKeepAliveArmsNoReadTimer: requests on a keep-alive connection under the default
 // limits (idle and header timeouts on) put no future read deadline on the socket after
 // the first request's header: the idle timeout is the limiter's sweeper, not a
@@ -366,27 +390,9 @@ func TestKeepAliveArmsNoReadTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	dl := readDeadlineListener{Listener: ln, conns: make(chan *readDeadlineConn, 1)}
-	g := New(Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- g.ServeHandler(ctx, dl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "ok")
-		}))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
+	c, br := serveRaw(t, dl, Limits{}, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
 	})
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
 	const requests = 20
 	for i := range requests {
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
@@ -410,15 +416,7 @@ func TestKeepAliveArmsNoReadTimer(t *testing.T) {
 // TestArmWriteFrom: a write deadline counted from a time read earlier (the guest
 // call's end) reaches the socket as that time plus the timeout, exactly.
 func TestArmWriteFrom(t *testing.T) {
-	server, client := tcpPair(t)
-	go func() { // drain
-		b := make([]byte, 512)
-		for {
-			if _, err := client.Read(b); err != nil {
-				return
-			}
-		}
-	}()
+	server := drainedConn(t)
 	cc := &countingConn{Conn: server}
 	c := &trackedConn{Conn: cc, l: &connLimiter{epoch: time.Now().Add(-time.Minute), writeSlack: time.Second}}
 	from := time.Now().Add(-time.Second)
@@ -440,28 +438,10 @@ func TestIdleSweepSparesActive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(Config{Limits: Limits{IdleTimeout: idle}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- g.ServeHandler(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(6 * idle) // the request's own work, well past the idle timeout
-			io.WriteString(w, "ok")
-		}))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
+	c, br := serveRaw(t, ln, Limits{IdleTimeout: idle}, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(6 * idle) // the request's own work, well past the idle timeout
+		io.WriteString(w, "ok")
 	})
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}

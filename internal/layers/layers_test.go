@@ -26,6 +26,8 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/atomicfile", nil},
 	{"fermion.dev/fermion/internal/certs", []string{"fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/wasmbin", nil},
+	// threadusage reads the calling thread's CPU clock and page faults for benchmarks.
+	{"fermion.dev/fermion/internal/threadusage", nil},
 	{"fermion.dev/fermion/internal/manifest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/rollout"}},
 	{"fermion.dev/fermion/internal/telemetry", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/artifact", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
@@ -60,7 +62,7 @@ var rules = []struct {
 	// sloctl is the control plane's SLO adapter: spec store, leader's engine, alert
 	// views. The control plane constructs it with narrow dependencies (sloengine).
 	{"fermion.dev/fermion/internal/sloctl", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/slo", "fermion.dev/fermion/internal/notify", "fermion.dev/fermion/internal/engine", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/fermiontest"}},
-	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/sandbox", []string{"fermion.dev/fermion/internal/threadusage", "fermion.dev/fermion/internal/atomicfile", "fermion.dev/fermion/internal/autoscale", "fermion.dev/fermion/internal/certs", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/wasmbin", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/fermiontest"}},
 	{"fermion.dev/fermion/internal/gateway", []string{"fermion.dev/fermion/internal/sli", "fermion.dev/fermion/api", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/telemetry", "fermion.dev/fermion/internal/sandbox", "fermion.dev/fermion/internal/fermiontest"}},
 	// agenttest starts real agents for the tests of the agent and the packages above it.
 	{"fermion.dev/fermion/internal/agent/agenttest", []string{"fermion.dev/fermion/internal/agent"}},

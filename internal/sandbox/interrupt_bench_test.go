@@ -13,6 +13,7 @@ import (
 
 	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/threadusage"
 )
 
 // BenchmarkInterruptChecks is one call of a guest's fermion_handle through wazero
@@ -21,7 +22,7 @@ import (
 // the checks add to a request's guest code. Bare wazero, the platform budget's
 // reference, runs the module as compiled, so this is part of the platform's share that
 // no change to the gateway or the call path can remove. Besides ns/op it reports
-// cpu-ns/op, the calling thread's CPU time per call (threadCPU), which a neighbour's
+// cpu-ns/op, the calling thread's CPU time per call (threadusage.CPU), which a neighbour's
 // load moves less; the guest first serves warmCalls requests, so its heap has reached
 // its working size. hello-rust needs a Rust toolchain (skipped without one, and in
 // -short).
@@ -66,11 +67,13 @@ func BenchmarkInterruptChecks(b *testing.B) {
 				defer runtime.UnlockOSThread()
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu := threadCPU()
+				cpu := threadusage.CPU()
 				for b.Loop() {
 					call()
 				}
-				b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+				if threadusage.Measured {
+					b.ReportMetric(float64(threadusage.CPU()-cpu)/float64(b.N), "cpu-ns/op")
+				}
 			})
 		}
 	}
@@ -103,32 +106,22 @@ func BenchmarkInterruptTightLoop(b *testing.B) {
 			name = "instrumented"
 		}
 		b.Run(name, func(b *testing.B) {
-			wasm := tightLoop()
-			if instrumented {
-				var err error
-				if wasm, err = instrumentInterrupt(wasm); err != nil {
-					b.Fatal(err)
-				}
-			}
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-			defer rt.Close(ctx)
-			mod, err := rt.Instantiate(ctx, wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
+			mod := instantiateBare(b, tightLoop(), instrumented)
 			run, stack := mod.ExportedFunction("run"), []uint64{0}
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			b.ResetTimer()
-			cpu := threadCPU()
+			cpu := threadusage.CPU()
 			for i := 0; i < b.N; i += iterations { // b.N iterations, in calls of up to 65,536
 				stack[0] = uint64(min(iterations, b.N-i))
 				if err := run.CallWithStack(ctx, stack); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			if threadusage.Measured {
+				b.ReportMetric(float64(threadusage.CPU()-cpu)/float64(b.N), "cpu-ns/op")
+			}
 		})
 	}
 }
@@ -147,17 +140,8 @@ func BenchmarkInterruptStopLatency(b *testing.B) {
 			name = "hint lost"
 		}
 		b.Run(name, func(b *testing.B) {
-			wasm, err := instrumentInterrupt(module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody)))
-			if err != nil {
-				b.Fatal(err)
-			}
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-			defer rt.Close(ctx)
-			mod, err := rt.Instantiate(ctx, wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
+			mod := instantiateBare(b, module(typeSec, funcSec, memSec, globalSec, exportSec, codeSec(loopBody)), true)
 			inst := &instance{mod: mod}
 			(&Function{interruptible: true}).bindInterrupt(inst)
 			run := mod.ExportedFunction("run")
@@ -197,6 +181,27 @@ func BenchmarkInterruptStopLatency(b *testing.B) {
 			b.ReportMetric(float64(worst.Nanoseconds()), "max-ns/stop")
 		})
 	}
+}
+
+// instantiateBare instantiates wasm, rewritten by instrumentInterrupt if instrumented,
+// in a compiler runtime of its own that is closed when the benchmark ends: wazero alone,
+// with no host module.
+func instantiateBare(b testing.TB, wasm []byte, instrumented bool) api.Module {
+	b.Helper()
+	if instrumented {
+		var err error
+		if wasm, err = instrumentInterrupt(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	b.Cleanup(func() { rt.Close(ctx) })
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mod
 }
 
 // handleOnly instantiates wasm in a runtime of its own, with a response host function

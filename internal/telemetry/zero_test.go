@@ -7,13 +7,10 @@ import (
 	"fermion.dev/fermion/internal/telemetry"
 )
 
-// TestLabelledCountersStartAtZero lists, value by value, every labelled error, rejection
-// and result counter of a node and checks that each series exists at 0 as soon as a
-// function version loads (or the process starts, for the node-wide ones): healthy
-// panels show 0, not "no data", and rate() works from the first scrape. The values are
-// written out rather than taken from the package's lists, so a reason dropped from a
-// list fails here; docs/telemetry.md documents the same values.
-func TestLabelledCountersStartAtZero(t *testing.T) {
+// nodeMetrics returns the metrics of a node serving function f version 1, with a span
+// spool's collectors registered: every series a node exports from its start.
+func nodeMetrics(t *testing.T) *telemetry.Metrics {
+	t.Helper()
 	m := telemetry.NewMetrics("test")
 	m.Function("f", "1")
 	spool, err := telemetry.NewSpool(telemetry.SpoolConfig{Dir: t.TempDir()}, nil)
@@ -24,6 +21,17 @@ func TestLabelledCountersStartAtZero(t *testing.T) {
 	for _, c := range spool.Collectors() {
 		m.Registry.MustRegister(c)
 	}
+	return m
+}
+
+// TestLabelledCountersStartAtZero lists, value by value, every labelled error, rejection
+// and result counter of a node and checks that each series exists at 0 as soon as a
+// function version loads (or the process starts, for the node-wide ones): healthy
+// panels show 0, not "no data", and rate() works from the first scrape. The values are
+// written out rather than taken from the package's lists, so a reason dropped from a
+// list fails here; docs/telemetry.md documents the same values.
+func TestLabelledCountersStartAtZero(t *testing.T) {
+	m := nodeMetrics(t)
 	tests := []struct {
 		metric string
 		label  string

@@ -17,6 +17,7 @@ import (
 	"fermion.dev/fermion/bench/internal/bare"
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/rustbuild"
+	"fermion.dev/fermion/internal/threadusage"
 )
 
 // guestCallRequest is the request guestcalls hands every guest: a GET with the three
@@ -132,13 +133,13 @@ func guestCPU(wasms [][]byte, calls, rounds int) (per []cpuSpread, ratio []cpuSp
 	ns := make([][]float64, len(callers))
 	for range rounds {
 		for i, c := range callers {
-			t0 := threadCPU()
+			t0 := threadusage.CPU()
 			for range calls {
 				if err := c.call(); err != nil {
 					return nil, nil, err
 				}
 			}
-			ns[i] = append(ns[i], float64(threadCPU()-t0)/float64(calls))
+			ns[i] = append(ns[i], float64(threadusage.CPU()-t0)/float64(calls))
 		}
 	}
 	for i := range callers {

@@ -78,6 +78,7 @@ import (
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
+	"fermion.dev/fermion/internal/threadusage"
 )
 
 func main() {
@@ -860,7 +861,7 @@ func coldStartBench(args []string) error {
 						p.init = append(p.init, b)
 					}
 					if starts == &p.fresh {
-						c, f := threadCPU(), threadFaults()
+						c, f := threadusage.CPU(), threadusage.Faults()
 						if !firstFresh { // the first also took the snapshot
 							p.freshCPU = append(p.freshCPU, c-lastCPU)
 							p.freshFaults = append(p.freshFaults, f-lastFaults)
@@ -893,15 +894,15 @@ func coldStartBench(args []string) error {
 			// core: on a shared machine that wait is most of the wall-clock p99.
 			runtime.LockOSThread()
 			for i := 0; i < perRound; i++ {
-				c0, f0, g0 := threadCPU(), threadFaults(), gcCycles()
+				c0, f0, g0 := threadusage.CPU(), threadusage.Faults(), gcCycles()
 				t0 := time.Now()
 				if _, err := f.Invoke(ctx, req); err != nil {
 					runtime.UnlockOSThread()
 					return err
 				}
 				p.first = append(p.first, time.Since(t0))
-				p.cpu = append(p.cpu, threadCPU()-c0)
-				p.faults = append(p.faults, threadFaults()-f0)
+				p.cpu = append(p.cpu, threadusage.CPU()-c0)
+				p.faults = append(p.faults, threadusage.Faults()-f0)
 				p.inGC = append(p.inGC, gcCycles() != g0)
 			}
 			runtime.UnlockOSThread()
@@ -915,7 +916,7 @@ func coldStartBench(args []string) error {
 				w.Scaling.MinWarm, w.Scaling.MaxInstances = *warmN, max(*warmN, w.Scaling.MaxInstances)
 				runtime.LockOSThread()
 				mu.Lock()
-				lastCPU, lastFaults = threadCPU(), threadFaults()
+				lastCPU, lastFaults = threadusage.CPU(), threadusage.Faults()
 				mu.Unlock()
 				fw, err := e.Load(ctx, w) // the snapshot's instance, then the prewarm
 				runtime.UnlockOSThread()
