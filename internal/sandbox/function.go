@@ -30,7 +30,15 @@ type Request struct {
 	RemoteAddr string
 	TLS        bool // the request came over HTTPS (CGI: HTTPS=on, REQUEST_SCHEME=https)
 	Header     http.Header
-	Body       []byte
+	// Added are header fields the host adds to the request (the gateway's request id,
+	// trace context and X-Forwarded-Proto), names canonical and each once: the guest
+	// gets them in place of Header's fields of the same names. They are kept out of
+	// Header so the gateway adds them without writing into net/http's map of the
+	// client's fields (a map insert each, and the map's growth when the client sent
+	// seven fields or more) and the sandbox sends them without iterating and
+	// canonicalising them as map entries.
+	Added Header
+	Body  []byte
 	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
 	Route string
 	// Reply, when set, is where a reactor's response is decoded, reusing its storage
@@ -90,6 +98,17 @@ func (h Header) Get(name string) string {
 		}
 	}
 	return ""
+}
+
+// has reports whether h has a field named name, spelled exactly so (Request.Added's
+// names are canonical).
+func (h Header) has(name string) bool {
+	for _, kv := range h {
+		if kv.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // headerFromMap lists m's fields, each name's values together in their order.
