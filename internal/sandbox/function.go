@@ -315,18 +315,22 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		inst.rec.state.Store(stateBusy)
 	}
 	resp, reason, err := f.callReactor(ctx, inst, req)
+	// lastUsed is the call's end (callReactor). Read before putInstance: once back in
+	// the pool, the instance is another request's, whose call sets it again (go test
+	// -race found it).
+	id, callEnd := inst.id, inst.lastUsed
 	if inst.rec != nil { // timeline.go
 		status := 0
 		if resp != nil {
 			status = resp.Status
 		}
-		f.timeline.request(inst.rec, inst.lastUsed, status, err)
+		f.timeline.request(inst.rec, callEnd, status, err)
 	}
 	f.putInstance(inst, reason)
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
-	resp.Cold, resp.Instance, resp.End = cold, inst.id, inst.lastUsed // lastUsed: the call's end (callReactor)
+	resp.Cold, resp.Instance, resp.End = cold, id, callEnd
 	return resp, nil
 }
 
