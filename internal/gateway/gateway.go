@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"fermion.dev/fermion/api/abi"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
@@ -221,12 +222,16 @@ var reservedResponseHeader = map[string]bool{
 // out (finishRequest, which still reads the header values kept here) before it reads
 // the next request. Other requests, such as HTTP/2 streams, allocate their own.
 type exchange struct {
-	vals  [3]string // request id, traceparent, Content-Length
-	req   sandbox.Request
-	resp  sandbox.Response // req.Reply
-	span  idSpan
-	hvals [4]string
-	inst  uint64 // the instance that served, for the SLI exemplar
+	vals [3]string // request id, traceparent, Content-Length
+	// added backs req.Added: the request id, traceparent, and tracestate and
+	// X-Forwarded-Proto when there are; nadded of them are set.
+	added  [4]abi.Header
+	nadded int
+	req    sandbox.Request
+	resp   sandbox.Response // req.Reply
+	span   idSpan
+	hvals  [4]string
+	inst   uint64 // the instance that served, for the SLI exemplar
 }
 
 // exchangeFor returns the exchange for r, which came on tc (nil: not the gateway's
@@ -247,7 +252,15 @@ func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
 // header values net/http still has to write are held by the response's header map.
 func (x *exchange) release() {
 	x.req = sandbox.Request{}
+	x.added, x.nadded = [4]abi.Header{}, 0
 	x.resp.Reset()
+}
+
+// add adds a header field the gateway sets on the request the guest sees
+// (sandbox.Request.Added); name must be canonical.
+func (x *exchange) add(name, value string) {
+	x.added[x.nadded] = abi.Header{Name: name, Value: value}
+	x.nadded++
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
@@ -305,18 +318,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		traceparent, id = telemetry.TraceparentAndRequestID(sc)
 	}
-	// The guest and the client see the same values: the request's and the response's
-	// headers share the (never modified) value slices, capped so an append copies.
+	// The guest and the client see the same values. The guest's are given beside the
+	// request's header map (sandbox.Request.Added), not written into it; the
+	// response's share the (never modified) value slices, capped so an append copies.
 	x.vals[0], x.vals[1] = id, traceparent
-	idv, tpv := x.vals[0:1:1], x.vals[1:2:2]
-	r.Header[headerRequestID] = idv
-	r.Header["Traceparent"] = tpv
+	x.add(headerRequestID, id)
+	x.add("Traceparent", traceparent)
 	wh := w.Header()
-	wh[headerRequestID] = idv
-	wh["Traceparent"] = tpv
+	wh[headerRequestID] = x.vals[0:1:1]
+	wh["Traceparent"] = x.vals[1:2:2]
 	if ts := sc.TraceState(); ts.Len() > 0 {
-		tsv := []string{ts.String()}
-		r.Header["Tracestate"], wh["Tracestate"] = tsv, tsv
+		tsv := ts.String()
+		x.add("Tracestate", tsv)
+		wh["Tracestate"] = []string{tsv}
 	}
 	traceID := traceparent[3:35]
 
@@ -416,7 +430,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if r.TLS != nil {
 		// The gateway terminated TLS itself: tell the guest, in the header a proxy in
 		// front would have set (overriding whatever the client sent).
-		r.Header.Set("X-Forwarded-Proto", "https")
+		x.add("X-Forwarded-Proto", "https")
 	}
 	req := &x.req
 	*req = sandbox.Request{
@@ -427,6 +441,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		RemoteAddr: r.RemoteAddr,
 		TLS:        r.TLS != nil,
 		Header:     r.Header,
+		Added:      x.added[:x.nadded:x.nadded],
 		Body:       body,
 		Route:      route.Prefix,
 		Reply:      &x.resp,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -737,4 +738,65 @@ func TestQuiesce(t *testing.T) {
 			t.Fatalf("request routed by the replaced table: %d %q %v, want 200 ok", res.r.status, res.r.body, res.err)
 		}
 	})
+}
+
+// TestGuestSeesOneOfEachID: the ids the gateway adds reach the guest once each, in
+// place of what the client sent under those names, however many fields the client
+// sent (enough here to fill net/http's small map), and the client's own fields reach
+// it unchanged.
+func TestGuestSeesOneOfEachID(t *testing.T) {
+	f := newHelloAndEcho(t, false, nil)
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tests := []struct {
+		name   string
+		header http.Header
+		// tracestate is what the guest and the client see ("" none).
+		tracestate string
+	}{
+		{name: "no fields", header: http.Header{}},
+		{name: "replaced id and many fields", header: manyFields(http.Header{
+			"X-Request-Id": {"bad id", "second"}, "Traceparent": {parent}, "Tracestate": {"vendor=abc"}}),
+			tracestate: "vendor=abc"},
+		{name: "kept id, lower-case names sent", header: manyFields(http.Header{
+			"x-request-id": {"req-42"}, "traceparent": {parent}})},
+		// An unusable traceparent starts a new trace: the client's tracestate is not
+		// the gateway's to give, so the guest sees it as the client sent it.
+		{name: "malformed traceparent with tracestate", header: manyFields(http.Header{
+			"Traceparent": {"00-zz-zz-01"}, "Tracestate": {"vendor=abc"}})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, f.url+"/echo", tt.header)
+			id, _ := checkIDs(t, r)
+			e := decodeEcho(t, r)
+			for name, want := range map[string]string{"X-Request-Id": id, "Traceparent": r.header.Get("Traceparent")} {
+				if got := e.Headers[name]; len(got) != 1 || got[0] != want {
+					t.Errorf("guest saw %s %q, want once %q (the client got it)", name, got, want)
+				}
+			}
+			if tt.tracestate != "" {
+				if got := e.Headers["Tracestate"]; len(got) != 1 || got[0] != tt.tracestate || r.header.Get("Tracestate") != tt.tracestate {
+					t.Errorf("tracestate: guest saw %q, client got %q, want %q", got, r.header.Get("Tracestate"), tt.tracestate)
+				}
+			}
+			for k, vs := range tt.header {
+				k = http.CanonicalHeaderKey(k)
+				if k == "X-Request-Id" || k == "Traceparent" || (k == "Tracestate" && tt.tracestate != "") {
+					continue
+				}
+				if got := e.Headers[k]; !slices.Equal(got, vs) {
+					t.Errorf("guest saw %s %q, the client sent %q", k, got, vs)
+				}
+			}
+		})
+	}
+}
+
+// manyFields adds eight fields to h, so that with the ids net/http's map of them
+// would outgrow its first size.
+func manyFields(h http.Header) http.Header {
+	for i := range 8 {
+		h.Set(fmt.Sprintf("X-Field-%d", i), fmt.Sprint("value ", i))
+	}
+	return h
 }

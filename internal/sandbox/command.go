@@ -197,8 +197,18 @@ func cgiEnv(req *Request) [][2]string {
 		if k == "Content-Type" || k == "Content-Length" || k == "Proxy" {
 			continue // CONTENT_* above; HTTP_PROXY would poison guests that honour it (httpoxy)
 		}
-		name := "HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
-		env = append(env, [2]string{name, strings.Join(vs, ", ")})
+		if req.Added.has(http.CanonicalHeaderKey(k)) {
+			continue // replaced by the host's own, below
+		}
+		env = append(env, [2]string{cgiHeaderName(k), strings.Join(vs, ", ")})
+	}
+	for _, kv := range req.Added {
+		env = append(env, [2]string{cgiHeaderName(kv.Name), kv.Value})
 	}
 	return env
+}
+
+// cgiHeaderName is the meta-variable of a request header field (RFC 3875 §4.1.18).
+func cgiHeaderName(k string) string {
+	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
 }

@@ -38,6 +38,7 @@ func TestEchoRoundTrip(t *testing.T) {
 		method string
 		uri    string
 		header http.Header
+		added  sandbox.Header
 		body   string
 		want   echoDoc
 	}{
@@ -60,6 +61,15 @@ func TestEchoRoundTrip(t *testing.T) {
 				Headers: map[string][]string{"X-Lower-Case": {"v"}, "Content-Type": {"text/plain"}}},
 		},
 		{
+			// The host's own fields replace the map's of the same names, however spelled.
+			name: "added fields", method: "GET", uri: "/echo",
+			header: http.Header{"X-Request-Id": {"old", "older"}, "x-forwarded-proto": {"http"}, "X-Demo": {"yes"}},
+			added: sandbox.Header{{Name: "X-Request-Id", Value: "new"}, {Name: "Traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+				{Name: "X-Forwarded-Proto", Value: "https"}},
+			want: echoDoc{Method: "GET", Path: "/echo", Headers: map[string][]string{"X-Request-Id": {"new"}, "X-Demo": {"yes"},
+				"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "X-Forwarded-Proto": {"https"}}},
+		},
+		{
 			name: "body with unicode", method: "PUT", uri: "/echo?k=v",
 			header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 			body:   "héllo, wörld ✓\nline two\r\n\ttab",
@@ -77,7 +87,7 @@ func TestEchoRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := &sandbox.Request{ID: "t", Method: tt.method, URI: tt.uri, Host: "fn.example:8080",
-				RemoteAddr: "192.0.2.1:5555", Header: tt.header, Body: []byte(tt.body)}
+				RemoteAddr: "192.0.2.1:5555", Header: tt.header, Added: tt.added, Body: []byte(tt.body)}
 			resp := wantOK(t, f, req, "")
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Fatalf("content-type %q", ct)
@@ -129,6 +139,19 @@ func TestCGIRoundTrip(t *testing.T) {
 		if strings.Contains(body, bad) {
 			t.Fatalf("body %q contains %s", body, bad)
 		}
+	}
+	// The host's own fields replace the map's of the same names, however spelled.
+	req.Header = http.Header{"X-Demo": {"yes"}, "x-request-id": {"old"}}
+	req.Added = sandbox.Header{{Name: "X-Request-Id", Value: "new"}, {Name: "Traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+	body = string(wantOK(t, f, req, "").Body)
+	for _, w := range []string{"header: HTTP_X_DEMO=yes\n", "header: HTTP_X_REQUEST_ID=new\n",
+		"header: HTTP_TRACEPARENT=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n"} {
+		if !strings.Contains(body, w) {
+			t.Fatalf("body %q does not contain %q", body, w)
+		}
+	}
+	if strings.Contains(body, "old") {
+		t.Fatalf("body %q shows the replaced request id", body)
 	}
 	if st := f.Stats(); st != (sandbox.Stats{}) {
 		t.Fatalf("command module stats %+v", st)

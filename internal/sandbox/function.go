@@ -30,7 +30,15 @@ type Request struct {
 	RemoteAddr string
 	TLS        bool // the request came over HTTPS (CGI: HTTPS=on, REQUEST_SCHEME=https)
 	Header     http.Header
-	Body       []byte
+	// Added are header fields the host adds to the request (the gateway's request id,
+	// trace context and X-Forwarded-Proto), names canonical and each once: the guest
+	// gets them in place of Header's fields of the same names. They are kept out of
+	// Header so the gateway adds them without writing into net/http's map of the
+	// client's fields (a map insert each, and the map's growth when the client sent
+	// seven fields or more) and the sandbox sends them without iterating and
+	// canonicalising them as map entries.
+	Added Header
+	Body  []byte
 	// Route is the route prefix that matched (SCRIPT_NAME for command modules).
 	Route string
 	// Reply, when set, is where a reactor's response is decoded, reusing its storage
@@ -90,6 +98,17 @@ func (h Header) Get(name string) string {
 		}
 	}
 	return ""
+}
+
+// has reports whether h has a field named name, spelled exactly so (Request.Added's
+// names are canonical).
+func (h Header) has(name string) bool {
+	for _, kv := range h {
+		if kv.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // headerFromMap lists m's fields, each name's values together in their order.
@@ -296,18 +315,22 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		inst.rec.state.Store(stateBusy)
 	}
 	resp, reason, err := f.callReactor(ctx, inst, req)
+	// lastUsed is the call's end (callReactor). Read before putInstance: once back in
+	// the pool, the instance is another request's, whose call sets it again (go test
+	// -race found it).
+	id, callEnd := inst.id, inst.lastUsed
 	if inst.rec != nil { // timeline.go
 		status := 0
 		if resp != nil {
 			status = resp.Status
 		}
-		f.timeline.request(inst.rec, inst.lastUsed, status, err)
+		f.timeline.request(inst.rec, callEnd, status, err)
 	}
 	f.putInstance(inst, reason)
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
-	resp.Cold, resp.Instance, resp.End = cold, inst.id, inst.lastUsed // lastUsed: the call's end (callReactor)
+	resp.Cold, resp.Instance, resp.End = cold, id, callEnd
 	return resp, nil
 }
 

@@ -183,10 +183,14 @@ func (t *Target) Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Res
 	defer func() { t.s.pool <- in }()
 	hs := in.hdrs[:0]
 	for k, vs := range req.Header {
+		if added(req.Added, k) {
+			continue // the gateway's own, appended below as the sandbox does
+		}
 		for _, v := range vs {
 			hs = append(hs, abi.Header{Name: k, Value: v})
 		}
 	}
+	hs = append(hs, req.Added...)
 	in.hdrs = hs
 	in.req = abi.AppendRequest(in.req[:0], &abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Headers: hs, Body: req.Body})
 	if len(in.req) > maxRequest || !in.mod.Memory().Write(in.ptr, in.req) {
@@ -202,4 +206,14 @@ func (t *Target) Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Res
 		return nil, fmt.Errorf("bare target: decode response: %w", err)
 	}
 	return &sandbox.Response{Status: res.Status, Header: res.Headers, Body: res.Body}, nil
+}
+
+// added reports whether the gateway adds the field name itself (sandbox.Request.Added).
+func added(hs sandbox.Header, name string) bool {
+	for _, h := range hs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
 }
