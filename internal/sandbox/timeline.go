@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"sync"
@@ -191,23 +192,13 @@ func (t *timeline) snapshot() ([]v1.InstanceTimeline, int) {
 	for _, r := range t.live {
 		out = append(out, r.viewLocked())
 	}
-	slices.SortFunc(out, func(a, b v1.InstanceTimeline) int { return cmpUint(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b v1.InstanceTimeline) int { return cmp.Compare(a.ID, b.ID) })
 	for i := range len(t.gone) {
 		// Newest first: the slot before next, going back.
 		j := (t.next - 1 - i + 2*len(t.gone)) % len(t.gone)
 		out = append(out, t.gone[j].viewLocked())
 	}
 	return out, t.dropped
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // viewLocked is r as the API shows it. timeline.mu held.
