@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -122,7 +123,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		f.metrics.LimitRejection(telemetry.LimitResponseBody)
 		span.SetStatus(codes.Error, "response too large")
 		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
-			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+			Msg: "function response exceeds its limit of " + v1.Count(f.spec.Limits.MaxResponseBody, "byte")}
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -149,7 +150,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	if int64(len(body)) > f.spec.Limits.MaxResponseBody {
 		f.metrics.LimitRejection(telemetry.LimitResponseBody)
 		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
-			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+			Msg: "function response exceeds its limit of " + v1.Count(f.spec.Limits.MaxResponseBody, "byte")}
 	}
 	return &Response{Status: status, Header: headerFromMap(header), Body: body}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/autoscale"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -265,7 +266,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if int64(len(req.Body)) > f.spec.Limits.MaxRequestBody {
 		f.metrics.LimitRejection(telemetry.LimitRequestBody)
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
-			Msg: fmt.Sprintf("request body exceeds the function's limit of %d bytes", f.spec.Limits.MaxRequestBody)}
+			Msg: "request body exceeds the function's limit of " + v1.Count(f.spec.Limits.MaxRequestBody, "byte")}
 	}
 	actx, span := ctx, trace.SpanFromContext(ctx)
 	if f.tracing {
