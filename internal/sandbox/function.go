@@ -58,8 +58,8 @@ type Response struct {
 	// Cold is true when the request waited for a new instance.
 	Cold bool
 	// Instance numbers the instance that served the request, from 1 per Function in
-	// the order they were made (0 for command modules): what a slow request's exemplar
-	// names, to match it with the instance's log lines.
+	// the order they were made (a command module's run is an instance): what a slow
+	// request's exemplar names, to match it with the instance's timeline and log lines.
 	Instance uint64
 	// End is when the guest call ended, from the clock reading that ends it (zero for
 	// command modules): the gateway counts the response's write deadline from it
