@@ -1,8 +1,10 @@
 package sandbox_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"fermion.dev/fermion/internal/sandbox"
@@ -123,5 +125,65 @@ func TestTimelineCommandStartFailure(t *testing.T) {
 	}
 	if got, want := eventKinds(tl), "created,discarded"; got != want {
 		t.Errorf("events %s, want %s", got, want)
+	}
+}
+
+// TestTimelineCommandHammer: concurrent command runs and readers of the timelines; each
+// run gets its own number, none is left live, and past TimelineKeep runs the oldest are
+// counted as dropped.
+func TestTimelineCommandHammer(t *testing.T) {
+	e, _ := newEngine(t)
+	s := rawSpec(rawGuest{command: true, init: writeText(1, 1, 0)}.withText("Content-Type: text/plain\n\nhi"))
+	const workers, each = 4, 10
+	s.Limits.MaxConcurrency = workers
+	f := load(t, e, s)
+	ids := make(chan uint64, workers*each)
+	stop := make(chan struct{})
+	var readers, wg sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				f.Timelines()
+			}
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				resp, err := f.Invoke(context.Background(), get("/"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- resp.Instance
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(ids)
+	seen := map[uint64]bool{}
+	for id := range ids {
+		if id == 0 || seen[id] {
+			t.Fatalf("instance number %d given twice or zero", id)
+		}
+		seen[id] = true
+	}
+	tls, dropped := f.Timelines()
+	if len(tls) != sandbox.TimelineKeep || dropped != workers*each-sandbox.TimelineKeep {
+		t.Fatalf("%d timelines, %d dropped; want %d and %d", len(tls), dropped, sandbox.TimelineKeep, workers*each-sandbox.TimelineKeep)
+	}
+	for _, tl := range tls {
+		if !seen[tl.ID] || tl.State != "discarded" || tl.Requests != 1 || tl.DiscardReason != sandbox.ReasonExited {
+			t.Errorf("timeline %+v: want a run this test made, one request, exited", tl)
+		}
 	}
 }
