@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
@@ -519,7 +520,7 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	fm.LimitRejection(telemetry.LimitRequestBody)
 	// The body was not read to the end; closing the connection is cheaper than draining it.
 	w.Header().Set("Connection", "close")
-	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the function's limit of %d bytes", limit), id)
+	writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds the function's limit of "+v1.Count(limit, "byte"), id)
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 
