@@ -510,8 +510,8 @@ func (g *Gateway) bodyTimeout(w http.ResponseWriter, rc *http.ResponseController
 		rc.SetWriteDeadline(time.Now().Add(t))
 	}
 	w.Header().Set("Connection", "close")
-	msg := fmt.Sprintf("request body not received in time: the gateway waits at most %s between reads and, after that, for at least %d bytes/s",
-		g.cfg.Limits.BodyTimeout, g.cfg.Limits.MinBodyRate)
+	msg := fmt.Sprintf("request body not received in time: the gateway waits at most %s between reads and, after that, for at least %s/s",
+		g.cfg.Limits.BodyTimeout, v1.Count(g.cfg.Limits.MinBodyRate, "byte"))
 	writeError(w, http.StatusRequestTimeout, msg, id)
 	return http.StatusRequestTimeout, false, telemetry.RejectBodyTimeout
 }

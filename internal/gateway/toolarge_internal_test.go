@@ -10,6 +10,27 @@ import (
 	"fermion.dev/fermion/internal/sandbox"
 )
 
+// TestBodyTimeoutCountsBytes: the 408's message names the minimum body rate in the
+// number it calls for.
+func TestBodyTimeoutCountsBytes(t *testing.T) {
+	for _, tt := range []struct {
+		rate int64
+		want string
+	}{
+		{1, "at least 1 byte/s"},
+		{1024, "at least 1024 bytes/s"},
+	} {
+		t.Run(strings.TrimPrefix(tt.want, "at least "), func(t *testing.T) {
+			g := New(Config{Limits: Limits{MinBodyRate: tt.rate}})
+			w := httptest.NewRecorder()
+			g.bodyTimeout(w, http.NewResponseController(w), "id")
+			if w.Code != http.StatusRequestTimeout || !strings.Contains(w.Body.String(), tt.want) {
+				t.Errorf("%d %q, want 408 saying %q", w.Code, w.Body.String(), tt.want)
+			}
+		})
+	}
+}
+
 // TestTooLargeCountsBytes: the 413's message names the limit in the number it calls
 // for, so a one-byte limit does not read "1 bytes".
 func TestTooLargeCountsBytes(t *testing.T) {
