@@ -47,7 +47,8 @@ type InstanceTimeline struct {
 	State   string    `json:"state"`
 	Created time.Time `json:"created"`
 	// Start is how the instance was made: "snapshot" or "initialize" (the guest's
-	// _initialize ran), and Reason why: "prewarm", "scale", "replacement", "canary" …
+	// _initialize ran), or "command" (a command module instantiated for one request,
+	// whose _start serves it), and Reason why: "prewarm", "scale", "request", "replace" …
 	Start  string `json:"start,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// InitMillis is the time from creation to ready (instantiation, init or snapshot
@@ -58,8 +59,10 @@ type InstanceTimeline struct {
 	LastRequest time.Time `json:"lastRequest,omitzero"`
 	MemoryBytes uint64    `json:"memoryBytes,omitempty"` // linear memory now (or when discarded)
 	Discarded   time.Time `json:"discarded,omitzero"`
-	// DiscardReason says why it was discarded: "idle", "trap", "timeout", "memory",
-	// "warmup", "drain", "undeploy", "replaced" … and DiscardDetail the error, if any.
+	// DiscardReason says why it was discarded: "idle", "trap", "panic", "timeout",
+	// "oom", "recycled", "canceled", "warmup", "start" (failed to start), "closed"
+	// (undeployed or replaced), "exited" (a command module's run that ended as commands
+	// do) … and DiscardDetail the error, if any.
 	DiscardReason string          `json:"discardReason,omitempty"`
 	DiscardDetail string          `json:"discardDetail,omitempty"`
 	Events        []InstanceEvent `json:"events,omitempty"`

@@ -26,7 +26,8 @@ import (
 // and a panic show through GET /v1/deployments/{name}/instances and
 // GET /v1/nodes/{node}/instances (a viewer's client): the instance that served them
 // with its requests, error and discard reason, numbered as the responses' exemplars
-// number it, and its replacement; unknown names are 404s; a stopped agent is listed as
+// number it, and its replacement; a command module's runs (examples/cgi), one instance
+// per request, each exited; unknown names are 404s; a stopped agent is listed as
 // unreachable with why.
 func TestInstanceTimelines(t *testing.T) {
 	if testing.Short() {
@@ -97,6 +98,30 @@ func TestInstanceTimelines(t *testing.T) {
 	if len(byNode.Instances) != len(list.Instances) {
 		t.Errorf("node edge-1 has %d timelines, the deployment %d", len(byNode.Instances), len(list.Instances))
 	}
+
+	// A command module's instances: one per request, each ended as it exited.
+	cgi := p.PushGuest(t, "examples/cgi", "cgi", "0.1.0", artifact.Meta{})
+	if _, _, err := c.PutDeployment(ctx, "cgi", v1.DeploymentSpec{Image: cgi, Daemon: true}, client.CreateOnly()); err != nil {
+		t.Fatal(err)
+	}
+	fermiontest.WaitFor(t, 30*time.Second, func() error { return get(a.URL + "/cgi") })
+	if err := get(a.URL + "/cgi"); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := viewer.NodeInstances(ctx, "edge-1", "cgi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs.Instances) < 2 {
+		t.Fatalf("cgi: %d timelines after at least two requests: %+v", len(runs.Instances), runs.Instances)
+	}
+	for _, tl := range runs.Instances {
+		if tl.Deployment != "cgi" || tl.Start != "command" || tl.Reason != "request" || tl.State != "discarded" ||
+			tl.Requests != 1 || tl.DiscardReason != "exited" || tl.ID == 0 {
+			t.Errorf("cgi timeline %+v: want one request, started for it as a command, exited", tl)
+		}
+	}
+
 	if other, err := viewer.NodeInstances(ctx, "edge-1", "nothing-here"); err != nil || len(other.Instances) != 0 {
 		t.Errorf("another deployment's instances: %+v, %v; want none", other, err)
 	}

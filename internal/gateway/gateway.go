@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/telemetry"
@@ -264,11 +265,15 @@ func (x *exchange) add(name, value string) {
 }
 
 // idSpan is a span that only carries its ids: what the request's context holds when
-// no tracer records (otel's own non-recording span would be one more allocation).
+// no tracer records (otel's own non-recording span would be one more allocation). Its
+// other methods are noSpan's no-ops: embedding noop.Span itself would carry a second,
+// unused span context, 64 bytes of every exchange an HTTP/2 stream allocates.
 type idSpan struct {
-	noop.Span
-	sc trace.SpanContext
+	trace.Span // always noSpan
+	sc         trace.SpanContext
 }
+
+var noSpan trace.Span = noop.Span{}
 
 func (s *idSpan) SpanContext() trace.SpanContext { return s.sc }
 
@@ -298,7 +303,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer span.End()
 	} else {
 		// Nothing records spans: make the ids only, so they still propagate.
-		x.span.sc = telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))
+		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))}
 		span = &x.span
 		ctx = trace.ContextWithSpan(ctx, span)
 	}
@@ -306,7 +311,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// write it); the guest's own headers never replace these.
 	sc := span.SpanContext()
 	if !sc.IsValid() { // a tracer that made no ids: make them, as when nothing records
-		x.span.sc = telemetry.NewSpanContext(sc)
+		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(sc)}
 		sc = x.span.sc
 		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
@@ -505,8 +510,8 @@ func (g *Gateway) bodyTimeout(w http.ResponseWriter, rc *http.ResponseController
 		rc.SetWriteDeadline(time.Now().Add(t))
 	}
 	w.Header().Set("Connection", "close")
-	msg := fmt.Sprintf("request body not received in time: the gateway waits at most %s between reads and, after that, for at least %d bytes/s",
-		g.cfg.Limits.BodyTimeout, g.cfg.Limits.MinBodyRate)
+	msg := fmt.Sprintf("request body not received in time: the gateway waits at most %s between reads and, after that, for at least %s/s",
+		g.cfg.Limits.BodyTimeout, v1.Count(g.cfg.Limits.MinBodyRate, "byte"))
 	writeError(w, http.StatusRequestTimeout, msg, id)
 	return http.StatusRequestTimeout, false, telemetry.RejectBodyTimeout
 }
@@ -515,7 +520,7 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 	fm.LimitRejection(telemetry.LimitRequestBody)
 	// The body was not read to the end; closing the connection is cheaper than draining it.
 	w.Header().Set("Connection", "close")
-	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the function's limit of %d bytes", limit), id)
+	writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds the function's limit of "+v1.Count(limit, "byte"), id)
 	return http.StatusRequestEntityTooLarge, false, telemetry.LimitRequestBody
 }
 

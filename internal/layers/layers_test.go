@@ -43,7 +43,7 @@ var rules = []struct {
 	{"fermion.dev/fermion/internal/sli", nil},
 	// policy reads artifact configs through their owner's decoder (artifact.ParseConfig,
 	// manifest.ParseNormalized), both pure, rather than declaring the format again.
-	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
+	{"fermion.dev/fermion/internal/policy", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/internal/diag", "fermion.dev/fermion/internal/artifact", "fermion.dev/fermion/internal/manifest", "fermion.dev/fermion/internal/fermiontest"}},
 	// slo is pure SLO maths: specs, budgets, burn-rate alerts, rules text. It reads no
 	// clock, store or network; the control plane adapts it.
 	{"fermion.dev/fermion/internal/slo", []string{"fermion.dev/fermion/internal/diag"}},

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	v1 "fermion.dev/fermion/api/v1"
 )
 
 // Case is one test of a policy set: an input document and the outcome expected.
@@ -234,7 +236,7 @@ func WriteCaseTable(w io.Writer, results []CaseResult) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d cases, %d failed\n", len(results), Failed(results))
+	_, err := fmt.Fprintf(w, "%s, %d failed\n", v1.Count(len(results), "case"), Failed(results))
 	return err
 }
 

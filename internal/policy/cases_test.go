@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -85,6 +86,47 @@ func TestParseCasesErrors(t *testing.T) {
 			_, err := ParseCases("c.yaml", []byte(tt.src))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCaseTableCounts: the summary line counts cases in the number they call for.
+func TestCaseTableCounts(t *testing.T) {
+	s, err := NewSet(Options{}, mustParse(t, admissionPolicy("require-signed", "artifact.signed\n      message: not signed")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(n int) string {
+		var b strings.Builder
+		b.WriteString("cases:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - name: signed passes %d\n    target: admission\n    input: {artifact: {signed: true}}\n    expect: allow\n", i)
+		}
+		return b.String()
+	}
+	for _, tt := range []struct {
+		name  string
+		cases int
+		want  string
+	}{
+		{"none", 0, "0 cases, 0 failed\n"},
+		{"one", 1, "1 case, 0 failed\n"},
+		{"two", 2, "2 cases, 0 failed\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var cases []Case
+			if tt.cases > 0 {
+				if cases, err = ParseCases("c.yaml", []byte(doc(tt.cases))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var b strings.Builder
+			if err := WriteCaseTable(&b, RunCases(s, cases)); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(b.String(), "\n"+tt.want) {
+				t.Errorf("table ends %q, want a last line %q", b.String(), tt.want)
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +69,12 @@ func FuzzLoad(f *testing.F) {
 	f.Add(module(typeSec, funcSec, globalSec, exportSec, codeSec(loopBody)))
 	f.Add(module(typeSec, funcSec, []byte{4, 1, 0x70, 0x00, 0x05}, globalSec, exportSec, codeSec(loopBody)))
 	f.Add(module(typeSec, []byte{2, 1, 3, 'e', 'n', 'v', 3, 'f', 'o', 'o', 0x00, 0x00}, funcSec, exportSec, codeSec(loopBody)))
+	// fermion.response imported twice with the wrong type, env.foo twice.
+	f.Add(module(typeSec, []byte{2,
+		4, 0x07, 'f', 'e', 'r', 'm', 'i', 'o', 'n', 0x08, 'r', 'e', 's', 'p', 'o', 'n', 's', 'e', 0x00, 0x00,
+		0x07, 'f', 'e', 'r', 'm', 'i', 'o', 'n', 0x08, 'r', 'e', 's', 'p', 'o', 'n', 's', 'e', 0x00, 0x00,
+		3, 'e', 'n', 'v', 3, 'f', 'o', 'o', 0x00, 0x00,
+		3, 'e', 'n', 'v', 3, 'f', 'o', 'o', 0x00, 0x00}, funcSec, exportSec, codeSec(loopBody)))
 	f.Add(module(typeSec, funcSec, exportSec, codeSec([]byte{0, 0x02, 0x40, 0x41, 0x00, 0x0e, 0x02, 0x00, 0x00, 0x00, 0x0b, 0x0b})))
 	// The real guests, whole and cut at a few places; the fuzzer mutates from these.
 	wasm := fermiontest.Guest(f, "examples/testdata/abi/minimal", true)
@@ -91,6 +99,19 @@ func FuzzLoad(f *testing.F) {
 		var be *BoundError
 		if errors.As(err, &be) && len(be.Over) == 0 {
 			t.Fatal("bound error over no bound")
+		}
+		var ie *ImportError
+		if errors.As(err, &ie) {
+			// Each refused import is named once, however often the module imports it.
+			seen := map[string]bool{}
+			for _, s := range append(slices.Clone(ie.Missing), ie.Mismatched...) {
+				id, _, _ := strings.Cut(s, ": ")
+				id, _, _ = strings.Cut(id, "×")
+				if seen[id] {
+					t.Fatalf("import error names %s twice: %v", id, ie)
+				}
+				seen[id] = true
+			}
 		}
 		if len(wasm) > int(small.ModuleSize) {
 			return

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -42,14 +43,42 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 
 // invokeCommand runs a WASI command module WAGI-style: one instance per request, CGI
 // variables in the environment, the body on stdin, CGI headers and body on stdout.
+//
+// Each run is an instance on the function's timeline (timeline.go), recorded by the
+// same calls as a reactor's, so the API, CLI and console show command functions'
+// instances as they show reactors': created for a request, initialised ("command":
+// instantiated, its _start about to run), the one request it serves, and its end.
 func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, error) {
+	inst := &instance{id: f.lastInst.Add(1), woken: make(chan struct{})}
+	resp, ended, err := f.runCommand(ctx, req, inst)
+	if inst.rec == nil { // refused before an instance was made (node memory)
+		return resp, err
+	}
+	if ended == ReasonStart {
+		f.timeline.discard(inst.rec, time.Now(), ReasonStart, errorDetail(err))
+		return resp, err
+	}
+	status := 0
+	if resp != nil {
+		status = resp.Status
+		resp.Instance = inst.id
+	}
+	f.timeline.request(inst.rec, inst.lastUsed, status, err)
+	f.timeline.discard(inst.rec, time.Now(), ended, "")
+	return resp, err
+}
+
+// runCommand is one run of invokeCommand. ended says how its instance ended, for its
+// timeline: ReasonStart when it failed to instantiate, ReasonExited when _start
+// returned or the guest exited with status 0 (whatever it wrote), else the error's
+// reason (trap, timeout, canceled, response_body …); "" when no instance was made.
+func (f *Function) runCommand(ctx context.Context, req *Request, inst *instance) (_ *Response, ended string, _ error) {
 	span := trace.SpanFromContext(ctx)
 	if f.tracing {
 		ctx, span = f.tracer.Start(ctx, "guest execute")
 		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
-	inst := &instance{woken: make(chan struct{})}
 	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), waited: &inst.waited}
 	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack),
 		cancel: func() { inst.interrupt(sys.ExitCodeContextCanceled) }}
@@ -69,7 +98,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	// A run is an instance: it holds its share of the node's memory while it lasts.
 	if err := f.engine.memory.hold(f.memHold); err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		return nil, f.nodeMemoryRefused(err)
+		return nil, "", f.nodeMemoryRefused(err)
 	}
 	defer f.engine.memory.release(f.memHold)
 	callCtx := context.WithValue(context.Background(), callKey{}, st)
@@ -77,6 +106,7 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		callCtx, inst.cancel = context.WithCancel(callCtx) // how interrupt stops it
 	}
 	t0 := time.Now()
+	inst.rec = f.timeline.add(inst.id, t0, StartCommand, telemetry.StartRequest)
 	// The same allocator as reactors (memory_linux.go): a run's memory is what its guest
 	// touches, grown in place, and goes back to the kernel as the run ends; on the Go
 	// heap every memory.grow copied it and the copies stayed resident long after.
@@ -89,10 +119,14 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 			inst.cancel()
 		}
 		f.metrics.Trap()
-		return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function failed to start", Err: err}
+		return nil, ReasonStart, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap, Msg: "function failed to start", Err: err}
 	}
 	defer inst.close() // after mod is set: closes it, then unmaps its memory
 	inst.mod = mod
+	var mem uint64
+	if m := mod.Memory(); m != nil {
+		mem = uint64(m.Size())
+	}
 	f.bindInterrupt(inst)
 	timer := time.AfterFunc(time.Until(st.deadline), func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 	defer timer.Stop()
@@ -100,10 +134,16 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		defer context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })()
 	}
 	t1 := time.Now()
+	f.timeline.ready(inst.rec, t1, t1, false, mem)
+	inst.rec.state.Store(stateBusy)
 	if start := mod.ExportedFunction("_start"); start != nil {
 		_, err = start.Call(callCtx)
 	}
 	end := time.Now()
+	inst.lastUsed = end
+	if m := mod.Memory(); m != nil {
+		inst.rec.memBytes.Store(uint64(m.Size())) // what the run grew to, kept past its end
+	}
 	f.metrics.GuestCPU(end.Sub(t1) - inst.waited)
 	// Deadlines are absolute: a run that ended after its deadline, even normally (woken
 	// from a sleep, or before the timer fired), is timed out, its output never served.
@@ -121,37 +161,37 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 	if stdout.over {
 		f.metrics.LimitRejection(telemetry.LimitResponseBody)
 		span.SetStatus(codes.Error, "response too large")
-		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
-			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+		return nil, telemetry.LimitResponseBody, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
+			Msg: "function response exceeds its limit of " + v1.Count(f.spec.Limits.MaxResponseBody, "byte")}
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		if errors.As(err, &exit) {
 			switch exit.ExitCode() {
 			case sys.ExitCodeDeadlineExceeded:
-				return nil, f.timeoutError()
+				return nil, telemetry.ReasonTimeout, f.timeoutError()
 			case sys.ExitCodeContextCanceled:
-				return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
+				return nil, telemetry.ReasonCanceled, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled by the client", Err: ctx.Err()}
 			}
 			f.metrics.Trap()
-			return nil, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
+			return nil, telemetry.ReasonTrap, &Error{Status: http.StatusInternalServerError, Reason: telemetry.ReasonTrap,
 				Msg: fmt.Sprintf("function exited with status %d; see its logs", exit.ExitCode()), Err: err}
 		}
-		return nil, f.trapError(err)
+		return nil, telemetry.ReasonTrap, f.trapError(err)
 	}
 	status, header, body, err := ParseCGI(stdout.buf.Bytes())
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		f.metrics.BadResponse(BadResponseReason(err))
-		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
+		return nil, ReasonExited, &Error{Status: http.StatusBadGateway, Reason: telemetry.ReasonBadResponse,
 			Msg: "function returned a malformed CGI response: " + err.Error()}
 	}
 	if int64(len(body)) > f.spec.Limits.MaxResponseBody {
 		f.metrics.LimitRejection(telemetry.LimitResponseBody)
-		return nil, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
-			Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", f.spec.Limits.MaxResponseBody)}
+		return nil, ReasonExited, &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
+			Msg: "function response exceeds its limit of " + v1.Count(f.spec.Limits.MaxResponseBody, "byte")}
 	}
-	return &Response{Status: status, Header: headerFromMap(header), Body: body}, nil
+	return &Response{Status: status, Header: headerFromMap(header), Body: body}, ReasonExited, nil
 }
 
 // cgiEnv builds the CGI 1.1 meta-variables (RFC 3875 §4.1) for a request.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
@@ -329,6 +330,7 @@ func TestFaultRequestBodyTooLarge(t *testing.T) {
 		{"reactor over", func(t *testing.T) []byte { return reactor(t, guestEcho) }, "/echo", 1024, 1025, true},
 		{"reactor at limit", func(t *testing.T) []byte { return reactor(t, guestEcho) }, "/echo", 1024, 1024, false},
 		{"reactor no body allowed", func(t *testing.T) []byte { return reactor(t, guestEcho) }, "/echo", 0, 1, true},
+		{"reactor one byte allowed", func(t *testing.T) []byte { return reactor(t, guestEcho) }, "/echo", 1, 2, true},
 		{"command over", func(t *testing.T) []byte { return command(t, guestCGI) }, "/cgi", 1024, 4096, true},
 	}
 	for _, tt := range tests {
@@ -345,7 +347,10 @@ func TestFaultRequestBodyTooLarge(t *testing.T) {
 				wantMetric(t, "request_body rejections", rejections(m, "body", telemetry.LimitRequestBody), 0)
 				return
 			}
-			wantError(t, resp, err, http.StatusRequestEntityTooLarge, telemetry.LimitRequestBody)
+			se := wantError(t, resp, err, http.StatusRequestEntityTooLarge, telemetry.LimitRequestBody)
+			if want := "limit of " + v1.Count(tt.limit, "byte"); !strings.HasSuffix(se.Error(), want) {
+				t.Errorf("error %q does not end %q", se.Error(), want)
+			}
 			wantMetric(t, "request_body rejections", rejections(m, "body", telemetry.LimitRequestBody), 1)
 			wantOK(t, f, get(tt.uri), "")
 		})

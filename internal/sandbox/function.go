@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/autoscale"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -57,8 +58,8 @@ type Response struct {
 	// Cold is true when the request waited for a new instance.
 	Cold bool
 	// Instance numbers the instance that served the request, from 1 per Function in
-	// the order they were made (0 for command modules): what a slow request's exemplar
-	// names, to match it with the instance's log lines.
+	// the order they were made (a command module's run is an instance): what a slow
+	// request's exemplar names, to match it with the instance's timeline and log lines.
 	Instance uint64
 	// End is when the guest call ended, from the clock reading that ends it (zero for
 	// command modules): the gateway counts the response's write deadline from it
@@ -265,7 +266,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if int64(len(req.Body)) > f.spec.Limits.MaxRequestBody {
 		f.metrics.LimitRejection(telemetry.LimitRequestBody)
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
-			Msg: fmt.Sprintf("request body exceeds the function's limit of %d bytes", f.spec.Limits.MaxRequestBody)}
+			Msg: "request body exceeds the function's limit of " + v1.Count(f.spec.Limits.MaxRequestBody, "byte")}
 	}
 	actx, span := ctx, trace.SpanFromContext(ctx)
 	if f.tracing {

@@ -367,6 +367,14 @@ func TestHostileImports(t *testing.T) {
 		{name: "imported memory", imports: [][]byte{cat(name("env"), name("memory"), []byte{0x02, 0x00, 0x01})}, missing: []string{"env.memory (memory)"}},
 		// fermion.response is (i32, i32) -> (); type 1 is (i32) -> i32.
 		{name: "wrong signature", imports: [][]byte{imp("fermion", "response", 1)}, mismatch: "fermion.response: (i32) -> (i32), host has (i32, i32) -> ()"},
+		// A name imported n times is listed once with ×n, counting only the refused
+		// imports (rawGuest also imports fermion.response rightly), and each distinct
+		// wrong signature once.
+		{name: "repeated wrong signature", imports: [][]byte{imp("fermion", "response", 1), imp("fermion", "response", 1), imp("fermion", "response", 1)},
+			mismatch: "fermion.response×3: (i32) -> (i32), host has (i32, i32) -> ()"},
+		{name: "two wrong signatures", imports: [][]byte{imp("fermion", "response", 1), imp("fermion", "response", 0), imp("fermion", "response", 1)},
+			mismatch: "fermion.response×3: (i32) -> (i32) or () -> (), host has (i32, i32) -> ()"},
+		{name: "repeated missing", imports: [][]byte{imp("env", "foo", 0), imp("env", "bar", 1), imp("env", "foo", 1)}, missing: []string{"env.foo×2", "env.bar"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,6 +395,11 @@ func TestHostileImports(t *testing.T) {
 				for _, m := range tt.missing {
 					if !strings.Contains(err.Error(), m) {
 						t.Errorf("error %q does not list %s", err, m)
+					}
+				}
+				for _, id := range []string{"fermion.response", "env.foo"} {
+					if n := strings.Count(err.Error(), id); n > 1 {
+						t.Errorf("error %q names %s %d times, want once", err, id, n)
 					}
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -19,7 +20,9 @@ import (
 // wazero would compile it and then fail to instantiate it on every request. Missing
 // lists each such import as "module.name"; Mismatched the ones the host provides with
 // another signature, as "module.name: (params) -> (results), host has (...) -> (...)".
-// Callers find it with errors.As.
+// Each name appears once, in module order, with ×n after one the module imports n times
+// (as fermion inspect lists imports): a toolchain that repeats an import per call site
+// would otherwise fill the error with the same line. Callers find it with errors.As.
 type ImportError struct {
 	Missing    []string
 	Mismatched []string
@@ -67,7 +70,12 @@ func checkImports(m *wasmbin.Module) error {
 	if err != nil {
 		return err
 	}
-	var e ImportError
+	// Each refused name is counted, and a mismatched one keeps its distinct signatures
+	// in module order, so the error names it once however often it is imported.
+	var missing, mismatched []string
+	count := map[string]int{}
+	sigs := map[string][]string{}
+	has := map[string]string{}
 	for _, im := range m.Imports {
 		id := im.Module + "." + im.Name
 		def, ok := host[im.Module][im.Name]
@@ -75,9 +83,10 @@ func checkImports(m *wasmbin.Module) error {
 			if im.Kind != wasmbin.KindFunc {
 				id += " (" + kindName(im.Kind) + ")"
 			}
-			if !slices.Contains(e.Missing, id) {
-				e.Missing = append(e.Missing, id)
+			if count[id] == 0 {
+				missing = append(missing, id)
 			}
+			count[id]++
 			continue
 		}
 		if int(im.Type) >= len(m.Types) {
@@ -85,14 +94,33 @@ func checkImports(m *wasmbin.Module) error {
 		}
 		t := m.Types[im.Type]
 		if !sameTypes(t.Params, def.ParamTypes()) || !sameTypes(t.Results, def.ResultTypes()) {
-			e.Mismatched = append(e.Mismatched, fmt.Sprintf("%s: %s, host has %s",
-				id, signature(t.Params, t.Results), signature(def.ParamTypes(), def.ResultTypes())))
+			if count[id] == 0 {
+				mismatched = append(mismatched, id)
+				has[id] = signature(def.ParamTypes(), def.ResultTypes())
+			}
+			count[id]++
+			if sig := signature(t.Params, t.Results); !slices.Contains(sigs[id], sig) {
+				sigs[id] = append(sigs[id], sig)
+			}
 		}
 	}
-	if len(e.Missing) > 0 || len(e.Mismatched) > 0 {
-		return &e
+	if len(missing) == 0 && len(mismatched) == 0 {
+		return nil
 	}
-	return nil
+	times := func(id string) string {
+		if n := count[id]; n > 1 {
+			return "×" + strconv.Itoa(n)
+		}
+		return ""
+	}
+	var e ImportError
+	for _, id := range missing {
+		e.Missing = append(e.Missing, id+times(id))
+	}
+	for _, id := range mismatched {
+		e.Mismatched = append(e.Mismatched, fmt.Sprintf("%s%s: %s, host has %s", id, times(id), strings.Join(sigs[id], " or "), has[id]))
+	}
+	return &e
 }
 
 func kindName(k byte) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/certs"
 	"fermion.dev/fermion/internal/telemetry"
 )
@@ -95,7 +96,7 @@ func (f *Function) outbound(ctx context.Context, encoded []byte) []byte {
 	}
 	if int64(len(body)) > limit {
 		f.metrics.Outbound(telemetry.OutboundError)
-		return abi.AppendResultError(nil, fmt.Sprintf("outbound response body exceeds %d bytes", limit))
+		return abi.AppendResultError(nil, "outbound response body exceeds "+v1.Count(limit, "byte"))
 	}
 	out := abi.Response{Status: resp.StatusCode, Body: body}
 	for k, vs := range resp.Header {

@@ -287,6 +287,8 @@ func TestRawGuestABIViolations(t *testing.T) {
 			wantStatus: 502, wantReason: telemetry.ReasonBadResponse, wantMsg: "invalid status 42", keep: true},
 		{name: "response over the limit", guest: rawGuest{handle: respond(rawOK)}.withResponse(rawOK), maxResp: 2,
 			wantStatus: 502, wantReason: telemetry.LimitResponseBody, wantMsg: "2 bytes", keep: true},
+		{name: "response over a one-byte limit", guest: rawGuest{handle: respond(rawOK)}.withResponse(rawOK), maxResp: 1,
+			wantStatus: 502, wantReason: telemetry.LimitResponseBody, wantMsg: "limit of 1 byte", keep: true},
 		{name: "huge response length", guest: rawGuest{handle: cat(i32(0), i32(-1), call(fnResponse), i32(0))},
 			wantStatus: 502, wantReason: telemetry.LimitResponseBody, keep: true},
 		{name: "null request buffer", guest: rawGuest{buf: i32(0)},
@@ -327,6 +329,9 @@ func TestRawGuestABIViolations(t *testing.T) {
 				se := wantError(t, resp, err, tt.wantStatus, tt.wantReason)
 				if !strings.Contains(se.Error(), tt.wantMsg) {
 					t.Fatalf("error %q does not contain %q", se.Error(), tt.wantMsg)
+				}
+				if strings.Contains(se.Error(), " 1 bytes") {
+					t.Fatalf("error %q counts 1 in the plural", se.Error())
 				}
 				if tt.keep {
 					wantStats(t, f, sandbox.Stats{Warm: 1, Total: 1})

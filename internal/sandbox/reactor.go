@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"fermion.dev/fermion/api/abi"
+	v1 "fermion.dev/fermion/api/v1"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
@@ -741,7 +742,7 @@ func hostResponse(ctx context.Context, mod api.Module, stack []uint64) {
 func (st *callState) tooLarge() {
 	st.f.metrics.LimitRejection(telemetry.LimitResponseBody)
 	st.respErr = &Error{Status: http.StatusBadGateway, Reason: telemetry.LimitResponseBody,
-		Msg: fmt.Sprintf("function response exceeds its limit of %d bytes", st.f.spec.Limits.MaxResponseBody)}
+		Msg: "function response exceeds its limit of " + v1.Count(st.f.spec.Limits.MaxResponseBody, "byte")}
 }
 
 func hostHTTPSend(ctx context.Context, mod api.Module, stack []uint64) {

@@ -53,6 +53,15 @@ const (
 	EventDiscarded    = "discarded"
 )
 
+// StartCommand is the Start of a command module's instance: instantiated for one
+// request, whose _start then runs (reactors' are "initialize" or "snapshot").
+const StartCommand = "command"
+
+// ReasonExited is the discard reason of a command module's instance whose run ended
+// as a command's does, _start returning or the guest exiting with status 0, whatever
+// it wrote (a malformed response is the request's failure, its detail).
+const ReasonExited = "exited"
+
 // ReasonStart is the discard reason of an instance that failed to start for another
 // cause than a trap, a timeout, memory or its warmup hook (instantiation, a snapshot
 // restore).
@@ -257,7 +266,8 @@ func clip(s string) string {
 
 // Timelines returns the function's instance timelines: live ones (oldest first), then
 // the last TimelineKeep discarded ones (most recent first), with Version set; and how
-// many discarded ones are no longer held. Command modules have none.
+// many discarded ones are no longer held. A command module's instances, one per
+// request, are recorded the same way (invokeCommand).
 func (f *Function) Timelines() ([]v1.InstanceTimeline, int) {
 	out, dropped := f.timeline.snapshot()
 	for i := range out {

@@ -104,15 +104,16 @@ func (p *Plane) PushExample(t testing.TB, name, tag string, meta artifact.Meta) 
 	return p.PushGuest(t, "examples/"+name, name, tag, meta)
 }
 
-// PushGuest packages the reactor guest in dir (relative to the repository root, built
-// once per test binary) with meta, pushes it as <repo>:<tag> and returns the image.
+// PushGuest packages the guest in dir (relative to the repository root, built once per
+// test binary, as a command module when its manifest says abi = "command", else as a
+// reactor) with meta, pushes it as <repo>:<tag> and returns the image.
 func (p *Plane) PushGuest(t testing.TB, dir, repo, tag string, meta artifact.Meta) string {
 	t.Helper()
 	m, err := manifest.Load(filepath.Join(fermiontest.Root(t), dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := artifact.Package(m, fermiontest.Guest(t, dir, true), meta)
+	a, err := artifact.Package(m, fermiontest.Guest(t, dir, m.Component.ABI != artifact.ABICommand), meta)
 	if err != nil {
 		t.Fatal(err)
 	}

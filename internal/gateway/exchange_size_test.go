@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+	"unsafe"
+
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+)
+
+// TestExchangeSize: an HTTP/2 stream allocates its exchange per request (HTTP/1 keeps
+// one per connection), so its size is paid per request; the allocator rounds it up to
+// a size class. 768 bytes is the class it fits since its span stopped carrying a second
+// copy of the span context (it was 816 bytes, in the 896-byte class).
+func TestExchangeSize(t *testing.T) {
+	if n := unsafe.Sizeof(exchange{}); n > 768 {
+		t.Errorf("exchange is %d bytes, over the 768-byte size class: each HTTP/2 request pays it", n)
+	}
+}
+
+// BenchmarkServeHTTPFixedH2 is BenchmarkServeHTTPFixed's gateway case for an HTTP/2
+// request, which allocates its exchange: B/op shows the exchange's size class.
+func BenchmarkServeHTTPFixedH2(b *testing.B) {
+	g := New(Config{})
+	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
+	if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: &fixedTarget{spec: spec}}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, proto := range []int{1, 2} {
+		b.Run("http"+string(rune('0'+proto)), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			conn := &trackedConn{l: &connLimiter{epoch: time.Now()}}
+			ctx = context.WithValue(ctx, connKey{}, conn)
+			r, err := http.NewRequestWithContext(ctx, "GET", "http://bench/hello", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.ProtoMajor, r.ProtoMinor = proto, 0
+			r.RemoteAddr = "127.0.0.1:1234"
+			r.Header = http.Header{"User-Agent": {"wrk"}}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(r.Header)
+				r.Header["User-Agent"] = []string{"wrk"}
+				clear(w.h)
+				g.ServeHTTP(w, r)
+			}
+		})
+	}
+}
