@@ -31,8 +31,10 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
+	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/slo"
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // The browser tests drive Debian's Chromium (or FERMION_CHROMIUM) through chromedp
@@ -1494,6 +1496,27 @@ func TestInstancesPanelInBrowser(t *testing.T) {
 		}
 		if !strings.Contains(pg.text(`[data-k="inst-more"]`), fmt.Sprintf("of %d instances", len(big.Instances))) {
 			t.Errorf("no note that rows were left out: %q", pg.text(`[data-k="inst-more"]`))
+		}
+	})
+	t.Run("discard reasons", func(t *testing.T) {
+		pg.t = t
+		// A discard the instance's own failure caused is marked bad, in red; one the node
+		// chose (idle, scale-in, recycling, a replaced version, a command run's end) is
+		// not. Every reason the sandbox gives, by its constants.
+		bad := map[string]bool{telemetry.ReasonTrap: true, telemetry.ReasonPanic: true, telemetry.ReasonTimeout: true,
+			telemetry.ReasonOOM: true, telemetry.ReasonWarmup: true, telemetry.ReasonBadResponse: true,
+			telemetry.LimitResponseBody: true, sandbox.ReasonStart: true,
+			telemetry.ReasonIdle: false, telemetry.ReasonClosed: false, telemetry.ReasonRecycled: false,
+			telemetry.ReasonCanceled: false, sandbox.ReasonExited: false}
+		for reason, want := range bad {
+			in := fmt.Sprintf(`{node: "edge-1", version: "1.0.0", id: 1, state: "discarded", created: "2026-12-06T12:00:00Z", initMillis: 1,
+				requests: 1, discarded: "2026-12-06T12:00:01Z", discardReason: %q}`, reason)
+			got := eval[string](pg, `import("/ui/instances.js").then((m) => { const el = document.createElement("div");
+				el.innerHTML = m.instancesPanel("shop", {instances: [`+in+`]}, Date.parse("2026-12-06T12:01:00Z"));
+				return el.querySelector('[data-k="inst-reason"]').className; })`)
+			if (got == "bad") != want {
+				t.Errorf("discard reason %q drawn with class %q, want bad %v", reason, got, want)
+			}
 		}
 	})
 	t.Run("marks", func(t *testing.T) {

@@ -17,7 +17,10 @@ const READY = /^(initiali[sz]ed|ready|warmed|restored)/;
 const FIRST = /^first/;
 // Discard reasons that mean something went wrong, as opposed to the autoscaler's own
 // choices (idle, drain, undeploy, replaced).
-const BAD_DISCARD = new Set(["trap", "timeout", "memory", "warmup", "failed", "error"]);
+// BAD_DISCARD are the discard reasons an instance's own failure causes (the sandbox's:
+// internal/telemetry's Reason* and LimitResponseBody, sandbox.ReasonStart); the rest
+// (idle, closed, recycled, canceled, exited) are the node's choice.
+const BAD_DISCARD = new Set(["trap", "panic", "timeout", "oom", "warmup", "start", "bad_response", "response_body"]);
 const STATE_CLASS = { idle: "ok", busy: "acc", starting: "warn" };
 
 const ms = (t) => { const v = Date.parse(t); return isFinite(v) && v > 0 ? v : NaN; };
