@@ -31,10 +31,8 @@ import (
 	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/oci"
-	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/sli"
 	"fermion.dev/fermion/internal/slo"
-	"fermion.dev/fermion/internal/telemetry"
 )
 
 // The browser tests drive Debian's Chromium (or FERMION_CHROMIUM) through chromedp
@@ -1502,12 +1500,12 @@ func TestInstancesPanelInBrowser(t *testing.T) {
 		pg.t = t
 		// A discard the instance's own failure caused is marked bad, in red; one the node
 		// chose (idle, scale-in, recycling, a replaced version, a command run's end) is
-		// not. Every reason the sandbox gives, by its constants.
-		bad := map[string]bool{telemetry.ReasonTrap: true, telemetry.ReasonPanic: true, telemetry.ReasonTimeout: true,
-			telemetry.ReasonOOM: true, telemetry.ReasonWarmup: true, telemetry.ReasonBadResponse: true,
-			telemetry.LimitResponseBody: true, sandbox.ReasonStart: true,
-			telemetry.ReasonIdle: false, telemetry.ReasonClosed: false, telemetry.ReasonRecycled: false,
-			telemetry.ReasonCanceled: false, sandbox.ReasonExited: false}
+		// not. Every reason the sandbox gives (internal/telemetry's Reason* and
+		// LimitResponseBody, sandbox.ReasonStart and ReasonExited; the console may not
+		// import those packages).
+		bad := map[string]bool{"trap": true, "panic": true, "timeout": true, "oom": true, "warmup": true,
+			"bad_response": true, "response_body": true, "start": true,
+			"idle": false, "closed": false, "recycled": false, "canceled": false, "exited": false}
 		for reason, want := range bad {
 			in := fmt.Sprintf(`{node: "edge-1", version: "1.0.0", id: 1, state: "discarded", created: "2026-12-06T12:00:00Z", initMillis: 1,
 				requests: 1, discarded: "2026-12-06T12:00:01Z", discardReason: %q}`, reason)
