@@ -60,6 +60,8 @@ var ErrShort = errors.New("abi: truncated message")
 // ErrTooLarge is returned when a length field exceeds the bytes that follow it.
 var ErrTooLarge = errors.New("abi: length exceeds message")
 
+var errTrailing = errors.New("abi: trailing bytes after message")
+
 // Header is one header field; repeated names are repeated entries.
 type Header struct {
 	Name, Value string
@@ -114,10 +116,6 @@ func DecodeRequest(b []byte, r *Request) error {
 		r.Body = append([]byte(nil), body...)
 	}
 	return nil
-}
-
-func le32(b []byte, p int) uint32 {
-	return uint32(b[p]) | uint32(b[p+1])<<8 | uint32(b[p+2])<<16 | uint32(b[p+3])<<24
 }
 
 // field returns the length-prefixed string at s[q:] and the offset after it.
@@ -277,7 +275,7 @@ func (d *decoder) done() error {
 		return d.err
 	}
 	if len(d.b) != 0 {
-		return errors.New("abi: trailing bytes after message")
+		return errTrailing
 	}
 	return nil
 }
