@@ -69,7 +69,8 @@ func TestSplitRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { checkSplit(t, tt.in) })
 	}
 	// The parts are clipped: appending to one cannot write over what follows it.
-	head, _, body, err := abi.SplitRequest(valid[: len(valid) : len(valid)+8])
+	roomy := append(make([]byte, 0, len(valid)+8), valid...)
+	head, _, body, err := abi.SplitRequest(roomy)
 	if err != nil || cap(head) != len(head) || cap(body) != len(body) {
 		t.Fatalf("head cap %d len %d, body cap %d len %d, %v", cap(head), len(head), cap(body), len(body), err)
 	}
