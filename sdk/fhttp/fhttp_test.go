@@ -282,6 +282,21 @@ func FuzzCanonicalHeaderKey(f *testing.F) {
 	})
 }
 
+// FuzzSameName checks the name match Get, Set and Del use against its definition: a
+// field stored under a canonical name is the one a name means when that name
+// canonicalises to it (and an invalid name, left as it is, means only itself).
+func FuzzSameName(f *testing.F) {
+	for _, s := range [][2]string{{"content-type", "CONTENT-TYPE"}, {"X-A", "x-b"}, {"x y", "X Y"}, {"a-", "A-"}, {"ÿ", "ß"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, stored, name string) {
+		stored = http.CanonicalHeaderKey(stored)
+		if got, want := sameName(stored, name), stored == http.CanonicalHeaderKey(name); got != want {
+			t.Fatalf("sameName(%q, %q) = %v, want %v", stored, name, got, want)
+		}
+	})
+}
+
 func TestStatusTextMatchesNetHTTP(t *testing.T) {
 	n := 0
 	for code := 100; code < 600; code++ {

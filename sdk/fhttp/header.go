@@ -195,49 +195,83 @@ func (h *Header) appendTo(hs []abi.Header) []abi.Header {
 // sameName reports whether a field stored under stored is the one name means: the
 // same name but for case, unless name is not a valid field name, which
 // CanonicalHeaderKey leaves as it is and so only matches exactly.
+//
+// Like CanonicalHeaderKey it looks bytes up in byteClass rather than testing them: in
+// a Go wasm guest every taken branch is an indirect jump, so a loop without branches
+// in its body costs a fraction of one with a test per byte.
 func sameName(stored, name string) bool {
 	if len(stored) != len(name) {
 		return false
 	}
-	folded := true
+	var diff, bad uint16
 	for i := 0; i < len(name); i++ {
-		a, b := stored[i], name[i]
-		if !isTokenByte(b) {
-			return stored == name
-		}
-		if a != b && lower(a) != lower(b) {
-			folded = false
-		}
+		a, b := byteClass[stored[i]], byteClass[name[i]]
+		diff |= (a ^ b) &^ classMask // the bytes' folded values differ
+		bad |= b & notToken
 	}
-	return folded
+	if bad != 0 {
+		return stored == name
+	}
+	return diff == 0
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
+// byteClass holds, for every byte, what header names need to know of it: its
+// lower-case form in the high bits (the byte itself if not a letter) and the
+// class bits below, so one lookup answers both folding and validity.
+var byteClass = func() (t [256]uint16) {
+	for c := range 256 {
+		v := uint16(c)
+		class := uint16(0)
+		switch {
+		case 'A' <= c && c <= 'Z':
+			v += 'a' - 'A'
+			class = upperLetter
+		case 'a' <= c && c <= 'z':
+			class = lowerLetter
+		case c == '-':
+			class = hyphen
+		}
+		if !isTokenByte(byte(c)) {
+			class |= notToken
+		}
+		t[c] = v<<classBits | class
 	}
-	return c
-}
+	return t
+}()
+
+// The class bits of byteClass.
+const (
+	notToken    = 1 << iota // not allowed in a field name (RFC 9110's tchar)
+	lowerLetter             // a–z
+	upperLetter             // A–Z
+	hyphen                  // '-': the next letter starts a word
+
+	classBits = 4
+	classMask = 1<<classBits - 1
+)
 
 // CanonicalHeaderKey returns name in canonical form, as net/http's does: the first
 // letter and each letter after a hyphen upper case, the rest lower case. A name that is
 // not a valid header field name (a space, say) is returned unchanged.
+//
+// Names are nearly always canonical already (a handler's literals, the host's names),
+// so the test for that is one pass of table lookups without a branch per byte (see
+// sameName); only a name that needs rewriting pays for a second pass and a copy.
 func CanonicalHeaderKey(name string) string {
-	upper, rewrite := true, false
+	// A letter is wrong if it is lower case at a word's start or upper case inside one;
+	// want holds the classes not allowed at the next byte.
+	const atStart, inWord = notToken | lowerLetter, notToken | upperLetter
+	var bad uint16
+	want := uint16(atStart)
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isTokenByte(c) {
-			return name
-		}
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			rewrite = true
-		}
-		upper = c == '-'
+		k := byteClass[name[i]] & classMask
+		bad |= k & want
+		want = inWord ^ (k/hyphen)*(inWord^atStart) // after a hyphen a word starts
 	}
-	if rewrite {
-		return canonicalize(name)
+	if bad == 0 || bad&notToken != 0 {
+		return name
 	}
-	return name
+	return canonicalize(name)
 }
 
 // canonicalize rewrites name, which is all token bytes, in canonical form.
