@@ -131,6 +131,15 @@ func AppendResponse(b []byte, r *Response) []byte {
 	return appendBytes(b, r.Body)
 }
 
+// AppendResponseHead appends the encoding of a Response with an empty body: its last
+// four bytes are the body's length, zero, for a writer that appends the body after
+// them to set (little-endian, as every length).
+func AppendResponseHead(b []byte, status int, headers []Header) []byte {
+	b = appendU32(b, uint32(status))
+	b = appendHeaders(b, headers)
+	return append(b, 0, 0, 0, 0)
+}
+
 // DecodeResponse decodes a Response. When alias is true, Body and the header strings
 // are views of b, so the caller must never modify b afterwards (the host copies guest
 // memory once and keeps views of that copy); otherwise they are copies.

@@ -79,3 +79,19 @@ func ParseRequestHead(head string, headers int, r *Request) {
 	}
 	r.Headers = hs
 }
+
+// HeaderStart is the offset of the first header field in head (ParseRequestHead's
+// input) once r holds its strings: the fields that follow are a header list as
+// HeaderAt reads it, ending where head ends.
+func HeaderStart(r *Request) int {
+	return 5*4 + len(r.Method) + len(r.URI) + len(r.Host) + len(r.RemoteAddr)
+}
+
+// HeaderAt returns the header field encoded at list[q:] and the offset of the next,
+// where list is a header list from a head SplitRequest validated (see HeaderStart);
+// a guest can read its fields in place instead of decoding them all first.
+func HeaderAt(list string, q int) (h Header, next int) {
+	h.Name, q = field(list, q)
+	h.Value, q = field(list, q)
+	return h, q
+}

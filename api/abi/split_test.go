@@ -94,3 +94,37 @@ func FuzzSplitRequest(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(checkSplit)
 }
+
+// TestHeaderAt reads a head's header list in place, as a guest does instead of
+// decoding every field.
+func TestHeaderAt(t *testing.T) {
+	req := abi.Request{Method: "POST", URI: "/x?y", Host: "h:1", RemoteAddr: "r:2",
+		Headers: []abi.Header{{"A", "1"}, {"", ""}, {"Long", string(bytes.Repeat([]byte("v"), 300))}}, Body: []byte("b")}
+	head, nh, _, err := abi.SplitRequest(abi.AppendRequest(nil, &req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r abi.Request
+	abi.ParseRequestHead(string(head), 0, &r)
+	var got []abi.Header
+	list := string(head)[abi.HeaderStart(&r):]
+	for q := 0; q < len(list); {
+		var h abi.Header
+		h, q = abi.HeaderAt(list, q)
+		got = append(got, h)
+	}
+	if nh != 3 || len(got) != 3 || got[0] != req.Headers[0] || got[1] != req.Headers[1] || got[2] != req.Headers[2] {
+		t.Fatalf("%d headers, read %q", nh, got)
+	}
+}
+
+func TestAppendResponseHead(t *testing.T) {
+	resp := abi.Response{Status: 201, Headers: []abi.Header{{"A", "1"}, {"B", "2"}}, Body: []byte("body")}
+	b := abi.AppendResponseHead([]byte("prefix"), resp.Status, resp.Headers)
+	at := len(b) - 4
+	b = append(b, resp.Body...)
+	b[at] = byte(len(resp.Body)) // the writer sets the body's length
+	if want := abi.AppendResponse([]byte("prefix"), &resp); !bytes.Equal(b, want) {
+		t.Fatalf("%x, want %x", b, want)
+	}
+}
