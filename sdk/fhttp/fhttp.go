@@ -184,13 +184,14 @@ func newRequest() *request {
 
 // serve decodes one request, runs the handler and returns the encoded response.
 //
-// The common request costs the guest no allocation of its own: the head's strings and
-// the header entries are carved from the arena's blocks, the Request from a block of
-// them, the Body reads the host's buffer in place, the header stays the list the host
-// sent, and the response is encoded into the buffer the host copies from.
+// The common request costs the guest no allocation of its own: the head's strings are
+// carved from the arena's blocks, the Request from a block of them, the header is read
+// in place from the head's copy, the Body reads the host's buffer in place, and the
+// response is encoded into the buffer the host copies from.
 func serve(in, out []byte) ([]byte, int32) {
 	ar := &areq
-	if err := guest.DecodeRequest(in, ar, &arena); err != nil {
+	fields, err := guest.DecodeRequestHead(in, ar, &arena)
+	if err != nil {
 		return nil, abi.HandleBadInput
 	}
 	w := rw.reset(out)
@@ -199,24 +200,23 @@ func serve(in, out []byte) ([]byte, int32) {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
 		return w.finish(), abi.HandleOK
 	}
-	p.req = Request{
-		Method:        ar.Method,
-		URL:           &p.url,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        Header{list: ar.Headers},
-		Body:          NoBody,
-		ContentLength: int64(len(ar.Body)),
-		Host:          ar.Host,
-		RemoteAddr:    ar.RemoteAddr,
-		RequestURI:    ar.URI,
-	}
+	// Field by field: p is zero, and a composite literal would be built aside and
+	// copied in, through the write barrier's bulk path.
+	r := &p.req
+	r.Method = ar.Method
+	r.URL = &p.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header.wire = fields
+	r.Body = NoBody
 	if len(ar.Body) > 0 {
 		p.body.Reset(ar.Body)
-		p.req.Body = &p.body
+		r.Body = &p.body
+		r.ContentLength = int64(len(ar.Body))
 	}
-	if !run(w, &p.req) {
+	r.Host = ar.Host
+	r.RemoteAddr = ar.RemoteAddr
+	r.RequestURI = ar.URI
+	if !run(w, r) {
 		rw.out = nil
 		return nil, abi.HandlePanic
 	}

@@ -453,3 +453,58 @@ func TestServeBodyAndStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestServeReceivedHeader covers a received request's header, read in place from the
+// copy of the request's head until changed: every accessor, a handler keeping it past
+// later requests, changing it, and sending it back as the response's.
+func TestServeReceivedHeader(t *testing.T) {
+	var kept []*Request
+	HandleFunc(func(w ResponseWriter, r *Request) {
+		kept = append(kept, r)
+		if r.URL.Path == "/echo" {
+			*w.Header() = r.Header
+			w.Write(nil)
+		}
+	})
+	fields := guesttest.Headers("User-Agent", "ua", "X-A", "1", "X-A", "2", "X-Empty", "")
+	for i := range 100 { // enough to cross arena and request blocks
+		in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/" + strings.Repeat("p", i), Headers: fields})
+		if _, code := guest.Serve(in, nil); code != abi.HandleOK {
+			t.Fatalf("request %d: code %d", i, code)
+		}
+		clear(in)
+	}
+	for i, r := range kept {
+		h := r.Header
+		var all []string
+		for k, v := range h.All() {
+			all = append(all, k+"="+v)
+		}
+		if r.URL.Path != "/"+strings.Repeat("p", i) || r.UserAgent() != "ua" || h.Get("x-a") != "1" || h.Get("X-None") != "" ||
+			!reflect.DeepEqual(h.Values("X-A"), []string{"1", "2"}) || h.Values("X-None") != nil || h.Len() != 4 ||
+			!reflect.DeepEqual(all, []string{"User-Agent=ua", "X-A=1", "X-A=2", "X-Empty="}) {
+			t.Fatalf("request %d kept %q: %q %q %q %d %q", i, r.URL.Path, r.UserAgent(), h.Get("x-a"), h.Values("X-A"), h.Len(), all)
+		}
+	}
+	// Changing a received header copies its fields out first; a clone taken before
+	// does not see the change, and neither does a later request's header.
+	r := kept[0]
+	c := r.Header.Clone()
+	r.Header.Set("x-a", "3")
+	r.Header.Add("X-New", "n")
+	r.Header.Del("user-agent")
+	if !reflect.DeepEqual(r.Header.Map(), map[string][]string{"X-A": {"3"}, "X-Empty": {""}, "X-New": {"n"}}) {
+		t.Fatalf("changed: %v", r.Header.Map())
+	}
+	if !reflect.DeepEqual(c.Values("X-A"), []string{"1", "2"}) || c.Get("User-Agent") != "ua" || kept[1].Header.Get("X-A") != "1" {
+		t.Fatalf("a clone or another request saw the change: %v, %v", c.Map(), kept[1].Header.Map())
+	}
+	m := kept[2].Header.Map()
+	if !reflect.DeepEqual(m, map[string][]string{"User-Agent": {"ua"}, "X-A": {"1", "2"}, "X-Empty": {""}}) {
+		t.Fatalf("Map: %v", m)
+	}
+	resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/echo", Headers: fields})
+	if code != abi.HandleOK || !reflect.DeepEqual(resp.Headers, fields) {
+		t.Fatalf("request header as the response's: code %d, %v", code, resp.Headers)
+	}
+}
