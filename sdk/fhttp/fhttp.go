@@ -167,7 +167,7 @@ var arena guest.Arena
 // requests is the free part of the block Request objects are carved from (see newRequest).
 var requests []request
 
-// requestBlock is how many requests one block holds: about 12 KiB.
+// requestBlock is how many requests one block holds: about 10 KiB.
 const requestBlock = 32
 
 // newRequest returns a zeroed request that no other request shares. Requests are
@@ -180,6 +180,20 @@ func newRequest() *request {
 	p := &requests[0]
 	requests = requests[1:]
 	return p
+}
+
+// bodies is the free part of the block body readers are carved from, as requests are:
+// only a request with a body takes one, so the requests' block stays small (a Go
+// guest's allocations cost in proportion to their bytes).
+var bodies []body
+
+func newBody() *body {
+	if len(bodies) == 0 {
+		bodies = make([]body, requestBlock)
+	}
+	b := &bodies[0]
+	bodies = bodies[1:]
+	return b
 }
 
 // serve decodes one request, runs the handler and returns the encoded response.
@@ -209,8 +223,9 @@ func serve(in, out []byte) ([]byte, int32) {
 	r.Header.wire = fields
 	r.Body = NoBody
 	if len(ar.Body) > 0 {
-		p.body.Reset(ar.Body)
-		r.Body = &p.body
+		b := newBody()
+		b.Reset(ar.Body)
+		r.Body = b
 		r.ContentLength = int64(len(ar.Body))
 	}
 	r.Host = ar.Host
@@ -223,11 +238,10 @@ func serve(in, out []byte) ([]byte, int32) {
 	return w.finish(), abi.HandleOK
 }
 
-// request is everything a received request needs, in one block entry.
+// request is what every received request needs, in one block entry.
 type request struct {
-	req  Request
-	url  url.URL
-	body body
+	req Request
+	url url.URL
 }
 
 // body is a request body: a reader over the host's buffer, valid while the handler runs.

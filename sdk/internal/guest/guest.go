@@ -49,7 +49,8 @@ func ParseURI(uri string, u *url.URL) error {
 		}
 		if bad == 0 {
 			u.Path = uri
-			if q := strings.IndexByte(uri, '?'); q >= 0 {
+			if mask&uriPathOnly == 0 { // there is a query
+				q := strings.IndexByte(uri, '?')
 				u.Path, u.RawQuery = uri[:q], uri[q+1:]
 			}
 			return nil
