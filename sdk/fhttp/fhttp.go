@@ -86,7 +86,10 @@ func Handle(h Handler) {
 	if h == nil {
 		panic("fhttp: nil handler")
 	}
-	handler = h
+	handler, handlerFunc = h, nil
+	if f, ok := h.(HandlerFunc); ok {
+		handlerFunc = f // called directly: one guest call fewer per request
+	}
 	guest.Serve = serve
 }
 
@@ -94,6 +97,9 @@ func Handle(h Handler) {
 func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
 
 var handler Handler
+
+// handlerFunc is handler when it is a HandlerFunc, else nil.
+var handlerFunc HandlerFunc
 
 // ResponseWriter builds the response, as net/http's does. The response is sent whole
 // when the handler returns; the first Write fixes the status (200 unless WriteHeader
@@ -250,14 +256,20 @@ type body struct{ bytes.Reader }
 func (*body) Close() error { return nil }
 
 // run calls the handler and reports false if it panicked: the host then discards the
-// instance.
+// instance. recover is called only then: a request that returns normally pays for the
+// deferred call alone.
 func run(w ResponseWriter, req *Request) (ok bool) {
 	defer func() {
-		if v := recover(); v != nil {
-			ok = false
-			fmt.Fprintf(stderr, "panic: %v\n", v)
+		if !ok {
+			if v := recover(); v != nil {
+				fmt.Fprintf(stderr, "panic: %v\n", v)
+			}
 		}
 	}()
-	handler.ServeHTTP(w, req)
+	if handlerFunc != nil {
+		handlerFunc(w, req)
+	} else {
+		handler.ServeHTTP(w, req)
+	}
 	return true
 }

@@ -130,6 +130,18 @@ func TestServeFaults(t *testing.T) {
 	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
 		t.Fatalf("panic: code %d", code)
 	}
+	HandleFunc(func(w ResponseWriter, r *Request) { panic(nil) }) // a *runtime.PanicNilError to recover
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+		t.Fatalf("panic(nil): code %d", code)
+	}
+	Handle(statusHandler(StatusAccepted)) // a Handler that is not a HandlerFunc
+	if resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandleOK || resp.Status != StatusAccepted {
+		t.Fatalf("Handler: code %d, status %d", code, resp.Status)
+	}
+	Handle(panicHandler{})
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+		t.Fatalf("Handler's panic: code %d", code)
+	}
 	if _, code := guest.Serve([]byte{1, 2}, nil); code != abi.HandleBadInput {
 		t.Fatalf("garbage: code %d", code)
 	}
@@ -145,6 +157,14 @@ func TestServeFaults(t *testing.T) {
 	}()
 	Handle(nil)
 }
+
+type statusHandler int
+
+func (s statusHandler) ServeHTTP(w ResponseWriter, r *Request) { w.WriteHeader(int(s)) }
+
+type panicHandler struct{}
+
+func (panicHandler) ServeHTTP(ResponseWriter, *Request) { panic("boom") }
 
 func TestError(t *testing.T) {
 	HandleFunc(func(w ResponseWriter, r *Request) {
