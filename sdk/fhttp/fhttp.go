@@ -22,15 +22,24 @@
 // need net/http's own types use package fermion.dev/fermion/sdk/fermion instead.
 //
 // What a request costs the guest. In a Go wasm guest an allocation costs several
-// hundred nanoseconds and every call a prologue, more than a small handler's own work,
-// so the SDK's part of a request allocates nothing in the common case:
+// hundred nanoseconds, and bytes allocated cost in proportion (the zeroing, the cache
+// misses of fresh memory, the collections they bring on); every call costs a prologue and
+// every taken branch an indirect jump through the function's block table. So the SDK's
+// part of a request allocates nothing in the common case and keeps its per-byte loops
+// free of branches:
 //
-//   - the request's strings (method, URI, host, header names and values) are copied
-//     once into a block shared by the requests that follow, and the *Request with its
-//     URL and body reader comes from a block of them; none is ever reused, so a handler
-//     may keep them, as in net/http (what it keeps holds its block, at most 16 KiB);
-//   - Header is the list the host sent, not a map: Get, Set, Add and Del scan it
-//     without hashing or allocating; Map builds net/http's map shape only when asked;
+//   - the request's head (method, URI, host, header names and values) is copied once
+//     into a block shared by the requests that follow, and the *Request with its URL
+//     comes from a block of them (a body reader from another, only when there is a
+//     body); none is ever reused, so a handler may keep them, as in net/http (what it
+//     keeps holds its block, at most 16 KiB);
+//   - the received Header is read in place from that copy: Get, Values, Len and All scan
+//     the host's encoding without hashing or allocating, and only the first Set, Add or
+//     Del copies the fields out into a list; Map builds net/http's map shape only when
+//     asked;
+//   - header names and the request target are checked a byte at a time by table lookup,
+//     without a branch per byte: a name that is already canonical, as literals and the
+//     host's names are, costs one such pass;
 //   - the Body reads the host's buffer in place, so it must not be read after the
 //     handler returns;
 //   - the response is encoded straight into the buffer the host copies it from, status
@@ -42,7 +51,7 @@
 // searches of the runtime's type table each (converting w to io.Writer, then asserting
 // io.StringWriter; Go caches neither on wasm), about 0.4 µs: w.Write of bytes made once
 // does not. bench/RESULTS.md counts it per request (fermion-bench guestcalls: calls,
-// allocations and thread CPU inside the guest).
+// allocations and thread CPU inside the guest; "Go SDK, third pass" for this design).
 //
 // Every 32 requests the SDK yields to the Go scheduler after sending the response, so a
 // garbage collection cycle started by an allocation is finished by the runtime's
