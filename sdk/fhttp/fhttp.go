@@ -176,7 +176,7 @@ var areq abi.Request
 // returning (see Handler).
 var rw response
 
-// arena holds what requests keep: their strings and header entries.
+// arena holds what requests keep: the copies of their heads (strings and header fields).
 var arena guest.Arena
 
 // requests is the free part of the block Request objects are carved from (see newRequest).

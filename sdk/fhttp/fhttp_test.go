@@ -372,7 +372,7 @@ func TestServeAllocations(t *testing.T) {
 			t.Fatal(code)
 		}
 	})
-	// The request's strings, header entries and Request object come from blocks
+	// The request's head (strings and header fields) and Request object come from blocks
 	// allocated once per dozens of requests; the response header is a reused list.
 	if allocs > 0.1 {
 		t.Fatalf("%v allocations per request, want at most 0.1", allocs)
