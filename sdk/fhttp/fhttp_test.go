@@ -248,38 +248,72 @@ func FuzzHeaderMatchesNetHTTP(f *testing.F) {
 	f.Add([]byte("\x00content-type\x00a\x01X-A\x001\x02x-a\x002\x03X-A\x00\x04x y\x00v"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		var h Header
-		std := http.Header{}
-		// Each op: a code byte, then a name and a value separated by 0 bytes.
-		parts := bytes.Split(ops, []byte{0})
-		for i := 0; i+2 < len(parts); i += 2 {
-			if len(parts[i]) == 0 {
-				continue
-			}
-			code, name, value := parts[i][0]%5, string(parts[i][1:]), string(parts[i+1])
-			switch code {
-			case 0:
-				h.Set(name, value)
-				std.Set(name, value)
-			case 1:
-				h.Add(name, value)
-				std.Add(name, value)
-			case 2:
-				h.Del(name)
-				std.Del(name)
-			case 3:
-				if got, want := h.Get(name), std.Get(name); got != want {
-					t.Fatalf("Get(%q) = %q, net/http %q", name, got, want)
-				}
-			case 4:
-				if got, want := h.Values(name), std.Values(name); !reflect.DeepEqual(got, want) {
-					t.Fatalf("Values(%q) = %q, net/http %q", name, got, want)
-				}
-			}
-		}
-		if got := h.Map(); !reflect.DeepEqual(got, map[string][]string(std)) && !(len(got) == 0 && len(std) == 0) {
-			t.Fatalf("Map %q, net/http %q", got, std)
-		}
+		headerOps(t, &h, http.Header{}, ops)
 	})
+}
+
+// FuzzReceivedHeaderMatchesNetHTTP is FuzzHeaderMatchesNetHTTP on a received request's
+// header, read in place from the request's encoding until an operation changes it.
+func FuzzReceivedHeaderMatchesNetHTTP(f *testing.F) {
+	f.Add([]byte("X-A\x001\x00X-A\x002\x00User-Agent\x00ua"), []byte("\x03x-a\x00\x04X-A\x00\x00x-a\x003\x03X-A\x00"))
+	f.Add([]byte("A\x00\x00B\x00b"), []byte("\x02a\x00\x01b\x00c\x04B\x00"))
+	f.Fuzz(func(t *testing.T, fields, ops []byte) {
+		// The host sends canonical names (package abi); net/http's header gets the same.
+		var hs []abi.Header
+		std := http.Header{}
+		parts := bytes.Split(fields, []byte{0})
+		for i := 0; i+1 < len(parts); i += 2 {
+			name := http.CanonicalHeaderKey(string(parts[i]))
+			hs = append(hs, abi.Header{Name: name, Value: string(parts[i+1])})
+			std[name] = append(std[name], string(parts[i+1]))
+		}
+		var got *Request
+		HandleFunc(func(w ResponseWriter, r *Request) { got = r })
+		in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/", Headers: hs})
+		if _, code := guest.Serve(in, nil); code != abi.HandleOK {
+			t.Fatalf("code %d", code)
+		}
+		clear(in) // the host reuses its buffer: the header must not read it
+		if got.Header.Len() != len(hs) {
+			t.Fatalf("Len %d, sent %d fields", got.Header.Len(), len(hs))
+		}
+		headerOps(t, &got.Header, std, ops)
+	})
+}
+
+// headerOps runs ops on h and std and compares what each then reports. Each op is a
+// code byte, then a name and a value separated by 0 bytes.
+func headerOps(t *testing.T, h *Header, std http.Header, ops []byte) {
+	t.Helper()
+	parts := bytes.Split(ops, []byte{0})
+	for i := 0; i+2 < len(parts); i += 2 {
+		if len(parts[i]) == 0 {
+			continue
+		}
+		code, name, value := parts[i][0]%5, string(parts[i][1:]), string(parts[i+1])
+		switch code {
+		case 0:
+			h.Set(name, value)
+			std.Set(name, value)
+		case 1:
+			h.Add(name, value)
+			std.Add(name, value)
+		case 2:
+			h.Del(name)
+			std.Del(name)
+		case 3:
+			if got, want := h.Get(name), std.Get(name); got != want {
+				t.Fatalf("Get(%q) = %q, net/http %q", name, got, want)
+			}
+		case 4:
+			if got, want := h.Values(name), std.Values(name); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Values(%q) = %q, net/http %q", name, got, want)
+			}
+		}
+	}
+	if got := h.Map(); !reflect.DeepEqual(got, map[string][]string(std)) && !(len(got) == 0 && len(std) == 0) {
+		t.Fatalf("Map %q, net/http %q", got, std)
+	}
 }
 
 func TestCanonicalHeaderKeyMatchesNetHTTP(t *testing.T) {
