@@ -60,6 +60,8 @@ var ErrShort = errors.New("abi: truncated message")
 // ErrTooLarge is returned when a length field exceeds the bytes that follow it.
 var ErrTooLarge = errors.New("abi: length exceeds message")
 
+var errTrailing = errors.New("abi: trailing bytes after message")
+
 // Header is one header field; repeated names are repeated entries.
 type Header struct {
 	Name, Value string
@@ -116,10 +118,6 @@ func DecodeRequest(b []byte, r *Request) error {
 	return nil
 }
 
-func le32(b []byte, p int) uint32 {
-	return uint32(b[p]) | uint32(b[p+1])<<8 | uint32(b[p+2])<<16 | uint32(b[p+3])<<24
-}
-
 // field returns the length-prefixed string at s[q:] and the offset after it.
 func field(s string, q int) (string, int) {
 	n := int(uint32(s[q]) | uint32(s[q+1])<<8 | uint32(s[q+2])<<16 | uint32(s[q+3])<<24)
@@ -131,6 +129,15 @@ func AppendResponse(b []byte, r *Response) []byte {
 	b = appendU32(b, uint32(r.Status))
 	b = appendHeaders(b, r.Headers)
 	return appendBytes(b, r.Body)
+}
+
+// AppendResponseHead appends the encoding of a Response with an empty body: its last
+// four bytes are the body's length, zero, for a writer that appends the body after
+// them to set (little-endian, as every length).
+func AppendResponseHead(b []byte, status int, headers []Header) []byte {
+	b = appendU32(b, uint32(status))
+	b = appendHeaders(b, headers)
+	return append(b, 0, 0, 0, 0)
 }
 
 // DecodeResponse decodes a Response. When alias is true, Body and the header strings
@@ -277,7 +284,7 @@ func (d *decoder) done() error {
 		return d.err
 	}
 	if len(d.b) != 0 {
-		return errors.New("abi: trailing bytes after message")
+		return errTrailing
 	}
 	return nil
 }

@@ -22,15 +22,24 @@
 // need net/http's own types use package fermion.dev/fermion/sdk/fermion instead.
 //
 // What a request costs the guest. In a Go wasm guest an allocation costs several
-// hundred nanoseconds and every call a prologue, more than a small handler's own work,
-// so the SDK's part of a request allocates nothing in the common case:
+// hundred nanoseconds, and bytes allocated cost in proportion (the zeroing, the cache
+// misses of fresh memory, the collections they bring on); every call costs a prologue and
+// every taken branch an indirect jump through the function's block table. So the SDK's
+// part of a request allocates nothing in the common case and keeps its per-byte loops
+// free of branches:
 //
-//   - the request's strings (method, URI, host, header names and values) are copied
-//     once into a block shared by the requests that follow, and the *Request with its
-//     URL and body reader comes from a block of them; none is ever reused, so a handler
-//     may keep them, as in net/http (what it keeps holds its block, at most 16 KiB);
-//   - Header is the list the host sent, not a map: Get, Set, Add and Del scan it
-//     without hashing or allocating; Map builds net/http's map shape only when asked;
+//   - the request's head (method, URI, host, header names and values) is copied once
+//     into a block shared by the requests that follow, and the *Request with its URL
+//     comes from a block of them (a body reader from another, only when there is a
+//     body); none is ever reused, so a handler may keep them, as in net/http (what it
+//     keeps holds its block, at most 16 KiB);
+//   - the received Header is read in place from that copy: Get, Values, Len and All scan
+//     the host's encoding without hashing or allocating, and only the first Set, Add or
+//     Del copies the fields out into a list; Map builds net/http's map shape only when
+//     asked;
+//   - header names and the request target are checked a byte at a time by table lookup,
+//     without a branch per byte: a name that is already canonical, as literals and the
+//     host's names are, costs one such pass;
 //   - the Body reads the host's buffer in place, so it must not be read after the
 //     handler returns;
 //   - the response is encoded straight into the buffer the host copies it from, status
@@ -42,7 +51,7 @@
 // searches of the runtime's type table each (converting w to io.Writer, then asserting
 // io.StringWriter; Go caches neither on wasm), about 0.4 µs: w.Write of bytes made once
 // does not. bench/RESULTS.md counts it per request (fermion-bench guestcalls: calls,
-// allocations and thread CPU inside the guest).
+// allocations and thread CPU inside the guest; "Go SDK, third pass" for this design).
 //
 // Every 32 requests the SDK yields to the Go scheduler after sending the response, so a
 // garbage collection cycle started by an allocation is finished by the runtime's
@@ -86,7 +95,10 @@ func Handle(h Handler) {
 	if h == nil {
 		panic("fhttp: nil handler")
 	}
-	handler = h
+	handler, handlerFunc = h, nil
+	if f, ok := h.(HandlerFunc); ok {
+		handlerFunc = f // called directly: one guest call fewer per request
+	}
 	guest.Serve = serve
 }
 
@@ -94,6 +106,9 @@ func Handle(h Handler) {
 func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
 
 var handler Handler
+
+// handlerFunc is handler when it is a HandlerFunc, else nil.
+var handlerFunc HandlerFunc
 
 // ResponseWriter builds the response, as net/http's does. The response is sent whole
 // when the handler returns; the first Write fixes the status (200 unless WriteHeader
@@ -161,13 +176,13 @@ var areq abi.Request
 // returning (see Handler).
 var rw response
 
-// arena holds what requests keep: their strings and header entries.
+// arena holds what requests keep: the copies of their heads (strings and header fields).
 var arena guest.Arena
 
 // requests is the free part of the block Request objects are carved from (see newRequest).
 var requests []request
 
-// requestBlock is how many requests one block holds: about 12 KiB.
+// requestBlock is how many requests one block holds: about 10 KiB.
 const requestBlock = 32
 
 // newRequest returns a zeroed request that no other request shares. Requests are
@@ -182,15 +197,30 @@ func newRequest() *request {
 	return p
 }
 
+// bodies is the free part of the block body readers are carved from, as requests are:
+// only a request with a body takes one, so the requests' block stays small (a Go
+// guest's allocations cost in proportion to their bytes).
+var bodies []body
+
+func newBody() *body {
+	if len(bodies) == 0 {
+		bodies = make([]body, requestBlock)
+	}
+	b := &bodies[0]
+	bodies = bodies[1:]
+	return b
+}
+
 // serve decodes one request, runs the handler and returns the encoded response.
 //
-// The common request costs the guest no allocation of its own: the head's strings and
-// the header entries are carved from the arena's blocks, the Request from a block of
-// them, the Body reads the host's buffer in place, the header stays the list the host
-// sent, and the response is encoded into the buffer the host copies from.
+// The common request costs the guest no allocation of its own: the head's strings are
+// carved from the arena's blocks, the Request from a block of them, the header is read
+// in place from the head's copy, the Body reads the host's buffer in place, and the
+// response is encoded into the buffer the host copies from.
 func serve(in, out []byte) ([]byte, int32) {
 	ar := &areq
-	if err := guest.DecodeRequest(in, ar, &arena); err != nil {
+	fields, err := guest.DecodeRequestHead(in, ar, &arena)
+	if err != nil {
 		return nil, abi.HandleBadInput
 	}
 	w := rw.reset(out)
@@ -199,35 +229,34 @@ func serve(in, out []byte) ([]byte, int32) {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
 		return w.finish(), abi.HandleOK
 	}
-	p.req = Request{
-		Method:        ar.Method,
-		URL:           &p.url,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        Header{list: ar.Headers},
-		Body:          NoBody,
-		ContentLength: int64(len(ar.Body)),
-		Host:          ar.Host,
-		RemoteAddr:    ar.RemoteAddr,
-		RequestURI:    ar.URI,
-	}
+	// Field by field: p is zero, and a composite literal would be built aside and
+	// copied in, through the write barrier's bulk path.
+	r := &p.req
+	r.Method = ar.Method
+	r.URL = &p.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header.wire = fields
+	r.Body = NoBody
 	if len(ar.Body) > 0 {
-		p.body.Reset(ar.Body)
-		p.req.Body = &p.body
+		b := newBody()
+		b.Reset(ar.Body)
+		r.Body = b
+		r.ContentLength = int64(len(ar.Body))
 	}
-	if !run(w, &p.req) {
+	r.Host = ar.Host
+	r.RemoteAddr = ar.RemoteAddr
+	r.RequestURI = ar.URI
+	if !run(w, r) {
 		rw.out = nil
 		return nil, abi.HandlePanic
 	}
 	return w.finish(), abi.HandleOK
 }
 
-// request is everything a received request needs, in one block entry.
+// request is what every received request needs, in one block entry.
 type request struct {
-	req  Request
-	url  url.URL
-	body body
+	req Request
+	url url.URL
 }
 
 // body is a request body: a reader over the host's buffer, valid while the handler runs.
@@ -236,14 +265,20 @@ type body struct{ bytes.Reader }
 func (*body) Close() error { return nil }
 
 // run calls the handler and reports false if it panicked: the host then discards the
-// instance.
+// instance. recover is called only then: a request that returns normally pays for the
+// deferred call alone.
 func run(w ResponseWriter, req *Request) (ok bool) {
 	defer func() {
-		if v := recover(); v != nil {
-			ok = false
-			fmt.Fprintf(stderr, "panic: %v\n", v)
+		if !ok {
+			if v := recover(); v != nil {
+				fmt.Fprintf(stderr, "panic: %v\n", v)
+			}
 		}
 	}()
-	handler.ServeHTTP(w, req)
+	if handlerFunc != nil {
+		handlerFunc(w, req)
+	} else {
+		handler.ServeHTTP(w, req)
+	}
 	return true
 }

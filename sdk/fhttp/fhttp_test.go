@@ -130,6 +130,18 @@ func TestServeFaults(t *testing.T) {
 	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
 		t.Fatalf("panic: code %d", code)
 	}
+	HandleFunc(func(w ResponseWriter, r *Request) { panic(nil) }) // a *runtime.PanicNilError to recover
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+		t.Fatalf("panic(nil): code %d", code)
+	}
+	Handle(statusHandler(StatusAccepted)) // a Handler that is not a HandlerFunc
+	if resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandleOK || resp.Status != StatusAccepted {
+		t.Fatalf("Handler: code %d, status %d", code, resp.Status)
+	}
+	Handle(panicHandler{})
+	if _, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); code != abi.HandlePanic {
+		t.Fatalf("Handler's panic: code %d", code)
+	}
 	if _, code := guest.Serve([]byte{1, 2}, nil); code != abi.HandleBadInput {
 		t.Fatalf("garbage: code %d", code)
 	}
@@ -145,6 +157,14 @@ func TestServeFaults(t *testing.T) {
 	}()
 	Handle(nil)
 }
+
+type statusHandler int
+
+func (s statusHandler) ServeHTTP(w ResponseWriter, r *Request) { w.WriteHeader(int(s)) }
+
+type panicHandler struct{}
+
+func (panicHandler) ServeHTTP(ResponseWriter, *Request) { panic("boom") }
 
 func TestError(t *testing.T) {
 	HandleFunc(func(w ResponseWriter, r *Request) {
@@ -228,38 +248,72 @@ func FuzzHeaderMatchesNetHTTP(f *testing.F) {
 	f.Add([]byte("\x00content-type\x00a\x01X-A\x001\x02x-a\x002\x03X-A\x00\x04x y\x00v"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		var h Header
-		std := http.Header{}
-		// Each op: a code byte, then a name and a value separated by 0 bytes.
-		parts := bytes.Split(ops, []byte{0})
-		for i := 0; i+2 < len(parts); i += 2 {
-			if len(parts[i]) == 0 {
-				continue
-			}
-			code, name, value := parts[i][0]%5, string(parts[i][1:]), string(parts[i+1])
-			switch code {
-			case 0:
-				h.Set(name, value)
-				std.Set(name, value)
-			case 1:
-				h.Add(name, value)
-				std.Add(name, value)
-			case 2:
-				h.Del(name)
-				std.Del(name)
-			case 3:
-				if got, want := h.Get(name), std.Get(name); got != want {
-					t.Fatalf("Get(%q) = %q, net/http %q", name, got, want)
-				}
-			case 4:
-				if got, want := h.Values(name), std.Values(name); !reflect.DeepEqual(got, want) {
-					t.Fatalf("Values(%q) = %q, net/http %q", name, got, want)
-				}
-			}
-		}
-		if got := h.Map(); !reflect.DeepEqual(got, map[string][]string(std)) && !(len(got) == 0 && len(std) == 0) {
-			t.Fatalf("Map %q, net/http %q", got, std)
-		}
+		headerOps(t, &h, http.Header{}, ops)
 	})
+}
+
+// FuzzReceivedHeaderMatchesNetHTTP is FuzzHeaderMatchesNetHTTP on a received request's
+// header, read in place from the request's encoding until an operation changes it.
+func FuzzReceivedHeaderMatchesNetHTTP(f *testing.F) {
+	f.Add([]byte("X-A\x001\x00X-A\x002\x00User-Agent\x00ua"), []byte("\x03x-a\x00\x04X-A\x00\x00x-a\x003\x03X-A\x00"))
+	f.Add([]byte("A\x00\x00B\x00b"), []byte("\x02a\x00\x01b\x00c\x04B\x00"))
+	f.Fuzz(func(t *testing.T, fields, ops []byte) {
+		// The host sends canonical names (package abi); net/http's header gets the same.
+		var hs []abi.Header
+		std := http.Header{}
+		parts := bytes.Split(fields, []byte{0})
+		for i := 0; i+1 < len(parts); i += 2 {
+			name := http.CanonicalHeaderKey(string(parts[i]))
+			hs = append(hs, abi.Header{Name: name, Value: string(parts[i+1])})
+			std[name] = append(std[name], string(parts[i+1]))
+		}
+		var got *Request
+		HandleFunc(func(w ResponseWriter, r *Request) { got = r })
+		in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/", Headers: hs})
+		if _, code := guest.Serve(in, nil); code != abi.HandleOK {
+			t.Fatalf("code %d", code)
+		}
+		clear(in) // the host reuses its buffer: the header must not read it
+		if got.Header.Len() != len(hs) {
+			t.Fatalf("Len %d, sent %d fields", got.Header.Len(), len(hs))
+		}
+		headerOps(t, &got.Header, std, ops)
+	})
+}
+
+// headerOps runs ops on h and std and compares what each then reports. Each op is a
+// code byte, then a name and a value separated by 0 bytes.
+func headerOps(t *testing.T, h *Header, std http.Header, ops []byte) {
+	t.Helper()
+	parts := bytes.Split(ops, []byte{0})
+	for i := 0; i+2 < len(parts); i += 2 {
+		if len(parts[i]) == 0 {
+			continue
+		}
+		code, name, value := parts[i][0]%5, string(parts[i][1:]), string(parts[i+1])
+		switch code {
+		case 0:
+			h.Set(name, value)
+			std.Set(name, value)
+		case 1:
+			h.Add(name, value)
+			std.Add(name, value)
+		case 2:
+			h.Del(name)
+			std.Del(name)
+		case 3:
+			if got, want := h.Get(name), std.Get(name); got != want {
+				t.Fatalf("Get(%q) = %q, net/http %q", name, got, want)
+			}
+		case 4:
+			if got, want := h.Values(name), std.Values(name); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Values(%q) = %q, net/http %q", name, got, want)
+			}
+		}
+	}
+	if got := h.Map(); !reflect.DeepEqual(got, map[string][]string(std)) && !(len(got) == 0 && len(std) == 0) {
+		t.Fatalf("Map %q, net/http %q", got, std)
+	}
 }
 
 func TestCanonicalHeaderKeyMatchesNetHTTP(t *testing.T) {
@@ -278,6 +332,21 @@ func FuzzCanonicalHeaderKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := CanonicalHeaderKey(s), http.CanonicalHeaderKey(s); got != want {
 			t.Fatalf("CanonicalHeaderKey(%q) = %q, net/http says %q", s, got, want)
+		}
+	})
+}
+
+// FuzzSameName checks the name match Get, Set and Del use against its definition: a
+// field stored under a canonical name is the one a name means when that name
+// canonicalises to it (and an invalid name, left as it is, means only itself).
+func FuzzSameName(f *testing.F) {
+	for _, s := range [][2]string{{"content-type", "CONTENT-TYPE"}, {"X-A", "x-b"}, {"x y", "X Y"}, {"a-", "A-"}, {"ÿ", "ß"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, stored, name string) {
+		stored = http.CanonicalHeaderKey(stored)
+		if got, want := sameName(stored, name), stored == http.CanonicalHeaderKey(name); got != want {
+			t.Fatalf("sameName(%q, %q) = %v, want %v", stored, name, got, want)
 		}
 	})
 }
@@ -337,7 +406,7 @@ func TestServeAllocations(t *testing.T) {
 			t.Fatal(code)
 		}
 	})
-	// The request's strings, header entries and Request object come from blocks
+	// The request's head (strings and header fields) and Request object come from blocks
 	// allocated once per dozens of requests; the response header is a reused list.
 	if allocs > 0.1 {
 		t.Fatalf("%v allocations per request, want at most 0.1", allocs)
@@ -436,5 +505,60 @@ func TestServeBodyAndStrings(t *testing.T) {
 			t.Fatalf("request %d kept %q %q (%d bytes), want %q %q (%d bytes)", i, all[i].path, all[i].id, len(all[i].body),
 				want[i].path, want[i].id, len(want[i].body))
 		}
+	}
+}
+
+// TestServeReceivedHeader covers a received request's header, read in place from the
+// copy of the request's head until changed: every accessor, a handler keeping it past
+// later requests, changing it, and sending it back as the response's.
+func TestServeReceivedHeader(t *testing.T) {
+	var kept []*Request
+	HandleFunc(func(w ResponseWriter, r *Request) {
+		kept = append(kept, r)
+		if r.URL.Path == "/echo" {
+			*w.Header() = r.Header
+			w.Write(nil)
+		}
+	})
+	fields := guesttest.Headers("User-Agent", "ua", "X-A", "1", "X-A", "2", "X-Empty", "")
+	for i := range 100 { // enough to cross arena and request blocks
+		in := abi.AppendRequest(nil, &abi.Request{Method: "GET", URI: "/" + strings.Repeat("p", i), Headers: fields})
+		if _, code := guest.Serve(in, nil); code != abi.HandleOK {
+			t.Fatalf("request %d: code %d", i, code)
+		}
+		clear(in)
+	}
+	for i, r := range kept {
+		h := r.Header
+		var all []string
+		for k, v := range h.All() {
+			all = append(all, k+"="+v)
+		}
+		if r.URL.Path != "/"+strings.Repeat("p", i) || r.UserAgent() != "ua" || h.Get("x-a") != "1" || h.Get("X-None") != "" ||
+			!reflect.DeepEqual(h.Values("X-A"), []string{"1", "2"}) || h.Values("X-None") != nil || h.Len() != 4 ||
+			!reflect.DeepEqual(all, []string{"User-Agent=ua", "X-A=1", "X-A=2", "X-Empty="}) {
+			t.Fatalf("request %d kept %q: %q %q %q %d %q", i, r.URL.Path, r.UserAgent(), h.Get("x-a"), h.Values("X-A"), h.Len(), all)
+		}
+	}
+	// Changing a received header copies its fields out first; a clone taken before
+	// does not see the change, and neither does a later request's header.
+	r := kept[0]
+	c := r.Header.Clone()
+	r.Header.Set("x-a", "3")
+	r.Header.Add("X-New", "n")
+	r.Header.Del("user-agent")
+	if !reflect.DeepEqual(r.Header.Map(), map[string][]string{"X-A": {"3"}, "X-Empty": {""}, "X-New": {"n"}}) {
+		t.Fatalf("changed: %v", r.Header.Map())
+	}
+	if !reflect.DeepEqual(c.Values("X-A"), []string{"1", "2"}) || c.Get("User-Agent") != "ua" || kept[1].Header.Get("X-A") != "1" {
+		t.Fatalf("a clone or another request saw the change: %v, %v", c.Map(), kept[1].Header.Map())
+	}
+	m := kept[2].Header.Map()
+	if !reflect.DeepEqual(m, map[string][]string{"User-Agent": {"ua"}, "X-A": {"1", "2"}, "X-Empty": {""}}) {
+		t.Fatalf("Map: %v", m)
+	}
+	resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/echo", Headers: fields})
+	if code != abi.HandleOK || !reflect.DeepEqual(resp.Headers, fields) {
+		t.Fatalf("request header as the response's: code %d, %v", code, resp.Headers)
 	}
 }

@@ -16,14 +16,19 @@ import (
 //
 // It is a list, not a map: a handler that reads or sets a few fields, as most do, then
 // costs no hashing and no allocation (a Go wasm guest pays several hundred nanoseconds
-// for each). Map turns it into net/http's map shape for code that wants to index or
-// range over one; from then on the map is the header. The zero Header is empty and
-// ready to use. A Header copied by value shares its storage with the original, as a
-// copied map would, but unlike a map the two do not stay in step: change only one of
-// them, or Clone for an independent copy.
+// for each). A received request's header is read in place, from the copy of the
+// request's head its strings come from, until the handler changes it. Map turns it
+// into net/http's map shape for code that wants to index or range over one; from then
+// on the map is the header. The zero Header is empty and ready to use. A Header copied
+// by value shares its storage with the original, as a copied map would, but unlike a
+// map the two do not stay in step: change only one of them, or Clone for an
+// independent copy.
 type Header struct {
-	list []abi.Header        // the fields in order, names canonical, while m is nil
-	m    map[string][]string // once Map was called: the only store
+	// Exactly one of these holds the fields: m once Map was called, else wire while
+	// it is not empty, else list.
+	list []abi.Header        // the fields in order, names canonical
+	m    map[string][]string // the only store once Map was called
+	wire string              // a received request's fields as the host encoded them (abi.HeaderAt)
 }
 
 // Get returns the first value of the named header, or "".
@@ -33,6 +38,12 @@ func (h Header) Get(name string) string {
 			return vs[0]
 		}
 		return ""
+	}
+	for q := 0; q < len(h.wire); {
+		var f abi.Header
+		if f, q = abi.HeaderAt(h.wire, q); sameName(f.Name, name) {
+			return f.Value
+		}
 	}
 	for i := range h.list {
 		if sameName(h.list[i].Name, name) {
@@ -49,12 +60,43 @@ func (h Header) Values(name string) []string {
 		return h.m[CanonicalHeaderKey(name)]
 	}
 	var vs []string
-	for i := range h.list {
-		if sameName(h.list[i].Name, name) {
-			vs = append(vs, h.list[i].Value)
+	for f := range h.fields() {
+		if sameName(f.Name, name) {
+			vs = append(vs, f.Value)
 		}
 	}
 	return vs
+}
+
+// fields yields the fields of a Header not yet mapped, in order.
+func (h Header) fields() iter.Seq[abi.Header] {
+	return func(yield func(abi.Header) bool) {
+		for q := 0; q < len(h.wire); {
+			var f abi.Header
+			if f, q = abi.HeaderAt(h.wire, q); !yield(f) {
+				return
+			}
+		}
+		for _, f := range h.list {
+			if !yield(f) {
+				return
+			}
+		}
+	}
+}
+
+// own makes the fields of a received request's header a list h may change, copying
+// them out of its encoding (the callers test h.wire: a call costs more than the test).
+func (h *Header) own() {
+	n := 0
+	for q := 0; q < len(h.wire); n++ {
+		_, q = abi.HeaderAt(h.wire, q)
+	}
+	list := make([]abi.Header, 0, n+1)
+	for f := range h.fields() {
+		list = append(list, f)
+	}
+	h.list, h.wire = list, ""
 }
 
 // Set replaces the named header's values with value.
@@ -62,6 +104,9 @@ func (h *Header) Set(name, value string) {
 	if h.m != nil {
 		h.m[CanonicalHeaderKey(name)] = []string{value}
 		return
+	}
+	if h.wire != "" {
+		h.own()
 	}
 	for i := range h.list {
 		if sameName(h.list[i].Name, name) {
@@ -80,6 +125,9 @@ func (h *Header) Add(name, value string) {
 		h.m[k] = append(h.m[k], value)
 		return
 	}
+	if h.wire != "" {
+		h.own()
+	}
 	h.list = append(h.list, abi.Header{Name: CanonicalHeaderKey(name), Value: value})
 }
 
@@ -88,6 +136,9 @@ func (h *Header) Del(name string) {
 	if h.m != nil {
 		delete(h.m, CanonicalHeaderKey(name))
 		return
+	}
+	if h.wire != "" {
+		h.own()
 	}
 	h.delFrom(0, name)
 }
@@ -107,14 +158,17 @@ func (h *Header) delFrom(i int, name string) {
 
 // Len returns the number of fields (a name with two values counts twice).
 func (h Header) Len() int {
+	n := 0
 	if h.m != nil {
-		n := 0
 		for _, vs := range h.m {
 			n += len(vs)
 		}
 		return n
 	}
-	return len(h.list)
+	for q := 0; q < len(h.wire); n++ {
+		_, q = abi.HeaderAt(h.wire, q)
+	}
+	return n + len(h.list)
 }
 
 // All yields every field's name and value; a repeated name is yielded once per value.
@@ -131,7 +185,7 @@ func (h Header) All() iter.Seq2[string, string] {
 			}
 			return
 		}
-		for _, f := range h.list {
+		for f := range h.fields() {
 			if !yield(f.Name, f.Value) {
 				return
 			}
@@ -145,12 +199,12 @@ func (h Header) All() iter.Seq2[string, string] {
 // always costs, so call it only where a map is needed.
 func (h *Header) Map() map[string][]string {
 	if h.m == nil {
-		m := make(map[string][]string, len(h.list))
-		for _, f := range h.list {
+		m := make(map[string][]string, h.Len())
+		for f := range h.fields() {
 			k := CanonicalHeaderKey(f.Name)
 			m[k] = append(m[k], f.Value)
 		}
-		h.m, h.list = m, nil
+		h.m, h.list, h.wire = m, nil, ""
 	}
 	return h.m
 }
@@ -173,6 +227,9 @@ func (h Header) Clone() Header {
 		}
 		return Header{m: c}
 	}
+	if h.wire != "" { // never changed in place: own copies it out first
+		return Header{wire: h.wire}
+	}
 	if h.list == nil {
 		return Header{}
 	}
@@ -182,7 +239,10 @@ func (h Header) Clone() Header {
 // appendTo appends h's fields to hs.
 func (h *Header) appendTo(hs []abi.Header) []abi.Header {
 	if h.m == nil {
-		return append(hs, h.list...)
+		for f := range h.fields() {
+			hs = append(hs, f)
+		}
+		return hs
 	}
 	for k, vs := range h.m {
 		for _, v := range vs {
@@ -195,49 +255,83 @@ func (h *Header) appendTo(hs []abi.Header) []abi.Header {
 // sameName reports whether a field stored under stored is the one name means: the
 // same name but for case, unless name is not a valid field name, which
 // CanonicalHeaderKey leaves as it is and so only matches exactly.
+//
+// Like CanonicalHeaderKey it looks bytes up in byteClass rather than testing them: in
+// a Go wasm guest every taken branch is an indirect jump, so a loop without branches
+// in its body costs a fraction of one with a test per byte.
 func sameName(stored, name string) bool {
 	if len(stored) != len(name) {
 		return false
 	}
-	folded := true
+	var diff, bad uint16
 	for i := 0; i < len(name); i++ {
-		a, b := stored[i], name[i]
-		if !isTokenByte(b) {
-			return stored == name
-		}
-		if a != b && lower(a) != lower(b) {
-			folded = false
-		}
+		a, b := byteClass[stored[i]], byteClass[name[i]]
+		diff |= (a ^ b) &^ classMask // the bytes' folded values differ
+		bad |= b & notToken
 	}
-	return folded
+	if bad != 0 {
+		return stored == name
+	}
+	return diff == 0
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
+// byteClass holds, for every byte, what header names need to know of it: its
+// lower-case form in the high bits (the byte itself if not a letter) and the
+// class bits below, so one lookup answers both folding and validity.
+var byteClass = func() (t [256]uint16) {
+	for c := range 256 {
+		v := uint16(c)
+		class := uint16(0)
+		switch {
+		case 'A' <= c && c <= 'Z':
+			v += 'a' - 'A'
+			class = upperLetter
+		case 'a' <= c && c <= 'z':
+			class = lowerLetter
+		case c == '-':
+			class = hyphen
+		}
+		if !isTokenByte(byte(c)) {
+			class |= notToken
+		}
+		t[c] = v<<classBits | class
 	}
-	return c
-}
+	return t
+}()
+
+// The class bits of byteClass.
+const (
+	notToken    = 1 << iota // not allowed in a field name (RFC 9110's tchar)
+	lowerLetter             // a–z
+	upperLetter             // A–Z
+	hyphen                  // '-': the next letter starts a word
+
+	classBits = 4
+	classMask = 1<<classBits - 1
+)
 
 // CanonicalHeaderKey returns name in canonical form, as net/http's does: the first
 // letter and each letter after a hyphen upper case, the rest lower case. A name that is
 // not a valid header field name (a space, say) is returned unchanged.
+//
+// Names are nearly always canonical already (a handler's literals, the host's names),
+// so the test for that is one pass of table lookups without a branch per byte (see
+// sameName); only a name that needs rewriting pays for a second pass and a copy.
 func CanonicalHeaderKey(name string) string {
-	upper, rewrite := true, false
+	// A letter is wrong if it is lower case at a word's start or upper case inside one;
+	// want holds the classes not allowed at the next byte.
+	const atStart, inWord = notToken | lowerLetter, notToken | upperLetter
+	var bad uint16
+	want := uint16(atStart)
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isTokenByte(c) {
-			return name
-		}
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			rewrite = true
-		}
-		upper = c == '-'
+		k := byteClass[name[i]] & classMask
+		bad |= k & want
+		want = inWord ^ (k/hyphen)*(inWord^atStart) // after a hyphen a word starts
 	}
-	if rewrite {
-		return canonicalize(name)
+	if bad == 0 || bad&notToken != 0 {
+		return name
 	}
-	return name
+	return canonicalize(name)
 }
 
 // canonicalize rewrites name, which is all token bytes, in canonical form.

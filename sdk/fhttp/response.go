@@ -19,7 +19,11 @@ type response struct {
 
 // reset readies w for the next request, whose encoding goes after out.
 func (w *response) reset(out []byte) *response {
-	clear(w.header.list)
+	// Drop the last response's strings (a loop: clear would call the runtime three
+	// times for the usual one or two fields).
+	for i := range len(w.header.list) {
+		w.header.list[i] = abi.Header{}
+	}
 	w.header = Header{list: w.header.list[:0]}
 	w.status = 0
 	w.out = out
@@ -61,13 +65,11 @@ func (w *response) writeHead() {
 	if w.status == 0 {
 		w.status = StatusOK
 	}
-	r := abi.Response{Status: w.status}
-	if w.header.m == nil {
-		r.Headers = w.header.list
-	} else {
-		r.Headers = w.header.appendTo(nil)
+	hs := w.header.list
+	if w.header.m != nil || w.header.wire != "" { // mapped, or a request's header set as the response's
+		hs = w.header.appendTo(nil)
 	}
-	w.out = abi.AppendResponse(w.out, &r)
+	w.out = abi.AppendResponseHead(w.out, w.status, hs)
 	w.bodyAt = len(w.out) - 4
 }
 
