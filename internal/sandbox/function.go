@@ -30,6 +30,12 @@ type Request struct {
 	RemoteAddr string
 	TLS        bool // the request came over HTTPS (CGI: HTTPS=on, REQUEST_SCHEME=https)
 	Header     http.Header
+	// CanonicalHeader says Header's names are all canonical already, as net/http's
+	// server leaves them (it canonicalises every name it parses and refuses a request
+	// with a name it cannot): the sandbox then lists them for the guest as they are,
+	// instead of canonicalising each name of every request again. Leave it false for a
+	// map built any other way.
+	CanonicalHeader bool
 	// Added are header fields the host adds to the request (the gateway's request id,
 	// trace context and X-Forwarded-Proto), names canonical and each once: the guest
 	// gets them in place of Header's fields of the same names. They are kept out of
