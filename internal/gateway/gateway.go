@@ -196,20 +196,31 @@ const (
 	maxRequestIDLen = 128
 )
 
-// reservedResponseHeader are the response headers the gateway owns: its request id and
-// trace context, and the framing and hop-by-hop headers of its own connection.
-var reservedResponseHeader = map[string]bool{
-	headerRequestID:     true,
-	"Traceparent":       true,
-	"Tracestate":        true,
-	"Content-Length":    true,
-	"Transfer-Encoding": true,
-	"Connection":        true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Upgrade":           true,
+// reservedResponseHeader reports whether k, a canonical name, is a response header the
+// gateway owns: its request id and trace context, and the framing and hop-by-hop
+// headers of its own connection. A switch on the length first, not a map: it runs for
+// every header of every response, and most names are ruled out without a comparison
+// (a map lookup hashes the whole name).
+func reservedResponseHeader(k string) bool {
+	switch len(k) {
+	case 2:
+		return k == "Te"
+	case 7:
+		return k == "Trailer" || k == "Upgrade"
+	case 10:
+		return k == "Tracestate" || k == "Connection" || k == "Keep-Alive"
+	case 11:
+		return k == "Traceparent"
+	case 12:
+		return k == headerRequestID
+	case 14:
+		return k == "Content-Length"
+	case 16:
+		return k == "Proxy-Connection"
+	case 17:
+		return k == "Transfer-Encoding"
+	}
+	return false
 }
 
 // exchange is what one request needs of its own: the header values the gateway adds
@@ -441,10 +452,13 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		RemoteAddr: r.RemoteAddr,
 		TLS:        r.TLS != nil,
 		Header:     r.Header,
-		Added:      x.added[:x.nadded:x.nadded],
-		Body:       body,
-		Route:      route.Prefix,
-		Reply:      &x.resp,
+		// The gateway's own server is net/http's, whose parsing leaves every name
+		// canonical; a request from elsewhere (a test, another server) may not be.
+		CanonicalHeader: tc != nil,
+		Added:           x.added[:x.nadded:x.nadded],
+		Body:            body,
+		Route:           route.Prefix,
+		Reply:           &x.resp,
 	}
 	resp, err := target.Invoke(ctx, req)
 	if err != nil {
@@ -471,7 +485,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
 		k := http.CanonicalHeaderKey(kv.Name)
-		if reservedResponseHeader[k] {
+		if reservedResponseHeader(k) {
 			continue
 		}
 		if prev, ok := h[k]; ok {
@@ -482,8 +496,10 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	x.inst = resp.Instance
-	x.vals[2] = strconv.Itoa(len(resp.Body))
-	h["Content-Length"] = x.vals[2:3:3]
+	if !serverCountsBody(tc, r, len(resp.Body)) {
+		x.vals[2] = strconv.Itoa(len(resp.Body))
+		h["Content-Length"] = x.vals[2:3:3]
+	}
 	w.WriteHeader(resp.Status)
 	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout, resp.End) {
 		if tc == nil { // the gateway's connections count their own (trackedConn.Write)
