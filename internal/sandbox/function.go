@@ -256,6 +256,11 @@ func (f *Function) Version() string { return f.spec.Version }
 // ABI returns the detected ABI.
 func (f *Function) ABI() string { return f.abi }
 
+// Traces reports whether the function records spans of its own (with the engine's
+// tracer), children of the span in the context Invoke is given; without, it never
+// reads that span, and a caller need not put one there.
+func (f *Function) Traces() bool { return f.tracing }
+
 // Spec returns the spec the function was loaded from.
 func (f *Function) Spec() Spec { return f.spec }
 
