@@ -283,6 +283,21 @@ type idSpan struct {
 
 func (s *idSpan) SpanContext() trace.SpanContext { return s.sc }
 
+// spanUser is a target that tells whether it reads the request's span from the
+// context Invoke is given: a sandbox.Function does only to parent spans of its own.
+type spanUser interface{ Traces() bool }
+
+// tracesUnder reports whether t may read the request's span from its context; a target
+// that does not say is given it.
+//
+// Why ask? When nothing records spans the gateway still makes the request's ids, and
+// putting its span into the context (trace.ContextWithSpan) is an allocation and a
+// context layer on every request, for a function that never looks unless it traces.
+func tracesUnder(t Target) bool {
+	u, ok := t.(spanUser)
+	return !ok || u.Traces()
+}
+
 // ServeHTTP routes and serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The clock is read for telemetry (and a request no route serves) only: with
@@ -300,6 +315,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer tb.release()
 	route, ok := tb.match(r.Host, r.URL.Path)
 	var span trace.Span
+	idOnly := false // the ids are x.span's, not a started span's
 	if g.recording {
 		spanName := "HTTP " + r.Method
 		if ok {
@@ -308,18 +324,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 	} else {
-		// Nothing records spans: make the ids only, so they still propagate.
+		// Nothing records spans: make the ids only, so they still propagate. The span
+		// goes into the context only for a target that reads it there (below).
 		x.span.sc = telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))
-		span = &x.span
-		ctx = trace.ContextWithSpan(ctx, span)
+		span, idOnly = &x.span, true
 	}
 	// The guest sees the trace context the client gets back (as Propagator.Inject would
 	// write it); the guest's own headers never replace these.
 	sc := span.SpanContext()
 	if !sc.IsValid() { // a tracer that made no ids: make them, as when nothing records
 		x.span.sc = telemetry.NewSpanContext(sc)
-		sc = x.span.sc
-		ctx = trace.ContextWithSpan(ctx, &x.span)
+		sc, idOnly = x.span.sc, true
 	}
 	// A caller's reasonable id is kept, so ids correlate across hops; else one is made,
 	// in the same allocation as the traceparent.
@@ -366,6 +381,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if cookie != "" {
 			wh["Set-Cookie"] = []string{cookie}
 		}
+	}
+	if idOnly && tracesUnder(target) {
+		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
