@@ -278,7 +278,10 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
 			Msg: fmt.Sprintf("request body exceeds the function's limit of %d bytes", f.spec.Limits.MaxRequestBody)}
 	}
-	actx, span := ctx, trace.SpanFromContext(ctx)
+	// The span is looked up only when tracing: with nothing there (the gateway leaves
+	// its ids' span out for a function that does not trace) the lookup would walk the
+	// request's whole context chain.
+	actx, span := ctx, trace.Span(nil)
 	if f.tracing {
 		actx, span = f.tracer.Start(ctx, "acquire instance")
 	}
