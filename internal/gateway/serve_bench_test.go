@@ -21,6 +21,10 @@ type fixedTarget struct{ spec sandbox.Spec }
 func (t *fixedTarget) Name() string       { return t.spec.Name }
 func (t *fixedTarget) Version() string    { return t.spec.Version }
 func (t *fixedTarget) Spec() sandbox.Spec { return t.spec }
+
+// Traces says, as a sandbox.Function without a tracer does, that the target records no
+// spans of its own.
+func (t *fixedTarget) Traces() bool { return false }
 func (t *fixedTarget) Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Response, error) {
 	resp := req.Reply
 	if resp == nil {
