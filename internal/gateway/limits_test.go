@@ -648,3 +648,60 @@ func TestOwnServerHeaderNames(t *testing.T) {
 		}
 	}
 }
+
+// TestContentLengthOverHTTP2: over TLS the gateway's own server speaks HTTP/2, whose
+// streams also declare a buffered body's length when the handler returns: every
+// response declares its exact length there too, and HEAD what the guest answered.
+func TestContentLengthOverHTTP2(t *testing.T) {
+	_, echo := sharedFunctions(t)
+	certs := httptest.NewUnstartedServer(nil)
+	certs.EnableHTTP2 = true
+	certs.StartTLS() // for its certificate and a client that trusts it and offers h2
+	t.Cleanup(certs.Close)
+	g := gateway.New(gateway.Config{DrainTimeout: 5 * time.Second,
+		TLS: func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
+	setRoutes(t, g, gateway.Route{Prefix: "/echo", Target: echo})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	client := certs.Client()
+	client.Timeout = 30 * time.Second
+	base := "https://" + ln.Addr().String() + "/echo?q="
+	for _, n := range []int{0, 1800, 2100, 5000} { // bodies on both sides of 2 KiB
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			req, err := http.NewRequest(method, base+strings.Repeat("a", n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s q=%d: %v", method, n, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+				t.Fatalf("%s q=%d: %s over %s, %v", method, n, resp.Status, resp.Proto, err)
+			}
+			want := int64(len(body))
+			if method == http.MethodHead {
+				want = resp.ContentLength // any, but declared
+				if want <= 0 {
+					t.Fatalf("HEAD q=%d: Content-Length %d, want the guest's body's", n, want)
+				}
+			}
+			if resp.ContentLength != want {
+				t.Fatalf("%s q=%d: Content-Length %d for %d bytes", method, n, resp.ContentLength, len(body))
+			}
+		}
+	}
+}
