@@ -197,20 +197,31 @@ const (
 	maxRequestIDLen = 128
 )
 
-// reservedResponseHeader are the response headers the gateway owns: its request id and
-// trace context, and the framing and hop-by-hop headers of its own connection.
-var reservedResponseHeader = map[string]bool{
-	headerRequestID:     true,
-	"Traceparent":       true,
-	"Tracestate":        true,
-	"Content-Length":    true,
-	"Transfer-Encoding": true,
-	"Connection":        true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Upgrade":           true,
+// reservedResponseHeader reports whether k, a canonical name, is a response header the
+// gateway owns: its request id and trace context, and the framing and hop-by-hop
+// headers of its own connection. A switch on the length first, not a map: it runs for
+// every header of every response, and most names are ruled out without a comparison
+// (a map lookup hashes the whole name).
+func reservedResponseHeader(k string) bool {
+	switch len(k) {
+	case 2:
+		return k == "Te"
+	case 7:
+		return k == "Trailer" || k == "Upgrade"
+	case 10:
+		return k == "Tracestate" || k == "Connection" || k == "Keep-Alive"
+	case 11:
+		return k == "Traceparent"
+	case 12:
+		return k == headerRequestID
+	case 14:
+		return k == "Content-Length"
+	case 16:
+		return k == "Proxy-Connection"
+	case 17:
+		return k == "Transfer-Encoding"
+	}
+	return false
 }
 
 // exchange is what one request needs of its own: the header values the gateway adds
@@ -277,6 +288,21 @@ var noSpan trace.Span = noop.Span{}
 
 func (s *idSpan) SpanContext() trace.SpanContext { return s.sc }
 
+// spanUser is a target that tells whether it reads the request's span from the
+// context Invoke is given: a sandbox.Function does only to parent spans of its own.
+type spanUser interface{ Traces() bool }
+
+// tracesUnder reports whether t may read the request's span from its context; a target
+// that does not say is given it.
+//
+// Why ask? When nothing records spans the gateway still makes the request's ids, and
+// putting its span into the context (trace.ContextWithSpan) is an allocation and a
+// context layer on every request, for a function that never looks unless it traces.
+func tracesUnder(t Target) bool {
+	u, ok := t.(spanUser)
+	return !ok || u.Traces()
+}
+
 // ServeHTTP routes and serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The clock is read for telemetry (and a request no route serves) only: with
@@ -294,6 +320,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer tb.release()
 	route, ok := tb.match(r.Host, r.URL.Path)
 	var span trace.Span
+	idOnly := false // the ids are x.span's, not a started span's
 	if g.recording {
 		spanName := "HTTP " + r.Method
 		if ok {
@@ -302,18 +329,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 	} else {
-		// Nothing records spans: make the ids only, so they still propagate.
+		// Nothing records spans: make the ids only, so they still propagate. The span
+		// goes into the context only for a target that reads it there (below).
 		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))}
-		span = &x.span
-		ctx = trace.ContextWithSpan(ctx, span)
+		span, idOnly = &x.span, true
 	}
 	// The guest sees the trace context the client gets back (as Propagator.Inject would
 	// write it); the guest's own headers never replace these.
 	sc := span.SpanContext()
 	if !sc.IsValid() { // a tracer that made no ids: make them, as when nothing records
 		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(sc)}
-		sc = x.span.sc
-		ctx = trace.ContextWithSpan(ctx, &x.span)
+		sc, idOnly = x.span.sc, true
 	}
 	// A caller's reasonable id is kept, so ids correlate across hops; else one is made,
 	// in the same allocation as the traceparent.
@@ -360,6 +386,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if cookie != "" {
 			wh["Set-Cookie"] = []string{cookie}
 		}
+	}
+	if idOnly && tracesUnder(target) {
+		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
 	g.cfg.Metrics.InFlightAdd(1)
 	defer g.cfg.Metrics.InFlightAdd(-1)
@@ -446,10 +475,13 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		RemoteAddr: r.RemoteAddr,
 		TLS:        r.TLS != nil,
 		Header:     r.Header,
-		Added:      x.added[:x.nadded:x.nadded],
-		Body:       body,
-		Route:      route.Prefix,
-		Reply:      &x.resp,
+		// The gateway's own server is net/http's, whose parsing leaves every name
+		// canonical; a request from elsewhere (a test, another server) may not be.
+		CanonicalHeader: tc != nil,
+		Added:           x.added[:x.nadded:x.nadded],
+		Body:            body,
+		Route:           route.Prefix,
+		Reply:           &x.resp,
 	}
 	resp, err := target.Invoke(ctx, req)
 	if err != nil {
@@ -476,7 +508,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
 		k := http.CanonicalHeaderKey(kv.Name)
-		if reservedResponseHeader[k] {
+		if reservedResponseHeader(k) {
 			continue
 		}
 		if prev, ok := h[k]; ok {
@@ -487,8 +519,10 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	x.inst = resp.Instance
-	x.vals[2] = strconv.Itoa(len(resp.Body))
-	h["Content-Length"] = x.vals[2:3:3]
+	if !serverCountsBody(tc, r, len(resp.Body)) {
+		x.vals[2] = strconv.Itoa(len(resp.Body))
+		h["Content-Length"] = x.vals[2:3:3]
+	}
 	w.WriteHeader(resp.Status)
 	if writeBody(w, &rc, tc, resp.Body, g.cfg.Limits.WriteTimeout, resp.End) {
 		if tc == nil { // the gateway's connections count their own (trackedConn.Write)

@@ -692,6 +692,21 @@ const writeChunk = 64 << 10
 // response's own buffer, which a body that fits does not leave before then.
 const smallBody = 2 << 10
 
+// serverCountsBody reports whether the server, not the gateway, should declare the
+// Content-Length of a response to r whose body is n bytes: on the gateway's own server
+// (tc set) a body writeBody leaves in net/http's buffer until the handler returns,
+// and net/http then declares its length itself (HTTP/1: chunkWriter.writeHeader;
+// HTTP/2: the stream's writeChunk), for 0 bytes too. Not for HEAD, where net/http
+// leaves an empty body's length out (the handler may not have written it): the
+// gateway declares what the guest answered.
+//
+// Why? A Content-Length in the handler's map is one more field for net/http to copy
+// (Header.Clone at WriteHeader), sort and scan as it writes (Header.writeSubset), and
+// a string to format here; the server's own goes straight into its buffer.
+func serverCountsBody(tc *trackedConn, r *http.Request, n int) bool {
+	return tc != nil && n <= smallBody && r.Method != http.MethodHead
+}
+
 // writeBody writes body under the write timeout: every chunk must be taken by the client
 // within WriteTimeout. It reports whether the client stopped reading. tc is the
 // request's connection when the gateway's own server serves it (nil otherwise): its

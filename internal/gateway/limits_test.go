@@ -571,3 +571,137 @@ func TestKeepAliveExchangeReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestContentLengthOnOwnServer: on the gateway's own server, every response declares
+// its body's exact length, whoever writes it (net/http for a body left in its buffer,
+// the gateway for larger ones, which are flushed before the handler returns), never
+// chunked, and a HEAD response declares what the guest answered.
+func TestContentLengthOnOwnServer(t *testing.T) {
+	l := serveLimited(t, gateway.Limits{})
+	c := l.dial(t)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	var small, large bool
+	for _, n := range []int{0, 10, 1700, 1800, 1900, 2000, 2100, 5000, 70000} {
+		path := "/echo?q=" + strings.Repeat("a", n)
+		for _, method := range []string{"GET", "HEAD"} {
+			if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: test\r\n\r\n", method, path); err != nil {
+				t.Fatal(err)
+			}
+			req := &http.Request{Method: method}
+			resp, err := http.ReadResponse(br, req)
+			if err != nil {
+				t.Fatalf("%s q=%d: %v", method, n, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s q=%d: %v", method, n, err)
+			}
+			if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 {
+				t.Fatalf("%s q=%d: %s, transfer encoding %q", method, n, resp.Status, resp.TransferEncoding)
+			}
+			if got := resp.Header.Values("Content-Length"); len(got) != 1 {
+				t.Fatalf("%s q=%d: Content-Length %q, want one", method, n, got)
+			}
+			if method == "HEAD" {
+				if len(body) != 0 || resp.ContentLength <= 0 {
+					t.Fatalf("HEAD q=%d: %d body bytes, Content-Length %d", n, len(body), resp.ContentLength)
+				}
+				continue
+			}
+			if resp.ContentLength != int64(len(body)) {
+				t.Fatalf("GET q=%d: Content-Length %d for %d bytes", n, resp.ContentLength, len(body))
+			}
+			small = small || len(body) <= 2048
+			large = large || len(body) > 2048
+		}
+	}
+	if !small || !large {
+		t.Fatalf("bodies small %v, large %v: want both sides of net/http's buffer", small, large)
+	}
+}
+
+// TestOwnServerHeaderNames: on the gateway's own server the guest gets the client's
+// header names canonical however the client spelled them, though the sandbox no longer
+// canonicalises them itself there (sandbox.Request.CanonicalHeader): net/http's parsing
+// has.
+func TestOwnServerHeaderNames(t *testing.T) {
+	l := serveLimited(t, gateway.Limits{})
+	c := l.dial(t)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET /echo HTTP/1.1\r\nHost: test\r\nx-lower-case: a\r\nX-MiXed-CASE: b\r\nx-request-id: caller-id\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var echo struct{ Headers map[string][]string }
+	if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"X-Lower-Case": "a", "X-Mixed-Case": "b", "X-Request-Id": "caller-id"} {
+		if got := echo.Headers[name]; len(got) != 1 || got[0] != want {
+			t.Errorf("the guest saw %s %q, want [%s] (headers %v)", name, got, want, echo.Headers)
+		}
+	}
+}
+
+// TestContentLengthOverHTTP2: over TLS the gateway's own server speaks HTTP/2, whose
+// streams also declare a buffered body's length when the handler returns: every
+// response declares its exact length there too, and HEAD what the guest answered.
+func TestContentLengthOverHTTP2(t *testing.T) {
+	_, echo := sharedFunctions(t)
+	certs := httptest.NewUnstartedServer(nil)
+	certs.EnableHTTP2 = true
+	certs.StartTLS() // for its certificate and a client that trusts it and offers h2
+	t.Cleanup(certs.Close)
+	g := gateway.New(gateway.Config{DrainTimeout: 5 * time.Second,
+		TLS: func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
+	setRoutes(t, g, gateway.Route{Prefix: "/echo", Target: echo})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	client := certs.Client()
+	client.Timeout = 30 * time.Second
+	base := "https://" + ln.Addr().String() + "/echo?q="
+	for _, n := range []int{0, 1800, 2100, 5000} { // bodies on both sides of 2 KiB
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			req, err := http.NewRequest(method, base+strings.Repeat("a", n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s q=%d: %v", method, n, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+				t.Fatalf("%s q=%d: %s over %s, %v", method, n, resp.Status, resp.Proto, err)
+			}
+			want := int64(len(body))
+			if method == http.MethodHead {
+				want = resp.ContentLength // any, but declared
+				if want <= 0 {
+					t.Fatalf("HEAD q=%d: Content-Length %d, want the guest's body's", n, want)
+				}
+			}
+			if resp.ContentLength != want {
+				t.Fatalf("%s q=%d: Content-Length %d for %d bytes", method, n, resp.ContentLength, len(body))
+			}
+		}
+	}
+}

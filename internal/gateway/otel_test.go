@@ -316,3 +316,47 @@ func TestProcessStartExportsNoSpan(t *testing.T) {
 		t.Fatalf("the collector got %d exports from a start without requests, want none", len(got))
 	}
 }
+
+// TestSandboxSpansUnderGatewayIDs: when the gateway records no spans but the sandbox
+// does, the sandbox's spans still belong to the trace the client gets back (the
+// gateway's ids reach a tracing function through the request's context), whether the
+// gateway made the trace id or the caller sent it.
+func TestSandboxSpansUnderGatewayIDs(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	e := newEngine(t, engineOptions{tracer: tp.Tracer("fermion/sandbox")})
+	f := loadGuest(t, e, "examples/hello", nil)
+	if !f.Traces() {
+		t.Fatal("a function on an engine with a tracer says it does not trace")
+	}
+	g := gateway.New(gateway.Config{}) // no tracer: the gateway makes ids only
+	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: f})
+	url := serve(t, g)
+	for _, tc := range []struct{ name, parent string }{
+		{"ids made by the gateway", ""},
+		{"caller's trace", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp.Reset()
+			h := http.Header{}
+			if tc.parent != "" {
+				h.Set("Traceparent", tc.parent)
+			}
+			r := get(t, url+"/hello", h)
+			if r.status != 200 {
+				t.Fatalf("GET /hello = %d %q", r.status, r.body)
+			}
+			_, traceID := checkIDs(t, r)
+			spans := exp.GetSpans()
+			if len(spans) == 0 {
+				t.Fatal("the sandbox recorded no span")
+			}
+			for _, s := range spans {
+				if got := s.SpanContext.TraceID().String(); got != traceID {
+					t.Errorf("sandbox span %q in trace %s, want the response's %s", s.Name, got, traceID)
+				}
+			}
+		})
+	}
+}

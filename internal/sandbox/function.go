@@ -31,6 +31,12 @@ type Request struct {
 	RemoteAddr string
 	TLS        bool // the request came over HTTPS (CGI: HTTPS=on, REQUEST_SCHEME=https)
 	Header     http.Header
+	// CanonicalHeader says Header's names are all canonical already, as net/http's
+	// server leaves them (it canonicalises every name it parses and refuses a request
+	// with a name it cannot): the sandbox then lists them for the guest as they are,
+	// instead of canonicalising each name of every request again. Leave it false for a
+	// map built any other way.
+	CanonicalHeader bool
 	// Added are header fields the host adds to the request (the gateway's request id,
 	// trace context and X-Forwarded-Proto), names canonical and each once: the guest
 	// gets them in place of Header's fields of the same names. They are kept out of
@@ -251,6 +257,11 @@ func (f *Function) Version() string { return f.spec.Version }
 // ABI returns the detected ABI.
 func (f *Function) ABI() string { return f.abi }
 
+// Traces reports whether the function records spans of its own (with the engine's
+// tracer), children of the span in the context Invoke is given; without, it never
+// reads that span, and a caller need not put one there.
+func (f *Function) Traces() bool { return f.tracing }
+
 // Spec returns the spec the function was loaded from.
 func (f *Function) Spec() Spec { return f.spec }
 
@@ -268,7 +279,10 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: telemetry.LimitRequestBody,
 			Msg: "request body exceeds the function's limit of " + v1.Count(f.spec.Limits.MaxRequestBody, "byte")}
 	}
-	actx, span := ctx, trace.SpanFromContext(ctx)
+	// The span is looked up only when tracing: with nothing there (the gateway leaves
+	// its ids' span out for a function that does not trace) the lookup would walk the
+	// request's whole context chain.
+	actx, span := ctx, trace.Span(nil)
 	if f.tracing {
 		actx, span = f.tracer.Start(ctx, "acquire instance")
 	}

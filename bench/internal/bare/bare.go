@@ -175,6 +175,11 @@ func (t *Target) Name() string       { return t.spec.Name }
 func (t *Target) Version() string    { return t.spec.Version }
 func (t *Target) Spec() sandbox.Spec { return t.spec }
 
+// Traces says the pool records no spans, as a sandbox.Function without a tracer says:
+// the gateway then leaves its ids' span out of the request's context for both, and the
+// ladder's rungs differ only by the sandbox.
+func (t *Target) Traces() bool { return false }
+
 // Invoke runs req on a pooled instance. The response is copied out of the instance's
 // buffer, as the sandbox copies it out of guest memory: the instance serves the next
 // request while the gateway writes this one's.
