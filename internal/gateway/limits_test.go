@@ -33,20 +33,7 @@ func serveLimited(t *testing.T, lim gateway.Limits) *limited {
 	l := &limited{metrics: telemetry.NewMetrics("test")}
 	g := gateway.New(gateway.Config{Metrics: l.metrics, Telemetry: true, Limits: lim, DrainTimeout: 5 * time.Second})
 	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello}, gateway.Route{Prefix: "/echo", Target: echo})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	l.addr = serveListening(t, g).Addr().String()
 	return l
 }
 
@@ -486,19 +473,7 @@ func TestWriteDeadlineOverTLS(t *testing.T) {
 		Limits: gateway.Limits{WriteTimeout: writeTimeout},
 		TLS:    func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
 	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	ln := serveListening(t, g)
 	client := certs.Client()
 	for i := range 3 {
 		if i == 2 {
@@ -661,19 +636,7 @@ func TestContentLengthOverHTTP2(t *testing.T) {
 	g := gateway.New(gateway.Config{DrainTimeout: 5 * time.Second,
 		TLS: func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
 	setRoutes(t, g, gateway.Route{Prefix: "/echo", Target: echo})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	ln := serveListening(t, g)
 	client := certs.Client()
 	client.Timeout = 30 * time.Second
 	base := "https://" + ln.Addr().String() + "/echo?q="
