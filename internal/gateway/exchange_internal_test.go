@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -31,7 +32,7 @@ func TestExchangeReleased(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := &discardWriter{h: http.Header{}}
+		w := new(fermiontest.ServerWriter)
 		g.ServeHTTP(w, r)
 		x := conn.x
 		if x == nil {
@@ -41,7 +42,7 @@ func TestExchangeReleased(t *testing.T) {
 			t.Fatalf("request %d: the kept exchange still holds the request (body %d bytes, header %v) or the response (body %q)",
 				i, len(x.req.Body), x.req.Header, x.resp.Body)
 		}
-		if got := w.h.Get("X-Request-Id"); got == "" {
+		if got := w.Header().Get("X-Request-Id"); got == "" {
 			t.Fatalf("request %d: no request id in the response", i)
 		}
 	}
@@ -90,7 +91,7 @@ func TestIDsBesideHeaderMap(t *testing.T) {
 			if tt.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
-			w := &discardWriter{h: http.Header{}}
+			w := new(fermiontest.ServerWriter)
 			g.ServeHTTP(w, r)
 			if !reflect.DeepEqual(rt.header, tt.header) {
 				t.Errorf("the target's header map is %v, want the client's %v", rt.header, tt.header)
@@ -104,7 +105,7 @@ func TestIDsBesideHeaderMap(t *testing.T) {
 					}
 					continue
 				}
-				if got := w.h[kv.Name]; len(got) != 1 || got[0] != kv.Value {
+				if got := w.Header()[kv.Name]; len(got) != 1 || got[0] != kv.Value {
 					t.Errorf("the guest gets %s %q, the client %q", kv.Name, kv.Value, got)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -42,12 +43,12 @@ func BenchmarkServeHTTPFixedH2(b *testing.B) {
 			r.ProtoMajor, r.ProtoMinor = proto, 0
 			r.RemoteAddr = "127.0.0.1:1234"
 			r.Header = http.Header{"User-Agent": {"wrk"}}
-			w := &discardWriter{h: http.Header{}}
+			w := new(fermiontest.ServerWriter)
 			b.ReportAllocs()
 			for b.Loop() {
 				clear(r.Header)
 				r.Header["User-Agent"] = []string{"wrk"}
-				clear(w.h)
+				clear(w.Header())
 				g.ServeHTTP(w, r)
 			}
 		})

@@ -1,15 +1,13 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/http"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 )
@@ -38,53 +36,6 @@ var (
 	fixedHeader = sandbox.Header{{Name: "Content-Type", Value: "text/plain; charset=utf-8"}}
 	fixedBody   = []byte("Hello from Fermion!\n")
 )
-
-// discardWriter does per response what net/http's server does with the handler's
-// header map (server.go, Go 1.26): a copy at WriteHeader (Header.Clone), and once the
-// handler returns a Content-Length of the buffered body unless the handler declared
-// one, then the copy's fields sorted and written (Header.WriteSubset). Only the socket
-// is missing: the headers the gateway adds cost most in net/http's writing of them.
-type discardWriter struct {
-	h, sent http.Header
-	n       int
-	out     *bufio.Writer
-	clen    [20]byte
-}
-
-func (w *discardWriter) Header() http.Header { return w.h }
-func (w *discardWriter) Write(p []byte) (int, error) {
-	if w.out == nil { // tests that only look at the header map give no buffer
-		w.out = bufio.NewWriterSize(io.Discard, 4096)
-	}
-	w.WriteHeader(200)
-	w.n += len(p)
-	return w.out.Write(p)
-}
-func (w *discardWriter) WriteHeader(int) {
-	if w.sent == nil {
-		w.sent = w.h.Clone()
-	}
-}
-
-// finish writes the header as the server does after the handler returns, and readies
-// the writer for the next response (net/http makes a new header map for each).
-func (w *discardWriter) finish() {
-	w.WriteHeader(200)
-	w.out.WriteString("HTTP/1.1 200 OK\r\n")
-	w.sent.WriteSubset(w.out, nil)
-	if _, ok := w.sent["Content-Length"]; !ok {
-		w.out.WriteString("Content-Length: ")
-		w.out.Write(strconv.AppendInt(w.clen[:0], int64(w.n), 10))
-		w.out.WriteString("\r\n")
-	}
-	w.out.WriteString("\r\n")
-	w.out.Flush()
-	w.h, w.sent, w.n = make(http.Header), nil, 0
-}
-
-// SetWriteDeadline lets the gateway arm its write timeout as on a server's writer.
-func (w *discardWriter) SetWriteDeadline(time.Time) error { return nil }
-func (w *discardWriter) FlushError() error                { return nil }
 
 // BenchmarkServeHTTPFixed is the gateway's own share of a request (telemetry off): its
 // ServeHTTP in front of a target that runs no guest, against a handler that sets the
@@ -121,14 +72,14 @@ func BenchmarkServeHTTPFixed(b *testing.B) {
 			}
 			r.RemoteAddr = "127.0.0.1:1234"
 			r.Header = http.Header{"User-Agent": {"wrk"}}
-			w := &discardWriter{h: http.Header{}, out: bufio.NewWriterSize(io.Discard, 4096)}
+			w := new(fermiontest.ServerWriter)
 			b.ReportAllocs()
 			start := cpuTime()
 			for b.Loop() {
 				clear(r.Header)
 				r.Header["User-Agent"] = []string{"wrk"}
 				tc.h.ServeHTTP(w, r)
-				w.finish()
+				w.Finish()
 			}
 			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 		})
