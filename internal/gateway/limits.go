@@ -115,7 +115,9 @@ const (
 // connection's atomics, not in a list under mu, so requests take no shared lock and
 // allocate nothing for it. Only admit at the cap, which is rare, looks for the longest
 // idle connection, by walking the connections that hold slots (at most max of them);
-// idle counts the idle ones so that a flood at the cap with none idle skips the walk.
+// idle counts the idle ones so that a flood at the cap with none idle skips the walk,
+// and numbers the transitions to idle, which orders the idle connections with no clock
+// reading per request (see idleCounts).
 type connLimiter struct {
 	net.Listener
 	max     int  // 0: no cap
@@ -126,11 +128,13 @@ type connLimiter struct {
 	metrics    *telemetry.Metrics
 	refuse     chan struct{} // a slot per refusal in flight
 	wg         sync.WaitGroup
-	epoch      time.Time // idleSince counts from here (monotonic)
-	// idle counts the connections in http.StateIdle: admit walks the connections only
-	// when some are. Each transition to idle counts one; whoever swaps a connection's
-	// state away from idle (setState, admit taking it, Close) uncounts it.
-	idle atomic.Int64
+	epoch      time.Time // deadlines count from here (monotonic)
+	// idle counts the connections in http.StateIdle (its low idleBits bits: admit walks
+	// the connections only when some are) and numbers the transitions to idle (the bits
+	// above: see idleCounts). Each transition to idle counts one; whoever swaps a
+	// connection's state away from idle (setState, admit taking it, closeIdle, Close)
+	// uncounts it.
+	idle atomic.Uint64
 	// idleTimeout, when set, closes keep-alive connections idle that long (sweepIdle);
 	// stopSweep ends the sweeper, once, at Close.
 	idleTimeout time.Duration
@@ -181,7 +185,7 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 		// Swap, not Load: a setState racing to active then sees it closed and does not
 		// uncount it a second time.
 		if victim.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-			l.idle.Add(-1)
+			l.uncountIdle()
 		}
 		tc = &trackedConn{Conn: c, l: l}
 		l.linkLocked(tc)
@@ -196,21 +200,53 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 
 // longestIdleLocked returns the connection idle for longest, or nil when none is idle.
 func (l *connLimiter) longestIdleLocked() *trackedConn {
-	if l.idle.Load() <= 0 {
+	if l.idleCount() <= 0 {
 		return nil
 	}
 	var best *trackedConn
-	var since int64
+	var since uint64
 	for c := l.conns; c != nil; c = c.next {
 		if c.state.Load() != int32(http.StateIdle) {
 			continue
 		}
-		if s := c.idleSince.Load(); best == nil || s < since {
+		if s := c.idleSeq.Load(); best == nil || idleBefore(s, since) {
 			best, since = c, s
 		}
 	}
 	return best
 }
+
+// Why number the transitions to idle instead of reading the clock? Admit at the cap
+// takes the slot of the connection idle for longest, and the sweeper closes those idle
+// past the timeout; both used to compare a time read at every transition to idle: one
+// clock reading per request (~50 ns on the virtual machines measured) for decisions
+// that are rare. The order of the transitions is all admit needs, and idle already
+// takes an atomic add per transition to count them: the same add numbers them
+// (idleCounts). The sweeper reads the clock itself, once per sweep, and stamps each
+// idle period the first time it sees it (closeIdle): a connection is then closed
+// between IdleTimeout and IdleTimeout·(1+1/idleSweeps) after it went idle, as before.
+
+// idle packs a count and a sequence into one word so that one atomic add does both.
+const (
+	idleBits = 24 // the count: more idle connections than file descriptors can be open
+	idleMask = 1<<idleBits - 1
+)
+
+// idleCounts counts one more idle connection and returns the transition's number, of
+// 64−idleBits bits (it wraps after ~10¹² transitions: idleBefore compares modulo).
+func (l *connLimiter) idleCounts() uint64 {
+	return l.idle.Add(1<<idleBits|1) >> idleBits
+}
+
+// uncountIdle counts one idle connection less.
+func (l *connLimiter) uncountIdle() { l.idle.Add(^uint64(0)) }
+
+// idleCount is the number of connections counted idle.
+func (l *connLimiter) idleCount() int64 { return int64(l.idle.Load() & idleMask) }
+
+// idleBefore reports whether transition a came before b, modulo the sequence's width:
+// right as long as no connection stays idle for 2^39 transitions of the others.
+func idleBefore(a, b uint64) bool { return int64((a-b)<<idleBits) < 0 }
 
 func (l *connLimiter) linkLocked(c *trackedConn) {
 	c.next = l.conns
@@ -282,11 +318,11 @@ func (l *connLimiter) Close() error {
 // net/http moves the read deadline of every keep-alive connection after every response
 // (time.Now, two clock readings, then a runtime timer added under the wait for the next
 // request and deleted when it comes): about a microsecond per request, for a timeout
-// that almost never fires. The limiter already knows which connections are idle and
-// since when (setState), so one sweeper per listener closes those idle past the
-// timeout, checking every idleSweeps-th of it: a connection is closed between
-// IdleTimeout and IdleTimeout·(1+1/idleSweeps) after its last response, at no cost
-// per request.
+// that almost never fires. The limiter already knows which connections are idle
+// (setState), so one sweeper per listener closes those idle past the timeout, checking
+// every idleSweeps-th of it and stamping each idle period with its own clock reading
+// the first time it sees it: a connection is closed between IdleTimeout and
+// IdleTimeout·(1+1/idleSweeps) after its last response, at no cost per request.
 
 // idleSweeps is how many times per idle timeout the sweeper looks.
 const idleSweeps = 8
@@ -311,37 +347,49 @@ func (l *connLimiter) sweepIdle(timeout time.Duration) {
 	})
 }
 
-// closeIdle closes the connections idle for at least the idle timeout at now (ns since
-// epoch). Their server goroutines see the read fail and end, giving the slots back.
+// closeIdle closes the connections seen idle, in the same idle period, since at least
+// the idle timeout before now (ns since epoch), and stamps with now those idle periods
+// it sees for the first time. The closed connections' server goroutines see the read
+// fail and end, giving the slots back.
 func (l *connLimiter) closeIdle(now int64) {
-	if l.idle.Load() <= 0 {
+	if l.idleCount() <= 0 {
 		return
 	}
 	var old []*trackedConn
 	l.mu.Lock()
 	for c := l.conns; c != nil; c = c.next {
+		if c.state.Load() != int32(http.StateIdle) {
+			continue
+		}
+		// setState stores the period's number before the state: this is the
+		// current period's, or a later one's.
+		seq := c.idleSeq.Load()
+		if !c.stamped || c.stampSeq != seq {
+			c.stamped, c.stampSeq, c.stampAt = true, seq, now
+			continue
+		}
 		// Taken out of the idle state first, as admit takes a victim: a request that
 		// makes it active from here on finds it closing, and the idle count is
 		// uncounted once.
-		if now-c.idleSince.Load() < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
+		if now-c.stampAt < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
 			continue
 		}
-		if now-c.idleSince.Load() < int64(l.idleTimeout) {
+		if c.idleSeq.Load() != seq {
 			// It served a request and went idle again between the two looks: keep it
 			// (or, if it has just become active, leave it so, uncounted as idle).
 			if !c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle)) {
-				l.idle.Add(-1)
+				l.uncountIdle()
 			}
 			continue
 		}
-		l.idle.Add(-1)
+		l.uncountIdle()
 		old = append(old, c)
 	}
 	l.mu.Unlock()
 	for _, c := range old {
 		// A connection that has started its next request is a header timeout, as when
 		// the read deadline cut it (readTimedOut); one that sent nothing was only idle.
-		if c.read.Load() != c.readAtIdle.Load() && c.counted.CompareAndSwap(false, true) {
+		if c.bytesRead() != c.readAtIdle.Load() && c.counted.CompareAndSwap(false, true) {
 			l.metrics.GatewayRejection(telemetry.RejectHeaderTimeout)
 		}
 		c.Conn.Close()
@@ -354,55 +402,73 @@ type trackedConn struct {
 	net.Conn
 	l *connLimiter
 
-	state      atomic.Int32 // http.ConnState
-	read       atomic.Int64 // bytes read
-	readAtIdle atomic.Int64 // read when it last became idle
-	idleSince  atomic.Int64 // when it last became idle, in ns since l.epoch
-	counted    atomic.Bool  // a header timeout was counted
-	wcounted   atomic.Bool  // a write timeout was counted
+	state atomic.Int32 // http.ConnState
+	// rd counts the Reads under way (its low readShift bits) and the bytes read (the
+	// bits above): one atomic add at each end of a Read.
+	rd         atomic.Int64
+	readAtIdle atomic.Int64  // bytes read when it last became idle
+	idleSeq    atomic.Uint64 // the number of its last transition to idle (idleCounts)
+	counted    atomic.Bool   // a header timeout was counted
+	wcounted   atomic.Bool   // a write timeout was counted
 
 	// Guarded by l.mu.
 	prev, next *trackedConn // in l.conns while it holds its slot
 	closed     bool         // its slot is given back (or taken over)
+	// The sweeper's stamp (closeIdle): the idle period it last saw, and when.
+	stamped  bool
+	stampSeq uint64
+	stampAt  int64
 
-	// Write deadlines, in ns since l.epoch (0: none), guarded by wmu (a leaf lock):
-	// wantW is the deadline last asked for, setW the one on the socket. See
-	// SetWriteDeadline.
+	// Write deadlines, in ns since l.epoch (0: none): wantW is the deadline last asked
+	// for, setW the one on the socket, written under wmu (a leaf lock), which every
+	// change to the socket's deadline holds. See SetWriteDeadline.
 	wmu         sync.Mutex
-	wantW, setW int64
-	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
+	wantW, setW atomic.Int64
+	// Read deadlines, likewise, under rmu (a leaf lock). See SetReadDeadline.
 	rmu         sync.Mutex
-	wantR, setR int64
-	// reading and writing count the Reads and Writes under way, each counted under
-	// its lock once it has synced the deadline: a deadline asked for while none is
-	// under way waits for the next, which syncs it first, so only one asked for while
-	// one is under way needs the clock to tell whether it has passed (and so must end
-	// it at once).
-	reading, writing atomic.Int32
+	wantR, setR atomic.Int64
+	// writing counts the Writes under way (and rd the Reads), each counted before it
+	// looks at the deadline asked for, while a deadline asked for is stored before
+	// looking at the count: either the Write sees the new deadline, and syncs it
+	// first, or SetWriteDeadline sees the Write, and (only if that deadline has
+	// passed, when it must end the Write at once) syncs it itself. So a Write or Read
+	// with no change to make takes no lock, and only a deadline asked for while one is
+	// under way needs the clock.
+	writing atomic.Int32
 
 	// x is the exchange its HTTP/1 requests reuse, one at a time (exchangeFor); only
 	// the goroutine serving the connection touches it.
 	x *exchange
 }
 
+// rd's layout: Reads under way below readShift, bytes read above.
+const (
+	readShift = 16
+	readMask  = 1<<readShift - 1
+)
+
 func (c *trackedConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	err := c.syncReadDeadlineLocked()
-	if err == nil {
-		c.reading.Add(1)
-	}
-	c.rmu.Unlock()
-	if err != nil {
-		return 0, err
+	c.rd.Add(1) // under way before looking at the deadline (see the fields' comment)
+	if c.wantR.Load() != c.setR.Load() {
+		c.rmu.Lock()
+		err := c.syncReadDeadlineLocked()
+		c.rmu.Unlock()
+		if err != nil {
+			c.rd.Add(-1)
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Read(p)
-	c.reading.Add(-1)
-	c.read.Add(int64(n))
+	c.rd.Add(int64(n)<<readShift - 1)
 	if err != nil && isTimeout(err) {
 		c.readTimedOut()
 	}
 	return n, err
 }
+
+// bytesRead is how much has been read from the connection (modulo 2^48: only
+// compared for equality).
+func (c *trackedConn) bytesRead() int64 { return c.rd.Load() >> readShift }
 
 // readTimedOut counts a header timeout: a read deadline passed while a request header
 // was due (a new connection, or an idle one that had started its next request). Body
@@ -412,7 +478,7 @@ func (c *trackedConn) readTimedOut() {
 	switch http.ConnState(c.state.Load()) {
 	case http.StateNew:
 	case http.StateIdle:
-		if c.read.Load() == c.readAtIdle.Load() {
+		if c.bytesRead() == c.readAtIdle.Load() {
 			return
 		}
 	default:
@@ -444,10 +510,10 @@ func (c *trackedConn) readTimedOut() {
 // under way.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wantW = want
+	c.wantW.Store(want) // before looking at writing (see the fields' comment)
 	if c.writing.Load() > 0 && c.l.passed(want) {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
 		return c.syncWriteDeadlineLocked()
 	}
 	return nil
@@ -457,10 +523,7 @@ func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 // time.Now().Add(timeout), but with one monotonic clock reading where time.Now takes
 // two (wall and monotonic) and with no check that it has passed: it has not.
 func (c *trackedConn) armWrite(timeout time.Duration) {
-	want := c.l.now() + int64(timeout)
-	c.wmu.Lock()
-	c.wantW = want
-	c.wmu.Unlock()
+	c.wantW.Store(c.l.now() + int64(timeout))
 }
 
 // armWriteFrom asks for a write deadline timeout after from, a time read earlier
@@ -468,10 +531,7 @@ func (c *trackedConn) armWrite(timeout time.Duration) {
 // reading at all. from is at most microseconds old, so the deadline is that much
 // earlier than armWrite's would be.
 func (c *trackedConn) armWriteFrom(from time.Time, timeout time.Duration) {
-	want := c.l.deadline(from.Add(timeout))
-	c.wmu.Lock()
-	c.wantW = want
-	c.wmu.Unlock()
+	c.wantW.Store(c.l.deadline(from.Add(timeout)))
 }
 
 // Why do deadlines count from the limiter's epoch? A request moves its connection's
@@ -521,10 +581,10 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // pending.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.wantR = want
-	if c.reading.Load() > 0 && c.l.passed(want) {
+	c.wantR.Store(want) // before looking at rd (see the fields' comment)
+	if c.rd.Load()&readMask != 0 && c.l.passed(want) {
+		c.rmu.Lock()
+		defer c.rmu.Unlock()
 		return c.syncReadDeadlineLocked()
 	}
 	return nil
@@ -532,8 +592,8 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 
 // syncReadDeadlineLocked puts the read deadline asked for on the socket. c.rmu held.
 func (c *trackedConn) syncReadDeadlineLocked() error {
-	want := c.wantR
-	if want == c.setR {
+	want := c.wantR.Load()
+	if want == c.setR.Load() {
 		return nil
 	}
 	var t time.Time
@@ -543,19 +603,20 @@ func (c *trackedConn) syncReadDeadlineLocked() error {
 	if err := c.Conn.SetReadDeadline(t); err != nil {
 		return err
 	}
-	c.setR = want
+	c.setR.Store(want)
 	return nil
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	err := c.syncWriteDeadlineLocked()
-	if err == nil {
-		c.writing.Add(1)
-	}
-	c.wmu.Unlock()
-	if err != nil {
-		return 0, err
+	c.writing.Add(1) // under way before looking at the deadline (see the fields' comment)
+	if !c.writeDeadlineKept(c.wantW.Load(), c.setW.Load()) {
+		c.wmu.Lock()
+		err := c.syncWriteDeadlineLocked()
+		c.wmu.Unlock()
+		if err != nil {
+			c.writing.Add(-1)
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Write(p)
 	c.writing.Add(-1)
@@ -570,8 +631,8 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 // syncWriteDeadlineLocked brings the socket's write deadline in line with the one asked
 // for, as the comment above SetWriteDeadline says. c.wmu held.
 func (c *trackedConn) syncWriteDeadlineLocked() error {
-	want, set := c.wantW, c.setW
-	if want == set || (want != 0 && set != 0 && set <= want && want-set <= int64(c.l.writeSlack)) {
+	want := c.wantW.Load()
+	if c.writeDeadlineKept(want, c.setW.Load()) {
 		return nil
 	}
 	var t time.Time
@@ -581,8 +642,14 @@ func (c *trackedConn) syncWriteDeadlineLocked() error {
 	if err := c.Conn.SetWriteDeadline(t); err != nil {
 		return err
 	}
-	c.setW = want
+	c.setW.Store(want)
 	return nil
+}
+
+// writeDeadlineKept reports whether the socket's write deadline set may stay for the
+// one asked for, want: the same, or at most writeSlack before it.
+func (c *trackedConn) writeDeadlineKept(want, set int64) bool {
+	return want == set || (want != 0 && set != 0 && set <= want && want-set <= int64(c.l.writeSlack))
 }
 
 func (c *trackedConn) Close() error {
@@ -597,25 +664,29 @@ func (c *trackedConn) Close() error {
 	// Leave no idle count behind, also for a victim that went idle again after admit
 	// took its slot: whoever swaps the state away from idle uncounts it.
 	if c.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-		l.idle.Add(-1)
+		l.uncountIdle()
 	}
 	l.mu.Unlock()
 	return c.Conn.Close()
 }
 
 // setState follows the server's view of the connection: idle ones can be closed for a
-// newcomer at the cap. It takes no lock: admit reads the state and idleSince.
+// newcomer at the cap. It takes no lock and reads no clock: admit and closeIdle read
+// the state and idleSeq.
 func (c *trackedConn) setState(s http.ConnState) {
 	if s == http.StateIdle {
-		c.readAtIdle.Store(c.read.Load())
-		c.idleSince.Store(c.l.now())
+		c.readAtIdle.Store(c.bytesRead())
+		// Counted and numbered before the state turns idle, so that whoever sees it
+		// idle sees this period's number (closeIdle relies on it); for a moment the
+		// count is one too many, which only makes a walk find nothing.
+		c.idleSeq.Store(c.l.idleCounts())
+		if c.state.Swap(int32(s)) == int32(http.StateIdle) {
+			c.l.uncountIdle() // idle already: counted once
+		}
+		return
 	}
-	was := c.state.Swap(int32(s))
-	switch {
-	case s == http.StateIdle && was != int32(http.StateIdle):
-		c.l.idle.Add(1)
-	case s != http.StateIdle && was == int32(http.StateIdle):
-		c.l.idle.Add(-1)
+	if c.state.Swap(int32(s)) == int32(http.StateIdle) {
+		c.l.uncountIdle()
 	}
 }
 

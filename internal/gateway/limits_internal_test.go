@@ -64,8 +64,8 @@ func TestConnLimiterHammer(t *testing.T) {
 	fermiontest.WaitFor(t, 30*time.Second, func() error {
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
-		if ln.open != 0 || ln.idle.Load() != 0 || ln.conns != nil {
-			return fmt.Errorf("%d slots held, %d idle counted, listed %v, want none", ln.open, ln.idle.Load(), ln.conns != nil)
+		if ln.open != 0 || ln.idleCount() != 0 || ln.conns != nil {
+			return fmt.Errorf("%d slots held, %d idle counted, listed %v, want none", ln.open, ln.idleCount(), ln.conns != nil)
 		}
 		return nil
 	})
