@@ -510,7 +510,9 @@ func (c *trackedConn) readTimedOut() {
 // under way.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.wantW.Store(want) // before looking at writing (see the fields' comment)
+	if c.wantW.Load() != want {
+		c.wantW.Store(want) // before looking at writing (see the fields' comment)
+	}
 	if c.writing.Load() > 0 && c.l.passed(want) {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
@@ -581,7 +583,11 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // pending.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.wantR.Store(want) // before looking at rd (see the fields' comment)
+	// Stored before looking at rd (see the fields' comment); one already there was
+	// stored so by whoever asked for it. net/http asks for none three times in a row.
+	if c.wantR.Load() != want {
+		c.wantR.Store(want)
+	}
 	if c.rd.Load()&readMask != 0 && c.l.passed(want) {
 		c.rmu.Lock()
 		defer c.rmu.Unlock()
