@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -143,6 +144,7 @@ func TestDeadlineAbortHammer(t *testing.T) {
 			_, err := c.Read(b[:])
 			done <- err
 		}()
+		yield(i)
 		c.SetReadDeadline(aLongTimeAgo)
 		select {
 		case err := <-done:
@@ -158,6 +160,7 @@ func TestDeadlineAbortHammer(t *testing.T) {
 			_, err := c.Write(big)
 			done <- err
 		}()
+		yield(i)
 		c.SetWriteDeadline(aLongTimeAgo)
 		select {
 		case err := <-done:
@@ -167,6 +170,15 @@ func TestDeadlineAbortHammer(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: a write deadline in the past did not end the pending write", i)
 		}
+	}
+}
+
+// yield lets the goroutine just started run for a while, longer in some rounds than
+// in others, so that the rounds see it at every stage: not started, looking at the
+// deadline, blocked in the socket.
+func yield(round int) {
+	for range round % 8 {
+		runtime.Gosched()
 	}
 }
 

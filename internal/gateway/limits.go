@@ -219,7 +219,7 @@ func (l *connLimiter) longestIdleLocked() *trackedConn {
 // Why number the transitions to idle instead of reading the clock? Admit at the cap
 // takes the slot of the connection idle for longest, and the sweeper closes those idle
 // past the timeout; both used to compare a time read at every transition to idle: one
-// clock reading per request (~50 ns on the virtual machines measured) for decisions
+// clock reading per request (time.Since, ~30 ns on the 2-core machine measured) for decisions
 // that are rare. The order of the transitions is all admit needs, and idle already
 // takes an atomic add per transition to count them: the same add numbers them
 // (idleCounts). The sweeper reads the clock itself, once per sweep, and stamps each
@@ -228,7 +228,7 @@ func (l *connLimiter) longestIdleLocked() *trackedConn {
 
 // idle packs a count and a sequence into one word so that one atomic add does both.
 const (
-	idleBits = 24 // the count: more idle connections than file descriptors can be open
+	idleBits = 24 // the count's: 16 M idle connections, more than a process has descriptors
 	idleMask = 1<<idleBits - 1
 )
 
