@@ -10,38 +10,14 @@ import (
 	"time"
 )
 
-// TestIdleBefore: transitions to idle are ordered by their number modulo the
-// sequence's width, across its wrap.
-func TestIdleBefore(t *testing.T) {
-	const top = 1<<(64-idleBits) - 1 // the last number before the wrap
-	for _, tt := range []struct {
-		name string
-		a, b uint64
-		want bool
-	}{
-		{"earlier", 1, 2, true},
-		{"later", 2, 1, false},
-		{"same", 5, 5, false},
-		{"before the wrap", top, 0, true},
-		{"after the wrap", 0, top, false},
-		{"far apart", 1, 1 << 30, true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := idleBefore(tt.a, tt.b); got != tt.want {
-				t.Fatalf("idleBefore(%d, %d) = %v, want %v", tt.a, tt.b, got, tt.want)
-			}
-		})
-	}
-}
-
-// TestIdleOrderAndSweep: admit at the cap takes the slot of the connection that went
-// idle first, by the transitions' numbers alone; the sweeper stamps an idle period the
-// first time it sees it and closes the connection once a whole idle timeout has passed
-// since, not when it has served a request in between. The sweeps are driven with
-// explicit times: no clock, no sleep.
+// TestIdleOrderAndSweep: admit at the cap takes the slot of the connection idle for
+// longest; after a walk that found none idle it refuses without walking for
+// idleRescan; the sweeper closes connections idle for the timeout, not one that has
+// served a request since. The idle stamps and the sweeps' times are set explicitly:
+// no clock, no sleep.
 func TestIdleOrderAndSweep(t *testing.T) {
 	const timeout = 8 * time.Second
-	l := &connLimiter{max: 3, epoch: time.Now(), idleTimeout: timeout}
+	l := &connLimiter{max: 3, epoch: time.Now().Add(-time.Hour), idleTimeout: timeout}
 	conns := make([]*trackedConn, 3)
 	peers := make([]net.Conn, 3)
 	for i := range conns {
@@ -56,58 +32,52 @@ func TestIdleOrderAndSweep(t *testing.T) {
 		tc.setState(http.StateActive)
 	}
 	a, b, c := conns[0], conns[1], conns[2]
-	// Idle in the order b, a, c; a goes active and idle again, after c.
-	for _, tc := range []*trackedConn{b, a, c} {
+	ns := func(d time.Duration) int64 { return int64(d) }
+	idleAt := func(tc *trackedConn, at time.Duration) {
 		tc.setState(http.StateIdle)
-	}
-	a.setState(http.StateActive)
-	a.setState(http.StateIdle)
-	if n := l.idleCount(); n != 3 {
-		t.Fatalf("idle count %d, want 3", n)
+		tc.idleSince.Store(ns(at))
 	}
 
-	// At the cap, a newcomer takes the slot of b, idle first.
+	// None idle: refused, and the next newcomer within idleRescan is refused without
+	// a walk, even though a has gone idle meanwhile.
 	server, client := net.Pipe()
 	t.Cleanup(func() { server.Close(); client.Close() })
+	if tc, victim := l.admit(server); tc != nil || victim != nil {
+		t.Fatalf("admit at the cap with none idle took %p (victim %p)", tc, victim)
+	}
+	idleAt(a, time.Second)
+	if tc, victim := l.admit(server); tc != nil || victim != nil {
+		t.Fatalf("admit within idleRescan of a walk that found none took %p (victim %p)", tc, victim)
+	}
+	l.noIdleUntil = 0 // as if idleRescan had passed
+
+	// Idle since 1 s (a), 2 s (b), 3 s (c): a newcomer takes a's slot.
+	idleAt(b, 2*time.Second)
+	idleAt(c, 3*time.Second)
 	d, victim := l.admit(server)
-	if d == nil || victim != b {
-		t.Fatalf("admit at the cap took %p, want b (%p), the first to go idle", victim, b)
+	if d == nil || victim != a {
+		t.Fatalf("admit at the cap took %p, want a (%p), idle for longest", victim, a)
 	}
 	victim.Conn.Close()
-	if n := l.idleCount(); n != 2 {
-		t.Fatalf("idle count %d after the takeover, want 2", n)
-	}
 
-	// First sweep: a and c stamped at 1 s, nothing closed.
-	ns := func(d time.Duration) int64 { return int64(d) }
-	l.closeIdle(ns(time.Second))
-	if a.closed || c.closed || l.idleCount() != 2 {
-		t.Fatalf("first sweep closed something (a %v, c %v, idle %d)", a.closed, c.closed, l.idleCount())
-	}
-	// c serves a request and goes idle again: a new period, stamped at the next look.
+	// c serves a request and goes idle again at 5 s.
 	c.setState(http.StateActive)
-	c.setState(http.StateIdle)
-	l.closeIdle(ns(time.Second + timeout - 1))
-	if l.idleCount() != 2 {
-		t.Fatalf("a sweep before the timeout closed something: idle %d", l.idleCount())
+	idleAt(c, 5*time.Second)
+	l.closeIdle(ns(2*time.Second + timeout - 1))
+	if got := http.ConnState(b.state.Load()); got != http.StateIdle {
+		t.Fatalf("b, idle for less than the timeout, is %v", got)
 	}
-	// A whole timeout after a's stamp: a is closed, c (stamped later) is kept.
-	l.closeIdle(ns(time.Second + timeout))
-	if err := readErr(peers[0]); err == nil {
-		t.Fatal("a, idle for the timeout, is still open")
+	// The timeout after b went idle: b is closed, c (idle again since) is kept.
+	l.closeIdle(ns(2*time.Second + timeout))
+	if err := readErr(peers[1]); err == nil {
+		t.Fatal("b, idle for the timeout, is still open")
 	}
 	if got := http.ConnState(c.state.Load()); got != http.StateIdle {
 		t.Fatalf("c, idle again since, is %v, want idle", got)
 	}
-	if n := l.idleCount(); n != 1 {
-		t.Fatalf("idle count %d after the sweep, want 1 (c)", n)
-	}
-	l.closeIdle(ns(time.Second + 2*timeout - 1)) // c was stamped at 1 s + timeout − 1
+	l.closeIdle(ns(5*time.Second + timeout))
 	if err := readErr(peers[2]); err == nil {
-		t.Fatal("c, idle for the timeout since its stamp, is still open")
-	}
-	if n := l.idleCount(); n != 0 {
-		t.Fatalf("idle count %d, want 0", n)
+		t.Fatal("c, idle for the timeout, is still open")
 	}
 }
 

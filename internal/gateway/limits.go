@@ -115,9 +115,8 @@ const (
 // connection's atomics, not in a list under mu, so requests take no shared lock and
 // allocate nothing for it. Only admit at the cap, which is rare, looks for the longest
 // idle connection, by walking the connections that hold slots (at most max of them);
-// idle counts the idle ones so that a flood at the cap with none idle skips the walk,
-// and numbers the transitions to idle, which orders the idle connections with no clock
-// reading per request (see idleCounts).
+// after a walk that found none idle, admit walks again only idleRescan later, so that a
+// flood at the cap costs a walk per idleRescan, not one per refused connection.
 type connLimiter struct {
 	net.Listener
 	max     int  // 0: no cap
@@ -128,13 +127,7 @@ type connLimiter struct {
 	metrics    *telemetry.Metrics
 	refuse     chan struct{} // a slot per refusal in flight
 	wg         sync.WaitGroup
-	epoch      time.Time // deadlines count from here (monotonic)
-	// idle counts the connections in http.StateIdle (its low idleBits bits: admit walks
-	// the connections only when some are) and numbers the transitions to idle (the bits
-	// above: see idleCounts). Each transition to idle counts one; whoever swaps a
-	// connection's state away from idle (setState, admit taking it, closeIdle, Close)
-	// uncounts it.
-	idle atomic.Uint64
+	epoch      time.Time // deadlines and idleSince count from here (monotonic)
 	// idleTimeout, when set, closes keep-alive connections idle that long (sweepIdle);
 	// stopSweep ends the sweeper, once, at Close.
 	idleTimeout time.Duration
@@ -144,7 +137,15 @@ type connLimiter struct {
 	mu    sync.Mutex
 	open  int
 	conns *trackedConn // the connections holding slots, linked through next/prev
+	// noIdleUntil: a walk found no idle connection; admit looks again from then (ns
+	// since epoch).
+	noIdleUntil int64
 }
+
+// idleRescan is how long admit at the cap trusts a walk that found no idle connection.
+// A connection that goes idle meanwhile makes room only after it: the newcomers in
+// between get the 503 (Retry-After: 1), as if it had not been idle yet.
+const idleRescan = 10 * time.Millisecond
 
 func newConnLimiter(ln net.Listener, max int, respond bool, m *telemetry.Metrics) *connLimiter {
 	m.SetGatewayConnectionLimit(max)
@@ -176,17 +177,13 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max {
-		victim = l.longestIdleLocked()
+		victim = l.longestIdleLocked(l.now())
 		if victim == nil {
 			return nil, nil
 		}
 		l.unlinkLocked(victim)
 		victim.closed = true // its slot is c's now; its Close counts nothing
-		// Swap, not Load: a setState racing to active then sees it closed and does not
-		// uncount it a second time.
-		if victim.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-			l.uncountIdle()
-		}
+		victim.state.Store(int32(http.StateClosed))
 		tc = &trackedConn{Conn: c, l: l}
 		l.linkLocked(tc)
 		return tc, victim
@@ -198,55 +195,37 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 	return tc, nil
 }
 
-// longestIdleLocked returns the connection idle for longest, or nil when none is idle.
-func (l *connLimiter) longestIdleLocked() *trackedConn {
-	if l.idleCount() <= 0 {
+// longestIdleLocked returns the connection idle for longest, or nil when none is idle
+// (or none was at a walk less than idleRescan before now).
+func (l *connLimiter) longestIdleLocked(now int64) *trackedConn {
+	if now < l.noIdleUntil {
 		return nil
 	}
 	var best *trackedConn
-	var since uint64
+	var since int64
 	for c := l.conns; c != nil; c = c.next {
 		if c.state.Load() != int32(http.StateIdle) {
 			continue
 		}
-		if s := c.idleSeq.Load(); best == nil || idleBefore(s, since) {
+		if s := c.idleSince.Load(); best == nil || s < since {
 			best, since = c, s
 		}
+	}
+	if best == nil {
+		l.noIdleUntil = now + int64(idleRescan)
 	}
 	return best
 }
 
-// Why number the transitions to idle instead of reading the clock? Admit at the cap
-// takes the slot of the connection idle for longest, and the sweeper closes those idle
-// past the timeout; both used to compare a time read at every transition to idle: one
-// clock reading per request (time.Since, ~30 ns on the 2-core machine measured) for decisions
-// that are rare. The order of the transitions is all admit needs, and idle already
-// takes an atomic add per transition to count them: the same add numbers them
-// (idleCounts). The sweeper reads the clock itself, once per sweep, and stamps each
-// idle period the first time it sees it (closeIdle): a connection is then closed
-// between IdleTimeout and IdleTimeout·(1+1/idleSweeps) after it went idle, as before.
-
-// idle packs a count and a sequence into one word so that one atomic add does both.
-const (
-	idleBits = 24 // the count's: 16 M idle connections, more than a process has descriptors
-	idleMask = 1<<idleBits - 1
-)
-
-// idleCounts counts one more idle connection and returns the transition's number, of
-// 64−idleBits bits (it wraps after ~10¹² transitions: idleBefore compares modulo).
-func (l *connLimiter) idleCounts() uint64 {
-	return l.idle.Add(1<<idleBits|1) >> idleBits
-}
-
-// uncountIdle counts one idle connection less.
-func (l *connLimiter) uncountIdle() { l.idle.Add(^uint64(0)) }
-
-// idleCount is the number of connections counted idle.
-func (l *connLimiter) idleCount() int64 { return int64(l.idle.Load() & idleMask) }
-
-// idleBefore reports whether transition a came before b, modulo the sequence's width:
-// right as long as no connection stays idle for 2^39 transitions of the others.
-func idleBefore(a, b uint64) bool { return int64((a-b)<<idleBits) < 0 }
+// Why does a request write nothing that all connections share? With two cores serving
+// connections, a word written per request by every connection (as the count of idle
+// connections was: two atomic adds per request) moves between the cores' caches at
+// every request: BenchmarkConnRequest with two goroutines measured ~150 ns of wall
+// time per request for it, more than the rest of limits.go together. The idle count
+// only let admit at the cap and the sweeper skip walking the connections when none was
+// idle; the sweeper walks a few times per idle timeout anyway, and admit remembers a
+// walk that found none for idleRescan. Each connection keeps its own idle stamp (one
+// monotonic clock reading per request, ~30 ns, on its own cache line).
 
 func (l *connLimiter) linkLocked(c *trackedConn) {
 	c.next = l.conns
@@ -318,11 +297,11 @@ func (l *connLimiter) Close() error {
 // net/http moves the read deadline of every keep-alive connection after every response
 // (time.Now, two clock readings, then a runtime timer added under the wait for the next
 // request and deleted when it comes): about a microsecond per request, for a timeout
-// that almost never fires. The limiter already knows which connections are idle
-// (setState), so one sweeper per listener closes those idle past the timeout, checking
-// every idleSweeps-th of it and stamping each idle period with its own clock reading
-// the first time it sees it: a connection is closed between IdleTimeout and
-// IdleTimeout·(1+1/idleSweeps) after its last response, at no cost per request.
+// that almost never fires. The limiter already knows which connections are idle and
+// since when (setState), so one sweeper per listener closes those idle past the
+// timeout, checking every idleSweeps-th of it: a connection is closed between
+// IdleTimeout and IdleTimeout·(1+1/idleSweeps) after its last response, at no cost
+// per request.
 
 // idleSweeps is how many times per idle timeout the sweeper looks.
 const idleSweeps = 8
@@ -347,42 +326,23 @@ func (l *connLimiter) sweepIdle(timeout time.Duration) {
 	})
 }
 
-// closeIdle closes the connections seen idle, in the same idle period, since at least
-// the idle timeout before now (ns since epoch), and stamps with now those idle periods
-// it sees for the first time. The closed connections' server goroutines see the read
-// fail and end, giving the slots back.
+// closeIdle closes the connections idle for at least the idle timeout at now (ns since
+// epoch). Their server goroutines see the read fail and end, giving the slots back.
 func (l *connLimiter) closeIdle(now int64) {
-	if l.idleCount() <= 0 {
-		return
-	}
 	var old []*trackedConn
 	l.mu.Lock()
 	for c := l.conns; c != nil; c = c.next {
-		if c.state.Load() != int32(http.StateIdle) {
-			continue
-		}
-		// setState stores the period's number before the state: this is the
-		// current period's, or a later one's.
-		seq := c.idleSeq.Load()
-		if !c.stamped || c.stampSeq != seq {
-			c.stamped, c.stampSeq, c.stampAt = true, seq, now
-			continue
-		}
 		// Taken out of the idle state first, as admit takes a victim: a request that
-		// makes it active from here on finds it closing, and the idle count is
-		// uncounted once.
-		if now-c.stampAt < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
+		// makes it active from here on finds it closing.
+		if now-c.idleSince.Load() < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
 			continue
 		}
-		if c.idleSeq.Load() != seq {
-			// It served a request and went idle again between the two looks: keep it
-			// (or, if it has just become active, leave it so, uncounted as idle).
-			if !c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle)) {
-				l.uncountIdle()
-			}
+		if now-c.idleSince.Load() < int64(l.idleTimeout) {
+			// It served a request and went idle again between the two looks (setState
+			// stamps it before the state): keep it, unless it has just become active.
+			c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle))
 			continue
 		}
-		l.uncountIdle()
 		old = append(old, c)
 	}
 	l.mu.Unlock()
@@ -406,18 +366,14 @@ type trackedConn struct {
 	// rd counts the Reads under way (its low readShift bits) and the bytes read (the
 	// bits above): one atomic add at each end of a Read.
 	rd         atomic.Int64
-	readAtIdle atomic.Int64  // bytes read when it last became idle
-	idleSeq    atomic.Uint64 // the number of its last transition to idle (idleCounts)
-	counted    atomic.Bool   // a header timeout was counted
-	wcounted   atomic.Bool   // a write timeout was counted
+	readAtIdle atomic.Int64 // bytes read when it last became idle
+	idleSince  atomic.Int64 // when it last became idle, in ns since l.epoch
+	counted    atomic.Bool  // a header timeout was counted
+	wcounted   atomic.Bool  // a write timeout was counted
 
 	// Guarded by l.mu.
 	prev, next *trackedConn // in l.conns while it holds its slot
 	closed     bool         // its slot is given back (or taken over)
-	// The sweeper's stamp (closeIdle): the idle period it last saw, and when.
-	stamped  bool
-	stampSeq uint64
-	stampAt  int64
 
 	// Write deadlines, in ns since l.epoch (0: none): wantW is the deadline last asked
 	// for, setW the one on the socket, written under wmu (a leaf lock), which every
@@ -667,33 +623,22 @@ func (c *trackedConn) Close() error {
 		l.metrics.GatewayConnectionsAdd(-1)
 		l.unlinkLocked(c)
 	}
-	// Leave no idle count behind, also for a victim that went idle again after admit
-	// took its slot: whoever swaps the state away from idle uncounts it.
-	if c.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-		l.uncountIdle()
-	}
+	c.state.Store(int32(http.StateClosed))
 	l.mu.Unlock()
 	return c.Conn.Close()
 }
 
 // setState follows the server's view of the connection: idle ones can be closed for a
-// newcomer at the cap. It takes no lock and reads no clock: admit and closeIdle read
-// the state and idleSeq.
+// newcomer at the cap. It takes no lock and writes nothing other connections share:
+// admit and closeIdle read the state and idleSince.
 func (c *trackedConn) setState(s http.ConnState) {
 	if s == http.StateIdle {
 		c.readAtIdle.Store(c.bytesRead())
-		// Counted and numbered before the state turns idle, so that whoever sees it
-		// idle sees this period's number (closeIdle relies on it); for a moment the
-		// count is one too many, which only makes a walk find nothing.
-		c.idleSeq.Store(c.l.idleCounts())
-		if c.state.Swap(int32(s)) == int32(http.StateIdle) {
-			c.l.uncountIdle() // idle already: counted once
-		}
-		return
+		// Stamped before the state turns idle, so that whoever sees it idle sees this
+		// period's stamp (closeIdle relies on it).
+		c.idleSince.Store(c.l.now())
 	}
-	if c.state.Swap(int32(s)) == int32(http.StateIdle) {
-		c.l.uncountIdle()
-	}
+	c.state.Store(int32(s))
 }
 
 // connState is the http.Server's ConnState hook.
