@@ -23,7 +23,7 @@ import (
 // same deadline changes either way (two per request: the past one, then none).
 func BenchmarkConnRequest(b *testing.B) {
 	epoch := time.Now()
-	// One limiter for all the connections, as on a listener: the idle count is shared.
+	// One limiter for all the connections, as on a listener.
 	l := &connLimiter{epoch: epoch, writeSlack: DefaultWriteTimeout / 4}
 	for _, tc := range []struct {
 		name string

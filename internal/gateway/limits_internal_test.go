@@ -16,9 +16,9 @@ import (
 
 // TestConnLimiterHammer: connections opened, used, left idle, taken over and closed from
 // many goroutines at once (run it with -race) leave the limiter's accounting exact: every
-// slot given back, no idle entry left behind. No wasm guest: a plain handler.
+// slot given back, no connection left listed. No wasm guest: a plain handler.
 //
-// The sweeping case also runs the idle sweeper with a 4 ms timeout, so that it stamps
+// The sweeping case also runs the idle sweeper with a 4 ms timeout, so that it looks at
 // and closes idle connections while requests make them active and idle again.
 func TestConnLimiterHammer(t *testing.T) {
 	for _, tt := range []struct {
