@@ -115,7 +115,8 @@ const (
 // connection's atomics, not in a list under mu, so requests take no shared lock and
 // allocate nothing for it. Only admit at the cap, which is rare, looks for the longest
 // idle connection, by walking the connections that hold slots (at most max of them);
-// idle counts the idle ones so that a flood at the cap with none idle skips the walk.
+// after a walk that found none idle, admit walks again only idleRescan later, so that a
+// flood at the cap costs a walk per idleRescan, not one per refused connection.
 type connLimiter struct {
 	net.Listener
 	max     int  // 0: no cap
@@ -126,11 +127,7 @@ type connLimiter struct {
 	metrics    *telemetry.Metrics
 	refuse     chan struct{} // a slot per refusal in flight
 	wg         sync.WaitGroup
-	epoch      time.Time // idleSince counts from here (monotonic)
-	// idle counts the connections in http.StateIdle: admit walks the connections only
-	// when some are. Each transition to idle counts one; whoever swaps a connection's
-	// state away from idle (setState, admit taking it, Close) uncounts it.
-	idle atomic.Int64
+	epoch      time.Time // deadlines and idleSince count from here (monotonic)
 	// idleTimeout, when set, closes keep-alive connections idle that long (sweepIdle);
 	// stopSweep ends the sweeper, once, at Close.
 	idleTimeout time.Duration
@@ -140,7 +137,15 @@ type connLimiter struct {
 	mu    sync.Mutex
 	open  int
 	conns *trackedConn // the connections holding slots, linked through next/prev
+	// noIdleUntil: a walk found no idle connection; admit looks again from then (ns
+	// since epoch).
+	noIdleUntil int64
 }
+
+// idleRescan is how long admit at the cap trusts a walk that found no idle connection.
+// A connection that goes idle meanwhile makes room only after it: the newcomers in
+// between get the 503 (Retry-After: 1), as if it had not been idle yet.
+const idleRescan = 10 * time.Millisecond
 
 func newConnLimiter(ln net.Listener, max int, respond bool, m *telemetry.Metrics) *connLimiter {
 	m.SetGatewayConnectionLimit(max)
@@ -172,17 +177,13 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max {
-		victim = l.longestIdleLocked()
+		victim = l.longestIdleLocked(l.now())
 		if victim == nil {
 			return nil, nil
 		}
 		l.unlinkLocked(victim)
 		victim.closed = true // its slot is c's now; its Close counts nothing
-		// Swap, not Load: a setState racing to active then sees it closed and does not
-		// uncount it a second time.
-		if victim.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-			l.idle.Add(-1)
-		}
+		victim.state.Store(int32(http.StateClosed))
 		tc = &trackedConn{Conn: c, l: l}
 		l.linkLocked(tc)
 		return tc, victim
@@ -194,9 +195,10 @@ func (l *connLimiter) admit(c net.Conn) (tc, victim *trackedConn) {
 	return tc, nil
 }
 
-// longestIdleLocked returns the connection idle for longest, or nil when none is idle.
-func (l *connLimiter) longestIdleLocked() *trackedConn {
-	if l.idle.Load() <= 0 {
+// longestIdleLocked returns the connection idle for longest, or nil when none is idle
+// (or none was at a walk less than idleRescan before now).
+func (l *connLimiter) longestIdleLocked(now int64) *trackedConn {
+	if now < l.noIdleUntil {
 		return nil
 	}
 	var best *trackedConn
@@ -209,8 +211,21 @@ func (l *connLimiter) longestIdleLocked() *trackedConn {
 			best, since = c, s
 		}
 	}
+	if best == nil {
+		l.noIdleUntil = now + int64(idleRescan)
+	}
 	return best
 }
+
+// Why does a request write nothing that all connections share? With two cores serving
+// connections, a word written per request by every connection (as the count of idle
+// connections was: two atomic adds per request) moves between the cores' caches at
+// every request: BenchmarkConnRequest with two goroutines measured ~150 ns of wall
+// time per request for it, more than the rest of limits.go together. The idle count
+// only let admit at the cap and the sweeper skip walking the connections when none was
+// idle; the sweeper walks a few times per idle timeout anyway, and admit remembers a
+// walk that found none for idleRescan. Each connection keeps its own idle stamp (one
+// monotonic clock reading per request, ~30 ns, on its own cache line).
 
 func (l *connLimiter) linkLocked(c *trackedConn) {
 	c.next = l.conns
@@ -314,34 +329,27 @@ func (l *connLimiter) sweepIdle(timeout time.Duration) {
 // closeIdle closes the connections idle for at least the idle timeout at now (ns since
 // epoch). Their server goroutines see the read fail and end, giving the slots back.
 func (l *connLimiter) closeIdle(now int64) {
-	if l.idle.Load() <= 0 {
-		return
-	}
 	var old []*trackedConn
 	l.mu.Lock()
 	for c := l.conns; c != nil; c = c.next {
 		// Taken out of the idle state first, as admit takes a victim: a request that
-		// makes it active from here on finds it closing, and the idle count is
-		// uncounted once.
+		// makes it active from here on finds it closing.
 		if now-c.idleSince.Load() < int64(l.idleTimeout) || !c.state.CompareAndSwap(int32(http.StateIdle), int32(http.StateClosed)) {
 			continue
 		}
 		if now-c.idleSince.Load() < int64(l.idleTimeout) {
-			// It served a request and went idle again between the two looks: keep it
-			// (or, if it has just become active, leave it so, uncounted as idle).
-			if !c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle)) {
-				l.idle.Add(-1)
-			}
+			// It served a request and went idle again between the two looks (setState
+			// stamps it before the state): keep it, unless it has just become active.
+			c.state.CompareAndSwap(int32(http.StateClosed), int32(http.StateIdle))
 			continue
 		}
-		l.idle.Add(-1)
 		old = append(old, c)
 	}
 	l.mu.Unlock()
 	for _, c := range old {
 		// A connection that has started its next request is a header timeout, as when
 		// the read deadline cut it (readTimedOut); one that sent nothing was only idle.
-		if c.read.Load() != c.readAtIdle.Load() && c.counted.CompareAndSwap(false, true) {
+		if c.bytesRead() != c.readAtIdle.Load() && c.counted.CompareAndSwap(false, true) {
 			l.metrics.GatewayRejection(telemetry.RejectHeaderTimeout)
 		}
 		c.Conn.Close()
@@ -354,9 +362,11 @@ type trackedConn struct {
 	net.Conn
 	l *connLimiter
 
-	state      atomic.Int32 // http.ConnState
-	read       atomic.Int64 // bytes read
-	readAtIdle atomic.Int64 // read when it last became idle
+	state atomic.Int32 // http.ConnState
+	// rd counts the Reads under way (its low readShift bits) and the bytes read (the
+	// bits above): one atomic add at each end of a Read.
+	rd         atomic.Int64
+	readAtIdle atomic.Int64 // bytes read when it last became idle
 	idleSince  atomic.Int64 // when it last became idle, in ns since l.epoch
 	counted    atomic.Bool  // a header timeout was counted
 	wcounted   atomic.Bool  // a write timeout was counted
@@ -365,44 +375,56 @@ type trackedConn struct {
 	prev, next *trackedConn // in l.conns while it holds its slot
 	closed     bool         // its slot is given back (or taken over)
 
-	// Write deadlines, in ns since l.epoch (0: none), guarded by wmu (a leaf lock):
-	// wantW is the deadline last asked for, setW the one on the socket. See
-	// SetWriteDeadline.
+	// Write deadlines, in ns since l.epoch (0: none): wantW is the deadline last asked
+	// for, setW the one on the socket, written under wmu (a leaf lock), which every
+	// change to the socket's deadline holds. See SetWriteDeadline.
 	wmu         sync.Mutex
-	wantW, setW int64
-	// Read deadlines, likewise, guarded by rmu (a leaf lock). See SetReadDeadline.
+	wantW, setW atomic.Int64
+	// Read deadlines, likewise, under rmu (a leaf lock). See SetReadDeadline.
 	rmu         sync.Mutex
-	wantR, setR int64
-	// reading and writing count the Reads and Writes under way, each counted under
-	// its lock once it has synced the deadline: a deadline asked for while none is
-	// under way waits for the next, which syncs it first, so only one asked for while
-	// one is under way needs the clock to tell whether it has passed (and so must end
-	// it at once).
-	reading, writing atomic.Int32
+	wantR, setR atomic.Int64
+	// writing counts the Writes under way (and rd the Reads), each counted before it
+	// looks at the deadline asked for, while a deadline asked for is stored before
+	// looking at the count: either the Write sees the new deadline, and syncs it
+	// first, or SetWriteDeadline sees the Write, and (only if that deadline has
+	// passed, when it must end the Write at once) syncs it itself. So a Write or Read
+	// with no change to make takes no lock, and only a deadline asked for while one is
+	// under way needs the clock.
+	writing atomic.Int32
 
 	// x is the exchange its HTTP/1 requests reuse, one at a time (exchangeFor); only
 	// the goroutine serving the connection touches it.
 	x *exchange
 }
 
+// rd's layout: Reads under way below readShift, bytes read above.
+const (
+	readShift = 16
+	readMask  = 1<<readShift - 1
+)
+
 func (c *trackedConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	err := c.syncReadDeadlineLocked()
-	if err == nil {
-		c.reading.Add(1)
-	}
-	c.rmu.Unlock()
-	if err != nil {
-		return 0, err
+	c.rd.Add(1) // under way before looking at the deadline (see the fields' comment)
+	if c.wantR.Load() != c.setR.Load() {
+		c.rmu.Lock()
+		err := c.syncReadDeadlineLocked()
+		c.rmu.Unlock()
+		if err != nil {
+			c.rd.Add(-1)
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Read(p)
-	c.reading.Add(-1)
-	c.read.Add(int64(n))
+	c.rd.Add(int64(n)<<readShift - 1)
 	if err != nil && isTimeout(err) {
 		c.readTimedOut()
 	}
 	return n, err
 }
+
+// bytesRead is how much has been read from the connection (modulo 2^48: only
+// compared for equality).
+func (c *trackedConn) bytesRead() int64 { return c.rd.Load() >> readShift }
 
 // readTimedOut counts a header timeout: a read deadline passed while a request header
 // was due (a new connection, or an idle one that had started its next request). Body
@@ -412,7 +434,7 @@ func (c *trackedConn) readTimedOut() {
 	switch http.ConnState(c.state.Load()) {
 	case http.StateNew:
 	case http.StateIdle:
-		if c.read.Load() == c.readAtIdle.Load() {
+		if c.bytesRead() == c.readAtIdle.Load() {
 			return
 		}
 	default:
@@ -444,10 +466,12 @@ func (c *trackedConn) readTimedOut() {
 // under way.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wantW = want
+	if c.wantW.Load() != want {
+		c.wantW.Store(want) // before looking at writing (see the fields' comment)
+	}
 	if c.writing.Load() > 0 && c.l.passed(want) {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
 		return c.syncWriteDeadlineLocked()
 	}
 	return nil
@@ -457,10 +481,7 @@ func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 // time.Now().Add(timeout), but with one monotonic clock reading where time.Now takes
 // two (wall and monotonic) and with no check that it has passed: it has not.
 func (c *trackedConn) armWrite(timeout time.Duration) {
-	want := c.l.now() + int64(timeout)
-	c.wmu.Lock()
-	c.wantW = want
-	c.wmu.Unlock()
+	c.wantW.Store(c.l.now() + int64(timeout))
 }
 
 // armWriteFrom asks for a write deadline timeout after from, a time read earlier
@@ -468,10 +489,7 @@ func (c *trackedConn) armWrite(timeout time.Duration) {
 // reading at all. from is at most microseconds old, so the deadline is that much
 // earlier than armWrite's would be.
 func (c *trackedConn) armWriteFrom(from time.Time, timeout time.Duration) {
-	want := c.l.deadline(from.Add(timeout))
-	c.wmu.Lock()
-	c.wantW = want
-	c.wmu.Unlock()
+	c.wantW.Store(c.l.deadline(from.Add(timeout)))
 }
 
 // Why do deadlines count from the limiter's epoch? A request moves its connection's
@@ -521,10 +539,14 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // pending.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	want := c.l.deadline(t)
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.wantR = want
-	if c.reading.Load() > 0 && c.l.passed(want) {
+	// Stored before looking at rd (see the fields' comment); one already there was
+	// stored so by whoever asked for it. net/http asks for none three times in a row.
+	if c.wantR.Load() != want {
+		c.wantR.Store(want)
+	}
+	if c.rd.Load()&readMask != 0 && c.l.passed(want) {
+		c.rmu.Lock()
+		defer c.rmu.Unlock()
 		return c.syncReadDeadlineLocked()
 	}
 	return nil
@@ -532,8 +554,8 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 
 // syncReadDeadlineLocked puts the read deadline asked for on the socket. c.rmu held.
 func (c *trackedConn) syncReadDeadlineLocked() error {
-	want := c.wantR
-	if want == c.setR {
+	want := c.wantR.Load()
+	if want == c.setR.Load() {
 		return nil
 	}
 	var t time.Time
@@ -543,19 +565,20 @@ func (c *trackedConn) syncReadDeadlineLocked() error {
 	if err := c.Conn.SetReadDeadline(t); err != nil {
 		return err
 	}
-	c.setR = want
+	c.setR.Store(want)
 	return nil
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	err := c.syncWriteDeadlineLocked()
-	if err == nil {
-		c.writing.Add(1)
-	}
-	c.wmu.Unlock()
-	if err != nil {
-		return 0, err
+	c.writing.Add(1) // under way before looking at the deadline (see the fields' comment)
+	if !c.writeDeadlineKept(c.wantW.Load(), c.setW.Load()) {
+		c.wmu.Lock()
+		err := c.syncWriteDeadlineLocked()
+		c.wmu.Unlock()
+		if err != nil {
+			c.writing.Add(-1)
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Write(p)
 	c.writing.Add(-1)
@@ -570,8 +593,8 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 // syncWriteDeadlineLocked brings the socket's write deadline in line with the one asked
 // for, as the comment above SetWriteDeadline says. c.wmu held.
 func (c *trackedConn) syncWriteDeadlineLocked() error {
-	want, set := c.wantW, c.setW
-	if want == set || (want != 0 && set != 0 && set <= want && want-set <= int64(c.l.writeSlack)) {
+	want := c.wantW.Load()
+	if c.writeDeadlineKept(want, c.setW.Load()) {
 		return nil
 	}
 	var t time.Time
@@ -581,8 +604,14 @@ func (c *trackedConn) syncWriteDeadlineLocked() error {
 	if err := c.Conn.SetWriteDeadline(t); err != nil {
 		return err
 	}
-	c.setW = want
+	c.setW.Store(want)
 	return nil
+}
+
+// writeDeadlineKept reports whether the socket's write deadline set may stay for the
+// one asked for, want: the same, or at most writeSlack before it.
+func (c *trackedConn) writeDeadlineKept(want, set int64) bool {
+	return want == set || (want != 0 && set != 0 && set <= want && want-set <= int64(c.l.writeSlack))
 }
 
 func (c *trackedConn) Close() error {
@@ -594,29 +623,22 @@ func (c *trackedConn) Close() error {
 		l.metrics.GatewayConnectionsAdd(-1)
 		l.unlinkLocked(c)
 	}
-	// Leave no idle count behind, also for a victim that went idle again after admit
-	// took its slot: whoever swaps the state away from idle uncounts it.
-	if c.state.Swap(int32(http.StateClosed)) == int32(http.StateIdle) {
-		l.idle.Add(-1)
-	}
+	c.state.Store(int32(http.StateClosed))
 	l.mu.Unlock()
 	return c.Conn.Close()
 }
 
 // setState follows the server's view of the connection: idle ones can be closed for a
-// newcomer at the cap. It takes no lock: admit reads the state and idleSince.
+// newcomer at the cap. It takes no lock and writes nothing other connections share:
+// admit and closeIdle read the state and idleSince.
 func (c *trackedConn) setState(s http.ConnState) {
 	if s == http.StateIdle {
-		c.readAtIdle.Store(c.read.Load())
+		c.readAtIdle.Store(c.bytesRead())
+		// Stamped before the state turns idle, so that whoever sees it idle sees this
+		// period's stamp (closeIdle relies on it).
 		c.idleSince.Store(c.l.now())
 	}
-	was := c.state.Swap(int32(s))
-	switch {
-	case s == http.StateIdle && was != int32(http.StateIdle):
-		c.l.idle.Add(1)
-	case s != http.StateIdle && was == int32(http.StateIdle):
-		c.l.idle.Add(-1)
-	}
+	c.state.Store(int32(s))
 }
 
 // connState is the http.Server's ConnState hook.
