@@ -36,8 +36,12 @@ func TestTop(t *testing.T) {
 		t.Cleanup(a.Close)
 	}
 	js := p.Engine().JetStream()
-	end := sli.Boundary(time.Now(), 10*time.Second)
-	for i := range 30 {
+	// Intervals end up to a minute ahead (within the store's clock skew allowance), so
+	// that any 5-minute window ending in the next minute holds exactly 30 of them,
+	// however long the store takes to catch up: a window is (now-5m, now] by the
+	// summaries' ends, and one ending past now is not counted yet.
+	end := sli.Boundary(time.Now(), 10*time.Second).Add(time.Minute)
+	for i := range 36 {
 		start := end.Add(-time.Duration(i+1) * 10 * time.Second)
 		for n, node := range []string{"edge-1", "edge-2"} {
 			s := sli.Summary{Node: node, Key: sli.Key{Deployment: "hello", Version: "1.0.0", Route: "/"}, Seq: sli.SeqFor(start, 10*time.Second),
