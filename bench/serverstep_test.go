@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"testing"
 
@@ -51,33 +50,7 @@ func BenchmarkServerStep(b *testing.B) {
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			addr := tc.serve(b)
-			b.ReportAllocs()
-			start := cpuTime()
-			b.RunParallel(func(pb *testing.PB) {
-				c, err := newRawClient(addr)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				defer c.close()
-				for pb.Next() {
-					if err := c.get(); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+			loadRawClients(b, tc.serve(b))
 		})
 	}
-}
-
-func listenLoopback(b *testing.B) net.Listener {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ln
 }
