@@ -1,15 +1,10 @@
 package gateway
 
 import (
-	"context"
-	"net/http"
 	"testing"
-	"time"
 	"unsafe"
 
 	"fermion.dev/fermion/internal/fermiontest"
-	"fermion.dev/fermion/internal/manifest"
-	"fermion.dev/fermion/internal/sandbox"
 )
 
 // TestExchangeSize: an HTTP/2 stream allocates its exchange per request (HTTP/1 keeps
@@ -25,24 +20,10 @@ func TestExchangeSize(t *testing.T) {
 // BenchmarkServeHTTPFixedH2 is BenchmarkServeHTTPFixed's gateway case for an HTTP/2
 // request, which allocates its exchange: B/op shows the exchange's size class.
 func BenchmarkServeHTTPFixedH2(b *testing.B) {
-	g := New(Config{})
-	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
-	if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: &fixedTarget{spec: spec}}}); err != nil {
-		b.Fatal(err)
-	}
+	g := fixedGateway(b)
 	for _, proto := range []int{1, 2} {
 		b.Run("http"+string(rune('0'+proto)), func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			conn := &trackedConn{l: &connLimiter{epoch: time.Now()}}
-			ctx = context.WithValue(ctx, connKey{}, conn)
-			r, err := http.NewRequestWithContext(ctx, "GET", "http://bench/hello", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			r.ProtoMajor, r.ProtoMinor = proto, 0
-			r.RemoteAddr = "127.0.0.1:1234"
-			r.Header = http.Header{"User-Agent": {"wrk"}}
+			r := ownServerRequest(b, proto)
 			w := new(fermiontest.ServerWriter)
 			b.ReportAllocs()
 			for b.Loop() {

@@ -42,11 +42,7 @@ var (
 // same header and writes the same body (what bare wazero's handler does around its
 // guest call). The difference is routing, ids, trace context and header copying.
 func BenchmarkServeHTTPFixed(b *testing.B) {
-	g := New(Config{})
-	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
-	if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: &fixedTarget{spec: spec}}}); err != nil {
-		b.Fatal(err)
-	}
+	g := fixedGateway(b)
 	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		for _, kv := range fixedHeader {
@@ -60,18 +56,7 @@ func BenchmarkServeHTTPFixed(b *testing.B) {
 		h    http.Handler
 	}{{"gateway", g}, {"handler", plain}} {
 		b.Run(tc.name, func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			// As on the gateway's own server: the request's connection is tracked, so
-			// its exchange is reused and its write deadline armed directly.
-			conn := &trackedConn{l: &connLimiter{epoch: time.Now()}}
-			ctx = context.WithValue(ctx, connKey{}, conn)
-			r, err := http.NewRequestWithContext(ctx, "GET", "http://bench/hello", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			r.RemoteAddr = "127.0.0.1:1234"
-			r.Header = http.Header{"User-Agent": {"wrk"}}
+			r := ownServerRequest(b, 1)
 			w := new(fermiontest.ServerWriter)
 			b.ReportAllocs()
 			start := cpuTime()
@@ -84,6 +69,33 @@ func BenchmarkServeHTTPFixed(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// fixedGateway is a gateway (telemetry off) routing /hello to a fixedTarget.
+func fixedGateway(b *testing.B) *Gateway {
+	g := New(Config{})
+	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
+	if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: &fixedTarget{spec: spec}}}); err != nil {
+		b.Fatal(err)
+	}
+	return g
+}
+
+// ownServerRequest is wrk's GET /hello over HTTP/major as the gateway's own server
+// hands it over: its connection tracked, so an HTTP/1 request reuses the connection's
+// exchange and arms its write deadline directly.
+func ownServerRequest(b *testing.B, major int) *http.Request {
+	conn := &trackedConn{l: &connLimiter{epoch: time.Now()}}
+	r, err := http.NewRequestWithContext(context.WithValue(b.Context(), connKey{}, conn), "GET", "http://bench/hello", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if major != 1 {
+		r.ProtoMajor, r.ProtoMinor = major, 0
+	}
+	r.RemoteAddr = "127.0.0.1:1234"
+	r.Header = http.Header{"User-Agent": {"wrk"}}
+	return r
 }
 
 // cpuTime is the process's user and system CPU time: per operation it moves less with
