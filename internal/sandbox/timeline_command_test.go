@@ -87,11 +87,7 @@ func TestTimelineCommandFailures(t *testing.T) {
 			f := load(t, e, s)
 			resp, err := invoke(t, f, get("/"))
 			wantError(t, resp, err, tt.wantStatus, tt.wantReason)
-			tls, _ := f.Timelines()
-			if len(tls) != 1 {
-				t.Fatalf("%d timelines, want 1: %+v", len(tls), tls)
-			}
-			tl := tls[0]
+			tl := onlyTimeline(t, f)
 			if tl.State != "discarded" || tl.Start != sandbox.StartCommand || tl.Requests != 1 || tl.Errors != 1 ||
 				tl.DiscardReason != tt.wantEnd || !strings.Contains(tl.DiscardDetail, tt.wantDetail) {
 				t.Fatalf("timeline %+v, want one failed request, discarded as %s with %q", tl, tt.wantEnd, tt.wantDetail)
@@ -115,11 +111,7 @@ func TestTimelineCommandStartFailure(t *testing.T) {
 	defer f.Close(t.Context())
 	resp, err := invoke(t, f, get("/"))
 	wantError(t, resp, err, http.StatusInternalServerError, telemetry.ReasonTrap)
-	tls, _ := f.Timelines()
-	if len(tls) != 1 {
-		t.Fatalf("%d timelines, want 1: %+v", len(tls), tls)
-	}
-	tl := tls[0]
+	tl := onlyTimeline(t, f)
 	if tl.DiscardReason != sandbox.ReasonStart || tl.Requests != 0 || !strings.Contains(tl.DiscardDetail, "failed to start") {
 		t.Fatalf("timeline %+v, want a start failure with no request", tl)
 	}
@@ -138,20 +130,8 @@ func TestTimelineCommandHammer(t *testing.T) {
 	s.Limits.MaxConcurrency = workers
 	f := load(t, e, s)
 	ids := make(chan uint64, workers*each)
-	stop := make(chan struct{})
-	var readers, wg sync.WaitGroup
-	readers.Add(1)
-	go func() {
-		defer readers.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				f.Timelines()
-			}
-		}
-	}()
+	stopReading := readTimelines(f)
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -167,8 +147,7 @@ func TestTimelineCommandHammer(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	readers.Wait()
+	stopReading()
 	close(ids)
 	seen := map[uint64]bool{}
 	for id := range ids {

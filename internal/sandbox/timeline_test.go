@@ -36,6 +36,36 @@ func eventKinds(tl v1.InstanceTimeline) string {
 	return strings.Join(k, ",")
 }
 
+// onlyTimeline returns f's one instance timeline, failing unless there is exactly one.
+func onlyTimeline(t *testing.T, f *sandbox.Function) v1.InstanceTimeline {
+	t.Helper()
+	tls, _ := f.Timelines()
+	if len(tls) != 1 {
+		t.Fatalf("%d timelines, want 1: %+v", len(tls), tls)
+	}
+	return tls[0]
+}
+
+// readTimelines reads f's timelines in a loop, as the node's endpoint may while
+// requests run, until the returned function is called; it returns once reading stopped.
+func readTimelines(f *sandbox.Function) (stop func()) {
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				f.Timelines()
+			}
+		}
+	}()
+	return func() { close(done); readers.Wait() }
+}
+
 // TestTimelineDiscardReasons: an instance's timeline counts its requests and failures
 // under the same number Response.Instance carries, and says why it was discarded:
 // a panic, a timeout, or idle scale-down.
@@ -118,20 +148,7 @@ func TestTimelineHammer(t *testing.T) {
 	const workers, each = 4, 50
 	served := make([]map[uint64]uint64, workers)
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	readers.Add(1)
-	go func() {
-		defer readers.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				f.Timelines()
-			}
-		}
-	}()
+	stopReading := readTimelines(f)
 	for w := range workers {
 		served[w] = map[uint64]uint64{}
 		wg.Add(1)
@@ -148,8 +165,7 @@ func TestTimelineHammer(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	readers.Wait()
+	stopReading()
 	want := map[uint64]uint64{}
 	for _, m := range served {
 		for id, n := range m {
