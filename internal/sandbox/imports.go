@@ -70,12 +70,26 @@ func checkImports(m *wasmbin.Module) error {
 	if err != nil {
 		return err
 	}
-	// Each refused name is counted, and a mismatched one keeps its distinct signatures
-	// in module order, so the error names it once however often it is imported.
-	var missing, mismatched []string
-	count := map[string]int{}
-	sigs := map[string][]string{}
-	has := map[string]string{}
+	// Each refused name is noted once, in module order, with how often it is imported
+	// and, for a mismatched one, its distinct signatures: the error names it once.
+	type refusal struct {
+		id   string
+		n    int
+		sigs []string // the module's signatures for it, each once; nil: missing
+		has  string   // the host's signature
+	}
+	var refused []*refusal
+	byID := map[string]*refusal{}
+	note := func(id string) *refusal {
+		r := byID[id]
+		if r == nil {
+			r = &refusal{id: id}
+			byID[id] = r
+			refused = append(refused, r)
+		}
+		r.n++
+		return r
+	}
 	for _, im := range m.Imports {
 		id := im.Module + "." + im.Name
 		def, ok := host[im.Module][im.Name]
@@ -83,10 +97,7 @@ func checkImports(m *wasmbin.Module) error {
 			if im.Kind != wasmbin.KindFunc {
 				id += " (" + kindName(im.Kind) + ")"
 			}
-			if count[id] == 0 {
-				missing = append(missing, id)
-			}
-			count[id]++
+			note(id)
 			continue
 		}
 		if int(im.Type) >= len(m.Types) {
@@ -94,31 +105,27 @@ func checkImports(m *wasmbin.Module) error {
 		}
 		t := m.Types[im.Type]
 		if !sameTypes(t.Params, def.ParamTypes()) || !sameTypes(t.Results, def.ResultTypes()) {
-			if count[id] == 0 {
-				mismatched = append(mismatched, id)
-				has[id] = signature(def.ParamTypes(), def.ResultTypes())
-			}
-			count[id]++
-			if sig := signature(t.Params, t.Results); !slices.Contains(sigs[id], sig) {
-				sigs[id] = append(sigs[id], sig)
+			r := note(id)
+			r.has = signature(def.ParamTypes(), def.ResultTypes())
+			if sig := signature(t.Params, t.Results); !slices.Contains(r.sigs, sig) {
+				r.sigs = append(r.sigs, sig)
 			}
 		}
 	}
-	if len(missing) == 0 && len(mismatched) == 0 {
+	if len(refused) == 0 {
 		return nil
 	}
-	times := func(id string) string {
-		if n := count[id]; n > 1 {
-			return "×" + strconv.Itoa(n)
-		}
-		return ""
-	}
 	var e ImportError
-	for _, id := range missing {
-		e.Missing = append(e.Missing, id+times(id))
-	}
-	for _, id := range mismatched {
-		e.Mismatched = append(e.Mismatched, fmt.Sprintf("%s%s: %s, host has %s", id, times(id), strings.Join(sigs[id], " or "), has[id]))
+	for _, r := range refused {
+		name := r.id
+		if r.n > 1 {
+			name += "×" + strconv.Itoa(r.n)
+		}
+		if r.sigs == nil {
+			e.Missing = append(e.Missing, name)
+		} else {
+			e.Mismatched = append(e.Mismatched, fmt.Sprintf("%s: %s, host has %s", name, strings.Join(r.sigs, " or "), r.has))
+		}
 	}
 	return &e
 }
