@@ -87,7 +87,10 @@ const (
 // atomics are sequentially consistent, so at least one sees the other, and if both do,
 // the CompareAndSwap picks one. When the timer wins, bg is bgNone again and the Read
 // goes on as any other, under the protocol of rd and wantR (see the fields' comment),
-// which a deadline asked for from then on meets.
+// which a deadline asked for from then on meets. A deadline in the future asked for
+// while it is parked applies to it once it reads, as to any Read starting then; none
+// is (net/http asks for none, and the gateway's body reader asks before the body's
+// last read, which is what starts the background read).
 func (c *trackedConn) awaitBackground() error {
 	if c.wake == nil {
 		c.wake = make(chan bgWake, 1)
