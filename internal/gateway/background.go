@@ -95,6 +95,9 @@ func (c *trackedConn) awaitBackground() error {
 	if c.wake == nil {
 		c.wake = make(chan bgWake, 1)
 	}
+	if h := c.l.beforePark; h != nil {
+		h(c)
+	}
 	if !c.bg.CompareAndSwap(bgNone, bgParked) {
 		return nil // closed: the socket fails the read
 	}

@@ -475,3 +475,94 @@ func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
+
+// TestBackgroundAbortHammer: net/http's abort, asked for while its background read is
+// starting on another goroutine, always ends it, however the two interleave (before
+// the read looks at the deadline, between that and parking, parked), and never puts a
+// deadline on the socket; Close, likewise, always ends it. The grace is longer than
+// the test, so a lost wake-up hangs the read and fails the round.
+func TestBackgroundAbortHammer(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 50
+	}
+	read := func(c *trackedConn) chan error {
+		done := make(chan error, 1)
+		go func() {
+			var b [1]byte
+			_, err := c.Read(b[:])
+			done <- err
+		}()
+		return done
+	}
+	wait := func(t *testing.T, round int, done chan error, want func(error) bool) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if !want(err) {
+				t.Fatalf("round %d: background read ended with %v", round, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the background read was not ended", round)
+		}
+	}
+	t.Run("abort", func(t *testing.T) {
+		server, _ := tcpPair(t)
+		count := &socketDeadlines{}
+		c := &trackedConn{Conn: &deadlineCountConn{Conn: server, count: count}, l: &connLimiter{epoch: time.Now(), grace: time.Hour}}
+		c.setState(http.StateActive)
+		for i := range n {
+			c.SetReadDeadline(time.Time{}) // startBackgroundRead
+			done := read(c)
+			yield(i)
+			c.SetReadDeadline(aLongTimeAgo)
+			wait(t, i, done, func(err error) bool {
+				var ne net.Error
+				return errors.As(err, &ne) && ne.Timeout()
+			})
+			if p := c.bg.Load(); p != bgNone {
+				t.Fatalf("round %d: phase %d after the abort, want none", i, p)
+			}
+		}
+		c.SetReadDeadline(time.Time{})
+		if n := count.n.Load(); n != 0 {
+			t.Fatalf("%d read deadlines put on the socket, want none", n)
+		}
+	})
+	// The narrowest interleavings, made to happen: the abort or Close after the read
+	// has found no deadline but before it parks.
+	for _, tc := range []struct {
+		name string
+		end  func(c *trackedConn)
+		want func(error) bool
+	}{
+		{"abort before parking", func(c *trackedConn) { c.SetReadDeadline(aLongTimeAgo) }, isTimeout},
+		{"close before parking", func(c *trackedConn) { c.Close() }, func(err error) bool { return errors.Is(err, net.ErrClosed) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, _ := tcpPair(t)
+			count := &socketDeadlines{}
+			l := &connLimiter{epoch: time.Now(), grace: time.Hour, open: 1}
+			c := &trackedConn{Conn: &deadlineCountConn{Conn: server, count: count}, l: l}
+			l.beforePark = tc.end
+			c.setState(http.StateActive)
+			wait(t, 0, read(c), tc.want)
+			if n := count.n.Load(); n != 0 {
+				t.Fatalf("%d read deadlines put on the socket, want none", n)
+			}
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		for i := range max(n/6, 8) {
+			server, _ := tcpPair(t)
+			c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now(), grace: time.Hour, open: 1}}
+			c.setState(http.StateActive)
+			done := read(c)
+			yield(i)
+			c.Close()
+			wait(t, i, done, func(err error) bool { return errors.Is(err, net.ErrClosed) })
+			// Closed for good: a later background read does not park.
+			wait(t, i, read(c), func(err error) bool { return errors.Is(err, net.ErrClosed) })
+		}
+	})
+}

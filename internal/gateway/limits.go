@@ -126,11 +126,14 @@ type connLimiter struct {
 	writeSlack time.Duration
 	// grace is how long a background read waits off the socket (awaitBackground);
 	// 0: backgroundGrace. A field, not the constant, so that tests can shorten it.
-	grace   time.Duration
-	metrics *telemetry.Metrics
-	refuse  chan struct{} // a slot per refusal in flight
-	wg      sync.WaitGroup
-	epoch   time.Time // deadlines and idleSince count from here (monotonic)
+	grace time.Duration
+	// beforePark, when set (by tests), runs as a background read is about to park: the
+	// moment an abort must not be lost in.
+	beforePark func(*trackedConn)
+	metrics    *telemetry.Metrics
+	refuse     chan struct{} // a slot per refusal in flight
+	wg         sync.WaitGroup
+	epoch      time.Time // deadlines and idleSince count from here (monotonic)
 	// idleTimeout, when set, closes keep-alive connections idle that long (sweepIdle);
 	// stopSweep ends the sweeper, once, at Close.
 	idleTimeout time.Duration
