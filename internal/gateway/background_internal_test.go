@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -565,4 +567,91 @@ func TestBackgroundAbortHammer(t *testing.T) {
 			wait(t, i, read(c), func(err error) bool { return errors.Is(err, net.ErrClosed) })
 		}
 	})
+}
+
+// TestBackgroundReadOverTLS: over TLS, net/http's 1-byte background read reaches the
+// tracked connection as the tls.Conn's record reads (at least 512 bytes), which go to
+// the socket at once: a TLS connection is watched for its client from the start, as
+// before, even with a grace longer than the test.
+func TestBackgroundReadOverTLS(t *testing.T) {
+	ca := fermiontest.NewCA(t)
+	certFile, keyFile := ca.Issue(t, t.TempDir(), 2, time.Now().Add(time.Hour))
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	server, client := tcpPair(t)
+	c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now(), grace: time.Hour}}
+	c.setState(http.StateActive)
+	sc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+	cc := tls.Client(client, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	handshake := make(chan error, 1)
+	go func() { handshake <- cc.Handshake() }()
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshake; err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := sc.Read(b[:]) // net/http's background read, over TLS
+		done <- err
+	}()
+	cc.Close() // the client leaves: close_notify, then EOF
+	select {
+	case err := <-done:
+		if err != io.EOF {
+			t.Fatalf("background read over TLS after the client left: %v, want EOF", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("background read over TLS parked: a client leaving was not seen")
+	}
+}
+
+// TestBackgroundGraceRace: the grace running out as net/http's abort comes, at every
+// interleaving the rounds reach: whichever wins, the read ends with the abort's
+// timeout (from the socket when the grace won), never hangs, and the connection's
+// next read is served.
+func TestBackgroundGraceRace(t *testing.T) {
+	n := 200
+	if testing.Short() {
+		n = 40
+	}
+	server, client := tcpPair(t)
+	c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now(), grace: 20 * time.Microsecond}}
+	c.setState(http.StateActive)
+	for i := range n {
+		c.SetReadDeadline(time.Time{})
+		done := make(chan error, 1)
+		go func() {
+			var b [1]byte
+			_, err := c.Read(b[:])
+			done <- err
+		}()
+		for deadline := time.Now().Add(time.Duration(i%5) * 10 * time.Microsecond); time.Now().Before(deadline); {
+			runtime.Gosched()
+		}
+		c.SetReadDeadline(aLongTimeAgo)
+		select {
+		case err := <-done:
+			if !isTimeout(err) {
+				t.Fatalf("round %d: read ended with %v, want a timeout", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the read was not ended", i)
+		}
+		if p := c.bg.Load(); p != bgNone {
+			t.Fatalf("round %d: phase %d, want none", i, p)
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	client.Write([]byte("xy"))
+	var b [2]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || string(b[:]) != "xy" {
+		t.Fatalf("read after the rounds: %q, %v", b, err)
+	}
 }
