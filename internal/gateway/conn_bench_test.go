@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,3 +156,49 @@ func (c *nopConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (c *nopConn) Close() error { return nil }
+
+// BenchmarkBackgroundReadPending is net/http's background read in the case where it
+// starts while the handler still runs (the other case, aborted before it starts, is
+// BenchmarkConnRequest's): per op, on a trackedConn over a real loopback socket with
+// nothing to read, the read is started on a goroutine of its own and runs until it
+// waits (runtime.Gosched hands it the only P with -cpu 1), then net/http's abort
+// ends it and clears the deadline. Run it with -test.cpu 1: with more Ps the read
+// may not have started when the abort comes.
+func BenchmarkBackgroundReadPending(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer server.Close()
+	l := &connLimiter{epoch: time.Now()}
+	c, _ := l.admit(server)
+	connState(c, http.StateActive)
+	past := time.Unix(1, 0)
+	done := make(chan error, 1)
+	var buf [1]byte
+	read := func() {
+		_, err := c.Read(buf[:])
+		done <- err
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.SetReadDeadline(time.Time{}) // startBackgroundRead
+		go read()
+		runtime.Gosched()
+		c.SetReadDeadline(past) // abortPendingRead
+		if err := <-done; !isTimeout(err) {
+			b.Fatalf("background read ended with %v, want its abort's timeout", err)
+		}
+		c.SetReadDeadline(time.Time{})
+	}
+}
