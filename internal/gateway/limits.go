@@ -124,6 +124,12 @@ type connLimiter struct {
 	// writeSlack is how far before the deadline asked for a connection's socket write
 	// deadline may fall (see trackedConn.SetWriteDeadline); 0: exact.
 	writeSlack time.Duration
+	// grace is how long a background read waits off the socket (awaitBackground);
+	// 0: backgroundGrace. A field, not the constant, so that tests can shorten it.
+	grace time.Duration
+	// beforePark, when set (by tests), runs as a background read is about to park: the
+	// moment an abort must not be lost in.
+	beforePark func(*trackedConn)
 	metrics    *telemetry.Metrics
 	refuse     chan struct{} // a slot per refusal in flight
 	wg         sync.WaitGroup
@@ -161,7 +167,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		tc, victim := l.admit(c)
 		if victim != nil {
-			victim.Conn.Close() // its server goroutine sees the read fail and ends
+			victim.closeSocket() // its server goroutine sees the read fail and ends
 			l.metrics.GatewayIdleClose()
 		}
 		if tc != nil {
@@ -352,7 +358,7 @@ func (l *connLimiter) closeIdle(now int64) {
 		if c.bytesRead() != c.readAtIdle.Load() && c.counted.CompareAndSwap(false, true) {
 			l.metrics.GatewayRejection(telemetry.RejectHeaderTimeout)
 		}
-		c.Conn.Close()
+		c.closeSocket()
 	}
 }
 
@@ -392,6 +398,15 @@ type trackedConn struct {
 	// under way needs the clock.
 	writing atomic.Int32
 
+	// bg is the phase of net/http's background read (bgNone, bgParked, bgClosed); wake
+	// ends a parked one, and timer is its grace. wake and timer are made at the first
+	// park, by the goroutine reading (net/http reads a connection from one goroutine at
+	// a time), and only it touches timer; whoever moves bg from bgParked sends on wake.
+	// See awaitBackground.
+	bg    atomic.Int32
+	wake  chan bgWake
+	timer *time.Timer
+
 	// x is the exchange its HTTP/1 requests reuse, one at a time (exchangeFor); only
 	// the goroutine serving the connection touches it.
 	x *exchange
@@ -404,6 +419,19 @@ const (
 )
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.wantR.Load() == deadlinePast {
+		// What the socket would answer, and before any system call (the runtime's
+		// poller fails a read whose deadline has passed first), but without putting
+		// the deadline on it: net/http's abort of its background read comes before
+		// that read, most of the time, and is cleared right after.
+		c.readTimedOut()
+		return 0, os.ErrDeadlineExceeded
+	}
+	if len(p) == 1 && c.wantR.Load() == 0 && c.state.Load() == int32(http.StateActive) {
+		if err := c.awaitBackground(); err != nil {
+			return 0, err
+		}
+	}
 	c.rd.Add(1) // under way before looking at the deadline (see the fields' comment)
 	if c.wantR.Load() != c.setR.Load() {
 		c.rmu.Lock()
@@ -500,12 +528,16 @@ func (c *trackedConn) armWriteFrom(from time.Time, timeout time.Duration) {
 // as net/http's "a long time ago" to abort a pending read, is known passed without
 // the clock, and any other takes one monotonic reading (time.Since).
 
+// deadlinePast is what deadline makes of any time at or before the epoch, such as
+// net/http's "a long time ago" that ends its background read.
+const deadlinePast = 1
+
 // deadline is t in ns since l.epoch, at least 1, or 0 for the zero time (none).
 func (l *connLimiter) deadline(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
-	return max(int64(t.Sub(l.epoch)), 1)
+	return max(int64(t.Sub(l.epoch)), deadlinePast)
 }
 
 // now is the time since l.epoch, from the monotonic clock alone.
@@ -514,7 +546,7 @@ func (l *connLimiter) now() int64 { return int64(time.Since(l.epoch)) }
 // passed reports whether the deadline want (from deadline) has passed: one at or
 // before the epoch without reading the clock.
 func (l *connLimiter) passed(want int64) bool {
-	return want == 1 || (want != 0 && want <= l.now())
+	return want == deadlinePast || (want != 0 && want <= l.now())
 }
 
 // SetDeadline sets both deadlines, through SetReadDeadline and SetWriteDeadline so
@@ -530,7 +562,8 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // puts it on the socket first, exactly (no slack: a read deadline that fired early
 // would cancel a request through net/http's background read). A deadline that has
 // passed while a Read is pending is set at once, since that is how net/http ends a
-// pending read. The one
+// pending read (net/http's background read, parked off the socket, is ended without
+// it: background.go). The one
 // difference from a plain connection: moving a deadline later, or clearing it, while a
 // Read is pending does not reach that Read (net/http never does).
 
@@ -543,6 +576,12 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	// stored so by whoever asked for it. net/http asks for none three times in a row.
 	if c.wantR.Load() != want {
 		c.wantR.Store(want)
+	}
+	// Stored before looking at the phase, as awaitBackground parks before looking at
+	// the deadline: a parked background read is ended here, off the socket.
+	if want != 0 && c.bg.Load() == bgParked && c.l.passed(want) && c.bg.CompareAndSwap(bgParked, bgNone) {
+		c.wake <- bgAborted
+		return nil
 	}
 	if c.rd.Load()&readMask != 0 && c.l.passed(want) {
 		c.rmu.Lock()
@@ -625,7 +664,17 @@ func (c *trackedConn) Close() error {
 	}
 	c.state.Store(int32(http.StateClosed))
 	l.mu.Unlock()
-	return c.Conn.Close()
+	return c.closeSocket()
+}
+
+// closeSocket closes the connection underneath and ends a parked background read,
+// which then reads from the closed socket and fails, as a pending read would have.
+func (c *trackedConn) closeSocket() error {
+	err := c.Conn.Close()
+	if c.bg.Swap(bgClosed) == bgParked {
+		c.wake <- bgClosing
+	}
+	return err
 }
 
 // setState follows the server's view of the connection: idle ones can be closed for a
