@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -105,6 +106,10 @@ type Gateway struct {
 	// weights are the request log's weights by SLI key, for the routes of the current
 	// table (telemetry.go); under mu.
 	weights map[sli.Key]*telemetry.LineWeights
+
+	// conns gives the gateway's own connections their stripes of the shared counts
+	// (stripes.go) round robin, when each serves its first request.
+	conns atomic.Uint32
 }
 
 // New returns a Gateway with no routes.
@@ -174,18 +179,19 @@ func (g *Gateway) Quiesce(ctx context.Context) error {
 	return nil
 }
 
-// acquire returns the current table, held until release: a table replaced after acquire
-// returns is not reported drained before this request is done.
-func (g *Gateway) acquire() *table {
+// acquire returns the current table, held on stripe s until release(s): a table
+// replaced after acquire returns is not reported drained before this request is done.
+func (g *Gateway) acquire(s uint32) *table {
 	for {
 		t := g.table.Load()
-		t.refs.Add(1)
+		t.hold(s)
 		// Re-check after taking the reference: if SetRoutes replaced the table in between,
-		// it may already have found the table drained, so use the new one.
+		// it may already have found the table drained, so use the new one (the argument
+		// is at table.release).
 		if g.table.Load() == t {
 			return t
 		}
-		t.release()
+		t.release(s)
 	}
 }
 
@@ -244,16 +250,23 @@ type exchange struct {
 	span   idSpan
 	hvals  [4]string
 	inst   uint64 // the instance that served, for the SLI exemplar
+	// stripe is the stripe of the counts every request changes (the table's uses, the
+	// requests in flight) this exchange's requests change: its connection's, for all
+	// of the connection's requests.
+	stripe uint32
 }
 
 // exchangeFor returns the exchange for r, which came on tc (nil: not the gateway's
 // own server).
-func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
+func (g *Gateway) exchangeFor(tc *trackedConn, r *http.Request) *exchange {
 	if tc == nil || r.ProtoMajor != 1 {
-		return new(exchange)
+		// A request of its own: a random stripe, from the runtime's per-thread
+		// generator, since a round-robin count would be one more word every such
+		// request writes.
+		return &exchange{stripe: rand.Uint32()}
 	}
 	if tc.x == nil {
-		tc.x = new(exchange)
+		tc.x = &exchange{stripe: g.conns.Add(1)}
 	}
 	return tc.x
 }
@@ -313,11 +326,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start = time.Now()
 	}
 	tc := connOf(r)
-	x := exchangeFor(tc, r)
+	x := g.exchangeFor(tc, r)
 	defer x.release()
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
-	tb := g.acquire()
-	defer tb.release()
+	tb := g.acquire(x.stripe)
+	defer tb.release(x.stripe)
 	route, ok := tb.match(r.Host, r.URL.Path)
 	var span trace.Span
 	idOnly := false // the ids are x.span's, not a started span's
@@ -390,8 +403,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if idOnly && tracesUnder(target) {
 		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
-	g.cfg.Metrics.InFlightAdd(1)
-	defer g.cfg.Metrics.InFlightAdd(-1)
+	g.cfg.Metrics.InFlightAdd(x.stripe, 1)
+	defer g.cfg.Metrics.InFlightAdd(x.stripe, -1)
 
 	status, cold, reason := g.serve(ctx, w, r, tc, x, route, target, tel, id)
 	if g.cfg.Telemetry {

@@ -9,6 +9,7 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -89,11 +90,12 @@ type Metrics struct {
 	Outbound        *prometheus.CounterVec   // function, version, result
 	GuestLogDropped *prometheus.CounterVec   // function, version
 	Compile         *prometheus.HistogramVec // function, version
-	// InFlight is fermion_gateway_in_flight_requests, read from inFlight at each scrape:
-	// an integer add per request edge instead of a Gauge's compare-and-swap loop on a
-	// float, which two cores serving requests contend on.
+	// InFlight is fermion_gateway_in_flight_requests, the sum of inFlight's stripes at
+	// each scrape: an integer add per request edge on the request's stripe instead of a
+	// Gauge's compare-and-swap loop on one float, which two cores serving requests
+	// contend on (InFlightAdd).
 	InFlight prometheus.GaugeFunc
-	inFlight atomic.Int64
+	inFlight []paddedInt64
 	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go).
 	requestLogSkipped atomic.Int64
 
@@ -174,10 +176,11 @@ func NewMetrics(version string) *Metrics {
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, fv),
 	}
+	m.inFlight = make([]paddedInt64, inFlightStripes())
 	m.InFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fermion_gateway_in_flight_requests",
 		Help: "Requests the gateway is serving now.",
-	}, func() float64 { return float64(m.inFlight.Load()) })
+	}, m.inFlightNow)
 	build := BuildInfo(version)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -397,12 +400,44 @@ func (f *FunctionMetrics) Compiled(seconds float64) {
 	f.compile.Observe(seconds)
 }
 
-// InFlight adds delta to the gateway's in-flight gauge.
-func (m *Metrics) InFlightAdd(delta int64) {
+// InFlightAdd adds delta to the gateway's in-flight gauge, on stripe (any value; the
+// gateway gives each connection its own). A request must add and take away on the
+// same stripe.
+//
+// Why stripes? One word that every request writes at its start and end moves between
+// the cores at each write when two cores serve requests (~150 ns a time; bench/
+// RESULTS.md, "Gateway server step (connstep)"). Each stripe is on cache lines of its
+// own, so connections served on different cores write different lines; a scrape sums
+// them. No stripe goes below zero (a request takes away where it added), so the sum
+// counts every request in flight throughout the scrape's reading of the stripes.
+func (m *Metrics) InFlightAdd(stripe uint32, delta int64) {
 	if m == nil {
 		return
 	}
-	m.inFlight.Add(delta)
+	m.inFlight[stripe&uint32(len(m.inFlight)-1)].n.Add(delta)
+}
+
+// inFlightNow is the in-flight gauge's value: the sum of its stripes.
+func (m *Metrics) inFlightNow() float64 {
+	var n int64
+	for i := range m.inFlight {
+		n += m.inFlight[i].n.Load()
+	}
+	return float64(n)
+}
+
+// paddedInt64 is a stripe of a count: 128 bytes, so that no two stripes share a 64-byte
+// cache line or a pair of lines the adjacent-line prefetcher fetches together.
+type paddedInt64 struct {
+	n atomic.Int64
+	_ [120]byte
+}
+
+// inFlightStripes is the in-flight gauge's stripe count: a power of two (a mask picks
+// the stripe), twice the cores, between 8 and 128.
+func inFlightStripes() int {
+	n := 1 << bits.Len(uint(2*runtime.GOMAXPROCS(0)-1))
+	return min(max(n, 8), 128)
 }
 
 // BuildInfo is fermion_build_info{version, goversion} 1, which every Fermion process

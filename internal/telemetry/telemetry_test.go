@@ -322,7 +322,7 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f.LogDropped(0)
 	f.LogDropped(-5)
 	f.Compiled(0.5)
-	m.InFlightAdd(1)
+	m.InFlightAdd(0, 1)
 	fl := map[string]string{"function": "f", "version": "1"}
 	with := func(k, v string) map[string]string {
 		out := map[string]string{k: v}
@@ -373,7 +373,7 @@ func TestNilMetrics(t *testing.T) {
 		t.Fatal("nil Metrics gave series")
 	}
 	m.Forget("f", "1")
-	m.InFlightAdd(1)
+	m.InFlightAdd(0, 1)
 	f.Request(200, 1)
 	f.Error("x")
 	f.ColdStart()
