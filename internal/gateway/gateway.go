@@ -110,6 +110,8 @@ type Gateway struct {
 	// conns gives the gateway's own connections their stripes of the shared counts
 	// (stripes.go) round robin, when each serves its first request.
 	conns atomic.Uint32
+	// date is the Date header of the responses functions answer (date.go).
+	date dateCache
 }
 
 // New returns a Gateway with no routes.
@@ -517,6 +519,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if len(resp.Header) > len(x.hvals) {
 		vals = make([]string, 0, len(resp.Header))
 	}
+	dated := false // the guest set a Date
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
@@ -524,12 +527,23 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if reservedResponseHeader(k) {
 			continue
 		}
+		if k == "Date" { // a single field: the guest's first is kept, and no other
+			if dated {
+				continue
+			}
+			dated = true
+		}
 		if prev, ok := h[k]; ok {
 			h[k] = append(prev, kv.Value) // the capped first value is copied, not overwritten
 			continue
 		}
 		vals = append(vals, kv.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	if !dated && !resp.End.IsZero() {
+		// The second the guest call ended in, formatted once per second (date.go), so
+		// net/http neither reads the clock nor formats a Date for this response.
+		h["Date"] = g.date.at(resp.End)
 	}
 	x.inst = resp.Instance
 	if !serverCountsBody(tc, r, len(resp.Body)) {
