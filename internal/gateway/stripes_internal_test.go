@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // TestStripedCount: adds on any stripe value land on one of the stripes, an add undone
@@ -174,4 +176,40 @@ func TestTableDrainHammer(t *testing.T) {
 		t.Fatalf("%d replaced tables left after Quiesce", n)
 	}
 	t.Logf("%d requests across %d swaps", requests.Load(), swaps)
+}
+
+// BenchmarkRequestCounts is what a request does to the counts every request changes:
+// take and let go of the routing table, and add to and take from the in-flight gauge
+// (telemetry on), from GOMAXPROCS goroutines, each a connection. "striped" gives each
+// goroutine its own stripe, as the gateway gives connections; "one word" puts every
+// goroutine on stripe 0, which is what the gateway did before the counts had stripes
+// (one word each). Run with -cpu 1,2: on two cores "one word" pays for the cache line
+// moving between them.
+func BenchmarkRequestCounts(b *testing.B) {
+	g := New(Config{Telemetry: true, Metrics: telemetry.NewMetrics("bench")})
+	if err := g.SetRoutes([]Route{{Prefix: "/a", Target: &fakeTarget{name: "a"}}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		stripe func() uint32
+	}{
+		{"striped", func() uint32 { return g.conns.Add(1) }},
+		{"one word", func() uint32 { return 0 }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := g.cfg.Metrics
+			start := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				s := tc.stripe()
+				for pb.Next() {
+					tb := g.acquire(s)
+					m.InFlightAdd(s, 1)
+					m.InFlightAdd(s, -1)
+					tb.release(s)
+				}
+			})
+			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
