@@ -414,7 +414,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// metrics, SLI and log (whose wall time is start's moved on by as much).
 		elapsed := time.Since(start)
 		end := start.Add(elapsed)
-		tel.fm.Request(status, elapsed.Seconds())
+		tel.fm.Request(x.stripe, status, elapsed.Seconds())
 		if reason != "" {
 			tel.fm.Error(reason)
 		}

@@ -77,9 +77,10 @@ var (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Requests        *prometheus.CounterVec   // function, version, code
+	// requests is fermion_requests_total (function, version, code) and
+	// fermion_request_duration_seconds (function, version), striped (requests.go).
+	requests        *requestMetrics
 	RequestErrors   *prometheus.CounterVec   // function, version, reason
-	RequestDuration *prometheus.HistogramVec // function, version
 	ColdStarts      *prometheus.CounterVec   // function, version
 	InstanceStart   *prometheus.HistogramVec // function, version, phase (instantiate|init)
 	InstanceStarts  *prometheus.CounterVec   // function, version, reason (StartReasons)
@@ -122,19 +123,11 @@ func NewMetrics(version string) *Metrics {
 	fv := []string{"function", "version"}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fermion_requests_total",
-			Help: "HTTP requests served by functions, by status class (2xx, 3xx, 4xx, 5xx).",
-		}, append(fv, "code")),
+		requests: newRequestMetrics(),
 		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_request_errors_total",
 			Help: "Requests that failed in the runtime (not errors the guest chose to return), by reason.",
 		}, append(fv, "reason")),
-		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fermion_request_duration_seconds",
-			Help:    "Time from the gateway receiving a request to the response being written.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, fv),
 		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_cold_starts_total",
 			Help: "Requests that had to wait for a new instance to be created.",
@@ -185,7 +178,7 @@ func NewMetrics(version string) *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		build, m.Requests, m.RequestErrors, m.RequestDuration, m.ColdStarts, m.InstanceStart,
+		build, m.requests, m.RequestErrors, m.ColdStarts, m.InstanceStart,
 		m.instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
 		m.Compile, m.InFlight, m.InstanceStarts, m.guestCPU,
 	)
@@ -227,7 +220,7 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		m:           m,
 		name:        name,
 		version:     version,
-		duration:    m.RequestDuration.WithLabelValues(name, version),
+		requests:    m.requests.get([2]string{name, version}),
 		coldStarts:  m.ColdStarts.WithLabelValues(name, version),
 		instantiate: m.InstanceStart.WithLabelValues(name, version, "instantiate"),
 		init:        m.InstanceStart.WithLabelValues(name, version, "init"),
@@ -235,9 +228,6 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		logDropped:  m.GuestLogDropped.WithLabelValues(name, version),
 		compile:     m.Compile.WithLabelValues(name, version),
 		sli:         m.sliEventsFor(name, version),
-	}
-	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
-		f.requests[i] = m.Requests.WithLabelValues(name, version, class)
 	}
 	return f
 }
@@ -262,12 +252,12 @@ func (m *Metrics) Forget(name, version string) {
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.RequestErrors, m.ColdStarts, m.InstanceStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
+	}{m.RequestErrors, m.ColdStarts, m.InstanceStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
 		v.DeletePartialMatch(l)
 	}
 	m.instances.forget(key)
 	m.guestCPU.forget(key)
-	m.RequestDuration.DeletePartialMatch(l)
+	m.requests.forget(key)
 	m.InstanceStart.DeletePartialMatch(l)
 	m.Compile.DeletePartialMatch(l)
 	m.warmups.DeletePartialMatch(l) // warmup.go
@@ -277,8 +267,7 @@ func (m *Metrics) Forget(name, version string) {
 type FunctionMetrics struct {
 	m                 *Metrics
 	name, version     string
-	requests          [5]prometheus.Counter
-	duration          prometheus.Observer
+	requests          *requestSeries
 	coldStarts        prometheus.Counter
 	instantiate, init prometheus.Observer
 	traps             prometheus.Counter
@@ -288,8 +277,10 @@ type FunctionMetrics struct {
 	cpu               *atomic.Int64 // guest CPU nanoseconds; nil outside Function (guestcpu.go)
 }
 
-// Request records one served request.
-func (f *FunctionMetrics) Request(status int, seconds float64) {
+// Request records one served request on stripe (any value; the gateway gives each
+// connection its own, so that requests on different cores write different cache
+// lines: requests.go).
+func (f *FunctionMetrics) Request(stripe uint32, status int, seconds float64) {
 	if f == nil {
 		return
 	}
@@ -297,8 +288,7 @@ func (f *FunctionMetrics) Request(status int, seconds float64) {
 	if i < 0 || i > 4 {
 		i = 4
 	}
-	f.requests[i].Inc()
-	f.duration.Observe(seconds)
+	f.requests.record(stripe, i, seconds)
 }
 
 // Error counts a runtime failure of a request.
