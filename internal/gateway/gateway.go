@@ -107,11 +107,15 @@ type Gateway struct {
 	// table (telemetry.go); under mu.
 	weights map[sli.Key]*telemetry.LineWeights
 
-	// conns gives the gateway's own connections their stripes of the shared counts
-	// (stripes.go) round robin, when each serves its first request.
-	conns atomic.Uint32
 	// date is the Date header of the responses functions answer (date.go).
 	date dateCache
+
+	// conns gives the gateway's own connections their stripes of the shared counts
+	// (stripes.go) round robin, when each serves its first request: written once per
+	// connection, so kept off the cache lines of the fields every request reads.
+	_     [128]byte
+	conns atomic.Uint32
+	_     [124]byte
 }
 
 // New returns a Gateway with no routes.
@@ -385,11 +389,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			start = time.Now()
 		}
 		if dr, _, draining := tb.drainingRoute(r.Host, r.URL.Path, start); draining {
-			g.drainingResponse(ctx, w, r, dr, id, traceID, start)
+			g.drainingResponse(ctx, w, r, x.stripe, dr, id, traceID, start)
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, nil, &g.noRoute, http.StatusNotFound, start, time.Time{}, false, "")
+		g.logRequest(ctx, r, x.stripe, id, traceID, nil, nil, &g.noRoute, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
 	target, tel := route.Target, route.tel
@@ -446,7 +450,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, target, tel.lines, status, start, end, cold, reason)
+		g.logRequest(ctx, r, x.stripe, id, traceID, route, target, tel.lines, status, start, end, cold, reason)
 	}
 }
 
@@ -587,15 +591,16 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 
 // logRequest writes the request's log line, if the request log's sampler keeps it; end
 // is when it ended (zero: now), the line's time. target is the version that served
-// (route's, or its split's); lw the weights of its route and version (telemetry.LineWeights).
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, target Target, lw *telemetry.LineWeights, status int, start, end time.Time, cold bool, reason string) {
+// (route's, or its split's); lw the weights of its route and version (telemetry.LineWeights),
+// added to on stripe, the request's.
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, stripe uint32, id, traceID string, route *Route, target Target, lw *telemetry.LineWeights, status int, start, end time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry || !g.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
 		return // a line that would not be written is not counted as skipped either
 	}
 	if end.IsZero() {
 		end = time.Now()
 	}
-	weight, write := g.sampler.Weigh(lw, g.sampler.Since(end), status, reason, end.Sub(start))
+	weight, write := g.sampler.Weigh(lw, stripe, g.sampler.Since(end), status, reason, end.Sub(start))
 	if !write {
 		return
 	}

@@ -318,8 +318,8 @@ func (g *Gateway) routeDrain() time.Duration {
 const drainRetryAfter = "1"
 
 // drainingResponse answers a request for a draining route.
-func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id, traceID string, start time.Time) {
+func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, stripe uint32, route *Route, id, traceID string, start time.Time) {
 	w.Header().Set("Retry-After", drainRetryAfter)
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("route %s%s no longer runs on this node; retry (another node serves it)", route.Host, route.Prefix), id)
-	g.logRequest(ctx, r, id, traceID, nil, nil, &g.noRoute, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
+	g.logRequest(ctx, r, stripe, id, traceID, nil, nil, &g.noRoute, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
 }

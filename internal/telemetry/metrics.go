@@ -97,8 +97,9 @@ type Metrics struct {
 	// contend on (InFlightAdd).
 	InFlight prometheus.GaugeFunc
 	inFlight []paddedInt64
-	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go).
-	requestLogSkipped atomic.Int64
+	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go), striped as
+	// inFlight is: above the log rate nearly every request adds to it.
+	requestLogSkipped []paddedInt64
 
 	// Client limits, malformed responses and load failures (rejections.go).
 	GatewayRejections      *prometheus.CounterVec // reason
@@ -170,6 +171,7 @@ func NewMetrics(version string) *Metrics {
 		}, fv),
 	}
 	m.inFlight = make([]paddedInt64, inFlightStripes())
+	m.requestLogSkipped = make([]paddedInt64, inFlightStripes())
 	m.InFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fermion_gateway_in_flight_requests",
 		Help: "Requests the gateway is serving now.",
