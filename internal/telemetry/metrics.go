@@ -275,8 +275,8 @@ type FunctionMetrics struct {
 	traps             prometheus.Counter
 	logDropped        prometheus.Counter
 	compile           prometheus.Observer
-	sli               SLIEvents     // nil: no SLI sink (slisink.go)
-	cpu               *atomic.Int64 // guest CPU nanoseconds; nil outside Function (guestcpu.go)
+	sli               SLIEvents // nil: no SLI sink (slisink.go)
+	cpu               *cpuCount // guest CPU nanoseconds; nil outside Function (guestcpu.go)
 }
 
 // Request records one served request on stripe (any value; the gateway gives each
