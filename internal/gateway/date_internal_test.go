@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,5 +145,39 @@ func BenchmarkResponseDate(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// TestDateCacheConcurrent: requests whose calls end around changes of second, on many
+// goroutines at once, each get a valid Date of their own second or at most dateSlack
+// seconds after it, never one before it.
+func TestDateCacheConcurrent(t *testing.T) {
+	var c dateCache
+	base := time.Date(2026, 12, 7, 2, 30, 0, 0, time.UTC)
+	const workers, each = 4, 2000
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				// Each worker's clock runs on at its own pace, so the seconds interleave.
+				at := base.Add(time.Duration(i*(w+1)) * time.Millisecond)
+				v := c.at(at)
+				got, err := time.Parse(http.TimeFormat, v[0])
+				if err != nil {
+					errs <- fmt.Errorf("Date %q: %v", v[0], err)
+					return
+				}
+				if d := got.Sub(at.Truncate(time.Second)); d < 0 || d > dateSlack*time.Second {
+					errs <- fmt.Errorf("a call ending at %s got Date %q", at.Format(time.RFC3339Nano), v[0])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
