@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,6 +37,9 @@ var statusClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 // requestSeries is one function version's counts, striped.
 type requestSeries struct {
 	stripes []requestStripe // a power of two
+	// created is when the series was made: its created timestamp, as a CounterVec's
+	// and a HistogramVec's children carry theirs.
+	created time.Time
 }
 
 // requestStripe is a stripe of a version's counts: 168 bytes of counts padded to 256,
@@ -76,7 +80,7 @@ func (r *requestMetrics) get(key [2]string) *requestSeries {
 	defer r.mu.Unlock()
 	s := r.series[key]
 	if s == nil {
-		s = &requestSeries{stripes: make([]requestStripe, requestStripes())}
+		s = &requestSeries{stripes: make([]requestStripe, requestStripes()), created: time.Now()}
 		r.series[key] = s
 	}
 	return s
@@ -129,7 +133,7 @@ func (r *requestMetrics) Collect(ch chan<- prometheus.Metric) {
 			sumNs += st.sumNs.Load()
 		}
 		for c, n := range class {
-			ch <- prometheus.MustNewConstMetric(r.reqDesc, prometheus.CounterValue, float64(n), k[0], k[1], statusClasses[c])
+			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(r.reqDesc, prometheus.CounterValue, float64(n), s.created, k[0], k[1], statusClasses[c])
 		}
 		cumulative := make(map[float64]uint64, len(durationBuckets))
 		var count uint64
@@ -138,6 +142,6 @@ func (r *requestMetrics) Collect(ch chan<- prometheus.Metric) {
 			cumulative[bound] = count
 		}
 		count += bucket[len(durationBuckets)]
-		ch <- prometheus.MustNewConstHistogram(r.durDesc, count, float64(sumNs)/1e9, cumulative, k[0], k[1])
+		ch <- prometheus.MustNewConstHistogramWithCreatedTimestamp(r.durDesc, count, float64(sumNs)/1e9, cumulative, s.created, k[0], k[1])
 	}
 }

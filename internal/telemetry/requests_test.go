@@ -62,6 +62,9 @@ func TestRequestMetricsMatchPrometheus(t *testing.T) {
 	if len(got.GetBucket()) != len(wh.GetBucket()) {
 		t.Fatalf("%d buckets, want %d", len(got.GetBucket()), len(wh.GetBucket()))
 	}
+	if got.GetCreatedTimestamp() == nil || got.GetCreatedTimestamp().AsTime().IsZero() {
+		t.Error("no created timestamp on the histogram, which a HistogramVec child has")
+	}
 	for i, b := range wh.GetBucket() {
 		g := got.GetBucket()[i]
 		if g.GetUpperBound() != b.GetUpperBound() || g.GetCumulativeCount() != b.GetCumulativeCount() {
