@@ -256,9 +256,10 @@ type exchange struct {
 	span   idSpan
 	hvals  [4]string
 	inst   uint64 // the instance that served, for the SLI exemplar
-	// stripe is the stripe of the counts every request changes (the table's uses, the
-	// requests in flight) this exchange's requests change: its connection's, for all
-	// of the connection's requests.
+	// stripe is the stripe this exchange's requests change of the counts every request
+	// changes (the table's uses; with telemetry, the requests in flight, the request
+	// series, the request log's weights): its connection's, for all of the
+	// connection's requests (stripes.go).
 	stripe uint32
 }
 
