@@ -12,8 +12,9 @@ import (
 // without a server. Per response it does what net/http's server does with the
 // handler's header map (server.go, Go 1.26): a copy of it at the first WriteHeader or
 // Write (Header.Clone), and, once the handler returns (Finish), a Content-Length of the
-// body unless the handler declared one, the copy's fields sorted and written
-// (Header.WriteSubset), then the body. Only the socket is missing: the bytes are
+// body unless the handler declared one, a Date read from the clock and formatted
+// unless the handler set one, the copy's fields sorted and written (Header.WriteSubset),
+// then the body. Only the socket is missing: the bytes are
 // discarded. Headers the gateway adds cost most in that copying and writing, which a
 // writer keeping only the map would leave out. The zero value is ready to use.
 type ServerWriter struct {
@@ -21,6 +22,7 @@ type ServerWriter struct {
 	code, n int
 	out     *bufio.Writer
 	clen    [20]byte
+	date    [29]byte // len(http.TimeFormat)
 }
 
 // Header returns the handler's header map, as net/http's writer does.
@@ -63,6 +65,11 @@ func (w *ServerWriter) Finish() int {
 	w.out.WriteString("HTTP/1.1 ")
 	w.out.Write(strconv.AppendInt(w.clen[:0], int64(w.code), 10))
 	w.out.WriteString(" OK\r\n")
+	if _, ok := w.sent["Date"]; !ok { // as chunkWriter.writeHeader does
+		w.out.WriteString("Date: ")
+		w.out.Write(time.Now().UTC().AppendFormat(w.date[:0], http.TimeFormat))
+		w.out.WriteString("\r\n")
+	}
 	w.sent.WriteSubset(w.out, nil)
 	if _, ok := w.sent["Content-Length"]; !ok {
 		w.out.WriteString("Content-Length: ")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -105,6 +106,16 @@ type Gateway struct {
 	// weights are the request log's weights by SLI key, for the routes of the current
 	// table (telemetry.go); under mu.
 	weights map[sli.Key]*telemetry.LineWeights
+
+	// date is the Date header of the responses functions answer (date.go).
+	date dateCache
+
+	// conns gives the gateway's own connections their stripes of the shared counts
+	// (stripes.go) round robin, when each serves its first request: written once per
+	// connection, so kept off the cache lines of the fields every request reads.
+	_     [128]byte
+	conns atomic.Uint32
+	_     [124]byte
 }
 
 // New returns a Gateway with no routes.
@@ -174,18 +185,19 @@ func (g *Gateway) Quiesce(ctx context.Context) error {
 	return nil
 }
 
-// acquire returns the current table, held until release: a table replaced after acquire
-// returns is not reported drained before this request is done.
-func (g *Gateway) acquire() *table {
+// acquire returns the current table, held on stripe s until release(s): a table
+// replaced after acquire returns is not reported drained before this request is done.
+func (g *Gateway) acquire(s uint32) *table {
 	for {
 		t := g.table.Load()
-		t.refs.Add(1)
+		t.hold(s)
 		// Re-check after taking the reference: if SetRoutes replaced the table in between,
-		// it may already have found the table drained, so use the new one.
+		// it may already have found the table drained, so use the new one (the argument
+		// is at table.release).
 		if g.table.Load() == t {
 			return t
 		}
-		t.release()
+		t.release(s)
 	}
 }
 
@@ -244,16 +256,24 @@ type exchange struct {
 	span   idSpan
 	hvals  [4]string
 	inst   uint64 // the instance that served, for the SLI exemplar
+	// stripe is the stripe this exchange's requests change of the counts every request
+	// changes (the table's uses; with telemetry, the requests in flight, the request
+	// series, the request log's weights): its connection's, for all of the
+	// connection's requests (stripes.go).
+	stripe uint32
 }
 
 // exchangeFor returns the exchange for r, which came on tc (nil: not the gateway's
 // own server).
-func exchangeFor(tc *trackedConn, r *http.Request) *exchange {
+func (g *Gateway) exchangeFor(tc *trackedConn, r *http.Request) *exchange {
 	if tc == nil || r.ProtoMajor != 1 {
-		return new(exchange)
+		// A request of its own: a random stripe, from the runtime's per-thread
+		// generator, since a round-robin count would be one more word every such
+		// request writes.
+		return &exchange{stripe: rand.Uint32()}
 	}
 	if tc.x == nil {
-		tc.x = new(exchange)
+		tc.x = &exchange{stripe: g.conns.Add(1)}
 	}
 	return tc.x
 }
@@ -313,11 +333,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start = time.Now()
 	}
 	tc := connOf(r)
-	x := exchangeFor(tc, r)
+	x := g.exchangeFor(tc, r)
 	defer x.release()
 	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
-	tb := g.acquire()
-	defer tb.release()
+	tb := g.acquire(x.stripe)
+	defer tb.release(x.stripe)
 	route, ok := tb.match(r.Host, r.URL.Path)
 	var span trace.Span
 	idOnly := false // the ids are x.span's, not a started span's
@@ -370,11 +390,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			start = time.Now()
 		}
 		if dr, _, draining := tb.drainingRoute(r.Host, r.URL.Path, start); draining {
-			g.drainingResponse(ctx, w, r, dr, id, traceID, start)
+			g.drainingResponse(ctx, w, r, x.stripe, dr, id, traceID, start)
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), id)
-		g.logRequest(ctx, r, id, traceID, nil, nil, &g.noRoute, http.StatusNotFound, start, time.Time{}, false, "")
+		g.logRequest(ctx, r, x.stripe, id, traceID, nil, nil, &g.noRoute, http.StatusNotFound, start, time.Time{}, false, "")
 		return
 	}
 	target, tel := route.Target, route.tel
@@ -390,8 +410,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if idOnly && tracesUnder(target) {
 		ctx = trace.ContextWithSpan(ctx, &x.span)
 	}
-	g.cfg.Metrics.InFlightAdd(1)
-	defer g.cfg.Metrics.InFlightAdd(-1)
+	g.cfg.Metrics.InFlightAdd(x.stripe, 1)
+	defer g.cfg.Metrics.InFlightAdd(x.stripe, -1)
 
 	status, cold, reason := g.serve(ctx, w, r, tc, x, route, target, tel, id)
 	if g.cfg.Telemetry {
@@ -399,7 +419,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// metrics, SLI and log (whose wall time is start's moved on by as much).
 		elapsed := time.Since(start)
 		end := start.Add(elapsed)
-		tel.fm.Request(status, elapsed.Seconds())
+		tel.fm.Request(x.stripe, status, elapsed.Seconds())
 		if reason != "" {
 			tel.fm.Error(reason)
 		}
@@ -431,7 +451,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 		}
-		g.logRequest(ctx, r, id, traceID, route, target, tel.lines, status, start, end, cold, reason)
+		g.logRequest(ctx, r, x.stripe, id, traceID, route, target, tel.lines, status, start, end, cold, reason)
 	}
 }
 
@@ -504,6 +524,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if len(resp.Header) > len(x.hvals) {
 		vals = make([]string, 0, len(resp.Header))
 	}
+	dated := false // the guest set a Date
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
@@ -511,12 +532,23 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if reservedResponseHeader(k) {
 			continue
 		}
+		if k == "Date" { // a single field: the guest's first is kept, and no other
+			if dated {
+				continue
+			}
+			dated = true
+		}
 		if prev, ok := h[k]; ok {
 			h[k] = append(prev, kv.Value) // the capped first value is copied, not overwritten
 			continue
 		}
 		vals = append(vals, kv.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	if !dated && !resp.End.IsZero() {
+		// The second the guest call ended in, formatted once per second (date.go), so
+		// net/http neither reads the clock nor formats a Date for this response.
+		h["Date"] = g.date.at(resp.End)
 	}
 	x.inst = resp.Instance
 	if !serverCountsBody(tc, r, len(resp.Body)) {
@@ -560,15 +592,16 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, fm *telemetry.FunctionMetrics,
 
 // logRequest writes the request's log line, if the request log's sampler keeps it; end
 // is when it ended (zero: now), the line's time. target is the version that served
-// (route's, or its split's); lw the weights of its route and version (telemetry.LineWeights).
-func (g *Gateway) logRequest(ctx context.Context, r *http.Request, id, traceID string, route *Route, target Target, lw *telemetry.LineWeights, status int, start, end time.Time, cold bool, reason string) {
+// (route's, or its split's); lw the weights of its route and version (telemetry.LineWeights),
+// added to on stripe, the request's.
+func (g *Gateway) logRequest(ctx context.Context, r *http.Request, stripe uint32, id, traceID string, route *Route, target Target, lw *telemetry.LineWeights, status int, start, end time.Time, cold bool, reason string) {
 	if !g.cfg.Telemetry || !g.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
 		return // a line that would not be written is not counted as skipped either
 	}
 	if end.IsZero() {
 		end = time.Now()
 	}
-	weight, write := g.sampler.Weigh(lw, g.sampler.Since(end), status, reason, end.Sub(start))
+	weight, write := g.sampler.Weigh(lw, stripe, g.sampler.Since(end), status, reason, end.Sub(start))
 	if !write {
 		return
 	}

@@ -27,21 +27,39 @@ type table struct {
 	// drain deadline (nil: none).
 	draining *drainSet
 
-	// refs counts the requests using the table. Once the table is retired (replaced),
-	// drained is closed when refs drops to zero.
-	refs      atomic.Int64
+	// refs counts the requests using the table, each on its stripe (stripes.go): one
+	// word all requests wrote, twice per request, would move between the cores at every
+	// request. Once the table is retired (replaced), drained is closed when the stripes
+	// sum to zero.
+	refs      stripedCount
 	retired   atomic.Bool
 	drainOnce sync.Once
 	drained   chan struct{}
 }
 
 func newEmptyTable() *table {
-	return &table{exact: map[string][]*Route{}, drained: make(chan struct{})}
+	return &table{exact: map[string][]*Route{}, drained: make(chan struct{}), refs: newStripedCount()}
 }
 
-// release ends one request's use of the table.
-func (t *table) release() {
-	if t.refs.Add(-1) == 0 && t.retired.Load() {
+// hold takes one request's use of the table on stripe s (Gateway.acquire).
+func (t *table) hold(s uint32) { t.refs.add(s, 1) }
+
+// release ends one request's use of the table, taken on stripe s.
+//
+// Why the sum, read stripe by stripe, never reports a retired table unused while a
+// request uses it: every stripe stays at or above zero (a request releases on the
+// stripe it took), so a sum misses a request only if it read that request's stripe
+// before the request took it or after it released it. After is fine (the request is
+// done). Before cannot be for a request that goes on to use the table: sums are taken
+// only after retired is set, which is after SetRoutes swapped the table out, so a
+// request whose take comes after the sum's read also re-reads the current table after
+// its take (acquire), sees the new one, releases the old one and uses the new one.
+// Atomics are sequentially consistent in Go, which is all this relies on. And the last
+// release sums after its own decrement once it sees retired, while retire sums after
+// setting retired: whichever comes second sees everything released and drains.
+func (t *table) release(s uint32) {
+	t.refs.add(s, -1)
+	if t.retired.Load() && t.refs.sum() == 0 {
 		t.drainOnce.Do(t.drain)
 	}
 }
@@ -57,7 +75,7 @@ func (t *table) drain() {
 // retire marks the table replaced; drained closes when no request uses it.
 func (t *table) retire() {
 	t.retired.Store(true)
-	if t.refs.Load() == 0 {
+	if t.refs.sum() == 0 {
 		t.drainOnce.Do(t.drain)
 	}
 }
@@ -300,8 +318,8 @@ func (g *Gateway) routeDrain() time.Duration {
 const drainRetryAfter = "1"
 
 // drainingResponse answers a request for a draining route.
-func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, route *Route, id, traceID string, start time.Time) {
+func (g *Gateway) drainingResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, stripe uint32, route *Route, id, traceID string, start time.Time) {
 	w.Header().Set("Retry-After", drainRetryAfter)
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("route %s%s no longer runs on this node; retry (another node serves it)", route.Host, route.Prefix), id)
-	g.logRequest(ctx, r, id, traceID, nil, nil, &g.noRoute, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
+	g.logRequest(ctx, r, stripe, id, traceID, nil, nil, &g.noRoute, http.StatusServiceUnavailable, start, time.Time{}, false, "draining")
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // fixedTarget answers every request with the same small response, running no guest:
-// what is left of a request through the gateway is the gateway's own work.
+// what is left of a request through the gateway is the gateway's own work. Like a
+// sandbox.Function, it reads the clock once, for the response's End.
 type fixedTarget struct{ spec sandbox.Spec }
 
 func (t *fixedTarget) Name() string       { return t.spec.Name }
@@ -28,7 +29,8 @@ func (t *fixedTarget) Invoke(ctx context.Context, req *sandbox.Request) (*sandbo
 	if resp == nil {
 		resp = new(sandbox.Response)
 	}
-	*resp = sandbox.Response{Status: 200, Header: fixedHeader, Body: fixedBody}
+	// The sandbox reads the clock as the guest call ends; so does this target.
+	*resp = sandbox.Response{Status: 200, Header: fixedHeader, Body: fixedBody, End: time.Now()}
 	return resp, nil
 }
 

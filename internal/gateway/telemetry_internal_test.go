@@ -30,7 +30,7 @@ func TestSLIHandlesReleased(t *testing.T) {
 	first.onDrained = func() { released++; inner() }
 
 	// A request still using the first table holds its handles past the swap.
-	held := g.acquire()
+	held := g.acquire(0)
 	if held != first {
 		t.Fatal("acquire did not return the current table")
 	}
@@ -40,7 +40,7 @@ func TestSLIHandlesReleased(t *testing.T) {
 	if released != 0 {
 		t.Fatal("handles released while a request still used the replaced table")
 	}
-	held.release()
+	held.release(0)
 	if released != 1 {
 		t.Fatalf("handles released %d times after the last request, want once", released)
 	}

@@ -50,11 +50,11 @@ func TestSamplesFromRealPrometheus(t *testing.T) {
 	pollQuery(t, s, `count(fermion_requests_total{function="hello"})`, 10)
 
 	record := func(f *telemetry.FunctionMetrics, ok, bad int, lat float64, cold int, discards map[string]int) {
-		for range ok {
-			f.Request(200, lat)
+		for i := range ok {
+			f.Request(uint32(i), 200, lat) // on every stripe: a scrape sums them
 		}
-		for range bad {
-			f.Request(503, lat*4)
+		for i := range bad {
+			f.Request(uint32(i), 503, lat*4)
 		}
 		for range cold {
 			f.ColdStart()

@@ -9,6 +9,7 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -76,9 +77,10 @@ var (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Requests        *prometheus.CounterVec   // function, version, code
+	// requests is fermion_requests_total (function, version, code) and
+	// fermion_request_duration_seconds (function, version), striped (requests.go).
+	requests        *requestMetrics
 	RequestErrors   *prometheus.CounterVec   // function, version, reason
-	RequestDuration *prometheus.HistogramVec // function, version
 	ColdStarts      *prometheus.CounterVec   // function, version
 	InstanceStart   *prometheus.HistogramVec // function, version, phase (instantiate|init)
 	InstanceStarts  *prometheus.CounterVec   // function, version, reason (StartReasons)
@@ -89,13 +91,15 @@ type Metrics struct {
 	Outbound        *prometheus.CounterVec   // function, version, result
 	GuestLogDropped *prometheus.CounterVec   // function, version
 	Compile         *prometheus.HistogramVec // function, version
-	// InFlight is fermion_gateway_in_flight_requests, read from inFlight at each scrape:
-	// an integer add per request edge instead of a Gauge's compare-and-swap loop on a
-	// float, which two cores serving requests contend on.
+	// InFlight is fermion_gateway_in_flight_requests, the sum of inFlight's stripes at
+	// each scrape: an integer add per request edge on the request's stripe instead of a
+	// Gauge's compare-and-swap loop on one float, which two cores serving requests
+	// contend on (InFlightAdd).
 	InFlight prometheus.GaugeFunc
-	inFlight atomic.Int64
-	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go).
-	requestLogSkipped atomic.Int64
+	inFlight []paddedInt64
+	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go), striped as
+	// inFlight is: above the log rate nearly every request adds to it.
+	requestLogSkipped []paddedInt64
 
 	// Client limits, malformed responses and load failures (rejections.go).
 	GatewayRejections      *prometheus.CounterVec // reason
@@ -120,19 +124,11 @@ func NewMetrics(version string) *Metrics {
 	fv := []string{"function", "version"}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fermion_requests_total",
-			Help: "HTTP requests served by functions, by status class (2xx, 3xx, 4xx, 5xx).",
-		}, append(fv, "code")),
+		requests: newRequestMetrics(),
 		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_request_errors_total",
 			Help: "Requests that failed in the runtime (not errors the guest chose to return), by reason.",
 		}, append(fv, "reason")),
-		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fermion_request_duration_seconds",
-			Help:    "Time from the gateway receiving a request to the response being written.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, fv),
 		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fermion_cold_starts_total",
 			Help: "Requests that had to wait for a new instance to be created.",
@@ -174,15 +170,17 @@ func NewMetrics(version string) *Metrics {
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, fv),
 	}
+	m.inFlight = make([]paddedInt64, inFlightStripes())
+	m.requestLogSkipped = make([]paddedInt64, inFlightStripes())
 	m.InFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fermion_gateway_in_flight_requests",
 		Help: "Requests the gateway is serving now.",
-	}, func() float64 { return float64(m.inFlight.Load()) })
+	}, m.inFlightNow)
 	build := BuildInfo(version)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		build, m.Requests, m.RequestErrors, m.RequestDuration, m.ColdStarts, m.InstanceStart,
+		build, m.requests, m.RequestErrors, m.ColdStarts, m.InstanceStart,
 		m.instances, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped,
 		m.Compile, m.InFlight, m.InstanceStarts, m.guestCPU,
 	)
@@ -224,7 +222,7 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		m:           m,
 		name:        name,
 		version:     version,
-		duration:    m.RequestDuration.WithLabelValues(name, version),
+		requests:    m.requests.get([2]string{name, version}),
 		coldStarts:  m.ColdStarts.WithLabelValues(name, version),
 		instantiate: m.InstanceStart.WithLabelValues(name, version, "instantiate"),
 		init:        m.InstanceStart.WithLabelValues(name, version, "init"),
@@ -232,9 +230,6 @@ func (m *Metrics) Series(name, version string) *FunctionMetrics {
 		logDropped:  m.GuestLogDropped.WithLabelValues(name, version),
 		compile:     m.Compile.WithLabelValues(name, version),
 		sli:         m.sliEventsFor(name, version),
-	}
-	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
-		f.requests[i] = m.Requests.WithLabelValues(name, version, class)
 	}
 	return f
 }
@@ -259,12 +254,12 @@ func (m *Metrics) Forget(name, version string) {
 	l := prometheus.Labels{"function": name, "version": version}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.RequestErrors, m.ColdStarts, m.InstanceStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
+	}{m.RequestErrors, m.ColdStarts, m.InstanceStarts, m.Discards, m.Traps, m.LimitRejections, m.Outbound, m.GuestLogDropped, m.BadResponses} {
 		v.DeletePartialMatch(l)
 	}
 	m.instances.forget(key)
 	m.guestCPU.forget(key)
-	m.RequestDuration.DeletePartialMatch(l)
+	m.requests.forget(key)
 	m.InstanceStart.DeletePartialMatch(l)
 	m.Compile.DeletePartialMatch(l)
 	m.warmups.DeletePartialMatch(l) // warmup.go
@@ -274,19 +269,20 @@ func (m *Metrics) Forget(name, version string) {
 type FunctionMetrics struct {
 	m                 *Metrics
 	name, version     string
-	requests          [5]prometheus.Counter
-	duration          prometheus.Observer
+	requests          *requestSeries
 	coldStarts        prometheus.Counter
 	instantiate, init prometheus.Observer
 	traps             prometheus.Counter
 	logDropped        prometheus.Counter
 	compile           prometheus.Observer
-	sli               SLIEvents     // nil: no SLI sink (slisink.go)
-	cpu               *atomic.Int64 // guest CPU nanoseconds; nil outside Function (guestcpu.go)
+	sli               SLIEvents // nil: no SLI sink (slisink.go)
+	cpu               *cpuCount // guest CPU nanoseconds; nil outside Function (guestcpu.go)
 }
 
-// Request records one served request.
-func (f *FunctionMetrics) Request(status int, seconds float64) {
+// Request records one served request on stripe (any value; the gateway gives each
+// connection its own, so that requests on different cores write different cache
+// lines: requests.go).
+func (f *FunctionMetrics) Request(stripe uint32, status int, seconds float64) {
 	if f == nil {
 		return
 	}
@@ -294,8 +290,7 @@ func (f *FunctionMetrics) Request(status int, seconds float64) {
 	if i < 0 || i > 4 {
 		i = 4
 	}
-	f.requests[i].Inc()
-	f.duration.Observe(seconds)
+	f.requests.record(stripe, i, seconds)
 }
 
 // Error counts a runtime failure of a request.
@@ -397,12 +392,44 @@ func (f *FunctionMetrics) Compiled(seconds float64) {
 	f.compile.Observe(seconds)
 }
 
-// InFlight adds delta to the gateway's in-flight gauge.
-func (m *Metrics) InFlightAdd(delta int64) {
+// InFlightAdd adds delta to the gateway's in-flight gauge, on stripe (any value; the
+// gateway gives each connection its own). A request must add and take away on the
+// same stripe.
+//
+// Why stripes? One word that every request writes at its start and end moves between
+// the cores at each write when two cores serve requests (~150 ns a time; bench/
+// RESULTS.md, "Gateway server step (connstep)"). Each stripe is on cache lines of its
+// own, so connections served on different cores write different lines; a scrape sums
+// them. No stripe goes below zero (a request takes away where it added), so the sum
+// counts every request in flight throughout the scrape's reading of the stripes.
+func (m *Metrics) InFlightAdd(stripe uint32, delta int64) {
 	if m == nil {
 		return
 	}
-	m.inFlight.Add(delta)
+	m.inFlight[stripe&uint32(len(m.inFlight)-1)].n.Add(delta)
+}
+
+// inFlightNow is the in-flight gauge's value: the sum of its stripes.
+func (m *Metrics) inFlightNow() float64 {
+	var n int64
+	for i := range m.inFlight {
+		n += m.inFlight[i].n.Load()
+	}
+	return float64(n)
+}
+
+// paddedInt64 is a stripe of a count: 128 bytes, so that no two stripes share a 64-byte
+// cache line or a pair of lines the adjacent-line prefetcher fetches together.
+type paddedInt64 struct {
+	n atomic.Int64
+	_ [120]byte
+}
+
+// inFlightStripes is the in-flight gauge's stripe count: a power of two (a mask picks
+// the stripe), twice the cores, between 8 and 128.
+func inFlightStripes() int {
+	n := 1 << bits.Len(uint(2*runtime.GOMAXPROCS(0)-1))
+	return min(max(n, 8), 128)
 }
 
 // BuildInfo is fermion_build_info{version, goversion} 1, which every Fermion process

@@ -78,17 +78,34 @@ func NewRequestSampler(cfg RequestLogConfig, m *Metrics) *RequestSampler {
 func (s *RequestSampler) Since(t time.Time) int64 { return int64(t.Sub(s.epoch)) }
 
 // LineWeights are the requests of one kind (a route's version, by status class 1xx–4xx;
-// 5xx are always logged) not logged since that kind's last line. Safe for concurrent use.
+// 5xx are always logged) not logged since that kind's last line. Safe for concurrent use;
+// the zero value is ready.
+//
+// Above the rate nearly every request of a route is skipped and added here, so the
+// counts are striped (the caller's stripe, the gateway's per connection) on cache lines
+// of their own: one word per class would be written by every request on every core. A
+// line takes the counts of its class from every stripe.
 type LineWeights struct {
+	stripes [lineStripes]lineStripe
+}
+
+// lineStripes is how many stripes LineWeights have: a power of two, fixed so that the
+// zero value works (1 KiB per route version and per kind of unrouted request).
+const lineStripes = 8
+
+// lineStripe is 128 bytes: no two share a 64-byte line or an adjacent-line pair.
+type lineStripe struct {
 	pending [4]atomic.Int64
+	_       [96]byte
 }
 
 // Weigh decides whether a request ending at now (Since) with status, reason (a failure's,
 // or "") and duration d gets a line, and if so how many requests that line stands for:
 // itself, plus, for a sampled line, the requests of its kind skipped since the last one.
-// A skipped request is added to w and counted. w may be nil (no kind: every sampled line
-// weighs 1 and skipped requests are only counted).
-func (s *RequestSampler) Weigh(w *LineWeights, now int64, status int, reason string, d time.Duration) (weight int64, write bool) {
+// A skipped request is added to w and counted, on stripe (any value; the gateway's
+// connection stripe). w may be nil (no kind: every sampled line weighs 1 and skipped
+// requests are only counted).
+func (s *RequestSampler) Weigh(w *LineWeights, stripe uint32, now int64, status int, reason string, d time.Duration) (weight int64, write bool) {
 	if s.all || status >= 500 || reason != "" || (s.slow > 0 && d >= s.slow) {
 		return 1, true
 	}
@@ -97,13 +114,17 @@ func (s *RequestSampler) Weigh(w *LineWeights, now int64, status int, reason str
 		if w == nil {
 			return 1, true
 		}
-		return 1 + w.pending[c].Swap(0), true
+		weight = 1
+		for i := range w.stripes {
+			weight += w.stripes[i].pending[c].Swap(0)
+		}
+		return weight, true
 	}
 	if w != nil {
-		w.pending[c].Add(1)
+		w.stripes[stripe%lineStripes].pending[c].Add(1)
 	}
-	if s.metrics != nil {
-		s.metrics.requestLogSkipped.Add(1)
+	if m := s.metrics; m != nil {
+		m.requestLogSkipped[stripe&uint32(len(m.requestLogSkipped)-1)].n.Add(1)
 	}
 	return 0, false
 }
@@ -128,7 +149,7 @@ func (m *Metrics) newRequestLogMetrics() prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "fermion_request_log_skipped_total",
 		Help: "Requests that got no request log line because lines were over the node's rate (--request-log-rate); each is carried by the weight of a later line of its route, version and status class.",
-	}, func() float64 { return float64(m.requestLogSkipped.Load()) })
+	}, func() float64 { return float64(m.RequestLogSkipped()) })
 }
 
 // RequestLogSkipped returns fermion_request_log_skipped_total's value (0 for nil).
@@ -136,5 +157,9 @@ func (m *Metrics) RequestLogSkipped() int64 {
 	if m == nil {
 		return 0
 	}
-	return m.requestLogSkipped.Load()
+	var n int64
+	for i := range m.requestLogSkipped {
+		n += m.requestLogSkipped[i].n.Load()
+	}
+	return n
 }

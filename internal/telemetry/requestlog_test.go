@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -88,7 +89,7 @@ func TestRequestSampler(t *testing.T) {
 			s := NewRequestSampler(tt.cfg, m)
 			var w LineWeights
 			for i, r := range tt.reqs {
-				weight, write := s.Weigh(&w, int64(r.at), r.status, r.reason, r.d)
+				weight, write := s.Weigh(&w, 0, int64(r.at), r.status, r.reason, r.d)
 				if write != (r.weight > 0) || weight != r.weight {
 					t.Fatalf("request %d (%+v): weight %d, written %v; want weight %d", i, r, weight, write, r.weight)
 				}
@@ -109,10 +110,10 @@ func TestRequestSamplerSince(t *testing.T) {
 	}
 	// Nil weights and metrics: lines weigh 1, skipped requests are dropped uncounted.
 	s = NewRequestSampler(RequestLogConfig{Rate: 1}, nil)
-	if w, ok := s.Weigh(nil, 0, 200, "", 0); !ok || w != 1 {
+	if w, ok := s.Weigh(nil, 0, 0, 200, "", 0); !ok || w != 1 {
 		t.Fatalf("first request: %d %v", w, ok)
 	}
-	if _, ok := s.Weigh(nil, 0, 200, "", 0); ok {
+	if _, ok := s.Weigh(nil, 0, 0, 200, "", 0); ok {
 		t.Fatal("second request in the same instant logged at 1 line/s")
 	}
 }
@@ -131,7 +132,8 @@ func TestRequestSamplerConcurrent(t *testing.T) {
 			for i := range each {
 				// A clock that moves on 1 ms every 10 requests: ~100 tokens over the run.
 				now := int64(g*each+i) / 10 * int64(time.Millisecond) / workers
-				if wt, ok := s.Weigh(&w, now, 200+100*(i%3), "", 0); ok {
+				// Each worker on a stripe of its own, as the gateway's connections.
+				if wt, ok := s.Weigh(&w, uint32(g), now, 200+100*(i%3), "", 0); ok {
 					lines++
 					weight += wt
 				}
@@ -146,8 +148,10 @@ func TestRequestSamplerConcurrent(t *testing.T) {
 		weight += s[1]
 	}
 	var pending int64
-	for i := range w.pending {
-		pending += w.pending[i].Load()
+	for i := range w.stripes {
+		for c := range w.stripes[i].pending {
+			pending += w.stripes[i].pending[c].Load()
+		}
 	}
 	if weight+pending != workers*each {
 		t.Fatalf("weights %d + pending %d = %d, want %d requests", weight, pending, weight+pending, workers*each)
@@ -162,14 +166,17 @@ func TestRequestSamplerConcurrent(t *testing.T) {
 
 // BenchmarkRequestSampler is what a request costs the request log above its rate: the
 // sampler's decision and, for the few it keeps, nothing else (the line's formatting is
-// BenchmarkLogRequest). Parallel, as the gateway's cores call it.
+// BenchmarkLogRequest). Parallel, as the gateway's cores call it, each goroutine on a
+// stripe of its own as a connection is.
 func BenchmarkRequestSampler(b *testing.B) {
 	s := NewRequestSampler(RequestLogConfig{}, NewMetrics("bench"))
 	var w LineWeights
+	var stripes atomic.Uint32
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
+		stripe := stripes.Add(1)
 		for pb.Next() {
-			s.Weigh(&w, s.Since(start), 200, "", time.Millisecond)
+			s.Weigh(&w, stripe, s.Since(start), 200, "", time.Millisecond)
 		}
 	})
 }

@@ -91,7 +91,7 @@ func TestDiscard(t *testing.T) {
 
 func TestAdminHandler(t *testing.T) {
 	m := telemetry.NewMetrics("1.2.3")
-	m.Function("hello", "0.1.0").Request(200, 0.01)
+	m.Function("hello", "0.1.0").Request(0, 200, 0.01)
 	notReady := errors.New("functions still loading")
 	tests := []struct {
 		name       string
@@ -285,7 +285,7 @@ func TestFunctionMetricsRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.class+" "+http.StatusText(tt.status), func(t *testing.T) {
 			m := telemetry.NewMetrics("test")
-			m.Function("f", "1").Request(tt.status, 0.002)
+			m.Function("f", "1").Request(0, tt.status, 0.002)
 			for _, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
 				got, ok := counter(t, m, "fermion_requests_total", map[string]string{"function": "f", "version": "1", "code": class})
 				if !ok {
@@ -322,7 +322,7 @@ func TestFunctionMetricsRecorders(t *testing.T) {
 	f.LogDropped(0)
 	f.LogDropped(-5)
 	f.Compiled(0.5)
-	m.InFlightAdd(1)
+	m.InFlightAdd(0, 1)
 	fl := map[string]string{"function": "f", "version": "1"}
 	with := func(k, v string) map[string]string {
 		out := map[string]string{k: v}
@@ -373,8 +373,8 @@ func TestNilMetrics(t *testing.T) {
 		t.Fatal("nil Metrics gave series")
 	}
 	m.Forget("f", "1")
-	m.InFlightAdd(1)
-	f.Request(200, 1)
+	m.InFlightAdd(0, 1)
+	f.Request(0, 200, 1)
 	f.Error("x")
 	f.ColdStart()
 	f.InstanceStarted(telemetry.StartRequest, 1, 1)
@@ -394,8 +394,8 @@ func TestForget(t *testing.T) {
 	}
 	t.Run("forget removes the series", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
-		m.Function("f", "1").Request(200, 1)
-		m.Function("f", "2").Request(200, 1)
+		m.Function("f", "1").Request(0, 200, 1)
+		m.Function("f", "2").Request(0, 200, 1)
 		m.Forget("f", "1")
 		if requests(m, "1") {
 			t.Fatal("f@1 series remain after Forget")
@@ -407,10 +407,10 @@ func TestForget(t *testing.T) {
 	t.Run("a version loaded twice keeps its series until both forget", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
 		old := m.Function("f", "1")
-		old.Request(200, 1)
+		old.Request(0, 200, 1)
 		next := m.Function("f", "1")
 		m.Forget("f", "1") // the old instance of the version closes
-		next.Request(200, 1)
+		next.Request(0, 200, 1)
 		got, ok := counter(t, m, "fermion_requests_total", map[string]string{"function": "f", "version": "1", "code": "2xx"})
 		if !ok || got != 2 {
 			t.Fatalf("f@1 2xx = %v (present %v) after the old holder forgot, want 2", got, ok)
@@ -435,7 +435,7 @@ func TestForget(t *testing.T) {
 	t.Run("series does not hold", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
 		m.Function("f", "1")
-		m.Series("f", "1").Request(200, 1)
+		m.Series("f", "1").Request(0, 200, 1)
 		m.Forget("f", "1")
 		if requests(m, "1") {
 			t.Fatal("Series kept f@1 after its only holder forgot")
@@ -443,13 +443,13 @@ func TestForget(t *testing.T) {
 	})
 	t.Run("forget without function", func(t *testing.T) {
 		m := telemetry.NewMetrics("test")
-		m.Series("f", "1").Request(200, 1)
+		m.Series("f", "1").Request(0, 200, 1)
 		m.Forget("f", "1")
 		m.Forget("f", "1")
 		if requests(m, "1") {
 			t.Fatal("f@1 series remain after Forget")
 		}
-		m.Function("f", "1").Request(200, 1)
+		m.Function("f", "1").Request(0, 200, 1)
 		if !requests(m, "1") {
 			t.Fatal("f@1 not recorded after extra Forgets")
 		}
