@@ -39,7 +39,8 @@
 //     asked;
 //   - header names and the request target are checked a byte at a time by table lookup,
 //     without a branch per byte: a name that is already canonical, as literals and the
-//     host's names are, costs one such pass;
+//     host's names are, costs one such pass, and a name passed again (a literal is the
+//     same string every time) is found in a small cache by its address instead;
 //   - the Body reads the host's buffer in place, so it must not be read after the
 //     handler returns;
 //   - the response is encoded straight into the buffer the host copies it from, status

@@ -316,8 +316,23 @@ const (
 //
 // Names are nearly always canonical already (a handler's literals, the host's names),
 // so the test for that is one pass of table lookups without a branch per byte (see
-// sameName); only a name that needs rewriting pays for a second pass and a copy.
+// sameName); only a name that needs rewriting pays for a second pass and a copy. In a
+// guest, a name passed again (the same string, as a literal is) is found in a small
+// cache instead (see nameCache).
 func CanonicalHeaderKey(name string) string {
+	if c := canonicalCache; c != nil {
+		if k, ok := c.get(name); ok {
+			return k
+		}
+		k := canonicalHeaderKey(name)
+		c.put(name, k)
+		return k
+	}
+	return canonicalHeaderKey(name)
+}
+
+// canonicalHeaderKey is CanonicalHeaderKey without the cache.
+func canonicalHeaderKey(name string) string {
 	// A letter is wrong if it is lower case at a word's start or upper case inside one;
 	// want holds the classes not allowed at the next byte.
 	const atStart, inWord = notToken | lowerLetter, notToken | upperLetter
