@@ -77,12 +77,11 @@ func DecodeRequest(in []byte, r *abi.Request, a *Arena) error {
 // reads no header, as most read one or two, then costs neither a slice of entries
 // nor the pass that fills it.
 func DecodeRequestHead(in []byte, r *abi.Request, a *Arena) (fields string, err error) {
-	head, _, body, err := abi.SplitRequest(in)
+	var ends [4]uint32
+	head, body, err := abi.SplitRequestHead(in, &ends)
 	if err != nil {
 		return "", err
 	}
-	h := a.String(head)
-	abi.ParseRequestHead(h, 0, r)
 	r.Body = body
-	return h[abi.HeaderStart(r):], nil
+	return abi.ParseHeadAt(a.String(head), &ends, r), nil
 }
