@@ -50,18 +50,33 @@ func SplitRequest(b []byte) (head []byte, headers int, body []byte, err error) {
 // take them from a copy of the head without reading their lengths again. Its results
 // and errors are SplitRequest's.
 //
-// It repeats SplitRequest's loop rather than sharing it: a Go wasm guest pays for
-// every call and every store, and the ABI-only guest calls SplitRequest alone.
-func SplitRequestHead(b []byte, ends *[4]uint32) (head, body []byte, err error) {
+// It repeats SplitRequest's walk rather than sharing it (the ABI-only guest calls
+// SplitRequest alone, and a Go wasm guest pays for every call and store), unrolled:
+// each turn of a loop ends in a taken branch, an indirect jump in Go's wasm code.
+func SplitRequestHead(b []byte, ends *[4]int) (head, body []byte, err error) {
 	end := uint64(len(b))
 	p := uint64(0)
-	for i := range ends {
-		if p+4 > end {
-			return nil, nil, splitError(p, end)
-		}
-		p += 4 + le32(b, p)
-		ends[i] = uint32(p)
+	// Method, URI, host, remote address: a length test each, written out.
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
 	}
+	p += 4 + le32(b, p)
+	ends[0] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[1] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[2] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[3] = int(p)
 	if p+4 > end {
 		return nil, nil, splitError(p, end)
 	}
@@ -70,7 +85,11 @@ func SplitRequestHead(b []byte, ends *[4]uint32) (head, body []byte, err error) 
 	if nh*8 > end-p {
 		return nil, nil, ErrTooLarge
 	}
-	for range 2 * nh {
+	for range nh { // a name and a value a turn
+		if p+4 > end {
+			return nil, nil, splitError(p, end)
+		}
+		p += 4 + le32(b, p)
 		if p+4 > end {
 			return nil, nil, splitError(p, end)
 		}
@@ -91,7 +110,7 @@ func SplitRequestHead(b []byte, ends *[4]uint32) (head, body []byte, err error) 
 // ParseHeadAt sets r's Method, URI, Host and RemoteAddr as views of head, a head
 // SplitRequestHead returned (or a copy of it) with ends, and returns its header list
 // for HeaderAt. Anything else may panic.
-func ParseHeadAt(head string, ends *[4]uint32, r *Request) (headers string) {
+func ParseHeadAt(head string, ends *[4]int, r *Request) (headers string) {
 	r.Method = head[4:ends[0]]
 	r.URI = head[ends[0]+4 : ends[1]]
 	r.Host = head[ends[1]+4 : ends[2]]

@@ -88,7 +88,7 @@ func checkSplit(t *testing.T, in []byte) {
 	}
 	// SplitRequestHead agrees with it, and ParseHeadAt's strings from a copy of the
 	// head with ParseRequestHead's.
-	var ends [4]uint32
+	var ends [4]int
 	head2, body2, err2 := abi.SplitRequestHead(in, &ends)
 	if (err2 == nil) != (err == nil) || err2 != nil && err2.Error() != err.Error() || !bytes.Equal(head2, head) || !bytes.Equal(body2, body) {
 		t.Fatalf("%x: SplitRequestHead: head %x, body %x, %v; SplitRequest: %x, %x, %v", in, head2, body2, err2, head, body, err)

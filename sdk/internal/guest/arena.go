@@ -77,7 +77,7 @@ func DecodeRequest(in []byte, r *abi.Request, a *Arena) error {
 // reads no header, as most read one or two, then costs neither a slice of entries
 // nor the pass that fills it.
 func DecodeRequestHead(in []byte, r *abi.Request, a *Arena) (fields string, err error) {
-	var ends [4]uint32
+	var ends [4]int
 	head, body, err := abi.SplitRequestHead(in, &ends)
 	if err != nil {
 		return "", err
