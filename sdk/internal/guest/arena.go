@@ -70,18 +70,3 @@ func DecodeRequest(in []byte, r *abi.Request, a *Arena) error {
 	r.Body = body
 	return nil
 }
-
-// DecodeRequestHead is DecodeRequest without decoding the header fields: r gets every
-// field but Headers (left empty), and fields is the header list, copied with the
-// rest of the head, for abi.HeaderAt to read when the handler asks. A handler that
-// reads no header, as most read one or two, then costs neither a slice of entries
-// nor the pass that fills it.
-func DecodeRequestHead(in []byte, r *abi.Request, a *Arena) (fields string, err error) {
-	var ends [4]int
-	head, body, err := abi.SplitRequestHead(in, &ends)
-	if err != nil {
-		return "", err
-	}
-	r.Body = body
-	return abi.ParseHeadAt(a.String(head), &ends, r), nil
-}
