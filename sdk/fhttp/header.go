@@ -115,7 +115,16 @@ func (h *Header) Set(name, value string) {
 			return
 		}
 	}
-	h.list = append(h.list, abi.Header{Name: CanonicalHeaderKey(name), Value: value})
+	// CanonicalHeaderKey's cache lookup written out, so that a name found there
+	// costs no call (the whole function is too large to be inlined).
+	k, ok := "", false
+	if c := canonicalCache; c != nil {
+		k, ok = c.get(name)
+	}
+	if !ok {
+		k = CanonicalHeaderKey(name)
+	}
+	h.list = append(h.list, abi.Header{Name: k, Value: value})
 }
 
 // Add appends value to the named header's values.
@@ -128,7 +137,16 @@ func (h *Header) Add(name, value string) {
 	if h.wire != "" {
 		h.own()
 	}
-	h.list = append(h.list, abi.Header{Name: CanonicalHeaderKey(name), Value: value})
+	// CanonicalHeaderKey's cache lookup written out, so that a name found there
+	// costs no call (the whole function is too large to be inlined).
+	k, ok := "", false
+	if c := canonicalCache; c != nil {
+		k, ok = c.get(name)
+	}
+	if !ok {
+		k = CanonicalHeaderKey(name)
+	}
+	h.list = append(h.list, abi.Header{Name: k, Value: value})
 }
 
 // Del removes the named header.

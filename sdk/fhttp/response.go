@@ -44,7 +44,17 @@ func (w *response) WriteHeader(status int) {
 // Write appends to the body; the status becomes 200 if nothing set it.
 func (w *response) Write(p []byte) (int, error) {
 	if w.bodyAt < 0 {
-		w.writeHead()
+		// writeHead written out: most handlers write once, and a call costs a Go
+		// wasm guest more than these lines of code.
+		if w.status == 0 {
+			w.status = StatusOK
+		}
+		hs := w.header.list
+		if w.header.m != nil || w.header.wire != "" {
+			hs = w.header.appendTo(nil)
+		}
+		w.out = abi.AppendResponseHead(w.out, w.status, hs)
+		w.bodyAt = len(w.out) - 4
 	}
 	w.out = append(w.out, p...)
 	return len(p), nil
@@ -60,7 +70,7 @@ func (w *response) WriteString(s string) (int, error) {
 }
 
 // writeHead encodes the status and headers with an empty body, whose length finish
-// corrects.
+// corrects. Write has a copy of it.
 func (w *response) writeHead() {
 	if w.status == 0 {
 		w.status = StatusOK
