@@ -2,6 +2,7 @@ package fhttp
 
 import (
 	"iter"
+	"unsafe"
 
 	"fermion.dev/fermion/api/abi"
 )
@@ -379,7 +380,9 @@ func canonicalize(name string) string {
 		}
 		upper = c == '-'
 	}
-	return string(b)
+	// b is this function's own and never changed again: the string can be it, with
+	// no second copy.
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // isTokenByte reports whether c may appear in a header field name (RFC 9110's tchar).

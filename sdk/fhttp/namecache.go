@@ -12,8 +12,9 @@ import "unsafe"
 //
 // A match by address and length is a match by content because Go strings are
 // immutable (unsafe.String's contract) and each entry keeps its name alive, so its
-// bytes can neither change nor be freed and reused for another string. Names longer
-// than maxCachedName are not kept, so the cache pins at most a few hundred bytes.
+// bytes can neither change nor be freed and reused for another string. In a guest
+// only names in the module's static data are kept (see keepable), so the cache pins
+// nothing on the heap; names longer than maxCachedName are not kept either.
 //
 // It is direct-mapped, not searched: a name is looked for in one entry, picked by its
 // address, and replaces what was there. It is not safe for concurrent use; see
@@ -41,7 +42,7 @@ func (c *nameCache) get(name string) (string, bool) {
 
 // put remembers that canonical is name's canonical form.
 func (c *nameCache) put(name, canonical string) {
-	if len(name) == 0 || len(name) > maxCachedName {
+	if len(name) == 0 || len(name) > maxCachedName || !keepable(name) {
 		return
 	}
 	e := c.entry(name)

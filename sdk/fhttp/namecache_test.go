@@ -93,3 +93,12 @@ func FuzzNameCache(f *testing.F) {
 		}
 	})
 }
+
+// TestCanonicalHeaderKeyRewriteAllocatesOnce: a name that needs rewriting, and that no
+// cache holds, costs one allocation: the rewritten copy, which is the string.
+func TestCanonicalHeaderKeyRewriteAllocatesOnce(t *testing.T) {
+	name := strings.Clone("x-request-id")
+	if n := testing.AllocsPerRun(100, func() { canonicalHeaderKey(name) }); n != 1 {
+		t.Fatalf("canonicalHeaderKey(%q): %v allocations, want 1", name, n)
+	}
+}
