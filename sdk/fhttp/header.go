@@ -344,7 +344,9 @@ func CanonicalHeaderKey(name string) string {
 			return k
 		}
 		k := canonicalHeaderKey(name)
-		c.put(name, k)
+		if keepable(name) {
+			c.put(name, k)
+		}
 		return k
 	}
 	return canonicalHeaderKey(name)

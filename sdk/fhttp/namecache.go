@@ -12,9 +12,10 @@ import "unsafe"
 //
 // A match by address and length is a match by content because Go strings are
 // immutable (unsafe.String's contract) and each entry keeps its name alive, so its
-// bytes can neither change nor be freed and reused for another string. In a guest
-// only names in the module's static data are kept (see keepable), so the cache pins
-// nothing on the heap; names longer than maxCachedName are not kept either.
+// bytes can neither change nor be freed and reused for another string. Names longer
+// than maxCachedName are not kept, and CanonicalHeaderKey offers the guest's cache
+// only names in the module's static data (see keepable), so it pins nothing on the
+// heap.
 //
 // It is direct-mapped, not searched: a name is looked for in one entry, picked by its
 // address, and replaces what was there. It is not safe for concurrent use; see
@@ -42,7 +43,7 @@ func (c *nameCache) get(name string) (string, bool) {
 
 // put remembers that canonical is name's canonical form.
 func (c *nameCache) put(name, canonical string) {
-	if len(name) == 0 || len(name) > maxCachedName || !keepable(name) {
+	if len(name) == 0 || len(name) > maxCachedName {
 		return
 	}
 	e := c.entry(name)

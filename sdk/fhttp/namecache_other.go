@@ -6,6 +6,6 @@ package fhttp
 // compiled tests, fhttptest), and the cache is not safe for concurrent use.
 var canonicalCache *nameCache
 
-// keepable lets the cache keep any name outside a guest, where only its own tests use
+// keepable lets the cache keep any name outside a guest, where only tests install
 // one.
 func keepable(string) bool { return true }
