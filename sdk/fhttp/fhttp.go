@@ -232,6 +232,9 @@ func serve(in, out []byte) (resp []byte, code int32) {
 	p := newRequest()
 	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
+		if w.bodyAt < 0 {
+			w.writeHead()
+		}
 		return w.finish(), abi.HandleOK
 	}
 	// Field by field: p is zero, and a composite literal would be built aside and
@@ -270,6 +273,9 @@ func serve(in, out []byte) (resp []byte, code int32) {
 		handler.ServeHTTP(w, r)
 	}
 	ok = true
+	if w.bodyAt < 0 { // the handler wrote no body
+		w.writeHead()
+	}
 	return w.finish(), abi.HandleOK
 }
 

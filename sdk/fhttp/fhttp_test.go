@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -575,5 +576,30 @@ func TestServeReceivedHeader(t *testing.T) {
 	resp, code := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/echo", Headers: fields})
 	if code != abi.HandleOK || !reflect.DeepEqual(resp.Headers, fields) {
 		t.Fatalf("request header as the response's: code %d, %v", code, resp.Headers)
+	}
+}
+
+// TestServeDropsGrownHeaderList: a response with many header fields does not leave
+// its list's memory to every later request, nor its fields.
+func TestServeDropsGrownHeaderList(t *testing.T) {
+	many := true
+	HandleFunc(func(w ResponseWriter, r *Request) {
+		if many {
+			for i := range 2 * maxKeptHeaders {
+				w.Header().Add("X-Field", strconv.Itoa(i))
+			}
+		}
+		w.WriteHeader(StatusNoContent)
+	})
+	if resp, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"}); len(resp.Headers) != 2*maxKeptHeaders {
+		t.Fatalf("first response: %d header fields, want %d", len(resp.Headers), 2*maxKeptHeaders)
+	}
+	many = false
+	resp, _ := guesttest.Call(t, &abi.Request{Method: "GET", URI: "/"})
+	if len(resp.Headers) != 0 || resp.Status != StatusNoContent {
+		t.Fatalf("second response: status %d, fields %v", resp.Status, resp.Headers)
+	}
+	if c := cap(rw.header.list); c > maxKeptHeaders {
+		t.Fatalf("header list kept with capacity %d, want at most %d", c, maxKeptHeaders)
 	}
 }
