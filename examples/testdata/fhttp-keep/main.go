@@ -4,8 +4,8 @@
 // the SDK carves requests and their strings from and across garbage collections.
 // bench/guestkeep_test.go sends it a run of distinct requests; every response says
 // "ok" or names what changed, and echoes the request's path and X-Id through response
-// headers set by lower-case names (canonicalised by the SDK, from its name cache after
-// the first request).
+// headers set by lower-case names: literals, which the SDK's name cache holds after the
+// first request, and one made on the heap, which it must not hold.
 package main
 
 import (
@@ -15,6 +15,10 @@ import (
 
 	http "fermion.dev/fermion/sdk/fhttp"
 )
+
+// heapName is a header name that is not a literal: the name cache keeps only names in
+// the module's static data.
+var heapName = strings.ToLower("X-Heap")
 
 // kept is every request served so far, with copies of what it held when it arrived.
 var kept []keptRequest
@@ -30,6 +34,7 @@ func init() {
 		w.Header().Set("content-type", "text/plain; charset=utf-8")
 		w.Header().Set("x-path", r.URL.Path)
 		w.Header().Add("x-id", r.Header.Get("x-id"))
+		w.Header().Set(heapName, "1")
 		var bad []string
 		for i, k := range kept {
 			got := keptRequest{r: k.r, method: k.r.Method, path: k.r.URL.Path, query: k.r.URL.RawQuery,
