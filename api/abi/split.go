@@ -44,6 +44,80 @@ func SplitRequest(b []byte) (head []byte, headers int, body []byte, err error) {
 	return b[:p:p], int(nh), b[p+4 : end : end], nil
 }
 
+// SplitRequestHead is SplitRequest for a caller that reads the header list in place
+// (HeaderAt) and so needs no count of it: it also records in ends where the head's
+// first four strings (method, URI, host, remote address) end, so that ParseHeadAt can
+// take them from a copy of the head without reading their lengths again. Its results
+// and errors are SplitRequest's.
+//
+// It repeats SplitRequest's walk rather than sharing it (the ABI-only guest calls
+// SplitRequest alone, and a Go wasm guest pays for every call and store), unrolled:
+// each turn of a loop ends in a taken branch, an indirect jump in Go's wasm code.
+func SplitRequestHead(b []byte, ends *[4]int) (head, body []byte, err error) {
+	end := uint64(len(b))
+	p := uint64(0)
+	// Method, URI, host, remote address: a length test each, written out.
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[0] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[1] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[2] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	p += 4 + le32(b, p)
+	ends[3] = int(p)
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	nh := le32(b, p)
+	p += 4
+	if nh*8 > end-p {
+		return nil, nil, ErrTooLarge
+	}
+	for range nh { // a name and a value a turn
+		if p+4 > end {
+			return nil, nil, splitError(p, end)
+		}
+		p += 4 + le32(b, p)
+		if p+4 > end {
+			return nil, nil, splitError(p, end)
+		}
+		p += 4 + le32(b, p)
+	}
+	if p+4 > end {
+		return nil, nil, splitError(p, end)
+	}
+	switch n := p + 4 + le32(b, p); {
+	case n > end:
+		return nil, nil, ErrTooLarge
+	case n < end:
+		return nil, nil, errTrailing
+	}
+	return b[:p:p], b[p+4 : end : end], nil
+}
+
+// ParseHeadAt sets r's Method, URI, Host and RemoteAddr as views of head, a head
+// SplitRequestHead returned (or a copy of it) with ends, and returns its header list
+// for HeaderAt. Anything else may panic.
+func ParseHeadAt(head string, ends *[4]int, r *Request) (headers string) {
+	r.Method = head[4:ends[0]]
+	r.URI = head[ends[0]+4 : ends[1]]
+	r.Host = head[ends[1]+4 : ends[2]]
+	r.RemoteAddr = head[ends[2]+4 : ends[3]]
+	return head[ends[3]+4:]
+}
+
 // splitError is why SplitRequest cannot read a length at p: the string before it ran
 // past the message's end, or the message ends within the length.
 func splitError(p, end uint64) error {

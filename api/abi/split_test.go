@@ -86,6 +86,26 @@ func checkSplit(t *testing.T, in []byte) {
 	if !bytes.Equal(head, wHead) || nh != wNH || !bytes.Equal(body, wBody) {
 		t.Fatalf("%x: head %x, %d headers, body %x; want %x, %d, %x", in, head, nh, body, wHead, wNH, wBody)
 	}
+	// SplitRequestHead agrees with it, and ParseHeadAt's strings from a copy of the
+	// head with ParseRequestHead's.
+	var ends [4]int
+	head2, body2, err2 := abi.SplitRequestHead(in, &ends)
+	if (err2 == nil) != (err == nil) || err2 != nil && err2.Error() != err.Error() || !bytes.Equal(head2, head) || !bytes.Equal(body2, body) {
+		t.Fatalf("%x: SplitRequestHead: head %x, body %x, %v; SplitRequest: %x, %x, %v", in, head2, body2, err2, head, body, err)
+	}
+	if err != nil {
+		return
+	}
+	if cap(head2) != len(head2) || cap(body2) != len(body2) {
+		t.Fatalf("%x: SplitRequestHead's parts are not clipped", in)
+	}
+	var want, got abi.Request
+	abi.ParseRequestHead(string(head), nh, &want)
+	list := abi.ParseHeadAt(string(head2), &ends, &got)
+	if got.Method != want.Method || got.URI != want.URI || got.Host != want.Host || got.RemoteAddr != want.RemoteAddr ||
+		list != string(head[abi.HeaderStart(&want):]) {
+		t.Fatalf("%x: ParseHeadAt %+v, header list %x; ParseRequestHead %+v", in, got, list, want)
+	}
 }
 
 func FuzzSplitRequest(f *testing.F) {

@@ -39,7 +39,8 @@
 //     asked;
 //   - header names and the request target are checked a byte at a time by table lookup,
 //     without a branch per byte: a name that is already canonical, as literals and the
-//     host's names are, costs one such pass;
+//     host's names are, costs one such pass, and a name passed again (a literal is the
+//     same string every time) is found in a small cache by its address instead;
 //   - the Body reads the host's buffer in place, so it must not be read after the
 //     handler returns;
 //   - the response is encoded straight into the buffer the host copies it from, status
@@ -169,7 +170,7 @@ func (noBody) Close() error             { return nil }
 
 var stderr io.Writer = os.Stderr
 
-// areq is the decoded request, copied field by field into a Request.
+// areq is the decoded request's head, copied field by field into a Request.
 var areq abi.Request
 
 // rw is the response writer every request reuses: no handler may use it after
@@ -216,17 +217,24 @@ func newBody() *body {
 // The common request costs the guest no allocation of its own: the head's strings are
 // carved from the arena's blocks, the Request from a block of them, the header is read
 // in place from the head's copy, the Body reads the host's buffer in place, and the
-// response is encoded into the buffer the host copies from.
-func serve(in, out []byte) ([]byte, int32) {
-	ar := &areq
-	fields, err := guest.DecodeRequestHead(in, ar, &arena)
+// response is encoded into the buffer the host copies from. The decoding and the
+// handler's call are written out here, not in functions of their own: in a Go wasm
+// guest every call costs its prologue and its arguments' trip through memory.
+func serve(in, out []byte) (resp []byte, code int32) {
+	var ends [4]int
+	head, body, err := abi.SplitRequestHead(in, &ends)
 	if err != nil {
 		return nil, abi.HandleBadInput
 	}
+	ar := &areq
+	fields := abi.ParseHeadAt(arena.String(head), &ends, ar)
 	w := rw.reset(out)
 	p := newRequest()
 	if err := guest.ParseURI(ar.URI, &p.url); err != nil {
 		Error(w, "bad request: "+err.Error(), StatusBadRequest)
+		if w.bodyAt < 0 {
+			w.writeHead()
+		}
 		return w.finish(), abi.HandleOK
 	}
 	// Field by field: p is zero, and a composite literal would be built aside and
@@ -237,18 +245,36 @@ func serve(in, out []byte) ([]byte, int32) {
 	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
 	r.Header.wire = fields
 	r.Body = NoBody
-	if len(ar.Body) > 0 {
+	if len(body) > 0 {
 		b := newBody()
-		b.Reset(ar.Body)
+		b.Reset(body)
 		r.Body = b
-		r.ContentLength = int64(len(ar.Body))
+		r.ContentLength = int64(len(body))
 	}
 	r.Host = ar.Host
 	r.RemoteAddr = ar.RemoteAddr
 	r.RequestURI = ar.URI
-	if !run(w, r) {
-		rw.out = nil
-		return nil, abi.HandlePanic
+	// A handler that panics gets HandlePanic, and the host discards the instance.
+	// recover is called only then: a request that returns pays for the deferred call
+	// alone.
+	ok := false
+	defer func() {
+		if !ok {
+			if v := recover(); v != nil {
+				fmt.Fprintf(stderr, "panic: %v\n", v)
+			}
+			rw.out = nil
+			resp, code = nil, abi.HandlePanic
+		}
+	}()
+	if handlerFunc != nil {
+		handlerFunc(w, r)
+	} else {
+		handler.ServeHTTP(w, r)
+	}
+	ok = true
+	if w.bodyAt < 0 { // the handler wrote no body
+		w.writeHead()
 	}
 	return w.finish(), abi.HandleOK
 }
@@ -263,22 +289,3 @@ type request struct {
 type body struct{ bytes.Reader }
 
 func (*body) Close() error { return nil }
-
-// run calls the handler and reports false if it panicked: the host then discards the
-// instance. recover is called only then: a request that returns normally pays for the
-// deferred call alone.
-func run(w ResponseWriter, req *Request) (ok bool) {
-	defer func() {
-		if !ok {
-			if v := recover(); v != nil {
-				fmt.Fprintf(stderr, "panic: %v\n", v)
-			}
-		}
-	}()
-	if handlerFunc != nil {
-		handlerFunc(w, req)
-	} else {
-		handler.ServeHTTP(w, req)
-	}
-	return true
-}

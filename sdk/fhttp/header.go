@@ -2,6 +2,7 @@ package fhttp
 
 import (
 	"iter"
+	"unsafe"
 
 	"fermion.dev/fermion/api/abi"
 )
@@ -115,7 +116,16 @@ func (h *Header) Set(name, value string) {
 			return
 		}
 	}
-	h.list = append(h.list, abi.Header{Name: CanonicalHeaderKey(name), Value: value})
+	// CanonicalHeaderKey's cache lookup written out, so that a name found there
+	// costs no call (the whole function is too large to be inlined).
+	k, ok := "", false
+	if c := canonicalCache; c != nil {
+		k, ok = c.get(name)
+	}
+	if !ok {
+		k = CanonicalHeaderKey(name)
+	}
+	h.list = append(h.list, abi.Header{Name: k, Value: value})
 }
 
 // Add appends value to the named header's values.
@@ -128,7 +138,16 @@ func (h *Header) Add(name, value string) {
 	if h.wire != "" {
 		h.own()
 	}
-	h.list = append(h.list, abi.Header{Name: CanonicalHeaderKey(name), Value: value})
+	// CanonicalHeaderKey's cache lookup written out, so that a name found there
+	// costs no call (the whole function is too large to be inlined).
+	k, ok := "", false
+	if c := canonicalCache; c != nil {
+		k, ok = c.get(name)
+	}
+	if !ok {
+		k = CanonicalHeaderKey(name)
+	}
+	h.list = append(h.list, abi.Header{Name: k, Value: value})
 }
 
 // Del removes the named header.
@@ -316,8 +335,25 @@ const (
 //
 // Names are nearly always canonical already (a handler's literals, the host's names),
 // so the test for that is one pass of table lookups without a branch per byte (see
-// sameName); only a name that needs rewriting pays for a second pass and a copy.
+// sameName); only a name that needs rewriting pays for a second pass and a copy. In a
+// guest, a name passed again (the same string, as a literal is) is found in a small
+// cache instead (see nameCache).
 func CanonicalHeaderKey(name string) string {
+	if c := canonicalCache; c != nil {
+		if k, ok := c.get(name); ok {
+			return k
+		}
+		k := canonicalHeaderKey(name)
+		if keepable(name) {
+			c.put(name, k)
+		}
+		return k
+	}
+	return canonicalHeaderKey(name)
+}
+
+// canonicalHeaderKey is CanonicalHeaderKey without the cache.
+func canonicalHeaderKey(name string) string {
 	// A letter is wrong if it is lower case at a word's start or upper case inside one;
 	// want holds the classes not allowed at the next byte.
 	const atStart, inWord = notToken | lowerLetter, notToken | upperLetter
@@ -346,7 +382,9 @@ func canonicalize(name string) string {
 		}
 		upper = c == '-'
 	}
-	return string(b)
+	// b is this function's own and never changed again: the string can be it, with
+	// no second copy.
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // isTokenByte reports whether c may appear in a header field name (RFC 9110's tchar).

@@ -20,11 +20,15 @@ type response struct {
 // reset readies w for the next request, whose encoding goes after out.
 func (w *response) reset(out []byte) *response {
 	// Drop the last response's strings (a loop: clear would call the runtime three
-	// times for the usual one or two fields).
+	// times for the usual one or two fields), and a list grown past maxKeptHeaders.
 	for i := range len(w.header.list) {
 		w.header.list[i] = abi.Header{}
 	}
-	w.header = Header{list: w.header.list[:0]}
+	list := w.header.list[:0]
+	if cap(list) > maxKeptHeaders {
+		list = nil
+	}
+	w.header = Header{list: list}
 	w.status = 0
 	w.out = out
 	w.bodyAt = -1
@@ -44,7 +48,17 @@ func (w *response) WriteHeader(status int) {
 // Write appends to the body; the status becomes 200 if nothing set it.
 func (w *response) Write(p []byte) (int, error) {
 	if w.bodyAt < 0 {
-		w.writeHead()
+		// writeHead written out: most handlers write once, and a call costs a Go
+		// wasm guest more than these lines of code.
+		if w.status == 0 {
+			w.status = StatusOK
+		}
+		hs := w.header.list
+		if w.header.m != nil || w.header.wire != "" {
+			hs = w.header.appendTo(nil)
+		}
+		w.out = abi.AppendResponseHead(w.out, w.status, hs)
+		w.bodyAt = len(w.out) - 4
 	}
 	w.out = append(w.out, p...)
 	return len(p), nil
@@ -60,7 +74,8 @@ func (w *response) WriteString(s string) (int, error) {
 }
 
 // writeHead encodes the status and headers with an empty body, whose length finish
-// corrects.
+// corrects; it is for a response whose head is not yet written (bodyAt < 0). Write
+// has a copy of it.
 func (w *response) writeHead() {
 	if w.status == 0 {
 		w.status = StatusOK
@@ -73,17 +88,14 @@ func (w *response) writeHead() {
 	w.bodyAt = len(w.out) - 4
 }
 
-// finish completes the encoding and returns it, ready for the host.
+// finish completes the encoding, whose head must be written (see writeHead), and
+// returns it, ready for the host. It is small enough to be inlined into serve, which
+// is why it neither writes the head nor drops a grown header list (reset does).
 func (w *response) finish() []byte {
-	if w.bodyAt < 0 {
-		w.writeHead()
-	}
-	n := uint32(len(w.out) - w.bodyAt - 4)
-	w.out[w.bodyAt], w.out[w.bodyAt+1], w.out[w.bodyAt+2], w.out[w.bodyAt+3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
 	out := w.out
 	w.out = nil
-	if cap(w.header.list) > maxKeptHeaders {
-		w.header.list = nil
-	}
+	n := uint32(len(out) - w.bodyAt - 4)
+	b := out[w.bodyAt : w.bodyAt+4]
+	b[0], b[1], b[2], b[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
 	return out
 }

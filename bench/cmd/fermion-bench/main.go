@@ -1121,7 +1121,12 @@ func guestCalls(args []string) error {
 	cpuCalls := fs.Int("cpu-calls", 20000, "calls per round of the CPU measurement under the compiler (0: skip it)")
 	cpuRounds := fs.Int("cpu-rounds", 7, "rounds of the CPU measurement")
 	baseRoot := fs.String("base-root", "", "also build the guest from this checkout (e.g. an earlier commit's git archive) and measure both CPUs in alternating rounds, the base first")
+	uri := fs.String("uri", guestCallRequest.URI, "request target to send (a longer one shows per-byte costs)")
 	fs.Parse(args)
+	if !strings.HasPrefix(*uri, "/") {
+		return fmt.Errorf("-uri %q: want a request target starting with /, such as /hello?x=1", *uri)
+	}
+	guestCallRequest.URI = *uri
 	r, err := root()
 	if err != nil {
 		return err

@@ -70,19 +70,3 @@ func DecodeRequest(in []byte, r *abi.Request, a *Arena) error {
 	r.Body = body
 	return nil
 }
-
-// DecodeRequestHead is DecodeRequest without decoding the header fields: r gets every
-// field but Headers (left empty), and fields is the header list, copied with the
-// rest of the head, for abi.HeaderAt to read when the handler asks. A handler that
-// reads no header, as most read one or two, then costs neither a slice of entries
-// nor the pass that fills it.
-func DecodeRequestHead(in []byte, r *abi.Request, a *Arena) (fields string, err error) {
-	head, _, body, err := abi.SplitRequest(in)
-	if err != nil {
-		return "", err
-	}
-	h := a.String(head)
-	abi.ParseRequestHead(h, 0, r)
-	r.Body = body
-	return h[abi.HeaderStart(r):], nil
-}

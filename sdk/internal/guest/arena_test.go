@@ -87,34 +87,3 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
-
-func TestDecodeRequestHead(t *testing.T) {
-	want := abi.Request{Method: "PUT", URI: "/x?y", Host: "h", RemoteAddr: "r:1",
-		Headers: []abi.Header{{Name: "A", Value: "1"}, {Name: "B", Value: strings.Repeat("b", 100)}, {Name: "C", Value: ""}}, Body: []byte("body")}
-	in := abi.AppendRequest(nil, &want)
-	var a Arena
-	var r abi.Request
-	fields, err := DecodeRequestHead(in, &r, &a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if &r.Body[0] != &in[len(in)-4] {
-		t.Fatal("body is a copy, want a view of the input")
-	}
-	clear(in) // the fields, like the strings, are the arena's copy
-	var got []abi.Header
-	for q := 0; q < len(fields); {
-		var h abi.Header
-		h, q = abi.HeaderAt(fields, q)
-		got = append(got, h)
-	}
-	if r.Method != want.Method || r.URI != want.URI || r.Host != want.Host || r.RemoteAddr != want.RemoteAddr ||
-		len(r.Headers) != 0 || len(got) != 3 || got[0] != want.Headers[0] || got[1] != want.Headers[1] || got[2] != want.Headers[2] {
-		t.Fatalf("%+v, fields %q", r, got)
-	}
-	for _, bad := range [][]byte{nil, {1, 2}, append(abi.AppendRequest(nil, &want), 0)} {
-		if _, err := DecodeRequestHead(bad, &r, &a); err == nil {
-			t.Fatalf("%x: no error", bad)
-		}
-	}
-}
