@@ -76,28 +76,7 @@ func TestRequestMetricsMatchPrometheus(t *testing.T) {
 // histogram returns the histogram series of name whose labels are labels, or nil.
 func histogram(t *testing.T, m *telemetry.Metrics, name string, labels map[string]string) *dto.Histogram {
 	t.Helper()
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, s := range mf.GetMetric() {
-			if len(s.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, lp := range s.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue series
-				}
-			}
-			return s.GetHistogram()
-		}
-	}
-	return nil
+	return series(t, m, name, labels).GetHistogram()
 }
 
 // BenchmarkFunctionRequest is what the gateway records per request (telemetry on) in

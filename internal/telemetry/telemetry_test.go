@@ -238,6 +238,16 @@ func TestNewSpanContext(t *testing.T) {
 // exists.
 func counter(t *testing.T, m *telemetry.Metrics, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
+	s := series(t, m, name, labels)
+	if s == nil {
+		return 0, false
+	}
+	return value(s), true
+}
+
+// series returns the series of name whose labels are exactly labels, or nil.
+func series(t *testing.T, m *telemetry.Metrics, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -246,20 +256,20 @@ func counter(t *testing.T, m *telemetry.Metrics, name string, labels map[string]
 		if mf.GetName() != name {
 			continue
 		}
-	series:
+	next:
 		for _, s := range mf.GetMetric() {
 			if len(s.GetLabel()) != len(labels) {
 				continue
 			}
 			for _, lp := range s.GetLabel() {
 				if labels[lp.GetName()] != lp.GetValue() {
-					continue series
+					continue next
 				}
 			}
-			return value(s), true
+			return s
 		}
 	}
-	return 0, false
+	return nil
 }
 
 func value(s *dto.Metric) float64 {
