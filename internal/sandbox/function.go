@@ -535,16 +535,24 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		reason = telemetry.ReasonRecycled
 	}
 	if reason == "" {
+		// A guest's memory only grows, and seldom after its first requests: most
+		// requests write no memory figure. Everything but the pool's own words is
+		// written before the lock, which then covers only what requests share.
 		size := int64(inst.mem.Size())
+		grew := size - inst.memBytes
+		if inst.rec != nil { // before another request can take it
+			if grew != 0 {
+				inst.rec.memBytes.Store(uint64(size))
+			}
+			inst.rec.state.Store(stateIdle)
+		}
 		inst.release()
 		f.mu.Lock()
-		f.memBytes += size - inst.memBytes
-		inst.memBytes = size
+		if grew != 0 {
+			f.memBytes += grew
+			inst.memBytes = size
+		}
 		if !f.closed {
-			if inst.rec != nil { // before another request can take it
-				inst.rec.memBytes.Store(uint64(size))
-				inst.rec.state.Store(stateIdle)
-			}
 			f.idle = append(f.idle, inst)
 			f.slots.releaseLocked()
 			f.mu.Unlock()
