@@ -142,6 +142,44 @@ type Stats struct {
 // Function is one loaded function version: a compiled module, its runtime (which
 // carries the memory limit) and a pool of instances.
 type Function struct {
+	// The pool comes first: the words every request writes (mu to closed) then lie in
+	// one 128-byte-aligned block, as the allocator puts a Function 8 bytes into a slot
+	// aligned to its size class (1 KiB): one pair of cache lines, which x86 cores fetch
+	// together, moves between the cores serving requests, not three lines as when they
+	// sat mid-struct. TestPoolWordsTogether keeps them there.
+
+	// mu guards the pool and its concurrency slots: a request takes a slot and the
+	// warmest idle instance in one critical section and gives both back in another
+	// (see acquire). It is held only for list and counter updates; what it orders with
+	// other locks: f.mu may be taken under nothing of the request path, and nothing but
+	// waiter hand-offs (a send on a buffered channel) and leaf locks is taken under it.
+	mu sync.Mutex
+	// slots bounds concurrent requests: busy of limit are taken. A request holds a slot
+	// for as long as it uses an instance, so busy instances never outnumber slots; for
+	// reactors limit is at most max_instances, which is what keeps the pool within its
+	// cap. Top-ups hold a slot while they create an instance, and Close waits for busy
+	// to reach zero.
+	slots slots
+	idle  []*instance // LIFO: the most recently used instance is the warmest
+	total int         // live instances, idle and busy
+	// Autoscaling (reactors): peak is the most instances serving requests at once since
+	// the last tick, which folds it into scaler; desired is scaler's size for the pool,
+	// the floor that top-ups fill and idle reaping keeps. toppingUp counts the instances
+	// top-ups are creating: live, not idle, but serving no request, so not demand.
+	toppingUp int
+	peak      int
+	memBytes  int64 // linear memory of the live instances, as of their last release
+	closed    bool
+	desired   int
+	scaler    *autoscale.Recommender
+	// replace counts instances discarded after a request that left the pool below its
+	// desired size: the next that many top-up starts replace them (StartReplace),
+	// whichever top-up goroutine makes them.
+	replace int
+
+	stop chan struct{}
+	wg   sync.WaitGroup // reaper and top-up goroutines
+
 	engine   *Engine
 	spec     Spec
 	id       string
@@ -177,38 +215,6 @@ type Function struct {
 	memPool memoryPool
 
 	lastInst atomic.Uint64 // the last instance's number (Response.Instance)
-
-	// mu guards the pool and its concurrency slots: a request takes a slot and the
-	// warmest idle instance in one critical section and gives both back in another
-	// (see acquire). It is held only for list and counter updates; what it orders with
-	// other locks: f.mu may be taken under nothing of the request path, and nothing but
-	// waiter hand-offs (a send on a buffered channel) and leaf locks is taken under it.
-	mu sync.Mutex
-	// slots bounds concurrent requests: busy of limit are taken. A request holds a slot
-	// for as long as it uses an instance, so busy instances never outnumber slots; for
-	// reactors limit is at most max_instances, which is what keeps the pool within its
-	// cap. Top-ups hold a slot while they create an instance, and Close waits for busy
-	// to reach zero.
-	slots    slots
-	idle     []*instance // LIFO: the most recently used instance is the warmest
-	total    int         // live instances, idle and busy
-	memBytes int64       // linear memory of the live instances, as of their last release
-	closed   bool
-	// Autoscaling (reactors): peak is the most instances serving requests at once since
-	// the last tick, which folds it into scaler; desired is scaler's size for the pool,
-	// the floor that top-ups fill and idle reaping keeps. toppingUp counts the instances
-	// top-ups are creating: live, not idle, but serving no request, so not demand.
-	peak      int
-	desired   int
-	toppingUp int
-	scaler    *autoscale.Recommender
-	// replace counts instances discarded after a request that left the pool below its
-	// desired size: the next that many top-up starts replace them (StartReplace),
-	// whichever top-up goroutine makes them.
-	replace int
-
-	stop chan struct{}
-	wg   sync.WaitGroup // reaper and top-up goroutines
 }
 
 func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.CompiledModule, kind string) *Function {

@@ -1,6 +1,9 @@
 package sandbox
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // TestSlotsHandOff walks the semaphore through its states: slots taken up to the
 // limit, waiters served oldest first by hand-off (the slot stays taken), a waiter that
@@ -65,4 +68,38 @@ func TestSlotsHandOff(t *testing.T) {
 		}
 	}()
 	s.releaseLocked()
+}
+
+// TestPoolWordsTogether: the words every request writes lie within one 128-byte-aligned
+// block of memory, one pair of cache lines (see the Function type): they are the
+// Function's first fields, and its allocation (size class 1 KiB, after the 8-byte
+// header the runtime puts before larger objects with pointers) starts 8 bytes into
+// such a block. Adding fields that move Function to a size class of another alignment
+// fails here: put them behind a pointer, or align the pool's words another way.
+func TestPoolWordsTogether(t *testing.T) {
+	var f Function
+	hot := uintptr(0)
+	for _, w := range []struct {
+		name      string
+		off, size uintptr
+	}{
+		{"mu", unsafe.Offsetof(f.mu), unsafe.Sizeof(f.mu)},
+		{"slots", unsafe.Offsetof(f.slots), unsafe.Sizeof(f.slots)},
+		{"idle", unsafe.Offsetof(f.idle), unsafe.Sizeof(f.idle)},
+		{"total", unsafe.Offsetof(f.total), unsafe.Sizeof(f.total)},
+		{"toppingUp", unsafe.Offsetof(f.toppingUp), unsafe.Sizeof(f.toppingUp)},
+		{"peak", unsafe.Offsetof(f.peak), unsafe.Sizeof(f.peak)},
+		{"memBytes", unsafe.Offsetof(f.memBytes), unsafe.Sizeof(f.memBytes)},
+		{"closed", unsafe.Offsetof(f.closed), unsafe.Sizeof(f.closed)},
+	} {
+		hot = max(hot, w.off+w.size)
+	}
+	keep := make([]*Function, 8)
+	for i := range keep {
+		keep[i] = new(Function)
+		if start := uintptr(unsafe.Pointer(keep[i])) % 128; start+hot > 128 {
+			t.Fatalf("a Function (%d bytes) starts %d bytes into a 128-byte block, and its pool's words end %d bytes after that: they span two blocks",
+				unsafe.Sizeof(f), start, hot)
+		}
+	}
 }
