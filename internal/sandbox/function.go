@@ -322,6 +322,15 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		}
 		return f.invokeCommand(ctx, req)
 	}
+	// The slot goes back with the instance (putInstance), or here when there is none.
+	// Deferred so that a panic on the way (a bug: wazero turns the guest's own into
+	// errors) does not keep it, which Close would wait for.
+	held := true
+	defer func() {
+		if held {
+			f.releaseSlot()
+		}
+	}()
 	cold := false
 	if inst == nil {
 		inst, cold, err = f.getInstance(actx)
@@ -331,7 +340,6 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	}
 	end()
 	if err != nil {
-		f.releaseSlot()
 		return nil, markCold(err, cold)
 	}
 	if cold {
@@ -352,6 +360,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		}
 		f.timeline.request(inst.rec, callEnd, status, err)
 	}
+	held = false
 	f.putInstance(inst, reason) // and the slot
 	if err != nil {
 		return nil, markCold(err, cold)
