@@ -103,3 +103,76 @@ func TestPoolWordsTogether(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSlots runs the semaphore through a sequence of operations, as the pool uses them,
+// against a model: a count of holders and a FIFO list of waiters. Each byte is an
+// operation: take a slot (queuing when none is free, as waitSlot does), a waiter leaving
+// (the next byte picks which), or a holder releasing. After each, the semaphore must
+// agree with the model: no more holders than the limit, waiters only while every slot
+// is held, slots handed over oldest waiter first.
+func FuzzSlots(f *testing.F) {
+	f.Add(uint8(2), []byte{0, 0, 0, 0, 2, 2, 0, 3, 1, 1, 2})
+	f.Add(uint8(1), []byte{0, 0, 0, 0, 2, 1, 2, 2, 2, 0, 2})
+	f.Add(uint8(3), []byte{0, 0, 0, 0, 0, 1, 4, 2, 1, 0, 2, 2, 2, 2})
+	f.Fuzz(func(t *testing.T, limit uint8, ops []byte) {
+		limit = limit%4 + 1
+		s := newSlots(int(limit))
+		holders := 0
+		var queue []*slotWaiter // the model's, oldest first
+		for i := 0; i < len(ops); i++ {
+			switch ops[i] % 3 {
+			case 0: // a request comes
+				if s.tryTakeLocked() {
+					holders++
+				} else {
+					if holders < int(limit) {
+						t.Fatalf("op %d: no slot taken with %d of %d held", i, holders, limit)
+					}
+					queue = append(queue, s.enqueueLocked())
+				}
+			case 1: // a waiter gives up
+				if len(queue) == 0 || i+1 >= len(ops) {
+					continue
+				}
+				i++
+				k := int(ops[i]) % len(queue)
+				if s.leaveLocked(queue[k]) {
+					t.Fatalf("op %d: a waiter still queued in the model was granted a slot", i)
+				}
+				queue = append(queue[:k], queue[k+1:]...)
+			case 2: // a holder is done
+				if holders == 0 {
+					continue
+				}
+				s.releaseLocked()
+				if len(queue) > 0 {
+					w := queue[0]
+					queue = queue[1:]
+					select {
+					case <-w.ready:
+					default:
+						t.Fatalf("op %d: the oldest waiter was not handed the slot", i)
+					}
+					if !s.leaveLocked(w) {
+						t.Fatalf("op %d: a waiter handed a slot lost it on leaving", i)
+					}
+				} else {
+					holders--
+				}
+			}
+			if s.busy != holders || s.waiting != len(queue) {
+				t.Fatalf("op %d: busy %d, waiting %d; the model has %d holders, %d waiters", i, s.busy, s.waiting, holders, len(queue))
+			}
+			w := s.head
+			for k, want := range queue {
+				if w != want {
+					t.Fatalf("op %d: waiter %d of the queue is not the model's", i, k)
+				}
+				w = w.next
+			}
+			if w != nil {
+				t.Fatalf("op %d: the queue is longer than the model's %d", i, len(queue))
+			}
+		}
+	})
+}
