@@ -345,9 +345,6 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	if cold {
 		f.metrics.ColdStart()
 	}
-	if inst.rec != nil {
-		inst.rec.state.Store(stateBusy)
-	}
 	resp, reason, err := f.callReactor(ctx, inst, req)
 	// lastUsed is the call's end (callReactor). Read before putInstance: once back in
 	// the pool, the instance is another request's, whose call sets it again (go test
@@ -551,15 +548,13 @@ func (f *Function) putInstance(inst *instance, reason string) {
 	}
 	if reason == "" {
 		// A guest's memory only grows, and seldom after its first requests: most
-		// requests write no memory figure. Everything but the pool's own words is
-		// written before the lock, which then covers only what requests share.
+		// requests write no memory figure. The record's is written before the lock,
+		// which then covers only what requests share. (Whether it is busy or idle, the
+		// timeline reads from the idle list: Timelines.)
 		size := int64(inst.mem.Size())
 		grew := size - inst.memBytes
-		if inst.rec != nil { // before another request can take it
-			if grew != 0 {
-				inst.rec.memBytes.Store(uint64(size))
-			}
-			inst.rec.state.Store(stateIdle)
+		if grew != 0 && inst.rec != nil { // before another request can take it
+			inst.rec.memBytes.Store(uint64(size))
 		}
 		inst.release()
 		f.mu.Lock()

@@ -340,3 +340,38 @@ func TestSlotsCloseWithWaiters(t *testing.T) {
 		})
 	}
 }
+
+// TestTimelineBusyFromPool: an instance serving a request shows busy in its timeline,
+// and idle again once back in the pool, though the request path records neither.
+func TestTimelineBusyFromPool(t *testing.T) {
+	target := newGatedTarget(t)
+	e, _ := newEngine(t)
+	s := dialSpec(t, target, 2, time.Minute)
+	s.Scaling.MinWarm = 2
+	f := load(t, e, s)
+	states := func() string {
+		tls, _ := f.Timelines()
+		var out []string
+		for _, tl := range tls {
+			out = append(out, tl.State)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := states(); got != "idle,idle" {
+		t.Fatalf("states of two warm instances: %s", got)
+	}
+	done := make(chan error, 1)
+	invokeAsync(context.Background(), f, target.request(0), done)
+	target.waitInside(t, 1)
+	// The request took the warmest instance: the last made, the second listed.
+	if got := states(); got != "idle,busy" {
+		t.Fatalf("states with a request in flight: %s, want idle,busy", got)
+	}
+	target.open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := states(); got != "idle,idle" {
+		t.Fatalf("states after the request: %s", got)
+	}
+}
