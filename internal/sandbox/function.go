@@ -142,6 +142,44 @@ type Stats struct {
 // Function is one loaded function version: a compiled module, its runtime (which
 // carries the memory limit) and a pool of instances.
 type Function struct {
+	// The pool comes first: the words every request writes (mu to closed) then lie in
+	// one 128-byte-aligned block, as the allocator puts a Function 8 bytes into a slot
+	// aligned to its size class (1 KiB): one pair of cache lines, which x86 cores fetch
+	// together, moves between the cores serving requests, not three lines as when they
+	// sat mid-struct. TestPoolWordsTogether keeps them there.
+
+	// mu guards the pool and its concurrency slots: a request takes a slot and the
+	// warmest idle instance in one critical section and gives both back in another
+	// (see acquire). It is held only for list and counter updates; what it orders with
+	// other locks: f.mu may be taken under nothing of the request path, and nothing but
+	// waiter hand-offs (a send on a buffered channel) and leaf locks is taken under it.
+	mu sync.Mutex
+	// slots bounds concurrent requests: busy of limit are taken. A request holds a slot
+	// for as long as it uses an instance, so busy instances never outnumber slots; for
+	// reactors limit is at most max_instances, which is what keeps the pool within its
+	// cap. Top-ups hold a slot while they create an instance, and Close waits for busy
+	// to reach zero.
+	slots slots
+	idle  []*instance // LIFO: the most recently used instance is the warmest
+	total int         // live instances, idle and busy
+	// Autoscaling (reactors): peak is the most instances serving requests at once since
+	// the last tick, which folds it into scaler; desired is scaler's size for the pool,
+	// the floor that top-ups fill and idle reaping keeps. toppingUp counts the instances
+	// top-ups are creating: live, not idle, but serving no request, so not demand.
+	toppingUp int
+	peak      int
+	memBytes  int64 // linear memory of the live instances, as of their last release
+	closed    bool
+	desired   int
+	scaler    *autoscale.Recommender
+	// replace counts instances discarded after a request that left the pool below its
+	// desired size: the next that many top-up starts replace them (StartReplace),
+	// whichever top-up goroutine makes them.
+	replace int
+
+	stop chan struct{}
+	wg   sync.WaitGroup // reaper and top-up goroutines
+
 	engine   *Engine
 	spec     Spec
 	id       string
@@ -176,33 +214,7 @@ type Function struct {
 	// (memory_linux.go).
 	memPool memoryPool
 
-	// slots bounds concurrent requests. A request holds a slot for as long as it uses an
-	// instance, so busy instances never outnumber slots; for reactors the capacity is at
-	// most max_instances, which is what keeps the pool within its cap.
-	slots chan struct{}
-
 	lastInst atomic.Uint64 // the last instance's number (Response.Instance)
-
-	mu       sync.Mutex
-	idle     []*instance // LIFO: the most recently used instance is the warmest
-	total    int         // live instances, idle and busy
-	memBytes int64       // linear memory of the live instances, as of their last release
-	closed   bool
-	// Autoscaling (reactors): peak is the most instances serving requests at once since
-	// the last tick, which folds it into scaler; desired is scaler's size for the pool,
-	// the floor that top-ups fill and idle reaping keeps. toppingUp counts the instances
-	// top-ups are creating: live, not idle, but serving no request, so not demand.
-	peak      int
-	desired   int
-	toppingUp int
-	scaler    *autoscale.Recommender
-	// replace counts instances discarded after a request that left the pool below its
-	// desired size: the next that many top-up starts replace them (StartReplace),
-	// whichever top-up goroutine makes them.
-	replace int
-
-	stop chan struct{}
-	wg   sync.WaitGroup // reaper and top-up goroutines
 }
 
 func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.CompiledModule, kind string) *Function {
@@ -228,7 +240,7 @@ func newFunction(e *Engine, spec Spec, rt wazero.Runtime, compiled wazero.Compil
 		logger:   logger,
 		tracer:   e.tracer,
 		tracing:  e.tracing,
-		slots:    make(chan struct{}, capacity),
+		slots:    newSlots(capacity),
 		stop:     make(chan struct{}),
 	}
 	target := spec.Scaling.TargetUtilizationPercentage
@@ -291,23 +303,18 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 			span.End()
 		}
 	}
-	if err := f.acquireSlot(actx); err != nil {
+	inst, err := f.acquire(ctx, actx)
+	if err != nil {
 		if f.tracing {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		end()
 		return nil, err
 	}
-	defer func() { <-f.slots }()
-	if err := ctx.Err(); err != nil {
-		// The client left while the request waited: running it would only interrupt it
-		// at once and cost the pool an instance.
-		end()
-		return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled before it started", Err: err}
-	}
 
 	if f.abi == ABICommand {
 		end()
+		defer f.releaseSlot()
 		select {
 		case <-f.stop: // the runtime may be closed if Close stopped waiting for requests
 			return nil, errClosed(f.id)
@@ -315,7 +322,19 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		}
 		return f.invokeCommand(ctx, req)
 	}
-	inst, cold, err := f.getInstance(actx)
+	// The slot goes back with the instance (putInstance), or here when there is none.
+	// Deferred so that a panic on the way (a bug: wazero turns the guest's own into
+	// errors) does not keep it, which Close would wait for.
+	held := true
+	defer func() {
+		if held {
+			f.releaseSlot()
+		}
+	}()
+	cold := false
+	if inst == nil {
+		inst, cold, err = f.getInstance(actx)
+	}
 	if f.tracing {
 		span.SetAttributes(attribute.Bool("fermion.cold", cold))
 	}
@@ -325,9 +344,6 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	}
 	if cold {
 		f.metrics.ColdStart()
-	}
-	if inst.rec != nil {
-		inst.rec.state.Store(stateBusy)
 	}
 	resp, reason, err := f.callReactor(ctx, inst, req)
 	// lastUsed is the call's end (callReactor). Read before putInstance: once back in
@@ -341,7 +357,8 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		}
 		f.timeline.request(inst.rec, callEnd, status, err)
 	}
-	f.putInstance(inst, reason)
+	held = false
+	f.putInstance(inst, reason) // and the slot
 	if err != nil {
 		return nil, markCold(err, cold)
 	}
@@ -358,45 +375,104 @@ func markCold(err error, cold bool) error {
 	return err
 }
 
-// acquireSlot takes a concurrency slot, waiting at most the queue timeout. A function
-// that is closing refuses at once, even while waiting: Close holds every slot, so a
-// waiting request would otherwise time out and be counted as over the concurrency limit.
-func (f *Function) acquireSlot(ctx context.Context) error {
-	// Fast path: two single-case selects, which compile to plain channel operations
-	// (one two-case select costs a general selectgo on every request).
-	select {
-	case f.slots <- struct{}{}:
-		select {
-		case <-f.stop:
-			<-f.slots
-			return errClosed(f.id)
-		default:
-			return nil
+// acquire takes a concurrency slot and, for a reactor, the most recently used idle
+// instance, or nil when none is idle (the caller then makes one: getInstance).
+//
+// Why one critical section: a request used to take its slot from a buffered channel
+// and its instance under f.mu, and to give both back the same way: four lock and
+// unlock pairs per request on two words every request shares, each a cache line that
+// moves between cores when two of them serve. Under one mutex, slot and instance are
+// one lock pair each way (putInstance gives both back). Only a request that finds
+// every slot taken goes the slow way (waitSlot), queued in order; so does one whose
+// client has already left, so that a closing function still answers "closed" first.
+func (f *Function) acquire(ctx, actx context.Context) (*instance, error) {
+	if ctx.Err() == nil {
+		f.mu.Lock()
+		if !f.closed && f.slots.tryTakeLocked() {
+			var inst *instance
+			if n := len(f.idle); n > 0 {
+				inst = f.idle[n-1]
+				f.idle[n-1] = nil
+				f.idle = f.idle[:n-1]
+				f.peak = max(f.peak, f.serving())
+			}
+			f.mu.Unlock()
+			if inst != nil {
+				inst.hold()
+			}
+			return inst, nil
 		}
-	default:
+		f.mu.Unlock()
 	}
-	select {
-	case <-f.stop:
+	if err := f.waitSlot(actx); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		// The client left while the request waited: running it would only interrupt it
+		// at once and cost the pool an instance.
+		f.releaseSlot()
+		return nil, &Error{Status: 499, Reason: telemetry.ReasonCanceled, Msg: "request canceled before it started", Err: err}
+	}
+	return nil, nil
+}
+
+// waitSlot takes a concurrency slot, waiting at most the queue timeout. A function that
+// is closing refuses at once, even while waiting: a waiting request would otherwise
+// time out and be counted as over the concurrency limit.
+func (f *Function) waitSlot(ctx context.Context) error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
 		return errClosed(f.id)
-	default:
 	}
-	if f.spec.Limits.QueueTimeout > 0 {
-		t := time.NewTimer(f.spec.Limits.QueueTimeout)
-		defer t.Stop()
-		select {
-		case f.slots <- struct{}{}:
-			return nil
-		case <-f.stop:
-			return errClosed(f.id)
-		case <-t.C:
-		case <-ctx.Done():
-			// 499 (client closed request): the client left; not a server error.
-			return &Error{Status: 499, Reason: telemetry.ReasonCanceled,
-				Msg: "request canceled while waiting for an instance", Err: ctx.Err()}
-		}
+	if f.slots.tryTakeLocked() {
+		f.mu.Unlock()
+		return nil
 	}
-	f.metrics.LimitRejection(telemetry.LimitConcurrency)
-	return errOverloaded(f.id, cap(f.slots))
+	if f.spec.Limits.QueueTimeout <= 0 {
+		f.mu.Unlock()
+		f.metrics.LimitRejection(telemetry.LimitConcurrency)
+		return errOverloaded(f.id, f.slots.limit)
+	}
+	w := f.slots.enqueueLocked()
+	f.mu.Unlock()
+
+	t := time.NewTimer(f.spec.Limits.QueueTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case <-w.ready:
+		return nil
+	case <-f.stop:
+		err = errClosed(f.id)
+	case <-t.C:
+		f.metrics.LimitRejection(telemetry.LimitConcurrency)
+		err = errOverloaded(f.id, f.slots.limit)
+	case <-ctx.Done():
+		// 499 (client closed request): the client left; not a server error.
+		err = &Error{Status: 499, Reason: telemetry.ReasonCanceled,
+			Msg: "request canceled while waiting for an instance", Err: ctx.Err()}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.slots.leaveLocked(w) {
+		return err
+	}
+	// Handed a slot as it gave up: the request runs after all (its client's leaving is
+	// Invoke's to answer), unless the function is closing.
+	if f.closed {
+		f.slots.releaseLocked()
+		return errClosed(f.id)
+	}
+	return nil
+}
+
+// releaseSlot gives back a slot taken with no instance, or whose instance was not put
+// back (putInstance gives back both under one lock).
+func (f *Function) releaseSlot() {
+	f.mu.Lock()
+	f.slots.releaseLocked()
+	f.mu.Unlock()
 }
 
 // getInstance pops a warm instance or creates one. The caller holds a slot.
@@ -407,6 +483,7 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		return nil, false, errClosed(f.id)
 	}
 	if n := len(f.idle); n > 0 {
+		// One went idle since acquire looked (or the request waited for its slot).
 		inst := f.idle[n-1]
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
@@ -462,24 +539,32 @@ func (f *Function) startFailed(err error) *Error {
 }
 
 // putInstance returns an instance to the pool, or discards it when reason is set, it
-// reached max_requests_per_instance, or the function is closing.
+// reached max_requests_per_instance, or the function is closing; and gives back the
+// request's slot, in the same critical section when the instance goes back to the pool.
 func (f *Function) putInstance(inst *instance, reason string) {
 	inst.uses++ // lastUsed: set by callReactor from the clock read that ends the call
 	if reason == "" && f.spec.Scaling.MaxRequestsPerInstance > 0 && inst.uses >= f.spec.Scaling.MaxRequestsPerInstance {
 		reason = telemetry.ReasonRecycled
 	}
 	if reason == "" {
+		// A guest's memory only grows, and seldom after its first requests: most
+		// requests write no memory figure. The record's is written before the lock,
+		// which then covers only what requests share. (Whether it is busy or idle, the
+		// timeline reads from the idle list: Timelines.)
 		size := int64(inst.mem.Size())
+		grew := size - inst.memBytes
+		if grew != 0 && inst.rec != nil { // before another request can take it
+			inst.rec.memBytes.Store(uint64(size))
+		}
 		inst.release()
 		f.mu.Lock()
-		f.memBytes += size - inst.memBytes
-		inst.memBytes = size
+		if grew != 0 {
+			f.memBytes += grew
+			inst.memBytes = size
+		}
 		if !f.closed {
-			if inst.rec != nil { // before another request can take it
-				inst.rec.memBytes.Store(uint64(size))
-				inst.rec.state.Store(stateIdle)
-			}
 			f.idle = append(f.idle, inst)
+			f.slots.releaseLocked()
 			f.mu.Unlock()
 			return
 		}
@@ -492,7 +577,10 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		f.replace++
 	}
 	f.mu.Unlock()
+	// Before the request's slot is free: a pool whose every slot is taken is busy
+	// anyway, and the next tick tops it up.
 	f.topUp()
+	f.releaseSlot()
 }
 
 // discard closes an instance that is not in the idle list.
@@ -553,15 +641,11 @@ func (f *Function) topUp() {
 	if !need {
 		f.replace = 0 // a request's new instance took the discarded one's place
 	}
+	if !need || !f.slots.tryTakeLocked() {
+		f.mu.Unlock()
+		return
+	}
 	f.mu.Unlock()
-	if !need {
-		return
-	}
-	select {
-	case f.slots <- struct{}{}:
-	default:
-		return
-	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -569,8 +653,8 @@ func (f *Function) topUp() {
 			f.mu.Lock()
 			if f.closed || f.total >= f.desired {
 				f.replace = 0
+				f.slots.releaseLocked()
 				f.mu.Unlock()
-				<-f.slots
 				return
 			}
 			var reason string
@@ -596,8 +680,8 @@ func (f *Function) topUp() {
 				if reason == telemetry.StartReplace {
 					f.replace++ // still to replace: the next tick's start does
 				}
+				f.slots.releaseLocked()
 				f.mu.Unlock()
-				<-f.slots
 				var nm *nodeMemoryError
 				if errors.As(err, &nm) {
 					// Not a fault of the function: the node is full. Requests that need
@@ -608,31 +692,35 @@ func (f *Function) topUp() {
 				}
 				return
 			}
-			f.putInstanceFresh(inst)
-			// The next instance needs a slot of its own: give this one back first, so that
-			// a request waiting for one gets it (and the instance just made).
-			<-f.slots
-			select {
-			case f.slots <- struct{}{}:
-			default:
+			if !f.putInstanceFresh(inst) {
 				return
 			}
 		}
 	}()
 }
 
-// putInstanceFresh adds an instance a top-up created, never used, to the idle list.
-func (f *Function) putInstanceFresh(inst *instance) {
+// putInstanceFresh adds an instance a top-up created, never used, to the idle list. It
+// reports whether the top-up keeps its slot for the next instance: when a request
+// waits for one, the slot goes to it (and so, most likely, does the instance just
+// made), and the top-up ends.
+func (f *Function) putInstanceFresh(inst *instance) (keepSlot bool) {
 	inst.release()
 	f.mu.Lock()
 	f.toppingUp--
 	if f.closed {
+		f.slots.releaseLocked()
 		f.mu.Unlock()
 		f.discard(inst, telemetry.ReasonClosed)
-		return
+		return false
 	}
 	f.idle = append(f.idle, inst)
+	if f.slots.waiting > 0 {
+		f.slots.releaseLocked()
+		f.mu.Unlock()
+		return false
+	}
 	f.mu.Unlock()
+	return true
 }
 
 // startReaper runs the pool's housekeeping: every second (or every idle_timeout/2 when
@@ -711,18 +799,19 @@ func (f *Function) Close(ctx context.Context) error {
 		return nil
 	}
 	f.closed = true
+	// No slot is taken from here on: once every one is back, no request is in flight.
+	drained := f.slots.drainLocked()
 	f.mu.Unlock()
-	close(f.stop)
+	close(f.stop) // wakes the queued requests, which leave refused
 
-	// Taking every slot means no request is in flight.
-	taken := 0
-take:
-	for taken < cap(f.slots) {
+	done := true
+	select {
+	case <-drained:
+	default:
 		select {
-		case f.slots <- struct{}{}:
-			taken++
+		case <-drained:
 		case <-ctx.Done():
-			break take
+			done = false
 		}
 	}
 	f.wg.Wait()
@@ -734,13 +823,11 @@ take:
 		f.discard(inst, telemetry.ReasonClosed)
 	}
 	f.engine.metrics.Forget(f.spec.Name, f.spec.Version)
-	if taken < cap(f.slots) {
+	if !done {
 		f.engine.closing.Add(1)
 		go func() {
 			defer f.engine.closing.Done()
-			for ; taken < cap(f.slots); taken++ {
-				f.slots <- struct{}{}
-			}
+			<-drained
 			f.rt.Close(context.Background())
 			closeGrants(f.grants)
 			f.memPool.close()

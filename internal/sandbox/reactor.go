@@ -52,7 +52,7 @@ type instance struct {
 	headers  []abi.Header // header list scratch, reused
 	uses     int
 	lastUsed time.Time
-	memBytes int64         // linear memory counted in Function.memBytes; under Function.mu
+	memBytes int64         // linear memory counted in Function.memBytes: changed under Function.mu, read by the owner
 	lm       *mappedMemory // the linear memory, when Fermion's allocator made it
 	// waited is how long the current guest call has been blocked in host calls that
 	// wait (sleeps, outbound HTTP): subtracted from the call's wall time to give its

@@ -17,10 +17,12 @@ import (
 // bounded list of events. Hooks: newInstance (created, initialised, failed starts,
 // warmup failures), Invoke (requests, failures), putInstance (idle) and discard.
 //
-// The request path only touches the instance's own record with atomics (state,
-// request and error counts, the last request's time, memory); the record's mutex is
+// The request path only touches the instance's own record with atomics (request and
+// error counts, the last request's time, memory when it grew); the record's mutex is
 // taken only for events, which a request adds twice at most in an instance's life
-// (its first request) plus once per failure.
+// (its first request) plus once per failure. A reactor instance's record does not
+// say whether it is busy: Timelines tells from the pool's idle list, sparing every
+// request two atomic stores.
 
 const (
 	// TimelineKeep is how many discarded instances a Function remembers.
@@ -33,7 +35,9 @@ const (
 	timelineDetail = 300
 )
 
-// Instance states in InstanceTimeline.State.
+// Instance states in InstanceTimeline.State. A reactor instance's record stays
+// stateIdle from its start to its discard; Timelines shows it busy while it is out of
+// the idle list. A command module's run is stateBusy once started.
 const (
 	stateStarting uint32 = iota
 	stateIdle
@@ -269,9 +273,23 @@ func clip(s string) string {
 // many discarded ones are no longer held. A command module's instances, one per
 // request, are recorded the same way (invokeCommand).
 func (f *Function) Timelines() ([]v1.InstanceTimeline, int) {
+	var idle map[uint64]bool
+	if f.abi == ABIReactor {
+		f.mu.Lock()
+		idle = make(map[uint64]bool, len(f.idle))
+		for _, inst := range f.idle {
+			idle[inst.id] = true
+		}
+		f.mu.Unlock()
+	}
 	out, dropped := f.timeline.snapshot()
 	for i := range out {
 		out[i].Version = f.spec.Version
+		// Started and live but not in the pool: serving a request (or, for a moment,
+		// made by a top-up on its way to the pool).
+		if idle != nil && out[i].State == stateNames[stateIdle] && !idle[out[i].ID] {
+			out[i].State = stateNames[stateBusy]
+		}
 	}
 	return out, dropped
 }
