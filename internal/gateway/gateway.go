@@ -490,7 +490,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	*req = sandbox.Request{
 		ID:         id,
 		Method:     r.Method,
-		URI:        r.URL.RequestURI(),
+		URI:        requestURI(tc, r),
 		Host:       r.Host,
 		RemoteAddr: r.RemoteAddr,
 		TLS:        r.TLS != nil,

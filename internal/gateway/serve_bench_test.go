@@ -96,6 +96,7 @@ func ownServerRequest(b *testing.B, major int) *http.Request {
 		r.ProtoMajor, r.ProtoMinor = major, 0
 	}
 	r.RemoteAddr = "127.0.0.1:1234"
+	r.RequestURI = "/hello" // as net/http's server sets it from the request line
 	r.Header = http.Header{"User-Agent": {"wrk"}}
 	return r
 }
