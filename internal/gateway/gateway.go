@@ -540,7 +540,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
-		k := http.CanonicalHeaderKey(kv.Name)
+		k := canonicalName(kv.Name)
 		if reservedResponseHeader(k) {
 			continue
 		}
