@@ -335,7 +335,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tc := connOf(r)
 	x := g.exchangeFor(tc, r)
 	defer x.release()
-	ctx := telemetry.Propagator.Extract(r.Context(), telemetry.RequestCarrier(r.Header))
+	// A request of the gateway's own server that brings no traceparent has no parent
+	// span: the server's contexts (ServeHandler sets no BaseContext) carry none, and
+	// Extract would find none in the header. Knowing it saves Extract and, when nothing
+	// records, SpanContextFromContext's walk of every layer of the request's context.
+	noParent := tc != nil && len(r.Header["Traceparent"]) == 0
+	ctx := r.Context()
+	if !noParent {
+		ctx = telemetry.Propagator.Extract(ctx, telemetry.RequestCarrier(r.Header))
+	}
 	tb := g.acquire(x.stripe)
 	defer tb.release(x.stripe)
 	route, ok := tb.match(r.Host, r.URL.Path)
@@ -351,7 +359,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		// Nothing records spans: make the ids only, so they still propagate. The span
 		// goes into the context only for a target that reads it there (below).
-		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(trace.SpanContextFromContext(ctx))}
+		var parent trace.SpanContext
+		if !noParent {
+			parent = trace.SpanContextFromContext(ctx)
+		}
+		x.span = idSpan{Span: noSpan, sc: telemetry.NewSpanContext(parent)}
 		span, idOnly = &x.span, true
 	}
 	// The guest sees the trace context the client gets back (as Propagator.Inject would
@@ -490,7 +502,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	*req = sandbox.Request{
 		ID:         id,
 		Method:     r.Method,
-		URI:        r.URL.RequestURI(),
+		URI:        requestURI(tc, r),
 		Host:       r.Host,
 		RemoteAddr: r.RemoteAddr,
 		TLS:        r.TLS != nil,
@@ -528,7 +540,7 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
-		k := http.CanonicalHeaderKey(kv.Name)
+		k := canonicalName(kv.Name)
 		if reservedResponseHeader(k) {
 			continue
 		}

@@ -86,7 +86,7 @@ func fixedGateway(b *testing.B) *Gateway {
 // ownServerRequest is wrk's GET /hello over HTTP/major as the gateway's own server
 // hands it over: its connection tracked, so an HTTP/1 request reuses the connection's
 // exchange and arms its write deadline directly.
-func ownServerRequest(b *testing.B, major int) *http.Request {
+func ownServerRequest(b testing.TB, major int) *http.Request {
 	conn := &trackedConn{l: &connLimiter{epoch: time.Now()}}
 	r, err := http.NewRequestWithContext(context.WithValue(b.Context(), connKey{}, conn), "GET", "http://bench/hello", nil)
 	if err != nil {
@@ -96,6 +96,7 @@ func ownServerRequest(b *testing.B, major int) *http.Request {
 		r.ProtoMajor, r.ProtoMinor = major, 0
 	}
 	r.RemoteAddr = "127.0.0.1:1234"
+	r.RequestURI = "/hello" // as net/http's server sets it from the request line
 	r.Header = http.Header{"User-Agent": {"wrk"}}
 	return r
 }

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"fermion.dev/fermion/internal/fermiontest"
+	"fermion.dev/fermion/internal/manifest"
+	"fermion.dev/fermion/internal/sandbox"
+)
+
+// headersTarget answers 200 with the given header fields, as a guest would send them.
+type headersTarget struct {
+	fixedTarget
+	header sandbox.Header
+}
+
+func (t *headersTarget) Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Response, error) {
+	resp := req.Reply
+	*resp = sandbox.Response{Status: 200, Header: t.header, Body: fixedBody, End: time.Now()}
+	return resp, nil
+}
+
+// TestResponseHeaderCopy: the guest's fields reach the response map canonically, a name
+// repeated in any spelling keeps every value in order (among few names and many, and
+// for Set-Cookie beside a split's sticky cookie), and the gateway's own fields are
+// neither replaced nor repeated.
+func TestResponseHeaderCopy(t *testing.T) {
+	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
+	var many sandbox.Header
+	var wantMany []string
+	for i := range 12 {
+		name := "X-F" + strings.Repeat("x", i)
+		many = append(many, sandbox.Header{{Name: name, Value: "1"}}...)
+		wantMany = append(wantMany, name)
+	}
+	many = append(many, sandbox.Header{{Name: "x-f", Value: "2"}, {Name: "X-Fxxxxxxxxxx", Value: "2"}}...)
+	tests := []struct {
+		name   string
+		header sandbox.Header
+		split  bool
+		want   http.Header // the guest's fields in the response, besides the gateway's
+	}{
+		{name: "one field", header: sandbox.Header{{Name: "Content-Type", Value: "text/plain"}},
+			want: http.Header{"Content-Type": {"text/plain"}}},
+		{name: "repeated in two spellings", header: sandbox.Header{{Name: "x-multi", Value: "a"}, {Name: "X-Other", Value: "o"}, {Name: "X-MULTI", Value: "b"}},
+			want: http.Header{"X-Multi": {"a", "b"}, "X-Other": {"o"}}},
+		{name: "the gateway's fields are kept", header: sandbox.Header{{Name: "x-request-id", Value: "spoof"}, {Name: "Traceparent", Value: "spoof"}, {Name: "content-length", Value: "1"}},
+			want: http.Header{}},
+		{name: "guest's Date, the first only", header: sandbox.Header{{Name: "date", Value: "d1"}, {Name: "Date", Value: "d2"}},
+			want: http.Header{"Date": {"d1"}}},
+		{name: "guest's cookies beside the split's", split: true, header: sandbox.Header{{Name: "set-cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}},
+			want: http.Header{"Set-Cookie": {"SPLIT", "a=1", "b=2"}}},
+		{name: "many names", header: many, want: func() http.Header {
+			h := http.Header{}
+			for _, n := range wantMany {
+				h[http.CanonicalHeaderKey(n)] = []string{"1"}
+			}
+			h["X-F"] = []string{"1", "2"}
+			h["X-Fxxxxxxxxxx"] = []string{"1", "2"}
+			return h
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New(Config{})
+			route := Route{Prefix: "/hello", Target: &headersTarget{fixedTarget: fixedTarget{spec: spec}, header: tt.header}}
+			if tt.split {
+				route.Split = &Split{Target: &headersTarget{fixedTarget: fixedTarget{spec: spec}, header: tt.header}, Weight: MaxWeight / 2, Sticky: "cookie:side"}
+			}
+			if err := g.SetRoutes([]Route{route}); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []*http.Request{ownServerRequest(t, 1), httpRequest(t)} {
+				w := new(fermiontest.ServerWriter)
+				g.ServeHTTP(w, r)
+				got := w.Header().Clone()
+				for _, k := range []string{"X-Request-Id", "Traceparent"} {
+					if v := got[k]; len(v) != 1 || strings.Contains(v[0], "spoof") {
+						t.Errorf("%s = %q, want the gateway's one value", k, v)
+					}
+					delete(got, k)
+				}
+				if _, ok := tt.want["Date"]; !ok {
+					if v := got["Date"]; len(v) != 1 {
+						t.Errorf("Date = %q, want the gateway's one value", v)
+					}
+					delete(got, "Date")
+				}
+				delete(got, "Content-Length") // the gateway's, for a request not of its server
+				if c := got["Set-Cookie"]; tt.split && len(c) > 0 && strings.HasPrefix(c[0], "side=") {
+					c[0] = "SPLIT"
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("response fields %v, want %v", got, tt.want)
+				}
+				w.Finish()
+			}
+		})
+	}
+}
+
+// httpRequest is a GET /hello built outside the gateway's own server.
+func httpRequest(t testing.TB) *http.Request {
+	r, err := http.NewRequest("GET", "http://test/hello", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkResponseHeaderCopy is ServeHTTP (telemetry off) for guests sending one and
+// four fields, into a header map cleared between requests and no server's copying or
+// writing: what is left is the gateway's own work, its map writes and lookups among it
+// (bench/RESULTS.md, "Gateway trims (gwtrim)").
+func BenchmarkResponseHeaderCopy(b *testing.B) {
+	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
+	for _, tc := range []struct {
+		name   string
+		header sandbox.Header
+	}{
+		{"1field", fixedHeader},
+		{"4fields", sandbox.Header{{Name: "Content-Type", Value: "text/plain"}, {Name: "Cache-Control", Value: "no-store"}, {Name: "X-Served-By", Value: "hello"}, {Name: "Vary", Value: "Accept"}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			g := New(Config{})
+			if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: &headersTarget{fixedTarget: fixedTarget{spec: spec}, header: tc.header}}}); err != nil {
+				b.Fatal(err)
+			}
+			r := ownServerRequest(b, 1)
+			w := &headerWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				g.ServeHTTP(w, r)
+			}
+		})
+	}
+}
