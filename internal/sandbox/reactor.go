@@ -482,7 +482,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		timeout = inst.warmupTimeout
 	}
 	st := &inst.state
-	now := time.Now()
+	now := startClock.now() // one clock reading, not time.Now's two (clock.go)
 	// flush emptied the logs
 	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited, reply: req.Reply}
 	inst.waited = 0
