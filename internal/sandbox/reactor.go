@@ -49,8 +49,7 @@ type instance struct {
 	wakeOnce sync.Once
 	stdout   *guestLog
 	stderr   *guestLog
-	scratch  []byte       // request encoding, reused
-	headers  []abi.Header // header list scratch, reused
+	scratch  []byte // request encoding, reused
 	uses     int
 	lastUsed time.Time
 	memBytes int64         // linear memory counted in Function.memBytes: changed under Function.mu, read by the owner
@@ -575,8 +574,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		}
 	}()
 
-	enc, hdrs := appendRequest(inst.scratch[:0], inst.headers[:0], req)
-	inst.headers = hdrs[:0]
+	enc := appendRequest(inst.scratch[:0], req)
 	inst.scratch = enc[:0]
 	// The guest's buffer only moves when fermion_buf grows it, so one call per request
 	// suffices unless the request is larger than any before it.
@@ -688,15 +686,15 @@ func (f *Function) nearMemoryLimit(inst *instance) bool {
 	return uint64(inst.mem.Size())+1<<20 > f.spec.Limits.MemoryBytes
 }
 
-// appendRequest encodes req into b, using hdrs as scratch for the header list. Names
-// are sent canonical and a name's values adjacent, as package abi promises guests (a
-// map a caller built by hand may hold a name in other spellings; net/http's server's
-// never does, which req.CanonicalHeader says, and then the names are not looked at
-// again: about 20 ns a name). req.Added follow Header's fields, replacing those of the
-// same names.
-func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Header) {
-	r := abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Body: req.Body}
-	r.Headers = hdrs
+// appendRequest encodes req into b. Names are sent canonical and a name's values
+// adjacent, as package abi promises guests (a map a caller built by hand may hold a
+// name in other spellings; net/http's server's never does, which req.CanonicalHeader
+// says, and then the names are not looked at again: about 20 ns a name). req.Added
+// follow Header's fields, replacing those of the same names. The fields go straight
+// from the map into b, not through a list of them first (a typed copy per field).
+func appendRequest(b []byte, req *Request) []byte {
+	b, at := abi.AppendRequestHead(b, req.Method, req.URI, req.Host, req.RemoteAddr)
+	n := 0
 	for k, vs := range req.Header {
 		if !req.CanonicalHeader {
 			k = http.CanonicalHeaderKey(k)
@@ -705,11 +703,14 @@ func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Hea
 			continue
 		}
 		for _, v := range vs {
-			r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
+			b = abi.AppendHeader(b, k, v)
 		}
+		n += len(vs)
 	}
-	r.Headers = append(r.Headers, req.Added...)
-	return abi.AppendRequest(b, &r), r.Headers
+	for _, h := range req.Added {
+		b = abi.AppendHeader(b, h.Name, h.Value)
+	}
+	return abi.FinishRequest(b, at, n+len(req.Added), req.Body)
 }
 
 // instantiateHost registers the "fermion" host module in the function's runtime.
