@@ -92,12 +92,39 @@ const (
 
 // AppendRequest appends the encoding of r to b.
 func AppendRequest(b []byte, r *Request) []byte {
-	b = appendString(b, r.Method)
-	b = appendString(b, r.URI)
-	b = appendString(b, r.Host)
-	b = appendString(b, r.RemoteAddr)
-	b = appendHeaders(b, r.Headers)
-	return appendBytes(b, r.Body)
+	b, at := AppendRequestHead(b, r.Method, r.URI, r.Host, r.RemoteAddr)
+	for _, h := range r.Headers {
+		b = AppendHeader(b, h.Name, h.Value)
+	}
+	return FinishRequest(b, at, len(r.Headers), r.Body)
+}
+
+// AppendRequestHead, AppendHeader and FinishRequest encode a request field by field,
+// for a host whose header fields are not in a []Header (a map): the head, then each
+// field, then the count and the body. Listing the fields first would cost a typed copy
+// of every field into the list and a second pass. AppendRequestHead returns b and
+// where FinishRequest writes the count of fields.
+func AppendRequestHead(b []byte, method, uri, host, remoteAddr string) ([]byte, int) {
+	b = appendString(b, method)
+	b = appendString(b, uri)
+	b = appendString(b, host)
+	b = appendString(b, remoteAddr)
+	at := len(b)
+	return appendU32(b, 0), at
+}
+
+// AppendHeader appends one header field (see AppendRequestHead).
+func AppendHeader(b []byte, name, value string) []byte {
+	b = appendString(b, name)
+	return appendString(b, value)
+}
+
+// FinishRequest writes n, the count of fields appended since AppendRequestHead
+// returned at, and appends the body.
+func FinishRequest(b []byte, at, n int, body []byte) []byte {
+	c := b[at : at+4]
+	c[0], c[1], c[2], c[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	return appendBytes(b, body)
 }
 
 // DecodeRequest decodes a Request. Nothing in r aliases b, because the guest reuses its

@@ -37,6 +37,11 @@ func TestRequestRoundTrip(t *testing.T) {
 	for i := range binary {
 		binary[i] = byte(i)
 	}
+	// More than 255 fields: FinishRequest writes every byte of the count.
+	many := make([]abi.Header, 70000)
+	for i := range many {
+		many[i] = abi.Header{Name: "N", Value: string(rune('a' + i%26))}
+	}
 	tests := []struct {
 		name string
 		req  abi.Request
@@ -45,6 +50,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		{"simple", abi.Request{Method: "GET", URI: "/x?y=1", Host: "h:80", RemoteAddr: "1.2.3.4:5"}},
 		{"headers", abi.Request{Method: "POST", URI: "/", Headers: []abi.Header{{"A", "1"}, {"A", "2"}, {"", ""}, {"B", "ünï"}}}},
 		{"binary body", abi.Request{Method: "PUT", URI: "/b", Body: binary}},
+		{"many headers", abi.Request{Method: "GET", URI: "/", Headers: many, Body: []byte("after the fields")}},
 		{"large body", abi.Request{Method: "PUT", URI: "/big", Body: bytes.Repeat([]byte("xyz"), 1<<20)}},
 		{"outbound", abi.Request{Method: "GET", URI: "https://api.example.com/v1?q=%20", Host: "api.example.com"}},
 	}

@@ -63,7 +63,10 @@ func (f *Function) invokeCommand(ctx context.Context, req *Request) (*Response, 
 		status = resp.Status
 		resp.Instance = inst.id
 	}
-	f.timeline.request(inst.rec, inst.lastUsed, status, err)
+	f.timeline.request(inst.rec, 1, inst.lastUsed, status, err)
+	f.mu.Lock()
+	inst.rec.countLocked(1, inst.lastUsed)
+	f.mu.Unlock()
 	f.timeline.discard(inst.rec, time.Now(), ended, "")
 	return resp, err
 }

@@ -355,7 +355,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		if resp != nil {
 			status = resp.Status
 		}
-		f.timeline.request(inst.rec, callEnd, status, err)
+		f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err) // counted by putInstance
 	}
 	held = false
 	f.putInstance(inst, reason) // and the slot
@@ -562,6 +562,9 @@ func (f *Function) putInstance(inst *instance, reason string) {
 			f.memBytes += grew
 			inst.memBytes = size
 		}
+		if inst.rec != nil {
+			inst.rec.countLocked(uint64(inst.uses), inst.lastUsed)
+		}
 		if !f.closed {
 			f.idle = append(f.idle, inst)
 			f.slots.releaseLocked()
@@ -593,6 +596,9 @@ func (f *Function) discard(inst *instance, reason string) {
 	f.mu.Lock()
 	f.total--
 	f.memBytes -= inst.memBytes
+	if inst.rec != nil && inst.uses > 0 { // an instance discarded after a request
+		inst.rec.countLocked(uint64(inst.uses), inst.lastUsed)
+	}
 	f.mu.Unlock()
 	f.metrics.Discard(reason)
 	f.timeline.discard(inst.rec, time.Now(), reason, "")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +49,7 @@ type instance struct {
 	wakeOnce sync.Once
 	stdout   *guestLog
 	stderr   *guestLog
-	scratch  []byte       // request encoding, reused
-	headers  []abi.Header // header list scratch, reused
+	scratch  []byte // request encoding, reused
 	uses     int
 	lastUsed time.Time
 	memBytes int64         // linear memory counted in Function.memBytes: changed under Function.mu, read by the owner
@@ -64,13 +64,23 @@ type instance struct {
 	warmupTimeout time.Duration
 
 	// The watch timer interrupts the current call at its deadline, or when its client
-	// has gone away (see watch). watchMu orders its firing against the call's end.
+	// has gone away (see watch). watchSeq orders its firing against the call's end
+	// without a lock (see endWatch); watchMu is taken by the timer's firing and by a
+	// call's start only when the timer must be reset.
+	//
+	// watchSeq is the watched call's number times two, 0 between calls; its low bit is
+	// set while watch has claimed the call to look at it. A number rather than the
+	// callState, which every call of the instance reuses: a firing that looked at one
+	// call must not claim the next.
+	watchSeq atomic.Uint64
+	calls    uint64     // calls watched so far; the owner's
+	watched  *callState // the call numbered in watchSeq: written by the owner before, read by watch while it holds the claim
 	watchMu  sync.Mutex
-	watching *callState // the call being watched; nil between calls
-	watchT   *time.Timer
-	// watchAt is when the armed watch timer fires; zero when it is not armed. The timer
-	// stays armed across calls (see startWatch).
-	watchAt time.Time
+	watchT   *time.Timer // under watchMu
+	// watchAt is when the armed watch timer fires, in nanoseconds of the monotonic
+	// clock after monoBase; 0 when it is not armed. Written under watchMu, read by a
+	// call's start without it. The timer stays armed across calls (see startWatch).
+	watchAt atomic.Int64
 }
 
 // cancelPoll is how often a running call looks for its client having gone away. Calls
@@ -78,16 +88,28 @@ type instance struct {
 // is registered on the request's context.
 const cancelPoll = 25 * time.Millisecond
 
+// monoBase is where watchAt counts from: a monotonic reading, so that an instant fits
+// in an atomic int64.
+var monoBase = time.Now()
+
 // watch runs when the watch timer fires: it interrupts the watched call once past its
 // deadline or once its context is done, and otherwise looks again later.
 func (i *instance) watch() {
 	i.watchMu.Lock()
 	defer i.watchMu.Unlock()
-	i.watchAt = time.Time{} // fired: disarmed unless re-armed below
-	st := i.watching
-	if st == nil {
+	// Fired: disarmed unless re-armed below. Stored before watchSeq is loaded, so a
+	// call starting meanwhile either is seen here or sees 0 and arms the timer itself
+	// (startWatch).
+	i.watchAt.Store(0)
+	seq := i.watchSeq.Load()
+	// Claimed, the call cannot end (endWatch waits) nor its state be rewritten for the
+	// next one while it is looked at. A call that ended is not followed: the next
+	// one's start finds the timer disarmed and arms it.
+	if seq == 0 || !i.watchSeq.CompareAndSwap(seq, seq|1) {
 		return // between calls: the next call arms it again
 	}
+	defer i.watchSeq.Store(seq) // endWatch waits for this
+	st := i.watched
 	now := time.Now()
 	switch {
 	case !now.Before(st.deadline):
@@ -97,7 +119,7 @@ func (i *instance) watch() {
 	default:
 		d := min(st.deadline.Sub(now), cancelPoll)
 		i.watchT.Reset(d)
-		i.watchAt = now.Add(d)
+		i.watchAt.Store(int64(now.Add(d).Sub(monoBase)))
 	}
 }
 
@@ -112,27 +134,44 @@ func (i *instance) watch() {
 // short calls (nearly all) touches the runtime's timer heap about once per cancelPoll
 // instead of twice per call; deadlines are as exact as before, each check being due at
 // min(deadline, next poll) from wherever the timer stands.
+//
+// Why no lock on the way (see docs/RATIONALE.md, "Why the watch takes no lock per
+// call"): a call's start stores watchSeq and then loads watchAt; a firing stores
+// watchAt = 0 and then loads watchSeq. Go's atomics are sequentially consistent, so
+// one of the two sees the other's store: either the firing sees this call and checks
+// it, or this start sees the timer disarmed and arms it under watchMu. An armed
+// timer due no later than this call's first check needs nothing more.
 func (i *instance) startWatch(st *callState, now time.Time, timeout time.Duration) {
-	due := now.Add(min(timeout, cancelPoll))
+	due := int64(now.Add(min(timeout, cancelPoll)).Sub(monoBase))
+	i.calls++
+	i.watched = st
+	i.watchSeq.Store(i.calls << 1)
+	if at := i.watchAt.Load(); at != 0 && at <= due {
+		return
+	}
 	i.watchMu.Lock()
-	i.watching = st
-	switch {
+	switch at := i.watchAt.Load(); {
 	case i.watchT == nil:
-		i.watchT = time.AfterFunc(due.Sub(now), i.watch)
-		i.watchAt = due
-	case i.watchAt.IsZero() || i.watchAt.After(due):
-		i.watchT.Reset(due.Sub(now))
-		i.watchAt = due
+		i.watchT = time.AfterFunc(time.Duration(due)-now.Sub(monoBase), i.watch)
+		i.watchAt.Store(due)
+	case at == 0 || at > due:
+		i.watchT.Reset(time.Duration(due) - now.Sub(monoBase))
+		i.watchAt.Store(due)
 	}
 	i.watchMu.Unlock()
 }
 
+// endWatch ends the watch of the current call. The compare-and-swap decides between
+// the call's end and a firing: it fails only while watch holds its claim on the call,
+// and then waits for watch to finish looking (and interrupting, if it does), so that
+// no interrupt meant for this call lands on the next one (or on the instance being
+// closed), and none is missed here.
 func (i *instance) endWatch() (interrupted uint32) {
-	i.watchMu.Lock()
-	i.watching = nil
-	interrupted = i.why.Load()
-	i.watchMu.Unlock()
-	return interrupted
+	seq := i.calls << 1
+	for !i.watchSeq.CompareAndSwap(seq, 0) {
+		runtime.Gosched() // watch holds its claim: a few instructions, or an interrupt
+	}
+	return i.why.Load()
 }
 
 // stopWatch stops the watch timer for good: the instance is being closed.
@@ -140,7 +179,7 @@ func (i *instance) stopWatch() {
 	i.watchMu.Lock()
 	if i.watchT != nil {
 		i.watchT.Stop()
-		i.watchAt = time.Time{}
+		i.watchAt.Store(0)
 	}
 	i.watchMu.Unlock()
 }
@@ -482,7 +521,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		timeout = inst.warmupTimeout
 	}
 	st := &inst.state
-	now := time.Now()
+	now := startClock.now() // one clock reading, not time.Now's two (clock.go)
 	// flush emptied the logs
 	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited, reply: req.Reply}
 	inst.waited = 0
@@ -535,8 +574,7 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 		}
 	}()
 
-	enc, hdrs := appendRequest(inst.scratch[:0], inst.headers[:0], req)
-	inst.headers = hdrs[:0]
+	enc := appendRequest(inst.scratch[:0], req)
 	inst.scratch = enc[:0]
 	// The guest's buffer only moves when fermion_buf grows it, so one call per request
 	// suffices unless the request is larger than any before it.
@@ -648,15 +686,15 @@ func (f *Function) nearMemoryLimit(inst *instance) bool {
 	return uint64(inst.mem.Size())+1<<20 > f.spec.Limits.MemoryBytes
 }
 
-// appendRequest encodes req into b, using hdrs as scratch for the header list. Names
-// are sent canonical and a name's values adjacent, as package abi promises guests (a
-// map a caller built by hand may hold a name in other spellings; net/http's server's
-// never does, which req.CanonicalHeader says, and then the names are not looked at
-// again: about 20 ns a name). req.Added follow Header's fields, replacing those of the
-// same names.
-func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Header) {
-	r := abi.Request{Method: req.Method, URI: req.URI, Host: req.Host, RemoteAddr: req.RemoteAddr, Body: req.Body}
-	r.Headers = hdrs
+// appendRequest encodes req into b. Names are sent canonical and a name's values
+// adjacent, as package abi promises guests (a map a caller built by hand may hold a
+// name in other spellings; net/http's server's never does, which req.CanonicalHeader
+// says, and then the names are not looked at again: about 20 ns a name). req.Added
+// follow Header's fields, replacing those of the same names. The fields go straight
+// from the map into b, not through a list of them first (a typed copy per field).
+func appendRequest(b []byte, req *Request) []byte {
+	b, at := abi.AppendRequestHead(b, req.Method, req.URI, req.Host, req.RemoteAddr)
+	n := 0
 	for k, vs := range req.Header {
 		if !req.CanonicalHeader {
 			k = http.CanonicalHeaderKey(k)
@@ -665,11 +703,14 @@ func appendRequest(b []byte, hdrs []abi.Header, req *Request) ([]byte, []abi.Hea
 			continue
 		}
 		for _, v := range vs {
-			r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
+			b = abi.AppendHeader(b, k, v)
 		}
+		n += len(vs)
 	}
-	r.Headers = append(r.Headers, req.Added...)
-	return abi.AppendRequest(b, &r), r.Headers
+	for _, h := range req.Added {
+		b = abi.AppendHeader(b, h.Name, h.Value)
+	}
+	return abi.FinishRequest(b, at, n+len(req.Added), req.Body)
 }
 
 // instantiateHost registers the "fermion" host module in the function's runtime.

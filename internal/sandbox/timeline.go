@@ -17,8 +17,10 @@ import (
 // bounded list of events. Hooks: newInstance (created, initialised, failed starts,
 // warmup failures), Invoke (requests, failures), putInstance (idle) and discard.
 //
-// The request path only touches the instance's own record with atomics (request and
-// error counts, the last request's time, memory when it grew); the record's mutex is
+// The request path writes the instance's request count and last request's time as
+// plain words under the pool's lock, which putInstance holds anyway to push the
+// instance back (Timelines reads them under it too), and touches the record
+// otherwise only with atomics (error count, memory when it grew); the record's mutex is
 // taken only for events, which a request adds twice at most in an instance's life
 // (its first request) plus once per failure. A reactor instance's record does not
 // say whether it is busy: Timelines tells from the pool's idle list, sparing every
@@ -71,8 +73,9 @@ const ReasonExited = "exited"
 // restore).
 const ReasonStart = "start"
 
-// instRecord is one instance's timeline. The atomics are the request path's; the rest
-// is written once before the record is published, or under timeline.mu.
+// instRecord is one instance's timeline. The atomics are the request path's; requests
+// and lastReq are under the owning Function's mu (see countLocked); the rest is
+// written once before the record is published, or under timeline.mu.
 type instRecord struct {
 	id      uint64
 	created time.Time
@@ -80,11 +83,13 @@ type instRecord struct {
 	reason  string // a telemetry.StartXxx value
 
 	state    atomic.Uint32
-	requests atomic.Uint64
 	errors   atomic.Uint64
-	lastReq  atomic.Int64 // unix nanoseconds, 0 before the first request
 	memBytes atomic.Uint64
 	initNano atomic.Int64
+
+	// Under Function.mu.
+	requests uint64
+	lastReq  int64 // unix nanoseconds, 0 before the first request
 
 	// Under timeline.mu.
 	events        []v1.InstanceEvent
@@ -130,13 +135,12 @@ func (t *timeline) ready(r *instRecord, initDone, now time.Time, warmed bool, me
 	r.state.CompareAndSwap(stateStarting, stateIdle)
 }
 
-// request counts one request that ended at end; err (or a 5xx status) makes it a failure.
-// Allocation-free and lock-free unless it is the instance's first request or it failed.
-func (t *timeline) request(r *instRecord, end time.Time, status int, err error) {
-	n := r.requests.Add(1)
-	r.lastReq.Store(end.UnixNano())
-	failed := err != nil || status >= 500
-	if failed {
+// request records the events of an instance's nth request, which ended at end: the
+// first request, and a failure (err, or a 5xx status, which is counted). Allocation-
+// and lock-free unless it is the instance's first request or it failed. The count and
+// the time are countLocked's.
+func (t *timeline) request(r *instRecord, n uint64, end time.Time, status int, err error) {
+	if err != nil || status >= 500 {
 		r.errors.Add(1)
 	}
 	if n != 1 && err == nil {
@@ -152,6 +156,14 @@ func (t *timeline) request(r *instRecord, end time.Time, status int, err error) 
 		r.lastFailure = detail
 		r.addEventLocked(v1.InstanceEvent{Time: end, Kind: EventFailed, Detail: detail})
 	}
+}
+
+// countLocked records that the instance has served n requests, the last ending at
+// end. The owning Function's mu held: putInstance takes it anyway to give the instance
+// back, so the request path writes two plain words where it wrote two atomics.
+func (r *instRecord) countLocked(n uint64, end time.Time) {
+	r.requests = n
+	r.lastReq = end.UnixNano()
 }
 
 // discard records the instance's end, and moves it from live to the ring of discarded
@@ -196,7 +208,7 @@ func (r *instRecord) addEventLocked(e v1.InstanceEvent) {
 	r.events = append(r.events, e)
 }
 
-// snapshot returns the timelines, live ones first (oldest first), then the discarded
+// snapshot returns the timelines (the owning Function's mu held, for the counts), live ones first (oldest first), then the discarded
 // ones (most recently discarded first), and how many discarded ones were forgotten.
 func (t *timeline) snapshot() ([]v1.InstanceTimeline, int) {
 	t.mu.Lock()
@@ -214,18 +226,18 @@ func (t *timeline) snapshot() ([]v1.InstanceTimeline, int) {
 	return out, t.dropped
 }
 
-// viewLocked is r as the API shows it. timeline.mu held.
+// viewLocked is r as the API shows it. timeline.mu and the Function's mu held.
 func (r *instRecord) viewLocked() v1.InstanceTimeline {
 	v := v1.InstanceTimeline{
 		ID: r.id, State: stateNames[r.state.Load()], Created: r.created, Start: r.start, Reason: r.reason,
-		InitMillis: float64(r.initNano.Load()) / 1e6, Requests: r.requests.Load(), Errors: r.errors.Load(),
+		InitMillis: float64(r.initNano.Load()) / 1e6, Requests: r.requests, Errors: r.errors.Load(),
 		MemoryBytes: r.memBytes.Load(), Discarded: r.discarded, DiscardReason: r.discardReason,
 		DiscardDetail: r.discardDetail, Events: slices.Clone(r.events),
 	}
 	if !r.discarded.IsZero() {
 		v.State = stateNames[stateDiscarded]
 	}
-	if ns := r.lastReq.Load(); ns != 0 {
+	if ns := r.lastReq; ns != 0 {
 		v.LastRequest = time.Unix(0, ns)
 	}
 	return v
@@ -274,15 +286,15 @@ func clip(s string) string {
 // request, are recorded the same way (invokeCommand).
 func (f *Function) Timelines() ([]v1.InstanceTimeline, int) {
 	var idle map[uint64]bool
+	f.mu.Lock() // the records' counts are under it (countLocked); timeline.mu is a leaf
 	if f.abi == ABIReactor {
-		f.mu.Lock()
 		idle = make(map[uint64]bool, len(f.idle))
 		for _, inst := range f.idle {
 			idle[inst.id] = true
 		}
-		f.mu.Unlock()
 	}
 	out, dropped := f.timeline.snapshot()
+	f.mu.Unlock()
 	for i := range out {
 		out[i].Version = f.spec.Version
 		// Started and live but not in the pool: serving a request (or, for a moment,

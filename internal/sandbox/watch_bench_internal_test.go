@@ -1,0 +1,38 @@
+package sandbox
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// BenchmarkWatchCall is the watch's share of a warm call: startWatch and endWatch
+// around nothing, the timer armed across calls as in a stream of short requests. It
+// compiles against the sandbox before sbtrim too, for before/after pairs.
+func BenchmarkWatchCall(b *testing.B) {
+	inst := &instance{cancel: func() {}}
+	b.Cleanup(inst.stopWatch)
+	now := time.Now()
+	st := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	b.ReportAllocs()
+	for b.Loop() {
+		inst.startWatch(st, now, time.Hour)
+		inst.endWatch()
+	}
+}
+
+// BenchmarkCallClock is a call's start time: time.Now against startClock.now.
+func BenchmarkCallClock(b *testing.B) {
+	var sink time.Time
+	b.Run("time.Now", func(b *testing.B) {
+		for b.Loop() {
+			sink = time.Now()
+		}
+	})
+	b.Run("startClock", func(b *testing.B) {
+		for b.Loop() {
+			sink = startClock.now()
+		}
+	})
+	_ = sink
+}
