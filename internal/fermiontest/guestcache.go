@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // Why keep built guests on disk across test binaries? `go test ./...` runs one binary per
@@ -62,7 +64,7 @@ func cachedBuildGuest(root, dir string, reactor bool) ([]byte, error) {
 		return BuildGuest(root, dir, reactor)
 	}
 	p := filepath.Join(cache, key+".wasm")
-	if b, err := os.ReadFile(p); err == nil && bytes.HasPrefix(b, []byte("\x00asm")) {
+	if b, err := os.ReadFile(p); err == nil && wholeModule(b) {
 		now := time.Now()
 		os.Chtimes(p, now, now) // in use: pruneGuests keeps it
 		return b, nil
@@ -70,6 +72,9 @@ func cachedBuildGuest(root, dir string, reactor bool) ([]byte, error) {
 	wasm, err := BuildGuest(root, dir, reactor)
 	if err != nil {
 		return nil, err
+	}
+	if !wholeModule(wasm) {
+		return wasm, nil // the test reports what is wrong with it; the cache keeps none
 	}
 	if f, err := os.CreateTemp(cache, key+".*.tmp"); err == nil {
 		_, werr := f.Write(wasm)
@@ -81,6 +86,15 @@ func cachedBuildGuest(root, dir string, reactor bool) ([]byte, error) {
 		}
 	}
 	return wasm, nil
+}
+
+// wholeModule reports whether b decodes as a whole module: every section, and every
+// function body, within its bounds. A module cut short (on a full disk, a build's
+// output and cached files were seen cut at 0 bytes and at exactly 4 MiB, magic intact)
+// is neither stored nor taken from the cache, so one bad moment does not fail later runs.
+func wholeModule(b []byte) bool {
+	_, err := wasmbin.Inspect(b)
+	return err == nil
 }
 
 // guestListFormat prints, for each non-standard package the guest is built from, what

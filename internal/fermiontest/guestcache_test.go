@@ -82,3 +82,46 @@ func TestPruneGuests(t *testing.T) {
 		t.Fatalf("left %v, want only fresh.wasm", des)
 	}
 }
+
+// TestGuestCacheRejectsCutModules: a cached module cut short (as a full disk left some,
+// magic intact) is not served: the guest is built again and the cache entry replaced.
+func TestGuestCacheRejectsCutModules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a guest")
+	}
+	if guestCache() == "" {
+		t.Skip("no guest cache here")
+	}
+	root := t.TempDir()
+	writeTree(t, root, "go.mod", "module example.test/cut\n\ngo 1.22\n")
+	writeTree(t, root, "guest/main.go", "package main\n\nfunc main() { println(\""+t.Name()+"\") }\n")
+	first, err := cachedBuildGuest(root, "guest", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := guestCacheKey(root, "guest", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(guestCache(), key+".wasm")
+	if b, err := os.ReadFile(p); err != nil || len(b) != len(first) {
+		t.Fatalf("cache entry after the first build: %d bytes, %v; want %d bytes", len(b), err, len(first))
+	}
+	if !wholeModule(first) || wholeModule(first[:len(first)/2]) || wholeModule(nil) {
+		t.Fatal("wholeModule does not tell a whole module from a cut one")
+	}
+	if err := os.WriteFile(p, first[:len(first)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again, err := cachedBuildGuest(root, "guest", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !wholeModule(again) {
+		t.Fatalf("served a cut module of %d bytes from the cache", len(again))
+	}
+	if b, err := os.ReadFile(p); err != nil || !wholeModule(b) {
+		t.Fatalf("cache entry not replaced: %d bytes, %v", len(b), err)
+	}
+	os.Remove(p)
+}
