@@ -9,6 +9,7 @@ import "embed"
 //
 //go:embed api/abi/abi.go api/abi/split.go
 //go:embed sdk/fhttp/fhttp.go sdk/fhttp/header.go sdk/fhttp/status.go sdk/fhttp/client.go sdk/fhttp/response.go
+//go:embed sdk/fhttp/namecache.go sdk/fhttp/namecache_wasip1.go sdk/fhttp/namecache_other.go
 //go:embed sdk/fhttp/fhttptest/fhttptest.go
 //go:embed sdk/fermion/fermion.go
 //go:embed sdk/internal/guest/guest.go sdk/internal/guest/guest_wasip1.go sdk/internal/guest/guest_other.go
