@@ -343,7 +343,12 @@ func OpenKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		if kv, err = js.KeyValue(ctx, cfg.Bucket); err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return err
 		}
-		kv, err = js.CreateKeyValue(ctx, cfg)
+		if kv, err = js.CreateKeyValue(ctx, cfg); errors.Is(err, jetstream.ErrBucketExists) {
+			// Another replica made it between the lookup and the create, and may already
+			// have changed its configuration (leaderReads), which the create then reports
+			// as a conflict: bind to it, as the lookup would have.
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
 		return err
 	})
 	if err == nil && cfg.Replicas > 1 {
@@ -414,7 +419,9 @@ func OpenObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.
 		if os, err = js.ObjectStore(ctx, cfg.Bucket); err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return err
 		}
-		os, err = js.CreateObjectStore(ctx, cfg)
+		if os, err = js.CreateObjectStore(ctx, cfg); errors.Is(err, jetstream.ErrBucketExists) {
+			os, err = js.ObjectStore(ctx, cfg.Bucket) // made meanwhile: see OpenKeyValue
+		}
 		return err
 	})
 	if err == nil && cfg.Replicas > 1 {

@@ -188,6 +188,32 @@ func testThreeServers(t *testing.T, clusterTLS *tls.Config) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Replicas open their buckets at once when they start: each must bind the one
+	// bucket, whichever replica made it and however far it got in reconfiguring it
+	// (OpenKeyValue's leaderReads), which a create then reports as a conflict.
+	for b := range 4 {
+		bucket := fmt.Sprintf("together-%d", b)
+		kvs := make([]jetstream.KeyValue, len(engines))
+		errs := make(chan error, len(engines))
+		for i, e := range engines {
+			go func() {
+				var err error
+				kvs[i], err = OpenKeyValue(ctx, e.JetStream(), jetstream.KeyValueConfig{Bucket: bucket, Replicas: 3})
+				errs <- err
+			}()
+		}
+		for range engines {
+			if err := <-errs; err != nil {
+				t.Fatalf("open %s from three replicas at once: %v", bucket, err)
+			}
+		}
+		if _, err := kvs[0].Put(ctx, "k", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := kvs[2].Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
+			t.Fatalf("%s: a write through one replica's handle, read through another's: %v", bucket, err)
+		}
+	}
 }
 
 func TestAuth(t *testing.T) {
