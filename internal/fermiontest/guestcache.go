@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"fermion.dev/fermion/internal/wasmbin"
 )
 
 // Why keep built guests on disk across test binaries? `go test ./...` runs one binary per
@@ -88,13 +86,40 @@ func cachedBuildGuest(root, dir string, reactor bool) ([]byte, error) {
 	return wasm, nil
 }
 
-// wholeModule reports whether b decodes as a whole module: every section, and every
-// function body, within its bounds. A module cut short (on a full disk, a build's
-// output and cached files were seen cut at 0 bytes and at exactly 4 MiB, magic intact)
-// is neither stored nor taken from the cache, so one bad moment does not fail later runs.
+// wholeModule reports whether b holds a whole module as the Go toolchain writes one: the
+// magic and version, then sections whose sizes end exactly at b's end, one of them the
+// code. A module cut short (on a full disk, a build's output and cached files were
+// seen cut at 0 bytes and at exactly 4 MiB, magic intact) is neither stored nor taken
+// from the cache, so one bad moment does not fail later runs. (A structural walk, not
+// internal/wasmbin: the layer rules keep this package below it.)
 func wholeModule(b []byte) bool {
-	_, err := wasmbin.Inspect(b)
-	return err == nil
+	if len(b) < 8 || string(b[:8]) != "\x00asm\x01\x00\x00\x00" {
+		return false
+	}
+	code := false
+	for i := 8; i < len(b); {
+		id := b[i]
+		size, n := uvarint32(b[i+1:])
+		if n == 0 || size > uint64(len(b)-i-1-n) {
+			return false
+		}
+		code = code || id == 10
+		i += 1 + n + int(size)
+	}
+	return code
+}
+
+// uvarint32 decodes an unsigned LEB128 of at most 5 bytes; n is 0 when b holds none.
+func uvarint32(b []byte) (v uint64, n int) {
+	for shift := 0; n < len(b) && n < 5; shift += 7 {
+		c := b[n]
+		n++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, n
+		}
+	}
+	return 0, 0
 }
 
 // guestListFormat prints, for each non-standard package the guest is built from, what
