@@ -19,18 +19,7 @@ import (
 // exchange, which a keep-alive connection keeps: the allocation count is one higher
 // than over a socket. Profile "fermion" with -cpuprofile against "bare".
 func BenchmarkPlatformMinimal(b *testing.B) {
-	wasm := fermiontest.Guest(b, "examples/testdata/abi/minimal", true)
-	ctx := context.Background()
-	srv, err := bare.New(ctx, wasm, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close(ctx) })
-	// Grown as the sandbox's instance grows during its first requests (bare.Server.Warm).
-	if err := srv.Warm(ctx, 20000, &abi.Request{Method: "GET", URI: "/hello", Host: "bench",
-		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}}}); err != nil {
-		b.Fatal(err)
-	}
+	srv := warmBareMinimal(b, 1)
 	g := minimalGateway(b, false)
 	for _, tc := range []struct {
 		name string
@@ -48,6 +37,24 @@ func BenchmarkPlatformMinimal(b *testing.B) {
 			reportCPU(b, func() { serveOne(b, tc.h, w, r) })
 		})
 	}
+}
+
+// warmBareMinimal starts bare wazero serving the ABI-only guest with the given number
+// of instances, each grown as the sandbox's instance grows during its first requests
+// (bare.Server.Warm); it is closed when b ends.
+func warmBareMinimal(b *testing.B, instances int) *bare.Server {
+	wasm := fermiontest.Guest(b, "examples/testdata/abi/minimal", true)
+	ctx := context.Background()
+	srv, err := bare.New(ctx, wasm, instances)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close(ctx) })
+	if err := srv.Warm(ctx, 20000, &abi.Request{Method: "GET", URI: "/hello", Host: "bench",
+		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}}}); err != nil {
+		b.Fatal(err)
+	}
+	return srv
 }
 
 func serveOne(b *testing.B, h http.Handler, w *fermiontest.ServerWriter, r *http.Request) {

@@ -5,9 +5,6 @@ import (
 	"net/http"
 	"testing"
 
-	"fermion.dev/fermion/api/abi"
-	"fermion.dev/fermion/bench/internal/bare"
-	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/sandbox"
 )
 
@@ -19,17 +16,7 @@ import (
 // cpu-ns/op shows what that costs beside the single-core figure. The sandbox's pool
 // grows to one instance per goroutine before the timer starts.
 func BenchmarkInvokeParallel(b *testing.B) {
-	wasm := fermiontest.Guest(b, "examples/testdata/abi/minimal", true)
-	ctx := context.Background()
-	srv, err := bare.New(ctx, wasm, 2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close(ctx) })
-	if err := srv.Warm(ctx, 20000, &abi.Request{Method: "GET", URI: "/hello", Host: "bench",
-		Headers: []abi.Header{{Name: "User-Agent", Value: "wrk"}}}); err != nil {
-		b.Fatal(err)
-	}
+	srv := warmBareMinimal(b, 2)
 	f := loadMinimal(b, nil)
 	for _, tc := range []struct {
 		name string
@@ -40,7 +27,7 @@ func BenchmarkInvokeParallel(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			// b.Error, not b.Fatal: it runs on goroutines of its own.
 			call := func(req *sandbox.Request) bool {
-				resp, err := tc.t.Invoke(ctx, req)
+				resp, err := tc.t.Invoke(context.Background(), req)
 				if err != nil || resp.Status != http.StatusOK {
 					b.Error(resp, err)
 					return false
