@@ -111,7 +111,7 @@ type Gateway struct {
 	date dateCache
 
 	// conns gives the gateway's own connections their stripes of the shared counts
-	// (stripes.go) round robin, when each serves its first request: written once per
+	// (telemetry.StripedCount) round robin, when each serves its first request: written once per
 	// connection, so kept off the cache lines of the fields every request reads.
 	_     [128]byte
 	conns atomic.Uint32
@@ -259,7 +259,7 @@ type exchange struct {
 	// stripe is the stripe this exchange's requests change of the counts every request
 	// changes (the table's uses; with telemetry, the requests in flight, the request
 	// series, the request log's weights): its connection's, for all of the
-	// connection's requests (stripes.go).
+	// connection's requests (telemetry.StripedCount).
 	stripe uint32
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"fermion.dev/fermion/internal/telemetry"
 )
 
 // table is an immutable routing table (only its use count changes). Host matches are
@@ -27,22 +29,22 @@ type table struct {
 	// drain deadline (nil: none).
 	draining *drainSet
 
-	// refs counts the requests using the table, each on its stripe (stripes.go): one
+	// refs counts the requests using the table, each on its stripe (telemetry.StripedCount): one
 	// word all requests wrote, twice per request, would move between the cores at every
 	// request. Once the table is retired (replaced), drained is closed when the stripes
 	// sum to zero.
-	refs      stripedCount
+	refs      telemetry.StripedCount
 	retired   atomic.Bool
 	drainOnce sync.Once
 	drained   chan struct{}
 }
 
 func newEmptyTable() *table {
-	return &table{exact: map[string][]*Route{}, drained: make(chan struct{}), refs: newStripedCount()}
+	return &table{exact: map[string][]*Route{}, drained: make(chan struct{}), refs: telemetry.NewStripedCount()}
 }
 
 // hold takes one request's use of the table on stripe s (Gateway.acquire).
-func (t *table) hold(s uint32) { t.refs.add(s, 1) }
+func (t *table) hold(s uint32) { t.refs.Add(s, 1) }
 
 // release ends one request's use of the table, taken on stripe s.
 //
@@ -58,8 +60,8 @@ func (t *table) hold(s uint32) { t.refs.add(s, 1) }
 // release sums after its own decrement once it sees retired, while retire sums after
 // setting retired: whichever comes second sees everything released and drains.
 func (t *table) release(s uint32) {
-	t.refs.add(s, -1)
-	if t.retired.Load() && t.refs.sum() == 0 {
+	t.refs.Add(s, -1)
+	if t.retired.Load() && t.refs.Sum() == 0 {
 		t.drainOnce.Do(t.drain)
 	}
 }
@@ -75,7 +77,7 @@ func (t *table) drain() {
 // retire marks the table replaced; drained closes when no request uses it.
 func (t *table) retire() {
 	t.retired.Store(true)
-	if t.refs.sum() == 0 {
+	if t.refs.Sum() == 0 {
 		t.drainOnce.Do(t.drain)
 	}
 }

@@ -43,17 +43,11 @@ type guestCPU struct {
 // A call adds to a random stripe, from the runtime's per-thread generator: the sandbox
 // has no connection stripe to give, and a few nanoseconds for the draw cost less than
 // a line shared by the cores.
-type cpuCount []paddedInt64
+type cpuCount struct{ StripedCount }
 
-func (c cpuCount) add(d int64) { c[rand.Uint32()&uint32(len(c)-1)].n.Add(d) }
+func (c cpuCount) add(d int64) { c.Add(rand.Uint32(), d) }
 
-func (c cpuCount) load() int64 {
-	var n int64
-	for i := range c {
-		n += c[i].n.Load()
-	}
-	return n
-}
+func (c cpuCount) load() int64 { return c.Sum() }
 
 func newGuestCPU() *guestCPU {
 	return &guestCPU{
@@ -70,8 +64,7 @@ func (g *guestCPU) counter(key [2]string) *cpuCount {
 	defer g.mu.Unlock()
 	c := g.ns[key]
 	if c == nil {
-		c = new(cpuCount)
-		*c = make(cpuCount, requestStripes())
+		c = &cpuCount{make(StripedCount, requestStripes())} // as a version's request counts
 		g.ns[key] = c
 	}
 	return c

@@ -9,7 +9,6 @@ package telemetry
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -96,10 +95,10 @@ type Metrics struct {
 	// Gauge's compare-and-swap loop on one float, which two cores serving requests
 	// contend on (InFlightAdd).
 	InFlight prometheus.GaugeFunc
-	inFlight []paddedInt64
+	inFlight StripedCount
 	// requestLogSkipped is fermion_request_log_skipped_total (requestlog.go), striped as
 	// inFlight is: above the log rate nearly every request adds to it.
-	requestLogSkipped []paddedInt64
+	requestLogSkipped StripedCount
 
 	// Client limits, malformed responses and load failures (rejections.go).
 	GatewayRejections      *prometheus.CounterVec // reason
@@ -170,8 +169,8 @@ func NewMetrics(version string) *Metrics {
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, fv),
 	}
-	m.inFlight = make([]paddedInt64, inFlightStripes())
-	m.requestLogSkipped = make([]paddedInt64, inFlightStripes())
+	m.inFlight = NewStripedCount()
+	m.requestLogSkipped = NewStripedCount()
 	m.InFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fermion_gateway_in_flight_requests",
 		Help: "Requests the gateway is serving now.",
@@ -406,31 +405,11 @@ func (m *Metrics) InFlightAdd(stripe uint32, delta int64) {
 	if m == nil {
 		return
 	}
-	m.inFlight[stripe&uint32(len(m.inFlight)-1)].n.Add(delta)
+	m.inFlight.Add(stripe, delta)
 }
 
 // inFlightNow is the in-flight gauge's value: the sum of its stripes.
-func (m *Metrics) inFlightNow() float64 {
-	var n int64
-	for i := range m.inFlight {
-		n += m.inFlight[i].n.Load()
-	}
-	return float64(n)
-}
-
-// paddedInt64 is a stripe of a count: 128 bytes, so that no two stripes share a 64-byte
-// cache line or a pair of lines the adjacent-line prefetcher fetches together.
-type paddedInt64 struct {
-	n atomic.Int64
-	_ [120]byte
-}
-
-// inFlightStripes is the in-flight gauge's stripe count: a power of two (a mask picks
-// the stripe), twice the cores, between 8 and 128.
-func inFlightStripes() int {
-	n := 1 << bits.Len(uint(2*runtime.GOMAXPROCS(0)-1))
-	return min(max(n, 8), 128)
-}
+func (m *Metrics) inFlightNow() float64 { return float64(m.inFlight.Sum()) }
 
 // BuildInfo is fermion_build_info{version, goversion} 1, which every Fermion process
 // exports: alerts use it to tell Fermion targets from others.

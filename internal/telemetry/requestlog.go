@@ -124,7 +124,7 @@ func (s *RequestSampler) Weigh(w *LineWeights, stripe uint32, now int64, status 
 		w.stripes[stripe%lineStripes].pending[c].Add(1)
 	}
 	if m := s.metrics; m != nil {
-		m.requestLogSkipped[stripe&uint32(len(m.requestLogSkipped)-1)].n.Add(1)
+		m.requestLogSkipped.Add(stripe, 1)
 	}
 	return 0, false
 }
@@ -157,9 +157,5 @@ func (m *Metrics) RequestLogSkipped() int64 {
 	if m == nil {
 		return 0
 	}
-	var n int64
-	for i := range m.requestLogSkipped {
-		n += m.requestLogSkipped[i].n.Load()
-	}
-	return n
+	return m.requestLogSkipped.Sum()
 }

@@ -1,8 +1,6 @@
 package telemetry
 
 import (
-	"math/bits"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,10 +67,7 @@ func newRequestMetrics() *requestMetrics {
 
 // requestStripes is how many stripes a version's counts have: twice the cores, a power
 // of two, between 2 and 16 (4 KiB per version at most: a node may hold many versions).
-func requestStripes() int {
-	n := 1 << bits.Len(uint(2*runtime.GOMAXPROCS(0)-1))
-	return min(max(n, 2), 16)
-}
+func requestStripes() int { return stripeCount(2, 16) }
 
 // get returns key's series, made at 0 if it has none.
 func (r *requestMetrics) get(key [2]string) *requestSeries {
