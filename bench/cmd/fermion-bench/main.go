@@ -160,7 +160,7 @@ func gatewayBench(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "load per run")
 	warmup := fs.Duration("warmup", 3*time.Second, "load per target before the rounds, so every server (bare wazero's growing guest memories included) is measured in its steady state")
 	conns := fs.Int("conns", 16, "concurrent connections")
-	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved")
+	rounds := fs.Int("rounds", 3, "rounds; each runs every target once, interleaved, round k starting k targets further on")
 	client := fs.String("client", "wrk", "load generator: wrk (if on PATH) or go")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first telemetry-on round (with -minimal, of the ABI-only guest's) to this file")
 	profTarget := fs.String("cpuprofile-target", "", "profile these targets instead (names as printed, separated by \";\", e.g. \"fermion, ABI-only, tel. off;bare wazero, ABI-only guest\"); with more than one, each profile goes to the -cpuprofile name with the target's name added")
@@ -370,7 +370,13 @@ func gatewayBench(args []string) error {
 		return *cpuprofile != "" && round == 0 && slices.Contains(profNames, t.name)
 	}
 	for i := 0; i < *rounds; i++ {
-		for _, t := range targets {
+		// Each round starts one target further on: with a fixed order, a target would
+		// always run at the same place in the round (native always first, just after the
+		// heaviest target), and what the machine carries over from one target to the
+		// next (GC work, caches, the scheduler's placement) would bias the same ratios in
+		// every round; rotated, it lands on each target in turn.
+		for j := range targets {
+			t := targets[(i+j)%len(targets)]
 			if profiled(t, i) {
 				f, err := os.Create(profileFile(*cpuprofile, t.name, len(profNames) > 1))
 				if err != nil {
