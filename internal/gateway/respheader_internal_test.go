@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func TestResponseHeaderCopy(t *testing.T) {
 		name   string
 		header sandbox.Header
 		split  bool
+		preset http.Header // set by a handler in front of the gateway
 		want   http.Header // the guest's fields in the response, besides the gateway's
 	}{
 		{name: "one field", header: sandbox.Header{{Name: "Content-Type", Value: "text/plain"}},
@@ -55,6 +57,11 @@ func TestResponseHeaderCopy(t *testing.T) {
 			want: http.Header{"Date": {"d1"}}},
 		{name: "guest's cookies beside the split's", split: true, header: sandbox.Header{{Name: "set-cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}},
 			want: http.Header{"Set-Cookie": {"SPLIT", "a=1", "b=2"}}},
+		{name: "a field set in front of the gateway is added to", preset: http.Header{"X-Front": {"f"}, "Vary": {"Origin"}},
+			header: sandbox.Header{{Name: "vary", Value: "Accept"}, {Name: "X-Other", Value: "o"}},
+			want:   http.Header{"X-Front": {"f"}, "Vary": {"Origin", "Accept"}, "X-Other": {"o"}}},
+		{name: "a fifth name repeats the fourth", header: sandbox.Header{{Name: "A", Value: "1"}, {Name: "B", Value: "1"}, {Name: "C", Value: "1"}, {Name: "D", Value: "1"}, {Name: "E", Value: "1"}, {Name: "d", Value: "2"}, {Name: "a", Value: "2"}},
+			want: http.Header{"A": {"1", "2"}, "B": {"1"}, "C": {"1"}, "D": {"1", "2"}, "E": {"1"}}},
 		{name: "many names", header: many, want: func() http.Header {
 			h := http.Header{}
 			for _, n := range wantMany {
@@ -77,6 +84,9 @@ func TestResponseHeaderCopy(t *testing.T) {
 			}
 			for _, r := range []*http.Request{ownServerRequest(t, 1), httpRequest(t)} {
 				w := new(fermiontest.ServerWriter)
+				for k, v := range tt.preset {
+					w.Header()[k] = slices.Clone(v)
+				}
 				g.ServeHTTP(w, r)
 				got := w.Header().Clone()
 				for _, k := range []string{"X-Request-Id", "Traceparent"} {
