@@ -250,12 +250,16 @@ type exchange struct {
 	// added backs req.Added: the request id, traceparent, and tracestate and
 	// X-Forwarded-Proto when there are; nadded of them are set.
 	added  [4]abi.Header
-	nadded int
-	req    sandbox.Request
-	resp   sandbox.Response // req.Reply
-	span   idSpan
-	hvals  [4]string
-	inst   uint64 // the instance that served, for the SLI exemplar
+	nadded int32
+	// ownHeader is set when the response's header map held nothing before the
+	// gateway's own fields: its reserved ones and a split's Set-Cookie (serve). Beside
+	// nadded, in the same word: the exchange keeps to its size class (TestExchangeSize).
+	ownHeader bool
+	req       sandbox.Request
+	resp      sandbox.Response // req.Reply
+	span      idSpan
+	hvals     [4]string
+	inst      uint64 // the instance that served, for the SLI exemplar
 	// stripe is the stripe this exchange's requests change of the counts every request
 	// changes (the table's uses; with telemetry, the requests in flight, the request
 	// series, the request log's weights): its connection's, for all of the
@@ -388,6 +392,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.add(headerRequestID, id)
 	x.add("Traceparent", traceparent)
 	wh := w.Header()
+	// A handler in front of the gateway may have set fields already (see serve).
+	x.ownHeader = len(wh) == 0
 	wh[headerRequestID] = x.vals[0:1:1]
 	wh["Traceparent"] = x.vals[1:2:2]
 	if ts := sc.TraceState(); ts.Len() > 0 {
@@ -537,6 +543,17 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		vals = make([]string, 0, len(resp.Header))
 	}
 	dated := false // the guest set a Date
+	// The guest's first names, while few: with nothing but the gateway's own fields in
+	// h before them (x.ownHeader), a name can be in h only if the guest gave it before,
+	// or if it is Set-Cookie (a split's sticky cookie), so those are looked up in h and
+	// the others are not. Why? The lookup before each insert was a second hash and
+	// probe of every field of every response, for a repeat that guests rarely send;
+	// comparing a name with the guest's few earlier ones costs less (mostly a length).
+	var names [len(x.hvals)]string
+	nnames := 0
+	if !x.ownHeader {
+		nnames = len(names) // unknown fields: look every name up
+	}
 	for _, kv := range resp.Header {
 		// Guests may spell names in any case; compare and write them canonically so a
 		// guest can neither shadow the gateway's headers nor send two of one header.
@@ -550,9 +567,15 @@ func (g *Gateway) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			}
 			dated = true
 		}
-		if prev, ok := h[k]; ok {
-			h[k] = append(prev, kv.Value) // the capped first value is copied, not overwritten
-			continue
+		if nnames == len(names) || k == "Set-Cookie" || slices.Contains(names[:nnames], k) {
+			if prev, ok := h[k]; ok {
+				h[k] = append(prev, kv.Value) // the capped first value is copied, not overwritten
+				continue
+			}
+		}
+		if nnames < len(names) {
+			names[nnames] = k
+			nnames++
 		}
 		vals = append(vals, kv.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func TestResponseHeaderCopy(t *testing.T) {
 		name   string
 		header sandbox.Header
 		split  bool
+		preset http.Header // set by a handler in front of the gateway
 		want   http.Header // the guest's fields in the response, besides the gateway's
 	}{
 		{name: "one field", header: sandbox.Header{{Name: "Content-Type", Value: "text/plain"}},
@@ -55,6 +57,11 @@ func TestResponseHeaderCopy(t *testing.T) {
 			want: http.Header{"Date": {"d1"}}},
 		{name: "guest's cookies beside the split's", split: true, header: sandbox.Header{{Name: "set-cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}},
 			want: http.Header{"Set-Cookie": {"SPLIT", "a=1", "b=2"}}},
+		{name: "a field set in front of the gateway is added to", preset: http.Header{"X-Front": {"f"}, "Vary": {"Origin"}},
+			header: sandbox.Header{{Name: "vary", Value: "Accept"}, {Name: "X-Other", Value: "o"}},
+			want:   http.Header{"X-Front": {"f"}, "Vary": {"Origin", "Accept"}, "X-Other": {"o"}}},
+		{name: "a fifth name repeats the fourth", header: sandbox.Header{{Name: "A", Value: "1"}, {Name: "B", Value: "1"}, {Name: "C", Value: "1"}, {Name: "D", Value: "1"}, {Name: "E", Value: "1"}, {Name: "d", Value: "2"}, {Name: "a", Value: "2"}},
+			want: http.Header{"A": {"1", "2"}, "B": {"1"}, "C": {"1"}, "D": {"1", "2"}, "E": {"1"}}},
 		{name: "many names", header: many, want: func() http.Header {
 			h := http.Header{}
 			for _, n := range wantMany {
@@ -77,6 +84,9 @@ func TestResponseHeaderCopy(t *testing.T) {
 			}
 			for _, r := range []*http.Request{ownServerRequest(t, 1), httpRequest(t)} {
 				w := new(fermiontest.ServerWriter)
+				for k, v := range tt.preset {
+					w.Header()[k] = slices.Clone(v)
+				}
 				g.ServeHTTP(w, r)
 				got := w.Header().Clone()
 				for _, k := range []string{"X-Request-Id", "Traceparent"} {
@@ -140,4 +150,90 @@ func BenchmarkResponseHeaderCopy(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzResponseHeaderCopy: whatever fields a guest sends (names in any spelling,
+// repeated or not, before and after the fourth), the response map is what a plain
+// copy makes: net/http's canonical names, every value of a name in order, none of the
+// gateway's reserved fields, the first Date only, beside a split's cookie and the
+// fields a handler in front set. The input is "name:value" lines; a first byte of 'p'
+// presets fields, 's' adds a split's cookie.
+func FuzzResponseHeaderCopy(f *testing.F) {
+	for _, s := range []string{
+		"xContent-Type:text/plain",
+		"xa:1\nb:2\nA:3",
+		"pvary:Accept\nX-Front:g",
+		"sset-cookie:a=1\nSet-Cookie:b=2",
+		"xA:1\nB:1\nC:1\nD:1\nE:1\nd:2\ne:2\na:2",
+		"xdate:d1\nDate:d2\nx-request-id:spoof\ncontent-length:9",
+	} {
+		f.Add(s)
+	}
+	spec := sandbox.Spec{Name: "fixed", Version: "1", Limits: manifest.Limits{MaxRequestBody: 1 << 20}}
+	cookie := &http.Cookie{Name: "side", Value: "v"}
+	f.Fuzz(func(t *testing.T, in string) {
+		if in == "" {
+			return
+		}
+		mode, lines := in[0], strings.Split(in[1:], "\n")
+		var header sandbox.Header
+		for _, l := range lines {
+			name, value, ok := strings.Cut(l, ":")
+			if !ok || name == "" || len(header) == 16 {
+				continue
+			}
+			header = append(header, sandbox.Header{{Name: name, Value: value}}...)
+		}
+		g := New(Config{})
+		target := &headersTarget{fixedTarget: fixedTarget{spec: spec}, header: header}
+		route := Route{Prefix: "/hello", Target: target}
+		if mode == 's' {
+			// Every request gets the canary's sticky cookie: weight all, no cookie sent.
+			route.Split = &Split{Target: target, Weight: MaxWeight, Sticky: "cookie:" + cookie.Name}
+		}
+		if err := g.SetRoutes([]Route{route}); err != nil {
+			t.Fatal(err)
+		}
+		want := http.Header{}
+		w := &headerWriter{h: http.Header{}}
+		if mode == 'p' {
+			w.h["Vary"] = []string{"Origin"}
+			w.h["X-Front"] = []string{"f"}
+			want["Vary"] = []string{"Origin"}
+			want["X-Front"] = []string{"f"}
+		}
+		g.ServeHTTP(w, ownServerRequest(t, 1))
+		got := w.h
+		if mode == 's' {
+			c := got["Set-Cookie"]
+			if len(c) == 0 || !strings.HasPrefix(c[0], cookie.Name+"=") {
+				t.Fatalf("Set-Cookie %q, want the split's first", c)
+			}
+			want["Set-Cookie"] = []string{c[0]}
+		}
+		dated := false
+		for _, kv := range header {
+			k := http.CanonicalHeaderKey(kv.Name)
+			if reservedResponseHeader(k) || (k == "Date" && dated) {
+				continue
+			}
+			dated = dated || k == "Date"
+			want[k] = append(want[k], kv.Value)
+		}
+		for _, k := range []string{"X-Request-Id", "Traceparent"} {
+			if len(got[k]) != 1 {
+				t.Fatalf("%s %q, want the gateway's one value", k, got[k])
+			}
+			delete(got, k)
+		}
+		if !dated {
+			if len(got["Date"]) != 1 {
+				t.Fatalf("Date %q, want the gateway's one value", got["Date"])
+			}
+			delete(got, "Date")
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("guest fields %q: response map %v, want %v", header, got, want)
+		}
+	})
 }
