@@ -1,8 +1,14 @@
 //! Header: HTTP header fields, as Go's http.Header offers them (get, values, set, add,
 //! del), kept in one reused string instead of a map of vectors: a handler touches a
-//! few headers, and a reused writer then allocates nothing per request.
+//! few headers, and a reused writer then allocates nothing per request. A request's
+//! header is decoded from the host's buffer only when the handler first asks for it
+//! ([`Fields`]), so a handler that reads no header pays nothing for them.
 
+use std::cell::UnsafeCell;
 use std::fmt;
+use std::sync::Once;
+
+use crate::abi;
 
 /// HTTP header fields. Names compare case-insensitively; `set` and `add` store them in
 /// canonical form ("content-type" becomes "Content-Type"), as Go's Header does. A
@@ -107,6 +113,103 @@ impl Header {
     /// The memory kept for entries, to bound what a reused header holds on to.
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
+/// A request's header fields: built by a test, or still in the wire format the host
+/// wrote (the section of the request after its header count), decoded into the
+/// instance's reused [`Slot`] on first access.
+#[derive(Clone)]
+pub(crate) enum Fields<'a> {
+    Owned(Header),
+    Wire { raw: &'a [u8], n: usize, slot: &'a Slot },
+}
+
+impl<'a> Fields<'a> {
+    /// The header, decoding it first if nothing has.
+    pub(crate) fn get(&self) -> &Header {
+        match self {
+            Fields::Owned(h) => h,
+            Fields::Wire { raw, n, slot } => slot.decode(raw, *n),
+        }
+    }
+
+    /// The header to change (a test's `with_header`): a decoded copy for a request
+    /// that came from the host, whose slot is shared by every clone of it.
+    pub(crate) fn to_mut(&mut self) -> &mut Header {
+        if let Fields::Wire { .. } = self {
+            *self = Fields::Owned(self.get().clone());
+        }
+        match self {
+            Fields::Owned(h) => h,
+            Fields::Wire { .. } => unreachable!("replaced by an owned header above"),
+        }
+    }
+}
+
+impl fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// Where a request's header is decoded: one per instance, kept between requests so
+/// decoding reuses its memory. A `Once` guards the decoding rather than a `Cell`, so
+/// [`crate::Request`] stays `Sync` as it was when it held a decoded header; on
+/// wasm32-wasi (one thread) it costs a load when the header is read.
+pub(crate) struct Slot {
+    once: Once,
+    header: UnsafeCell<Header>,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot { once: Once::new(), header: UnsafeCell::new(Header::new()) }
+    }
+}
+
+// SAFETY: the header is written only inside `once.call_once`, which runs one closure
+// and makes every other caller wait for it, and read only after that call returns.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    /// Readies the slot for the next request: its header is decoded again on first
+    /// access. The exclusive borrow proves no request still reads the last one.
+    /// A header over `kept` bytes (a request with huge fields) is let go, so it does
+    /// not pin its memory for the instance's life.
+    pub(crate) fn reset(&mut self, kept: usize) {
+        self.once = Once::new();
+        let h = self.header.get_mut();
+        if h.capacity() > kept {
+            *h = Header::new();
+        }
+    }
+
+    /// Whether the current request's header has been decoded (for tests).
+    #[cfg(test)]
+    pub(crate) fn decoded(&self) -> bool {
+        self.once.is_completed()
+    }
+
+    /// The header of raw (n entries, in the wire format, already checked whole by the
+    /// request's decoder), decoded on the first call after `reset`.
+    fn decode(&self, raw: &[u8], n: usize) -> &Header {
+        self.once.call_once(|| {
+            // SAFETY: see `impl Sync for Slot`: this closure is the only writer, and no
+            // reader has a reference until call_once has returned.
+            let h = unsafe { &mut *self.header.get() };
+            h.clear();
+            let mut d = abi::Decoder::new(raw);
+            for _ in 0..n {
+                match (d.bytes(), d.bytes()) {
+                    (Ok(name), Ok(value)) => h.add_raw(name, value),
+                    _ => break, // cannot happen: the request's decoder walked these fields
+                }
+            }
+        });
+        // SAFETY: call_once has returned, so the header is written and nothing writes
+        // it again until `reset`, which needs the slot exclusively.
+        unsafe { &*self.header.get() }
     }
 }
 

@@ -43,16 +43,18 @@ mod header;
 pub mod outbound;
 
 pub use header::{canonical_header_key, Header};
+use header::{Fields, Slot};
 
 /// A request received by the function. Its strings and body borrow the host's request
-/// buffer, valid for the handler's call.
+/// buffer, valid for the handler's call; its header fields are decoded from that buffer
+/// when the handler first asks for them.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
     method: Cow<'a, str>,
     uri: Cow<'a, str>,
     host: Cow<'a, str>,
     remote_addr: Cow<'a, str>,
-    header: Cow<'a, Header>,
+    header: Fields<'a>,
     body: Cow<'a, [u8]>,
 }
 
@@ -64,7 +66,7 @@ impl<'a> Request<'a> {
             uri: Cow::Owned(uri.to_string()),
             host: Cow::Borrowed(""),
             remote_addr: Cow::Borrowed(""),
-            header: Cow::Owned(Header::new()),
+            header: Fields::Owned(Header::new()),
             body: Cow::Borrowed(&[]),
         }
     }
@@ -141,7 +143,7 @@ impl<'a> Request<'a> {
 
     /// The header fields, names in canonical form.
     pub fn header(&self) -> &Header {
-        &self.header
+        self.header.get()
     }
 
     /// The whole body (the host has read it, within `max_request_body`).
@@ -364,7 +366,7 @@ pub mod __private {
     struct State {
         buf: Vec<u8>, // the request buffer the host writes into
         out: Vec<u8>, // the encoded response
-        header: Header,
+        header: Slot, // where the request's header is decoded, if the handler reads it
         rw: ResponseWriter,
         hooked: bool,
     }
@@ -375,7 +377,7 @@ pub mod __private {
         // SAFETY: one thread, and no export is re-entered (the host calls one at a time
         // and calls back into no export), so no two references are live at once.
         let st = unsafe { &mut *std::ptr::addr_of_mut!(STATE) };
-        st.get_or_insert_with(|| State { buf: Vec::new(), out: Vec::new(), header: Header::new(), rw: ResponseWriter::new(), hooked: false })
+        st.get_or_insert_with(|| State { buf: Vec::new(), out: Vec::new(), header: Slot::default(), rw: ResponseWriter::new(), hooked: false })
     }
 
     /// Runs once, before any request: the reactor's `_initialize`, which a Rust
@@ -446,8 +448,8 @@ pub mod __private {
     }
 
     /// Decodes one request from input, runs h and leaves the encoded response in out.
-    pub(crate) fn serve(input: &[u8], header: &mut Header, rw: &mut ResponseWriter, out: &mut Vec<u8>, h: Handler) -> i32 {
-        header.clear();
+    pub(crate) fn serve(input: &[u8], header: &mut Slot, rw: &mut ResponseWriter, out: &mut Vec<u8>, h: Handler) -> i32 {
+        header.reset(MAX_KEPT);
         let req = match decode_request(input, header) {
             Ok(r) => r,
             Err(_) => return abi::HANDLE_BAD_INPUT,
@@ -462,21 +464,25 @@ pub mod __private {
         abi::HANDLE_OK
     }
 
-    fn decode_request<'a>(input: &'a [u8], header: &'a mut Header) -> Result<Request<'a>, abi::DecodeError> {
+    /// Checks the whole request's framing, so a malformed one is refused before the
+    /// handler runs, but leaves its header fields in the wire format for the handler
+    /// to decode if it reads them.
+    fn decode_request<'a>(input: &'a [u8], header: &'a Slot) -> Result<Request<'a>, abi::DecodeError> {
         let mut d = abi::Decoder::new(input);
         let method = text(d.bytes()?);
         let uri = text(d.bytes()?);
         let host = text(d.bytes()?);
         let remote_addr = text(d.bytes()?);
         let n = d.count()?;
+        let fields = d.rest();
         for _ in 0..n {
-            let name = d.bytes()?;
-            let value = d.bytes()?;
-            header.add_raw(name, value);
+            d.bytes()?;
+            d.bytes()?;
         }
+        let raw = &fields[..fields.len() - d.rest().len()];
         let body = d.bytes()?;
         d.done()?;
-        Ok(Request { method, uri, host, remote_addr, header: Cow::Borrowed(header), body: Cow::Borrowed(body) })
+        Ok(Request { method, uri, host, remote_addr, header: Fields::Wire { raw, n, slot: header }, body: Cow::Borrowed(body) })
     }
 
     /// A view of b, or a copy with invalid UTF-8 replaced.

@@ -42,7 +42,7 @@ fn decode_response(b: &[u8]) -> Decoded {
 }
 
 fn run(input: &[u8], h: Handler) -> (i32, Vec<u8>) {
-    let (mut header, mut rw, mut out) = (Header::new(), ResponseWriter::new(), Vec::new());
+    let (mut header, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
     let code = serve(input, &mut header, &mut rw, &mut out, h);
     (code, out)
 }
@@ -115,7 +115,7 @@ fn invalid_utf8_is_replaced() {
 
 #[test]
 fn writer_is_reused_clean() {
-    let (mut header, mut rw, mut out) = (Header::new(), ResponseWriter::new(), Vec::new());
+    let (mut header, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
     fn big(w: &mut ResponseWriter, _: &Request) {
         w.write_header(418);
         w.header().set("X-Big", "1");
@@ -150,4 +150,73 @@ fn request_for_tests() {
     assert_eq!(r.query_value("b").as_deref(), Some(""));
     assert_eq!(r.query_value("c"), None);
     assert_eq!(unescape("%zz%4"), "%zz%4");
+}
+
+#[test]
+fn header_decoded_only_when_read() {
+    fn no_header(w: &mut ResponseWriter, r: &Request) {
+        w.write_str(r.path());
+    }
+    fn header_twice(w: &mut ResponseWriter, r: &Request) {
+        let first = r.header().get("X-A").unwrap_or("-");
+        let again = r.header().values("x-a").collect::<Vec<_>>().join(",");
+        write!(w, "{}|{}|{}", first, again, r.header().len());
+    }
+    let (mut slot, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
+    let one = encode_request("GET", "/one", &[("X-A", b"1"), ("X-A", b"2"), ("X-B", b"3")], b"");
+    serve(&one, &mut slot, &mut rw, &mut out, no_header);
+    assert!(!slot.decoded(), "a handler that read no header had them decoded");
+    assert_eq!(decode_response(&out).body, b"/one");
+    serve(&one, &mut slot, &mut rw, &mut out, header_twice);
+    assert!(slot.decoded());
+    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "1|1,2|3");
+    // The next request decodes its own fields into the reused slot: nothing of the
+    // last request's header shows, whether it has fewer fields or none.
+    let two = encode_request("GET", "/two", &[("X-A", b"9")], b"");
+    serve(&two, &mut slot, &mut rw, &mut out, header_twice);
+    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "9|9|1");
+    let none = encode_request("GET", "/three", &[], b"");
+    serve(&none, &mut slot, &mut rw, &mut out, header_twice);
+    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "-||0");
+}
+
+#[test]
+fn host_request_clones_and_changes() {
+    fn clone_and_add(w: &mut ResponseWriter, r: &Request) {
+        let c = r.clone();
+        let changed = r.clone().with_header("X-New", "n");
+        write!(w, "{:?} {:?} {:?}", c.header().get("X-A"), changed.header().get("X-New"), r.header().get("X-New"));
+        write!(w, " {:?}", changed.header());
+    }
+    let input = encode_request("GET", "/", &[("X-A", b"a")], b"");
+    let (_, out) = run(&input, clone_and_add);
+    assert_eq!(
+        String::from_utf8(decode_response(&out).body).unwrap(),
+        "Some(\"a\") Some(\"n\") None [(\"X-A\", \"a\"), (\"X-New\", \"n\")]"
+    );
+}
+
+#[test]
+fn request_stays_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Request<'static>>();
+}
+
+#[test]
+fn invalid_utf8_in_request_line_is_replaced() {
+    fn show(w: &mut ResponseWriter, r: &Request) {
+        write!(w, "{}|{}|{}", r.method(), r.uri(), r.header().get("X-\u{fffd}").unwrap_or(""));
+    }
+    let mut input = Vec::new();
+    abi::put_bytes(&mut input, b"G\xffT");
+    abi::put_bytes(&mut input, "/\u{e9}t\u{e9}".as_bytes());
+    abi::put_bytes(&mut input, b"h");
+    abi::put_bytes(&mut input, b"r");
+    abi::put_u32(&mut input, 1);
+    abi::put_bytes(&mut input, b"X-\xc3");
+    abi::put_bytes(&mut input, b"v\xc3");
+    abi::put_bytes(&mut input, b"");
+    let (code, out) = run(&input, show);
+    assert_eq!(code, abi::HANDLE_OK);
+    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "G\u{fffd}T|/\u{e9}t\u{e9}|v\u{fffd}");
 }
