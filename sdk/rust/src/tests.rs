@@ -220,3 +220,31 @@ fn invalid_utf8_in_request_line_is_replaced() {
     assert_eq!(code, abi::HANDLE_OK);
     assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "G\u{fffd}T|/\u{e9}t\u{e9}|v\u{fffd}");
 }
+
+#[test]
+fn request_line_checked_in_one_pass_or_per_field() {
+    fn show(w: &mut ResponseWriter, r: &Request) {
+        write!(w, "{}|{}|{}|{}", r.method(), r.uri(), r.host(), r.remote_addr());
+    }
+    let long = |n: usize| format!("/{}", "a".repeat(n - 1));
+    let mut straddle = Vec::new();
+    // The method ends with a lead byte and the URI's length (169) starts with 0xA9:
+    // together they are a valid "é", so the one pass over the head succeeds, yet the
+    // method alone is not UTF-8.
+    abi::put_bytes(&mut straddle, b"G\xc3");
+    abi::put_bytes(&mut straddle, long(169).as_bytes());
+    abi::put_bytes(&mut straddle, "h\u{e9}".as_bytes());
+    abi::put_bytes(&mut straddle, b"r");
+    abi::put_u32(&mut straddle, 0);
+    abi::put_bytes(&mut straddle, b"");
+    for (name, input, want) in [
+        ("field ending mid-character", straddle, format!("G\u{fffd}|{}|h\u{e9}|r", long(169))),
+        // A length of 200 (0xC8) fails the one pass: each field is checked alone.
+        ("long URI", encode_request("GET", &long(200), &[], b""), format!("GET|{}|example.com|10.0.0.1:5555", long(200))),
+        ("non-ASCII URI", encode_request("GET", "/\u{e9}", &[], b""), "GET|/\u{e9}|example.com|10.0.0.1:5555".to_string()),
+    ] {
+        let (code, out) = run(&input, show);
+        assert_eq!(code, abi::HANDLE_OK, "{}", name);
+        assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), want, "{}", name);
+    }
+}
