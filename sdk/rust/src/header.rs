@@ -65,6 +65,9 @@ impl Header {
 
     /// Removes every value of `name`.
     pub fn del(&mut self, name: &str) {
+        if self.entries.is_empty() {
+            return; // set on a fresh response, the common case
+        }
         let buf = &self.buf;
         self.entries.retain(|e| !slice(buf, e.name).eq_ignore_ascii_case(name));
     }
@@ -246,21 +249,38 @@ pub fn canonical_header_key(name: &str) -> String {
     s
 }
 
+/// Appends name in canonical form. Handlers mostly write names already canonical
+/// ("Content-Type"), so one pass checks that and the name is then copied whole; only
+/// a name in another case is rewritten, in place, byte by byte.
 fn push_canonical(buf: &mut String, name: &str) {
-    if !name.bytes().all(is_token) {
-        buf.push_str(name);
-        return;
-    }
+    let mut canonical = true;
     let mut upper = true;
     for b in name.bytes() {
-        let c = if upper { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() };
-        buf.push(c as char);
+        if !is_token(b) {
+            buf.push_str(name);
+            return;
+        }
+        canonical &= b == if upper { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() };
         upper = b == b'-';
+    }
+    let start = buf.len();
+    buf.push_str(name);
+    if canonical {
+        return;
+    }
+    // SAFETY: every byte is a token character, ASCII, and changing the case of ASCII
+    // letters keeps the string UTF-8.
+    let bytes = unsafe { buf.as_bytes_mut() };
+    let mut upper = true;
+    for b in &mut bytes[start..] {
+        *b = if upper { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() };
+        upper = *b == b'-';
     }
 }
 
+/// Whether b may appear in a header name (RFC 9110's tchar).
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
 }
 
 #[cfg(test)]
@@ -276,6 +296,12 @@ mod tests {
             ("", ""),
             ("bad name", "bad name"),
             ("a--b", "A--B"),
+            ("Content-Type", "Content-Type"),
+            ("content-TYPE", "Content-Type"),
+            ("-x", "-X"),
+            ("1st-name", "1st-Name"),
+            ("x-\u{e9}t\u{e9}", "x-\u{e9}t\u{e9}"),
+            ("a_b.c~d|e", "A_b.c~d|e"),
         ] {
             assert_eq!(canonical_header_key(name), want, "{}", name);
         }
@@ -296,6 +322,10 @@ mod tests {
         assert_eq!(h.iter().collect::<Vec<_>>(), [("Content-Type", "text/html")]);
         h.clear();
         assert!(h.is_empty());
+        // A name rewritten in place after other entries keeps their bytes intact.
+        h.add("X-Kept", "v");
+        h.add("x-LATER", "w");
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("X-Kept", "v"), ("X-Later", "w")]);
     }
 
     #[test]
