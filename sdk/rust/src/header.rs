@@ -113,6 +113,12 @@ impl Header {
         slice(&self.buf, r)
     }
 
+    /// The bytes of every entry's name and value, at most: what encoding them copies
+    /// (deleted entries' bytes stay in the buffer until `clear`).
+    pub(crate) fn text_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The memory kept for entries, to bound what a reused header holds on to.
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
