@@ -485,12 +485,17 @@ pub mod __private {
     }
 
     /// The request line's and the peer's strings (fields, each a part of head, with
-    /// their length prefixes between them), checked as UTF-8 in one pass over head
-    /// rather than one call per field: the calls, not the bytes, are what cost for
-    /// strings this short (bench/RESULTS.md, "rustlean"). A length prefix with a byte
-    /// of 0x80 or more (a field over 127 bytes) fails that pass, as does a field
-    /// with invalid UTF-8; then each field is checked alone.
+    /// their length prefixes between them), checked in one pass over head rather than
+    /// one call per field: the calls, not the bytes, are what cost for strings this
+    /// short (bench/RESULTS.md, "rustlean"). The pass is an inline ASCII check, then
+    /// the UTF-8 validator for a head with other characters. A length prefix with a
+    /// byte of 0x80 or more (a field over 127 bytes) fails both, as does a field with
+    /// invalid UTF-8; then each field is checked alone.
     fn head_texts<'a>(head: &'a [u8], fields: [&'a [u8]; 4]) -> [Cow<'a, str>; 4] {
+        if head.is_ascii() {
+            // SAFETY: ASCII is UTF-8, and every byte of it a character boundary.
+            return fields.map(|f| Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(f) }));
+        }
         let s = match std::str::from_utf8(head) {
             Ok(s) => s,
             Err(_) => return fields.map(text),
