@@ -114,7 +114,8 @@ impl Header {
     }
 
     /// The bytes of every entry's name and value, at most: what encoding them copies
-    /// (deleted entries' bytes stay in the buffer until `clear`).
+    /// (deleted entries' bytes, and a decoded request's length prefixes, stay in the
+    /// buffer until `clear`).
     pub(crate) fn text_len(&self) -> usize {
         self.buf.len()
     }
@@ -209,6 +210,24 @@ impl Slot {
             let h = unsafe { &mut *self.header.get() };
             h.clear();
             let mut d = abi::Decoder::new(raw);
+            if raw.is_ascii() {
+                // Fields and length prefixes all ASCII (every field under 128 bytes):
+                // one copy of the section, and entries that point into it past the
+                // prefixes, instead of a UTF-8 check and a copy per name and value.
+                // SAFETY: ASCII is UTF-8.
+                h.buf.push_str(unsafe { std::str::from_utf8_unchecked(raw) });
+                let at = |f: &[u8]| {
+                    let start = (f.as_ptr() as usize - raw.as_ptr() as usize) as u32;
+                    (start, start + f.len() as u32)
+                };
+                for _ in 0..n {
+                    match (d.bytes(), d.bytes()) {
+                        (Ok(name), Ok(value)) => h.entries.push(Entry { name: at(name), value: at(value) }),
+                        _ => break, // cannot happen: the request's decoder walked these fields
+                    }
+                }
+                return;
+            }
             for _ in 0..n {
                 match (d.bytes(), d.bytes()) {
                     (Ok(name), Ok(value)) => h.add_raw(name, value),

@@ -248,3 +248,23 @@ fn request_line_checked_in_one_pass_or_per_field() {
         assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), want, "{}", name);
     }
 }
+
+#[test]
+fn header_decoded_whole_or_per_field() {
+    fn show(w: &mut ResponseWriter, r: &Request) {
+        write!(w, "{:?}", r.header());
+    }
+    let long = "v".repeat(200);
+    for (name, headers, want) in [
+        ("ASCII", vec![("A", b"1".to_vec()), ("B-C", b"two".to_vec())], r#"[("A", "1"), ("B-C", "two")]"#.to_string()),
+        // A 200-byte value's length prefix is not ASCII: each field is decoded alone.
+        ("long value", vec![("A", long.clone().into_bytes()), ("B", b"2".to_vec())], format!(r#"[("A", "{}"), ("B", "2")]"#, long)),
+        ("UTF-8 value", vec![("A", "\u{e9}".as_bytes().to_vec())], "[(\"A\", \"\u{e9}\")]".to_string()),
+        ("none", vec![], "[]".to_string()),
+    ] {
+        let fields: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+        let (code, out) = run(&encode_request("GET", "/", &fields, b"body"), show);
+        assert_eq!(code, abi::HANDLE_OK, "{}", name);
+        assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), want, "{}", name);
+    }
+}
