@@ -23,9 +23,10 @@
 //!
 //! The host instantiates the module once and calls the handler for many requests, one
 //! at a time. A request's strings and body are views of the buffer the host wrote it
-//! into (the borrow checker keeps them from outliving the call); the response writer
-//! and the request's header are reused, so a handler that writes a few headers and a
-//! body allocates nothing per request once warm.
+//! into (the borrow checker keeps them from outliving the call), and its header fields
+//! are decoded from that buffer only when the handler first asks for them; the response
+//! writer and the request's header are reused, so a handler that writes a few headers
+//! and a body allocates nothing per request once warm.
 //!
 //! The host enforces the manifest's limits: a request body over `max_request_body` is
 //! refused (413) before the handler runs, a response over `max_response_body` (502); a
