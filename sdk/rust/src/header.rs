@@ -201,6 +201,12 @@ impl Slot {
         self.once.is_completed()
     }
 
+    /// The memory the slot keeps (for tests).
+    #[cfg(test)]
+    pub(crate) fn kept(&mut self) -> usize {
+        self.header.get_mut().capacity()
+    }
+
     /// The header of raw (n entries, in the wire format, already checked whole by the
     /// request's decoder), decoded on the first call after `reset`.
     fn decode(&self, raw: &[u8], n: usize) -> &Header {

@@ -124,12 +124,19 @@ fn writer_is_reused_clean() {
     fn small(w: &mut ResponseWriter, _: &Request) {
         w.write(b"ok");
     }
+    fn read_header(w: &mut ResponseWriter, r: &Request) {
+        w.write(&[r.header().len() as u8]);
+    }
+    let huge = vec![b'h'; 1 << 20];
+    serve(&encode_request("GET", "/", &[("X-Huge", &huge)], b""), &mut header, &mut rw, &mut out, read_header);
+    assert!(header.kept() > MAX_KEPT);
     let input = encode_request("GET", "/", &[], b"");
     serve(&input, &mut header, &mut rw, &mut out, big);
     serve(&input, &mut header, &mut rw, &mut out, small);
     let resp = decode_response(&out);
     assert_eq!((resp.status, resp.headers.len(), &resp.body[..]), (200, 0, &b"ok"[..]));
     assert!(rw.body.capacity() <= MAX_KEPT && out.capacity() <= MAX_KEPT, "kept {} and {} bytes", rw.body.capacity(), out.capacity());
+    assert!(header.kept() <= MAX_KEPT, "the request's header slot kept {} bytes", header.kept());
 }
 
 #[test]
