@@ -113,11 +113,19 @@ impl Header {
         slice(&self.buf, r)
     }
 
-    /// The bytes of every entry's name and value, at most: what encoding them copies
-    /// (deleted entries' bytes, and a decoded request's length prefixes, stay in the
-    /// buffer until `clear`).
-    pub(crate) fn text_len(&self) -> usize {
-        self.buf.len()
+    /// The bytes the entries take in the ABI's encoding: a length and the bytes for
+    /// each name and value.
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.entries.iter().map(|e| 8 + (e.name.1 - e.name.0) as usize + (e.value.1 - e.value.0) as usize).sum()
+    }
+
+    /// Calls f with every entry's name and value, in order: `iter` without the
+    /// iterator, whose `next` the compiler leaves as a call per entry.
+    #[inline]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &str)) {
+        for e in &self.entries {
+            f(self.slice(e.name), self.slice(e.value));
+        }
     }
 
     /// The memory kept for entries, to bound what a reused header holds on to.

@@ -188,12 +188,18 @@ fn hex(c: u8) -> Option<u8> {
 /// Builds the response. It is buffered and sent whole when the handler returns, so
 /// header fields may change until then; the status is fixed by the first
 /// `write_header`, or by the first write (200), as in Go's net/http.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ResponseWriter {
     header: Header,
     status: Option<u16>,
-    body: Vec<u8>,
+    body: Vec<u8>, // HEAD_ROOM bytes for the encoded head, then the body; empty until written
 }
+
+/// Room kept in front of a response's body for its encoded head (status, header fields,
+/// the body's length), so encoding writes the head before the body where it lies
+/// instead of copying the body after the head. A head larger than this (many or long
+/// header fields) is encoded with a copy of the body.
+const HEAD_ROOM: usize = 512;
 
 /// Bounds the memory a reused writer keeps between requests, so one large response
 /// does not pin its memory for the instance's life.
@@ -223,7 +229,7 @@ impl ResponseWriter {
     /// Appends to the body; the status becomes 200 if nothing set it.
     pub fn write(&mut self, b: &[u8]) {
         self.status.get_or_insert(200);
-        self.body.extend_from_slice(b);
+        self.body_buf().extend_from_slice(b);
     }
 
     /// Appends text to the body.
@@ -235,7 +241,7 @@ impl ResponseWriter {
     /// and no error to handle: writing to the buffer cannot fail.
     pub fn write_fmt(&mut self, args: fmt::Arguments<'_>) {
         self.status.get_or_insert(200);
-        let _ = fmt::Write::write_fmt(&mut BodyWriter(&mut self.body), args);
+        let _ = fmt::Write::write_fmt(&mut BodyWriter(self.body_buf()), args);
     }
 
     /// The status sent: what `write_header` set, otherwise 200.
@@ -245,7 +251,15 @@ impl ResponseWriter {
 
     /// The body written so far.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.body.get(HEAD_ROOM..).unwrap_or(&[])
+    }
+
+    /// The body's buffer, with its head room made on first use.
+    fn body_buf(&mut self) -> &mut Vec<u8> {
+        if self.body.len() < HEAD_ROOM {
+            self.body.resize(HEAD_ROOM, 0);
+        }
+        &mut self.body
     }
 
     /// Readies the writer for the next request.
@@ -256,22 +270,53 @@ impl ResponseWriter {
         if self.header.capacity() > MAX_KEPT {
             self.header = Header::new();
         }
-        self.body.clear();
+        self.body.truncate(HEAD_ROOM);
         self.header.clear();
         self.status = None;
     }
 
-    /// Appends the encoded response to out.
-    fn encode(&self, out: &mut Vec<u8>) {
-        // The exact size, so out grows at most once and no write below has to.
-        out.reserve(12 + 8 * self.header.len() + self.header.text_len() + self.body.len());
-        abi::put_u32(out, u32::from(self.status()));
-        abi::put_u32(out, self.header.len() as u32);
-        for (name, value) in self.header.iter() {
-            abi::put_bytes(out, name.as_bytes());
-            abi::put_bytes(out, value.as_bytes());
+    /// The encoded response: its head written into the room before the body, or head
+    /// and body copied into out when the head does not fit there.
+    fn encode<'s>(&'s mut self, out: &'s mut Vec<u8>) -> &'s [u8] {
+        let head = 12 + self.header.encoded_len();
+        if head > HEAD_ROOM {
+            out.clear();
+            out.reserve(head + self.body().len());
+            abi::put_u32(out, u32::from(self.status()));
+            abi::put_u32(out, self.header.len() as u32);
+            for (name, value) in self.header.iter() {
+                abi::put_bytes(out, name.as_bytes());
+                abi::put_bytes(out, value.as_bytes());
+            }
+            abi::put_bytes(out, self.body());
+            return out;
         }
-        abi::put_bytes(out, &self.body);
+        let status = self.status();
+        let body_len = self.body().len() as u32;
+        let start = HEAD_ROOM - head;
+        self.body_buf();
+        let (room, header) = (&mut self.body[start..HEAD_ROOM], &self.header);
+        let mut at = 0;
+        let mut put = |b: &[u8]| {
+            room[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        };
+        put(&u32::from(status).to_le_bytes());
+        put(&(header.len() as u32).to_le_bytes());
+        header.for_each(|name, value| {
+            put(&(name.len() as u32).to_le_bytes());
+            put(name.as_bytes());
+            put(&(value.len() as u32).to_le_bytes());
+            put(value.as_bytes());
+        });
+        put(&body_len.to_le_bytes());
+        &self.body[start..]
+    }
+}
+
+impl fmt::Debug for ResponseWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseWriter").field("header", &self.header).field("status", &self.status).field("body", &self.body()).finish()
     }
 }
 
@@ -442,28 +487,29 @@ pub mod __private {
         if len < 0 || len as usize > st.buf.len() {
             return abi::HANDLE_BAD_INPUT;
         }
-        let code = serve(&st.buf[..len as usize], &mut st.header, &mut st.rw, &mut st.out, h);
-        if code == abi::HANDLE_OK {
-            crate::host::response(&st.out);
+        match serve(&st.buf[..len as usize], &mut st.header, &mut st.rw, &mut st.out, h) {
+            Ok(response) => {
+                crate::host::response(response);
+                abi::HANDLE_OK
+            }
+            Err(code) => code,
         }
-        code
     }
 
-    /// Decodes one request from input, runs h and leaves the encoded response in out.
-    pub(crate) fn serve(input: &[u8], header: &mut Slot, rw: &mut ResponseWriter, out: &mut Vec<u8>, h: Handler) -> i32 {
+    /// Decodes one request from input, runs h and returns the encoded response (in
+    /// rw's buffer, or in out), or the result code of a request it could not decode.
+    pub(crate) fn serve<'s>(input: &[u8], header: &mut Slot, rw: &'s mut ResponseWriter, out: &'s mut Vec<u8>, h: Handler) -> Result<&'s [u8], i32> {
         header.reset(MAX_KEPT);
         let req = match decode_request(input, header) {
             Ok(r) => r,
-            Err(_) => return abi::HANDLE_BAD_INPUT,
+            Err(_) => return Err(abi::HANDLE_BAD_INPUT),
         };
         rw.reset();
         h(rw, &req);
-        out.clear();
-        rw.encode(out);
-        if out.capacity() > MAX_KEPT && out.len() <= MAX_KEPT {
-            out.shrink_to(MAX_KEPT);
+        if out.capacity() > MAX_KEPT {
+            *out = Vec::new(); // only a response with a head over HEAD_ROOM uses out
         }
-        abi::HANDLE_OK
+        Ok(rw.encode(out))
     }
 
     /// Checks the whole request's framing, so a malformed one is refused before the

@@ -43,8 +43,15 @@ fn decode_response(b: &[u8]) -> Decoded {
 
 fn run(input: &[u8], h: Handler) -> (i32, Vec<u8>) {
     let (mut header, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
-    let code = serve(input, &mut header, &mut rw, &mut out, h);
-    (code, out)
+    respond(input, &mut header, &mut rw, &mut out, h)
+}
+
+/// serve's result code and a copy of its encoded response.
+fn respond(input: &[u8], header: &mut header::Slot, rw: &mut ResponseWriter, out: &mut Vec<u8>, h: Handler) -> (i32, Vec<u8>) {
+    match serve(input, header, rw, out, h) {
+        Ok(resp) => (abi::HANDLE_OK, resp.to_vec()),
+        Err(code) => (code, Vec::new()),
+    }
 }
 
 fn echo(w: &mut ResponseWriter, r: &Request) {
@@ -128,12 +135,11 @@ fn writer_is_reused_clean() {
         w.write(&[r.header().len() as u8]);
     }
     let huge = vec![b'h'; 1 << 20];
-    serve(&encode_request("GET", "/", &[("X-Huge", &huge)], b""), &mut header, &mut rw, &mut out, read_header);
+    respond(&encode_request("GET", "/", &[("X-Huge", &huge)], b""), &mut header, &mut rw, &mut out, read_header);
     assert!(header.kept() > MAX_KEPT);
     let input = encode_request("GET", "/", &[], b"");
-    serve(&input, &mut header, &mut rw, &mut out, big);
-    serve(&input, &mut header, &mut rw, &mut out, small);
-    let resp = decode_response(&out);
+    respond(&input, &mut header, &mut rw, &mut out, big);
+    let resp = decode_response(&respond(&input, &mut header, &mut rw, &mut out, small).1);
     assert_eq!((resp.status, resp.headers.len(), &resp.body[..]), (200, 0, &b"ok"[..]));
     assert!(rw.body.capacity() <= MAX_KEPT && out.capacity() <= MAX_KEPT, "kept {} and {} bytes", rw.body.capacity(), out.capacity());
     assert!(header.kept() <= MAX_KEPT, "the request's header slot kept {} bytes", header.kept());
@@ -171,20 +177,20 @@ fn header_decoded_only_when_read() {
     }
     let (mut slot, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
     let one = encode_request("GET", "/one", &[("X-A", b"1"), ("X-A", b"2"), ("X-B", b"3")], b"");
-    serve(&one, &mut slot, &mut rw, &mut out, no_header);
+    let out_ = respond(&one, &mut slot, &mut rw, &mut out, no_header).1;
     assert!(!slot.decoded(), "a handler that read no header had them decoded");
-    assert_eq!(decode_response(&out).body, b"/one");
-    serve(&one, &mut slot, &mut rw, &mut out, header_twice);
+    assert_eq!(decode_response(&out_).body, b"/one");
+    let out_ = respond(&one, &mut slot, &mut rw, &mut out, header_twice).1;
     assert!(slot.decoded());
-    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "1|1,2|3");
+    assert_eq!(String::from_utf8(decode_response(&out_).body).unwrap(), "1|1,2|3");
     // The next request decodes its own fields into the reused slot: nothing of the
     // last request's header shows, whether it has fewer fields or none.
     let two = encode_request("GET", "/two", &[("X-A", b"9")], b"");
-    serve(&two, &mut slot, &mut rw, &mut out, header_twice);
-    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "9|9|1");
+    let out_ = respond(&two, &mut slot, &mut rw, &mut out, header_twice).1;
+    assert_eq!(String::from_utf8(decode_response(&out_).body).unwrap(), "9|9|1");
     let none = encode_request("GET", "/three", &[], b"");
-    serve(&none, &mut slot, &mut rw, &mut out, header_twice);
-    assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), "-||0");
+    let out_ = respond(&none, &mut slot, &mut rw, &mut out, header_twice).1;
+    assert_eq!(String::from_utf8(decode_response(&out_).body).unwrap(), "-||0");
 }
 
 #[test]
@@ -342,5 +348,47 @@ fn decoding_matches_per_field_reading() {
         let (code, out) = run(&input, show);
         assert_eq!(code, abi::HANDLE_OK, "case {}", case);
         assert_eq!(String::from_utf8(decode_response(&out).body).unwrap(), want, "case {}: {:?}", case, input);
+    }
+}
+
+#[test]
+fn response_head_in_room_or_copied() {
+    fn fields(n: usize, len: usize) -> impl Fn(&mut ResponseWriter) {
+        move |w: &mut ResponseWriter| {
+            for i in 0..n {
+                w.header().add(&format!("X-F{}", i), &"v".repeat(len));
+            }
+        }
+    }
+    let (mut slot, mut rw, mut out) = (header::Slot::default(), ResponseWriter::new(), Vec::new());
+    let input = encode_request("GET", "/", &[], b"");
+    // Heads under, at and over HEAD_ROOM, in turns, through one reused writer: with
+    // one field of name X-F0 the head is 12 + 8 + 4 + len bytes.
+    for (name, n, len, body) in [
+        ("small", 1, 10, &b"hello"[..]),
+        ("exactly the room", 1, HEAD_ROOM - 24, &b"b"[..]),
+        ("one byte over", 1, HEAD_ROOM - 23, &b"b"[..]),
+        ("many fields", 40, 20, &b"many"[..]),
+        ("no body", 1, 3, &b""[..]),
+        ("small again", 2, 1, &b"x"[..]),
+    ] {
+        thread_local!(static CASE: std::cell::RefCell<(usize, usize, Vec<u8>)> = std::cell::RefCell::new((0, 0, Vec::new())));
+        CASE.with(|c| *c.borrow_mut() = (n, len, body.to_vec()));
+        fn h(w: &mut ResponseWriter, _: &Request) {
+            CASE.with(|c| {
+                let (n, len, body) = c.borrow().clone();
+                fields(n, len)(w);
+                w.write_header(202);
+                w.write(&body);
+            })
+        }
+        let (code, enc) = respond(&input, &mut slot, &mut rw, &mut out, h);
+        assert_eq!(code, abi::HANDLE_OK, "{}", name);
+        let resp = decode_response(&enc);
+        assert_eq!((resp.status, resp.headers.len(), &resp.body[..]), (202, n, body), "{}", name);
+        for (i, (k, v)) in resp.headers.iter().enumerate() {
+            assert_eq!((k.as_str(), v.len()), (format!("X-F{}", i).as_str(), len), "{}", name);
+        }
+        assert_eq!(rw.body(), body, "{}", name);
     }
 }
