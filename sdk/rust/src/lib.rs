@@ -507,7 +507,9 @@ pub mod __private {
         rw.reset();
         h(rw, &req);
         if out.capacity() > MAX_KEPT {
-            *out = Vec::new(); // only a response with a head over HEAD_ROOM uses out
+            // Only a response with a head over HEAD_ROOM uses out; bound what it keeps.
+            out.clear();
+            out.shrink_to(MAX_KEPT);
         }
         Ok(rw.encode(out))
     }
@@ -520,12 +522,12 @@ pub mod __private {
         let fields = [d.bytes()?, d.bytes()?, d.bytes()?, d.bytes()?];
         let [method, uri, host, remote_addr] = head_texts(&input[..input.len() - d.rest().len()], fields);
         let n = d.count()?;
-        let fields = d.rest();
+        let section = d.rest();
         for _ in 0..n {
             d.bytes()?;
             d.bytes()?;
         }
-        let raw = &fields[..fields.len() - d.rest().len()];
+        let raw = &section[..section.len() - d.rest().len()];
         let body = d.bytes()?;
         d.done()?;
         Ok(Request { method, uri, host, remote_addr, header: Fields::Wire { raw, n, slot: header }, body: Cow::Borrowed(body) })
@@ -535,9 +537,9 @@ pub mod __private {
     /// their length prefixes between them), checked in one pass over head rather than
     /// one call per field: the calls, not the bytes, are what cost for strings this
     /// short (bench/RESULTS.md, "rustlean"). The pass is an inline ASCII check, then
-    /// the UTF-8 validator for a head with other characters. A length prefix with a
-    /// byte of 0x80 or more (a field over 127 bytes) fails both, as does a field with
-    /// invalid UTF-8; then each field is checked alone.
+    /// the UTF-8 validator for a head with other characters. When the validator fails
+    /// (invalid UTF-8 in a field, or a length prefix with a byte of 0x80 or more, as a
+    /// field over 127 bytes has), each field is checked alone.
     fn head_texts<'a>(head: &'a [u8], fields: [&'a [u8]; 4]) -> [Cow<'a, str>; 4] {
         if head.is_ascii() {
             // SAFETY: ASCII is UTF-8, and every byte of it a character boundary.
