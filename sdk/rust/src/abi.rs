@@ -74,6 +74,11 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.b
+    }
+
     pub fn done(&self) -> Result<(), DecodeError> {
         if self.b.is_empty() {
             Ok(())

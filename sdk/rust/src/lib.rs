@@ -23,9 +23,10 @@
 //!
 //! The host instantiates the module once and calls the handler for many requests, one
 //! at a time. A request's strings and body are views of the buffer the host wrote it
-//! into (the borrow checker keeps them from outliving the call); the response writer
-//! and the request's header are reused, so a handler that writes a few headers and a
-//! body allocates nothing per request once warm.
+//! into (the borrow checker keeps them from outliving the call), and its header fields
+//! are decoded from that buffer only when the handler first asks for them; the response
+//! writer and the request's header are reused, so a handler that writes a few headers
+//! and a body allocates nothing per request once warm.
 //!
 //! The host enforces the manifest's limits: a request body over `max_request_body` is
 //! refused (413) before the handler runs, a response over `max_response_body` (502); a
@@ -43,16 +44,18 @@ mod header;
 pub mod outbound;
 
 pub use header::{canonical_header_key, Header};
+use header::{Fields, Slot};
 
 /// A request received by the function. Its strings and body borrow the host's request
-/// buffer, valid for the handler's call.
+/// buffer, valid for the handler's call; its header fields are decoded from that buffer
+/// when the handler first asks for them.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
     method: Cow<'a, str>,
     uri: Cow<'a, str>,
     host: Cow<'a, str>,
     remote_addr: Cow<'a, str>,
-    header: Cow<'a, Header>,
+    header: Fields<'a>,
     body: Cow<'a, [u8]>,
 }
 
@@ -64,7 +67,7 @@ impl<'a> Request<'a> {
             uri: Cow::Owned(uri.to_string()),
             host: Cow::Borrowed(""),
             remote_addr: Cow::Borrowed(""),
-            header: Cow::Owned(Header::new()),
+            header: Fields::Owned(Header::new()),
             body: Cow::Borrowed(&[]),
         }
     }
@@ -141,7 +144,7 @@ impl<'a> Request<'a> {
 
     /// The header fields, names in canonical form.
     pub fn header(&self) -> &Header {
-        &self.header
+        self.header.get()
     }
 
     /// The whole body (the host has read it, within `max_request_body`).
@@ -185,12 +188,18 @@ fn hex(c: u8) -> Option<u8> {
 /// Builds the response. It is buffered and sent whole when the handler returns, so
 /// header fields may change until then; the status is fixed by the first
 /// `write_header`, or by the first write (200), as in Go's net/http.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ResponseWriter {
     header: Header,
     status: Option<u16>,
-    body: Vec<u8>,
+    body: Vec<u8>, // HEAD_ROOM bytes for the encoded head, then the body; empty until written
 }
+
+/// Room kept in front of a response's body for its encoded head (status, header fields,
+/// the body's length), so encoding writes the head before the body where it lies
+/// instead of copying the body after the head. A head larger than this (many or long
+/// header fields) is encoded with a copy of the body.
+const HEAD_ROOM: usize = 512;
 
 /// Bounds the memory a reused writer keeps between requests, so one large response
 /// does not pin its memory for the instance's life.
@@ -220,7 +229,7 @@ impl ResponseWriter {
     /// Appends to the body; the status becomes 200 if nothing set it.
     pub fn write(&mut self, b: &[u8]) {
         self.status.get_or_insert(200);
-        self.body.extend_from_slice(b);
+        self.body_buf().extend_from_slice(b);
     }
 
     /// Appends text to the body.
@@ -232,7 +241,7 @@ impl ResponseWriter {
     /// and no error to handle: writing to the buffer cannot fail.
     pub fn write_fmt(&mut self, args: fmt::Arguments<'_>) {
         self.status.get_or_insert(200);
-        let _ = fmt::Write::write_fmt(&mut BodyWriter(&mut self.body), args);
+        let _ = fmt::Write::write_fmt(&mut BodyWriter(self.body_buf()), args);
     }
 
     /// The status sent: what `write_header` set, otherwise 200.
@@ -242,7 +251,15 @@ impl ResponseWriter {
 
     /// The body written so far.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.body.get(HEAD_ROOM..).unwrap_or(&[])
+    }
+
+    /// The body's buffer, with its head room made on first use.
+    fn body_buf(&mut self) -> &mut Vec<u8> {
+        if self.body.len() < HEAD_ROOM {
+            self.body.resize(HEAD_ROOM, 0);
+        }
+        &mut self.body
     }
 
     /// Readies the writer for the next request.
@@ -253,21 +270,53 @@ impl ResponseWriter {
         if self.header.capacity() > MAX_KEPT {
             self.header = Header::new();
         }
-        self.body.clear();
+        self.body.truncate(HEAD_ROOM);
         self.header.clear();
         self.status = None;
     }
 
-    /// Appends the encoded response to out.
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(16 + self.body.len());
-        abi::put_u32(out, u32::from(self.status()));
-        abi::put_u32(out, self.header.len() as u32);
-        for (name, value) in self.header.iter() {
-            abi::put_bytes(out, name.as_bytes());
-            abi::put_bytes(out, value.as_bytes());
+    /// The encoded response: its head written into the room before the body, or head
+    /// and body copied into out when the head does not fit there.
+    fn encode<'s>(&'s mut self, out: &'s mut Vec<u8>) -> &'s [u8] {
+        let head = 12 + self.header.encoded_len();
+        if head > HEAD_ROOM {
+            out.clear();
+            out.reserve(head + self.body().len());
+            abi::put_u32(out, u32::from(self.status()));
+            abi::put_u32(out, self.header.len() as u32);
+            for (name, value) in self.header.iter() {
+                abi::put_bytes(out, name.as_bytes());
+                abi::put_bytes(out, value.as_bytes());
+            }
+            abi::put_bytes(out, self.body());
+            return out;
         }
-        abi::put_bytes(out, &self.body);
+        let status = self.status();
+        let body_len = self.body().len() as u32;
+        let start = HEAD_ROOM - head;
+        self.body_buf();
+        let (room, header) = (&mut self.body[start..HEAD_ROOM], &self.header);
+        let mut at = 0;
+        let mut put = |b: &[u8]| {
+            room[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        };
+        put(&u32::from(status).to_le_bytes());
+        put(&(header.len() as u32).to_le_bytes());
+        header.for_each(|name, value| {
+            put(&(name.len() as u32).to_le_bytes());
+            put(name.as_bytes());
+            put(&(value.len() as u32).to_le_bytes());
+            put(value.as_bytes());
+        });
+        put(&body_len.to_le_bytes());
+        &self.body[start..]
+    }
+}
+
+impl fmt::Debug for ResponseWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseWriter").field("header", &self.header).field("status", &self.status).field("body", &self.body()).finish()
     }
 }
 
@@ -364,7 +413,7 @@ pub mod __private {
     struct State {
         buf: Vec<u8>, // the request buffer the host writes into
         out: Vec<u8>, // the encoded response
-        header: Header,
+        header: Slot, // where the request's header is decoded, if the handler reads it
         rw: ResponseWriter,
         hooked: bool,
     }
@@ -375,7 +424,7 @@ pub mod __private {
         // SAFETY: one thread, and no export is re-entered (the host calls one at a time
         // and calls back into no export), so no two references are live at once.
         let st = unsafe { &mut *std::ptr::addr_of_mut!(STATE) };
-        st.get_or_insert_with(|| State { buf: Vec::new(), out: Vec::new(), header: Header::new(), rw: ResponseWriter::new(), hooked: false })
+        st.get_or_insert_with(|| State { buf: Vec::new(), out: Vec::new(), header: Slot::default(), rw: ResponseWriter::new(), hooked: false })
     }
 
     /// Runs once, before any request: the reactor's `_initialize`, which a Rust
@@ -438,45 +487,77 @@ pub mod __private {
         if len < 0 || len as usize > st.buf.len() {
             return abi::HANDLE_BAD_INPUT;
         }
-        let code = serve(&st.buf[..len as usize], &mut st.header, &mut st.rw, &mut st.out, h);
-        if code == abi::HANDLE_OK {
-            crate::host::response(&st.out);
+        match serve(&st.buf[..len as usize], &mut st.header, &mut st.rw, &mut st.out, h) {
+            Ok(response) => {
+                crate::host::response(response);
+                abi::HANDLE_OK
+            }
+            Err(code) => code,
         }
-        code
     }
 
-    /// Decodes one request from input, runs h and leaves the encoded response in out.
-    pub(crate) fn serve(input: &[u8], header: &mut Header, rw: &mut ResponseWriter, out: &mut Vec<u8>, h: Handler) -> i32 {
-        header.clear();
+    /// Decodes one request from input, runs h and returns the encoded response (in
+    /// rw's buffer, or in out), or the result code of a request it could not decode.
+    pub(crate) fn serve<'s>(input: &[u8], header: &mut Slot, rw: &'s mut ResponseWriter, out: &'s mut Vec<u8>, h: Handler) -> Result<&'s [u8], i32> {
+        header.reset(MAX_KEPT);
         let req = match decode_request(input, header) {
             Ok(r) => r,
-            Err(_) => return abi::HANDLE_BAD_INPUT,
+            Err(_) => return Err(abi::HANDLE_BAD_INPUT),
         };
         rw.reset();
         h(rw, &req);
-        out.clear();
-        rw.encode(out);
-        if out.capacity() > MAX_KEPT && out.len() <= MAX_KEPT {
+        if out.capacity() > MAX_KEPT {
+            // Only a response with a head over HEAD_ROOM uses out; bound what it keeps.
+            out.clear();
             out.shrink_to(MAX_KEPT);
         }
-        abi::HANDLE_OK
+        Ok(rw.encode(out))
     }
 
-    fn decode_request<'a>(input: &'a [u8], header: &'a mut Header) -> Result<Request<'a>, abi::DecodeError> {
+    /// Checks the whole request's framing, so a malformed one is refused before the
+    /// handler runs, but leaves its header fields in the wire format for the handler
+    /// to decode if it reads them.
+    fn decode_request<'a>(input: &'a [u8], header: &'a Slot) -> Result<Request<'a>, abi::DecodeError> {
         let mut d = abi::Decoder::new(input);
-        let method = text(d.bytes()?);
-        let uri = text(d.bytes()?);
-        let host = text(d.bytes()?);
-        let remote_addr = text(d.bytes()?);
+        let fields = [d.bytes()?, d.bytes()?, d.bytes()?, d.bytes()?];
+        let [method, uri, host, remote_addr] = head_texts(&input[..input.len() - d.rest().len()], fields);
         let n = d.count()?;
+        let section = d.rest();
         for _ in 0..n {
-            let name = d.bytes()?;
-            let value = d.bytes()?;
-            header.add_raw(name, value);
+            d.bytes()?;
+            d.bytes()?;
         }
+        let raw = &section[..section.len() - d.rest().len()];
         let body = d.bytes()?;
         d.done()?;
-        Ok(Request { method, uri, host, remote_addr, header: Cow::Borrowed(header), body: Cow::Borrowed(body) })
+        Ok(Request { method, uri, host, remote_addr, header: Fields::Wire { raw, n, slot: header }, body: Cow::Borrowed(body) })
+    }
+
+    /// The request line's and the peer's strings (fields, each a part of head, with
+    /// their length prefixes between them), checked in one pass over head rather than
+    /// one call per field: the calls, not the bytes, are what cost for strings this
+    /// short (bench/RESULTS.md, "rustlean"). The pass is an inline ASCII check, then
+    /// the UTF-8 validator for a head with other characters. When the validator fails
+    /// (invalid UTF-8 in a field, or a length prefix with a byte of 0x80 or more, as a
+    /// field over 127 bytes has), each field is checked alone.
+    fn head_texts<'a>(head: &'a [u8], fields: [&'a [u8]; 4]) -> [Cow<'a, str>; 4] {
+        if head.is_ascii() {
+            // SAFETY: ASCII is UTF-8, and every byte of it a character boundary.
+            return fields.map(|f| Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(f) }));
+        }
+        let s = match std::str::from_utf8(head) {
+            Ok(s) => s,
+            Err(_) => return fields.map(text),
+        };
+        fields.map(|f| {
+            let at = f.as_ptr() as usize - head.as_ptr() as usize;
+            // A character may straddle a field and a prefix: then the field alone is
+            // not UTF-8, and get finds its ends off a character boundary.
+            match s.get(at..at + f.len()) {
+                Some(t) => Cow::Borrowed(t),
+                None => text(f),
+            }
+        })
     }
 
     /// A view of b, or a copy with invalid UTF-8 replaced.
