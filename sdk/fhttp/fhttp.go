@@ -54,6 +54,13 @@
 // does not. bench/RESULTS.md counts it per request (fermion-bench guestcalls: calls,
 // allocations and thread CPU inside the guest; "Go SDK, third pass" for this design).
 //
+// A handler that keeps nothing of a request past returning can say so with
+// ReuseRequests: every request is then decoded into the same Request, its strings
+// read in place from the host's buffer, so a request writes no fresh memory and costs
+// no allocation at all. Under load that matters more than the allocations' count
+// suggests: between two requests the server's own work evicts the guest's memory from
+// the cache, and fresh memory is always cold.
+//
 // Every 32 requests the SDK yields to the Go scheduler after sending the response, so a
 // garbage collection cycle started by an allocation is finished by the runtime's
 // background worker instead of leaving the write barrier on for thousands of requests
