@@ -125,9 +125,9 @@ func HandleFunc(f func(ResponseWriter, *Request)) { Handle(HandlerFunc(f)) }
 // Why: under load, a server's network stack and HTTP code run between two requests
 // of an instance and push the guest's memory out of the processor's caches, and a
 // request written to fresh memory misses on every cache line it writes, where reused
-// storage is still warm. For examples/hello this took 0.8–1.3 µs of guest CPU off a
+// storage is still warm. For examples/hello this took 1.1–1.4 µs of guest CPU off a
 // request served through the gateway under load (bench/RESULTS.md, "gohello"), about
-// a third of its guest time there, and stopped its garbage collections (it allocates
+// 40 % of its guest time there, and stopped its garbage collections (it allocates
 // nothing per request). A handler that breaks the promise sees what it kept change
 // under it: keep the default unless the handler is small and plainly keeps nothing.
 func ReuseRequests() { reuseRequests = true }
