@@ -150,3 +150,49 @@ func TestReuseRequestsAfterPanic(t *testing.T) {
 		t.Fatalf("request after the panic saw %q, want a clean request", seen[1])
 	}
 }
+
+// FuzzReuseRequestsMatchesDefault decodes the same request in both modes, twice in a
+// row in the reused one (so what the first left behind must not show), and checks
+// that the handler sees the same request each time.
+func FuzzReuseRequestsMatchesDefault(f *testing.F) {
+	f.Add("GET", "/hello?x=1", "localhost:8080", "X-Id", "abc", []byte(nil))
+	f.Add("POST", "/a%20b", "", "content-type", "text/plain", []byte("body"))
+	f.Add("", "*", "h", "", "", []byte{0})
+	f.Fuzz(func(t *testing.T, method, uri, host, name, value string, body []byte) {
+		var seen string
+		HandleFunc(func(w ResponseWriter, r *Request) {
+			b, _ := io.ReadAll(r.Body)
+			seen = strings.Join([]string{r.Method, r.URL.String(), r.Host, r.RemoteAddr, r.RequestURI,
+				r.Header.Get(name), strconv.Itoa(r.Header.Len()), strconv.FormatInt(r.ContentLength, 10), string(b)}, "\x00")
+			w.Write([]byte("ok"))
+		})
+		req := abi.Request{Method: method, URI: uri, Host: host, RemoteAddr: "10.0.0.1:1", Body: body}
+		if name != "" {
+			req.Headers = []abi.Header{{Name: name, Value: value}}
+		}
+		in := abi.AppendRequest(nil, &req)
+		call := func() (string, int32, int) {
+			seen = ""
+			resp, code := guest.Serve(append([]byte(nil), in...), nil)
+			var r abi.Response
+			if code == abi.HandleOK {
+				if err := abi.DecodeResponse(resp, &r, true); err != nil {
+					t.Fatalf("decode response: %v", err)
+				}
+			}
+			return seen, code, int(r.Status)
+		}
+		reuseRequests = false
+		want, wantCode, wantStatus := call()
+		ReuseRequests()
+		defer func() { reuseRequests = false }()
+		other := abi.AppendRequest(nil, &abi.Request{Method: "DELETE", URI: "/other?q", Host: "o", Headers: guesttest.Headers("X-Other", "1"), Body: []byte("zz")})
+		guest.Serve(other, nil)
+		for range 2 {
+			got, code, status := call()
+			if got != want || code != wantCode || status != wantStatus {
+				t.Fatalf("reused: %q code %d status %d; default: %q code %d status %d", got, code, status, want, wantCode, wantStatus)
+			}
+		}
+	})
+}
