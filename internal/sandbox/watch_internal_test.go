@@ -29,8 +29,8 @@ func TestWatchRacesEnd(t *testing.T) {
 	for n := range rounds {
 		inst.why.Store(0)
 		cancels.Store(0)
-		now := startClock.now()
-		st := &callState{ctx: context.Background(), deadline: now.Add(-time.Nanosecond)}
+		now := monoNow()
+		st := &callState{ctx: context.Background(), deadline: now - 1}
 		// A timeout of 0 makes the watch timer due now; a firing of our own races
 		// too, whenever the timer's is late.
 		inst.startWatch(st, now, 0)
@@ -74,20 +74,20 @@ func TestWatchArmsAfterFiring(t *testing.T) {
 		inst.watchT.Stop()
 		inst.watchMu.Unlock()
 	}
-	now := startClock.now()
-	st := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	now := monoNow()
+	st := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
 	inst.startWatch(st, now, time.Hour)
 	hold()
 	at := inst.watchAt.Load()
-	if want := int64(now.Add(cancelPoll).Sub(monoBase)); at != want {
+	if want := int64(now) + int64(cancelPoll); at != want {
 		t.Fatalf("watchAt = %d after the first start, want %d", at, want)
 	}
 	if why := inst.endWatch(); why != 0 {
 		t.Fatalf("endWatch = %d, want 0", why)
 	}
 	// A later call due later than the armed timer: left as it is.
-	st2 := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
-	inst.startWatch(st2, now.Add(time.Millisecond), time.Hour)
+	st2 := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
+	inst.startWatch(st2, now+mono(time.Millisecond), time.Hour)
 	hold()
 	if got := inst.watchAt.Load(); got != at {
 		t.Fatalf("watchAt = %d, want %d left as it was", got, at)
@@ -98,10 +98,10 @@ func TestWatchArmsAfterFiring(t *testing.T) {
 		t.Fatalf("watchAt = %d after a firing between calls, want 0", got)
 	}
 	// A call due sooner than the armed timer re-arms it for itself.
-	st3 := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	st3 := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
 	inst.startWatch(st3, now, time.Millisecond)
 	hold()
-	if got, want := inst.watchAt.Load(), int64(now.Add(time.Millisecond).Sub(monoBase)); got != want {
+	if got, want := inst.watchAt.Load(), int64(now)+int64(time.Millisecond); got != want {
 		t.Fatalf("watchAt = %d after a start, want %d", got, want)
 	}
 	inst.endWatch()
