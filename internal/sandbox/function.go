@@ -355,7 +355,11 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		if resp != nil {
 			status = resp.Status
 		}
-		f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err) // counted by putInstance
+		// Only an instance's first request and failures make events (request); the
+		// rest, nearly all, skip the call. Counted by putInstance.
+		if inst.uses == 0 || err != nil || status >= 500 {
+			f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err)
+		}
 	}
 	held = false
 	f.putInstance(inst, reason) // and the slot
