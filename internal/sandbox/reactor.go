@@ -524,8 +524,11 @@ func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request
 	}
 	st := &inst.state
 	start := monoNow() // one clock reading, as integer nanoseconds (clock.go)
-	// flush emptied the logs
-	*st = callState{f: f, ctx: ctx, deadline: start + mono(timeout), logs: st.logs, waited: &inst.waited, reply: req.Reply}
+	// Every field but logs (which the last call's flush emptied) set for this call,
+	// one by one: a composite literal is built whole and copied, logs and all.
+	// TestCallStateFields fails when a field is added, to be set here.
+	st.f, st.ctx, st.deadline, st.waited, st.reply = f, ctx, start+mono(timeout), &inst.waited, req.Reply
+	st.resp, st.respErr, st.got, st.pending = nil, nil, false, nil
 	inst.waited = 0
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st

@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,4 +107,19 @@ func TestWatchArmsAfterFiring(t *testing.T) {
 		t.Fatalf("watchAt = %d after a start, want %d", got, want)
 	}
 	inst.endWatch()
+}
+
+// TestCallStateFields: callReactor sets a reused callState field by field, leaving
+// logs as flush left it. A field added to callState must be set there too; this lists
+// the fields it sets, so that adding one fails here until it is.
+func TestCallStateFields(t *testing.T) {
+	set := []string{"f", "ctx", "deadline", "resp", "reply", "respErr", "got", "pending", "logs", "waited"}
+	typ := reflect.TypeFor[callState]()
+	var got []string
+	for i := range typ.NumField() {
+		got = append(got, typ.Field(i).Name)
+	}
+	if !slices.Equal(got, set) {
+		t.Fatalf("callState's fields are %v; callReactor sets %v: set the new ones there and list them here", got, set)
+	}
 }
