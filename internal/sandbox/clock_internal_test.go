@@ -65,3 +65,36 @@ func TestCallClockAt(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCallTimes is the time arithmetic around a warm call, with its two clock
+// readings: "time.Time" as sbtrim left it (the start from a base plus time.Since, the
+// deadline, the watch's due time, the end, the guest CPU figure and the late check on
+// time.Time values), against "mono", integers with one time.Time made for the end
+// (callReactor and endCall now). Both in one run, for a ratio on a shared machine.
+func BenchmarkCallTimes(b *testing.B) {
+	const timeout = 5 * time.Second
+	var sinkT time.Time
+	var sinkD time.Duration
+	var sinkI int64
+	var sinkB bool
+	b.Run("time.Time", func(b *testing.B) {
+		base := time.Now()
+		for b.Loop() {
+			now := base.Add(time.Since(base))
+			deadline := now.Add(timeout)
+			sinkI = int64(now.Add(min(timeout, cancelPoll)).Sub(monoBase))
+			end := now.Add(time.Since(now))
+			sinkT, sinkD, sinkB = end, end.Sub(now), !end.Before(deadline)
+		}
+	})
+	b.Run("mono", func(b *testing.B) {
+		for b.Loop() {
+			start := monoNow()
+			deadline := start + mono(timeout)
+			sinkI = int64(start) + int64(min(timeout, cancelPoll))
+			end := monoNow()
+			sinkT, sinkD, sinkB = startClock.at(end), time.Duration(end-start), end >= deadline
+		}
+	})
+	_, _, _, _ = sinkT, sinkD, sinkI, sinkB
+}
