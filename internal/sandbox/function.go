@@ -401,9 +401,6 @@ func (f *Function) acquire(ctx, actx context.Context) (*instance, error) {
 				f.peak = max(f.peak, f.serving())
 			}
 			f.mu.Unlock()
-			if inst != nil {
-				inst.hold()
-			}
 			return inst, nil
 		}
 		f.mu.Unlock()
@@ -493,7 +490,6 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		f.idle = f.idle[:n-1]
 		f.peak = max(f.peak, f.serving())
 		f.mu.Unlock()
-		inst.hold()
 		return inst, false, nil
 	}
 	f.total++
@@ -560,7 +556,7 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		if grew != 0 && inst.rec != nil { // before another request can take it
 			inst.rec.memBytes.Store(uint64(size))
 		}
-		inst.release()
+		// The instance keeps holding its memory in the pool (see instance.hold).
 		f.mu.Lock()
 		if grew != 0 {
 			f.memBytes += grew
@@ -714,7 +710,6 @@ func (f *Function) topUp() {
 // waits for one, the slot goes to it (and so, most likely, does the instance just
 // made), and the top-up ends.
 func (f *Function) putInstanceFresh(inst *instance) (keepSlot bool) {
-	inst.release()
 	f.mu.Lock()
 	f.toppingUp--
 	if f.closed {

@@ -210,14 +210,16 @@ func closeMarked(mod api.Module) {
 	}
 }
 
-// hold and release bracket an owner's use of the instance's memory (see
-// memory_linux.go): taken from the pool, returned to it.
-func (i *instance) hold() {
-	if i.lm != nil {
-		i.lm.hold()
-	}
-}
-
+// release ends the instance's hold on its memory (see memory_linux.go), which it has
+// from its creation: close releases it before it closes the module, so that the
+// module's Free retires the memory at once; a Free that came first (wazero releasing a
+// canceled call's module) is retired here.
+//
+// Why not hold and release around each request, as the pool once did: the memory is
+// freed only by the instance's own calls or by close, both its owner's, or by a close
+// from elsewhere that leaves it retired by close's release anyway; an instance waiting
+// in the pool is held as a prewarmed one always was. Two compare-and-swaps per
+// request, ~20 ns, bought nothing (docs/RATIONALE.md, sbacq).
 func (i *instance) release() {
 	if i.lm != nil {
 		i.lm.release()
