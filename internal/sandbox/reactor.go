@@ -268,7 +268,7 @@ func (f *Function) bindInterrupt(inst *instance) {
 type callState struct {
 	f *Function
 	// ctx and deadline bound outbound calls made during this request; deadline is a
-	// mono (clock.go), deadlineTime its time.Time.
+	// mono (clock.go), which outbound turns into a time.Time (startClock.at).
 	ctx      context.Context
 	deadline mono
 	resp     *Response
