@@ -82,7 +82,7 @@ func (f *Function) runCommand(ctx context.Context, req *Request, inst *instance)
 		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
-	st := &callState{f: f, ctx: ctx, deadline: time.Now().Add(timeout), waited: &inst.waited}
+	st := &callState{f: f, ctx: ctx, deadline: monoNow() + mono(timeout), waited: &inst.waited}
 	stdout := &cappedBuffer{limit: int(f.spec.Limits.MaxResponseBody + headerSlack),
 		cancel: func() { inst.interrupt(sys.ExitCodeContextCanceled) }}
 	stderr := &guestLog{f: f, stream: "stderr", st: st}
@@ -131,7 +131,7 @@ func (f *Function) runCommand(ctx context.Context, req *Request, inst *instance)
 		mem = uint64(m.Size())
 	}
 	f.bindInterrupt(inst)
-	timer := time.AfterFunc(time.Until(st.deadline), func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
+	timer := time.AfterFunc(time.Duration(st.deadline-monoNow()), func() { inst.interrupt(sys.ExitCodeDeadlineExceeded) })
 	defer timer.Stop()
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, func() { inst.interrupt(sys.ExitCodeContextCanceled) })()
@@ -151,7 +151,7 @@ func (f *Function) runCommand(ctx context.Context, req *Request, inst *instance)
 	// Deadlines are absolute: a run that ended after its deadline, even normally (woken
 	// from a sleep, or before the timer fired), is timed out, its output never served.
 	code := inst.why.Load()
-	if code == 0 && !end.Before(st.deadline) {
+	if code == 0 && monoOf(end) >= st.deadline {
 		code = sys.ExitCodeDeadlineExceeded
 	}
 	if code != 0 {

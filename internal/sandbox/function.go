@@ -355,7 +355,11 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		if resp != nil {
 			status = resp.Status
 		}
-		f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err) // counted by putInstance
+		// Only an instance's first request and failures make events (request); the
+		// rest, nearly all, skip the call. Counted by putInstance.
+		if inst.uses == 0 || err != nil || status >= 500 {
+			f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err)
+		}
 	}
 	held = false
 	f.putInstance(inst, reason) // and the slot
@@ -397,9 +401,6 @@ func (f *Function) acquire(ctx, actx context.Context) (*instance, error) {
 				f.peak = max(f.peak, f.serving())
 			}
 			f.mu.Unlock()
-			if inst != nil {
-				inst.hold()
-			}
 			return inst, nil
 		}
 		f.mu.Unlock()
@@ -489,7 +490,6 @@ func (f *Function) getInstance(ctx context.Context) (*instance, bool, error) {
 		f.idle = f.idle[:n-1]
 		f.peak = max(f.peak, f.serving())
 		f.mu.Unlock()
-		inst.hold()
 		return inst, false, nil
 	}
 	f.total++
@@ -556,7 +556,7 @@ func (f *Function) putInstance(inst *instance, reason string) {
 		if grew != 0 && inst.rec != nil { // before another request can take it
 			inst.rec.memBytes.Store(uint64(size))
 		}
-		inst.release()
+		// The instance keeps holding its memory in the pool (see instance.hold).
 		f.mu.Lock()
 		if grew != 0 {
 			f.memBytes += grew
@@ -710,7 +710,6 @@ func (f *Function) topUp() {
 // waits for one, the slot goes to it (and so, most likely, does the instance just
 // made), and the top-up ends.
 func (f *Function) putInstanceFresh(inst *instance) (keepSlot bool) {
-	inst.release()
 	f.mu.Lock()
 	f.toppingUp--
 	if f.closed {

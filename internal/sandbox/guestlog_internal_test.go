@@ -11,6 +11,8 @@ func FuzzLogBuffer(f *testing.F) {
 	f.Add([]byte("hello\nworld\n"), []byte{3, 1, 200})
 	f.Add(bytes.Repeat([]byte("x"), 9000), []byte{0})
 	f.Add(bytes.Repeat([]byte("ab\n"), 30000), []byte{7, 255})
+	f.Add([]byte("\n"), []byte{})
+	f.Add([]byte{}, []byte{})
 	f.Fuzz(func(t *testing.T, out []byte, cuts []byte) {
 		var b logBuffer
 		rest, i := out, 0
@@ -43,6 +45,12 @@ func FuzzLogBuffer(f *testing.F) {
 		}
 		if len(b.partial[0]) > maxLogLine || len(b.partial[1]) != 0 {
 			t.Fatalf("partials %d %d", len(b.partial[0]), len(b.partial[1]))
+		}
+		// flush skips a buffer whose size is 0: it must then hold nothing to log.
+		empty := len(b.lines) == 0 && len(b.partial[0]) == 0 && len(b.partial[1]) == 0 && b.dropped == 0
+		if (b.size == 0) != empty {
+			t.Fatalf("size %d with %d lines, partials %d %d, dropped %d", b.size, len(b.lines),
+				len(b.partial[0]), len(b.partial[1]), b.dropped)
 		}
 		got = append(got, b.partial[0]...)
 		if want := bytes.ReplaceAll(out[:kept], []byte("\n"), nil); !bytes.Equal(got, want) {

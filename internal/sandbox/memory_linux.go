@@ -18,13 +18,14 @@ import (
 // function's memory pool, below) at once instead of waiting for the Go heap to give it
 // back.
 
-// Memory states. An instance's owner holds its memory while it uses it (a request, or
-// the instance's creation); the mapping is only removed when nobody holds it, so a
-// module closed from elsewhere mid-call (Function.Close after its drain timed out, or
-// wazero's close-on-cancel) cannot pull memory from under running guest code.
+// Memory states. An instance holds its memory from its creation until its owner
+// closes it (instance.release, in instance.close); the mapping is only removed when
+// nobody holds it, so a module closed from elsewhere mid-call (Function.Close after
+// its drain timed out, or wazero's close-on-cancel) cannot pull memory from under
+// running guest code: it is retired when the instance is closed.
 const (
 	memIdle         int32 = iota // mapped, not held
-	memHeld                      // mapped, held by the instance's owner
+	memHeld                      // mapped, held by its live instance
 	memFreeWhenIdle              // wazero freed it while held: retire on release
 	memFreed                     // unmapped, or in a memory pool
 )
@@ -131,9 +132,6 @@ func (m *mappedMemory) Free() {
 		}
 	}
 }
-
-// hold marks the memory in use by the instance's owner.
-func (m *mappedMemory) hold() { m.state.CompareAndSwap(memIdle, memHeld) }
 
 // release ends the owner's use, retiring the memory if wazero freed it meanwhile.
 func (m *mappedMemory) release() {

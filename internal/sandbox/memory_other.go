@@ -11,7 +11,6 @@ import (
 // mappedMemory is only used on Linux; elsewhere instances use wazero's own memory.
 type mappedMemory struct{ restored bool }
 
-func (*mappedMemory) hold()          {}
 func (*mappedMemory) release()       {}
 func (*mappedMemory) discardMemory() {}
 

@@ -53,8 +53,10 @@ func (f *Function) outbound(ctx context.Context, encoded []byte) []byte {
 	// request (client cancellation, trace) and whichever deadline comes first.
 	st := stateOf(ctx)
 	deadline := time.Now().Add(timeout)
-	if st != nil && st.deadline.Before(deadline) && !st.deadline.IsZero() {
-		deadline = st.deadline
+	if st != nil && st.deadline != 0 {
+		if d := startClock.at(st.deadline); d.Before(deadline) {
+			deadline = d
+		}
 	}
 	parent := ctx
 	if st != nil && st.ctx != nil {

@@ -77,8 +77,8 @@ type instance struct {
 	watched  *callState // the call numbered in watchSeq: written by the owner before, read by watch while it holds the claim
 	watchMu  sync.Mutex
 	watchT   *time.Timer // under watchMu
-	// watchAt is when the armed watch timer fires, in nanoseconds of the monotonic
-	// clock after monoBase; 0 when it is not armed. Written under watchMu, read by a
+	// watchAt is when the armed watch timer fires, a mono (clock.go) in an atomic
+	// int64; 0 when it is not armed. Written under watchMu, read by a
 	// call's start without it. The timer stays armed across calls (see startWatch).
 	watchAt atomic.Int64
 }
@@ -87,10 +87,6 @@ type instance struct {
 // shorter than this (nearly all) never do: the timer is reset and stopped, and nothing
 // is registered on the request's context.
 const cancelPoll = 25 * time.Millisecond
-
-// monoBase is where watchAt counts from: a monotonic reading, so that an instant fits
-// in an atomic int64.
-var monoBase = time.Now()
 
 // watch runs when the watch timer fires: it interrupts the watched call once past its
 // deadline or once its context is done, and otherwise looks again later.
@@ -110,16 +106,16 @@ func (i *instance) watch() {
 	}
 	defer i.watchSeq.Store(seq) // endWatch waits for this
 	st := i.watched
-	now := time.Now()
+	now := monoNow()
 	switch {
-	case !now.Before(st.deadline):
+	case now >= st.deadline:
 		i.interrupt(sys.ExitCodeDeadlineExceeded)
 	case st.ctx.Err() != nil:
 		i.interrupt(sys.ExitCodeContextCanceled)
 	default:
-		d := min(st.deadline.Sub(now), cancelPoll)
+		d := min(time.Duration(st.deadline-now), cancelPoll)
 		i.watchT.Reset(d)
-		i.watchAt.Store(int64(now.Add(d).Sub(monoBase)))
+		i.watchAt.Store(int64(now) + int64(d))
 	}
 }
 
@@ -141,8 +137,9 @@ func (i *instance) watch() {
 // one of the two sees the other's store: either the firing sees this call and checks
 // it, or this start sees the timer disarmed and arms it under watchMu. An armed
 // timer due no later than this call's first check needs nothing more.
-func (i *instance) startWatch(st *callState, now time.Time, timeout time.Duration) {
-	due := int64(now.Add(min(timeout, cancelPoll)).Sub(monoBase))
+func (i *instance) startWatch(st *callState, now mono, timeout time.Duration) {
+	first := min(timeout, cancelPoll)
+	due := int64(now) + int64(first)
 	i.calls++
 	i.watched = st
 	i.watchSeq.Store(i.calls << 1)
@@ -152,10 +149,10 @@ func (i *instance) startWatch(st *callState, now time.Time, timeout time.Duratio
 	i.watchMu.Lock()
 	switch at := i.watchAt.Load(); {
 	case i.watchT == nil:
-		i.watchT = time.AfterFunc(time.Duration(due)-now.Sub(monoBase), i.watch)
+		i.watchT = time.AfterFunc(first, i.watch)
 		i.watchAt.Store(due)
 	case at == 0 || at > due:
-		i.watchT.Reset(time.Duration(due) - now.Sub(monoBase))
+		i.watchT.Reset(first)
 		i.watchAt.Store(due)
 	}
 	i.watchMu.Unlock()
@@ -213,14 +210,16 @@ func closeMarked(mod api.Module) {
 	}
 }
 
-// hold and release bracket an owner's use of the instance's memory (see
-// memory_linux.go): taken from the pool, returned to it.
-func (i *instance) hold() {
-	if i.lm != nil {
-		i.lm.hold()
-	}
-}
-
+// release ends the instance's hold on its memory (see memory_linux.go), which it has
+// from its creation: close releases it before it closes the module, so that the
+// module's Free retires the memory at once; a Free that came first (wazero releasing a
+// canceled call's module) is retired here.
+//
+// Why not hold and release around each request, as the pool once did: the memory is
+// freed only by the instance's own calls or by close, both its owner's, or by a close
+// from elsewhere that leaves it retired by close's release anyway; an instance waiting
+// in the pool is held as a prewarmed one always was. Two compare-and-swaps per
+// request, ~20 ns, bought nothing (docs/RATIONALE.md, sbacq).
 func (i *instance) release() {
 	if i.lm != nil {
 		i.lm.release()
@@ -268,9 +267,10 @@ func (f *Function) bindInterrupt(inst *instance) {
 // call's context, because host functions are shared by every instance of the runtime.
 type callState struct {
 	f *Function
-	// ctx and deadline bound outbound calls made during this request.
+	// ctx and deadline bound outbound calls made during this request; deadline is a
+	// mono (clock.go), which outbound turns into a time.Time (startClock.at).
 	ctx      context.Context
-	deadline time.Time
+	deadline mono
 	resp     *Response
 	reply    *Response // Request.Reply: where to decode the response, if set
 	respErr  *Error
@@ -510,70 +510,92 @@ func (e *startError) Unwrap() error { return e.err }
 
 // callReactor runs one request on inst. reason is non-empty when the instance must be
 // discarded.
+//
+// It brackets runCall, which does the call's work, with the call's clocks, watch and
+// logs, under one deferred call: with one defer and one return the compiler inlines
+// it at the return (an open-coded defer), where three defers among callReactor's many
+// returns were each pushed on the goroutine's defer chain and run by deferreturn.
 func (f *Function) callReactor(ctx context.Context, inst *instance, req *Request) (resp *Response, reason string, err error) {
 	var span trace.Span
 	if f.tracing {
 		ctx, span = f.tracer.Start(ctx, "guest execute")
-		defer span.End()
 	}
 	timeout := f.spec.Limits.Timeout
 	if inst.warmupTimeout > 0 { // warmup.go: the hook's own bound
 		timeout = inst.warmupTimeout
 	}
 	st := &inst.state
-	now := startClock.now() // one clock reading, not time.Now's two (clock.go)
-	// flush emptied the logs
-	*st = callState{f: f, ctx: ctx, deadline: now.Add(timeout), logs: st.logs, waited: &inst.waited, reply: req.Reply}
+	start := monoNow() // one clock reading, as integer nanoseconds (clock.go)
+	// Every field but logs (which the last call's flush emptied) set for this call,
+	// one by one: a composite literal is built whole and copied, logs and all.
+	// TestCallStateFields fails when a field is added, to be set here.
+	st.f, st.ctx, st.deadline, st.waited, st.reply = f, ctx, start+mono(timeout), &inst.waited, req.Reply
+	st.resp, st.respErr, st.got, st.pending = nil, nil, false, nil
 	inst.waited = 0
 	inst.cur = st
 	inst.stdout.st, inst.stderr.st = st, st
-	defer func() {
-		inst.cur = nil
-		inst.stdout.st, inst.stderr.st = nil, nil
-		st.logs.flush(ctx, f, req.ID)
-		if err != nil && span != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-	}()
-
 	// The deadline and a client going away interrupt the instance (see interrupt.go):
 	// even a tight loop stops at its next check. The instance's own timer, reset for
 	// each call, instead of a context deadline or a context.AfterFunc keeps the call
 	// free of wazero's per-call watcher goroutine and of registering on the request's
 	// context.
-	inst.startWatch(st, now, timeout)
-	defer func() {
-		why := inst.endWatch()
-		// Monotonic only: one clock reading where time.Now takes two (wall and
-		// monotonic), each about 100 ns on a virtual machine (bench/RESULTS.md).
-		end := now.Add(time.Since(now))
-		inst.lastUsed = end // for idle reaping (putInstance)
-		// Guest CPU time from the call's two clock reads, which the deadline needs
-		// anyway: its wall time (with the host's encoding of the request and the
-		// non-blocking host calls) less the time it waited.
-		f.metrics.GuestCPU(end.Sub(now) - inst.waited)
-		if why == 0 && !end.Before(st.deadline) {
-			// Finished late, before the watch fired: a timer's firing lags its deadline.
-			why = sys.ExitCodeDeadlineExceeded
-		}
-		switch why {
-		case 0:
-		case sys.ExitCodeContextCanceled:
-			if reason == "" {
-				reason = telemetry.ReasonCanceled
-			}
-		default:
-			// Deadlines are absolute: a guest that came back after its deadline (woken
-			// from a sleep, an outbound call cut short, output written slowly, an interrupt
-			// it never reached) is timed out whatever it answered, and its instance, which
-			// may still carry the interrupt, is discarded.
-			if e, ok := err.(*Error); !ok || e.Reason != telemetry.ReasonTimeout {
-				resp, err = nil, f.timeoutError()
-			}
-			reason = telemetry.ReasonTimeout
-		}
-	}()
+	inst.startWatch(st, start, timeout)
+	defer f.endCall(ctx, inst, req.ID, span, start, &resp, &reason, &err)
+	resp, reason, err = f.runCall(ctx, inst, req)
+	return resp, reason, err
+}
 
+// endCall ends the call callReactor started at start, whatever runCall returned (or
+// if it panicked): it ends the watch, takes the call's end from one clock reading,
+// counts its guest CPU, turns a call that ended past its deadline into a timeout, and
+// logs what the guest wrote.
+func (f *Function) endCall(ctx context.Context, inst *instance, requestID string, span trace.Span, start mono,
+	resp **Response, reason *string, err *error) {
+	st := &inst.state
+	why := inst.endWatch()
+	// Monotonic only: one clock reading where time.Now takes two (wall and monotonic),
+	// each about 100 ns on a virtual machine (bench/RESULTS.md).
+	end := monoNow()
+	inst.lastUsed = startClock.at(end) // for idle reaping (putInstance) and Response.End
+	// Guest CPU time from the call's two clock reads, which the deadline needs anyway:
+	// its wall time (with the host's encoding of the request and the non-blocking host
+	// calls) less the time it waited.
+	f.metrics.GuestCPU(time.Duration(end-start) - inst.waited)
+	if why == 0 && end >= st.deadline {
+		// Finished late, before the watch fired: a timer's firing lags its deadline.
+		why = sys.ExitCodeDeadlineExceeded
+	}
+	switch why {
+	case 0:
+	case sys.ExitCodeContextCanceled:
+		if *reason == "" {
+			*reason = telemetry.ReasonCanceled
+		}
+	default:
+		// Deadlines are absolute: a guest that came back after its deadline (woken from
+		// a sleep, an outbound call cut short, output written slowly, an interrupt it
+		// never reached) is timed out whatever it answered, and its instance, which may
+		// still carry the interrupt, is discarded.
+		if e, ok := (*err).(*Error); !ok || e.Reason != telemetry.ReasonTimeout {
+			*resp, *err = nil, f.timeoutError()
+		}
+		*reason = telemetry.ReasonTimeout
+	}
+	inst.cur = nil
+	inst.stdout.st, inst.stderr.st = nil, nil
+	st.logs.flush(ctx, f, requestID)
+	if span != nil {
+		if *err != nil {
+			span.SetStatus(codes.Error, (*err).Error())
+		}
+		span.End()
+	}
+}
+
+// runCall is callReactor's work: the request written into the guest's buffer, the
+// guest's fermion_handle called, and its answer checked.
+func (f *Function) runCall(ctx context.Context, inst *instance, req *Request) (*Response, string, error) {
+	st := &inst.state
 	enc := appendRequest(inst.scratch[:0], req)
 	inst.scratch = enc[:0]
 	// The guest's buffer only moves when fermion_buf grows it, so one call per request

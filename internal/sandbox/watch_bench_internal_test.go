@@ -8,12 +8,13 @@ import (
 
 // BenchmarkWatchCall is the watch's share of a warm call: startWatch and endWatch
 // around nothing, the timer armed across calls as in a stream of short requests. It
-// compiles against the sandbox before sbtrim too, for before/after pairs.
+// compiled against the sandbox before sbtrim too, for before/after pairs, until sbacq
+// made a call's times integers.
 func BenchmarkWatchCall(b *testing.B) {
 	inst := &instance{cancel: func() {}}
 	b.Cleanup(inst.stopWatch)
-	now := time.Now()
-	st := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	now := monoNow()
+	st := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {
 		inst.startWatch(st, now, time.Hour)

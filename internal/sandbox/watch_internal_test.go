@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,8 +31,8 @@ func TestWatchRacesEnd(t *testing.T) {
 	for n := range rounds {
 		inst.why.Store(0)
 		cancels.Store(0)
-		now := startClock.now()
-		st := &callState{ctx: context.Background(), deadline: now.Add(-time.Nanosecond)}
+		now := monoNow()
+		st := &callState{ctx: context.Background(), deadline: now - 1}
 		// A timeout of 0 makes the watch timer due now; a firing of our own races
 		// too, whenever the timer's is late.
 		inst.startWatch(st, now, 0)
@@ -74,20 +76,20 @@ func TestWatchArmsAfterFiring(t *testing.T) {
 		inst.watchT.Stop()
 		inst.watchMu.Unlock()
 	}
-	now := startClock.now()
-	st := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	now := monoNow()
+	st := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
 	inst.startWatch(st, now, time.Hour)
 	hold()
 	at := inst.watchAt.Load()
-	if want := int64(now.Add(cancelPoll).Sub(monoBase)); at != want {
+	if want := int64(now) + int64(cancelPoll); at != want {
 		t.Fatalf("watchAt = %d after the first start, want %d", at, want)
 	}
 	if why := inst.endWatch(); why != 0 {
 		t.Fatalf("endWatch = %d, want 0", why)
 	}
 	// A later call due later than the armed timer: left as it is.
-	st2 := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
-	inst.startWatch(st2, now.Add(time.Millisecond), time.Hour)
+	st2 := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
+	inst.startWatch(st2, now+mono(time.Millisecond), time.Hour)
 	hold()
 	if got := inst.watchAt.Load(); got != at {
 		t.Fatalf("watchAt = %d, want %d left as it was", got, at)
@@ -98,11 +100,26 @@ func TestWatchArmsAfterFiring(t *testing.T) {
 		t.Fatalf("watchAt = %d after a firing between calls, want 0", got)
 	}
 	// A call due sooner than the armed timer re-arms it for itself.
-	st3 := &callState{ctx: context.Background(), deadline: now.Add(time.Hour)}
+	st3 := &callState{ctx: context.Background(), deadline: now + mono(time.Hour)}
 	inst.startWatch(st3, now, time.Millisecond)
 	hold()
-	if got, want := inst.watchAt.Load(), int64(now.Add(time.Millisecond).Sub(monoBase)); got != want {
+	if got, want := inst.watchAt.Load(), int64(now)+int64(time.Millisecond); got != want {
 		t.Fatalf("watchAt = %d after a start, want %d", got, want)
 	}
 	inst.endWatch()
+}
+
+// TestCallStateFields: callReactor sets a reused callState field by field, leaving
+// logs as flush left it. A field added to callState must be set there too; this lists
+// the fields it sets, so that adding one fails here until it is.
+func TestCallStateFields(t *testing.T) {
+	set := []string{"f", "ctx", "deadline", "resp", "reply", "respErr", "got", "pending", "logs", "waited"}
+	typ := reflect.TypeFor[callState]()
+	var got []string
+	for i := range typ.NumField() {
+		got = append(got, typ.Field(i).Name)
+	}
+	if !slices.Equal(got, set) {
+		t.Fatalf("callState's fields are %v; callReactor sets %v: set the new ones there and list them here", got, set)
+	}
 }
