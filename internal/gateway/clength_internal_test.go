@@ -41,19 +41,7 @@ func TestContentLengthAtBufferEdge(t *testing.T) {
 	if err := g.SetRoutes([]Route{{Prefix: "/sized", Target: &sizedTarget{fixedTarget{spec}}}}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	ln := serveOwn(t, g)
 	c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
