@@ -488,26 +488,6 @@ func TestBackgroundAbortHammer(t *testing.T) {
 	if testing.Short() {
 		n = 50
 	}
-	read := func(c *trackedConn) chan error {
-		done := make(chan error, 1)
-		go func() {
-			var b [1]byte
-			_, err := c.Read(b[:])
-			done <- err
-		}()
-		return done
-	}
-	wait := func(t *testing.T, round int, done chan error, want func(error) bool) {
-		t.Helper()
-		select {
-		case err := <-done:
-			if !want(err) {
-				t.Fatalf("round %d: background read ended with %v", round, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: the background read was not ended", round)
-		}
-	}
 	t.Run("abort", func(t *testing.T) {
 		server, _ := tcpPair(t)
 		count := &socketDeadlines{}
@@ -515,10 +495,10 @@ func TestBackgroundAbortHammer(t *testing.T) {
 		c.setState(http.StateActive)
 		for i := range n {
 			c.SetReadDeadline(time.Time{}) // startBackgroundRead
-			done := read(c)
+			done := startRead(c)
 			yield(i)
 			c.SetReadDeadline(aLongTimeAgo)
-			wait(t, i, done, func(err error) bool {
+			awaitRead(t, i, done, func(err error) bool {
 				ne, ok := err.(net.Error) // as net/http's backgroundRead tests it
 				return ok && ne.Timeout()
 			})
@@ -548,7 +528,7 @@ func TestBackgroundAbortHammer(t *testing.T) {
 			c := &trackedConn{Conn: &deadlineCountConn{Conn: server, count: count}, l: l}
 			l.beforePark = tc.end
 			c.setState(http.StateActive)
-			wait(t, 0, read(c), tc.want)
+			awaitRead(t, 0, startRead(c), tc.want)
 			if n := count.n.Load(); n != 0 {
 				t.Fatalf("%d read deadlines put on the socket, want none", n)
 			}
@@ -559,12 +539,12 @@ func TestBackgroundAbortHammer(t *testing.T) {
 			server, _ := tcpPair(t)
 			c := &trackedConn{Conn: server, l: &connLimiter{epoch: time.Now(), grace: time.Hour, open: 1}}
 			c.setState(http.StateActive)
-			done := read(c)
+			done := startRead(c)
 			yield(i)
 			c.Close()
-			wait(t, i, done, func(err error) bool { return errors.Is(err, net.ErrClosed) })
+			awaitRead(t, i, done, func(err error) bool { return errors.Is(err, net.ErrClosed) })
 			// Closed for good: a later background read does not park.
-			wait(t, i, read(c), func(err error) bool { return errors.Is(err, net.ErrClosed) })
+			awaitRead(t, i, startRead(c), func(err error) bool { return errors.Is(err, net.ErrClosed) })
 		}
 	})
 }
@@ -626,24 +606,12 @@ func TestBackgroundGraceRace(t *testing.T) {
 	c.setState(http.StateActive)
 	for i := range n {
 		c.SetReadDeadline(time.Time{})
-		done := make(chan error, 1)
-		go func() {
-			var b [1]byte
-			_, err := c.Read(b[:])
-			done <- err
-		}()
+		done := startRead(c)
 		for deadline := time.Now().Add(time.Duration(i%5) * 10 * time.Microsecond); time.Now().Before(deadline); {
 			runtime.Gosched()
 		}
 		c.SetReadDeadline(aLongTimeAgo)
-		select {
-		case err := <-done:
-			if !isTimeout(err) {
-				t.Fatalf("round %d: read ended with %v, want a timeout", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: the read was not ended", i)
-		}
+		awaitRead(t, i, done, isTimeout)
 		if p := c.bg.Load(); p != bgNone {
 			t.Fatalf("round %d: phase %d, want none", i, p)
 		}
@@ -653,5 +621,31 @@ func TestBackgroundGraceRace(t *testing.T) {
 	var b [2]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil || string(b[:]) != "xy" {
 		t.Fatalf("read after the rounds: %q, %v", b, err)
+	}
+}
+
+// startRead starts a 1-byte Read of c, as net/http's background read is, and returns
+// where its error comes.
+func startRead(c *trackedConn) chan error {
+	done := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := c.Read(b[:])
+		done <- err
+	}()
+	return done
+}
+
+// awaitRead fails the test unless the read behind done (startRead) ends, within a
+// bound no healthy run nears, with an error want accepts.
+func awaitRead(t *testing.T, round int, done chan error, want func(error) bool) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !want(err) {
+			t.Fatalf("round %d: read ended with %v", round, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("round %d: the read was not ended", round)
 	}
 }

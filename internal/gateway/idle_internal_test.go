@@ -108,22 +108,10 @@ func TestDeadlineAbortHammer(t *testing.T) {
 	big := make([]byte, 8<<20) // more than the socket buffers take: the Write blocks
 	for i := range n {
 		c.SetReadDeadline(time.Time{})
-		done := make(chan error, 1)
-		go func() {
-			var b [1]byte
-			_, err := c.Read(b[:])
-			done <- err
-		}()
+		done := startRead(c)
 		yield(i)
 		c.SetReadDeadline(aLongTimeAgo)
-		select {
-		case err := <-done:
-			if !isTimeout(err) {
-				t.Fatalf("round %d: read ended with %v, want a timeout", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: a read deadline in the past did not end the pending read", i)
-		}
+		awaitRead(t, i, done, isTimeout)
 
 		c.SetWriteDeadline(time.Time{})
 		go func() {
