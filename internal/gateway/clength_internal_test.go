@@ -41,7 +41,7 @@ func TestContentLengthAtBufferEdge(t *testing.T) {
 	if err := g.SetRoutes([]Route{{Prefix: "/sized", Target: &sizedTarget{fixedTarget{spec}}}}); err != nil {
 		t.Fatal(err)
 	}
-	ln := serveOwn(t, g)
+	ln := ServeListening(t, g)
 	c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

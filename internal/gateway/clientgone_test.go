@@ -27,7 +27,7 @@ func TestClientGoneCancelsGuest(t *testing.T) {
 	})
 	g := gateway.New(gateway.Config{Metrics: metrics, Telemetry: true, DrainTimeout: 5 * time.Second})
 	setRoutes(t, g, gateway.Route{Prefix: "/slow", Target: slow})
-	ln := serveListening(t, g)
+	ln := gateway.ServeListening(t, g)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

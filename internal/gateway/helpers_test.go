@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -197,27 +196,6 @@ func serve(t *testing.T, g *gateway.Gateway) string {
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	return srv.URL
-}
-
-// serveListening serves g on its own server (g.Serve: the connection limiter, the
-// gateway's timeouts, TLS if configured) on a 127.0.0.1 port until the test ends, and
-// returns the listener.
-func serveListening(t *testing.T, g *gateway.Gateway) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln
 }
 
 func setRoutes(t *testing.T, g *gateway.Gateway, routes ...gateway.Route) {

@@ -43,7 +43,7 @@ func TestInFlightGauge(t *testing.T) {
 	g := gateway.New(gateway.Config{Telemetry: true, Metrics: m})
 	target := &gateTarget{gate: make(chan struct{})}
 	setRoutes(t, g, gateway.Route{Prefix: "/gate", Target: target})
-	ln := serveListening(t, g)
+	ln := gateway.ServeListening(t, g)
 	base := "http://" + ln.Addr().String()
 	const held = 13 // more than the stripes there are on a small machine: some share one
 	// Each request on a connection of its own (own stripe, round robin).

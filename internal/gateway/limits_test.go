@@ -33,7 +33,7 @@ func serveLimited(t *testing.T, lim gateway.Limits) *limited {
 	l := &limited{metrics: telemetry.NewMetrics("test")}
 	g := gateway.New(gateway.Config{Metrics: l.metrics, Telemetry: true, Limits: lim, DrainTimeout: 5 * time.Second})
 	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello}, gateway.Route{Prefix: "/echo", Target: echo})
-	l.addr = serveListening(t, g).Addr().String()
+	l.addr = gateway.ServeListening(t, g).Addr().String()
 	return l
 }
 
@@ -473,7 +473,7 @@ func TestWriteDeadlineOverTLS(t *testing.T) {
 		Limits: gateway.Limits{WriteTimeout: writeTimeout},
 		TLS:    func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
 	setRoutes(t, g, gateway.Route{Prefix: "/hello", Target: hello})
-	ln := serveListening(t, g)
+	ln := gateway.ServeListening(t, g)
 	client := certs.Client()
 	for i := range 3 {
 		if i == 2 {
@@ -636,7 +636,7 @@ func TestContentLengthOverHTTP2(t *testing.T) {
 	g := gateway.New(gateway.Config{DrainTimeout: 5 * time.Second,
 		TLS: func(ln net.Listener) net.Listener { return tls.NewListener(ln, certs.TLS) }})
 	setRoutes(t, g, gateway.Route{Prefix: "/echo", Target: echo})
-	ln := serveListening(t, g)
+	ln := gateway.ServeListening(t, g)
 	client := certs.Client()
 	client.Timeout = 30 * time.Second
 	base := "https://" + ln.Addr().String() + "/echo?q="

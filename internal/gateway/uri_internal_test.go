@@ -34,7 +34,7 @@ func TestRequestURI(t *testing.T) {
 	if err := g.SetRoutes([]Route{{Prefix: "/hello", Target: rt}}); err != nil {
 		t.Fatal(err)
 	}
-	ln := serveOwn(t, g)
+	ln := ServeListening(t, g)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -152,24 +152,3 @@ func BenchmarkRequestURI(b *testing.B) {
 }
 
 var uriSink string
-
-// serveOwn serves g on its own server (g.Serve) on a 127.0.0.1 port until the test
-// ends, and returns the listener: the internal tests' serveListening (helpers_test.go
-// is the external package's).
-func serveOwn(t *testing.T, g *Gateway) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln
-}
