@@ -2,12 +2,9 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"testing"
 
 	"fermion.dev/fermion/bench/internal/bare"
@@ -106,8 +103,6 @@ type rawClient struct {
 	r *bufio.Reader
 }
 
-var rawRequest = []byte("GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n")
-
 func newRawClient(addr string) (*rawClient, error) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -119,36 +114,4 @@ func newRawClient(addr string) (*rawClient, error) {
 func (c *rawClient) close() { c.c.Close() }
 
 // get sends one request and reads its response to the end of the body.
-func (c *rawClient) get() error {
-	if _, err := c.c.Write(rawRequest); err != nil {
-		return err
-	}
-	status, err := c.r.ReadSlice('\n')
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("status line %q", status)
-	}
-	n := -1
-	for {
-		line, err := c.r.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-			n, err = strconv.Atoi(string(bytes.TrimSpace(v)))
-			if err != nil {
-				return fmt.Errorf("content length %q: %w", v, err)
-			}
-		}
-	}
-	if n < 0 {
-		return fmt.Errorf("response without Content-Length")
-	}
-	_, err = c.r.Discard(n)
-	return err
-}
+func (c *rawClient) get() error { return fermiontest.RawGet(c.c, c.r) }

@@ -2,15 +2,14 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"fermion.dev/fermion/internal/fermiontest"
 )
 
 // BenchmarkResponseDateConn is the Date header's two ways on the gateway's own server
@@ -82,50 +81,13 @@ func loadHandler(b *testing.B, h http.Handler, pipe bool) {
 		defer c.Close()
 		br := bufio.NewReaderSize(c, 4096)
 		for pb.Next() {
-			if err := rawGet(c, br); err != nil {
+			if err := fermiontest.RawGet(c, br); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
-}
-
-var rawGetRequest = []byte("GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n")
-
-// rawGet sends one GET on c and reads its response, which must be a 200 with a
-// Content-Length, to the end of the body.
-func rawGet(c net.Conn, br *bufio.Reader) error {
-	if _, err := c.Write(rawGetRequest); err != nil {
-		return err
-	}
-	status, err := br.ReadSlice('\n')
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("status line %q", status)
-	}
-	n := -1
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-			if n, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
-				return err
-			}
-		}
-	}
-	if n < 0 {
-		return fmt.Errorf("response without Content-Length")
-	}
-	_, err = br.Discard(n)
-	return err
 }
 
 // pipeListener is a listener whose connections are the server ends of net.Pipes that
