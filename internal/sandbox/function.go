@@ -355,11 +355,7 @@ func (f *Function) Invoke(ctx context.Context, req *Request) (*Response, error) 
 		if resp != nil {
 			status = resp.Status
 		}
-		// Only an instance's first request and failures make events (request); the
-		// rest, nearly all, skip the call. Counted by putInstance.
-		if inst.uses == 0 || err != nil || status >= 500 {
-			f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err)
-		}
+		f.timeline.request(inst.rec, uint64(inst.uses+1), callEnd, status, err) // counted by putInstance
 	}
 	held = false
 	f.putInstance(inst, reason) // and the slot
