@@ -279,39 +279,40 @@ impl ResponseWriter {
     /// and body copied into out when the head does not fit there.
     fn encode<'s>(&'s mut self, out: &'s mut Vec<u8>) -> &'s [u8] {
         let head = 12 + self.header.encoded_len();
+        let status = self.status();
+        let body_len = self.body().len();
         if head > HEAD_ROOM {
             out.clear();
-            out.reserve(head + self.body().len());
-            abi::put_u32(out, u32::from(self.status()));
-            abi::put_u32(out, self.header.len() as u32);
-            for (name, value) in self.header.iter() {
-                abi::put_bytes(out, name.as_bytes());
-                abi::put_bytes(out, value.as_bytes());
-            }
-            abi::put_bytes(out, self.body());
+            out.reserve(head + body_len);
+            put_head(status, &self.header, body_len, |b| out.extend_from_slice(b));
+            out.extend_from_slice(self.body());
             return out;
         }
-        let status = self.status();
-        let body_len = self.body().len() as u32;
         let start = HEAD_ROOM - head;
         self.body_buf();
         let (room, header) = (&mut self.body[start..HEAD_ROOM], &self.header);
         let mut at = 0;
-        let mut put = |b: &[u8]| {
+        put_head(status, header, body_len, |b| {
             room[at..at + b.len()].copy_from_slice(b);
             at += b.len();
-        };
-        put(&u32::from(status).to_le_bytes());
-        put(&(header.len() as u32).to_le_bytes());
-        header.for_each(|name, value| {
-            put(&(name.len() as u32).to_le_bytes());
-            put(name.as_bytes());
-            put(&(value.len() as u32).to_le_bytes());
-            put(value.as_bytes());
         });
-        put(&body_len.to_le_bytes());
         &self.body[start..]
     }
+}
+
+/// Writes a response's head in the wire format through put: the status, the header
+/// fields, and the length prefix of a body of body_len bytes, which follows it.
+#[inline]
+fn put_head(status: u16, header: &Header, body_len: usize, mut put: impl FnMut(&[u8])) {
+    put(&u32::from(status).to_le_bytes());
+    put(&(header.len() as u32).to_le_bytes());
+    header.for_each(|name, value| {
+        put(&(name.len() as u32).to_le_bytes());
+        put(name.as_bytes());
+        put(&(value.len() as u32).to_le_bytes());
+        put(value.as_bytes());
+    });
+    put(&(body_len as u32).to_le_bytes());
 }
 
 impl fmt::Debug for ResponseWriter {
