@@ -842,7 +842,7 @@ func TestEvents(t *testing.T) {
 		t.Run("follow "+tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			stdout, stderr := &syncBuffer{}, &syncBuffer{}
+			stdout, stderr := &fermiontest.SyncBuffer{}, &fermiontest.SyncBuffer{}
 			done := make(chan int, 1)
 			args := append([]string{"events", "--follow", "--server", f.srv.URL, "--token", apiToken}, tt.args...)
 			go func() { done <- cli.RunContext(ctx, args, stdout, stderr) }()

@@ -29,7 +29,7 @@ var (
 func startRegistryServe(t *testing.T, pushToken string, extra ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &fermiontest.SyncBuffer{}, &fermiontest.SyncBuffer{}
 	done := make(chan int, 1)
 	args := append([]string{"registry", "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--push-token", pushToken, "--log-level", "warn"}, extra...)
 	go func() { done <- cli.RunContext(ctx, args, stdout, stderr) }()

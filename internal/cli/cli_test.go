@@ -14,31 +14,12 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"fermion.dev/fermion/internal/cli"
 	"fermion.dev/fermion/internal/fermiontest"
 )
-
-// syncBuffer is a bytes.Buffer that a running command and the test can use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // run runs a short command to completion.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -243,7 +224,7 @@ func TestRunBadManifests(t *testing.T) {
 
 // server is a `fermion run` running in the background.
 type server struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *fermiontest.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan int
 	gateway, admin string
@@ -258,7 +239,7 @@ var (
 func startRun(t *testing.T, wantAdmin bool, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	s := &server{stdout: &fermiontest.SyncBuffer{}, stderr: &fermiontest.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() { s.done <- cli.RunContext(ctx, append([]string{"run"}, args...), s.stdout, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()

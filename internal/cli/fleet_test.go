@@ -22,7 +22,7 @@ import (
 
 // background is a long-running verb (up, server, agent) in a goroutine.
 type background struct {
-	out, errs *syncBuffer
+	out, errs *fermiontest.SyncBuffer
 	cancel    context.CancelFunc
 	done      chan int
 }
@@ -30,7 +30,7 @@ type background struct {
 func startVerb(t *testing.T, args ...string) *background {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &background{out: &syncBuffer{}, errs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	b := &background{out: &fermiontest.SyncBuffer{}, errs: &fermiontest.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() { b.done <- cli.RunContext(ctx, args, b.out, b.errs) }()
 	t.Cleanup(func() {
 		cancel()

@@ -23,7 +23,7 @@ import (
 func serveRegistryOn(t *testing.T, data, pushToken string) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &fermiontest.SyncBuffer{}, &fermiontest.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.RunContext(ctx, []string{"registry", "serve", "--data", data, "--listen", "127.0.0.1:0",

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -114,23 +113,8 @@ var (
 	traceparent = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$`)
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a logger's output that a test decodes (records) while it is written.
+type syncBuffer struct{ fermiontest.SyncBuffer }
 
 // records decodes the JSON log lines whose msg is msg.
 func (s *syncBuffer) records(t *testing.T, msg string) []map[string]any {

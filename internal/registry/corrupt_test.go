@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -65,7 +65,7 @@ func TestCorruptBlob(t *testing.T) {
 			t.Fatal("the blob's bytes are not in the stream's message blocks")
 		}
 	}
-	var logs syncBuffer
+	var logs fermiontest.SyncBuffer
 	tr = startRegistry(t, dir, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
 	msg := tr.do(t, "GET", "/v2/r/blobs/"+ds.String(), nil).wantError(t, http.StatusInternalServerError, codeBlobCorrupt)
@@ -99,24 +99,6 @@ func TestCorruptBlob(t *testing.T) {
 			t.Fatalf("after a new push, GET returned %d bytes, not the blob", len(got))
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger that several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestVerifyingReader(t *testing.T) {

@@ -1,7 +1,6 @@
 package sandbox_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,10 +89,10 @@ func newEngine(t *testing.T) (*sandbox.Engine, *telemetry.Metrics) {
 	return e, m
 }
 
-func newEngineWithLogs(t *testing.T) (*sandbox.Engine, *telemetry.Metrics, *syncBuffer) {
+func newEngineWithLogs(t *testing.T) (*sandbox.Engine, *telemetry.Metrics, *fermiontest.SyncBuffer) {
 	t.Helper()
 	m := telemetry.NewMetrics("test")
-	logs := &syncBuffer{}
+	logs := &fermiontest.SyncBuffer{}
 	e, err := sandbox.NewEngine(sandbox.EngineConfig{
 		CacheDir: cacheDir, CompileWorkers: 2, Metrics: m,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -104,30 +102,6 @@ func newEngineWithLogs(t *testing.T) (*sandbox.Engine, *telemetry.Metrics, *sync
 	}
 	t.Cleanup(func() { e.Close(context.Background()) })
 	return e, m, logs
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
 }
 
 func load(t *testing.T, e *sandbox.Engine, s sandbox.Spec) *sandbox.Function {

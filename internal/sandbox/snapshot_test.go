@@ -16,16 +16,17 @@ import (
 	"time"
 
 	"fermion.dev/fermion/api/abi"
+	"fermion.dev/fermion/internal/fermiontest"
 	"fermion.dev/fermion/internal/manifest"
 	"fermion.dev/fermion/internal/sandbox"
 	"fermion.dev/fermion/internal/telemetry"
 )
 
 // snapEngine returns an engine with snapshots on or off.
-func snapEngine(t *testing.T, on bool) (*sandbox.Engine, *telemetry.Metrics, *syncBuffer) {
+func snapEngine(t *testing.T, on bool) (*sandbox.Engine, *telemetry.Metrics, *fermiontest.SyncBuffer) {
 	t.Helper()
 	m := telemetry.NewMetrics("test")
-	logs := &syncBuffer{}
+	logs := &fermiontest.SyncBuffer{}
 	e, err := sandbox.NewEngine(sandbox.EngineConfig{CacheDir: cacheDir, CompileWorkers: 2, Metrics: m, NoSnapshots: !on,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

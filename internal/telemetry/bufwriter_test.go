@@ -1,34 +1,18 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"fermion.dev/fermion/internal/fermiontest"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestBufferedWriterFlushes(t *testing.T) {
-	var out lockedBuffer
+	var out fermiontest.SyncBuffer
 	w := NewBufferedWriter(&out, 10*time.Millisecond)
 	w.Write([]byte("one\n"))
 	deadline := time.Now().Add(5 * time.Second)
@@ -49,7 +33,7 @@ func TestBufferedWriterFlushes(t *testing.T) {
 }
 
 func TestBufferedWriterConcurrentLinesStayWhole(t *testing.T) {
-	var out lockedBuffer
+	var out fermiontest.SyncBuffer
 	w := NewBufferedWriter(&out, time.Hour)
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
@@ -72,7 +56,7 @@ func TestBufferedWriterConcurrentLinesStayWhole(t *testing.T) {
 
 // A logger over a BufferedWriter takes only the writer's lock; lines must stay whole.
 func TestLoggerOverBufferedWriterLinesStayWhole(t *testing.T) {
-	var out lockedBuffer
+	var out fermiontest.SyncBuffer
 	w := NewBufferedWriter(&out, time.Hour)
 	logger, err := NewLogger(w, "info")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"fermion.dev/fermion/internal/fermiontest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -67,7 +68,7 @@ func TestSpoolLogsOncePerTransition(t *testing.T) {
 		finished = "telemetry spool: replay finished, the backlog is empty"
 	)
 	c := newCollector(t)
-	var logs lockedBuffer
+	var logs fermiontest.SyncBuffer
 	s, err := NewSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 1 << 20, Retry: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, nil)
 	if err != nil {
