@@ -20,6 +20,8 @@ var rules = []struct {
 	{"fermion.dev/fermion/sdk/internal/guesttest", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal/guest"}},
 	{"fermion.dev/fermion/sdk/internal", []string{"fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/sdk", []string{"fermion.dev/fermion/api", "fermion.dev/fermion/sdk/internal", "fermion.dev/fermion/sdk/fhttp"}},
+	// The hostile test guests may share code among themselves (faults/internal).
+	{"fermion.dev/fermion/examples/testdata/faults", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api", "fermion.dev/fermion/examples/testdata/faults/internal"}},
 	{"fermion.dev/fermion/examples", []string{"fermion.dev/fermion/sdk", "fermion.dev/fermion/api"}},
 	{"fermion.dev/fermion/internal/diag", nil},
 	{"fermion.dev/fermion/internal/autoscale", nil},
